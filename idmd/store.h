@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The durable store of idmd, in the domain's terms.
+ *
+ * The store is a set of tables (publishers, offers, customers and their indexes, tokens,
+ * consents, capture answers, lockouts, outbox, meta). Each table maps a string key to a record,
+ * a JSON object (jansson), so records can gain fields without a migration (docs/store.md).
+ * Nothing here names LMDB: store.c is the only file that includes lmdb.h, so a second backend
+ * (PostgreSQL is planned) can implement the same interface.
+ *
+ * Threading: a Store and its units of work are used from one thread only (idmd's event loop).
+ *
+ * Units of work: store_read() gives a read-only snapshot; store_transact() runs a function in a
+ * write unit of work and commits it durably (fsync) before returning. When the store's map is
+ * full, store_transact() grows it and runs the function again from the start, so the function
+ * must not have side effects outside the unit of work (or must tolerate being run twice).
+ *
+ * Errors (negative errno-style values), common to all functions:
+ *   -ENOENT    record not found
+ *   -EEXIST    key already present (STORE_PUT_NO_OVERWRITE)
+ *   -E2BIG     key longer than STORE_KEY_MAX
+ *   -EINVAL    bad argument (empty key, value not a JSON object, ...)
+ *   -ENOSPC    the store is full (map at its configured maximum, or the disk is full): nothing
+ *              of the unit of work was written
+ *   -EPROTO    a record could not be decoded (corruption); logged at debug level
+ *   -EROFS     write attempted in a read-only unit of work
+ *   -EIO, -ENOMEM and other errno values from the backend
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_KEY_MAX 480
+
+typedef enum StoreTable {
+        STORE_META,                     /* "schema_version" and other store-wide values */
+        STORE_PUBLISHERS,               /* publisherId -> publisher */
+        STORE_PUBLISHER_TOKENS,         /* hash(publisherToken) -> {publisherId} */
+        STORE_OFFERS,                   /* offerId -> {publisherId, title, ...} */
+        STORE_CUSTOMERS,                /* customerId -> customer */
+        STORE_CUSTOMERS_BY_EMAIL,       /* "<publisherId>:<lower-cased e-mail>" -> {customerId} */
+        STORE_CUSTOMERS_BY_EXTERNAL_ID, /* "<publisherId>:<externalId>" -> {customerId} */
+        STORE_TOKENS,                   /* hash(token) -> token record (refresh, customer, one-time) */
+        STORE_CONSENTS,                 /* "<publisherId>:..." / "<customerId>:..." -> consent records */
+        STORE_CAPTURE,                  /* capture settings and answers */
+        STORE_LOCKOUTS,                 /* "<publisherId>:<lower-cased e-mail>" -> failure counters */
+        STORE_OUTBOX,                   /* queued mail */
+        _STORE_TABLE_MAX,
+        _STORE_TABLE_INVALID = -22,
+} StoreTable;
+
+typedef struct Store Store;
+typedef struct StoreTxn StoreTxn;       /* a unit of work */
+
+typedef struct StoreOptions {
+        uint64_t map_size_initial;      /* bytes; 0: default 16 MiB */
+        uint64_t map_size_max;          /* bytes; 0: default 4 GiB. Growth past it is -ENOSPC */
+} StoreOptions;
+
+typedef struct StoreStats {
+        uint64_t map_size;              /* bytes reserved for the map */
+        uint64_t used_bytes;            /* bytes in use (pages in use × page size) */
+        uint64_t file_bytes;            /* size of the data file on disk */
+        uint64_t entries[_STORE_TABLE_MAX];
+        uint64_t grow_count;            /* times the map was grown since open */
+} StoreStats;
+
+typedef enum StorePutFlags {
+        STORE_PUT_DEFAULT = 0,
+        STORE_PUT_NO_OVERWRITE = 1 << 0,        /* -EEXIST if the key exists */
+} StorePutFlags;
+
+/* Opens (creating if needed) the store in directory dir, which must exist. Removes stale reader
+ * slots left by crashed processes. Checks the schema version: a store written by a newer schema
+ * gives -EPROTONOSUPPORT (and *reterr_version, if given, is set to the stored version); an
+ * older one is migrated. A new store is stamped with STORE_SCHEMA_VERSION. The caller is
+ * responsible for keeping other idmd processes away (lock file); this does not check. */
+int store_open(const char *dir, const StoreOptions *options, Store **ret, unsigned *reterr_version);
+Store *store_free(Store *s);
+
+/* A read-only snapshot. Free with store_txn_free(). Records returned from it are owned by the
+ * caller (new references) and stay valid after the snapshot ends. */
+int store_read(Store *s, StoreTxn **ret);
+StoreTxn *store_txn_free(StoreTxn *t);
+
+/* Runs fn(txn, userdata) in a write unit of work. If fn returns < 0 the unit of work is rolled
+ * back and that value returned. If fn returns >= 0 it is committed durably and fn's value is
+ * returned. On map full (from fn's writes or the commit) the map is grown and fn run again. */
+typedef int (*StoreWorkFn)(StoreTxn *t, void *userdata);
+int store_transact(Store *s, StoreWorkFn fn, void *userdata);
+
+/* Record access, in either kind of unit of work. */
+int store_get(StoreTxn *t, StoreTable table, const char *key, json_t **ret);   /* -ENOENT */
+bool store_exists(StoreTxn *t, StoreTable table, const char *key);
+int store_put(StoreTxn *t, StoreTable table, const char *key, json_t *value, StorePutFlags flags);
+int store_del(StoreTxn *t, StoreTable table, const char *key);                 /* -ENOENT */
+
+/* Calls fn for each record whose key starts with prefix (NULL or "": all), in key order,
+ * starting after key 'after' (NULL: from the start). fn returns 0 to go on, > 0 to stop (that
+ * value is returned), < 0 to stop with that error. The key and value passed to fn are borrowed
+ * for the duration of the call only. Returns 0 when all were visited. */
+typedef int (*StoreForeachFn)(const char *key, json_t *value, void *userdata);
+int store_foreach(StoreTxn *t, StoreTable table, const char *prefix, const char *after,
+                  StoreForeachFn fn, void *userdata);
+
+int store_stats(Store *s, StoreStats *ret);
+
+/* Writes a consistent copy of the store to the file path (must not exist). */
+int store_backup(Store *s, const char *path);
+
+const char *store_table_to_string(StoreTable t);

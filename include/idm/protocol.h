@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The wire contract between idmd and its clients (pam_idm, idmctl, publishers' backends):
+ * method names, error codes and their stable reasons, default paths and protocol limits.
+ * docs/rpc.md describes every method; this header is what the C code on both sides shares.
+ */
+#pragma once
+
+#define IDM_PROTOCOL_VERSION 1
+
+#define IDM_DEFAULT_SOCKET "/run/idmd/socket"
+#define IDM_DEFAULT_STATE_DIR "/var/lib/idmd"
+#define IDM_DEFAULT_CONFIG "/etc/idm/idmd.conf"
+
+/* Protocol limits (defaults; idmd.conf may change the daemon's side). */
+#define IDM_MAX_LINE_DEFAULT (64u * 1024u)   /* bytes in one request line, '\n' excluded */
+#define IDM_MAX_DEPTH_DEFAULT 32u            /* nesting of arrays/objects in one request */
+#define IDM_MAX_CONN_PER_UID_DEFAULT 256u
+#define IDM_IDLE_TIMEOUT_DEFAULT 60u         /* seconds without any byte */
+#define IDM_PARTIAL_TIMEOUT_DEFAULT 10u      /* seconds a partial line may wait for its '\n' */
+#define IDM_MAX_BATCH 100u                   /* requests in one batch */
+#define IDM_MAX_REPLY (1024u * 1024u)        /* what clients should accept as one reply line */
+
+/* JSON-RPC 2.0 error codes. */
+#define IDM_RPC_PARSE_ERROR -32700
+#define IDM_RPC_INVALID_REQUEST -32600
+#define IDM_RPC_METHOD_NOT_FOUND -32601
+#define IDM_RPC_INVALID_PARAMS -32602
+#define IDM_RPC_INTERNAL_ERROR -32603
+
+/* Application error codes (HTTP-like); error.data.reason names the case. */
+#define IDM_ERR_BAD_REQUEST 400
+#define IDM_ERR_UNAUTHORIZED 401
+#define IDM_ERR_FORBIDDEN 403
+#define IDM_ERR_NOT_FOUND 404
+#define IDM_ERR_CONFLICT 409
+#define IDM_ERR_UNPROCESSABLE 422
+#define IDM_ERR_LOCKED 423
+#define IDM_ERR_PENDING 428
+#define IDM_ERR_TOO_MANY 429
+#define IDM_ERR_UNAVAILABLE 503
+
+/* Stable reasons (error.data.reason). */
+#define IDM_REASON_PARSE_ERROR "parse_error"
+#define IDM_REASON_INVALID_REQUEST "invalid_request"
+#define IDM_REASON_REQUEST_TOO_LARGE "request_too_large"
+#define IDM_REASON_TOO_DEEP "too_deep"
+#define IDM_REASON_BATCH_TOO_LARGE "batch_too_large"
+#define IDM_REASON_TIMEOUT "timeout"
+#define IDM_REASON_UNKNOWN_METHOD "unknown_method"
+#define IDM_REASON_INVALID_PARAMS "invalid_params"
+#define IDM_REASON_INTERNAL "internal_error"
+#define IDM_REASON_INVALID_EMAIL "invalid_email"
+#define IDM_REASON_WEAK_PASSWORD "weak_password"
+#define IDM_REASON_INVALID_COUNTRY "invalid_country"
+#define IDM_REASON_INVALID_CURRENCY "invalid_currency"
+#define IDM_REASON_INVALID_LOCALE "invalid_locale"
+#define IDM_REASON_INVALID_URI "invalid_uri"
+#define IDM_REASON_INVALID_VALUE "invalid_value"
+#define IDM_REASON_INVALID_CREDENTIALS "invalid_credentials"
+#define IDM_REASON_INVALID_TOKEN "invalid_token"
+#define IDM_REASON_TOKEN_EXPIRED "token_expired"
+#define IDM_REASON_UNKNOWN_USER "unknown_user"       /* admin peers only (PAM as root) */
+#define IDM_REASON_FORBIDDEN "forbidden"
+#define IDM_REASON_NOT_FOUND "not_found"
+#define IDM_REASON_CUSTOMER_EXISTS "customer_exists"
+#define IDM_REASON_OFFER_EXISTS "offer_exists"
+#define IDM_REASON_EXTERNAL_ID_EXISTS "external_id_exists"
+#define IDM_REASON_VERSION_MISMATCH "version_mismatch"
+#define IDM_REASON_TERMS_NOT_ACCEPTED "terms_not_accepted"
+#define IDM_REASON_FIELD_NOT_ENABLED "field_not_enabled"
+#define IDM_REASON_ACCOUNT_LOCKED "account_locked"
+#define IDM_REASON_ACCOUNT_DISABLED "account_disabled"
+#define IDM_REASON_AUTHORIZATION_PENDING "authorization_pending"
+#define IDM_REASON_SLOW_DOWN "slow_down"
+#define IDM_REASON_ACCESS_DENIED "access_denied"
+#define IDM_REASON_RATE_LIMITED "rate_limited"
+#define IDM_REASON_UNAVAILABLE "unavailable"
+#define IDM_REASON_STORE_FULL "store_full"
+
+/* Method names used by more than one program. */
+#define IDM_METHOD_GET_SERVER_INFO "getServerInfo"
+#define IDM_METHOD_GET_STATS "getStats"
+#define IDM_METHOD_PAM_AUTHENTICATE "pamAuthenticate"
+#define IDM_METHOD_PAM_ACCOUNT "pamAccount"
+#define IDM_METHOD_PAM_CHANGE_PASSWORD "pamChangePassword"
+#define IDM_METHOD_LOGIN "login"
+#define IDM_METHOD_REVOKE_TOKEN "revokeToken"
+#define IDM_METHOD_UPDATE_CUSTOMER_CONSENTS "updateCustomerConsents"
