@@ -2,11 +2,22 @@
 /*
  * idmd's configuration: embedded defaults, overridden by /etc/idm/idmd.conf (or --config FILE)
  * and then by FILE.d/ *.conf drop-ins in lexical order (libinih). Each key is described once in
- * the table in config.c (section, key, parser, offset); docs and man/idmd.conf.5 list them all.
+ * the table in config.c (section, key, parser, offset); docs/man/idmd.conf.5 and the sample
+ * packaging/idmd.conf list them all.
  *
- * Unknown sections or keys: a warning "FILE:LINE: unknown key 'k' in [s], ignoring".
+ * Key names: the field name without its section's prefix and without "_usec", e.g. [passwords]
+ * min_length is password_min_length, [lockout] unlock_time is lockout_unlock_time_usec, [limits]
+ * idle_timeout is idle_timeout_usec. Keys are case-sensitive. A key given twice: the last wins.
+ * Durations are written in seconds or with a unit (us, ms, s, min, h, d) and stored in usec;
+ * sizes in bytes or with K/M/G/T (KiB/MiB/GiB/TiB), powers of 1024.
+ *
+ * Unknown sections or keys: a warning "FILE:LINE: unknown key 'k' in section [s], ignoring.".
  * A bad value: config_load() fails with -EINVAL after logging
- * "FILE:LINE: invalid value 'v' for key 'k' in [s]: <what is allowed>".
+ * "FILE:LINE: invalid value 'v' for key 'k' in [s]: expected <what is allowed>.".
+ * Lines are limited to 197 bytes (Debian's libinih r55 buffer); longer ones are errors.
+ *
+ * On an error the Config may be partly updated: to keep a working configuration (reload), load
+ * into a fresh config_new() object and swap it in only on success.
  */
 #pragma once
 
@@ -14,6 +25,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+
+#include "idm/cleanup.h"
 
 typedef enum MethodClass {
         METHOD_CLASS_DEFAULT,
@@ -24,76 +37,105 @@ typedef enum MethodClass {
         _METHOD_CLASS_INVALID = -22,
 } MethodClass;
 
+/* Keys: rate (0.001..1000000), burst (1..1000000), concurrency (1..100000). */
 typedef struct RateLimitClassConfig {
         double rate;                    /* tokens per second */
         unsigned burst;                 /* bucket size */
         unsigned concurrency;           /* requests in flight */
 } RateLimitClassConfig;
 
+/* Every field always holds a valid value: the default or what a file set, within the range given
+ * here (config.c's table is authoritative). Strings are never NULL. */
 typedef struct Config {
         /* [daemon] */
-        char *socket_path;              /* default IDM_DEFAULT_SOCKET */
-        char *state_dir;                /* default IDM_DEFAULT_STATE_DIR */
+        char *socket_path;              /* default IDM_DEFAULT_SOCKET; absolute, <= 107 bytes */
+        char *state_dir;                /* default IDM_DEFAULT_STATE_DIR; absolute */
         char *admin_group;              /* default "idm-admin"; "" disables */
         int log_level;                  /* LOG_LEVEL_*, default info; key takes err|warning|notice|info|debug */
 
         /* [limits] */
-        unsigned max_line;              /* bytes, default 65536, 1024..16 MiB */
+        unsigned max_line;              /* bytes, default 65536, 1024..16 MiB; K/M suffixes */
         unsigned max_depth;             /* default 32, 2..1000 */
-        unsigned max_batch;             /* default 100 */
-        unsigned max_connections_per_uid;  /* default 256 */
-        unsigned max_connections;       /* default 4096, total */
-        uint64_t idle_timeout_usec;     /* default 60 s; key in seconds ("60", "1.5", "2min" not needed) */
-        uint64_t partial_line_timeout_usec; /* default 10 s */
+        unsigned max_batch;             /* default 100, 1..10000 */
+        unsigned max_connections_per_uid;  /* default 256, <= max_connections */
+        unsigned max_connections;       /* default 4096, total, 1..1048576 */
+        uint64_t idle_timeout_usec;     /* key idle_timeout: default 60 s, 1 s..1 d */
+        uint64_t partial_line_timeout_usec; /* key partial_line_timeout: default 10 s, 1 s..1 h */
 
         /* [store] */
-        uint64_t map_size_initial;      /* bytes, default 16 MiB; accepts K/M/G suffixes (powers of 1024) */
-        uint64_t map_size_max;          /* bytes, default 4 GiB */
+        uint64_t map_size_initial;      /* bytes, default 16 MiB, 1 MiB..16 TiB, <= map_size_max */
+        uint64_t map_size_max;          /* bytes, default 4 GiB, 1 MiB..16 TiB */
 
         /* [passwords] */
-        uint64_t argon2_opslimit;       /* t, default 2, >= 1 */
-        uint64_t argon2_memlimit;       /* bytes, default 19 MiB, >= 8 KiB; K/M/G suffixes */
-        unsigned password_min_length;   /* default 8 */
-        unsigned password_max_length;   /* default 80 */
-        bool password_require_letter;   /* default yes */
-        bool password_require_digit_or_symbol; /* default yes */
+        uint64_t argon2_opslimit;       /* t, default 2, 1..1000 */
+        uint64_t argon2_memlimit;       /* bytes, default 19 MiB, 8 KiB..4 GiB */
+        unsigned password_min_length;   /* key min_length: default 8, 1..1024, <= max_length */
+        unsigned password_max_length;   /* key max_length: default 80, 1..4096 */
+        bool password_require_letter;   /* key require_letter: default yes */
+        bool password_require_digit_or_symbol; /* key require_digit_or_symbol: default yes */
         unsigned workers;               /* hashing threads, default 2, 1..64 */
-        unsigned worker_queue;          /* queued hash jobs before 503, default 256 */
+        unsigned worker_queue;          /* queued hash jobs before 503, default 256, 1..65536 */
 
         /* [tokens] */
-        char *issuer;                   /* default "idmd" */
+        char *issuer;                   /* default "idmd", 1..255 bytes */
         char *jwt_alg;                  /* "EdDSA" (default) or "Ed25519" (RFC 9864) */
-        uint64_t access_ttl_usec;       /* default 15 min */
-        uint64_t refresh_ttl_usec;      /* default 100 days (sliding) */
-        uint64_t refresh_grace_usec;    /* default 10 s */
-        uint64_t customer_token_ttl_usec; /* default 14 days */
+        uint64_t access_ttl_usec;       /* key access_ttl: default 15 min, 1 s..1 d */
+        uint64_t refresh_ttl_usec;      /* key refresh_ttl: default 100 days (sliding), 1 s..3650 d */
+        uint64_t refresh_grace_usec;    /* key refresh_grace: default 10 s, 0 (off)..5 min, < refresh_ttl */
+        uint64_t customer_token_ttl_usec; /* key customer_token_ttl: default 14 days, 1 s..3650 d */
 
         /* [customers] */
-        char **currencies;              /* NULL-terminated; default USD EUR GBP CAD AUD NZD SEK DKK NOK TRL ZAR XOF */
-        size_t max_external_data;       /* bytes of serialized externalData, default 4096 */
+        char **currencies;              /* NULL-terminated, never empty, no duplicates;
+                                         * default USD EUR GBP CAD AUD NZD SEK DKK NOK TRL ZAR XOF */
+        size_t max_external_data;       /* bytes of serialized externalData, default 4096, 0..1 MiB */
 
-        /* [ratelimit.default] [ratelimit.login] [ratelimit.registration] [ratelimit.password_reset] */
+        /* [ratelimit.default] [ratelimit.login] [ratelimit.registration] [ratelimit.password_reset],
+         * indexed by MethodClass */
         RateLimitClassConfig ratelimit[_METHOD_CLASS_MAX];
         unsigned ratelimit_sources;     /* [ratelimit] sources: per-source buckets kept, default 4096 */
 
         /* [lockout] */
-        unsigned lockout_deny;          /* default 5; 0 disables */
-        uint64_t lockout_fail_interval_usec; /* default 900 s */
-        uint64_t lockout_unlock_time_usec;   /* default 600 s */
-        uint64_t lockout_max_unlock_time_usec; /* default 3600 s */
+        unsigned lockout_deny;          /* key deny: default 5; 0 disables; 0..1000 */
+        uint64_t lockout_fail_interval_usec; /* key fail_interval: default 900 s, 1 s..30 d */
+        uint64_t lockout_unlock_time_usec;   /* key unlock_time: default 600 s, <= max_unlock_time */
+        uint64_t lockout_max_unlock_time_usec; /* key max_unlock_time: default 3600 s, 1 s..30 d */
 } Config;
 
 /* Returns a Config holding the embedded defaults. -ENOMEM only. */
 int config_new(Config **ret);
+/* Frees c and everything it owns (strings, the currencies list). NULL-safe; returns NULL. */
 Config *config_free(Config *c);
+DEFINE_POINTER_CLEANUP(Config, config_free);
 
-/* Reads path and then path + ".d/ *.conf" into c. If the file does not exist: 0 when !required
- * (defaults stay), -ENOENT (logged) when required. -EINVAL (logged) on a bad value or a syntax
- * error. Unknown keys only warn. */
+/* Reads path (NULL: IDM_DEFAULT_CONFIG) and then path + ".d/ *.conf" into c: regular files whose
+ * name ends in ".conf" and does not start with '.', in alphasort() order; a missing drop-in
+ * directory is fine. If path does not exist: its drop-ins are still read and the result is 0 when
+ * !required (defaults stay), -ENOENT (logged) when required. -EINVAL (logged) on a bad value, a
+ * syntax error, an overlong line or a failed config_verify(); all files are read first so every
+ * problem is reported. Other open/read errors: -errno (logged). -ENOMEM. Unknown keys only warn. */
 int config_load(Config *c, const char *path, bool required);
 
-/* Same, from a stream; 'name' is used in messages. For the unit tests and the fuzzer. */
+/* Same for one stream (no drop-ins), then config_verify(); 'name' is used in messages (NULL:
+ * "(stream)"). For the unit tests and the fuzzer. */
 int config_load_stream(Config *c, FILE *f, const char *name);
 
+/* Cross-key checks (min_length <= max_length, unlock_time <= max_unlock_time,
+ * map_size_initial <= map_size_max, max_connections_per_uid <= max_connections,
+ * refresh_grace < refresh_ttl, currencies not empty). Logs each problem naming the keys;
+ * -EINVAL if any. config_load() calls it; call it again after config_set(). */
+int config_verify(const Config *c);
+
+/* Sets one key from a string, with the same parser and messages as the file (e.g. main.c's
+ * --socket: config_set(c, "daemon", "socket_path", optarg, "--socket")). origin (NULL: "command
+ * line") names the source in messages. -ENOENT (logged) for an unknown key, -EINVAL (logged) for
+ * a bad value, -ENOMEM. Does not run config_verify(). */
+int config_set(Config *c, const char *section, const char *key, const char *value, const char *origin);
+
+/* Writes the effective configuration as an INI file that config_load_stream() reads back to the
+ * same values (e.g. for "idmd --dump-config"). -errno on a write error. */
+int config_dump(const Config *c, FILE *f);
+
+/* "default", "login", "registration", "password_reset" (the [ratelimit.NAME] sections); NULL or
+ * _METHOD_CLASS_INVALID for anything else. */
 const char *method_class_to_string(MethodClass c);
 MethodClass method_class_from_string(const char *s);

@@ -49,3 +49,5 @@ int log_internal(int level, int error, const char *msg_id, const char *file, int
 /* With a MESSAGE_ID (see docs/logging.md for the catalogue). */
 #define log_struct(level, msg_id, ...) \
         log_internal((level), 0, (msg_id), __FILE__, __LINE__, __func__, __VA_ARGS__)
+
+#define log_oom() log_full_errno(LOG_LEVEL_ERR, ENOMEM, "Out of memory.")

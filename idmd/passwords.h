@@ -25,21 +25,31 @@ typedef struct PasswordPolicy {
         bool require_digit_or_symbol;
 } PasswordPolicy;
 
-/* Hashes password into ret (NUL-terminated). -EINVAL cost out of libsodium's range, -ENOMEM. */
+/* Hashes password into ret (NUL-terminated; ret is only written on success). -EINVAL cost out of
+ * libsodium's Argon2id range (opslimit 1 ... 2^32-1, memlimit 8 KiB ... 4 TiB), -ENOMEM. */
 int password_hash(const char *password, const PasswordCost *cost, char ret[static PASSWORD_HASH_MAX])
         __attribute__((warn_unused_result));
 
 /* 0 if password matches hash, -EACCES if it does not, -EINVAL if hash is not a valid Argon2id
- * string. Constant time in the password. */
+ * string ("$argon2id$v=19$m=..,t=..,p=..$salt$hash", shorter than PASSWORD_HASH_MAX), -ENOMEM.
+ * Constant time in the password. */
 int password_verify(const char *hash, const char *password) __attribute__((warn_unused_result));
 
 /* Verifies password against a fixed hash of the same cost, for unknown accounts, so that they
- * cost the same as a wrong password. Always returns -EACCES (or -ENOMEM). */
+ * cost the same as a wrong password. Always returns -EACCES (or -ENOMEM, or -EINVAL for a cost
+ * out of range). The dummy hash is made on first use and again whenever the cost changes (that
+ * call costs one extra hash). */
 int password_verify_dummy(const char *password, const PasswordCost *cost);
 
 /* true when hash was made with another cost than 'cost' (or is not Argon2id). */
 bool password_needs_rehash(const char *hash, const PasswordCost *cost);
 
-/* 0 if password satisfies the policy. Else -EINVAL, with *ret_message (static string, may be
- * shown to the user) saying what is missing. Invalid UTF-8 is refused. */
+/* 0 if password satisfies the policy (then *ret_message = NULL). Else -EINVAL, with *ret_message
+ * (static string, may be shown to the user; ret_message may be NULL) saying what is wrong:
+ * "password is not valid UTF-8", "password is too short", "password is too long", "password
+ * needs a letter", "password needs a digit or a symbol" (checked in that order). Invalid UTF-8
+ * (overlong forms, surrogates, > U+10FFFF, truncated sequences) is refused. Length counts code
+ * points. Without a Unicode database, a "letter" is A-Z, a-z or any code point >= U+0080; a
+ * "digit or symbol" is any printable ASCII character that is not a letter (0-9, space,
+ * punctuation). Control characters are allowed and count as neither. */
 int password_check_policy(const PasswordPolicy *policy, const char *password, const char **ret_message);

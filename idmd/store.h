@@ -9,11 +9,15 @@
  * (PostgreSQL is planned) can implement the same interface.
  *
  * Threading: a Store and its units of work are used from one thread only (idmd's event loop).
+ * That thread may hold several read snapshots at once.
  *
  * Units of work: store_read() gives a read-only snapshot; store_transact() runs a function in a
  * write unit of work and commits it durably (fsync) before returning. When the store's map is
  * full, store_transact() grows it and runs the function again from the start, so the function
  * must not have side effects outside the unit of work (or must tolerate being run twice).
+ * Growing the map needs every unit of work of this Store to be finished, so store_transact()
+ * refuses (-EBUSY) to start while a read snapshot from store_read() is alive, or from inside
+ * another unit of work; keep snapshots short (never across an event-loop iteration).
  *
  * Errors (negative errno-style values), common to all functions:
  *   -ENOENT    record not found
@@ -22,6 +26,13 @@
  *   -EINVAL    bad argument (empty key, value not a JSON object, ...)
  *   -ENOSPC    the store is full (map at its configured maximum, or the disk is full): nothing
  *              of the unit of work was written
+ *   -ENOBUFS   only inside a StoreWorkFn, from store_put()/store_del(): the map is full. Just
+ *              return it (or any error): store_transact() grows the map and runs the function
+ *              again, or returns -ENOSPC at the maximum. store_transact() never returns it.
+ *   -EBUSY     store_transact() while a read snapshot is alive or from inside a unit of work;
+ *              store_read() from inside a unit of work
+ *   -EFBIG     one unit of work too large for the backend (far beyond any real request)
+ *   -ESTALE    a read snapshot used after store_free() ended it
  *   -EPROTO    a record could not be decoded (corruption); logged at debug level
  *   -EROFS     write attempted in a read-only unit of work
  *   -EIO, -ENOMEM and other errno values from the backend
@@ -34,8 +45,11 @@
 
 #include <jansson.h>
 
+#include "idm/cleanup.h"
+
 #define STORE_SCHEMA_VERSION 1
 #define STORE_KEY_MAX 480
+#define STORE_MAP_SIZE_MIN (UINT64_C(64) * 1024)  /* smallest map_size_initial/map_size_max */
 
 typedef enum StoreTable {
         STORE_META,                     /* "schema_version" and other store-wide values */
@@ -57,14 +71,18 @@ typedef enum StoreTable {
 typedef struct Store Store;
 typedef struct StoreTxn StoreTxn;       /* a unit of work */
 
+/* Sizes are rounded to whole OS pages (initial up, max down). Each growth doubles the map, up
+ * to map_size_max. A store reopened with more data than map_size_initial starts at
+ * map_size_initial doubled as often as needed to hold it. */
 typedef struct StoreOptions {
-        uint64_t map_size_initial;      /* bytes; 0: default 16 MiB */
+        uint64_t map_size_initial;      /* bytes; 0: default 16 MiB (or map_size_max if smaller) */
         uint64_t map_size_max;          /* bytes; 0: default 4 GiB. Growth past it is -ENOSPC */
 } StoreOptions;
 
 typedef struct StoreStats {
         uint64_t map_size;              /* bytes reserved for the map */
-        uint64_t used_bytes;            /* bytes in use (pages in use × page size) */
+        uint64_t used_bytes;            /* bytes in use (pages of live data × page size; pages
+                                         * freed and awaiting reuse are not counted) */
         uint64_t file_bytes;            /* size of the data file on disk */
         uint64_t entries[_STORE_TABLE_MAX];
         uint64_t grow_count;            /* times the map was grown since open */
@@ -77,40 +95,61 @@ typedef enum StorePutFlags {
 
 /* Opens (creating if needed) the store in directory dir, which must exist. Removes stale reader
  * slots left by crashed processes. Checks the schema version: a store written by a newer schema
- * gives -EPROTONOSUPPORT (and *reterr_version, if given, is set to the stored version); an
- * older one is migrated. A new store is stamped with STORE_SCHEMA_VERSION. The caller is
- * responsible for keeping other idmd processes away (lock file); this does not check. */
+ * gives -EPROTONOSUPPORT (and *reterr_version, if given, is set to the stored version; to 0 if
+ * it is the backend's file format that is not supported); an older one is migrated. A new store
+ * is stamped with STORE_SCHEMA_VERSION. The caller is responsible for keeping other idmd
+ * processes away (lock file); this does not check.
+ * Also: -EINVAL for sizes below STORE_MAP_SIZE_MIN or map_size_initial > map_size_max, -EPROTO
+ * for a damaged store or one with records but no schema version, -ENOENT if dir is missing. */
 int store_open(const char *dir, const StoreOptions *options, Store **ret, unsigned *reterr_version);
+/* Closes the store. Read snapshots still alive are ended (later use: -ESTALE; they still have
+ * to be freed with store_txn_free()). Not from inside a unit of work. NULL-safe. */
 Store *store_free(Store *s);
+DEFINE_POINTER_CLEANUP(Store, store_free)
 
 /* A read-only snapshot. Free with store_txn_free(). Records returned from it are owned by the
- * caller (new references) and stay valid after the snapshot ends. */
+ * caller (new references) and stay valid after the snapshot ends. Writes in it give -EROFS.
+ * store_txn_free() is NULL-safe and only for snapshots: the unit of work passed to a
+ * StoreWorkFn belongs to store_transact(). */
 int store_read(Store *s, StoreTxn **ret);
 StoreTxn *store_txn_free(StoreTxn *t);
+DEFINE_POINTER_CLEANUP(StoreTxn, store_txn_free)
 
 /* Runs fn(txn, userdata) in a write unit of work. If fn returns < 0 the unit of work is rolled
  * back and that value returned. If fn returns >= 0 it is committed durably and fn's value is
- * returned. On map full (from fn's writes or the commit) the map is grown and fn run again. */
+ * returned. On map full (from fn's writes or the commit) the map is grown and fn run again,
+ * even if fn ignored or changed the -ENOBUFS. If fn goes on after a failed write (other than
+ * -ENOENT/-EEXIST/-E2BIG/-EINVAL answers) and returns >= 0, nothing is committed and that
+ * write's error is returned. The StoreTxn is valid only during the call. */
 typedef int (*StoreWorkFn)(StoreTxn *t, void *userdata);
 int store_transact(Store *s, StoreWorkFn fn, void *userdata);
 
-/* Record access, in either kind of unit of work. */
+/* Record access, in either kind of unit of work. Keys are C strings of 1..STORE_KEY_MAX bytes
+ * (empty or NULL: -EINVAL; longer: -E2BIG). Values are JSON objects (else -EINVAL), stored as
+ * compact JSON, so a later store_get() gives an equal, new object. store_exists() is false on
+ * any error. */
 int store_get(StoreTxn *t, StoreTable table, const char *key, json_t **ret);   /* -ENOENT */
 bool store_exists(StoreTxn *t, StoreTable table, const char *key);
+/* value is borrowed (not stolen); it is serialized before store_put returns. */
 int store_put(StoreTxn *t, StoreTable table, const char *key, json_t *value, StorePutFlags flags);
 int store_del(StoreTxn *t, StoreTable table, const char *key);                 /* -ENOENT */
 
 /* Calls fn for each record whose key starts with prefix (NULL or "": all), in key order,
  * starting after key 'after' (NULL: from the start). fn returns 0 to go on, > 0 to stop (that
  * value is returned), < 0 to stop with that error. The key and value passed to fn are borrowed
- * for the duration of the call only. Returns 0 when all were visited. */
+ * for the duration of the call only. Returns 0 when all were visited. In a write unit of work
+ * fn may write, including deleting the record it was given. 'after' need not exist (nor be a
+ * valid key: any string works as a pagination cursor). */
 typedef int (*StoreForeachFn)(const char *key, json_t *value, void *userdata);
 int store_foreach(StoreTxn *t, StoreTable table, const char *prefix, const char *after,
                   StoreForeachFn fn, void *userdata);
 
 int store_stats(Store *s, StoreStats *ret);
 
-/* Writes a consistent copy of the store to the file path (must not exist). */
+/* Writes a consistent, compacted copy of the store to the file path (must not exist: -EEXIST),
+ * mode 0600, synced to disk. The copy is a data file: put it in an empty directory as
+ * "data.mdb" and store_open() that directory. Partial files are removed on failure. Read
+ * snapshots may be alive; not from inside a unit of work (-EBUSY). */
 int store_backup(Store *s, const char *path);
 
-const char *store_table_to_string(StoreTable t);
+const char *store_table_to_string(StoreTable t);        /* NULL if out of range */

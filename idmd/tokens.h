@@ -4,9 +4,18 @@
  * {alg: EdDSA|Ed25519, typ: at+jwt, kid}), random opaque tokens and their at-rest hashes,
  * random numeric ids. tokens.c (with passwords.c) is the only user of libsodium.
  *
- * Keys live in <state_dir>/keys/<kid>.key (mode 0600; the 64-byte Ed25519 secret key, plus a
- * small JSON header with created/retired times, see docs/store.md). Secret keys are held in
- * sodium_malloc'd, read-only memory.
+ * Keys live in <state_dir>/keys/<kid>.key, mode 0600, owned by the daemon user, one small JSON
+ * document per key: {"kid": "<16 chars>", "created": <usec>, "retired": <usec>|null,
+ * "secretKey": "<base64url, no padding, of the 64-byte libsodium Ed25519 secret key>"}. The kid
+ * is the first 16 characters of base64url(BLAKE2b-256(public key)), so it is stable and is
+ * checked against the key and the file name on load. Files are written to a temporary name,
+ * fsync'd, renamed into place, and the directory fsync'd. Secret keys are held in sodium_malloc'd,
+ * read-only memory; every temporary copy (file text, base64) is wiped.
+ *
+ * Threads: jwt_verify, jwt_sign, keyring_jwks, keyring_kids and keyring_active_kid only read the
+ * keyring and may run concurrently with each other; keyring_rotate and keyring_free need the
+ * caller to exclude every other user of the keyring. The token_* and password functions are
+ * thread-safe.
  *
  * Errors: -EBADMSG malformed or forged token (bad base64url/JSON, wrong alg/typ/iss/kid, bad
  * signature), -ETIME expired or not yet valid, -ENOENT no such key, -ENOMEM, -EIO and errno
@@ -21,6 +30,7 @@
 #include <jansson.h>
 
 #define TOKEN_HASH_STRLEN 64    /* hex of a 256-bit hash, without the NUL */
+#define JWT_MAX 8192            /* longest access token jwt_verify accepts, in bytes */
 
 typedef struct Keyring Keyring;
 
@@ -35,17 +45,25 @@ typedef struct JwtClaims {
         uint64_t nbf;
         uint64_t exp;
         char *kid;              /* of the key that signed (verify only) */
+        char *sid;              /* session (login family) id; optional: NULL = not in the token */
 } JwtClaims;
 
+/* Frees the strings and zeroes *c. NULL-safe, idempotent. */
 void jwt_claims_done(JwtClaims *c);
 
 /* Loads every key in dir (created with mode 0700 if missing); if none is active, creates one.
- * Keys retired longer ago than retain_usec are deleted. now_usec: CLOCK_REALTIME. */
+ * Keys retired longer ago than retain_usec are deleted. now_usec: CLOCK_REALTIME.
+ * Fails closed: -EPERM when dir is group/world writable or not ours, or a key file is
+ * group/world accessible or not ours; -EBADMSG when a key file is malformed or does not match its
+ * name. If several keys are active (a crash inside keyring_rotate), the newest stays active and
+ * the others are retired at now_usec. Stale temporary files (".*.tmp") are removed. */
 int keyring_load(const char *dir, uint64_t now_usec, uint64_t retain_usec, Keyring **ret);
 Keyring *keyring_free(Keyring *k);
 
 /* Makes a new active key (written durably first); the old active key is marked retired at
- * now_usec and keeps verifying for retain_usec (the longest lifetime of a token it signed). */
+ * now_usec and keeps verifying for retain_usec (the longest lifetime of a token it signed).
+ * If writing the new key fails, nothing changed. If only re-writing the old key as retired fails,
+ * the error is returned but the new key is active anyway (as keyring_load would decide). */
 int keyring_rotate(Keyring *k, uint64_t now_usec, uint64_t retain_usec);
 
 const char *keyring_active_kid(const Keyring *k);
@@ -56,25 +74,52 @@ char **keyring_kids(const Keyring *k);
  * still verifies (RFC 8037). New reference. */
 int keyring_jwks(const Keyring *k, json_t **ret);
 
-/* Signs claims (iss, sub, aud, exp, iat, nbf, jti, customerId, publisherId) with the active
- * key. alg_name: "EdDSA" or "Ed25519" for the header. *ret is a new string. */
+/* Signs claims (iss, sub, aud, exp, iat, nbf, jti, customerId, publisherId, and sid when not
+ * NULL) with the active key. alg_name: "EdDSA" or "Ed25519" for the header (NULL: "EdDSA"). *ret is a new string.
+ * claims->kid is ignored. -EINVAL: another alg_name, a NULL or non-UTF-8 string claim, or a time
+ * above INT64_MAX. */
 int jwt_sign(const Keyring *k, const JwtClaims *claims, const char *alg_name, char **ret);
 
-/* Verifies signature, alg allow-list (EdDSA, Ed25519), typ at+jwt, kid known, iss == issuer,
- * and exp/nbf against now_sec with leeway_sec. Fills *ret (owned by the caller; call
- * jwt_claims_done). -EBADMSG or -ETIME as above. */
+/* Verifies signature, alg allow-list (EdDSA, Ed25519), typ at+jwt (or RFC 9068's
+ * "application/at+jwt"), kid known, iss == issuer, and exp/nbf against now_sec with leeway_sec.
+ * Fills *ret (owned by the caller; call jwt_claims_done). The header must have exactly alg, typ
+ * and kid (anything else, e.g. crit, is refused); duplicate JSON keys are refused; every claim
+ * listed at jwt_sign is required with its type (strings non-empty, times integers >= 0), other
+ * claims are ignored. The signature is checked before the claims are parsed. Tokens longer
+ * than JWT_MAX are refused. -EBADMSG, -ETIME (now >= exp + leeway, or now + leeway < nbf),
+ * -ENOMEM. */
 int jwt_verify(const Keyring *k, const char *token, const char *issuer, uint64_t now_sec,
                uint64_t leeway_sec, JwtClaims *ret);
 
-/* A random token of 'bytes' random bytes (>= 16), base64url without padding. */
+/* Low level, for known-answer tests (RFC 8037 A.4): checks only that compact is three non-empty
+ * base64url parts and that the third is a valid Ed25519 signature by pk over the first two
+ * (header and payload are not looked at). 0 or -EBADMSG. */
+int jws_verify_ed25519(const uint8_t pk[static 32], const char *compact);
+
+/* A random token of 'bytes' random bytes (16 ... 1024, else -EINVAL), base64url without padding.
+ * *ret is a new string; it is a secret: free it with erase_and_free(). */
 int token_random(size_t bytes, char **ret);
-/* A random string of exactly n decimal digits, first digit not 0. */
+/* A random string of exactly n (1 ... 1024, else -EINVAL) decimal digits, first digit not 0. */
 int token_random_digits(size_t n, char **ret);
-/* A random string of n characters from alphabet (uniform). */
+/* A random string of n (1 ... 1024) characters, each drawn uniformly from the bytes of alphabet
+ * (single-byte characters; a repeated byte is drawn more often). -EINVAL for an empty alphabet or
+ * n out of range. */
 int token_random_from(const char *alphabet, size_t n, char **ret);
 
 /* Hex of a keyed-free 256-bit BLAKE2b hash of token: what the store keeps. */
 void token_hash(const char *token, char ret[static TOKEN_HASH_STRLEN + 1]);
+
+/* Seals plaintext (1 ... TOKEN_SEAL_PLAINTEXT_MAX bytes, no NUL) so that only a presenter of
+ * key_token can read it back: XSalsa20-Poly1305 (crypto_secretbox) under a key derived from
+ * key_token (keyed BLAKE2b-256 with a fixed context), a random nonce prepended, base64url without
+ * padding. *ret is a new string (not a secret by itself). -EINVAL for empty/overlong input,
+ * -ENOMEM. Used for a refresh token's successor, sealed with the old token, so the store holds
+ * nothing that yields a live token without the old one. */
+#define TOKEN_SEAL_PLAINTEXT_MAX 1024
+int token_seal(const char *key_token, const char *plaintext, char **ret);
+/* Opens what token_seal made with the same key_token. *ret is a new string and a secret: free it
+ * with erase_and_free(). -EBADMSG for a wrong key, a forged or malformed box, -EINVAL, -ENOMEM. */
+int token_unseal(const char *key_token, const char *sealed, char **ret);
 
 /* Constant-time comparison of two equal-length buffers: true if equal. */
 bool token_equal(const void *a, const void *b, size_t n);

@@ -4,28 +4,49 @@
  * keeps answering while hashes run. Work functions run on a worker thread and must not touch
  * the store, the event loop or any other event-loop state; completion functions run on the
  * event-loop thread (woken through an eventfd watched by sd-event), in completion order.
+ *
+ * Every job submitted successfully gets exactly one call of its done function. Worker threads
+ * run with all signals blocked, so process signals (SIGTERM, SIGHUP, ...) reach the loop thread.
+ * All functions except the work functions are to be called from the event-loop thread.
  */
 #pragma once
 
 #include <systemd/sd-event.h>
 
+#include "idm/cleanup.h"
+
 typedef struct Workers Workers;
 
 typedef void (*WorkFn)(void *userdata);                 /* on a worker thread */
-typedef void (*WorkDoneFn)(void *userdata, int error);  /* on the event loop: 0, or -ECANCELED
-                                                         * when the pool was freed first (the
-                                                         * work function may not have run) */
+typedef void (*WorkDoneFn)(void *userdata, int error);  /* on the event loop: 0 once the work
+                                                         * function has run, or -ECANCELED when
+                                                         * the pool was freed before it started
+                                                         * (the work function did not run) */
 
-/* threads: 1..64; queue_max: jobs waiting (not running) before workers_submit says -EAGAIN.
+/* threads: 1..64; queue_max: >= 1, jobs waiting (not running) before workers_submit says -EAGAIN
+ * (every job waits in the queue, however briefly, so 0 would refuse everything). Takes a
+ * reference on event and adds an I/O source to it; threads are named "idmd-worker".
  * Errors: -EINVAL, -ENOMEM, errno from pthread_create/eventfd/sd-event. */
 int workers_new(sd_event *event, unsigned threads, unsigned queue_max, Workers **ret);
 
-/* Stops the threads after their current job, calls done(userdata, -ECANCELED) for queued jobs
- * and for finished jobs not yet delivered... (both on the calling thread), joins. NULL-safe. */
+/* Sets the stop flag and joins the threads: a job already running finishes first, nothing new
+ * is started. Then, on the calling thread and after the pool's memory is released, calls
+ * done(userdata, 0) for finished jobs not yet delivered (in completion order), then
+ * done(userdata, -ECANCELED) for the queued jobs never started (in FIFO order). Those done
+ * functions must not use the pool any more. May be called from a done function delivered by the
+ * event loop (that delivery goes on for the rest of its batch). NULL-safe, returns NULL. */
 Workers *workers_free(Workers *w);
+DEFINE_POINTER_CLEANUP(Workers, workers_free)
 
-/* Queues a job. -EAGAIN when queue_max jobs are already waiting (nothing queued then). */
+/* Optional, before workers_free(): from now on no job starts (running ones finish and are
+ * delivered by the event loop as usual), workers_submit says -ESHUTDOWN, and the queued jobs
+ * stay queued until workers_free() cancels them. Idempotent. */
+void workers_stop(Workers *w);
+
+/* Queues a job; work and done must not be NULL. -EAGAIN when queue_max jobs are already waiting
+ * (nothing queued then), -ESHUTDOWN after workers_stop(), -ENOMEM. */
 int workers_submit(Workers *w, WorkFn work, WorkDoneFn done, void *userdata);
 
-unsigned workers_queued(const Workers *w);      /* waiting, not started */
-unsigned workers_running(const Workers *w);     /* started, not delivered */
+/* Counters, read under the pool's lock (hence no const). 0 for a NULL pool. */
+unsigned workers_queued(Workers *w);            /* waiting, not started */
+unsigned workers_running(Workers *w);           /* started, done not yet delivered */

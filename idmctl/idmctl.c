@@ -1,0 +1,498 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * idmctl: the operator's command line client of idmd's socket API.
+ *
+ * This file holds the command line (global and verb options), the command table and the
+ * dispatch, plus the helpers every verb shares (calling the daemon and reporting failures). The
+ * verbs themselves live in verb-<family>.c. To add a command (customer show|unlock|list,
+ * auth-test, ...): write its handler in a verb-<family>.c, declare it in idmctl.h, add a row to
+ * verbs[] below and a section to docs/man/idmctl.1.
+ *
+ * Exit status: 0 success, 1 failure (daemon unreachable, JSON-RPC error, bad reply), 2 usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config-build.h"
+#include "format.h"
+#include "idm/json-util.h"
+#include "idm/protocol.h"
+#include "idmctl.h"
+
+#define PROGRAM "idmctl"
+#define TIMEOUT_DEFAULT_SEC 30.0
+#define TIMEOUT_MAX_SEC (7.0 * 86400.0)
+
+static const Verb verbs[] = {
+        { "status", NULL, 0, 0, 0, verb_status, "",
+          "Show the daemon's version, uptime, store and keys" },
+        { "publisher", "create", 1, 1, VERB_OPT_PUBLISHER_SETTINGS, verb_publisher_create,
+          "NAME [PUBLISHER OPTIONS]", "Create a publisher; shows its token once" },
+        { "publisher", "list", 0, 0, 0, verb_publisher_list, "", "List publishers" },
+        { "publisher", "show", 1, 1, 0, verb_publisher_show, "ID", "Show one publisher's settings" },
+        { "publisher", "update", 1, 1, VERB_OPT_PUBLISHER_SETTINGS | VERB_OPT_NAME, verb_publisher_update,
+          "ID [--name NAME] [PUBLISHER OPTIONS]", "Change a publisher's settings" },
+        { "publisher", "rotate-token", 1, 1, 0, verb_publisher_rotate_token, "ID",
+          "Replace a publisher's token" },
+        { "offer", "add", 2, 2, VERB_OPT_TITLE, verb_offer_add, "PUBLISHER_ID OFFER_ID [--title TITLE]",
+          "Add an offer to a publisher" },
+        { "offer", "list", 1, 1, 0, verb_offer_list, "PUBLISHER_ID", "List a publisher's offers" },
+        { "offer", "remove", 2, 2, 0, verb_offer_remove, "PUBLISHER_ID OFFER_ID", "Remove an offer" },
+        { "call", NULL, 1, 2, 0, verb_call, "METHOD [PARAMS|-]",
+          "Call any method with JSON params (- reads stdin)" },
+};
+
+/* --- reporting --- */
+
+int log_error_errno(int error, const char *format, ...) {
+        va_list ap;
+
+        (void) fflush(stdout);
+        (void) fputs(PROGRAM ": ", stderr);
+        va_start(ap, format);
+        (void) vfprintf(stderr, format, ap);
+        va_end(ap);
+        (void) fputc('\n', stderr);
+        return error > 0 ? -error : error;
+}
+
+static int log_oom(void) {
+        return log_error_errno(ENOMEM, "out of memory");
+}
+
+static void verb_print_usage(const Verb *v, FILE *f) {
+        (void) fprintf(f, "Usage: " PROGRAM " [OPTIONS] %s%s%s%s%s\n", v->name, v->sub ? " " : "", strempty(v->sub),
+                       v->usage[0] ? " " : "", v->usage);
+}
+
+int usage_error(Context *ctx, const char *format, ...) {
+        va_list ap;
+
+        (void) fflush(stdout);
+        (void) fputs(PROGRAM ": ", stderr);
+        va_start(ap, format);
+        (void) vfprintf(stderr, format, ap);
+        va_end(ap);
+        (void) fputc('\n', stderr);
+        if (ctx && ctx->verb)
+                verb_print_usage(ctx->verb, stderr);
+        else
+                (void) fputs("Try '" PROGRAM " --help' for more information.\n", stderr);
+        return EXIT_USAGE;
+}
+
+/* One line for a JSON-RPC error object:
+ *   idmctl: <message> (<reason>[, param '<p>'][, field '<f>'][, retry after N s]) */
+static void log_rpc_error(const json_t *error) {
+        const json_t *data = json_object_get(error, "data");
+        const json_t *retry = json_object_get(data, "retryAfter") ?: json_object_get(error, "retryAfter");
+        const json_t *index = json_object_get(data, "index");
+        _cleanup_free_ char *message = NULL, *reason = NULL, *param = NULL, *field = NULL;
+        char code[32];
+
+        message = text_sanitize(json_object_get_string(error, "message") ?: "error");
+        (void) snprintf(code, sizeof(code), "code %" JSON_INTEGER_FORMAT,
+                        json_integer_value(json_object_get(error, "code")));
+        reason = text_sanitize(json_object_get_string(data, "reason") ?: code);
+        param = text_sanitize(json_object_get_string(data, "param"));
+        field = text_sanitize(json_object_get_string(data, "field"));
+        if (!message || !reason || !param || !field) {
+                (void) log_oom();
+                return;
+        }
+
+        (void) fflush(stdout);
+        (void) fprintf(stderr, PROGRAM ": %s (%s", message, reason);
+        if (param[0])
+                (void) fprintf(stderr, ", param '%s'", param);
+        if (field[0]) {
+                (void) fprintf(stderr, ", field '%s", field);
+                if (json_is_integer(index))
+                        (void) fprintf(stderr, "[%" JSON_INTEGER_FORMAT "]", json_integer_value(index));
+                (void) fputc('\'', stderr);
+        }
+        if (json_is_integer(retry))
+                (void) fprintf(stderr, ", retry after %" JSON_INTEGER_FORMAT " s", json_integer_value(retry));
+        else if (json_is_real(retry))
+                (void) fprintf(stderr, ", retry after %g s", json_real_value(retry));
+        (void) fputs(")\n", stderr);
+}
+
+int ctx_call(Context *ctx, const char *method, json_t *params, json_t **ret_result) {
+        _cleanup_(json_decrefp) json_t *error = NULL;
+        int r;
+
+        if (!ctx->client) {
+                r = idm_client_connect(ctx->socket_path, ctx->timeout_usec, &ctx->client);
+                if (r == -ENOMEM)
+                        return log_oom();
+                if (r < 0)
+                        return log_error_errno(r, "cannot connect to %s: %s", ctx->socket_path, strerror(-r));
+        }
+
+        r = idm_client_call(ctx->client, method, params, ret_result, &error);
+        switch (r) {
+        case 0:
+                return 0;
+        case -EREMOTEIO:
+                log_rpc_error(error);
+                return r;
+        case -ETIMEDOUT:
+                return log_error_errno(r, "%s: no reply from %s within %.3g s", method, ctx->socket_path,
+                                       (double) ctx->timeout_usec / 1e6);
+        case -ECONNRESET:
+                return log_error_errno(r, "%s: %s closed the connection without replying", method,
+                                       ctx->socket_path);
+        case -EMSGSIZE:
+                return log_error_errno(r, "%s: the reply is larger than %u bytes", method, IDM_MAX_REPLY);
+        case -EBADMSG:
+                return log_error_errno(r, "%s: invalid reply (not JSON-RPC 2.0 or for another request)", method);
+        case -ENOMEM:
+                return log_oom();
+        default:
+                return log_error_errno(r, "%s: talking to %s: %s", method, ctx->socket_path, strerror(-r));
+        }
+}
+
+/* --- command line --- */
+
+static void help(void) {
+        size_t width = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                size_t w = strlen(verbs[i].name) + (verbs[i].sub ? strlen(verbs[i].sub) + 1 : 0) +
+                           (verbs[i].usage[0] ? strlen(verbs[i].usage) + 1 : 0);
+                if (w > width)
+                        width = w;
+        }
+
+        (void) printf(PROGRAM " [OPTIONS] COMMAND ...\n\n"
+                      "Operate idmd, the idm identity daemon, through its socket.\n\n"
+                      "Commands:\n");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                char buf[256];
+
+                (void) snprintf(buf, sizeof(buf), "%s%s%s%s%s", verbs[i].name, verbs[i].sub ? " " : "",
+                                strempty(verbs[i].sub), verbs[i].usage[0] ? " " : "", verbs[i].usage);
+                (void) printf("  %-*s  %s\n", (int) width, buf, verbs[i].description);
+        }
+        (void) printf("\nOptions:\n"
+                      "  -h --help                  Show this help\n"
+                      "     --version               Show the version\n"
+                      "     --socket PATH           idmd's socket (default: $IDM_SOCKET, else " IDM_DEFAULT_SOCKET ")\n"
+                      "     --json                  Print the daemon's JSON result (indented) instead of text\n"
+                      "     --timeout SECONDS       Give up on a reply after this long (default: 30)\n"
+                      "\nPublisher options (publisher create, publisher update):\n"
+                      "     --name NAME             New display name (update only)\n"
+                      "     --redirect-uri URI      Allowed redirect URI; repeat for more; empty clears the list\n"
+                      "     --reset-url URL         Password reset page; empty clears it\n"
+                      "     --remote-auth-url URL   Remote authentication page; empty clears it\n"
+                      "     --sso-url URL           Single sign-on base URL; empty clears it\n"
+                      "     --sso-page NAME=PATH    SSO page path; repeat for more; empty clears the map\n"
+                      "\nOffer options (offer add):\n"
+                      "     --title TITLE           The offer's title\n"
+                      "\nSee the idmctl(1) man page for details.\n");
+}
+
+enum {
+        ARG_VERSION = 0x100,
+        ARG_SOCKET,
+        ARG_JSON,
+        ARG_TIMEOUT,
+        ARG_NAME,
+        ARG_REDIRECT_URI,
+        ARG_RESET_URL,
+        ARG_REMOTE_AUTH_URL,
+        ARG_SSO_URL,
+        ARG_SSO_PAGE,
+        ARG_TITLE,
+};
+
+static const struct option options[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, ARG_VERSION },
+        { "socket", required_argument, NULL, ARG_SOCKET },
+        { "json", no_argument, NULL, ARG_JSON },
+        { "timeout", required_argument, NULL, ARG_TIMEOUT },
+        { "name", required_argument, NULL, ARG_NAME },
+        { "redirect-uri", required_argument, NULL, ARG_REDIRECT_URI },
+        { "reset-url", required_argument, NULL, ARG_RESET_URL },
+        { "remote-auth-url", required_argument, NULL, ARG_REMOTE_AUTH_URL },
+        { "sso-url", required_argument, NULL, ARG_SSO_URL },
+        { "sso-page", required_argument, NULL, ARG_SSO_PAGE },
+        { "title", required_argument, NULL, ARG_TITLE },
+        {}
+};
+
+static unsigned option_group(int c) {
+        switch (c) {
+        case ARG_REDIRECT_URI:
+        case ARG_RESET_URL:
+        case ARG_REMOTE_AUTH_URL:
+        case ARG_SSO_URL:
+        case ARG_SSO_PAGE:
+                return VERB_OPT_PUBLISHER_SETTINGS;
+        case ARG_NAME:
+                return VERB_OPT_NAME;
+        case ARG_TITLE:
+                return VERB_OPT_TITLE;
+        default:
+                return 0;
+        }
+}
+
+static const char *option_name(int c) {
+        for (const struct option *o = options; o->name; o++)
+                if (o->val == c)
+                        return o->name;
+        return "?";
+}
+
+static void context_done(Context *ctx) {
+        ctx->client = idm_client_free(ctx->client);
+        json_decref(ctx->redirect_uris);
+        ctx->redirect_uris = NULL;
+        json_decref(ctx->sso_pages);
+        ctx->sso_pages = NULL;
+}
+
+static int parse_timeout(Context *ctx, const char *s) {
+        char *end = NULL;
+        double d;
+
+        errno = 0;
+        d = strtod(s, &end);
+        if (errno != 0 || !end || end == s || *end != 0 || !isfinite(d) || d <= 0 || d > TIMEOUT_MAX_SEC)
+                return usage_error(ctx, "invalid --timeout '%s': expected seconds, more than 0 and at most %.0f",
+                                   s, TIMEOUT_MAX_SEC);
+        ctx->timeout_usec = (uint64_t) (d * 1e6);
+        if (ctx->timeout_usec == 0)
+                ctx->timeout_usec = 1;
+        return 0;
+}
+
+static int parse_sso_page(Context *ctx, const char *arg) {
+        _cleanup_free_ char *name = NULL;
+        const char *eq;
+
+        if (!ctx->sso_pages) {
+                ctx->sso_pages = json_object();
+                if (!ctx->sso_pages)
+                        return log_oom();
+        }
+        if (arg[0] == 0) {      /* --sso-page= clears the map */
+                json_object_clear(ctx->sso_pages);
+                return 0;
+        }
+        eq = strchr(arg, '=');
+        if (!eq || eq == arg)
+                return usage_error(ctx, "invalid --sso-page '%s': expected NAME=PATH", arg);
+        name = strndup(arg, (size_t) (eq - arg));
+        if (!name)
+                return log_oom();
+        if (json_object_set_new(ctx->sso_pages, name, json_string(eq + 1)) < 0)
+                return log_oom();
+        return 0;
+}
+
+static int parse_redirect_uri(Context *ctx, const char *arg) {
+        if (!ctx->redirect_uris) {
+                ctx->redirect_uris = json_array();
+                if (!ctx->redirect_uris)
+                        return log_oom();
+        }
+        if (arg[0] == 0) {      /* --redirect-uri= clears the list */
+                json_array_clear(ctx->redirect_uris);
+                return 0;
+        }
+        if (json_array_append_new(ctx->redirect_uris, json_string(arg)) < 0)
+                return log_oom();
+        return 0;
+}
+
+/* The options of one VerbOptions group seen on the command line. */
+typedef struct SeenOptions {
+        unsigned groups;                /* VerbOptions */
+        int first[8];                   /* per group bit: the first option of it that was given */
+} SeenOptions;
+
+/* Parses options (anywhere on the line: GNU getopt permutes) into ctx. Returns 0 with *ret_optind
+ * at the first positional argument, or with *ret_done set after --help/--version; > 0 an exit
+ * status (usage error, reported); < 0 a reported failure. */
+static int parse_argv(Context *ctx, int argc, char **argv, int *ret_optind, SeenOptions *ret_seen,
+                      bool *ret_done) {
+        SeenOptions seen = {};
+        int c, r;
+
+        /* Every string we send must be UTF-8 (JSON); say so here rather than fail obscurely. */
+        for (int i = 1; i < argc; i++)
+                if (!text_is_utf8(argv[i]))
+                        return usage_error(ctx, "argument %d is not valid UTF-8", i);
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                unsigned g = option_group(c);
+
+                if (g != 0) {
+                        if (!(seen.groups & g))
+                                seen.first[__builtin_ctz(g)] = c;
+                        seen.groups |= g;
+                }
+
+                switch (c) {
+                case 'h':
+                        help();
+                        *ret_done = true;
+                        return 0;
+                case ARG_VERSION:
+                        (void) printf(PROGRAM " " IDM_VERSION " (protocol %d)\n", IDM_PROTOCOL_VERSION);
+                        *ret_done = true;
+                        return 0;
+                case ARG_SOCKET:
+                        if (optarg[0] == 0)
+                                return usage_error(ctx, "--socket needs a path");
+                        ctx->socket_path = optarg;
+                        break;
+                case ARG_JSON:
+                        ctx->json = true;
+                        break;
+                case ARG_TIMEOUT:
+                        r = parse_timeout(ctx, optarg);
+                        if (r != 0)
+                                return r;
+                        break;
+                case ARG_NAME:
+                        ctx->name = optarg;
+                        break;
+                case ARG_REDIRECT_URI:
+                        r = parse_redirect_uri(ctx, optarg);
+                        if (r != 0)
+                                return r;
+                        break;
+                case ARG_RESET_URL:
+                        ctx->reset_url = optarg;
+                        break;
+                case ARG_REMOTE_AUTH_URL:
+                        ctx->remote_auth_url = optarg;
+                        break;
+                case ARG_SSO_URL:
+                        ctx->sso_url = optarg;
+                        break;
+                case ARG_SSO_PAGE:
+                        r = parse_sso_page(ctx, optarg);
+                        if (r != 0)
+                                return r;
+                        break;
+                case ARG_TITLE:
+                        ctx->title = optarg;
+                        break;
+                case '?':
+                        /* getopt printed what was wrong */
+                        (void) fputs("Try '" PROGRAM " --help' for more information.\n", stderr);
+                        return EXIT_USAGE;
+                default:
+                        return log_error_errno(EINVAL, "unhandled option %d", c);
+                }
+        }
+
+        *ret_optind = optind;
+        *ret_seen = seen;
+        *ret_done = false;
+        return 0;
+}
+
+static const Verb *verb_find(int argc, char **argv, const char **reterr_problem) {
+        bool has_subs = false;
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                if (!streq(verbs[i].name, argv[0]))
+                        continue;
+                if (!verbs[i].sub)
+                        return &verbs[i];
+                has_subs = true;
+                if (argc >= 2 && streq(verbs[i].sub, argv[1]))
+                        return &verbs[i];
+        }
+        *reterr_problem = !has_subs ? "unknown command" : argc < 2 ? "missing subcommand" : "unknown subcommand";
+        return NULL;
+}
+
+static int run(Context *ctx, int argc, char **argv) {
+        const char *problem = NULL, *env;
+        SeenOptions seen = {};
+        const Verb *v;
+        unsigned nargs, invalid;
+        int first = 0, r;
+        bool done = false;
+
+        r = parse_argv(ctx, argc, argv, &first, &seen, &done);
+        if (r != 0 || done)
+                return r;
+
+        if (!ctx->socket_path) {
+                env = getenv("IDM_SOCKET");
+                ctx->socket_path = env && env[0] ? env : IDM_DEFAULT_SOCKET;
+        }
+
+        argc -= first;
+        argv += first;
+        if (argc == 0)
+                return usage_error(ctx, "missing command");
+
+        v = verb_find(argc, argv, &problem);
+        if (!v) {
+                _cleanup_free_ char *what = text_sanitize(argv[0]), *sub = text_sanitize(argc >= 2 ? argv[1] : NULL);
+                char subs[256] = "";
+
+                if (!what || !sub)
+                        return log_oom();
+                if (streq(problem, "unknown command"))
+                        return usage_error(ctx, "unknown command '%s'", what);
+                /* Name the subcommands there are: "publisher create, list, show, ...". */
+                for (size_t i = 0, n = 0; i < ELEMENTSOF(verbs); i++)
+                        if (verbs[i].sub && streq(verbs[i].name, argv[0]) && n < sizeof(subs))
+                                n += (size_t) snprintf(subs + n, sizeof(subs) - n, "%s%s", n > 0 ? ", " : "",
+                                                       verbs[i].sub);
+                if (streq(problem, "missing subcommand"))
+                        return usage_error(ctx, "'%s' needs a subcommand: %s", what, subs);
+                return usage_error(ctx, "unknown subcommand '%s %s' (there are: %s)", what, sub, subs);
+        }
+        ctx->verb = v;
+
+        invalid = seen.groups & ~v->options;
+        if (invalid)
+                return usage_error(ctx, "option '--%s' is not valid with this command",
+                                   option_name(seen.first[__builtin_ctz(invalid)]));
+
+        argc -= v->sub ? 2 : 1;
+        argv += v->sub ? 2 : 1;
+        nargs = (unsigned) argc;
+        if (nargs < v->min_args)
+                return usage_error(ctx, "missing argument%s", v->min_args - nargs > 1 ? "s" : "");
+        if (nargs > v->max_args)
+                return usage_error(ctx, "too many arguments");
+
+        return v->handler(ctx, argc, argv);
+}
+
+int main(int argc, char *argv[]) {
+        Context ctx = {
+                .timeout_usec = (uint64_t) (TIMEOUT_DEFAULT_SEC * 1e6),
+        };
+        int r;
+
+        r = run(&ctx, argc, argv);
+        context_done(&ctx);
+
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                (void) fprintf(stderr, PROGRAM ": cannot write to standard output: %s\n", strerror(errno));
+                return EXIT_FAILURE;
+        }
+        if (r < 0)
+                return EXIT_FAILURE;
+        return r;
+}

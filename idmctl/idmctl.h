@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What idmctl's verbs share: the parsed command line (Context), the command table entry (Verb),
+ * the call helper that connects on first use and reports failures, and the exit conventions.
+ *
+ * A verb returns an int: < 0 is a -errno failure that has already been reported on stderr (exit
+ * status 1); >= 0 is the exit status itself (EXIT_SUCCESS, or EXIT_USAGE from usage_error()).
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "client.h"
+#include "idm/cleanup.h"
+
+#define EXIT_USAGE 2
+
+/* Option groups a verb may accept besides the global ones (Verb.options). */
+typedef enum VerbOptions {
+        VERB_OPT_PUBLISHER_SETTINGS = 1u << 0,  /* --redirect-uri, --reset-url, --sso-page, ... */
+        VERB_OPT_NAME = 1u << 1,                /* --name */
+        VERB_OPT_TITLE = 1u << 2,               /* --title */
+} VerbOptions;
+
+typedef struct Context {
+        /* global options */
+        const char *socket_path;
+        uint64_t timeout_usec;
+        bool json;
+
+        /* verb options; NULL when not given */
+        json_t *redirect_uris;          /* array of strings ([] after an empty --redirect-uri) */
+        json_t *sso_pages;              /* object name -> path ({} after an empty --sso-page) */
+        const char *reset_url;
+        const char *remote_auth_url;
+        const char *sso_url;
+        const char *name;
+        const char *title;
+
+        IdmClient *client;              /* connected on the first ctx_call() */
+        const struct Verb *verb;        /* the verb being run, for usage_error() */
+} Context;
+
+typedef int (*VerbHandler)(Context *ctx, int argc, char **argv);
+
+typedef struct Verb {
+        const char *name;               /* "publisher" */
+        const char *sub;                /* "create", or NULL for a verb without subcommands */
+        unsigned min_args, max_args;    /* positional arguments after name [sub] */
+        unsigned options;               /* VerbOptions accepted */
+        VerbHandler handler;            /* gets the positional arguments only */
+        const char *usage;              /* arguments, for help and usage errors: "NAME [OPTIONS]" */
+        const char *description;        /* one line for --help */
+} Verb;
+
+/* Calls method on the daemon, connecting first if needed. params is borrowed (NULL: none).
+ * On success returns 0 and *ret_result (a new reference). Every failure is reported on stderr
+ * (one line) before returning it: -EREMOTEIO for a JSON-RPC error, else the transport's -errno. */
+int ctx_call(Context *ctx, const char *method, json_t *params, json_t **ret_result);
+
+/* Prints "idmctl: <message>" and a usage line for the current verb; returns EXIT_USAGE. */
+int usage_error(Context *ctx, const char *format, ...) _printf_(2, 3);
+
+/* Prints "idmctl: <message>" to stderr; returns -abs(error) (log-and-return). "%m" is not
+ * special; pass strerror() explicitly. */
+int log_error_errno(int error, const char *format, ...) _printf_(2, 3);
+
+/* Verbs (verb-*.c). */
+int verb_status(Context *ctx, int argc, char **argv);
+int verb_publisher_create(Context *ctx, int argc, char **argv);
+int verb_publisher_list(Context *ctx, int argc, char **argv);
+int verb_publisher_show(Context *ctx, int argc, char **argv);
+int verb_publisher_update(Context *ctx, int argc, char **argv);
+int verb_publisher_rotate_token(Context *ctx, int argc, char **argv);
+int verb_offer_add(Context *ctx, int argc, char **argv);
+int verb_offer_list(Context *ctx, int argc, char **argv);
+int verb_offer_remove(Context *ctx, int argc, char **argv);
+int verb_call(Context *ctx, int argc, char **argv);

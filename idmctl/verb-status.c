@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * idmctl status: is the daemon up, what it runs, and how it is doing (getServerInfo + getStats).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "format.h"
+#include "idm/json-util.h"
+#include "idm/protocol.h"
+#include "idmctl.h"
+
+#define LABEL_WIDTH 16
+
+static uint64_t get_u64(const json_t *o, const char *key) {
+        json_int_t v = json_integer_value(json_object_get(o, key));
+
+        return v > 0 ? (uint64_t) v : 0;
+}
+
+static void print_server_info(Context *ctx, const json_t *info) {
+        char buf[256];
+
+        (void) snprintf(buf, sizeof(buf), "up, on %s", ctx->socket_path);
+        print_field(LABEL_WIDTH, "Daemon:", buf);
+        json_int_t protocol = json_integer_value(json_object_get(info, "protocolVersion"));
+        int n;
+
+        n = snprintf(buf, sizeof(buf), "%s (protocol %" JSON_INTEGER_FORMAT,
+                     strempty(json_object_get_string(info, "version")), protocol);
+        if (n > 0 && (size_t) n < sizeof(buf)) {
+                if (protocol == IDM_PROTOCOL_VERSION)
+                        (void) snprintf(buf + n, sizeof(buf) - (size_t) n, ")");
+                else
+                        (void) snprintf(buf + n, sizeof(buf) - (size_t) n, "; idmctl speaks protocol %d)",
+                                        IDM_PROTOCOL_VERSION);
+        }
+        print_field(LABEL_WIDTH, "Version:", buf);
+        if (json_object_get_string(info, "role"))
+                print_field(LABEL_WIDTH, "Your role:", json_object_get_string(info, "role"));
+        if (json_is_array(json_object_get(info, "methods"))) {
+                (void) snprintf(buf, sizeof(buf), "%zu", json_array_size(json_object_get(info, "methods")));
+                print_field(LABEL_WIDTH, "Methods:", buf);
+        }
+}
+
+static void print_request_totals(const json_t *stats) {
+        const json_t *methods = json_object_get(stats, "methods");
+        uint64_t calls = 0, errors = 0;
+        const char *k;
+        json_t *v;
+        char buf[128];
+
+        json_object_foreach((json_t *) methods, k, v) {
+                calls += get_u64(v, "calls");
+                errors += get_u64(v, "errors");
+        }
+        (void) snprintf(buf, sizeof(buf), "%" PRIu64 " calls, %" PRIu64 " errors, %" PRIu64 " parse errors", calls,
+                        errors, get_u64(stats, "parseErrors"));
+        print_field(LABEL_WIDTH, "Requests:", buf);
+}
+
+static void print_store(const json_t *store) {
+        const json_t *entries = json_object_get(store, "entries");
+        char map[SIZE_MAX_STR], used[SIZE_MAX_STR], file[SIZE_MAX_STR], buf[160];
+        size_t width = 0;
+        const char *k;
+        json_t *v;
+        bool first = true;
+
+        (void) snprintf(buf, sizeof(buf), "map %s, used %s, file %s (map grown %" PRIu64 " times)",
+                        format_bytes(get_u64(store, "mapSize"), map), format_bytes(get_u64(store, "usedBytes"), used),
+                        format_bytes(get_u64(store, "fileBytes"), file), get_u64(store, "grown"));
+        print_field(LABEL_WIDTH, "Store:", buf);
+
+        json_object_foreach((json_t *) entries, k, v)
+                if (strlen(k) > width)
+                        width = strlen(k);
+        json_object_foreach((json_t *) entries, k, v) {
+                (void) snprintf(buf, sizeof(buf), "%-*s %" PRIu64, (int) width + 1, k, get_u64(entries, k));
+                print_field(LABEL_WIDTH, first ? "Store entries:" : "", buf);
+                first = false;
+        }
+}
+
+static void print_keys(const json_t *keys) {
+        const json_t *verifying = json_object_get(keys, "verifying");
+        const char *active = json_object_get_string(keys, "active");
+        size_t i;
+        json_t *v;
+        char buf[160];
+
+        (void) snprintf(buf, sizeof(buf), "active    %s", active ?: "(none)");
+        print_field(LABEL_WIDTH, "Signing keys:", buf);
+        json_array_foreach((json_t *) verifying, i, v) {
+                (void) snprintf(buf, sizeof(buf), "%s %s", i == 0 ? "verifying" : "         ",
+                                strempty(json_string_value(v)));
+                print_field(LABEL_WIDTH, "", buf);
+        }
+}
+
+static void print_stats(const json_t *stats) {
+        const json_t *conns = json_object_get(stats, "connections");
+        const json_t *workers = json_object_get(stats, "workers");
+        const json_t *outbox = json_object_get(stats, "outbox");
+        char buf[160], dur[DURATION_MAX];
+
+        print_field(LABEL_WIDTH, "Uptime:", format_duration(get_u64(stats, "uptime"), dur));
+        (void) snprintf(buf, sizeof(buf), "%" PRIu64 " current, %" PRIu64 " accepted, %" PRIu64 " refused",
+                        get_u64(conns, "current"), get_u64(conns, "accepted"), get_u64(conns, "refused"));
+        print_field(LABEL_WIDTH, "Connections:", buf);
+        print_request_totals(stats);
+        print_store(json_object_get(stats, "store"));
+        print_keys(json_object_get(stats, "keys"));
+        (void) snprintf(buf, sizeof(buf), "%" PRIu64 " queued, %" PRIu64 " running", get_u64(workers, "queued"),
+                        get_u64(workers, "running"));
+        print_field(LABEL_WIDTH, "Worker queue:", buf);
+        /* The mail outbox is reported once the daemon has one: a number, or {"depth": N}. */
+        if (json_is_integer(outbox) || json_is_integer(json_object_get(outbox, "depth"))) {
+                (void) snprintf(buf, sizeof(buf), "%" PRIu64 " queued",
+                                json_is_integer(outbox) ? get_u64(stats, "outbox") : get_u64(outbox, "depth"));
+                print_field(LABEL_WIDTH, "Outbox:", buf);
+        }
+}
+
+int verb_status(Context *ctx, int argc, char **argv) {
+        _cleanup_(json_decrefp) json_t *info = NULL, *stats = NULL, *both = NULL;
+        int r;
+
+        r = ctx_call(ctx, IDM_METHOD_GET_SERVER_INFO, NULL, &info);
+        if (r < 0)
+                return r;
+        if (!ctx->json)
+                print_server_info(ctx, info);
+
+        /* getStats is for admins: others still saw that the daemon is up, then get its refusal. */
+        r = ctx_call(ctx, IDM_METHOD_GET_STATS, NULL, &stats);
+        if (r < 0)
+                return r;
+
+        if (ctx->json) {
+                both = json_pack("{s:O, s:O}", "serverInfo", info, "stats", stats);
+                if (!both || print_json(both) < 0)
+                        return log_error_errno(ENOMEM, "out of memory");
+                return 0;
+        }
+        print_stats(stats);
+        return 0;
+}

@@ -1,0 +1,439 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Client connections of idmd: reading request lines within the protocol limits, keeping replies
+ * in request order, writing with back-pressure, the idle and partial-line timeouts, and closing.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "connection.h"
+#include "idm/protocol.h"
+#include "log.h"
+#include "manager.h"
+
+#define READ_CHUNK 16384u
+#define OUT_HIGH_WATER (1024u * 1024u)  /* stop reading while this much output waits */
+
+struct Slot {
+        Slot *next;
+        size_t n_items;         /* 0: single reply */
+        size_t n_pending;
+        json_t *reply;          /* single: the reply object (NULL: notification) */
+        json_t *items;          /* batch: array of replies, null entries for notifications */
+};
+
+static int connection_update_events(Connection *c);
+static int connection_arm_timer(Connection *c);
+static void connection_process_input(Connection *c);
+
+static void slot_free(Slot *s) {
+        if (!s)
+                return;
+        json_decref(s->reply);
+        json_decref(s->items);
+        free(s);
+}
+
+static void connection_free(Connection *c) {
+        Slot *s;
+
+        while ((s = c->slots_head)) {
+                c->slots_head = s->next;
+                slot_free(s);
+        }
+        free(c->in);
+        free(c->out);
+        free(c);
+}
+
+Connection *connection_ref(Connection *c) {
+        if (c)
+                c->n_ref++;
+        return c;
+}
+
+Connection *connection_unref(Connection *c) {
+        if (!c)
+                return NULL;
+        if (--c->n_ref == 0)
+                connection_free(c);
+        return NULL;
+}
+
+void connection_close(Connection *c) {
+        if (c->closed)
+                return;
+        c->closed = true;
+        c->io_source = sd_event_source_disable_unref(c->io_source);
+        c->timer_source = sd_event_source_disable_unref(c->timer_source);
+        c->fd = safe_close(c->fd);
+        /* Buffers are not needed any more; slots stay until the last call has replied. */
+        free(c->in);
+        c->in = NULL;
+        c->in_len = c->in_alloc = c->in_scanned = 0;
+        free(c->out);
+        c->out = NULL;
+        c->out_len = c->out_alloc = c->out_pos = 0;
+        log_debug("c%llu: closed", (unsigned long long) c->id);
+        manager_connection_closed(c->manager, c);       /* drops the manager's reference */
+}
+
+static int out_append(Connection *c, const char *data, size_t len) {
+        if (c->out_pos > 0 && c->out_pos == c->out_len)
+                c->out_pos = c->out_len = 0;
+        if (c->out_len + len > c->out_alloc) {
+                size_t n = c->out_alloc ? c->out_alloc : 4096;
+                char *p;
+
+                while (n < c->out_len + len)
+                        n *= 2;
+                p = realloc(c->out, n);
+                if (!p)
+                        return -ENOMEM;
+                c->out = p;
+                c->out_alloc = n;
+        }
+        memcpy(c->out + c->out_len, data, len);
+        c->out_len += len;
+        return 0;
+}
+
+/* Writes what can be written now. Returns < 0 if the connection had to be closed. */
+static int connection_flush(Connection *c) {
+        while (c->out_pos < c->out_len) {
+                ssize_t n = send(c->fd, c->out + c->out_pos, c->out_len - c->out_pos,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                break;
+                        log_debug_errno(errno, "c%llu: write failed: %m", (unsigned long long) c->id);
+                        connection_close(c);
+                        return -EPIPE;
+                }
+                c->out_pos += (size_t) n;
+        }
+        if (c->out_pos == c->out_len)
+                c->out_pos = c->out_len = 0;
+
+        if (c->out_len == 0 && c->close_after_flush) {
+                connection_close(c);
+                return -EPIPE;
+        }
+        if (c->out_len == 0 && c->n_slots == 0 && (c->read_eof || c->manager->stopping)) {
+                connection_close(c);
+                return -EPIPE;
+        }
+        return connection_update_events(c);
+}
+
+static void connection_write_ready_slots(Connection *c) {
+        Slot *s;
+
+        while ((s = c->slots_head) && s->n_pending == 0) {
+                json_t *j = s->n_items > 0 ? s->items : s->reply;
+
+                c->slots_head = s->next;
+                if (!c->slots_head)
+                        c->slots_tail = NULL;
+                c->n_slots--;
+
+                if (!c->closed && !c->close_after_flush && j &&
+                    (s->n_items == 0 || json_array_size(j) > 0)) {
+                        char *text = json_dumps(j, JSON_COMPACT);
+
+                        if (!text || out_append(c, text, strlen(text)) < 0 || out_append(c, "\n", 1) < 0) {
+                                free(text);
+                                slot_free(s);
+                                log_error("c%llu: out of memory writing a reply, closing", (unsigned long long) c->id);
+                                connection_close(c);
+                                return;
+                        }
+                        free(text);
+                }
+                slot_free(s);
+        }
+        if (c->closed)
+                return;
+        /* Back-pressure released: lines already buffered can go on. */
+        if (c->in_len > 0 && !c->processing)
+                connection_process_input(c);
+        if (!c->closed)
+                (void) connection_flush(c);
+}
+
+Slot *connection_add_slot(Connection *c, size_t batch_size) {
+        Slot *s = calloc(1, sizeof(Slot));
+
+        if (!s)
+                return NULL;
+        if (batch_size > 0) {
+                s->items = json_array();
+                if (!s->items) {
+                        free(s);
+                        return NULL;
+                }
+                s->n_items = batch_size;
+                s->n_pending = batch_size;
+        } else
+                s->n_pending = 1;
+
+        if (c->slots_tail)
+                c->slots_tail->next = s;
+        else
+                c->slots_head = s;
+        c->slots_tail = s;
+        c->n_slots++;
+        return s;
+}
+
+void connection_slot_done(Connection *c, Slot *s, size_t index, json_t *reply) {
+        if (s->n_items > 0) {
+                if (reply)
+                        (void) json_array_append_new(s->items, reply);
+        } else
+                s->reply = reply;
+
+        if (s->n_pending > 0)
+                s->n_pending--;
+        if (s->n_pending == 0 && s == c->slots_head)
+                connection_write_ready_slots(c);
+        else if (!c->closed)
+                (void) connection_update_events(c);
+}
+
+void connection_send_and_close(Connection *c, const char *line) {
+        if (c->closed)
+                return;
+        if (line && !c->close_after_flush)
+                (void) out_append(c, line, strlen(line));
+        c->close_after_flush = true;
+        /* Drop what was queued behind: nothing more is read or answered. */
+        (void) connection_flush(c);
+}
+
+void connection_drain(Connection *c) {
+        if (c->closed)
+                return;
+        (void) connection_flush(c);
+}
+
+/* Over the line limit: say why and close; a stream cannot be resynchronised safely. */
+static void refuse_overlong(Connection *c) {
+        _cleanup_free_ char *line = rpc_format_error_line(IDM_RPC_INVALID_REQUEST, IDM_REASON_REQUEST_TOO_LARGE,
+                                                          "request line exceeds the size limit");
+        log_debug("c%llu: request line over %u bytes, closing", (unsigned long long) c->id,
+                  c->manager->config->max_line);
+        c->in_len = c->in_scanned = 0;
+        connection_send_and_close(c, line);
+}
+
+/* Processes complete lines in the input buffer, as far as back-pressure allows. Not reentrant:
+ * a reply sent synchronously from a handler does not restart it. */
+static void connection_process_input(Connection *c) {
+        Manager *m = c->manager;
+        size_t start = 0;
+
+        if (c->processing || c->closed)
+                return;
+        c->processing = true;
+
+        while (!c->closed && !c->close_after_flush && !m->stopping && c->n_slots < CONNECTION_MAX_PENDING) {
+                char *nl = memchr(c->in + start + c->in_scanned, '\n', c->in_len - start - c->in_scanned);
+                size_t len;
+
+                if (!nl) {
+                        c->in_scanned = c->in_len - start;
+                        break;
+                }
+                len = (size_t) (nl - (c->in + start));
+                c->in_scanned = 0;
+
+                if (len > m->config->max_line) {
+                        start += len + 1;
+                        refuse_overlong(c);
+                        break;
+                }
+                if (len > 0 && c->in[start + len - 1] == '\r')
+                        rpc_process_line(c, c->in + start, len - 1);
+                else
+                        rpc_process_line(c, c->in + start, len);
+                start += len + 1;
+        }
+
+        c->processing = false;
+        if (c->closed)
+                return;
+        if (start > 0) {
+                memmove(c->in, c->in + start, c->in_len - start);
+                c->in_len -= start;
+        }
+        if (c->in_len == 0)
+                c->partial_since_usec = 0;
+        else if (c->partial_since_usec == 0)
+                c->partial_since_usec = now_monotonic_usec();
+
+        if (c->closed)
+                return;
+
+        /* A partial line already longer than the limit: refuse it without waiting for its end. */
+        if (c->in_len > m->config->max_line + 1 && !memchr(c->in, '\n', c->in_len)) {
+                refuse_overlong(c);
+                return;
+        }
+        if (!c->closed)
+                (void) connection_arm_timer(c);
+}
+
+static int connection_read(Connection *c) {
+        Manager *m = c->manager;
+        size_t want = m->config->max_line + 2;  /* a maximal line, its '\r\n' */
+
+        if (c->in_len == c->in_alloc && c->in_alloc < want) {
+                size_t n = c->in_alloc ? c->in_alloc * 2 : READ_CHUNK;
+                char *p;
+
+                if (n > want)
+                        n = want;
+                p = realloc(c->in, n);
+                if (!p)
+                        return -ENOMEM;
+                c->in = p;
+                c->in_alloc = n;
+        }
+
+        if (c->in_len >= c->in_alloc)
+                return 0;       /* full: process_input refuses the line */
+
+        ssize_t n = recv(c->fd, c->in + c->in_len, c->in_alloc - c->in_len, MSG_DONTWAIT);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return 0;
+                return -errno;
+        }
+        if (n == 0) {
+                c->read_eof = true;
+                return 0;
+        }
+        c->in_len += (size_t) n;
+        c->last_activity_usec = now_monotonic_usec();
+        return 1;
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Connection *c = connection_ref(userdata);
+
+        if (revents & EPOLLOUT)
+                (void) connection_flush(c);
+
+        if (!c->closed && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+                int r = connection_read(c);
+                if (r < 0) {
+                        log_debug_errno(r, "c%llu: read failed: %m", (unsigned long long) c->id);
+                        connection_close(c);
+                } else if (c->read_eof && c->in_len > 0 && !c->closed) {
+                        /* A last line without '\n' is still a request. */
+                        if (c->in_len < c->in_alloc) {
+                                c->in[c->in_len++] = '\n';
+                                connection_process_input(c);
+                        }
+                } else
+                        connection_process_input(c);
+
+                if (!c->closed && c->read_eof && c->n_slots == 0 && c->out_len == 0)
+                        connection_close(c);
+                else if (!c->closed)
+                        (void) connection_update_events(c);
+        }
+
+        connection_unref(c);
+        return 0;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Connection *c = userdata;
+        Manager *m = c->manager;
+
+        if (c->partial_since_usec > 0 && usec >= c->partial_since_usec + m->config->partial_line_timeout_usec) {
+                _cleanup_free_ char *line = rpc_format_error_line(IDM_RPC_INVALID_REQUEST, IDM_REASON_TIMEOUT,
+                                                                  "incomplete request line timed out");
+                log_debug("c%llu: partial line timed out, closing", (unsigned long long) c->id);
+                c->in_len = 0;
+                connection_send_and_close(c, line);
+                return 0;
+        }
+        if (c->n_slots == 0 && usec >= c->last_activity_usec + m->config->idle_timeout_usec) {
+                log_debug("c%llu: idle, closing", (unsigned long long) c->id);
+                connection_close(c);
+                return 0;
+        }
+        (void) connection_arm_timer(c);
+        return 0;
+}
+
+static int connection_arm_timer(Connection *c) {
+        Manager *m = c->manager;
+        uint64_t deadline = c->last_activity_usec + m->config->idle_timeout_usec;
+
+        if (c->partial_since_usec > 0) {
+                uint64_t p = c->partial_since_usec + m->config->partial_line_timeout_usec;
+                if (p < deadline)
+                        deadline = p;
+        }
+        if (!c->timer_source)
+                return sd_event_add_time(m->event, &c->timer_source, CLOCK_MONOTONIC, deadline, 0, on_timer, c);
+        (void) sd_event_source_set_time(c->timer_source, deadline);
+        return sd_event_source_set_enabled(c->timer_source, SD_EVENT_ONESHOT);
+}
+
+static int connection_update_events(Connection *c) {
+        uint32_t events = 0;
+
+        if (c->closed || !c->io_source)
+                return 0;
+        if (!c->read_eof && !c->close_after_flush && !c->manager->stopping &&
+            c->n_slots < CONNECTION_MAX_PENDING && c->out_len < OUT_HIGH_WATER)
+                events |= EPOLLIN;
+        if (c->out_len > c->out_pos)
+                events |= EPOLLOUT;
+        if (events == 0)
+                return sd_event_source_set_enabled(c->io_source, SD_EVENT_OFF);
+        (void) sd_event_source_set_io_events(c->io_source, events);
+        return sd_event_source_set_enabled(c->io_source, SD_EVENT_ON);
+}
+
+int connection_new(Manager *m, int fd, Connection **ret) {
+        Connection *c;
+        int r;
+
+        c = calloc(1, sizeof(Connection));
+        if (!c) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        c->n_ref = 1;   /* the manager's */
+        c->manager = m;
+        c->fd = fd;
+        c->id = ++m->next_connection_id;
+        c->last_activity_usec = now_monotonic_usec();
+
+        r = sd_event_add_io(m->event, &c->io_source, fd, EPOLLIN, on_io, c);
+        if (r < 0)
+                goto fail;
+        r = connection_arm_timer(c);
+        if (r < 0)
+                goto fail;
+
+        *ret = c;
+        return 0;
+fail:
+        c->io_source = sd_event_source_disable_unref(c->io_source);
+        c->timer_source = sd_event_source_disable_unref(c->timer_source);
+        safe_close(c->fd);
+        connection_free(c);
+        return r;
+}

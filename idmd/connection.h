@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One client connection: reading newline-delimited requests within the protocol limits (line
+ * size, partial-line and idle timeouts), queueing their replies in request order, writing them
+ * with back-pressure (no reading while too many replies are pending), and closing.
+ *
+ * A Connection is reference counted: calls in flight keep it alive after it was closed, so a
+ * late reply finds a closed connection (and is dropped) rather than freed memory.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+#include <systemd/sd-event.h>
+
+#include "rpc.h"
+
+#define CONNECTION_MAX_PENDING 64       /* requests in flight per connection before we stop reading */
+
+struct Connection {
+        unsigned n_ref;
+        Manager *manager;
+        Connection *prev, *next;
+        uint64_t id;
+        int fd;
+        Peer peer;
+        bool closed;
+        bool close_after_flush;
+        bool read_eof;
+
+        sd_event_source *io_source;
+        sd_event_source *timer_source;
+        uint64_t last_activity_usec;    /* CLOCK_MONOTONIC */
+        uint64_t partial_since_usec;    /* 0: no partial line */
+
+        char *in;
+        size_t in_len, in_alloc;
+        size_t in_scanned;              /* bytes of in already searched for '\n' */
+        bool processing;                /* inside connection_process_input() */
+
+        char *out;
+        size_t out_len, out_alloc, out_pos;
+
+        Slot *slots_head, *slots_tail;  /* replies in request order */
+        unsigned n_slots;
+        uint64_t next_call_seq;
+};
+
+int connection_new(Manager *m, int fd, Connection **ret);       /* takes fd */
+Connection *connection_ref(Connection *c);
+Connection *connection_unref(Connection *c);
+
+/* Closes the socket and stops the sources now; pending replies are dropped. */
+void connection_close(Connection *c);
+
+/* Queues a line (which must end in '\n') to be sent, then closes. For refusals. */
+void connection_send_and_close(Connection *c, const char *line);
+
+/* During shutdown: stop reading; close once every pending reply is written. */
+void connection_drain(Connection *c);
+
+/* For rpc.c: a new slot at the tail (batch: n items, else 0). NULL on OOM. */
+Slot *connection_add_slot(Connection *c, size_t batch_size);
+/* Sets a slot's reply (a single reply JSON object, or one batch item at index), and flushes
+ * completed slots at the head. reply may be NULL for a notification (no output). */
+void connection_slot_done(Connection *c, Slot *s, size_t index, json_t *reply);

@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * idmd: command line, configuration, libsodium initialisation, then the manager's event loop.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "config-build.h"
+#include "config.h"
+#include "idm/protocol.h"
+#include "log.h"
+#include "manager.h"
+
+static void help(void) {
+        printf("Usage: idmd [OPTIONS]\n\n"
+               "The idm identity daemon: customers, publishers and tokens over JSON-RPC on a Unix socket.\n\n"
+               "  -c --config=FILE      Read FILE and FILE.d/*.conf (default %s, if present)\n"
+               "  -s --state-dir=DIR    Keep the store and keys in DIR (default %s)\n"
+               "  -S --socket=PATH      Listen on PATH (default %s)\n"
+               "  -f --foreground       Accepted for compatibility; idmd never forks\n"
+               "     --log-level=LEVEL  err, warning, notice, info or debug\n"
+               "  -h --help             Show this help\n"
+               "     --version          Show the version\n",
+               IDM_DEFAULT_CONFIG, IDM_DEFAULT_STATE_DIR, IDM_DEFAULT_SOCKET);
+}
+
+static int parse_log_level(const char *s) {
+        static const char *const names[] = {
+                [LOG_LEVEL_ERR] = "err", [LOG_LEVEL_WARNING] = "warning", [LOG_LEVEL_NOTICE] = "notice",
+                [LOG_LEVEL_INFO] = "info", [LOG_LEVEL_DEBUG] = "debug",
+        };
+        for (int i = LOG_LEVEL_ERR; i <= LOG_LEVEL_DEBUG; i++)
+                if (streq(s, names[i]))
+                        return i;
+        return -EINVAL;
+}
+
+static int make_absolute(char **path) {
+        _cleanup_free_ char *cwd = NULL;
+        char *abs;
+
+        if ((*path)[0] == '/')
+                return 0;
+        cwd = getcwd(NULL, 0);
+        if (!cwd)
+                return -errno;
+        if (asprintf(&abs, "%s/%s", cwd, *path) < 0)
+                return -(errno = ENOMEM);
+        free(*path);
+        *path = abs;
+        return 0;
+}
+
+int main(int argc, char *argv[]) {
+        enum { ARG_VERSION = 0x100, ARG_LOG_LEVEL };
+        static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "state-dir", required_argument, NULL, 's' },
+                { "socket", required_argument, NULL, 'S' },
+                { "foreground", no_argument, NULL, 'f' },
+                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                {},
+        };
+        const char *config_path = NULL, *state_dir = NULL, *socket_path = NULL;
+        _cleanup_(manager_freep) Manager *m = NULL;
+        Config *config = NULL;
+        int c, r, log_level = -1;
+
+        log_open();
+
+        while ((c = getopt_long(argc, argv, "c:s:S:fh", options, NULL)) >= 0)
+                switch (c) {
+                case 'c':
+                        config_path = optarg;
+                        break;
+                case 's':
+                        state_dir = optarg;
+                        break;
+                case 'S':
+                        socket_path = optarg;
+                        break;
+                case 'f':
+                        break;
+                case ARG_LOG_LEVEL:
+                        log_level = parse_log_level(optarg);
+                        if (log_level < 0) {
+                                log_error("Invalid --log-level '%s': expected err, warning, notice, info or debug.", optarg);
+                                return EXIT_FAILURE;
+                        }
+                        break;
+                case 'h':
+                        help();
+                        return EXIT_SUCCESS;
+                case ARG_VERSION:
+                        printf("idmd %s (protocol %d)\n", IDM_VERSION, IDM_PROTOCOL_VERSION);
+                        return EXIT_SUCCESS;
+                default:
+                        return EXIT_FAILURE;
+                }
+        if (optind < argc) {
+                log_error("Unexpected argument '%s'. See idmd --help.", argv[optind]);
+                return EXIT_FAILURE;
+        }
+        if (log_level >= 0)
+                log_set_max_level(log_level);
+
+        if (sodium_init() < 0) {
+                log_error("Failed to initialise libsodium.");
+                return EXIT_FAILURE;
+        }
+
+        r = config_new(&config);
+        if (r < 0) {
+                log_oom();
+                return EXIT_FAILURE;
+        }
+        /* An explicit --config must exist; the default file is optional (embedded defaults). */
+        r = config_load(config, config_path ?: IDM_DEFAULT_CONFIG, config_path != NULL);
+        if (r < 0) {
+                config_free(config);
+                log_error("Refusing to start: fix the configuration above.");
+                return EXIT_FAILURE;
+        }
+        if (log_level < 0)
+                log_set_max_level(config->log_level);
+        if (state_dir) {
+                free(config->state_dir);
+                config->state_dir = strdup(state_dir);
+        }
+        if (socket_path) {
+                free(config->socket_path);
+                config->socket_path = strdup(socket_path);
+        }
+        if (!config->state_dir || !config->socket_path) {
+                config_free(config);
+                log_oom();
+                return EXIT_FAILURE;
+        }
+        /* Relative paths would change meaning with the working directory: resolve them now. */
+        if (make_absolute(&config->state_dir) < 0 || make_absolute(&config->socket_path) < 0) {
+                config_free(config);
+                log_error_errno(errno, "Failed to resolve a relative path: %m");
+                return EXIT_FAILURE;
+        }
+
+        r = manager_new(config, &m);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up: %m");
+                return EXIT_FAILURE;
+        }
+        r = manager_startup(m);
+        if (r < 0)
+                return EXIT_FAILURE;
+        r = manager_run(m);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,453 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The idmd manager: state-directory lock, store and key setup, the listening socket (systemd
+ * socket activation or our own bind, replacing only a stale socket), accepting connections with
+ * their peer credentials and per-uid limits, signals, and the orderly stop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "config-build.h"
+#include "connection.h"
+#include "idm/protocol.h"
+#include "log.h"
+#include "manager.h"
+#include "tokens.h"
+#include "workers.h"
+
+#define SHUTDOWN_TIMEOUT_USEC (10ULL * 1000000ULL)
+
+uint64_t now_realtime_usec(void) {
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+uint64_t now_monotonic_usec(void) {
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+int manager_new(Config *config, Manager **ret) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        int r;
+
+        m = calloc(1, sizeof(Manager));
+        if (!m) {
+                config_free(config);
+                return -ENOMEM;
+        }
+        m->config = config;
+        m->lock_fd = -EBADF;
+        m->listen_fd = -EBADF;
+        m->start_realtime_usec = now_realtime_usec();
+
+        m->method_stats = calloc(rpc_n_methods(), sizeof(MethodStats));
+        if (!m->method_stats)
+                return -ENOMEM;
+
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                return r;
+        (void) sd_event_set_watchdog(m->event, true);
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+static void manager_close_listener(Manager *m) {
+        struct stat st;
+
+        m->listen_source = sd_event_source_disable_unref(m->listen_source);
+        m->listen_fd = safe_close(m->listen_fd);
+
+        /* Unlink the socket only if we made it and it is still ours (not a successor's). */
+        if (m->socket_created && lstat(m->config->socket_path, &st) >= 0 && S_ISSOCK(st.st_mode) &&
+            st.st_dev == m->socket_dev && st.st_ino == m->socket_ino)
+                (void) unlink(m->config->socket_path);
+        m->socket_created = false;
+}
+
+Manager *manager_free(Manager *m) {
+        Connection *c;
+
+        if (!m)
+                return NULL;
+
+        manager_close_listener(m);
+
+        /* Workers first: their completions may still reply to calls (dropped, connections closed). */
+        while ((c = m->connections))
+                connection_close(c);
+        m->workers = workers_free(m->workers);
+
+        m->sigterm_source = sd_event_source_disable_unref(m->sigterm_source);
+        m->sigint_source = sd_event_source_disable_unref(m->sigint_source);
+        m->shutdown_timer = sd_event_source_disable_unref(m->shutdown_timer);
+        m->keyring = keyring_free(m->keyring);
+        m->store = store_free(m->store);
+        m->lock_fd = safe_close(m->lock_fd);    /* releases the lock */
+        m->event = sd_event_unref(m->event);
+        free(m->method_stats);
+        config_free(m->config);
+        free(m);
+        return NULL;
+}
+
+static int mkdir_parents(const char *path, mode_t mode) {
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = 0;
+                if (mkdir(p, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        return 0;
+}
+
+static int manager_lock_state_dir(Manager *m) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(closep) int fd = -EBADF;
+        char buf[32];
+        int n;
+
+        if (asprintf(&path, "%s/idmd.lock", m->config->state_dir) < 0)
+                return log_oom();
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return log_error_errno(errno, "Failed to open lock file %s: %m", path);
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno == EWOULDBLOCK) {
+                        n = (int) pread(fd, buf, sizeof(buf) - 1, 0);
+                        buf[n > 0 ? n : 0] = 0;
+                        buf[strcspn(buf, "\n")] = 0;
+                        log_error("Another idmd (pid %s) is using the state directory %s; refusing to start.",
+                                  buf[0] ? buf : "unknown", m->config->state_dir);
+                        return -EBUSY;
+                }
+                return log_error_errno(errno, "Failed to lock %s: %m", path);
+        }
+        n = snprintf(buf, sizeof(buf), "%d\n", (int) getpid());
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t) n, 0) != n)
+                log_warning_errno(errno, "Failed to write pid to %s, ignoring: %m", path);
+        m->lock_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static int peer_is_admin(Manager *m, int fd, const struct ucred *cred) {
+        gid_t groups[256];
+        socklen_t len = sizeof(groups);
+
+        if (cred->uid == 0)
+                return true;
+        if (!m->admin_gid_valid)
+                return false;
+        if (cred->gid == m->admin_gid)
+                return true;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+                log_debug_errno(errno, "SO_PEERGROUPS failed, treating peer as not admin: %m");
+                return false;
+        }
+        for (size_t i = 0; i < len / sizeof(gid_t); i++)
+                if (groups[i] == m->admin_gid)
+                        return true;
+        return false;
+}
+
+static void refuse_connection(Manager *m, int fd, const char *reason, const char *message) {
+        _cleanup_free_ char *line = rpc_format_error_line(IDM_ERR_TOO_MANY, reason, message);
+
+        m->connections_refused++;
+        if (line)
+                (void) send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT);
+        safe_close(fd);
+}
+
+static int on_accept(sd_event_source *s, int listen_fd, uint32_t revents, void *userdata) {
+        Manager *m = userdata;
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        unsigned same_uid = 0;
+        Connection *c;
+        int fd, r;
+
+        fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+                if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                        log_warning_errno(errno, "accept() failed, ignoring: %m");
+                return 0;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                log_warning_errno(errno, "SO_PEERCRED failed, dropping connection: %m");
+                safe_close(fd);
+                return 0;
+        }
+
+        if (m->n_connections >= m->config->max_connections) {
+                log_warning("Too many connections (%u), refusing one from uid %u.", m->n_connections,
+                            (unsigned) cred.uid);
+                refuse_connection(m, fd, IDM_REASON_TOO_MANY_CONNECTIONS, "too many connections");
+                return 0;
+        }
+        for (c = m->connections; c; c = c->next)
+                if (c->peer.uid == cred.uid)
+                        same_uid++;
+        if (same_uid >= m->config->max_connections_per_uid) {
+                log_warning("Too many connections from uid %u (%u), refusing.", (unsigned) cred.uid, same_uid);
+                refuse_connection(m, fd, IDM_REASON_TOO_MANY_CONNECTIONS, "too many connections from this user");
+                return 0;
+        }
+
+        r = connection_new(m, fd, &c);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to set up a connection, ignoring: %m");
+                return 0;
+        }
+        c->peer = (Peer) {
+                .uid = cred.uid,
+                .gid = cred.gid,
+                .pid = cred.pid,
+                .admin = peer_is_admin(m, fd, &cred),
+        };
+        c->next = m->connections;
+        if (m->connections)
+                m->connections->prev = c;
+        m->connections = c;
+        m->n_connections++;
+        m->connections_accepted++;
+        log_debug("c%llu: connection from pid %d uid %u%s", (unsigned long long) c->id, (int) cred.pid,
+                  (unsigned) cred.uid, c->peer.admin ? " (admin)" : "");
+        return 0;
+}
+
+void manager_connection_closed(Manager *m, Connection *c) {
+        if (c->prev)
+                c->prev->next = c->next;
+        else if (m->connections == c)
+                m->connections = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        c->prev = c->next = NULL;
+        m->n_connections--;
+        connection_unref(c);
+
+        if (m->stopping && m->n_connections == 0)
+                (void) sd_event_exit(m->event, 0);
+}
+
+/* Binds the socket ourselves. A socket file left by a dead idmd is replaced; one that accepts
+ * connections belongs to a live daemon and is left alone. */
+static int manager_bind(Manager *m) {
+        const char *path = m->config->socket_path;
+        _cleanup_(closep) int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct stat st;
+        mode_t old_umask;
+        int r;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return log_error("Socket path %s is too long (at most %zu bytes).", path, sizeof(sa.sun_path) - 1),
+                       -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path));
+
+        r = mkdir_parents(path, 0755);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the directory of %s: %m", path);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return log_error_errno(errno, "Failed to create socket: %m");
+
+        if (lstat(path, &st) >= 0) {
+                _cleanup_(closep) int probe = -EBADF;
+
+                if (!S_ISSOCK(st.st_mode))
+                        return log_error("%s exists and is not a socket; refusing to replace it.", path), -EEXIST;
+                probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (probe < 0)
+                        return log_error_errno(errno, "Failed to create socket: %m");
+                if (connect(probe, (struct sockaddr *) &sa, sizeof(sa)) >= 0)
+                        return log_error("Socket %s is in use by a running daemon; refusing to start.", path),
+                               -EADDRINUSE;
+                if (errno != ECONNREFUSED && errno != ENOENT)
+                        return log_error_errno(errno, "Cannot tell whether %s is in use: %m", path);
+                log_info("Replacing stale socket %s.", path);
+                if (unlink(path) < 0 && errno != ENOENT)
+                        return log_error_errno(errno, "Failed to remove stale socket %s: %m", path);
+        }
+
+        old_umask = umask(0111);        /* 0666: any local process may connect (roles decide) */
+        r = bind(fd, (struct sockaddr *) &sa, sizeof(sa));
+        (void) umask(old_umask);
+        if (r < 0)
+                return log_error_errno(errno, "Failed to bind %s: %m", path);
+        if (listen(fd, SOMAXCONN) < 0)
+                return log_error_errno(errno, "Failed to listen on %s: %m", path);
+        if (lstat(path, &st) < 0)
+                return log_error_errno(errno, "Failed to stat %s: %m", path);
+
+        m->socket_created = true;
+        m->socket_dev = st.st_dev;
+        m->socket_ino = st.st_ino;
+        m->listen_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static int manager_listen(Manager *m) {
+        int n, r;
+
+        n = sd_listen_fds(true);
+        if (n < 0)
+                return log_error_errno(n, "Failed to read sockets passed by systemd: %m");
+        if (n > 1)
+                return log_error("Got %d sockets from systemd, expected one.", n), -EINVAL;
+        if (n == 1) {
+                int fd = SD_LISTEN_FDS_START;
+                int flags;
+
+                if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0)
+                        return log_error("The socket passed by systemd is not a listening Unix stream socket."),
+                               -EINVAL;
+                flags = fcntl(fd, F_GETFL);
+                if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                        return log_error_errno(errno, "Failed to make the activated socket non-blocking: %m");
+                m->listen_fd = fd;
+                m->socket_activated = true;
+                log_debug("Using the socket passed by systemd.");
+        } else {
+                r = manager_bind(m);
+                if (r < 0)
+                        return r;
+        }
+
+        r = sd_event_add_io(m->event, &m->listen_source, m->listen_fd, EPOLLIN, on_accept, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch the socket: %m");
+        return 0;
+}
+
+static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        log_warning("%u connections still busy after the shutdown timeout, closing them.", m->n_connections);
+        return sd_event_exit(m->event, 0);
+}
+
+void manager_stop(Manager *m) {
+        Connection *c, *next;
+
+        if (m->stopping)
+                return;
+        m->stopping = true;
+        (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
+        log_info("Stopping: answering requests in flight, accepting no new ones.");
+
+        manager_close_listener(m);
+        for (c = m->connections; c; c = next) {
+                next = c->next;
+                connection_drain(c);
+        }
+        if (m->n_connections == 0) {
+                (void) sd_event_exit(m->event, 0);
+                return;
+        }
+        (void) sd_event_add_time_relative(m->event, &m->shutdown_timer, CLOCK_MONOTONIC, SHUTDOWN_TIMEOUT_USEC, 0,
+                                          on_shutdown_timeout, m);
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        manager_stop(userdata);
+        return 0;
+}
+
+int manager_startup(Manager *m) {
+        StoreOptions so = {
+                .map_size_initial = m->config->map_size_initial,
+                .map_size_max = m->config->map_size_max,
+        };
+        _cleanup_free_ char *keydir = NULL;
+        unsigned version = 0;
+        sigset_t ss;
+        int r;
+
+        if (mkdir(m->config->state_dir, 0700) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Failed to create state directory %s: %m", m->config->state_dir);
+
+        r = manager_lock_state_dir(m);
+        if (r < 0)
+                return r;
+
+        r = store_open(m->config->state_dir, &so, &m->store, &version);
+        if (r == -EPROTONOSUPPORT)
+                return log_error("The store in %s has schema version %u, newer than this idmd understands (%u); "
+                                 "refusing to start. Run a newer idmd or restore a backup.",
+                                 m->config->state_dir, version, STORE_SCHEMA_VERSION), r;
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the store in %s: %m", m->config->state_dir);
+
+        if (asprintf(&keydir, "%s/keys", m->config->state_dir) < 0)
+                return log_oom();
+        r = keyring_load(keydir, now_realtime_usec(), m->config->access_ttl_usec, &m->keyring);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load the signing keys from %s: %m", keydir);
+
+        r = workers_new(m->event, m->config->workers, m->config->worker_queue, &m->workers);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start worker threads: %m");
+
+        if (m->config->admin_group[0]) {
+                struct group *g = getgrnam(m->config->admin_group);
+                if (g) {
+                        m->admin_gid = g->gr_gid;
+                        m->admin_gid_valid = true;
+                } else
+                        log_info("Admin group '%s' does not exist; only root is administrator.",
+                                 m->config->admin_group);
+        }
+
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGTERM);
+        sigaddset(&ss, SIGINT);
+        if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
+                return log_error_errno(errno, "Failed to block signals: %m");
+        (void) signal(SIGPIPE, SIG_IGN);
+        r = sd_event_add_signal(m->event, &m->sigterm_source, SIGTERM, on_signal, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, &m->sigint_source, SIGINT, on_signal, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch signals: %m");
+
+        return manager_listen(m);
+}
+
+int manager_run(Manager *m) {
+        int r;
+
+        log_info("idmd %s ready on %s (state in %s).", IDM_VERSION, m->config->socket_path, m->config->state_dir);
+        (void) sd_notifyf(false, "READY=1\nSTATUS=Serving on %s", m->config->socket_path);
+
+        r = sd_event_loop(m->event);
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed: %m");
+        log_info("Stopped.");
+        return 0;
+}

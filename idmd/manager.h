@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The idmd manager: owns the event loop, the listening socket (socket activation or its own
+ * bind), the state-directory lock, signal handling, the connections, the store, the worker
+ * pool, the signing keys and the statistics. Methods reach it through call_manager().
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "rpc.h"
+#include "store.h"
+
+typedef struct Workers Workers;
+typedef struct Keyring Keyring;
+
+#define LATENCY_BUCKETS 10      /* < 1, 4, 16, 64, 256 ms, 1, 4, 16, 64 s, more */
+
+typedef struct MethodStats {
+        uint64_t calls;
+        uint64_t errors;
+        uint64_t latency[LATENCY_BUCKETS];
+} MethodStats;
+
+struct Manager {
+        sd_event *event;
+        Config *config;
+        Store *store;
+        Workers *workers;
+        Keyring *keyring;
+
+        int lock_fd;
+        int listen_fd;
+        bool socket_activated;
+        bool socket_created;            /* we bound it: unlink on exit */
+        dev_t socket_dev;
+        ino_t socket_ino;
+        sd_event_source *listen_source;
+        sd_event_source *sigterm_source;
+        sd_event_source *sigint_source;
+        sd_event_source *shutdown_timer;
+
+        Connection *connections;        /* doubly linked list */
+        unsigned n_connections;
+        uint64_t next_connection_id;
+
+        gid_t admin_gid;
+        bool admin_gid_valid;
+
+        bool stopping;
+        uint64_t start_realtime_usec;
+
+        /* statistics (getStats) */
+        MethodStats *method_stats;      /* rpc_n_methods() entries */
+        uint64_t connections_accepted;
+        uint64_t connections_refused;
+        uint64_t parse_errors;
+        uint64_t class_in_flight[_METHOD_CLASS_MAX];
+        uint64_t class_in_flight_max[_METHOD_CLASS_MAX];       /* high-water marks */
+};
+
+int manager_new(Config *config, Manager **ret);        /* takes ownership of config */
+Manager *manager_free(Manager *m);
+DEFINE_POINTER_CLEANUP(Manager, manager_free);
+
+/* Takes the state-directory lock, opens the store and keys, listens. Logs its own errors. */
+int manager_startup(Manager *m);
+int manager_run(Manager *m);
+
+/* Begins an orderly stop: no new connections or requests; in-flight ones are answered. */
+void manager_stop(Manager *m);
+
+/* Called by connection.c when a connection is gone. */
+void manager_connection_closed(Manager *m, Connection *c);
+
+/* Realtime clock in microseconds (the one used for dates and token expiry). */
+uint64_t now_realtime_usec(void);
+uint64_t now_monotonic_usec(void);

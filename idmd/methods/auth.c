@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Deciding who a caller is from the credentials in its params (publisherToken, sessionID, jwt),
+ * for methods whose role needs more than "anyone", plus helpers every method family shares.
+ * The peer's own role (admin) comes from SO_PEERCRED, in manager.c.
+ */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "idm/json-util.h"
+#include "idm/protocol.h"
+#include "log.h"
+#include "manager.h"
+#include "methods/methods.h"
+#include "sessions.h"
+#include "tokens.h"
+
+const char *format_rfc3339(uint64_t usec, char buf[static 32]) {
+        time_t t = (time_t) (usec / 1000000ULL);
+        struct tm tm;
+
+        if (!gmtime_r(&t, &tm) || strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                buf[0] = 0;
+        return buf;
+}
+
+StoreTxn *call_store_read(Call *call) {
+        StoreTxn *t = NULL;
+        int r = store_read(call_manager(call)->store, &t);
+
+        if (r < 0) {
+                (void) call_reply_errno(call, r);
+                return NULL;
+        }
+        return t;
+}
+
+
+/* Looks up the publisher a publisherToken belongs to. -ENOENT if none. */
+static int publisher_by_token(StoreTxn *t, const char *token, char **ret) {
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        char hash[TOKEN_HASH_STRLEN + 1];
+        const char *id;
+        int r;
+
+        token_hash(token, hash);
+        r = store_get(t, STORE_PUBLISHER_TOKENS, hash, &rec);
+        if (r < 0)
+                return r;
+        id = json_object_get_string(rec, "publisherId");
+        if (!id)
+                return -EPROTO;
+        *ret = strdup(id);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int auth_publisher(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_free_ char *token_publisher = NULL;
+        const char *token = json_object_get_string(params, "publisherToken");
+        const char *named = json_object_get_string(params, "publisherId");
+        int r;
+
+        t = call_store_read(call);
+        if (!t)
+                return -EIO;
+
+        if (token) {
+                r = publisher_by_token(t, token, &token_publisher);
+                if (r == -ENOENT) {
+                        call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL,
+                                         "invalid publisherToken");
+                        return -EACCES;
+                }
+                if (r < 0) {
+                        call_reply_errno(call, r);
+                        return r;
+                }
+                if (named && !streq(named, token_publisher)) {
+                        call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
+                                         "publisherId does not match the publisherToken");
+                        return -EPERM;
+                }
+                r = call_set_publisher(call, token_publisher);
+                if (r < 0)
+                        call_reply_errno(call, r);
+                return r;
+        }
+
+        if (call_role(call) != ROLE_ADMIN) {
+                call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
+                                 "this method needs a publisherToken");
+                return -EPERM;
+        }
+        if (!named) {
+                call_reply_invalid_param(call, "publisherId", "missing parameter 'publisherId'");
+                return -EINVAL;
+        }
+        if (!store_exists(t, STORE_PUBLISHERS, named)) {
+                call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such publisher");
+                return -ENOENT;
+        }
+        /* Admin keeps its role; the publisher it acts for is recorded. */
+        r = call_set_publisher(call, named);
+        if (r < 0)
+                call_reply_errno(call, r);
+        return r;
+}
+
+int auth_customer(Call *call, json_t *params) {
+        Manager *m = call_manager(call);
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(jwt_claims_done) JwtClaims claims = {};
+        _cleanup_free_ char *family = NULL;
+        const char *jwt = json_object_get_string(params, "jwt");
+        SessionContext ctx = {
+                .config = m->config,
+                .keyring = m->keyring,
+                .now_usec = now_realtime_usec(),
+                .peer_uid = call_peer(call)->uid,
+        };
+        int r;
+
+        if (!jwt) {
+                call_reply_invalid_param(call, "jwt", "missing parameter 'jwt'");
+                return -EINVAL;
+        }
+        t = call_store_read(call);
+        if (!t)
+                return -EIO;
+        r = session_verify_jwt(t, &ctx, jwt, &claims, &family);
+        if (r == -ETIME) {
+                call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_TOKEN_EXPIRED, NULL, "the token has expired");
+                return r;
+        }
+        if (r == -EACCES || r == -EBADMSG) {
+                call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
+                return -EACCES;
+        }
+        if (r < 0) {
+                call_reply_errno(call, r);
+                return r;
+        }
+        r = call_set_customer(call, claims.customer_id, claims.publisher_id, family);
+        if (r < 0)
+                call_reply_errno(call, r);
+        return r;
+}

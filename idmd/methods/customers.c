@@ -1,0 +1,849 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Customer accounts: registerCustomer, login (anyone); getCustomer, updateCustomer,
+ * changePassword (the customer, by jwt).
+ *
+ * Every password hash or verification runs on the worker pool (workers.h): the handler checks
+ * what it can on the loop, hands a PasswordJob to a worker and returns; the job's completion
+ * runs back on the loop, writes in one unit of work and replies. Unknown accounts cost one
+ * dummy verification, like a wrong password, and get the same answer (DESIGN.md section 4).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "idm/json-util.h"
+#include "idm/protocol.h"
+#include "log.h"
+#include "manager.h"
+#include "methods/customers.h"
+#include "methods/methods.h"
+#include "passwords.h"
+#include "sessions.h"
+#include "tokens.h"
+#include "validate.h"
+#include "workers.h"
+
+#define CUSTOMER_ID_DIGITS 10
+#define NAME_MAX_BYTES 100
+#define EXTERNAL_ID_MAX 128
+#define IP_MAX 64
+
+/* --- publisher resolution --- */
+
+/* Finds the publisher named by params' publisherId or offerId (both given: they must agree).
+ * Replies itself (invalid params / 404) and returns NULL when there is none. */
+char *customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params) {
+        const char *pid = json_object_get_string(params, "publisherId");
+        const char *offer = json_object_get_string(params, "offerId");
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        int r;
+
+        if (!pid && !offer) {
+                call_reply_invalid_param(call, "publisherId", "either 'publisherId' or 'offerId' is needed");
+                return NULL;
+        }
+        if (offer) {
+                const char *owner;
+
+                r = store_get(t, STORE_OFFERS, offer, &rec);
+                if (r == -ENOENT) {
+                        call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND,
+                                         json_pack("{s:s}", "field", "offerId"), "no such offer");
+                        return NULL;
+                }
+                if (r < 0) {
+                        call_reply_errno(call, r);
+                        return NULL;
+                }
+                owner = json_object_get_string(rec, "publisherId");
+                if (!owner || (pid && !streq(pid, owner))) {
+                        call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                         json_pack("{s:s}", "field", "offerId"),
+                                         "the offer does not belong to this publisher");
+                        return NULL;
+                }
+                pid = owner;
+        } else if (!store_exists(t, STORE_PUBLISHERS, pid)) {
+                call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND,
+                                 json_pack("{s:s}", "field", "publisherId"), "no such publisher");
+                return NULL;
+        }
+
+        char *copy = strdup(pid);
+        if (!copy)
+                call_reply_errno(call, -ENOMEM);
+        return copy;
+}
+
+int customers_index_key(const char *publisher_id, const char *email, char **ret) {
+        _cleanup_free_ char *lower = email_normalize(email);
+
+        if (!lower)
+                return -ENOMEM;
+        if (asprintf(ret, "%s:%s", publisher_id, lower) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+/* Looks up a customer by (publisher, e-mail). -ENOENT if none. */
+int customers_find_by_email(StoreTxn *t, const char *publisher_id, const char *email, json_t **ret) {
+        _cleanup_free_ char *key = NULL;
+        _cleanup_(json_decrefp) json_t *link = NULL;
+        const char *id;
+        int r;
+
+        r = customers_index_key(publisher_id, email, &key);
+        if (r < 0)
+                return r;
+        r = store_get(t, STORE_CUSTOMERS_BY_EMAIL, key, &link);
+        if (r < 0)
+                return r;
+        id = json_object_get_string(link, "customerId");
+        if (!id)
+                return -EPROTO;
+        return store_get(t, STORE_CUSTOMERS, id, ret);
+}
+
+/* The customer as callers see it. New reference. */
+json_t *customers_public(json_t *rec) {
+        static const char *const fields[] = {
+                "customerId", "email", "publisherId", "firstName", "lastName", "country", "currency",
+                "locale", "externalId", "externalData",
+        };
+        char buf[32];
+        json_t *o = json_object();
+        json_t *v;
+
+        if (!o)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+                v = json_object_get(rec, fields[i]);
+                (void) json_object_set(o, fields[i], v ?: json_null());
+        }
+        v = json_object_get(rec, "registrationDate");
+        (void) json_object_set_new(o, "registrationDate",
+                                   json_is_integer(v) ? json_string(format_rfc3339((uint64_t) json_integer_value(v), buf))
+                                                      : json_null());
+        v = json_object_get(rec, "lastLoginDate");
+        (void) json_object_set_new(o, "lastLoginDate",
+                                   json_is_integer(v) ? json_string(format_rfc3339((uint64_t) json_integer_value(v), buf))
+                                                      : json_null());
+        v = json_object_get(rec, "lastUserIP");
+        (void) json_object_set(o, "lastUserIP", v ?: json_null());
+        return o;
+}
+
+/* --- profile fields --- */
+
+/* Checks the optional profile fields in params and copies them into rec. Replies 400 itself. */
+static int apply_profile(Call *call, json_t *params, json_t *rec) {
+        Manager *m = call_manager(call);
+        const char *s;
+
+        if ((s = json_object_get_string(params, "locale"))) {
+                if (!locale_is_valid(s))
+                        return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_LOCALE, NULL,
+                                                "locale must look like en_US (language_COUNTRY)"), -EINVAL;
+                (void) json_object_set_new(rec, "locale", json_string(s));
+        }
+        if ((s = json_object_get_string(params, "country"))) {
+                if (!country_is_valid(s))
+                        return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_COUNTRY, NULL,
+                                                "country must be an ISO 3166-1 alpha-2 code such as GB or US"), -EINVAL;
+                (void) json_object_set_new(rec, "country", json_string(s));
+        }
+        if ((s = json_object_get_string(params, "currency"))) {
+                if (!currency_is_valid(s, m->config->currencies))
+                        return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_CURRENCY, NULL,
+                                                "currency is not one of the configured currencies"), -EINVAL;
+                (void) json_object_set_new(rec, "currency", json_string(s));
+        }
+        static const char *const names[] = { "firstName", "lastName" };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if ((s = json_object_get_string(params, names[i]))) {
+                        if (s[0] && !text_is_valid(s, NAME_MAX_BYTES))
+                                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                                        json_pack("{s:s}", "field", names[i]),
+                                                        "names must be printable text of at most 100 bytes"),
+                                       -EINVAL;
+                        (void) json_object_set_new(rec, names[i], json_string(s));
+                }
+        return 0;
+}
+
+static int check_customer_ip(Call *call, json_t *params) {
+        const char *ip = json_object_get_string(params, "customerIP");
+        unsigned char buf[sizeof(struct in6_addr)];
+
+        if (!ip || inet_pton(AF_INET, ip, buf) == 1 || inet_pton(AF_INET6, ip, buf) == 1)
+                return 0;
+        call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE, json_pack("{s:s}", "field", "customerIP"),
+                         "customerIP must be an IPv4 or IPv6 address");
+        return -EINVAL;
+}
+
+/* --- password jobs --- */
+
+typedef enum PasswordJobKind {
+        JOB_HASH,               /* registration: hash password */
+        JOB_VERIFY,             /* login: verify password against hash (dummy if none), rehash if due */
+        JOB_CHANGE,             /* verify password, then hash new_password */
+} PasswordJobKind;
+
+typedef struct PasswordJob PasswordJob;
+typedef void (*PasswordJobDone)(PasswordJob *j);
+
+struct PasswordJob {
+        PasswordJobKind kind;
+        Call *call;
+        json_t *params;
+        PasswordCost cost;
+        char *password;         /* wiped on free */
+        char *new_password;
+        char *stored_hash;      /* NULL: unknown account, verify against the dummy */
+        char *customer_id;
+        char *publisher_id;
+        PasswordJobDone done;
+
+        /* results, written by the worker */
+        int verified;           /* 0 match, -EACCES mismatch, other < 0 failure */
+        int hashed;             /* 0 when new_hash is set */
+        char new_hash[PASSWORD_HASH_MAX];
+};
+
+static void password_job_free(PasswordJob *j) {
+        if (!j)
+                return;
+        call_unref(j->call);
+        json_decref(j->params);
+        erase_and_free(j->password);
+        erase_and_free(j->new_password);
+        free(j->stored_hash);
+        free(j->customer_id);
+        free(j->publisher_id);
+        explicit_bzero(j->new_hash, sizeof(j->new_hash));
+        free(j);
+}
+
+DEFINE_POINTER_CLEANUP(PasswordJob, password_job_free);
+
+/* On a worker thread: only the job's own memory is touched. */
+static void password_job_work(void *userdata) {
+        PasswordJob *j = userdata;
+
+        j->verified = -EACCES;
+        j->hashed = -EAGAIN;
+
+        switch (j->kind) {
+        case JOB_HASH:
+                j->hashed = password_hash(j->password, &j->cost, j->new_hash);
+                break;
+        case JOB_VERIFY:
+                if (!j->stored_hash) {
+                        (void) password_verify_dummy(j->password, &j->cost);
+                        j->verified = -EACCES;
+                        break;
+                }
+                j->verified = password_verify(j->stored_hash, j->password);
+                if (j->verified == 0 && password_needs_rehash(j->stored_hash, &j->cost))
+                        j->hashed = password_hash(j->password, &j->cost, j->new_hash);
+                break;
+        case JOB_CHANGE:
+                j->verified = password_verify(j->stored_hash, j->password);
+                if (j->verified == 0)
+                        j->hashed = password_hash(j->new_password, &j->cost, j->new_hash);
+                break;
+        }
+}
+
+/* Back on the loop. */
+static void password_job_finished(void *userdata, int error) {
+        _cleanup_(password_job_freep) PasswordJob *j = userdata;
+
+        if (error < 0) {        /* the pool was stopped before the job ran: idmd is shutting down */
+                (void) call_reply_error(j->call, IDM_ERR_UNAVAILABLE, IDM_REASON_UNAVAILABLE, NULL,
+                                        "idmd is shutting down; try again");
+                return;
+        }
+        j->done(j);
+}
+
+static PasswordJob *password_job_new(Call *call, PasswordJobKind kind, json_t *params, PasswordJobDone done) {
+        Manager *m = call_manager(call);
+        PasswordJob *j = calloc(1, sizeof(PasswordJob));
+
+        if (!j)
+                return NULL;
+        j->kind = kind;
+        j->call = call_ref(call);
+        j->params = json_incref(params);
+        j->cost = (PasswordCost) { .opslimit = m->config->argon2_opslimit, .memlimit = m->config->argon2_memlimit };
+        j->done = done;
+        return j;
+}
+
+/* Hands the job to the pool. On success the pool owns it; else the caller still does, and the
+ * call has been answered (503 when the queue is full). */
+static int password_job_submit(PasswordJob *j) {
+        Manager *m = call_manager(j->call);
+        int r = workers_submit(m->workers, password_job_work, password_job_finished, j);
+
+        if (r == -EAGAIN) {
+                log_warning("%s: password queue full (%u waiting), answering 503", call_request_id(j->call),
+                            workers_queued(m->workers));
+                (void) call_reply_error(j->call, IDM_ERR_UNAVAILABLE, IDM_REASON_UNAVAILABLE, NULL,
+                                        "too many logins in progress; try again shortly");
+                return r;
+        }
+        if (r < 0)
+                (void) call_reply_errno(j->call, r);
+        return r;
+}
+
+static SessionContext session_context(Call *call) {
+        Manager *m = call_manager(call);
+
+        return (SessionContext) {
+                .config = m->config,
+                .keyring = m->keyring,
+                .now_usec = now_realtime_usec(),
+                .peer_uid = call_peer(call)->uid,
+        };
+}
+
+static json_t *session_result(const char *customer_id, const SessionTokens *s) {
+        return json_pack("{s:s, s:s, s:s, s:s}", "customerId", customer_id, "jwt", s->jwt, "refreshToken",
+                         s->refresh_token, "customerToken", s->customer_token);
+}
+
+/* --- registerCustomer --- */
+
+typedef struct RegisterWork {
+        PasswordJob *job;
+        json_t *rec;
+        SessionContext ctx;
+        SessionTokens tokens;
+        const char *failed_index;       /* which unique key was taken */
+} RegisterWork;
+
+static int register_write(StoreTxn *t, void *userdata) {
+        RegisterWork *w = userdata;
+        const char *pid = json_object_get_string(w->rec, "publisherId");
+        const char *external_id = json_object_get_string(w->rec, "externalId");
+        _cleanup_free_ char *email_key = NULL, *ext_key = NULL;
+        _cleanup_(json_decrefp) json_t *link = NULL;
+        int r;
+
+        w->failed_index = NULL;
+        r = customers_index_key(pid, json_object_get_string(w->rec, "email"), &email_key);
+        if (r < 0)
+                return r;
+
+        for (unsigned attempt = 0;; attempt++) {
+                _cleanup_free_ char *id = NULL;
+
+                r = token_random_digits(CUSTOMER_ID_DIGITS, &id);
+                if (r < 0)
+                        return r;
+                (void) json_object_set_new(w->rec, "customerId", json_string(id));
+                r = store_put(t, STORE_CUSTOMERS, id, w->rec, STORE_PUT_NO_OVERWRITE);
+                if (r != -EEXIST || attempt >= 16)
+                        break;
+        }
+        if (r < 0)
+                return r;
+
+        link = json_pack("{s:O}", "customerId", json_object_get(w->rec, "customerId"));
+        if (!link)
+                return -ENOMEM;
+        r = store_put(t, STORE_CUSTOMERS_BY_EMAIL, email_key, link, STORE_PUT_NO_OVERWRITE);
+        if (r == -EEXIST)
+                w->failed_index = "email";
+        if (r < 0)
+                return r;
+        if (external_id) {
+                if (asprintf(&ext_key, "%s:%s", pid, external_id) < 0)
+                        return -ENOMEM;
+                r = store_put(t, STORE_CUSTOMERS_BY_EXTERNAL_ID, ext_key, link, STORE_PUT_NO_OVERWRITE);
+                if (r == -EEXIST)
+                        w->failed_index = "externalId";
+                if (r < 0)
+                        return r;
+        }
+
+        session_tokens_done(&w->tokens);
+        return session_start(t, &w->ctx, json_object_get_string(w->rec, "customerId"), pid, &w->tokens);
+}
+
+static void register_done(PasswordJob *j) {
+        Manager *m = call_manager(j->call);
+        RegisterWork w = { .job = j, .rec = json_incref(j->params), .ctx = session_context(j->call) };
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        json_t *p = j->params;
+        int r;
+
+        json_decref(w.rec);
+        if (j->hashed < 0) {
+                (void) call_reply_errno(j->call, j->hashed);
+                return;
+        }
+
+        rec = json_pack("{s:s, s:s, s:s, s:s, s:I}",
+                        "email", json_object_get_string(p, "email"),
+                        "publisherId", j->publisher_id,
+                        "passwordHash", j->new_hash,
+                        "locale", json_object_get_string(p, "locale"),
+                        "registrationDate", (json_int_t) w.ctx.now_usec);
+        if (!rec) {
+                (void) call_reply_errno(j->call, -ENOMEM);
+                return;
+        }
+        static const char *const copy[] = { "country", "currency", "firstName", "lastName", "externalId",
+                                            "externalData", "consents" };
+        for (size_t i = 0; i < ELEMENTSOF(copy); i++) {
+                json_t *v = json_object_get(p, copy[i]);
+                if (v)
+                        (void) json_object_set(rec, copy[i], v);
+        }
+        if (json_object_get(p, "customerIP"))
+                (void) json_object_set(rec, "registrationIP", json_object_get(p, "customerIP"));
+        w.rec = rec;
+
+        r = store_transact(m->store, register_write, &w);
+        if (r == -EEXIST && w.failed_index && streq(w.failed_index, "externalId"))
+                (void) call_reply_error(j->call, IDM_ERR_CONFLICT, IDM_REASON_EXTERNAL_ID_EXISTS, NULL,
+                                        "a customer with this externalId exists");
+        else if (r == -EEXIST)
+                (void) call_reply_error(j->call, IDM_ERR_CONFLICT, IDM_REASON_CUSTOMER_EXISTS, NULL,
+                                        "a customer with this e-mail exists");
+        else if (r < 0)
+                (void) call_reply_errno(j->call, r);
+        else {
+                const char *id = json_object_get_string(rec, "customerId");
+                log_info("%s: registered customer %s of publisher %s", call_request_id(j->call), id, j->publisher_id);
+                (void) call_reply(j->call, session_result(id, &w.tokens));
+        }
+        session_tokens_done(&w.tokens);
+}
+
+/* Consents given at registration: [{name, version, state}] with the right types. Which ones a
+ * publisher requires comes with consents (a publisher without consents requires none). */
+static int check_consents(Call *call, json_t *consents) {
+        size_t i;
+        json_t *c;
+
+        json_array_foreach(consents, i, c) {
+                json_t *name = json_object_get(c, "name"), *version = json_object_get(c, "version"),
+                       *state = json_object_get(c, "state");
+
+                if (!json_is_object(c) || json_object_size(c) != 3 || !json_is_string(name) ||
+                    !text_is_valid(json_string_value(name), 64) || !(json_is_string(version) || json_is_integer(version)) ||
+                    !json_is_string(state) ||
+                    !(streq(json_string_value(state), "accepted") || streq(json_string_value(state), "declined")))
+                        return call_reply_error(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS,
+                                                json_pack("{s:s, s:I}", "param", "consents", "index", (json_int_t) i),
+                                                "each consent is {name, version, state: accepted|declined}"),
+                               -EINVAL;
+        }
+        return 0;
+}
+
+static int method_customers_register(Call *call, json_t *params) {
+        Manager *m = call_manager(call);
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(password_job_freep) PasswordJob *j = NULL;
+        _cleanup_(json_decrefp) json_t *scratch = json_object(), *existing = NULL;
+        _cleanup_free_ char *publisher_id = NULL;
+        const char *email = json_object_get_string(params, "email");
+        const char *password = json_object_get_string(params, "password");
+        const char *message = NULL;
+        json_t *external_data = json_object_get(params, "externalData");
+        const char *external_id = json_object_get_string(params, "externalId");
+        PasswordPolicy policy = {
+                .min_length = m->config->password_min_length,
+                .max_length = m->config->password_max_length,
+                .require_letter = m->config->password_require_letter,
+                .require_digit_or_symbol = m->config->password_require_digit_or_symbol,
+        };
+        int r;
+
+        if (!scratch)
+                return -ENOMEM;
+        if (!email_is_valid(email))
+                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_EMAIL, NULL,
+                                        "email is not a valid address");
+        if (password_check_policy(&policy, password, &message) < 0)
+                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_WEAK_PASSWORD, NULL, message);
+        if (apply_profile(call, params, scratch) < 0)
+                return 0;
+        if (external_id && !text_is_valid(external_id, EXTERNAL_ID_MAX))
+                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                        json_pack("{s:s}", "field", "externalId"),
+                                        "externalId must be printable text of at most 128 bytes");
+        if (external_data) {
+                _cleanup_free_ char *text = json_dumps(external_data, JSON_COMPACT);
+                if (!text || strlen(text) > m->config->max_external_data)
+                        return call_reply_errorf(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                                 "externalData is larger than %zu bytes", m->config->max_external_data);
+        }
+        if (check_customer_ip(call, params) < 0)
+                return 0;
+        if (check_consents(call, json_object_get(params, "consents")) < 0)
+                return 0;
+
+        t = call_store_read(call);
+        if (!t)
+                return 0;
+        publisher_id = customers_resolve_publisher(call, t, params);
+        if (!publisher_id)
+                return 0;
+        /* Cheap early answer; the unit of work checks again, as another registration may race. */
+        r = customers_find_by_email(t, publisher_id, email, &existing);
+        if (r >= 0)
+                return call_reply_error(call, IDM_ERR_CONFLICT, IDM_REASON_CUSTOMER_EXISTS, NULL,
+                                        "a customer with this e-mail exists");
+        if (r != -ENOENT)
+                return r;
+        t = store_txn_free(t);
+
+        j = password_job_new(call, JOB_HASH, params, register_done);
+        if (!j)
+                return -ENOMEM;
+        j->password = strdup(password);
+        j->publisher_id = TAKE_PTR(publisher_id);
+        if (!j->password || !j->publisher_id)
+                return -ENOMEM;
+        if (password_job_submit(j) < 0)
+                return 0;
+        TAKE_PTR(j);
+        return 0;
+}
+
+/* --- login --- */
+
+typedef struct LoginWork {
+        PasswordJob *job;
+        SessionContext ctx;
+        SessionTokens tokens;
+        json_t *customer;       /* re-read inside the unit of work */
+} LoginWork;
+
+static int login_write(StoreTxn *t, void *userdata) {
+        LoginWork *w = userdata;
+        PasswordJob *j = w->job;
+        const char *ip = json_object_get_string(j->params, "customerIP");
+        int r;
+
+        json_decref(w->customer);
+        w->customer = NULL;
+        r = store_get(t, STORE_CUSTOMERS, j->customer_id, &w->customer);
+        if (r < 0)
+                return r;
+        /* The password changed while we were verifying the old one: that login does not count. */
+        if (!streq_ptr(json_object_get_string(w->customer, "passwordHash"), j->stored_hash))
+                return -EACCES;
+
+        (void) json_object_set_new(w->customer, "lastLoginDate", json_integer((json_int_t) w->ctx.now_usec));
+        if (ip)
+                (void) json_object_set_new(w->customer, "lastUserIP", json_string(ip));
+        if (j->hashed == 0)
+                (void) json_object_set_new(w->customer, "passwordHash", json_string(j->new_hash));
+        r = store_put(t, STORE_CUSTOMERS, j->customer_id, w->customer, STORE_PUT_DEFAULT);
+        if (r < 0)
+                return r;
+
+        session_tokens_done(&w->tokens);
+        return session_start(t, &w->ctx, j->customer_id, j->publisher_id, &w->tokens);
+}
+
+static void login_refuse(PasswordJob *j) {
+        /* Only an admin peer (PAM as root) may learn that the account does not exist. */
+        if (!j->customer_id && call_role(j->call) == ROLE_ADMIN)
+                (void) call_reply_error(j->call, IDM_ERR_UNAUTHORIZED, IDM_REASON_UNKNOWN_USER, NULL,
+                                        "no such customer");
+        else
+                (void) call_reply_error(j->call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                        "wrong e-mail or password");
+}
+
+static void login_done(PasswordJob *j) {
+        Manager *m = call_manager(j->call);
+        LoginWork w = { .job = j, .ctx = session_context(j->call) };
+        int r;
+
+        if (j->verified == -EACCES || !j->customer_id) {
+                log_info("%s: login refused for publisher %s", call_request_id(j->call), j->publisher_id);
+                login_refuse(j);
+                return;
+        }
+        if (j->verified < 0) {
+                (void) call_reply_errno(j->call, j->verified);
+                return;
+        }
+
+        r = store_transact(m->store, login_write, &w);
+        if (r == -EACCES || r == -ENOENT)
+                login_refuse(j);
+        else if (r < 0)
+                (void) call_reply_errno(j->call, r);
+        else {
+                log_info("%s: customer %s logged in", call_request_id(j->call), j->customer_id);
+                (void) call_reply(j->call, json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}",
+                                                     "customerId", j->customer_id,
+                                                     "jwt", w.tokens.jwt,
+                                                     "refreshToken", w.tokens.refresh_token,
+                                                     "customerToken", w.tokens.customer_token,
+                                                     "consentsUpdateRequired", false,
+                                                     "shouldCaptureBeDisplayed", false));
+        }
+        json_decref(w.customer);
+        session_tokens_done(&w.tokens);
+}
+
+static int method_customers_login(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(password_job_freep) PasswordJob *j = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL;
+        _cleanup_free_ char *publisher_id = NULL;
+        const char *email = json_object_get_string(params, "email");
+        int r;
+
+        if (check_customer_ip(call, params) < 0)
+                return 0;
+
+        t = call_store_read(call);
+        if (!t)
+                return 0;
+        publisher_id = customers_resolve_publisher(call, t, params);
+        if (!publisher_id)
+                return 0;
+
+        j = password_job_new(call, JOB_VERIFY, params, login_done);
+        if (!j)
+                return -ENOMEM;
+
+        /* A malformed e-mail cannot name an account: treated like an unknown one (same cost). */
+        r = email_is_valid(email) ? customers_find_by_email(t, publisher_id, email, &customer) : -ENOENT;
+        if (r >= 0) {
+                const char *hash = json_object_get_string(customer, "passwordHash");
+                j->customer_id = strdup(json_object_get_string(customer, "customerId"));
+                j->stored_hash = hash ? strdup(hash) : NULL;
+                if (!j->customer_id || (hash && !j->stored_hash))
+                        return -ENOMEM;
+        } else if (r != -ENOENT)
+                return r;
+        t = store_txn_free(t);
+
+        j->password = strdup(json_object_get_string(params, "password"));
+        j->publisher_id = TAKE_PTR(publisher_id);
+        if (!j->password)
+                return -ENOMEM;
+        if (password_job_submit(j) < 0)
+                return 0;
+        TAKE_PTR(j);
+        return 0;
+}
+
+/* --- the customer's own account (jwt) --- */
+
+static json_t *customer_get(Call *call) {
+        _cleanup_(store_txn_freep) StoreTxn *t = call_store_read(call);
+        json_t *rec = NULL;
+        int r;
+
+        if (!t)
+                return NULL;
+        r = store_get(t, STORE_CUSTOMERS, call_customer_id(call), &rec);
+        if (r == -ENOENT) {     /* deleted since the token was issued */
+                call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
+                return NULL;
+        }
+        if (r < 0) {
+                call_reply_errno(call, r);
+                return NULL;
+        }
+        return rec;
+}
+
+static int method_customers_get(Call *call, json_t *params) {
+        _cleanup_(json_decrefp) json_t *rec = customer_get(call);
+
+        if (!rec)
+                return 0;
+        return call_reply(call, customers_public(rec));
+}
+
+typedef struct UpdateWork {
+        const char *customer_id;
+        json_t *changes;
+        json_t *rec;
+} UpdateWork;
+
+static int update_write(StoreTxn *t, void *userdata) {
+        UpdateWork *w = userdata;
+        int r;
+
+        json_decref(w->rec);
+        w->rec = NULL;
+        r = store_get(t, STORE_CUSTOMERS, w->customer_id, &w->rec);
+        if (r < 0)
+                return r;
+        (void) json_object_update(w->rec, w->changes);
+        return store_put(t, STORE_CUSTOMERS, w->customer_id, w->rec, STORE_PUT_DEFAULT);
+}
+
+static int method_customers_update(Call *call, json_t *params) {
+        _cleanup_(json_decrefp) json_t *changes = json_object();
+        UpdateWork w = { .customer_id = call_customer_id(call) };
+        int r;
+
+        if (!changes)
+                return -ENOMEM;
+        if (apply_profile(call, params, changes) < 0)
+                return 0;
+        w.changes = changes;
+        r = store_transact(call_manager(call)->store, update_write, &w);
+        if (r == -ENOENT)
+                r = call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
+        else if (r >= 0)
+                r = call_reply(call, customers_public(w.rec));
+        json_decref(w.rec);
+        return r;
+}
+
+typedef struct ChangeWork {
+        PasswordJob *job;
+        SessionContext ctx;
+        const char *keep_family;
+        int revoked;
+} ChangeWork;
+
+static int change_write(StoreTxn *t, void *userdata) {
+        ChangeWork *w = userdata;
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        int r;
+
+        r = store_get(t, STORE_CUSTOMERS, w->job->customer_id, &rec);
+        if (r < 0)
+                return r;
+        if (!streq_ptr(json_object_get_string(rec, "passwordHash"), w->job->stored_hash))
+                return -EACCES;         /* changed meanwhile */
+        (void) json_object_set_new(rec, "passwordHash", json_string(w->job->new_hash));
+        r = store_put(t, STORE_CUSTOMERS, w->job->customer_id, rec, STORE_PUT_DEFAULT);
+        if (r < 0)
+                return r;
+        w->revoked = session_revoke_customer(t, &w->ctx, w->job->customer_id, w->keep_family);
+        return w->revoked < 0 ? w->revoked : 0;
+}
+
+static void change_done(PasswordJob *j) {
+        ChangeWork w = { .job = j, .ctx = session_context(j->call), .keep_family = call_session_id(j->call) };
+        int r;
+
+        if (j->verified == -EACCES || j->verified == -EINVAL) {
+                (void) call_reply_error(j->call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                        "the old password is wrong");
+                return;
+        }
+        if (j->verified < 0 || j->hashed < 0) {
+                (void) call_reply_errno(j->call, j->verified < 0 ? j->verified : j->hashed);
+                return;
+        }
+        r = store_transact(call_manager(j->call)->store, change_write, &w);
+        if (r == -EACCES || r == -ENOENT)
+                (void) call_reply_error(j->call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                        "the password changed meanwhile; try again");
+        else if (r < 0)
+                (void) call_reply_errno(j->call, r);
+        else {
+                log_info("%s: customer %s changed the password; %d other sessions revoked",
+                         call_request_id(j->call), j->customer_id, w.revoked);
+                (void) call_reply(j->call, NULL);
+        }
+}
+
+static int method_customers_change_password(Call *call, json_t *params) {
+        Manager *m = call_manager(call);
+        _cleanup_(password_job_freep) PasswordJob *j = NULL;
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        const char *message = NULL;
+        PasswordPolicy policy = {
+                .min_length = m->config->password_min_length,
+                .max_length = m->config->password_max_length,
+                .require_letter = m->config->password_require_letter,
+                .require_digit_or_symbol = m->config->password_require_digit_or_symbol,
+        };
+
+        if (password_check_policy(&policy, json_object_get_string(params, "newPassword"), &message) < 0)
+                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_WEAK_PASSWORD, NULL, message);
+        rec = customer_get(call);
+        if (!rec)
+                return 0;
+
+        j = password_job_new(call, JOB_CHANGE, params, change_done);
+        if (!j)
+                return -ENOMEM;
+        j->customer_id = strdup(call_customer_id(call));
+        j->publisher_id = strdup(call_publisher_id(call));
+        j->stored_hash = strdup(strempty(json_object_get_string(rec, "passwordHash")));
+        j->password = strdup(json_object_get_string(params, "oldPassword"));
+        j->new_password = strdup(json_object_get_string(params, "newPassword"));
+        if (!j->customer_id || !j->publisher_id || !j->stored_hash || !j->password || !j->new_password)
+                return -ENOMEM;
+        if (password_job_submit(j) < 0)
+                return 0;
+        TAKE_PTR(j);
+        return 0;
+}
+
+#define PASSWORD_MAX_BYTES 1024         /* the policy counts characters; this bounds the bytes */
+
+const Method methods_customers[] = {
+        { .name = "registerCustomer", .handler = method_customers_register, .role = ROLE_ANYONE,
+          .class = METHOD_CLASS_REGISTRATION,
+          .params = (const ParamSpec[]) {
+                  { "email", PARAM_STRING, true, 320 },
+                  { "password", PARAM_STRING, true, PASSWORD_MAX_BYTES },
+                  { "offerId", PARAM_STRING, false, 64 },
+                  { "publisherId", PARAM_STRING, false, 16 },
+                  { "locale", PARAM_STRING, true, 16 },
+                  { "country", PARAM_STRING, true, 8 },
+                  { "currency", PARAM_STRING, true, 8 },
+                  { "consents", PARAM_ARRAY, false, 64 },
+                  { "firstName", PARAM_STRING, false, NAME_MAX_BYTES },
+                  { "lastName", PARAM_STRING, false, NAME_MAX_BYTES },
+                  { "externalId", PARAM_STRING, false, EXTERNAL_ID_MAX },
+                  { "externalData", PARAM_OBJECT, false, 0 },
+                  { "customerIP", PARAM_STRING, false, IP_MAX },
+                  {} } },
+        { .name = "login", .handler = method_customers_login, .role = ROLE_ANYONE, .class = METHOD_CLASS_LOGIN,
+          .params = (const ParamSpec[]) {
+                  { "email", PARAM_STRING, true, 320 },
+                  { "password", PARAM_STRING, true, PASSWORD_MAX_BYTES },
+                  { "offerId", PARAM_STRING, false, 64 },
+                  { "publisherId", PARAM_STRING, false, 16 },
+                  { "customerIP", PARAM_STRING, false, IP_MAX },
+                  {} } },
+        { .name = "getCustomer", .handler = method_customers_get, .role = ROLE_CUSTOMER,
+          .params = (const ParamSpec[]) { { "jwt", PARAM_STRING, true, 8192 }, {} } },
+        { .name = "updateCustomer", .handler = method_customers_update, .role = ROLE_CUSTOMER,
+          .params = (const ParamSpec[]) {
+                  { "jwt", PARAM_STRING, true, 8192 },
+                  { "locale", PARAM_STRING, false, 16 },
+                  { "country", PARAM_STRING, false, 8 },
+                  { "currency", PARAM_STRING, false, 8 },
+                  { "firstName", PARAM_STRING, false, NAME_MAX_BYTES },
+                  { "lastName", PARAM_STRING, false, NAME_MAX_BYTES },
+                  {} } },
+        { .name = "changePassword", .handler = method_customers_change_password, .role = ROLE_CUSTOMER,
+          .class = METHOD_CLASS_LOGIN,
+          .params = (const ParamSpec[]) {
+                  { "jwt", PARAM_STRING, true, 8192 },
+                  { "oldPassword", PARAM_STRING, true, PASSWORD_MAX_BYTES },
+                  { "newPassword", PARAM_STRING, true, PASSWORD_MAX_BYTES },
+                  {} } },
+        {}
+};

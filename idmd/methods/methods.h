@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the method families share: authentication of publisher and customer credentials found
+ * in params (called by rpc.c before a handler runs, per the method's role), and small helpers
+ * for building results. Each methods/<family>.c defines one Method table (rpc.h).
+ */
+#pragma once
+
+#include <jansson.h>
+
+#include "rpc.h"
+#include "store.h"
+
+/* For ROLE_PUBLISHER methods. Admin peers pass and may name any publisherId (required then,
+ * unless a publisherToken/sessionID is given too); others must give a valid publisherToken
+ * (or sessionID), which fixes the call's publisher; a publisherId naming another publisher
+ * gives 403. Replies itself and returns < 0 when the call may not go on. */
+int auth_publisher(Call *call, json_t *params);
+
+/* For ROLE_CUSTOMER methods: a valid "jwt" (or "customerToken") param. Replies itself and
+ * returns < 0 when the call may not go on. */
+int auth_customer(Call *call, json_t *params);
+
+/* Sets the call's authenticated publisher (role at least PUBLISHER). -ENOMEM. */
+int call_set_publisher(Call *call, const char *publisher_id);
+
+/* RFC 3339 UTC ("2026-11-22T10:00:00Z") of a realtime usec value, into buf of >= 32 bytes. */
+const char *format_rfc3339(uint64_t usec, char buf[static 32]);
+
+/* A store read snapshot for a method; replies 503/-32603 itself on failure (returns NULL). */
+StoreTxn *call_store_read(Call *call);

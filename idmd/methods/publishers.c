@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Publishers and offers: createPublisher, updatePublisher, getPublisher, listPublishers,
+ * rotatePublisherToken (admin); addOffer, removeOffer, listOffers (publisher or admin).
+ *
+ * A publisher record (STORE_PUBLISHERS, key = its 9-digit id) keeps its settings and the hash of
+ * its current publisherToken; STORE_PUBLISHER_TOKENS maps that hash back to the id. The token
+ * itself is returned once, when made, and never stored.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "idm/json-util.h"
+#include "idm/protocol.h"
+#include "log.h"
+#include "manager.h"
+#include "methods/methods.h"
+#include "tokens.h"
+#include "validate.h"
+
+#define PUBLISHER_ID_DIGITS 9
+#define PUBLISHER_TOKEN_BYTES 36        /* 48 base64url characters */
+#define PUBLISHER_NAME_MAX 200
+#define REDIRECT_URIS_MAX 32
+#define SSO_PAGES_MAX 32
+#define URI_MAX 2048
+#define OFFER_ID_MAX 64
+#define OFFER_TITLE_MAX 200
+
+
+/* The fields of a publisher that callers may see (no token hash). New reference. */
+static json_t *publisher_public(json_t *rec) {
+        json_t *o = json_deep_copy(rec);
+
+        if (o)
+                (void) json_object_del(o, "tokenHash");
+        return o;
+}
+
+/* Checks and copies the settable fields from params into rec. Replies and returns < 0 when a
+ * value is not acceptable. */
+static int publisher_apply_settings(Call *call, json_t *params, json_t *rec) {
+        const char *name = json_object_get_string(params, "name");
+        json_t *uris = json_object_get(params, "allowedRedirectUris");
+        json_t *pages = json_object_get(params, "ssoPages");
+        static const char *const url_keys[] = { "resetUrl", "remoteAuthUrl", "ssoUrl" };
+        size_t i;
+        json_t *v;
+        const char *k;
+
+        if (name) {
+                if (!text_is_valid(name, PUBLISHER_NAME_MAX)) {
+                        call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                         json_pack("{s:s}", "field", "name"),
+                                         "name must be 1 to 200 bytes of printable text");
+                        return -EINVAL;
+                }
+                (void) json_object_set_new(rec, "name", json_string(name));
+        }
+
+        if (uris) {
+                json_array_foreach(uris, i, v)
+                        if (!json_is_string(v) || !redirect_uri_is_valid(json_string_value(v))) {
+                                call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_URI,
+                                                 json_pack("{s:s, s:I}", "field", "allowedRedirectUris", "index",
+                                                           (json_int_t) i),
+                                                 "allowedRedirectUris must be absolute https URLs "
+                                                 "(http only for localhost)");
+                                return -EINVAL;
+                        }
+                (void) json_object_set(rec, "allowedRedirectUris", uris);
+        }
+
+        for (i = 0; i < ELEMENTSOF(url_keys); i++) {
+                const char *u = json_object_get_string(params, url_keys[i]);
+
+                if (!u)
+                        continue;
+                if (u[0] == 0) {        /* "" clears the setting */
+                        (void) json_object_del(rec, url_keys[i]);
+                        continue;
+                }
+                if (!redirect_uri_is_valid(u)) {
+                        call_reply_errorf(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_URI,
+                                          "%s must be an absolute https URL (http only for localhost)", url_keys[i]);
+                        return -EINVAL;
+                }
+                (void) json_object_set_new(rec, url_keys[i], json_string(u));
+        }
+
+        if (pages) {
+                if (json_object_size(pages) > SSO_PAGES_MAX) {
+                        call_reply_invalid_param(call, "ssoPages", "ssoPages has more than 32 entries");
+                        return -EINVAL;
+                }
+                json_object_foreach(pages, k, v)
+                        if (!text_is_valid(k, 64) || !json_is_string(v) || json_string_value(v)[0] != '/' ||
+                            !text_is_valid(json_string_value(v), 512) || strpbrk(json_string_value(v), " #?")) {
+                                call_reply_errorf(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                                  "ssoPages maps page names to paths starting with '/' "
+                                                  "(no spaces, '?' or '#')");
+                                return -EINVAL;
+                        }
+                (void) json_object_set(rec, "ssoPages", pages);
+        }
+        return 0;
+}
+
+typedef struct PublisherWrite {
+        json_t *rec;            /* the record to write (publisherId filled in by create) */
+        const char *token;      /* new token, or NULL */
+        char old_hash[TOKEN_HASH_STRLEN + 1];   /* hash of the token it replaces, or "" */
+        bool create;
+} PublisherWrite;
+
+/* A unit of work; may run more than once (store growth), so it only depends on w's inputs. */
+static int publisher_write(StoreTxn *t, void *userdata) {
+        PublisherWrite *w = userdata;
+        const char *id = json_object_get_string(w->rec, "publisherId");
+        int r;
+
+        if (w->token) {
+                _cleanup_(json_decrefp) json_t *link = json_pack("{s:s}", "publisherId", id);
+                char hash[TOKEN_HASH_STRLEN + 1];
+
+                if (!link)
+                        return -ENOMEM;
+                if (w->old_hash[0]) {
+                        r = store_del(t, STORE_PUBLISHER_TOKENS, w->old_hash);
+                        if (r < 0 && r != -ENOENT)
+                                return r;
+                }
+                token_hash(w->token, hash);
+                r = store_put(t, STORE_PUBLISHER_TOKENS, hash, link, STORE_PUT_NO_OVERWRITE);
+                if (r < 0)
+                        return r;
+                (void) json_object_set_new(w->rec, "tokenHash", json_string(hash));
+        }
+        return store_put(t, STORE_PUBLISHERS, id, w->rec, w->create ? STORE_PUT_NO_OVERWRITE : STORE_PUT_DEFAULT);
+}
+
+static int method_publishers_create(Call *call, json_t *params) {
+        Manager *m = call_manager(call);
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        _cleanup_(erase_and_freep) char *token = NULL;
+        int r;
+
+        rec = json_pack("{s:[], s:I}", "allowedRedirectUris", "createdDate", (json_int_t) now_realtime_usec());
+        if (!rec)
+                return -ENOMEM;
+        r = publisher_apply_settings(call, params, rec);
+        if (r < 0)
+                return 0;       /* replied */
+
+        for (unsigned attempt = 0;; attempt++) {
+                _cleanup_free_ char *id = NULL;
+                PublisherWrite w = { .rec = rec, .create = true };
+
+                r = token_random_digits(PUBLISHER_ID_DIGITS, &id);
+                if (r < 0)
+                        return r;
+                erase_and_free(TAKE_PTR(token));
+                r = token_random(PUBLISHER_TOKEN_BYTES, &token);
+                if (r < 0)
+                        return r;
+                (void) json_object_set_new(rec, "publisherId", json_string(id));
+                w.token = token;
+                r = store_transact(m->store, publisher_write, &w);
+                if (r != -EEXIST || attempt >= 16)      /* an id collision: draw again */
+                        break;
+        }
+        if (r < 0)
+                return r;
+
+        log_info("%s: created publisher %s", call_request_id(call), json_object_get_string(rec, "publisherId"));
+        return call_reply(call, json_pack("{s:O, s:s}", "publisherId", json_object_get(rec, "publisherId"),
+                                          "publisherToken", token));
+}
+
+/* Reads the publisher named by params' publisherId; replies 404 itself. */
+static json_t *publisher_get(Call *call, const char *id) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        json_t *rec = NULL;
+        int r;
+
+        t = call_store_read(call);
+        if (!t)
+                return NULL;
+        r = store_get(t, STORE_PUBLISHERS, id, &rec);
+        if (r == -ENOENT) {
+                call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such publisher");
+                return NULL;
+        }
+        if (r < 0) {
+                call_reply_errno(call, r);
+                return NULL;
+        }
+        return rec;
+}
+
+static int method_publishers_get(Call *call, json_t *params) {
+        _cleanup_(json_decrefp) json_t *rec = publisher_get(call, json_object_get_string(params, "publisherId"));
+
+        if (!rec)
+                return 0;
+        return call_reply(call, publisher_public(rec));
+}
+
+static int method_publishers_update(Call *call, json_t *params) {
+        _cleanup_(json_decrefp) json_t *rec = publisher_get(call, json_object_get_string(params, "publisherId"));
+        PublisherWrite w;
+        int r;
+
+        if (!rec)
+                return 0;
+        r = publisher_apply_settings(call, params, rec);
+        if (r < 0)
+                return 0;
+        w = (PublisherWrite) { .rec = rec };
+        r = store_transact(call_manager(call)->store, publisher_write, &w);
+        if (r < 0)
+                return r;
+        log_info("%s: updated publisher %s", call_request_id(call), json_object_get_string(rec, "publisherId"));
+        return call_reply(call, publisher_public(rec));
+}
+
+static int method_publishers_rotate_token(Call *call, json_t *params) {
+        _cleanup_(json_decrefp) json_t *rec = publisher_get(call, json_object_get_string(params, "publisherId"));
+        _cleanup_(erase_and_freep) char *token = NULL;
+        PublisherWrite w;
+        int r;
+
+        if (!rec)
+                return 0;
+        r = token_random(PUBLISHER_TOKEN_BYTES, &token);
+        if (r < 0)
+                return r;
+        w = (PublisherWrite) { .rec = rec, .token = token };
+        (void) snprintf(w.old_hash, sizeof(w.old_hash), "%s", strempty(json_object_get_string(rec, "tokenHash")));
+        r = store_transact(call_manager(call)->store, publisher_write, &w);
+        if (r < 0)
+                return r;
+        log_info("%s: rotated the token of publisher %s", call_request_id(call),
+                 json_object_get_string(rec, "publisherId"));
+        return call_reply(call, json_pack("{s:O, s:s}", "publisherId", json_object_get(rec, "publisherId"),
+                                          "publisherToken", token));
+}
+
+static int append_public(const char *key, json_t *value, void *userdata) {
+        return json_array_append_new(userdata, publisher_public(value)) < 0 ? -ENOMEM : 0;
+}
+
+static int method_publishers_list(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *items = json_array();
+        int r;
+
+        if (!items)
+                return -ENOMEM;
+        t = call_store_read(call);
+        if (!t)
+                return 0;
+        r = store_foreach(t, STORE_PUBLISHERS, NULL, NULL, append_public, items);
+        if (r < 0)
+                return r;
+        return call_reply(call, json_pack("{s:O}", "items", items));
+}
+
+/* --- offers --- */
+
+static bool offer_id_is_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > OFFER_ID_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+                      s[i] == '_' || s[i] == '-' || s[i] == '.'))
+                        return false;
+        return true;
+}
+
+static int offer_put(StoreTxn *t, void *userdata) {
+        json_t *rec = userdata;
+
+        return store_put(t, STORE_OFFERS, json_object_get_string(rec, "offerId"), rec, STORE_PUT_NO_OVERWRITE);
+}
+
+static int method_offers_add(Call *call, json_t *params) {
+        const char *offer_id = json_object_get_string(params, "offerId");
+        const char *title = json_object_get_string(params, "title");
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        int r;
+
+        if (!offer_id_is_valid(offer_id))
+                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                        json_pack("{s:s}", "field", "offerId"),
+                                        "offerId must be 1 to 64 characters from A-Z a-z 0-9 _ - .");
+        if (title && !text_is_valid(title, OFFER_TITLE_MAX))
+                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                        json_pack("{s:s}", "field", "title"),
+                                        "title must be 1 to 200 bytes of printable text");
+
+        rec = json_pack("{s:s, s:s, s:I}", "offerId", offer_id, "publisherId", call_publisher_id(call),
+                        "createdDate", (json_int_t) now_realtime_usec());
+        if (!rec)
+                return -ENOMEM;
+        if (title)
+                (void) json_object_set_new(rec, "title", json_string(title));
+
+        r = store_transact(call_manager(call)->store, offer_put, rec);
+        if (r == -EEXIST)
+                return call_reply_error(call, IDM_ERR_CONFLICT, IDM_REASON_OFFER_EXISTS, NULL,
+                                        "an offer with this offerId exists");
+        if (r < 0)
+                return r;
+        log_info("%s: publisher %s added offer '%s'", call_request_id(call), call_publisher_id(call), offer_id);
+        return call_reply(call, json_incref(rec));
+}
+
+typedef struct OfferRemove {
+        const char *offer_id;
+        const char *publisher_id;
+} OfferRemove;
+
+static int offer_remove(StoreTxn *t, void *userdata) {
+        OfferRemove *o = userdata;
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        int r;
+
+        r = store_get(t, STORE_OFFERS, o->offer_id, &rec);
+        if (r < 0)
+                return r;
+        /* Another publisher's offer is "not found" to this one. */
+        if (!streq_ptr(json_object_get_string(rec, "publisherId"), o->publisher_id))
+                return -ENOENT;
+        return store_del(t, STORE_OFFERS, o->offer_id);
+}
+
+static int method_offers_remove(Call *call, json_t *params) {
+        OfferRemove o = {
+                .offer_id = json_object_get_string(params, "offerId"),
+                .publisher_id = call_publisher_id(call),
+        };
+        int r;
+
+        r = store_transact(call_manager(call)->store, offer_remove, &o);
+        if (r == -ENOENT)
+                return call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such offer");
+        if (r < 0)
+                return r;
+        log_info("%s: publisher %s removed offer '%s'", call_request_id(call), o.publisher_id, o.offer_id);
+        return call_reply(call, NULL);
+}
+
+typedef struct OfferList {
+        const char *publisher_id;
+        json_t *items;
+} OfferList;
+
+static int append_offer(const char *key, json_t *value, void *userdata) {
+        OfferList *l = userdata;
+
+        if (!streq_ptr(json_object_get_string(value, "publisherId"), l->publisher_id))
+                return 0;
+        return json_array_append(l->items, value) < 0 ? -ENOMEM : 0;
+}
+
+static int method_offers_list(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *items = json_array();
+        OfferList l = { .publisher_id = call_publisher_id(call), .items = items };
+        int r;
+
+        if (!items)
+                return -ENOMEM;
+        t = call_store_read(call);
+        if (!t)
+                return 0;
+        r = store_foreach(t, STORE_OFFERS, NULL, NULL, append_offer, &l);
+        if (r < 0)
+                return r;
+        return call_reply(call, json_pack("{s:O}", "items", items));
+}
+
+#define PUBLISHER_SETTINGS_PARAMS                                                               \
+        { "name", PARAM_STRING, false, PUBLISHER_NAME_MAX },                                    \
+        { "allowedRedirectUris", PARAM_ARRAY, false, REDIRECT_URIS_MAX },                       \
+        { "resetUrl", PARAM_STRING, false, URI_MAX },                                           \
+        { "remoteAuthUrl", PARAM_STRING, false, URI_MAX },                                      \
+        { "ssoUrl", PARAM_STRING, false, URI_MAX },                                             \
+        { "ssoPages", PARAM_OBJECT, false, 0 }
+
+#define PUBLISHER_AUTH_PARAMS                                                                   \
+        { "publisherId", PARAM_STRING, false, 16 },                                             \
+        { "publisherToken", PARAM_STRING, false, 128 }
+
+const Method methods_publishers[] = {
+        { .name = "createPublisher", .handler = method_publishers_create, .role = ROLE_ADMIN,
+          .params = (const ParamSpec[]) {
+                  { "name", PARAM_STRING, true, PUBLISHER_NAME_MAX },
+                  { "allowedRedirectUris", PARAM_ARRAY, false, REDIRECT_URIS_MAX },
+                  { "resetUrl", PARAM_STRING, false, URI_MAX },
+                  { "remoteAuthUrl", PARAM_STRING, false, URI_MAX },
+                  { "ssoUrl", PARAM_STRING, false, URI_MAX },
+                  { "ssoPages", PARAM_OBJECT, false, 0 },
+                  {} } },
+        { .name = "updatePublisher", .handler = method_publishers_update, .role = ROLE_ADMIN,
+          .params = (const ParamSpec[]) {
+                  { "publisherId", PARAM_STRING, true, 16 },
+                  PUBLISHER_SETTINGS_PARAMS,
+                  {} } },
+        { .name = "getPublisher", .handler = method_publishers_get, .role = ROLE_ADMIN,
+          .params = (const ParamSpec[]) { { "publisherId", PARAM_STRING, true, 16 }, {} } },
+        { .name = "listPublishers", .handler = method_publishers_list, .role = ROLE_ADMIN,
+          .params = (const ParamSpec[]) { {} } },
+        { .name = "rotatePublisherToken", .handler = method_publishers_rotate_token, .role = ROLE_ADMIN,
+          .params = (const ParamSpec[]) { { "publisherId", PARAM_STRING, true, 16 }, {} } },
+        { .name = "addOffer", .handler = method_offers_add, .role = ROLE_PUBLISHER,
+          .params = (const ParamSpec[]) {
+                  PUBLISHER_AUTH_PARAMS,
+                  { "offerId", PARAM_STRING, true, OFFER_ID_MAX },
+                  { "title", PARAM_STRING, false, OFFER_TITLE_MAX },
+                  {} } },
+        { .name = "removeOffer", .handler = method_offers_remove, .role = ROLE_PUBLISHER,
+          .params = (const ParamSpec[]) {
+                  PUBLISHER_AUTH_PARAMS,
+                  { "offerId", PARAM_STRING, true, OFFER_ID_MAX },
+                  {} } },
+        { .name = "listOffers", .handler = method_offers_list, .role = ROLE_PUBLISHER,
+          .params = (const ParamSpec[]) { PUBLISHER_AUTH_PARAMS, {} } },
+        {}
+};

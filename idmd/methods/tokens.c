@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Token methods: refreshToken (rotation, DESIGN.md 6), revokeToken (RFC 7009), logoutAll,
+ * introspectToken (RFC 7662), getJwks (RFC 8037 keys), rotateSigningKey (admin). The session
+ * logic is in sessions.c; this file turns it into replies.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "idm/json-util.h"
+#include "idm/protocol.h"
+#include "log.h"
+#include "manager.h"
+#include "methods/methods.h"
+#include "sessions.h"
+#include "tokens.h"
+
+#define OPAQUE_TOKEN_PARAM_MAX 512
+#define JWT_LEEWAY_USEC (60ULL * 1000000ULL)
+
+static SessionContext session_context(Call *call) {
+        Manager *m = call_manager(call);
+
+        return (SessionContext) {
+                .config = m->config,
+                .keyring = m->keyring,
+                .now_usec = now_realtime_usec(),
+                .peer_uid = call_peer(call)->uid,
+        };
+}
+
+static int reply_token_error(Call *call, int r) {
+        if (r == -ETIME)
+                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_TOKEN_EXPIRED, NULL,
+                                        "the token has expired");
+        if (r == -EACCES || r == -EKEYREVOKED)
+                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
+        return call_reply_errno(call, r);
+}
+
+/* --- refreshToken --- */
+
+typedef struct RefreshWork {
+        SessionContext ctx;
+        const char *token;
+        SessionTokens tokens;
+        int result;             /* session_refresh()'s answer, kept aside so a revocation commits */
+} RefreshWork;
+
+static int refresh_work(StoreTxn *t, void *userdata) {
+        RefreshWork *w = userdata;
+        int r;
+
+        r = session_refresh(t, &w->ctx, w->token, &w->tokens);
+        w->result = r;
+        /* A re-use revoked the family: that must be committed although the call fails. Refusals
+         * wrote nothing; committing an empty unit of work is harmless. */
+        if (r == -EKEYREVOKED || r == -EACCES || r == -ETIME)
+                return 0;
+        return r;
+}
+
+static int method_tokens_refresh(Call *call, json_t *params) {
+        _cleanup_(session_tokens_done) SessionTokens tokens = {};
+        RefreshWork w = {
+                .ctx = session_context(call),
+                .token = json_object_get_string(params, "refreshToken"),
+        };
+        int r;
+
+        r = store_transact(call_manager(call)->store, refresh_work, &w);
+        tokens = w.tokens;
+        w.tokens = (SessionTokens) {};
+        if (r < 0)
+                return r;
+        if (w.result == -EKEYREVOKED)
+                log_notice("%s: a rotated refresh token was presented again (uid %u): its session was revoked",
+                           call_request_id(call), (unsigned) call_peer(call)->uid);
+        if (w.result < 0)
+                return reply_token_error(call, w.result);
+
+        return call_reply(call, json_pack("{s:s, s:s}", "jwt", tokens.jwt, "refreshToken", tokens.refresh_token));
+}
+
+/* --- revokeToken --- */
+
+typedef struct RevokeWork {
+        SessionContext ctx;
+        const char *token;
+        const char *customer_id;        /* logoutAll */
+} RevokeWork;
+
+static int revoke_token_work(StoreTxn *t, void *userdata) {
+        RevokeWork *w = userdata;
+
+        return session_revoke_token(t, &w->ctx, w->token);
+}
+
+static int method_tokens_revoke(Call *call, json_t *params) {
+        RevokeWork w = {
+                .ctx = session_context(call),
+                .token = json_object_get_string(params, "token"),
+        };
+        int r;
+
+        r = store_transact(call_manager(call)->store, revoke_token_work, &w);
+        if (r < 0)
+                return r;       /* only the store's failures: an invalid token is not one (RFC 7009 2.2) */
+        if (r > 0)
+                log_info("%s: a session was revoked by revokeToken", call_request_id(call));
+        return call_reply(call, NULL);
+}
+
+/* --- logoutAll --- */
+
+static int logout_all_work(StoreTxn *t, void *userdata) {
+        RevokeWork *w = userdata;
+
+        return session_revoke_customer(t, &w->ctx, w->customer_id, NULL);
+}
+
+static int method_tokens_logout_all(Call *call, json_t *params) {
+        RevokeWork w = {
+                .ctx = session_context(call),
+                .customer_id = call_customer_id(call),
+        };
+        int r;
+
+        if (!w.customer_id)     /* auth_customer() lets no call through without one */
+                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
+
+        r = store_transact(call_manager(call)->store, logout_all_work, &w);
+        if (r < 0)
+                return r;
+        log_info("%s: customer %s logged out everywhere (%d sessions revoked)", call_request_id(call),
+                 w.customer_id, r);
+        return call_reply(call, json_pack("{s:i}", "revoked", r));
+}
+
+/* --- introspectToken --- */
+
+static int method_tokens_introspect(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        SessionContext ctx = session_context(call);
+        json_t *result = NULL;
+        int r;
+
+        t = call_store_read(call);
+        if (!t)
+                return 0;       /* replied */
+        r = session_introspect(t, &ctx, json_object_get_string(params, "token"), &result);
+        if (r < 0)
+                return r;
+        return call_reply(call, result);
+}
+
+/* --- keys --- */
+
+static int method_tokens_get_jwks(Call *call, json_t *params) {
+        json_t *jwks = NULL;
+        int r;
+
+        r = keyring_jwks(call_manager(call)->keyring, &jwks);
+        if (r < 0)
+                return r;
+        return call_reply(call, jwks);
+}
+
+static int method_tokens_rotate_signing_key(Call *call, json_t *params) {
+        Manager *m = call_manager(call);
+        _cleanup_free_ char *old_kid = NULL;
+        int r;
+
+        old_kid = strdup(strempty(keyring_active_kid(m->keyring)));
+        if (!old_kid)
+                return -ENOMEM;
+
+        /* The old key keeps verifying until every JWT it signed has expired, leeway included. */
+        r = keyring_rotate(m->keyring, now_realtime_usec(), m->config->access_ttl_usec + JWT_LEEWAY_USEC);
+        if (r < 0) {
+                if (streq_ptr(keyring_active_kid(m->keyring), old_kid))
+                        return r;       /* nothing changed; call_reply_errno() logs it */
+                /* The new key is active anyway (tokens.h): warn and answer with it. */
+                log_warning_errno(r, "%s: new signing key active, but updating the old one failed: %m",
+                                  call_request_id(call));
+        }
+        log_info("%s: signing key rotated, new kid %s", call_request_id(call), keyring_active_kid(m->keyring));
+        return call_reply(call, json_pack("{s:s}", "kid", keyring_active_kid(m->keyring)));
+}
+
+const Method methods_tokens[] = {
+        { .name = "refreshToken", .handler = method_tokens_refresh, .role = ROLE_ANYONE,
+          .class = METHOD_CLASS_LOGIN,
+          .params = (const ParamSpec[]) { { "refreshToken", PARAM_STRING, true, OPAQUE_TOKEN_PARAM_MAX }, {} } },
+        { .name = IDM_METHOD_REVOKE_TOKEN, .handler = method_tokens_revoke, .role = ROLE_ANYONE,
+          .params = (const ParamSpec[]) { { "token", PARAM_STRING, true, JWT_MAX }, {} } },
+        { .name = "logoutAll", .handler = method_tokens_logout_all, .role = ROLE_CUSTOMER,
+          .params = (const ParamSpec[]) { { "jwt", PARAM_STRING, true, JWT_MAX }, {} } },
+        { .name = "introspectToken", .handler = method_tokens_introspect, .role = ROLE_ANYONE,
+          .params = (const ParamSpec[]) { { "token", PARAM_STRING, true, JWT_MAX }, {} } },
+        { .name = "getJwks", .handler = method_tokens_get_jwks, .role = ROLE_ANYONE,
+          .params = (const ParamSpec[]) { {} } },
+        { .name = "rotateSigningKey", .handler = method_tokens_rotate_signing_key, .role = ROLE_ADMIN,
+          .params = (const ParamSpec[]) { {} } },
+        {}
+};

@@ -1,0 +1,690 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * JSON-RPC 2.0 envelope handling for idmd: parsing a request line (with the nesting limit),
+ * batches and notifications, the method tables, parameter validation, role checks, dispatch,
+ * statistics, and the construction of replies and errors. One place for the error model.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connection.h"
+#include "idm/json-util.h"
+#include "idm/protocol.h"
+#include "log.h"
+#include "manager.h"
+#include "methods/methods.h"
+#include "rpc.h"
+
+struct Call {
+        unsigned n_ref;
+        Connection *connection;
+        Slot *slot;
+        size_t slot_index;
+        json_t *id;             /* NULL for a notification */
+        const Method *method;
+        Role role;
+        char *publisher_id;
+        char *customer_id;
+        char *session_id;
+        uint64_t start_usec;
+        bool replied;
+        bool in_flight;         /* counted in the class's in-flight number */
+        char request_id[48];
+};
+
+static const Method *const method_tables[] = {
+        methods_server,
+        methods_publishers,
+        methods_tokens,
+        methods_customers,
+};
+
+const Method *rpc_find_method(const char *name) {
+        for (size_t t = 0; t < ELEMENTSOF(method_tables); t++)
+                for (const Method *m = method_tables[t]; m->name; m++)
+                        if (streq(m->name, name))
+                                return m;
+        return NULL;
+}
+
+void rpc_foreach_method(void (*fn)(const Method *m, size_t index, void *userdata), void *userdata) {
+        size_t i = 0;
+
+        for (size_t t = 0; t < ELEMENTSOF(method_tables); t++)
+                for (const Method *m = method_tables[t]; m->name; m++)
+                        fn(m, i++, userdata);
+}
+
+size_t rpc_n_methods(void) {
+        size_t n = 0;
+
+        for (size_t t = 0; t < ELEMENTSOF(method_tables); t++)
+                for (const Method *m = method_tables[t]; m->name; m++)
+                        n++;
+        return n;
+}
+
+size_t rpc_method_index(const Method *method) {
+        size_t i = 0;
+
+        for (size_t t = 0; t < ELEMENTSOF(method_tables); t++)
+                for (const Method *m = method_tables[t]; m->name; m++, i++)
+                        if (m == method)
+                                return i;
+        return SIZE_MAX;
+}
+
+static const char *default_message(int code) {
+        switch (code) {
+        case IDM_RPC_PARSE_ERROR:
+                return "Parse error";
+        case IDM_RPC_INVALID_REQUEST:
+                return "Invalid request";
+        case IDM_RPC_METHOD_NOT_FOUND:
+                return "Method not found";
+        case IDM_RPC_INVALID_PARAMS:
+                return "Invalid params";
+        case IDM_RPC_INTERNAL_ERROR:
+                return "Internal error";
+        case IDM_ERR_BAD_REQUEST:
+                return "Bad request";
+        case IDM_ERR_UNAUTHORIZED:
+                return "Unauthorized";
+        case IDM_ERR_FORBIDDEN:
+                return "Forbidden";
+        case IDM_ERR_NOT_FOUND:
+                return "Not found";
+        case IDM_ERR_CONFLICT:
+                return "Conflict";
+        case IDM_ERR_UNPROCESSABLE:
+                return "Unprocessable";
+        case IDM_ERR_LOCKED:
+                return "Locked";
+        case IDM_ERR_PENDING:
+                return "Pending";
+        case IDM_ERR_TOO_MANY:
+                return "Too many requests";
+        case IDM_ERR_UNAVAILABLE:
+                return "Service unavailable";
+        default:
+                return "Error";
+        }
+}
+
+static json_t *error_object(int code, const char *reason, json_t *data, const char *message) {
+        if (!data)
+                data = json_object();
+        if (!data)
+                return NULL;
+        if (reason)
+                (void) json_object_set_new(data, "reason", json_string(reason));
+        return json_pack("{s:i, s:s, s:o}", "code", code, "message", message ?: default_message(code), "data", data);
+}
+
+static json_t *error_reply(json_t *id, int code, const char *reason, json_t *data, const char *message) {
+        json_t *e = error_object(code, reason, data, message);
+
+        if (!e)
+                return NULL;
+        return json_pack("{s:s, s:O?, s:o}", "jsonrpc", "2.0", "id", id ?: json_null(), "error", e);
+}
+
+char *rpc_format_error_line(int code, const char *reason, const char *message) {
+        json_t *j = error_reply(NULL, code, reason, NULL, message);
+        char *s, *line;
+
+        if (!j)
+                return NULL;
+        s = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        if (!s)
+                return NULL;
+        if (asprintf(&line, "%s\n", s) < 0)
+                line = NULL;
+        free(s);
+        return line;
+}
+
+/* --- calls --- */
+
+static int strdup_replace(char **p, const char *s) {
+        char *c = NULL;
+
+        if (s && !(c = strdup(s)))
+                return -ENOMEM;
+        free(*p);
+        *p = c;
+        return 0;
+}
+
+
+Manager *call_manager(Call *call) {
+        return call->connection->manager;
+}
+
+const Peer *call_peer(Call *call) {
+        return &call->connection->peer;
+}
+
+Role call_role(Call *call) {
+        return call->role;
+}
+
+const char *call_request_id(Call *call) {
+        return call->request_id;
+}
+
+const char *call_publisher_id(Call *call) {
+        return call->publisher_id;
+}
+
+const char *call_customer_id(Call *call) {
+        return call->customer_id;
+}
+
+int call_set_publisher(Call *call, const char *publisher_id) {
+        if (strdup_replace(&call->publisher_id, publisher_id) < 0)
+                return -ENOMEM;
+        if (call->role < ROLE_PUBLISHER)
+                call->role = ROLE_PUBLISHER;
+        return 0;
+}
+
+const char *call_session_id(Call *call) {
+        return call->session_id;
+}
+
+int call_set_customer(Call *call, const char *customer_id, const char *publisher_id, const char *session_id) {
+        if (strdup_replace(&call->customer_id, customer_id) < 0 ||
+            strdup_replace(&call->publisher_id, publisher_id) < 0 ||
+            strdup_replace(&call->session_id, session_id) < 0)
+                return -ENOMEM;
+        if (call->role < ROLE_CUSTOMER)
+                call->role = ROLE_CUSTOMER;
+        return 0;
+}
+
+Call *call_ref(Call *call) {
+        if (call)
+                call->n_ref++;
+        return call;
+}
+
+static void call_free(Call *call) {
+        if (!call->replied) {
+                /* A handler dropped its call without replying: a bug, but never leave a client
+                 * waiting for ever. */
+                log_error("%s: no reply from method '%s', answering internal error",
+                          call->request_id, call->method ? call->method->name : "?");
+                call->n_ref = 1;
+                (void) call_reply_error(call, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL);
+        }
+        json_decref(call->id);
+        free(call->publisher_id);
+        free(call->customer_id);
+        free(call->session_id);
+        connection_unref(call->connection);
+        free(call);
+}
+
+Call *call_unref(Call *call) {
+        if (!call)
+                return NULL;
+        if (--call->n_ref == 0)
+                call_free(call);
+        return NULL;
+}
+
+bool call_replied(Call *call) {
+        return call->replied;
+}
+
+static unsigned latency_bucket(uint64_t usec) {
+        uint64_t limit = 1000;  /* 1 ms, then ×4 */
+
+        for (unsigned i = 0; i < LATENCY_BUCKETS - 1; i++, limit *= 4)
+                if (usec < limit)
+                        return i;
+        return LATENCY_BUCKETS - 1;
+}
+
+static void call_finish(Call *call, json_t *reply, bool error) {
+        Manager *m = call_manager(call);
+
+        assert(!call->replied);
+        call->replied = true;
+
+        if (call->method) {
+                size_t i = rpc_method_index(call->method);
+                if (i < rpc_n_methods()) {
+                        MethodStats *st = &m->method_stats[i];
+                        st->calls++;
+                        if (error)
+                                st->errors++;
+                        st->latency[latency_bucket(now_monotonic_usec() - call->start_usec)]++;
+                }
+        }
+        if (call->in_flight) {
+                call->in_flight = false;
+                m->class_in_flight[call->method->class]--;
+        }
+
+        if (!call->id) {        /* notification: no output */
+                json_decref(reply);
+                reply = NULL;
+        }
+        connection_slot_done(call->connection, call->slot, call->slot_index, reply);
+}
+
+int call_reply(Call *call, json_t *result) {
+        json_t *reply;
+
+        if (!result)
+                result = json_object();
+        reply = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", call->id ?: json_null(), "result", result);
+        if (!reply) {
+                log_error("%s: out of memory building a reply", call->request_id);
+                return call_reply_error(call, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL);
+        }
+        call_finish(call, reply, false);
+        return 0;
+}
+
+int call_reply_error(Call *call, int code, const char *reason, json_t *data, const char *message) {
+        json_t *reply = error_reply(call->id, code, reason, data, message);
+
+        if (!reply)     /* OOM: still answer, in the smallest form we can */
+                reply = json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", call->id ?: json_null(),
+                                  "error", "code", IDM_RPC_INTERNAL_ERROR, "message", "Internal error");
+        log_debug("%s: %s → error %d %s", call->request_id, call->method ? call->method->name : "-", code,
+                  strempty(reason));
+        call_finish(call, reply, true);
+        return 0;
+}
+
+int call_reply_errorf(Call *call, int code, const char *reason, const char *format, ...) {
+        char buf[512];
+        va_list ap;
+
+        va_start(ap, format);
+        (void) vsnprintf(buf, sizeof(buf), format, ap);
+        va_end(ap);
+        return call_reply_error(call, code, reason, NULL, buf);
+}
+
+int call_reply_invalid_param(Call *call, const char *param, const char *message) {
+        return call_reply_error(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS,
+                                json_pack("{s:s}", "param", param), message);
+}
+
+int call_reply_errno(Call *call, int r) {
+        if (r == -ENOSPC)
+                return call_reply_error(call, IDM_ERR_UNAVAILABLE, IDM_REASON_STORE_FULL, NULL,
+                                        "The store is full; nothing was written");
+        if (r == -EAGAIN || r == -EBUSY)
+                return call_reply_error(call, IDM_ERR_UNAVAILABLE, IDM_REASON_UNAVAILABLE, NULL,
+                                        "The service is overloaded; try again later");
+        log_error_errno(r, "%s: method '%s' failed: %m", call->request_id,
+                        call->method ? call->method->name : "-");
+        return call_reply_error(call, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL);
+}
+
+/* --- params --- */
+
+static const char *param_type_name(ParamType t) {
+        switch (t) {
+        case PARAM_STRING:
+                return "a string";
+        case PARAM_INTEGER:
+                return "an integer";
+        case PARAM_BOOLEAN:
+                return "a boolean";
+        case PARAM_OBJECT:
+                return "an object";
+        case PARAM_ARRAY:
+                return "an array";
+        default:
+                return "a value";
+        }
+}
+
+static bool param_type_ok(ParamType t, json_t *v) {
+        switch (t) {
+        case PARAM_STRING:
+                return json_is_string(v);
+        case PARAM_INTEGER:
+                return json_is_integer(v);
+        case PARAM_BOOLEAN:
+                return json_is_boolean(v);
+        case PARAM_OBJECT:
+                return json_is_object(v);
+        case PARAM_ARRAY:
+                return json_is_array(v);
+        default:
+                return true;
+        }
+}
+
+/* Checks params against the method's table; replies and returns < 0 on the first problem. */
+static int validate_params(Call *call, const Method *method, json_t *params) {
+        const char *key;
+        json_t *value;
+        char msg[256];
+
+        json_object_foreach(params, key, value) {
+                const ParamSpec *spec = NULL;
+
+                for (const ParamSpec *p = method->params; p && p->name; p++)
+                        if (streq(p->name, key)) {
+                                spec = p;
+                                break;
+                        }
+                if (!spec) {
+                        (void) snprintf(msg, sizeof(msg), "unknown parameter '%.64s'", key);
+                        call_reply_invalid_param(call, key, msg);
+                        return -EINVAL;
+                }
+                if (!param_type_ok(spec->type, value)) {
+                        (void) snprintf(msg, sizeof(msg), "parameter '%s' must be %s", key, param_type_name(spec->type));
+                        call_reply_invalid_param(call, key, msg);
+                        return -EINVAL;
+                }
+                if (spec->type == PARAM_STRING) {
+                        size_t max = spec->max ?: PARAM_STRING_MAX_DEFAULT;
+                        if (json_string_length(value) > max) {
+                                (void) snprintf(msg, sizeof(msg), "parameter '%s' is longer than %zu bytes", key, max);
+                                call_reply_invalid_param(call, key, msg);
+                                return -EINVAL;
+                        }
+                        /* jansson keeps strings with NUL when JSON_ALLOW_NUL; we never set it,
+                         * but check anyway: a NUL would cut C strings short. */
+                        if (strlen(json_string_value(value)) != json_string_length(value)) {
+                                (void) snprintf(msg, sizeof(msg), "parameter '%s' contains a NUL byte", key);
+                                call_reply_invalid_param(call, key, msg);
+                                return -EINVAL;
+                        }
+                } else if (spec->type == PARAM_ARRAY) {
+                        size_t max = spec->max ?: 100;
+                        if (json_array_size(value) > max) {
+                                (void) snprintf(msg, sizeof(msg), "parameter '%s' has more than %zu items", key, max);
+                                call_reply_invalid_param(call, key, msg);
+                                return -EINVAL;
+                        }
+                }
+        }
+
+        for (const ParamSpec *p = method->params; p && p->name; p++)
+                if (p->required && !json_object_get(params, p->name)) {
+                        (void) snprintf(msg, sizeof(msg), "missing parameter '%s'", p->name);
+                        call_reply_invalid_param(call, p->name, msg);
+                        return -EINVAL;
+                }
+        return 0;
+}
+
+/* Positional params (an array) become an object, for methods that accept them. */
+static json_t *params_from_array(Call *call, const Method *method, json_t *array) {
+        json_t *o;
+        size_t n = 0, i;
+        json_t *v;
+
+        if (!method->positional) {
+                call_reply_error(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS, NULL,
+                                 "this method takes named parameters (an object)");
+                return NULL;
+        }
+        while (method->positional[n])
+                n++;
+        if (json_array_size(array) > n) {
+                call_reply_error(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS, NULL,
+                                 "too many positional parameters");
+                return NULL;
+        }
+        o = json_object();
+        if (!o) {
+                call_reply_errno(call, -ENOMEM);
+                return NULL;
+        }
+        json_array_foreach(array, i, v)
+                if (!json_is_null(v))
+                        (void) json_object_set(o, method->positional[i], v);
+        return o;
+}
+
+/* --- dispatch --- */
+
+static Call *call_new(Connection *c, Slot *slot, size_t index) {
+        Call *call = calloc(1, sizeof(Call));
+
+        if (!call)
+                return NULL;
+        call->n_ref = 1;
+        call->connection = connection_ref(c);
+        call->slot = slot;
+        call->slot_index = index;
+        call->role = c->peer.admin ? ROLE_ADMIN : ROLE_ANYONE;
+        call->start_usec = now_monotonic_usec();
+        (void) snprintf(call->request_id, sizeof(call->request_id), "c%llu.%llu", (unsigned long long) c->id,
+                        (unsigned long long) ++c->next_call_seq);
+        return call;
+}
+
+static int authorize(Call *call, const Method *method, json_t *params) {
+        switch (method->role) {
+        case ROLE_ANYONE:
+                return 0;
+        case ROLE_ADMIN:
+                if (call->role == ROLE_ADMIN)
+                        return 0;
+                call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
+                                 "this method needs an administrator (root or the admin group)");
+                return -EPERM;
+        case ROLE_PUBLISHER:
+                return auth_publisher(call, params);
+        case ROLE_CUSTOMER:
+                return auth_customer(call, params);
+        default:
+                abort();
+        }
+}
+
+/* Runs one request object (an element of a batch or the whole line). */
+static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
+        Manager *m = c->manager;
+        _cleanup_(call_unrefp) Call *call = NULL;
+        _cleanup_(json_decrefp) json_t *owned_params = NULL;
+        json_t *id, *method_name, *params, *version;
+        const Method *method;
+        const char *key;
+        json_t *value;
+        int r;
+
+        call = call_new(c, slot, index);
+        if (!call) {
+                log_error("out of memory for a call, answering internal error");
+                connection_slot_done(c, slot, index,
+                                     error_reply(NULL, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL));
+                return;
+        }
+
+        if (!json_is_object(req)) {
+                call->id = json_null();
+                (void) call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST, NULL,
+                                        "a request must be a JSON object");
+                return;
+        }
+
+        id = json_object_get(req, "id");
+        if (id && !json_is_string(id) && !json_is_integer(id) && !json_is_null(id)) {
+                call->id = json_null();
+                (void) call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST, NULL,
+                                        "'id' must be a string, an integer or null");
+                return;
+        }
+        /* A request without "id" is a notification; "id": null is a request answered with id null. */
+        call->id = id ? json_incref(id) : NULL;
+        if (id && json_is_string(id) && json_string_length(id) > 256) {
+                json_decref(call->id);
+                call->id = json_null();
+                (void) call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST, NULL,
+                                        "'id' is longer than 256 bytes");
+                return;
+        }
+
+        json_object_foreach(req, key, value)
+                if (!streq(key, "jsonrpc") && !streq(key, "id") && !streq(key, "method") && !streq(key, "params")) {
+                        if (!call->id)
+                                call->id = json_null();
+                        (void) call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST,
+                                                json_pack("{s:s}", "member", key), "unknown member in the request");
+                        return;
+                }
+
+        version = json_object_get(req, "jsonrpc");
+        method_name = json_object_get(req, "method");
+        if (!json_is_string(version) || !streq(json_string_value(version), "2.0") || !json_is_string(method_name)) {
+                if (!call->id)
+                        call->id = json_null();
+                (void) call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST, NULL,
+                                        "a request needs \"jsonrpc\": \"2.0\" and a \"method\" string");
+                return;
+        }
+
+        method = rpc_find_method(json_string_value(method_name));
+        if (!method) {
+                (void) call_reply_error(call, IDM_RPC_METHOD_NOT_FOUND, IDM_REASON_UNKNOWN_METHOD, NULL, NULL);
+                return;
+        }
+        call->method = method;
+
+        params = json_object_get(req, "params");
+        if (!params)
+                params = owned_params = json_object();
+        else if (json_is_array(params)) {
+                params = owned_params = params_from_array(call, method, params);
+                if (!params)
+                        return;
+        } else if (!json_is_object(params)) {
+                (void) call_reply_error(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS, NULL,
+                                        "'params' must be an object");
+                return;
+        }
+        if (!params) {
+                (void) call_reply_errno(call, -ENOMEM);
+                return;
+        }
+
+        if (validate_params(call, method, params) < 0)
+                return;
+
+        if (authorize(call, method, params) < 0)
+                return;
+
+        m->class_in_flight[method->class]++;
+        if (m->class_in_flight[method->class] > m->class_in_flight_max[method->class])
+                m->class_in_flight_max[method->class] = m->class_in_flight[method->class];
+        call->in_flight = true;
+
+        log_debug("%s: %s (uid %u)", call->request_id, method->name, (unsigned) c->peer.uid);
+        r = method->handler(call, params);
+        if (r < 0 && !call->replied)
+                (void) call_reply_errno(call, r);
+}
+
+/* Maximum nesting of arrays and objects in text, counted outside strings. Stops counting once
+ * over max (the exact figure does not matter then). */
+static unsigned json_depth(const char *text, size_t len, unsigned max) {
+        unsigned depth = 0, deepest = 0;
+        bool in_string = false;
+
+        for (size_t i = 0; i < len; i++) {
+                char ch = text[i];
+
+                if (in_string) {
+                        if (ch == '\\')
+                                i++;
+                        else if (ch == '"')
+                                in_string = false;
+                        continue;
+                }
+                if (ch == '"')
+                        in_string = true;
+                else if (ch == '[' || ch == '{') {
+                        if (++depth > deepest)
+                                deepest = depth;
+                        if (deepest > max)
+                                return deepest;
+                } else if ((ch == ']' || ch == '}') && depth > 0)
+                        depth--;
+        }
+        return deepest;
+}
+
+static void reply_line_error(Connection *c, int code, const char *reason, const char *message) {
+        Slot *slot = connection_add_slot(c, 0);
+
+        if (!slot) {
+                connection_close(c);
+                return;
+        }
+        c->manager->parse_errors++;
+        connection_slot_done(c, slot, 0, error_reply(NULL, code, reason, NULL, message));
+}
+
+void rpc_process_line(Connection *c, const char *line, size_t len) {
+        Manager *m = c->manager;
+        _cleanup_(json_decrefp) json_t *j = NULL;
+        json_error_t err;
+        size_t i, n;
+        Slot *slot;
+
+        /* Blank lines are ignored, which makes interactive use (socat, nc) friendlier. */
+        for (i = 0; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
+                ;
+        if (i == len)
+                return;
+
+        if (json_depth(line, len, m->config->max_depth) > m->config->max_depth) {
+                reply_line_error(c, IDM_RPC_INVALID_REQUEST, IDM_REASON_TOO_DEEP, "request nested too deeply");
+                return;
+        }
+
+        j = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
+        if (!j) {
+                char msg[256];
+                (void) snprintf(msg, sizeof(msg), "Parse error: %s at position %d", err.text, err.position);
+                reply_line_error(c, IDM_RPC_PARSE_ERROR, IDM_REASON_PARSE_ERROR, msg);
+                return;
+        }
+
+        if (!json_is_array(j)) {
+                slot = connection_add_slot(c, 0);
+                if (!slot) {
+                        connection_close(c);
+                        return;
+                }
+                dispatch_one(c, slot, 0, j);
+                return;
+        }
+
+        n = json_array_size(j);
+        if (n == 0) {
+                reply_line_error(c, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST, "empty batch");
+                return;
+        }
+        if (n > m->config->max_batch) {
+                reply_line_error(c, IDM_RPC_INVALID_REQUEST, IDM_REASON_BATCH_TOO_LARGE, "batch too large");
+                return;
+        }
+        slot = connection_add_slot(c, n);
+        if (!slot) {
+                connection_close(c);
+                return;
+        }
+        for (i = 0; i < n; i++)
+                dispatch_one(c, slot, i, json_array_get(j, i));
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * JSON-RPC 2.0 for idmd: turning one request line into calls, validating the envelope and the
+ * params against each method's table, deciding the caller's role, dispatching to the handler,
+ * and building replies and errors. Connection I/O is in connection.c, the handlers in
+ * methods/<family>.c.
+ *
+ * A Call is one request. The handler replies exactly once, with call_reply() or
+ * call_reply_error() — either before it returns or later (after work on a worker thread), in
+ * which case it keeps a reference (call_ref) until then. Replies reach the connection in request
+ * order; if the connection went away meanwhile they are dropped.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "idm/cleanup.h"
+
+typedef struct Manager Manager;
+typedef struct Connection Connection;
+typedef struct Call Call;
+typedef struct Slot Slot;
+
+typedef enum Role {
+        ROLE_ANYONE,
+        ROLE_CUSTOMER,
+        ROLE_PUBLISHER,
+        ROLE_ADMIN,
+        _ROLE_MAX,
+        _ROLE_INVALID = -22,
+} Role;
+
+typedef struct Peer {
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+        bool admin;             /* uid 0 or member of admin_group (SO_PEERCRED/SO_PEERGROUPS) */
+} Peer;
+
+typedef enum ParamType {
+        PARAM_STRING,
+        PARAM_INTEGER,
+        PARAM_BOOLEAN,
+        PARAM_OBJECT,
+        PARAM_ARRAY,
+        PARAM_ANY,
+} ParamType;
+
+#define PARAM_STRING_MAX_DEFAULT 1024u
+
+typedef struct ParamSpec {
+        const char *name;
+        ParamType type;
+        bool required;
+        size_t max;             /* strings: bytes; arrays: items; 0: PARAM_STRING_MAX_DEFAULT / 100 */
+} ParamSpec;
+
+typedef int (*MethodHandler)(Call *call, json_t *params);
+
+typedef struct Method {
+        const char *name;
+        MethodHandler handler;
+        Role role;              /* least role needed; PUBLISHER methods also admit admin peers */
+        MethodClass class;      /* for the rate limiter */
+        const ParamSpec *params;        /* terminated by an entry with name NULL */
+        const char *const *positional;  /* NULL, or names for params sent as an array */
+} Method;
+
+/* Each methods/<family>.c defines one table, terminated by an entry with name NULL. */
+extern const Method methods_server[];
+extern const Method methods_publishers[];
+extern const Method methods_tokens[];
+extern const Method methods_customers[];
+
+const Method *rpc_find_method(const char *name);
+/* Calls fn for every method in every table, in table order. */
+void rpc_foreach_method(void (*fn)(const Method *m, size_t index, void *userdata), void *userdata);
+size_t rpc_method_index(const Method *m);       /* 0..rpc_n_methods()-1, for statistics */
+size_t rpc_n_methods(void);
+
+/* Processes one complete request line (without '\n') received on c: parses it, makes calls,
+ * dispatches them, and queues their slots on c. Never fails: bad input becomes error replies. */
+void rpc_process_line(Connection *c, const char *line, size_t len);
+
+/* An error reply line (with trailing '\n') with id null, for connection-level refusals.
+ * NULL on OOM. */
+char *rpc_format_error_line(int code, const char *reason, const char *message);
+
+/* The call's context. */
+Manager *call_manager(Call *call);
+const Peer *call_peer(Call *call);
+Role call_role(Call *call);
+const char *call_request_id(Call *call);                /* for log lines: "c12.3" */
+const char *call_publisher_id(Call *call);              /* authenticated publisher, or NULL */
+const char *call_customer_id(Call *call);               /* authenticated customer, or NULL */
+const char *call_session_id(Call *call);                /* the session (family) of its token, or NULL */
+/* Sets the call's authenticated customer (role at least CUSTOMER). -ENOMEM. */
+int call_set_customer(Call *call, const char *customer_id, const char *publisher_id, const char *session_id);
+
+Call *call_ref(Call *call);
+Call *call_unref(Call *call);
+DEFINE_POINTER_CLEANUP(Call, call_unref);
+
+/* Replies with result (reference stolen; NULL means {}). Returns 0. */
+int call_reply(Call *call, json_t *result);
+
+/* Replies with an error. data (stolen, may be NULL) gets "reason" added. message NULL: a
+ * default text for the code. Returns 0. */
+int call_reply_error(Call *call, int code, const char *reason, json_t *data, const char *message);
+int call_reply_errorf(Call *call, int code, const char *reason, const char *format, ...)
+        __attribute__((format(printf, 4, 5)));
+
+/* -32602 naming the offending parameter. */
+int call_reply_invalid_param(Call *call, const char *param, const char *message);
+
+/* Maps an internal -errno (store/worker failure) to the right reply: -ENOSPC → 503 store_full,
+ * -EAGAIN/-EBUSY → 503 unavailable, else -32603 internal_error (and logs it once). */
+int call_reply_errno(Call *call, int r);
+
+bool call_replied(Call *call);

@@ -1,0 +1,943 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Customer sessions (sessions.h): login families, refresh token rotation with re-use detection
+ * and a grace window, customerTokens, access JWTs bound to their family ("sid"), revocation,
+ * RFC 7662 introspection and the sweep of expired records.
+ *
+ * Nothing at rest yields a live token: records are keyed by token_hash(); the one token kept in
+ * any form, a rotated refresh token's successor (for the grace window), is sealed with a key
+ * derived from its predecessor (token_seal()), which only the presenter of that token has.
+ *
+ * Every function runs inside the caller's unit of work and may be run again from the start when
+ * the store grows, so each one resets its outputs first and draws fresh random tokens each run.
+ * Logs nothing above debug level: the method handlers log once.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "idm/json-util.h"
+#include "log.h"
+#include "sessions.h"
+
+#define SESSION_USEC_PER_SEC UINT64_C(1000000)
+#define REFRESH_TOKEN_BYTES 32          /* 256 bits: 43 base64url characters */
+#define CUSTOMER_TOKEN_BYTES 32
+#define FAMILY_ID_BYTES 16              /* 22 base64url characters */
+#define FAMILY_ID_MAX 64
+#define JTI_BYTES 16
+#define JWT_LEEWAY_SEC 60               /* DESIGN.md 6: at most 60 s */
+#define OPAQUE_TOKEN_MAX 256            /* a longer opaque token is none of ours */
+
+#define FAMILY_PREFIX "family:"
+#define CUSTOMER_PREFIX "customer:"
+#define TYPE_REFRESH "refresh"
+#define TYPE_CUSTOMER "customer"
+
+/* ---- small helpers ---- */
+
+static bool startswith(const char *s, const char *prefix) {
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* a + b, saturated at INT64_MAX (what a JSON integer and a JWT time can hold). */
+static uint64_t time_add(uint64_t a, uint64_t b) {
+        if (a >= (uint64_t) INT64_MAX || b >= (uint64_t) INT64_MAX - a)
+                return (uint64_t) INT64_MAX;
+        return a + b;
+}
+
+static uint64_t max_u64(uint64_t a, uint64_t b) {
+        return a > b ? a : b;
+}
+
+/* An unsigned time field of a record; false when missing or not a non-negative integer. */
+static bool record_time(json_t *rec, const char *field, uint64_t *ret) {
+        json_t *v = json_object_get(rec, field);
+
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+                return false;
+        *ret = (uint64_t) json_integer_value(v);
+        return true;
+}
+
+/* Sets rec[field] to an integer; -ENOMEM. */
+static int record_set_time(json_t *rec, const char *field, uint64_t value) {
+        if (value > (uint64_t) INT64_MAX)
+                value = (uint64_t) INT64_MAX;
+        return json_object_set_new(rec, field, json_integer((json_int_t) value)) < 0 ? -ENOMEM : 0;
+}
+
+/* Family ids are ours (token_random: base64url), but they also arrive in JWTs (signed by us) and
+ * in index keys: anything else is refused before it becomes part of a key. */
+static bool family_id_is_valid(const char *s) {
+        size_t n;
+
+        if (!s)
+                return false;
+        n = strnlen(s, FAMILY_ID_MAX + 1);
+        if (n == 0 || n > FAMILY_ID_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+                      s[i] == '-' || s[i] == '_'))
+                        return false;
+        return true;
+}
+
+static bool customer_id_is_valid(const char *s) {
+        /* ':' separates the parts of index keys. */
+        return s && s[0] && !strchr(s, ':') && strlen(s) <= 128;
+}
+
+static int family_key(const char *family, char **ret) {
+        return asprintf(ret, FAMILY_PREFIX "%s", family) < 0 ? -ENOMEM : 0;
+}
+
+static int index_key(const char *customer_id, const char *family, char **ret) {
+        return asprintf(ret, CUSTOMER_PREFIX "%s:%s", customer_id, family) < 0 ? -ENOMEM : 0;
+}
+
+static bool looks_like_jwt(const char *token) {
+        return strchr(token, '.') != NULL;      /* base64url opaque tokens have none */
+}
+
+/* ---- records ---- */
+
+void session_tokens_done(SessionTokens *t) {
+        if (!t)
+                return;
+        t->jwt = erase_and_free(t->jwt);
+        t->refresh_token = erase_and_free(t->refresh_token);
+        t->customer_token = erase_and_free(t->customer_token);
+        free(t->family);
+        *t = (SessionTokens) {};
+}
+
+static json_t *token_record_new(const char *type, const char *family, const char *customer_id,
+                                const char *publisher_id, uint64_t created, uint64_t expires) {
+        return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}",
+                         "type", type,
+                         "family", family,
+                         "customerId", customer_id,
+                         "publisherId", publisher_id,
+                         "created", (json_int_t) created,
+                         "expires", (json_int_t) expires);
+}
+
+/* Looks up the record of an opaque token. type NULL: a refresh token or a customerToken.
+ * -EACCES when unknown, malformed or of another type. The hash is returned for later writes. */
+static int token_record_get(StoreTxn *t, const char *token, const char *type,
+                            char hash[static TOKEN_HASH_STRLEN + 1], json_t **ret) {
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        const char *rec_type;
+        size_t n;
+        int r;
+
+        if (!token)
+                return -EACCES;
+        n = strnlen(token, OPAQUE_TOKEN_MAX + 1);
+        if (n == 0 || n > OPAQUE_TOKEN_MAX || looks_like_jwt(token))
+                return -EACCES;
+
+        token_hash(token, hash);
+        r = store_get(t, STORE_TOKENS, hash, &rec);
+        if (r == -ENOENT)
+                return -EACCES;
+        if (r < 0)
+                return r;
+
+        rec_type = json_object_get_string(rec, "type");
+        if (!rec_type || (type ? !streq(rec_type, type) : (!streq(rec_type, TYPE_REFRESH) && !streq(rec_type, TYPE_CUSTOMER))))
+                return -EACCES; /* e.g. a one-time token of another method family */
+        if (!family_id_is_valid(json_object_get_string(rec, "family")) ||
+            !json_object_get_string(rec, "customerId") || !json_object_get_string(rec, "publisherId"))
+                return log_debug_errno(EPROTO, "Token record %s is malformed", hash);
+
+        *ret = TAKE_PTR(rec);
+        return 0;
+}
+
+/* The family record, if it may still be used by customer_id: -EACCES when it is gone, revoked or
+ * belongs to someone else. ret_key and ret may be NULL. */
+static int family_get_live(StoreTxn *t, const char *family, const char *customer_id, const char *publisher_id,
+                           char **ret_key, json_t **ret) {
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        _cleanup_free_ char *key = NULL;
+        int r;
+
+        if (!family_id_is_valid(family))
+                return -EACCES;
+        r = family_key(family, &key);
+        if (r < 0)
+                return r;
+        r = store_get(t, STORE_TOKENS, key, &rec);
+        if (r == -ENOENT)
+                return -EACCES;
+        if (r < 0)
+                return r;
+        if (json_object_get(rec, "revoked"))
+                return -EACCES;
+        if (!streq_ptr(json_object_get_string(rec, "customerId"), customer_id) ||
+            (publisher_id && !streq_ptr(json_object_get_string(rec, "publisherId"), publisher_id)))
+                return -EACCES;
+
+        if (ret_key)
+                *ret_key = TAKE_PTR(key);
+        if (ret)
+                *ret = TAKE_PTR(rec);
+        return 0;
+}
+
+/* Marks the family revoked (rec is its record, key its key). */
+static int family_revoke(StoreTxn *t, const SessionContext *ctx, const char *key, json_t *rec) {
+        int r;
+
+        r = record_set_time(rec, "revoked", ctx->now_usec);
+        if (r < 0)
+                return r;
+        return store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
+}
+
+/* Makes the family live at least until 'until' (so the sweep keeps it while anything issued for
+ * it can still be presented). */
+static int family_extend(StoreTxn *t, const char *key, json_t *rec, uint64_t until) {
+        uint64_t expires = 0;
+        int r;
+
+        (void) record_time(rec, "expires", &expires);
+        if (expires >= until)
+                return 0;
+        r = record_set_time(rec, "expires", until);
+        if (r < 0)
+                return r;
+        return store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
+}
+
+/* An access JWT for the family, valid from now for access_ttl. */
+static int jwt_mint(const SessionContext *ctx, const char *customer_id, const char *publisher_id,
+                    const char *family, char **ret, uint64_t *ret_exp) {
+        _cleanup_(erase_and_freep) char *jti = NULL;
+        uint64_t now_sec = ctx->now_usec / SESSION_USEC_PER_SEC;
+        JwtClaims c;
+        int r;
+
+        r = token_random(JTI_BYTES, &jti);
+        if (r < 0)
+                return r;
+        c = (JwtClaims) {
+                .iss = ctx->config->issuer,
+                .sub = (char *) customer_id,
+                .aud = (char *) publisher_id,
+                .jti = jti,
+                .customer_id = (char *) customer_id,
+                .publisher_id = (char *) publisher_id,
+                .sid = (char *) family,
+                .iat = now_sec,
+                .nbf = now_sec,
+                .exp = time_add(ctx->now_usec, ctx->config->access_ttl_usec) / SESSION_USEC_PER_SEC,
+        };
+        r = jwt_sign(ctx->keyring, &c, ctx->config->jwt_alg, ret);
+        if (r < 0)
+                return r;
+        *ret_exp = c.exp;
+        return 0;
+}
+
+static int context_check(const SessionContext *ctx) {
+        if (!ctx || !ctx->config || !ctx->keyring || !ctx->config->issuer)
+                return -EINVAL;
+        return 0;
+}
+
+/* ---- starting and refreshing ---- */
+
+int session_start(StoreTxn *t, const SessionContext *ctx, const char *customer_id, const char *publisher_id,
+                  SessionTokens *ret) {
+        _cleanup_(session_tokens_done) SessionTokens s = {};
+        _cleanup_(json_decrefp) json_t *family_rec = NULL, *refresh_rec = NULL, *customer_rec = NULL,
+                                       *empty = NULL;
+        _cleanup_free_ char *fkey = NULL, *ikey = NULL;
+        char hash[TOKEN_HASH_STRLEN + 1];
+        uint64_t now, refresh_expires, customer_expires, jwt_expires_usec;
+        int r;
+
+        session_tokens_done(ret);
+        if (!t || !ret || !customer_id_is_valid(customer_id) || !publisher_id || !publisher_id[0])
+                return -EINVAL;
+        r = context_check(ctx);
+        if (r < 0)
+                return r;
+
+        now = ctx->now_usec;
+        refresh_expires = time_add(now, ctx->config->refresh_ttl_usec);
+        customer_expires = time_add(now, ctx->config->customer_token_ttl_usec);
+        jwt_expires_usec = time_add(now, ctx->config->access_ttl_usec);
+
+        r = token_random(FAMILY_ID_BYTES, &s.family);
+        if (r < 0)
+                return r;
+        r = token_random(REFRESH_TOKEN_BYTES, &s.refresh_token);
+        if (r < 0)
+                return r;
+        r = token_random(CUSTOMER_TOKEN_BYTES, &s.customer_token);
+        if (r < 0)
+                return r;
+
+        r = family_key(s.family, &fkey);
+        if (r < 0)
+                return r;
+        r = index_key(customer_id, s.family, &ikey);
+        if (r < 0)
+                return r;
+
+        family_rec = json_pack("{s:s, s:s, s:I, s:I}",
+                               "customerId", customer_id,
+                               "publisherId", publisher_id,
+                               "created", (json_int_t) now,
+                               "expires", (json_int_t) max_u64(max_u64(refresh_expires, customer_expires),
+                                                              jwt_expires_usec));
+        refresh_rec = token_record_new(TYPE_REFRESH, s.family, customer_id, publisher_id, now, refresh_expires);
+        customer_rec = token_record_new(TYPE_CUSTOMER, s.family, customer_id, publisher_id, now, customer_expires);
+        empty = json_object();
+        if (!family_rec || !refresh_rec || !customer_rec || !empty)
+                return -ENOMEM;
+
+        /* NO_OVERWRITE everywhere: a collision of 128/256 random bits is not going to happen, but
+         * if it did it must fail rather than hand out someone else's session. */
+        r = store_put(t, STORE_TOKENS, fkey, family_rec, STORE_PUT_NO_OVERWRITE);
+        if (r < 0)
+                return r;
+        r = store_put(t, STORE_TOKENS, ikey, empty, STORE_PUT_NO_OVERWRITE);
+        if (r < 0)
+                return r;
+        token_hash(s.refresh_token, hash);
+        r = store_put(t, STORE_TOKENS, hash, refresh_rec, STORE_PUT_NO_OVERWRITE);
+        if (r < 0)
+                return r;
+        token_hash(s.customer_token, hash);
+        r = store_put(t, STORE_TOKENS, hash, customer_rec, STORE_PUT_NO_OVERWRITE);
+        if (r < 0)
+                return r;
+
+        r = jwt_mint(ctx, customer_id, publisher_id, s.family, &s.jwt, &s.jwt_expires);
+        if (r < 0)
+                return r;
+
+        *ret = s;
+        s = (SessionTokens) {};
+        return 0;
+}
+
+/* The token in rec (hash: its key) was already rotated. Within the grace window and from the
+ * same peer: *ret is the successor it was rotated to. Otherwise the family is revoked and
+ * -EKEYREVOKED returned. */
+static int refresh_reuse(StoreTxn *t, const SessionContext *ctx, const char *token, json_t *rec,
+                         const char *fkey, json_t *frec, char **ret) {
+        _cleanup_(erase_and_freep) char *successor = NULL;
+        const char *sealed = json_object_get_string(rec, "successorSealed");
+        uint64_t rotated = 0, by = UINT64_MAX;
+        int r;
+
+        (void) record_time(rec, "rotated", &rotated);
+        (void) record_time(rec, "rotatedBy", &by);
+
+        /* A clock stepped back (now < rotated) counts as inside the window. */
+        if (sealed && by == (uint64_t) ctx->peer_uid &&
+            (ctx->now_usec < rotated || ctx->now_usec - rotated < ctx->config->refresh_grace_usec)) {
+                _cleanup_(json_decrefp) json_t *srec = NULL;
+                char shash[TOKEN_HASH_STRLEN + 1];
+                uint64_t expires = 0;
+
+                r = token_unseal(token, sealed, &successor);
+                if (r == -ENOMEM)
+                        return r;
+                if (r >= 0) {
+                        token_hash(successor, shash);
+                        r = store_get(t, STORE_TOKENS, shash, &srec);
+                        if (r < 0 && r != -ENOENT)
+                                return r;
+                        if (r >= 0 && streq_ptr(json_object_get_string(srec, "type"), TYPE_REFRESH) &&
+                            streq_ptr(json_object_get_string(srec, "family"), json_object_get_string(rec, "family")) &&
+                            record_time(srec, "expires", &expires) && expires > ctx->now_usec) {
+                                *ret = TAKE_PTR(successor);
+                                return 0;
+                        }
+                }
+                /* A successor that cannot be opened or is gone: treat it as a re-use. */
+        }
+
+        r = family_revoke(t, ctx, fkey, frec);
+        if (r < 0)
+                return r;
+        log_debug("Refresh token %s re-used after rotation, family of customer %s revoked", json_object_get_string(rec, "family"),
+                  json_object_get_string(rec, "customerId"));
+        return -EKEYREVOKED;
+}
+
+/* Rotates the token in rec (hash: its key): a new refresh token, living refresh_ttl from now; the
+ * old record remembers when, by whom and (sealed) to what it was rotated. */
+static int refresh_rotate(StoreTxn *t, const SessionContext *ctx, const char *token, const char *hash,
+                          json_t *rec, char **ret, uint64_t *ret_expires) {
+        _cleanup_(erase_and_freep) char *successor = NULL;
+        _cleanup_(json_decrefp) json_t *srec = NULL;
+        _cleanup_free_ char *sealed = NULL;
+        char shash[TOKEN_HASH_STRLEN + 1];
+        uint64_t expires = time_add(ctx->now_usec, ctx->config->refresh_ttl_usec);
+        int r;
+
+        r = token_random(REFRESH_TOKEN_BYTES, &successor);
+        if (r < 0)
+                return r;
+        srec = token_record_new(TYPE_REFRESH, json_object_get_string(rec, "family"),
+                                json_object_get_string(rec, "customerId"), json_object_get_string(rec, "publisherId"),
+                                ctx->now_usec, expires);
+        if (!srec)
+                return -ENOMEM;
+        r = token_seal(token, successor, &sealed);
+        if (r < 0)
+                return r;
+
+        token_hash(successor, shash);
+        r = store_put(t, STORE_TOKENS, shash, srec, STORE_PUT_NO_OVERWRITE);
+        if (r < 0)
+                return r;
+
+        /* The old record stays until its own expiry, so that a later re-use is recognised. */
+        r = record_set_time(rec, "rotated", ctx->now_usec);
+        if (r < 0)
+                return r;
+        r = record_set_time(rec, "rotatedBy", (uint64_t) ctx->peer_uid);
+        if (r < 0)
+                return r;
+        if (json_object_set_new(rec, "successorSealed", json_string(sealed)) < 0)
+                return -ENOMEM;
+        r = store_put(t, STORE_TOKENS, hash, rec, STORE_PUT_DEFAULT);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(successor);
+        *ret_expires = expires;
+        return 0;
+}
+
+int session_refresh(StoreTxn *t, const SessionContext *ctx, const char *refresh_token, SessionTokens *ret) {
+        _cleanup_(session_tokens_done) SessionTokens s = {};
+        _cleanup_(json_decrefp) json_t *rec = NULL, *frec = NULL;
+        _cleanup_free_ char *fkey = NULL;
+        char hash[TOKEN_HASH_STRLEN + 1];
+        const char *family, *customer_id, *publisher_id;
+        uint64_t expires = 0, until;
+        int r;
+
+        session_tokens_done(ret);
+        if (!t || !ret)
+                return -EINVAL;
+        r = context_check(ctx);
+        if (r < 0)
+                return r;
+
+        r = token_record_get(t, refresh_token, TYPE_REFRESH, hash, &rec);
+        if (r < 0)
+                return r;
+        family = json_object_get_string(rec, "family");
+        customer_id = json_object_get_string(rec, "customerId");
+        publisher_id = json_object_get_string(rec, "publisherId");
+
+        r = family_get_live(t, family, customer_id, publisher_id, &fkey, &frec);
+        if (r < 0)
+                return r;
+        if (!record_time(rec, "expires", &expires))
+                return log_debug_errno(EPROTO, "Token record %s has no expiry", hash);
+        if (expires <= ctx->now_usec)
+                return -ETIME;
+
+        until = time_add(ctx->now_usec, ctx->config->access_ttl_usec);
+        if (json_object_get(rec, "rotated"))
+                r = refresh_reuse(t, ctx, refresh_token, rec, fkey, frec, &s.refresh_token);
+        else {
+                uint64_t successor_expires = 0;
+
+                r = refresh_rotate(t, ctx, refresh_token, hash, rec, &s.refresh_token, &successor_expires);
+                until = max_u64(until, successor_expires);
+        }
+        if (r < 0)
+                return r;
+
+        r = family_extend(t, fkey, frec, until);
+        if (r < 0)
+                return r;
+
+        s.family = strdup(family);
+        if (!s.family)
+                return -ENOMEM;
+        r = jwt_mint(ctx, customer_id, publisher_id, family, &s.jwt, &s.jwt_expires);
+        if (r < 0)
+                return r;
+
+        *ret = s;
+        s = (SessionTokens) {};
+        return 0;
+}
+
+/* ---- revocation ---- */
+
+int session_revoke_token(StoreTxn *t, const SessionContext *ctx, const char *token) {
+        _cleanup_(json_decrefp) json_t *rec = NULL, *frec = NULL;
+        _cleanup_free_ char *fkey = NULL;
+        char hash[TOKEN_HASH_STRLEN + 1];
+        uint64_t expires = 0;
+        int r;
+
+        if (!t)
+                return -EINVAL;
+        r = context_check(ctx);
+        if (r < 0)
+                return r;
+        if (!token)
+                return 0;
+
+        if (looks_like_jwt(token)) {
+                /* RFC 7009 2.1 lets a server revoke access tokens: ours ends its whole family,
+                 * like logoutAll would for that one session. */
+                _cleanup_(jwt_claims_done) JwtClaims c = {};
+
+                r = session_verify_jwt(t, ctx, token, &c, NULL);
+                if (r == -EACCES || r == -ETIME)
+                        return 0;
+                if (r < 0)
+                        return r;
+                r = family_get_live(t, c.sid, c.customer_id, c.publisher_id, &fkey, &frec);
+        } else {
+                r = token_record_get(t, token, NULL, hash, &rec);
+                if (r == -EACCES)
+                        return 0;
+                if (r < 0)
+                        return r;
+                /* An expired token is no token (RFC 7009: invalid tokens are not an error). A
+                 * rotated refresh token still names its family: whoever holds it may end it, as
+                 * presenting it to refreshToken would. */
+                if (!record_time(rec, "expires", &expires) || expires <= ctx->now_usec)
+                        return 0;
+                r = family_get_live(t, json_object_get_string(rec, "family"), json_object_get_string(rec, "customerId"),
+                                    json_object_get_string(rec, "publisherId"), &fkey, &frec);
+        }
+        if (r == -EACCES)
+                return 0;       /* already revoked or gone */
+        if (r < 0)
+                return r;
+
+        r = family_revoke(t, ctx, fkey, frec);
+        if (r < 0)
+                return r;
+        return 1;
+}
+
+static int collect_key(const char *key, json_t *value, void *userdata) {
+        return json_array_append_new(userdata, json_string(key)) < 0 ? -ENOMEM : 0;
+}
+
+int session_revoke_customer(StoreTxn *t, const SessionContext *ctx, const char *customer_id,
+                            const char *except_family) {
+        _cleanup_(json_decrefp) json_t *keys = NULL;
+        _cleanup_free_ char *prefix = NULL;
+        size_t i, prefix_len;
+        json_t *k;
+        int r, n = 0;
+
+        if (!t || !customer_id_is_valid(customer_id))
+                return -EINVAL;
+        r = context_check(ctx);
+        if (r < 0)
+                return r;
+
+        if (asprintf(&prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0)
+                return -ENOMEM;
+        prefix_len = strlen(prefix);
+        keys = json_array();
+        if (!keys)
+                return -ENOMEM;
+        /* Collected first, written after: no writes while the walk is under way. */
+        r = store_foreach(t, STORE_TOKENS, prefix, NULL, collect_key, keys);
+        if (r < 0)
+                return r;
+
+        json_array_foreach(keys, i, k) {
+                _cleanup_(json_decrefp) json_t *frec = NULL;
+                _cleanup_free_ char *fkey = NULL;
+                const char *family = json_string_value(k) + prefix_len;
+                uint64_t expires = 0;
+
+                if (streq_ptr(family, except_family))
+                        continue;
+                r = family_get_live(t, family, customer_id, NULL, &fkey, &frec);
+                if (r == -EACCES)
+                        continue;       /* gone or revoked already; the sweep tidies the index */
+                if (r < 0)
+                        return r;
+                if (record_time(frec, "expires", &expires) && expires <= ctx->now_usec)
+                        continue;       /* nothing of it works any more */
+                r = family_revoke(t, ctx, fkey, frec);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        return n;
+}
+
+typedef struct CustomerDelete {
+        const char *customer_id;
+        const char *index_prefix;
+        json_t *keys;
+} CustomerDelete;
+
+static int collect_customer_record(const char *key, json_t *value, void *userdata) {
+        CustomerDelete *d = userdata;
+        const char *type = json_object_get_string(value, "type");
+
+        if (startswith(key, d->index_prefix) ||
+            (startswith(key, FAMILY_PREFIX) && streq_ptr(json_object_get_string(value, "customerId"), d->customer_id)) ||
+            ((streq_ptr(type, TYPE_REFRESH) || streq_ptr(type, TYPE_CUSTOMER)) &&
+             streq_ptr(json_object_get_string(value, "customerId"), d->customer_id)))
+                return collect_key(key, value, d->keys);
+        return 0;
+}
+
+int session_delete_customer(StoreTxn *t, const char *customer_id) {
+        _cleanup_(json_decrefp) json_t *keys = NULL;
+        _cleanup_free_ char *prefix = NULL;
+        CustomerDelete d;
+        size_t i;
+        json_t *k;
+        int r, n = 0;
+
+        if (!t || !customer_id_is_valid(customer_id))
+                return -EINVAL;
+        if (asprintf(&prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0)
+                return -ENOMEM;
+        keys = json_array();
+        if (!keys)
+                return -ENOMEM;
+
+        /* Token records are keyed by hash only, so finding a customer's means a walk over the
+         * table; deleting a customer is rare. */
+        d = (CustomerDelete) { .customer_id = customer_id, .index_prefix = prefix, .keys = keys };
+        r = store_foreach(t, STORE_TOKENS, NULL, NULL, collect_customer_record, &d);
+        if (r < 0)
+                return r;
+
+        json_array_foreach(keys, i, k) {
+                r = store_del(t, STORE_TOKENS, json_string_value(k));
+                if (r == -ENOENT)
+                        continue;
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        return n;
+}
+
+/* ---- verification and introspection ---- */
+
+int session_verify_jwt(StoreTxn *t, const SessionContext *ctx, const char *jwt, JwtClaims *ret,
+                       char **ret_family) {
+        _cleanup_(jwt_claims_done) JwtClaims c = {};
+        _cleanup_free_ char *family = NULL;
+        int r;
+
+        if (!t || !ret)
+                return -EINVAL;
+        r = context_check(ctx);
+        if (r < 0)
+                return r;
+        if (!jwt)
+                return -EACCES;
+
+        r = jwt_verify(ctx->keyring, jwt, ctx->config->issuer, ctx->now_usec / SESSION_USEC_PER_SEC, JWT_LEEWAY_SEC,
+                       &c);
+        if (r == -EBADMSG || r == -EINVAL)
+                return -EACCES;
+        if (r < 0)
+                return r;       /* -ETIME, -ENOMEM */
+
+        /* Every JWT we mint names its family and the same customer twice. */
+        if (!c.sid || !streq(c.sub, c.customer_id) || !streq(c.aud, c.publisher_id))
+                return -EACCES;
+        r = family_get_live(t, c.sid, c.customer_id, c.publisher_id, NULL, NULL);
+        if (r < 0)
+                return r;
+
+        if (ret_family) {
+                family = strdup(c.sid);
+                if (!family)
+                        return -ENOMEM;
+                *ret_family = TAKE_PTR(family);
+        }
+        *ret = c;
+        c = (JwtClaims) {};
+        return 0;
+}
+
+int session_verify_customer_token(StoreTxn *t, const SessionContext *ctx, const char *token,
+                                  char **ret_customer_id, char **ret_publisher_id, char **ret_family) {
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        _cleanup_free_ char *cid = NULL, *pid = NULL, *family = NULL;
+        char hash[TOKEN_HASH_STRLEN + 1];
+        uint64_t expires = 0;
+        int r;
+
+        if (!t)
+                return -EINVAL;
+        r = context_check(ctx);
+        if (r < 0)
+                return r;
+
+        r = token_record_get(t, token, TYPE_CUSTOMER, hash, &rec);
+        if (r < 0)
+                return r;
+        r = family_get_live(t, json_object_get_string(rec, "family"), json_object_get_string(rec, "customerId"),
+                            json_object_get_string(rec, "publisherId"), NULL, NULL);
+        if (r < 0)
+                return r;
+        if (!record_time(rec, "expires", &expires))
+                return log_debug_errno(EPROTO, "Token record %s has no expiry", hash);
+        if (expires <= ctx->now_usec)
+                return -ETIME;
+
+        cid = strdup(json_object_get_string(rec, "customerId"));
+        pid = strdup(json_object_get_string(rec, "publisherId"));
+        family = strdup(json_object_get_string(rec, "family"));
+        if (!cid || !pid || !family)
+                return -ENOMEM;
+        if (ret_customer_id)
+                *ret_customer_id = TAKE_PTR(cid);
+        if (ret_publisher_id)
+                *ret_publisher_id = TAKE_PTR(pid);
+        if (ret_family)
+                *ret_family = TAKE_PTR(family);
+        return 0;
+}
+
+static int introspect_opaque(StoreTxn *t, const SessionContext *ctx, const char *token, json_t **ret) {
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        char hash[TOKEN_HASH_STRLEN + 1];
+        const char *type, *cid, *pid;
+        uint64_t created = 0, expires = 0;
+        json_t *o;
+        int r;
+
+        r = token_record_get(t, token, NULL, hash, &rec);
+        if (r < 0)
+                return r;
+        type = json_object_get_string(rec, "type");
+        cid = json_object_get_string(rec, "customerId");
+        pid = json_object_get_string(rec, "publisherId");
+        r = family_get_live(t, json_object_get_string(rec, "family"), cid, pid, NULL, NULL);
+        if (r < 0)
+                return r;
+        if (!record_time(rec, "expires", &expires) || !record_time(rec, "created", &created))
+                return log_debug_errno(EPROTO, "Token record %s has no times", hash);
+        if (expires <= ctx->now_usec)
+                return -ETIME;
+        /* A rotated refresh token is used up, even inside its grace window (that only exists to
+         * hand the same successor to a concurrent user). */
+        if (json_object_get(rec, "rotated"))
+                return -EACCES;
+
+        o = json_pack("{s:b, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s}",
+                      "active", 1,
+                      "sub", cid,
+                      "exp", (json_int_t) (expires / SESSION_USEC_PER_SEC),
+                      "iat", (json_int_t) (created / SESSION_USEC_PER_SEC),
+                      "iss", ctx->config->issuer,
+                      "aud", pid,
+                      "token_type", streq(type, TYPE_REFRESH) ? "refresh_token" : "customer_token",
+                      "customerId", cid,
+                      "publisherId", pid);
+        if (!o)
+                return -ENOMEM;
+        *ret = o;
+        return 0;
+}
+
+static int introspect_jwt(StoreTxn *t, const SessionContext *ctx, const char *token, json_t **ret) {
+        _cleanup_(jwt_claims_done) JwtClaims c = {};
+        json_t *o;
+        int r;
+
+        r = session_verify_jwt(t, ctx, token, &c, NULL);
+        if (r < 0)
+                return r;
+        o = json_pack("{s:b, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s}",
+                      "active", 1,
+                      "sub", c.sub,
+                      "exp", (json_int_t) c.exp,
+                      "iat", (json_int_t) c.iat,
+                      "nbf", (json_int_t) c.nbf,
+                      "iss", c.iss,
+                      "aud", c.aud,
+                      "jti", c.jti,
+                      "token_type", "access_token",
+                      "customerId", c.customer_id,
+                      "publisherId", c.publisher_id);
+        if (!o)
+                return -ENOMEM;
+        *ret = o;
+        return 0;
+}
+
+int session_introspect(StoreTxn *t, const SessionContext *ctx, const char *token, json_t **ret) {
+        json_t *o = NULL;
+        int r;
+
+        if (!t || !ret)
+                return -EINVAL;
+        r = context_check(ctx);
+        if (r < 0)
+                return r;
+
+        if (!token || !token[0])
+                r = -EACCES;
+        else if (looks_like_jwt(token))
+                r = introspect_jwt(t, ctx, token, &o);
+        else
+                r = introspect_opaque(t, ctx, token, &o);
+        /* RFC 7662 2.2: an inactive token says nothing more about itself, nor why. */
+        if (r == -EACCES || r == -ETIME || r == -EPROTO) {
+                o = json_pack("{s:b}", "active", 0);
+                r = o ? 0 : -ENOMEM;
+        }
+        if (r < 0)
+                return r;
+        *ret = o;
+        return 0;
+}
+
+/* ---- sweep ---- */
+
+typedef struct Sweep {
+        StoreTxn *t;
+        const SessionContext *ctx;
+        json_t *doomed;         /* keys to delete */
+        unsigned max;
+} Sweep;
+
+static bool family_is_dead(const SessionContext *ctx, json_t *frec) {
+        uint64_t expires = 0, revoked = 0;
+
+        if (!record_time(frec, "expires", &expires) || expires <= ctx->now_usec)
+                return true;
+        /* A revoked family is kept while JWTs naming it could still verify, so that they keep
+         * failing for the right reason; after that its absence refuses them just as well. */
+        if (json_object_get(frec, "revoked") && record_time(frec, "revoked", &revoked) &&
+            time_add(time_add(revoked, ctx->config->access_ttl_usec), JWT_LEEWAY_SEC * SESSION_USEC_PER_SEC) <=
+                    ctx->now_usec)
+                return true;
+        return false;
+}
+
+static int sweep_doom(Sweep *s, const char *key) {
+        return json_array_append_new(s->doomed, json_string(key)) < 0 ? -ENOMEM : 0;
+}
+
+static int sweep_one(const char *key, json_t *value, void *userdata) {
+        Sweep *s = userdata;
+        int r;
+
+        if (json_array_size(s->doomed) >= s->max)
+                return 1;
+
+        if (startswith(key, FAMILY_PREFIX)) {
+                _cleanup_free_ char *ikey = NULL;
+                const char *cid = json_object_get_string(value, "customerId");
+
+                if (!family_is_dead(s->ctx, value))
+                        return 0;
+                r = sweep_doom(s, key);
+                if (r < 0)
+                        return r;
+                if (!customer_id_is_valid(cid))
+                        return 0;
+                r = index_key(cid, key + strlen(FAMILY_PREFIX), &ikey);
+                if (r < 0)
+                        return r;
+                return sweep_doom(s, ikey);
+        }
+
+        if (startswith(key, CUSTOMER_PREFIX)) {
+                _cleanup_free_ char *fkey = NULL;
+                const char *family = strrchr(key, ':') + 1;
+
+                /* An index entry whose family is gone. */
+                if (family_id_is_valid(family)) {
+                        r = family_key(family, &fkey);
+                        if (r < 0)
+                                return r;
+                        if (store_exists(s->t, STORE_TOKENS, fkey))
+                                return 0;
+                }
+                return sweep_doom(s, key);
+        }
+
+        {
+                _cleanup_(json_decrefp) json_t *frec = NULL;
+                _cleanup_free_ char *fkey = NULL;
+                const char *type = json_object_get_string(value, "type");
+                const char *family = json_object_get_string(value, "family");
+                uint64_t expires = 0;
+
+                /* Other kinds of token records (one-time tokens) belong to their own modules. */
+                if (!streq_ptr(type, TYPE_REFRESH) && !streq_ptr(type, TYPE_CUSTOMER))
+                        return 0;
+                if (!record_time(value, "expires", &expires) || expires <= s->ctx->now_usec ||
+                    !family_id_is_valid(family))
+                        return sweep_doom(s, key);
+                r = family_key(family, &fkey);
+                if (r < 0)
+                        return r;
+                r = store_get(s->t, STORE_TOKENS, fkey, &frec);
+                if (r == -ENOENT || (r >= 0 && json_object_get(frec, "revoked")))
+                        return sweep_doom(s, key);      /* nothing can use it any more */
+                if (r < 0 && r != -EPROTO)
+                        return r;
+                return 0;
+        }
+}
+
+int session_sweep(StoreTxn *t, const SessionContext *ctx, unsigned max) {
+        _cleanup_(json_decrefp) json_t *doomed = NULL;
+        Sweep s;
+        size_t i;
+        json_t *k;
+        int r, n = 0;
+
+        if (!t)
+                return -EINVAL;
+        r = context_check(ctx);
+        if (r < 0)
+                return r;
+        if (max == 0)
+                return 0;
+        if (max > INT32_MAX)
+                max = INT32_MAX;
+
+        doomed = json_array();
+        if (!doomed)
+                return -ENOMEM;
+        s = (Sweep) { .t = t, .ctx = ctx, .doomed = doomed, .max = max };
+        r = store_foreach(t, STORE_TOKENS, NULL, NULL, sweep_one, &s);
+        if (r < 0)
+                return r;
+
+        json_array_foreach(doomed, i, k) {
+                r = store_del(t, STORE_TOKENS, json_string_value(k));
+                if (r == -ENOENT)
+                        continue;       /* listed twice */
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        return n;
+}

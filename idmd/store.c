@@ -1,0 +1,956 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The LMDB backend of the store (store.h): one environment per state directory, one named
+ * database per StoreTable, records as compact JSON objects. This is the only file that includes
+ * lmdb.h; LMDB's return codes become -errno here, in one place (store_errno()).
+ *
+ * Units of work are LMDB transactions. Write units of work run inside store_transact(), which
+ * also grows the map when LMDB says it is full. Growing unmaps and remaps the file
+ * (mdb_env_set_mapsize()), which LMDB allows only while this process has no transaction open:
+ * that is why store_transact() refuses to run while a read snapshot is alive.
+ */
+#include <assert.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "idm/cleanup.h"
+#include "log.h"
+#include "store.h"
+
+#define STORE_MAP_SIZE_DEFAULT (UINT64_C(16) * 1024 * 1024)
+#define STORE_MAP_SIZE_MAX_DEFAULT (UINT64_C(4) * 1024 * 1024 * 1024)
+#define STORE_SCHEMA_KEY "schema_version"
+#define STORE_BEGIN_ATTEMPTS 4
+#define STORE_DISK_LOW (UINT64_C(1) * 1024 * 1024)
+
+struct Store {
+        MDB_env *env;
+        MDB_dbi dbi[_STORE_TABLE_MAX];
+        char *dir;
+        char *data_path;
+
+        uint64_t page_size;             /* the OS page size: map sizes are multiples of it */
+        uint64_t map_size;              /* current map size */
+        uint64_t map_size_max;
+        uint64_t grow_count;
+
+        StoreTxn *readers;              /* live read snapshots (doubly linked) */
+        unsigned n_readers;
+        StoreTxn *writer;               /* the unit of work store_transact() is running, if any */
+
+        int dead;                       /* < 0: the map could not be re-established */
+};
+
+struct StoreTxn {
+        Store *store;                   /* NULL once store_free() detached a read snapshot */
+        MDB_txn *txn;
+        bool write;
+
+        /* Write units of work only. An LMDB write error other than "not found"/"exists" leaves
+         * the transaction unusable; we remember it so that a unit of work whose function
+         * swallowed the error is not committed, and so that store_transact() knows the map was
+         * full whatever the function made of -ENOBUFS. */
+        bool map_full;
+        int failed;
+
+        StoreTxn *readers_prev, *readers_next;
+};
+
+static const char *const table_names[_STORE_TABLE_MAX] = {
+        [STORE_META]                     = "meta",
+        [STORE_PUBLISHERS]               = "publishers",
+        [STORE_PUBLISHER_TOKENS]         = "publisher_tokens",
+        [STORE_OFFERS]                   = "offers",
+        [STORE_CUSTOMERS]                = "customers",
+        [STORE_CUSTOMERS_BY_EMAIL]       = "customers_by_email",
+        [STORE_CUSTOMERS_BY_EXTERNAL_ID] = "customers_by_external_id",
+        [STORE_TOKENS]                   = "tokens",
+        [STORE_CONSENTS]                 = "consents",
+        [STORE_CAPTURE]                  = "capture",
+        [STORE_LOCKOUTS]                 = "lockouts",
+        [STORE_OUTBOX]                   = "outbox",
+};
+
+const char *store_table_to_string(StoreTable t) {
+        if (t < 0 || t >= _STORE_TABLE_MAX)
+                return NULL;
+        return table_names[t];
+}
+
+/* Schema migrations: migrations[v] upgrades a store at schema version v to v + 1, in place, in
+ * the unit of work that opens the store. They run in order and the new stamp is written after
+ * the last one, in the same unit of work, so an upgrade is all or nothing (and runs again from
+ * the start if the map has to grow). Bumping STORE_SCHEMA_VERSION to N means adding
+ * [N - 1] = migrate_<N-1>_to_<N> here. Version 0 never existed (new stores are stamped with the
+ * current version), so [0] stays NULL. */
+typedef int (*StoreMigrateFn)(StoreTxn *t);
+static const StoreMigrateFn migrations[STORE_SCHEMA_VERSION] = {
+        [0] = NULL,
+};
+
+/* The one place LMDB's codes become -errno. MDB_MAP_FULL becomes the internal "grow the map"
+ * marker -ENOBUFS, which store_transact() never returns to its caller. */
+static int store_errno(int k) {
+        switch (k) {
+        case MDB_SUCCESS:
+                return 0;
+        case MDB_NOTFOUND:
+                return -ENOENT;
+        case MDB_KEYEXIST:
+                return -EEXIST;
+        case MDB_MAP_FULL:
+                return -ENOBUFS;
+        case MDB_BAD_VALSIZE:
+                return -E2BIG;
+        case MDB_TXN_FULL:
+                return -EFBIG;
+        case MDB_CORRUPTED:
+        case MDB_PAGE_NOTFOUND:
+        case MDB_INVALID:
+        case MDB_PAGE_FULL:
+        case MDB_CURSOR_FULL:
+        case MDB_INCOMPATIBLE:
+                return log_debug_errno(EPROTO, "Store is damaged or not ours: %s", mdb_strerror(k));
+        case MDB_VERSION_MISMATCH:
+                return log_debug_errno(EPROTONOSUPPORT, "Store file format: %s", mdb_strerror(k));
+        case MDB_READERS_FULL:
+        case MDB_TLS_FULL:
+        case MDB_MAP_RESIZED:
+                return -EAGAIN;
+        case MDB_DBS_FULL:
+        case MDB_BAD_RSLOT:
+        case MDB_BAD_TXN:
+        case MDB_BAD_DBI:
+                return log_debug_errno(EINVAL, "Store misuse: %s", mdb_strerror(k));
+        case MDB_PANIC:
+                return log_debug_errno(EIO, "Store environment failed: %s", mdb_strerror(k));
+        default:
+                if (k > 0)
+                        return -k;
+                return log_debug_errno(EIO, "Unknown LMDB error %d", k);
+        }
+}
+
+/* LMDB reports a short write, which is how a full file system shows, as EIO. Tell that apart
+ * from a failing disk by what is left: a short write leaves (next to) nothing. */
+static bool store_disk_full(Store *s) {
+        struct statvfs sv;
+        uint64_t avail;
+
+        if (statvfs(s->dir, &sv) < 0)
+                return false;
+        avail = (uint64_t) (geteuid() == 0 ? sv.f_bfree : sv.f_bavail) * sv.f_frsize;
+        return avail < STORE_DISK_LOW;
+}
+
+/* store_errno() for writes to the file (page spills, commits): disk full is -ENOSPC. */
+static int store_write_errno(Store *s, int k) {
+        if (k == ENOSPC || k == EDQUOT || (k == EIO && store_disk_full(s)))
+                return log_debug_errno(ENOSPC, "No space left for store '%s': %s", s->dir,
+                                       mdb_strerror(k));
+        return store_errno(k);
+}
+
+/* Returns an LMDB failure as -errno; in a write unit of work, also records it (see StoreTxn). */
+static int txn_error(StoreTxn *t, int k) {
+        int r;
+
+        assert(k != MDB_SUCCESS);
+
+        if (!t->write)
+                return store_errno(k);
+
+        /* A big unit of work can spill pages to the file before its commit. */
+        r = store_write_errno(t->store, k);
+
+        switch (k) {
+        case MDB_NOTFOUND:
+        case MDB_KEYEXIST:
+        case MDB_BAD_VALSIZE:
+                /* Answers, not failures: LMDB checks these before touching the transaction. */
+                return r;
+        default:
+                if (k == MDB_MAP_FULL)
+                        t->map_full = true;
+                if (t->failed == 0)
+                        t->failed = r;
+                return r;
+        }
+}
+
+static uint64_t round_up(uint64_t v, uint64_t m) {
+        return (v + m - 1) / m * m;
+}
+
+/* Checks a unit of work before use: -ESTALE once its store is gone, the first failure of a
+ * write unit of work, which LMDB will not let go on anyway. */
+static int txn_check(StoreTxn *t) {
+        if (!t)
+                return -EINVAL;
+        if (!t->store || !t->txn)
+                return -ESTALE;
+        if (t->failed < 0)
+                return t->failed;
+        return 0;
+}
+
+static int table_check(StoreTable table) {
+        return table >= 0 && table < _STORE_TABLE_MAX ? 0 : -EINVAL;
+}
+
+/* Keys are C strings of 1..STORE_KEY_MAX bytes, stored without the NUL. */
+static int key_to_val(const char *key, MDB_val *ret) {
+        size_t n;
+
+        if (!key)
+                return -EINVAL;
+        n = strnlen(key, STORE_KEY_MAX + 1);
+        if (n == 0)
+                return -EINVAL;
+        if (n > STORE_KEY_MAX)
+                return -E2BIG;
+
+        *ret = (MDB_val) { .mv_size = n, .mv_data = (void *) key };
+        return 0;
+}
+
+/* Decodes a stored record. Done before the MDB_val's transaction ends: it points into the map. */
+static int record_decode(const MDB_val *v, json_t **ret) {
+        json_error_t error;
+        json_t *j;
+
+        /* JSON_ALLOW_NUL: json_dumps() writes a string holding NUL as "\u0000"; read it back. */
+        j = json_loadb(v->mv_data, v->mv_size, JSON_ALLOW_NUL, &error);
+        if (!j)
+                return log_debug_errno(EPROTO, "Undecodable record: %s (at byte %d)", error.text,
+                                       error.position);
+        if (!json_is_object(j)) {
+                json_decref(j);
+                return log_debug_errno(EPROTO, "Stored record is not a JSON object");
+        }
+
+        *ret = j;
+        return 0;
+}
+
+static void store_update_map_size(Store *s) {
+        MDB_envinfo info;
+
+        if (mdb_env_info(s->env, &info) == MDB_SUCCESS)
+                s->map_size = info.me_mapsize;
+}
+
+/* Changes the map size. Only with no transaction of ours open (LMDB's rule for a remap). On
+ * failure LMDB may have lost its mapping, so the store is marked dead. size 0: adopt the size
+ * recorded in the file (another process grew it). */
+static int store_set_map_size(Store *s, uint64_t size) {
+        int k;
+
+        assert(!s->writer);
+        assert(s->n_readers == 0);
+
+        k = mdb_env_set_mapsize(s->env, (size_t) size);
+        if (k != MDB_SUCCESS) {
+                s->dead = store_errno(k);
+                return log_debug_errno(s->dead, "Could not resize the map of '%s' to %" PRIu64
+                                       " bytes: %m", s->dir, size);
+        }
+
+        store_update_map_size(s);
+        return 0;
+}
+
+static int store_grow(Store *s) {
+        uint64_t size;
+        int r;
+
+        if (s->map_size >= s->map_size_max)
+                return log_debug_errno(ENOSPC, "Store '%s' is full at its maximum map size of %" PRIu64
+                                       " bytes", s->dir, s->map_size_max);
+
+        size = s->map_size > s->map_size_max / 2 ? s->map_size_max : s->map_size * 2;
+        size = round_up(size, s->page_size);
+        if (size > s->map_size_max)
+                size = s->map_size_max;
+
+        r = store_set_map_size(s, size);
+        if (r < 0)
+                return r;
+
+        s->grow_count++;
+        log_debug("Grew the map of '%s' to %" PRIu64 " bytes", s->dir, s->map_size);
+        return 0;
+}
+
+/* mdb_txn_begin(), adopting a map grown by another process and clearing stale reader slots. */
+static int store_txn_begin(Store *s, unsigned flags, MDB_txn **ret) {
+        int k = MDB_SUCCESS;
+
+        if (s->dead < 0)
+                return s->dead;
+
+        for (unsigned attempt = 0; attempt < STORE_BEGIN_ATTEMPTS; attempt++) {
+                int r, dead = 0;
+
+                k = mdb_txn_begin(s->env, NULL, flags, ret);
+                if (k == MDB_SUCCESS)
+                        return 0;
+
+                if (k == MDB_MAP_RESIZED) {
+                        /* Remapping is only allowed with none of our transactions open. */
+                        if (s->n_readers > 0 || s->writer)
+                                return -EAGAIN;
+                        r = store_set_map_size(s, 0);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (k == MDB_READERS_FULL) {
+                        (void) mdb_reader_check(s->env, &dead);
+                        log_debug("Reader table of '%s' full, cleared %d stale slot(s)", s->dir, dead);
+                        if (dead > 0)
+                                continue;
+                }
+                break;
+        }
+
+        return store_errno(k);
+}
+
+static void store_reader_link(Store *s, StoreTxn *t) {
+        t->store = s;
+        t->readers_prev = NULL;
+        t->readers_next = s->readers;
+        if (s->readers)
+                s->readers->readers_prev = t;
+        s->readers = t;
+        s->n_readers++;
+}
+
+static void store_reader_unlink(Store *s, StoreTxn *t) {
+        if (t->readers_prev)
+                t->readers_prev->readers_next = t->readers_next;
+        else
+                s->readers = t->readers_next;
+        if (t->readers_next)
+                t->readers_next->readers_prev = t->readers_prev;
+        t->readers_prev = t->readers_next = NULL;
+        t->store = NULL;
+        assert(s->n_readers > 0);
+        s->n_readers--;
+}
+
+StoreTxn *store_txn_free(StoreTxn *t) {
+        if (!t)
+                return NULL;
+
+        /* The unit of work passed to a StoreWorkFn belongs to store_transact(). */
+        assert(!t->write);
+        if (t->write)
+                return NULL;
+
+        if (t->store)
+                store_reader_unlink(t->store, t);
+        if (t->txn)
+                mdb_txn_abort(t->txn);
+        free(t);
+        return NULL;
+}
+
+int store_read(Store *s, StoreTxn **ret) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        int r;
+
+        if (!s || !ret)
+                return -EINVAL;
+        /* A snapshot opened inside a unit of work could outlive it and block the remap. */
+        if (s->writer)
+                return -EBUSY;
+
+        t = calloc(1, sizeof(StoreTxn));
+        if (!t)
+                return -ENOMEM;
+
+        r = store_txn_begin(s, MDB_RDONLY, &t->txn);
+        if (r < 0)
+                return r;
+
+        store_reader_link(s, t);
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+Store *store_free(Store *s) {
+        if (!s)
+                return NULL;
+
+        /* Not from inside a unit of work: its transaction is on store_transact()'s stack. */
+        assert(!s->writer);
+
+        /* Snapshots still alive are ended here; using them afterwards gives -ESTALE and
+         * store_txn_free() just releases their memory. */
+        while (s->readers) {
+                StoreTxn *t = s->readers;
+
+                store_reader_unlink(s, t);
+                mdb_txn_abort(t->txn);
+                t->txn = NULL;
+        }
+
+        if (s->env)
+                mdb_env_close(s->env);  /* also closes the table handles */
+        free(s->dir);
+        free(s->data_path);
+        free(s);
+        return NULL;
+}
+
+/* Runs fn in a write transaction until it commits, fails, or the map cannot grow any more. */
+static int store_run(Store *s, StoreWorkFn fn, void *userdata) {
+        for (;;) {
+                StoreTxn t = { .store = s, .write = true };
+                int r, k;
+
+                r = store_txn_begin(s, 0, &t.txn);
+                if (r < 0)
+                        return r;
+
+                s->writer = &t;
+                r = fn(&t, userdata);
+                s->writer = NULL;
+
+                if (t.map_full) {
+                        /* Whatever fn returned: its writes did not fit. */
+                        mdb_txn_abort(t.txn);
+                        r = store_grow(s);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (r < 0) {
+                        mdb_txn_abort(t.txn);
+                        return r;
+                }
+                if (t.failed < 0) {
+                        /* fn carried on after a write failed; LMDB would refuse the commit. */
+                        mdb_txn_abort(t.txn);
+                        return log_debug_errno(t.failed, "Unit of work went on after a failed write, "
+                                               "rolled back: %m");
+                }
+
+                /* Commits durably (fdatasync) or frees the transaction without writing it. */
+                k = mdb_txn_commit(t.txn);
+                if (k == MDB_MAP_FULL) {
+                        r = store_grow(s);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (k != MDB_SUCCESS)
+                        return log_debug_errno(store_write_errno(s, k), "Commit to '%s' failed, nothing "
+                                               "written: %m", s->dir);
+                return r;
+        }
+}
+
+int store_transact(Store *s, StoreWorkFn fn, void *userdata) {
+        if (!s || !fn)
+                return -EINVAL;
+        /* No nesting, and no remap under a live snapshot (see the top of this file). */
+        if (s->writer || s->n_readers > 0)
+                return -EBUSY;
+
+        return store_run(s, fn, userdata);
+}
+
+static int txn_get_val(StoreTxn *t, StoreTable table, const char *key, MDB_val *ret) {
+        MDB_val k;
+        int r;
+
+        r = txn_check(t);
+        if (r < 0)
+                return r;
+        r = table_check(table);
+        if (r < 0)
+                return r;
+        r = key_to_val(key, &k);
+        if (r < 0)
+                return r;
+
+        r = mdb_get(t->txn, t->store->dbi[table], &k, ret);
+        if (r != MDB_SUCCESS)
+                return txn_error(t, r);
+        return 0;
+}
+
+int store_get(StoreTxn *t, StoreTable table, const char *key, json_t **ret) {
+        MDB_val v;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+
+        r = txn_get_val(t, table, key, &v);
+        if (r < 0)
+                return r;
+
+        r = record_decode(&v, ret);
+        if (r < 0)
+                return log_debug_errno(r, "Record '%s' in table %s: %m", key, table_names[table]);
+        return 0;
+}
+
+bool store_exists(StoreTxn *t, StoreTable table, const char *key) {
+        MDB_val v;
+
+        return txn_get_val(t, table, key, &v) >= 0;
+}
+
+int store_put(StoreTxn *t, StoreTable table, const char *key, json_t *value, StorePutFlags flags) {
+        _cleanup_(freep) char *text = NULL;
+        MDB_val k, v;
+        int r;
+
+        r = txn_check(t);
+        if (r < 0)
+                return r;
+        if (!t->write)
+                return -EROFS;
+        r = table_check(table);
+        if (r < 0)
+                return r;
+        r = key_to_val(key, &k);
+        if (r < 0)
+                return r;
+        if (!json_is_object(value) || (flags & ~STORE_PUT_NO_OVERWRITE) != 0)
+                return -EINVAL;
+
+        /* Sorted keys make equal records byte-identical, which keeps backups and diffs stable. */
+        text = json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!text)
+                return -ENOMEM;  /* jansson only fails on allocation for a valid object */
+
+        v = (MDB_val) { .mv_size = strlen(text), .mv_data = text };
+        r = mdb_put(t->txn, t->store->dbi[table], &k, &v,
+                    (flags & STORE_PUT_NO_OVERWRITE) ? MDB_NOOVERWRITE : 0);
+        if (r != MDB_SUCCESS)
+                return txn_error(t, r);
+        return 0;
+}
+
+int store_del(StoreTxn *t, StoreTable table, const char *key) {
+        MDB_val k;
+        int r;
+
+        r = txn_check(t);
+        if (r < 0)
+                return r;
+        if (!t->write)
+                return -EROFS;
+        r = table_check(table);
+        if (r < 0)
+                return r;
+        r = key_to_val(key, &k);
+        if (r < 0)
+                return r;
+
+        r = mdb_del(t->txn, t->store->dbi[table], &k, NULL);
+        if (r != MDB_SUCCESS)
+                return txn_error(t, r);
+        return 0;
+}
+
+static void mdb_cursor_closep(MDB_cursor **c) {
+        if (*c)
+                mdb_cursor_close(*c);
+}
+
+int store_foreach(StoreTxn *t, StoreTable table, const char *prefix, const char *after,
+                  StoreForeachFn fn, void *userdata) {
+        _cleanup_(mdb_cursor_closep) MDB_cursor *c = NULL;
+        size_t prefix_len, after_len = 0;
+        MDB_cursor_op op;
+        MDB_val k, v;
+        int r;
+
+        r = txn_check(t);
+        if (r < 0)
+                return r;
+        r = table_check(table);
+        if (r < 0)
+                return r;
+        if (!fn)
+                return -EINVAL;
+
+        prefix = strempty(prefix);
+        prefix_len = strlen(prefix);
+        if (prefix_len > STORE_KEY_MAX)
+                return 0;  /* no key is that long */
+        if (after) {
+                after_len = strlen(after);
+                if (after_len == 0 || strcmp(after, prefix) < 0)
+                        after = NULL;  /* the prefix starts later anyway */
+        }
+
+        r = mdb_cursor_open(t->txn, t->store->dbi[table], &c);
+        if (r != MDB_SUCCESS)
+                return txn_error(t, r);
+
+        /* Position at the first key >= max(prefix, after). A longer 'after' than any key can be
+         * (a client's pagination cursor) is cut for the seek; the keys up to 'after' itself are
+         * skipped below. */
+        if (after) {
+                k = (MDB_val) {
+                        .mv_size = after_len < STORE_KEY_MAX ? after_len : STORE_KEY_MAX,
+                        .mv_data = (void *) after,
+                };
+                op = MDB_SET_RANGE;
+        } else if (prefix_len > 0) {
+                k = (MDB_val) { .mv_size = prefix_len, .mv_data = (void *) prefix };
+                op = MDB_SET_RANGE;
+        } else {
+                k = (MDB_val) { .mv_size = 0 };
+                op = MDB_FIRST;
+        }
+
+        for (;; op = MDB_NEXT) {
+                _cleanup_(json_decrefp) json_t *value = NULL;
+                char key[STORE_KEY_MAX + 1];
+
+                r = mdb_cursor_get(c, &k, &v, op);
+                if (r == MDB_NOTFOUND)
+                        return 0;
+                if (r != MDB_SUCCESS)
+                        return txn_error(t, r);
+
+                /* Keys with the prefix are contiguous: the first one without it ends the walk. */
+                if (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0)
+                        return 0;
+
+                if (k.mv_size == 0 || k.mv_size > STORE_KEY_MAX || memchr(k.mv_data, 0, k.mv_size))
+                        return log_debug_errno(EPROTO, "Malformed key in table %s", table_names[table]);
+                memcpy(key, k.mv_data, k.mv_size);
+                key[k.mv_size] = 0;
+
+                if (after && strcmp(key, after) <= 0)
+                        continue;
+
+                /* Decoded (copied) before fn runs: fn may write, which invalidates v. */
+                r = record_decode(&v, &value);
+                if (r < 0)
+                        return log_debug_errno(r, "Record '%s' in table %s: %m", key, table_names[table]);
+
+                r = fn(key, value, userdata);
+                if (r != 0)
+                        return r;
+
+                /* fn may have written in this unit of work; if that broke it, stop here. */
+                r = txn_check(t);
+                if (r < 0)
+                        return r;
+        }
+}
+
+static int store_stamp(StoreTxn *t, unsigned version) {
+        _cleanup_(json_decrefp) json_t *stamp = NULL;
+
+        stamp = json_pack("{s:I}", "version", (json_int_t) version);
+        if (!stamp)
+                return -ENOMEM;
+        return store_put(t, STORE_META, STORE_SCHEMA_KEY, stamp, STORE_PUT_DEFAULT);
+}
+
+static int store_check_empty(StoreTxn *t) {
+        for (StoreTable i = 0; i < _STORE_TABLE_MAX; i++) {
+                MDB_stat st;
+                int k;
+
+                k = mdb_stat(t->txn, t->store->dbi[i], &st);
+                if (k != MDB_SUCCESS)
+                        return txn_error(t, k);
+                if (st.ms_entries > 0)
+                        return log_debug_errno(EPROTO, "Store has records in table %s but no schema "
+                                               "version", table_names[i]);
+        }
+        return 0;
+}
+
+/* The unit of work of store_open(): opens (creating) the tables, then checks, migrates or
+ * stamps the schema version. userdata: unsigned *, set to the stored version when too new. */
+static int store_open_work(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *stamp = NULL;
+        unsigned *newer_version = userdata;
+        Store *s = t->store;
+        json_int_t stored;
+        json_t *v;
+        int r;
+
+        for (StoreTable i = 0; i < _STORE_TABLE_MAX; i++) {
+                int k;
+
+                k = mdb_dbi_open(t->txn, table_names[i], MDB_CREATE, &s->dbi[i]);
+                if (k != MDB_SUCCESS)
+                        return log_debug_errno(txn_error(t, k), "Could not open table %s: %m",
+                                               table_names[i]);
+        }
+
+        r = store_get(t, STORE_META, STORE_SCHEMA_KEY, &stamp);
+        if (r == -ENOENT) {
+                /* A new store (tables and stamp are created in one unit of work, so records
+                 * without a stamp mean the store is not ours). */
+                r = store_check_empty(t);
+                if (r < 0)
+                        return r;
+                log_debug("Stamping new store '%s' with schema version %u", s->dir, STORE_SCHEMA_VERSION);
+                return store_stamp(t, STORE_SCHEMA_VERSION);
+        }
+        if (r < 0)
+                return r;
+
+        v = json_object_get(stamp, "version");
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > UINT_MAX)
+                return log_debug_errno(EPROTO, "Store '%s' has an invalid schema version record", s->dir);
+        stored = json_integer_value(v);
+
+        if (stored > STORE_SCHEMA_VERSION) {
+                *newer_version = (unsigned) stored;
+                return log_debug_errno(EPROTONOSUPPORT, "Store '%s' has schema version %u, newer than "
+                                       "the supported %u", s->dir, (unsigned) stored, STORE_SCHEMA_VERSION);
+        }
+        if (stored == STORE_SCHEMA_VERSION)
+                return 0;
+
+        for (unsigned from = (unsigned) stored; from < STORE_SCHEMA_VERSION; from++) {
+                if (!migrations[from])
+                        return log_debug_errno(EPROTONOSUPPORT, "No migration of store '%s' from schema "
+                                               "version %u", s->dir, from);
+                r = migrations[from](t);
+                if (r < 0)
+                        return log_debug_errno(r, "Migration of store '%s' from schema version %u "
+                                               "failed: %m", s->dir, from);
+                log_debug("Migrated store '%s' from schema version %u to %u", s->dir, from, from + 1);
+        }
+        return store_stamp(t, STORE_SCHEMA_VERSION);
+}
+
+/* Makes a newly created directory entry durable. */
+static int fsync_directory(const char *dir) {
+        _cleanup_(closep) int fd = -EBADF;
+
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fsync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
+int store_open(const char *dir, const StoreOptions *options, Store **ret, unsigned *reterr_version) {
+        _cleanup_(store_freep) Store *s = NULL;
+        uint64_t initial, max, page_size;
+        unsigned newer_version = 0;
+        long ps;
+        int r, k, dead = 0;
+
+        if (!dir || !*dir || !ret)
+                return -EINVAL;
+
+        ps = sysconf(_SC_PAGESIZE);
+        page_size = ps > 0 ? (uint64_t) ps : 4096;
+
+        /* The maximum is rounded down and the initial size up to whole pages. */
+        max = options && options->map_size_max > 0 ? options->map_size_max : STORE_MAP_SIZE_MAX_DEFAULT;
+        if (max < STORE_MAP_SIZE_MIN || max > SIZE_MAX)
+                return -EINVAL;
+        max = max / page_size * page_size;
+        if (options && options->map_size_initial > 0) {
+                if (options->map_size_initial < STORE_MAP_SIZE_MIN || options->map_size_initial > max)
+                        return -EINVAL;
+                initial = round_up(options->map_size_initial, page_size);
+                if (initial > max)
+                        return -EINVAL;
+        } else
+                initial = STORE_MAP_SIZE_DEFAULT < max ? STORE_MAP_SIZE_DEFAULT : max;
+
+        s = calloc(1, sizeof(Store));
+        if (!s)
+                return -ENOMEM;
+        s->page_size = page_size;
+        s->map_size_max = max;
+        s->dir = strdup(dir);
+        if (!s->dir || asprintf(&s->data_path, "%s/data.mdb", dir) < 0)
+                return -ENOMEM;
+
+        k = mdb_env_create(&s->env);
+        if (k != MDB_SUCCESS)
+                return store_errno(k);
+        k = mdb_env_set_maxdbs(s->env, _STORE_TABLE_MAX);
+        if (k != MDB_SUCCESS)
+                return store_errno(k);
+        k = mdb_env_set_mapsize(s->env, (size_t) initial);
+        if (k != MDB_SUCCESS)
+                return store_errno(k);
+
+        /* Default flags: every commit is synced (no MDB_NOSYNC/NOMETASYNC), pages are zeroed
+         * (no MDB_NOMEMINIT), the map is read-only (no MDB_WRITEMAP). MDB_NOTLS ties reader
+         * slots to snapshots instead of the thread, so one thread may hold several snapshots
+         * (store_read(), store_stats() and store_backup() at once). */
+        k = mdb_env_open(s->env, dir, MDB_NOTLS, 0600);
+        if (k != MDB_SUCCESS) {
+                r = store_errno(k);
+                if (r == -EPROTONOSUPPORT && reterr_version)
+                        *reterr_version = 0;  /* the file format, not the schema */
+                return log_debug_errno(r, "Could not open store '%s': %m", dir);
+        }
+
+        k = mdb_reader_check(s->env, &dead);
+        if (k != MDB_SUCCESS)
+                return log_debug_errno(store_errno(k), "Could not check reader slots of '%s': %m", dir);
+        log_debug("Cleared %d stale reader slot(s) of store '%s'", dead, dir);
+
+        /* LMDB widened the map to hold the existing data if that is bigger than 'initial'. Start
+         * where growing from 'initial' would have got to, to spare the first writes a regrowth. */
+        store_update_map_size(s);
+        if (s->map_size > initial) {
+                uint64_t size = initial;
+
+                while (size < s->map_size && size < max)
+                        size = size > max / 2 ? max : size * 2;
+                if (size > s->map_size) {
+                        r = store_set_map_size(s, size);
+                        if (r < 0)
+                                return r;
+                }
+        }
+
+        r = store_run(s, store_open_work, &newer_version);
+        if (r < 0) {
+                if (r == -EPROTONOSUPPORT && newer_version > 0 && reterr_version)
+                        *reterr_version = newer_version;
+                return r;
+        }
+
+        /* data.mdb may have just been created: make its directory entry durable as well. */
+        r = fsync_directory(dir);
+        if (r < 0)
+                return log_debug_errno(r, "Could not sync directory '%s': %m", dir);
+
+        log_debug("Opened store '%s', map size %" PRIu64 " bytes (maximum %" PRIu64 ")",
+                  dir, s->map_size, s->map_size_max);
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+static uint64_t stat_pages(const MDB_stat *st) {
+        return (uint64_t) st->ms_branch_pages + st->ms_leaf_pages + st->ms_overflow_pages;
+}
+
+int store_stats(Store *s, StoreStats *ret) {
+        StoreStats stats = {};
+        MDB_envinfo info;
+        MDB_txn *txn;
+        MDB_stat st;
+        MDB_dbi main_dbi;
+        uint64_t pages = 2;     /* LMDB's two meta pages */
+        struct stat sb;
+        int r, k;
+
+        if (!s || !ret)
+                return -EINVAL;
+
+        r = store_txn_begin(s, MDB_RDONLY, &txn);
+        if (r < 0)
+                return r;
+
+        k = mdb_env_info(s->env, &info);
+        if (k == MDB_SUCCESS)
+                /* dbi 0 is LMDB's free-page database (FREE_DBI, as the mdb_stat tool uses it). */
+                k = mdb_stat(txn, 0, &st);
+        if (k == MDB_SUCCESS) {
+                pages += stat_pages(&st);
+                k = mdb_dbi_open(txn, NULL, 0, &main_dbi);
+        }
+        if (k == MDB_SUCCESS)
+                k = mdb_stat(txn, main_dbi, &st);
+        if (k == MDB_SUCCESS)
+                pages += stat_pages(&st);
+        for (StoreTable i = 0; k == MDB_SUCCESS && i < _STORE_TABLE_MAX; i++) {
+                k = mdb_stat(txn, s->dbi[i], &st);
+                if (k == MDB_SUCCESS) {
+                        stats.entries[i] = st.ms_entries;
+                        pages += stat_pages(&st);
+                }
+        }
+        mdb_txn_abort(txn);
+        if (k != MDB_SUCCESS)
+                return log_debug_errno(store_errno(k), "Could not read statistics of '%s': %m", s->dir);
+
+        if (stat(s->data_path, &sb) < 0)
+                return log_debug_errno(errno, "Could not stat '%s': %m", s->data_path);
+
+        stats.map_size = info.me_mapsize;
+        stats.used_bytes = pages * st.ms_psize;
+        stats.file_bytes = (uint64_t) sb.st_size;
+        stats.grow_count = s->grow_count;
+
+        *ret = stats;
+        return 0;
+}
+
+static int backup_to_fd(Store *s, int fd) {
+        int k;
+
+        /* Compaction copies only live pages, from a read snapshot: writers are not blocked. */
+        k = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
+        if (k != MDB_SUCCESS)
+                return store_errno(k);
+        if (fsync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
+int store_backup(Store *s, const char *path) {
+        _cleanup_(freep) char *parent = NULL;
+        _cleanup_(closep) int fd = -EBADF;
+        int r;
+
+        if (!s || !path || !*path)
+                return -EINVAL;
+        if (s->dead < 0)
+                return s->dead;
+        if (s->writer)
+                return -EBUSY;
+
+        parent = strdup(path);
+        if (!parent)
+                return -ENOMEM;
+
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd < 0)
+                return log_debug_errno(errno, "Could not create backup file '%s': %m", path);
+
+        r = backup_to_fd(s, fd);
+        if (r >= 0) {
+                if (close(TAKE_FD(fd)) < 0)
+                        r = -errno;
+        }
+        if (r >= 0)
+                r = fsync_directory(dirname(parent));
+        if (r < 0) {
+                (void) unlink(path);
+                return log_debug_errno(r, "Could not write backup '%s': %m", path);
+        }
+
+        log_debug("Wrote backup of '%s' to '%s'", s->dir, path);
+        return 0;
+}

@@ -1,0 +1,253 @@
+# SPDX-License-Identifier: MIT
+"""Test harness for idm's integration tests: starts a real idmd on a temporary socket and state
+directory (with a cheap Argon2 cost), and talks newline-delimited JSON-RPC 2.0 to it.
+
+Every idmd started here is stopped when its test ends (and, as a last resort, at interpreter
+exit), and its temporary directory removed. Nothing outside the temporary directory is touched.
+"""
+
+import atexit
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+IDMD = os.environ.get("IDMD", "idmd")
+IDMCTL = os.environ.get("IDMCTL", "idmctl")
+
+# Cheapest Argon2id cost libsodium accepts: tests measure behaviour, not hashing speed.
+BASE_CONFIG = """\
+[passwords]
+argon2_opslimit = 1
+argon2_memlimit = 8K
+"""
+
+_running = []
+
+
+def _kill_leftovers():
+    for p in _running:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(_kill_leftovers)
+
+
+class RpcError(Exception):
+    def __init__(self, error):
+        super().__init__(json.dumps(error))
+        self.error = error
+        self.code = error.get("code")
+        self.reason = (error.get("data") or {}).get("reason")
+
+
+class Client:
+    """One connection to idmd."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, path, timeout=30.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(path)
+        except OSError:
+            self.sock.close()
+            raise
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def recv_line(self, timeout=None):
+        """The next reply line as parsed JSON; None when the server closed the connection."""
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        while b"\n" not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def is_closed(self, timeout=30.0):
+        """True if the server closed the connection (after any pending lines are read)."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def request(self, method, params=None, id=None):
+        if id is None:
+            id = next(self._ids)
+        msg = {"jsonrpc": "2.0", "id": id, "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send_raw(json.dumps(msg).encode() + b"\n")
+        reply = self.recv_line()
+        if reply is None:
+            raise ConnectionError("idmd closed the connection")
+        assert reply.get("id") == id, f"reply id {reply.get('id')!r} != {id!r}"
+        return reply
+
+    def call(self, method, params=None):
+        """The result, or raises RpcError."""
+        reply = self.request(method, params)
+        if "error" in reply:
+            raise RpcError(reply["error"])
+        return reply["result"]
+
+    def error(self, method, params=None):
+        """The error object of a call that must fail."""
+        reply = self.request(method, params)
+        if "error" not in reply:
+            raise AssertionError(f"{method} succeeded unexpectedly: {reply['result']!r}")
+        return reply["error"]
+
+
+class Idmd:
+    """A real idmd process with its own socket, state directory and config."""
+
+    def __init__(self, config="", tmp=None):
+        self.tmp = tmp or tempfile.mkdtemp(prefix="idm-test-")
+        self.owns_tmp = tmp is None
+        self.socket = os.path.join(self.tmp, "run", "socket")
+        self.state = os.path.join(self.tmp, "state")
+        self.config = os.path.join(self.tmp, "idmd.conf")
+        self.log_path = os.path.join(self.tmp, "idmd.log")
+        self.proc = None
+        with open(self.config, "w") as f:
+            f.write(BASE_CONFIG + config)
+
+    def args(self):
+        return [IDMD, "--config", self.config, "--state-dir", self.state, "--socket", self.socket,
+                "--log-level", "debug"]
+
+    def start(self, wait=True, extra_env=None, args=None):
+        env = dict(os.environ)
+        env.update(extra_env or {})
+        if getattr(self, "log", None):
+            self.log.close()
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args or self.args(), stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=self.log, env=env)
+        _running.append(self.proc)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"idmd exited with {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                with Client(self.socket, timeout=5) as c:
+                    c.call("getServerInfo")
+                return
+            except (FileNotFoundError, ConnectionRefusedError, socket.timeout):
+                time.sleep(0.02)
+        raise RuntimeError(f"idmd did not become ready:\n{self.log_text()}")
+
+    def stop(self, sig=signal.SIGTERM, timeout=30.0):
+        """Stops idmd; returns its exit status."""
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("idmd did not stop in time")
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def cleanup(self):
+        self.kill()
+        if self.proc and self.proc.stdin:
+            self.proc.stdin.close()
+        if getattr(self, "log", None):
+            self.log.close()
+        if self.owns_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def client(self, timeout=30.0):
+        return Client(self.socket, timeout=timeout)
+
+    def call(self, method, params=None):
+        with self.client() as c:
+            return c.call(method, params)
+
+    def error(self, method, params=None):
+        with self.client() as c:
+            return c.error(method, params)
+
+
+class IdmdTestCase(unittest.TestCase):
+    """Starts one idmd per test (self.idmd); subclasses may set CONFIG."""
+
+    CONFIG = ""
+
+    def setUp(self):
+        self.idmd = Idmd(self.CONFIG)
+        self.addCleanup(self.idmd.cleanup)
+        self.idmd.start()
+
+    def assertError(self, error, code, reason=None):
+        self.assertEqual(error.get("code"), code, error)
+        if reason is not None:
+            self.assertEqual((error.get("data") or {}).get("reason"), reason, error)
+
+    def create_publisher(self, **kw):
+        params = {"name": "Test Publisher", "allowedRedirectUris": ["https://app.example.com/cb"]}
+        params.update(kw)
+        return self.idmd.call("createPublisher", params)
+
+
+def run_as(uid, gid, argv, **kw):
+    """Runs argv as another uid/gid (no supplementary groups), for role tests."""
+    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"] + argv, **kw)
+
+
+def main():
+    unittest.main(verbosity=2)

@@ -1,0 +1,262 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Customer accounts through the real socket: registration and login with the Cleeng field
+names, validation of every field, duplicate and racing registrations, hashing on worker threads
+(cheap calls answer while hashes run), a full hash queue, profile updates, password changes,
+and that no secret ever reaches the log."""
+
+import json
+import os
+import re
+import select
+import socket
+import threading
+import time
+
+from idmtest import Client, IdmdTestCase, main
+
+PASSWORD = "correct horse 9"
+
+
+def registration(pub, email="alice@example.com", **kw):
+    params = {"email": email, "password": PASSWORD, "publisherId": pub, "locale": "en_GB",
+              "country": "GB", "currency": "GBP"}
+    params.update(kw)
+    return params
+
+
+class Customers(IdmdTestCase):
+    def setUp(self):
+        super().setUp()
+        p = self.create_publisher()
+        self.pub = p["publisherId"]
+        self.pub_token = p["publisherToken"]
+
+    def register(self, **kw):
+        return self.idmd.call("registerCustomer", registration(self.pub, **kw))
+
+    def test_register_and_login(self):
+        r = self.register(firstName="Alice", externalId="ext-1", externalData={"plan": "gold"},
+                          customerIP="192.0.2.7")
+        self.assertRegex(r["customerId"], r"^[1-9][0-9]{9}$")
+        for k in ("jwt", "refreshToken", "customerToken"):
+            self.assertIsInstance(r[k], str)
+        me = self.idmd.call("getCustomer", {"jwt": r["jwt"]})
+        self.assertEqual(me["email"], "alice@example.com")
+        self.assertEqual(me["publisherId"], self.pub)
+        self.assertEqual(me["firstName"], "Alice")
+        self.assertEqual(me["externalId"], "ext-1")
+        self.assertEqual(me["country"], "GB")
+        self.assertRegex(me["registrationDate"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertIsNone(me["lastLoginDate"])
+        self.assertNotIn("passwordHash", me)
+
+        login = self.idmd.call("login", {"email": "ALICE@Example.com", "password": PASSWORD,
+                                         "publisherId": self.pub, "customerIP": "2001:db8::1"})
+        self.assertEqual(login["customerId"], r["customerId"])
+        self.assertIs(login["consentsUpdateRequired"], False)
+        self.assertIs(login["shouldCaptureBeDisplayed"], False)
+        me = self.idmd.call("getCustomer", {"jwt": login["jwt"]})
+        self.assertEqual(me["lastUserIP"], "2001:db8::1")
+        self.assertIsNotNone(me["lastLoginDate"])
+
+    def test_login_by_offer(self):
+        self.idmd.call("addOffer", {"publisherToken": self.pub_token, "offerId": "S_MONTHLY"})
+        params = registration(self.pub, offerId="S_MONTHLY")
+        del params["publisherId"]
+        r = self.idmd.call("registerCustomer", params)
+        login = self.idmd.call("login", {"email": "alice@example.com", "password": PASSWORD, "offerId": "S_MONTHLY"})
+        self.assertEqual(login["customerId"], r["customerId"])
+        self.assertError(self.idmd.error("login", {"email": "alice@example.com", "password": PASSWORD,
+                                                   "offerId": "NOPE"}), 404, "not_found")
+
+    def test_wrong_password_unknown_user_other_publisher(self):
+        self.register()
+        other = self.create_publisher(name="Other")["publisherId"]
+        # root is an admin peer: it may learn that the account does not exist (PAM as root)
+        self.assertError(self.idmd.error("login", {"email": "alice@example.com", "password": "wrong 12345",
+                                                   "publisherId": self.pub}), 401, "invalid_credentials")
+        self.assertError(self.idmd.error("login", {"email": "bob@example.com", "password": PASSWORD,
+                                                   "publisherId": self.pub}), 401, "unknown_user")
+        # a customer of publisher A is unknown to publisher B
+        self.assertError(self.idmd.error("login", {"email": "alice@example.com", "password": PASSWORD,
+                                                   "publisherId": other}), 401, "unknown_user")
+
+    def test_field_validation(self):
+        cases = [
+            ({"email": "not-an-email"}, 400, "invalid_email"),
+            ({"email": " alice@example.com"}, 400, "invalid_email"),
+            ({"email": "alice@example.com "}, 400, "invalid_email"),
+            ({"email": "a" * 250 + "@example.com"}, 400, "invalid_email"),
+            ({"password": "short1"}, 400, "weak_password"),
+            ({"password": "onlyletters"}, 400, "weak_password"),
+            ({"password": "12345678"}, 400, "weak_password"),
+            ({"password": "a1" * 41}, 400, "weak_password"),
+            ({"country": "UK"}, 400, "invalid_country"),
+            ({"country": "gb"}, 400, "invalid_country"),
+            ({"currency": "XXX"}, 400, "invalid_currency"),
+            ({"locale": "en-GB"}, 400, "invalid_locale"),
+            ({"locale": "en_UK"}, 400, "invalid_locale"),
+            ({"firstName": "a\u0007b"}, 400, "invalid_value"),
+            ({"externalData": {"x": "y" * 5000}}, 400, "invalid_value"),
+            ({"customerIP": "999.1.1.1"}, 400, "invalid_value"),
+            ({"publisherId": "000000000"}, 404, "not_found"),
+            ({"email": 5}, -32602, "invalid_params"),
+            ({"password": None}, -32602, "invalid_params"),
+            ({"unknownField": 1}, -32602, "invalid_params"),
+            ({"consents": [{"name": "terms"}]}, -32602, "invalid_params"),
+            ({"email": "x" * 400}, -32602, "invalid_params"),
+        ]
+        for change, code, reason in cases:
+            with self.subTest(change=change):
+                self.assertError(self.idmd.error("registerCustomer", registration(self.pub) | change), code, reason)
+        params = registration(self.pub)
+        del params["email"]
+        self.assertError(self.idmd.error("registerCustomer", params), -32602, "invalid_params")
+        params = registration(self.pub)
+        del params["publisherId"]
+        self.assertError(self.idmd.error("registerCustomer", params), -32602, "invalid_params")
+        # none of these created anything
+        self.assertEqual(self.idmd.call("getStats")["store"]["entries"]["customers"], 0)
+        # GB is right; an 80-character password is fine
+        self.register(password="a1" * 40)
+
+    def test_duplicate_registration(self):
+        self.register()
+        for email in ("alice@example.com", "ALICE@EXAMPLE.COM", "Alice@Example.Com"):
+            self.assertError(self.idmd.error("registerCustomer", registration(self.pub, email=email)),
+                             409, "customer_exists")
+        self.register(email="carol@example.com", externalId="X1")
+        self.assertError(self.idmd.error("registerCustomer", registration(self.pub, email="dave@example.com",
+                                                                          externalId="X1")),
+                         409, "external_id_exists")
+        # the same e-mail under another publisher is another customer
+        other = self.create_publisher(name="Other")["publisherId"]
+        self.idmd.call("registerCustomer", registration(other))
+        self.assertEqual(self.idmd.call("getStats")["store"]["entries"]["customers"], 3)
+
+    def test_registration_race(self):
+        n = 16
+        clients = [self.idmd.client() for _ in range(n)]
+        for c in clients:
+            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "registerCustomer",
+                                   "params": registration(self.pub, email="race@example.com")}).encode() + b"\n")
+        replies = [c.recv_line() for c in clients]
+        for c in clients:
+            c.close()
+        wins = [r for r in replies if "result" in r]
+        self.assertEqual(len(wins), 1, replies)
+        for r in replies:
+            if "error" in r:
+                self.assertEqual(r["error"]["data"]["reason"], "customer_exists")
+        self.assertEqual(self.idmd.call("getStats")["store"]["entries"]["customers"], 1)
+
+    def test_update_and_change_password(self):
+        r = self.register()
+        other_session = self.idmd.call("login", {"email": "alice@example.com", "password": PASSWORD,
+                                                 "publisherId": self.pub})
+        me = self.idmd.call("updateCustomer", {"jwt": r["jwt"], "country": "DE", "currency": "EUR",
+                                               "locale": "de_DE", "lastName": "Liddell"})
+        self.assertEqual((me["country"], me["currency"], me["locale"], me["lastName"]),
+                         ("DE", "EUR", "de_DE", "Liddell"))
+        self.assertError(self.idmd.error("updateCustomer", {"jwt": r["jwt"], "country": "UK"}), 400, "invalid_country")
+        self.assertEqual(self.idmd.call("getCustomer", {"jwt": r["jwt"]})["country"], "DE")
+
+        self.assertError(self.idmd.error("changePassword", {"jwt": r["jwt"], "oldPassword": "wrong pass 1",
+                                                            "newPassword": "new password 2"}),
+                         401, "invalid_credentials")
+        self.assertError(self.idmd.error("changePassword", {"jwt": r["jwt"], "oldPassword": PASSWORD,
+                                                            "newPassword": "weak"}), 400, "weak_password")
+        self.idmd.call("changePassword", {"jwt": r["jwt"], "oldPassword": PASSWORD, "newPassword": "new password 2"})
+        # the old password is gone, the new one works
+        self.assertError(self.idmd.error("login", {"email": "alice@example.com", "password": PASSWORD,
+                                                   "publisherId": self.pub}), 401)
+        self.idmd.call("login", {"email": "alice@example.com", "password": "new password 2", "publisherId": self.pub})
+        # the other session's tokens were revoked; this session's were kept
+        self.assertEqual(self.idmd.call("introspectToken", {"token": other_session["refreshToken"]}), {"active": False})
+        self.assertEqual(self.idmd.call("introspectToken", {"token": other_session["jwt"]}), {"active": False})
+        self.assertTrue(self.idmd.call("introspectToken", {"token": r["refreshToken"]})["active"])
+        self.assertEqual(self.idmd.call("getCustomer", {"jwt": r["jwt"]})["email"], "alice@example.com")
+
+    def test_bad_jwt(self):
+        self.register()
+        for bad in ["", "x.y.z", "eyJhbGciOiJub25lIn0.e30."]:
+            self.assertError(self.idmd.error("getCustomer", {"jwt": bad}), 401, "invalid_token")
+
+    def test_no_secret_in_log(self):
+        r = self.register()
+        login = self.idmd.call("login", {"email": "alice@example.com", "password": PASSWORD, "publisherId": self.pub})
+        self.idmd.error("login", {"email": "alice@example.com", "password": "Wrong guess 77", "publisherId": self.pub})
+        refreshed = self.idmd.call("refreshToken", {"refreshToken": login["refreshToken"]})
+        self.idmd.call("changePassword", {"jwt": r["jwt"], "oldPassword": PASSWORD, "newPassword": "Another pw 88"})
+        self.idmd.call("revokeToken", {"token": refreshed["refreshToken"]})
+        self.idmd.stop()
+        log = self.idmd.log_text()
+        self.assertIn("logged in", log)  # the log is there, at debug level
+        secrets = [PASSWORD, "Wrong guess 77", "Another pw 88", self.pub_token, r["jwt"], r["refreshToken"],
+                   r["customerToken"], login["jwt"], login["refreshToken"], login["customerToken"],
+                   refreshed["jwt"], refreshed["refreshToken"]]
+        for s in secrets:
+            self.assertNotIn(s, log)
+            self.assertNotIn(s[:24], log)
+        self.assertNotIn("$argon2", log)
+
+
+class SlowHashes(IdmdTestCase):
+    # A deliberately costly hash and one worker, so logins queue up behind each other.
+    CONFIG = """
+[passwords]
+argon2_opslimit = 2
+argon2_memlimit = 32M
+workers = 1
+worker_queue = 64
+"""
+
+    def test_cheap_calls_answer_while_hashes_run(self):
+        pub = self.create_publisher()["publisherId"]
+        self.idmd.call("registerCustomer", registration(pub))
+        n = 20
+        clients = [self.idmd.client() for _ in range(n)]
+        for c in clients:
+            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
+                "email": "alice@example.com", "password": PASSWORD, "publisherId": pub}}).encode() + b"\n")
+        # a cheap call on another connection is answered before the queued logins are done
+        with self.idmd.client() as c:
+            self.assertIn("result", c.request("getServerInfo"))
+            stats = c.call("getStats")
+        self.assertGreater(stats["workers"]["queued"] + stats["workers"]["running"], 0)
+        ready, _, _ = select.select([c.sock for c in clients], [], [], 0)
+        self.assertLess(len(ready), n, "every login finished before getServerInfo was answered")
+        for c in clients:
+            self.assertIn("result", c.recv_line())
+            c.close()
+
+
+class FullQueue(IdmdTestCase):
+    CONFIG = """
+[passwords]
+argon2_opslimit = 2
+argon2_memlimit = 32M
+workers = 1
+worker_queue = 2
+"""
+
+    def test_full_queue_answers_503(self):
+        pub = self.create_publisher()["publisherId"]
+        self.idmd.call("registerCustomer", registration(pub))
+        clients = [self.idmd.client() for _ in range(10)]
+        for c in clients:
+            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
+                "email": "alice@example.com", "password": PASSWORD, "publisherId": pub}}).encode() + b"\n")
+        replies = [c.recv_line() for c in clients]
+        for c in clients:
+            c.close()
+        unavailable = [r for r in replies if "error" in r]
+        self.assertTrue(unavailable, replies)
+        for r in unavailable:
+            self.assertEqual((r["error"]["code"], r["error"]["data"]["reason"]), (503, "unavailable"))
+        self.assertTrue(any("result" in r for r in replies))
+
+
+if __name__ == "__main__":
+    main()

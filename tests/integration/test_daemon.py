@@ -1,0 +1,227 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""idmd as a process: restart with data intact, one daemon per state directory, stale and live
+sockets, SIGTERM, socket activation, configuration errors, schema versions, a full store."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+from idmtest import IDMD, Client, Idmd, IdmdTestCase, main
+
+
+class Daemon(unittest.TestCase):
+    def new(self, config="", **kw):
+        d = Idmd(config, **kw)
+        self.addCleanup(d.cleanup)
+        return d
+
+    def test_restart_keeps_data(self):
+        d = self.new().start()
+        p = d.call("createPublisher", {"name": "Durable", "allowedRedirectUris": []})
+        d.call("addOffer", {"publisherToken": p["publisherToken"], "offerId": "O1"})
+        kid = d.call("getStats")["keys"]["active"]
+        self.assertEqual(d.stop(), 0)
+        d.start()
+        self.assertEqual([x["name"] for x in d.call("listPublishers")["items"]], ["Durable"])
+        self.assertEqual(d.call("listOffers", {"publisherToken": p["publisherToken"]})["items"][0]["offerId"], "O1")
+        self.assertEqual(d.call("getStats")["keys"]["active"], kid)
+
+    def test_kill9_loses_nothing_acknowledged(self):
+        d = self.new().start()
+        ids = [d.call("createPublisher", {"name": f"P{i}"})["publisherId"] for i in range(20)]
+        d.stop(signal.SIGKILL)
+        d.start()
+        self.assertEqual(sorted(x["publisherId"] for x in d.call("listPublishers")["items"]), sorted(ids))
+
+    def test_sigterm_removes_socket_and_exits_zero(self):
+        d = self.new().start()
+        self.assertTrue(os.path.exists(d.socket))
+        self.assertEqual(d.stop(signal.SIGTERM), 0)
+        self.assertFalse(os.path.exists(d.socket))
+        self.assertIn("Stopped", d.log_text())
+        d.start()
+        self.assertEqual(d.stop(signal.SIGINT), 0)
+
+    def test_second_daemon_on_same_state_dir_refuses(self):
+        d = self.new().start()
+        other_sock = os.path.join(d.tmp, "other.sock")
+        p = subprocess.run([IDMD, "--config", d.config, "--state-dir", d.state, "--socket", other_sock],
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("Another idmd", p.stderr)
+        self.assertIn(str(d.proc.pid), p.stderr)
+        self.assertFalse(os.path.exists(other_sock))
+        self.assertIn("version", d.call("getServerInfo"))
+
+    def test_live_socket_not_stolen(self):
+        d = self.new().start()
+        e = self.new()
+        p = subprocess.run([IDMD, "--config", e.config, "--state-dir", e.state, "--socket", d.socket],
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("in use", p.stderr)
+        self.assertIn("version", d.call("getServerInfo"))
+
+    def test_stale_socket_replaced(self):
+        d = self.new().start()
+        d.stop(signal.SIGKILL)
+        self.assertTrue(os.path.exists(d.socket))  # left behind by the crash
+        d.start()
+        self.assertIn("version", d.call("getServerInfo"))
+
+    def test_not_a_socket_refused(self):
+        d = self.new()
+        os.makedirs(os.path.dirname(d.socket), exist_ok=True)
+        open(d.socket, "w").close()
+        p = subprocess.run(d.args(), capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("not a socket", p.stderr)
+
+    def test_socket_directory_created_and_mode(self):
+        d = self.new().start()
+        st = os.stat(d.socket)
+        self.assertEqual(st.st_mode & 0o777, 0o666)
+
+    def test_socket_activation(self):
+        d = self.new()
+        os.makedirs(os.path.dirname(d.socket), exist_ok=True)
+        d.start(wait=False, args=["systemd-socket-activate", "-l", d.socket] + d.args())
+        # systemd-socket-activate binds first, then starts idmd on the first connection
+        deadline = time.monotonic() + 30
+        while not os.path.exists(d.socket) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with Client(d.socket) as c:
+            info = c.call("getServerInfo")
+            self.assertEqual(info["protocolVersion"], 1)
+        self.assertEqual(d.stop(), 0)
+
+    def test_no_config_file_uses_embedded_defaults(self):
+        d = self.new()
+        d.start(args=[IDMD, "--state-dir", d.state, "--socket", d.socket, "--config", "/dev/null"])
+        self.assertIn("version", d.call("getServerInfo"))
+
+    def test_missing_explicit_config_refused(self):
+        d = self.new()
+        p = subprocess.run([IDMD, "--config", os.path.join(d.tmp, "nope.conf"), "--state-dir", d.state,
+                            "--socket", d.socket], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("nope.conf", p.stderr)
+
+    def test_bad_config_value_refused_with_location(self):
+        d = self.new("[limits]\nmax_line = lots\n")
+        p = subprocess.run(d.args(), capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("idmd.conf:5", p.stderr)
+        self.assertIn("max_line", p.stderr)
+        self.assertFalse(os.path.exists(d.socket))
+
+    def test_unknown_config_key_warns(self):
+        d = self.new("[limits]\nfrobnicate = 1\n")
+        d.start()
+        self.assertIn("idmd.conf:5", d.log_text())
+        self.assertIn("frobnicate", d.log_text())
+
+    def test_drop_in_overrides(self):
+        d = self.new("[limits]\nmax_batch = 2\n")
+        os.makedirs(d.config + ".d")
+        with open(os.path.join(d.config + ".d", "10-more.conf"), "w") as f:
+            f.write("[limits]\nmax_batch = 3\n")
+        d.start()
+        with d.client() as c:
+            import json
+            c.send_raw(json.dumps([{"jsonrpc": "2.0", "id": i, "method": "getServerInfo"} for i in range(3)]).encode() + b"\n")
+            self.assertEqual(len(c.recv_line()), 3)
+
+    def test_newer_schema_refused(self):
+        d = self.new().start()
+        d.stop()
+        dump = subprocess.run(["mdb_dump", "-s", "meta", d.state], capture_output=True, text=True, check=True).stdout
+        # the value of schema_version is hex-encoded JSON: {"version":1} → {"version":99}
+        old = '{"version":1}'.encode().hex()
+        self.assertIn(old, dump)
+        new = '{"version":99}'.encode().hex()
+        subprocess.run(["mdb_load", "-s", "meta", d.state], input=dump.replace(old, new), text=True, check=True)
+        p = subprocess.run(d.args(), capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("schema version 99", p.stderr)
+
+    def test_store_grows_then_full(self):
+        d = self.new("[store]\nmap_size_initial = 1M\nmap_size_max = 3M\n").start()
+        names = "n" * 200
+        created = 0
+        with d.client() as c:
+            while True:
+                reply = c.request("createPublisher", {"name": names, "allowedRedirectUris":
+                                  [f"https://host{i}.example/{'p' * 1000}" for i in range(30)]})
+                if "error" in reply:
+                    self.assertEqual(reply["error"]["code"], 503, reply)
+                    self.assertEqual(reply["error"]["data"]["reason"], "store_full")
+                    break
+                created += 1
+                self.assertLess(created, 10000)
+            stats = c.call("getStats")
+            self.assertGreater(stats["store"]["grown"], 0)
+            # the refused write left nothing behind
+            self.assertEqual(len(c.call("listPublishers")["items"]), created)
+            self.assertEqual(stats["store"]["entries"]["publisher_tokens"], created)
+            self.assertIn("version", c.call("getServerInfo"))
+        d.stop()
+        d.start()
+        self.assertEqual(len(d.call("listPublishers")["items"]), created)
+
+    def test_disk_full(self):
+        """A real ENOSPC from a tiny tmpfs, in a private mount namespace (skipped if unavailable)."""
+        if os.geteuid() != 0 or not shutil.which("unshare"):
+            self.skipTest("needs root and unshare")
+        tmp = tempfile.mkdtemp(prefix="idm-full-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                f"mount -t tmpfs -o size=1M tmpfs {tmp}"], capture_output=True)
+        if probe.returncode != 0:
+            self.skipTest("cannot mount tmpfs in a mount namespace: " + probe.stderr.decode())
+        d = self.new("[store]\nmap_size_initial = 1M\nmap_size_max = 64M\n")
+        state = os.path.join(tmp, "state")
+        script = (f"mount -t tmpfs -o size=1M tmpfs {tmp} && exec {IDMD} --config {d.config} "
+                  f"--state-dir {state} --socket {d.socket}")
+        d.start(args=["unshare", "-m", "--propagation", "private", "sh", "-c", script])
+        created = 0
+        with d.client() as c:
+            while True:
+                reply = c.request("createPublisher", {"name": "n" * 200, "allowedRedirectUris":
+                                  [f"https://host{i}.example/{'p' * 1000}" for i in range(30)]})
+                if "error" in reply:
+                    self.assertEqual(reply["error"]["code"], 503, reply)
+                    self.assertEqual(reply["error"]["data"]["reason"], "store_full")
+                    break
+                created += 1
+                self.assertLess(created, 10000)
+            self.assertEqual(len(c.call("listPublishers")["items"]), created)
+            self.assertIn("version", c.call("getServerInfo"))
+
+
+class InFlight(IdmdTestCase):
+    def test_sigterm_answers_pending_requests(self):
+        with self.idmd.client() as c:
+            import json
+            c.send_raw(b"".join(json.dumps({"jsonrpc": "2.0", "id": i, "method": "getStats"}).encode() + b"\n"
+                                for i in range(30)))
+            self.idmd.proc.send_signal(signal.SIGTERM)
+            got = []
+            while True:
+                line = c.recv_line()
+                if line is None:
+                    break
+                got.append(line["id"])
+            # whatever idmd read before the signal is answered, in order
+            self.assertEqual(got, list(range(len(got))))
+        self.assertEqual(self.idmd.proc.wait(30), 0)
+
+
+if __name__ == "__main__":
+    main()

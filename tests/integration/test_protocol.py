@@ -1,0 +1,223 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""JSON-RPC framing and envelope of idmd over the real socket: pipelining, batches,
+notifications, the error model, and every protocol limit — each abusive input is answered or
+the connection closed, and idmd then still serves the next client."""
+
+import json
+import socket
+import time
+
+from idmtest import IdmdTestCase, main
+
+
+class Protocol(IdmdTestCase):
+    CONFIG = """
+[limits]
+max_line = 4096
+max_depth = 8
+max_batch = 5
+max_connections_per_uid = 4
+idle_timeout = 2
+partial_line_timeout = 1
+"""
+
+    def assertStillServing(self):
+        with self.idmd.client() as c:
+            self.assertIn("version", c.call("getServerInfo"))
+
+    def test_server_info(self):
+        info = self.idmd.call("getServerInfo")
+        self.assertEqual(info["protocolVersion"], 1)
+        self.assertIn("getServerInfo", info["methods"])
+        self.assertIn("createPublisher", info["methods"])
+        self.assertEqual(info["role"], "admin")  # the tests run as root
+
+    def test_pipelined_replies_keep_request_order(self):
+        with self.idmd.client() as c:
+            lines = b"".join(json.dumps({"jsonrpc": "2.0", "id": i, "method": "getServerInfo"}).encode() + b"\n"
+                             for i in range(20))
+            c.send_raw(lines)
+            self.assertEqual([c.recv_line()["id"] for _ in range(20)], list(range(20)))
+
+    def test_string_ids_and_null_id(self):
+        with self.idmd.client() as c:
+            self.assertEqual(c.request("getServerInfo", id="abc")["id"], "abc")
+            c.send_raw(b'{"jsonrpc":"2.0","id":null,"method":"getServerInfo"}\n')
+            reply = c.recv_line()
+            self.assertIsNone(reply["id"])
+            self.assertIn("result", reply)
+
+    def test_notification_gets_no_reply(self):
+        with self.idmd.client() as c:
+            c.send_raw(b'{"jsonrpc":"2.0","method":"getServerInfo"}\n'
+                       b'{"jsonrpc":"2.0","method":"noSuchMethod"}\n'
+                       b'{"jsonrpc":"2.0","id":7,"method":"getServerInfo"}\n')
+            self.assertEqual(c.recv_line()["id"], 7)
+
+    def test_batch(self):
+        with self.idmd.client() as c:
+            c.send_raw(json.dumps([
+                {"jsonrpc": "2.0", "id": 1, "method": "getServerInfo"},
+                {"jsonrpc": "2.0", "method": "getServerInfo"},
+                {"jsonrpc": "2.0", "id": 2, "method": "nope"},
+                5,
+            ]).encode() + b"\n")
+            replies = c.recv_line()
+            self.assertIsInstance(replies, list)
+            self.assertEqual(len(replies), 3)
+            by_id = {json.dumps(r["id"]): r for r in replies}
+            self.assertIn("result", by_id["1"])
+            self.assertEqual(by_id["2"]["error"]["code"], -32601)
+            self.assertEqual(by_id["null"]["error"]["code"], -32600)
+
+    def test_batch_of_notifications_is_silent(self):
+        with self.idmd.client() as c:
+            c.send_raw(b'[{"jsonrpc":"2.0","method":"getServerInfo"}]\n'
+                       b'{"jsonrpc":"2.0","id":3,"method":"getServerInfo"}\n')
+            self.assertEqual(c.recv_line()["id"], 3)
+
+    def test_batch_limits(self):
+        with self.idmd.client() as c:
+            c.send_raw(b"[]\n")
+            self.assertError(c.recv_line()["error"], -32600, "invalid_request")
+            c.send_raw(json.dumps([{"jsonrpc": "2.0", "id": i, "method": "getServerInfo"}
+                                   for i in range(6)]).encode() + b"\n")
+            self.assertError(c.recv_line()["error"], -32600, "batch_too_large")
+            self.assertIn("result", c.request("getServerInfo"))
+
+    def test_parse_errors(self):
+        with self.idmd.client() as c:
+            for bad in [b"{", b"nonsense", b'{"a":1,"a":2}', b'{"jsonrpc":"2.0","id":1,"method":"\xff"}',
+                        b'{"jsonrpc":"2.0","id":1,"method":"getServerInfo","params":{"x":"a\\u0000b"}}']:
+                c.send_raw(bad + b"\n")
+                reply = c.recv_line()
+                self.assertIsNone(reply["id"], bad)
+                self.assertError(reply["error"], -32700, "parse_error")
+            # the connection is still usable
+            self.assertIn("result", c.request("getServerInfo"))
+
+    def test_invalid_requests(self):
+        cases = [
+            b"5", b'"x"', b"null",
+            b'{"id":1,"method":"getServerInfo"}',
+            b'{"jsonrpc":"1.0","id":1,"method":"getServerInfo"}',
+            b'{"jsonrpc":"2.0","id":1,"method":5}',
+            b'{"jsonrpc":"2.0","id":{},"method":"getServerInfo"}',
+            b'{"jsonrpc":"2.0","id":1.5,"method":"getServerInfo"}',
+            b'{"jsonrpc":"2.0","id":1,"method":"getServerInfo","extra":1}',
+        ]
+        with self.idmd.client() as c:
+            for bad in cases:
+                c.send_raw(bad + b"\n")
+                self.assertError(c.recv_line()["error"], -32600, "invalid_request")
+
+    def test_unknown_method(self):
+        err = self.idmd.error("noSuchMethod")
+        self.assertError(err, -32601, "unknown_method")
+
+    def test_invalid_params(self):
+        with self.idmd.client() as c:
+            err = c.error("getServerInfo", {"bogus": 1})
+            self.assertError(err, -32602, "invalid_params")
+            self.assertEqual(err["data"]["param"], "bogus")
+            err = c.error("createPublisher", {"name": 5})
+            self.assertEqual(err["data"]["param"], "name")
+            err = c.error("createPublisher", {})
+            self.assertEqual(err["data"]["param"], "name")
+            self.assertIn("missing", err["message"])
+            err = c.error("createPublisher", {"name": "x" * 300})
+            self.assertError(err, -32602, "invalid_params")
+            err = c.error("createPublisher", ["positional"])
+            self.assertError(err, -32602, "invalid_params")
+            c.send_raw(b'{"jsonrpc":"2.0","id":1,"method":"getServerInfo","params":5}\n')
+            self.assertError(c.recv_line()["error"], -32602, "invalid_params")
+        # nothing was created by the refused requests
+        self.assertEqual(self.idmd.call("listPublishers")["items"], [])
+
+    def test_line_too_long_closes_after_error(self):
+        with self.idmd.client() as c:
+            c.send_raw(b'{"jsonrpc":"2.0","id":1,"method":"getServerInfo","params":{"x":"' + b"a" * 8000)
+            reply = c.recv_line()
+            self.assertError(reply["error"], -32600, "request_too_large")
+            self.assertTrue(c.is_closed())
+        # a complete line over the limit is refused the same way
+        with self.idmd.client() as c:
+            c.send_raw(b" " * 4097 + b'{"jsonrpc":"2.0","id":1,"method":"getServerInfo"}\n')
+            self.assertError(c.recv_line()["error"], -32600, "request_too_large")
+            self.assertTrue(c.is_closed())
+        self.assertStillServing()
+
+    def test_nesting_too_deep(self):
+        with self.idmd.client() as c:
+            c.send_raw(b'{"jsonrpc":"2.0","id":1,"method":"getServerInfo","params":{"a":' + b"[" * 20 + b"]" * 20 + b"}}\n")
+            self.assertError(c.recv_line()["error"], -32600, "too_deep")
+            # brackets inside strings do not count
+            self.assertError(c.error("getServerInfo", {"x": "[[[[[[[[[[[[[[[[[[[[[[[["}), -32602)
+        self.assertStillServing()
+
+    def test_partial_line_timeout(self):
+        with self.idmd.client() as c:
+            c.send_raw(b'{"jsonrpc":"2.0","id":1,')
+            reply = c.recv_line(timeout=30)
+            self.assertError(reply["error"], -32600, "timeout")
+            self.assertTrue(c.is_closed())
+        self.assertStillServing()
+
+    def test_idle_connection_closed(self):
+        with self.idmd.client() as c:
+            self.assertIn("result", c.request("getServerInfo"))
+            start = time.monotonic()
+            self.assertTrue(c.is_closed(timeout=30))
+            self.assertGreaterEqual(time.monotonic() - start, 1.0)
+        self.assertStillServing()
+
+    def test_connections_per_uid(self):
+        clients = [self.idmd.client() for _ in range(4)]
+        try:
+            for c in clients:
+                self.assertIn("result", c.request("getServerInfo"))
+            with self.idmd.client() as extra:
+                reply = extra.recv_line()
+                self.assertError(reply["error"], 429, "too_many_connections")
+                self.assertTrue(extra.is_closed())
+        finally:
+            clients[0].close()
+        # one slot is free again (idmd notices the close asynchronously)
+        for _ in range(100):
+            try:
+                with self.idmd.client() as c:
+                    reply = c.request("getServerInfo")
+                    if "result" in reply:
+                        break
+            except (ConnectionError, AssertionError):
+                pass
+            time.sleep(0.05)
+        else:
+            self.fail("no connection slot was freed")
+        for c in clients[1:]:
+            c.close()
+
+    def test_stats(self):
+        self.idmd.call("getServerInfo")
+        self.idmd.error("getServerInfo", {"bad": 1})
+        stats = self.idmd.call("getStats")
+        info = stats["methods"]["getServerInfo"]
+        self.assertGreaterEqual(info["calls"], 2)
+        self.assertGreaterEqual(info["errors"], 1)
+        self.assertEqual(sum(info["latency"].values()), info["calls"])
+        self.assertGreaterEqual(stats["connections"]["current"], 1)
+        self.assertIn("login", stats["classes"])
+        self.assertIn("publishers", stats["store"]["entries"])
+
+    def test_client_vanishing_mid_request(self):
+        for _ in range(20):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.idmd.socket)
+            s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"getStats"}\n' * 10)
+            s.close()
+        self.assertStillServing()
+
+
+if __name__ == "__main__":
+    main()

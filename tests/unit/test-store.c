@@ -1,0 +1,743 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of idmd/store.c on real LMDB environments in temporary directories: records,
+ * iteration and pagination, rollback, durability across reopen, schema stamps, map growth,
+ * a full store, backups and the unit-of-work rules.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "idm/cleanup.h"
+#include "idmd/log.h"
+#include "idmd/store.h"
+#include "tests.h"
+
+#define KIB UINT64_C(1024)
+#define MIB (KIB * KIB)
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+        return remove(path);
+}
+
+static char *tmpdir_new(void) {
+        char *d = strdup("/tmp/test-store-XXXXXX");
+
+        ASSERT_TRUE(d);
+        ASSERT_TRUE(mkdtemp(d));
+        return d;
+}
+
+static void tmpdir_removep(char **d) {
+        if (!*d)
+                return;
+        ASSERT_EQ(nftw(*d, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+        free(*d);
+}
+
+static Store *open_ok(const char *dir, uint64_t initial, uint64_t max) {
+        StoreOptions o = { .map_size_initial = initial, .map_size_max = max };
+        Store *s = NULL;
+
+        ASSERT_OK(store_open(dir, &o, &s, NULL));
+        ASSERT_TRUE(s);
+        return s;
+}
+
+/* A record {"n": n, "pad": "<size bytes>"}. */
+static json_t *record_new(int n, size_t size) {
+        _cleanup_(freep) char *pad = malloc(size + 1);
+        json_t *j;
+
+        ASSERT_TRUE(pad);
+        memset(pad, 'x', size);
+        pad[size] = 0;
+        j = json_pack("{s:i,s:s}", "n", n, "pad", pad);
+        ASSERT_TRUE(j);
+        return j;
+}
+
+static int record_n(json_t *j) {
+        json_t *n = json_object_get(j, "n");
+
+        ASSERT_TRUE(json_is_integer(n));
+        return (int) json_integer_value(n);
+}
+
+static uint64_t entries(Store *s, StoreTable t) {
+        StoreStats st;
+
+        ASSERT_OK(store_stats(s, &st));
+        return st.entries[t];
+}
+
+/* Writes records "<prefix><first..first+count-1>" of 'size' bytes into 'table'. */
+typedef struct Fill {
+        StoreTable table;
+        const char *prefix;
+        int first, count;
+        size_t size;
+        bool swallow;           /* ignore store_put() errors and return 0 anyway */
+        unsigned runs;
+} Fill;
+
+static int fill_work(StoreTxn *t, void *userdata) {
+        Fill *f = userdata;
+
+        f->runs++;
+        for (int i = f->first; i < f->first + f->count; i++) {
+                _cleanup_(json_decrefp) json_t *j = record_new(i, f->size);
+                char key[64];
+                int r;
+
+                (void) snprintf(key, sizeof(key), "%s%06d", f->prefix, i);
+                r = store_put(t, f->table, key, j, STORE_PUT_DEFAULT);
+                if (r < 0 && !f->swallow)
+                        return r;
+        }
+        return 0;
+}
+
+static int fill(Store *s, StoreTable table, const char *prefix, int first, int count, size_t size) {
+        Fill f = { .table = table, .prefix = prefix, .first = first, .count = count, .size = size };
+
+        return store_transact(s, fill_work, &f);
+}
+
+static void check_filled(Store *s, StoreTable table, const char *prefix, int first, int count) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+
+        ASSERT_OK(store_read(s, &t));
+        for (int i = first; i < first + count; i++) {
+                _cleanup_(json_decrefp) json_t *j = NULL;
+                char key[64];
+
+                (void) snprintf(key, sizeof(key), "%s%06d", prefix, i);
+                ASSERT_OK(store_get(t, table, key, &j));
+                ASSERT_EQ(record_n(j), i);
+        }
+}
+
+/* ---- records ---- */
+
+static int put_basic(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *a = json_pack("{s:s,s:i}", "name", "Ann", "age", 41);
+        _cleanup_(json_decrefp) json_t *b = json_pack("{s:s}", "name", "Bob");
+        _cleanup_(json_decrefp) json_t *arr = json_pack("[i]", 1);
+        _cleanup_(json_decrefp) json_t *got = NULL;
+
+        ASSERT_OK(store_put(t, STORE_CUSTOMERS, "c1", a, STORE_PUT_DEFAULT));
+        ASSERT_OK(store_put(t, STORE_CUSTOMERS, "c2", b, STORE_PUT_NO_OVERWRITE));
+        ASSERT_EQ(store_put(t, STORE_CUSTOMERS, "c2", a, STORE_PUT_NO_OVERWRITE), -EEXIST);
+        ASSERT_EQ(store_put(t, STORE_CUSTOMERS, "c3", arr, STORE_PUT_DEFAULT), -EINVAL);
+        ASSERT_EQ(store_put(t, STORE_CUSTOMERS, "c3", NULL, STORE_PUT_DEFAULT), -EINVAL);
+        ASSERT_EQ(store_put(t, STORE_CUSTOMERS, "c3", a, 1 << 5), -EINVAL);
+        ASSERT_EQ(store_put(t, _STORE_TABLE_MAX, "c3", a, STORE_PUT_DEFAULT), -EINVAL);
+        ASSERT_EQ(store_put(t, _STORE_TABLE_INVALID, "c3", a, STORE_PUT_DEFAULT), -EINVAL);
+
+        /* The unit of work sees its own writes; -EEXIST/-EINVAL did not spoil it. */
+        ASSERT_OK(store_get(t, STORE_CUSTOMERS, "c2", &got));
+        ASSERT_STREQ(json_string_value(json_object_get(got, "name")), "Bob");
+        ASSERT_TRUE(store_exists(t, STORE_CUSTOMERS, "c1"));
+        ASSERT_FALSE(store_exists(t, STORE_OFFERS, "c1"));
+
+        /* Overwrite is the default. */
+        ASSERT_OK(store_put(t, STORE_CUSTOMERS, "c2", a, STORE_PUT_DEFAULT));
+        ASSERT_OK(store_del(t, STORE_CUSTOMERS, "c2"));
+        ASSERT_EQ(store_del(t, STORE_CUSTOMERS, "c2"), -ENOENT);
+        ASSERT_OK(store_put(t, STORE_CUSTOMERS, "c2", b, STORE_PUT_NO_OVERWRITE));
+
+        /* Whatever jansson can hold comes back: NUL inside a string, UTF-8, numbers, nesting. */
+        _cleanup_(json_decrefp) json_t *odd = json_pack("{s:s%,s:s,s:f,s:I,s:n,s:{s:[b,b]}}",
+                                                         "nul", "a\0b", (size_t) 3, "utf8", "Zoë ✓",
+                                                         "real", 0.1, "big", (json_int_t) INT64_MAX,
+                                                         "null", "deep", "x", true, false);
+        ASSERT_TRUE(odd);
+        ASSERT_OK(store_put(t, STORE_CAPTURE, "odd", odd, STORE_PUT_DEFAULT));
+        json_decref(TAKE_PTR(got));
+        ASSERT_OK(store_get(t, STORE_CAPTURE, "odd", &got));
+        ASSERT_TRUE(json_equal(got, odd));
+        ASSERT_EQ(json_string_length(json_object_get(got, "nul")), 3);
+        return 7;
+}
+
+TEST(records) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+        _cleanup_(json_decrefp) json_t *a = NULL, *b = NULL, *expected = NULL;
+        _cleanup_(json_decrefp) json_t *v = json_pack("{s:b}", "x", true);
+        StoreTxn *t = NULL;
+
+        ASSERT_EQ(store_transact(s, put_basic, NULL), 7);
+
+        ASSERT_OK(store_read(s, &t));
+        ASSERT_OK(store_get(t, STORE_CUSTOMERS, "c1", &a));
+        ASSERT_OK(store_get(t, STORE_CUSTOMERS, "c2", &b));
+        ASSERT_EQ(store_get(t, STORE_CUSTOMERS, "c3", &v), -ENOENT);
+        ASSERT_EQ(store_get(t, STORE_PUBLISHERS, "c1", &v), -ENOENT);
+        ASSERT_TRUE(store_exists(t, STORE_CUSTOMERS, "c2"));
+        ASSERT_FALSE(store_exists(t, STORE_CUSTOMERS, "c3"));
+        ASSERT_FALSE(store_exists(t, STORE_CUSTOMERS, ""));
+        ASSERT_EQ(store_put(t, STORE_CUSTOMERS, "c9", v, STORE_PUT_DEFAULT), -EROFS);
+        ASSERT_EQ(store_del(t, STORE_CUSTOMERS, "c1"), -EROFS);
+        t = store_txn_free(t);
+        ASSERT_TRUE(!t);
+
+        /* Records outlive their snapshot. */
+        expected = json_pack("{s:s,s:i}", "name", "Ann", "age", 41);
+        ASSERT_TRUE(json_equal(a, expected));
+        ASSERT_STREQ(json_string_value(json_object_get(b, "name")), "Bob");
+        ASSERT_EQ(json_object_size(b), 1);
+
+        ASSERT_EQ(entries(s, STORE_CUSTOMERS), 2);
+
+        ASSERT_STREQ(store_table_to_string(STORE_META), "meta");
+        ASSERT_STREQ(store_table_to_string(STORE_CUSTOMERS_BY_EXTERNAL_ID), "customers_by_external_id");
+        ASSERT_STREQ(store_table_to_string(STORE_OUTBOX), "outbox");
+        ASSERT_TRUE(!store_table_to_string(_STORE_TABLE_MAX));
+        ASSERT_TRUE(!store_table_to_string(_STORE_TABLE_INVALID));
+
+        ASSERT_TRUE(!store_free(NULL));
+        ASSERT_TRUE(!store_txn_free(NULL));
+}
+
+/* ---- keys ---- */
+
+static int put_keys(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *v = json_object();
+        char key[STORE_KEY_MAX + 2];
+
+        ASSERT_EQ(store_put(t, STORE_TOKENS, "", v, STORE_PUT_DEFAULT), -EINVAL);
+        ASSERT_EQ(store_put(t, STORE_TOKENS, NULL, v, STORE_PUT_DEFAULT), -EINVAL);
+        ASSERT_EQ(store_del(t, STORE_TOKENS, ""), -EINVAL);
+
+        memset(key, 'k', sizeof(key) - 1);
+        key[sizeof(key) - 1] = 0;       /* STORE_KEY_MAX + 1 bytes */
+        ASSERT_EQ(store_put(t, STORE_TOKENS, key, v, STORE_PUT_DEFAULT), -E2BIG);
+        ASSERT_EQ(store_del(t, STORE_TOKENS, key), -E2BIG);
+        ASSERT_FALSE(store_exists(t, STORE_TOKENS, key));
+
+        key[STORE_KEY_MAX] = 0;         /* STORE_KEY_MAX bytes: fine */
+        ASSERT_OK(store_put(t, STORE_TOKENS, key, v, STORE_PUT_DEFAULT));
+        ASSERT_TRUE(store_exists(t, STORE_TOKENS, key));
+        ASSERT_OK(store_put(t, STORE_TOKENS, "x", v, STORE_PUT_DEFAULT));
+        return 0;
+}
+
+TEST(keys) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *v = NULL;
+
+        ASSERT_OK(store_transact(s, put_keys, NULL));
+        ASSERT_EQ(entries(s, STORE_TOKENS), 2);
+
+        ASSERT_OK(store_read(s, &t));
+        ASSERT_EQ(store_get(t, STORE_TOKENS, "", &v), -EINVAL);
+        ASSERT_EQ(store_get(t, STORE_TOKENS, NULL, &v), -EINVAL);
+        ASSERT_EQ(store_get(t, STORE_TOKENS, "x", NULL), -EINVAL);
+        ASSERT_OK(store_get(t, STORE_TOKENS, "x", &v));
+}
+
+/* ---- iteration ---- */
+
+typedef struct Collect {
+        char keys[64][32];
+        unsigned n, limit;
+        int stop_with;
+} Collect;
+
+static int collect(const char *key, json_t *value, void *userdata) {
+        Collect *c = userdata;
+
+        ASSERT_TRUE(json_is_object(value));
+        ASSERT_TRUE(c->n < ELEMENTSOF(c->keys));
+        (void) snprintf(c->keys[c->n++], sizeof(c->keys[0]), "%s", key);
+        if (c->limit > 0 && c->n == c->limit)
+                return c->stop_with != 0 ? c->stop_with : 1;
+        return 0;
+}
+
+static int put_iter(StoreTxn *t, void *userdata) {
+        static const char *const keys[] = { "a", "p1:", "p1:a", "p1:b", "p1:c", "p1:d", "p1:e",
+                                            "p10:a", "p2:a", "q" };
+        _cleanup_(json_decrefp) json_t *v = json_object();
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                ASSERT_OK(store_put(t, STORE_CONSENTS, keys[i], v, STORE_PUT_DEFAULT));
+        return 0;
+}
+
+static int delete_visited(const char *key, json_t *value, void *userdata) {
+        StoreTxn *t = userdata;
+
+        return store_del(t, STORE_CONSENTS, key);
+}
+
+static int foreach_delete_work(StoreTxn *t, void *userdata) {
+        Collect c = {};
+
+        ASSERT_OK(store_foreach(t, STORE_CONSENTS, "p1:", NULL, delete_visited, t));
+        ASSERT_OK(store_foreach(t, STORE_CONSENTS, NULL, NULL, collect, &c));
+        ASSERT_EQ(c.n, 4);
+        ASSERT_STREQ(c.keys[0], "a");
+        ASSERT_STREQ(c.keys[1], "p10:a");
+        ASSERT_STREQ(c.keys[2], "p2:a");
+        ASSERT_STREQ(c.keys[3], "q");
+        return 0;
+}
+
+TEST(foreach) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+        StoreTxn *t = NULL;
+        char after[64], longer[STORE_KEY_MAX + 20];
+        Collect c;
+
+        ASSERT_OK(store_transact(s, put_iter, NULL));
+        ASSERT_OK(store_read(s, &t));
+
+        /* everything, in key order */
+        c = (Collect) {};
+        ASSERT_EQ(store_foreach(t, STORE_CONSENTS, NULL, NULL, collect, &c), 0);
+        ASSERT_EQ(c.n, 10);
+        ASSERT_STREQ(c.keys[0], "a");
+        ASSERT_STREQ(c.keys[1], "p10:a");     /* '0' sorts before ':' */
+        ASSERT_STREQ(c.keys[2], "p1:");
+        ASSERT_STREQ(c.keys[7], "p1:e");
+        ASSERT_STREQ(c.keys[9], "q");
+        c = (Collect) {};
+        ASSERT_EQ(store_foreach(t, STORE_CONSENTS, "", "", collect, &c), 0);
+        ASSERT_EQ(c.n, 10);
+
+        /* a prefix: "p1:" matches itself but not "p10:a" */
+        c = (Collect) {};
+        ASSERT_EQ(store_foreach(t, STORE_CONSENTS, "p1:", NULL, collect, &c), 0);
+        ASSERT_EQ(c.n, 6);
+        ASSERT_STREQ(c.keys[0], "p1:");
+        ASSERT_STREQ(c.keys[5], "p1:e");
+
+        /* pages of 2, each starting after the last key of the previous one */
+        after[0] = 0;
+        for (unsigned page = 0;; page++) {
+                c = (Collect) { .limit = 2 };
+                int r = store_foreach(t, STORE_CONSENTS, "p1:", after[0] ? after : NULL, collect, &c);
+
+                ASSERT_OK(r);
+                if (page < 3) {
+                        ASSERT_EQ(r, 1);
+                        ASSERT_EQ(c.n, 2);
+                } else {
+                        ASSERT_EQ(r, 0);
+                        ASSERT_EQ(c.n, 0);
+                        break;
+                }
+                (void) snprintf(after, sizeof(after), "%s", c.keys[1]);
+        }
+        ASSERT_STREQ(after, "p1:e");
+
+        /* 'after' that is not a key, before the prefix, past everything, or longer than a key */
+        c = (Collect) {};
+        ASSERT_EQ(store_foreach(t, STORE_CONSENTS, "p1:", "p1:bb", collect, &c), 0);
+        ASSERT_EQ(c.n, 3);
+        ASSERT_STREQ(c.keys[0], "p1:c");
+        c = (Collect) {};
+        ASSERT_EQ(store_foreach(t, STORE_CONSENTS, "p1:", "a", collect, &c), 0);
+        ASSERT_EQ(c.n, 6);
+        c = (Collect) {};
+        ASSERT_EQ(store_foreach(t, STORE_CONSENTS, "p1:", "zzz", collect, &c), 0);
+        ASSERT_EQ(c.n, 0);
+        c = (Collect) {};
+        ASSERT_EQ(store_foreach(t, STORE_CONSENTS, NULL, "p2:a", collect, &c), 0);
+        ASSERT_EQ(c.n, 1);
+        ASSERT_STREQ(c.keys[0], "q");
+        memset(longer, 'p', sizeof(longer) - 1);
+        longer[sizeof(longer) - 1] = 0;
+        c = (Collect) {};
+        ASSERT_EQ(store_foreach(t, STORE_CONSENTS, NULL, longer, collect, &c), 0);
+        ASSERT_EQ(c.n, 1);
+        ASSERT_STREQ(c.keys[0], "q");
+        c = (Collect) {};
+        ASSERT_EQ(store_foreach(t, STORE_CONSENTS, longer, NULL, collect, &c), 0);
+        ASSERT_EQ(c.n, 0);
+
+        /* prefixes with no match, empty tables */
+        c = (Collect) {};
+        ASSERT_EQ(store_foreach(t, STORE_CONSENTS, "p3", NULL, collect, &c), 0);
+        ASSERT_EQ(c.n, 0);
+        c = (Collect) {};
+        ASSERT_EQ(store_foreach(t, STORE_CONSENTS, "0", NULL, collect, &c), 0);
+        ASSERT_EQ(c.n, 0);
+        c = (Collect) {};
+        ASSERT_EQ(store_foreach(t, STORE_OUTBOX, NULL, NULL, collect, &c), 0);
+        ASSERT_EQ(c.n, 0);
+
+        /* fn's value stops the walk */
+        c = (Collect) { .limit = 3, .stop_with = -ECANCELED };
+        ASSERT_EQ(store_foreach(t, STORE_CONSENTS, NULL, NULL, collect, &c), -ECANCELED);
+        ASSERT_EQ(c.n, 3);
+        c = (Collect) { .limit = 1, .stop_with = 42 };
+        ASSERT_EQ(store_foreach(t, STORE_CONSENTS, NULL, NULL, collect, &c), 42);
+
+        ASSERT_EQ(store_foreach(t, STORE_CONSENTS, NULL, NULL, NULL, NULL), -EINVAL);
+        ASSERT_EQ(store_foreach(t, _STORE_TABLE_MAX, NULL, NULL, collect, &c), -EINVAL);
+        t = store_txn_free(t);
+
+        /* deleting the visited record while walking, in a write unit of work */
+        ASSERT_OK(store_transact(s, foreach_delete_work, NULL));
+        ASSERT_EQ(entries(s, STORE_CONSENTS), 4);
+}
+
+/* ---- rollback, durability ---- */
+
+static int put_then_fail(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *v = json_pack("{s:i}", "v", 2);
+
+        ASSERT_OK(store_put(t, STORE_PUBLISHERS, "p1", v, STORE_PUT_DEFAULT));
+        ASSERT_OK(store_put(t, STORE_OFFERS, "o1", v, STORE_PUT_DEFAULT));
+        ASSERT_OK(store_del(t, STORE_PUBLISHERS, "p000000"));
+        return -EIO;
+}
+
+TEST(rollback_and_durability) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+        StoreTxn *t = NULL;
+
+        ASSERT_OK(fill(s, STORE_PUBLISHERS, "p", 0, 1, 10));
+        ASSERT_EQ(store_transact(s, put_then_fail, NULL), -EIO);
+
+        ASSERT_OK(store_read(s, &t));
+        ASSERT_FALSE(store_exists(t, STORE_PUBLISHERS, "p1"));
+        ASSERT_FALSE(store_exists(t, STORE_OFFERS, "o1"));
+        ASSERT_TRUE(store_exists(t, STORE_PUBLISHERS, "p000000"));
+        t = store_txn_free(t);
+
+        ASSERT_OK(fill(s, STORE_OUTBOX, "m", 0, 100, 100));
+        s = store_free(s);
+
+        s = open_ok(dir, 0, 0);
+        check_filled(s, STORE_OUTBOX, "m", 0, 100);
+        check_filled(s, STORE_PUBLISHERS, "p", 0, 1);
+        ASSERT_EQ(entries(s, STORE_OFFERS), 0);
+        ASSERT_EQ(entries(s, STORE_OUTBOX), 100);
+}
+
+/* ---- schema ---- */
+
+static int put_schema(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *v = json_pack("{s:i}", "version", *(int *) userdata);
+
+        return store_put(t, STORE_META, "schema_version", v, STORE_PUT_DEFAULT);
+}
+
+static int del_schema(StoreTxn *t, void *userdata) {
+        return store_del(t, STORE_META, "schema_version");
+}
+
+TEST(schema) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(json_decrefp) json_t *stamp = NULL;
+        Store *s = open_ok(dir, 0, 0);
+        StoreTxn *t = NULL;
+        unsigned version = 12345;
+        int newer = STORE_SCHEMA_VERSION + 1;
+
+        /* a new store is stamped */
+        ASSERT_OK(store_read(s, &t));
+        ASSERT_OK(store_get(t, STORE_META, "schema_version", &stamp));
+        ASSERT_EQ(json_integer_value(json_object_get(stamp, "version")), STORE_SCHEMA_VERSION);
+        t = store_txn_free(t);
+
+        /* the current version opens and keeps its stamp */
+        s = store_free(s);
+        ASSERT_OK(store_open(dir, NULL, &s, &version));
+        ASSERT_EQ(version, 12345);
+        ASSERT_EQ(entries(s, STORE_META), 1);
+
+        /* a newer one is refused, with its version */
+        ASSERT_OK(store_transact(s, put_schema, &newer));
+        s = store_free(s);
+        ASSERT_EQ(store_open(dir, NULL, &s, &version), -EPROTONOSUPPORT);
+        ASSERT_TRUE(!s);
+        ASSERT_EQ(version, (unsigned) newer);
+        ASSERT_EQ(store_open(dir, NULL, &s, NULL), -EPROTONOSUPPORT);
+}
+
+TEST(schema_missing) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        Store *s = open_ok(dir, 0, 0);
+        int bad = 0;
+
+        /* without a stamp but also without records: stamped again */
+        ASSERT_OK(store_transact(s, del_schema, NULL));
+        ASSERT_EQ(entries(s, STORE_META), 0);
+        s = store_free(s);
+        s = open_ok(dir, 0, 0);
+        ASSERT_EQ(entries(s, STORE_META), 1);
+
+        /* an invalid stamp */
+        ASSERT_OK(store_transact(s, put_schema, &bad));
+        s = store_free(s);
+        ASSERT_EQ(store_open(dir, NULL, &s, NULL), -EPROTO);
+        ASSERT_TRUE(!s);
+}
+
+TEST(schema_records_without_stamp) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        Store *s = open_ok(dir, 0, 0);
+
+        ASSERT_OK(fill(s, STORE_CUSTOMERS, "c", 0, 3, 10));
+        ASSERT_OK(store_transact(s, del_schema, NULL));
+        s = store_free(s);
+        ASSERT_EQ(store_open(dir, NULL, &s, NULL), -EPROTO);
+        ASSERT_TRUE(!s);
+}
+
+/* ---- unit-of-work rules ---- */
+
+static int nested_work(StoreTxn *t, void *userdata) {
+        Store *s = userdata;
+        StoreTxn *r = NULL;
+
+        ASSERT_EQ(store_transact(s, nested_work, s), -EBUSY);
+        ASSERT_EQ(store_read(s, &r), -EBUSY);
+        ASSERT_TRUE(!r);
+        ASSERT_EQ(store_backup(s, "/nonexistent/never"), -EBUSY);
+        return 0;
+}
+
+static int noop_work(StoreTxn *t, void *userdata) {
+        return 0;
+}
+
+TEST(busy_and_stale) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(json_decrefp) json_t *v = NULL;
+        Store *s = open_ok(dir, 0, 0);
+        StoreTxn *t1 = NULL, *t2 = NULL;
+        StoreStats st;
+
+        ASSERT_OK(store_transact(s, nested_work, s));
+
+        /* several snapshots at once; no unit of work while any is alive */
+        ASSERT_OK(fill(s, STORE_TOKENS, "t", 0, 1, 10));
+        ASSERT_OK(store_read(s, &t1));
+        ASSERT_OK(store_read(s, &t2));
+        ASSERT_OK(store_stats(s, &st));
+        ASSERT_EQ(store_transact(s, noop_work, NULL), -EBUSY);
+        t1 = store_txn_free(t1);
+        ASSERT_EQ(store_transact(s, noop_work, NULL), -EBUSY);
+        t2 = store_txn_free(t2);
+        ASSERT_OK(store_transact(s, noop_work, NULL));
+        ASSERT_EQ(store_transact(s, NULL, NULL), -EINVAL);
+        ASSERT_EQ(store_transact(NULL, noop_work, NULL), -EINVAL);
+
+        /* a snapshot outliving its store */
+        ASSERT_OK(store_read(s, &t1));
+        s = store_free(s);
+        ASSERT_EQ(store_get(t1, STORE_TOKENS, "t000000", &v), -ESTALE);
+        ASSERT_FALSE(store_exists(t1, STORE_TOKENS, "t000000"));
+        t1 = store_txn_free(t1);
+}
+
+/* ---- options ---- */
+
+TEST(options) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(freep) char *missing = NULL;
+        StoreOptions o;
+        StoreStats st;
+        Store *s = NULL;
+
+        o = (StoreOptions) { .map_size_initial = STORE_MAP_SIZE_MIN - 1 };
+        ASSERT_EQ(store_open(dir, &o, &s, NULL), -EINVAL);
+        o = (StoreOptions) { .map_size_initial = 2 * MIB, .map_size_max = 1 * MIB };
+        ASSERT_EQ(store_open(dir, &o, &s, NULL), -EINVAL);
+        o = (StoreOptions) { .map_size_max = STORE_MAP_SIZE_MIN - 1 };
+        ASSERT_EQ(store_open(dir, &o, &s, NULL), -EINVAL);
+        ASSERT_EQ(store_open(NULL, NULL, &s, NULL), -EINVAL);
+        ASSERT_EQ(store_open(dir, NULL, NULL, NULL), -EINVAL);
+        ASSERT_TRUE(!s);
+
+        ASSERT_TRUE(asprintf(&missing, "%s/missing", dir) > 0);
+        ASSERT_EQ(store_open(missing, NULL, &s, NULL), -ENOENT);
+
+        /* an initial size that is not a whole number of pages is rounded up */
+        o = (StoreOptions) { .map_size_initial = 100 * KIB + 1, .map_size_max = 1 * MIB };
+        ASSERT_OK(store_open(dir, &o, &s, NULL));
+        ASSERT_OK(store_stats(s, &st));
+        ASSERT_EQ(st.map_size % (uint64_t) sysconf(_SC_PAGESIZE), 0);
+        ASSERT_TRUE(st.map_size > 100 * KIB);
+        s = store_free(s);
+
+        /* the default initial size is capped by a smaller maximum */
+        o = (StoreOptions) { .map_size_max = 1 * MIB };
+        ASSERT_OK(store_open(dir, &o, &s, NULL));
+        ASSERT_OK(store_stats(s, &st));
+        ASSERT_EQ(st.map_size, 1 * MIB);
+        s = store_free(s);
+}
+
+/* ---- growth ---- */
+
+TEST(growth) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        Store *s = open_ok(dir, STORE_MAP_SIZE_MIN, 64 * MIB);
+        StoreStats st;
+
+        /* ~10 MiB: 10 units of work of 1000 records of ~1 KiB */
+        for (int i = 0; i < 10; i++)
+                ASSERT_OK(fill(s, STORE_CUSTOMERS, "c", i * 1000, 1000, 1000));
+
+        ASSERT_OK(store_stats(s, &st));
+        ASSERT_TRUE(st.grow_count > 0);
+        ASSERT_TRUE(st.map_size > 10 * MIB);
+        ASSERT_TRUE(st.map_size <= 64 * MIB);
+        ASSERT_TRUE(st.used_bytes > 10 * MIB);
+        ASSERT_TRUE(st.used_bytes <= st.file_bytes);
+        ASSERT_TRUE(st.file_bytes <= st.map_size);
+        ASSERT_EQ(st.entries[STORE_CUSTOMERS], 10000);
+        fprintf(stderr, "grew %" PRIu64 " times to %" PRIu64 " bytes, %" PRIu64 " used, file %" PRIu64 "\n",
+                st.grow_count, st.map_size, st.used_bytes, st.file_bytes);
+        s = store_free(s);
+
+        /* everything is there after reopening with the small initial size */
+        s = open_ok(dir, STORE_MAP_SIZE_MIN, 64 * MIB);
+        ASSERT_OK(store_stats(s, &st));
+        ASSERT_EQ(st.entries[STORE_CUSTOMERS], 10000);
+        ASSERT_TRUE(st.map_size > 10 * MIB);
+        check_filled(s, STORE_CUSTOMERS, "c", 0, 10000);
+        ASSERT_OK(fill(s, STORE_CUSTOMERS, "d", 0, 100, 1000));
+        s = store_free(s);
+}
+
+TEST(growth_when_fn_swallows_map_full) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        Store *s = open_ok(dir, STORE_MAP_SIZE_MIN, 64 * MIB);
+        Fill f = { .table = STORE_OUTBOX, .prefix = "m", .count = 500, .size = 1000, .swallow = true };
+        StoreStats st;
+
+        ASSERT_OK(store_transact(s, fill_work, &f));
+        ASSERT_TRUE(f.runs > 1);
+        ASSERT_OK(store_stats(s, &st));
+        ASSERT_TRUE(st.grow_count > 0);
+        ASSERT_EQ(st.entries[STORE_OUTBOX], 500);
+        check_filled(s, STORE_OUTBOX, "m", 0, 500);
+        s = store_free(s);
+}
+
+/* ---- a full store ---- */
+
+static int delete_some(StoreTxn *t, void *userdata) {
+        for (int i = 0; i < 20; i++) {
+                char key[64];
+                int r;
+
+                (void) snprintf(key, sizeof(key), "c%06d", i);
+                r = store_del(t, STORE_CUSTOMERS, key);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+TEST(full) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        Store *s = open_ok(dir, STORE_MAP_SIZE_MIN, 1 * MIB);
+        uint64_t before, after;
+        StoreStats st;
+        int r = 0, units = 0;
+
+        for (; units < 1000; units++) {
+                before = entries(s, STORE_CUSTOMERS);
+                r = fill(s, STORE_CUSTOMERS, "c", units * 50, 50, 1000);
+                if (r < 0)
+                        break;
+        }
+        ASSERT_EQ(r, -ENOSPC);
+        ASSERT_TRUE(units > 5);
+
+        /* the failing unit of work left nothing behind */
+        after = entries(s, STORE_CUSTOMERS);
+        ASSERT_EQ(after, before);
+        ASSERT_EQ(after, (uint64_t) units * 50);
+        ASSERT_OK(store_stats(s, &st));
+        ASSERT_EQ(st.map_size, 1 * MIB);
+        ASSERT_TRUE(st.grow_count > 0);
+
+        /* still usable: reads, deletes, then a small write */
+        check_filled(s, STORE_CUSTOMERS, "c", 0, units * 50);
+        ASSERT_OK(store_transact(s, delete_some, NULL));
+        ASSERT_OK(fill(s, STORE_OFFERS, "o", 0, 1, 100));
+        ASSERT_EQ(fill(s, STORE_OFFERS, "o", 1, 2000, 1000), -ENOSPC);
+        ASSERT_EQ(entries(s, STORE_OFFERS), 1);
+        s = store_free(s);
+
+        s = open_ok(dir, STORE_MAP_SIZE_MIN, 1 * MIB);
+        ASSERT_EQ(entries(s, STORE_CUSTOMERS), after - 20);
+        check_filled(s, STORE_CUSTOMERS, "c", 20, units * 50 - 20);
+        s = store_free(s);
+}
+
+/* ---- backup ---- */
+
+TEST(backup) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(tmpdir_removep) char *restore = tmpdir_new();
+        _cleanup_(freep) char *path = NULL, *data = NULL;
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        Store *s = open_ok(dir, 0, 0);
+        struct stat sb;
+
+        ASSERT_OK(fill(s, STORE_CUSTOMERS, "c", 0, 2000, 200));
+        ASSERT_OK(fill(s, STORE_CUSTOMERS_BY_EMAIL, "e", 0, 10, 10));
+        ASSERT_OK(store_transact(s, delete_some, NULL));
+
+        ASSERT_TRUE(asprintf(&path, "%s/backup.mdb", restore) > 0);
+        ASSERT_TRUE(asprintf(&data, "%s/data.mdb", restore) > 0);
+
+        /* with a snapshot alive, which the backup does not see changes after */
+        ASSERT_OK(store_read(s, &t));
+        ASSERT_OK(store_backup(s, path));
+        t = store_txn_free(t);
+        ASSERT_EQ(store_backup(s, path), -EEXIST);
+        ASSERT_EQ(store_backup(s, "/nonexistent-dir/backup.mdb"), -ENOENT);
+        ASSERT_EQ(stat(path, &sb), 0);
+        ASSERT_EQ(sb.st_mode & 07777, 0600);
+        s = store_free(s);
+
+        ASSERT_EQ(rename(path, data), 0);
+        s = open_ok(restore, 0, 0);
+        ASSERT_EQ(entries(s, STORE_CUSTOMERS), 1980);
+        ASSERT_EQ(entries(s, STORE_CUSTOMERS_BY_EMAIL), 10);
+        ASSERT_EQ(entries(s, STORE_META), 1);
+        check_filled(s, STORE_CUSTOMERS, "c", 20, 1980);
+        s = store_free(s);
+}
+
+int main(void) {
+        if (getenv("STORE_TEST_DEBUG"))
+                log_set_max_level(LOG_LEVEL_DEBUG);
+
+        RUN(records);
+        RUN(keys);
+        RUN(foreach);
+        RUN(rollback_and_durability);
+        RUN(schema);
+        RUN(schema_missing);
+        RUN(schema_records_without_stamp);
+        RUN(busy_and_stale);
+        RUN(options);
+        RUN(growth);
+        RUN(growth_when_fn_swallows_map_full);
+        RUN(full);
+        RUN(backup);
+        return EXIT_SUCCESS;
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages idm needs to build and test, when any is missing.
+# Sourced by run.sh and test.sh; safe to run again (does nothing when all are present).
+set -euo pipefail
+
+IDM_BUILD_DEPS=(
+        meson ninja-build pkg-config gcc
+        libsodium-dev liblmdb-dev libjansson-dev libsystemd-dev libinih-dev libpam0g-dev
+)
+IDM_TEST_DEPS=(
+        python3 python3-jwt python3-cryptography lmdb-utils systemd util-linux
+        libpam-wrapper libpamtest0-dev pamtester libnss-wrapper openssh-server openssh-client sshpass
+)
+
+idm_install_deps() {
+        local want=("$@") missing=()
+        for p in "${want[@]}"; do
+                dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+        done
+        [ ${#missing[@]} -eq 0 ] && return 0
+        echo "Installing missing packages: ${missing[*]}" >&2
+        local sudo=()
+        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+        "${sudo[@]}" apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
