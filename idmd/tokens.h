@@ -2,7 +2,8 @@
 /*
  * Tokens: the Ed25519 signing keyring, access JWTs (RFC 7519 / RFC 8037, header
  * {alg: EdDSA|Ed25519, typ: at+jwt, kid}), random opaque tokens and their at-rest hashes,
- * random numeric ids. tokens.c (with passwords.c) is the only user of libsodium.
+ * sealing a secret under a token (token_seal), random numeric ids. tokens.c (with passwords.c) is
+ * the only user of libsodium.
  *
  * Keys live in <state_dir>/keys/<kid>.key, mode 0600, owned by the daemon user, one small JSON
  * document per key: {"kid": "<16 chars>", "created": <usec>, "retired": <usec>|null,

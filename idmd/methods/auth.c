@@ -113,7 +113,9 @@ int auth_customer(Call *call, json_t *params) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(jwt_claims_done) JwtClaims claims = {};
         _cleanup_free_ char *family = NULL;
+        _cleanup_free_ char *customer_id = NULL, *publisher_id = NULL;
         const char *jwt = json_object_get_string(params, "jwt");
+        const char *customer_token = json_object_get_string(params, "customerToken");
         SessionContext ctx = {
                 .config = m->config,
                 .keyring = m->keyring,
@@ -122,14 +124,22 @@ int auth_customer(Call *call, json_t *params) {
         };
         int r;
 
-        if (!jwt) {
-                call_reply_invalid_param(call, "jwt", "missing parameter 'jwt'");
+        if (!jwt && !customer_token) {
+                call_reply_invalid_param(call, "jwt", "missing parameter 'jwt' (or 'customerToken')");
                 return -EINVAL;
         }
         t = call_store_read(call);
         if (!t)
                 return -EIO;
-        r = session_verify_jwt(t, &ctx, jwt, &claims, &family);
+        if (jwt)
+                r = session_verify_jwt(t, &ctx, jwt, &claims, &family);
+        else {
+                r = session_verify_customer_token(t, &ctx, customer_token, &customer_id, &publisher_id, &family);
+                if (r >= 0) {
+                        claims.customer_id = TAKE_PTR(customer_id);
+                        claims.publisher_id = TAKE_PTR(publisher_id);
+                }
+        }
         if (r == -ETIME) {
                 call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_TOKEN_EXPIRED, NULL, "the token has expired");
                 return r;

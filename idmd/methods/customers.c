@@ -207,6 +207,8 @@ struct PasswordJob {
         char *customer_id;
         char *publisher_id;
         PasswordJobDone done;
+        CustomerLoginSuccess on_login;  /* JOB_VERIFY: replies on success */
+        bool lock_details;              /* caller may learn lock state and unknown accounts */
 
         /* results, written by the worker */
         int verified;           /* 0 match, -EACCES mismatch, other < 0 failure */
@@ -561,7 +563,7 @@ static int login_write(StoreTxn *t, void *userdata) {
 
 static void login_refuse(PasswordJob *j) {
         /* Only an admin peer (PAM as root) may learn that the account does not exist. */
-        if (!j->customer_id && call_role(j->call) == ROLE_ADMIN)
+        if (!j->customer_id && (call_role(j->call) == ROLE_ADMIN))
                 (void) call_reply_error(j->call, IDM_ERR_UNAUTHORIZED, IDM_REASON_UNKNOWN_USER, NULL,
                                         "no such customer");
         else
@@ -590,43 +592,39 @@ static void login_done(PasswordJob *j) {
         else if (r < 0)
                 (void) call_reply_errno(j->call, r);
         else {
+                CustomerLogin result = {
+                        .customer_id = j->customer_id,
+                        .publisher_id = j->publisher_id,
+                        .customer = w.customer,
+                        .tokens = &w.tokens,
+                };
                 log_info("%s: customer %s logged in", call_request_id(j->call), j->customer_id);
-                (void) call_reply(j->call, json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}",
-                                                     "customerId", j->customer_id,
-                                                     "jwt", w.tokens.jwt,
-                                                     "refreshToken", w.tokens.refresh_token,
-                                                     "customerToken", w.tokens.customer_token,
-                                                     "consentsUpdateRequired", false,
-                                                     "shouldCaptureBeDisplayed", false));
+                r = j->on_login(j->call, &result);
+                if (r < 0 && !call_replied(j->call))
+                        (void) call_reply_errno(j->call, r);
         }
         json_decref(w.customer);
         session_tokens_done(&w.tokens);
 }
 
-static int method_customers_login(Call *call, json_t *params) {
+int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSuccess on_login) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(password_job_freep) PasswordJob *j = NULL;
         _cleanup_(json_decrefp) json_t *customer = NULL;
-        _cleanup_free_ char *publisher_id = NULL;
-        const char *email = json_object_get_string(params, "email");
         int r;
-
-        if (check_customer_ip(call, params) < 0)
-                return 0;
 
         t = call_store_read(call);
         if (!t)
                 return 0;
-        publisher_id = customers_resolve_publisher(call, t, params);
-        if (!publisher_id)
-                return 0;
 
-        j = password_job_new(call, JOB_VERIFY, params, login_done);
+        j = password_job_new(call, JOB_VERIFY, req->params, login_done);
         if (!j)
                 return -ENOMEM;
+        j->on_login = on_login;
+        j->lock_details = req->lock_details;
 
         /* A malformed e-mail cannot name an account: treated like an unknown one (same cost). */
-        r = email_is_valid(email) ? customers_find_by_email(t, publisher_id, email, &customer) : -ENOENT;
+        r = email_is_valid(req->email) ? customers_find_by_email(t, req->publisher_id, req->email, &customer) : -ENOENT;
         if (r >= 0) {
                 const char *hash = json_object_get_string(customer, "passwordHash");
                 j->customer_id = strdup(json_object_get_string(customer, "customerId"));
@@ -637,14 +635,47 @@ static int method_customers_login(Call *call, json_t *params) {
                 return r;
         t = store_txn_free(t);
 
-        j->password = strdup(json_object_get_string(params, "password"));
-        j->publisher_id = TAKE_PTR(publisher_id);
-        if (!j->password)
+        j->password = strdup(req->password);
+        j->publisher_id = strdup(req->publisher_id);
+        if (!j->password || !j->publisher_id)
                 return -ENOMEM;
         if (password_job_submit(j) < 0)
                 return 0;
         TAKE_PTR(j);
         return 0;
+}
+
+static int login_reply(Call *call, const CustomerLogin *l) {
+        return call_reply(call, json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}",
+                                          "customerId", l->customer_id,
+                                          "jwt", l->tokens->jwt,
+                                          "refreshToken", l->tokens->refresh_token,
+                                          "customerToken", l->tokens->customer_token,
+                                          "consentsUpdateRequired", false,
+                                          "shouldCaptureBeDisplayed", false));
+}
+
+static int method_customers_login(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_free_ char *publisher_id = NULL;
+        CustomerLoginRequest req = {
+                .params = params,
+                .email = json_object_get_string(params, "email"),
+                .password = json_object_get_string(params, "password"),
+        };
+
+        if (check_customer_ip(call, params) < 0)
+                return 0;
+        t = call_store_read(call);
+        if (!t)
+                return 0;
+        publisher_id = customers_resolve_publisher(call, t, params);
+        if (!publisher_id)
+                return 0;
+        t = store_txn_free(t);
+
+        req.publisher_id = publisher_id;
+        return customers_login(call, &req, login_reply);
 }
 
 /* --- the customer's own account (jwt) --- */
@@ -799,6 +830,11 @@ static int method_customers_change_password(Call *call, json_t *params) {
         return 0;
 }
 
+/* A customer proves who it is with its access token or, for publisher backends, its customerToken. */
+#define CUSTOMER_AUTH_PARAMS                                                                    \
+        { "jwt", PARAM_STRING, false, 8192 },                                                   \
+        { "customerToken", PARAM_STRING, false, 256 }
+
 #define PASSWORD_MAX_BYTES 1024         /* the policy counts characters; this bounds the bytes */
 
 const Method methods_customers[] = {
@@ -828,10 +864,10 @@ const Method methods_customers[] = {
                   { "customerIP", PARAM_STRING, false, IP_MAX },
                   {} } },
         { .name = "getCustomer", .handler = method_customers_get, .role = ROLE_CUSTOMER,
-          .params = (const ParamSpec[]) { { "jwt", PARAM_STRING, true, 8192 }, {} } },
+          .params = (const ParamSpec[]) { CUSTOMER_AUTH_PARAMS, {} } },
         { .name = "updateCustomer", .handler = method_customers_update, .role = ROLE_CUSTOMER,
           .params = (const ParamSpec[]) {
-                  { "jwt", PARAM_STRING, true, 8192 },
+                  CUSTOMER_AUTH_PARAMS,
                   { "locale", PARAM_STRING, false, 16 },
                   { "country", PARAM_STRING, false, 8 },
                   { "currency", PARAM_STRING, false, 8 },
@@ -841,7 +877,7 @@ const Method methods_customers[] = {
         { .name = "changePassword", .handler = method_customers_change_password, .role = ROLE_CUSTOMER,
           .class = METHOD_CLASS_LOGIN,
           .params = (const ParamSpec[]) {
-                  { "jwt", PARAM_STRING, true, 8192 },
+                  CUSTOMER_AUTH_PARAMS,
                   { "oldPassword", PARAM_STRING, true, PASSWORD_MAX_BYTES },
                   { "newPassword", PARAM_STRING, true, PASSWORD_MAX_BYTES },
                   {} } },

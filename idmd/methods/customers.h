@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "rpc.h"
+#include "sessions.h"
 #include "store.h"
 
 /* The publisher named by params' publisherId or offerId (both: they must agree). Replies itself
@@ -22,3 +23,29 @@ int customers_find_by_email(StoreTxn *t, const char *publisher_id, const char *e
 
 /* The fields of a customer record callers may see (no password hash), dates as RFC 3339. */
 json_t *customers_public(json_t *rec);
+
+/* What a successful login hands to its caller's reply function. Borrowed for the call only. */
+typedef struct CustomerLogin {
+        const char *customer_id;
+        const char *publisher_id;
+        json_t *customer;               /* the customer record after the login was recorded */
+        const SessionTokens *tokens;    /* the new session */
+} CustomerLogin;
+
+/* Replies to the call (and may record more); < 0: an internal error, answered for it. */
+typedef int (*CustomerLoginSuccess)(Call *call, const CustomerLogin *login);
+
+typedef struct CustomerLoginRequest {
+        json_t *params;                 /* kept with the job (customerIP is read from it) */
+        const char *publisher_id;       /* resolved by the caller */
+        const char *email;
+        const char *password;
+        bool lock_details;              /* 423 account_locked may be told (PAM path, admin peers) */
+} CustomerLoginRequest;
+
+/* The login both `login` and the PAM path use: verifies the password on a worker thread (a
+ * dummy verification for unknown accounts), records lastLoginDate/lastUserIP, rehashes when
+ * the configured cost changed, starts a session and calls on_login to reply. Every failure is
+ * answered here: 401 invalid_credentials (unknown_user to admin peers), 503 unavailable. Returns
+ * < 0 only for an internal error the caller should answer. */
+int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSuccess on_login);

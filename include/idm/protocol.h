@@ -81,9 +81,31 @@
 /* Method names used by more than one program. */
 #define IDM_METHOD_GET_SERVER_INFO "getServerInfo"
 #define IDM_METHOD_GET_STATS "getStats"
+/*
+ * The PAM path (pam_idm <-> idmd). Every method names the publisher by "publisherId" or
+ * "offerId" and the customer by "user" (the e-mail, PAM_USER). docs/rpc.md has the details.
+ *
+ *   pamAuthenticate {publisherId|offerId, user, password, service?, rhost?, tty?, ruser?}
+ *     -> {customerId, publisherId, sessionId, jwt, refreshToken, customerToken}
+ *     errors: 401 invalid_credentials, 401 unknown_user (admin peers only), 423 account_locked
+ *     {retryAfter}, 429 rate_limited {retryAfter}, 403 account_disabled
+ *   pamAccount {publisherId|offerId, user}
+ *     -> {customerId, disabled, consentsUpdateRequired, consents: [{name, label, version}]}
+ *     (the required consents the customer has not accepted at their current version)
+ *     errors: 404 not_found (admin peers, or the peer uid that authenticated the user last)
+ *   pamAcceptConsents {publisherId|offerId, user, consents: [{name, version, state}]} -> {}
+ *   pamChangePassword {publisherId|offerId, user, oldPassword, newPassword?} -> {}
+ *     without newPassword only verifies oldPassword (PAM_PRELIM_CHECK);
+ *     errors: 401 invalid_credentials, 400 weak_password (message says why), 423, 429
+ *   pamCloseSession {publisherId|offerId, user, sessionId?} -> {}
+ *     revokes the session's tokens (sessionId from pamAuthenticate; without it, the session
+ *     this peer uid opened last for the user)
+ */
 #define IDM_METHOD_PAM_AUTHENTICATE "pamAuthenticate"
 #define IDM_METHOD_PAM_ACCOUNT "pamAccount"
+#define IDM_METHOD_PAM_ACCEPT_CONSENTS "pamAcceptConsents"
 #define IDM_METHOD_PAM_CHANGE_PASSWORD "pamChangePassword"
+#define IDM_METHOD_PAM_CLOSE_SESSION "pamCloseSession"
 #define IDM_METHOD_LOGIN "login"
 #define IDM_METHOD_REVOKE_TOKEN "revokeToken"
 #define IDM_METHOD_UPDATE_CUSTOMER_CONSENTS "updateCustomerConsents"

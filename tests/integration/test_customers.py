@@ -178,6 +178,15 @@ class Customers(IdmdTestCase):
         self.assertTrue(self.idmd.call("introspectToken", {"token": r["refreshToken"]})["active"])
         self.assertEqual(self.idmd.call("getCustomer", {"jwt": r["jwt"]})["email"], "alice@example.com")
 
+    def test_customer_token_identifies_the_customer(self):
+        r = self.register()
+        me = self.idmd.call("getCustomer", {"customerToken": r["customerToken"]})
+        self.assertEqual(me["customerId"], r["customerId"])
+        self.assertError(self.idmd.error("getCustomer", {"customerToken": "x" * 43}), 401, "invalid_token")
+        self.assertError(self.idmd.error("getCustomer", {}), -32602, "invalid_params")
+        # a refresh token is not a customerToken
+        self.assertError(self.idmd.error("getCustomer", {"customerToken": r["refreshToken"]}), 401, "invalid_token")
+
     def test_bad_jwt(self):
         self.register()
         for bad in ["", "x.y.z", "eyJhbGciOiJub25lIn0.e30."]:
