@@ -81,8 +81,8 @@ static bool family_id_is_valid(const char *s) {
         if (n == 0 || n > FAMILY_ID_MAX)
                 return false;
         for (size_t i = 0; i < n; i++)
-                if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
-                      s[i] == '-' || s[i] == '_'))
+                if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+                      (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
                         return false;
         return true;
 }
@@ -150,7 +150,9 @@ static int token_record_get(StoreTxn *t, const char *token, const char *type,
                 return r;
 
         rec_type = json_object_get_string(rec, "type");
-        if (!rec_type || (type ? !streq(rec_type, type) : (!streq(rec_type, TYPE_REFRESH) && !streq(rec_type, TYPE_CUSTOMER))))
+        if (!rec_type)
+                return -EACCES;
+        if (type ? !streq(rec_type, type) : !streq(rec_type, TYPE_REFRESH) && !streq(rec_type, TYPE_CUSTOMER))
                 return -EACCES; /* e.g. a one-time token of another method family */
         if (!family_id_is_valid(json_object_get_string(rec, "family")) ||
             !json_object_get_string(rec, "customerId") || !json_object_get_string(rec, "publisherId"))
@@ -300,7 +302,8 @@ int session_start(StoreTxn *t, const SessionContext *ctx, const char *customer_i
                                "expires", (json_int_t) max_u64(max_u64(refresh_expires, customer_expires),
                                                               jwt_expires_usec));
         refresh_rec = token_record_new(TYPE_REFRESH, s.family, customer_id, publisher_id, now, refresh_expires);
-        customer_rec = token_record_new(TYPE_CUSTOMER, s.family, customer_id, publisher_id, now, customer_expires);
+        customer_rec = token_record_new(TYPE_CUSTOMER, s.family, customer_id, publisher_id, now,
+                                        customer_expires);
         empty = json_object();
         if (!family_rec || !refresh_rec || !customer_rec || !empty)
                 return -ENOMEM;
@@ -360,7 +363,8 @@ static int refresh_reuse(StoreTxn *t, const SessionContext *ctx, const char *tok
                         if (r < 0 && r != -ENOENT)
                                 return r;
                         if (r >= 0 && streq_ptr(json_object_get_string(srec, "type"), TYPE_REFRESH) &&
-                            streq_ptr(json_object_get_string(srec, "family"), json_object_get_string(rec, "family")) &&
+                            streq_ptr(json_object_get_string(srec, "family"),
+                                      json_object_get_string(rec, "family")) &&
                             record_time(srec, "expires", &expires) && expires > ctx->now_usec) {
                                 *ret = TAKE_PTR(successor);
                                 return 0;
@@ -372,8 +376,8 @@ static int refresh_reuse(StoreTxn *t, const SessionContext *ctx, const char *tok
         r = family_revoke(t, ctx, fkey, frec);
         if (r < 0)
                 return r;
-        log_debug("Refresh token %s re-used after rotation, family of customer %s revoked", json_object_get_string(rec, "family"),
-                  json_object_get_string(rec, "customerId"));
+        log_debug("A rotated refresh token of session %s (customer %s) was presented again: session revoked",
+                  json_object_get_string(rec, "family"), json_object_get_string(rec, "customerId"));
         return -EKEYREVOKED;
 }
 
@@ -392,8 +396,8 @@ static int refresh_rotate(StoreTxn *t, const SessionContext *ctx, const char *to
         if (r < 0)
                 return r;
         srec = token_record_new(TYPE_REFRESH, json_object_get_string(rec, "family"),
-                                json_object_get_string(rec, "customerId"), json_object_get_string(rec, "publisherId"),
-                                ctx->now_usec, expires);
+                                json_object_get_string(rec, "customerId"),
+                                json_object_get_string(rec, "publisherId"), ctx->now_usec, expires);
         if (!srec)
                 return -ENOMEM;
         r = token_seal(token, successor, &sealed);
@@ -521,7 +525,8 @@ int session_revoke_token(StoreTxn *t, const SessionContext *ctx, const char *tok
                  * presenting it to refreshToken would. */
                 if (!record_time(rec, "expires", &expires) || expires <= ctx->now_usec)
                         return 0;
-                r = family_get_live(t, json_object_get_string(rec, "family"), json_object_get_string(rec, "customerId"),
+                r = family_get_live(t, json_object_get_string(rec, "family"),
+                                    json_object_get_string(rec, "customerId"),
                                     json_object_get_string(rec, "publisherId"), &fkey, &frec);
         }
         if (r == -EACCES)
@@ -596,11 +601,11 @@ typedef struct CustomerDelete {
 static int collect_customer_record(const char *key, json_t *value, void *userdata) {
         CustomerDelete *d = userdata;
         const char *type = json_object_get_string(value, "type");
+        bool mine = streq_ptr(json_object_get_string(value, "customerId"), d->customer_id);
 
         if (startswith(key, d->index_prefix) ||
-            (startswith(key, FAMILY_PREFIX) && streq_ptr(json_object_get_string(value, "customerId"), d->customer_id)) ||
-            ((streq_ptr(type, TYPE_REFRESH) || streq_ptr(type, TYPE_CUSTOMER)) &&
-             streq_ptr(json_object_get_string(value, "customerId"), d->customer_id)))
+            (mine && startswith(key, FAMILY_PREFIX)) ||
+            (mine && (streq_ptr(type, TYPE_REFRESH) || streq_ptr(type, TYPE_CUSTOMER))))
                 return collect_key(key, value, d->keys);
         return 0;
 }
@@ -655,8 +660,8 @@ int session_verify_jwt(StoreTxn *t, const SessionContext *ctx, const char *jwt, 
         if (!jwt)
                 return -EACCES;
 
-        r = jwt_verify(ctx->keyring, jwt, ctx->config->issuer, ctx->now_usec / SESSION_USEC_PER_SEC, JWT_LEEWAY_SEC,
-                       &c);
+        r = jwt_verify(ctx->keyring, jwt, ctx->config->issuer, ctx->now_usec / SESSION_USEC_PER_SEC,
+                       JWT_LEEWAY_SEC, &c);
         if (r == -EBADMSG || r == -EINVAL)
                 return -EACCES;
         if (r < 0)

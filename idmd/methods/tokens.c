@@ -34,7 +34,8 @@ static int reply_token_error(Call *call, int r) {
                 return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_TOKEN_EXPIRED, NULL,
                                         "the token has expired");
         if (r == -EACCES || r == -EKEYREVOKED)
-                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
+                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL,
+                                        "invalid token");
         return call_reply_errno(call, r);
 }
 
@@ -127,7 +128,8 @@ static int method_tokens_logout_all(Call *call, json_t *params) {
         int r;
 
         if (!w.customer_id)     /* auth_customer() lets no call through without one */
-                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
+                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL,
+                                        "invalid token");
 
         r = store_transact(call_manager(call)->store, logout_all_work, &w);
         if (r < 0)

@@ -244,9 +244,11 @@ class IdmdTestCase(unittest.TestCase):
         return self.idmd.call("createPublisher", params)
 
 
-def run_as(uid, gid, argv, **kw):
-    """Runs argv as another uid/gid (no supplementary groups), for role tests."""
-    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"] + argv, **kw)
+def run_as(uid, gid, argv, groups=None, **kw):
+    """Runs argv as another uid/gid, for role tests: no supplementary groups, or exactly
+    `groups` (comma-separated gids)."""
+    group_arg = f"--groups={groups}" if groups else "--clear-groups"
+    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", group_arg] + argv, **kw)
 
 
 def main():

@@ -25,17 +25,18 @@ print(json.dumps(out))
 """
 
 
-class Roles(IdmdTestCase):
-    def call_as_nobody(self, calls):
+class NobodyClient:
+    def call_as_nobody(self, calls, groups=None, gid=65534):
         # the temporary directory is private to root; let the unprivileged client reach the socket
         for d in (self.idmd.tmp, os.path.dirname(self.idmd.socket)):
             os.chmod(d, 0o755)
         stdin = "".join(json.dumps(c) + "\n" for c in calls)
-        p = run_as(65534, 65534, [sys.executable, "-c", CLIENT, self.idmd.socket], input=stdin,
-                   capture_output=True, text=True, timeout=60)
+        p = run_as(65534, gid, [sys.executable, "-c", CLIENT, self.idmd.socket], input=stdin,
+                   capture_output=True, text=True, timeout=60, groups=groups)
         self.assertEqual(p.returncode, 0, p.stderr)
         return json.loads(p.stdout)
 
+class Roles(NobodyClient, IdmdTestCase):
     def test_unprivileged_peer(self):
         pub = self.create_publisher()
         replies = self.call_as_nobody([
@@ -60,6 +61,22 @@ class Roles(IdmdTestCase):
     def test_root_is_admin(self):
         self.assertEqual(self.idmd.call("getServerInfo")["role"], "admin")
         self.assertIn("methods", self.idmd.call("getStats"))
+
+
+class AdminGroup(NobodyClient, IdmdTestCase):
+    # Debian's "nogroup" (gid 65534) stands in for idm-admin: no change to the host's groups.
+    CONFIG = "\n[daemon]\nadmin_group = nogroup\n"
+
+    def test_primary_group_member_is_admin(self):
+        replies = self.call_as_nobody([["getServerInfo", {}], ["createPublisher", {"name": "By group"}]])
+        self.assertEqual(replies[0]["result"]["role"], "admin")
+        self.assertIn("publisherId", replies[1]["result"])
+
+    def test_supplementary_group_member_is_admin(self):
+        replies = self.call_as_nobody([["getServerInfo", {}]], groups="65534", gid=4321)
+        self.assertEqual(replies[0]["result"]["role"], "admin")
+        replies = self.call_as_nobody([["getServerInfo", {}]], gid=4321)
+        self.assertEqual(replies[0]["result"]["role"], "anyone")
 
 
 if __name__ == "__main__":

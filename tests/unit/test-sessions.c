@@ -525,7 +525,8 @@ TEST(introspect) {
         _cleanup_(session_tokens_done) SessionTokens s = {};
         _cleanup_(json_decrefp) json_t *o = NULL;
         static const char *const jwt_keys[] = {
-                "active", "sub", "exp", "iat", "nbf", "iss", "aud", "jti", "token_type", "customerId", "publisherId",
+                "active", "sub", "exp", "iat", "nbf", "iss", "aud", "jti", "token_type", "customerId",
+                "publisherId",
         };
         _cleanup_free_ char *long_token = NULL;
 
@@ -689,7 +690,8 @@ TEST(store_growth_reruns) {
                 ASSERT_OK(verify_customer_token(T0 + USEC, s[i].customer_token, NULL, NULL, NULL));
                 /* Grace: the same successor the (possibly re-run) rotation stored. */
                 {
-                        Op again = { .kind = OP_REFRESH, .ctx = ctx_at(T0 + 2 * USEC, UID_A), .a = s[i].refresh_token };
+                        Op again = { .kind = OP_REFRESH, .ctx = ctx_at(T0 + 2 * USEC, UID_A),
+                                     .a = s[i].refresh_token };
 
                         ASSERT_OK(run(&again));
                         ASSERT_STREQ(again.tokens.refresh_token, op.tokens.refresh_token);
