@@ -369,11 +369,10 @@ static bool param_type_ok(ParamType t, json_t *v) {
         }
 }
 
-/* Checks params against the method's table; replies and returns < 0 on the first problem. */
-static int validate_params(Call *call, const Method *method, json_t *params) {
+int rpc_check_params(const Method *method, json_t *params, const char **ret_param, char *message,
+                     size_t message_size) {
         const char *key;
         json_t *value;
-        char msg[256];
 
         json_object_foreach(params, key, value) {
                 const ParamSpec *spec = NULL;
@@ -383,35 +382,34 @@ static int validate_params(Call *call, const Method *method, json_t *params) {
                                 spec = p;
                                 break;
                         }
+                *ret_param = key;
                 if (!spec) {
-                        (void) snprintf(msg, sizeof(msg), "unknown parameter '%.64s'", key);
-                        call_reply_invalid_param(call, key, msg);
+                        (void) snprintf(message, message_size, "unknown parameter '%.64s'", key);
                         return -EINVAL;
                 }
                 if (!param_type_ok(spec->type, value)) {
-                        (void) snprintf(msg, sizeof(msg), "parameter '%s' must be %s", key, param_type_name(spec->type));
-                        call_reply_invalid_param(call, key, msg);
+                        (void) snprintf(message, message_size, "parameter '%s' must be %s", key,
+                                        param_type_name(spec->type));
                         return -EINVAL;
                 }
                 if (spec->type == PARAM_STRING) {
                         size_t max = spec->max ?: PARAM_STRING_MAX_DEFAULT;
                         if (json_string_length(value) > max) {
-                                (void) snprintf(msg, sizeof(msg), "parameter '%s' is longer than %zu bytes", key, max);
-                                call_reply_invalid_param(call, key, msg);
+                                (void) snprintf(message, message_size, "parameter '%s' is longer than %zu bytes",
+                                                key, max);
                                 return -EINVAL;
                         }
-                        /* jansson keeps strings with NUL when JSON_ALLOW_NUL; we never set it,
-                         * but check anyway: a NUL would cut C strings short. */
+                        /* jansson keeps strings with NUL only with JSON_ALLOW_NUL, which we never
+                         * set; check anyway: a NUL would cut C strings short. */
                         if (strlen(json_string_value(value)) != json_string_length(value)) {
-                                (void) snprintf(msg, sizeof(msg), "parameter '%s' contains a NUL byte", key);
-                                call_reply_invalid_param(call, key, msg);
+                                (void) snprintf(message, message_size, "parameter '%s' contains a NUL byte", key);
                                 return -EINVAL;
                         }
                 } else if (spec->type == PARAM_ARRAY) {
                         size_t max = spec->max ?: 100;
                         if (json_array_size(value) > max) {
-                                (void) snprintf(msg, sizeof(msg), "parameter '%s' has more than %zu items", key, max);
-                                call_reply_invalid_param(call, key, msg);
+                                (void) snprintf(message, message_size, "parameter '%s' has more than %zu items",
+                                                key, max);
                                 return -EINVAL;
                         }
                 }
@@ -419,10 +417,22 @@ static int validate_params(Call *call, const Method *method, json_t *params) {
 
         for (const ParamSpec *p = method->params; p && p->name; p++)
                 if (p->required && !json_object_get(params, p->name)) {
-                        (void) snprintf(msg, sizeof(msg), "missing parameter '%s'", p->name);
-                        call_reply_invalid_param(call, p->name, msg);
+                        *ret_param = p->name;
+                        (void) snprintf(message, message_size, "missing parameter '%s'", p->name);
                         return -EINVAL;
                 }
+        return 0;
+}
+
+/* Checks params against the method's table; replies and returns < 0 on the first problem. */
+static int validate_params(Call *call, const Method *method, json_t *params) {
+        const char *param = NULL;
+        char msg[256];
+
+        if (rpc_check_params(method, params, &param, msg, sizeof(msg)) < 0) {
+                call_reply_invalid_param(call, param, msg);
+                return -EINVAL;
+        }
         return 0;
 }
 
@@ -595,9 +605,7 @@ static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
                 (void) call_reply_errno(call, r);
 }
 
-/* Maximum nesting of arrays and objects in text, counted outside strings. Stops counting once
- * over max (the exact figure does not matter then). */
-static unsigned json_depth(const char *text, size_t len, unsigned max) {
+unsigned rpc_json_depth(const char *text, size_t len, unsigned max) {
         unsigned depth = 0, deepest = 0;
         bool in_string = false;
 
@@ -648,7 +656,7 @@ void rpc_process_line(Connection *c, const char *line, size_t len) {
         if (i == len)
                 return;
 
-        if (json_depth(line, len, m->config->max_depth) > m->config->max_depth) {
+        if (rpc_json_depth(line, len, m->config->max_depth) > m->config->max_depth) {
                 reply_line_error(c, IDM_RPC_INVALID_REQUEST, IDM_REASON_TOO_DEEP, "request nested too deeply");
                 return;
         }

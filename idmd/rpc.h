@@ -87,6 +87,17 @@ size_t rpc_n_methods(void);
  * dispatches them, and queues their slots on c. Never fails: bad input becomes error replies. */
 void rpc_process_line(Connection *c, const char *line, size_t len);
 
+/* Checks params (an object) against the method's ParamSpec table: unknown keys, types, string
+ * lengths (bytes), NUL bytes, array sizes, required keys. 0 if acceptable; else -EINVAL with
+ * *ret_param naming the offending parameter (borrowed from params or the table) and message
+ * saying what is wrong. Pure: no reply is sent. */
+int rpc_check_params(const Method *method, json_t *params, const char **ret_param, char *message,
+                     size_t message_size);
+
+/* The deepest nesting of arrays and objects in the JSON text, counted outside strings; stops
+ * counting once over max (returns a value > max then). */
+unsigned rpc_json_depth(const char *text, size_t len, unsigned max);
+
 /* An error reply line (with trailing '\n') with id null, for connection-level refusals.
  * NULL on OOM. */
 char *rpc_format_error_line(int code, const char *reason, const char *message);
