@@ -196,13 +196,24 @@ class Idmd:
             self.proc.wait()
 
     def cleanup(self):
-        self.kill()
-        if self.proc and self.proc.stdin:
-            self.proc.stdin.close()
-        if getattr(self, "log", None):
-            self.log.close()
-        if self.owns_tmp:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        """Stops idmd in order (so sanitizers get to report leaks), then fails the test if a
+        sanitizer reported anything in idmd's log."""
+        try:
+            if self.proc and self.proc.poll() is None:
+                try:
+                    self.stop()
+                except AssertionError:
+                    pass
+            if getattr(self, "log", None):
+                self.log.close()
+            report = [l for l in self.log_text().splitlines()
+                      if "Sanitizer" in l or "runtime error:" in l]
+            if report:
+                raise AssertionError("sanitizer report in idmd's log:\n" + self.log_text())
+        finally:
+            self.kill()
+            if self.owns_tmp:
+                shutil.rmtree(self.tmp, ignore_errors=True)
 
     def log_text(self):
         try:
