@@ -13,7 +13,6 @@
  * Logs nothing above debug level: the method handlers log once.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,6 +380,31 @@ static int refresh_reuse(StoreTxn *t, const SessionContext *ctx, const char *tok
         return -EKEYREVOKED;
 }
 
+static bool grace_over(const SessionContext *ctx, json_t *rec) {
+        uint64_t rotated = 0;
+
+        return record_time(rec, "rotated", &rotated) && ctx->now_usec >= rotated &&
+                ctx->now_usec - rotated >= ctx->config->refresh_grace_usec;
+}
+
+/* Removes successorSealed from the record at key, if its grace window is over. */
+static int refresh_drop_sealed(StoreTxn *t, const SessionContext *ctx, const char *key) {
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        int r;
+
+        if (!key)
+                return 0;
+        r = store_get(t, STORE_TOKENS, key, &rec);
+        if (r == -ENOENT || r == -EPROTO)
+                return 0;
+        if (r < 0)
+                return r;
+        if (!json_object_get(rec, "successorSealed") || !grace_over(ctx, rec))
+                return 0;
+        (void) json_object_del(rec, "successorSealed");
+        return store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
+}
+
 /* Rotates the token in rec (hash: its key): a new refresh token, living refresh_ttl from now; the
  * old record remembers when, by whom and (sealed) to what it was rotated. */
 static int refresh_rotate(StoreTxn *t, const SessionContext *ctx, const char *token, const char *hash,
@@ -398,9 +422,16 @@ static int refresh_rotate(StoreTxn *t, const SessionContext *ctx, const char *to
         srec = token_record_new(TYPE_REFRESH, json_object_get_string(rec, "family"),
                                 json_object_get_string(rec, "customerId"),
                                 json_object_get_string(rec, "publisherId"), ctx->now_usec, expires);
-        if (!srec)
+        if (!srec || json_object_set_new(srec, "parent", json_string(hash)) < 0)
                 return -ENOMEM;
         r = token_seal(token, successor, &sealed);
+        if (r < 0)
+                return r;
+
+        /* The predecessor's sealed successor (this token) is no longer needed once its window is
+         * over: drop it, so that no chain of sealed successors leads from an old token to the
+         * live one. */
+        r = refresh_drop_sealed(t, ctx, json_object_get_string(rec, "parent"));
         if (r < 0)
                 return r;
 
@@ -826,6 +857,7 @@ typedef struct Sweep {
         StoreTxn *t;
         const SessionContext *ctx;
         json_t *doomed;         /* keys to delete */
+        json_t *unseal;         /* keys of rotated refresh records to drop successorSealed from */
         unsigned max;
 } Sweep;
 
@@ -851,7 +883,7 @@ static int sweep_one(const char *key, json_t *value, void *userdata) {
         Sweep *s = userdata;
         int r;
 
-        if (json_array_size(s->doomed) >= s->max)
+        if (json_array_size(s->doomed) + json_array_size(s->unseal) >= s->max)
                 return 1;
 
         if (startswith(key, FAMILY_PREFIX)) {
@@ -907,12 +939,14 @@ static int sweep_one(const char *key, json_t *value, void *userdata) {
                         return sweep_doom(s, key);      /* nothing can use it any more */
                 if (r < 0 && r != -EPROTO)
                         return r;
+                if (json_object_get(value, "successorSealed") && grace_over(s->ctx, value))
+                        return json_array_append_new(s->unseal, json_string(key)) < 0 ? -ENOMEM : 0;
                 return 0;
         }
 }
 
 int session_sweep(StoreTxn *t, const SessionContext *ctx, unsigned max) {
-        _cleanup_(json_decrefp) json_t *doomed = NULL;
+        _cleanup_(json_decrefp) json_t *doomed = NULL, *unseal = NULL;
         Sweep s;
         size_t i;
         json_t *k;
@@ -929,9 +963,10 @@ int session_sweep(StoreTxn *t, const SessionContext *ctx, unsigned max) {
                 max = INT32_MAX;
 
         doomed = json_array();
-        if (!doomed)
+        unseal = json_array();
+        if (!doomed || !unseal)
                 return -ENOMEM;
-        s = (Sweep) { .t = t, .ctx = ctx, .doomed = doomed, .max = max };
+        s = (Sweep) { .t = t, .ctx = ctx, .doomed = doomed, .unseal = unseal, .max = max };
         r = store_foreach(t, STORE_TOKENS, NULL, NULL, sweep_one, &s);
         if (r < 0)
                 return r;
@@ -940,6 +975,12 @@ int session_sweep(StoreTxn *t, const SessionContext *ctx, unsigned max) {
                 r = store_del(t, STORE_TOKENS, json_string_value(k));
                 if (r == -ENOENT)
                         continue;       /* listed twice */
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        json_array_foreach(unseal, i, k) {
+                r = refresh_drop_sealed(t, ctx, json_string_value(k));
                 if (r < 0)
                         return r;
                 n++;

@@ -11,9 +11,12 @@
  * Keys in STORE_TOKENS (docs/store.md); times are CLOCK_REALTIME usec:
  *   "<64 hex>"                     token_hash() of a token:
  *                                    refresh: {type: "refresh", family, customerId, publisherId,
- *                                      created, expires, rotated?, rotatedBy? (peer uid),
- *                                      successorSealed? (token_seal() of the successor under this
- *                                      token: only a presenter of this token can open it)}
+ *                                      created, expires, parent? (key of the token it replaced),
+ *                                      rotated?, rotatedBy? (peer uid), successorSealed?
+ *                                      (token_seal() of the successor under this token: only a
+ *                                      presenter of this token can open it; dropped once the
+ *                                      grace window is over, by the next rotation or the sweep,
+ *                                      so no chain of them leads from an old token to a live one)}
  *                                    customerToken: {type: "customer", family, customerId,
  *                                      publisherId, created, expires}
  *                                    (one-time tokens of other modules have other types)
@@ -120,7 +123,8 @@ int session_introspect(StoreTxn *t, const SessionContext *ctx, const char *token
 
 /* Background sweep: deletes expired refresh/customer token records, those of revoked or missing
  * families, families past their expiry (or revoked longer ago than access_ttl + 60 s) with their
- * index entries, and index entries whose family is gone. Returns the number of records deleted:
+ * index entries, and index entries whose family is gone; drops successorSealed from rotated
+ * refresh records whose grace window is over. Returns the number of records deleted or updated:
  * it stops once max are queued (a family and its index entry go together: at most max + 1).
- * One-time tokens of other modules are left to them. */
+ * Walks the whole token table. One-time tokens of other modules are left to them. */
 int session_sweep(StoreTxn *t, const SessionContext *ctx, unsigned max);

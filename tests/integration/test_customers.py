@@ -241,6 +241,26 @@ worker_queue = 64
             c.close()
 
 
+    def test_sigterm_answers_logins_in_flight(self):
+        pub = self.create_publisher()["publisherId"]
+        self.idmd.call("registerCustomer", registration(pub))
+        clients = [self.idmd.client() for _ in range(10)]
+        for c in clients:
+            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
+                "email": "alice@example.com", "password": PASSWORD, "publisherId": pub}}).encode() + b"\n")
+        # make sure idmd has read every request before it is told to stop
+        with self.idmd.client() as c:
+            deadline = time.monotonic() + 30
+            while c.call("getStats")["classes"]["login"]["inFlight"] < 10 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self.idmd.proc.send_signal(15)
+        for c in clients:
+            reply = c.recv_line()
+            self.assertIn("result", reply, reply)
+            c.close()
+        self.assertEqual(self.idmd.proc.wait(30), 0)
+
+
 class FullQueue(IdmdTestCase):
     CONFIG = """
 [passwords]

@@ -624,7 +624,7 @@ TEST(sweep) {
 
         /* The customerTokens expire after 14 days; a refresh keeps the rest alive. */
         ASSERT_OK(refresh(T0 + 10 * DAY, UID_A, b.refresh_token, &r));
-        ASSERT_EQ(sweep(T0 + 14 * DAY, 1000), 2);
+        ASSERT_EQ(sweep(T0 + 14 * DAY, 1000), 3);       /* 2 customerTokens; b's sealed successor */
         ASSERT_EQ(verify_customer_token(T0 + 14 * DAY, b.customer_token, NULL, NULL, NULL), -EACCES);
         ASSERT_EQ(verify_customer_token(T0 + 14 * DAY, c.customer_token, NULL, NULL, NULL), -EACCES);
         ASSERT_EQ(count_tokens_table(NULL), 7);
@@ -706,6 +706,59 @@ TEST(store_growth_reruns) {
         store = saved;
 }
 
+static json_t *token_record(const char *token) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        char hash[TOKEN_HASH_STRLEN + 1];
+        json_t *rec = NULL;
+
+        token_hash(token, hash);
+        ASSERT_OK(store_read(store, &t));
+        ASSERT_OK(store_get(t, STORE_TOKENS, hash, &rec));
+        return rec;
+}
+
+static bool has_sealed(const char *token) {
+        _cleanup_(json_decrefp) json_t *rec = token_record(token);
+
+        return json_object_get(rec, "successorSealed") != NULL;
+}
+
+TEST(no_sealed_chain) {
+        /* Store + an old token must not lead to the live token: a sealed successor is kept only
+         * during its grace window. */
+        _cleanup_(session_tokens_done) SessionTokens s = {}, r1 = {}, r2 = {}, r3 = {}, again = {};
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        _cleanup_(erase_and_freep) char *plain = NULL;
+
+        start(T0, CID, &s);
+        ASSERT_OK(refresh(T0 + MINUTE, UID_A, s.refresh_token, &r1));
+        ASSERT_TRUE(has_sealed(s.refresh_token));
+        /* The holder of the old token can open it; the store's hash cannot. */
+        rec = token_record(s.refresh_token);
+        ASSERT_OK(token_unseal(s.refresh_token, json_object_get_string(rec, "successorSealed"), &plain));
+        ASSERT_STREQ(plain, r1.refresh_token);
+        plain = erase_and_free(plain);
+        ASSERT_EQ(token_unseal(r1.refresh_token, json_object_get_string(rec, "successorSealed"), &plain), -EBADMSG);
+
+        /* Rotating the successor inside the window keeps the predecessor's (a concurrent user of
+         * the old token still needs it)... */
+        ASSERT_OK(refresh(T0 + MINUTE + 2 * USEC, UID_A, r1.refresh_token, &r2));
+        ASSERT_TRUE(has_sealed(s.refresh_token));
+        ASSERT_OK(refresh(T0 + MINUTE + 3 * USEC, UID_A, s.refresh_token, &again));
+        ASSERT_STREQ(again.refresh_token, r1.refresh_token);
+        /* ...after it, the next rotation drops it. */
+        ASSERT_OK(refresh(T0 + 2 * MINUTE, UID_A, r2.refresh_token, &r3));
+        ASSERT_TRUE(!has_sealed(r1.refresh_token));
+        ASSERT_TRUE(has_sealed(s.refresh_token));       /* not r3's parent: left to the sweep */
+        ASSERT_TRUE(has_sealed(r2.refresh_token));
+        ASSERT_OK(sweep(T0 + 2 * MINUTE + 10 * USEC, 1000));
+        ASSERT_TRUE(!has_sealed(s.refresh_token));
+        ASSERT_TRUE(!has_sealed(r2.refresh_token));
+        /* The records stay, for re-use detection. */
+        ASSERT_EQ(refresh(T0 + 3 * MINUTE, UID_A, s.refresh_token, NULL), -EKEYREVOKED);
+        ASSERT_EQ(refresh(T0 + 3 * MINUTE, UID_A, r3.refresh_token, NULL), -EACCES);
+}
+
 /* ---- nothing in plaintext ---- */
 
 typedef struct Leak {
@@ -776,6 +829,7 @@ int main(void) {
         RUN(grace_same_peer);
         RUN(grace_other_peer);
         RUN(reuse_after_grace);
+        RUN(no_sealed_chain);
         RUN(expiry_and_sliding);
         RUN(revoke_token);
         RUN(revoke_customer);
