@@ -25,10 +25,14 @@
 #include "idm/protocol.h"
 #include "log.h"
 #include "manager.h"
+#include "sessions.h"
 #include "tokens.h"
 #include "workers.h"
 
 #define SHUTDOWN_TIMEOUT_USEC (10ULL * 1000000ULL)
+#define SWEEP_INTERVAL_USEC (10ULL * 60ULL * 1000000ULL)
+#define SWEEP_AGAIN_USEC (1000000ULL)   /* when a sweep hit its batch limit */
+#define SWEEP_BATCH 1000u               /* records deleted per unit of work, to keep each short */
 
 uint64_t now_realtime_usec(void) {
         struct timespec ts;
@@ -98,6 +102,7 @@ Manager *manager_free(Manager *m) {
         m->sigterm_source = sd_event_source_disable_unref(m->sigterm_source);
         m->sigint_source = sd_event_source_disable_unref(m->sigint_source);
         m->shutdown_timer = sd_event_source_disable_unref(m->shutdown_timer);
+        m->sweep_timer = sd_event_source_disable_unref(m->sweep_timer);
         m->keyring = keyring_free(m->keyring);
         m->store = store_free(m->store);
         m->lock_fd = safe_close(m->lock_fd);    /* releases the lock */
@@ -345,6 +350,32 @@ static int manager_listen(Manager *m) {
         return 0;
 }
 
+static int sweep_work(StoreTxn *t, void *userdata) {
+        Manager *m = userdata;
+        SessionContext ctx = {
+                .config = m->config,
+                .keyring = m->keyring,
+                .now_usec = now_realtime_usec(),
+        };
+
+        return session_sweep(t, &ctx, SWEEP_BATCH);
+}
+
+/* Expired tokens and dead sessions are deleted in the background, a batch per unit of work. */
+static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        r = store_transact(m->store, sweep_work, m);
+        if (r < 0)
+                log_warning_errno(r, "Sweeping expired tokens failed, ignoring: %m");
+        else if (r > 0)
+                log_debug("Swept %d expired token records.", r);
+
+        (void) sd_event_source_set_time_relative(s, r >= (int) SWEEP_BATCH ? SWEEP_AGAIN_USEC : SWEEP_INTERVAL_USEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
 static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
 
@@ -423,6 +454,10 @@ int manager_startup(Manager *m) {
                         log_info("Admin group '%s' does not exist; only root is administrator.",
                                  m->config->admin_group);
         }
+
+        r = sd_event_add_time_relative(m->event, &m->sweep_timer, CLOCK_MONOTONIC, SWEEP_AGAIN_USEC, 0, on_sweep, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the token sweep: %m");
 
         sigemptyset(&ss);
         sigaddset(&ss, SIGTERM);

@@ -44,6 +44,7 @@ struct Manager {
         sd_event_source *sigterm_source;
         sd_event_source *sigint_source;
         sd_event_source *shutdown_timer;
+        sd_event_source *sweep_timer;           /* deletes expired tokens now and then */
 
         Connection *connections;        /* doubly linked list */
         unsigned n_connections;
