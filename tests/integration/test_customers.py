@@ -121,6 +121,42 @@ class Customers(IdmdTestCase):
         # GB is right; an 80-character password is fine
         self.register(password="a1" * 40)
 
+    def test_invalid_utf8_and_nul_change_nothing(self):
+        base = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "registerCustomer",
+                           "params": registration(self.pub, firstName="FIRST")}).encode()
+        with self.idmd.client() as c:
+            for bad in (b"\xc3\x28", b"\xed\xa0\x80", b"\xff", b"\\u0000", b"a\\u0000b"):
+                c.send_raw(base.replace(b"FIRST", bad) + b"\n")
+                self.assertError(c.recv_line()["error"], -32700, "parse_error")
+        self.assertEqual(self.idmd.call("getStats")["store"]["entries"]["customers"], 0)
+
+    def test_unprivileged_caller_learns_nothing_about_accounts(self):
+        """As a non-admin peer, an unknown account, another publisher's customer and a wrong
+        password all give the same answer."""
+        self.register()
+        other = self.create_publisher(name="Other")["publisherId"]
+        for d in (self.idmd.tmp, os.path.dirname(self.idmd.socket)):
+            os.chmod(d, 0o755)
+        calls = [{"email": "alice@example.com", "password": "wrong pass 1", "publisherId": self.pub},
+                 {"email": "nobody@example.com", "password": PASSWORD, "publisherId": self.pub},
+                 {"email": "alice@example.com", "password": PASSWORD, "publisherId": other},
+                 {"email": "not an email", "password": PASSWORD, "publisherId": self.pub}]
+        script = ("import json, socket, sys\n"
+                  "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile('rwb')\n"
+                  "for i, p in enumerate(json.loads(sys.argv[2])):\n"
+                  "    f.write(json.dumps({'jsonrpc': '2.0', 'id': i, 'method': 'login', 'params': p}).encode() + b'\\n'); f.flush()\n"
+                  "    print(f.readline().decode().strip())\n")
+        from idmtest import run_as
+        import sys
+        p = run_as(65534, 65534, [sys.executable, "-c", script, self.idmd.socket, json.dumps(calls)],
+                   capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        errors = [json.loads(line)["error"] for line in p.stdout.splitlines()]
+        self.assertEqual(len(errors), 4)
+        for e in errors:
+            self.assertEqual(e, errors[0])
+        self.assertError(errors[0], 401, "invalid_credentials")
+
     def test_duplicate_registration(self):
         self.register()
         for email in ("alice@example.com", "ALICE@EXAMPLE.COM", "Alice@Example.Com"):
