@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -102,6 +103,11 @@ const char *format_timestamp_usec(json_int_t usec, char buf[static TIMESTAMP_MAX
 const char *format_json_timestamp(const json_t *o, const char *key, char buf[static TIMESTAMP_MAX]) {
         json_t *v = json_object_get(o, key);
 
+        /* idmd sends RFC 3339 strings; older replies carried microseconds since the epoch. */
+        if (json_is_string(v) && json_string_length(v) < TIMESTAMP_MAX) {
+                snprintf(buf, TIMESTAMP_MAX, "%s", json_string_value(v));
+                return buf;
+        }
         if (!json_is_integer(v))
                 return "-";
         return format_timestamp_usec(json_integer_value(v), buf);

@@ -43,6 +43,10 @@ static const Verb verbs[] = {
           "Add an offer to a publisher" },
         { "offer", "list", 1, 1, 0, verb_offer_list, "PUBLISHER_ID", "List a publisher's offers" },
         { "offer", "remove", 2, 2, 0, verb_offer_remove, "PUBLISHER_ID OFFER_ID", "Remove an offer" },
+        { "customer", "show", 1, 1, VERB_OPT_PUBLISHER, verb_customer_show, "EMAIL|CUSTOMER_ID --publisher ID",
+          "Show a customer's failed logins and lockout" },
+        { "customer", "unlock", 1, 1, VERB_OPT_PUBLISHER, verb_customer_unlock, "EMAIL|CUSTOMER_ID --publisher ID",
+          "Clear a customer's lockout and failed logins" },
         { "call", NULL, 1, 2, 0, verb_call, "METHOD [PARAMS|-]",
           "Call any method with JSON params (- reads stdin)" },
 };
@@ -196,6 +200,8 @@ static void help(void) {
                       "     --sso-page NAME=PATH    SSO page path; repeat for more; empty clears the map\n"
                       "\nOffer options (offer add):\n"
                       "     --title TITLE           The offer's title\n"
+                      "\nCustomer options (customer show, customer unlock):\n"
+                      "     --publisher ID          The publisher the customer belongs to (required)\n"
                       "\nSee the idmctl(1) man page for details.\n");
 }
 
@@ -211,6 +217,7 @@ enum {
         ARG_SSO_URL,
         ARG_SSO_PAGE,
         ARG_TITLE,
+        ARG_PUBLISHER,
 };
 
 static const struct option options[] = {
@@ -226,6 +233,7 @@ static const struct option options[] = {
         { "sso-url", required_argument, NULL, ARG_SSO_URL },
         { "sso-page", required_argument, NULL, ARG_SSO_PAGE },
         { "title", required_argument, NULL, ARG_TITLE },
+        { "publisher", required_argument, NULL, ARG_PUBLISHER },
         {}
 };
 
@@ -241,6 +249,8 @@ static unsigned option_group(int c) {
                 return VERB_OPT_NAME;
         case ARG_TITLE:
                 return VERB_OPT_TITLE;
+        case ARG_PUBLISHER:
+                return VERB_OPT_PUBLISHER;
         default:
                 return 0;
         }
@@ -389,6 +399,9 @@ static int parse_argv(Context *ctx, int argc, char **argv, int *ret_optind, Seen
                         break;
                 case ARG_TITLE:
                         ctx->title = optarg;
+                        break;
+                case ARG_PUBLISHER:
+                        ctx->publisher_id = optarg;
                         break;
                 case '?':
                         /* getopt printed what was wrong */

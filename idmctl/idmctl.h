@@ -22,6 +22,7 @@ typedef enum VerbOptions {
         VERB_OPT_PUBLISHER_SETTINGS = 1u << 0,  /* --redirect-uri, --reset-url, --sso-page, ... */
         VERB_OPT_NAME = 1u << 1,                /* --name */
         VERB_OPT_TITLE = 1u << 2,               /* --title */
+        VERB_OPT_PUBLISHER = 1u << 3,           /* --publisher */
 } VerbOptions;
 
 typedef struct Context {
@@ -38,6 +39,7 @@ typedef struct Context {
         const char *sso_url;
         const char *name;
         const char *title;
+        const char *publisher_id;       /* --publisher */
 
         IdmClient *client;              /* connected on the first ctx_call() */
         const struct Verb *verb;        /* the verb being run, for usage_error() */
@@ -78,3 +80,5 @@ int verb_offer_add(Context *ctx, int argc, char **argv);
 int verb_offer_list(Context *ctx, int argc, char **argv);
 int verb_offer_remove(Context *ctx, int argc, char **argv);
 int verb_call(Context *ctx, int argc, char **argv);
+int verb_customer_show(Context *ctx, int argc, char **argv);
+int verb_customer_unlock(Context *ctx, int argc, char **argv);

@@ -120,11 +120,7 @@ static int connection_flush(Connection *c) {
         if (c->out_pos == c->out_len)
                 c->out_pos = c->out_len = 0;
 
-        if (c->out_len == 0 && c->close_after_flush) {
-                connection_close(c);
-                return -EPIPE;
-        }
-        if (c->out_len == 0 && c->n_slots == 0 && (c->read_eof || c->manager->stopping)) {
+        if (c->out_len == 0 && c->n_slots == 0 && (c->closing || c->read_eof || c->manager->stopping)) {
                 connection_close(c);
                 return -EPIPE;
         }
@@ -142,7 +138,7 @@ static void connection_write_ready_slots(Connection *c) {
                         c->slots_tail = NULL;
                 c->n_slots--;
 
-                if (!c->closed && !c->close_after_flush && j &&
+                if (!c->closed && j &&
                     (s->n_items == 0 || json_array_size(j) > 0)) {
                         char *text = json_dumps(j, JSON_COMPACT);
 
@@ -206,14 +202,21 @@ void connection_slot_done(Connection *c, Slot *s, size_t index, json_t *reply) {
                 (void) connection_update_events(c);
 }
 
-void connection_send_and_close(Connection *c, const char *line) {
-        if (c->closed)
+void connection_refuse(Connection *c, int code, const char *reason, const char *message) {
+        Slot *s;
+
+        if (c->closed || c->closing)
                 return;
-        if (line && !c->close_after_flush)
-                (void) out_append(c, line, strlen(line));
-        c->close_after_flush = true;
-        /* Drop what was queued behind: nothing more is read or answered. */
-        (void) connection_flush(c);
+        /* Read nothing more; the refusal is answered after the replies still owed, in order. */
+        c->closing = true;
+        c->in_len = c->in_scanned = 0;
+        c->partial_since_usec = 0;
+        s = connection_add_slot(c, 0);
+        if (!s) {
+                connection_close(c);
+                return;
+        }
+        connection_slot_done(c, s, 0, rpc_error_reply(NULL, code, reason, message));
 }
 
 void connection_drain(Connection *c) {
@@ -224,12 +227,10 @@ void connection_drain(Connection *c) {
 
 /* Over the line limit: say why and close; a stream cannot be resynchronised safely. */
 static void refuse_overlong(Connection *c) {
-        _cleanup_free_ char *line = rpc_format_error_line(IDM_RPC_INVALID_REQUEST, IDM_REASON_REQUEST_TOO_LARGE,
-                                                          "request line exceeds the size limit");
         log_debug("c%llu: request line over %u bytes, closing", (unsigned long long) c->id,
                   c->manager->config->max_line);
-        c->in_len = c->in_scanned = 0;
-        connection_send_and_close(c, line);
+        connection_refuse(c, IDM_RPC_INVALID_REQUEST, IDM_REASON_REQUEST_TOO_LARGE,
+                          "request line exceeds the size limit");
 }
 
 /* Processes complete lines in the input buffer, as far as back-pressure allows. Not reentrant:
@@ -242,7 +243,7 @@ static void connection_process_input(Connection *c) {
                 return;
         c->processing = true;
 
-        while (!c->closed && !c->close_after_flush && !m->stopping && c->n_slots < CONNECTION_MAX_PENDING) {
+        while (!c->closed && !c->closing && !m->stopping && c->n_slots < CONNECTION_MAX_PENDING) {
                 char *nl = memchr(c->in + start + c->in_scanned, '\n', c->in_len - start - c->in_scanned);
                 size_t len;
 
@@ -359,11 +360,8 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = c->manager;
 
         if (c->partial_since_usec > 0 && usec >= c->partial_since_usec + m->config->partial_line_timeout_usec) {
-                _cleanup_free_ char *line = rpc_format_error_line(IDM_RPC_INVALID_REQUEST, IDM_REASON_TIMEOUT,
-                                                                  "incomplete request line timed out");
                 log_debug("c%llu: partial line timed out, closing", (unsigned long long) c->id);
-                c->in_len = 0;
-                connection_send_and_close(c, line);
+                connection_refuse(c, IDM_RPC_INVALID_REQUEST, IDM_REASON_TIMEOUT, "incomplete request line timed out");
                 return 0;
         }
         if (c->n_slots == 0 && usec >= c->last_activity_usec + m->config->idle_timeout_usec) {
@@ -395,7 +393,7 @@ static int connection_update_events(Connection *c) {
 
         if (c->closed || !c->io_source)
                 return 0;
-        if (!c->read_eof && !c->close_after_flush && !c->manager->stopping &&
+        if (!c->read_eof && !c->closing && !c->manager->stopping &&
             c->n_slots < CONNECTION_MAX_PENDING && c->out_len < OUT_HIGH_WATER)
                 events |= EPOLLIN;
         if (c->out_len > c->out_pos)

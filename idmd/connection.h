@@ -27,7 +27,7 @@ struct Connection {
         int fd;
         Peer peer;
         bool closed;
-        bool close_after_flush;
+        bool closing;                   /* refused: no more requests; close once replies are out */
         bool read_eof;
 
         sd_event_source *io_source;
@@ -55,8 +55,9 @@ Connection *connection_unref(Connection *c);
 /* Closes the socket and stops the sources now; pending replies are dropped. */
 void connection_close(Connection *c);
 
-/* Queues a line (which must end in '\n') to be sent, then closes. For refusals. */
-void connection_send_and_close(Connection *c, const char *line);
+/* Refuses the rest of the stream (a limit was hit): nothing more is read, the replies still
+ * owed are sent in order, then this error (id null), then the connection is closed. */
+void connection_refuse(Connection *c, int code, const char *reason, const char *message);
 
 /* During shutdown: stop reading; close once every pending reply is written. */
 void connection_drain(Connection *c);

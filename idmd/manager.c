@@ -104,6 +104,7 @@ Manager *manager_free(Manager *m) {
         m->shutdown_timer = sd_event_source_disable_unref(m->shutdown_timer);
         m->sweep_timer = sd_event_source_disable_unref(m->sweep_timer);
         m->keyring = keyring_free(m->keyring);
+        m->ratelimit = ratelimit_free(m->ratelimit);
         m->store = store_free(m->store);
         m->lock_fd = safe_close(m->lock_fd);    /* releases the lock */
         m->event = sd_event_unref(m->event);
@@ -437,13 +438,17 @@ int manager_startup(Manager *m) {
 
         if (asprintf(&keydir, "%s/keys", m->config->state_dir) < 0)
                 return log_oom();
-        r = keyring_load(keydir, now_realtime_usec(), m->config->access_ttl_usec, &m->keyring);
+        r = keyring_load(keydir, now_realtime_usec(), KEYRING_RETAIN_USEC(m->config->access_ttl_usec), &m->keyring);
         if (r < 0)
                 return log_error_errno(r, "Failed to load the signing keys from %s: %m", keydir);
 
         r = workers_new(m->event, m->config->workers, m->config->worker_queue, &m->workers);
         if (r < 0)
                 return log_error_errno(r, "Failed to start worker threads: %m");
+
+        r = ratelimit_new(m->config->ratelimit, m->config->ratelimit_sources, &m->ratelimit);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the rate limits: %m");
 
         if (m->config->admin_group[0]) {
                 struct group *g = getgrnam(m->config->admin_group);

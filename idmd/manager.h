@@ -13,6 +13,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "ratelimit.h"
 #include "rpc.h"
 #include "store.h"
 
@@ -33,6 +34,7 @@ struct Manager {
         Store *store;
         Workers *workers;
         Keyring *keyring;
+        RateLimiter *ratelimit;         /* from [ratelimit.*] at startup; NULL before */
 
         int lock_fd;
         int listen_fd;
@@ -63,6 +65,7 @@ struct Manager {
         uint64_t parse_errors;
         uint64_t class_in_flight[_METHOD_CLASS_MAX];
         uint64_t class_in_flight_max[_METHOD_CLASS_MAX];       /* high-water marks */
+        uint64_t lockouts;              /* accounts locked since start */
 };
 
 int manager_new(Config *config, Manager **ret);        /* takes ownership of config */

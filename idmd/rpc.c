@@ -33,6 +33,7 @@ struct Call {
         uint64_t start_usec;
         bool replied;
         bool in_flight;         /* counted in the class's in-flight number */
+        bool rate_acquired;     /* admitted by the rate limiter: released in call_finish() */
         char request_id[48];
 };
 
@@ -41,6 +42,9 @@ static const Method *const method_tables[] = {
         methods_publishers,
         methods_tokens,
         methods_customers,
+        methods_pam,
+        methods_consents,
+        methods_lockouts,
 };
 
 const Method *rpc_find_method(const char *name) {
@@ -131,6 +135,10 @@ static json_t *error_reply(json_t *id, int code, const char *reason, json_t *dat
         if (!e)
                 return NULL;
         return json_pack("{s:s, s:O?, s:o}", "jsonrpc", "2.0", "id", id ?: json_null(), "error", e);
+}
+
+json_t *rpc_error_reply(json_t *id, int code, const char *reason, const char *message) {
+        return error_reply(id, code, reason, NULL, message);
 }
 
 char *rpc_format_error_line(int code, const char *reason, const char *message) {
@@ -271,6 +279,10 @@ static void call_finish(Call *call, json_t *reply, bool error) {
         if (call->in_flight) {
                 call->in_flight = false;
                 m->class_in_flight[call->method->class]--;
+        }
+        if (call->rate_acquired) {
+                call->rate_acquired = false;
+                ratelimit_release(m->ratelimit, call->method->class);
         }
 
         if (!call->id) {        /* notification: no output */
@@ -593,6 +605,34 @@ static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
 
         if (authorize(call, method, params) < 0)
                 return;
+
+        /* The class's rate and concurrency limits, now that the role is known and before any
+         * work: a refused call reaches no handler and writes nothing. Admin peers and
+         * publishers are counted by the client address they name (customerIP, PAM's rhost),
+         * everyone else by uid (docs/ratelimits.md). */
+        if (m->ratelimit) {
+                const char *address = json_object_get_string(params, "customerIP") ?:
+                                      json_object_get_string(params, "rhost");
+                uint64_t retry_usec = 0;
+                RateLimitSource src;
+
+                ratelimit_source_init(&src, c->peer.uid, call->role >= ROLE_PUBLISHER, address);
+                r = ratelimit_acquire(m->ratelimit, method->class, &src, now_monotonic_usec(), &retry_usec);
+                if (r == -EAGAIN || r == -EBUSY) {
+                        (void) call_reply_error(call, IDM_ERR_TOO_MANY, IDM_REASON_RATE_LIMITED,
+                                                json_pack("{s:I, s:s, s:s}",
+                                                          "retryAfter", (json_int_t) ratelimit_retry_after_sec(retry_usec),
+                                                          "class", method_class_to_string(method->class),
+                                                          "limit", r == -EBUSY ? "concurrency" : "rate"),
+                                                "too many requests of this kind; try again later");
+                        return;
+                }
+                if (r < 0) {
+                        (void) call_reply_errno(call, r);
+                        return;
+                }
+                call->rate_acquired = true;
+        }
 
         m->class_in_flight[method->class]++;
         if (m->class_in_flight[method->class] > m->class_in_flight_max[method->class])

@@ -76,6 +76,9 @@ extern const Method methods_server[];
 extern const Method methods_publishers[];
 extern const Method methods_tokens[];
 extern const Method methods_customers[];
+extern const Method methods_pam[];
+extern const Method methods_consents[];
+extern const Method methods_lockouts[];
 
 const Method *rpc_find_method(const char *name);
 /* Calls fn for every method in every table, in table order. */
@@ -97,6 +100,10 @@ int rpc_check_params(const Method *method, json_t *params, const char **ret_para
 /* The deepest nesting of arrays and objects in the JSON text, counted outside strings; stops
  * counting once over max (returns a value > max then). */
 unsigned rpc_json_depth(const char *text, size_t len, unsigned max);
+
+/* A complete error reply object {jsonrpc, id, error: {code, message, data: {reason}}}; id may be
+ * NULL (null). New reference, NULL on OOM. */
+json_t *rpc_error_reply(json_t *id, int code, const char *reason, const char *message);
 
 /* An error reply line (with trailing '\n') with id null, for connection-level refusals.
  * NULL on OOM. */

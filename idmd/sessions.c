@@ -27,7 +27,6 @@
 #define FAMILY_ID_BYTES 16              /* 22 base64url characters */
 #define FAMILY_ID_MAX 64
 #define JTI_BYTES 16
-#define JWT_LEEWAY_SEC 60               /* DESIGN.md 6: at most 60 s */
 #define OPAQUE_TOKEN_MAX 256            /* a longer opaque token is none of ours */
 
 #define FAMILY_PREFIX "family:"
@@ -518,6 +517,33 @@ int session_refresh(StoreTxn *t, const SessionContext *ctx, const char *refresh_
 }
 
 /* ---- revocation ---- */
+
+int session_check_live(StoreTxn *t, const SessionContext *ctx, const char *family, const char *customer_id) {
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        uint64_t expires = 0;
+        int r;
+
+        r = family_get_live(t, family, customer_id, NULL, NULL, &rec);
+        if (r < 0)
+                return r;
+        if (!record_time(rec, "expires", &expires) || expires <= ctx->now_usec)
+                return -EACCES;
+        return 0;
+}
+
+int session_revoke_family(StoreTxn *t, const SessionContext *ctx, const char *family, const char *customer_id) {
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        _cleanup_free_ char *key = NULL;
+        int r;
+
+        r = family_get_live(t, family, customer_id, NULL, &key, &rec);
+        if (r == -EACCES)
+                return 0;
+        if (r < 0)
+                return r;
+        r = family_revoke(t, ctx, key, rec);
+        return r < 0 ? r : 1;
+}
 
 int session_revoke_token(StoreTxn *t, const SessionContext *ctx, const char *token) {
         _cleanup_(json_decrefp) json_t *rec = NULL, *frec = NULL;

@@ -93,6 +93,14 @@ int session_refresh(StoreTxn *t, const SessionContext *ctx, const char *refresh_
  * is not an error. */
 int session_revoke_token(StoreTxn *t, const SessionContext *ctx, const char *token);
 
+/* 0 if session (family) id is live (not revoked, not expired) and the customer's; -EACCES if
+ * not. */
+int session_check_live(StoreTxn *t, const SessionContext *ctx, const char *family, const char *customer_id);
+
+/* Revokes one session (family) of the customer: 1 if it was live, 0 if it was not (unknown,
+ * already revoked, or someone else's). */
+int session_revoke_family(StoreTxn *t, const SessionContext *ctx, const char *family, const char *customer_id);
+
 /* Revokes every family of the customer except except_family (NULL: all). Returns the number
  * revoked. For logoutAll and password changes. */
 int session_revoke_customer(StoreTxn *t, const SessionContext *ctx, const char *customer_id,

@@ -18,7 +18,9 @@
 #include "idm/protocol.h"
 #include "log.h"
 #include "manager.h"
+#include "methods/consents.h"
 #include "methods/customers.h"
+#include "methods/lockouts.h"
 #include "methods/methods.h"
 #include "passwords.h"
 #include "sessions.h"
@@ -208,7 +210,9 @@ struct PasswordJob {
         char *publisher_id;
         PasswordJobDone done;
         CustomerLoginSuccess on_login;  /* JOB_VERIFY: replies on success */
+        CustomerPasswordChecked on_checked;     /* customers_check_password(): replies */
         bool lock_details;              /* caller may learn lock state and unknown accounts */
+        char *lockout_key;              /* JOB_VERIFY: its STORE_LOCKOUTS key; NULL: none kept */
 
         /* results, written by the worker */
         int verified;           /* 0 match, -EACCES mismatch, other < 0 failure */
@@ -226,6 +230,7 @@ static void password_job_free(PasswordJob *j) {
         free(j->stored_hash);
         free(j->customer_id);
         free(j->publisher_id);
+        free(j->lockout_key);
         explicit_bzero(j->new_hash, sizeof(j->new_hash));
         free(j);
 }
@@ -375,6 +380,10 @@ static int register_write(StoreTxn *t, void *userdata) {
                 if (r < 0)
                         return r;
         }
+        r = consents_record_registration(t, pid, json_object_get_string(w->rec, "customerId"),
+                                         json_object_get(w->job->params, "consents"), w->ctx.now_usec);
+        if (r < 0)
+                return r;
 
         session_tokens_done(&w->tokens);
         return session_start(t, &w->ctx, json_object_get_string(w->rec, "customerId"), pid, &w->tokens);
@@ -404,7 +413,7 @@ static void register_done(PasswordJob *j) {
                 return;
         }
         static const char *const copy[] = { "country", "currency", "firstName", "lastName", "externalId",
-                                            "externalData", "consents" };
+                                            "externalData" };
         for (size_t i = 0; i < ELEMENTSOF(copy); i++) {
                 json_t *v = json_object_get(p, copy[i]);
                 if (v)
@@ -442,12 +451,13 @@ static int check_consents(Call *call, json_t *consents) {
                        *state = json_object_get(c, "state");
 
                 if (!json_is_object(c) || json_object_size(c) != 3 || !json_is_string(name) ||
-                    !text_is_valid(json_string_value(name), 64) || !(json_is_string(version) || json_is_integer(version)) ||
-                    !json_is_string(state) ||
+                    !text_is_valid(json_string_value(name), CONSENT_NAME_MAX) ||
+                    consents_version_parse(version, &(int64_t) { 0 }) < 0 || !json_is_string(state) ||
                     !(streq(json_string_value(state), "accepted") || streq(json_string_value(state), "declined")))
                         return call_reply_error(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS,
                                                 json_pack("{s:s, s:I}", "param", "consents", "index", (json_int_t) i),
-                                                "each consent is {name, version, state: accepted|declined}"),
+                                                "each consent is {name, version (an integer >= 1), state: "
+                                                "accepted|declined}"),
                                -EINVAL;
         }
         return 0;
@@ -509,6 +519,10 @@ static int method_customers_register(Call *call, json_t *params) {
                                         "a customer with this e-mail exists");
         if (r != -ENOENT)
                 return r;
+        /* Required consents: checked here; the unit of work stores the answers as given, so a
+         * new version published meanwhile just shows as needsUpdate afterwards. */
+        if (consents_check_registration(call, t, publisher_id, json_object_get(params, "consents")) < 0)
+                return 0;
         t = store_txn_free(t);
 
         j = password_job_new(call, JOB_HASH, params, register_done);
@@ -578,6 +592,7 @@ static void login_done(PasswordJob *j) {
 
         if (j->verified == -EACCES || !j->customer_id) {
                 log_info("%s: login refused for publisher %s", call_request_id(j->call), j->publisher_id);
+                lockouts_note_failure(j->call, j->lockout_key);
                 login_refuse(j);
                 return;
         }
@@ -585,6 +600,9 @@ static void login_done(PasswordJob *j) {
                 (void) call_reply_errno(j->call, j->verified);
                 return;
         }
+        /* Other attempts may have locked the account while this password was checked. */
+        if (lockouts_refuse_if_locked(j->call, NULL, j->lockout_key, lockouts_may_tell(j->call, j->lock_details)) > 0)
+                return;
 
         r = store_transact(m->store, login_write, &w);
         if (r == -EACCES || r == -ENOENT)
@@ -599,6 +617,7 @@ static void login_done(PasswordJob *j) {
                         .tokens = &w.tokens,
                 };
                 log_info("%s: customer %s logged in", call_request_id(j->call), j->customer_id);
+                lockouts_note_success(j->call, j->lockout_key);
                 r = j->on_login(j->call, &result);
                 if (r < 0 && !call_replied(j->call))
                         (void) call_reply_errno(j->call, r);
@@ -623,6 +642,14 @@ int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSu
         j->on_login = on_login;
         j->lock_details = req->lock_details;
 
+        /* A locked account (known or not) is refused before any hashing, and the attempt is not
+         * counted as a failure (methods/lockouts.h). */
+        r = lockouts_key(call, req->publisher_id, req->email, &j->lockout_key);
+        if (r < 0)
+                return r;
+        if (lockouts_refuse_if_locked(call, t, j->lockout_key, lockouts_may_tell(call, req->lock_details)) > 0)
+                return 0;
+
         /* A malformed e-mail cannot name an account: treated like an unknown one (same cost). */
         r = email_is_valid(req->email) ? customers_find_by_email(t, req->publisher_id, req->email, &customer) : -ENOENT;
         if (r >= 0) {
@@ -646,12 +673,16 @@ int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSu
 }
 
 static int login_reply(Call *call, const CustomerLogin *l) {
+        int outdated = consents_update_required(call_manager(call)->store, l->publisher_id, l->customer_id);
+
+        if (outdated < 0)
+                return outdated;
         return call_reply(call, json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}",
                                           "customerId", l->customer_id,
                                           "jwt", l->tokens->jwt,
                                           "refreshToken", l->tokens->refresh_token,
                                           "customerToken", l->tokens->customer_token,
-                                          "consentsUpdateRequired", false,
+                                          "consentsUpdateRequired", outdated > 0,
                                           "shouldCaptureBeDisplayed", false));
 }
 
@@ -830,11 +861,6 @@ static int method_customers_change_password(Call *call, json_t *params) {
         return 0;
 }
 
-/* A customer proves who it is with its access token or, for publisher backends, its customerToken. */
-#define CUSTOMER_AUTH_PARAMS                                                                    \
-        { "jwt", PARAM_STRING, false, 8192 },                                                   \
-        { "customerToken", PARAM_STRING, false, 256 }
-
 #define PASSWORD_MAX_BYTES 1024         /* the policy counts characters; this bounds the bytes */
 
 const Method methods_customers[] = {
@@ -883,3 +909,71 @@ const Method methods_customers[] = {
                   {} } },
         {}
 };
+
+/* --- password checks for other method families (the PAM path) --- */
+
+static void check_password_done(PasswordJob *j) {
+        CustomerPasswordCheck c = {
+                .params = j->params,
+                .publisher_id = j->publisher_id,
+                .customer_id = j->stored_hash ? j->customer_id : NULL,
+                .stored_hash = j->stored_hash,
+                /* a stored hash we cannot read verifies nothing */
+                .verified = j->verified == -EINVAL ? -EACCES : j->verified,
+        };
+
+        if (j->kind == JOB_CHANGE && c.verified == 0) {
+                if (j->hashed < 0)
+                        c.verified = j->hashed;
+                else
+                        c.new_hash = j->new_hash;
+        }
+        j->on_checked(j->call, &c);
+}
+
+int customers_check_password(Call *call, json_t *params, const char *publisher_id, const char *email,
+                             const char *password, const char *new_password, CustomerPasswordChecked done) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(password_job_freep) PasswordJob *j = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL;
+        const char *hash = NULL;
+        int r;
+
+        t = call_store_read(call);
+        if (!t)
+                return 0;
+        /* A malformed e-mail cannot name an account: treated like an unknown one (same cost). */
+        r = email_is_valid(email) ? customers_find_by_email(t, publisher_id, email, &customer) : -ENOENT;
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (r >= 0)
+                hash = json_object_get_string(customer, "passwordHash");
+
+        /* The new password is hashed only once the old one matched: a wrong password or an
+         * unknown account costs one verification either way. */
+        j = password_job_new(call, hash && new_password ? JOB_CHANGE : JOB_VERIFY, params, check_password_done);
+        if (!j)
+                return -ENOMEM;
+        j->on_checked = done;
+        if (hash) {
+                const char *id = json_object_get_string(customer, "customerId");
+
+                if (!id)
+                        return -EPROTO;
+                j->customer_id = strdup(id);
+                j->stored_hash = strdup(hash);
+                if (!j->customer_id || !j->stored_hash)
+                        return -ENOMEM;
+        }
+        t = store_txn_free(t);
+
+        j->password = strdup(password);
+        j->publisher_id = strdup(publisher_id);
+        j->new_password = new_password ? strdup(new_password) : NULL;
+        if (!j->password || !j->publisher_id || (new_password && !j->new_password))
+                return -ENOMEM;
+        if (password_job_submit(j) < 0)
+                return 0;
+        TAKE_PTR(j);
+        return 0;
+}

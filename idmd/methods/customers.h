@@ -49,3 +49,27 @@ typedef struct CustomerLoginRequest {
  * answered here: 401 invalid_credentials (unknown_user to admin peers), 503 unavailable. Returns
  * < 0 only for an internal error the caller should answer. */
 int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSuccess on_login);
+
+/* What customers_check_password() found, for its callback. Borrowed for the call only. */
+typedef struct CustomerPasswordCheck {
+        json_t *params;                 /* the params given to customers_check_password() */
+        const char *publisher_id;
+        const char *customer_id;        /* NULL: no such customer, or one without a password */
+        const char *stored_hash;        /* the hash verified against: a unit of work writing a new
+                                         * one checks that it is still the stored one */
+        int verified;                   /* 0: the password matches; -EACCES: it does not, or no
+                                         * such customer; other < 0: a failure (call_reply_errno) */
+        const char *new_hash;           /* the hash of new_password, when given and verified == 0 */
+} CustomerPasswordCheck;
+
+/* Runs on the event loop and replies to the call. */
+typedef void (*CustomerPasswordChecked)(Call *call, const CustomerPasswordCheck *check);
+
+/* Verifies the password of the customer (publisher, e-mail) on a worker thread (a dummy
+ * verification for an unknown account or one without a password: the same cost), and when
+ * new_password is given and the password matches, hashes new_password there too; then calls
+ * done. Nothing is written: the caller records what it wants in its own unit of work. params is
+ * kept with the job. Answers 503 itself when the worker queue is full. Returns < 0 only for an
+ * internal error the caller should answer. */
+int customers_check_password(Call *call, json_t *params, const char *publisher_id, const char *email,
+                             const char *password, const char *new_password, CustomerPasswordChecked done);

@@ -17,6 +17,12 @@
  * gives 403. Replies itself and returns < 0 when the call may not go on. */
 int auth_publisher(Call *call, json_t *params);
 
+/* The params of every ROLE_CUSTOMER method: a customer proves who it is with its access token
+ * or, for publisher backends, its customerToken (auth_customer needs one of them; jwt wins). */
+#define CUSTOMER_AUTH_PARAMS                                                                    \
+        { "jwt", PARAM_STRING, false, 8192 },                                                   \
+        { "customerToken", PARAM_STRING, false, 256 }
+
 /* For ROLE_CUSTOMER methods: a valid "jwt" (or "customerToken") param. Replies itself and
  * returns < 0 when the call may not go on. */
 int auth_customer(Call *call, json_t *params);

@@ -29,12 +29,32 @@
 #define OFFER_TITLE_MAX 200
 
 
+/* Records keep dates as microseconds since the epoch; callers see RFC 3339. */
+static void date_to_rfc3339(json_t *o, const char *key) {
+        json_t *v = json_object_get(o, key);
+        char buf[32];
+
+        if (json_is_integer(v))
+                (void) json_object_set_new(o, key, json_string(format_rfc3339((uint64_t) json_integer_value(v), buf)));
+}
+
 /* The fields of a publisher that callers may see (no token hash). New reference. */
 static json_t *publisher_public(json_t *rec) {
         json_t *o = json_deep_copy(rec);
 
-        if (o)
+        if (o) {
                 (void) json_object_del(o, "tokenHash");
+                date_to_rfc3339(o, "createdDate");
+        }
+        return o;
+}
+
+/* An offer as callers see it. New reference. */
+static json_t *offer_public(json_t *rec) {
+        json_t *o = json_deep_copy(rec);
+
+        if (o)
+                date_to_rfc3339(o, "createdDate");
         return o;
 }
 
@@ -82,8 +102,9 @@ static int publisher_apply_settings(Call *call, json_t *params, json_t *rec) {
                         continue;
                 }
                 if (!redirect_uri_is_valid(u)) {
-                        call_reply_errorf(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_URI,
-                                          "%s must be an absolute https URL (http only for localhost)", url_keys[i]);
+                        call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_URI,
+                                         json_pack("{s:s}", "field", url_keys[i]),
+                                         "the URL must be absolute https (http only for localhost)");
                         return -EINVAL;
                 }
                 (void) json_object_set_new(rec, url_keys[i], json_string(u));
@@ -97,9 +118,10 @@ static int publisher_apply_settings(Call *call, json_t *params, json_t *rec) {
                 json_object_foreach(pages, k, v)
                         if (!text_is_valid(k, 64) || !json_is_string(v) || json_string_value(v)[0] != '/' ||
                             !text_is_valid(json_string_value(v), 512) || strpbrk(json_string_value(v), " #?")) {
-                                call_reply_errorf(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
-                                                  "ssoPages maps page names to paths starting with '/' "
-                                                  "(no spaces, '?' or '#')");
+                                call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                                 json_pack("{s:s}", "field", "ssoPages"),
+                                                 "ssoPages maps page names to paths starting with '/' "
+                                                 "(no spaces, '?' or '#')");
                                 return -EINVAL;
                         }
                 (void) json_object_set(rec, "ssoPages", pages);
@@ -316,7 +338,7 @@ static int method_offers_add(Call *call, json_t *params) {
         if (r < 0)
                 return r;
         log_info("%s: publisher %s added offer '%s'", call_request_id(call), call_publisher_id(call), offer_id);
-        return call_reply(call, json_incref(rec));
+        return call_reply(call, offer_public(rec));
 }
 
 typedef struct OfferRemove {
@@ -364,7 +386,7 @@ static int append_offer(const char *key, json_t *value, void *userdata) {
 
         if (!streq_ptr(json_object_get_string(value, "publisherId"), l->publisher_id))
                 return 0;
-        return json_array_append(l->items, value) < 0 ? -ENOMEM : 0;
+        return json_array_append_new(l->items, offer_public(value)) < 0 ? -ENOMEM : 0;
 }
 
 static int method_offers_list(Call *call, json_t *params) {

@@ -59,20 +59,35 @@ static void add_method_stats(const Method *method, size_t index, void *userdata)
 static int method_server_get_stats(Call *call, json_t *params) {
         Manager *m = call_manager(call);
         _cleanup_(json_decrefp) json_t *methods = json_object(), *classes = json_object(), *tables = json_object(),
-                                       *keys = json_array();
+                                       *keys = json_array(), *rate_limited = json_object(), *result = NULL;
+        RateLimitStats rs = {};
         char **kids;
         StoreStats ss = {};
         void *ud[2] = { m, methods };
         int r;
 
-        if (!methods || !classes || !tables || !keys)
+        if (!methods || !classes || !tables || !keys || !rate_limited)
                 return -ENOMEM;
 
         rpc_foreach_method(add_method_stats, ud);
-        for (MethodClass c = 0; c < _METHOD_CLASS_MAX; c++)
+        if (m->ratelimit)
+                ratelimit_stats(m->ratelimit, &rs);
+        for (MethodClass c = 0; c < _METHOD_CLASS_MAX; c++) {
+                const RateLimitClassConfig *cc = &m->config->ratelimit[c];
+
                 (void) json_object_set_new(classes, method_class_to_string(c),
-                                           json_pack("{s:I, s:I}", "inFlight", (json_int_t) m->class_in_flight[c],
-                                                     "inFlightMax", (json_int_t) m->class_in_flight_max[c]));
+                                           json_pack("{s:I, s:I, s:I, s:I, s:{s:f, s:I, s:I}}",
+                                                     "inFlight", (json_int_t) m->class_in_flight[c],
+                                                     "inFlightMax", (json_int_t) m->class_in_flight_max[c],
+                                                     "rateLimited", (json_int_t) rs.rejected_rate[c],
+                                                     "concurrencyLimited", (json_int_t) rs.rejected_busy[c],
+                                                     "limits",
+                                                     "rate", cc->rate,
+                                                     "burst", (json_int_t) cc->burst,
+                                                     "concurrency", (json_int_t) cc->concurrency));
+                (void) json_object_set_new(rate_limited, method_class_to_string(c),
+                                           json_integer((json_int_t) (rs.rejected_rate[c] + rs.rejected_busy[c])));
+        }
 
         r = store_stats(m->store, &ss);
         if (r < 0)
@@ -84,7 +99,7 @@ static int method_server_get_stats(Call *call, json_t *params) {
         for (size_t i = 0; kids && kids[i]; i++)
                 (void) json_array_append_new(keys, json_string(kids[i]));
 
-        return call_reply(call, json_pack(
+        result = json_pack(
                 "{s:s, s:I, s:{s:I, s:I, s:I}, s:O, s:O, s:I, s:{s:I, s:I, s:I, s:I, s:O}, s:{s:i, s:i}, s:{s:s?, s:O}}",
                 "version", IDM_VERSION,
                 "uptime", (json_int_t) ((now_realtime_usec() - m->start_realtime_usec) / 1000000ULL),
@@ -106,7 +121,17 @@ static int method_server_get_stats(Call *call, json_t *params) {
                 "running", (int) workers_running(m->workers),
                 "keys",
                 "active", keyring_active_kid(m->keyring),
-                "verifying", keys));
+                "verifying", keys);
+        if (!result)
+                return -ENOMEM;
+        /* Rate limits and lockouts (docs/ratelimits.md). */
+        (void) json_object_set(result, "rateLimited", rate_limited);
+        (void) json_object_set_new(result, "rateLimitSources",
+                                   json_pack("{s:I, s:I, s:I}", "current", (json_int_t) rs.sources,
+                                             "capacity", (json_int_t) rs.max_sources,
+                                             "evicted", (json_int_t) rs.evicted));
+        (void) json_object_set_new(result, "lockouts", json_integer((json_int_t) m->lockouts));
+        return call_reply(call, TAKE_PTR(result));
 }
 
 const Method methods_server[] = {

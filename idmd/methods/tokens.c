@@ -16,7 +16,6 @@
 #include "tokens.h"
 
 #define OPAQUE_TOKEN_PARAM_MAX 512
-#define JWT_LEEWAY_USEC (60ULL * 1000000ULL)
 
 static SessionContext session_context(Call *call) {
         Manager *m = call_manager(call);
@@ -178,7 +177,7 @@ static int method_tokens_rotate_signing_key(Call *call, json_t *params) {
                 return -ENOMEM;
 
         /* The old key keeps verifying until every JWT it signed has expired, leeway included. */
-        r = keyring_rotate(m->keyring, now_realtime_usec(), m->config->access_ttl_usec + JWT_LEEWAY_USEC);
+        r = keyring_rotate(m->keyring, now_realtime_usec(), KEYRING_RETAIN_USEC(m->config->access_ttl_usec));
         if (r < 0) {
                 if (streq_ptr(keyring_active_kid(m->keyring), old_kid))
                         return r;       /* nothing changed; call_reply_errno() logs it */
@@ -197,7 +196,7 @@ const Method methods_tokens[] = {
         { .name = IDM_METHOD_REVOKE_TOKEN, .handler = method_tokens_revoke, .role = ROLE_ANYONE,
           .params = (const ParamSpec[]) { { "token", PARAM_STRING, true, JWT_MAX }, {} } },
         { .name = "logoutAll", .handler = method_tokens_logout_all, .role = ROLE_CUSTOMER,
-          .params = (const ParamSpec[]) { { "jwt", PARAM_STRING, true, JWT_MAX }, {} } },
+          .params = (const ParamSpec[]) { CUSTOMER_AUTH_PARAMS, {} } },
         { .name = "introspectToken", .handler = method_tokens_introspect, .role = ROLE_ANYONE,
           .params = (const ParamSpec[]) { { "token", PARAM_STRING, true, JWT_MAX }, {} } },
         { .name = "getJwks", .handler = method_tokens_get_jwks, .role = ROLE_ANYONE,

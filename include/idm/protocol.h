@@ -88,18 +88,26 @@
  *   pamAuthenticate {publisherId|offerId, user, password, service?, rhost?, tty?, ruser?}
  *     -> {customerId, publisherId, sessionId, jwt, refreshToken, customerToken}
  *     errors: 401 invalid_credentials, 401 unknown_user (admin peers only), 423 account_locked
- *     {retryAfter}, 429 rate_limited {retryAfter}, 403 account_disabled
+ *     {retryAfter}, 429 rate_limited {retryAfter}, 403 account_disabled (told only once the
+ *     password is right; no tokens then)
  *   pamAccount {publisherId|offerId, user}
  *     -> {customerId, disabled, consentsUpdateRequired, consents: [{name, label, version}]}
  *     (the required consents the customer has not accepted at their current version)
  *     errors: 404 not_found (admin peers, or the peer uid that authenticated the user last)
+ *     who may ask: admin peers, and a peer uid while the session it opened for the user with
+ *     pamAuthenticate is live; any other peer gets 403 forbidden, known user or not
  *   pamAcceptConsents {publisherId|offerId, user, consents: [{name, version, state}]} -> {}
+ *     the same callers as pamAccount; errors: 409 version_mismatch {name, version,
+ *     newestVersion} (only the current version), 400 invalid_value (unknown consent), 403, 404
  *   pamChangePassword {publisherId|offerId, user, oldPassword, newPassword?} -> {}
  *     without newPassword only verifies oldPassword (PAM_PRELIM_CHECK);
  *     errors: 401 invalid_credentials, 400 weak_password (message says why), 423, 429
+ *     any peer may call it (the old password is the proof; it counts towards the lockout like a
+ *     login); a change revokes every session of the customer
  *   pamCloseSession {publisherId|offerId, user, sessionId?} -> {}
  *     revokes the session's tokens (sessionId from pamAuthenticate; without it, the session
- *     this peer uid opened last for the user)
+ *     this peer uid opened last for the user); {} also for unknown or closed sessions, and a
+ *     sessionId of another user's session is ignored
  */
 #define IDM_METHOD_PAM_AUTHENTICATE "pamAuthenticate"
 #define IDM_METHOD_PAM_ACCOUNT "pamAccount"

@@ -277,6 +277,20 @@ worker_queue = 64
             c.close()
 
 
+    def test_refusal_waits_for_replies_owed(self):
+        """A limit hit after a pipelined request: the reply owed comes first, then the refusal."""
+        pub = self.create_publisher()["publisherId"]
+        self.idmd.call("registerCustomer", registration(pub))
+        with self.idmd.client() as c:
+            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
+                "email": "alice@example.com", "password": PASSWORD, "publisherId": pub}}).encode() + b"\n"
+                       + b"x" * 70000 + b"\n")
+            first = c.recv_line()
+            self.assertEqual(first["id"], 1)
+            self.assertIn("result", first)
+            self.assertError(c.recv_line()["error"], -32600, "request_too_large")
+            self.assertTrue(c.is_closed())
+
     def test_sigterm_answers_logins_in_flight(self):
         pub = self.create_publisher()["publisherId"]
         self.idmd.call("registerCustomer", registration(pub))

@@ -25,6 +25,7 @@ class Publishers(IdmdTestCase):
         self.assertEqual(pub["allowedRedirectUris"], ["https://app.example.com/cb"])
         self.assertEqual(pub["ssoPages"], {"account": "/my-account"})
         self.assertNotIn("tokenHash", pub)
+        self.assertRegex(pub["createdDate"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
         self.assertNotIn("publisherToken", pub)
         self.assertEqual(self.idmd.call("getPublisher", {"publisherId": p["publisherId"]})["name"], "Acme TV")
 
@@ -44,6 +45,7 @@ class Publishers(IdmdTestCase):
             self.idmd.call("createPublisher", {"name": "X", "allowedRedirectUris": ok})
         err = self.idmd.error("createPublisher", {"name": "X", "resetUrl": "http://evil.example/"})
         self.assertError(err, 400, "invalid_uri")
+        self.assertEqual(err["data"]["field"], "resetUrl")
         err = self.idmd.error("createPublisher", {"name": ""})
         self.assertError(err, 400, "invalid_value")
         err = self.idmd.error("createPublisher", {"name": "X", "ssoPages": {"a": "no-slash"}})
@@ -80,6 +82,7 @@ class Publishers(IdmdTestCase):
         ta, tb = a["publisherToken"], b["publisherToken"]
         offer = self.idmd.call("addOffer", {"publisherToken": ta, "offerId": "R123123123_US", "title": "Monthly"})
         self.assertEqual(offer["publisherId"], a["publisherId"])
+        self.assertRegex(offer["createdDate"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
         self.idmd.call("addOffer", {"publisherId": b["publisherId"], "offerId": "B_1"})  # admin names the publisher
         self.assertError(self.idmd.error("addOffer", {"publisherToken": tb, "offerId": "R123123123_US"}),
                          409, "offer_exists")

@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Account lockout where it meets calls: the check before a login hashes anything, counting
+ * failures and clearing them after a success (for customers_login()), and the publisher
+ * methods unlockCustomer and getCustomerLockout (publisher or admin).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "idm/json-util.h"
+#include "idm/protocol.h"
+#include "lockout.h"
+#include "log.h"
+#include "manager.h"
+#include "methods/customers.h"
+#include "methods/lockouts.h"
+#include "methods/methods.h"
+#include "ratelimit.h"
+
+/* journalctl MESSAGE_ID=... finds every lockout (docs/ratelimits.md). */
+#define MESSAGE_ID_ACCOUNT_LOCKED "7ab27605aa2b4fa282b9a8abd14c5cae"
+
+#define EMAIL_PARAM_MAX 320
+#define CUSTOMER_ID_PARAM_MAX 32
+#define EXTERNAL_ID_PARAM_MAX 128
+
+/* --- the login path --- */
+
+int lockouts_key(Call *call, const char *publisher_id, const char *email, char **ret) {
+        Manager *m = call_manager(call);
+        int r;
+
+        *ret = NULL;
+        if (m->config->lockout_deny == 0 || !publisher_id || !email)
+                return 0;
+        r = lockout_key(publisher_id, email, ret);
+        if (r == -E2BIG) {
+                *ret = NULL;
+                return 0;
+        }
+        return r;
+}
+
+bool lockouts_may_tell(Call *call, bool lock_details) {
+        return lock_details || call_role(call) == ROLE_ADMIN;
+}
+
+static int reply_locked(Call *call, bool tell, uint64_t remaining_usec) {
+        uint64_t retry = ratelimit_retry_after_sec(remaining_usec);
+
+        if (!tell)
+                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                        "wrong e-mail or password");
+        return call_reply_error(call, IDM_ERR_LOCKED, IDM_REASON_ACCOUNT_LOCKED,
+                                json_pack("{s:I}", "retryAfter", (json_int_t) retry),
+                                "the account is locked after too many failed logins; try again later");
+}
+
+int lockouts_refuse_if_locked(Call *call, StoreTxn *t, const char *key, bool tell) {
+        _cleanup_(store_txn_freep) StoreTxn *own = NULL;
+        _cleanup_(lockout_state_done) LockoutState s = {};
+        uint64_t remaining = 0;
+        int r;
+
+        if (!key)
+                return 0;
+        if (!t) {
+                own = call_store_read(call);
+                if (!own)
+                        return 1;
+                t = own;
+        }
+        r = lockout_get(t, key, &s);
+        if (r < 0) {
+                (void) call_reply_errno(call, r);
+                return 1;
+        }
+        if (!lockout_is_locked(&s, now_realtime_usec(), &remaining))
+                return 0;
+
+        log_info("%s: login refused, the account is locked for %llu s more", call_request_id(call),
+                 (unsigned long long) ratelimit_retry_after_sec(remaining));
+        (void) reply_locked(call, tell, remaining);
+        return 1;
+}
+
+typedef struct FailureWork {
+        LockoutPolicy policy;
+        const char *key;
+        uint64_t now_usec;
+} FailureWork;
+
+static int failure_write(StoreTxn *t, void *userdata) {
+        FailureWork *w = userdata;
+
+        return lockout_note_failure(t, &w->policy, w->key, w->now_usec);
+}
+
+void lockouts_note_failure(Call *call, const char *key) {
+        Manager *m = call_manager(call);
+        FailureWork w = {
+                .policy = lockout_policy_from_config(m->config),
+                .key = key,
+                .now_usec = now_realtime_usec(),
+        };
+        int r;
+
+        if (!key)
+                return;
+        r = store_transact(m->store, failure_write, &w);
+        if (r < 0) {
+                log_warning_errno(r, "%s: failed to count a failed login, ignoring: %m", call_request_id(call));
+                return;
+        }
+        if (r > 0) {
+                m->lockouts++;
+                log_struct(LOG_LEVEL_NOTICE, MESSAGE_ID_ACCOUNT_LOCKED, "%s: account locked after %u failed logins",
+                           call_request_id(call), m->config->lockout_deny);
+        }
+}
+
+static int clear_write(StoreTxn *t, void *userdata) {
+        return lockout_clear(t, userdata);
+}
+
+void lockouts_note_success(Call *call, const char *key) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        Manager *m = call_manager(call);
+        bool present;
+        int r;
+
+        if (!key)
+                return;
+        /* Most logins have no record: a read, not a second durable write. */
+        r = store_read(m->store, &t);
+        if (r < 0) {
+                log_warning_errno(r, "%s: failed to read the failed-login count, ignoring: %m", call_request_id(call));
+                return;
+        }
+        present = store_exists(t, STORE_LOCKOUTS, key);
+        t = store_txn_free(t);
+        if (!present)
+                return;
+        r = store_transact(m->store, clear_write, (void *) key);
+        if (r < 0)
+                log_warning_errno(r, "%s: failed to reset the failed-login count, ignoring: %m",
+                                  call_request_id(call));
+}
+
+/* --- unlockCustomer, getCustomerLockout --- */
+
+/* The customer the params name (exactly one of email, customerId, externalId) within the call's
+ * publisher: *ret_email (the e-mail to key the lockout by) and *ret_customer (the record, NULL
+ * for an e-mail without an account). Replies itself and returns < 0 on a problem. */
+static int resolve_customer(Call *call, StoreTxn *t, json_t *params, char **ret_email, json_t **ret_customer) {
+        const char *publisher_id = call_publisher_id(call);
+        const char *email = json_object_get_string(params, "email");
+        const char *customer_id = json_object_get_string(params, "customerId");
+        const char *external_id = json_object_get_string(params, "externalId");
+        _cleanup_(json_decrefp) json_t *customer = NULL, *link = NULL;
+        int r;
+
+        if (!!email + !!customer_id + !!external_id != 1)
+                return call_reply_invalid_param(call, email ? "customerId" : "email",
+                                                "name the customer by exactly one of 'email', 'customerId' "
+                                                "or 'externalId'"),
+                       -EINVAL;
+        if (!publisher_id)      /* auth_publisher() always sets it */
+                return call_reply_errno(call, -EPROTO), -EPROTO;
+
+        if (email) {
+                r = customers_find_by_email(t, publisher_id, email, &customer);
+                if (r < 0 && r != -ENOENT)
+                        return call_reply_errno(call, r), r;
+                *ret_email = strdup(email);
+        } else {
+                if (external_id) {
+                        _cleanup_free_ char *key = NULL;
+
+                        if (asprintf(&key, "%s:%s", publisher_id, external_id) < 0)
+                                return call_reply_errno(call, -ENOMEM), -ENOMEM;
+                        r = store_get(t, STORE_CUSTOMERS_BY_EXTERNAL_ID, key, &link);
+                        customer_id = r >= 0 ? json_object_get_string(link, "customerId") : NULL;
+                        if (r >= 0 && !customer_id)
+                                r = -EPROTO;
+                        if (r < 0 && r != -ENOENT)
+                                return call_reply_errno(call, r), r;
+                }
+                r = customer_id ? store_get(t, STORE_CUSTOMERS, customer_id, &customer) : -ENOENT;
+                if (r < 0 && r != -ENOENT)
+                        return call_reply_errno(call, r), r;
+                /* Another publisher's customer is as unknown as a missing one. */
+                if (r == -ENOENT || !streq_ptr(json_object_get_string(customer, "publisherId"), publisher_id) ||
+                    !json_object_get_string(customer, "email"))
+                        return call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL,
+                                                "no such customer"),
+                               -ENOENT;
+                *ret_email = strdup(json_object_get_string(customer, "email"));
+        }
+        if (!*ret_email)
+                return call_reply_errno(call, -ENOMEM), -ENOMEM;
+        *ret_customer = TAKE_PTR(customer);
+        return 0;
+}
+
+static int method_lockouts_get(Call *call, json_t *params) {
+        Manager *m = call_manager(call);
+        LockoutPolicy policy = lockout_policy_from_config(m->config);
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(lockout_state_done) LockoutState s = {};
+        _cleanup_(json_decrefp) json_t *customer = NULL;
+        _cleanup_free_ char *email = NULL, *key = NULL;
+        uint64_t now = now_realtime_usec(), remaining = 0;
+        char buf[32];
+        bool locked;
+        int r;
+
+        t = call_store_read(call);
+        if (!t)
+                return 0;
+        if (resolve_customer(call, t, params, &email, &customer) < 0)
+                return 0;
+        r = lockout_key(call_publisher_id(call), email, &key);
+        if (r == -E2BIG)
+                key = NULL;
+        else if (r < 0)
+                return r;
+        if (key) {
+                r = lockout_get(t, key, &s);
+                if (r < 0)
+                        return r;
+        }
+        locked = lockout_is_locked(&s, now, &remaining);
+
+        return call_reply(call, json_pack("{s:s, s:o, s:b, s:I, s:o, s:I, s:I, s:I}",
+                                          "email", email,
+                                          "customerId", json_object_get(customer, "customerId") ?
+                                                  json_incref(json_object_get(customer, "customerId")) : json_null(),
+                                          "locked", locked,
+                                          "retryAfter", (json_int_t) (locked ? ratelimit_retry_after_sec(remaining) : 0),
+                                          "lockedUntil", locked ? json_string(format_rfc3339(s.locked_until_usec, buf))
+                                                                : json_null(),
+                                          "failures", (json_int_t) lockout_failures(&s, &policy, now),
+                                          "lockCount", (json_int_t) (lockout_is_expired(&s, &policy, now) ? 0 : s.lock_count),
+                                          "nextLockSeconds",
+                                          (json_int_t) ratelimit_retry_after_sec(lockout_next_duration(&s, &policy, now))));
+}
+
+static int method_lockouts_unlock(Call *call, json_t *params) {
+        Manager *m = call_manager(call);
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL;
+        _cleanup_free_ char *email = NULL, *key = NULL;
+        int r;
+
+        t = call_store_read(call);
+        if (!t)
+                return 0;
+        if (resolve_customer(call, t, params, &email, &customer) < 0)
+                return 0;
+        t = store_txn_free(t);
+
+        r = lockout_key(call_publisher_id(call), email, &key);
+        if (r == -E2BIG)        /* no record is ever kept for such a name */
+                return call_reply(call, NULL);
+        if (r < 0)
+                return r;
+        r = store_transact(m->store, clear_write, key);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                log_info("%s: lockout of a customer of publisher %s cleared (uid %u)", call_request_id(call),
+                         call_publisher_id(call), (unsigned) call_peer(call)->uid);
+        return call_reply(call, NULL);
+}
+
+static const ParamSpec lockout_params[] = {
+        { "publisherId", PARAM_STRING, false, 16 },
+        { "publisherToken", PARAM_STRING, false, 128 },
+        { "email", PARAM_STRING, false, EMAIL_PARAM_MAX },
+        { "customerId", PARAM_STRING, false, CUSTOMER_ID_PARAM_MAX },
+        { "externalId", PARAM_STRING, false, EXTERNAL_ID_PARAM_MAX },
+        {}
+};
+
+const Method methods_lockouts[] = {
+        { .name = "unlockCustomer", .handler = method_lockouts_unlock, .role = ROLE_PUBLISHER,
+          .params = lockout_params },
+        { .name = "getCustomerLockout", .handler = method_lockouts_get, .role = ROLE_PUBLISHER,
+          .params = lockout_params },
+        {}
+};

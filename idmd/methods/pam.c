@@ -1,0 +1,598 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The PAM path (pam_idm <-> idmd; the wire contract is the comment in include/idm/protocol.h):
+ * pamAuthenticate, pamAccount, pamAcceptConsents, pamChangePassword, pamCloseSession; and
+ * setCustomerDisabled (admin), the switch pamAccount reports.
+ *
+ * PAM runs its phases in different processes (sshd authenticates in a forked child) and pam_idm
+ * keeps nothing between them, so what links the phases lives here: pamAuthenticate records a
+ * "PAM session" for (publisher, user, peer uid). While that session lives, the peer uid may ask
+ * pamAccount / pamAcceptConsents about that user (admin peers may always), and pamCloseSession
+ * without a sessionId ends the session the peer uid opened last for the user.
+ *
+ * Records in STORE_TOKENS (docs/store.md), times in CLOCK_REALTIME usec:
+ *   "pam:<publisherId>:<lower-cased e-mail>:<peer uid>"  {sessionId, customerId, created,
+ *                                                         expires}
+ * The session is a session family (sessions.h): sessionId is its id ("sid" in the JWT), and its
+ * record "family:<sessionId>" ({customerId, publisherId, expires, revoked?}) says whether it is
+ * still live. A PAM session record is replaced by the next pamAuthenticate of the same peer uid
+ * and removed by pamCloseSession; one whose session is gone is ignored.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "idm/json-util.h"
+#include "idm/protocol.h"
+#include "log.h"
+#include "manager.h"
+#include "methods/consents.h"
+#include "methods/customers.h"
+#include "methods/lockouts.h"
+#include "methods/methods.h"
+#include "passwords.h"
+#include "sessions.h"
+#include "validate.h"
+
+#define PAM_RECORD_PREFIX "pam:"
+#define SESSION_ID_MAX 64
+#define USER_MAX 320
+#define PASSWORD_MAX_BYTES 1024
+#define CONTEXT_MAX 256
+#define RHOST_MAX 1024
+#define LOG_CONTEXT_MAX 64              /* bytes of each PAM context item shown in the log */
+
+static SessionContext session_context(Call *call) {
+        Manager *m = call_manager(call);
+
+        return (SessionContext) {
+                .config = m->config,
+                .keyring = m->keyring,
+                .now_usec = now_realtime_usec(),
+                .peer_uid = call_peer(call)->uid,
+        };
+}
+
+/* A copy of s safe for a log line: at most LOG_CONTEXT_MAX bytes, control characters as '?',
+ * "-" for NULL. The PAM context comes from the client (rhost may come from a remote resolver). */
+static const char *log_safe(const char *s, char buf[static LOG_CONTEXT_MAX + 1]) {
+        size_t i;
+
+        if (!s)
+                return "-";
+        for (i = 0; s[i] && i < LOG_CONTEXT_MAX; i++)
+                buf[i] = ((unsigned char) s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+        buf[i] = 0;
+        return buf;
+}
+
+/* "pam:<publisherId>:<lower-cased e-mail>:<uid>". -ENOMEM, -E2BIG. */
+static int pam_record_key(const char *publisher_id, const char *user, uid_t uid, char **ret) {
+        _cleanup_free_ char *index = NULL;
+        char *key;
+        int r;
+
+        r = customers_index_key(publisher_id, user, &index);
+        if (r < 0)
+                return r;
+        if (asprintf(&key, PAM_RECORD_PREFIX "%s:%u", index, (unsigned) uid) < 0)
+                return -ENOMEM;
+        if (strlen(key) > STORE_KEY_MAX) {
+                free(key);
+                return -E2BIG;
+        }
+        *ret = key;
+        return 0;
+}
+
+/* The publisher named by params, in a short snapshot. Replies itself and returns NULL if none. */
+static char *pam_publisher(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = call_store_read(call);
+
+        if (!t)
+                return NULL;
+        return customers_resolve_publisher(call, t, params);
+}
+
+/* May this peer ask about (publisher, user)? Admin peers may; another peer uid only while the
+ * session it opened for the user with pamAuthenticate lives. Replies (403 forbidden, 404
+ * not_found to those allowed to know) and returns < 0 when not; else *ret is the customer. */
+static int pam_authorize(Call *call, StoreTxn *t, const char *publisher_id, const char *user, json_t **ret) {
+        _cleanup_(json_decrefp) json_t *customer = NULL, *rec = NULL;
+        _cleanup_free_ char *key = NULL;
+        const char *customer_id;
+        int r;
+
+        r = email_is_valid(user) ? customers_find_by_email(t, publisher_id, user, &customer) : -ENOENT;
+        if (r < 0 && r != -ENOENT)
+                return call_reply_errno(call, r), r;
+        customer_id = json_object_get_string(customer, "customerId");
+
+        if (call_role(call) != ROLE_ADMIN) {
+                r = pam_record_key(publisher_id, user, call_peer(call)->uid, &key);
+                if (r == -E2BIG)        /* no account has such a name */
+                        r = -ENOENT;
+                else if (r >= 0)
+                        r = store_get(t, STORE_TOKENS, key, &rec);
+                /* It authenticated the user, who was deleted since: it may know. */
+                if (r >= 0 && !customer)
+                        return call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL,
+                                                "no such customer"), -ENOENT;
+                if (r >= 0) {
+                        SessionContext ctx = { .now_usec = now_realtime_usec() };
+                        r = streq_ptr(json_object_get_string(rec, "customerId"), customer_id) &&
+                                session_check_live(t, &ctx, json_object_get_string(rec, "sessionId"),
+                                                   customer_id) >= 0 ? 0 : -ENOENT;
+                }
+                if (r == -ENOENT)
+                        return call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
+                                                "only an administrator or the peer that authenticated this user "
+                                                "may ask"), -EPERM;
+                if (r < 0)
+                        return call_reply_errno(call, r), r;
+        }
+        if (!customer)
+                return call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer"),
+                       -ENOENT;
+        *ret = TAKE_PTR(customer);
+        return 0;
+}
+
+/* --- pamAuthenticate --- */
+
+typedef struct PamOpenWork {
+        const char *key;
+        json_t *rec;
+} PamOpenWork;
+
+static int pam_open_write(StoreTxn *t, void *userdata) {
+        PamOpenWork *w = userdata;
+
+        return store_put(t, STORE_TOKENS, w->key, w->rec, STORE_PUT_DEFAULT);
+}
+
+typedef struct PamRevokeWork {
+        SessionContext ctx;
+        const char *refresh_token;
+} PamRevokeWork;
+
+static int pam_revoke_write(StoreTxn *t, void *userdata) {
+        PamRevokeWork *w = userdata;
+
+        return session_revoke_token(t, &w->ctx, w->refresh_token);
+}
+
+static int pam_login_reply(Call *call, const CustomerLogin *l) {
+        Manager *m = call_manager(call);
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        _cleanup_free_ char *key = NULL;
+        uint64_t now = now_realtime_usec();
+        PamOpenWork w;
+        int r;
+
+        /* Told only now that the password proved who is asking. The session just started is
+         * ended again: a disabled account gets no tokens. */
+        if (json_is_true(json_object_get(l->customer, "disabled"))) {
+                PamRevokeWork rw = { .ctx = session_context(call), .refresh_token = l->tokens->refresh_token };
+
+                r = store_transact(m->store, pam_revoke_write, &rw);
+                if (r < 0)
+                        return r;
+                log_notice("%s: PAM authentication of disabled customer %s refused", call_request_id(call),
+                           l->customer_id);
+                return call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL,
+                                        "the account is disabled");
+        }
+
+        r = pam_record_key(l->publisher_id, strempty(json_object_get_string(l->customer, "email")), call_peer(call)->uid,
+                           &key);
+        if (r < 0)
+                return r;
+        rec = json_pack("{s:s, s:s, s:I, s:I}", "sessionId", l->tokens->family, "customerId", l->customer_id,
+                        "created", (json_int_t) now,
+                        "expires", (json_int_t) (now + m->config->refresh_ttl_usec));
+        if (!rec)
+                return -ENOMEM;
+        w = (PamOpenWork) { .key = key, .rec = rec };
+        r = store_transact(m->store, pam_open_write, &w);
+        if (r < 0)
+                return r;
+
+        log_info("%s: PAM session %s of customer %s opened (uid %u)", call_request_id(call), l->tokens->family,
+                 l->customer_id, (unsigned) call_peer(call)->uid);
+        return call_reply(call, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}",
+                                          "customerId", l->customer_id,
+                                          "publisherId", l->publisher_id,
+                                          "sessionId", l->tokens->family,
+                                          "jwt", l->tokens->jwt,
+                                          "refreshToken", l->tokens->refresh_token,
+                                          "customerToken", l->tokens->customer_token));
+}
+
+static int method_pam_authenticate(Call *call, json_t *params) {
+        _cleanup_free_ char *publisher_id = NULL;
+        _cleanup_(json_decrefp) json_t *job_params = NULL;
+        const char *rhost = json_object_get_string(params, "rhost");
+        unsigned char addr[sizeof(struct in6_addr)];
+        char b1[LOG_CONTEXT_MAX + 1], b2[LOG_CONTEXT_MAX + 1], b3[LOG_CONTEXT_MAX + 1], b4[LOG_CONTEXT_MAX + 1];
+        CustomerLoginRequest req = {
+                .email = json_object_get_string(params, "user"),
+                .password = json_object_get_string(params, "password"),
+                .lock_details = true,
+        };
+
+        publisher_id = pam_publisher(call, params);
+        if (!publisher_id)
+                return 0;
+
+        log_info("%s: PAM authentication for publisher %s: service '%s', rhost '%s', tty '%s', ruser '%s' (uid %u)",
+                 call_request_id(call), publisher_id, log_safe(json_object_get_string(params, "service"), b1),
+                 log_safe(rhost, b2), log_safe(json_object_get_string(params, "tty"), b3),
+                 log_safe(json_object_get_string(params, "ruser"), b4), (unsigned) call_peer(call)->uid);
+
+        /* The login job keeps its own params, without the password: a remote host given as an
+         * address becomes the customer's lastUserIP, as customerIP does for `login`. */
+        job_params = json_object();
+        if (!job_params)
+                return -ENOMEM;
+        if (rhost && (inet_pton(AF_INET, rhost, addr) == 1 || inet_pton(AF_INET6, rhost, addr) == 1) &&
+            json_object_set_new(job_params, "customerIP", json_string(rhost)) < 0)
+                return -ENOMEM;
+
+        req.params = job_params;
+        req.publisher_id = publisher_id;
+        return customers_login(call, &req, pam_login_reply);
+}
+
+/* --- pamAccount, pamAcceptConsents --- */
+
+static int method_pam_account(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL, *outdated = NULL;
+        _cleanup_free_ char *publisher_id = NULL;
+        const char *customer_id;
+        int r;
+
+        t = call_store_read(call);
+        if (!t)
+                return 0;
+        publisher_id = customers_resolve_publisher(call, t, params);
+        if (!publisher_id)
+                return 0;
+        if (pam_authorize(call, t, publisher_id, json_object_get_string(params, "user"), &customer) < 0)
+                return 0;
+        customer_id = json_object_get_string(customer, "customerId");
+        r = consents_outdated_required(t, publisher_id, customer_id, &outdated);
+        if (r < 0)
+                return r;
+        return call_reply(call, json_pack("{s:s?, s:b, s:b, s:O}",
+                                          "customerId", customer_id,
+                                          "disabled", json_is_true(json_object_get(customer, "disabled")),
+                                          "consentsUpdateRequired", r > 0,
+                                          "consents", outdated));
+}
+
+static int method_pam_accept_consents(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL;
+        _cleanup_free_ char *publisher_id = NULL;
+        int r;
+
+        t = call_store_read(call);
+        if (!t)
+                return 0;
+        publisher_id = customers_resolve_publisher(call, t, params);
+        if (!publisher_id)
+                return 0;
+        if (pam_authorize(call, t, publisher_id, json_object_get_string(params, "user"), &customer) < 0)
+                return 0;
+        t = store_txn_free(t);
+
+        r = consents_answer(call, publisher_id, strempty(json_object_get_string(customer, "customerId")),
+                            json_object_get(params, "consents"), "pam", false);
+        if (r == -ENOENT)       /* deleted meanwhile */
+                return call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
+        return r;
+}
+
+/* --- pamChangePassword --- */
+
+typedef struct PamPasswordWork {
+        const CustomerPasswordCheck *check;
+        SessionContext ctx;
+        int revoked;
+} PamPasswordWork;
+
+static int pam_password_write(StoreTxn *t, void *userdata) {
+        PamPasswordWork *w = userdata;
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        int r;
+
+        r = store_get(t, STORE_CUSTOMERS, w->check->customer_id, &rec);
+        if (r < 0)
+                return r;
+        if (!streq_ptr(json_object_get_string(rec, "passwordHash"), w->check->stored_hash))
+                return -EACCES;         /* changed meanwhile */
+        if (json_object_set_new(rec, "passwordHash", json_string(w->check->new_hash)) < 0)
+                return -ENOMEM;
+        r = store_put(t, STORE_CUSTOMERS, w->check->customer_id, rec, STORE_PUT_DEFAULT);
+        if (r < 0)
+                return r;
+        /* DESIGN.md 6: a password change ends every session of the customer. */
+        w->revoked = session_revoke_customer(t, &w->ctx, w->check->customer_id, NULL);
+        return w->revoked < 0 ? w->revoked : 0;
+}
+
+static void pam_password_checked(Call *call, const CustomerPasswordCheck *c) {
+        PamPasswordWork w = { .check = c, .ctx = session_context(call) };
+        _cleanup_free_ char *lockout_key = NULL;
+        int r;
+
+        /* Checking an old password is a login attempt: it counts towards the lockout. */
+        r = lockouts_key(call, c->publisher_id, json_object_get_string(c->params, "user"), &lockout_key);
+        if (r < 0) {
+                (void) call_reply_errno(call, r);
+                return;
+        }
+        if (c->verified == -EACCES || !c->customer_id) {
+                log_info("%s: PAM password check refused for publisher %s", call_request_id(call), c->publisher_id);
+                lockouts_note_failure(call, lockout_key);
+                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                        "wrong e-mail or password");
+                return;
+        }
+        if (c->verified < 0) {
+                (void) call_reply_errno(call, c->verified);
+                return;
+        }
+        /* Other attempts may have locked the account while this password was checked. */
+        if (lockouts_refuse_if_locked(call, NULL, lockout_key, lockouts_may_tell(call, true)) > 0)
+                return;
+        lockouts_note_success(call, lockout_key);
+        if (!c->new_hash) {     /* PAM_PRELIM_CHECK: only the old password */
+                (void) call_reply(call, NULL);
+                return;
+        }
+
+        r = store_transact(call_manager(call)->store, pam_password_write, &w);
+        if (r == -EACCES || r == -ENOENT)
+                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                        "the password changed meanwhile; try again");
+        else if (r < 0)
+                (void) call_reply_errno(call, r);
+        else {
+                log_info("%s: customer %s changed the password through PAM (uid %u); %d sessions revoked",
+                         call_request_id(call), c->customer_id, (unsigned) call_peer(call)->uid, w.revoked);
+                (void) call_reply(call, NULL);
+        }
+}
+
+static int method_pam_change_password(Call *call, json_t *params) {
+        Manager *m = call_manager(call);
+        _cleanup_free_ char *publisher_id = NULL, *lockout_key = NULL;
+        const char *new_password = json_object_get_string(params, "newPassword");
+        const char *message = NULL;
+        PasswordPolicy policy = {
+                .min_length = m->config->password_min_length,
+                .max_length = m->config->password_max_length,
+                .require_letter = m->config->password_require_letter,
+                .require_digit_or_symbol = m->config->password_require_digit_or_symbol,
+        };
+        int r;
+
+        /* The policy is public: checking it first tells nothing about the account. */
+        if (new_password && password_check_policy(&policy, new_password, &message) < 0)
+                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_WEAK_PASSWORD, NULL, message);
+        publisher_id = pam_publisher(call, params);
+        if (!publisher_id)
+                return 0;
+        /* A locked account is refused before any hashing, as customers_login() does. */
+        r = lockouts_key(call, publisher_id, json_object_get_string(params, "user"), &lockout_key);
+        if (r < 0)
+                return r;
+        if (lockouts_refuse_if_locked(call, NULL, lockout_key, lockouts_may_tell(call, true)) > 0)
+                return 0;
+        return customers_check_password(call, params, publisher_id, json_object_get_string(params, "user"),
+                                        json_object_get_string(params, "oldPassword"), new_password,
+                                        pam_password_checked);
+}
+
+/* --- pamCloseSession --- */
+
+typedef struct PamCloseWork {
+        const char *publisher_id;
+        const char *user;
+        const char *session_id;         /* given, or NULL */
+        uid_t uid;
+        bool admin;
+        SessionContext ctx;
+        int revoked;
+} PamCloseWork;
+
+static int pam_close_write(StoreTxn *t, void *userdata) {
+        PamCloseWork *w = userdata;
+        _cleanup_(json_decrefp) json_t *customer = NULL, *rec = NULL;
+        _cleanup_free_ char *key = NULL;
+        const char *sid, *customer_id;
+        int r;
+
+        w->revoked = 0;
+        r = pam_record_key(w->publisher_id, w->user, w->uid, &key);
+        if (r == -E2BIG)
+                return 0;
+        if (r < 0)
+                return r;
+        r = store_get(t, STORE_TOKENS, key, &rec);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        sid = w->session_id ?: json_object_get_string(rec, "sessionId");
+
+        r = email_is_valid(w->user) ? customers_find_by_email(t, w->publisher_id, w->user, &customer) : -ENOENT;
+        if (r < 0 && r != -ENOENT)
+                return r;
+        customer_id = json_object_get_string(customer, "customerId");
+        /* A session id is not a secret (it is the "sid" of every JWT): besides administrators, a
+         * peer may only close a session it opened itself, the one its record names. */
+        if (sid && w->session_id && !w->admin && !streq_ptr(json_object_get_string(rec, "sessionId"), sid))
+                sid = NULL;
+        if (customer_id && sid) {
+                /* Only a session of this user: session_revoke_family() checks whose it is. */
+                r = session_revoke_family(t, &w->ctx, sid, customer_id);
+                if (r < 0)
+                        return r;
+                w->revoked = r;
+        }
+
+        /* The record goes when it names the session closed (or no session is named). */
+        if (rec && (!w->session_id || streq_ptr(json_object_get_string(rec, "sessionId"), w->session_id))) {
+                r = store_del(t, STORE_TOKENS, key);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+        }
+        return 0;
+}
+
+static int method_pam_close_session(Call *call, json_t *params) {
+        _cleanup_free_ char *publisher_id = NULL;
+        PamCloseWork w = {
+                .user = json_object_get_string(params, "user"),
+                .session_id = json_object_get_string(params, "sessionId"),
+                .uid = call_peer(call)->uid,
+                .admin = call_role(call) == ROLE_ADMIN,
+                .ctx = { .now_usec = now_realtime_usec() },
+        };
+        int r;
+
+        publisher_id = pam_publisher(call, params);
+        if (!publisher_id)
+                return 0;
+        w.publisher_id = publisher_id;
+        r = store_transact(call_manager(call)->store, pam_close_write, &w);
+        if (r < 0)
+                return r;
+        if (w.revoked > 0)
+                log_info("%s: PAM session closed for publisher %s (uid %u)", call_request_id(call), publisher_id,
+                         (unsigned) w.uid);
+        /* RFC 7009 spirit: an unknown or already closed session is not an error. */
+        return call_reply(call, NULL);
+}
+
+/* --- setCustomerDisabled (admin) --- */
+
+typedef struct DisableWork {
+        const char *publisher_id;
+        const char *email;
+        bool disabled;
+        SessionContext ctx;
+        json_t *customer;
+        int revoked;
+} DisableWork;
+
+static int disable_write(StoreTxn *t, void *userdata) {
+        DisableWork *w = userdata;
+        const char *id;
+        int r;
+
+        json_decref(w->customer);
+        w->customer = NULL;
+        w->revoked = 0;
+        r = email_is_valid(w->email) ? customers_find_by_email(t, w->publisher_id, w->email, &w->customer) : -ENOENT;
+        if (r < 0)
+                return r;
+        id = json_object_get_string(w->customer, "customerId");
+        if (!id)
+                return -EPROTO;
+        if (w->disabled) {
+                if (json_object_set_new(w->customer, "disabled", json_true()) < 0)
+                        return -ENOMEM;
+        } else
+                (void) json_object_del(w->customer, "disabled");        /* -1 if it was not there */
+        r = store_put(t, STORE_CUSTOMERS, id, w->customer, STORE_PUT_DEFAULT);
+        if (r < 0)
+                return r;
+        if (w->disabled) {      /* a disabled account keeps no session */
+                w->revoked = session_revoke_customer(t, &w->ctx, id, NULL);
+                if (w->revoked < 0)
+                        return w->revoked;
+        }
+        return 0;
+}
+
+static int method_pam_set_customer_disabled(Call *call, json_t *params) {
+        _cleanup_free_ char *publisher_id = NULL;
+        DisableWork w = {
+                .email = json_object_get_string(params, "email"),
+                .disabled = json_is_true(json_object_get(params, "disabled")),
+                .ctx = session_context(call),
+        };
+        const char *id;
+        int r;
+
+        publisher_id = pam_publisher(call, params);
+        if (!publisher_id)
+                return 0;
+        w.publisher_id = publisher_id;
+        r = store_transact(call_manager(call)->store, disable_write, &w);
+        if (r == -ENOENT)
+                r = call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
+        else if (r >= 0) {
+                id = json_object_get_string(w.customer, "customerId");
+                log_info("%s: customer %s %s%s", call_request_id(call), id, w.disabled ? "disabled" : "enabled",
+                         w.revoked > 0 ? ", its sessions revoked" : "");
+                r = call_reply(call, json_pack("{s:s, s:b}", "customerId", id, "disabled", w.disabled));
+        }
+        json_decref(w.customer);
+        return r;
+}
+
+#define PAM_PUBLISHER_PARAMS                            \
+        { "publisherId", PARAM_STRING, false, 16 },     \
+        { "offerId", PARAM_STRING, false, 64 }
+
+const Method methods_pam[] = {
+        { .name = IDM_METHOD_PAM_AUTHENTICATE, .handler = method_pam_authenticate, .role = ROLE_ANYONE,
+          .class = METHOD_CLASS_LOGIN,
+          .params = (const ParamSpec[]) {
+                  PAM_PUBLISHER_PARAMS,
+                  { "user", PARAM_STRING, true, USER_MAX },
+                  { "password", PARAM_STRING, true, PASSWORD_MAX_BYTES },
+                  { "service", PARAM_STRING, false, CONTEXT_MAX },
+                  { "rhost", PARAM_STRING, false, RHOST_MAX },
+                  { "tty", PARAM_STRING, false, CONTEXT_MAX },
+                  { "ruser", PARAM_STRING, false, CONTEXT_MAX },
+                  {} } },
+        { .name = IDM_METHOD_PAM_ACCOUNT, .handler = method_pam_account, .role = ROLE_ANYONE,
+          .params = (const ParamSpec[]) {
+                  PAM_PUBLISHER_PARAMS,
+                  { "user", PARAM_STRING, true, USER_MAX },
+                  {} } },
+        { .name = IDM_METHOD_PAM_ACCEPT_CONSENTS, .handler = method_pam_accept_consents, .role = ROLE_ANYONE,
+          .params = (const ParamSpec[]) {
+                  PAM_PUBLISHER_PARAMS,
+                  { "user", PARAM_STRING, true, USER_MAX },
+                  { "consents", PARAM_ARRAY, true, CONSENTS_MAX },
+                  {} } },
+        { .name = IDM_METHOD_PAM_CHANGE_PASSWORD, .handler = method_pam_change_password, .role = ROLE_ANYONE,
+          .class = METHOD_CLASS_LOGIN,
+          .params = (const ParamSpec[]) {
+                  PAM_PUBLISHER_PARAMS,
+                  { "user", PARAM_STRING, true, USER_MAX },
+                  { "oldPassword", PARAM_STRING, true, PASSWORD_MAX_BYTES },
+                  { "newPassword", PARAM_STRING, false, PASSWORD_MAX_BYTES },
+                  {} } },
+        { .name = IDM_METHOD_PAM_CLOSE_SESSION, .handler = method_pam_close_session, .role = ROLE_ANYONE,
+          .params = (const ParamSpec[]) {
+                  PAM_PUBLISHER_PARAMS,
+                  { "user", PARAM_STRING, true, USER_MAX },
+                  { "sessionId", PARAM_STRING, false, SESSION_ID_MAX },
+                  {} } },
+        { .name = "setCustomerDisabled", .handler = method_pam_set_customer_disabled, .role = ROLE_ADMIN,
+          .params = (const ParamSpec[]) {
+                  PAM_PUBLISHER_PARAMS,
+                  { "email", PARAM_STRING, true, USER_MAX },
+                  { "disabled", PARAM_BOOLEAN, true, 0 },
+                  {} } },
+        {}
+};

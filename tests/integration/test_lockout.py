@@ -1,0 +1,288 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Account lockout through the real socket: deny wrong passwords lock the account; then even the
+right password is refused without hashing: 423 account_locked with retryAfter for root (admin
+peers and the PAM path), 401 invalid_credentials for an unprivileged uid. Unknown e-mails are
+treated alike; other accounts are not affected; the lock survives a restart; unlockCustomer and
+`idmctl customer unlock` clear it and `idmctl customer show` shows it; repeat lockouts grow;
+a successful login resets the count.
+
+No test waits for a real unlock_time: the one test that waits for a lock to end configures
+unlock_time = 1 s, and polls instead of sleeping for a fixed time."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from idmtest import IDMCTL, IdmdTestCase, main, run_as
+
+PASSWORD = "correct horse 9"
+WRONG = "wrong horse 9"
+
+NOBODY_CLIENT = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+f = s.makefile("rwb")
+out = []
+for i, line in enumerate(sys.stdin):
+    method, params = json.loads(line)
+    f.write(json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}).encode() + b"\n")
+    f.flush()
+    out.append(json.loads(f.readline()))
+print(json.dumps(out))
+"""
+
+
+class LockoutTestCase(IdmdTestCase):
+    CONFIG = """
+[lockout]
+deny = 5
+fail_interval = 900
+unlock_time = 600
+max_unlock_time = 3600
+"""
+
+    def setUp(self):
+        super().setUp()
+        p = self.create_publisher()
+        self.pub = p["publisherId"]
+        self.pub_token = p["publisherToken"]
+        self.alice = self.register("alice@example.com")
+
+    def register(self, email, pub=None):
+        return self.idmd.call("registerCustomer", {
+            "email": email, "password": PASSWORD, "publisherId": pub or self.pub, "locale": "en_GB",
+            "country": "GB", "currency": "GBP"})
+
+    def login_params(self, email="alice@example.com", password=PASSWORD, pub=None):
+        return {"email": email, "password": password, "publisherId": pub or self.pub}
+
+    def login_error(self, **kw):
+        return self.idmd.error("login", self.login_params(**kw))
+
+    def lock(self, email="alice@example.com", pub=None):
+        """Five wrong passwords: each an ordinary 401."""
+        for _ in range(5):
+            e = self.login_error(email=email, password=WRONG, pub=pub)
+            self.assertEqual(e["code"], 401, e)
+
+    def assertLocked(self, error, max_retry=600):
+        self.assertError(error, 423, "account_locked")
+        retry = error["data"]["retryAfter"]
+        self.assertIsInstance(retry, int)
+        self.assertGreaterEqual(retry, 1)
+        self.assertLessEqual(retry, max_retry)
+        return retry
+
+    def state(self, email="alice@example.com"):
+        return self.idmd.call("getCustomerLockout", {"publisherId": self.pub, "email": email})
+
+    def as_nobody(self, calls):
+        for d in (self.idmd.tmp, os.path.dirname(self.idmd.socket)):
+            os.chmod(d, 0o755)
+        stdin = "".join(json.dumps(c) + "\n" for c in calls)
+        p = run_as(65534, 65534, [sys.executable, "-c", NOBODY_CLIENT, self.idmd.socket], input=stdin,
+                   capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
+
+    def idmctl(self, *args, check=True):
+        p = subprocess.run([IDMCTL, "--socket", self.idmd.socket] + list(args), capture_output=True, text=True,
+                           timeout=60)
+        if check:
+            self.assertEqual(p.returncode, 0, p.stderr)
+        return p
+
+
+class Lockout(LockoutTestCase):
+    def test_root_sees_423_and_the_right_password_is_refused_without_hashing(self):
+        self.lock()
+        retry = self.assertLocked(self.login_error(password=WRONG))
+        self.assertGreater(retry, 590)
+        self.assertLocked(self.login_error(password=PASSWORD))
+        # the PAM path is told too
+        self.assertLocked(self.idmd.error("pamAuthenticate", {"publisherId": self.pub, "user": "alice@example.com",
+                                                              "password": PASSWORD}))
+        # only the five wrong passwords were hashed: a locked attempt never reaches a worker
+        self.assertEqual(self.idmd.log_text().count("login refused for publisher"), 5)
+        stats = self.idmd.call("getStats")
+        self.assertEqual(stats["lockouts"], 1)
+        self.assertEqual(stats["store"]["entries"]["lockouts"], 1)
+        # the locked attempts were not counted as failures
+        st = self.state()
+        self.assertEqual((st["locked"], st["failures"], st["lockCount"]), (True, 0, 1))
+        self.assertEqual(st["customerId"], self.alice["customerId"])
+        self.assertRegex(st["lockedUntil"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertIsNone(self.idmd.call("getCustomer", {"jwt": self.alice["jwt"]})["lastLoginDate"])
+
+    def test_unprivileged_caller_gets_plain_401(self):
+        wrong = ["login", self.login_params(password=WRONG)]
+        right = ["login", self.login_params(password=PASSWORD)]
+        replies = self.as_nobody([wrong] * 6 + [right])
+        for r in replies:
+            self.assertError(r["error"], 401, "invalid_credentials")
+            self.assertNotIn("retryAfter", r["error"]["data"])
+        # root learns that it is locked
+        self.assertLocked(self.login_error())
+
+    def test_unknown_email_is_treated_alike(self):
+        for _ in range(5):
+            self.assertError(self.login_error(email="ghost@example.com"), 401, "unknown_user")
+        self.assertLocked(self.login_error(email="ghost@example.com"))
+        replies = self.as_nobody([["login", self.login_params(email="ghost@example.com")],
+                                  ["login", self.login_params(email="alice@example.com", password=WRONG)]])
+        for r in replies:
+            self.assertError(r["error"], 401, "invalid_credentials")
+        st = self.state("ghost@example.com")
+        self.assertIsNone(st["customerId"])
+        self.assertTrue(st["locked"])
+
+    def test_other_accounts_are_not_affected(self):
+        self.register("bob@example.com")
+        other = self.create_publisher(name="Other")["publisherId"]
+        self.register("alice@example.com", pub=other)
+        self.lock()
+        self.assertLocked(self.login_error())
+        self.idmd.call("login", self.login_params(email="bob@example.com"))
+        self.idmd.call("login", self.login_params(pub=other))
+        # case does not matter: it is the same account
+        self.assertLocked(self.login_error(email="ALICE@Example.com"))
+
+    def test_lock_survives_restart(self):
+        self.lock()
+        before = self.assertLocked(self.login_error())
+        self.idmd.stop()
+        self.idmd.start()
+        after = self.assertLocked(self.login_error())
+        self.assertLessEqual(after, before)
+        self.assertGreater(after, 500)
+        self.assertTrue(self.state()["locked"])
+
+    def test_success_resets_the_count(self):
+        for _ in range(4):
+            self.login_error(password=WRONG)
+        self.assertEqual(self.state()["failures"], 4)
+        self.idmd.call("login", self.login_params())
+        self.assertEqual(self.state()["failures"], 0)
+        self.assertEqual(self.idmd.call("getStats")["store"]["entries"]["lockouts"], 0)
+        for _ in range(4):
+            self.login_error(password=WRONG)
+        st = self.state()
+        self.assertEqual((st["locked"], st["failures"]), (False, 4))
+        self.idmd.call("login", self.login_params())
+
+    def test_unlock_customer(self):
+        self.lock()
+        # by e-mail, as admin naming the publisher
+        self.assertEqual(self.idmd.call("unlockCustomer", {"publisherId": self.pub, "email": "Alice@example.com"}), {})
+        self.idmd.call("login", self.login_params())
+        # by customerId, as the publisher (any local uid holding its token)
+        self.lock()
+        replies = self.as_nobody([["unlockCustomer", {"publisherToken": self.pub_token,
+                                                      "customerId": self.alice["customerId"]}]])
+        self.assertEqual(replies[0]["result"], {})
+        self.idmd.call("login", self.login_params())
+        # unlocking an account that is not locked is fine; an unknown e-mail too (no oracle)
+        self.assertEqual(self.idmd.call("unlockCustomer", {"publisherId": self.pub, "email": "alice@example.com"}), {})
+        self.assertEqual(self.idmd.call("unlockCustomer", {"publisherId": self.pub, "email": "x@example.com"}), {})
+
+    def test_unlock_customer_refusals(self):
+        self.lock()
+        other = self.create_publisher(name="Other")
+        # another publisher cannot name our customer
+        self.assertError(self.idmd.error("unlockCustomer", {"publisherToken": other["publisherToken"],
+                                                            "customerId": self.alice["customerId"]}),
+                         404, "not_found")
+        self.assertError(self.idmd.error("unlockCustomer", {"publisherId": self.pub, "customerId": "1234567890"}),
+                         404, "not_found")
+        # exactly one way of naming the customer
+        self.assertError(self.idmd.error("unlockCustomer", {"publisherId": self.pub}), -32602)
+        self.assertError(self.idmd.error("unlockCustomer", {"publisherId": self.pub, "email": "alice@example.com",
+                                                            "customerId": self.alice["customerId"]}), -32602)
+        # an unprivileged peer without a publisher token may not
+        replies = self.as_nobody([["unlockCustomer", {"publisherId": self.pub, "email": "alice@example.com"}],
+                                  ["getCustomerLockout", {"publisherId": self.pub, "email": "alice@example.com"}]])
+        for r in replies:
+            self.assertError(r["error"], 403, "forbidden")
+        self.assertLocked(self.login_error())
+
+    def test_idmctl_customer_show_and_unlock(self):
+        p = self.idmctl("customer", "show", "alice@example.com", "--publisher", self.pub)
+        self.assertRegex(p.stdout, r"Locked:\s+no")
+        self.lock()
+        p = self.idmctl("customer", "show", "alice@example.com", "--publisher", self.pub)
+        self.assertRegex(p.stdout, r"Locked:\s+yes, until \d{4}-")
+        self.assertIn(self.alice["customerId"], p.stdout)
+        p = self.idmctl("--json", "customer", "show", self.alice["customerId"], "--publisher", self.pub)
+        self.assertTrue(json.loads(p.stdout)["locked"])
+        p = self.idmctl("customer", "unlock", "alice@example.com", "--publisher", self.pub)
+        self.assertIn("cleared", p.stdout)
+        self.assertFalse(self.state()["locked"])
+        self.idmd.call("login", self.login_params())
+        # --publisher is required; other verbs do not take it
+        p = self.idmctl("customer", "unlock", "alice@example.com", check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--publisher", p.stderr)
+        p = self.idmctl("publisher", "list", "--publisher", self.pub, check=False)
+        self.assertEqual(p.returncode, 2)
+
+
+class RepeatLockouts(LockoutTestCase):
+    # Short enough to wait for: 1 s, doubling up to 3 s.
+    CONFIG = """
+[lockout]
+deny = 3
+fail_interval = 900
+unlock_time = 1
+max_unlock_time = 3
+"""
+
+    def lock(self, email="alice@example.com", pub=None):
+        for _ in range(3):
+            self.assertEqual(self.login_error(password=WRONG)["code"], 401)
+
+    def wait_unlocked(self):
+        deadline = time.monotonic() + 60
+        while self.state()["locked"]:
+            self.assertLess(time.monotonic(), deadline, "the lock did not end")
+            time.sleep(0.1)
+
+    def test_lock_grows_on_repeat_up_to_the_cap(self):
+        self.lock()
+        self.assertLocked(self.login_error(), max_retry=1)
+        self.assertEqual(self.state()["nextLockSeconds"], 2)
+        self.wait_unlocked()
+        self.lock()
+        self.assertEqual(self.state()["lockCount"], 2)
+        self.assertLocked(self.login_error(), max_retry=2)
+        self.assertEqual(self.state()["nextLockSeconds"], 3)     # 4, capped
+        self.wait_unlocked()
+        self.lock()
+        st = self.state()
+        self.assertEqual((st["locked"], st["lockCount"], st["nextLockSeconds"]), (True, 3, 3))
+        self.assertEqual(self.idmd.call("getStats")["lockouts"], 3)
+        # the lock ended by itself: the right password works and forgets everything
+        self.wait_unlocked()
+        self.idmd.call("login", self.login_params())
+        st = self.state()
+        self.assertEqual((st["lockCount"], st["failures"], st["nextLockSeconds"]), (0, 0, 1))
+
+
+class LockoutOff(LockoutTestCase):
+    CONFIG = """
+[lockout]
+deny = 0
+"""
+
+    def test_deny_zero_never_locks(self):
+        for _ in range(20):
+            self.assertError(self.login_error(password=WRONG), 401, "invalid_credentials")
+        self.idmd.call("login", self.login_params())
+        self.assertEqual(self.idmd.call("getStats")["store"]["entries"]["lockouts"], 0)
+
+
+if __name__ == "__main__":
+    main()
