@@ -33,8 +33,8 @@ static int customer_params(Context *ctx, const char *who, json_t **ret) {
 
         if (!ctx->publisher_id)
                 return usage_error(ctx, "--publisher ID is required");
-        params = json_pack("{s:s, s:s}", "publisherId", ctx->publisher_id, is_customer_id(who) ? "customerId" : "email",
-                           who);
+        params = json_pack("{s:s, s:s}", "publisherId", ctx->publisher_id,
+                           is_customer_id(who) ? "customerId" : "email", who);
         if (!params)
                 return oom();
         *ret = params;
@@ -62,7 +62,8 @@ int verb_customer_show(Context *ctx, int argc, char **argv) {
                 return print_json(result) < 0 ? oom() : 0;
 
         print_field(LABEL_WIDTH, "E-mail:", json_object_get_string(result, "email"));
-        print_field(LABEL_WIDTH, "Customer ID:", json_object_get_string(result, "customerId") ?: "- (no account)");
+        print_field(LABEL_WIDTH, "Customer ID:",
+                    json_object_get_string(result, "customerId") ?: "- (no account)");
         if (json_is_true(json_object_get(result, "locked"))) {
                 (void) snprintf(buf, sizeof(buf), "yes, until %s (%s more)",
                                 strempty(json_object_get_string(result, "lockedUntil")),
@@ -74,7 +75,8 @@ int verb_customer_show(Context *ctx, int argc, char **argv) {
         print_field(LABEL_WIDTH, "Failed logins:", buf);
         (void) snprintf(buf, sizeof(buf), "%llu", (unsigned long long) get_u64(result, "lockCount"));
         print_field(LABEL_WIDTH, "Recent locks:", buf);
-        print_field(LABEL_WIDTH, "Next lock lasts:", format_duration(get_u64(result, "nextLockSeconds"), duration));
+        print_field(LABEL_WIDTH, "Next lock lasts:",
+                    format_duration(get_u64(result, "nextLockSeconds"), duration));
         return 0;
 }
 

@@ -69,6 +69,13 @@ static bool next_lock_is_repeat(const LockoutState *s, const LockoutPolicy *p, u
         return now_usec < s->locked_until_usec || now_usec - s->locked_until_usec < p->max_unlock_time_usec;
 }
 
+unsigned lockout_lock_count(const LockoutState *s, const LockoutPolicy *p, uint64_t now_usec) {
+        assert(s);
+        assert(p);
+
+        return next_lock_is_repeat(s, p, now_usec) ? s->lock_count : 0;
+}
+
 uint64_t lockout_next_duration(const LockoutState *s, const LockoutPolicy *p, uint64_t now_usec) {
         uint64_t d = p->unlock_time_usec;
         unsigned previous = next_lock_is_repeat(s, p, now_usec) ? s->lock_count : 0;
@@ -169,7 +176,8 @@ json_t *lockout_state_to_json(const LockoutState *s) {
                         json_decref(failures);
                         return NULL;
                 }
-        return json_pack("{s:o, s:I, s:I}", "failures", failures, "lockedUntil", (json_int_t) s->locked_until_usec,
+        return json_pack("{s:o, s:I, s:I}", "failures", failures,
+                         "lockedUntil", (json_int_t) s->locked_until_usec,
                          "lockCount", (json_int_t) s->lock_count);
 }
 

@@ -63,6 +63,10 @@ int lockout_record_failure(LockoutState *s, const LockoutPolicy *p, uint64_t now
 /* The failures that still count at now_usec (within fail_interval, and not while locked). */
 size_t lockout_failures(const LockoutState *s, const LockoutPolicy *p, uint64_t now_usec);
 
+/* The lockouts in the current run of repeats at now_usec: 0 once a lock starting now would be
+ * a first one again. */
+unsigned lockout_lock_count(const LockoutState *s, const LockoutPolicy *p, uint64_t now_usec);
+
 /* How long the next lockout would last at now_usec. */
 uint64_t lockout_next_duration(const LockoutState *s, const LockoutPolicy *p, uint64_t now_usec);
 

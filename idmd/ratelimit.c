@@ -153,7 +153,8 @@ static void list_push_newest(RateLimiter *rl, RateLimitEntry *e) {
 }
 
 /* The entry of (class, key), made (with a full bucket) if needed, now the most recently used. */
-static int source_entry(RateLimiter *rl, MethodClass c, const char *key, uint64_t now_usec, RateLimitEntry **ret) {
+static int source_entry(RateLimiter *rl, MethodClass c, const char *key, uint64_t now_usec,
+                        RateLimitEntry **ret) {
         RateLimitEntry probe = { .class = c }, *e;
         void *node;
 

@@ -80,7 +80,7 @@ int lockouts_refuse_if_locked(Call *call, StoreTxn *t, const char *key, bool tel
         if (!lockout_is_locked(&s, now_realtime_usec(), &remaining))
                 return 0;
 
-        log_info("%s: login refused, the account is locked for %llu s more", call_request_id(call),
+        log_debug("%s: login refused, the account is locked for %llu s more", call_request_id(call),
                  (unsigned long long) ratelimit_retry_after_sec(remaining));
         (void) reply_locked(call, tell, remaining);
         return 1;
@@ -116,8 +116,9 @@ void lockouts_note_failure(Call *call, const char *key) {
         }
         if (r > 0) {
                 m->lockouts++;
-                log_struct(LOG_LEVEL_NOTICE, MESSAGE_ID_ACCOUNT_LOCKED, "%s: account locked after %u failed logins",
-                           call_request_id(call), m->config->lockout_deny);
+                log_struct(LOG_LEVEL_NOTICE, MESSAGE_ID_ACCOUNT_LOCKED,
+                           "%s: account locked after %u failed logins", call_request_id(call),
+                           m->config->lockout_deny);
         }
 }
 
@@ -136,7 +137,8 @@ void lockouts_note_success(Call *call, const char *key) {
         /* Most logins have no record: a read, not a second durable write. */
         r = store_read(m->store, &t);
         if (r < 0) {
-                log_warning_errno(r, "%s: failed to read the failed-login count, ignoring: %m", call_request_id(call));
+                log_warning_errno(r, "%s: failed to read the failed-login count, ignoring: %m",
+                                  call_request_id(call));
                 return;
         }
         present = store_exists(t, STORE_LOCKOUTS, key);
@@ -154,7 +156,8 @@ void lockouts_note_success(Call *call, const char *key) {
 /* The customer the params name (exactly one of email, customerId, externalId) within the call's
  * publisher: *ret_email (the e-mail to key the lockout by) and *ret_customer (the record, NULL
  * for an e-mail without an account). Replies itself and returns < 0 on a problem. */
-static int resolve_customer(Call *call, StoreTxn *t, json_t *params, char **ret_email, json_t **ret_customer) {
+static int resolve_customer(Call *call, StoreTxn *t, json_t *params, char **ret_email,
+                            json_t **ret_customer) {
         const char *publisher_id = call_publisher_id(call);
         const char *email = json_object_get_string(params, "email");
         const char *customer_id = json_object_get_string(params, "customerId");
@@ -192,7 +195,8 @@ static int resolve_customer(Call *call, StoreTxn *t, json_t *params, char **ret_
                 if (r < 0 && r != -ENOENT)
                         return call_reply_errno(call, r), r;
                 /* Another publisher's customer is as unknown as a missing one. */
-                if (r == -ENOENT || !streq_ptr(json_object_get_string(customer, "publisherId"), publisher_id) ||
+                if (r == -ENOENT ||
+                    !streq_ptr(json_object_get_string(customer, "publisherId"), publisher_id) ||
                     !json_object_get_string(customer, "email"))
                         return call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL,
                                                 "no such customer"),
@@ -212,7 +216,7 @@ static int method_lockouts_get(Call *call, json_t *params) {
         _cleanup_(lockout_state_done) LockoutState s = {};
         _cleanup_(json_decrefp) json_t *customer = NULL;
         _cleanup_free_ char *email = NULL, *key = NULL;
-        uint64_t now = now_realtime_usec(), remaining = 0;
+        uint64_t now = now_realtime_usec(), remaining = 0, next_lock;
         char buf[32];
         bool locked;
         int r;
@@ -233,19 +237,17 @@ static int method_lockouts_get(Call *call, json_t *params) {
                         return r;
         }
         locked = lockout_is_locked(&s, now, &remaining);
+        next_lock = ratelimit_retry_after_sec(lockout_next_duration(&s, &policy, now));
 
-        return call_reply(call, json_pack("{s:s, s:o, s:b, s:I, s:o, s:I, s:I, s:I}",
+        return call_reply(call, json_pack("{s:s, s:O?, s:b, s:I, s:s?, s:I, s:I, s:I}",
                                           "email", email,
-                                          "customerId", json_object_get(customer, "customerId") ?
-                                                  json_incref(json_object_get(customer, "customerId")) : json_null(),
+                                          "customerId", json_object_get(customer, "customerId"),
                                           "locked", locked,
                                           "retryAfter", (json_int_t) (locked ? ratelimit_retry_after_sec(remaining) : 0),
-                                          "lockedUntil", locked ? json_string(format_rfc3339(s.locked_until_usec, buf))
-                                                                : json_null(),
+                                          "lockedUntil", locked ? format_rfc3339(s.locked_until_usec, buf) : NULL,
                                           "failures", (json_int_t) lockout_failures(&s, &policy, now),
-                                          "lockCount", (json_int_t) (lockout_is_expired(&s, &policy, now) ? 0 : s.lock_count),
-                                          "nextLockSeconds",
-                                          (json_int_t) ratelimit_retry_after_sec(lockout_next_duration(&s, &policy, now))));
+                                          "lockCount", (json_int_t) lockout_lock_count(&s, &policy, now),
+                                          "nextLockSeconds", (json_int_t) next_lock));
 }
 
 static int method_lockouts_unlock(Call *call, json_t *params) {
