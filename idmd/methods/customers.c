@@ -561,6 +561,9 @@ static int login_write(StoreTxn *t, void *userdata) {
         /* The password changed while we were verifying the old one: that login does not count. */
         if (!streq_ptr(json_object_get_string(w->customer, "passwordHash"), j->stored_hash))
                 return -EACCES;
+        /* A disabled account gets no session, and its login is not recorded. */
+        if (json_is_true(json_object_get(w->customer, "disabled")))
+                return -EPERM;
 
         (void) json_object_set_new(w->customer, "lastLoginDate", json_integer((json_int_t) w->ctx.now_usec));
         if (ip)
@@ -607,7 +610,12 @@ static void login_done(PasswordJob *j) {
         r = store_transact(m->store, login_write, &w);
         if (r == -EACCES || r == -ENOENT)
                 login_refuse(j);
-        else if (r < 0)
+        else if (r == -EPERM) {
+                /* Told only to whoever proved the password, like Keycloak's "account is disabled". */
+                log_notice("%s: login of disabled customer %s refused", call_request_id(j->call), j->customer_id);
+                (void) call_reply_error(j->call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL,
+                                        "the account is disabled");
+        } else if (r < 0)
                 (void) call_reply_errno(j->call, r);
         else {
                 CustomerLogin result = {

@@ -46,7 +46,9 @@ typedef struct CustomerLoginRequest {
 /* The login both `login` and the PAM path use: verifies the password on a worker thread (a
  * dummy verification for unknown accounts), records lastLoginDate/lastUserIP, rehashes when
  * the configured cost changed, starts a session and calls on_login to reply. Every failure is
- * answered here: 401 invalid_credentials (unknown_user to admin peers), 503 unavailable. Returns
+ * answered here: 401 invalid_credentials (unknown_user to admin peers), 423 account_locked (to
+ * admin peers and lock_details callers; 401 to others), 403 account_disabled (after the right
+ * password only; no session, nothing recorded), 503 unavailable. Returns
  * < 0 only for an internal error the caller should answer. */
 int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSuccess on_login);
 

@@ -153,17 +153,6 @@ static int pam_open_write(StoreTxn *t, void *userdata) {
         return store_put(t, STORE_TOKENS, w->key, w->rec, STORE_PUT_DEFAULT);
 }
 
-typedef struct PamRevokeWork {
-        SessionContext ctx;
-        const char *refresh_token;
-} PamRevokeWork;
-
-static int pam_revoke_write(StoreTxn *t, void *userdata) {
-        PamRevokeWork *w = userdata;
-
-        return session_revoke_token(t, &w->ctx, w->refresh_token);
-}
-
 static int pam_login_reply(Call *call, const CustomerLogin *l) {
         Manager *m = call_manager(call);
         _cleanup_(json_decrefp) json_t *rec = NULL;
@@ -171,20 +160,6 @@ static int pam_login_reply(Call *call, const CustomerLogin *l) {
         uint64_t now = now_realtime_usec();
         PamOpenWork w;
         int r;
-
-        /* Told only now that the password proved who is asking. The session just started is
-         * ended again: a disabled account gets no tokens. */
-        if (json_is_true(json_object_get(l->customer, "disabled"))) {
-                PamRevokeWork rw = { .ctx = session_context(call), .refresh_token = l->tokens->refresh_token };
-
-                r = store_transact(m->store, pam_revoke_write, &rw);
-                if (r < 0)
-                        return r;
-                log_notice("%s: PAM authentication of disabled customer %s refused", call_request_id(call),
-                           l->customer_id);
-                return call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL,
-                                        "the account is disabled");
-        }
 
         r = pam_record_key(l->publisher_id, strempty(json_object_get_string(l->customer, "email")), call_peer(call)->uid,
                            &key);

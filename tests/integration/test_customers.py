@@ -223,6 +223,21 @@ class Customers(IdmdTestCase):
         # a refresh token is not a customerToken
         self.assertError(self.idmd.error("getCustomer", {"customerToken": r["refreshToken"]}), 401, "invalid_token")
 
+    def test_disabled_customer_gets_no_session(self):
+        r = self.register()
+        self.idmd.call("setCustomerDisabled", {"publisherId": self.pub, "email": "alice@example.com", "disabled": True})
+        # the earlier session was ended with the account
+        self.assertEqual(self.idmd.call("introspectToken", {"token": r["refreshToken"]}), {"active": False})
+        self.assertError(self.idmd.error("login", {"email": "alice@example.com", "password": PASSWORD,
+                                                   "publisherId": self.pub}), 403, "account_disabled")
+        # a wrong password learns nothing about the account
+        self.assertError(self.idmd.error("login", {"email": "alice@example.com", "password": "wrong pass 1",
+                                                   "publisherId": self.pub}), 401, "invalid_credentials")
+        self.idmd.call("setCustomerDisabled", {"publisherId": self.pub, "email": "alice@example.com", "disabled": False})
+        login = self.idmd.call("login", {"email": "alice@example.com", "password": PASSWORD, "publisherId": self.pub})
+        me = self.idmd.call("getCustomer", {"jwt": login["jwt"]})
+        self.assertIsNotNone(me["lastLoginDate"])
+
     def test_bad_jwt(self):
         self.register()
         for bad in ["", "x.y.z", "eyJhbGciOiJub25lIn0.e30."]:
