@@ -138,6 +138,22 @@ json_t *customers_public(json_t *rec) {
         return o;
 }
 
+int customers_check_new_password(Call *call, const char *password) {
+        const Config *c = call_manager(call)->config;
+        PasswordPolicy policy = {
+                .min_length = c->password_min_length,
+                .max_length = c->password_max_length,
+                .require_letter = c->password_require_letter,
+                .require_digit_or_symbol = c->password_require_digit_or_symbol,
+        };
+        const char *message = NULL;
+
+        if (password_check_policy(&policy, password, &message) >= 0)
+                return 0;
+        (void) call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_WEAK_PASSWORD, NULL, message);
+        return -EINVAL;
+}
+
 /* --- profile fields --- */
 
 /* Checks the optional profile fields in params and copies them into rec. Replies 400 itself. */
@@ -471,15 +487,8 @@ static int method_customers_register(Call *call, json_t *params) {
         _cleanup_free_ char *publisher_id = NULL;
         const char *email = json_object_get_string(params, "email");
         const char *password = json_object_get_string(params, "password");
-        const char *message = NULL;
         json_t *external_data = json_object_get(params, "externalData");
         const char *external_id = json_object_get_string(params, "externalId");
-        PasswordPolicy policy = {
-                .min_length = m->config->password_min_length,
-                .max_length = m->config->password_max_length,
-                .require_letter = m->config->password_require_letter,
-                .require_digit_or_symbol = m->config->password_require_digit_or_symbol,
-        };
         int r;
 
         if (!scratch)
@@ -487,8 +496,8 @@ static int method_customers_register(Call *call, json_t *params) {
         if (!email_is_valid(email))
                 return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_EMAIL, NULL,
                                         "email is not a valid address");
-        if (password_check_policy(&policy, password, &message) < 0)
-                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_WEAK_PASSWORD, NULL, message);
+        if (customers_check_new_password(call, password) < 0)
+                return 0;
         if (apply_profile(call, params, scratch) < 0)
                 return 0;
         if (external_id && !text_is_valid(external_id, EXTERNAL_ID_MAX))
@@ -836,19 +845,11 @@ static void change_done(PasswordJob *j) {
 }
 
 static int method_customers_change_password(Call *call, json_t *params) {
-        Manager *m = call_manager(call);
         _cleanup_(password_job_freep) PasswordJob *j = NULL;
         _cleanup_(json_decrefp) json_t *rec = NULL;
-        const char *message = NULL;
-        PasswordPolicy policy = {
-                .min_length = m->config->password_min_length,
-                .max_length = m->config->password_max_length,
-                .require_letter = m->config->password_require_letter,
-                .require_digit_or_symbol = m->config->password_require_digit_or_symbol,
-        };
 
-        if (password_check_policy(&policy, json_object_get_string(params, "newPassword"), &message) < 0)
-                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_WEAK_PASSWORD, NULL, message);
+        if (customers_check_new_password(call, json_object_get_string(params, "newPassword")) < 0)
+                return 0;
         rec = customer_get(call);
         if (!rec)
                 return 0;

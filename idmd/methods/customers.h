@@ -21,6 +21,10 @@ int customers_index_key(const char *publisher_id, const char *email, char **ret)
 /* The customer record of (publisher, e-mail). -ENOENT if none; new reference. */
 int customers_find_by_email(StoreTxn *t, const char *publisher_id, const char *email, json_t **ret);
 
+/* Checks a new password against the configured policy; replies 400 weak_password (the message
+ * says what is missing) and returns -EINVAL when it falls short. */
+int customers_check_new_password(Call *call, const char *password);
+
 /* The fields of a customer record callers may see (no password hash), dates as RFC 3339. */
 json_t *customers_public(json_t *rec);
 

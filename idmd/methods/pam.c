@@ -345,21 +345,13 @@ static void pam_password_checked(Call *call, const CustomerPasswordCheck *c) {
 }
 
 static int method_pam_change_password(Call *call, json_t *params) {
-        Manager *m = call_manager(call);
         _cleanup_free_ char *publisher_id = NULL, *lockout_key = NULL;
         const char *new_password = json_object_get_string(params, "newPassword");
-        const char *message = NULL;
-        PasswordPolicy policy = {
-                .min_length = m->config->password_min_length,
-                .max_length = m->config->password_max_length,
-                .require_letter = m->config->password_require_letter,
-                .require_digit_or_symbol = m->config->password_require_digit_or_symbol,
-        };
         int r;
 
         /* The policy is public: checking it first tells nothing about the account. */
-        if (new_password && password_check_policy(&policy, new_password, &message) < 0)
-                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_WEAK_PASSWORD, NULL, message);
+        if (new_password && customers_check_new_password(call, new_password) < 0)
+                return 0;
         publisher_id = pam_publisher(call, params);
         if (!publisher_id)
                 return 0;
