@@ -26,6 +26,39 @@ struct Slot {
 };
 
 static int connection_update_events(Connection *c);
+static void connection_schedule_resume(Connection *c);
+
+/* Request lines carry passwords and replies carry tokens: buffers are wiped before they are
+ * freed, moved or resized. */
+static void buffer_free(char **p, size_t alloc) {
+        if (*p) {
+                explicit_bzero(*p, alloc);
+                free(*p);
+        }
+        *p = NULL;
+}
+
+/* Like realloc, but the old block is wiped before it is freed. */
+static char *buffer_grow(char *p, size_t used, size_t old_alloc, size_t new_alloc) {
+        char *n = malloc(new_alloc);
+
+        if (!n)
+                return NULL;
+        if (p) {
+                memcpy(n, p, used);
+                explicit_bzero(p, old_alloc);
+                free(p);
+        }
+        return n;
+}
+
+/* Drops unread input (a refused stream). */
+static void input_discard(Connection *c) {
+        if (c->in)
+                explicit_bzero(c->in, c->in_len);
+        c->in_len = c->in_scanned = 0;
+        c->partial_since_usec = 0;
+}
 static int connection_arm_timer(Connection *c);
 static void connection_process_input(Connection *c);
 
@@ -44,8 +77,8 @@ static void connection_free(Connection *c) {
                 c->slots_head = s->next;
                 slot_free(s);
         }
-        free(c->in);
-        free(c->out);
+        buffer_free(&c->in, c->in_alloc);
+        buffer_free(&c->out, c->out_alloc);
         free(c);
 }
 
@@ -69,13 +102,12 @@ void connection_close(Connection *c) {
         c->closed = true;
         c->io_source = sd_event_source_disable_unref(c->io_source);
         c->timer_source = sd_event_source_disable_unref(c->timer_source);
+        c->resume_source = sd_event_source_disable_unref(c->resume_source);
         c->fd = safe_close(c->fd);
         /* Buffers are not needed any more; slots stay until the last call has replied. */
-        free(c->in);
-        c->in = NULL;
+        buffer_free(&c->in, c->in_alloc);
         c->in_len = c->in_alloc = c->in_scanned = 0;
-        free(c->out);
-        c->out = NULL;
+        buffer_free(&c->out, c->out_alloc);
         c->out_len = c->out_alloc = c->out_pos = 0;
         log_debug("c%llu: closed", (unsigned long long) c->id);
         manager_connection_closed(c->manager, c);       /* drops the manager's reference */
@@ -90,7 +122,7 @@ static int out_append(Connection *c, const char *data, size_t len) {
 
                 while (n < c->out_len + len)
                         n *= 2;
-                p = realloc(c->out, n);
+                p = buffer_grow(c->out, c->out_len, c->out_alloc, n);
                 if (!p)
                         return -ENOMEM;
                 c->out = p;
@@ -117,8 +149,15 @@ static int connection_flush(Connection *c) {
                 }
                 c->out_pos += (size_t) n;
         }
-        if (c->out_pos == c->out_len)
+        if (c->out_pos == c->out_len && c->out_len > 0) {
+                explicit_bzero(c->out, c->out_len);
                 c->out_pos = c->out_len = 0;
+                /* Everything owed is delivered: the idle clock starts now. */
+                if (c->n_slots == 0) {
+                        c->last_activity_usec = now_monotonic_usec();
+                        (void) connection_arm_timer(c);
+                }
+        }
 
         if (c->out_len == 0 && c->n_slots == 0 && (c->closing || c->read_eof || c->manager->stopping)) {
                 connection_close(c);
@@ -143,23 +182,27 @@ static void connection_write_ready_slots(Connection *c) {
                         char *text = json_dumps(j, JSON_COMPACT);
 
                         if (!text || out_append(c, text, strlen(text)) < 0 || out_append(c, "\n", 1) < 0) {
-                                free(text);
+                                erase_and_free(text);
                                 slot_free(s);
                                 log_error("c%llu: out of memory writing a reply, closing", (unsigned long long) c->id);
                                 connection_close(c);
                                 return;
                         }
-                        free(text);
+                        erase_and_free(text);
                 }
                 slot_free(s);
         }
         if (c->closed)
                 return;
-        /* Back-pressure released: lines already buffered can go on. */
-        if (c->in_len > 0 && !c->processing)
-                connection_process_input(c);
-        if (!c->closed)
-                (void) connection_flush(c);
+        /* Back-pressure released: lines already buffered go on, but from the event loop, never
+         * from inside the reply that released it (its caller may hold a store snapshot). */
+        if (c->in_len > 0 && !c->closing)
+                connection_schedule_resume(c);
+        if (c->n_slots == 0 && c->out_len == 0) {      /* nothing to write (notifications) */
+                c->last_activity_usec = now_monotonic_usec();
+                (void) connection_arm_timer(c);
+        }
+        (void) connection_flush(c);
 }
 
 Slot *connection_add_slot(Connection *c, size_t batch_size) {
@@ -207,10 +250,11 @@ void connection_refuse(Connection *c, int code, const char *reason, const char *
 
         if (c->closed || c->closing)
                 return;
-        /* Read nothing more; the refusal is answered after the replies still owed, in order. */
+        /* Read nothing more; the refusal is answered after the replies still owed, in order. The
+         * input is dropped by connection_process_input() when it is the caller. */
         c->closing = true;
-        c->in_len = c->in_scanned = 0;
-        c->partial_since_usec = 0;
+        if (!c->processing)
+                input_discard(c);
         s = connection_add_slot(c, 0);
         if (!s) {
                 connection_close(c);
@@ -269,8 +313,11 @@ static void connection_process_input(Connection *c) {
         c->processing = false;
         if (c->closed)
                 return;
-        if (start > 0) {
+        if (c->closing)
+                input_discard(c);
+        else if (start > 0) {
                 memmove(c->in, c->in + start, c->in_len - start);
+                explicit_bzero(c->in + c->in_len - start, start);
                 c->in_len -= start;
         }
         if (c->in_len == 0)
@@ -300,7 +347,7 @@ static int connection_read(Connection *c) {
 
                 if (n > want)
                         n = want;
-                p = realloc(c->in, n);
+                p = buffer_grow(c->in, c->in_len, c->in_alloc, n);
                 if (!p)
                         return -ENOMEM;
                 c->in = p;
@@ -364,7 +411,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 connection_refuse(c, IDM_RPC_INVALID_REQUEST, IDM_REASON_TIMEOUT, "incomplete request line timed out");
                 return 0;
         }
-        if (c->n_slots == 0 && usec >= c->last_activity_usec + m->config->idle_timeout_usec) {
+        if (c->n_slots == 0 && c->out_len == 0 && usec >= c->last_activity_usec + m->config->idle_timeout_usec) {
                 log_debug("c%llu: idle, closing", (unsigned long long) c->id);
                 connection_close(c);
                 return 0;
@@ -373,19 +420,50 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* The idle deadline counts only while nothing is owed to the client (a long hash is not idleness);
+ * the partial-line deadline counts whenever a line is incomplete. */
 static int connection_arm_timer(Connection *c) {
         Manager *m = c->manager;
-        uint64_t deadline = c->last_activity_usec + m->config->idle_timeout_usec;
+        uint64_t deadline = UINT64_MAX;
 
+        if (c->n_slots == 0 && c->out_len == 0)
+                deadline = c->last_activity_usec + m->config->idle_timeout_usec;
         if (c->partial_since_usec > 0) {
                 uint64_t p = c->partial_since_usec + m->config->partial_line_timeout_usec;
                 if (p < deadline)
                         deadline = p;
         }
+        if (deadline == UINT64_MAX)
+                return c->timer_source ? sd_event_source_set_enabled(c->timer_source, SD_EVENT_OFF) : 0;
         if (!c->timer_source)
                 return sd_event_add_time(m->event, &c->timer_source, CLOCK_MONOTONIC, deadline, 0, on_timer, c);
         (void) sd_event_source_set_time(c->timer_source, deadline);
         return sd_event_source_set_enabled(c->timer_source, SD_EVENT_ONESHOT);
+}
+
+static int on_resume(sd_event_source *s, void *userdata) {
+        Connection *c = connection_ref(userdata);
+
+        if (!c->closed) {
+                connection_process_input(c);
+                if (!c->closed)
+                        (void) connection_update_events(c);
+        }
+        connection_unref(c);
+        return 0;
+}
+
+static void connection_schedule_resume(Connection *c) {
+        if (c->closed)
+                return;
+        if (!c->resume_source) {
+                if (sd_event_add_defer(c->manager->event, &c->resume_source, on_resume, c) < 0) {
+                        log_error("c%llu: cannot schedule input processing, closing", (unsigned long long) c->id);
+                        connection_close(c);
+                }
+                return;         /* a new defer source starts enabled (ONESHOT) */
+        }
+        (void) sd_event_source_set_enabled(c->resume_source, SD_EVENT_ONESHOT);
 }
 
 static int connection_update_events(Connection *c) {

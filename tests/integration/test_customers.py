@@ -306,6 +306,47 @@ worker_queue = 64
             self.assertError(c.recv_line()["error"], -32600, "request_too_large")
             self.assertTrue(c.is_closed())
 
+    def test_complete_overlong_line_behind_a_pending_login(self):
+        """Regression: the same with a line of exactly max_line + 1 bytes, complete in the buffer."""
+        pub = self.create_publisher()["publisherId"]
+        self.idmd.call("registerCustomer", registration(pub))
+        with self.idmd.client() as c:
+            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
+                "email": "alice@example.com", "password": PASSWORD, "publisherId": pub}}).encode() + b"\n"
+                       + b"x" * 65537 + b"\n")
+            self.assertIn("result", c.recv_line())
+            self.assertError(c.recv_line()["error"], -32600, "request_too_large")
+            self.assertTrue(c.is_closed())
+        self.assertIn("version", self.idmd.call("getServerInfo"))
+
+    def test_long_request_is_not_idle(self):
+        """A request that takes longer than idle_timeout is answered, and the wait costs no CPU
+        (the idle timer once re-fired in a busy loop)."""
+        self.idmd.stop()
+        with open(self.idmd.config, "a") as f:
+            f.write("\n[limits]\nidle_timeout = 1\n")
+        self.idmd.start()
+        pub = self.create_publisher()["publisherId"]
+        self.idmd.call("registerCustomer", registration(pub))
+        def cpu_ticks():
+            with open(f"/proc/{self.idmd.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+        clients = [self.idmd.client() for _ in range(40)]
+        for c in clients:
+            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
+                "email": "alice@example.com", "password": PASSWORD, "publisherId": pub}}).encode() + b"\n")
+        for c in clients:
+            self.assertIn("result", c.recv_line())
+            c.close()
+        # each login hashed once on the one worker thread; a spinning event loop would add a full
+        # core's worth of ticks on top of that for the whole wait
+        with open(f"/proc/{self.idmd.proc.pid}/task/{self.idmd.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        loop_ticks = int(fields[11]) + int(fields[12])
+        total = cpu_ticks()
+        self.assertLess(loop_ticks, max(total // 2, 50), (loop_ticks, total))
+
     def test_sigterm_answers_logins_in_flight(self):
         pub = self.create_publisher()["publisherId"]
         self.idmd.call("registerCustomer", registration(pub))

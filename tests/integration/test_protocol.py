@@ -148,6 +148,28 @@ partial_line_timeout = 1
             self.assertTrue(c.is_closed())
         self.assertStillServing()
 
+    def test_overlong_line_behind_unread_replies(self):
+        """Regression: a complete over-limit line arriving while replies wait for a client that
+        does not read must not corrupt the input buffer (it once did: a negative memmove)."""
+        import threading
+        n = 3000
+        with self.idmd.client() as c:
+            data = (b'{"jsonrpc":"2.0","id":1,"method":"getServerInfo"}\n' * n) + b"A" * 4097 + b"\n"
+            sender = threading.Thread(target=c.send_raw, args=(data,))
+            sender.start()
+            time.sleep(0.5)  # let idmd fill its output while nobody reads
+            replies = []
+            while True:
+                line = c.recv_line()
+                if line is None:
+                    break
+                replies.append(line)
+            sender.join(30)
+            self.assertEqual(len(replies), n + 1)
+            self.assertTrue(all("result" in r for r in replies[:n]))
+            self.assertError(replies[-1]["error"], -32600, "request_too_large")
+        self.assertStillServing()
+
     def test_nesting_too_deep(self):
         with self.idmd.client() as c:
             c.send_raw(b'{"jsonrpc":"2.0","id":1,"method":"getServerInfo","params":{"a":' + b"[" * 20 + b"]" * 20 + b"}}\n")
