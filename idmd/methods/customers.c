@@ -612,8 +612,11 @@ static void login_done(PasswordJob *j) {
                 (void) call_reply_errno(j->call, j->verified);
                 return;
         }
-        /* Other attempts may have locked the account while this password was checked. */
-        if (lockouts_refuse_if_locked(j->call, NULL, j->lockout_key, lockouts_may_tell(j->call, j->lock_details)) > 0)
+        /* Other attempts may have locked the account while this password was checked. That is
+         * answered like a wrong password, to every caller: a 423 here, after verification, would
+         * tell whoever is guessing (also through sshd's PAM stack, which runs as root) that this
+         * guess was the right one. */
+        if (lockouts_refuse_if_locked(j->call, NULL, j->lockout_key, false) > 0)
                 return;
 
         r = store_transact(m->store, login_write, &w);

@@ -73,6 +73,7 @@ int lockouts_refuse_if_locked(Call *call, StoreTxn *t, const char *key, bool tel
                 t = own;
         }
         r = lockout_get(t, key, &s);
+        own = store_txn_free(own);      /* no snapshot may outlive a reply */
         if (r < 0) {
                 (void) call_reply_errno(call, r);
                 return 1;

@@ -290,6 +290,8 @@ static int pam_password_write(StoreTxn *t, void *userdata) {
                 return r;
         if (!streq_ptr(json_object_get_string(rec, "passwordHash"), w->check->stored_hash))
                 return -EACCES;         /* changed meanwhile */
+        if (json_is_true(json_object_get(rec, "disabled")))
+                return -EPERM;
         if (json_object_set_new(rec, "passwordHash", json_string(w->check->new_hash)) < 0)
                 return -ENOMEM;
         r = store_put(t, STORE_CUSTOMERS, w->check->customer_id, rec, STORE_PUT_DEFAULT);
@@ -322,8 +324,9 @@ static void pam_password_checked(Call *call, const CustomerPasswordCheck *c) {
                 (void) call_reply_errno(call, c->verified);
                 return;
         }
-        /* Other attempts may have locked the account while this password was checked. */
-        if (lockouts_refuse_if_locked(call, NULL, lockout_key, lockouts_may_tell(call, true)) > 0)
+        /* Other attempts may have locked the account while this password was checked. Answered
+         * like a wrong password, to every caller: a 423 now would say this guess was right. */
+        if (lockouts_refuse_if_locked(call, NULL, lockout_key, false) > 0)
                 return;
         lockouts_note_success(call, lockout_key);
         if (!c->new_hash) {     /* PAM_PRELIM_CHECK: only the old password */
@@ -335,6 +338,9 @@ static void pam_password_checked(Call *call, const CustomerPasswordCheck *c) {
         if (r == -EACCES || r == -ENOENT)
                 (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
                                         "the password changed meanwhile; try again");
+        else if (r == -EPERM)
+                (void) call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL,
+                                        "the account is disabled");
         else if (r < 0)
                 (void) call_reply_errno(call, r);
         else {

@@ -230,6 +230,28 @@ class Lockout(LockoutTestCase):
         self.assertEqual(p.returncode, 2)
 
 
+    def test_guesses_in_flight_when_the_lock_falls_learn_nothing(self):
+        """Regression: guesses already being hashed when the account locks must not tell which
+        one was right. All are sent at once in one batch (verified in parallel, then answered):
+        the right password among them gets the same 401 as the wrong ones."""
+        batch = [{"jsonrpc": "2.0", "id": i, "method": "pamAuthenticate",
+                  "params": {"publisherId": self.pub, "user": "alice@example.com", "password": WRONG}}
+                 for i in range(11)]
+        batch.append({"jsonrpc": "2.0", "id": 99, "method": "pamAuthenticate",
+                      "params": {"publisherId": self.pub, "user": "alice@example.com", "password": PASSWORD}})
+        with self.idmd.client() as c:
+            c.send_raw(json.dumps(batch).encode() + b"\n")
+            replies = {r["id"]: r for r in c.recv_line()}
+        self.assertEqual(len(replies), 12)
+        right = replies[99]
+        self.assertNotIn("result", right)
+        wrong_answers = {json.dumps(r["error"], sort_keys=True) for i, r in replies.items() if i != 99}
+        self.assertIn(json.dumps(right["error"], sort_keys=True), wrong_answers, replies)
+        self.assertError(right["error"], 401, "invalid_credentials")
+        # and the account is locked now
+        self.assertLocked(self.login_error())
+
+
 class RepeatLockouts(LockoutTestCase):
     # Short enough to wait for: 1 s, doubling up to 3 s.
     CONFIG = """
