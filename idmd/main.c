@@ -3,11 +3,13 @@
  * idmd: command line, configuration, libsodium initialisation, then the manager's event loop.
  */
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
 #include "config-build.h"
@@ -56,6 +58,16 @@ static int make_absolute(char **path) {
         return 0;
 }
 
+/* jansson's allocator: the same malloc, but every block is wiped when jansson frees it, so the
+ * passwords and tokens parsed from requests or put in replies do not linger in freed memory.
+ * malloc_usable_size() keeps blocks freeable with plain free() (json_dumps() results). */
+static void json_free_wiped(void *p) {
+        if (p) {
+                explicit_bzero(p, malloc_usable_size(p));
+                free(p);
+        }
+}
+
 int main(int argc, char *argv[]) {
         enum { ARG_VERSION = 0x100, ARG_LOG_LEVEL };
         static const struct option options[] = {
@@ -74,6 +86,7 @@ int main(int argc, char *argv[]) {
         int c, r, log_level = -1;
 
         log_open();
+        json_set_alloc_funcs(malloc, json_free_wiped);
 
         while ((c = getopt_long(argc, argv, "c:s:S:fh", options, NULL)) >= 0)
                 switch (c) {

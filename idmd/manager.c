@@ -25,6 +25,7 @@
 #include "idm/protocol.h"
 #include "log.h"
 #include "manager.h"
+#include "passwords.h"
 #include "sessions.h"
 #include "tokens.h"
 #include "workers.h"
@@ -441,6 +442,11 @@ int manager_startup(Manager *m) {
         r = keyring_load(keydir, now_realtime_usec(), KEYRING_RETAIN_USEC(m->config->access_ttl_usec), &m->keyring);
         if (r < 0)
                 return log_error_errno(r, "Failed to load the signing keys from %s: %m", keydir);
+
+        /* The dummy hash unknown accounts are checked against is made now, not by the first
+         * unknown login (which would then cost two hashes and stand out). */
+        (void) password_verify_dummy("", &(PasswordCost) { .opslimit = m->config->argon2_opslimit,
+                                                           .memlimit = m->config->argon2_memlimit });
 
         r = workers_new(m->event, m->config->workers, m->config->worker_queue, &m->workers);
         if (r < 0)

@@ -292,11 +292,18 @@ static void call_finish(Call *call, json_t *reply, bool error) {
         connection_slot_done(call->connection, call->slot, call->slot_index, reply);
 }
 
+int call_reply_empty(Call *call) {
+        return call_reply(call, json_object());
+}
+
 int call_reply(Call *call, json_t *result) {
         json_t *reply;
 
-        if (!result)
-                result = json_object();
+        /* NULL is what json_pack() returns on OOM: never turn it into a success. */
+        if (!result) {
+                log_error("%s: out of memory building a result", call->request_id);
+                return call_reply_error(call, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL);
+        }
         reply = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", call->id ?: json_null(), "result", result);
         if (!reply) {
                 log_error("%s: out of memory building a reply", call->request_id);

@@ -124,8 +124,12 @@ Call *call_ref(Call *call);
 Call *call_unref(Call *call);
 DEFINE_POINTER_CLEANUP(Call, call_unref);
 
-/* Replies with result (reference stolen; NULL means {}). Returns 0. */
+/* Replies with result (reference stolen). A NULL result (an allocation that failed while it was
+ * built) is answered -32603 internal_error, never as a success. Returns 0. */
 int call_reply(Call *call, json_t *result);
+
+/* Replies with the empty result {}. Returns 0. */
+int call_reply_empty(Call *call);
 
 /* Replies with an error. data (stolen, may be NULL) gets "reason" added. message NULL: a
  * default text for the code. Returns 0. */

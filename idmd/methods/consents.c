@@ -539,7 +539,7 @@ int consents_answer(Call *call, const char *publisher_id, const char *customer_i
         if (w.changed > 0)
                 log_info("%s: customer %s answered %d consent(s) (%s)", call_request_id(call), customer_id,
                          w.changed, source);
-        r = reply_view ? reply_list(call, json_incref(w.view)) : call_reply(call, NULL);
+        r = reply_view ? reply_list(call, json_incref(w.view)) : call_reply_empty(call);
 finish:
         refusal_done(&w.refusal);
         json_decref(w.view);

@@ -843,7 +843,7 @@ static void change_done(PasswordJob *j) {
         else {
                 log_info("%s: customer %s changed the password; %d other sessions revoked",
                          call_request_id(j->call), j->customer_id, w.revoked);
-                (void) call_reply(j->call, NULL);
+                (void) call_reply_empty(j->call);
         }
 }
 

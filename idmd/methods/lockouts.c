@@ -267,7 +267,7 @@ static int method_lockouts_unlock(Call *call, json_t *params) {
 
         r = lockout_key(call_publisher_id(call), email, &key);
         if (r == -E2BIG)        /* no record is ever kept for such a name */
-                return call_reply(call, NULL);
+                return call_reply_empty(call);
         if (r < 0)
                 return r;
         r = store_transact(m->store, clear_write, key);
@@ -276,7 +276,7 @@ static int method_lockouts_unlock(Call *call, json_t *params) {
         if (r > 0)
                 log_info("%s: lockout of a customer of publisher %s cleared (uid %u)", call_request_id(call),
                          call_publisher_id(call), (unsigned) call_peer(call)->uid);
-        return call_reply(call, NULL);
+        return call_reply_empty(call);
 }
 
 static const ParamSpec lockout_params[] = {

@@ -330,7 +330,7 @@ static void pam_password_checked(Call *call, const CustomerPasswordCheck *c) {
                 return;
         lockouts_note_success(call, lockout_key);
         if (!c->new_hash) {     /* PAM_PRELIM_CHECK: only the old password */
-                (void) call_reply(call, NULL);
+                (void) call_reply_empty(call);
                 return;
         }
 
@@ -346,7 +346,7 @@ static void pam_password_checked(Call *call, const CustomerPasswordCheck *c) {
         else {
                 log_info("%s: customer %s changed the password through PAM (uid %u); %d sessions revoked",
                          call_request_id(call), c->customer_id, (unsigned) call_peer(call)->uid, w.revoked);
-                (void) call_reply(call, NULL);
+                (void) call_reply_empty(call);
         }
 }
 
@@ -449,7 +449,7 @@ static int method_pam_close_session(Call *call, json_t *params) {
                 log_info("%s: PAM session closed for publisher %s (uid %u)", call_request_id(call), publisher_id,
                          (unsigned) w.uid);
         /* RFC 7009 spirit: an unknown or already closed session is not an error. */
-        return call_reply(call, NULL);
+        return call_reply_empty(call);
 }
 
 /* --- setCustomerDisabled (admin) --- */

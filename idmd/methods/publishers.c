@@ -373,7 +373,7 @@ static int method_offers_remove(Call *call, json_t *params) {
         if (r < 0)
                 return r;
         log_info("%s: publisher %s removed offer '%s'", call_request_id(call), o.publisher_id, o.offer_id);
-        return call_reply(call, NULL);
+        return call_reply_empty(call);
 }
 
 typedef struct OfferList {

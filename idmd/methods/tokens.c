@@ -108,7 +108,7 @@ static int method_tokens_revoke(Call *call, json_t *params) {
                 return r;       /* only the store's failures: an invalid token is not one (RFC 7009 2.2) */
         if (r > 0)
                 log_info("%s: a session was revoked by revokeToken", call_request_id(call));
-        return call_reply(call, NULL);
+        return call_reply_empty(call);
 }
 
 /* --- logoutAll --- */
