@@ -944,6 +944,25 @@ static int sweep_one(const char *key, json_t *value, void *userdata) {
                 return sweep_doom(s, key);
         }
 
+        if (startswith(key, SESSION_PAM_PREFIX)) {
+                _cleanup_(json_decrefp) json_t *frec = NULL;
+                _cleanup_free_ char *fkey = NULL;
+                const char *family = json_object_get_string(value, "sessionId");
+                uint64_t expires = 0;
+
+                /* pam.c's record of who opened a session: gone with its session or its time. */
+                if (!record_time(value, "expires", &expires) || expires <= s->ctx->now_usec ||
+                    !family_id_is_valid(family))
+                        return sweep_doom(s, key);
+                r = family_key(family, &fkey);
+                if (r < 0)
+                        return r;
+                r = store_get(s->t, STORE_TOKENS, fkey, &frec);
+                if (r == -ENOENT || (r >= 0 && json_object_get(frec, "revoked")))
+                        return sweep_doom(s, key);
+                return r < 0 && r != -EPROTO ? r : 0;
+        }
+
         {
                 _cleanup_(json_decrefp) json_t *frec = NULL;
                 _cleanup_free_ char *fkey = NULL;

@@ -44,6 +44,11 @@
  */
 #pragma once
 
+/* Keys of STORE_TOKENS under this prefix belong to the PAM path (methods/pam.c): who opened which
+ * session, {sessionId, customerId, created, expires}. session_sweep() removes them with their
+ * session or at their expiry. */
+#define SESSION_PAM_PREFIX "pam:"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>

@@ -36,7 +36,7 @@
 #include "sessions.h"
 #include "validate.h"
 
-#define PAM_RECORD_PREFIX "pam:"
+#define PAM_RECORD_PREFIX SESSION_PAM_PREFIX
 #define SESSION_ID_MAX 64
 #define USER_MAX 320
 #define PASSWORD_MAX_BYTES 1024

@@ -645,6 +645,41 @@ TEST(sweep) {
         ASSERT_EQ(sweep(T0 + 1000 * DAY, 1000), 0);
 }
 
+TEST(sweep_pam_records) {
+        /* The PAM path's "who opened which session" records go with their session or their time. */
+        _cleanup_(session_tokens_done) SessionTokens a = {}, b = {};
+        _cleanup_(json_decrefp) json_t *ra = NULL, *rb = NULL, *rc = NULL;
+        Put pa = { .key = SESSION_PAM_PREFIX PID ":a@example.com:0" };
+        Put pb = { .key = SESSION_PAM_PREFIX PID ":b@example.com:0" };
+        Put pc = { .key = SESSION_PAM_PREFIX PID ":c@example.com:0" };
+
+        clear_tokens_table();
+        start(T0, CID, &a);
+        start(T0, CID2, &b);
+        ra = json_pack("{s:s, s:s, s:I, s:I}", "sessionId", a.family, "customerId", CID, "created", (json_int_t) T0,
+                       "expires", (json_int_t) (T0 + 10 * DAY));
+        rb = json_pack("{s:s, s:s, s:I, s:I}", "sessionId", b.family, "customerId", CID2, "created", (json_int_t) T0,
+                       "expires", (json_int_t) (T0 + DAY));
+        rc = json_pack("{s:s, s:s, s:I, s:I}", "sessionId", "AAAAAAAAAAAAAAAAAAAAAA", "customerId", CID,
+                       "created", (json_int_t) T0, "expires", (json_int_t) (T0 + 10 * DAY));
+        ASSERT_TRUE(ra && rb && rc);
+        pa.value = ra;
+        pb.value = rb;
+        pc.value = rc;
+        ASSERT_OK(store_transact(store, put_work, &pa));
+        ASSERT_OK(store_transact(store, put_work, &pb));
+        ASSERT_OK(store_transact(store, put_work, &pc));
+        ASSERT_EQ(count_tokens_table(SESSION_PAM_PREFIX), 3);
+
+        /* c names no session: gone at once; a and b live on. */
+        ASSERT_EQ(sweep(T0 + MINUTE, 1000), 1);
+        ASSERT_EQ(count_tokens_table(SESSION_PAM_PREFIX), 2);
+        /* b's record expires after a day; a's goes with its revoked session. */
+        ASSERT_EQ(revoke_tok(T0 + 2 * DAY, a.refresh_token), 1);
+        ASSERT_OK(sweep(T0 + 2 * DAY, 1000));
+        ASSERT_EQ(count_tokens_table(SESSION_PAM_PREFIX), 0);
+}
+
 TEST(delete_customer) {
         _cleanup_(session_tokens_done) SessionTokens a = {}, b = {}, other = {};
         Op op = { .kind = OP_DELETE_CUSTOMER, .a = CID };
@@ -837,6 +872,7 @@ int main(void) {
         RUN(no_plaintext_at_rest);
         RUN(one_time_tokens_are_not_ours);
         RUN(sweep);
+        RUN(sweep_pam_records);
         RUN(delete_customer);
         RUN(store_growth_reruns);
 
