@@ -30,6 +30,7 @@
 #define OPAQUE_TOKEN_MAX 256            /* a longer opaque token is none of ours */
 
 #define FAMILY_PREFIX "family:"
+#define SESSIONS_PER_CUSTOMER_MAX 100u     /* live sessions; a new one ends the oldest */
 #define CUSTOMER_PREFIX "customer:"
 #define TYPE_REFRESH "refresh"
 #define TYPE_CUSTOMER "customer"
@@ -254,6 +255,69 @@ static int context_check(const SessionContext *ctx) {
 
 /* ---- starting and refreshing ---- */
 
+typedef struct OldestSession {
+        StoreTxn *t;
+        uint64_t now;
+        unsigned live;
+        uint64_t oldest_created;
+        char *oldest_key;       /* family key */
+} OldestSession;
+
+static int find_oldest(const char *key, json_t *value, void *userdata) {
+        OldestSession *o = userdata;
+        _cleanup_(json_decrefp) json_t *frec = NULL;
+        _cleanup_free_ char *fkey = NULL;
+        const char *family = strrchr(key, ':') + 1;
+        uint64_t created = 0, expires = 0;
+        int r;
+
+        if (!family_id_is_valid(family))
+                return 0;
+        r = family_key(family, &fkey);
+        if (r < 0)
+                return r;
+        r = store_get(o->t, STORE_TOKENS, fkey, &frec);
+        if (r == -ENOENT || r == -EPROTO)
+                return 0;
+        if (r < 0)
+                return r;
+        if (json_object_get(frec, "revoked") || !record_time(frec, "expires", &expires) || expires <= o->now)
+                return 0;
+        (void) record_time(frec, "created", &created);
+        o->live++;
+        if (!o->oldest_key || created < o->oldest_created) {
+                free(o->oldest_key);
+                o->oldest_key = TAKE_PTR(fkey);
+                o->oldest_created = created;
+        }
+        return 0;
+}
+
+/* Keeps a customer below SESSIONS_PER_CUSTOMER_MAX live sessions by ending the oldest: without a
+ * bound, one account's logins could fill the store (each session keeps records for 100 days). */
+static int customer_limit_sessions(StoreTxn *t, const SessionContext *ctx, const char *customer_id) {
+        _cleanup_free_ char *prefix = NULL;
+
+        if (asprintf(&prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0)
+                return -ENOMEM;
+        for (;;) {
+                OldestSession o = { .t = t, .now = ctx->now_usec };
+                _cleanup_(json_decrefp) json_t *frec = NULL;
+                int r;
+
+                r = store_foreach(t, STORE_TOKENS, prefix, NULL, find_oldest, &o);
+                if (r >= 0 && o.live >= SESSIONS_PER_CUSTOMER_MAX)
+                        r = store_get(t, STORE_TOKENS, o.oldest_key, &frec);
+                if (r >= 0 && o.live >= SESSIONS_PER_CUSTOMER_MAX)
+                        r = family_revoke(t, ctx, o.oldest_key, frec);
+                free(o.oldest_key);
+                if (r < 0)
+                        return r;
+                if (o.live < SESSIONS_PER_CUSTOMER_MAX)
+                        return 0;
+        }
+}
+
 int session_start(StoreTxn *t, const SessionContext *ctx, const char *customer_id, const char *publisher_id,
                   SessionTokens *ret) {
         _cleanup_(session_tokens_done) SessionTokens s = {};
@@ -268,6 +332,10 @@ int session_start(StoreTxn *t, const SessionContext *ctx, const char *customer_i
         if (!t || !ret || !customer_id_is_valid(customer_id) || !publisher_id || !publisher_id[0])
                 return -EINVAL;
         r = context_check(ctx);
+        if (r < 0)
+                return r;
+
+        r = customer_limit_sessions(t, ctx, customer_id);
         if (r < 0)
                 return r;
 

@@ -645,6 +645,20 @@ TEST(sweep) {
         ASSERT_EQ(sweep(T0 + 1000 * DAY, 1000), 0);
 }
 
+TEST(sessions_per_customer_are_bounded) {
+        /* The 101st login of one customer ends its oldest session, not the store. */
+        SessionTokens sessions[101] = {};
+
+        clear_tokens_table();
+        for (size_t i = 0; i < ELEMENTSOF(sessions); i++)
+                start(T0 + i * MINUTE, CID, &sessions[i]);
+        ASSERT_EQ(refresh(T0 + DAY, UID_A, sessions[0].refresh_token, NULL), -EACCES);
+        for (size_t i = 1; i < ELEMENTSOF(sessions); i++)
+                ASSERT_OK(refresh(T0 + DAY, UID_A, sessions[i].refresh_token, NULL));
+        for (size_t i = 0; i < ELEMENTSOF(sessions); i++)
+                session_tokens_done(&sessions[i]);
+}
+
 TEST(sweep_pam_records) {
         /* The PAM path's "who opened which session" records go with their session or their time. */
         _cleanup_(session_tokens_done) SessionTokens a = {}, b = {};
@@ -709,9 +723,12 @@ TEST(store_growth_reruns) {
         ASSERT_EQ(mkdir(dir, 0700), 0);
         ASSERT_OK(store_open(dir, &(StoreOptions) { .map_size_initial = STORE_MAP_SIZE_MIN }, &store, NULL));
 
+        /* Spread over customers: one customer keeps at most 100 live sessions. */
+        static char cids[ELEMENTSOF(s)][16];
         for (size_t i = 0; i < ELEMENTSOF(s); i++) {
-                Op op = { .kind = OP_START, .ctx = ctx_at(T0, UID_A), .a = CID, .b = PID };
+                Op op = { .kind = OP_START, .ctx = ctx_at(T0, UID_A), .a = cids[i], .b = PID };
 
+                (void) snprintf(cids[i], sizeof(cids[i]), "%zu", (size_t) 1000000000 + i);
                 ASSERT_OK(run(&op));
                 reruns += op.runs - 1;
                 s[i] = op.tokens;
@@ -872,6 +889,7 @@ int main(void) {
         RUN(no_plaintext_at_rest);
         RUN(one_time_tokens_are_not_ours);
         RUN(sweep);
+        RUN(sessions_per_customer_are_bounded);
         RUN(sweep_pam_records);
         RUN(delete_customer);
         RUN(store_growth_reruns);
