@@ -604,8 +604,11 @@ static void login_done(PasswordJob *j) {
 
         if (j->verified == -EACCES || !j->customer_id) {
                 log_info("%s: login refused for publisher %s", call_request_id(j->call), j->publisher_id);
-                lockouts_note_failure(j->call, j->lockout_key);
-                login_refuse(j);
+                r = lockouts_note_failure(j->call, j->lockout_key);
+                if (r < 0)
+                        (void) call_reply_errno(j->call, r);
+                else
+                        login_refuse(j);
                 return;
         }
         if (j->verified < 0) {

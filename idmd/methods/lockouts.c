@@ -99,7 +99,7 @@ static int failure_write(StoreTxn *t, void *userdata) {
         return lockout_note_failure(t, &w->policy, w->key, w->now_usec);
 }
 
-void lockouts_note_failure(Call *call, const char *key) {
+int lockouts_note_failure(Call *call, const char *key) {
         Manager *m = call_manager(call);
         FailureWork w = {
                 .policy = lockout_policy_from_config(m->config),
@@ -109,18 +109,17 @@ void lockouts_note_failure(Call *call, const char *key) {
         int r;
 
         if (!key)
-                return;
+                return 0;
         r = store_transact(m->store, failure_write, &w);
-        if (r < 0) {
-                log_warning_errno(r, "%s: failed to count a failed login, ignoring: %m", call_request_id(call));
-                return;
-        }
+        if (r < 0)
+                return log_warning_errno(r, "%s: failed to count a failed login: %m", call_request_id(call));
         if (r > 0) {
                 m->lockouts++;
                 log_struct(LOG_LEVEL_NOTICE, MESSAGE_ID_ACCOUNT_LOCKED,
                            "%s: account locked after %u failed logins", call_request_id(call),
                            m->config->lockout_deny);
         }
+        return 0;
 }
 
 static int clear_write(StoreTxn *t, void *userdata) {

@@ -27,9 +27,10 @@ bool lockouts_may_tell(Call *call, bool lock_details);
 int lockouts_refuse_if_locked(Call *call, StoreTxn *t, const char *key, bool tell);
 
 /* After a failed login (wrong password or unknown account): counts it under key, in one unit
- * of work that also sweeps a few expired records. Failing to count is logged, not answered:
- * the caller still replies 401. Nothing when key is NULL. */
-void lockouts_note_failure(Call *call, const char *key);
+ * of work that also sweeps a few expired records. Nothing when key is NULL (0). When the failure
+ * cannot be counted (store full), < 0: the caller must answer that error (call_reply_errno),
+ * not 401, or the lockout would fail open exactly when the store is in trouble. */
+int lockouts_note_failure(Call *call, const char *key);
 
 /* After a successful login: clears the failures under key, if any (a unit of work only then). */
 void lockouts_note_success(Call *call, const char *key);

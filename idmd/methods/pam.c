@@ -315,9 +315,12 @@ static void pam_password_checked(Call *call, const CustomerPasswordCheck *c) {
         }
         if (c->verified == -EACCES || !c->customer_id) {
                 log_info("%s: PAM password check refused for publisher %s", call_request_id(call), c->publisher_id);
-                lockouts_note_failure(call, lockout_key);
-                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
-                                        "wrong e-mail or password");
+                r = lockouts_note_failure(call, lockout_key);
+                if (r < 0)
+                        (void) call_reply_errno(call, r);
+                else
+                        (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                                "wrong e-mail or password");
                 return;
         }
         if (c->verified < 0) {
