@@ -108,20 +108,25 @@ int auth_publisher(Call *call, json_t *params) {
         return r;
 }
 
-int auth_customer(Call *call, json_t *params) {
+SessionContext call_session_context(Call *call) {
         Manager *m = call_manager(call);
+
+        return (SessionContext) {
+                .config = m->config,
+                .keyring = m->keyring,
+                .now_usec = now_realtime_usec(),
+                .peer_uid = call_peer(call)->uid,
+        };
+}
+
+int auth_customer(Call *call, json_t *params) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(jwt_claims_done) JwtClaims claims = {};
         _cleanup_free_ char *family = NULL;
         _cleanup_free_ char *customer_id = NULL, *publisher_id = NULL;
         const char *jwt = json_object_get_string(params, "jwt");
         const char *customer_token = json_object_get_string(params, "customerToken");
-        SessionContext ctx = {
-                .config = m->config,
-                .keyring = m->keyring,
-                .now_usec = now_realtime_usec(),
-                .peer_uid = call_peer(call)->uid,
-        };
+        SessionContext ctx = call_session_context(call);
         int r;
 
         if (!jwt && !customer_token) {

@@ -326,17 +326,6 @@ static int password_job_submit(PasswordJob *j) {
         return r;
 }
 
-static SessionContext session_context(Call *call) {
-        Manager *m = call_manager(call);
-
-        return (SessionContext) {
-                .config = m->config,
-                .keyring = m->keyring,
-                .now_usec = now_realtime_usec(),
-                .peer_uid = call_peer(call)->uid,
-        };
-}
-
 static json_t *session_result(const char *customer_id, const SessionTokens *s) {
         return json_pack("{s:s, s:s, s:s, s:s}", "customerId", customer_id, "jwt", s->jwt, "refreshToken",
                          s->refresh_token, "customerToken", s->customer_token);
@@ -407,7 +396,7 @@ static int register_write(StoreTxn *t, void *userdata) {
 
 static void register_done(PasswordJob *j) {
         Manager *m = call_manager(j->call);
-        RegisterWork w = { .job = j, .rec = json_incref(j->params), .ctx = session_context(j->call) };
+        RegisterWork w = { .job = j, .rec = json_incref(j->params), .ctx = call_session_context(j->call) };
         _cleanup_(json_decrefp) json_t *rec = NULL;
         json_t *p = j->params;
         int r;
@@ -599,7 +588,7 @@ static void login_refuse(PasswordJob *j) {
 
 static void login_done(PasswordJob *j) {
         Manager *m = call_manager(j->call);
-        LoginWork w = { .job = j, .ctx = session_context(j->call) };
+        LoginWork w = { .job = j, .ctx = call_session_context(j->call) };
         int r;
 
         if (j->verified == -EACCES || !j->customer_id) {
@@ -806,26 +795,37 @@ typedef struct ChangeWork {
         int revoked;
 } ChangeWork;
 
-static int change_write(StoreTxn *t, void *userdata) {
-        ChangeWork *w = userdata;
+int customers_set_password(StoreTxn *t, const SessionContext *ctx, const char *customer_id, const char *old_hash,
+                           const char *new_hash, const char *keep_session) {
         _cleanup_(json_decrefp) json_t *rec = NULL;
         int r;
 
-        r = store_get(t, STORE_CUSTOMERS, w->job->customer_id, &rec);
+        r = store_get(t, STORE_CUSTOMERS, customer_id, &rec);
         if (r < 0)
                 return r;
-        if (!streq_ptr(json_object_get_string(rec, "passwordHash"), w->job->stored_hash))
+        if (!streq_ptr(json_object_get_string(rec, "passwordHash"), old_hash))
                 return -EACCES;         /* changed meanwhile */
-        (void) json_object_set_new(rec, "passwordHash", json_string(w->job->new_hash));
-        r = store_put(t, STORE_CUSTOMERS, w->job->customer_id, rec, STORE_PUT_DEFAULT);
+        if (json_is_true(json_object_get(rec, "disabled")))
+                return -EPERM;
+        if (json_object_set_new(rec, "passwordHash", json_string(new_hash)) < 0)
+                return -ENOMEM;
+        r = store_put(t, STORE_CUSTOMERS, customer_id, rec, STORE_PUT_DEFAULT);
         if (r < 0)
                 return r;
-        w->revoked = session_revoke_customer(t, &w->ctx, w->job->customer_id, w->keep_family);
+        /* DESIGN.md 6: a password change ends the customer's sessions. */
+        return session_revoke_customer(t, ctx, customer_id, keep_session);
+}
+
+static int change_write(StoreTxn *t, void *userdata) {
+        ChangeWork *w = userdata;
+
+        w->revoked = customers_set_password(t, &w->ctx, w->job->customer_id, w->job->stored_hash, w->job->new_hash,
+                                            w->keep_family);
         return w->revoked < 0 ? w->revoked : 0;
 }
 
 static void change_done(PasswordJob *j) {
-        ChangeWork w = { .job = j, .ctx = session_context(j->call), .keep_family = call_session_id(j->call) };
+        ChangeWork w = { .job = j, .ctx = call_session_context(j->call), .keep_family = call_session_id(j->call) };
         int r;
 
         if (j->verified == -EACCES || j->verified == -EINVAL) {
@@ -841,6 +841,9 @@ static void change_done(PasswordJob *j) {
         if (r == -EACCES || r == -ENOENT)
                 (void) call_reply_error(j->call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
                                         "the password changed meanwhile; try again");
+        else if (r == -EPERM)
+                (void) call_reply_error(j->call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL,
+                                        "the account is disabled");
         else if (r < 0)
                 (void) call_reply_errno(j->call, r);
         else {

@@ -25,6 +25,12 @@ int customers_find_by_email(StoreTxn *t, const char *publisher_id, const char *e
  * says what is missing) and returns -EINVAL when it falls short. */
 int customers_check_new_password(Call *call, const char *password);
 
+/* In a unit of work: replaces the customer's password hash, if it is still old_hash (-EACCES when
+ * it changed meanwhile; -EPERM for a disabled customer; -ENOENT), and revokes every session of
+ * the customer but keep_session (NULL: all). Returns the number of sessions revoked. */
+int customers_set_password(StoreTxn *t, const SessionContext *ctx, const char *customer_id, const char *old_hash,
+                           const char *new_hash, const char *keep_session);
+
 /* The fields of a customer record callers may see (no password hash), dates as RFC 3339. */
 json_t *customers_public(json_t *rec);
 

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "rpc.h"
+#include "sessions.h"
 #include "store.h"
 
 /* For ROLE_PUBLISHER methods. Admin peers pass and may name any publisherId (required then,
@@ -29,6 +30,9 @@ int auth_customer(Call *call, json_t *params);
 
 /* Sets the call's authenticated publisher (role at least PUBLISHER). -ENOMEM. */
 int call_set_publisher(Call *call, const char *publisher_id);
+
+/* The session module's view of this call: config, keys, now, the peer's uid. */
+SessionContext call_session_context(Call *call);
 
 /* RFC 3339 UTC ("2026-11-22T10:00:00Z") of a realtime usec value, into buf of >= 32 bytes. */
 const char *format_rfc3339(uint64_t usec, char buf[static 32]);

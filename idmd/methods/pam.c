@@ -44,17 +44,6 @@
 #define RHOST_MAX 1024
 #define LOG_CONTEXT_MAX 64              /* bytes of each PAM context item shown in the log */
 
-static SessionContext session_context(Call *call) {
-        Manager *m = call_manager(call);
-
-        return (SessionContext) {
-                .config = m->config,
-                .keyring = m->keyring,
-                .now_usec = now_realtime_usec(),
-                .peer_uid = call_peer(call)->uid,
-        };
-}
-
 /* A copy of s safe for a log line: at most LOG_CONTEXT_MAX bytes, control characters as '?',
  * "-" for NULL. The PAM context comes from the client (rhost may come from a remote resolver). */
 static const char *log_safe(const char *s, char buf[static LOG_CONTEXT_MAX + 1]) {
@@ -280,30 +269,17 @@ typedef struct PamPasswordWork {
         int revoked;
 } PamPasswordWork;
 
+/* Through PAM there is no session of the caller's to keep: every session ends. */
 static int pam_password_write(StoreTxn *t, void *userdata) {
         PamPasswordWork *w = userdata;
-        _cleanup_(json_decrefp) json_t *rec = NULL;
-        int r;
 
-        r = store_get(t, STORE_CUSTOMERS, w->check->customer_id, &rec);
-        if (r < 0)
-                return r;
-        if (!streq_ptr(json_object_get_string(rec, "passwordHash"), w->check->stored_hash))
-                return -EACCES;         /* changed meanwhile */
-        if (json_is_true(json_object_get(rec, "disabled")))
-                return -EPERM;
-        if (json_object_set_new(rec, "passwordHash", json_string(w->check->new_hash)) < 0)
-                return -ENOMEM;
-        r = store_put(t, STORE_CUSTOMERS, w->check->customer_id, rec, STORE_PUT_DEFAULT);
-        if (r < 0)
-                return r;
-        /* DESIGN.md 6: a password change ends every session of the customer. */
-        w->revoked = session_revoke_customer(t, &w->ctx, w->check->customer_id, NULL);
+        w->revoked = customers_set_password(t, &w->ctx, w->check->customer_id, w->check->stored_hash,
+                                            w->check->new_hash, NULL);
         return w->revoked < 0 ? w->revoked : 0;
 }
 
 static void pam_password_checked(Call *call, const CustomerPasswordCheck *c) {
-        PamPasswordWork w = { .check = c, .ctx = session_context(call) };
+        PamPasswordWork w = { .check = c, .ctx = call_session_context(call) };
         _cleanup_free_ char *lockout_key = NULL;
         int r;
 
@@ -501,7 +477,7 @@ static int method_pam_set_customer_disabled(Call *call, json_t *params) {
         DisableWork w = {
                 .email = json_object_get_string(params, "email"),
                 .disabled = json_is_true(json_object_get(params, "disabled")),
-                .ctx = session_context(call),
+                .ctx = call_session_context(call),
         };
         const char *id;
         int r;

@@ -17,17 +17,6 @@
 
 #define OPAQUE_TOKEN_PARAM_MAX 512
 
-static SessionContext session_context(Call *call) {
-        Manager *m = call_manager(call);
-
-        return (SessionContext) {
-                .config = m->config,
-                .keyring = m->keyring,
-                .now_usec = now_realtime_usec(),
-                .peer_uid = call_peer(call)->uid,
-        };
-}
-
 static int reply_token_error(Call *call, int r) {
         if (r == -ETIME)
                 return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_TOKEN_EXPIRED, NULL,
@@ -63,7 +52,7 @@ static int refresh_work(StoreTxn *t, void *userdata) {
 static int method_tokens_refresh(Call *call, json_t *params) {
         _cleanup_(session_tokens_done) SessionTokens tokens = {};
         RefreshWork w = {
-                .ctx = session_context(call),
+                .ctx = call_session_context(call),
                 .token = json_object_get_string(params, "refreshToken"),
         };
         int r;
@@ -98,7 +87,7 @@ static int revoke_token_work(StoreTxn *t, void *userdata) {
 
 static int method_tokens_revoke(Call *call, json_t *params) {
         RevokeWork w = {
-                .ctx = session_context(call),
+                .ctx = call_session_context(call),
                 .token = json_object_get_string(params, "token"),
         };
         int r;
@@ -121,7 +110,7 @@ static int logout_all_work(StoreTxn *t, void *userdata) {
 
 static int method_tokens_logout_all(Call *call, json_t *params) {
         RevokeWork w = {
-                .ctx = session_context(call),
+                .ctx = call_session_context(call),
                 .customer_id = call_customer_id(call),
         };
         int r;
@@ -142,7 +131,7 @@ static int method_tokens_logout_all(Call *call, json_t *params) {
 
 static int method_tokens_introspect(Call *call, json_t *params) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        SessionContext ctx = session_context(call);
+        SessionContext ctx = call_session_context(call);
         json_t *result = NULL;
         int r;
 
