@@ -113,6 +113,12 @@ const char *format_json_timestamp(const json_t *o, const char *key, char buf[sta
         return format_timestamp_usec(json_integer_value(v), buf);
 }
 
+uint64_t json_get_u64(const json_t *o, const char *key) {
+        json_int_t v = json_integer_value(json_object_get(o, key));
+
+        return v > 0 ? (uint64_t) v : 0;
+}
+
 const char *format_bytes(uint64_t bytes, char buf[static SIZE_MAX_STR]) {
         static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
         double v = (double) bytes;

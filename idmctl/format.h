@@ -31,6 +31,9 @@ const char *format_timestamp_usec(json_int_t usec, char buf[static TIMESTAMP_MAX
 /* The createdDate-style member o[key] (µs since the epoch) as RFC 3339 UTC, or "-". */
 const char *format_json_timestamp(const json_t *o, const char *key, char buf[static TIMESTAMP_MAX]);
 
+/* The count o[key] for display: its integer value, or 0 when missing, negative or not an integer. */
+uint64_t json_get_u64(const json_t *o, const char *key);
+
 /* "1.5 MiB" style sizes (exact bytes below 1 KiB). */
 #define SIZE_MAX_STR 32
 const char *format_bytes(uint64_t bytes, char buf[static SIZE_MAX_STR]);

@@ -14,6 +14,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,19 +54,24 @@ static const Verb verbs[] = {
 
 /* --- reporting --- */
 
+/* "idmctl: <message>\n" on stderr, after what is pending on stdout. */
+static void log_message(const char *format, va_list ap) {
+        (void) fflush(stdout);
+        (void) fputs(PROGRAM ": ", stderr);
+        (void) vfprintf(stderr, format, ap);
+        (void) fputc('\n', stderr);
+}
+
 int log_error_errno(int error, const char *format, ...) {
         va_list ap;
 
-        (void) fflush(stdout);
-        (void) fputs(PROGRAM ": ", stderr);
         va_start(ap, format);
-        (void) vfprintf(stderr, format, ap);
+        log_message(format, ap);
         va_end(ap);
-        (void) fputc('\n', stderr);
         return error > 0 ? -error : error;
 }
 
-static int log_oom(void) {
+int log_oom(void) {
         return log_error_errno(ENOMEM, "out of memory");
 }
 
@@ -77,12 +83,9 @@ static void verb_print_usage(const Verb *v, FILE *f) {
 int usage_error(Context *ctx, const char *format, ...) {
         va_list ap;
 
-        (void) fflush(stdout);
-        (void) fputs(PROGRAM ": ", stderr);
         va_start(ap, format);
-        (void) vfprintf(stderr, format, ap);
+        log_message(format, ap);
         va_end(ap);
-        (void) fputc('\n', stderr);
         if (ctx && ctx->verb)
                 verb_print_usage(ctx->verb, stderr);
         else
@@ -163,6 +166,19 @@ int ctx_call(Context *ctx, const char *method, json_t *params, json_t **ret_resu
         }
 }
 
+int ctx_call_or_print_json(Context *ctx, const char *method, json_t *params, json_t **ret_result) {
+        _cleanup_(json_decrefp) json_t *result = NULL;
+        int r;
+
+        r = ctx_call(ctx, method, params, &result);
+        if (r < 0)
+                return r;
+        if (ctx->json && print_json(result) < 0)
+                return log_oom();
+        *ret_result = TAKE_PTR(result);
+        return ctx->json ? 0 : 1;
+}
+
 /* --- command line --- */
 
 static void help(void) {
@@ -237,25 +253,6 @@ static const struct option options[] = {
         {}
 };
 
-static unsigned option_group(int c) {
-        switch (c) {
-        case ARG_REDIRECT_URI:
-        case ARG_RESET_URL:
-        case ARG_REMOTE_AUTH_URL:
-        case ARG_SSO_URL:
-        case ARG_SSO_PAGE:
-                return VERB_OPT_PUBLISHER_SETTINGS;
-        case ARG_NAME:
-                return VERB_OPT_NAME;
-        case ARG_TITLE:
-                return VERB_OPT_TITLE;
-        case ARG_PUBLISHER:
-                return VERB_OPT_PUBLISHER;
-        default:
-                return 0;
-        }
-}
-
 static const char *option_name(int c) {
         for (const struct option *o = options; o->name; o++)
                 if (o->val == c)
@@ -325,6 +322,49 @@ static int parse_redirect_uri(Context *ctx, const char *arg) {
         return 0;
 }
 
+static int parse_socket(Context *ctx, const char *arg) {
+        if (arg[0] == 0)
+                return usage_error(ctx, "--socket needs a path");
+        ctx->socket_path = arg;
+        return 0;
+}
+
+/* The options that take an argument: the VerbOptions group of each (0: a global option), and
+ * either its parser or the Context member (a const char *) that keeps the argument as given. */
+typedef struct OptionArg {
+        int option;
+        unsigned group;
+        int (*parse)(Context *ctx, const char *arg);    /* 0, or an exit status or -errno, reported */
+        size_t offset;                                  /* when parse is NULL */
+} OptionArg;
+
+static const OptionArg option_args[] = {
+        { ARG_SOCKET, 0, parse_socket },
+        { ARG_TIMEOUT, 0, parse_timeout },
+        { ARG_NAME, VERB_OPT_NAME, NULL, offsetof(Context, name) },
+        { ARG_REDIRECT_URI, VERB_OPT_PUBLISHER_SETTINGS, parse_redirect_uri },
+        { ARG_RESET_URL, VERB_OPT_PUBLISHER_SETTINGS, NULL, offsetof(Context, reset_url) },
+        { ARG_REMOTE_AUTH_URL, VERB_OPT_PUBLISHER_SETTINGS, NULL, offsetof(Context, remote_auth_url) },
+        { ARG_SSO_URL, VERB_OPT_PUBLISHER_SETTINGS, NULL, offsetof(Context, sso_url) },
+        { ARG_SSO_PAGE, VERB_OPT_PUBLISHER_SETTINGS, parse_sso_page },
+        { ARG_TITLE, VERB_OPT_TITLE, NULL, offsetof(Context, title) },
+        { ARG_PUBLISHER, VERB_OPT_PUBLISHER, NULL, offsetof(Context, publisher_id) },
+};
+
+static const OptionArg *option_arg_find(int c) {
+        for (size_t i = 0; i < ELEMENTSOF(option_args); i++)
+                if (option_args[i].option == c)
+                        return &option_args[i];
+        return NULL;
+}
+
+static int option_arg_apply(Context *ctx, const OptionArg *o, const char *arg) {
+        if (o->parse)
+                return o->parse(ctx, arg);
+        *(const char **) ((char *) ctx + o->offset) = arg;
+        return 0;
+}
+
 /* The options of one VerbOptions group seen on the command line. */
 typedef struct SeenOptions {
         unsigned groups;                /* VerbOptions */
@@ -345,12 +385,16 @@ static int parse_argv(Context *ctx, int argc, char **argv, int *ret_optind, Seen
                         return usage_error(ctx, "argument %d is not valid UTF-8", i);
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-                unsigned g = option_group(c);
+                const OptionArg *o = option_arg_find(c);
 
-                if (g != 0) {
-                        if (!(seen.groups & g))
-                                seen.first[__builtin_ctz(g)] = c;
-                        seen.groups |= g;
+                if (o) {
+                        if (o->group != 0 && !(seen.groups & o->group))
+                                seen.first[__builtin_ctz(o->group)] = c;
+                        seen.groups |= o->group;
+                        r = option_arg_apply(ctx, o, optarg);
+                        if (r != 0)
+                                return r;
+                        continue;
                 }
 
                 switch (c) {
@@ -362,46 +406,8 @@ static int parse_argv(Context *ctx, int argc, char **argv, int *ret_optind, Seen
                         (void) printf(PROGRAM " " IDM_VERSION " (protocol %d)\n", IDM_PROTOCOL_VERSION);
                         *ret_done = true;
                         return 0;
-                case ARG_SOCKET:
-                        if (optarg[0] == 0)
-                                return usage_error(ctx, "--socket needs a path");
-                        ctx->socket_path = optarg;
-                        break;
                 case ARG_JSON:
                         ctx->json = true;
-                        break;
-                case ARG_TIMEOUT:
-                        r = parse_timeout(ctx, optarg);
-                        if (r != 0)
-                                return r;
-                        break;
-                case ARG_NAME:
-                        ctx->name = optarg;
-                        break;
-                case ARG_REDIRECT_URI:
-                        r = parse_redirect_uri(ctx, optarg);
-                        if (r != 0)
-                                return r;
-                        break;
-                case ARG_RESET_URL:
-                        ctx->reset_url = optarg;
-                        break;
-                case ARG_REMOTE_AUTH_URL:
-                        ctx->remote_auth_url = optarg;
-                        break;
-                case ARG_SSO_URL:
-                        ctx->sso_url = optarg;
-                        break;
-                case ARG_SSO_PAGE:
-                        r = parse_sso_page(ctx, optarg);
-                        if (r != 0)
-                                return r;
-                        break;
-                case ARG_TITLE:
-                        ctx->title = optarg;
-                        break;
-                case ARG_PUBLISHER:
-                        ctx->publisher_id = optarg;
                         break;
                 case '?':
                         /* getopt printed what was wrong */

@@ -62,12 +62,20 @@ typedef struct Verb {
  * (one line) before returning it: -EREMOTEIO for a JSON-RPC error, else the transport's -errno. */
 int ctx_call(Context *ctx, const char *method, json_t *params, json_t **ret_result);
 
+/* ctx_call() for a verb that prints its result: with --json prints the result (indented) and
+ * returns 0, the verb is done; without, returns 1 for the verb to print it as text. Either way
+ * *ret_result is set (a new reference). Failures are as for ctx_call(), reported. */
+int ctx_call_or_print_json(Context *ctx, const char *method, json_t *params, json_t **ret_result);
+
 /* Prints "idmctl: <message>" and a usage line for the current verb; returns EXIT_USAGE. */
 int usage_error(Context *ctx, const char *format, ...) _printf_(2, 3);
 
 /* Prints "idmctl: <message>" to stderr; returns -abs(error) (log-and-return). "%m" is not
  * special; pass strerror() explicitly. */
 int log_error_errno(int error, const char *format, ...) _printf_(2, 3);
+
+/* Prints "idmctl: out of memory"; returns -ENOMEM. */
+int log_oom(void);
 
 /* Verbs (verb-*.c). */
 int verb_status(Context *ctx, int argc, char **argv);

@@ -84,7 +84,7 @@ int verb_call(Context *ctx, int argc, char **argv) {
                 if (r == -EFBIG)
                         return usage_error(ctx, "params on standard input are larger than %u bytes", IDM_MAX_REPLY);
                 if (r == -ENOMEM)
-                        return log_error_errno(r, "out of memory");
+                        return log_oom();
                 if (r < 0)
                         return log_error_errno(r, "cannot read params from standard input: %s", strerror(-r));
                 if (memchr(input, 0, len)) {
@@ -109,13 +109,13 @@ int verb_call(Context *ctx, int argc, char **argv) {
         } else {
                 params = json_object();
                 if (!params)
-                        return log_error_errno(ENOMEM, "out of memory");
+                        return log_oom();
         }
 
         r = ctx_call(ctx, method, params, &result);
         if (r < 0)
                 return r;
         if (print_json(result) < 0)
-                return log_error_errno(ENOMEM, "out of memory");
+                return log_oom();
         return 0;
 }

@@ -14,10 +14,6 @@
 
 #define LABEL_WIDTH 16
 
-static int oom(void) {
-        return log_error_errno(ENOMEM, "out of memory");
-}
-
 static bool is_customer_id(const char *s) {
         if (!s[0])
                 return false;
@@ -36,15 +32,9 @@ static int customer_params(Context *ctx, const char *who, json_t **ret) {
         params = json_pack("{s:s, s:s}", "publisherId", ctx->publisher_id,
                            is_customer_id(who) ? "customerId" : "email", who);
         if (!params)
-                return oom();
+                return log_oom();
         *ret = params;
         return 0;
-}
-
-static uint64_t get_u64(const json_t *o, const char *key) {
-        json_int_t v = json_integer_value(json_object_get(o, key));
-
-        return v > 0 ? (uint64_t) v : 0;
 }
 
 int verb_customer_show(Context *ctx, int argc, char **argv) {
@@ -55,11 +45,9 @@ int verb_customer_show(Context *ctx, int argc, char **argv) {
         r = customer_params(ctx, argv[0], &params);
         if (r != 0)
                 return r;
-        r = ctx_call(ctx, "getCustomerLockout", params, &result);
-        if (r < 0)
+        r = ctx_call_or_print_json(ctx, "getCustomerLockout", params, &result);
+        if (r <= 0)
                 return r;
-        if (ctx->json)
-                return print_json(result) < 0 ? oom() : 0;
 
         print_field(LABEL_WIDTH, "E-mail:", json_object_get_string(result, "email"));
         print_field(LABEL_WIDTH, "Customer ID:",
@@ -67,16 +55,16 @@ int verb_customer_show(Context *ctx, int argc, char **argv) {
         if (json_is_true(json_object_get(result, "locked"))) {
                 (void) snprintf(buf, sizeof(buf), "yes, until %s (%s more)",
                                 strempty(json_object_get_string(result, "lockedUntil")),
-                                format_duration(get_u64(result, "retryAfter"), duration));
+                                format_duration(json_get_u64(result, "retryAfter"), duration));
                 print_field(LABEL_WIDTH, "Locked:", buf);
         } else
                 print_field(LABEL_WIDTH, "Locked:", "no");
-        (void) snprintf(buf, sizeof(buf), "%llu", (unsigned long long) get_u64(result, "failures"));
+        (void) snprintf(buf, sizeof(buf), "%llu", (unsigned long long) json_get_u64(result, "failures"));
         print_field(LABEL_WIDTH, "Failed logins:", buf);
-        (void) snprintf(buf, sizeof(buf), "%llu", (unsigned long long) get_u64(result, "lockCount"));
+        (void) snprintf(buf, sizeof(buf), "%llu", (unsigned long long) json_get_u64(result, "lockCount"));
         print_field(LABEL_WIDTH, "Recent locks:", buf);
         print_field(LABEL_WIDTH, "Next lock lasts:",
-                    format_duration(get_u64(result, "nextLockSeconds"), duration));
+                    format_duration(json_get_u64(result, "nextLockSeconds"), duration));
         return 0;
 }
 
@@ -88,14 +76,12 @@ int verb_customer_unlock(Context *ctx, int argc, char **argv) {
         r = customer_params(ctx, argv[0], &params);
         if (r != 0)
                 return r;
-        r = ctx_call(ctx, "unlockCustomer", params, &result);
-        if (r < 0)
+        r = ctx_call_or_print_json(ctx, "unlockCustomer", params, &result);
+        if (r <= 0)
                 return r;
-        if (ctx->json)
-                return print_json(result) < 0 ? oom() : 0;
         who = text_sanitize(argv[0]);
         if (!who)
-                return oom();
+                return log_oom();
         (void) printf("Lockout of %s cleared.\n", who);
         return 0;
 }

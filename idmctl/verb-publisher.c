@@ -15,21 +15,9 @@
 
 #define LABEL_WIDTH 16
 
-static int oom(void) {
-        return log_error_errno(ENOMEM, "out of memory");
-}
-
-/* Prints the result as JSON when --json was given; returns 1 if it did, 0 if not, < 0 on OOM. */
-static int maybe_print_json(Context *ctx, const json_t *result) {
-        if (!ctx->json)
-                return 0;
-        if (print_json(result) < 0)
-                return oom();
-        return 1;
-}
-
-/* Copies the publisher options given on the command line into params. */
-static int add_publisher_settings(Context *ctx, json_t *params) {
+/* {key: value} plus the publisher options given on the command line, into *ret. Returns 0 or
+ * -ENOMEM (reported). */
+static int publisher_settings_params(Context *ctx, const char *key, const char *value, json_t **ret) {
         const struct {
                 const char *key;
                 const char *value;
@@ -38,16 +26,60 @@ static int add_publisher_settings(Context *ctx, json_t *params) {
                 { "remoteAuthUrl", ctx->remote_auth_url },
                 { "ssoUrl", ctx->sso_url },
         };
+        _cleanup_(json_decrefp) json_t *params = NULL;
 
+        params = json_pack("{s:s}", key, value);
+        if (!params)
+                return log_oom();
         if (ctx->name && json_object_set_new(params, "name", json_string(ctx->name)) < 0)
-                return oom();
+                return log_oom();
         if (ctx->redirect_uris && json_object_set(params, "allowedRedirectUris", ctx->redirect_uris) < 0)
-                return oom();
+                return log_oom();
         for (size_t i = 0; i < ELEMENTSOF(urls); i++)
                 if (urls[i].value && json_object_set_new(params, urls[i].key, json_string(urls[i].value)) < 0)
-                        return oom();
+                        return log_oom();
         if (ctx->sso_pages && json_object_set(params, "ssoPages", ctx->sso_pages) < 0)
-                return oom();
+                return log_oom();
+        *ret = TAKE_PTR(params);
+        return 0;
+}
+
+/* Calls method with {publisherId[, offerId]} (offer_id NULL: without); returns as
+ * ctx_call_or_print_json(): 1 when the verb is to print *ret_result as text. */
+static int call_on_publisher(Context *ctx, const char *method, const char *publisher_id,
+                             const char *offer_id, json_t **ret_result) {
+        _cleanup_(json_decrefp) json_t *params = NULL;
+
+        params = json_pack("{s:s}", "publisherId", publisher_id);
+        if (!params)
+                return log_oom();
+        if (offer_id && json_object_set_new(params, "offerId", json_string(offer_id)) < 0)
+                return log_oom();
+        return ctx_call_or_print_json(ctx, method, params, ret_result);
+}
+
+/* Prints result.items as a table, a row per item by add_row(), or empty when there are none.
+ * Returns 0 or -ENOMEM (reported). */
+static int print_items(const json_t *result, const char *empty, size_t n_columns, const char *const *headers,
+                       int (*add_row)(Table *t, const json_t *item)) {
+        const json_t *items = json_object_get(result, "items");
+        _cleanup_(table_freep) Table *t = NULL;
+        json_t *item;
+        size_t i;
+
+        if (json_array_size(items) == 0) {
+                (void) puts(empty);
+                return 0;
+        }
+
+        t = table_new(n_columns, headers);
+        if (!t)
+                return log_oom();
+        json_array_foreach((json_t *) items, i, item)
+                if (add_row(t, item) < 0)
+                        return log_oom();
+        if (table_print(t, stdout) < 0)
+                return log_oom();
         return 0;
 }
 
@@ -96,7 +128,7 @@ static int print_publisher(const json_t *rec) {
                 _cleanup_free_ char *line = NULL;
 
                 if (asprintf(&line, "%s=%s", k, strempty(json_string_value(v))) < 0)
-                        return oom();
+                        return log_oom();
                 print_field(LABEL_WIDTH, i++ == 0 ? "SSO pages:" : "", line);
         }
         print_field(LABEL_WIDTH, "Created:", format_json_timestamp(rec, "createdDate", ts));
@@ -112,10 +144,10 @@ static int print_publisher(const json_t *rec) {
                 if (known)
                         continue;
                 if (asprintf(&label, "%s:", k) < 0)
-                        return oom();
+                        return log_oom();
                 text = json_text(v);
                 if (!text)
-                        return oom();
+                        return log_oom();
                 print_field(LABEL_WIDTH, label, text);
         }
         return 0;
@@ -125,80 +157,51 @@ int verb_publisher_create(Context *ctx, int argc, char **argv) {
         _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
         int r;
 
-        params = json_pack("{s:s}", "name", argv[0]);
-        if (!params)
-                return oom();
-        r = add_publisher_settings(ctx, params);
+        r = publisher_settings_params(ctx, "name", argv[0], &params);
         if (r < 0)
                 return r;
-
-        r = ctx_call(ctx, "createPublisher", params, &result);
-        if (r < 0)
+        r = ctx_call_or_print_json(ctx, "createPublisher", params, &result);
+        if (r <= 0)
                 return r;
-        r = maybe_print_json(ctx, result);
-        if (r != 0)
-                return r < 0 ? r : 0;
         print_token(result);
+        return 0;
+}
+
+static int add_publisher_row(Table *t, const json_t *p) {
+        const json_t *uris = json_object_get(p, "allowedRedirectUris");
+        const char *first = json_string_value(json_array_get(uris, 0));
+        _cleanup_free_ char *more = NULL;
+        char ts[TIMESTAMP_MAX];
+        size_t n = json_array_size(uris);
+
+        if (n > 1 && asprintf(&more, "%s (+%zu more)", strempty(first), n - 1) < 0)
+                return -ENOMEM;
+        if (table_add_cell(t, json_object_get_string(p, "publisherId")) < 0 ||
+            table_add_cell(t, json_object_get_string(p, "name")) < 0 ||
+            table_add_cell(t, n == 0 ? "-" : n == 1 ? first : more) < 0 ||
+            table_add_cell(t, format_json_timestamp(p, "createdDate", ts)) < 0)
+                return -ENOMEM;
         return 0;
 }
 
 int verb_publisher_list(Context *ctx, int argc, char **argv) {
         static const char *const headers[] = { "ID", "NAME", "REDIRECT URIS", "CREATED" };
         _cleanup_(json_decrefp) json_t *result = NULL;
-        _cleanup_(table_freep) Table *t = NULL;
-        json_t *items, *p;
-        size_t i;
         int r;
 
-        r = ctx_call(ctx, "listPublishers", NULL, &result);
-        if (r < 0)
+        r = ctx_call_or_print_json(ctx, "listPublishers", NULL, &result);
+        if (r <= 0)
                 return r;
-        r = maybe_print_json(ctx, result);
-        if (r != 0)
-                return r < 0 ? r : 0;
-
-        items = json_object_get(result, "items");
-        if (json_array_size(items) == 0) {
-                (void) puts("No publishers.");
-                return 0;
-        }
-
-        t = table_new(ELEMENTSOF(headers), headers);
-        if (!t)
-                return oom();
-        json_array_foreach(items, i, p) {
-                const json_t *uris = json_object_get(p, "allowedRedirectUris");
-                _cleanup_free_ char *first = NULL;
-                char ts[TIMESTAMP_MAX];
-                size_t n = json_array_size(uris);
-
-                if (n > 1 && asprintf(&first, "%s (+%zu more)", strempty(json_string_value(json_array_get(uris, 0))),
-                                      n - 1) < 0)
-                        return oom();
-                if (table_add_cell(t, json_object_get_string(p, "publisherId")) < 0 ||
-                    table_add_cell(t, json_object_get_string(p, "name")) < 0 ||
-                    table_add_cell(t, n == 0 ? "-" : n == 1 ? json_string_value(json_array_get(uris, 0)) : first) < 0 ||
-                    table_add_cell(t, format_json_timestamp(p, "createdDate", ts)) < 0)
-                        return oom();
-        }
-        if (table_print(t, stdout) < 0)
-                return oom();
-        return 0;
+        return print_items(result, "No publishers.", ELEMENTSOF(headers), headers, add_publisher_row);
 }
 
 int verb_publisher_show(Context *ctx, int argc, char **argv) {
-        _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
+        _cleanup_(json_decrefp) json_t *result = NULL;
         int r;
 
-        params = json_pack("{s:s}", "publisherId", argv[0]);
-        if (!params)
-                return oom();
-        r = ctx_call(ctx, "getPublisher", params, &result);
-        if (r < 0)
+        r = call_on_publisher(ctx, "getPublisher", argv[0], NULL, &result);
+        if (r <= 0)
                 return r;
-        r = maybe_print_json(ctx, result);
-        if (r != 0)
-                return r < 0 ? r : 0;
         return print_publisher(result);
 }
 
@@ -206,37 +209,24 @@ int verb_publisher_update(Context *ctx, int argc, char **argv) {
         _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
         int r;
 
-        params = json_pack("{s:s}", "publisherId", argv[0]);
-        if (!params)
-                return oom();
-        r = add_publisher_settings(ctx, params);
+        r = publisher_settings_params(ctx, "publisherId", argv[0], &params);
         if (r < 0)
                 return r;
         if (json_object_size(params) == 1)
                 return usage_error(ctx, "nothing to update: give --name or a publisher option");
-
-        r = ctx_call(ctx, "updatePublisher", params, &result);
-        if (r < 0)
+        r = ctx_call_or_print_json(ctx, "updatePublisher", params, &result);
+        if (r <= 0)
                 return r;
-        r = maybe_print_json(ctx, result);
-        if (r != 0)
-                return r < 0 ? r : 0;
         return print_publisher(result);
 }
 
 int verb_publisher_rotate_token(Context *ctx, int argc, char **argv) {
-        _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
+        _cleanup_(json_decrefp) json_t *result = NULL;
         int r;
 
-        params = json_pack("{s:s}", "publisherId", argv[0]);
-        if (!params)
-                return oom();
-        r = ctx_call(ctx, "rotatePublisherToken", params, &result);
-        if (r < 0)
+        r = call_on_publisher(ctx, "rotatePublisherToken", argv[0], NULL, &result);
+        if (r <= 0)
                 return r;
-        r = maybe_print_json(ctx, result);
-        if (r != 0)
-                return r < 0 ? r : 0;
         print_token(result);
         return 0;
 }
@@ -250,16 +240,13 @@ int verb_offer_add(Context *ctx, int argc, char **argv) {
 
         params = json_pack("{s:s, s:s}", "publisherId", argv[0], "offerId", argv[1]);
         if (!params)
-                return oom();
+                return log_oom();
         if (ctx->title && json_object_set_new(params, "title", json_string(ctx->title)) < 0)
-                return oom();
+                return log_oom();
 
-        r = ctx_call(ctx, "addOffer", params, &result);
-        if (r < 0)
+        r = ctx_call_or_print_json(ctx, "addOffer", params, &result);
+        if (r <= 0)
                 return r;
-        r = maybe_print_json(ctx, result);
-        if (r != 0)
-                return r < 0 ? r : 0;
         print_field(LABEL_WIDTH, "Offer ID:", json_object_get_string(result, "offerId"));
         print_field(LABEL_WIDTH, "Publisher ID:", json_object_get_string(result, "publisherId"));
         print_field(LABEL_WIDTH, "Title:", json_object_get_string(result, "title") ?: "-");
@@ -267,57 +254,32 @@ int verb_offer_add(Context *ctx, int argc, char **argv) {
         return 0;
 }
 
-int verb_offer_list(Context *ctx, int argc, char **argv) {
-        static const char *const headers[] = { "OFFER ID", "TITLE", "CREATED" };
-        _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
-        _cleanup_(table_freep) Table *t = NULL;
-        json_t *items, *o;
-        size_t i;
-        int r;
+static int add_offer_row(Table *t, const json_t *o) {
+        char ts[TIMESTAMP_MAX];
 
-        params = json_pack("{s:s}", "publisherId", argv[0]);
-        if (!params)
-                return oom();
-        r = ctx_call(ctx, "listOffers", params, &result);
-        if (r < 0)
-                return r;
-        r = maybe_print_json(ctx, result);
-        if (r != 0)
-                return r < 0 ? r : 0;
-
-        items = json_object_get(result, "items");
-        if (json_array_size(items) == 0) {
-                (void) puts("No offers.");
-                return 0;
-        }
-
-        t = table_new(ELEMENTSOF(headers), headers);
-        if (!t)
-                return oom();
-        json_array_foreach(items, i, o) {
-                char ts[TIMESTAMP_MAX];
-
-                if (table_add_cell(t, json_object_get_string(o, "offerId")) < 0 ||
-                    table_add_cell(t, json_object_get_string(o, "title")) < 0 ||
-                    table_add_cell(t, format_json_timestamp(o, "createdDate", ts)) < 0)
-                        return oom();
-        }
-        if (table_print(t, stdout) < 0)
-                return oom();
+        if (table_add_cell(t, json_object_get_string(o, "offerId")) < 0 ||
+            table_add_cell(t, json_object_get_string(o, "title")) < 0 ||
+            table_add_cell(t, format_json_timestamp(o, "createdDate", ts)) < 0)
+                return -ENOMEM;
         return 0;
 }
 
-int verb_offer_remove(Context *ctx, int argc, char **argv) {
-        _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
+int verb_offer_list(Context *ctx, int argc, char **argv) {
+        static const char *const headers[] = { "OFFER ID", "TITLE", "CREATED" };
+        _cleanup_(json_decrefp) json_t *result = NULL;
         int r;
 
-        params = json_pack("{s:s, s:s}", "publisherId", argv[0], "offerId", argv[1]);
-        if (!params)
-                return oom();
-        r = ctx_call(ctx, "removeOffer", params, &result);
-        if (r < 0)
+        r = call_on_publisher(ctx, "listOffers", argv[0], NULL, &result);
+        if (r <= 0)
                 return r;
+        return print_items(result, "No offers.", ELEMENTSOF(headers), headers, add_offer_row);
+}
+
+int verb_offer_remove(Context *ctx, int argc, char **argv) {
+        _cleanup_(json_decrefp) json_t *result = NULL;
+        int r;
+
         /* Quiet on success, like rm; --json still shows the (empty) result. */
-        r = maybe_print_json(ctx, result);
+        r = call_on_publisher(ctx, "removeOffer", argv[0], argv[1], &result);
         return r < 0 ? r : 0;
 }

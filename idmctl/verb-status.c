@@ -14,12 +14,6 @@
 
 #define LABEL_WIDTH 16
 
-static uint64_t get_u64(const json_t *o, const char *key) {
-        json_int_t v = json_integer_value(json_object_get(o, key));
-
-        return v > 0 ? (uint64_t) v : 0;
-}
-
 static void print_server_info(Context *ctx, const json_t *info) {
         char buf[256];
 
@@ -54,11 +48,11 @@ static void print_request_totals(const json_t *stats) {
         char buf[128];
 
         json_object_foreach((json_t *) methods, k, v) {
-                calls += get_u64(v, "calls");
-                errors += get_u64(v, "errors");
+                calls += json_get_u64(v, "calls");
+                errors += json_get_u64(v, "errors");
         }
         (void) snprintf(buf, sizeof(buf), "%" PRIu64 " calls, %" PRIu64 " errors, %" PRIu64 " parse errors", calls,
-                        errors, get_u64(stats, "parseErrors"));
+                        errors, json_get_u64(stats, "parseErrors"));
         print_field(LABEL_WIDTH, "Requests:", buf);
 }
 
@@ -71,15 +65,17 @@ static void print_store(const json_t *store) {
         bool first = true;
 
         (void) snprintf(buf, sizeof(buf), "map %s, used %s, file %s (map grown %" PRIu64 " times)",
-                        format_bytes(get_u64(store, "mapSize"), map), format_bytes(get_u64(store, "usedBytes"), used),
-                        format_bytes(get_u64(store, "fileBytes"), file), get_u64(store, "grown"));
+                        format_bytes(json_get_u64(store, "mapSize"), map),
+                        format_bytes(json_get_u64(store, "usedBytes"), used),
+                        format_bytes(json_get_u64(store, "fileBytes"), file), json_get_u64(store, "grown"));
         print_field(LABEL_WIDTH, "Store:", buf);
 
         json_object_foreach((json_t *) entries, k, v)
                 if (strlen(k) > width)
                         width = strlen(k);
         json_object_foreach((json_t *) entries, k, v) {
-                (void) snprintf(buf, sizeof(buf), "%-*s %" PRIu64, (int) width + 1, k, get_u64(entries, k));
+                (void) snprintf(buf, sizeof(buf), "%-*s %" PRIu64, (int) width + 1, k,
+                                json_get_u64(entries, k));
                 print_field(LABEL_WIDTH, first ? "Store entries:" : "", buf);
                 first = false;
         }
@@ -107,20 +103,22 @@ static void print_stats(const json_t *stats) {
         const json_t *outbox = json_object_get(stats, "outbox");
         char buf[160], dur[DURATION_MAX];
 
-        print_field(LABEL_WIDTH, "Uptime:", format_duration(get_u64(stats, "uptime"), dur));
+        print_field(LABEL_WIDTH, "Uptime:", format_duration(json_get_u64(stats, "uptime"), dur));
         (void) snprintf(buf, sizeof(buf), "%" PRIu64 " current, %" PRIu64 " accepted, %" PRIu64 " refused",
-                        get_u64(conns, "current"), get_u64(conns, "accepted"), get_u64(conns, "refused"));
+                        json_get_u64(conns, "current"), json_get_u64(conns, "accepted"),
+                        json_get_u64(conns, "refused"));
         print_field(LABEL_WIDTH, "Connections:", buf);
         print_request_totals(stats);
         print_store(json_object_get(stats, "store"));
         print_keys(json_object_get(stats, "keys"));
-        (void) snprintf(buf, sizeof(buf), "%" PRIu64 " queued, %" PRIu64 " running", get_u64(workers, "queued"),
-                        get_u64(workers, "running"));
+        (void) snprintf(buf, sizeof(buf), "%" PRIu64 " queued, %" PRIu64 " running",
+                        json_get_u64(workers, "queued"), json_get_u64(workers, "running"));
         print_field(LABEL_WIDTH, "Worker queue:", buf);
         /* The mail outbox is reported once the daemon has one: a number, or {"depth": N}. */
         if (json_is_integer(outbox) || json_is_integer(json_object_get(outbox, "depth"))) {
                 (void) snprintf(buf, sizeof(buf), "%" PRIu64 " queued",
-                                json_is_integer(outbox) ? get_u64(stats, "outbox") : get_u64(outbox, "depth"));
+                                json_is_integer(outbox) ? json_get_u64(stats, "outbox")
+                                                        : json_get_u64(outbox, "depth"));
                 print_field(LABEL_WIDTH, "Outbox:", buf);
         }
 }
@@ -143,7 +141,7 @@ int verb_status(Context *ctx, int argc, char **argv) {
         if (ctx->json) {
                 both = json_pack("{s:O, s:O}", "serverInfo", info, "stats", stats);
                 if (!both || print_json(both) < 0)
-                        return log_error_errno(ENOMEM, "out of memory");
+                        return log_oom();
                 return 0;
         }
         print_stats(stats);

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -38,6 +39,24 @@ def generous_rate_limits(config):
     return "".join(f"\n[ratelimit.{c}]\nrate = 100000\nburst = 100000\nconcurrency = 10000\n"
                    for c in RATELIMIT_CLASSES if f"[ratelimit.{c}]" not in config)
 
+
+# The client idmd.send_as() runs as another uid: sends each line of stdin (a JSON-RPC request, or
+# a batch) on one connection, reads one reply line for it, and prints [[reply, seconds from sending
+# to the reply], ...] as JSON.
+PEER_CLIENT = r"""
+import json, socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+f = s.makefile("rwb")
+out = []
+for line in sys.stdin.buffer:
+    start = time.monotonic()
+    f.write(line)
+    f.flush()
+    reply = json.loads(f.readline())
+    out.append([reply, time.monotonic() - start])
+print(json.dumps(out))
+"""
 
 _running = []
 
@@ -243,6 +262,31 @@ class Idmd:
     def error(self, method, params=None):
         with self.client() as c:
             return c.error(method, params)
+
+    def open_to_others(self):
+        """The temporary directory is private to root: lets unprivileged clients reach the socket."""
+        for d in (self.tmp, os.path.dirname(self.socket)):
+            os.chmod(d, 0o755)
+
+    def send_as(self, uid, requests, gid=None, groups=None):
+        """Sends requests (JSON-RPC request objects, or batches as lists of them) in order on one
+        connection from a client running as uid and gid (default: the same number as uid; see
+        run_as() for groups), each once the previous one was answered. Returns
+        [(reply, seconds from sending to the reply), ...], one per request."""
+        self.open_to_others()
+        stdin = "".join(json.dumps(r) + "\n" for r in requests)
+        p = run_as(uid, uid if gid is None else gid, [sys.executable, "-c", PEER_CLIENT, self.socket],
+                   groups=groups, input=stdin, capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise AssertionError(f"the client as uid {uid} failed with {p.returncode}:\n{p.stderr}")
+        return [(reply, elapsed) for reply, elapsed in json.loads(p.stdout)]
+
+    def call_as(self, uid, calls, gid=None, groups=None):
+        """Calls [method, params] pairs in order on one connection as another uid (as send_as());
+        returns the reply objects. The request ids are the indexes in calls."""
+        requests = [{"jsonrpc": "2.0", "id": i, "method": method, "params": params}
+                    for i, (method, params) in enumerate(calls)]
+        return [reply for reply, _ in self.send_as(uid, requests, gid=gid, groups=groups)]
 
 
 class IdmdTestCase(unittest.TestCase):

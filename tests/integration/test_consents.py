@@ -9,31 +9,16 @@ consentsUpdateRequired, another publisher's token, and bad input of every kind c
 nothing."""
 
 import json
-import os
 import subprocess
-import sys
 
-from idmtest import IdmdTestCase, main, run_as
+from idmtest import IdmdTestCase, main
 
 PASSWORD = "correct horse 9"
+NOBODY = 65534
 
 TERMS = {"name": "terms", "label": "I accept the Terms of Service", "required": True}
 NEWS = {"name": "news", "label": "Send me the newsletter", "required": False, "enabledByDefault": True,
         "value": "https://example.com/newsletter"}
-
-CLIENT = r"""
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sys.argv[1])
-f = s.makefile("rwb")
-out = []
-for i, line in enumerate(sys.stdin):
-    method, params = json.loads(line)
-    f.write(json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}).encode() + b"\n")
-    f.flush()
-    out.append(json.loads(f.readline()))
-print(json.dumps(out))
-"""
 
 
 def mdb_table(state, table):
@@ -63,20 +48,7 @@ def mdb_table(state, table):
     return {unescape(k[1:]): json.loads(unescape(v[1:])) for k, v in zip(data[::2], data[1::2])}
 
 
-# Tests register and log in many times in a burst: the rate limits are not under test here.
-RATES = """
-[ratelimit.registration]
-rate = 10000
-burst = 10000
-[ratelimit.login]
-rate = 10000
-burst = 10000
-"""
-
-
 class Consents(IdmdTestCase):
-    CONFIG = RATES
-
     def setUp(self):
         super().setUp()
         p = self.create_publisher()
@@ -107,15 +79,6 @@ class Consents(IdmdTestCase):
 
     def entries(self, table):
         return self.idmd.call("getStats")["store"]["entries"][table]
-
-    def call_as_nobody(self, calls):
-        for d in (self.idmd.tmp, os.path.dirname(self.idmd.socket)):
-            os.chmod(d, 0o755)
-        stdin = "".join(json.dumps(c) + "\n" for c in calls)
-        p = run_as(65534, 65534, [sys.executable, "-c", CLIENT, self.idmd.socket], input=stdin,
-                   capture_output=True, text=True, timeout=60)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        return json.loads(p.stdout)
 
     # --- publisher definitions ---
 
@@ -178,7 +141,7 @@ class Consents(IdmdTestCase):
         self.assertError(self.idmd.error("getPublisherConsents", {}), -32602)
         self.assertError(self.idmd.error("getPublisherConsents", {"publisherId": self.pub, "x": 1}), -32602)
         # anyone may read them
-        r = self.call_as_nobody([["getPublisherConsents", {"publisherId": self.pub}]])
+        r = self.idmd.call_as(NOBODY, [["getPublisherConsents", {"publisherId": self.pub}]])
         self.assertEqual(r[0]["result"]["consents"][0]["name"], "terms")
 
     def test_only_the_publisher_sets_them(self):
@@ -196,9 +159,9 @@ class Consents(IdmdTestCase):
         self.assertEqual(self.get_consents(), before)
         self.assertEqual([c["name"] for c in self.get_consents(other["publisherId"])], ["news"])
         # an unprivileged peer without a token: 403; with the token: allowed
-        r = self.call_as_nobody([["setPublisherConsents", {"publisherId": self.pub, "consents": []}],
-                                 ["setPublisherConsents", {"publisherToken": self.token,
-                                                           "consents": [TERMS, NEWS]}]])
+        r = self.idmd.call_as(NOBODY, [
+            ["setPublisherConsents", {"publisherId": self.pub, "consents": []}],
+            ["setPublisherConsents", {"publisherToken": self.token, "consents": [TERMS, NEWS]}]])
         self.assertError(r[0]["error"], 403, "forbidden")
         self.assertEqual(len(r[1]["result"]["consents"]), 2)
         # admin peers name the publisher

@@ -6,7 +6,6 @@ names, validation of every field, duplicate and racing registrations, hashing on
 and that no secret ever reaches the log."""
 
 import json
-import os
 import re
 import select
 import socket
@@ -16,6 +15,7 @@ import time
 from idmtest import Client, IdmdTestCase, main
 
 PASSWORD = "correct horse 9"
+NOBODY = 65534
 
 
 def registration(pub, email="alice@example.com", **kw):
@@ -135,23 +135,11 @@ class Customers(IdmdTestCase):
         password all give the same answer."""
         self.register()
         other = self.create_publisher(name="Other")["publisherId"]
-        for d in (self.idmd.tmp, os.path.dirname(self.idmd.socket)):
-            os.chmod(d, 0o755)
-        calls = [{"email": "alice@example.com", "password": "wrong pass 1", "publisherId": self.pub},
-                 {"email": "nobody@example.com", "password": PASSWORD, "publisherId": self.pub},
-                 {"email": "alice@example.com", "password": PASSWORD, "publisherId": other},
-                 {"email": "not an email", "password": PASSWORD, "publisherId": self.pub}]
-        script = ("import json, socket, sys\n"
-                  "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile('rwb')\n"
-                  "for i, p in enumerate(json.loads(sys.argv[2])):\n"
-                  "    f.write(json.dumps({'jsonrpc': '2.0', 'id': i, 'method': 'login', 'params': p}).encode() + b'\\n'); f.flush()\n"
-                  "    print(f.readline().decode().strip())\n")
-        from idmtest import run_as
-        import sys
-        p = run_as(65534, 65534, [sys.executable, "-c", script, self.idmd.socket, json.dumps(calls)],
-                   capture_output=True, text=True, timeout=60)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        errors = [json.loads(line)["error"] for line in p.stdout.splitlines()]
+        logins = [{"email": "alice@example.com", "password": "wrong pass 1", "publisherId": self.pub},
+                  {"email": "nobody@example.com", "password": PASSWORD, "publisherId": self.pub},
+                  {"email": "alice@example.com", "password": PASSWORD, "publisherId": other},
+                  {"email": "not an email", "password": PASSWORD, "publisherId": self.pub}]
+        errors = [r["error"] for r in self.idmd.call_as(NOBODY, [["login", p] for p in logins])]
         self.assertEqual(len(errors), 4)
         for e in errors:
             self.assertEqual(e, errors[0])
@@ -262,24 +250,45 @@ class Customers(IdmdTestCase):
         self.assertNotIn("$argon2", log)
 
 
-class SlowHashes(IdmdTestCase):
-    # A deliberately costly hash and one worker, so logins queue up behind each other.
-    CONFIG = """
+def login_line(pub):
+    """alice's login request (id 1) as a raw line, to send without waiting for the reply."""
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
+        "email": "alice@example.com", "password": PASSWORD, "publisherId": pub}}).encode() + b"\n"
+
+
+def slow_hashes(worker_queue):
+    """A deliberately costly hash and one worker, so logins queue up behind each other."""
+    return f"""
 [passwords]
 argon2_opslimit = 2
 argon2_memlimit = 32M
 workers = 1
-worker_queue = 64
+worker_queue = {worker_queue}
 """
 
-    def test_cheap_calls_answer_while_hashes_run(self):
+
+class LoginQueueTestCase(IdmdTestCase):
+    def register_alice(self):
+        """A new publisher with alice registered; returns its publisherId."""
         pub = self.create_publisher()["publisherId"]
         self.idmd.call("registerCustomer", registration(pub))
-        n = 20
+        return pub
+
+    def send_logins(self, pub, n):
+        """n new connections, each with alice's login sent and its reply not yet read."""
         clients = [self.idmd.client() for _ in range(n)]
         for c in clients:
-            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
-                "email": "alice@example.com", "password": PASSWORD, "publisherId": pub}}).encode() + b"\n")
+            c.send_raw(login_line(pub))
+        return clients
+
+
+class SlowHashes(LoginQueueTestCase):
+    CONFIG = slow_hashes(64)
+
+    def test_cheap_calls_answer_while_hashes_run(self):
+        pub = self.register_alice()
+        n = 20
+        clients = self.send_logins(pub, n)
         # a cheap call on another connection is answered before the queued logins are done
         with self.idmd.client() as c:
             self.assertIn("result", c.request("getServerInfo"))
@@ -294,12 +303,9 @@ worker_queue = 64
 
     def test_refusal_waits_for_replies_owed(self):
         """A limit hit after a pipelined request: the reply owed comes first, then the refusal."""
-        pub = self.create_publisher()["publisherId"]
-        self.idmd.call("registerCustomer", registration(pub))
+        pub = self.register_alice()
         with self.idmd.client() as c:
-            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
-                "email": "alice@example.com", "password": PASSWORD, "publisherId": pub}}).encode() + b"\n"
-                       + b"x" * 70000 + b"\n")
+            c.send_raw(login_line(pub) + b"x" * 70000 + b"\n")
             first = c.recv_line()
             self.assertEqual(first["id"], 1)
             self.assertIn("result", first)
@@ -308,12 +314,9 @@ worker_queue = 64
 
     def test_complete_overlong_line_behind_a_pending_login(self):
         """Regression: the same with a line of exactly max_line + 1 bytes, complete in the buffer."""
-        pub = self.create_publisher()["publisherId"]
-        self.idmd.call("registerCustomer", registration(pub))
+        pub = self.register_alice()
         with self.idmd.client() as c:
-            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
-                "email": "alice@example.com", "password": PASSWORD, "publisherId": pub}}).encode() + b"\n"
-                       + b"x" * 65537 + b"\n")
+            c.send_raw(login_line(pub) + b"x" * 65537 + b"\n")
             self.assertIn("result", c.recv_line())
             self.assertError(c.recv_line()["error"], -32600, "request_too_large")
             self.assertTrue(c.is_closed())
@@ -326,16 +329,12 @@ worker_queue = 64
         with open(self.idmd.config, "a") as f:
             f.write("\n[limits]\nidle_timeout = 1\n")
         self.idmd.start()
-        pub = self.create_publisher()["publisherId"]
-        self.idmd.call("registerCustomer", registration(pub))
+        pub = self.register_alice()
         def cpu_ticks():
             with open(f"/proc/{self.idmd.proc.pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             return int(fields[11]) + int(fields[12])
-        clients = [self.idmd.client() for _ in range(40)]
-        for c in clients:
-            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
-                "email": "alice@example.com", "password": PASSWORD, "publisherId": pub}}).encode() + b"\n")
+        clients = self.send_logins(pub, 40)
         for c in clients:
             self.assertIn("result", c.recv_line())
             c.close()
@@ -348,12 +347,8 @@ worker_queue = 64
         self.assertLess(loop_ticks, max(total // 2, 50), (loop_ticks, total))
 
     def test_sigterm_answers_logins_in_flight(self):
-        pub = self.create_publisher()["publisherId"]
-        self.idmd.call("registerCustomer", registration(pub))
-        clients = [self.idmd.client() for _ in range(10)]
-        for c in clients:
-            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
-                "email": "alice@example.com", "password": PASSWORD, "publisherId": pub}}).encode() + b"\n")
+        pub = self.register_alice()
+        clients = self.send_logins(pub, 10)
         # make sure idmd has read every request before it is told to stop
         with self.idmd.client() as c:
             deadline = time.monotonic() + 30
@@ -367,22 +362,12 @@ worker_queue = 64
         self.assertEqual(self.idmd.proc.wait(30), 0)
 
 
-class FullQueue(IdmdTestCase):
-    CONFIG = """
-[passwords]
-argon2_opslimit = 2
-argon2_memlimit = 32M
-workers = 1
-worker_queue = 2
-"""
+class FullQueue(LoginQueueTestCase):
+    CONFIG = slow_hashes(2)
 
     def test_full_queue_answers_503(self):
-        pub = self.create_publisher()["publisherId"]
-        self.idmd.call("registerCustomer", registration(pub))
-        clients = [self.idmd.client() for _ in range(10)]
-        for c in clients:
-            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
-                "email": "alice@example.com", "password": PASSWORD, "publisherId": pub}}).encode() + b"\n")
+        pub = self.register_alice()
+        clients = self.send_logins(pub, 10)
         replies = [c.recv_line() for c in clients]
         for c in clients:
             c.close()

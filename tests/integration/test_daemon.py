@@ -21,6 +21,20 @@ class Daemon(unittest.TestCase):
         self.addCleanup(d.cleanup)
         return d
 
+    def fill_store(self, c):
+        """Creates large publishers until the store is full (503 store_full); returns how many
+        were created."""
+        created = 0
+        while True:
+            reply = c.request("createPublisher", {"name": "n" * 200, "allowedRedirectUris":
+                              [f"https://host{i}.example/{'p' * 1000}" for i in range(30)]})
+            if "error" in reply:
+                self.assertEqual(reply["error"]["code"], 503, reply)
+                self.assertEqual(reply["error"]["data"]["reason"], "store_full")
+                return created
+            created += 1
+            self.assertLess(created, 10000)
+
     def test_restart_keeps_data(self):
         d = self.new().start()
         p = d.call("createPublisher", {"name": "Durable", "allowedRedirectUris": []})
@@ -153,18 +167,8 @@ class Daemon(unittest.TestCase):
 
     def test_store_grows_then_full(self):
         d = self.new("[store]\nmap_size_initial = 1M\nmap_size_max = 3M\n").start()
-        names = "n" * 200
-        created = 0
         with d.client() as c:
-            while True:
-                reply = c.request("createPublisher", {"name": names, "allowedRedirectUris":
-                                  [f"https://host{i}.example/{'p' * 1000}" for i in range(30)]})
-                if "error" in reply:
-                    self.assertEqual(reply["error"]["code"], 503, reply)
-                    self.assertEqual(reply["error"]["data"]["reason"], "store_full")
-                    break
-                created += 1
-                self.assertLess(created, 10000)
+            created = self.fill_store(c)
             stats = c.call("getStats")
             self.assertGreater(stats["store"]["grown"], 0)
             # the refused write left nothing behind
@@ -190,17 +194,8 @@ class Daemon(unittest.TestCase):
         script = (f"mount -t tmpfs -o size=1M tmpfs {tmp} && exec {IDMD} --config {d.config} "
                   f"--state-dir {state} --socket {d.socket}")
         d.start(args=["unshare", "-m", "--propagation", "private", "sh", "-c", script])
-        created = 0
         with d.client() as c:
-            while True:
-                reply = c.request("createPublisher", {"name": "n" * 200, "allowedRedirectUris":
-                                  [f"https://host{i}.example/{'p' * 1000}" for i in range(30)]})
-                if "error" in reply:
-                    self.assertEqual(reply["error"]["code"], 503, reply)
-                    self.assertEqual(reply["error"]["data"]["reason"], "store_full")
-                    break
-                created += 1
-                self.assertLess(created, 10000)
+            created = self.fill_store(c)
             self.assertEqual(len(c.call("listPublishers")["items"]), created)
             self.assertIn("version", c.call("getServerInfo"))
 

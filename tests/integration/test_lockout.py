@@ -11,29 +11,14 @@ No test waits for a real unlock_time: the one test that waits for a lock to end 
 unlock_time = 1 s, and polls instead of sleeping for a fixed time."""
 
 import json
-import os
 import subprocess
-import sys
 import time
 
-from idmtest import IDMCTL, IdmdTestCase, main, run_as
+from idmtest import IDMCTL, IdmdTestCase, main
 
 PASSWORD = "correct horse 9"
 WRONG = "wrong horse 9"
-
-NOBODY_CLIENT = r"""
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sys.argv[1])
-f = s.makefile("rwb")
-out = []
-for i, line in enumerate(sys.stdin):
-    method, params = json.loads(line)
-    f.write(json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}).encode() + b"\n")
-    f.flush()
-    out.append(json.loads(f.readline()))
-print(json.dumps(out))
-"""
+NOBODY = 65534
 
 
 class LockoutTestCase(IdmdTestCase):
@@ -80,15 +65,6 @@ max_unlock_time = 3600
     def state(self, email="alice@example.com"):
         return self.idmd.call("getCustomerLockout", {"publisherId": self.pub, "email": email})
 
-    def as_nobody(self, calls):
-        for d in (self.idmd.tmp, os.path.dirname(self.idmd.socket)):
-            os.chmod(d, 0o755)
-        stdin = "".join(json.dumps(c) + "\n" for c in calls)
-        p = run_as(65534, 65534, [sys.executable, "-c", NOBODY_CLIENT, self.idmd.socket], input=stdin,
-                   capture_output=True, text=True, timeout=60)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        return json.loads(p.stdout)
-
     def idmctl(self, *args, check=True):
         p = subprocess.run([IDMCTL, "--socket", self.idmd.socket] + list(args), capture_output=True, text=True,
                            timeout=60)
@@ -121,7 +97,7 @@ class Lockout(LockoutTestCase):
     def test_unprivileged_caller_gets_plain_401(self):
         wrong = ["login", self.login_params(password=WRONG)]
         right = ["login", self.login_params(password=PASSWORD)]
-        replies = self.as_nobody([wrong] * 6 + [right])
+        replies = self.idmd.call_as(NOBODY, [wrong] * 6 + [right])
         for r in replies:
             self.assertError(r["error"], 401, "invalid_credentials")
             self.assertNotIn("retryAfter", r["error"]["data"])
@@ -132,8 +108,9 @@ class Lockout(LockoutTestCase):
         for _ in range(5):
             self.assertError(self.login_error(email="ghost@example.com"), 401, "unknown_user")
         self.assertLocked(self.login_error(email="ghost@example.com"))
-        replies = self.as_nobody([["login", self.login_params(email="ghost@example.com")],
-                                  ["login", self.login_params(email="alice@example.com", password=WRONG)]])
+        replies = self.idmd.call_as(NOBODY, [
+            ["login", self.login_params(email="ghost@example.com")],
+            ["login", self.login_params(email="alice@example.com", password=WRONG)]])
         for r in replies:
             self.assertError(r["error"], 401, "invalid_credentials")
         st = self.state("ghost@example.com")
@@ -181,8 +158,8 @@ class Lockout(LockoutTestCase):
         self.idmd.call("login", self.login_params())
         # by customerId, as the publisher (any local uid holding its token)
         self.lock()
-        replies = self.as_nobody([["unlockCustomer", {"publisherToken": self.pub_token,
-                                                      "customerId": self.alice["customerId"]}]])
+        replies = self.idmd.call_as(NOBODY, [
+            ["unlockCustomer", {"publisherToken": self.pub_token, "customerId": self.alice["customerId"]}]])
         self.assertEqual(replies[0]["result"], {})
         self.idmd.call("login", self.login_params())
         # unlocking an account that is not locked is fine; an unknown e-mail too (no oracle)
@@ -203,8 +180,9 @@ class Lockout(LockoutTestCase):
         self.assertError(self.idmd.error("unlockCustomer", {"publisherId": self.pub, "email": "alice@example.com",
                                                             "customerId": self.alice["customerId"]}), -32602)
         # an unprivileged peer without a publisher token may not
-        replies = self.as_nobody([["unlockCustomer", {"publisherId": self.pub, "email": "alice@example.com"}],
-                                  ["getCustomerLockout", {"publisherId": self.pub, "email": "alice@example.com"}]])
+        replies = self.idmd.call_as(NOBODY, [
+            ["unlockCustomer", {"publisherId": self.pub, "email": "alice@example.com"}],
+            ["getCustomerLockout", {"publisherId": self.pub, "email": "alice@example.com"}]])
         for r in replies:
             self.assertError(r["error"], 403, "forbidden")
         self.assertLocked(self.login_error())

@@ -9,45 +9,14 @@ Unprivileged peers are real: a small client run with setpriv."""
 
 import base64
 import json
-import os
-import sys
 
-from idmtest import IdmdTestCase, main, run_as
+from idmtest import IdmdTestCase, main
 
 PASSWORD = "correct horse 9"
 NEW_PASSWORD = "battery staple 7"
 EMAIL = "alice@example.com"
 NOBODY = 65534
 OTHER_UID = 4242
-
-RATES = """
-[ratelimit.registration]
-rate = 10000
-burst = 10000
-[ratelimit.login]
-rate = 10000
-burst = 10000
-"""
-
-# Runs [method, params] lines; a params value "$N.key" is replaced by the result field key of
-# the N-th reply (so one unprivileged run can authenticate, then use the sessionId).
-CLIENT = r"""
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sys.argv[1])
-f = s.makefile("rwb")
-out = []
-for i, line in enumerate(sys.stdin):
-    method, params = json.loads(line)
-    for k, v in list(params.items()):
-        if isinstance(v, str) and v.startswith("$"):
-            n, field = v[1:].split(".", 1)
-            params[k] = out[int(n)]["result"][field]
-    f.write(json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}).encode() + b"\n")
-    f.flush()
-    out.append(json.loads(f.readline()))
-print(json.dumps(out))
-"""
 
 
 def jwt_claims(jwt):
@@ -56,49 +25,36 @@ def jwt_claims(jwt):
 
 
 class PamMethods(IdmdTestCase):
-    CONFIG = RATES
-
     def setUp(self):
         super().setUp()
         p = self.create_publisher()
         self.pub, self.token = p["publisherId"], p["publisherToken"]
-        self.customer = self.idmd.call("registerCustomer", {
-            "email": EMAIL, "password": PASSWORD, "publisherId": self.pub, "locale": "en_GB", "country": "GB",
-            "currency": "GBP"})
+        self.customer = self.register(EMAIL)
 
     # --- helpers ---
 
-    def auth(self, user=EMAIL, password=PASSWORD, **kw):
-        params = {"publisherId": self.pub, "user": user, "password": password}
-        params.update(kw)
-        return self.idmd.call("pamAuthenticate", params)
-
-    def pam(self, method, **kw):
-        params = {"publisherId": self.pub, "user": EMAIL}
-        params.update(kw)
-        return self.idmd.call(method, params)
-
-    def pam_error(self, method, **kw):
-        params = {"publisherId": self.pub, "user": EMAIL}
-        params.update(kw)
-        return self.idmd.error(method, params)
-
-    def active(self, token):
-        return self.idmd.call("introspectToken", {"token": token})["active"]
-
-    def run_as(self, uid, calls):
-        for d in (self.idmd.tmp, os.path.dirname(self.idmd.socket)):
-            os.chmod(d, 0o755)
-        stdin = "".join(json.dumps(c) + "\n" for c in calls)
-        p = run_as(uid, uid, [sys.executable, "-c", CLIENT, self.idmd.socket], input=stdin,
-                   capture_output=True, text=True, timeout=60)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        return json.loads(p.stdout)
+    def register(self, email):
+        return self.idmd.call("registerCustomer", {
+            "email": email, "password": PASSWORD, "publisherId": self.pub, "locale": "en_GB", "country": "GB",
+            "currency": "GBP"})
 
     def p(self, **kw):
+        """The params of a PAM method: this publisher and alice, plus kw."""
         params = {"publisherId": self.pub, "user": EMAIL}
         params.update(kw)
         return params
+
+    def auth(self, user=EMAIL, password=PASSWORD, **kw):
+        return self.idmd.call("pamAuthenticate", self.p(user=user, password=password, **kw))
+
+    def pam(self, method, **kw):
+        return self.idmd.call(method, self.p(**kw))
+
+    def pam_error(self, method, **kw):
+        return self.idmd.error(method, self.p(**kw))
+
+    def active(self, token):
+        return self.idmd.call("introspectToken", {"token": token})["active"]
 
     # --- pamAuthenticate ---
 
@@ -140,7 +96,7 @@ class PamMethods(IdmdTestCase):
                          401, "unknown_user")
         self.assertError(self.idmd.error("pamAuthenticate", self.p(user="not an e-mail", password=PASSWORD)),
                          401, "unknown_user")
-        r = self.run_as(NOBODY, [
+        r = self.idmd.call_as(NOBODY, [
             ["pamAuthenticate", self.p(user="bob@example.com", password=PASSWORD)],
             ["pamAuthenticate", self.p(password="wrong password 2")],
             ["pamAuthenticate", self.p(password=PASSWORD, service="kiosk")],
@@ -166,7 +122,7 @@ class PamMethods(IdmdTestCase):
         self.assertError(self.pam_error("pamAccount", publisherId="999999999"), 404, "not_found")
 
         # an unprivileged peer: 403 until it authenticated the user itself, known user or not
-        r = self.run_as(NOBODY, [
+        r = self.idmd.call_as(NOBODY, [
             ["pamAccount", self.p()],
             ["pamAccount", self.p(user="bob@example.com")],
             ["pamAuthenticate", self.p(password=PASSWORD)],
@@ -181,14 +137,14 @@ class PamMethods(IdmdTestCase):
         session = r[2]["result"]
 
         # another uid gets nothing from nobody's session
-        r = self.run_as(OTHER_UID, [["pamAccount", self.p()],
-                                    ["pamAcceptConsents", self.p(consents=[])]])
+        r = self.idmd.call_as(OTHER_UID, [["pamAccount", self.p()],
+                                          ["pamAcceptConsents", self.p(consents=[])]])
         self.assertError(r[0]["error"], 403, "forbidden")
         self.assertError(r[1]["error"], 403, "forbidden")
 
         # once that session is over, nobody is refused again
         self.idmd.call("revokeToken", {"token": session["refreshToken"]})
-        r = self.run_as(NOBODY, [["pamAccount", self.p()]])
+        r = self.idmd.call_as(NOBODY, [["pamAccount", self.p()]])
         self.assertError(r[0]["error"], 403, "forbidden")
 
     def test_disabled(self):
@@ -204,7 +160,7 @@ class PamMethods(IdmdTestCase):
         self.assertError(self.idmd.error("pamAuthenticate", self.p(password=PASSWORD)), 403, "account_disabled")
         self.assertError(self.idmd.error("pamAuthenticate", self.p(password="wrong password 3")),
                          401, "invalid_credentials")
-        r = self.run_as(NOBODY, [
+        r = self.idmd.call_as(NOBODY, [
             ["pamAuthenticate", self.p(password="wrong password 4")],
             ["pamAuthenticate", self.p(password=PASSWORD)],
             ["setCustomerDisabled", {"publisherId": self.pub, "email": EMAIL, "disabled": False}],
@@ -256,7 +212,7 @@ class PamMethods(IdmdTestCase):
         self.assertIs(self.pam("pamAccount")["consentsUpdateRequired"], True)
 
         # the peer that authenticated the user may answer (PAM's consents=prompt as that uid)
-        r = self.run_as(NOBODY, [
+        r = self.idmd.call_as(NOBODY, [
             ["pamAcceptConsents", self.p(consents=[{"name": "terms", "version": 2, "state": "accepted"}])],
             ["pamAuthenticate", self.p(password=PASSWORD)],
             ["pamAcceptConsents", self.p(consents=[{"name": "terms", "version": 2, "state": "accepted"}])],
@@ -292,7 +248,7 @@ class PamMethods(IdmdTestCase):
         self.assertTrue(self.active(session["refreshToken"]))
 
         # anyone who knows the old password may change it: an unprivileged peer here
-        r = self.run_as(NOBODY, [
+        r = self.idmd.call_as(NOBODY, [
             ["pamChangePassword", self.p(oldPassword=PASSWORD)],
             ["pamChangePassword", self.p(oldPassword=PASSWORD, newPassword=NEW_PASSWORD)],
         ])
@@ -341,15 +297,13 @@ class PamMethods(IdmdTestCase):
         self.assertError(self.pam_error("pamCloseSession", sessionId="x" * 65), -32602)
 
         # a session of another user is not closed by naming it for this one
-        self.idmd.call("registerCustomer", {"email": "bob@example.com", "password": PASSWORD,
-                                            "publisherId": self.pub, "locale": "en_GB", "country": "GB",
-                                            "currency": "GBP"})
+        self.register("bob@example.com")
         bob = self.auth(user="bob@example.com")
         self.assertEqual(self.pam("pamCloseSession", sessionId=bob["sessionId"]), {})
         self.assertTrue(self.active(bob["refreshToken"]))
 
         # an unprivileged peer closes the session it opened, without knowing its id
-        r = self.run_as(NOBODY, [
+        r = self.idmd.call_as(NOBODY, [
             ["pamAuthenticate", self.p(password=PASSWORD)],
             ["pamAccount", self.p()],
             ["pamCloseSession", self.p()],
@@ -361,15 +315,16 @@ class PamMethods(IdmdTestCase):
         self.assertFalse(self.active(r[0]["result"]["refreshToken"]))
 
         # and another uid cannot close it by user name alone
-        c = self.run_as(NOBODY, [["pamAuthenticate", self.p(password=PASSWORD)]])[0]["result"]
-        self.assertEqual(self.run_as(OTHER_UID, [["pamCloseSession", self.p()]])[0]["result"], {})
+        c = self.idmd.call_as(NOBODY, [["pamAuthenticate", self.p(password=PASSWORD)]])[0]["result"]
+        self.assertEqual(self.idmd.call_as(OTHER_UID, [["pamCloseSession", self.p()]])[0]["result"], {})
         self.assertTrue(self.active(c["refreshToken"]))
         # nor by its sessionId, which is no secret (the "sid" of every JWT of the session)
-        self.assertEqual(self.run_as(OTHER_UID, [["pamCloseSession", self.p(sessionId=c["sessionId"])]])[0]["result"],
-                         {})
+        r = self.idmd.call_as(OTHER_UID, [["pamCloseSession", self.p(sessionId=c["sessionId"])]])
+        self.assertEqual(r[0]["result"], {})
         self.assertTrue(self.active(c["refreshToken"]))
         # the uid that opened it can
-        self.assertEqual(self.run_as(NOBODY, [["pamCloseSession", self.p(sessionId=c["sessionId"])]])[0]["result"], {})
+        r = self.idmd.call_as(NOBODY, [["pamCloseSession", self.p(sessionId=c["sessionId"])]])
+        self.assertEqual(r[0]["result"], {})
         self.assertFalse(self.active(c["refreshToken"]))
 
 
