@@ -55,6 +55,7 @@ static const Verb verbs[] = {
 /* --- reporting --- */
 
 /* "idmctl: <message>\n" on stderr, after what is pending on stdout. */
+static void log_message(const char *format, va_list ap) __attribute__((format(printf, 1, 0)));
 static void log_message(const char *format, va_list ap) {
         (void) fflush(stdout);
         (void) fputs(PROGRAM ": ", stderr);

@@ -1,0 +1,281 @@
+# SPDX-License-Identifier: MIT
+"""Harness for pam_idm's tests: a real idmd (idmtest.Idmd) with a publisher and a customer, PAM
+service files in a temporary directory for pam_wrapper, and runs of tests/pam/pam-drive (libpamtest
+on the real libpam) whose output is parsed into results, messages, environment and pam_syslog
+lines. Nothing outside the test's temporary directory is touched (pam_wrapper keeps its own copy
+of the service files under /tmp and removes it).
+"""
+
+import contextlib
+import fcntl
+import glob
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import unittest
+
+import idmtest
+
+PAM_IDM = os.environ.get("PAM_IDM", "pam_idm.so")
+PAM_DRIVE = os.environ.get("PAM_DRIVE", "pam-drive")
+PAM_WRAPPER_LIB = os.environ.get("PAM_WRAPPER_LIB", "/usr/lib/x86_64-linux-gnu/libpam_wrapper.so")
+PAM_WRAPPER_MODULES = os.environ.get("PAM_WRAPPER_MODULES", "/usr/lib/x86_64-linux-gnu/pam_wrapper")
+NSS_WRAPPER_LIB = os.environ.get("NSS_WRAPPER_LIB", "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so")
+PAM_MATRIX = os.path.join(PAM_WRAPPER_MODULES, "pam_matrix.so")
+# Sets PAM items (PAM_AUTHTOK, ...) from the process environment: "a module stacked before".
+PAM_SET_ITEMS = os.path.join(PAM_WRAPPER_MODULES, "pam_set_items.so")
+SANITIZED = os.environ.get("IDM_TEST_SANITIZED") == "1"
+
+PASSWORD = "Corr3ct-horse"
+NOBODY = 65534
+SYSLOG_RE = re.compile(r"SYSLOG\((\d)\): (.*)$")
+
+
+def method_available(idmd, method):
+    return method in idmd.call("getServerInfo").get("methods", [])
+
+
+class Result:
+    """What one pam-drive run printed."""
+
+    def __init__(self, argv, proc, elapsed):
+        self.argv = argv
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.elapsed = elapsed
+        self.results = []
+        self.prompts = []
+        self.infos = []
+        self.errors = []
+        self.env = {}
+        self.faildelay = False
+        self.stats = {}
+        for line in self.stdout.splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "result":
+                op, _, code = rest.partition(" ")
+                self.results.append((op, code))
+            elif kind in ("prompt-off", "prompt-on"):
+                self.prompts.append((kind, rest))
+            elif kind == "info":
+                self.infos.append(rest)
+            elif kind == "error":
+                self.errors.append(rest)
+            elif kind == "env":
+                name, _, value = rest.partition("=")
+                self.env[name] = value
+            elif kind == "faildelay":
+                self.faildelay = True
+            elif kind in ("fds-before", "fds-after", "heap-before", "heap-after"):
+                self.stats[kind] = int(rest)
+        self.syslog = []
+        for line in self.stderr.splitlines():
+            m = SYSLOG_RE.search(line)
+            if m:
+                self.syslog.append((int(m.group(1)), m.group(2)))
+
+    def code(self, op):
+        for o, c in self.results:
+            if o == op:
+                return c
+        return None
+
+    def logged(self, pattern):
+        return any(re.search(pattern, msg) for _, msg in self.syslog)
+
+    def __str__(self):
+        return (f"argv: {' '.join(self.argv)}\nrc: {self.rc}\nelapsed: {self.elapsed:.2f}s\n"
+                f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}")
+
+
+# pam_wrapper 1.1.4 picks its runtime directory, /tmp/pam.X, with an unlocked lstat() and mkdir()
+# (and ignores EEXIST): two PAM clients starting at the same moment can end up sharing one and
+# reading each other's service files. Every PAM client these tests start (pam-drive, pamtester,
+# sshd and its per-connection re-exec) runs under this lock, taken with flock(2).
+LOCK_PATH = "/tmp/idm-tests-pam-wrapper.lock"
+
+
+def clean_stale_pam_wrapper_dirs():
+    """Removes /tmp/pam.X directories whose process is gone (pam_wrapper only removes its own at a
+    normal exit; a killed sshd or a valgrind run leaves one, and 62 of them stop pam_wrapper)."""
+    for d in glob.glob("/tmp/pam.?"):
+        try:
+            with open(os.path.join(d, "pid")) as f:
+                pid = int(f.read().strip() or "0")
+        except (OSError, ValueError):
+            continue
+        if pid <= 0:
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
+@contextlib.contextmanager
+def pam_wrapper_lock():
+    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+        clean_stale_pam_wrapper_dirs()
+    finally:
+        os.close(fd)
+
+
+def pam_env(svcdir, debuglevel=3):
+    env = dict(os.environ)
+    env.update(LD_PRELOAD=PAM_WRAPPER_LIB, PAM_WRAPPER="1", PAM_WRAPPER_SERVICE_DIR=svcdir,
+               PAM_WRAPPER_DEBUGLEVEL=str(debuglevel))
+    return env
+
+
+def make_reachable(*paths):
+    """Lets an unprivileged client (setpriv 65534) reach the test's files."""
+    for p in paths:
+        os.chmod(p, 0o755)
+
+
+class PamTestCase(idmtest.IdmdTestCase):
+    """One idmd per test with a publisher and a customer, and a pam_wrapper service directory."""
+
+    EMAIL = "alice@example.com"
+    NEEDS = ()   # idmd methods the test class needs; skipped until idmd has them
+
+    def setUp(self):
+        super().setUp()
+        for method in self.NEEDS:
+            if not method_available(self.idmd, method):
+                self.skipTest(f"idmd does not implement {method} yet")
+        self.svcdir = os.path.join(self.idmd.tmp, "svc")
+        os.mkdir(self.svcdir)
+        make_reachable(self.idmd.tmp, os.path.dirname(self.idmd.socket), self.svcdir)
+        self.publisher = self.create_publisher()["publisherId"]
+        self.customer = self.register(self.EMAIL, PASSWORD)
+        # The module reads /etc/idm/pam_idm.conf unless told otherwise: never the host's here.
+        self.conf = self.write_conf("")
+
+    def write_conf(self, text, name="pam_idm.conf"):
+        path = os.path.join(self.idmd.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+        return path
+
+    def register(self, email, password, publisher=None):
+        return self.idmd.call("registerCustomer", {
+            "email": email, "password": password, "publisherId": publisher or self.publisher,
+            "locale": "en_GB", "country": "GB", "currency": "GBP"})
+
+    def idm(self, *opts, socket=None, publisher=None):
+        """The module path and arguments for a service line."""
+        args = [PAM_IDM, f"conf={self.conf}", f"socket={socket or self.idmd.socket}"]
+        if publisher is not False:
+            args.append(f"publisher={publisher or self.publisher}")
+        return " ".join(args + list(opts))
+
+    def service(self, name, *lines):
+        path = os.path.join(self.svcdir, name)
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(path, 0o644)
+        return name
+
+    def idm_service(self, name, *opts, control="required", **kw):
+        """A service with pam_idm alone in all four stacks."""
+        return self.service(name, *[f"{t} {control} {self.idm(*opts, **kw)}"
+                                    for t in ("auth", "account", "password", "session")])
+
+    def matrix_passdb(self, *entries):
+        path = os.path.join(self.idmd.tmp, "passdb")
+        with open(path, "w") as f:
+            for user, password, service in entries:
+                f.write(f"{user}:{password}:{service}\n")
+        os.chmod(path, 0o644)
+        return path
+
+    def drive(self, service, user, *ops, pw=(), echo=(), rhost=None, tty=None, ruser=None, silent=False,
+              as_nobody=False, loop=None, timeout=60, wrapper=None, env=None):
+        argv = [PAM_DRIVE]
+        for p in pw:
+            argv += ["--pw", p]
+        for e in echo:
+            argv += ["--echo", e]
+        for flag, value in (("--rhost", rhost), ("--tty", tty), ("--ruser", ruser), ("--loop", loop)):
+            if value is not None:
+                argv += [flag, str(value)]
+        if silent:
+            argv.append("--silent")
+        argv += [service, user] + list(ops)
+        if wrapper:
+            argv = wrapper + argv
+        if as_nobody:
+            argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] + argv
+        environ = pam_env(self.svcdir)
+        environ.update(env or {})
+        with pam_wrapper_lock():
+            start = time.monotonic()
+            proc = subprocess.run(argv, env=environ, capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+            elapsed = time.monotonic() - start
+        return Result(argv, proc, elapsed)
+
+    def assertDrive(self, result, rc=0):
+        self.assertEqual(result.rc, rc, str(result))
+        self.assertNotIn("Sanitizer", result.stderr, str(result))
+        self.assertNotIn("runtime error:", result.stderr, str(result))
+        return result
+
+    def ok(self, *args, **kw):
+        """Runs pam-drive and requires every operation to give its expected code."""
+        return self.assertDrive(self.drive(*args, **kw), 0)
+
+
+class FakeListener:
+    """A root-owned socket that listens with backlog 0 and never accepts (connect timeouts)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(0)
+        self.fillers = []
+        for _ in range(2):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(path)
+            except (BlockingIOError, InterruptedError):
+                pass
+            self.fillers.append(s)
+
+    def close(self):
+        for s in self.fillers:
+            s.close()
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def stop_process(proc, sig=signal.SIGTERM):
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main():
+    unittest.main(verbosity=2)
+
