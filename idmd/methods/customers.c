@@ -226,6 +226,7 @@ struct PasswordJob {
         char *publisher_id;
         PasswordJobDone done;
         CustomerLoginSuccess on_login;  /* JOB_VERIFY: replies on success */
+        CustomerLoginRecord also_record; /* JOB_VERIFY: more to commit with the login */
         CustomerPasswordChecked on_checked;     /* customers_check_password(): replies */
         bool lock_details;              /* caller may learn lock state and unknown accounts */
         char *lockout_key;              /* JOB_VERIFY: its STORE_LOCKOUTS key; NULL: none kept */
@@ -573,7 +574,15 @@ static int login_write(StoreTxn *t, void *userdata) {
                 return r;
 
         session_tokens_done(&w->tokens);
-        return session_start(t, &w->ctx, j->customer_id, j->publisher_id, &w->tokens);
+        r = session_start(t, &w->ctx, j->customer_id, j->publisher_id, &w->tokens);
+        if (r < 0 || !j->also_record)
+                return r;
+        return j->also_record(t, j->call, &(CustomerLogin) {
+                .customer_id = j->customer_id,
+                .publisher_id = j->publisher_id,
+                .customer = w->customer,
+                .tokens = &w->tokens,
+        });
 }
 
 static void login_refuse(PasswordJob *j) {
@@ -652,6 +661,7 @@ int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSu
         if (!j)
                 return -ENOMEM;
         j->on_login = on_login;
+        j->also_record = req->also_record;
         j->lock_details = req->lock_details;
 
         /* A locked account (known or not) is refused before any hashing, and the attempt is not

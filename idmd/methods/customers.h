@@ -45,8 +45,13 @@ typedef struct CustomerLogin {
 /* Replies to the call (and may record more); < 0: an internal error, answered for it. */
 typedef int (*CustomerLoginSuccess)(Call *call, const CustomerLogin *login);
 
+/* Called inside the unit of work that records a successful login (and may run more than once
+ * with it), to write what must be committed with it. */
+typedef int (*CustomerLoginRecord)(StoreTxn *t, Call *call, const CustomerLogin *login);
+
 typedef struct CustomerLoginRequest {
         json_t *params;                 /* kept with the job (customerIP is read from it) */
+        CustomerLoginRecord also_record; /* may be NULL */
         const char *publisher_id;       /* resolved by the caller */
         const char *email;
         const char *password;

@@ -131,23 +131,12 @@ static int pam_authorize(Call *call, StoreTxn *t, const char *publisher_id, cons
 
 /* --- pamAuthenticate --- */
 
-typedef struct PamOpenWork {
-        const char *key;
-        json_t *rec;
-} PamOpenWork;
-
-static int pam_open_write(StoreTxn *t, void *userdata) {
-        PamOpenWork *w = userdata;
-
-        return store_put(t, STORE_TOKENS, w->key, w->rec, STORE_PUT_DEFAULT);
-}
-
-static int pam_login_reply(Call *call, const CustomerLogin *l) {
+/* Who opened which session, committed with the login itself (customers_login). */
+static int pam_login_record(StoreTxn *t, Call *call, const CustomerLogin *l) {
         Manager *m = call_manager(call);
         _cleanup_(json_decrefp) json_t *rec = NULL;
         _cleanup_free_ char *key = NULL;
         uint64_t now = now_realtime_usec();
-        PamOpenWork w;
         int r;
 
         r = pam_record_key(l->publisher_id, strempty(json_object_get_string(l->customer, "email")), call_peer(call)->uid,
@@ -159,11 +148,10 @@ static int pam_login_reply(Call *call, const CustomerLogin *l) {
                         "expires", (json_int_t) (now + m->config->refresh_ttl_usec));
         if (!rec)
                 return -ENOMEM;
-        w = (PamOpenWork) { .key = key, .rec = rec };
-        r = store_transact(m->store, pam_open_write, &w);
-        if (r < 0)
-                return r;
+        return store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
+}
 
+static int pam_login_reply(Call *call, const CustomerLogin *l) {
         log_info("%s: PAM session %s of customer %s opened (uid %u)", call_request_id(call), l->tokens->family,
                  l->customer_id, (unsigned) call_peer(call)->uid);
         return call_reply(call, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}",
@@ -185,6 +173,7 @@ static int method_pam_authenticate(Call *call, json_t *params) {
                 .email = json_object_get_string(params, "user"),
                 .password = json_object_get_string(params, "password"),
                 .lock_details = true,
+                .also_record = pam_login_record,
         };
 
         publisher_id = pam_publisher(call, params);
