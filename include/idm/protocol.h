@@ -120,4 +120,3 @@
 
 /* Connection-level refusals (sent with id null, then the connection is closed). */
 #define IDM_REASON_TOO_MANY_CONNECTIONS "too_many_connections"
-#define IDM_REASON_SHUTTING_DOWN "shutting_down"
