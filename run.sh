@@ -6,9 +6,8 @@ cd "$(dirname "$0")"
 . tools/deps.sh
 idm_install_deps "${IDM_BUILD_DEPS[@]}"
 
-if [ -f build/build.ninja ]; then
-        meson setup --reconfigure build >/dev/null
-else
+# Any state of build/ will do: reconfigure it, or start it afresh if that fails.
+if ! { [ -f build/build.ninja ] && meson setup --reconfigure build >/dev/null; }; then
         rm -rf build
         meson setup build >/dev/null
 fi
