@@ -28,6 +28,12 @@ struct Slot {
 static int connection_update_events(Connection *c);
 static void connection_schedule_resume(Connection *c);
 
+/* Whether we read from the client now: not when it is refused, finished, or owed too much. */
+static bool connection_wants_input(Connection *c) {
+        return !c->read_eof && !c->closing && !c->manager->stopping && c->n_slots < CONNECTION_MAX_PENDING &&
+               c->out_len < OUT_HIGH_WATER;
+}
+
 /* Request lines carry passwords and replies carry tokens: buffers are wiped before they are
  * freed, moved or resized. */
 static void buffer_free(char **p, size_t alloc) {
@@ -406,7 +412,8 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Connection *c = userdata;
         Manager *m = c->manager;
 
-        if (c->partial_since_usec > 0 && usec >= c->partial_since_usec + m->config->partial_line_timeout_usec) {
+        if (c->partial_since_usec > 0 && !c->read_paused &&
+            usec >= c->partial_since_usec + m->config->partial_line_timeout_usec) {
                 log_debug("c%llu: partial line timed out, closing", (unsigned long long) c->id);
                 connection_refuse(c, IDM_RPC_INVALID_REQUEST, IDM_REASON_TIMEOUT, "incomplete request line timed out");
                 return 0;
@@ -428,7 +435,9 @@ static int connection_arm_timer(Connection *c) {
 
         if (c->n_slots == 0 && c->out_len == 0)
                 deadline = c->last_activity_usec + m->config->idle_timeout_usec;
-        if (c->partial_since_usec > 0) {
+        /* The partial-line clock stops while we do not read (back-pressure): the rest of the line
+         * may be waiting in the socket for us. */
+        if (c->partial_since_usec > 0 && !c->read_paused) {
                 uint64_t p = c->partial_since_usec + m->config->partial_line_timeout_usec;
                 if (p < deadline)
                         deadline = p;
@@ -468,11 +477,24 @@ static void connection_schedule_resume(Connection *c) {
 
 static int connection_update_events(Connection *c) {
         uint32_t events = 0;
+        bool reading;
 
         if (c->closed || !c->io_source)
                 return 0;
-        if (!c->read_eof && !c->closing && !c->manager->stopping &&
-            c->n_slots < CONNECTION_MAX_PENDING && c->out_len < OUT_HIGH_WATER)
+        reading = connection_wants_input(c);
+        if (reading && c->read_paused) {
+                /* Back-pressure is over: a partial line gets its full time again, counted from
+                 * now, since we were the ones not reading. */
+                c->read_paused = false;
+                if (c->partial_since_usec > 0) {
+                        c->partial_since_usec = now_monotonic_usec();
+                        (void) connection_arm_timer(c);
+                }
+        } else if (!reading && !c->read_paused && !c->read_eof && !c->closing) {
+                c->read_paused = true;
+                (void) connection_arm_timer(c);
+        }
+        if (reading)
                 events |= EPOLLIN;
         if (c->out_len > c->out_pos)
                 events |= EPOLLOUT;

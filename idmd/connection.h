@@ -35,6 +35,7 @@ struct Connection {
         sd_event_source *resume_source; /* processes buffered lines once back-pressure ends */
         uint64_t last_activity_usec;    /* CLOCK_MONOTONIC */
         uint64_t partial_since_usec;    /* 0: no partial line */
+        bool read_paused;               /* not reading because of back-pressure */
 
         char *in;
         size_t in_len, in_alloc;

@@ -148,6 +148,21 @@ partial_line_timeout = 1
             self.assertTrue(c.is_closed())
         self.assertStillServing()
 
+    def test_slow_reader_is_not_cut_off_as_a_partial_line(self):
+        """A client that sends complete lines but reads its replies slowly makes idmd stop reading
+        (back-pressure); the line idmd has only half read meanwhile is not an incomplete request:
+        the partial-line clock (1 s here) does not run while idmd is not reading."""
+        import threading
+        n = 3000
+        with self.idmd.client() as c:
+            data = b'{"jsonrpc":"2.0","id":1,"method":"getServerInfo"}\n' * n
+            sender = threading.Thread(target=c.send_raw, args=(data,))
+            sender.start()
+            time.sleep(2.5)  # longer than partial_line_timeout, while nobody reads
+            replies = [c.recv_line() for _ in range(n)]
+            sender.join(30)
+            self.assertTrue(all(r is not None and "result" in r for r in replies))
+
     def test_overlong_line_behind_unread_replies(self):
         """Regression: a complete over-limit line arriving while replies wait for a client that
         does not read must not corrupt the input buffer (it once did: a negative memmove)."""
