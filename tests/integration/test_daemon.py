@@ -3,6 +3,7 @@
 """idmd as a process: restart with data intact, one daemon per state directory, stale and live
 sockets, SIGTERM, socket activation, configuration errors, schema versions, a full store."""
 
+import json
 import os
 import shutil
 import signal
@@ -148,9 +149,16 @@ class Daemon(unittest.TestCase):
             f.write("[limits]\nmax_batch = 3\n")
         d.start()
         with d.client() as c:
-            import json
-            c.send_raw(json.dumps([{"jsonrpc": "2.0", "id": i, "method": "getServerInfo"} for i in range(3)]).encode() + b"\n")
-            self.assertEqual(len(c.recv_line()), 3)
+            batch = [{"jsonrpc": "2.0", "id": i, "method": "getServerInfo"} for i in range(4)]
+            # the drop-in's 3, not the main file's 2: three are answered, four are too many
+            c.send_raw(json.dumps(batch[:3]).encode() + b"\n")
+            replies = c.recv_line()
+            self.assertIsInstance(replies, list)
+            self.assertEqual(sorted(r["id"] for r in replies if "result" in r), [0, 1, 2])
+            c.send_raw(json.dumps(batch).encode() + b"\n")
+            reply = c.recv_line()
+            self.assertIsInstance(reply, dict)
+            self.assertEqual(reply["error"]["data"]["reason"], "batch_too_large")
 
     def test_newer_schema_refused(self):
         d = self.new().start()
@@ -201,21 +209,94 @@ class Daemon(unittest.TestCase):
 
 
 class InFlight(IdmdTestCase):
+    # A slow hash, so that the requests behind the login are still queued when SIGTERM comes.
+    CONFIG = "\n[passwords]\nargon2_opslimit = 3\nargon2_memlimit = 32M\n"
+
     def test_sigterm_answers_pending_requests(self):
+        pub = self.create_publisher()["publisherId"]
+        self.idmd.call("registerCustomer", {"email": "a@example.com", "password": "correct horse 9",
+                                            "publisherId": pub, "locale": "en_GB", "country": "GB",
+                                            "currency": "GBP"})
         with self.idmd.client() as c:
-            import json
-            c.send_raw(b"".join(json.dumps({"jsonrpc": "2.0", "id": i, "method": "getStats"}).encode() + b"\n"
-                                for i in range(30)))
+            lines = [{"jsonrpc": "2.0", "id": 0, "method": "login",
+                      "params": {"email": "a@example.com", "password": "correct horse 9", "publisherId": pub}}]
+            lines += [{"jsonrpc": "2.0", "id": i, "method": "getStats"} for i in range(1, 30)]
+            c.send_raw(b"".join(json.dumps(l).encode() + b"\n" for l in lines))
+            # wait until idmd has read them all: the login is in flight, the rest wait behind it
+            with self.idmd.client() as probe:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    stats = probe.call("getStats")
+                    if stats["methods"].get("getStats", {}).get("calls", 0) >= 29 + 1 or \
+                            stats["classes"]["login"]["inFlight"] == 1:
+                        break
+                    time.sleep(0.01)
             self.idmd.proc.send_signal(signal.SIGTERM)
             got = []
             while True:
                 line = c.recv_line()
                 if line is None:
                     break
-                got.append(line["id"])
-            # whatever idmd read before the signal is answered, in order
-            self.assertEqual(got, list(range(len(got))))
+                got.append(line)
+        # everything read before the signal is answered, in request order, the login included
+        self.assertEqual([r["id"] for r in got], list(range(30)))
+        self.assertIn("jwt", got[0]["result"])
         self.assertEqual(self.idmd.proc.wait(30), 0)
+
+
+class Durability(IdmdTestCase):
+    def test_kill9_after_every_kind_of_write(self):
+        """Each acknowledged write survives kill -9: registration, a password change, a
+        revocation, a lockout, a key rotation, consents."""
+        pw, new_pw = "correct horse 9", "another horse 10"
+        p = self.create_publisher()
+        pub = p["publisherId"]
+        self.idmd.call("setPublisherConsents", {"publisherToken": p["publisherToken"], "consents": [
+            {"name": "terms", "label": "Terms", "required": True}]})
+        r = self.idmd.call("registerCustomer", {"email": "a@example.com", "password": pw, "publisherId": pub,
+                                                "locale": "en_GB", "country": "GB", "currency": "GBP",
+                                                "consents": [{"name": "terms", "version": 1, "state": "accepted"}]})
+        self.idmd.call("changePassword", {"jwt": r["jwt"], "oldPassword": pw, "newPassword": new_pw})
+        other = self.idmd.call("login", {"email": "a@example.com", "password": new_pw, "publisherId": pub})
+        self.idmd.call("revokeToken", {"token": other["refreshToken"]})
+        self.idmd.call("registerCustomer", {"email": "b@example.com", "password": pw, "publisherId": pub,
+                                            "locale": "en_GB", "country": "GB", "currency": "GBP",
+                                            "consents": [{"name": "terms", "version": 1, "state": "accepted"}]})
+        for _ in range(5):
+            self.idmd.error("login", {"email": "b@example.com", "password": "wrong horse 1", "publisherId": pub})
+        kid = self.idmd.call("rotateSigningKey")["kid"]
+
+        self.idmd.stop(signal.SIGKILL)
+        self.idmd.start()
+
+        self.assertError(self.idmd.error("login", {"email": "a@example.com", "password": pw, "publisherId": pub}),
+                         401, "invalid_credentials")
+        login = self.idmd.call("login", {"email": "a@example.com", "password": new_pw, "publisherId": pub})
+        self.assertIs(login["consentsUpdateRequired"], False)
+        self.assertEqual(self.idmd.call("introspectToken", {"token": other["refreshToken"]}), {"active": False})
+        self.assertTrue(self.idmd.call("introspectToken", {"token": r["refreshToken"]})["active"])
+        self.assertTrue(self.idmd.call("getCustomerLockout", {"publisherId": pub, "email": "b@example.com"})["locked"])
+        self.assertIn(kid, [k["kid"] for k in self.idmd.call("getJwks")["keys"]])
+        self.assertEqual(self.idmd.call("getStats")["keys"]["active"], kid)
+
+
+class ConnectionLimit(IdmdTestCase):
+    CONFIG = "\n[limits]\nmax_connections = 3\nmax_connections_per_uid = 3\n"
+
+    def test_global_connection_limit(self):
+        clients = [self.idmd.client() for _ in range(3)]
+        try:
+            for c in clients:
+                self.assertIn("result", c.request("getServerInfo"))
+            with self.idmd.client() as extra:
+                reply = extra.recv_line()
+                self.assertError(reply["error"], 429, "too_many_connections")
+                self.assertEqual(reply["error"]["message"], "too many connections")
+                self.assertTrue(extra.is_closed())
+            self.assertEqual(self.idmd.proc.poll(), None)
+        finally:
+            for c in clients:
+                c.close()
 
 
 if __name__ == "__main__":
