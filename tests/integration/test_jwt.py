@@ -9,15 +9,15 @@ import base64
 import json
 import os
 import subprocess
-import threading
 import time
 
 import jwt  # PyJWT, from Debian's python3-jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from idmtest import Idmd, IdmdTestCase, main
+from idmtest import IdmdTestCase, main
 
 PASSWORD = "correct horse 9"
+NOBODY = 65534
 
 
 def b64url(data):
@@ -79,6 +79,7 @@ class Jwt(IdmdTestCase):
         h, c, s = token.split(".")
         claims = json.loads(b64url_decode(c))
         header = json.loads(b64url_decode(h))
+        self.assertTrue(self.active(token)["active"])
 
         # a changed claim under the original signature
         evil = dict(claims, customerId="0000000001", sub="0000000001")
@@ -100,6 +101,36 @@ class Jwt(IdmdTestCase):
         # control: the same forging path with valid times is accepted, so the checks above are real
         fresh = self.forge(header, dict(claims, iat=now, nbf=now, exp=now + 300), real_key)
         self.assertTrue(self.active(fresh)["active"])
+
+        # Tokens that only the signature check can refuse: header, kid, alg, issuer, audience,
+        # customer, family and times are all as idmd issued them (or still valid), so a daemon
+        # that did not verify the signature would accept each of them.
+        def compact(obj):
+            return b64url(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
+        # (control: the daemon encodes claims compactly in this order, so re-encoding reproduces
+        # its payload byte for byte, and the two tokens below differ from it only where named)
+        self.assertEqual(compact(claims), c)
+        # one character in the middle of the signature changed (still valid base64url, same length)
+        i = len(s) // 2
+        bad_sig = h + "." + c + "." + s[:i] + ("A" if s[i] != "A" else "B") + s[i + 1:]
+        # exp moved an hour later, under the original signature
+        self.assertGreater(claims["exp"], time.time())
+        longer = h + "." + compact(dict(claims, exp=claims["exp"] + 3600)) + "." + s
+        # the same claims and values in another key order, under the original signature
+        reordered_claims = dict(reversed(list(claims.items())))
+        self.assertEqual(reordered_claims, claims)
+        self.assertNotEqual(compact(reordered_claims), c)
+        reordered = h + "." + compact(reordered_claims) + "." + s
+        for name, bad in [("signature changed", bad_sig), ("exp extended", longer), ("claims reordered", reordered)]:
+            with self.subTest(name):
+                self.assertNotEqual(bad, token)
+                self.assertEqual(self.active(bad), {"active": False})
+                self.assertError(self.idmd.error("getCustomer", {"jwt": bad}), 401, "invalid_token")
+                # PyJWT agrees: the signature does not match
+                with self.assertRaises(jwt.InvalidSignatureError):
+                    jwt.decode(bad, self.public_key(header["kid"]), algorithms=["EdDSA"], audience=self.pub)
+        # the original token is untouched by all this
+        self.assertTrue(self.active(token)["active"])
 
         for name, bad in [("altered", altered), ("alg none", none), ("HS256", hs256),
                           ("unknown kid", stranger), ("expired", expired), ("garbage", "a.b.c"), ("empty", "")]:
@@ -130,10 +161,18 @@ class Jwt(IdmdTestCase):
         self.idmd.start()
         self.assertTrue(self.active(old_token)["active"])
         self.assertEqual(set(self.jwks()), {old_kid, new_kid})
-        # only admin peers may rotate
-        self.assertIn("rotateSigningKey", self.idmd.call("getServerInfo")["methods"])
+        # only admin peers may rotate: an unprivileged uid is refused and nothing changes
+        reply = self.idmd.call_as(NOBODY, [["rotateSigningKey", {}]])[0]
+        self.assertNotIn("result", reply)
+        self.assertError(reply["error"], 403, "forbidden")
+        self.assertEqual(set(self.jwks()), {old_kid, new_kid})
+        self.assertEqual(self.idmd.call("getStats")["keys"]["active"], new_kid)
+        login = self.idmd.call("login", {"email": "alice@example.com", "password": PASSWORD, "publisherId": self.pub})
+        self.assertEqual(jwt.get_unverified_header(login["jwt"])["kid"], new_kid)
 
     def test_refresh_rotation_and_reuse(self):
+        # an unrelated session of the same customer, which none of the below may touch
+        other = self.idmd.call("login", {"email": "alice@example.com", "password": PASSWORD, "publisherId": self.pub})
         rt = self.session["refreshToken"]
         first = self.idmd.call("refreshToken", {"refreshToken": rt})
         self.assertNotEqual(first["refreshToken"], rt)
@@ -142,25 +181,40 @@ class Jwt(IdmdTestCase):
         again = self.idmd.call("refreshToken", {"refreshToken": rt})
         self.assertEqual(again["refreshToken"], first["refreshToken"])
         second = self.idmd.call("refreshToken", {"refreshToken": first["refreshToken"]})
+        self.assertNotIn(second["refreshToken"], (rt, first["refreshToken"]))
         self.assertTrue(self.active(second["refreshToken"])["active"])
-        # an unrelated session of the same customer
-        other = self.idmd.call("login", {"email": "alice@example.com", "password": PASSWORD, "publisherId": self.pub})
         self.assertError(self.idmd.error("refreshToken", {"refreshToken": "garbage"}), 401, "invalid_token")
+        # the other session is unaffected: its tokens are live and rotate on their own
+        for t in (other["jwt"], other["refreshToken"], other["customerToken"]):
+            self.assertTrue(self.active(t)["active"], t)
+        mine = self.idmd.call("refreshToken", {"refreshToken": other["refreshToken"]})
+        self.assertNotIn(mine["refreshToken"], (rt, first["refreshToken"], second["refreshToken"]))
+        self.assertTrue(self.active(mine["refreshToken"])["active"])
+        # and rotating it did not touch this session either
+        self.assertTrue(self.active(second["refreshToken"])["active"])
+        self.assertTrue(self.active(second["jwt"])["active"])
 
     def test_concurrent_refresh_makes_one_successor(self):
         rt = self.session["refreshToken"]
         n = 16
         clients = [self.idmd.client() for _ in range(n)]
-        for c in clients:
-            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "refreshToken",
-                                   "params": {"refreshToken": rt}}).encode() + b"\n")
-        replies = [c.recv_line() for c in clients]
-        for c in clients:
-            c.close()
-        successors = {r["result"]["refreshToken"] for r in replies if "result" in r}
-        # every concurrent user of the token got the one and only successor
+        try:
+            for c in clients:
+                c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "refreshToken",
+                                       "params": {"refreshToken": rt}}).encode() + b"\n")
+            replies = [c.recv_line() for c in clients]
+        finally:
+            for c in clients:
+                c.close()
+        # every concurrent user of the token (same uid, within the grace window) got a result ...
+        for r in replies:
+            self.assertIsNotNone(r, replies)
+            self.assertIn("result", r, replies)
+        # ... and it names the one and only successor
+        successors = {r["result"]["refreshToken"] for r in replies}
         self.assertEqual(len(successors), 1, replies)
         successor = successors.pop()
+        self.assertNotEqual(successor, rt)
         self.assertTrue(self.active(successor)["active"])
         self.assertEqual(self.active(rt), {"active": False})
 

@@ -7,8 +7,10 @@ treated alike; other accounts are not affected; the lock survives a restart; unl
 `idmctl customer unlock` clear it and `idmctl customer show` shows it; repeat lockouts grow;
 a successful login resets the count.
 
-No test waits for a real unlock_time: the one test that waits for a lock to end configures
-unlock_time = 1 s, and polls instead of sleeping for a fixed time."""
+No test waits for a production unlock_time: the tests that wait for a lock to end configure
+unlock_time = 4 s (max_unlock_time = 12 s) and poll for the end instead of sleeping for a fixed
+time; what they assert about durations comes from the daemon (retryAfter, nextLockSeconds,
+lockCount) or is a lower bound that a slow client cannot break."""
 
 import json
 import subprocess
@@ -231,44 +233,72 @@ class Lockout(LockoutTestCase):
 
 
 class RepeatLockouts(LockoutTestCase):
-    # Short enough to wait for: 1 s, doubling up to 3 s.
-    CONFIG = """
+    # Short enough to wait for, long enough for a slow client: a lock lasts 4 s, doubling on
+    # each repeat up to 12 s, and a lock that starts less than 12 s after the last one ended is a
+    # repeat. Each step that must come before a lock ends has seconds of margin.
+    UNLOCK = 4
+    CAP = 12
+    CONFIG = f"""
 [lockout]
 deny = 3
 fail_interval = 900
-unlock_time = 1
-max_unlock_time = 3
+unlock_time = {UNLOCK}
+max_unlock_time = {CAP}
 """
 
     def lock(self, email="alice@example.com", pub=None):
         for _ in range(3):
             self.assertEqual(self.login_error(password=WRONG)["code"], 401)
 
-    def wait_unlocked(self):
+    def wait_unlocked(self, since):
+        """Polls until the lock ends; returns the seconds from since (time.monotonic(), taken
+        before the lock began) until the end was seen: never less than the lock lasted."""
         deadline = time.monotonic() + 60
         while self.state()["locked"]:
             self.assertLess(time.monotonic(), deadline, "the lock did not end")
             time.sleep(0.1)
+        return time.monotonic() - since
+
+    def assertLasted(self, seconds, duration):
+        # 0.5 s for the daemon's (realtime) and this test's (monotonic) clocks to disagree
+        self.assertGreaterEqual(seconds, duration - 0.5)
 
     def test_lock_grows_on_repeat_up_to_the_cap(self):
+        start = time.monotonic()
         self.lock()
-        self.assertLocked(self.login_error(), max_retry=1)
-        self.assertEqual(self.state()["nextLockSeconds"], 2)
-        self.wait_unlocked()
-        self.lock()
-        self.assertEqual(self.state()["lockCount"], 2)
-        self.assertLocked(self.login_error(), max_retry=2)
-        self.assertEqual(self.state()["nextLockSeconds"], 3)     # 4, capped
-        self.wait_unlocked()
-        self.lock()
+        self.assertLocked(self.login_error(), max_retry=self.UNLOCK)
         st = self.state()
-        self.assertEqual((st["locked"], st["lockCount"], st["nextLockSeconds"]), (True, 3, 3))
+        self.assertEqual((st["lockCount"], st["nextLockSeconds"]), (1, 2 * self.UNLOCK))
+        self.assertLasted(self.wait_unlocked(start), self.UNLOCK)
+        # over, but the next lock (now) is a repeat: twice as long
+        st = self.state()
+        self.assertEqual((st["locked"], st["lockCount"], st["nextLockSeconds"]), (False, 1, 2 * self.UNLOCK))
+
+        start = time.monotonic()
+        self.lock()
+        self.assertLocked(self.login_error(), max_retry=2 * self.UNLOCK)
+        st = self.state()
+        self.assertEqual((st["lockCount"], st["nextLockSeconds"]), (2, self.CAP))  # 16, capped
+        self.assertLasted(self.wait_unlocked(start), 2 * self.UNLOCK)
+
+        self.lock()
+        self.assertLocked(self.login_error(), max_retry=self.CAP)
+        st = self.state()
+        self.assertEqual((st["locked"], st["lockCount"], st["nextLockSeconds"]), (True, 3, self.CAP))
         self.assertEqual(self.idmd.call("getStats")["lockouts"], 3)
+
+    def test_lock_ends_by_itself_and_success_forgets_it(self):
+        start = time.monotonic()
+        self.lock()
+        self.assertLocked(self.login_error(), max_retry=self.UNLOCK)
+        self.assertLasted(self.wait_unlocked(start), self.UNLOCK)
+        st = self.state()
+        self.assertEqual((st["locked"], st["lockCount"], st["nextLockSeconds"]), (False, 1, 2 * self.UNLOCK))
         # the lock ended by itself: the right password works and forgets everything
-        self.wait_unlocked()
         self.idmd.call("login", self.login_params())
         st = self.state()
-        self.assertEqual((st["lockCount"], st["failures"], st["nextLockSeconds"]), (0, 0, 1))
+        self.assertEqual((st["locked"], st["lockCount"], st["failures"], st["nextLockSeconds"]),
+                         (False, 0, 0, self.UNLOCK))
 
 
 class LockoutOff(LockoutTestCase):

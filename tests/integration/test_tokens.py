@@ -286,19 +286,35 @@ class Sessions(TokenTestCase):
 
 
 class ShortGrace(TokenTestCase):
-    CONFIG = """
+    GRACE = 5  # seconds: the in-window re-use below has several seconds of margin
+    CONFIG = f"""
 [tokens]
-refresh_grace = 1
+refresh_grace = {GRACE}
 """
 
     def test_reuse_after_grace_revokes_family(self):
         r = self.register()
+        start = time.monotonic()
         n1 = self.idmd.call("refreshToken", {"refreshToken": r["refreshToken"]})
         again = self.idmd.call("refreshToken", {"refreshToken": r["refreshToken"]})
         self.assertEqual(again["refreshToken"], n1["refreshToken"])
-        time.sleep(1.2)
-        self.assertError(self.idmd.error("refreshToken", {"refreshToken": r["refreshToken"]}), 401, "invalid_token")
-        for t in (n1["refreshToken"], n1["jwt"], again["jwt"], r["customerToken"]):
+        jwts = [n1["jwt"], again["jwt"]]
+        # Re-use the rotated token until the window closes: inside it every re-use gets the same
+        # successor; the first one after it is refused and revokes the family.
+        deadline = start + self.GRACE + 60
+        while True:
+            with self.idmd.client() as c:
+                reply = c.request("refreshToken", {"refreshToken": r["refreshToken"]})
+            if "error" in reply:
+                break
+            self.assertEqual(reply["result"]["refreshToken"], n1["refreshToken"])
+            jwts.append(reply["result"]["jwt"])
+            self.assertLess(time.monotonic(), deadline, "the grace window did not close")
+            time.sleep(0.2)
+        self.assertError(reply["error"], 401, "invalid_token")
+        # not before the window was over (counted from before the rotation; 0.5 s for the clocks)
+        self.assertGreaterEqual(time.monotonic() - start, self.GRACE - 0.5)
+        for t in [n1["refreshToken"], r["customerToken"]] + jwts:
             self.assertInactive(t)
         # and that stays so after a restart (the revocation was committed)
         self.idmd.stop()
@@ -308,26 +324,63 @@ refresh_grace = 1
 
 
 class ShortLifetimes(TokenTestCase):
-    CONFIG = """
+    # Refresh tokens live 10 s, customerTokens 5 s. Each step that must come before an expiry
+    # comes about 5 s before it, and what must come after one waits for the daemon to report it.
+    REFRESH_TTL = 10
+    CUSTOMER_TTL = 5
+    CONFIG = f"""
 [tokens]
 access_ttl = 1
-refresh_ttl = 3
+refresh_ttl = {REFRESH_TTL}
 refresh_grace = 1
-customer_token_ttl = 1
+customer_token_ttl = {CUSTOMER_TTL}
 """
+
+    def wait_inactive(self, token, timeout=60):
+        deadline = time.monotonic() + timeout
+        while self.introspect(token)["active"]:
+            self.assertLess(time.monotonic(), deadline, "the token did not expire")
+            time.sleep(0.1)
+
+    def refresh(self, token):
+        return self.idmd.call("refreshToken", {"refreshToken": token})
 
     def test_expiry_and_sliding(self):
         r = self.register()
-        time.sleep(2.1)
-        # the customerToken is gone; the JWT is past exp but within the 60 s leeway
-        self.assertInactive(r["customerToken"])
-        n1 = self.idmd.call("refreshToken", {"refreshToken": r["refreshToken"]})
-        time.sleep(2.1)
-        # 4.2 s after login: the first token would be dead, its successor lives 3 s from its use
-        n2 = self.idmd.call("refreshToken", {"refreshToken": n1["refreshToken"]})
-        time.sleep(3.2)
-        self.assertInactive(n2["refreshToken"])
-        self.assertError(self.idmd.error("refreshToken", {"refreshToken": n2["refreshToken"]}), 401, "token_expired")
+        idle = self.login()  # a second session, which nobody refreshes
+        rt0 = self.introspect(r["refreshToken"])
+        ct = self.introspect(r["customerToken"])
+        self.assertAlmostEqual(rt0["exp"] - rt0["iat"], self.REFRESH_TTL, delta=1)
+        self.assertAlmostEqual(ct["exp"] - ct["iat"], self.CUSTOMER_TTL, delta=1)
+        self.assertGreaterEqual(self.introspect(idle["refreshToken"])["exp"], rt0["exp"])
+
+        # the customerToken ends by itself, not before its exp
+        self.wait_inactive(r["customerToken"])
+        self.assertGreaterEqual(time.time(), ct["exp"])
+        # the JWT (access_ttl 1 s) is past its exp now, but within the 60 s leeway
+        j = self.introspect(r["jwt"])
+        self.assertTrue(j["active"])
+        self.assertLess(j["exp"], ct["exp"])
+
+        # half-way through its life, the refresh token is rotated: the successor lives
+        # refresh_ttl from its issue, beyond the first token's exp
+        n1 = self.refresh(r["refreshToken"])
+        i1 = self.introspect(n1["refreshToken"])
+        self.assertAlmostEqual(i1["exp"] - i1["iat"], self.REFRESH_TTL, delta=1)
+        self.assertGreater(i1["exp"], rt0["exp"])
+
+        # the session nobody refreshed ends at its exp, and its refresh token is then refused
+        self.wait_inactive(idle["refreshToken"])
+        self.assertError(self.idmd.error("refreshToken", {"refreshToken": idle["refreshToken"]}), 401, "token_expired")
+        self.assertInactive(idle["customerToken"])
+
+        # the refreshed session outlives the first token's life: n1 still works (about 5 s
+        # before its exp), after the moment (by the daemon's clock) the first token was dead
+        n2 = self.refresh(n1["refreshToken"])
+        i2 = self.introspect(n2["refreshToken"])
+        self.assertGreaterEqual(i2["iat"], rt0["exp"])
+        self.assertGreater(i2["exp"], i1["exp"])
+        self.assertTrue(self.introspect(n2["jwt"])["active"])
 
 
 if __name__ == "__main__":
