@@ -28,6 +28,7 @@
 #define CLOSED_READ_USEC (100 * USEC_PER_MSEC)    /* reading what a peer said before it closed */
 #define BUF_SIZE_MAX ((size_t) IDM_MAX_REPLY + RECV_CHUNK + 1)
 #define PW_BUF_SIZE_MAX (1024u * 1024u)
+#define SYMLINK_HOPS_MAX 40                        /* like the kernel's MAXSYMLINKS */
 
 usec_t now_usec(void) {
         struct timespec ts;
@@ -114,11 +115,170 @@ static int daemon_uid_lookup(const char *name, uid_t *ret) {
         }
 }
 
+/* Who may own the socket and the directories above it: root, or idmd's user (looked up once, and
+ * only when something is not owned by root). */
+typedef struct Trust {
+        const char *daemon_user;
+        uid_t daemon_uid;
+        int looked_up;          /* 0 not yet, 1 daemon_uid is valid, -1 no such user (or lookup failed) */
+} Trust;
+
+static bool uid_is_trusted(Trust *t, uid_t uid) {
+        if (uid == 0)
+                return true;
+        if (t->looked_up == 0)
+                t->looked_up = t->daemon_user && daemon_uid_lookup(t->daemon_user, &t->daemon_uid) >= 0 ? 1 : -1;
+        return t->looked_up > 0 && t->daemon_uid == uid;
+}
+
+static bool dir_is_sticky_root(const struct stat *st) {
+        return st->st_uid == 0 && (st->st_mode & S_ISVTX);
+}
+
+/*
+ * Checks every directory in which the kernel looks up a name while it resolves the socket's path,
+ * from "/" down and through symlinks as the kernel follows them (cf. OpenSSH's safe_path(), which
+ * checks every component of the resolved path): each must be owned by root or idmd's user and not
+ * writable by group or others. Otherwise whoever may write there could swap a directory or a
+ * symlink and send the password to another root-owned socket. The one exception is a root-owned
+ * sticky directory such as /tmp: what is looked up in it must itself be owned by root or idmd's
+ * user (only its owner can rename or remove it there) and not writable by group or others (so a
+ * sticky directory directly above another world-writable one, or a world-writable socket directly
+ * in it, is refused). sock is the lstat() of the socket file. Returns 0, -EPERM (c->error says
+ * why), -ELOOP, -ENOTDIR or another -errno from lstat(2)/readlink(2).
+ */
+static int socket_check_directories(IdmClient *c, const char *path, const struct stat *sock, Trust *t) {
+        /* cur: the directory resolved so far ("" is "/"); rest: what is still to resolve (the
+         * directory part of path, later with symlink targets put in front); next: cur plus the
+         * next name; link: a symlink's target. Four PATH_MAX buffers: on the heap, not on the
+         * stack of whatever application loaded the module. */
+        _cleanup_free_ char *mem = malloc(4 * (size_t) PATH_MAX);
+        char *cur = mem, *rest = mem + PATH_MAX, *next = mem + 2 * PATH_MAX, *link = mem + 3 * PATH_MAX;
+        const char *base = strrchr(path, '/');
+        size_t cur_len = 0, rest_len = (size_t) (base - path);
+        bool root_sticky, in_sticky;
+        unsigned hops = 0;
+        struct stat st;
+
+        if (!mem)
+                return client_fail(c, -ENOMEM, "out of memory");
+        memcpy(rest, path, rest_len);
+        rest[rest_len] = '\0';
+        cur[0] = '\0';
+
+        if (lstat("/", &st) < 0)
+                return client_fail(c, -errno, "cannot access '/': %s", strerror(errno));
+        if (!uid_is_trusted(t, st.st_uid) || ((st.st_mode & 022) && !dir_is_sticky_root(&st)))
+                return client_fail(c, -EPERM,
+                                   "'/' is owned by uid %u with mode %04o, refusing to use socket '%s'",
+                                   (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777), path);
+        root_sticky = in_sticky = (st.st_mode & 022) != 0;
+
+        for (;;) {
+                char *comp = rest, *end;
+                size_t comp_len;
+                ssize_t n;
+
+                while (*comp == '/')
+                        comp++;
+                if (*comp == '\0')
+                        break;
+                end = strchrnul(comp, '/');
+                comp_len = (size_t) (end - comp);
+                if (cur_len + 1 + comp_len >= PATH_MAX)
+                        return client_fail(c, -ELOOP, "cannot resolve the path of socket '%s'", path);
+                memcpy(next, cur, cur_len);
+                next[cur_len] = '/';
+                memcpy(next + cur_len + 1, comp, comp_len);
+                next[cur_len + 1 + comp_len] = '\0';
+                /* The name is in next now: drop it from rest. */
+                memmove(rest, end, strlen(end) + 1);
+
+                if (streq(next + cur_len, "/."))
+                        continue;
+                if (streq(next + cur_len, "/..")) {
+                        char *slash;
+
+                        /* Back to the parent, which was checked on the way down. */
+                        cur[cur_len] = '\0';
+                        slash = strrchr(cur, '/');
+                        cur_len = slash ? (size_t) (slash - cur) : 0;
+                        cur[cur_len] = '\0';
+                        if (lstat(cur_len > 0 ? cur : "/", &st) < 0)
+                                return client_fail(c, -errno, "cannot access '%s': %s", cur_len > 0 ? cur : "/",
+                                                   strerror(errno));
+                        in_sticky = cur_len > 0 ? (st.st_mode & 022) != 0 : root_sticky;
+                        continue;
+                }
+
+                if (lstat(next, &st) < 0)
+                        return client_fail(c, -errno, "cannot access '%s': %s", next, strerror(errno));
+                if (S_ISLNK(st.st_mode)) {
+                        size_t tail = strlen(rest);
+
+                        /* A symlink in a safe directory was put there by root or idmd's user; one
+                         * in a sticky directory belongs to whoever made it. */
+                        if (in_sticky && !uid_is_trusted(t, st.st_uid))
+                                return client_fail(c, -EPERM,
+                                                   "symlink '%s' on the way to socket '%s' is owned by uid %u in a "
+                                                   "world-writable directory, refusing",
+                                                   next, path, (unsigned) st.st_uid);
+                        if (++hops > SYMLINK_HOPS_MAX)
+                                return client_fail(c, -ELOOP, "too many symlinks on the way to socket '%s'", path);
+                        n = readlink(next, link, PATH_MAX);
+                        if (n < 0)
+                                return client_fail(c, -errno, "cannot read symlink '%s': %s", next,
+                                                   strerror(errno));
+                        if (n == 0)
+                                return client_fail(c, -ENOENT, "symlink '%s' is empty", next);
+                        if (n >= PATH_MAX || (size_t) n + 1 + tail >= PATH_MAX)
+                                return client_fail(c, -ELOOP, "cannot resolve the path of socket '%s'", path);
+                        /* rest becomes the link's target followed by what was left. */
+                        memmove(rest + n + 1, rest, tail + 1);
+                        memcpy(rest, link, (size_t) n);
+                        rest[n] = '/';
+                        if (link[0] == '/') {
+                                cur_len = 0;
+                                cur[0] = '\0';
+                                in_sticky = root_sticky;
+                        }
+                        continue;
+                }
+                if (!S_ISDIR(st.st_mode))
+                        return client_fail(c, -ENOTDIR, "'%s' on the way to socket '%s' is not a directory", next,
+                                           path);
+                if (!uid_is_trusted(t, st.st_uid))
+                        return client_fail(c, -EPERM,
+                                           "directory '%s' of socket '%s' is owned by uid %u, which is neither "
+                                           "root nor idmd's user '%s', refusing",
+                                           next, path, (unsigned) st.st_uid, strempty(t->daemon_user));
+                if (st.st_mode & 022) {
+                        /* Writable by others: only a root-owned sticky directory, and not right
+                         * below another one. */
+                        if (in_sticky || !dir_is_sticky_root(&st))
+                                return client_fail(c, -EPERM,
+                                                   "directory '%s' of socket '%s' is writable by group or others "
+                                                   "(mode %04o), refusing",
+                                                   next, path, (unsigned) (st.st_mode & 07777));
+                        in_sticky = true;
+                } else
+                        in_sticky = false;
+                cur_len = strlen(next);
+                memcpy(cur, next, cur_len + 1);
+        }
+
+        if (in_sticky && (sock->st_mode & 022))
+                return client_fail(c, -EPERM,
+                                   "socket '%s' is writable by others in a world-writable directory, refusing", path);
+        return 0;
+}
+
 int idm_client_connect(IdmClient *c, const char *path, const char *daemon_user, usec_t connect_timeout,
                        usec_t timeout) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_(closep) int fd = -EBADF;
         usec_t deadline = now_usec() + connect_timeout;
+        Trust trust = { .daemon_user = daemon_user };
         struct ucred cred = {};
         socklen_t cred_len = sizeof(cred), sa_len;
         struct stat st;
@@ -141,16 +301,14 @@ int idm_client_connect(IdmClient *c, const char *path, const char *daemon_user, 
         }
         if (!S_ISSOCK(st.st_mode))
                 return client_fail(c, -ENOTSOCK, "'%s' is not a socket, refusing", path);
-        if (st.st_uid != 0) {
-                uid_t daemon_uid = 0;
-
-                r = daemon_user ? daemon_uid_lookup(daemon_user, &daemon_uid) : -ESRCH;
-                if (r < 0 || daemon_uid != st.st_uid)
-                        return client_fail(c, -EPERM,
-                                           "socket '%s' is owned by uid %u, which is neither root nor idmd's "
-                                           "user '%s', refusing",
-                                           path, (unsigned) st.st_uid, strempty(daemon_user));
-        }
+        if (!uid_is_trusted(&trust, st.st_uid))
+                return client_fail(c, -EPERM,
+                                   "socket '%s' is owned by uid %u, which is neither root nor idmd's "
+                                   "user '%s', refusing",
+                                   path, (unsigned) st.st_uid, strempty(daemon_user));
+        r = socket_check_directories(c, path, &st, &trust);
+        if (r < 0)
+                return r;
 
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0) {
@@ -375,9 +533,12 @@ static int parse_reply(IdmClient *c, const char *line, size_t len, json_int_t id
 
                         data = json_object_get(error, "data");
                         retry = json_object_get(data, "retryAfter");
+                        /* A retryAfter beyond a year is nonsense (and would overflow the
+                         * arithmetic of the message): treated as absent. */
                         *reterr = (IdmError) {
                                 .code = (int) json_integer_value(code),
-                                .retry_after = json_is_integer(retry) && json_integer_value(retry) >= 0 ?
+                                .retry_after = json_is_integer(retry) && json_integer_value(retry) >= 0 &&
+                                                               json_integer_value(retry) <= IDM_RETRY_AFTER_MAX ?
                                                        (long long) json_integer_value(retry) : -1,
                         };
                         copy_string(reterr->reason, sizeof(reterr->reason),

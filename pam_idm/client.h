@@ -3,16 +3,17 @@
  * pam_idm's transport to idmd: an AF_UNIX stream connection speaking newline-delimited JSON-RPC
  * 2.0 (include/idm/protocol.h), bounded in time (poll() deadlines) and in size (IDM_MAX_REPLY).
  *
- * Before anything is sent, the socket file must be a socket owned by root or by idmd's user, and
- * the peer (SO_PEERCRED) must be the file's owner: a password never goes to a listener that
- * another unprivileged user put in place.
+ * Before anything is sent, the socket file must be a socket owned by root or by idmd's user, every
+ * directory above it must be safe from other users (owned by root or idmd's user, not writable by
+ * others), and the peer (SO_PEERCRED) must be the file's owner: a password never goes to a
+ * listener that another unprivileged user put in place or redirected the path to.
  *
  * Hygiene, because this code runs inside sshd, login, display managers and screen lockers: no
  * threads, signals or children; the descriptor is CLOEXEC and above 2; every send uses
  * MSG_NOSIGNAL; buffers that held request or reply bytes are wiped before they are freed. The
  * caller opens one connection per PAM call and closes it before returning (never across a fork,
- * never across a conversation with the user). Nothing is logged here: the reason for a failure is
- * left in IdmClient.error for the caller's one pam_syslog() line.
+ * never across a conversation with the user or a wait). Nothing is logged here: the reason for a
+ * failure is left in IdmClient.error for the caller's one pam_syslog() line.
  */
 #pragma once
 
@@ -46,23 +47,35 @@ typedef struct IdmError {
         int code;                 /* JSON-RPC error.code */
         char reason[64];          /* error.data.reason, "" when absent */
         char message[256];        /* error.message, "" when absent */
-        long long retry_after;    /* error.data.retryAfter in seconds, -1 when absent */
+        long long retry_after;    /* error.data.retryAfter in seconds, -1 when absent, negative or
+                                   * over IDM_RETRY_AFTER_MAX */
 } IdmError;
+
+#define IDM_RETRY_AFTER_MAX (365LL * 24 * 3600)
 
 /*
  * Connects c (initialised with IDM_CLIENT_INIT, not connected) to the socket at path, giving up
  * after connect_timeout; timeout bounds each later idm_client_call(). daemon_user names the user
  * idmd runs as; a socket owned by that user is accepted as well as one owned by root (the name is
- * only looked up when the owner is not root). On failure c is left closed and c->error says why.
+ * only looked up when something is not owned by root). Every directory the path leads through,
+ * from "/" down and through symlinks, must be owned by root or that user and not writable by
+ * group or others, except a root-owned sticky directory (/tmp) whose entry on the path is safe in
+ * that sense (cf. OpenSSH's safe_path()). On failure c is left closed and c->error says why.
  *
  * Returns 0, or:
- *   -ENOENT        no socket file at path (idmd not installed or not running)
+ *   -ENOENT        no socket file at path (idmd not installed or not running), or a directory
+ *                  on the way is missing
  *   -ECONNREFUSED  nobody listens on it
  *   -ENOTSOCK      path is not a socket
- *   -EPERM         the file or the peer belongs to another user
+ *   -EPERM         the file, a directory (or symlink) on the way, or the peer belongs to another
+ *                  user, or a directory on the way is writable by others
  *   -ETIMEDOUT     the connection was not accepted in time (backlog full)
+ *   -EINVAL        path is not absolute
  *   -ENAMETOOLONG  path does not fit into sockaddr_un
- *   other -errno   from socket(2), connect(2), getsockopt(2), fcntl(2), or -ENOMEM
+ *   -ELOOP, -ENOTDIR  the path cannot be resolved (too many symlinks, a file where a directory
+ *                  should be)
+ *   other -errno   from lstat(2), readlink(2), socket(2), connect(2), getsockopt(2), fcntl(2), or
+ *                  -ENOMEM
  */
 int idm_client_connect(IdmClient *c, const char *path, const char *daemon_user, usec_t connect_timeout,
                        usec_t timeout);

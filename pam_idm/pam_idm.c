@@ -6,9 +6,11 @@
  *
  * This file holds the pam_sm_* entry points, their argument parsing and the one mapping from
  * idmd's answers to PAM codes; client.c is the socket transport, conv.c the conversation helpers.
- * Everything the module needs between phases lives in idmd, not in module memory: sshd
- * authenticates in a forked child. Logging goes through pam_syslog() only; docs/pam_idm.md and
- * pam_idm(8) describe options, return codes and stacks.
+ * Everything the module needs between phases lives in idmd or in the PAM environment (the
+ * session id, IDM_SESSION_ID), not in module memory: sshd authenticates in a forked child and
+ * imports only the child's PAM environment into the process that closes the session. Logging
+ * goes through pam_syslog() only; docs/pam_idm.md and pam_idm(8) describe options, return codes
+ * and stacks.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -23,7 +25,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "idm/cleanup.h"
 #include "idm/json-util.h"
@@ -39,8 +43,13 @@
 #define TOKEN_MAX 8192u                   /* JWTs and opaque tokens */
 #define CONSENTS_MAX 32u                  /* consents asked for in one acct_mgmt call */
 #define TIMEOUT_MAX_USEC (3600 * USEC_PER_SEC)
+#define SESSION_ID_MAX 64u                /* what idmd accepts as a sessionId */
 #define DEVICE_EXPIRY_MAX_SEC 3600
-#define DEVICE_INTERVAL_MAX_SEC 60
+#define DEVICE_INTERVAL_DEFAULT_SEC 5     /* RFC 8628 section 3.2 */
+#define DEVICE_INTERVAL_SLOW_DOWN_SEC 5   /* RFC 8628 section 3.5 */
+#define DEVICE_INTERVAL_MAX_SEC 30
+#define SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1)
+#define ENV_SESSION_ID "IDM_SESSION_ID"
 #define DATA_SESSION "pam_idm_session"
 #define DATA_SETCRED "pam_idm_setcred_return"
 #define PAM_IDM_CONF "/etc/idm/pam_idm.conf"
@@ -165,12 +174,20 @@ static bool option_apply(pam_handle_t *pamh, Options *o, const Source *src, cons
                 /* Read by pam_get_authtok() from the module arguments, and only from there. */
                 if (src->file)
                         log_option(pamh, src, "'%s' works only as a module argument, ignoring", a);
+                else if (streq(a, "use_first_pass"))
+                        o->use_first_pass = true;
         } else if (startswith(a, "conf=")) {
                 if (src->file)
                         log_option(pamh, src, "'%s' works only as a module argument, ignoring", a);
         } else if ((v = startswith(a, "socket="))) {
                 if (v[0] != '/') {
                         log_option(pamh, src, "socket path '%s' is not absolute", v);
+                        return false;
+                }
+                /* Caught here, not at connect(): a path that can never work is a configuration
+                 * error (PAM_SERVICE_ERR), not an idmd that is away (PAM_AUTHINFO_UNAVAIL). */
+                if (strlen(v) > SOCKET_PATH_MAX) {
+                        log_option(pamh, src, "socket path '%s' is longer than %zu bytes", v, SOCKET_PATH_MAX);
                         return false;
                 }
                 o->socket_path = v;
@@ -247,14 +264,27 @@ typedef struct ConfReader {
 } ConfReader;
 
 /* fgets() for ini_parse_stream(), counting lines for messages (Debian's libinih has no line
- * numbers in the handler). */
+ * numbers in the handler). A line that does not fit into libinih's buffer (INI_MAX_LINE) ends the
+ * parse and makes the file bad: fgets() would hand the rest of it over as a line of its own, and a
+ * long comment could end in a setting that takes effect. */
 static char *conf_read_line(char *str, int num, void *userdata) {
         ConfReader *r = userdata;
         char *l = fgets(str, num, r->f);
+        int ch;
 
-        if (l)
-                r->source.line++;
-        return l;
+        if (!l)
+                return NULL;
+        r->source.line++;
+        if (strchr(l, '\n') || feof(r->f))
+                return l;
+        /* The buffer is full: fine if the line ends right here, else it is too long (or holds a
+         * NUL byte, which hides the newline from strchr()). */
+        ch = getc(r->f);
+        if (ch == '\n' || ch == EOF)
+                return l;
+        log_option(r->pamh, &r->source, "line is longer than %d bytes or contains a NUL byte, refusing", num - 1);
+        r->bad = true;
+        return NULL;
 }
 
 static int conf_handle(void *userdata, const char *section, const char *name, const char *value) {
@@ -300,11 +330,16 @@ static bool conf_load(pam_handle_t *pamh, Options *o, const char *path, bool exp
         struct stat st;
         int fd, line;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO put at the path must not block the login in open(); O_NOFOLLOW: the
+         * file is checked below, not whatever a symlink points to. */
+        fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
                 if (errno == ENOENT && !explicit)
                         return true;
-                pam_syslog(pamh, LOG_ERR, "cannot open configuration '%s': %m", path);
+                if (errno == ELOOP)
+                        pam_syslog(pamh, LOG_ERR, "configuration '%s' is a symlink, refusing", path);
+                else
+                        pam_syslog(pamh, LOG_ERR, "cannot open configuration '%s': %m", path);
                 return false;
         }
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022)) {
@@ -440,10 +475,12 @@ int result_to_pam(Phase phase, int r, const IdmError *e, const Options *o) {
                 pam = PAM_SUCCESS;
         else if (r == -EREMOTEIO && e)
                 pam = error_to_pam(phase, e);
-        else if (r == -EREMOTEIO || r == -ENOMEM || r == -EINVAL)
-                pam = PAM_SERVICE_ERR;          /* our own failure, not idmd's */
-        else if (phase == PHASE_ACCOUNT && (r == -ENOENT || r == -ECONNREFUSED))
-                pam = PAM_USER_UNKNOWN;         /* no idmd: local accounts keep working */
+        else if (r == -EREMOTEIO || r == -ENOMEM || r == -EINVAL || r == -ENAMETOOLONG)
+                pam = PAM_SERVICE_ERR;          /* our own failure or configuration, not idmd's */
+        else if (phase == PHASE_ACCOUNT && r == -ENOENT)
+                /* No socket: idmd is not installed or not started, and local accounts keep
+                 * working. A socket nobody listens on (idmd crashed) is not that: unavailable. */
+                pam = PAM_USER_UNKNOWN;
         else
                 pam = PAM_AUTHINFO_UNAVAIL;     /* absent, refusing, too slow, not trusted */
 
@@ -488,6 +525,19 @@ static bool token_is_valid(const char *s) {
                 if (!isascii((unsigned char) s[n]) || !(isalnum((unsigned char) s[n]) || strchr("-_.~+/=", s[n])))
                         return false;
         return n > 0 && n <= TOKEN_MAX;
+}
+
+/* A session id as idmd hands it out and accepts it (docs/rpc.md, pamCloseSession): 1-64 of
+ * A-Z a-z 0-9 - _. */
+static bool session_id_is_valid(const char *s) {
+        size_t n = 0;
+
+        if (!s)
+                return false;
+        for (; s[n]; n++)
+                if (!isascii((unsigned char) s[n]) || !(isalnum((unsigned char) s[n]) || strchr("-_", s[n])))
+                        return false;
+        return n > 0 && n <= SESSION_ID_MAX;
 }
 
 /* Remembers an authenticate result for pam_sm_setcred(), like pam_unix: the value is stored in
@@ -554,12 +604,23 @@ static int connect_idmd(pam_handle_t *pamh, const Options *o, IdmClient *c) {
 /* Logs a failed call once and returns its PAM code; shows the retry time for PAM_MAXTRIES. */
 static int call_failed(pam_handle_t *pamh, int flags, const Options *o, Phase phase, const char *method,
                        const char *user, int r, const IdmClient *c, const IdmError *e) {
-        int pam = result_to_pam(phase, r, e, o);
+        int pam;
 
         if (r != -EREMOTEIO) {
                 pam_syslog(pamh, LOG_ERR, "%s: idmd is not usable: %s", method, c->error);
-                return pam;
+                return result_to_pam(phase, r, e, o);
         }
+
+        if (phase == PHASE_AUTH && e->code == IDM_ERR_UNAUTHORIZED && streq(e->reason, IDM_REASON_UNKNOWN_USER) &&
+            getuid() != 0) {
+                /* idmd tells "unknown user" to root peers, judged by the effective uid, so a
+                 * setuid-root program (su) run by an ordinary user would learn who is a customer.
+                 * Like pam_unix's unix_chkpwd, answer such a caller as for a wrong password. */
+                pam_syslog(pamh, LOG_NOTICE, "%s: unknown user (not told to uid %u)", method, (unsigned) getuid());
+                return result_to_pam(phase, r, &(IdmError) { .code = IDM_ERR_UNAUTHORIZED, .retry_after = -1 }, o);
+        }
+
+        pam = result_to_pam(phase, r, e, o);
 
         if (e->code == IDM_RPC_METHOD_NOT_FOUND)
                 pam_syslog(pamh, LOG_ERR, "%s: idmd does not implement this method (older than pam_idm?)", method);
@@ -577,7 +638,7 @@ static int call_failed(pam_handle_t *pamh, int flags, const Options *o, Phase ph
                 const char *what = locked ? "This account is locked after too many failed attempts." :
                                             "Too many attempts.";
 
-                if (e->retry_after < 0)
+                if (e->retry_after < 0 || e->retry_after > IDM_RETRY_AFTER_MAX)
                         conv_message(pamh, flags, PAM_ERROR_MSG, "%s Try again later.", what);
                 else if (e->retry_after < 60)
                         conv_message(pamh, flags, PAM_ERROR_MSG, "%s Try again in %lld second%s.", what,
@@ -650,7 +711,7 @@ static int auth_accept(pam_handle_t *pamh, const Options *o, const char *user, j
         int r;
 
         if (!id_is_valid(customer_id, ID_MAX) || !id_is_valid(publisher_id, ID_MAX) ||
-            (session_id && !token_is_valid(session_id))) {
+            (session_id && !session_id_is_valid(session_id))) {
                 pam_syslog(pamh, LOG_ERR, "malformed login result from idmd, refusing");
                 return PAM_SERVICE_ERR;
         }
@@ -659,9 +720,6 @@ static int auth_accept(pam_handle_t *pamh, const Options *o, const char *user, j
                            o->publisher_id);
                 return PAM_SERVICE_ERR;
         }
-
-        if (session_id && session_data_set(pamh, user, session_id) < 0)
-                return PAM_BUF_ERR;
 
         if (o->export_env || o->export_tokens) {
                 r = putenv_pair(pamh, "IDM_CUSTOMER_ID", customer_id);
@@ -684,6 +742,26 @@ static int auth_accept(pam_handle_t *pamh, const Options *o, const char *user, j
                         pam_syslog(pamh, LOG_ERR, "cannot export the tokens: %s", pam_strerror(pamh, r));
                         return r == PAM_BUF_ERR ? PAM_BUF_ERR : PAM_SERVICE_ERR;
                 }
+        }
+
+        if (session_id) {
+                if (session_data_set(pamh, user, session_id) < 0)
+                        return PAM_BUF_ERR;
+                /* Also in the PAM environment, whatever export_env says: sshd authenticates in a
+                 * forked child, where the PAM data above stays, but imports the child's PAM
+                 * environment into the monitor, which closes the session. Not a secret (it is the
+                 * "sid" of every access JWT, and idmd lets only root or the uid that opened the
+                 * session close it by id). */
+                r = putenv_pair(pamh, ENV_SESSION_ID, session_id);
+                if (r != PAM_SUCCESS) {
+                        pam_syslog(pamh, LOG_ERR, "cannot export the session id: %s", pam_strerror(pamh, r));
+                        return r == PAM_BUF_ERR ? PAM_BUF_ERR : PAM_SERVICE_ERR;
+                }
+        } else {
+                /* No id (a code or device login): an earlier login in this handle must not be
+                 * closed in its place. */
+                (void) pam_set_data(pamh, DATA_SESSION, NULL, NULL);
+                (void) pam_putenv(pamh, ENV_SESSION_ID);
         }
 
         log_debug(pamh, o, "authenticated customer %s of publisher %s", customer_id, publisher_id);
@@ -806,19 +884,56 @@ static int verify_customer(pam_handle_t *pamh, const Options *o, IdmClient *c, c
         return -EACCES;
 }
 
+/* Reads the sign-in code. A PAM_AUTHTOK set by a module stacked before is taken only if it looks
+ * like a code (token characters): otherwise it is that module's password, which must not go to
+ * idmd as a code; the code is then asked for (PAM_PROMPT_ECHO_OFF, without replacing
+ * PAM_AUTHTOK), or, with use_first_pass, the login fails. *ret_owned holds a prompted code, to
+ * be wiped by the caller. Returns PAM_SUCCESS or the PAM code to fail with. */
+static int get_code(pam_handle_t *pamh, const Options *o, const char **ret, char **ret_owned) {
+        const void *stacked = NULL;
+        char *answer = NULL;
+        int r;
+
+        if (pam_get_item(pamh, PAM_AUTHTOK, &stacked) != PAM_SUCCESS || !stacked || token_is_valid(stacked))
+                return get_secret(pamh, o, "Code: ", ret);
+
+        if (o->use_first_pass) {
+                log_debug(pamh, o, "the stacked password is not a sign-in code, refusing (use_first_pass)");
+                return PAM_AUTH_ERR;
+        }
+        log_debug(pamh, o, "the stacked password is not a sign-in code, asking for one");
+        r = pam_prompt(pamh, PAM_PROMPT_ECHO_OFF, &answer, "Code: ");
+        if (r == PAM_CONV_AGAIN) {
+                (void) erase_and_free(answer);
+                return PAM_INCOMPLETE;
+        }
+        if (r != PAM_SUCCESS || !answer) {
+                (void) erase_and_free(answer);
+                log_debug(pamh, o, "no code: %s", pam_strerror(pamh, r));
+                return PAM_AUTH_ERR;
+        }
+        *ret = *ret_owned = answer;
+        return PAM_SUCCESS;
+}
+
 static int authenticate_code(pam_handle_t *pamh, int flags, const Options *o, const char *user) {
         _cleanup_(idm_client_close) IdmClient c = IDM_CLIENT_INIT;
         _cleanup_(json_wipe_and_decrefp) json_t *params = NULL, *result = NULL;
+        _cleanup_(erase_and_freep) char *typed = NULL;
         const char *code = NULL;
         IdmError e = {};
         int r;
 
-        r = get_secret(pamh, o, "Code: ", &code);
+        r = get_code(pamh, o, &code, &typed);
         if (r != PAM_SUCCESS)
                 return r;
+        if (!token_is_valid(code)) {
+                log_debug(pamh, o, "not a sign-in code (not only A-Z a-z 0-9 - _ . ~ + / =), refusing");
+                return PAM_AUTH_ERR;
+        }
         params = json_pack("{s:s}", "token", code);
         if (!params)
-                return PAM_AUTH_ERR;    /* not UTF-8 */
+                return PAM_BUF_ERR;
 
         r = connect_idmd(pamh, o, &c);
         if (r < 0)
@@ -840,6 +955,14 @@ static bool text_is_printable(const char *s, size_t max) {
 
         return s && *s && strlen(s) <= max && max < sizeof(buf) &&
                streq(conv_sanitize(buf, sizeof(buf), s), s);
+}
+
+json_int_t device_poll_interval(json_int_t interval, bool slow_down) {
+        if (interval <= 0)
+                interval = DEVICE_INTERVAL_DEFAULT_SEC;
+        if (slow_down && interval <= DEVICE_INTERVAL_MAX_SEC)
+                interval += DEVICE_INTERVAL_SLOW_DOWN_SEC;
+        return interval > DEVICE_INTERVAL_MAX_SEC ? DEVICE_INTERVAL_MAX_SEC : interval;
 }
 
 /* Waits usec without signals (poll() with no descriptors). */
@@ -893,8 +1016,7 @@ static int authenticate_device(pam_handle_t *pamh, int flags, const Options *o, 
         }
         if (expires_in > DEVICE_EXPIRY_MAX_SEC)
                 expires_in = DEVICE_EXPIRY_MAX_SEC;
-        if (interval <= 0 || interval > DEVICE_INTERVAL_MAX_SEC)
-                interval = 5;
+        interval = device_poll_interval(interval, false);
         deadline = now_usec() + (usec_t) expires_in * USEC_PER_SEC;
 
         r = conv_device_login(pamh, uri, user_code, text_is_printable(uri_complete, 500) ? uri_complete : NULL,
@@ -908,17 +1030,19 @@ static int authenticate_device(pam_handle_t *pamh, int flags, const Options *o, 
         params = json_pack("{s:s}", "deviceCode", device_code);
         if (!params)
                 return PAM_BUF_ERR;
-        r = connect_idmd(pamh, o, &c);
-        if (r < 0)
-                return result_to_pam(PHASE_AUTH, r, NULL, o);
         for (;;) {
+                /* One connection per poll, closed before the wait: idmd closes connections idle for
+                 * 60 s, and the wait is the idle time. */
+                r = connect_idmd(pamh, o, &c);
+                if (r < 0)
+                        return result_to_pam(PHASE_AUTH, r, NULL, o);
                 r = idm_client_call(&c, "pollDeviceLogin", params, &result, &e);
                 if (r >= 0)
-                        break;
+                        break;          /* c stays open for verify_customer() */
                 if (r != -EREMOTEIO || e.code != IDM_ERR_PENDING)
                         return call_failed(pamh, flags, o, PHASE_AUTH, "pollDeviceLogin", user, r, &c, &e);
-                if (streq(e.reason, IDM_REASON_SLOW_DOWN))
-                        interval += 5;
+                idm_client_close(&c);
+                interval = device_poll_interval(interval, streq(e.reason, IDM_REASON_SLOW_DOWN));
                 if (now_usec() + (usec_t) interval * USEC_PER_SEC >= deadline) {
                         conv_message(pamh, flags, PAM_ERROR_MSG, "The sign-in code has expired.");
                         pam_syslog(pamh, LOG_NOTICE, "device login for '%s' expired", user);
@@ -1239,7 +1363,7 @@ _public_ int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const 
 _public_ int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const char **argv) {
         _cleanup_(idm_client_close) IdmClient c = IDM_CLIENT_INIT;
         _cleanup_(json_wipe_and_decrefp) json_t *params = NULL, *result = NULL;
-        const char *user = NULL;
+        const char *user = NULL, *session_id = NULL;
         const void *p = NULL;
         IdmError e = {};
         _cleanup_(options_done) Options o = {};
@@ -1257,14 +1381,29 @@ _public_ int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const
         params = params_new(&o, user);
         if (!params)
                 return PAM_BUF_ERR;
-        /* The session id is here when authentication ran in this process; otherwise (sshd
-         * authenticates in a child) idmd closes the session this peer opened last for the user. */
+        /* Which session: the id kept in the PAM handle when authentication ran in this process;
+         * else the one in the PAM environment (sshd authenticates in a forked child and imports
+         * its PAM environment into the monitor, which closes the session); only without either
+         * does idmd close the session this peer uid opened last for the user. */
         if (pam_get_data(pamh, DATA_SESSION, &p) == PAM_SUCCESS && p) {
                 const SessionData *d = p;
 
-                if (streq(d->user, user) && json_object_set_new(params, "sessionId", json_string(d->session_id)) < 0)
-                        return PAM_BUF_ERR;
+                if (streq(d->user, user))
+                        session_id = d->session_id;
+        } else {
+                session_id = pam_getenv(pamh, ENV_SESSION_ID);
+                if (session_id && !session_id_is_valid(session_id)) {
+                        pam_syslog(pamh, LOG_WARNING, "malformed %s in the PAM environment, ignoring",
+                                   ENV_SESSION_ID);
+                        session_id = NULL;
+                }
         }
+        if (session_id && json_object_set_new(params, "sessionId", json_string(session_id)) < 0)
+                return PAM_BUF_ERR;
+        if (session_id)
+                log_debug(pamh, &o, "closing session %s of '%s'", session_id, user);
+        else
+                log_debug(pamh, &o, "closing the session this uid opened last for '%s'", user);
 
         r = connect_idmd(pamh, &o, &c);
         if (r < 0)

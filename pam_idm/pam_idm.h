@@ -51,6 +51,7 @@ typedef struct Options {
         bool export_env;
         bool export_tokens;
         bool qr;
+        bool use_first_pass;      /* read by pam_get_authtok() too; mode=code needs it itself */
         int naming_rank;          /* which source set publisher/offer: 1 file, 2 arguments */
         char **owned;             /* strings read from the configuration file */
         size_t n_owned;
@@ -73,3 +74,11 @@ void options_done(Options *o);
  * ignore_unknown_user and ignore_authinfo_unavail from o.
  */
 int result_to_pam(Phase phase, int r, const IdmError *e, const Options *o);
+
+/*
+ * The wait in seconds before the next pollDeviceLogin: interval as idmd gave it (or as last
+ * returned), the RFC 8628 default of 5 s when it is not positive, 5 s more after a slow_down
+ * answer, and at most 30 s, so that an approval is noticed soon and a bogus interval from idmd
+ * cannot stretch the wait.
+ */
+json_int_t device_poll_interval(json_int_t interval, bool slow_down);

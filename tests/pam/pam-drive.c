@@ -5,13 +5,17 @@
  * message, result and environment variable, for the python tests in tests/pam/.
  *
  *   pam-drive [--pw SECRET]... [--echo TEXT]... [--rhost H] [--tty T] [--ruser U] [--silent]
- *             [--loop N] SERVICE USER OP[=PAM_CODE]...
+ *             [--putenv NAME=VALUE]... [--ruid UID] [--loop N] SERVICE USER OP[=PAM_CODE]...
  *
  * OP is auth, setcred, acct, open, close, chauthtok or env (pam_getenvlist); PAM_CODE the
  * expected result (default PAM_SUCCESS). libpamtest stops at the first unexpected result.
  * Output, one line each: "prompt-off TEXT", "prompt-on TEXT", "info TEXT", "error TEXT",
  * "faildelay USEC", "result OP PAM_CODE", "env NAME=VALUE". Exit status 0 when every OP gave its
  * expected code, 1 when one did not, 2 on a usage or libpamtest error.
+ *
+ * --putenv puts NAME=VALUE into the PAM environment before the first OP: what sshd's monitor has
+ * imported from its authentication child when it closes a session. --ruid (run as root) sets the
+ * real uid to UID and keeps the effective uid 0: a setuid-root program such as su, run by UID.
  *
  * --loop N repeats the transaction N times in this process (quietly) and prints "fds-before",
  * "fds-after", "heap-before", "heap-after" (open descriptors, malloc'ed bytes in use) measured
@@ -25,8 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ANSWERS_MAX 16
+#define PUTENV_MAX 8
 
 static const struct {
         int code;
@@ -157,6 +163,9 @@ static long count_fds(void) {
         return n - 1;   /* the directory's own descriptor */
 }
 
+static const char *putenv_list[PUTENV_MAX];
+static size_t n_putenv;
+
 static int run_once(const char *service, const char *user, Answers *answers, struct pam_testcase *tests, size_t n,
                     const char *rhost, const char *tty, const char *ruser) {
         pam_handle_t *ph = NULL;
@@ -184,6 +193,12 @@ static int run_once(const char *service, const char *user, Answers *answers, str
                 (void) pam_set_item(ph, PAM_TTY, tty);
         if (ruser)
                 (void) pam_set_item(ph, PAM_RUSER, ruser);
+        for (size_t i = 0; i < n_putenv; i++)
+                if (pam_putenv(ph, putenv_list[i]) != PAM_SUCCESS) {
+                        fprintf(stderr, "pam_putenv '%s' failed\n", putenv_list[i]);
+                        pam_end(ph, PAM_SUCCESS);
+                        return 2;
+                }
 
         /* libpamtest runs the cases on our handle and ends it (pam_end). */
         perr = _pamtest_conv(service, user, conv, answers, tests, n, ph);
@@ -248,7 +263,16 @@ int main(int argc, char **argv) {
                         ruser = v;
                 else if (strcmp(o, "--loop") == 0)
                         loop = strtol(v, NULL, 10);
-                else
+                else if (strcmp(o, "--putenv") == 0 && n_putenv < PUTENV_MAX)
+                        putenv_list[n_putenv++] = v;
+                else if (strcmp(o, "--ruid") == 0) {
+                        uid_t ruid = (uid_t) strtoul(v, NULL, 10);
+
+                        if (setresuid(ruid, 0, 0) < 0) {
+                                perror("setresuid");
+                                return 2;
+                        }
+                } else
                         goto usage;
         }
         if (argc - i < 3)
@@ -304,6 +328,6 @@ int main(int argc, char **argv) {
 
 usage:
         fprintf(stderr, "usage: pam-drive [--pw S]... [--echo S]... [--rhost H] [--tty T] [--ruser U] [--silent] "
-                        "[--loop N] SERVICE USER OP[=PAM_CODE]...\n");
+                        "[--putenv NAME=VALUE]... [--ruid UID] [--loop N] SERVICE USER OP[=PAM_CODE]...\n");
         return 2;
 }

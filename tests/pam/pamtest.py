@@ -9,12 +9,14 @@ of the service files under /tmp and removes it).
 import contextlib
 import fcntl
 import glob
+import json
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import unittest
 
@@ -202,13 +204,19 @@ class PamTestCase(idmtest.IdmdTestCase):
         return path
 
     def drive(self, service, user, *ops, pw=(), echo=(), rhost=None, tty=None, ruser=None, silent=False,
-              as_nobody=False, loop=None, timeout=60, wrapper=None, env=None):
+              as_nobody=False, loop=None, timeout=60, wrapper=None, env=None, putenv=(), ruid=None):
+        """putenv: NAME=VALUE strings put into the PAM environment before the first operation;
+        ruid: the real uid pam-drive runs with, its effective uid staying 0 (a setuid-root program
+        such as su, run by that user)."""
         argv = [PAM_DRIVE]
         for p in pw:
             argv += ["--pw", p]
         for e in echo:
             argv += ["--echo", e]
-        for flag, value in (("--rhost", rhost), ("--tty", tty), ("--ruser", ruser), ("--loop", loop)):
+        for e in putenv:
+            argv += ["--putenv", e]
+        for flag, value in (("--rhost", rhost), ("--tty", tty), ("--ruser", ruser), ("--loop", loop),
+                            ("--ruid", ruid)):
             if value is not None:
                 argv += [flag, str(value)]
         if silent:
@@ -264,6 +272,76 @@ class FakeListener:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+class FakeIdmd:
+    """A scripted stand-in for idmd on a root-owned socket: answers JSON-RPC lines with
+    self.handle(method, params) -> ("result", obj) or ("error", obj). calls lists (method, params),
+    conns the connection (numbered from 0) each call came on. With idle_timeout it closes a
+    connection that stays silent that long, as idmd does after 60 s."""
+
+    def __init__(self, path, handle, idle_timeout=None):
+        self.path = path
+        self.handle = handle
+        self.idle_timeout = idle_timeout
+        self.calls = []
+        self.conns = []
+        self.accepted = 0
+        self.idle_closed = 0
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o666)
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            number = self.accepted
+            self.accepted += 1
+            threading.Thread(target=self.connection, args=(conn, number), daemon=True).start()
+
+    def connection(self, conn, number):
+        buf = b""
+        with conn:
+            conn.settimeout(self.idle_timeout)
+            while True:
+                try:
+                    chunk = conn.recv(65536)
+                except socket.timeout:
+                    self.idle_closed += 1
+                    return
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    req = json.loads(line)
+                    self.calls.append((req["method"], req["params"]))
+                    self.conns.append(number)
+                    kind, obj = self.handle(req["method"], req["params"])
+                    reply = {"jsonrpc": "2.0", "id": req["id"], kind: obj}
+                    conn.sendall(json.dumps(reply).encode() + b"\n")
+
+    def close(self):
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def methods(self):
+        return [m for m, _ in self.calls]
+
+
+def error(code, reason, **data):
+    return "error", {"code": code, "message": reason, "data": dict(reason=reason, **data)}
 
 
 def stop_process(proc, sig=signal.SIGTERM):

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of pam_idm's transport (pam_idm/client.c) against small fake servers forked from the
- * test: the socket checks (missing, not a socket, not listening, wrong owner, wrong peer), the
- * deadlines (silent server, full backlog), size cap, malformed replies, MSG_NOSIGNAL, the
- * descriptor hygiene (above 2, CLOEXEC) and the JSON-RPC framing. Needs root for the ownership
- * cases (skipped otherwise).
+ * test: the socket checks (missing, not a socket, not listening, wrong owner, wrong peer, unsafe
+ * directories and symlinks on the way), the deadlines (silent server, full backlog), size cap,
+ * malformed replies, retryAfter bounds, MSG_NOSIGNAL, the descriptor hygiene (above 2, CLOEXEC)
+ * and the JSON-RPC framing. Needs root for the ownership cases (skipped otherwise).
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -22,10 +22,11 @@
 
 static char dir[] = "/tmp/test-pam-client-XXXXXX";
 static char path[100];
+static json_int_t retry_after = 42;
 
 typedef enum Behaviour {
         SERVE_ECHO,             /* answer every request with {"echo": request} */
-        SERVE_ERROR,            /* answer with a 423 account_locked error, retryAfter 42 */
+        SERVE_ERROR,            /* answer with a 423 account_locked error, retryAfter retry_after */
         SERVE_ERROR_ID_NULL,    /* a connection-level refusal: 429 with id null, then close */
         SERVE_WRONG_ID,
         SERVE_GARBAGE,
@@ -103,9 +104,9 @@ static void serve_connection(int cfd, Behaviour b) {
                         reply = json_pack("{s:s, s:I, s:{s:O}}", "jsonrpc", "2.0", "id", id, "result", "echo", req);
                         break;
                 case SERVE_ERROR:
-                        reply = json_pack("{s:s, s:I, s:{s:i, s:s, s:{s:s, s:i}}}", "jsonrpc", "2.0", "id", id, "error",
+                        reply = json_pack("{s:s, s:I, s:{s:i, s:s, s:{s:s, s:I}}}", "jsonrpc", "2.0", "id", id, "error",
                                           "code", 423, "message", "locked", "data", "reason", "account_locked",
-                                          "retryAfter", 42);
+                                          "retryAfter", retry_after);
                         break;
                 case SERVE_WRONG_ID:
                         reply = json_pack("{s:s, s:I, s:{}}", "jsonrpc", "2.0", "id", id + 7, "result");
@@ -303,6 +304,150 @@ TEST(error_reply) {
         json_decref(params);
 }
 
+/* retryAfter beyond a year (up to json_int_t's maximum) is treated as absent. */
+TEST(retry_after_clamped) {
+        static const struct {
+                json_int_t sent;
+                long long got;
+        } cases[] = {
+                { 0, 0 },
+                { 31536000, 31536000 },
+                { 31536001, -1 },
+                { INT64_MAX, -1 },
+                { -5, -1 },
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                IdmClient c = IDM_CLIENT_INIT;
+                json_t *params = json_object(), *result = NULL;
+                IdmError e = {};
+                int lfd;
+                pid_t pid;
+
+                retry_after = cases[i].sent;
+                lfd = listen_at(path, 16);
+                pid = serve(lfd, SERVE_ERROR);
+                ASSERT_OK(connect_default(&c, 5 * USEC_PER_SEC));
+                ASSERT_EQ(idm_client_call(&c, "pamAuthenticate", params, &result, &e), -EREMOTEIO);
+                ASSERT_EQ(e.retry_after, cases[i].got);
+                idm_client_close(&c);
+                stop(pid);
+                close(lfd);
+                json_decref(params);
+        }
+        retry_after = 42;
+}
+
+/* Makes d (under dir) with owner and mode; returns its path in a static buffer. */
+static const char *make_dir(const char *name, uid_t uid, mode_t mode) {
+        static char d[160];
+
+        snprintf(d, sizeof(d), "%s/%s", dir, name);
+        ASSERT_OK(mkdir(d, 0700));
+        ASSERT_OK(chown(d, uid, uid));
+        ASSERT_OK(chmod(d, mode));
+        return d;
+}
+
+/* Listens (as root) at dir/<sub>/socket and connects through via (a path to the same socket,
+ * possibly through symlinks); returns idm_client_connect()'s result and leaves c->error. */
+static int connect_through(const char *sub, const char *via, mode_t socket_mode, IdmClient *c) {
+        char p[200];
+        int lfd, r;
+        pid_t pid;
+
+        snprintf(p, sizeof(p), "%s/%s/socket", dir, sub);
+        lfd = listen_at(p, 16);
+        ASSERT_OK(chmod(p, socket_mode));
+        pid = serve(lfd, SERVE_ECHO);
+        r = idm_client_connect(c, via ?: p, "idmd-test-no-such-user", USEC_PER_SEC, USEC_PER_SEC);
+        fprintf(stderr, "   %s: %d %s\n", via ?: p, r, c->error);
+        idm_client_close(c);
+        stop(pid);
+        close(lfd);
+        (void) unlink(p);
+        return r;
+}
+
+TEST(unsafe_directories) {
+        IdmClient c = IDM_CLIENT_INIT;
+        char via[200], target[200];
+
+        if (geteuid() != 0) {
+                fprintf(stderr, "not root, skipped\n");
+                return;
+        }
+
+        /* dir itself: root-owned below the root-owned sticky /tmp. */
+        (void) make_dir("safe", 0, 0755);
+        ASSERT_OK(connect_through("safe", NULL, 0666, &c));
+
+        /* A directory owned by another unprivileged user, or writable by a group or by all. */
+        (void) make_dir("nobody", 65534, 0755);
+        ASSERT_EQ(connect_through("nobody", NULL, 0666, &c), -EPERM);
+        ASSERT_TRUE(strstr(c.error, "/nobody' of socket") && strstr(c.error, "is owned by uid 65534"));
+        (void) make_dir("group", 0, 0775);
+        ASSERT_EQ(connect_through("group", NULL, 0666, &c), -EPERM);
+        ASSERT_TRUE(strstr(c.error, "is writable by group or others (mode 0775)") != NULL);
+        (void) make_dir("world", 0, 0777);
+        ASSERT_EQ(connect_through("world", NULL, 0666, &c), -EPERM);
+
+        /* A root-owned sticky directory (like /tmp) is fine when what is below it is safe. */
+        (void) make_dir("sticky", 0, 01777);
+        (void) make_dir("sticky/safe", 0, 0755);
+        ASSERT_OK(connect_through("sticky/safe", NULL, 0666, &c));
+        (void) make_dir("sticky/nobody", 65534, 0755);
+        ASSERT_EQ(connect_through("sticky/nobody", NULL, 0666, &c), -EPERM);
+        (void) make_dir("sticky/sticky", 0, 01777);
+        ASSERT_EQ(connect_through("sticky/sticky", NULL, 0666, &c), -EPERM);
+        /* A socket right in it: only if others cannot write to the socket. */
+        ASSERT_EQ(connect_through("sticky", NULL, 0666, &c), -EPERM);
+        ASSERT_TRUE(strstr(c.error, "writable by others in a world-writable directory") != NULL);
+        ASSERT_OK(connect_through("sticky", NULL, 0755, &c));
+        /* A sticky directory owned by someone else is just world-writable. */
+        (void) make_dir("sticky-nobody", 65534, 01777);
+        (void) make_dir("sticky-nobody/safe", 0, 0755);
+        ASSERT_EQ(connect_through("sticky-nobody/safe", NULL, 0666, &c), -EPERM);
+
+        /* Symlinks are followed and their targets checked: a root-owned link in a safe directory
+         * to an unsafe one, and back to a safe one through "..". */
+        snprintf(via, sizeof(via), "%s/to-nobody", dir);
+        snprintf(target, sizeof(target), "%s/nobody", dir);
+        ASSERT_OK(symlink(target, via));
+        snprintf(via, sizeof(via), "%s/to-nobody/socket", dir);
+        ASSERT_EQ(connect_through("nobody", via, 0666, &c), -EPERM);
+        ASSERT_TRUE(strstr(c.error, "/nobody' of socket") != NULL);
+        snprintf(via, sizeof(via), "%s/to-safe", dir);
+        ASSERT_OK(symlink("sticky/../safe", via));
+        snprintf(via, sizeof(via), "%s/to-safe/./socket", dir);
+        ASSERT_OK(connect_through("safe", via, 0666, &c));
+        snprintf(via, sizeof(via), "%s/to-nobody/../safe/socket", dir);
+        ASSERT_EQ(connect_through("safe", via, 0666, &c), -EPERM);     /* the kernel goes through nobody/ */
+
+        /* A symlink in a sticky directory, made by another user, to a safe directory. */
+        snprintf(via, sizeof(via), "%s/sticky/link", dir);
+        snprintf(target, sizeof(target), "%s/safe", dir);
+        ASSERT_OK(symlink(target, via));
+        ASSERT_OK(lchown(via, 65534, 65534));
+        snprintf(via, sizeof(via), "%s/sticky/link/socket", dir);
+        ASSERT_EQ(connect_through("safe", via, 0666, &c), -EPERM);
+        ASSERT_TRUE(strstr(c.error, "symlink") && strstr(c.error, "is owned by uid 65534"));
+        snprintf(via, sizeof(via), "%s/sticky/link", dir);
+        ASSERT_OK(lchown(via, 0, 0));
+        snprintf(via, sizeof(via), "%s/sticky/link/socket", dir);
+        ASSERT_OK(connect_through("safe", via, 0666, &c));
+
+        /* A symlink loop and a file where a directory should be. */
+        snprintf(via, sizeof(via), "%s/loop", dir);
+        ASSERT_OK(symlink("loop", via));
+        snprintf(via, sizeof(via), "%s/loop/socket", dir);
+        ASSERT_EQ(connect_through("safe", via, 0666, &c), -ELOOP);
+        snprintf(via, sizeof(via), "%s/file", dir);
+        close(open(via, O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+        snprintf(via, sizeof(via), "%s/file/socket", dir);
+        ASSERT_EQ(connect_through("safe", via, 0666, &c), -ENOTDIR);
+}
+
 static void expect_failure(Behaviour b, usec_t timeout, int expected) {
         IdmClient c = IDM_CLIENT_INIT;
         json_t *params = json_pack("{s:s}", "password", "x"), *result = NULL;
@@ -410,12 +555,21 @@ int main(void) {
         RUN(wrong_owner);
         RUN(echo);
         RUN(error_reply);
+        RUN(retry_after_clamped);
+        RUN(unsafe_directories);
         RUN(failures);
         RUN(no_sigpipe);
         RUN(backlog_full);
         RUN(above_stdio);
 
         (void) unlink(path);
-        (void) rmdir(dir);
+        {
+                char cmd[160];
+
+                /* The trees unsafe_directories made (symlinks, sticky directories). */
+                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+                if (system(cmd) != 0)
+                        fprintf(stderr, "cannot remove %s\n", dir);
+        }
         return 0;
 }

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of pam_idm's option parsing, its mapping of idmd's answers to PAM codes (the table
- * of DESIGN.md section 10, phase by phase) and the sanitising of text shown to users.
+ * Unit tests of pam_idm's option parsing and configuration file reader, its mapping of idmd's
+ * answers to PAM codes (the table of DESIGN.md section 10, phase by phase), the device-login poll
+ * interval and the sanitising of text shown to users.
  */
+#include <fcntl.h>
 #include <security/pam_appl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -129,6 +132,14 @@ TEST(fails_closed) {
         ASSERT_EQ(parse(ARGS("publisher=1", "timeout=3600"), &o), PAM_SUCCESS);
         ASSERT_EQ(parse(ARGS("publisher=1", "timeout=.5"), &o), PAM_SUCCESS);
         ASSERT_EQ(o.timeout, 500 * USEC_PER_MSEC);
+        /* sun_path holds 107 bytes and a NUL: a longer socket= can never work (108, 107 bytes). */
+        ASSERT_EQ(parse(ARGS("publisher=1", "socket=/ssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss"
+                                                    "sssssssssssssssssssssssssssssssssssssssssssssss"), &o),
+                  PAM_SERVICE_ERR);
+        ASSERT_EQ(parse(ARGS("publisher=1", "socket=/ssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss"
+                                                    "ssssssssssssssssssssssssssssssssssssssssssssss"), &o),
+                  PAM_SUCCESS);
+        ASSERT_EQ(strlen(o.socket_path), 107);
         ASSERT_EQ(parse(ARGS("publisher=1", "conf=relative.conf"), &o), PAM_SERVICE_ERR);
         ASSERT_EQ(parse(ARGS("publisher=1", "conf=/nonexistent/pam_idm.conf"), &o), PAM_SERVICE_ERR);
         options_done(&o);
@@ -173,6 +184,80 @@ TEST(configuration_file) {
         options_done(&o);
 }
 
+TEST(configuration_file_long_lines) {
+        Options o = {};
+        char text[1024], line[256];
+
+        /* A commented-out setting behind a comment longer than libinih's 200-byte line buffer:
+         * read in chunks, its tail would become a line of its own and take effect. */
+        memset(line, 'x', 198);
+        line[198] = '\0';
+        snprintf(text, sizeof(text), "publisher = 1\n#%ssocket = /tmp/elsewhere/socket\n", line);
+        ASSERT_EQ(parse_conf(text, 0644, ARGS("debug"), &o), PAM_SERVICE_ERR);
+
+        /* 199 bytes and the newline fit; 200 do not. */
+        memset(line, 'x', 199 - strlen("# "));
+        line[199 - strlen("# ")] = '\0';
+        snprintf(text, sizeof(text), "publisher = 1\n# %s\ntimeout = 3\n", line);
+        ASSERT_EQ(parse_conf(text, 0644, ARGS("debug"), &o), PAM_SUCCESS);
+        ASSERT_EQ(o.timeout, 3 * USEC_PER_SEC);
+        snprintf(text, sizeof(text), "publisher = 1\n# %sx\ntimeout = 3\n", line);
+        ASSERT_EQ(parse_conf(text, 0644, ARGS("debug"), &o), PAM_SERVICE_ERR);
+
+        /* The last line may end without a newline, also when it fills the buffer. */
+        snprintf(text, sizeof(text), "publisher = 1\n# %s", line);
+        ASSERT_EQ(parse_conf(text, 0644, ARGS("debug"), &o), PAM_SUCCESS);
+        ASSERT_EQ(parse_conf("publisher = 1\ntimeout = 3", 0644, ARGS("debug"), &o), PAM_SUCCESS);
+        ASSERT_EQ(o.timeout, 3 * USEC_PER_SEC);
+        options_done(&o);
+}
+
+TEST(configuration_file_not_regular) {
+        Options o = {};
+        char fifo[160], link[160], target[160], conf[180];
+
+        /* A FIFO must not block the login in open(): refused at once. The alarm kills the test
+         * if it blocks. */
+        snprintf(fifo, sizeof(fifo), "%s/fifo.conf", conf_dir);
+        (void) unlink(fifo);
+        ASSERT_OK(mkfifo(fifo, 0644));
+        snprintf(conf, sizeof(conf), "conf=%s", fifo);
+        alarm(10);
+        ASSERT_EQ(options_parse(NULL, 2, (const char *[]) { conf, "publisher=1" }, &o), PAM_SERVICE_ERR);
+        alarm(0);
+        (void) unlink(fifo);
+
+        /* A symlink is not followed, even to a good file. */
+        snprintf(target, sizeof(target), "%s/target.conf", conf_dir);
+        write_file(target, "publisher = 1\n", 0644);
+        snprintf(link, sizeof(link), "%s/link.conf", conf_dir);
+        (void) unlink(link);
+        ASSERT_OK(symlink(target, link));
+        snprintf(conf, sizeof(conf), "conf=%s", link);
+        ASSERT_EQ(options_parse(NULL, 1, (const char *[]) { conf }, &o), PAM_SERVICE_ERR);
+        snprintf(conf, sizeof(conf), "conf=%s", target);
+        ASSERT_EQ(options_parse(NULL, 1, (const char *[]) { conf }, &o), PAM_SUCCESS);
+        options_done(&o);
+        (void) unlink(link);
+        (void) unlink(target);
+
+        /* A directory. */
+        snprintf(conf, sizeof(conf), "conf=%s", conf_dir);
+        ASSERT_EQ(options_parse(NULL, 2, (const char *[]) { conf, "publisher=1" }, &o), PAM_SERVICE_ERR);
+}
+
+TEST(device_poll_interval) {
+        ASSERT_EQ(device_poll_interval(5, false), 5);
+        ASSERT_EQ(device_poll_interval(1, false), 1);
+        ASSERT_EQ(device_poll_interval(0, false), 5);          /* RFC 8628 default */
+        ASSERT_EQ(device_poll_interval(-3, false), 5);
+        ASSERT_EQ(device_poll_interval(5, true), 10);          /* slow_down: 5 s more */
+        ASSERT_EQ(device_poll_interval(29, true), 30);         /* at most 30 s */
+        ASSERT_EQ(device_poll_interval(30, true), 30);
+        ASSERT_EQ(device_poll_interval(3600, false), 30);
+        ASSERT_EQ(device_poll_interval(INT64_MAX, true), 30);  /* no overflow */
+}
+
 static int map(Phase phase, int code, const char *reason, const Options *o) {
         IdmError e = { .code = code, .retry_after = -1 };
 
@@ -208,10 +293,19 @@ TEST(result_mapping) {
         ASSERT_EQ(result_to_pam(PHASE_AUTH, -EBADMSG, NULL, &o), PAM_AUTHINFO_UNAVAIL);
         ASSERT_EQ(result_to_pam(PHASE_AUTH, -ETIMEDOUT, NULL, &ign), PAM_IGNORE);
         ASSERT_EQ(result_to_pam(PHASE_AUTH, -ENOMEM, NULL, &o), PAM_SERVICE_ERR);
+        /* A socket= that cannot work is a configuration error, not an idmd that is away. */
+        ASSERT_EQ(result_to_pam(PHASE_AUTH, -ENAMETOOLONG, NULL, &o), PAM_SERVICE_ERR);
+        ASSERT_EQ(result_to_pam(PHASE_AUTH, -ENAMETOOLONG, NULL, &ign), PAM_SERVICE_ERR);
+        ASSERT_EQ(result_to_pam(PHASE_AUTH, -EINVAL, NULL, &ign), PAM_SERVICE_ERR);
+        ASSERT_EQ(result_to_pam(PHASE_SESSION, -ENAMETOOLONG, NULL, &o), PAM_SERVICE_ERR);
+        ASSERT_EQ(result_to_pam(PHASE_AUTH, -ECONNREFUSED, NULL, &o), PAM_AUTHINFO_UNAVAIL);
 
         /* Account. */
         ASSERT_EQ(result_to_pam(PHASE_ACCOUNT, -ENOENT, NULL, &o), PAM_USER_UNKNOWN);
-        ASSERT_EQ(result_to_pam(PHASE_ACCOUNT, -ECONNREFUSED, NULL, &o), PAM_USER_UNKNOWN);
+        /* Only a missing socket is "not ours"; one nobody listens on (idmd crashed) is not. */
+        ASSERT_EQ(result_to_pam(PHASE_ACCOUNT, -ECONNREFUSED, NULL, &o), PAM_AUTHINFO_UNAVAIL);
+        ASSERT_EQ(result_to_pam(PHASE_ACCOUNT, -ECONNREFUSED, NULL, &ign), PAM_IGNORE);
+        ASSERT_EQ(result_to_pam(PHASE_ACCOUNT, -ENAMETOOLONG, NULL, &o), PAM_SERVICE_ERR);
         ASSERT_EQ(result_to_pam(PHASE_ACCOUNT, -ENOENT, NULL, &ign), PAM_IGNORE);
         ASSERT_EQ(result_to_pam(PHASE_ACCOUNT, -ETIMEDOUT, NULL, &o), PAM_AUTHINFO_UNAVAIL);
         ASSERT_EQ(map(PHASE_ACCOUNT, 404, "not_found", &o), PAM_USER_UNKNOWN);
@@ -258,6 +352,9 @@ int main(void) {
         RUN(every_option);
         RUN(fails_closed);
         RUN(configuration_file);
+        RUN(configuration_file_long_lines);
+        RUN(configuration_file_not_regular);
+        RUN(device_poll_interval);
         RUN(result_mapping);
         RUN(sanitize);
 

@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: MIT
 """pam_sm_authenticate through a real idmd: success with the PAM context reaching idmd, every
-failure code (wrong password, unknown user as root and as an unprivileged uid, another publisher's
+failure code (wrong password, unknown user as root, as an unprivileged uid and as a setuid-root
+program run by one, another publisher's
 customer, lockout and rate limit with their messages, a disabled account), offer=, stacking with
 use_first_pass / try_first_pass behind pam_matrix, and the environment export."""
 
-from pamtest import PAM_MATRIX, PAM_SET_ITEMS, PASSWORD, PamTestCase, main
+from pamtest import NOBODY, PAM_MATRIX, PAM_SET_ITEMS, PASSWORD, PamTestCase, main
 
 WRONG = "Wrong-passw0rd"
 
@@ -32,7 +33,9 @@ class TestAuthenticate(PamTestCase):
     def test_no_env_without_export_env(self):
         svc = self.idm_service("plain")
         r = self.ok(svc, self.EMAIL, "auth", "env", pw=[PASSWORD])
-        self.assertFalse([k for k in r.env if k.startswith("IDM_")], r)
+        # Only the session id, which is always there (docs/pam_idm.md, "The environment").
+        self.assertEqual([k for k in r.env if k.startswith("IDM_")], ["IDM_SESSION_ID"], r)
+        self.assertRegex(r.env["IDM_SESSION_ID"], r"^[A-Za-z0-9_-]{1,64}$")
 
     def test_export_tokens(self):
         svc = self.idm_service("tokens", "export_tokens")
@@ -69,6 +72,25 @@ class TestAuthenticate(PamTestCase):
         self.ok(svc, "nobody@example.com", "auth=PAM_AUTH_ERR", pw=[WRONG], as_nobody=True)
         # ... and the right password works for an unprivileged caller too.
         self.ok(svc, self.EMAIL, "auth", pw=[PASSWORD], as_nobody=True)
+
+    def test_unknown_user_under_setuid_root(self):
+        # su and other setuid-root programs: idmd sees effective uid 0 and says "unknown user",
+        # but the real uid is an ordinary user's, who must not learn who is a customer.
+        svc = self.idm_service("su")
+        r = self.ok(svc, "nobody@example.com", "auth=PAM_AUTH_ERR", pw=[WRONG], ruid=NOBODY)
+        self.assertTrue(r.faildelay, r)
+        self.assertTrue(r.logged(f"pamAuthenticate: unknown user \\(not told to uid {NOBODY}\\)"), r)
+        self.assertFalse(r.logged("nobody@example.com"), r)
+        # Not even as PAM_IGNORE (a stack would behave differently).
+        svc = self.idm_service("su-ignore", "ignore_unknown_user")
+        self.ok(svc, "nobody@example.com", "auth=PAM_AUTH_ERR", pw=[WRONG], ruid=NOBODY)
+        self.ok(svc, "nobody@example.com", "auth=PAM_PERM_DENIED", pw=[WRONG])     # PAM_IGNORE alone
+        # Known customers are unaffected; a name that is no e-mail address stays PAM_USER_UNKNOWN
+        # (that reveals nothing about idmd, and keeps local accounts working in mixed stacks).
+        self.ok(svc, self.EMAIL, "auth", pw=[PASSWORD], ruid=NOBODY)
+        self.ok(svc, self.EMAIL, "auth=PAM_AUTH_ERR", pw=[WRONG], ruid=NOBODY)
+        self.ok(svc, "root", "auth=PAM_PERM_DENIED", ruid=NOBODY)                  # PAM_IGNORE alone
+        self.ok(self.idm_service("su-plain"), "root", "auth=PAM_USER_UNKNOWN", ruid=NOBODY)
 
     def test_ignore_unknown_user_falls_through(self):
         passdb = self.matrix_passdb(("local@example.com", "local-Passw0rd", "mixed"))

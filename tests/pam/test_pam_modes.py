@@ -4,71 +4,12 @@ idmd's token methods (redeemToken, startDeviceLogin, pollDeviceLogin, getCustome
 because the real idmd does not implement them yet (test_pam_transport.py shows that pam_idm then
 answers PAM_AUTHINFO_UNAVAIL). The stand-in listens on a root-owned socket, as idmd would."""
 
-import json
 import os
-import socket
-import threading
 
-from pamtest import PamTestCase, main
+from pamtest import PAM_SET_ITEMS, FakeIdmd, PamTestCase, error, main
 
 PUBLISHER = "123456789"
 EMAIL = "alice@example.com"
-
-
-class FakeIdmd:
-    """Answers JSON-RPC lines with self.handle(method, params) -> ("result", obj) or ("error", obj)."""
-
-    def __init__(self, path, handle):
-        self.path = path
-        self.handle = handle
-        self.calls = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        os.chmod(path, 0o666)
-        self.sock.listen(16)
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.connection, args=(conn,), daemon=True).start()
-
-    def connection(self, conn):
-        buf = b""
-        with conn:
-            while True:
-                try:
-                    chunk = conn.recv(65536)
-                except OSError:
-                    return
-                if not chunk:
-                    return
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    req = json.loads(line)
-                    self.calls.append((req["method"], req["params"]))
-                    kind, obj = self.handle(req["method"], req["params"])
-                    reply = {"jsonrpc": "2.0", "id": req["id"], kind: obj}
-                    conn.sendall(json.dumps(reply).encode() + b"\n")
-
-    def close(self):
-        self.sock.close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-
-    def methods(self):
-        return [m for m, _ in self.calls]
-
-
-def error(code, reason, **data):
-    return "error", {"code": code, "message": reason, "data": dict(reason=reason, **data)}
 
 
 def tokens(customer="1234567890"):
@@ -79,9 +20,9 @@ def tokens(customer="1234567890"):
 class ModeTestCase(PamTestCase):
     """No real idmd is needed for these: the harness's one serves only setUp."""
 
-    def fake(self, handle):
+    def fake(self, handle, idle_timeout=None):
         path = os.path.join(self.idmd.tmp, "fake-socket")
-        f = FakeIdmd(path, handle)
+        f = FakeIdmd(path, handle, idle_timeout=idle_timeout)
         self.addCleanup(f.close)
         return f
 
@@ -130,6 +71,41 @@ class TestCode(ModeTestCase):
         self.assertEqual(fake.methods(), ["redeemToken", "getCustomer", "revokeToken"])
         self.assertEqual(fake.calls[-1][1], {"token": "rt-1234567890"})
 
+    def stack(self, name, *opts, socket):
+        # pam_set_items stands for a module stacked before pam_idm that set PAM_AUTHTOK (a local
+        # password module); it takes the value from the environment.
+        return self.service(name, f"auth optional {PAM_SET_ITEMS}",
+                            f"auth required {self.idm('mode=code', *opts, socket=socket, publisher=PUBLISHER)}")
+
+    def test_stacked_password_is_not_sent_as_code(self):
+        fake = self.fake(self.handler())
+        svc = self.stack("tv", socket=fake.path)
+        # A password typed for the module before (not a code): pam_idm asks for the code instead.
+        r = self.ok(svc, EMAIL, "auth", pw=["GOOD-CODE"], env={"PAM_AUTHTOK": "local pass!"})
+        self.assertEqual(r.prompts, [("prompt-off", "Code: ")], r)
+        self.assertEqual(fake.calls[0], ("redeemToken", {"token": "GOOD-CODE"}))
+        self.assertNotIn("local pass!", repr(fake.calls))
+        # try_first_pass: the same.
+        svc = self.stack("tv-try", "try_first_pass", socket=fake.path)
+        r = self.ok(svc, EMAIL, "auth", pw=["GOOD-CODE"], env={"PAM_AUTHTOK": "local pass!"})
+        self.assertEqual(r.prompts, [("prompt-off", "Code: ")], r)
+        # use_first_pass: no prompt, and nothing is sent.
+        calls = len(fake.calls)
+        svc = self.stack("tv-use", "use_first_pass", socket=fake.path)
+        r = self.ok(svc, EMAIL, "auth=PAM_AUTH_ERR", pw=["GOOD-CODE"], env={"PAM_AUTHTOK": "local pass!"})
+        self.assertEqual(r.prompts, [], r)
+        self.assertEqual(len(fake.calls), calls, fake.calls)
+        # A stacked value that is a code (a scanning module before pam_idm) is used as it is.
+        r = self.ok(svc, EMAIL, "auth", env={"PAM_AUTHTOK": "GOOD-CODE"})
+        self.assertEqual(r.prompts, [], r)
+        self.assertEqual(fake.calls[-2], ("redeemToken", {"token": "GOOD-CODE"}))
+
+    def test_typed_text_that_is_no_code_is_not_sent(self):
+        fake = self.fake(self.handler())
+        svc = self.idm_service("tv", "mode=code", socket=fake.path, publisher=PUBLISHER)
+        self.ok(svc, EMAIL, "auth=PAM_AUTH_ERR", pw=["my password!"])
+        self.assertEqual(fake.calls, [])
+
 
 class TestDevice(ModeTestCase):
     def handler(self, polls, expires_in=600, user_code="BCDF-GHJK", email=EMAIL):
@@ -166,6 +142,21 @@ class TestDevice(ModeTestCase):
         self.assertEqual(fake.calls[0][1], {"publisherId": PUBLISHER, "deviceName": "tv"})
         self.assertEqual(fake.calls[1][1], {"deviceCode": "dev-code-1"})
         self.assertGreaterEqual(r.elapsed, 1.0, r)      # waited the interval between polls
+
+    def test_each_poll_on_its_own_connection(self):
+        # The stand-in closes connections idle for 0.5 s (idmd: 60 s); the interval is 1 s. A
+        # connection held across the wait would be gone at the next poll.
+        fake = self.fake(self.handler(["pending", "pending", "ok"]), idle_timeout=0.5)
+        svc = self.idm_service("tv", "mode=device", socket=fake.path, publisher=PUBLISHER)
+        r = self.ok(svc, EMAIL, "auth", echo=[""])
+        self.assertEqual(fake.methods(), ["startDeviceLogin", "pollDeviceLogin", "pollDeviceLogin",
+                                          "pollDeviceLogin", "getCustomer"], r)
+        polls = [n for (m, _), n in zip(fake.calls, fake.conns) if m == "pollDeviceLogin"]
+        self.assertEqual(len(set(polls)), 3, fake.conns)
+        self.assertNotIn(fake.conns[0], polls)
+        self.assertEqual(fake.conns[-1], polls[-1])     # the customer check right after the last poll
+        self.assertEqual(fake.idle_closed, 0)
+        self.assertGreaterEqual(r.elapsed, 2.0, r)
 
     def test_denied(self):
         fake = self.fake(self.handler(["denied"]))

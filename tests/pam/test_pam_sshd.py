@@ -9,6 +9,7 @@ created if missing. See docs/testing.md."""
 
 import os
 import pwd
+import select
 import shutil
 import socket
 import subprocess
@@ -104,17 +105,64 @@ class TestSshd(PamTestCase):
         except FileNotFoundError:
             return ""
 
-    def ssh(self, password, command, user=None):
+    def ssh_args(self, password, command, user=None):
         env = dict(os.environ, SSHPASS=password, HOME=self.t)
         env.pop("LD_PRELOAD", None)
         argv = ["sshpass", "-e", "-P", "assword", "ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
                 "-o", "UserKnownHostsFile=/dev/null", "-o", "PreferredAuthentications=keyboard-interactive",
                 "-o", "NumberOfPasswordPrompts=1", "-o", "LogLevel=ERROR", "-p", str(self.port),
                 "-l", user or self.EMAIL, "127.0.0.1", command]
+        return argv, env
+
+    def ssh(self, password, command, user=None):
+        argv, env = self.ssh_args(password, command, user)
         # sshd re-executes itself for every connection: pam_wrapper starts anew each time.
         with pam_wrapper_lock():
             return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60,
                                   stdin=subprocess.DEVNULL)
+
+    def active(self, token):
+        return self.idmd.call("introspectToken", {"token": token})["active"]
+
+    def wait_inactive(self, token, what):
+        deadline = time.monotonic() + 10
+        while self.active(token):
+            self.assertLess(time.monotonic(), deadline, f"{what}: session not closed after logout\n{self.log()}")
+            time.sleep(0.1)
+
+    def open_session(self, name):
+        """An ssh login that prints its refresh token and session id, then stays logged in until
+        the file <t>/logout-<name> appears. Returns (process, refresh token, session id, file)."""
+        flag = os.path.join(self.t, f"logout-{name}")
+        argv, env = self.ssh_args(PASSWORD, 'echo "refresh=$IDM_REFRESH_TOKEN sid=$IDM_SESSION_ID"; '
+                                            f'while [ ! -e {flag} ]; do sleep 0.1; done')
+        p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        self.addCleanup(self.end_session, p, flag)
+        line = b""
+        deadline = time.monotonic() + 60
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([p.stdout], [], [], max(left, 0))
+            if not ready:
+                self.fail(f"login {name}: no output\n--- sshd log\n{self.log()}")
+            chunk = os.read(p.stdout.fileno(), 4096)
+            if not chunk:
+                self.fail(f"login {name} ended: {p.wait()} {p.stderr.read()}\n--- sshd log\n{self.log()}")
+            line += chunk
+        fields = dict(f.split("=", 1) for f in line.decode().split(" "))
+        self.assertTrue(fields.get("refresh"), line)
+        return p, fields["refresh"], fields.get("sid", "").strip(), flag
+
+    def end_session(self, p, flag):
+        open(flag, "w").close()
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+        p.stderr.close()
 
     def test_login(self):
         p = self.ssh(PASSWORD, "id -u; echo \"customer=$IDM_CUSTOMER_ID\"; echo \"refresh=$IDM_REFRESH_TOKEN\"")
@@ -126,12 +174,28 @@ class TestSshd(PamTestCase):
         refresh = [l.split("=", 1)[1] for l in lines if l.startswith("refresh=")][0]
         self.assertTrue(refresh, p)
         # Logging out ran close_session in sshd's monitor, a process pam_idm never authenticated
-        # in: idmd closed the session this uid opened last for the user.
+        # in: the session id came with the PAM environment sshd imported from its child.
         deadline = time.monotonic() + 10
         while self.idmd.call("introspectToken", {"token": refresh})["active"]:
             self.assertLess(time.monotonic(), deadline, "session not closed after logout")
             time.sleep(0.1)
         self.assertIn("service 'sshd', rhost '127.0.0.1'", self.idmd.log_text())
+
+    def test_concurrent_logins_each_logout_closes_its_own_session(self):
+        # Two logins of one customer at once; the first to log in logs out first. Its logout must
+        # end its own session, not the one opened last (the second), which stays usable.
+        with pam_wrapper_lock():
+            a, refresh_a, sid_a, flag_a = self.open_session("a")
+            b, refresh_b, sid_b, flag_b = self.open_session("b")
+        self.assertTrue(self.active(refresh_a) and self.active(refresh_b))
+        self.end_session(a, flag_a)
+        self.assertEqual(a.returncode, 0, self.log())
+        self.wait_inactive(refresh_a, "first login")
+        self.assertTrue(self.active(refresh_b), "the second login's session was closed by the first logout")
+        self.end_session(b, flag_b)
+        self.wait_inactive(refresh_b, "second login")
+        # What made it work: each session's id, in the PAM environment sshd imported.
+        self.assertTrue(sid_a and sid_b and sid_a != sid_b, (sid_a, sid_b))
 
     def test_wrong_password(self):
         p = self.ssh("Wrong-passw0rd", "id -u")

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""pam_idm when idmd cannot be used: not running, stopped (SIGSTOP), a full backlog, a socket owned
-by the wrong user; the fallbacks (authinfo_unavail=ignore to pam_matrix, ignore_authinfo_unavail,
+"""pam_idm when idmd cannot be used: not running, crashed (a stale socket), stopped (SIGSTOP), a full
+backlog, a socket owned by the wrong user or reached through a directory other users control; an
+absurd retryAfter; the fallbacks (authinfo_unavail=ignore to pam_matrix, ignore_authinfo_unavail,
 user_unknown for non-customer names); the configuration checks; the shared object's exports."""
 
 import os
@@ -10,7 +11,8 @@ import subprocess
 import tempfile
 
 import idmtest
-from pamtest import (NOBODY, PAM_IDM, PAM_MATRIX, PASSWORD, FakeListener, PamTestCase, main, make_reachable)
+from pamtest import (NOBODY, PAM_IDM, PAM_MATRIX, PASSWORD, FakeIdmd, FakeListener, PamTestCase, error, main,
+                     make_reachable)
 
 
 class TestExports(PamTestCase):
@@ -46,7 +48,9 @@ class TestUnavailable(PamTestCase):
         self.ok(svc, self.EMAIL, "chauthtok=PAM_AUTHINFO_UNAVAIL", pw=["old-Passw0rd"])
         self.ok(svc, self.EMAIL, "open", "close=PAM_SESSION_ERR")
 
-        # A socket file nobody listens on (idmd killed): the same.
+        # A socket file nobody listens on (idmd crashed): idmd is installed and meant to run, so
+        # this is not "no such user" for acct_mgmt either (a user_unknown=ignore stack must not
+        # let a customer's account check pass by default): unavailable.
         if os.path.exists(self.idmd.socket):
             os.unlink(self.idmd.socket)
         stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -54,7 +58,8 @@ class TestUnavailable(PamTestCase):
         stale.close()
         r = self.ok(svc, self.EMAIL, "auth=PAM_AUTHINFO_UNAVAIL", pw=[PASSWORD_WRONG])
         self.assertTrue(r.logged("Connection refused"), r)
-        self.ok(svc, self.EMAIL, "acct=PAM_USER_UNKNOWN")
+        r = self.ok(svc, self.EMAIL, "acct=PAM_AUTHINFO_UNAVAIL")
+        self.assertTrue(r.logged("Connection refused"), r)
 
         # ignore_authinfo_unavail: PAM_IGNORE, so the module has no say (a stack of it alone fails,
         # as every stack where no module decides does).
@@ -136,6 +141,53 @@ class TestUnavailable(PamTestCase):
         self.assertFalse(r.logged("refusing"), r)
         self.assertFalse(r.logged("not available"), r)
 
+    def fake_idmd(self, path):
+        def handle(method, params):
+            return "result", {"customerId": "1234567890", "publisherId": self.publisher, "sessionId": "s1"}
+        fake = FakeIdmd(path, handle)
+        self.addCleanup(fake.close)
+        return fake
+
+    def test_directory_of_another_user(self):
+        # A root-owned socket with a root listener, but reached through a directory another
+        # unprivileged user owns: that user could have put any root-owned socket (or a symlink to
+        # one) there. Nothing is sent.
+        evil = os.path.join(self.idmd.tmp, "evil")
+        os.mkdir(evil, 0o755)
+        os.chown(evil, NOBODY, NOBODY)
+        fake = self.fake_idmd(os.path.join(evil, "socket"))
+        svc = self.idm_service("idm", socket=fake.path)
+        r = self.ok(svc, self.EMAIL, "auth=PAM_AUTHINFO_UNAVAIL", pw=[PASSWORD])
+        self.assertIn((3, f"idmd is not available: directory '{evil}' of socket '{fake.path}' is owned by uid "
+                          f"{NOBODY}, which is neither root nor idmd's user 'idmd', refusing"), r.syslog, r)
+        self.assertEqual(fake.calls, [])
+        # The same through a root-owned symlink to that directory.
+        link = os.path.join(self.idmd.tmp, "link")
+        os.symlink(evil, link)
+        svc = self.idm_service("idm-link", socket=os.path.join(link, "socket"))
+        r = self.ok(svc, self.EMAIL, "auth=PAM_AUTHINFO_UNAVAIL", pw=[PASSWORD])
+        self.assertTrue(r.logged(f"directory '{evil}' .* is owned by uid {NOBODY}"), r)
+        # A directory writable by a group.
+        os.chown(evil, 0, 0)
+        os.chmod(evil, 0o775)
+        r = self.ok(svc, self.EMAIL, "auth=PAM_AUTHINFO_UNAVAIL", pw=[PASSWORD])
+        self.assertTrue(r.logged(f"directory '{evil}' of socket .* is writable by group or others"), r)
+        self.assertEqual(fake.calls, [])
+        # Owned by root and writable by nobody else: accepted, also through the symlink.
+        os.chmod(evil, 0o755)
+        self.ok(svc, self.EMAIL, "auth", pw=[PASSWORD])
+        self.assertEqual([m for m, _ in fake.calls], ["pamAuthenticate"])
+
+    def test_absurd_retry_after(self):
+        def handle(method, params):
+            return error(423, "account_locked", retryAfter=2 ** 63 - 1)
+        fake = FakeIdmd(os.path.join(self.idmd.tmp, "fake-socket"), handle)
+        self.addCleanup(fake.close)
+        svc = self.idm_service("idm", socket=fake.path)
+        r = self.ok(svc, self.EMAIL, "auth=PAM_MAXTRIES", pw=[PASSWORD])
+        self.assertEqual(r.errors, ["This account is locked after too many failed attempts. Try again later."], r)
+        self.assertNotIn("runtime error", r.stderr)
+
 
 class TestConfiguration(PamTestCase):
     def test_not_a_customer_name(self):
@@ -185,6 +237,19 @@ class TestConfiguration(PamTestCase):
         svc = self.service("site3", f"auth required {PAM_IDM} conf={conf}.missing")
         r = self.ok(svc, self.EMAIL, "auth=PAM_SERVICE_ERR", pw=[PASSWORD])
         self.assertTrue(r.logged("cannot open configuration"), r)
+
+    def test_socket_path_too_long(self):
+        # Longer than sun_path: a configuration error (fail closed), not an unavailable idmd that
+        # ignore_authinfo_unavail would skip.
+        path = "/" + "s" * 107
+        svc = self.idm_service("idm", "ignore_authinfo_unavail", socket=path)
+        r = self.ok(svc, self.EMAIL, "auth=PAM_SERVICE_ERR", pw=[PASSWORD])
+        self.assertTrue(r.logged(f"socket path '{path}' is longer than 107 bytes"), r)
+        self.ok(svc, self.EMAIL, "acct=PAM_SERVICE_ERR")
+        self.ok(svc, self.EMAIL, "open=PAM_SERVICE_ERR")
+        # 107 bytes fit: that socket just does not exist.
+        svc = self.idm_service("idm-107", socket=path[:-1])
+        self.ok(svc, self.EMAIL, "auth=PAM_AUTHINFO_UNAVAIL", pw=[PASSWORD])
 
     def test_unknown_option_logged_and_ignored(self):
         svc = self.idm_service("idm", "frobnicate=1")
