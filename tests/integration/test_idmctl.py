@@ -305,7 +305,8 @@ class Idmctl(IdmdTestCase):
 
 
 class FakeDaemon:
-    """A one-connection socket server that answers the first request line with reply(request)."""
+    """A one-connection socket server that answers the first request line with reply(request),
+    then holds the connection open until the test ends: idmctl must stop on its own."""
 
     def __init__(self, reply):
         self.tmp = tempfile.TemporaryDirectory(prefix="idmctl-fake-")
@@ -314,11 +315,15 @@ class FakeDaemon:
         self.sock.bind(self.path)
         self.sock.listen(4)
         self.reply = reply
+        self.done = threading.Event()
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 
     def serve(self):
-        conn, _ = self.sock.accept()
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:         # closed before idmctl connected
+            return
         with conn:
             buf = b""
             while b"\n" not in buf:
@@ -332,12 +337,18 @@ class FakeDaemon:
             try:
                 if out is not None:
                     conn.sendall(out)
-                time.sleep(3)   # hold the connection open: idmctl must stop on its own
             except (BrokenPipeError, ConnectionResetError):
                 pass
+            self.done.wait()
 
     def close(self):
+        self.done.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)    # wakes a pending accept()
+        except OSError:
+            pass
         self.sock.close()
+        self.thread.join(60)
         self.tmp.cleanup()
 
 
@@ -348,12 +359,19 @@ class Transport(unittest.TestCase):
         return d
 
     def test_timeout(self):
+        # The fake daemon reads the request and never answers, nor closes, until the test ends:
+        # idmctl must give up by itself (subprocess.run's timeout would fail the test). Only a
+        # lower bound on the time: it waited for its --timeout before giving up.
         d = self.fake(lambda req: None)
         start = time.monotonic()
-        p = idmctl("--timeout", "0.5", "call", "getServerInfo", socket_path=d.path)
-        self.assertLess(time.monotonic() - start, 2.5)
-        self.assertEqual(p.returncode, 1)
+        p = idmctl("--timeout", "0.5", "call", "getServerInfo", socket_path=d.path, timeout=120)
+        elapsed = time.monotonic() - start
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(p.stdout, "")
         self.assertIn("no reply", p.stderr)
+        self.assertEqual(p.stderr.count("\n"), 1, p.stderr)
+        self.assertGreaterEqual(elapsed, 0.5)
+        self.assertTrue(d.thread.is_alive())    # the fake still held the connection open
 
     def test_reply_for_another_id(self):
         d = self.fake(lambda req: json.dumps({"jsonrpc": "2.0", "id": req["id"] + 1, "result": {}}).encode() + b"\n")

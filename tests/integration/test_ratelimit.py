@@ -4,8 +4,8 @@
 accepts at most rate x time + burst and answers the rest at once with 429 rate_limited and
 retryAfter, refused requests write nothing, other classes keep being served, the concurrency cap
 holds (getStats' high-water mark), an unprivileged uid cannot escape its bucket by varying
-customerIP while root gets a bucket per address, and the per-source table stays bounded
-however many sources there are.
+customerIP or PAM's rhost while root gets a bucket per address or rhost (so one host cannot
+throttle every ssh login), and the per-source table stays bounded however many sources there are.
 
 Deterministic on a slow machine: bursts go out as one JSON-RPC batch, which idmd admits or
 refuses in one go before any hash can finish, and the bounds allow for the time really taken."""
@@ -144,7 +144,9 @@ concurrency = 50
         for r in replies:
             if r["error"]["code"] == 429:
                 self.assertRateLimited(r, "login", "rate")
+        self.assertGreaterEqual(len(ok), 5)             # at least the burst
         self.assertLessEqual(len(ok), 5 * elapsed + 5)
+        self.assertLess(len(ok), len(replies))          # some were refused: the test means something
         # only the admitted ones were counted as failures (unknown e-mails get lockout records)
         self.assertEqual(self.idmd.call("getStats")["store"]["entries"]["lockouts"], len(ok))
         log = self.idmd.log_text()
@@ -170,6 +172,7 @@ concurrency = 10
                 self.assertRateLimited(r, "registration", "rate")
         self.assertGreaterEqual(len(created), 4)
         self.assertLessEqual(len(created), 2 * elapsed + 4)
+        self.assertLess(len(created), len(replies))     # some were refused: the test means something
         self.assertEqual(self.idmd.call("getStats")["store"]["entries"]["customers"], len(created))
 
 
@@ -269,6 +272,59 @@ concurrency = 100
         admitted = self.count(replies)
         self.assertGreaterEqual(admitted, 10)
         self.assertLessEqual(admitted, 10 + 0.5 * elapsed)
+
+
+class PamRhost(RateLimitTestCase):
+    """pam_idm in sshd calls as root for every remote user: a trusted caller's PAM rhost is the
+    source, so one attacking host cannot use up the logins of all the others."""
+    # Per source: half the class, a burst of 20 and 0.005/s; the class 40 and 0.01/s. At these
+    # rates the buckets refill by less than a token within a test: the counts are exact.
+    CONFIG = """
+[ratelimit.login]
+rate = 0.01
+burst = 40
+concurrency = 100
+"""
+
+    def pam_logins(self, rhosts, first_id=0):
+        return batch("pamAuthenticate", [{"publisherId": self.pub, "user": "alice@example.com",
+                                          "password": PASSWORD, "service": "sshd", "rhost": h}
+                                         for h in rhosts], first_id)
+
+    def admitted(self, replies):
+        """How many logins went through; all others must be refused by the rate limit."""
+        for r in replies:
+            if "error" in r:
+                self.assertRateLimited(r, "login", "rate")
+        return sum("result" in r for r in replies)
+
+    def test_root_is_limited_per_rhost(self):
+        self.register()
+        # one host's 30 attempts: only its own share (half the class's burst) gets through
+        replies, elapsed = self.send_batch(self.pam_logins(["203.0.113.9"] * 30))
+        admitted = self.admitted(replies)
+        self.assertGreaterEqual(admitted, 20)
+        self.assertLessEqual(admitted, 20 + 0.005 * elapsed)
+        # logins from other hosts (an IPv4 address, an IPv6 /64, a host name) each get their own
+        # share, left alone by the first host's flood
+        others = ["198.51.100.7"] * 5 + ["2001:db8:1:2::10"] * 5 + ["client.example.net"] * 5
+        replies, _ = self.send_batch(self.pam_logins(others, 100))
+        for r in replies:
+            self.assertIn("result", r, r)
+        # and the first host is still held back
+        replies, _ = self.send_batch(self.pam_logins(["203.0.113.9"], 200))
+        self.assertEqual(self.admitted(replies), 0, replies)
+        stats = self.idmd.call("getStats")
+        self.assertEqual(stats["rateLimited"]["login"], 30 - admitted + 1)
+        self.assertGreaterEqual(stats["rateLimitSources"]["current"], 4)
+
+    def test_unprivileged_caller_cannot_escape_by_varying_rhost(self):
+        self.register()
+        # an ordinary uid naming 30 different hosts is still one source: its uid
+        replies, elapsed = self.as_nobody(self.pam_logins([f"192.0.2.{i}" for i in range(30)]))
+        admitted = self.admitted(replies)
+        self.assertGreaterEqual(admitted, 20)
+        self.assertLessEqual(admitted, 20 + 0.005 * elapsed)
 
 
 class BoundedSources(RateLimitTestCase):
