@@ -11,36 +11,15 @@
 #include <time.h>
 
 #include "format.h"
+#include "idm/utf8.h"
 
 /* The length of the valid UTF-8 sequence at s (1..4), or 0 when s does not start one (or starts
  * a C1 control character, unless allow_c1). */
 static size_t utf8_sequence_length(const unsigned char *s, bool allow_c1) {
-        size_t n;
-        uint32_t cp;
+        uint32_t cp = 0;
+        size_t n = utf8_decode(s, &cp);
 
-        if (s[0] < 0x80)
-                return 1;
-        if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-                n = 2;
-                cp = s[0] & 0x1f;
-        } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-                n = 3;
-                cp = s[0] & 0x0f;
-        } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-                n = 4;
-                cp = s[0] & 0x07;
-        } else
-                return 0;
-
-        for (size_t i = 1; i < n; i++) {
-                if ((s[i] & 0xc0) != 0x80)      /* also stops at the NUL */
-                        return 0;
-                cp = (cp << 6) | (s[i] & 0x3f);
-        }
-        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-                return 0;
-        if (!allow_c1 && cp >= 0x80 && cp <= 0x9f)      /* C1 controls */
+        if (n > 0 && !allow_c1 && cp >= 0x80 && cp <= 0x9f)    /* C1 controls */
                 return 0;
         return n;
 }

@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "idm/utf8.h"
 #include "idmd/passwords.h"
 
 _Static_assert(PASSWORD_HASH_MAX == crypto_pwhash_STRBYTES, "PASSWORD_HASH_MAX != crypto_pwhash_STRBYTES");
@@ -126,48 +127,6 @@ bool password_needs_rehash(const char *hash, const PasswordCost *cost) {
         return crypto_pwhash_str_needs_rehash(hash, cost->opslimit, (size_t) cost->memlimit) != 0;
 }
 
-/* Decodes one code point at s into *ret and returns its length in bytes (1 ... 4), or -EINVAL
- * when s does not start a well-formed UTF-8 sequence (RFC 3629: no overlong forms, no UTF-16
- * surrogates, nothing above U+10FFFF, no stray continuation bytes). Reads no further than a NUL. */
-static int utf8_decode(const unsigned char *s, uint32_t *ret) {
-        uint32_t c;
-        int n;
-
-        if (s[0] < 0x80) {
-                *ret = s[0];
-                return 1;
-        }
-        if (s[0] < 0xC2)                /* continuation byte, or a 2-byte overlong lead (C0, C1) */
-                return -EINVAL;
-        if (s[0] < 0xE0) {
-                n = 2;
-                c = s[0] & 0x1F;
-        } else if (s[0] < 0xF0) {
-                n = 3;
-                c = s[0] & 0x0F;
-        } else if (s[0] < 0xF5) {
-                n = 4;
-                c = s[0] & 0x07;
-        } else
-                return -EINVAL;
-
-        for (int i = 1; i < n; i++) {
-                if ((s[i] & 0xC0) != 0x80)      /* also stops at the terminating NUL */
-                        return -EINVAL;
-                c = (c << 6) | (s[i] & 0x3F);
-        }
-
-        if ((n == 3 && c < 0x800) || (n == 4 && c < 0x10000))
-                return -EINVAL;                 /* overlong */
-        if (c >= 0xD800 && c <= 0xDFFF)
-                return -EINVAL;                 /* surrogate */
-        if (c > 0x10FFFF)
-                return -EINVAL;
-
-        *ret = c;
-        return n;
-}
-
 /* Without a Unicode database we cannot tell letters from other characters outside ASCII, so:
  *  - a "letter" is A-Z, a-z, or any code point >= U+0080 (which is generous to scripts without
  *    case and to accented letters, and counts e.g. "€" as a letter too);
@@ -193,10 +152,10 @@ int password_check_policy(const PasswordPolicy *policy, const char *password, co
 
         while (*p) {
                 uint32_t c;
-                int n;
+                size_t n;
 
                 n = utf8_decode(p, &c);
-                if (n < 0) {
+                if (n == 0) {
                         message = "password is not valid UTF-8";
                         goto fail;
                 }

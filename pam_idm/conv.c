@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "idm/utf8.h"
 #include "pam_idm/conv.h"
 
 void conv_message(pam_handle_t *pamh, int flags, int style, const char *fmt, ...) {
@@ -23,31 +24,9 @@ void conv_message(pam_handle_t *pamh, int flags, int style, const char *fmt, ...
 
 /* Length of the valid UTF-8 sequence at s (1-4), or 0 if there is none. */
 static size_t utf8_sequence_length(const unsigned char *s) {
-        size_t n;
-        unsigned cp;
+        uint32_t cp;
 
-        if (s[0] < 0x80)
-                return 1;
-        if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-                n = 2;
-                cp = s[0] & 0x1f;
-        } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-                n = 3;
-                cp = s[0] & 0x0f;
-        } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-                n = 4;
-                cp = s[0] & 0x07;
-        } else
-                return 0;
-        for (size_t i = 1; i < n; i++) {
-                if ((s[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = (cp << 6) | (s[i] & 0x3f);
-        }
-        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-                return 0;
-        return n;
+        return utf8_decode(s, &cp);
 }
 
 char *conv_sanitize(char *dst, size_t size, const char *src) {
