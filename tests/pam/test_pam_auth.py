@@ -150,8 +150,6 @@ class TestAuthenticate(PamTestCase):
         self.ok(svc, self.EMAIL, "auth", pw=[PASSWORD])
 
     def test_disabled_account(self):
-        if "setCustomerDisabled" not in self.idmd.call("getServerInfo")["methods"]:
-            self.skipTest("idmd has no setCustomerDisabled")
         self.idmd.call("setCustomerDisabled", {"publisherId": self.publisher, "email": self.EMAIL, "disabled": True})
         svc = self.idm_service("idm")
         r = self.ok(svc, self.EMAIL, "auth=PAM_AUTH_ERR", pw=[PASSWORD])
