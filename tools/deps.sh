@@ -10,6 +10,7 @@ IDM_BUILD_DEPS=(
 IDM_TEST_DEPS=(
         python3 python3-jwt python3-cryptography lmdb-utils systemd util-linux
         libpam-wrapper libpamtest0-dev pamtester libnss-wrapper openssh-server openssh-client sshpass
+        valgrind
 )
 
 idm_install_deps() {
