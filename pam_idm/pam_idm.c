@@ -1171,6 +1171,23 @@ static int ask_consents(pam_handle_t *pamh, int flags, const Options *o, json_t 
         return PAM_SUCCESS;
 }
 
+/* The start of the account and password phases: options, PAM_USER, and names that cannot be a
+ * customer's answered as unknown without asking idmd. PAM_SUCCESS when the phase goes on. */
+static int phase_begin(pam_handle_t *pamh, int argc, const char **argv, Phase phase, Options *o,
+                       const char **ret_user) {
+        int r;
+
+        r = options_parse(pamh, argc, argv, o);
+        if (r != PAM_SUCCESS)
+                return r;
+        r = get_user(pamh, ret_user);
+        if (r != PAM_SUCCESS)
+                return r;
+        if (!user_is_customer_name(*ret_user))
+                return result_to_pam(phase, -EREMOTEIO, &(IdmError) { .code = IDM_ERR_NOT_FOUND }, o);
+        return PAM_SUCCESS;
+}
+
 _public_ int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv) {
         _cleanup_(idm_client_close) IdmClient c = IDM_CLIENT_INIT;
         _cleanup_(json_wipe_and_decrefp) json_t *params = NULL, *result = NULL, *answers = NULL,
@@ -1182,14 +1199,9 @@ _public_ int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const cha
         _cleanup_(options_done) Options o = {};
         int r;
 
-        r = options_parse(pamh, argc, argv, &o);
+        r = phase_begin(pamh, argc, argv, PHASE_ACCOUNT, &o, &user);
         if (r != PAM_SUCCESS)
                 return r;
-        r = get_user(pamh, &user);
-        if (r != PAM_SUCCESS)
-                return r;
-        if (!user_is_customer_name(user))
-                return result_to_pam(PHASE_ACCOUNT, -EREMOTEIO, &(IdmError) { .code = IDM_ERR_NOT_FOUND }, &o);
 
         params = params_new(&o, user);
         if (!params)
@@ -1294,14 +1306,9 @@ _public_ int pam_sm_chauthtok(pam_handle_t *pamh, int flags, int argc, const cha
         _cleanup_(options_done) Options o = {};
         int r;
 
-        r = options_parse(pamh, argc, argv, &o);
+        r = phase_begin(pamh, argc, argv, PHASE_PASSWORD, &o, &user);
         if (r != PAM_SUCCESS)
                 return r;
-        r = get_user(pamh, &user);
-        if (r != PAM_SUCCESS)
-                return r;
-        if (!user_is_customer_name(user))
-                return result_to_pam(PHASE_PASSWORD, -EREMOTEIO, &(IdmError) { .code = IDM_ERR_NOT_FOUND }, &o);
 
         if (flags & PAM_CHANGE_EXPIRED_AUTHTOK) {
                 /* idmd has no password expiry: nothing is ever expired. */

@@ -97,6 +97,10 @@ int customers_find_by_email(StoreTxn *t, const char *publisher_id, const char *e
         const char *id;
         int r;
 
+        /* Registration only accepts valid addresses, so a malformed one names nobody. */
+        if (!email_is_valid(email))
+                return -ENOENT;
+
         r = customers_index_key(publisher_id, email, &key);
         if (r < 0)
                 return r;
@@ -672,8 +676,8 @@ int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSu
         if (lockouts_refuse_if_locked(call, t, j->lockout_key, lockouts_may_tell(call, req->lock_details)) > 0)
                 return 0;
 
-        /* A malformed e-mail cannot name an account: treated like an unknown one (same cost). */
-        r = email_is_valid(req->email) ? customers_find_by_email(t, req->publisher_id, req->email, &customer) : -ENOENT;
+        /* A malformed e-mail names no account: treated like an unknown one (same cost). */
+        r = customers_find_by_email(t, req->publisher_id, req->email, &customer);
         if (r >= 0) {
                 const char *hash = json_object_get_string(customer, "passwordHash");
                 j->customer_id = strdup(json_object_get_string(customer, "customerId"));
@@ -826,6 +830,16 @@ int customers_set_password(StoreTxn *t, const SessionContext *ctx, const char *c
         return session_revoke_customer(t, ctx, customer_id, keep_session);
 }
 
+int customers_reply_set_password_failure(Call *call, int r) {
+        if (r == -EACCES || r == -ENOENT)
+                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                        "the password changed meanwhile; try again");
+        if (r == -EPERM)
+                return call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL,
+                                        "the account is disabled");
+        return call_reply_errno(call, r);
+}
+
 static int change_write(StoreTxn *t, void *userdata) {
         ChangeWork *w = userdata;
 
@@ -848,14 +862,8 @@ static void change_done(PasswordJob *j) {
                 return;
         }
         r = store_transact(call_manager(j->call)->store, change_write, &w);
-        if (r == -EACCES || r == -ENOENT)
-                (void) call_reply_error(j->call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
-                                        "the password changed meanwhile; try again");
-        else if (r == -EPERM)
-                (void) call_reply_error(j->call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL,
-                                        "the account is disabled");
-        else if (r < 0)
-                (void) call_reply_errno(j->call, r);
+        if (r < 0)
+                (void) customers_reply_set_password_failure(j->call, r);
         else {
                 log_info("%s: customer %s changed the password; %d other sessions revoked",
                          call_request_id(j->call), j->customer_id, w.revoked);
@@ -970,8 +978,8 @@ int customers_check_password(Call *call, json_t *params, const char *publisher_i
         t = call_store_read(call);
         if (!t)
                 return 0;
-        /* A malformed e-mail cannot name an account: treated like an unknown one (same cost). */
-        r = email_is_valid(email) ? customers_find_by_email(t, publisher_id, email, &customer) : -ENOENT;
+        /* A malformed e-mail names no account: treated like an unknown one (same cost). */
+        r = customers_find_by_email(t, publisher_id, email, &customer);
         if (r < 0 && r != -ENOENT)
                 return r;
         if (r >= 0)

@@ -18,7 +18,8 @@ char *customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params);
 /* "<publisherId>:<lower-cased e-mail>", the key of STORE_CUSTOMERS_BY_EMAIL. -ENOMEM. */
 int customers_index_key(const char *publisher_id, const char *email, char **ret);
 
-/* The customer record of (publisher, e-mail). -ENOENT if none; new reference. */
+/* The customer record of (publisher, e-mail). -ENOENT if none (also for a malformed e-mail,
+ * which no account can have); new reference. */
 int customers_find_by_email(StoreTxn *t, const char *publisher_id, const char *email, json_t **ret);
 
 /* Checks a new password against the configured policy; replies 400 weak_password (the message
@@ -30,6 +31,10 @@ int customers_check_new_password(Call *call, const char *password);
  * the customer but keep_session (NULL: all). Returns the number of sessions revoked. */
 int customers_set_password(StoreTxn *t, const SessionContext *ctx, const char *customer_id, const char *old_hash,
                            const char *new_hash, const char *keep_session);
+
+/* Answers a customers_set_password() failure: 401 invalid_credentials when the password changed
+ * meanwhile (or the customer is gone), 403 account_disabled, else the errno mapping. Returns 0. */
+int customers_reply_set_password_failure(Call *call, int r);
 
 /* The fields of a customer record callers may see (no password hash), dates as RFC 3339. */
 json_t *customers_public(json_t *rec);

@@ -34,7 +34,6 @@
 #include "methods/methods.h"
 #include "passwords.h"
 #include "sessions.h"
-#include "validate.h"
 
 #define PAM_RECORD_PREFIX SESSION_PAM_PREFIX
 #define SESSION_ID_MAX 64
@@ -94,7 +93,7 @@ static int pam_authorize(Call *call, StoreTxn *t, const char *publisher_id, cons
         const char *customer_id;
         int r;
 
-        r = email_is_valid(user) ? customers_find_by_email(t, publisher_id, user, &customer) : -ENOENT;
+        r = customers_find_by_email(t, publisher_id, user, &customer);
         if (r < 0 && r != -ENOENT)
                 return call_reply_errno(call, r), r;
         customer_id = json_object_get_string(customer, "customerId");
@@ -303,14 +302,8 @@ static void pam_password_checked(Call *call, const CustomerPasswordCheck *c) {
         }
 
         r = store_transact(call_manager(call)->store, pam_password_write, &w);
-        if (r == -EACCES || r == -ENOENT)
-                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
-                                        "the password changed meanwhile; try again");
-        else if (r == -EPERM)
-                (void) call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL,
-                                        "the account is disabled");
-        else if (r < 0)
-                (void) call_reply_errno(call, r);
+        if (r < 0)
+                (void) customers_reply_set_password_failure(call, r);
         else {
                 log_info("%s: customer %s changed the password through PAM (uid %u); %d sessions revoked",
                          call_request_id(call), c->customer_id, (unsigned) call_peer(call)->uid, w.revoked);
@@ -370,7 +363,7 @@ static int pam_close_write(StoreTxn *t, void *userdata) {
                 return r;
         sid = w->session_id ?: json_object_get_string(rec, "sessionId");
 
-        r = email_is_valid(w->user) ? customers_find_by_email(t, w->publisher_id, w->user, &customer) : -ENOENT;
+        r = customers_find_by_email(t, w->publisher_id, w->user, &customer);
         if (r < 0 && r != -ENOENT)
                 return r;
         customer_id = json_object_get_string(customer, "customerId");
@@ -439,7 +432,7 @@ static int disable_write(StoreTxn *t, void *userdata) {
         json_decref(w->customer);
         w->customer = NULL;
         w->revoked = 0;
-        r = email_is_valid(w->email) ? customers_find_by_email(t, w->publisher_id, w->email, &w->customer) : -ENOENT;
+        r = customers_find_by_email(t, w->publisher_id, w->email, &w->customer);
         if (r < 0)
                 return r;
         id = json_object_get_string(w->customer, "customerId");
