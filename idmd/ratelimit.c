@@ -34,6 +34,7 @@ struct RateLimitEntry {
         RateLimitEntry *newer, *older;          /* the use list */
         MethodClass class;
         Bucket bucket;
+        unsigned in_flight;                     /* admitted and not yet released */
         char key[RATELIMIT_SOURCE_MAX];
 };
 
@@ -67,6 +68,11 @@ static double source_rate(const RateLimitClassConfig *cc) {
 
 static double source_burst(const RateLimitClassConfig *cc) {
         return cc->burst >= 2 ? (double) (cc->burst / 2) : 1.0;
+}
+
+/* A source's share of the class's concurrency: half, at least one, for the same reason. */
+static unsigned source_concurrency(const RateLimitClassConfig *cc) {
+        return cc->concurrency >= 2 ? cc->concurrency / 2 : 1;
 }
 
 static void bucket_refill(Bucket *b, double rate, double burst, uint64_t now_usec) {
@@ -152,26 +158,39 @@ static void list_push_newest(RateLimiter *rl, RateLimitEntry *e) {
                 rl->oldest = e;
 }
 
-/* The entry of (class, key), made (with a full bucket) if needed, now the most recently used. */
+static RateLimitEntry *source_find(RateLimiter *rl, MethodClass c, const char *key) {
+        RateLimitEntry probe = { .class = c };
+        void *node;
+
+        (void) snprintf(probe.key, sizeof(probe.key), "%s", key);
+        node = tfind(&probe, &rl->tree, entry_compare);
+        return node ? *(RateLimitEntry **) node : NULL;
+}
+
+/* The entry of (class, key), made (with a full bucket) if needed, now the most recently used.
+ * -EBUSY when the table is full of sources with requests in flight: those are never evicted, or
+ * a flood of fresh sources could reset a busy source's concurrency count. */
 static int source_entry(RateLimiter *rl, MethodClass c, const char *key, uint64_t now_usec,
                         RateLimitEntry **ret) {
         RateLimitEntry probe = { .class = c }, *e;
         void *node;
 
-        (void) snprintf(probe.key, sizeof(probe.key), "%s", key);
-        node = tfind(&probe, &rl->tree, entry_compare);
-        if (node) {
-                e = *(RateLimitEntry **) node;
+        e = source_find(rl, c, key);
+        if (e) {
                 list_unlink(rl, e);
                 list_push_newest(rl, e);
                 *ret = e;
                 return 0;
         }
+        (void) snprintf(probe.key, sizeof(probe.key), "%s", key);
 
         if (rl->n_entries >= rl->max_entries) {
-                /* Full: reuse the least recently used entry. */
-                e = rl->oldest;
-                assert(e);
+                /* Full: reuse the least recently used entry that has nothing in flight. There are
+                 * at most as many busy entries as requests in flight, so the walk is short. */
+                for (e = rl->oldest; e && e->in_flight > 0; e = e->newer)
+                        ;
+                if (!e)
+                        return -EBUSY;
                 list_unlink(rl, e);
                 (void) tdelete(e, &rl->tree, entry_compare);
                 rl->n_entries--;
@@ -212,6 +231,12 @@ int ratelimit_acquire(RateLimiter *rl, MethodClass c, const RateLimitSource *src
         g = &rl->global[c];
 
         r = source_entry(rl, c, src->key, now_usec, &e);
+        if (r == -EBUSY) {
+                rl->rejected_busy[c]++;
+                if (ret_retry_after_usec)
+                        *ret_retry_after_usec = RATELIMIT_BUSY_RETRY_USEC;
+                return r;
+        }
         if (r < 0)
                 return r;
 
@@ -232,7 +257,7 @@ int ratelimit_acquire(RateLimiter *rl, MethodClass c, const RateLimitSource *src
                 return -EAGAIN;
         }
 
-        if (rl->in_flight[c] >= cc->concurrency) {
+        if (rl->in_flight[c] >= cc->concurrency || e->in_flight >= source_concurrency(cc)) {
                 rl->rejected_busy[c]++;
                 if (ret_retry_after_usec)
                         *ret_retry_after_usec = RATELIMIT_BUSY_RETRY_USEC;
@@ -240,6 +265,7 @@ int ratelimit_acquire(RateLimiter *rl, MethodClass c, const RateLimitSource *src
         }
 
         e->bucket.tokens -= 1.0;
+        e->in_flight++;
         g->tokens -= 1.0;
         rl->in_flight[c]++;
         if (rl->in_flight[c] > rl->in_flight_max[c])
@@ -247,13 +273,73 @@ int ratelimit_acquire(RateLimiter *rl, MethodClass c, const RateLimitSource *src
         return 0;
 }
 
-void ratelimit_release(RateLimiter *rl, MethodClass c) {
+int ratelimit_move(RateLimiter *rl, MethodClass c, const RateLimitSource *from, const RateLimitSource *to,
+                   uint64_t now_usec, uint64_t *ret_retry_after_usec) {
+        const RateLimitClassConfig *cc;
+        RateLimitEntry *e, *old;
+        int r;
+
         assert(rl);
         assert(c >= 0 && c < _METHOD_CLASS_MAX);
+        assert(from);
+        assert(to);
+
+        if (streq(from->key, to->key))
+                return 0;
+        cc = &rl->classes[c];
+
+        r = source_entry(rl, c, to->key, now_usec, &e);
+        if (r == -EBUSY) {
+                rl->rejected_busy[c]++;
+                if (ret_retry_after_usec)
+                        *ret_retry_after_usec = RATELIMIT_BUSY_RETRY_USEC;
+                return r;
+        }
+        if (r < 0)
+                return r;
+        bucket_refill(&e->bucket, source_rate(cc), source_burst(cc), now_usec);
+        if (!bucket_has_token(&e->bucket)) {
+                rl->rejected_rate[c]++;
+                if (ret_retry_after_usec)
+                        *ret_retry_after_usec = bucket_wait(&e->bucket, source_rate(cc));
+                return -EAGAIN;
+        }
+        if (e->in_flight >= source_concurrency(cc)) {
+                rl->rejected_busy[c]++;
+                if (ret_retry_after_usec)
+                        *ret_retry_after_usec = RATELIMIT_BUSY_RETRY_USEC;
+                return -EBUSY;
+        }
+
+        e->bucket.tokens -= 1.0;
+        e->in_flight++;
+        /* The first source gets back what it gave. It may have been evicted meanwhile only if it
+         * had nothing in flight, which it had: it is still there. */
+        old = source_find(rl, c, from->key);
+        if (old) {
+                old->bucket.tokens += 1.0;
+                if (old->bucket.tokens > source_burst(cc))
+                        old->bucket.tokens = source_burst(cc);
+                if (old->in_flight > 0)
+                        old->in_flight--;
+        }
+        return 0;
+}
+
+void ratelimit_release(RateLimiter *rl, MethodClass c, const RateLimitSource *src) {
+        RateLimitEntry *e;
+
+        assert(rl);
+        assert(c >= 0 && c < _METHOD_CLASS_MAX);
+        assert(src);
         assert(rl->in_flight[c] > 0);
 
         if (rl->in_flight[c] > 0)
                 rl->in_flight[c]--;
+        e = source_find(rl, c, src->key);
+        assert(e && e->in_flight > 0);
+        if (e && e->in_flight > 0)
+                e->in_flight--;
 }
 
 void ratelimit_stats(const RateLimiter *rl, RateLimitStats *ret) {

@@ -11,14 +11,17 @@
  *     one token;
  *   - a concurrency cap: at most `concurrency` requests taken and not yet released;
  *   - one token bucket per source (the peer's uid, or for trusted peers the client address
- *     they pass on), with half the class's rate and half its burst (at least 1 token).
- *     A request needs a token from its source's bucket and from the global one.
+ *     they pass on), with half the class's rate and half its burst (at least 1 token), and a
+ *     concurrency cap per source of half the class's (at least 1).
+ *     A request needs a token from its source's bucket and from the global one, and room under
+ *     both concurrency caps.
  *
  * Per-source buckets live in a table of at most max_sources entries (one per class and source).
  * When it is full, the least recently used entry makes room: the memory is bounded by
  * max_sources * (sizeof(RateLimitEntry) + a tree node) whatever the traffic. An evicted source
  * starts again with a full bucket, so max_sources should exceed the number of sources active
- * within a few seconds.
+ * within a few seconds. A source with requests in flight is never evicted; when every entry has
+ * some, a request from a new source is refused (-EBUSY).
  *
  * Not thread-safe: one RateLimiter is used from idmd's event loop only.
  */
@@ -77,15 +80,26 @@ void ratelimit_source_init(RateLimitSource *ret, uid_t uid, bool trusted, const 
  *            request counts against the concurrency cap until ratelimit_release()
  *   -EAGAIN  no token (in the source's or the class's bucket); *ret_retry_after_usec (if not
  *            NULL) is how long until one will be there
- *   -EBUSY   the class's concurrency cap is reached; *ret_retry_after_usec is
+ *   -EBUSY   the class's or the source's concurrency cap is reached, or the source table is
+ *            full of sources with requests in flight; *ret_retry_after_usec is
  *            RATELIMIT_BUSY_RETRY_USEC
  *   -ENOMEM  no memory for a new source entry (nothing taken)
  * A refused request takes nothing. *ret_retry_after_usec is left alone on success. */
 int ratelimit_acquire(RateLimiter *rl, MethodClass c, const RateLimitSource *src, uint64_t now_usec,
                       uint64_t *ret_retry_after_usec);
 
-/* Ends a request admitted by ratelimit_acquire() (exactly once per admitted request). */
-void ratelimit_release(RateLimiter *rl, MethodClass c);
+/* Moves an admitted request from source `from` to source `to` once the caller has proved it may
+ * speak for `to` (a publisher that authenticated and names its end user's address): takes a
+ * token and a concurrency place from `to` and gives `from` back its token and its place. The
+ * class's own bucket and cap are not touched (the request was counted there already). 0 when
+ * the keys are equal. Refused (-EAGAIN, -EBUSY, -ENOMEM, as ratelimit_acquire): nothing
+ * changes, the request still belongs to `from`. */
+int ratelimit_move(RateLimiter *rl, MethodClass c, const RateLimitSource *from, const RateLimitSource *to,
+                   uint64_t now_usec, uint64_t *ret_retry_after_usec);
+
+/* Ends a request admitted by ratelimit_acquire() (exactly once per admitted request), naming the
+ * source it belongs to now. */
+void ratelimit_release(RateLimiter *rl, MethodClass c, const RateLimitSource *src);
 
 void ratelimit_stats(const RateLimiter *rl, RateLimitStats *ret);
 

@@ -14,6 +14,7 @@
 #include "connection.h"
 #include "idm/json-util.h"
 #include "idm/protocol.h"
+#include "idm/utf8.h"
 #include "log.h"
 #include "manager.h"
 #include "methods/methods.h"
@@ -34,6 +35,7 @@ struct Call {
         bool replied;
         bool in_flight;         /* counted in the class's in-flight number */
         bool rate_acquired;     /* admitted by the rate limiter: released in call_finish() */
+        RateLimitSource rate_source;    /* the source it is counted against */
         char request_id[48];
 };
 
@@ -119,14 +121,21 @@ static const char *default_message(int code) {
         }
 }
 
+/* Never fails for want of valid text: a message that is not valid UTF-8 (a bug: messages are
+ * cut on character boundaries) falls back to the code's default text. */
 static json_t *error_object(int code, const char *reason, json_t *data, const char *message) {
+        json_t *text;
+
         if (!data)
                 data = json_object();
         if (!data)
                 return NULL;
         if (reason)
                 (void) json_object_set_new(data, "reason", json_string(reason));
-        return json_pack("{s:i, s:s, s:o}", "code", code, "message", message ?: default_message(code), "data", data);
+        text = json_string(message ?: default_message(code));
+        if (!text)
+                text = json_string(default_message(code));
+        return json_pack("{s:i, s:o, s:o}", "code", code, "message", text, "data", data);
 }
 
 static json_t *error_reply(json_t *id, int code, const char *reason, json_t *data, const char *message) {
@@ -282,7 +291,7 @@ static void call_finish(Call *call, json_t *reply, bool error) {
         }
         if (call->rate_acquired) {
                 call->rate_acquired = false;
-                ratelimit_release(m->ratelimit, call->method->class);
+                ratelimit_release(m->ratelimit, call->method->class, &call->rate_source);
         }
 
         if (!call->id) {        /* notification: no output */
@@ -403,7 +412,9 @@ int rpc_check_params(const Method *method, json_t *params, const char **ret_para
                         }
                 *ret_param = key;
                 if (!spec) {
-                        (void) snprintf(message, message_size, "unknown parameter '%.64s'", key);
+                        /* Cut on a character boundary: half a character is not valid UTF-8. */
+                        (void) snprintf(message, message_size, "unknown parameter '%.*s'",
+                                        (int) utf8_prefix_len(key, 64), key);
                         return -EINVAL;
                 }
                 if (!param_type_ok(spec->type, value)) {
@@ -416,6 +427,10 @@ int rpc_check_params(const Method *method, json_t *params, const char **ret_para
                         if (json_string_length(value) > max) {
                                 (void) snprintf(message, message_size, "parameter '%s' is longer than %zu bytes",
                                                 key, max);
+                                return -EINVAL;
+                        }
+                        if (json_string_length(value) < spec->min) {
+                                (void) snprintf(message, message_size, "parameter '%s' must not be empty", key);
                                 return -EINVAL;
                         }
                         /* jansson keeps strings with NUL only with JSON_ALLOW_NUL, which we never
@@ -440,18 +455,6 @@ int rpc_check_params(const Method *method, json_t *params, const char **ret_para
                         (void) snprintf(message, message_size, "missing parameter '%s'", p->name);
                         return -EINVAL;
                 }
-        return 0;
-}
-
-/* Checks params against the method's table; replies and returns < 0 on the first problem. */
-static int validate_params(Call *call, const Method *method, json_t *params) {
-        const char *param = NULL;
-        char msg[256];
-
-        if (rpc_check_params(method, params, &param, msg, sizeof(msg)) < 0) {
-                call_reply_invalid_param(call, param, msg);
-                return -EINVAL;
-        }
         return 0;
 }
 
@@ -521,15 +524,154 @@ static int authorize(Call *call, const Method *method, json_t *params) {
         }
 }
 
-/* Runs one request object (an element of a batch or the whole line). */
+/* Step 1: the envelope. Sets call->id and call->method; replies and returns < 0 when the request
+ * object is not a valid JSON-RPC 2.0 request for a method we have. */
+static int check_envelope(Call *call, json_t *req) {
+        json_t *id, *method_name, *version;
+        const char *key;
+        json_t *value;
+
+        if (!json_is_object(req)) {
+                call->id = json_null();
+                return call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST, NULL,
+                                        "a request must be a JSON object"), -EINVAL;
+        }
+
+        id = json_object_get(req, "id");
+        if (id && !json_is_string(id) && !json_is_integer(id) && !json_is_null(id)) {
+                call->id = json_null();
+                return call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST, NULL,
+                                        "'id' must be a string, an integer or null"), -EINVAL;
+        }
+        /* A request without "id" is a notification; "id": null is a request answered with id null. */
+        if (id && json_is_string(id) && json_string_length(id) > 256) {
+                call->id = json_null();
+                return call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST, NULL,
+                                        "'id' is longer than 256 bytes"), -EINVAL;
+        }
+        call->id = id ? json_incref(id) : NULL;
+
+        json_object_foreach(req, key, value)
+                if (!streq(key, "jsonrpc") && !streq(key, "id") && !streq(key, "method") && !streq(key, "params")) {
+                        if (!call->id)
+                                call->id = json_null();
+                        return call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST,
+                                                json_pack("{s:s}", "member", key), "unknown member in the request"),
+                               -EINVAL;
+                }
+
+        version = json_object_get(req, "jsonrpc");
+        method_name = json_object_get(req, "method");
+        if (!json_is_string(version) || !streq(json_string_value(version), "2.0") || !json_is_string(method_name)) {
+                if (!call->id)
+                        call->id = json_null();
+                return call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST, NULL,
+                                        "a request needs \"jsonrpc\": \"2.0\" and a \"method\" string"), -EINVAL;
+        }
+
+        call->method = rpc_find_method(json_string_value(method_name));
+        if (!call->method)
+                return call_reply_error(call, IDM_RPC_METHOD_NOT_FOUND, IDM_REASON_UNKNOWN_METHOD, NULL, NULL),
+                       -ENOENT;
+        return 0;
+}
+
+/* Step 2: the params, as an object checked against the method's table. Returns a new reference,
+ * or NULL after replying. */
+static json_t *check_params(Call *call, json_t *req) {
+        json_t *params = json_object_get(req, "params");
+        const char *param = NULL;
+        char msg[256];
+
+        if (!params)
+                params = json_object();
+        else if (json_is_array(params))
+                params = params_from_array(call, call->method, params);
+        else if (json_is_object(params))
+                params = json_incref(params);
+        else {
+                (void) call_reply_error(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS, NULL,
+                                        "'params' must be an object");
+                return NULL;
+        }
+        if (!params) {
+                if (!call->replied)
+                        (void) call_reply_errno(call, -ENOMEM);
+                return NULL;
+        }
+
+        if (rpc_check_params(call->method, params, &param, msg, sizeof(msg)) < 0) {
+                (void) call_reply_invalid_param(call, param, msg);
+                json_decref(params);
+                return NULL;
+        }
+        return params;
+}
+
+static int reply_rate_limited(Call *call, int r, uint64_t retry_usec) {
+        if (r != -EAGAIN && r != -EBUSY)
+                return call_reply_errno(call, r);
+        return call_reply_error(call, IDM_ERR_TOO_MANY, IDM_REASON_RATE_LIMITED,
+                                json_pack("{s:I, s:s, s:s}",
+                                          "retryAfter", (json_int_t) ratelimit_retry_after_sec(retry_usec),
+                                          "class", method_class_to_string(call->method->class),
+                                          "limit", r == -EBUSY ? "concurrency" : "rate"),
+                                "too many requests of this kind; try again later");
+}
+
+/* The end user's address a request names, if its method declares one. */
+static const char *call_address(Call *call, json_t *params) {
+        return call->method->address_param ? json_object_get_string(params, call->method->address_param) : NULL;
+}
+
+/* Step 3, before any authentication: the class's limits and the caller's own bucket, so that
+ * guessing tokens costs the guesser. An admin peer (known from SO_PEERCRED) is counted by the end
+ * user's address it names, everyone else by uid (docs/ratelimits.md). A refused call reaches no
+ * handler and writes nothing. */
+static int admit(Call *call, json_t *params) {
+        Manager *m = call_manager(call);
+        const Peer *peer = call_peer(call);
+        uint64_t retry_usec = 0;
+        int r;
+
+        if (!m->ratelimit)
+                return 0;
+        ratelimit_source_init(&call->rate_source, peer->uid, peer->admin, call_address(call, params));
+        r = ratelimit_acquire(m->ratelimit, call->method->class, &call->rate_source, now_monotonic_usec(),
+                              &retry_usec);
+        if (r < 0)
+                return reply_rate_limited(call, r, retry_usec), r;
+        call->rate_acquired = true;
+        return 0;
+}
+
+/* Step 5, once a publisher has proved who it is: it speaks for many end users, so a request
+ * naming one's address is counted against that address instead of the publisher's uid. */
+static int admit_address(Call *call, json_t *params) {
+        Manager *m = call_manager(call);
+        const char *address = call_address(call, params);
+        uint64_t retry_usec = 0;
+        RateLimitSource to;
+        int r;
+
+        if (!call->rate_acquired || call->role != ROLE_PUBLISHER || !address)
+                return 0;
+        ratelimit_source_init(&to, call_peer(call)->uid, true, address);
+        r = ratelimit_move(m->ratelimit, call->method->class, &call->rate_source, &to, now_monotonic_usec(),
+                           &retry_usec);
+        if (r < 0)
+                return reply_rate_limited(call, r, retry_usec), r;
+        call->rate_source = to;
+        return 0;
+}
+
+/* Runs one request object (an element of a batch or the whole line): envelope → params →
+ * per-uid rate limit → authentication → per-address rate limit → handler. */
 static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
         Manager *m = c->manager;
         _cleanup_(call_unrefp) Call *call = NULL;
-        _cleanup_(json_decrefp) json_t *owned_params = NULL;
-        json_t *id, *method_name, *params, *version;
+        _cleanup_(json_decrefp) json_t *params = NULL;
         const Method *method;
-        const char *key;
-        json_t *value;
         int r;
 
         call = call_new(c, slot, index);
@@ -540,106 +682,18 @@ static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
                 return;
         }
 
-        if (!json_is_object(req)) {
-                call->id = json_null();
-                (void) call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST, NULL,
-                                        "a request must be a JSON object");
+        if (check_envelope(call, req) < 0)
                 return;
-        }
-
-        id = json_object_get(req, "id");
-        if (id && !json_is_string(id) && !json_is_integer(id) && !json_is_null(id)) {
-                call->id = json_null();
-                (void) call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST, NULL,
-                                        "'id' must be a string, an integer or null");
-                return;
-        }
-        /* A request without "id" is a notification; "id": null is a request answered with id null. */
-        call->id = id ? json_incref(id) : NULL;
-        if (id && json_is_string(id) && json_string_length(id) > 256) {
-                json_decref(call->id);
-                call->id = json_null();
-                (void) call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST, NULL,
-                                        "'id' is longer than 256 bytes");
-                return;
-        }
-
-        json_object_foreach(req, key, value)
-                if (!streq(key, "jsonrpc") && !streq(key, "id") && !streq(key, "method") && !streq(key, "params")) {
-                        if (!call->id)
-                                call->id = json_null();
-                        (void) call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST,
-                                                json_pack("{s:s}", "member", key), "unknown member in the request");
-                        return;
-                }
-
-        version = json_object_get(req, "jsonrpc");
-        method_name = json_object_get(req, "method");
-        if (!json_is_string(version) || !streq(json_string_value(version), "2.0") || !json_is_string(method_name)) {
-                if (!call->id)
-                        call->id = json_null();
-                (void) call_reply_error(call, IDM_RPC_INVALID_REQUEST, IDM_REASON_INVALID_REQUEST, NULL,
-                                        "a request needs \"jsonrpc\": \"2.0\" and a \"method\" string");
-                return;
-        }
-
-        method = rpc_find_method(json_string_value(method_name));
-        if (!method) {
-                (void) call_reply_error(call, IDM_RPC_METHOD_NOT_FOUND, IDM_REASON_UNKNOWN_METHOD, NULL, NULL);
-                return;
-        }
-        call->method = method;
-
-        params = json_object_get(req, "params");
+        method = call->method;
+        params = check_params(call, req);
         if (!params)
-                params = owned_params = json_object();
-        else if (json_is_array(params)) {
-                params = owned_params = params_from_array(call, method, params);
-                if (!params)
-                        return;
-        } else if (!json_is_object(params)) {
-                (void) call_reply_error(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS, NULL,
-                                        "'params' must be an object");
                 return;
-        }
-        if (!params) {
-                (void) call_reply_errno(call, -ENOMEM);
+        if (admit(call, params) < 0)
                 return;
-        }
-
-        if (validate_params(call, method, params) < 0)
-                return;
-
         if (authorize(call, method, params) < 0)
                 return;
-
-        /* The class's rate and concurrency limits, now that the role is known and before any
-         * work: a refused call reaches no handler and writes nothing. Admin peers and
-         * publishers are counted by the client address they name (customerIP, PAM's rhost),
-         * everyone else by uid (docs/ratelimits.md). */
-        if (m->ratelimit) {
-                const char *address = json_object_get_string(params, "customerIP") ?:
-                                      json_object_get_string(params, "rhost");
-                uint64_t retry_usec = 0;
-                RateLimitSource src;
-
-                ratelimit_source_init(&src, c->peer.uid, call->role >= ROLE_PUBLISHER, address);
-                r = ratelimit_acquire(m->ratelimit, method->class, &src, now_monotonic_usec(), &retry_usec);
-                if (r == -EAGAIN || r == -EBUSY) {
-                        (void) call_reply_error(call, IDM_ERR_TOO_MANY, IDM_REASON_RATE_LIMITED,
-                                                json_pack("{s:I, s:s, s:s}",
-                                                          "retryAfter", (json_int_t) ratelimit_retry_after_sec(retry_usec),
-                                                          "class", method_class_to_string(method->class),
-                                                          "limit", r == -EBUSY ? "concurrency" : "rate"),
-                                                "too many requests of this kind; try again later");
-                        return;
-                }
-                if (r < 0) {
-                        (void) call_reply_errno(call, r);
-                        return;
-                }
-                call->rate_acquired = true;
-        }
+        if (admit_address(call, params) < 0)
+                return;
 
         m->class_in_flight[method->class]++;
         if (m->class_in_flight[method->class] > m->class_in_flight_max[method->class])

@@ -58,7 +58,11 @@ typedef struct ParamSpec {
         ParamType type;
         bool required;
         size_t max;             /* strings: bytes; arrays: items; 0: PARAM_STRING_MAX_DEFAULT / 100 */
+        size_t min;             /* strings: bytes (1 for identifiers: "" names nothing) */
 } ParamSpec;
+
+/* An identifier param: a non-empty string of at most max bytes. */
+#define PARAM_ID(name, required, max) { name, PARAM_STRING, required, max, 1 }
 
 typedef int (*MethodHandler)(Call *call, json_t *params);
 
@@ -69,6 +73,9 @@ typedef struct Method {
         MethodClass class;      /* for the rate limiter */
         const ParamSpec *params;        /* terminated by an entry with name NULL */
         const char *const *positional;  /* NULL, or names for params sent as an array */
+        const char *address_param;      /* NULL, or the param naming the end user's address
+                                         * (customerIP, PAM's rhost): trusted callers are rate
+                                         * limited by it (docs/ratelimits.md) */
 } Method;
 
 /* Each methods/<family>.c defines one table, terminated by an entry with name NULL. */

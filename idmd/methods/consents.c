@@ -829,12 +829,12 @@ static int method_consents_update_customer(Call *call, json_t *params) {
 const Method methods_consents[] = {
         { .name = "getPublisherConsents", .handler = method_consents_get_publisher, .role = ROLE_ANYONE,
           .params = (const ParamSpec[]) {
-                  { "publisherId", PARAM_STRING, false, 16 },
-                  { "offerId", PARAM_STRING, false, 64 },
+                  PARAM_ID("publisherId", false, 16),
+                  PARAM_ID("offerId", false, 64),
                   {} } },
         { .name = "setPublisherConsents", .handler = method_consents_set_publisher, .role = ROLE_PUBLISHER,
           .params = (const ParamSpec[]) {
-                  { "publisherId", PARAM_STRING, false, 16 },
+                  PARAM_ID("publisherId", false, 16),
                   { "publisherToken", PARAM_STRING, false, 128 },
                   { "consents", PARAM_ARRAY, true, CONSENTS_MAX },
                   {} } },

@@ -901,12 +901,12 @@ static int method_customers_change_password(Call *call, json_t *params) {
 
 const Method methods_customers[] = {
         { .name = "registerCustomer", .handler = method_customers_register, .role = ROLE_ANYONE,
-          .class = METHOD_CLASS_REGISTRATION,
+          .class = METHOD_CLASS_REGISTRATION, .address_param = "customerIP",
           .params = (const ParamSpec[]) {
                   { "email", PARAM_STRING, true, 320 },
                   { "password", PARAM_STRING, true, PASSWORD_MAX_BYTES },
-                  { "offerId", PARAM_STRING, false, 64 },
-                  { "publisherId", PARAM_STRING, false, 16 },
+                  PARAM_ID("offerId", false, 64),
+                  PARAM_ID("publisherId", false, 16),
                   { "locale", PARAM_STRING, true, 16 },
                   { "country", PARAM_STRING, true, 8 },
                   { "currency", PARAM_STRING, true, 8 },
@@ -918,11 +918,12 @@ const Method methods_customers[] = {
                   { "customerIP", PARAM_STRING, false, IP_MAX },
                   {} } },
         { .name = "login", .handler = method_customers_login, .role = ROLE_ANYONE, .class = METHOD_CLASS_LOGIN,
+          .address_param = "customerIP",
           .params = (const ParamSpec[]) {
                   { "email", PARAM_STRING, true, 320 },
                   { "password", PARAM_STRING, true, PASSWORD_MAX_BYTES },
-                  { "offerId", PARAM_STRING, false, 64 },
-                  { "publisherId", PARAM_STRING, false, 16 },
+                  PARAM_ID("offerId", false, 64),
+                  PARAM_ID("publisherId", false, 16),
                   { "customerIP", PARAM_STRING, false, IP_MAX },
                   {} } },
         { .name = "getCustomer", .handler = method_customers_get, .role = ROLE_CUSTOMER,

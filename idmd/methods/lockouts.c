@@ -279,10 +279,10 @@ static int method_lockouts_unlock(Call *call, json_t *params) {
 }
 
 static const ParamSpec lockout_params[] = {
-        { "publisherId", PARAM_STRING, false, 16 },
+        PARAM_ID("publisherId", false, 16),
         { "publisherToken", PARAM_STRING, false, 128 },
         { "email", PARAM_STRING, false, EMAIL_PARAM_MAX },
-        { "customerId", PARAM_STRING, false, CUSTOMER_ID_PARAM_MAX },
+        PARAM_ID("customerId", false, CUSTOMER_ID_PARAM_MAX),
         { "externalId", PARAM_STRING, false, EXTERNAL_ID_PARAM_MAX },
         {}
 };

@@ -481,13 +481,13 @@ static int method_pam_set_customer_disabled(Call *call, json_t *params) {
         return r;
 }
 
-#define PAM_PUBLISHER_PARAMS                            \
-        { "publisherId", PARAM_STRING, false, 16 },     \
-        { "offerId", PARAM_STRING, false, 64 }
+#define PAM_PUBLISHER_PARAMS                    \
+        PARAM_ID("publisherId", false, 16),     \
+        PARAM_ID("offerId", false, 64)
 
 const Method methods_pam[] = {
         { .name = IDM_METHOD_PAM_AUTHENTICATE, .handler = method_pam_authenticate, .role = ROLE_ANYONE,
-          .class = METHOD_CLASS_LOGIN,
+          .class = METHOD_CLASS_LOGIN, .address_param = "rhost",
           .params = (const ParamSpec[]) {
                   PAM_PUBLISHER_PARAMS,
                   { "user", PARAM_STRING, true, USER_MAX },
@@ -520,7 +520,7 @@ const Method methods_pam[] = {
           .params = (const ParamSpec[]) {
                   PAM_PUBLISHER_PARAMS,
                   { "user", PARAM_STRING, true, USER_MAX },
-                  { "sessionId", PARAM_STRING, false, SESSION_ID_MAX },
+                  PARAM_ID("sessionId", false, SESSION_ID_MAX),
                   {} } },
         { .name = "setCustomerDisabled", .handler = method_pam_set_customer_disabled, .role = ROLE_ADMIN,
           .params = (const ParamSpec[]) {

@@ -415,7 +415,7 @@ static int method_offers_list(Call *call, json_t *params) {
         { "ssoPages", PARAM_OBJECT, false, 0 }
 
 #define PUBLISHER_AUTH_PARAMS                                                                   \
-        { "publisherId", PARAM_STRING, false, 16 },                                             \
+        PARAM_ID("publisherId", false, 16),                                                     \
         { "publisherToken", PARAM_STRING, false, 128 }
 
 const Method methods_publishers[] = {
@@ -430,25 +430,25 @@ const Method methods_publishers[] = {
                   {} } },
         { .name = "updatePublisher", .handler = method_publishers_update, .role = ROLE_ADMIN,
           .params = (const ParamSpec[]) {
-                  { "publisherId", PARAM_STRING, true, 16 },
+                  PARAM_ID("publisherId", true, 16),
                   PUBLISHER_SETTINGS_PARAMS,
                   {} } },
         { .name = "getPublisher", .handler = method_publishers_get, .role = ROLE_ADMIN,
-          .params = (const ParamSpec[]) { { "publisherId", PARAM_STRING, true, 16 }, {} } },
+          .params = (const ParamSpec[]) { PARAM_ID("publisherId", true, 16), {} } },
         { .name = "listPublishers", .handler = method_publishers_list, .role = ROLE_ADMIN,
           .params = (const ParamSpec[]) { {} } },
         { .name = "rotatePublisherToken", .handler = method_publishers_rotate_token, .role = ROLE_ADMIN,
-          .params = (const ParamSpec[]) { { "publisherId", PARAM_STRING, true, 16 }, {} } },
+          .params = (const ParamSpec[]) { PARAM_ID("publisherId", true, 16), {} } },
         { .name = "addOffer", .handler = method_offers_add, .role = ROLE_PUBLISHER,
           .params = (const ParamSpec[]) {
                   PUBLISHER_AUTH_PARAMS,
-                  { "offerId", PARAM_STRING, true, OFFER_ID_MAX },
+                  PARAM_ID("offerId", true, OFFER_ID_MAX),
                   { "title", PARAM_STRING, false, OFFER_TITLE_MAX },
                   {} } },
         { .name = "removeOffer", .handler = method_offers_remove, .role = ROLE_PUBLISHER,
           .params = (const ParamSpec[]) {
                   PUBLISHER_AUTH_PARAMS,
-                  { "offerId", PARAM_STRING, true, OFFER_ID_MAX },
+                  PARAM_ID("offerId", true, OFFER_ID_MAX),
                   {} } },
         { .name = "listOffers", .handler = method_offers_list, .role = ROLE_PUBLISHER,
           .params = (const ParamSpec[]) { PUBLISHER_AUTH_PARAMS, {} } },

@@ -52,3 +52,17 @@ static inline size_t utf8_decode(const unsigned char *s, uint32_t *ret_cp) {
         *ret_cp = cp;
         return n;
 }
+
+/* The length of the longest prefix of the valid UTF-8 string s that is at most max bytes and
+ * does not cut a character in half. */
+static inline size_t utf8_prefix_len(const char *s, size_t max) {
+        size_t n = 0;
+
+        while (n < max && s[n])
+                n++;
+        if (s[n] == 0)
+                return n;
+        while (n > 0 && ((unsigned char) s[n] & 0xC0) == 0x80)
+                n--;
+        return n;
+}

@@ -191,9 +191,10 @@ concurrency = 3
 """
 
     def test_concurrency_cap(self):
+        # Ten end users behind root (PAM in sshd, say): ten sources, one class cap.
         self.register()
-        reqs = batch("login", [{"email": "alice@example.com", "password": PASSWORD, "publisherId": self.pub}
-                               for _ in range(10)])
+        reqs = batch("login", [{"email": "alice@example.com", "password": PASSWORD, "publisherId": self.pub,
+                                "customerIP": f"192.0.2.{i}"} for i in range(10)])
         replies, _ = self.send_batch(reqs)
         ok = [r for r in replies if "result" in r]
         busy = [r for r in replies if "error" in r]
@@ -212,14 +213,25 @@ concurrency = 3
         replies, _ = self.send_batch(reqs[:3])
         self.assertTrue(all("result" in r for r in replies), replies)
 
+    def test_one_source_takes_half(self):
+        # One source may hold half of the class's places (here 1 of 3): the rest stays for others.
+        self.register()
+        mine = {"email": "alice@example.com", "password": PASSWORD, "publisherId": self.pub}
+        reqs = batch("login", [mine] * 5 + [dict(mine, customerIP="192.0.2.99")])
+        replies, _ = self.send_batch(reqs)
+        self.assertIn("result", replies[0])
+        for r in replies[1:5]:
+            self.assertRateLimited(r, "login", "concurrency")
+        self.assertIn("result", replies[5], "another source still gets a place")
+
     def test_many_connections(self):
         # The same from 12 connections at once: whatever the interleaving, never above the cap.
         self.register()
         clients = [self.idmd.client() for _ in range(12)]
-        line = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
-            "email": "alice@example.com", "password": PASSWORD, "publisherId": self.pub}}).encode() + b"\n"
-        for c in clients:
-            c.send_raw(line)
+        for i, c in enumerate(clients):
+            c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "login", "params": {
+                "email": "alice@example.com", "password": PASSWORD, "publisherId": self.pub,
+                "customerIP": f"192.0.2.{i}"}}).encode() + b"\n")
         replies = [c.recv_line() for c in clients]
         for c in clients:
             c.close()
@@ -228,6 +240,38 @@ concurrency = 3
                 self.assertRateLimited(r, "login", "concurrency")
         self.assertGreaterEqual(sum("result" in r for r in replies), 3)
         self.assertLessEqual(self.idmd.call("getStats")["classes"]["login"]["inFlightMax"], 3)
+
+
+class AuthenticationIsRateLimited(RateLimitTestCase):
+    # Guessing credentials must cost the guesser: the caller's bucket is charged before a JWT is
+    # verified or a publisherToken looked up, and a failed authentication keeps the token it
+    # took. default: burst 3 (1 per source), refilled once in 100 s: nothing refills meanwhile.
+    CONFIG = """
+[ratelimit.default]
+rate = 0.01
+burst = 3
+concurrency = 50
+"""
+
+    def setUp(self):
+        # No publisher: root's own requests would use up the class's few tokens.
+        self.idmd = Idmd(self.CONFIG)
+        self.addCleanup(self.idmd.cleanup)
+        self.idmd.start()
+
+    def assertAuthLimited(self, replies):
+        self.assertError(replies[0]["error"], 401, "invalid_token")
+        for r in replies[1:]:
+            self.assertRateLimited(r, "default", "rate")
+
+    def test_bad_jwt_is_limited(self):
+        replies, _ = self.as_nobody(batch("getCustomer", [{"jwt": f"eyJhbGciOiJFZERTQSJ9.e30.{i:04d}"}
+                                                          for i in range(12)]))
+        self.assertAuthLimited(replies)
+
+    def test_bad_publisher_token_is_limited(self):
+        replies, _ = self.as_nobody(batch("listOffers", [{"publisherToken": f"guess-{i:04d}"} for i in range(12)]))
+        self.assertAuthLimited(replies)
 
 
 class PerSource(RateLimitTestCase):

@@ -54,7 +54,7 @@ static int hit(RateLimiter *rl, MethodClass c, RateLimitSource s, uint64_t now, 
         int r = ratelimit_acquire(rl, c, &s, now, retry);
 
         if (r == 0)
-                ratelimit_release(rl, c);
+                ratelimit_release(rl, c, &s);
         return r;
 }
 
@@ -187,7 +187,7 @@ TEST(unprivileged_address_is_ignored) {
                 ratelimit_source_init(&s, 1000, false, ip);
                 ASSERT_STREQ(s.key, "uid:1000");
                 if (ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &s, T0, &retry) == 0) {
-                        ratelimit_release(rl, METHOD_CLASS_LOGIN);
+                        ratelimit_release(rl, METHOD_CLASS_LOGIN, &s);
                         accepted++;
                 }
         }
@@ -202,7 +202,7 @@ TEST(unprivileged_address_is_ignored) {
                 (void) snprintf(ip, sizeof(ip), "192.0.2.%u", i);
                 ratelimit_source_init(&s, 0, true, ip);
                 if (ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &s, T0, &retry) == 0) {
-                        ratelimit_release(rl, METHOD_CLASS_LOGIN);
+                        ratelimit_release(rl, METHOD_CLASS_LOGIN, &s);
                         accepted++;
                 }
         }
@@ -225,49 +225,162 @@ TEST(refusal_takes_nothing) {
 
 TEST(concurrency_cap) {
         _cleanup_(ratelimit_freep) RateLimiter *rl = limiter(1000, 1000, 3, 1024);
+        RateLimitSource held_src[3], s;
         RateLimitStats st;
         uint64_t retry = 0;
-        RateLimitSource s = ip_source(1);
 
         for (unsigned i = 0; i < 3; i++) {
-                s = ip_source(i);
-                ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &s, T0, &retry), 0);
+                held_src[i] = ip_source(i);
+                ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &held_src[i], T0, &retry), 0);
         }
         s = ip_source(10);
         ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &s, T0, &retry), -EBUSY);
         ASSERT_EQ(retry, RATELIMIT_BUSY_RETRY_USEC);
         /* Other classes are not affected. */
         ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_DEFAULT, &s, T0, &retry), 0);
-        ratelimit_release(rl, METHOD_CLASS_DEFAULT);
+        ratelimit_release(rl, METHOD_CLASS_DEFAULT, &s);
 
         ratelimit_stats(rl, &st);
         ASSERT_EQ(st.in_flight[METHOD_CLASS_LOGIN], 3);
         ASSERT_EQ(st.in_flight_max[METHOD_CLASS_LOGIN], 3);
         ASSERT_EQ(st.rejected_busy[METHOD_CLASS_LOGIN], 1);
 
-        ratelimit_release(rl, METHOD_CLASS_LOGIN);
+        ratelimit_release(rl, METHOD_CLASS_LOGIN, &held_src[0]);
+        held_src[0] = s;
         ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &s, T0, &retry), 0);
+        s = ip_source(11);
         ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &s, T0, &retry), -EBUSY);
 
         /* Many requests coming and going: never more than the cap in flight. */
         for (unsigned i = 0; i < 3; i++)
-                ratelimit_release(rl, METHOD_CLASS_LOGIN);
-        unsigned held = 0;
+                ratelimit_release(rl, METHOD_CLASS_LOGIN, &held_src[i]);
+        RateLimitSource ring[4];
+        unsigned held = 0, first = 0;
         for (unsigned i = 0; i < 10000; i++) {
                 s = ip_source(i);
                 if (i % 3 == 0 && held > 0) {
-                        ratelimit_release(rl, METHOD_CLASS_LOGIN);
+                        ratelimit_release(rl, METHOD_CLASS_LOGIN, &ring[first]);
+                        first = (first + 1) % 4;
                         held--;
                 }
-                if (ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &s, T0 + i * SEC, &retry) == 0)
+                if (ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &s, T0 + i * SEC, &retry) == 0) {
+                        ring[(first + held) % 4] = s;
                         held++;
+                }
                 ASSERT_TRUE(held <= 3);
         }
         ratelimit_stats(rl, &st);
         ASSERT_EQ(st.in_flight[METHOD_CLASS_LOGIN], held);
         ASSERT_EQ(st.in_flight_max[METHOD_CLASS_LOGIN], 3);
-        while (held-- > 0)
-                ratelimit_release(rl, METHOD_CLASS_LOGIN);
+        while (held-- > 0) {
+                ratelimit_release(rl, METHOD_CLASS_LOGIN, &ring[first]);
+                first = (first + 1) % 4;
+        }
+}
+
+/* One source may hold at most half of a class's concurrency: the rest stays for the others. */
+TEST(per_source_concurrency) {
+        _cleanup_(ratelimit_freep) RateLimiter *rl = limiter(1000, 1000, 6, 1024);
+        RateLimitSource a = uid_source(1000), b = uid_source(1001);
+        RateLimitStats st;
+        uint64_t retry = 0;
+
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &a, T0, &retry), 0);
+        ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &a, T0, &retry), -EBUSY);
+        ASSERT_EQ(retry, RATELIMIT_BUSY_RETRY_USEC);
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &b, T0, &retry), 0);
+        ratelimit_stats(rl, &st);
+        ASSERT_EQ(st.in_flight[METHOD_CLASS_LOGIN], 6);
+        ASSERT_EQ(st.rejected_busy[METHOD_CLASS_LOGIN], 1);
+
+        /* A release frees a place of that source only. */
+        ratelimit_release(rl, METHOD_CLASS_LOGIN, &b);
+        ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &a, T0, &retry), -EBUSY);
+        ratelimit_release(rl, METHOD_CLASS_LOGIN, &a);
+        ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &a, T0, &retry), 0);
+        for (unsigned i = 0; i < 3; i++)
+                ratelimit_release(rl, METHOD_CLASS_LOGIN, &a);
+        for (unsigned i = 0; i < 2; i++)
+                ratelimit_release(rl, METHOD_CLASS_LOGIN, &b);
+
+        /* A class of concurrency 1 still admits one request per source. */
+        _cleanup_(ratelimit_freep) RateLimiter *one = limiter(1000, 1000, 1, 1024);
+        ASSERT_EQ(ratelimit_acquire(one, METHOD_CLASS_LOGIN, &a, T0, &retry), 0);
+        ASSERT_EQ(ratelimit_acquire(one, METHOD_CLASS_LOGIN, &b, T0, &retry), -EBUSY);
+        ratelimit_release(one, METHOD_CLASS_LOGIN, &a);
+}
+
+/* A flood of fresh sources cannot evict a busy source to reset its concurrency count. */
+TEST(busy_sources_not_evicted) {
+        _cleanup_(ratelimit_freep) RateLimiter *rl = limiter(100000, 100000, 1000, 4);
+        RateLimitSource a = uid_source(1000), s;
+        uint64_t retry = 0;
+
+        for (unsigned i = 0; i < 500; i++)
+                ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &a, T0, &retry), 0);
+        ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &a, T0, &retry), -EBUSY);
+        for (unsigned i = 0; i < 100; i++)
+                ASSERT_EQ(hit(rl, METHOD_CLASS_LOGIN, ip_source(i), T0, &retry), 0);
+        ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &a, T0, &retry), -EBUSY);
+
+        /* A table full of busy sources refuses a new one rather than forget one. */
+        RateLimitSource busy[3];
+        for (unsigned i = 0; i < 3; i++) {
+                busy[i] = ip_source(1000 + i);
+                ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &busy[i], T0, &retry), 0);
+        }
+        s = ip_source(2000);
+        ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &s, T0, &retry), -EBUSY);
+        ratelimit_release(rl, METHOD_CLASS_LOGIN, &busy[0]);
+        ASSERT_EQ(hit(rl, METHOD_CLASS_LOGIN, s, T0, &retry), 0);
+        for (unsigned i = 1; i < 3; i++)
+                ratelimit_release(rl, METHOD_CLASS_LOGIN, &busy[i]);
+        for (unsigned i = 0; i < 500; i++)
+                ratelimit_release(rl, METHOD_CLASS_LOGIN, &a);
+}
+
+/* A request first counted against its uid moves to the address it proved it speaks for: the uid
+ * gets its token and place back, the address pays. */
+TEST(move_to_address) {
+        _cleanup_(ratelimit_freep) RateLimiter *rl = limiter(4, 4, 4, 1024);
+        RateLimitSource u = uid_source(1000), addr = ip_source(7), other = ip_source(8);
+        RateLimitStats st;
+        uint64_t retry = 0;
+
+        /* uid burst 2: two requests, each moved to an address, leave the uid's bucket full. */
+        ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &u, T0, &retry), 0);
+        ASSERT_EQ(ratelimit_move(rl, METHOD_CLASS_LOGIN, &u, &addr, T0, &retry), 0);
+        ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &u, T0, &retry), 0);
+        ASSERT_EQ(ratelimit_move(rl, METHOD_CLASS_LOGIN, &u, &other, T0, &retry), 0);
+        /* The address's concurrency share (2 of 4) and the uid's are counted apart. */
+        ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &u, T0, &retry), 0);
+        ASSERT_EQ(ratelimit_acquire(rl, METHOD_CLASS_LOGIN, &u, T0, &retry), 0);
+        ratelimit_stats(rl, &st);
+        ASSERT_EQ(st.in_flight[METHOD_CLASS_LOGIN], 4);
+        ratelimit_release(rl, METHOD_CLASS_LOGIN, &u);
+        ratelimit_release(rl, METHOD_CLASS_LOGIN, &u);
+        ratelimit_release(rl, METHOD_CLASS_LOGIN, &addr);
+        ratelimit_release(rl, METHOD_CLASS_LOGIN, &other);
+
+        /* The address's bucket (2 tokens) refuses a third move: nothing changes then. */
+        _cleanup_(ratelimit_freep) RateLimiter *r2 = limiter(1000, 1000, 100, 1024);
+        RateLimitSource v = uid_source(1001);
+        _cleanup_(ratelimit_freep) RateLimiter *r3 = limiter(4, 4, 100, 1024);
+        for (unsigned i = 0; i < 2; i++) {
+                ASSERT_EQ(ratelimit_acquire(r3, METHOD_CLASS_LOGIN, &v, T0, &retry), 0);
+                ASSERT_EQ(ratelimit_move(r3, METHOD_CLASS_LOGIN, &v, &addr, T0, &retry), 0);
+                ratelimit_release(r3, METHOD_CLASS_LOGIN, &addr);
+        }
+        ASSERT_EQ(ratelimit_acquire(r3, METHOD_CLASS_LOGIN, &v, T0, &retry), 0);
+        ASSERT_EQ(ratelimit_move(r3, METHOD_CLASS_LOGIN, &v, &addr, T0, &retry), -EAGAIN);
+        ASSERT_TRUE(retry > 0);
+        ratelimit_release(r3, METHOD_CLASS_LOGIN, &v);
+        /* Same key: nothing to do. */
+        ASSERT_EQ(ratelimit_acquire(r2, METHOD_CLASS_LOGIN, &v, T0, &retry), 0);
+        ASSERT_EQ(ratelimit_move(r2, METHOD_CLASS_LOGIN, &v, &v, T0, &retry), 0);
+        ratelimit_release(r2, METHOD_CLASS_LOGIN, &v);
 }
 
 TEST(classes_are_independent) {
@@ -390,6 +503,9 @@ int main(void) {
         RUN(unprivileged_address_is_ignored);
         RUN(refusal_takes_nothing);
         RUN(concurrency_cap);
+        RUN(per_source_concurrency);
+        RUN(busy_sources_not_evicted);
+        RUN(move_to_address);
         RUN(classes_are_independent);
         RUN(clock_going_back_adds_nothing);
         RUN(source_table_is_bounded_lru);
