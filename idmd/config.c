@@ -45,6 +45,9 @@
 #define SIZE_GIB (UINT64_C(1024) * SIZE_MIB)
 #define SIZE_TIB (UINT64_C(1024) * SIZE_GIB)
 
+/* [limits] write_timeout: a client that does not read its replies for this long is disconnected. */
+#define WRITE_TIMEOUT_DEFAULT_SEC UINT64_C(30)
+
 #define IN_SET3(x, a, b, c) ((x) == (a) || (x) == (b) || (x) == (c))
 
 #define SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1)
@@ -129,6 +132,7 @@ static const ConfigItem config_items[] = {
         ITEM("limits", "idle_timeout", type_duration, idle_timeout_usec, USEC_PER_SEC, USEC_PER_DAY),
         ITEM("limits", "partial_line_timeout", type_duration, partial_line_timeout_usec,
              USEC_PER_SEC, USEC_PER_HOUR),
+        ITEM("limits", "write_timeout", type_duration, write_timeout_usec, USEC_PER_SEC, USEC_PER_HOUR),
 
         ITEM("store", "map_size_initial", type_size, map_size_initial, SIZE_MIB, 16 * SIZE_TIB),
         ITEM("store", "map_size_max", type_size, map_size_max, SIZE_MIB, 16 * SIZE_TIB),
@@ -793,6 +797,7 @@ int config_new(Config **ret) {
                 .max_connections = 4096,
                 .idle_timeout_usec = IDM_IDLE_TIMEOUT_DEFAULT * USEC_PER_SEC,
                 .partial_line_timeout_usec = IDM_PARTIAL_TIMEOUT_DEFAULT * USEC_PER_SEC,
+                .write_timeout_usec = WRITE_TIMEOUT_DEFAULT_SEC * USEC_PER_SEC,
 
                 .map_size_initial = 16 * SIZE_MIB,
                 .map_size_max = 4 * SIZE_GIB,

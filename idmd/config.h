@@ -61,6 +61,8 @@ typedef struct Config {
         unsigned max_connections;       /* default 4096, total, 1..1048576 */
         uint64_t idle_timeout_usec;     /* key idle_timeout: default 60 s, 1 s..1 d */
         uint64_t partial_line_timeout_usec; /* key partial_line_timeout: default 10 s, 1 s..1 h */
+        uint64_t write_timeout_usec;    /* key write_timeout: default 30 s, 1 s..1 h; replies owed and
+                                         * no write progress for this long closes the connection */
 
         /* [store] */
         uint64_t map_size_initial;      /* bytes, default 16 MiB, 1 MiB..16 TiB, <= map_size_max */

@@ -215,6 +215,7 @@ TEST(defaults) {
         ASSERT_EQ(c->max_connections, 4096);
         ASSERT_EQ(c->idle_timeout_usec, 60 * USEC_PER_SEC);
         ASSERT_EQ(c->partial_line_timeout_usec, 10 * USEC_PER_SEC);
+        ASSERT_EQ(c->write_timeout_usec, 30 * USEC_PER_SEC);
 
         ASSERT_EQ(c->map_size_initial, 16 * MiB);
         ASSERT_EQ(c->map_size_max, 4 * GiB);
@@ -310,6 +311,7 @@ TEST(every_key) {
                                 "max_connections = 64\n"
                                 "idle_timeout = 2min\n"
                                 "partial_line_timeout = 1.5\n"
+                                "write_timeout = 5min\n"
                                 "[store]\n"
                                 "map_size_initial = 1MiB\n"
                                 "map_size_max = 2 G\n"
@@ -369,6 +371,7 @@ TEST(every_key) {
         ASSERT_EQ(c->max_connections, 64);
         ASSERT_EQ(c->idle_timeout_usec, 120 * USEC_PER_SEC);
         ASSERT_EQ(c->partial_line_timeout_usec, 1500000);
+        ASSERT_EQ(c->write_timeout_usec, 300 * USEC_PER_SEC);
         ASSERT_EQ(c->map_size_initial, MiB);
         ASSERT_EQ(c->map_size_max, 2 * GiB);
         ASSERT_EQ(c->argon2_opslimit, 3);
@@ -474,6 +477,8 @@ TEST(durations) {
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
                 assert_u64("limits", "idle_timeout", cases[i].value, offsetof(Config, idle_timeout_usec), cases[i].usec);
+        assert_u64("limits", "write_timeout", "1", offsetof(Config, write_timeout_usec), USEC_PER_SEC);
+        assert_u64("limits", "write_timeout", "1h", offsetof(Config, write_timeout_usec), 3600 * USEC_PER_SEC);
         assert_u64("tokens", "refresh_grace", "0", offsetof(Config, refresh_grace_usec), 0);
         assert_u64("tokens", "refresh_ttl", "3650d", offsetof(Config, refresh_ttl_usec),
                    UINT64_C(3650) * 86400 * USEC_PER_SEC);
@@ -578,6 +583,10 @@ TEST(bad_values) {
                 { "limits", "idle_timeout", "99999999999999999999d" },
                 { "limits", "idle_timeout", "99999999999999d" },
                 { "limits", "partial_line_timeout", "61min" },
+                { "limits", "write_timeout", "0" },
+                { "limits", "write_timeout", "999ms" },
+                { "limits", "write_timeout", "61min" },
+                { "limits", "write_timeout", "30x" },
                 { "tokens", "refresh_grace", "6min" },
                 { "tokens", "access_ttl", "0" },
                 { "lockout", "unlock_time", "31d" },
