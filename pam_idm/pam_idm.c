@@ -18,8 +18,10 @@
 #include <ini.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <security/pam_ext.h>
 #include <security/pam_modules.h>
+#include <security/pam_modutil.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -52,6 +54,7 @@
 #define ENV_SESSION_ID "IDM_SESSION_ID"
 #define DATA_SESSION "pam_idm_session"
 #define DATA_SETCRED "pam_idm_setcred_return"
+#define DATA_AUTH_USER "pam_idm_authenticated_user"
 #define PAM_IDM_CONF "/etc/idm/pam_idm.conf"
 
 #define log_debug(pamh, o, ...)                                    \
@@ -690,6 +693,24 @@ static int session_data_set(pam_handle_t *pamh, const char *user, const char *se
         return 0;
 }
 
+static void authenticated_user_cleanup(pam_handle_t *pamh, void *data, int error_status) {
+        (void) erase_and_free(data);
+}
+
+/* Which user this handle authenticated, for the account step of a setuid caller
+ * (account_may_ask()). Memory only, like DATA_SESSION. */
+static int authenticated_user_set(pam_handle_t *pamh, const char *user) {
+        char *u = strdup(user);
+
+        if (!u)
+                return -ENOMEM;
+        if (pam_set_data(pamh, DATA_AUTH_USER, u, authenticated_user_cleanup) != PAM_SUCCESS) {
+                (void) erase_and_free(u);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 static int putenv_pair(pam_handle_t *pamh, const char *name, const char *value) {
         char *s = NULL;
         int r;
@@ -763,6 +784,9 @@ static int auth_accept(pam_handle_t *pamh, const Options *o, const char *user, j
                 (void) pam_set_data(pamh, DATA_SESSION, NULL, NULL);
                 (void) pam_putenv(pamh, ENV_SESSION_ID);
         }
+
+        if (authenticated_user_set(pamh, user) < 0)
+                return PAM_BUF_ERR;
 
         log_debug(pamh, o, "authenticated customer %s of publisher %s", customer_id, publisher_id);
         return PAM_SUCCESS;
@@ -1065,6 +1089,9 @@ _public_ int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const 
         _cleanup_(options_done) Options o = {};
         int r;
 
+        /* A new attempt: what an earlier one in this handle authenticated no longer counts. */
+        (void) pam_set_data(pamh, DATA_AUTH_USER, NULL, NULL);
+
         r = options_parse(pamh, argc, argv, &o);
         if (r != PAM_SUCCESS)
                 return remember(pamh, r);
@@ -1188,6 +1215,27 @@ static int phase_begin(pam_handle_t *pamh, int argc, const char **argv, Phase ph
         return PAM_SUCCESS;
 }
 
+/* Whether idmd may be asked about user's account for this caller. idmd judges its peer by the
+ * effective uid, so for a setuid-root program (su) run by an ordinary user it answers as for
+ * root: whether the customer exists, is disabled, has consents to accept. Such a caller is told
+ * only about a customer it authenticated in this PAM handle, or about the user it runs as (sudo
+ * with cached credentials runs only the account step, for the invoking user), like pam_unix's
+ * unix_chkpwd; about anyone else it gets PAM_PERM_DENIED, known customer or not, which is what
+ * idmd answers an unprivileged peer that has not authenticated the user. Root, and processes
+ * that are not setuid root, are left to idmd, which sees who they are. */
+static bool account_may_ask(pam_handle_t *pamh, const char *user) {
+        const struct passwd *pw;
+        const void *p = NULL;
+        uid_t uid = getuid();
+
+        if (uid == 0 || geteuid() != 0)
+                return true;
+        if (pam_get_data(pamh, DATA_AUTH_USER, &p) == PAM_SUCCESS && p && streq(p, user))
+                return true;
+        pw = pam_modutil_getpwuid(pamh, uid);
+        return pw && streq_ptr(pw->pw_name, user);
+}
+
 _public_ int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv) {
         _cleanup_(idm_client_close) IdmClient c = IDM_CLIENT_INIT;
         _cleanup_(json_wipe_and_decrefp) json_t *params = NULL, *result = NULL, *answers = NULL,
@@ -1209,6 +1257,13 @@ _public_ int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const cha
         r = connect_idmd(pamh, &o, &c);
         if (r < 0)
                 return result_to_pam(PHASE_ACCOUNT, r, NULL, &o);
+        /* After connecting: an idmd that is missing or away is told as to anyone (that says
+         * nothing about its customers). The user name is not logged: it may be a probe. */
+        if (!account_may_ask(pamh, user)) {
+                pam_syslog(pamh, LOG_NOTICE, "%s: not asked for uid %u, which has not authenticated this user",
+                           IDM_METHOD_PAM_ACCOUNT, (unsigned) getuid());
+                return PAM_PERM_DENIED;
+        }
         r = idm_client_call(&c, IDM_METHOD_PAM_ACCOUNT, params, &result, &e);
         idm_client_close(&c);
         if (r < 0)

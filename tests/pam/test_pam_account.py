@@ -2,9 +2,15 @@
 """pam_sm_acct_mgmt through a real idmd: the consent prompt (consents=prompt) accepted and
 declined, consents=deny and consents=ignore, a new consent version, a conversation that cannot
 answer, a disabled account, unknown users, and who may ask (root; an unprivileged uid only after
-it authenticated the user)."""
+it authenticated the user; a setuid-root program run by a user only about a customer it
+authenticated in the same transaction or about that user's own name, and otherwise told
+PAM_PERM_DENIED whether the customer exists or not)."""
 
-from pamtest import PASSWORD, PamTestCase, main
+import os
+
+from pamtest import NOBODY, NSS_WRAPPER_LIB, PAM_WRAPPER_LIB, PASSWORD, PamTestCase, main
+
+PAM_PERMIT = "/usr/lib/x86_64-linux-gnu/security/pam_permit.so"
 
 
 class TestAccount(PamTestCase):
@@ -93,6 +99,70 @@ class TestAccount(PamTestCase):
         self.ok(svc, "nobody@example.com", "acct=PAM_USER_UNKNOWN")
         svc = self.idm_service("ignore", "ignore_unknown_user")
         self.ok(svc, "nobody@example.com", "acct=PAM_PERM_DENIED")     # PAM_IGNORE alone decides nothing
+
+    def test_setuid_caller_is_not_told_who_exists(self):
+        # su and other setuid-root programs run by an ordinary user: idmd sees effective uid 0, an
+        # administrator, and would answer anything. The module answers an unknown user, and a
+        # customer this transaction has not authenticated, alike: PAM_PERM_DENIED, no prompt, no
+        # message; what idmd answers an unprivileged peer about either.
+        self.set_terms()
+        svc = self.idm_service("su")
+        unknown = self.ok(svc, "nobody@example.com", "acct=PAM_PERM_DENIED", echo=["y"], ruid=NOBODY)
+        known = self.ok(svc, self.EMAIL, "acct=PAM_PERM_DENIED", echo=["y"], ruid=NOBODY)
+        for r in (unknown, known):
+            self.assertEqual((r.prompts, r.errors, r.infos), ([], [], []), r)
+            self.assertTrue(r.logged(f"pamAccount: not asked for uid {NOBODY}"), r)
+            self.assertFalse(r.logged("unknown user"), r)
+        self.assertIsNone(self.consents()["terms"]["state"])
+        # Nor as PAM_IGNORE, nor through a stack that lets unknown users fall through to local
+        # accounts (the login stack of docs/pam_idm.md): both end alike.
+        ignore = self.idm_service("su-ignore", "ignore_unknown_user")
+        mixed = self.service("su-mixed",
+                             f"account [success=done user_unknown=ignore ignore=ignore default=bad] "
+                             f"{self.idm('ignore_unknown_user')}",
+                             f"account required {PAM_PERMIT}")
+        for s in (ignore, mixed):
+            self.ok(s, "nobody@example.com", "acct=PAM_PERM_DENIED", ruid=NOBODY)
+            self.ok(s, self.EMAIL, "acct=PAM_PERM_DENIED", echo=["y"], ruid=NOBODY)
+        # A disabled customer is not told apart either.
+        self.idmd.call("setCustomerDisabled", {"publisherId": self.publisher, "email": self.EMAIL, "disabled": True})
+        r = self.ok(svc, self.EMAIL, "acct=PAM_PERM_DENIED", ruid=NOBODY)
+        self.assertEqual(r.errors, [], r)
+        self.idmd.call("setCustomerDisabled", {"publisherId": self.publisher, "email": self.EMAIL, "disabled": False})
+
+        # Root (real uid 0) is still told.
+        self.ok(svc, "nobody@example.com", "acct=PAM_USER_UNKNOWN")
+        self.ok(mixed, "nobody@example.com", "acct")
+        # A name that is no e-mail address reveals nothing about idmd: PAM_USER_UNKNOWN for all.
+        self.ok(svc, "root", "acct=PAM_USER_UNKNOWN", ruid=NOBODY)
+        self.ok(mixed, "root", "acct", ruid=NOBODY)
+
+        # What su does: authenticate the customer, then the account step about that customer.
+        r = self.ok(svc, self.EMAIL, "auth", "acct", pw=[PASSWORD], echo=["y"], ruid=NOBODY)
+        self.assertEqual([p[0] for p in r.prompts], ["prompt-off", "prompt-on"], r)
+        self.assertEqual(self.consents()["terms"]["state"], "accepted")
+
+    def test_setuid_caller_about_its_own_name(self):
+        # sudo: PAM_USER is the invoking user (a customer mapped to a Unix account through NSS),
+        # and with cached credentials only the account step runs. That reveals nothing about
+        # anybody else: answered as for root.
+        t = self.idmd.tmp
+        with open(os.path.join(t, "passwd"), "w") as f:
+            f.write(f"root:x:0:0:root:/root:/bin/sh\n{self.EMAIL}:x:4242:4242::/:/bin/sh\n"
+                    "carol@example.com:x:4243:4243::/:/bin/sh\n")
+        with open(os.path.join(t, "group"), "w") as f:
+            f.write("root:x:0:\n")
+        nss = {"LD_PRELOAD": f"{PAM_WRAPPER_LIB} {NSS_WRAPPER_LIB}",
+               "NSS_WRAPPER_PASSWD": os.path.join(t, "passwd"), "NSS_WRAPPER_GROUP": os.path.join(t, "group")}
+        self.set_terms()
+        svc = self.idm_service("sudo")
+        r = self.ok(svc, self.EMAIL, "acct", echo=["y"], ruid=4242, env=nss)
+        self.assertEqual(len(r.prompts), 1, r)
+        # A local account that is no customer: its own user learns that, and falls through.
+        self.ok(svc, "carol@example.com", "acct=PAM_USER_UNKNOWN", ruid=4243, env=nss)
+        # Anyone else's name: not told.
+        self.ok(svc, "carol@example.com", "acct=PAM_PERM_DENIED", ruid=4242, env=nss)
+        self.ok(svc, self.EMAIL, "acct=PAM_PERM_DENIED", echo=["y"], ruid=4243, env=nss)
 
     def test_disabled(self):
         svc = self.idm_service("idm")
