@@ -183,6 +183,10 @@ Manager *call_manager(Call *call) {
         return call->connection->manager;
 }
 
+Connection *call_connection(Call *call) {
+        return call->connection;
+}
+
 const Peer *call_peer(Call *call) {
         return &call->connection->peer;
 }
@@ -508,6 +512,8 @@ static Call *call_new(Connection *c, Slot *slot, size_t index) {
 static int authorize(Call *call, const Method *method, json_t *params) {
         switch (method->role) {
         case ROLE_ANYONE:
+                if (method->publisher_optional && json_object_get(params, "publisherToken"))
+                        return auth_publisher(call, params);
                 return 0;
         case ROLE_ADMIN:
                 if (call->role == ROLE_ADMIN)

@@ -76,6 +76,8 @@ typedef struct Method {
         const char *address_param;      /* NULL, or the param naming the end user's address
                                          * (customerIP, PAM's rhost): trusted callers are rate
                                          * limited by it (docs/ratelimits.md) */
+        bool publisher_optional;        /* ROLE_ANYONE methods: a publisherToken, when given, is
+                                         * checked and makes the call a publisher's */
 } Method;
 
 /* Each methods/<family>.c defines one table, terminated by an entry with name NULL. */
@@ -118,6 +120,7 @@ char *rpc_format_error_line(int code, const char *reason, const char *message);
 
 /* The call's context. */
 Manager *call_manager(Call *call);
+Connection *call_connection(Call *call);        /* the client's connection (an owner for workers) */
 const Peer *call_peer(Call *call);
 Role call_role(Call *call);
 const char *call_request_id(Call *call);                /* for log lines: "c12.3" */

@@ -24,6 +24,8 @@ struct Job {
         WorkFn work;
         WorkDoneFn done;
         void *userdata;
+        const void *owner;      /* for workers_cancel(); NULL: none */
+        int error;              /* delivered to done: 0, or -ECANCELED when cancelled */
         Job *next;
 };
 
@@ -50,6 +52,8 @@ struct Workers {
         unsigned n_queued;              /* length of queue */
         unsigned n_running;             /* taken by a worker, not yet delivered */
         unsigned queue_max;
+        uint64_t completed;             /* delivered after their work ran */
+        uint64_t cancelled;             /* delivered by workers_cancel(), never started */
         bool stop;
 };
 
@@ -73,16 +77,18 @@ static void job_list_remove_head(JobList *l) {
 }
 
 /* Frees each node of a detached list before calling its completion, so a completion function may
- * submit new work or even free the pool without this touching anything shared. */
+ * submit new work or even free the pool without this touching anything shared. Each job gets
+ * its own error, or error when that is not 0. */
 static void job_list_deliver(Job *list, int error) {
         while (list) {
                 Job *j = list;
                 WorkDoneFn done = j->done;
                 void *userdata = j->userdata;
+                int e = error ?: j->error;
 
                 list = j->next;
                 free(j);
-                done(userdata, error);
+                done(userdata, e);
         }
 }
 
@@ -140,10 +146,13 @@ static int on_eventfd(sd_event_source *s, int fd, uint32_t revents, void *userda
         (void) pthread_mutex_lock(&w->lock);
         list = w->done.head;
         w->done = (JobList) {};
-        for (Job *j = list; j; j = j->next) {
-                assert(w->n_running > 0);
-                w->n_running--;
-        }
+        for (Job *j = list; j; j = j->next)
+                if (j->error == 0) {    /* cancelled jobs never ran */
+                        assert(w->n_running > 0);
+                        w->n_running--;
+                        w->completed++;
+                } else
+                        w->cancelled++;
         (void) pthread_mutex_unlock(&w->lock);
 
         /* From here on w is not touched: a completion may free the pool. */
@@ -259,6 +268,10 @@ Workers *workers_free(Workers *w) {
 }
 
 int workers_submit(Workers *w, WorkFn work, WorkDoneFn done, void *userdata) {
+        return workers_submit_owned(w, NULL, work, done, userdata);
+}
+
+int workers_submit_owned(Workers *w, const void *owner, WorkFn work, WorkDoneFn done, void *userdata) {
         Job *j;
 
         assert(w);
@@ -286,6 +299,7 @@ int workers_submit(Workers *w, WorkFn work, WorkDoneFn done, void *userdata) {
                 .work = work,
                 .done = done,
                 .userdata = userdata,
+                .owner = owner,
         };
         job_list_append(&w->queue, j);
         w->n_queued++;
@@ -293,6 +307,52 @@ int workers_submit(Workers *w, WorkFn work, WorkDoneFn done, void *userdata) {
         (void) pthread_mutex_unlock(&w->lock);
 
         return 0;
+}
+
+unsigned workers_cancel(Workers *w, const void *owner) {
+        JobList keep = {};
+        unsigned n = 0;
+        bool was_empty;
+        Job *j;
+
+        assert(w);
+
+        (void) pthread_mutex_lock(&w->lock);
+        was_empty = !w->done.head;
+        while ((j = w->queue.head)) {
+                job_list_remove_head(&w->queue);
+                if (owner && j->owner != owner) {
+                        job_list_append(&keep, j);
+                        continue;
+                }
+                j->error = -ECANCELED;
+                job_list_append(&w->done, j);
+                w->n_queued--;
+                n++;
+        }
+        w->queue = keep;
+        /* Delivered by the event loop like finished jobs, never from inside the caller. */
+        if (n > 0 && was_empty)
+                (void) eventfd_write(w->efd, 1);
+        (void) pthread_mutex_unlock(&w->lock);
+        return n;
+}
+
+void workers_stats(Workers *w, WorkersStats *ret) {
+        assert(ret);
+
+        *ret = (WorkersStats) {};
+        if (!w)
+                return;
+        (void) pthread_mutex_lock(&w->lock);
+        *ret = (WorkersStats) {
+                .threads = w->n_threads,
+                .queued = w->n_queued,
+                .running = w->n_running,
+                .completed = w->completed,
+                .cancelled = w->cancelled,
+        };
+        (void) pthread_mutex_unlock(&w->lock);
 }
 
 unsigned workers_queued(Workers *w) {

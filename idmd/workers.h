@@ -11,6 +11,8 @@
  */
 #pragma once
 
+#include <stdint.h>
+
 #include <systemd/sd-event.h>
 
 #include "idm/cleanup.h"
@@ -20,8 +22,9 @@ typedef struct Workers Workers;
 typedef void (*WorkFn)(void *userdata);                 /* on a worker thread */
 typedef void (*WorkDoneFn)(void *userdata, int error);  /* on the event loop: 0 once the work
                                                          * function has run, or -ECANCELED when
-                                                         * the pool was freed before it started
-                                                         * (the work function did not run) */
+                                                         * it was cancelled or the pool was freed
+                                                         * before it started (the work function
+                                                         * did not run) */
 
 /* threads: 1..64; queue_max: >= 1, jobs waiting (not running) before workers_submit says -EAGAIN
  * (every job waits in the queue, however briefly, so 0 would refuse everything). Takes a
@@ -46,6 +49,24 @@ void workers_stop(Workers *w);
 /* Queues a job; work and done must not be NULL. -EAGAIN when queue_max jobs are already waiting
  * (nothing queued then), -ESHUTDOWN after workers_stop(), -ENOMEM. */
 int workers_submit(Workers *w, WorkFn work, WorkDoneFn done, void *userdata);
+
+/* The same, with an owner (any pointer, compared only) that workers_cancel() can name. */
+int workers_submit_owned(Workers *w, const void *owner, WorkFn work, WorkDoneFn done, void *userdata);
+
+/* Cancels the queued jobs of owner (NULL: every queued job): they are never started, and the
+ * event loop delivers done(userdata, -ECANCELED) for each soon after, in queue order, never from
+ * inside this call. Jobs already running finish as usual. Returns how many were cancelled. For
+ * a client that went away (its work would help nobody) and for a fast stop. */
+unsigned workers_cancel(Workers *w, const void *owner);
+
+typedef struct WorkersStats {
+        unsigned threads, queued, running;
+        uint64_t completed;             /* delivered after their work ran */
+        uint64_t cancelled;             /* cancelled by workers_cancel() before they started */
+} WorkersStats;
+
+/* All counters at once, read under the pool's lock. Zeros for a NULL pool. */
+void workers_stats(Workers *w, WorkersStats *ret);
 
 /* Counters, read under the pool's lock (hence no const). 0 for a NULL pool. */
 unsigned workers_queued(Workers *w);            /* waiting, not started */

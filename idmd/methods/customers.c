@@ -291,9 +291,9 @@ static void password_job_work(void *userdata) {
 static void password_job_finished(void *userdata, int error) {
         _cleanup_(password_job_freep) PasswordJob *j = userdata;
 
-        if (error < 0) {        /* the pool was stopped before the job ran: idmd is shutting down */
+        if (error < 0) {        /* cancelled before it ran: idmd is stopping, or the client left */
                 (void) call_reply_error(j->call, IDM_ERR_UNAVAILABLE, IDM_REASON_UNAVAILABLE, NULL,
-                                        "idmd is shutting down; try again");
+                                        "idmd is stopping; try again");
                 return;
         }
         j->done(j);
@@ -317,7 +317,9 @@ static PasswordJob *password_job_new(Call *call, PasswordJobKind kind, json_t *p
  * call has been answered (503 when the queue is full). */
 static int password_job_submit(PasswordJob *j) {
         Manager *m = call_manager(j->call);
-        int r = workers_submit(m->workers, password_job_work, password_job_finished, j);
+        /* Owned by the connection: queued hashes of a client that went away are dropped. */
+        int r = workers_submit_owned(m->workers, call_connection(j->call), password_job_work,
+                                     password_job_finished, j);
 
         if (r == -EAGAIN) {
                 log_warning("%s: password queue full (%u waiting), answering 503", call_request_id(j->call),
@@ -477,13 +479,12 @@ static int method_customers_register(Call *call, json_t *params) {
         Manager *m = call_manager(call);
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(password_job_freep) PasswordJob *j = NULL;
-        _cleanup_(json_decrefp) json_t *scratch = json_object(), *existing = NULL;
+        _cleanup_(json_decrefp) json_t *scratch = json_object();
         _cleanup_free_ char *publisher_id = NULL;
         const char *email = json_object_get_string(params, "email");
         const char *password = json_object_get_string(params, "password");
         json_t *external_data = json_object_get(params, "externalData");
         const char *external_id = json_object_get_string(params, "externalId");
-        int r;
 
         if (!scratch)
                 return -ENOMEM;
@@ -515,18 +516,27 @@ static int method_customers_register(Call *call, json_t *params) {
         publisher_id = customers_resolve_publisher(call, t, params);
         if (!publisher_id)
                 return 0;
-        /* Cheap early answer; the unit of work checks again, as another registration may race. */
-        r = customers_find_by_email(t, publisher_id, email, &existing);
-        if (r >= 0)
-                return call_reply_error(call, IDM_ERR_CONFLICT, IDM_REASON_CUSTOMER_EXISTS, NULL,
-                                        "a customer with this e-mail exists");
-        if (r != -ENOENT)
-                return r;
+        /* The publisher's own identifiers of a customer are the publisher's to set: anyone may
+         * register, but only its backend (publisherToken) or an admin names externalId. */
+        if (external_id || external_data) {
+                bool allowed = call_role(call) == ROLE_ADMIN ||
+                               (call_role(call) == ROLE_PUBLISHER && streq_ptr(call_publisher_id(call), publisher_id));
+
+                if (!allowed)
+                        return call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN,
+                                                json_pack("{s:s}", "field", external_id ? "externalId" : "externalData"),
+                                                "only the publisher (its publisherToken) or an administrator may set "
+                                                "externalId and externalData");
+        }
         /* Required consents: checked here; the unit of work stores the answers as given, so a
          * new version published meanwhile just shows as needsUpdate afterwards. */
         if (consents_check_registration(call, t, publisher_id, json_object_get(params, "consents")) < 0)
                 return 0;
         t = store_txn_free(t);
+
+        /* Whether the e-mail is taken is decided by the unit of work, after the hash: a taken
+         * address costs the same work as a new one and is told only after every other check
+         * passed (docs/security.md: that answer itself is inherent to registration). */
 
         j = password_job_new(call, JOB_HASH, params, register_done);
         if (!j)
@@ -852,21 +862,33 @@ static void change_done(PasswordJob *j) {
         ChangeWork w = { .job = j, .ctx = call_session_context(j->call), .keep_family = call_session_id(j->call) };
         int r;
 
+        /* A wrong old password is a failed login of the account: whoever holds a stolen token
+         * must not get unlimited guesses at the password that takes the account over. */
         if (j->verified == -EACCES || j->verified == -EINVAL) {
-                (void) call_reply_error(j->call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
-                                        "the old password is wrong");
+                log_info("%s: wrong old password for customer %s", call_request_id(j->call), j->customer_id);
+                r = lockouts_note_failure(j->call, j->lockout_key);
+                if (r < 0)
+                        (void) call_reply_errno(j->call, r);
+                else
+                        (void) call_reply_error(j->call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                                "the old password is wrong");
                 return;
         }
         if (j->verified < 0 || j->hashed < 0) {
                 (void) call_reply_errno(j->call, j->verified < 0 ? j->verified : j->hashed);
                 return;
         }
+        /* Locked by other guesses while this one was hashed: answered like a wrong password, so
+         * that the answer does not tell which guess was right (as for login). */
+        if (lockouts_refuse_if_locked(j->call, NULL, j->lockout_key, false) > 0)
+                return;
         r = store_transact(call_manager(j->call)->store, change_write, &w);
         if (r < 0)
                 (void) customers_reply_set_password_failure(j->call, r);
         else {
                 log_info("%s: customer %s changed the password; %d other sessions revoked",
                          call_request_id(j->call), j->customer_id, w.revoked);
+                lockouts_note_success(j->call, j->lockout_key);
                 (void) call_reply_empty(j->call);
         }
 }
@@ -874,6 +896,7 @@ static void change_done(PasswordJob *j) {
 static int method_customers_change_password(Call *call, json_t *params) {
         _cleanup_(password_job_freep) PasswordJob *j = NULL;
         _cleanup_(json_decrefp) json_t *rec = NULL;
+        int r;
 
         if (customers_check_new_password(call, json_object_get_string(params, "newPassword")) < 0)
                 return 0;
@@ -884,6 +907,14 @@ static int method_customers_change_password(Call *call, json_t *params) {
         j = password_job_new(call, JOB_CHANGE, params, change_done);
         if (!j)
                 return -ENOMEM;
+        /* The account's lockout, as for login: a locked account is refused before any hashing
+         * (the caller holds a session of this account, so it may learn that it is locked). */
+        r = lockouts_key(call, call_publisher_id(call), strempty(json_object_get_string(rec, "email")),
+                         &j->lockout_key);
+        if (r < 0)
+                return r;
+        if (lockouts_refuse_if_locked(call, NULL, j->lockout_key, true) > 0)
+                return 0;
         j->customer_id = strdup(call_customer_id(call));
         j->publisher_id = strdup(call_publisher_id(call));
         j->stored_hash = strdup(strempty(json_object_get_string(rec, "passwordHash")));
@@ -901,7 +932,7 @@ static int method_customers_change_password(Call *call, json_t *params) {
 
 const Method methods_customers[] = {
         { .name = "registerCustomer", .handler = method_customers_register, .role = ROLE_ANYONE,
-          .class = METHOD_CLASS_REGISTRATION, .address_param = "customerIP",
+          .class = METHOD_CLASS_REGISTRATION, .address_param = "customerIP", .publisher_optional = true,
           .params = (const ParamSpec[]) {
                   { "email", PARAM_STRING, true, 320 },
                   { "password", PARAM_STRING, true, PASSWORD_MAX_BYTES },
@@ -916,6 +947,7 @@ const Method methods_customers[] = {
                   { "externalId", PARAM_STRING, false, EXTERNAL_ID_MAX },
                   { "externalData", PARAM_OBJECT, false, 0 },
                   { "customerIP", PARAM_STRING, false, IP_MAX },
+                  { "publisherToken", PARAM_STRING, false, 128 },
                   {} } },
         { .name = "login", .handler = method_customers_login, .role = ROLE_ANYONE, .class = METHOD_CLASS_LOGIN,
           .address_param = "customerIP",

@@ -21,8 +21,13 @@ int auth_publisher(Call *call, json_t *params);
 /* The params of every ROLE_CUSTOMER method: a customer proves who it is with its access token
  * or, for publisher backends, its customerToken (auth_customer needs one of them; jwt wins). */
 #define CUSTOMER_AUTH_PARAMS                                                                    \
-        { "jwt", PARAM_STRING, false, 8192 },                                                   \
+        { "jwt", PARAM_STRING, false, CUSTOMER_JWT_MAX },                                       \
         { "customerToken", PARAM_STRING, false, 256 }
+#define CUSTOMER_JWT_MAX 8192
+
+/* Methods only the customer itself may call, with its short-lived access token: a
+ * customerToken (a publisher backend's, valid for days) is an unknown parameter there. */
+#define CUSTOMER_JWT_ONLY_PARAMS { "jwt", PARAM_STRING, true, CUSTOMER_JWT_MAX }
 
 /* For ROLE_CUSTOMER methods: a valid "jwt" (or "customerToken") param. Replies itself and
  * returns < 0 when the call may not go on. */

@@ -63,6 +63,7 @@ static int method_server_get_stats(Call *call, json_t *params) {
         RateLimitStats rs = {};
         char **kids;
         StoreStats ss = {};
+        WorkersStats ws;
         void *ud[2] = { m, methods };
         int r;
 
@@ -95,12 +96,14 @@ static int method_server_get_stats(Call *call, json_t *params) {
         for (StoreTable t = 0; t < _STORE_TABLE_MAX; t++)
                 (void) json_object_set_new(tables, store_table_to_string(t), json_integer((json_int_t) ss.entries[t]));
 
+        workers_stats(m->workers, &ws);
         kids = keyring_kids(m->keyring);
         for (size_t i = 0; kids && kids[i]; i++)
                 (void) json_array_append_new(keys, json_string(kids[i]));
 
         result = json_pack(
-                "{s:s, s:I, s:{s:I, s:I, s:I}, s:O, s:O, s:I, s:{s:I, s:I, s:I, s:I, s:O}, s:{s:i, s:i}, s:{s:s?, s:O}}",
+                "{s:s, s:I, s:{s:I, s:I, s:I}, s:O, s:O, s:I, s:{s:I, s:I, s:I, s:I, s:O}, s:{s:i, s:i, s:I, s:I}, "
+                "s:{s:s?, s:O}}",
                 "version", IDM_VERSION,
                 "uptime", (json_int_t) ((now_realtime_usec() - m->start_realtime_usec) / 1000000ULL),
                 "connections",
@@ -117,8 +120,10 @@ static int method_server_get_stats(Call *call, json_t *params) {
                 "grown", (json_int_t) ss.grow_count,
                 "entries", tables,
                 "workers",
-                "queued", (int) workers_queued(m->workers),
-                "running", (int) workers_running(m->workers),
+                "queued", (int) ws.queued,
+                "running", (int) ws.running,
+                "completed", (json_int_t) ws.completed,
+                "cancelled", (json_int_t) ws.cancelled,
                 "keys",
                 "active", keyring_active_kid(m->keyring),
                 "verifying", keys);

@@ -185,7 +185,7 @@ const Method methods_tokens[] = {
         { .name = IDM_METHOD_REVOKE_TOKEN, .handler = method_tokens_revoke, .role = ROLE_ANYONE,
           .params = (const ParamSpec[]) { { "token", PARAM_STRING, true, JWT_MAX }, {} } },
         { .name = "logoutAll", .handler = method_tokens_logout_all, .role = ROLE_CUSTOMER,
-          .params = (const ParamSpec[]) { CUSTOMER_AUTH_PARAMS, {} } },
+          .params = (const ParamSpec[]) { CUSTOMER_JWT_ONLY_PARAMS, {} } },
         { .name = "introspectToken", .handler = method_tokens_introspect, .role = ROLE_ANYONE,
           .params = (const ParamSpec[]) { { "token", PARAM_STRING, true, JWT_MAX }, {} } },
         { .name = "getJwks", .handler = method_tokens_get_jwks, .role = ROLE_ANYONE,

@@ -275,6 +275,73 @@ TEST(free_cancels_queued) {
         ASSERT_OK(sem_destroy(&release));
 }
 
+/* workers_cancel(): the queued jobs of one owner (or all) are never started and are delivered
+ * by the loop with -ECANCELED, not from inside the call; others' jobs and running jobs go on. */
+TEST(cancel_by_owner) {
+        _cleanup_(sd_event_unrefp) sd_event *e = event_new_or_die();
+        Workers *w = NULL;
+        sem_t started, release;
+        TestJob blocker = { .id = 0, .started = &started, .release = &release };
+        TestJob mine[3] = { { .id = 1 }, { .id = 2 }, { .id = 3 } };
+        TestJob other = { .id = 4 }, last = { .id = 5 };
+        int owner_a, owner_b;
+
+        delivered = 0;
+        ASSERT_OK(sem_init(&started, 0, 0));
+        ASSERT_OK(sem_init(&release, 0, 0));
+        ASSERT_OK(workers_new(e, 1, 8, &w));
+
+        ASSERT_OK(workers_submit_owned(w, &owner_a, work, done, &blocker));
+        sem_wait_or_die(&started);
+        ASSERT_OK(workers_submit_owned(w, &owner_a, work, done, &mine[0]));
+        ASSERT_OK(workers_submit_owned(w, &owner_b, work, done, &other));
+        ASSERT_OK(workers_submit_owned(w, &owner_a, work, done, &mine[1]));
+        ASSERT_OK(workers_submit_owned(w, &owner_a, work, done, &mine[2]));
+        ASSERT_EQ(workers_queued(w), 4);
+
+        ASSERT_EQ(workers_cancel(w, &owner_a), 3);
+        ASSERT_EQ(delivered, 0);                /* not from inside the call */
+        ASSERT_EQ(workers_queued(w), 1);
+        ASSERT_EQ(workers_cancel(w, &owner_a), 0);
+
+        run_until(e, 3);
+        for (unsigned i = 0; i < ELEMENTSOF(mine); i++) {
+                ASSERT_EQ(mine[i].n_done, 1);
+                ASSERT_EQ(mine[i].error, -ECANCELED);
+                ASSERT_FALSE(mine[i].ran);
+                ASSERT_TRUE(mine[i].done_on_loop_thread);
+                ASSERT_EQ(mine[i].seq, i + 1);
+        }
+        /* The running job of that owner finishes; the other owner's job runs after it. */
+        ASSERT_EQ(blocker.n_done, 0);
+        ASSERT_OK(sem_post(&release));
+        run_until(e, 5);
+        assert_ran_ok(&blocker);
+        assert_ran_ok(&other);
+        ASSERT_EQ(workers_running(w), 0);
+
+        /* NULL cancels every queued job (a stop). */
+        blocker = (TestJob) { .id = 0, .started = &started, .release = &release };
+        ASSERT_OK(workers_submit(w, work, done, &blocker));
+        sem_wait_or_die(&started);
+        ASSERT_OK(workers_submit_owned(w, &owner_b, work, done, &other));
+        ASSERT_OK(workers_submit(w, work, done, &last));
+        ASSERT_EQ(workers_cancel(w, NULL), 2);
+        ASSERT_EQ(workers_queued(w), 0);
+        ASSERT_OK(sem_post(&release));
+        run_until(e, 8);
+        assert_ran_ok(&blocker);
+        ASSERT_EQ(other.n_done, 2);
+        ASSERT_EQ(other.error, -ECANCELED);
+        ASSERT_EQ(last.error, -ECANCELED);
+        ASSERT_FALSE(last.ran);
+
+        w = workers_free(w);
+        ASSERT_EQ(delivered, 8);
+        ASSERT_OK(sem_destroy(&started));
+        ASSERT_OK(sem_destroy(&release));
+}
+
 static void *release_after_go(void *p) {
         sem_t **s = p;
 
@@ -389,6 +456,7 @@ int main(void) {
         RUN(queue_full);
         RUN(quick_overtakes_slow);
         RUN(free_cancels_queued);
+        RUN(cancel_by_owner);
         RUN(free_racing);
         RUN(reentrant_done);
         return 0;
