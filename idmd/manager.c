@@ -395,6 +395,13 @@ void manager_stop(Manager *m) {
         log_info("Stopping: answering requests in flight, accepting no new ones.");
 
         manager_close_listener(m);
+        /* Hashes not started yet are answered 503 at once (from the loop, soon): only those
+         * already running are waited for, so idmd stops within about one hash. */
+        if (m->workers) {
+                unsigned n = workers_cancel(m->workers, NULL);
+                if (n > 0)
+                        log_info("Cancelled %u queued password checks.", n);
+        }
         for (c = m->connections; c; c = next) {
                 next = c->next;
                 connection_drain(c);
