@@ -849,6 +849,11 @@ static int authenticate_password(pam_handle_t *pamh, int flags, const Options *o
                 log_debug(pamh, o, "password is not valid UTF-8, refusing");
                 return PAM_AUTH_ERR;
         }
+        /* Tokens only when they are to be exported: whatever jansson reads may stay behind in
+         * freed memory of the application (sshd, login), and the session step needs only the
+         * session id. */
+        if (o->export_tokens && json_object_set_new(params, "tokens", json_true()) < 0)
+                return PAM_BUF_ERR;
         params_add_context(pamh, params);
 
         r = connect_idmd(pamh, o, &c);

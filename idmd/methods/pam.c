@@ -10,6 +10,10 @@
  * pamAccount / pamAcceptConsents about that user (admin peers may always), and pamCloseSession
  * without a sessionId ends the session the peer uid opened last for the user.
  *
+ * pamAuthenticate replies with the session id and sends the session's tokens only when asked
+ * ("tokens": true): the PAM stack closes the session by its id, and tokens it never needed should
+ * not pass through the memory of sshd or login.
+ *
  * Records in STORE_TOKENS (docs/store.md), times in CLOCK_REALTIME usec:
  *   "pam:<publisherId>:<lower-cased e-mail>:<peer uid>"  {sessionId, customerId, created,
  *                                                         expires}
@@ -150,9 +154,18 @@ static int pam_login_record(StoreTxn *t, Call *call, const CustomerLogin *l) {
         return store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
 }
 
-static int pam_login_reply(Call *call, const CustomerLogin *l) {
-        log_info("%s: PAM session %s of customer %s opened (uid %u)", call_request_id(call), l->tokens->family,
-                 l->customer_id, (unsigned) call_peer(call)->uid);
+/* By default the reply names the customer and the session and carries no token: the PAM stack
+ * needs only the session id (for pamCloseSession), and whatever a client's JSON parser reads may
+ * stay behind in freed memory of sshd or login. The tokens go out only when asked for ("tokens":
+ * true, pam_idm's export_tokens); the session and its PAM record stay here either way. */
+static int pam_login_reply_common(Call *call, const CustomerLogin *l, bool tokens) {
+        log_info("%s: PAM session %s of customer %s opened (uid %u)%s", call_request_id(call), l->tokens->family,
+                 l->customer_id, (unsigned) call_peer(call)->uid, tokens ? ", tokens sent" : "");
+        if (!tokens)
+                return call_reply(call, json_pack("{s:s, s:s, s:s}",
+                                                  "customerId", l->customer_id,
+                                                  "publisherId", l->publisher_id,
+                                                  "sessionId", l->tokens->family));
         return call_reply(call, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}",
                                           "customerId", l->customer_id,
                                           "publisherId", l->publisher_id,
@@ -160,6 +173,14 @@ static int pam_login_reply(Call *call, const CustomerLogin *l) {
                                           "jwt", l->tokens->jwt,
                                           "refreshToken", l->tokens->refresh_token,
                                           "customerToken", l->tokens->customer_token));
+}
+
+static int pam_login_reply(Call *call, const CustomerLogin *l) {
+        return pam_login_reply_common(call, l, false);
+}
+
+static int pam_login_reply_with_tokens(Call *call, const CustomerLogin *l) {
+        return pam_login_reply_common(call, l, true);
 }
 
 static int method_pam_authenticate(Call *call, json_t *params) {
@@ -195,7 +216,9 @@ static int method_pam_authenticate(Call *call, json_t *params) {
 
         req.params = job_params;
         req.publisher_id = publisher_id;
-        return customers_login(call, &req, pam_login_reply);
+        return customers_login(call, &req,
+                               json_is_true(json_object_get(params, "tokens")) ? pam_login_reply_with_tokens :
+                                                                                 pam_login_reply);
 }
 
 /* --- pamAccount, pamAcceptConsents --- */
@@ -496,6 +519,7 @@ const Method methods_pam[] = {
                   { "rhost", PARAM_STRING, false, RHOST_MAX },
                   { "tty", PARAM_STRING, false, CONTEXT_MAX },
                   { "ruser", PARAM_STRING, false, CONTEXT_MAX },
+                  { "tokens", PARAM_BOOLEAN, false, 0 },
                   {} } },
         { .name = IDM_METHOD_PAM_ACCOUNT, .handler = method_pam_account, .role = ROLE_ANYONE,
           .params = (const ParamSpec[]) {

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 """The PAM methods through the real socket, as pam_idm calls them (the contract in
 include/idm/protocol.h): pamAuthenticate with its context, what root and unprivileged peers are
-told, pamAccount's authorization (admin, or the peer uid that authenticated the user) with the
+told, its tokens only when asked for ("tokens": true), pamAccount's authorization (admin, or the peer uid that authenticated the user) with the
 disabled flag and outdated consents, pamAcceptConsents, pamChangePassword (verify only, change,
 weak, wrong, lockout), pamCloseSession with and without sessionId, and setCustomerDisabled.
 Unprivileged peers are real: a small client run with setpriv."""
@@ -44,7 +44,10 @@ class PamMethods(IdmdTestCase):
         params.update(kw)
         return params
 
-    def auth(self, user=EMAIL, password=PASSWORD, **kw):
+    def auth(self, user=EMAIL, password=PASSWORD, tokens=True, **kw):
+        """pamAuthenticate; by default asking for the tokens, whose state most tests check."""
+        if tokens is not None:
+            kw["tokens"] = tokens
         return self.idmd.call("pamAuthenticate", self.p(user=user, password=password, **kw))
 
     def pam(self, method, **kw):
@@ -71,7 +74,7 @@ class PamMethods(IdmdTestCase):
         # by offer too; a host name is context, not an address
         self.idmd.call("addOffer", {"publisherToken": self.token, "offerId": "KIOSK"})
         r2 = self.idmd.call("pamAuthenticate", {"offerId": "KIOSK", "user": EMAIL, "password": PASSWORD,
-                                                "rhost": "host.example.net", "service": "login"})
+                                                "rhost": "host.example.net", "service": "login", "tokens": True})
         self.assertNotEqual(r2["sessionId"], r["sessionId"])
         self.assertEqual(self.idmd.call("getCustomer", {"jwt": r2["jwt"]})["lastUserIP"], "192.0.2.9")
 
@@ -87,6 +90,39 @@ class PamMethods(IdmdTestCase):
         self.auth(rhost="evil\nInjected line", tty="\x1b[31m")
         self.assertNotIn("\nInjected line", self.idmd.log_text())
         self.assertIn("rhost 'evil?Injected line', tty '?[31m'", self.idmd.log_text())
+
+    def test_authenticate_tokens_only_when_asked(self):
+        # By default no token: the PAM stack needs only the session id, and whatever a client
+        # reads may stay in its freed memory (sshd, login). The session itself is the same.
+        fields = ["customerId", "publisherId", "sessionId"]
+        tokens = ["jwt", "refreshToken", "customerToken"]
+        for kw in ({"tokens": None}, {"tokens": False}):
+            r = self.auth(**kw)
+            self.assertEqual(sorted(r), sorted(fields), r)
+            self.assertEqual(r["customerId"], self.customer["customerId"])
+            self.assertEqual(r["publisherId"], self.pub)
+        # ... also to an unprivileged peer, whose PAM session is recorded all the same
+        r = self.idmd.call_as(NOBODY, [["pamAuthenticate", self.p(password=PASSWORD)],
+                                       ["pamAccount", self.p()]])
+        self.assertEqual(sorted(r[0]["result"]), sorted(fields), r)
+        self.assertEqual(r[1]["result"]["customerId"], self.customer["customerId"])
+        # the session is live and closes by its id like one whose tokens were sent
+        r = self.auth(tokens=None)
+        withtokens = self.auth(tokens=True)
+        self.assertEqual(sorted(withtokens), sorted(fields + tokens), withtokens)
+        self.assertEqual(jwt_claims(withtokens["jwt"])["sid"], withtokens["sessionId"])
+        self.assertTrue(self.active(withtokens["refreshToken"]))
+        self.assertTrue(self.active(withtokens["customerToken"]))
+        self.assertEqual(self.pam("pamCloseSession", sessionId=withtokens["sessionId"]), {})
+        self.assertFalse(self.active(withtokens["refreshToken"]))
+        self.assertNotEqual(r["sessionId"], withtokens["sessionId"])
+        self.assertIn("PAM session %s of customer %s opened (uid 0)\n" % (r["sessionId"], r["customerId"]),
+                      self.idmd.log_text())
+        self.assertIn("PAM session %s of customer %s opened (uid 0), tokens sent" %
+                      (withtokens["sessionId"], r["customerId"]), self.idmd.log_text())
+        # a boolean, nothing else
+        for bad in ("yes", 1, None):
+            self.assertError(self.idmd.error("pamAuthenticate", self.p(password=PASSWORD, tokens=bad)), -32602)
 
     def test_authenticate_refusals(self):
         self.assertError(self.idmd.error("pamAuthenticate", self.p(password="wrong password 1")),
@@ -125,7 +161,7 @@ class PamMethods(IdmdTestCase):
         r = self.idmd.call_as(NOBODY, [
             ["pamAccount", self.p()],
             ["pamAccount", self.p(user="bob@example.com")],
-            ["pamAuthenticate", self.p(password=PASSWORD)],
+            ["pamAuthenticate", self.p(password=PASSWORD, tokens=True)],
             ["pamAccount", self.p()],
             ["pamAccount", self.p(user="Alice@EXAMPLE.com")],
         ])
@@ -304,7 +340,7 @@ class PamMethods(IdmdTestCase):
 
         # an unprivileged peer closes the session it opened, without knowing its id
         r = self.idmd.call_as(NOBODY, [
-            ["pamAuthenticate", self.p(password=PASSWORD)],
+            ["pamAuthenticate", self.p(password=PASSWORD, tokens=True)],
             ["pamAccount", self.p()],
             ["pamCloseSession", self.p()],
             ["pamAccount", self.p()],
@@ -315,7 +351,7 @@ class PamMethods(IdmdTestCase):
         self.assertFalse(self.active(r[0]["result"]["refreshToken"]))
 
         # and another uid cannot close it by user name alone
-        c = self.idmd.call_as(NOBODY, [["pamAuthenticate", self.p(password=PASSWORD)]])[0]["result"]
+        c = self.idmd.call_as(NOBODY, [["pamAuthenticate", self.p(password=PASSWORD, tokens=True)]])[0]["result"]
         self.assertEqual(self.idmd.call_as(OTHER_UID, [["pamCloseSession", self.p()]])[0]["result"], {})
         self.assertTrue(self.active(c["refreshToken"]))
         # nor by its sessionId, which is no secret (the "sid" of every JWT of the session)

@@ -5,7 +5,7 @@
  * message, result and environment variable, for the python tests in tests/pam/.
  *
  *   pam-drive [--pw SECRET]... [--echo TEXT]... [--rhost H] [--tty T] [--ruser U] [--silent]
- *             [--putenv NAME=VALUE]... [--ruid UID] [--loop N] SERVICE USER OP[=PAM_CODE]...
+ *             [--putenv NAME=VALUE]... [--ruid UID] [--loop N | --pause] SERVICE USER OP[=PAM_CODE]...
  *
  * OP is auth, setcred, acct, open, close, chauthtok or env (pam_getenvlist); PAM_CODE the
  * expected result (default PAM_SUCCESS). libpamtest stops at the first unexpected result.
@@ -20,6 +20,10 @@
  * --loop N repeats the transaction N times in this process (quietly) and prints "fds-before",
  * "fds-after", "heap-before", "heap-after" (open descriptors, malloc'ed bytes in use) measured
  * after a warm-up, for the leak test.
+ *
+ * --pause: once the transaction has ended (pam_end), prints "paused" and waits until stdin is
+ * closed, so that a test can read this process's memory (/proc/PID/mem) for what the module left
+ * behind in the caller's heap.
  */
 #include <dirent.h>
 #include <libpamtest.h>
@@ -238,6 +242,7 @@ int main(int argc, char **argv) {
         const char *rhost = NULL, *tty = NULL, *ruser = NULL, *service, *user;
         struct pam_testcase tests[16];
         long loop = 0;
+        bool pause = false;
         int flags = 0, i = 1, r = 0;
         size_t n = 0;
 
@@ -246,6 +251,10 @@ int main(int argc, char **argv) {
 
                 if (strcmp(o, "--silent") == 0) {
                         flags |= PAM_SILENT;
+                        continue;
+                }
+                if (strcmp(o, "--pause") == 0) {
+                        pause = true;
                         continue;
                 }
                 if (!v)
@@ -323,11 +332,19 @@ int main(int argc, char **argv) {
         }
 
         r = run_once(service, user, &answers, tests, n, rhost, tty, ruser);
+        if (pause) {
+                char buf[64];
+
+                printf("paused\n");
+                fflush(stdout);
+                while (read(STDIN_FILENO, buf, sizeof(buf)) > 0)
+                        ;
+        }
         fflush(stdout);
         return r;
 
 usage:
         fprintf(stderr, "usage: pam-drive [--pw S]... [--echo S]... [--rhost H] [--tty T] [--ruser U] [--silent] "
-                        "[--putenv NAME=VALUE]... [--ruid UID] [--loop N] SERVICE USER OP[=PAM_CODE]...\n");
+                        "[--putenv NAME=VALUE]... [--ruid UID] [--loop N | --pause] SERVICE USER OP[=PAM_CODE]...\n");
         return 2;
 }

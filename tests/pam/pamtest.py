@@ -2,8 +2,10 @@
 """Harness for pam_idm's tests: a real idmd (idmtest.Idmd) with a publisher and a customer, PAM
 service files in a temporary directory for pam_wrapper, and runs of tests/pam/pam-drive (libpamtest
 on the real libpam) whose output is parsed into results, messages, environment and pam_syslog
-lines. Nothing outside the test's temporary directory is touched (pam_wrapper keeps its own copy
-of the service files under /tmp and removes it).
+lines; a scan of pam-drive's memory after its transaction (drive_and_scan); a relay that records
+what passes between the module and idmd (Relay), and scripted stand-ins for idmd. Nothing outside
+the test's temporary directory is touched (pam_wrapper keeps its own copy of the service files
+under /tmp and removes it).
 """
 
 import contextlib
@@ -12,10 +14,12 @@ import glob
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -139,6 +143,31 @@ def pam_env(svcdir, debuglevel=3):
     return env
 
 
+# Mappings larger than this are not read: ASan's shadow memory (terabytes, reserved), never the
+# heap of a PAM transaction.
+SCAN_MAPPING_MAX = 256 * 1024 * 1024
+
+
+def scan_memory(pid, needles):
+    """How often each of needles (bytes) occurs in the writable memory of process pid (root reads
+    /proc/PID/mem of its child). Needles that straddle two mappings are not found."""
+    counts = dict.fromkeys(needles, 0)
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if not fields[1].startswith("rw") or end - start > SCAN_MAPPING_MAX:
+                continue
+            try:
+                mem.seek(start)
+                data = mem.read(end - start)
+            except OSError:
+                continue
+            for n in needles:
+                counts[n] += data.count(n)
+    return counts
+
+
 def make_reachable(*paths):
     """Lets an unprivileged client (setpriv 65534) reach the test's files."""
     for p in paths:
@@ -203,11 +232,8 @@ class PamTestCase(idmtest.IdmdTestCase):
         os.chmod(path, 0o644)
         return path
 
-    def drive(self, service, user, *ops, pw=(), echo=(), rhost=None, tty=None, ruser=None, silent=False,
-              as_nobody=False, loop=None, timeout=60, wrapper=None, env=None, putenv=(), ruid=None):
-        """putenv: NAME=VALUE strings put into the PAM environment before the first operation;
-        ruid: the real uid pam-drive runs with, its effective uid staying 0 (a setuid-root program
-        such as su, run by that user)."""
+    def drive_argv(self, service, user, *ops, pw=(), echo=(), rhost=None, tty=None, ruser=None, silent=False,
+                   as_nobody=False, loop=None, wrapper=None, putenv=(), ruid=None, pause=False):
         argv = [PAM_DRIVE]
         for p in pw:
             argv += ["--pw", p]
@@ -221,11 +247,20 @@ class PamTestCase(idmtest.IdmdTestCase):
                 argv += [flag, str(value)]
         if silent:
             argv.append("--silent")
+        if pause:
+            argv.append("--pause")
         argv += [service, user] + list(ops)
         if wrapper:
             argv = wrapper + argv
         if as_nobody:
             argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] + argv
+        return argv
+
+    def drive(self, service, user, *ops, timeout=60, env=None, **kw):
+        """putenv: NAME=VALUE strings put into the PAM environment before the first operation;
+        ruid: the real uid pam-drive runs with, its effective uid staying 0 (a setuid-root program
+        such as su, run by that user)."""
+        argv = self.drive_argv(service, user, *ops, **kw)
         environ = pam_env(self.svcdir)
         environ.update(env or {})
         with pam_wrapper_lock():
@@ -234,6 +269,42 @@ class PamTestCase(idmtest.IdmdTestCase):
                                   stdin=subprocess.DEVNULL)
             elapsed = time.monotonic() - start
         return Result(argv, proc, elapsed)
+
+    def drive_and_scan(self, service, user, *ops, needles, timeout=120, env=None, **kw):
+        """Runs pam-drive --pause: once its transaction has ended, counts how often each of needles
+        (bytes) occurs in its writable memory (heap, stack, anonymous mappings: what the module may
+        have left behind in the caller, freed or not). Returns (Result, {needle: count})."""
+        argv = self.drive_argv(service, user, *ops, pause=True, **kw)
+        environ = pam_env(self.svcdir)
+        environ.update(env or {})
+        with pam_wrapper_lock(), tempfile.TemporaryFile("w+") as err:
+            start = time.monotonic()
+            proc = subprocess.Popen(argv, env=environ, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                    text=True)
+            killer = threading.Timer(timeout, proc.kill)
+            killer.start()
+            try:
+                out = []
+                for line in proc.stdout:
+                    if line == "paused\n":
+                        break
+                    out.append(line)
+                else:
+                    self.fail(f"pam-drive did not pause: {''.join(out)}")
+                counts = scan_memory(proc.pid, needles)
+                proc.stdin.close()
+                out.append(proc.stdout.read())
+                proc.wait()
+            finally:
+                killer.cancel()
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                proc.stdout.close()
+            elapsed = time.monotonic() - start
+            err.seek(0)
+            done = subprocess.CompletedProcess(argv, proc.returncode, "".join(out), err.read())
+        return Result(argv, done, elapsed), counts
 
     def assertDrive(self, result, rc=0):
         self.assertEqual(result.rc, rc, str(result))
@@ -244,6 +315,79 @@ class PamTestCase(idmtest.IdmdTestCase):
     def ok(self, *args, **kw):
         """Runs pam-drive and requires every operation to give its expected code."""
         return self.assertDrive(self.drive(*args, **kw), 0)
+
+
+class Relay:
+    """A root-owned socket in front of idmd's that passes every byte both ways and keeps a copy:
+    what the module sent idmd and what it received. exchanges() pairs them up."""
+
+    def __init__(self, path, upstream):
+        self.path = path
+        self.upstream = upstream
+        self.lock = threading.Lock()
+        self.data = {}          # connection number -> {"sent": bytes, "received": bytes}
+        self.accepted = 0
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            number = self.accepted
+            self.accepted += 1
+            with self.lock:
+                self.data[number] = {"sent": b"", "received": b""}
+            threading.Thread(target=self.connection, args=(conn, number), daemon=True).start()
+
+    def connection(self, conn, number):
+        up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with conn, up:
+            try:
+                up.connect(self.upstream)
+            except OSError:
+                return
+            while True:
+                ready, _, _ = select.select([conn, up], [], [], 120)
+                if not ready:
+                    return
+                for s in ready:
+                    try:
+                        chunk = s.recv(65536)
+                    except OSError:
+                        return
+                    if not chunk:
+                        return
+                    (up if s is conn else conn).sendall(chunk)
+                    with self.lock:
+                        self.data[number]["sent" if s is conn else "received"] += chunk
+
+    def exchanges(self):
+        """[(method, params, reply object)] in the order of the connections."""
+        out = []
+        with self.lock:
+            data = [self.data[n] for n in sorted(self.data)]
+        for d in data:
+            replies = {}
+            for line in d["received"].splitlines():
+                reply = json.loads(line)
+                replies[json.dumps(reply.get("id"))] = reply
+            for line in d["sent"].splitlines():
+                req = json.loads(line)
+                out.append((req["method"], req.get("params"), replies.get(json.dumps(req.get("id")))))
+        return out
+
+    def close(self):
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
 
 class FakeListener:

@@ -3,12 +3,19 @@
 successful login with account, session and environment; a wrong password; idmd absent; idmd too
 slow. Counted by pam-drive --loop (entries of /proc/self/fd, mallinfo2().uordblks) after a
 warm-up of 10 transactions. Under ASan the heap numbers are not available, LeakSanitizer checks
-instead (pam-drive exits non-zero on a leak)."""
+instead (pam-drive exits non-zero on a leak).
 
+And no tokens in the caller's memory: without export_tokens idmd's pamAuthenticate reply to the
+module carries no jwt, refreshToken or customerToken (seen on the wire by a relay), and after the
+transaction none of them is anywhere in the caller's writable memory, freed or not (jansson's
+parser leaves copies of what it read in freed heap); export_tokens still asks for them and exports
+them."""
+
+import json
 import os
 import signal
 
-from pamtest import PASSWORD, SANITIZED, PamTestCase, main
+from pamtest import PASSWORD, SANITIZED, PamTestCase, Relay, main
 
 LOOPS = 1000
 # The dynamic linker's own bookkeeping for libpam's dlopen()/dlclose() of the module moves the
@@ -57,6 +64,79 @@ class TestLeaks(PamTestCase):
             self.loop(svc, "auth=PAM_AUTHINFO_UNAVAIL", loops=100, pw=[PASSWORD])
         finally:
             os.kill(self.idmd.proc.pid, signal.SIGCONT)
+
+
+class TestTokensStayInIdmd(PamTestCase):
+    NEEDS = ("pamAuthenticate", "pamAccount", "pamCloseSession")
+    TOKEN_FIELDS = ("jwt", "refreshToken", "customerToken")
+
+    def relay(self):
+        relay = Relay(os.path.join(self.idmd.tmp, "relay"), self.idmd.socket)
+        self.addCleanup(relay.close)
+        return relay
+
+    def authenticate_exchange(self, relay):
+        exchanges = [x for x in relay.exchanges() if x[0] == "pamAuthenticate"]
+        self.assertEqual(len(exchanges), 1, relay.exchanges())
+        _, params, reply = exchanges[0]
+        self.assertIn("result", reply, reply)
+        return params, reply["result"]
+
+    def needles(self):
+        """What would show a token in memory: the names of the token fields (jansson copies an
+        object's keys), and the part of the access JWT's header after its first 16 characters
+        (the same for every JWT of this idmd's key; a freed chunk's first 16 bytes are reused
+        by malloc)."""
+        jwt = self.idmd.call("login", {"email": self.EMAIL, "password": PASSWORD,
+                                       "publisherId": self.publisher})["jwt"]
+        header = jwt.split(".")[0]
+        self.assertGreater(len(header), 40, jwt)
+        return [header[16:].encode(), b"refreshToken", b"customerToken"]
+
+    def test_no_tokens_without_export_tokens(self):
+        relay = self.relay()
+        svc = self.idm_service("kiosk", "export_env", socket=relay.path)
+        needles = self.needles()
+        r, found = self.drive_and_scan(svc, self.EMAIL, "auth", "setcred", "acct", "open", "env", "close",
+                                       pw=[PASSWORD], needles=needles + [self.EMAIL.encode()])
+        self.assertDrive(r)
+        self.assertEqual(r.env.get("IDM_CUSTOMER_ID"), self.customer["customerId"], r)
+        self.assertIn("IDM_SESSION_ID", r.env, r)
+        self.assertNotIn("IDM_ACCESS_TOKEN", r.env, r)
+        self.assertNotIn("IDM_REFRESH_TOKEN", r.env, r)
+        # Nothing of a token anywhere in the caller's memory; the scan does read it (the user
+        # name is there, in argv at least).
+        self.assertGreater(found[self.EMAIL.encode()], 0, found)
+        for n in needles:
+            self.assertEqual(found[n], 0, (n, found))
+        # The module did not ask for tokens, and idmd sent none: what the session step needs is
+        # the session id, and the PAM session record stays in idmd.
+        params, result = self.authenticate_exchange(relay)
+        self.assertNotIn("tokens", params)
+        self.assertEqual(sorted(result), ["customerId", "publisherId", "sessionId"], result)
+        self.assertEqual(result["sessionId"], r.env["IDM_SESSION_ID"])
+        for method, _, reply in relay.exchanges():
+            for field in self.TOKEN_FIELDS:
+                self.assertNotIn(f'"{field}"', json.dumps(reply), (method, reply))
+
+    def test_export_tokens(self):
+        relay = self.relay()
+        svc = self.idm_service("kiosk", "export_tokens", socket=relay.path)
+        needles = self.needles()
+        r, found = self.drive_and_scan(svc, self.EMAIL, "auth", "acct", "open", "env", pw=[PASSWORD],
+                                       needles=needles)
+        self.assertDrive(r)
+        params, result = self.authenticate_exchange(relay)
+        self.assertIs(params.get("tokens"), True, params)
+        self.assertEqual(sorted(result), sorted(["customerId", "publisherId", "sessionId", *self.TOKEN_FIELDS]))
+        self.assertEqual(r.env.get("IDM_ACCESS_TOKEN"), result["jwt"], r)
+        self.assertEqual(r.env.get("IDM_REFRESH_TOKEN"), result["refreshToken"], r)
+        for name in ("IDM_ACCESS_TOKEN", "IDM_REFRESH_TOKEN"):
+            self.assertTrue(self.idmd.call("introspectToken", {"token": r.env[name]})["active"], name)
+        self.assertNotIn("IDM_CUSTOMER_TOKEN", r.env, r)
+        # The scan finds a token the caller holds: pam-drive printed the environment (its stdout
+        # buffer is on the heap).
+        self.assertGreater(found[needles[0]], 0, found)
 
 
 if __name__ == "__main__":
