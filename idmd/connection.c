@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Client connections of idmd: reading request lines within the protocol limits, keeping replies
- * in request order, writing with back-pressure, the idle and partial-line timeouts, and closing.
+ * in request order, writing with back-pressure (a budget of bytes owed to the client), the idle,
+ * partial-line and write timeouts, and closing.
+ *
+ * Replies are serialized as soon as they are made, also those waiting behind an unfinished
+ * earlier request, so that every byte owed to the client is counted (c->slot_bytes plus the
+ * unwritten part of c->out) against CONNECTION_OUT_BUDGET.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,23 +20,43 @@
 #include "manager.h"
 
 #define READ_CHUNK 16384u
-#define OUT_HIGH_WATER (1024u * 1024u)  /* stop reading while this much output waits */
+#define OUT_KEEP (64u * 1024u)          /* a larger output buffer is freed once it is written */
 
 struct Slot {
         Slot *next;
         size_t n_items;         /* 0: single reply */
         size_t n_pending;
-        json_t *reply;          /* single: the reply object (NULL: notification) */
-        json_t *items;          /* batch: array of replies, null entries for notifications */
+        size_t n_replies;       /* batch: replies in text so far (notifications have none) */
+        char *text;             /* the reply, serialized; a batch: "[r1,r2" so far. NULL: none */
+        size_t text_len, text_alloc;
 };
 
 static int connection_update_events(Connection *c);
 static void connection_schedule_resume(Connection *c);
 
+/* Bytes of replies the client has not read yet: made but not written, and written to our
+ * buffer but not to the socket. */
+static size_t connection_owed(const Connection *c) {
+        return c->out_len - c->out_pos + c->slot_bytes;
+}
+
+/* Whether another request line may be dispatched now. */
+static bool connection_may_dispatch(const Connection *c) {
+        return !c->closed && !c->closing && !c->manager->stopping && c->n_slots < CONNECTION_MAX_PENDING &&
+               connection_owed(c) < CONNECTION_OUT_BUDGET;
+}
+
+/* Whether the connection has nothing left to do: every reply written, and no request line left
+ * (refused, stopping, or the client's EOF read and the lines before it answered: lines held
+ * back by the budget are still answered after EOF). */
+static bool connection_finished(const Connection *c) {
+        return c->out_len == 0 && c->n_slots == 0 &&
+               (c->closing || c->manager->stopping || (c->read_eof && c->in_len == 0));
+}
+
 /* Whether we read from the client now: not when it is refused, finished, or owed too much. */
-static bool connection_wants_input(Connection *c) {
-        return !c->read_eof && !c->closing && !c->manager->stopping && c->n_slots < CONNECTION_MAX_PENDING &&
-               c->out_len < OUT_HIGH_WATER;
+static bool connection_wants_input(const Connection *c) {
+        return !c->read_eof && connection_may_dispatch(c);
 }
 
 /* Request lines carry passwords and replies carry tokens: buffers are wiped before they are
@@ -71,9 +96,56 @@ static void connection_process_input(Connection *c);
 static void slot_free(Slot *s) {
         if (!s)
                 return;
-        json_decref(s->reply);
-        json_decref(s->items);
+        buffer_free(&s->text, s->text_alloc);
         free(s);
+}
+
+/* Appends to a slot's text (wiped when it moves, like every buffer here). */
+static int slot_append(Connection *c, Slot *s, const char *data, size_t len) {
+        if (s->text_len + len > s->text_alloc) {
+                size_t n = s->text_alloc ? s->text_alloc : 256;
+                char *p;
+
+                while (n < s->text_len + len)
+                        n *= 2;
+                p = buffer_grow(s->text, s->text_len, s->text_alloc, n);
+                if (!p)
+                        return -ENOMEM;
+                s->text = p;
+                s->text_alloc = n;
+        }
+        memcpy(s->text + s->text_len, data, len);
+        s->text_len += len;
+        c->slot_bytes += len;
+        return 0;
+}
+
+/* Serializes one reply into its slot (a batch item goes after the ones already there). */
+static int slot_add_reply(Connection *c, Slot *s, json_t *reply) {
+        char *text;
+        size_t len;
+        int r;
+
+        text = json_dumps(reply, JSON_COMPACT);
+        if (!text)
+                return -ENOMEM;
+        len = strlen(text);
+        if (s->n_items == 0 && !s->text) {
+                /* A single reply: keep jansson's buffer as it is. */
+                s->text = text;
+                s->text_len = len;
+                s->text_alloc = len + 1;
+                c->slot_bytes += len;
+                return 0;
+        }
+        r = slot_append(c, s, s->n_replies == 0 ? "[" : ",", 1);
+        if (r >= 0)
+                r = slot_append(c, s, text, len);
+        erase_and_free(text);
+        if (r < 0)
+                return r;
+        s->n_replies++;
+        return 0;
 }
 
 static void connection_free(Connection *c) {
@@ -120,8 +192,20 @@ void connection_close(Connection *c) {
 }
 
 static int out_append(Connection *c, const char *data, size_t len) {
-        if (c->out_pos > 0 && c->out_pos == c->out_len)
+        if (c->out_pos == c->out_len) {
+                /* Nothing was owed: the write clock starts now. */
                 c->out_pos = c->out_len = 0;
+                c->write_progress_usec = now_monotonic_usec();
+        }
+        if (c->out_len + len > c->out_alloc && c->out_pos > 0) {
+                /* Move what is still owed to the front rather than grow past what is owed. */
+                size_t owed = c->out_len - c->out_pos;
+
+                memmove(c->out, c->out + c->out_pos, owed);
+                explicit_bzero(c->out + owed, c->out_len - owed);
+                c->out_len = owed;
+                c->out_pos = 0;
+        }
         if (c->out_len + len > c->out_alloc) {
                 size_t n = c->out_alloc ? c->out_alloc : 4096;
                 char *p;
@@ -153,19 +237,26 @@ static int connection_flush(Connection *c) {
                         connection_close(c);
                         return -EPIPE;
                 }
+                if (n > 0)
+                        c->write_progress_usec = now_monotonic_usec();
                 c->out_pos += (size_t) n;
         }
         if (c->out_pos == c->out_len && c->out_len > 0) {
                 explicit_bzero(c->out, c->out_len);
                 c->out_pos = c->out_len = 0;
-                /* Everything owed is delivered: the idle clock starts now. */
-                if (c->n_slots == 0) {
-                        c->last_activity_usec = now_monotonic_usec();
-                        (void) connection_arm_timer(c);
+                /* A burst of big replies does not pin its buffer for the connection's lifetime. */
+                if (c->out_alloc > OUT_KEEP) {
+                        buffer_free(&c->out, c->out_alloc);
+                        c->out_alloc = 0;
                 }
+                /* Everything owed is delivered: the idle clock starts now. */
+                if (c->n_slots == 0)
+                        c->last_activity_usec = now_monotonic_usec();
         }
+        /* The idle clock (nothing owed) or the write clock (output owed) runs now. */
+        (void) connection_arm_timer(c);
 
-        if (c->out_len == 0 && c->n_slots == 0 && (c->closing || c->read_eof || c->manager->stopping)) {
+        if (connection_finished(c)) {
                 connection_close(c);
                 return -EPIPE;
         }
@@ -176,25 +267,21 @@ static void connection_write_ready_slots(Connection *c) {
         Slot *s;
 
         while ((s = c->slots_head) && s->n_pending == 0) {
-                json_t *j = s->n_items > 0 ? s->items : s->reply;
-
                 c->slots_head = s->next;
                 if (!c->slots_head)
                         c->slots_tail = NULL;
                 c->n_slots--;
+                c->slot_bytes -= s->text_len;
 
-                if (!c->closed && j &&
-                    (s->n_items == 0 || json_array_size(j) > 0)) {
-                        char *text = json_dumps(j, JSON_COMPACT);
-
-                        if (!text || out_append(c, text, strlen(text)) < 0 || out_append(c, "\n", 1) < 0) {
-                                erase_and_free(text);
-                                slot_free(s);
-                                log_error("c%llu: out of memory writing a reply, closing", (unsigned long long) c->id);
-                                connection_close(c);
-                                return;
-                        }
-                        erase_and_free(text);
+                /* No text: a notification, or a batch of notifications (no reply at all). */
+                if (!c->closed && s->text &&
+                    (out_append(c, s->text, s->text_len) < 0 ||
+                     (s->n_items > 0 && out_append(c, "]", 1) < 0) ||
+                     out_append(c, "\n", 1) < 0)) {
+                        slot_free(s);
+                        log_error("c%llu: out of memory writing a reply, closing", (unsigned long long) c->id);
+                        connection_close(c);
+                        return;
                 }
                 slot_free(s);
         }
@@ -217,11 +304,6 @@ Slot *connection_add_slot(Connection *c, size_t batch_size) {
         if (!s)
                 return NULL;
         if (batch_size > 0) {
-                s->items = json_array();
-                if (!s->items) {
-                        free(s);
-                        return NULL;
-                }
                 s->n_items = batch_size;
                 s->n_pending = batch_size;
         } else
@@ -237,11 +319,13 @@ Slot *connection_add_slot(Connection *c, size_t batch_size) {
 }
 
 void connection_slot_done(Connection *c, Slot *s, size_t index, json_t *reply) {
-        if (s->n_items > 0) {
-                if (reply)
-                        (void) json_array_append_new(s->items, reply);
-        } else
-                s->reply = reply;
+        /* Serialized now, so that it counts against the budget even while it waits for an
+         * earlier request; a closed connection drops it. */
+        if (reply && !c->closed && slot_add_reply(c, s, reply) < 0) {
+                log_error("c%llu: out of memory keeping a reply, closing", (unsigned long long) c->id);
+                connection_close(c);
+        }
+        json_decref(reply);
 
         if (s->n_pending > 0)
                 s->n_pending--;
@@ -283,8 +367,10 @@ static void refuse_overlong(Connection *c) {
                           "request line exceeds the size limit");
 }
 
-/* Processes complete lines in the input buffer, as far as back-pressure allows. Not reentrant:
- * a reply sent synchronously from a handler does not restart it. */
+/* Processes complete lines in the input buffer, as far as back-pressure allows: not while 64
+ * requests are in flight or the replies owed reach the budget (checked before each line, so one
+ * line's replies may go past it). Not reentrant: a reply sent synchronously from a handler does
+ * not restart it. */
 static void connection_process_input(Connection *c) {
         Manager *m = c->manager;
         size_t start = 0;
@@ -292,11 +378,19 @@ static void connection_process_input(Connection *c) {
         if (c->processing || c->closed)
                 return;
         c->processing = true;
+        c->dispatch_blocked = false;
 
-        while (!c->closed && !c->closing && !m->stopping && c->n_slots < CONNECTION_MAX_PENDING) {
-                char *nl = memchr(c->in + start + c->in_scanned, '\n', c->in_len - start - c->in_scanned);
+        for (;;) {
+                char *nl;
                 size_t len;
 
+                if (!connection_may_dispatch(c)) {
+                        /* Lines left wait until the client catches up (connection_update_events()). */
+                        if (!c->closed && !c->closing && !m->stopping && start < c->in_len)
+                                c->dispatch_blocked = true;
+                        break;
+                }
+                nl = memchr(c->in + start + c->in_scanned, '\n', c->in_len - start - c->in_scanned);
                 if (!nl) {
                         c->in_scanned = c->in_len - start;
                         break;
@@ -381,7 +475,8 @@ static int connection_read(Connection *c) {
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Connection *c = connection_ref(userdata);
 
-        if (revents & EPOLLOUT)
+        /* A peer that went away while we owe it replies: the write reports it (EPIPE). */
+        if ((revents & EPOLLOUT) || ((revents & (EPOLLHUP | EPOLLERR)) && c->out_pos < c->out_len))
                 (void) connection_flush(c);
 
         if (!c->closed && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
@@ -398,7 +493,7 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
                 } else
                         connection_process_input(c);
 
-                if (!c->closed && c->read_eof && c->n_slots == 0 && c->out_len == 0)
+                if (!c->closed && connection_finished(c))
                         connection_close(c);
                 else if (!c->closed)
                         (void) connection_update_events(c);
@@ -423,18 +518,32 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 connection_close(c);
                 return 0;
         }
+        if (c->out_pos < c->out_len && usec >= c->write_progress_usec + m->config->write_timeout_usec) {
+                log_info("c%llu: uid %u has not read its replies for %llu s, closing.", (unsigned long long) c->id,
+                         (unsigned) c->peer.uid,
+                         (unsigned long long) (m->config->write_timeout_usec / 1000000ULL));
+                connection_close(c);
+                return 0;
+        }
         (void) connection_arm_timer(c);
         return 0;
 }
 
 /* The idle deadline counts only while nothing is owed to the client (a long hash is not idleness);
- * the partial-line deadline counts whenever a line is incomplete. */
+ * the write deadline while replies wait in our buffer for the client to read them (the clock
+ * restarts whenever a write makes progress); the partial-line deadline counts whenever a line is
+ * incomplete. */
 static int connection_arm_timer(Connection *c) {
         Manager *m = c->manager;
         uint64_t deadline = UINT64_MAX;
 
         if (c->n_slots == 0 && c->out_len == 0)
                 deadline = c->last_activity_usec + m->config->idle_timeout_usec;
+        if (c->out_pos < c->out_len) {
+                uint64_t w = c->write_progress_usec + m->config->write_timeout_usec;
+                if (w < deadline)
+                        deadline = w;
+        }
         /* The partial-line clock stops while we do not read (back-pressure): the rest of the line
          * may be waiting in the socket for us. */
         if (c->partial_since_usec > 0 && !c->read_paused) {
@@ -481,6 +590,11 @@ static int connection_update_events(Connection *c) {
 
         if (c->closed || !c->io_source)
                 return 0;
+        /* The client caught up: lines already read go on, from the event loop. */
+        if (c->dispatch_blocked && connection_may_dispatch(c)) {
+                c->dispatch_blocked = false;
+                connection_schedule_resume(c);
+        }
         reading = connection_wants_input(c);
         if (reading && c->read_paused) {
                 /* Back-pressure is over: a partial line gets its full time again, counted from
@@ -517,7 +631,7 @@ int connection_new(Manager *m, int fd, Connection **ret) {
         c->manager = m;
         c->fd = fd;
         c->id = ++m->next_connection_id;
-        c->last_activity_usec = now_monotonic_usec();
+        c->last_activity_usec = c->write_progress_usec = now_monotonic_usec();
 
         r = sd_event_add_io(m->event, &c->io_source, fd, EPOLLIN, on_io, c);
         if (r < 0)

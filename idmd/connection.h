@@ -1,8 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * One client connection: reading newline-delimited requests within the protocol limits (line
- * size, partial-line and idle timeouts), queueing their replies in request order, writing them
- * with back-pressure (no reading while too many replies are pending), and closing.
+ * size, partial-line, idle and write timeouts), queueing their replies in request order, writing
+ * them with back-pressure (no reading and no dispatching while too many replies are pending or
+ * too many bytes are owed to the client), and closing.
+ *
+ * Memory per connection: the input buffer (at most max_line + 2 bytes) plus the replies owed
+ * (written to the socket or not yet). Requests are dispatched only while less than
+ * CONNECTION_OUT_BUDGET bytes are owed, so the replies owed stay below the budget plus the
+ * replies of one line (a batch: up to max_batch replies) plus those of calls already in flight.
+ * A client that owes us reading and makes no progress for write_timeout is disconnected.
  *
  * A Connection is reference counted: calls in flight keep it alive after it was closed, so a
  * late reply finds a closed connection (and is dropped) rather than freed memory.
@@ -18,6 +25,7 @@
 #include "rpc.h"
 
 #define CONNECTION_MAX_PENDING 64       /* requests in flight per connection before we stop reading */
+#define CONNECTION_OUT_BUDGET (1024u * 1024u) /* bytes of replies owed before we stop dispatching */
 
 struct Connection {
         unsigned n_ref;
@@ -35,7 +43,9 @@ struct Connection {
         sd_event_source *resume_source; /* processes buffered lines once back-pressure ends */
         uint64_t last_activity_usec;    /* CLOCK_MONOTONIC */
         uint64_t partial_since_usec;    /* 0: no partial line */
+        uint64_t write_progress_usec;   /* CLOCK_MONOTONIC: last write progress while output is owed */
         bool read_paused;               /* not reading because of back-pressure */
+        bool dispatch_blocked;          /* complete lines wait in 'in' because of back-pressure */
 
         char *in;
         size_t in_len, in_alloc;
@@ -43,7 +53,8 @@ struct Connection {
         bool processing;                /* inside connection_process_input() */
 
         char *out;
-        size_t out_len, out_alloc, out_pos;
+        size_t out_len, out_alloc, out_pos;    /* out[out_pos..out_len) is still to be written */
+        size_t slot_bytes;              /* serialized replies waiting in slots behind an unfinished one */
 
         Slot *slots_head, *slots_tail;  /* replies in request order */
         unsigned n_slots;
