@@ -3,6 +3,13 @@
  * The idmd manager: state-directory lock, store and key setup, the listening socket (systemd
  * socket activation or our own bind, replacing only a stale socket), accepting connections with
  * their peer credentials and per-uid limits, signals, and the orderly stop.
+ *
+ * Out of file descriptors (EMFILE/ENFILE), accept() would fail for as long as the listening
+ * socket stays readable. idmd keeps one descriptor in reserve (/dev/null): it gives it up to
+ * accept the waiting connection, serves it if the peer is an administrator and refuses it with
+ * one error line otherwise, then takes the reserve back. When that is not possible either, it
+ * stops listening until a connection closes or ACCEPT_RETRY_USEC have passed. Each such episode
+ * is logged once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -34,6 +42,9 @@
 #define SWEEP_INTERVAL_USEC (10ULL * 60ULL * 1000000ULL)
 #define SWEEP_AGAIN_USEC (1000000ULL)   /* when a sweep hit its batch limit */
 #define SWEEP_BATCH 1000u               /* records deleted per unit of work, to keep each short */
+#define ACCEPT_RETRY_USEC (200ULL * 1000ULL)    /* listening again after accept() could not succeed */
+#define REFUSAL_LOG_INTERVAL_USEC (10ULL * 1000000ULL) /* between "too many connections" lines */
+#define FD_HEADROOM 64u                 /* descriptors besides connections: store, keys, event loop... */
 
 uint64_t now_realtime_usec(void) {
         struct timespec ts;
@@ -59,6 +70,7 @@ int manager_new(Config *config, Manager **ret) {
         m->config = config;
         m->lock_fd = -EBADF;
         m->listen_fd = -EBADF;
+        m->reserve_fd = -EBADF;
         m->start_realtime_usec = now_realtime_usec();
 
         m->method_stats = calloc(rpc_n_methods(), sizeof(MethodStats));
@@ -78,7 +90,10 @@ static void manager_close_listener(Manager *m) {
         struct stat st;
 
         m->listen_source = sd_event_source_disable_unref(m->listen_source);
+        m->accept_retry_source = sd_event_source_disable_unref(m->accept_retry_source);
+        m->accept_paused = false;
         m->listen_fd = safe_close(m->listen_fd);
+        m->reserve_fd = safe_close(m->reserve_fd);      /* only needed for accepting */
 
         /* Unlink the socket only if we made it and it is still ours (not a successor's). */
         if (m->socket_created && lstat(m->config->socket_path, &st) >= 0 && S_ISSOCK(st.st_mode) &&
@@ -189,51 +204,150 @@ static void refuse_connection(Manager *m, int fd, const char *reason, const char
         safe_close(fd);
 }
 
-static int on_accept(sd_event_source *s, int listen_fd, uint32_t revents, void *userdata) {
-        Manager *m = userdata;
+/* Refusals are logged at most once per REFUSAL_LOG_INTERVAL_USEC: a client connecting in a loop
+ * must not be able to fill the log. */
+static void log_refusal(Manager *m, const char *what, uid_t uid, unsigned n) {
+        uint64_t now = now_monotonic_usec();
+
+        if (m->refusal_log_usec != 0 && now < m->refusal_log_usec + REFUSAL_LOG_INTERVAL_USEC) {
+                m->refusals_not_logged++;
+                return;
+        }
+        if (m->refusals_not_logged > 0)
+                log_warning("Too many connections %s (%u), refusing one from uid %u "
+                            "(%u more refused since the last such message).",
+                            what, n, (unsigned) uid, m->refusals_not_logged);
+        else
+                log_warning("Too many connections %s (%u), refusing one from uid %u.", what, n, (unsigned) uid);
+        m->refusal_log_usec = now;
+        m->refusals_not_logged = 0;
+}
+
+/* The reserve descriptor: held while descriptors are available, given up to accept one
+ * connection when they are not. */
+static int manager_reserve_open(Manager *m) {
+        int fd;
+
+        if (m->reserve_fd >= 0)
+                return 0;
+        fd = open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        m->reserve_fd = fd;
+        return 0;
+}
+
+static void manager_accept_resume(Manager *m) {
+        if (!m->accept_paused)
+                return;
+        m->accept_paused = false;
+        if (m->accept_retry_source)
+                (void) sd_event_source_set_enabled(m->accept_retry_source, SD_EVENT_OFF);
+        if (m->listen_source && !m->stopping)
+                (void) sd_event_source_set_enabled(m->listen_source, SD_EVENT_ON);
+}
+
+static int on_accept_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        manager_accept_resume(userdata);
+        return 0;
+}
+
+/* accept() cannot succeed now (and the listening socket would stay readable): stop listening
+ * until a connection closes (manager_connection_closed()) or the retry timer fires. */
+static void manager_accept_pause(Manager *m) {
+        int r;
+
+        if (m->accept_paused || !m->listen_source)
+                return;
+        if (!m->accept_retry_source)
+                r = sd_event_add_time_relative(m->event, &m->accept_retry_source, CLOCK_MONOTONIC,
+                                               ACCEPT_RETRY_USEC, 0, on_accept_retry, m);
+        else {
+                r = sd_event_source_set_time_relative(m->accept_retry_source, ACCEPT_RETRY_USEC);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(m->accept_retry_source, SD_EVENT_ONESHOT);
+        }
+        if (r < 0) {
+                /* Without a way back, not listening would lock everybody out for good. */
+                log_error_errno(r, "Failed to set up the accept back-off timer, still listening: %m");
+                return;
+        }
+        (void) sd_event_source_set_enabled(m->listen_source, SD_EVENT_OFF);
+        m->accept_paused = true;
+}
+
+/* The start of an episode of failing accept() calls is logged, the attempts within it are not. */
+static void manager_accept_trouble(Manager *m, int error) {
+        struct rlimit rl = {};
+
+        if (m->accept_trouble)
+                return;
+        m->accept_trouble = true;
+        m->accept_trouble_refused = 0;
+        if (error == EMFILE || error == ENFILE) {
+                (void) getrlimit(RLIMIT_NOFILE, &rl);
+                log_warning_errno(error, "Out of file descriptors with %u connections open (RLIMIT_NOFILE %llu): "
+                                  "serving administrators only until descriptors are free: %m",
+                                  m->n_connections, (unsigned long long) rl.rlim_cur);
+        } else
+                log_warning_errno(error, "accept() failed, trying again shortly: %m");
+}
+
+static void manager_accept_recovered(Manager *m) {
+        if (!m->accept_trouble)
+                return;
+        m->accept_trouble = false;
+        log_info("Accepting connections again; %llu refused meanwhile.",
+                 (unsigned long long) m->accept_trouble_refused);
+}
+
+/* Serves a freshly accepted socket, or refuses it. from_reserve: accepted with the reserve
+ * descriptor while out of descriptors, so only administrators are served. */
+static void manager_add_connection(Manager *m, int fd, bool from_reserve) {
         struct ucred cred;
         socklen_t len = sizeof(cred);
         unsigned same_uid = 0;
         Connection *c;
-        int fd, r;
+        bool admin;
+        int r;
 
-        fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) {
-                if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                        log_warning_errno(errno, "accept() failed, ignoring: %m");
-                return 0;
-        }
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
                 log_warning_errno(errno, "SO_PEERCRED failed, dropping connection: %m");
                 safe_close(fd);
-                return 0;
+                return;
         }
+        admin = peer_is_admin(m, fd, &cred);
 
+        if (from_reserve && !admin) {
+                m->accept_trouble_refused++;   /* logged when the episode ends */
+                refuse_connection(m, fd, IDM_REASON_TOO_MANY_CONNECTIONS,
+                                  "the server is out of file descriptors; try again later");
+                return;
+        }
         if (m->n_connections >= m->config->max_connections) {
-                log_warning("Too many connections (%u), refusing one from uid %u.", m->n_connections,
-                            (unsigned) cred.uid);
+                log_refusal(m, "in total", cred.uid, m->n_connections);
                 refuse_connection(m, fd, IDM_REASON_TOO_MANY_CONNECTIONS, "too many connections");
-                return 0;
+                return;
         }
         for (c = m->connections; c; c = c->next)
                 if (c->peer.uid == cred.uid)
                         same_uid++;
         if (same_uid >= m->config->max_connections_per_uid) {
-                log_warning("Too many connections from uid %u (%u), refusing.", (unsigned) cred.uid, same_uid);
+                log_refusal(m, "from one uid", cred.uid, same_uid);
                 refuse_connection(m, fd, IDM_REASON_TOO_MANY_CONNECTIONS, "too many connections from this user");
-                return 0;
+                return;
         }
 
         r = connection_new(m, fd, &c);
         if (r < 0) {
                 log_warning_errno(r, "Failed to set up a connection, ignoring: %m");
-                return 0;
+                return;
         }
         c->peer = (Peer) {
                 .uid = cred.uid,
                 .gid = cred.gid,
                 .pid = cred.pid,
-                .admin = peer_is_admin(m, fd, &cred),
+                .admin = admin,
         };
         c->next = m->connections;
         if (m->connections)
@@ -241,8 +355,53 @@ static int on_accept(sd_event_source *s, int listen_fd, uint32_t revents, void *
         m->connections = c;
         m->n_connections++;
         m->connections_accepted++;
-        log_debug("c%llu: connection from pid %d uid %u%s", (unsigned long long) c->id, (int) cred.pid,
-                  (unsigned) cred.uid, c->peer.admin ? " (admin)" : "");
+        log_debug("c%llu: connection from pid %d uid %u%s%s", (unsigned long long) c->id, (int) cred.pid,
+                  (unsigned) cred.uid, c->peer.admin ? " (admin)" : "",
+                  from_reserve ? " (with the reserve descriptor)" : "");
+}
+
+/* Out of descriptors: the reserve one makes room to accept the waiting connection. Without a
+ * reserve (an administrator's connection holds it) we stop listening for a while. */
+static void manager_accept_with_reserve(Manager *m, int listen_fd) {
+        int fd, k;
+
+        if (manager_reserve_open(m) < 0) {
+                manager_accept_pause(m);
+                return;
+        }
+        m->reserve_fd = safe_close(m->reserve_fd);
+        fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        k = errno;
+        if (fd >= 0)
+                manager_add_connection(m, fd, /* from_reserve= */ true);
+        /* Fails if an administrator's connection took the reserve's place: it is retaken when a
+         * descriptor is free again. */
+        (void) manager_reserve_open(m);
+        if (fd < 0 && k != EAGAIN && k != EINTR && k != ECONNABORTED)
+                manager_accept_pause(m);        /* someone else took the descriptor (ENFILE) */
+}
+
+static int on_accept(sd_event_source *s, int listen_fd, uint32_t revents, void *userdata) {
+        Manager *m = userdata;
+        int fd;
+
+        fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+                int k = errno;
+
+                if (k == EAGAIN || k == EINTR || k == ECONNABORTED)
+                        return 0;
+                manager_accept_trouble(m, k);
+                if (k == EMFILE || k == ENFILE)
+                        manager_accept_with_reserve(m, listen_fd);
+                else
+                        manager_accept_pause(m);        /* ENOBUFS, ENOMEM, ...: let it pass */
+                return 0;
+        }
+        manager_accept_recovered(m);
+        if (m->reserve_fd < 0)
+                (void) manager_reserve_open(m);
+        manager_add_connection(m, fd, /* from_reserve= */ false);
         return 0;
 }
 
@@ -259,6 +418,12 @@ void manager_connection_closed(Manager *m, Connection *c) {
 
         if (m->stopping && m->n_connections == 0)
                 (void) sd_event_exit(m->event, 0);
+
+        /* A descriptor is free: the reserve first, then whoever waits to connect. */
+        if (!m->stopping && m->listen_source) {
+                (void) manager_reserve_open(m);
+                manager_accept_resume(m);
+        }
 }
 
 /* Binds the socket ourselves. A socket file left by a dead idmd is replaced; one that accepts
@@ -419,6 +584,39 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+/* Connections need a descriptor each: the soft RLIMIT_NOFILE goes up to the hard limit, and a
+ * max_connections the limit cannot hold is said at start rather than found out under load. */
+static void manager_setup_fd_limit(Manager *m) {
+        unsigned long long needed = (unsigned long long) m->config->max_connections + FD_HEADROOM;
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+                log_warning_errno(errno, "Failed to read RLIMIT_NOFILE, ignoring: %m");
+                return;
+        }
+        if (rl.rlim_cur < rl.rlim_max) {
+                struct rlimit raised = { .rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max };
+
+                if (setrlimit(RLIMIT_NOFILE, &raised) < 0)
+                        log_warning_errno(errno, "Failed to raise RLIMIT_NOFILE from %llu to %llu, ignoring: %m",
+                                          (unsigned long long) rl.rlim_cur, (unsigned long long) rl.rlim_max);
+                else {
+                        log_debug("Raised RLIMIT_NOFILE from %llu to %llu.", (unsigned long long) rl.rlim_cur,
+                                  (unsigned long long) rl.rlim_max);
+                        rl.rlim_cur = rl.rlim_max;
+                }
+        }
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < needed)
+                log_warning("max_connections=%u needs about %llu file descriptors, but the limit (RLIMIT_NOFILE) "
+                            "is %llu: beyond about %llu connections, only administrators are served. Raise the "
+                            "limit (LimitNOFILE=) or lower max_connections.",
+                            m->config->max_connections, needed, (unsigned long long) rl.rlim_cur,
+                            rl.rlim_cur > FD_HEADROOM ? (unsigned long long) rl.rlim_cur - FD_HEADROOM : 0ULL);
+        else
+                log_debug("RLIMIT_NOFILE %llu holds max_connections=%u.", (unsigned long long) rl.rlim_cur,
+                          m->config->max_connections);
+}
+
 int manager_startup(Manager *m) {
         StoreOptions so = {
                 .map_size_initial = m->config->map_size_initial,
@@ -428,6 +626,8 @@ int manager_startup(Manager *m) {
         unsigned version = 0;
         sigset_t ss;
         int r;
+
+        manager_setup_fd_limit(m);
 
         if (mkdir(m->config->state_dir, 0700) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "Failed to create state directory %s: %m", m->config->state_dir);
@@ -489,7 +689,14 @@ int manager_startup(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to watch signals: %m");
 
-        return manager_listen(m);
+        r = manager_listen(m);
+        if (r < 0)
+                return r;
+
+        r = manager_reserve_open(m);
+        if (r < 0)
+                log_warning_errno(r, "Failed to open /dev/null as a reserve descriptor, ignoring: %m");
+        return 0;
 }
 
 int manager_run(Manager *m) {

@@ -43,6 +43,13 @@ struct Manager {
         dev_t socket_dev;
         ino_t socket_ino;
         sd_event_source *listen_source;
+        sd_event_source *accept_retry_source;   /* turns listen_source on again after a back-off */
+        bool accept_paused;             /* listen_source off: accept() cannot succeed for now */
+        bool accept_trouble;            /* in an episode of failing accept() (logged once) */
+        uint64_t accept_trouble_refused;        /* connections refused during that episode */
+        int reserve_fd;                 /* /dev/null, given up to answer one connection when out of fds */
+        uint64_t refusal_log_usec;      /* last "too many connections" warning (rate limited) */
+        unsigned refusals_not_logged;
         sd_event_source *sigterm_source;
         sd_event_source *sigint_source;
         sd_event_source *shutdown_timer;
