@@ -18,6 +18,7 @@
 #include "idm/protocol.h"
 #include "log.h"
 #include "manager.h"
+#include "workers.h"
 
 #define READ_CHUNK 16384u
 #define OUT_KEEP (64u * 1024u)          /* a larger output buffer is freed once it is written */
@@ -187,6 +188,10 @@ void connection_close(Connection *c) {
         c->in_len = c->in_alloc = c->in_scanned = 0;
         buffer_free(&c->out, c->out_alloc);
         c->out_len = c->out_alloc = c->out_pos = 0;
+        /* Password checks still queued for this client would help nobody: dropped (their
+         * calls are answered into the void). */
+        if (c->manager->workers)
+                (void) workers_cancel(c->manager->workers, c);
         log_debug("c%llu: closed", (unsigned long long) c->id);
         manager_connection_closed(c->manager, c);       /* drops the manager's reference */
 }
@@ -495,7 +500,13 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
 
                 if (!c->closed && connection_finished(c))
                         connection_close(c);
-                else if (!c->closed)
+                else if (!c->closed && c->read_eof && (revents & EPOLLHUP)) {
+                        /* Hung up in both directions (not a half-close): nothing we owe can be
+                         * delivered any more, so what is still queued for it is dropped. */
+                        log_debug("c%llu: peer hung up with %zu replies owed, closing", (unsigned long long) c->id,
+                                  (size_t) c->n_slots);
+                        connection_close(c);
+                } else if (!c->closed)
                         (void) connection_update_events(c);
         }
 

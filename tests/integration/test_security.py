@@ -292,6 +292,25 @@ concurrency = 400
         self.assertGreater(len(refused), 0)
         print(f"stopped {took:.2f} s after SIGTERM, {len(done)} hashed ({before} before it), {len(refused)} refused")
 
+    def test_queued_hashes_of_a_closed_connection_are_dropped(self):
+        self.register()
+        c = self.idmd.client()
+        c.send_raw(self.burst(60))              # fewer than a connection may have in flight (64)
+        self.wait_queued(60 + 1)
+        before = self.idmd.call("getStats")["workers"]["completed"]
+        c.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            w = self.idmd.call("getStats")["workers"]
+            if w["queued"] == 0 and w["running"] == 0:
+                break
+            time.sleep(0.01)
+        # At most the job running when the client left (and one finishing meanwhile) was hashed.
+        self.assertLessEqual(w["completed"] - before, 2, w)
+        self.assertEqual(w["completed"] + w["cancelled"], 60 + 1, w)
+        # The pool serves the next client at once.
+        self.idmd.call("login", {"email": "alice@example.com", "password": PASSWORD, "publisherId": self.pub})
+
 
 if __name__ == "__main__":
     main()
