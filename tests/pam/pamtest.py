@@ -363,9 +363,13 @@ class Relay:
                         return
                     if not chunk:
                         return
-                    (up if s is conn else conn).sendall(chunk)
+                    # Kept before it is passed on: once the module has it, exchanges() shows it.
                     with self.lock:
                         self.data[number]["sent" if s is conn else "received"] += chunk
+                    try:
+                        (up if s is conn else conn).sendall(chunk)
+                    except OSError:
+                        return
 
     def exchanges(self):
         """[(method, params, reply object)] in the order of the connections."""
