@@ -7,6 +7,11 @@ IDM_BUILD_DEPS=(
         meson ninja-build pkg-config gcc
         libsodium-dev liblmdb-dev libjansson-dev libsystemd-dev libinih-dev libpam0g-dev
 )
+# Not needed to build: what the tour in README.md uses besides idm itself (jq for the values one
+# command hands the next, socat for raw JSON-RPC, PyJWT for the offline token check). run.sh
+# installs IDM_BUILD_DEPS only, so they are part of it: where ./run.sh ran, the tour works.
+IDM_TOUR_DEPS=(jq socat python3 python3-jwt python3-cryptography)
+IDM_BUILD_DEPS+=("${IDM_TOUR_DEPS[@]}")
 IDM_TEST_DEPS=(
         python3 python3-jwt python3-cryptography lmdb-utils systemd util-linux
         libpam-wrapper libpamtest0-dev pamtester libnss-wrapper openssh-server openssh-client sshpass
