@@ -79,7 +79,10 @@ for _ in range(limit):
     s.connect(path)
     s.settimeout(timeout)
     socks.append(s)
-    s.sendall(req)
+    try:
+        s.sendall(req)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # refused before the request went out: the refusal can still be read
     buf = b""
     try:
         while b"\n" not in buf:
@@ -105,7 +108,10 @@ for cmd in sys.stdin:
     if cmd.strip() == "more":
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(path)
-        s.sendall(req)
+        try:
+            s.sendall(req)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
         socks.append(s)
         print("ok", flush=True)
 """
