@@ -114,6 +114,8 @@ Manager *manager_free(Manager *m) {
         while ((c = m->connections))
                 connection_close(c);
         m->workers = workers_free(m->workers);
+        /* Writes still queued commit now, while what their completions use is still there. */
+        store_flush(m->store);
 
         m->sigterm_source = sd_event_source_disable_unref(m->sigterm_source);
         m->sigint_source = sd_event_source_disable_unref(m->sigint_source);
@@ -643,6 +645,9 @@ int manager_startup(Manager *m) {
                                  m->config->state_dir, version, STORE_SCHEMA_VERSION), r;
         if (r < 0)
                 return log_error_errno(r, "Failed to open the store in %s: %m", m->config->state_dir);
+        r = store_set_event(m->store, m->event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to attach the store to the event loop: %m");
 
         if (asprintf(&keydir, "%s/keys", m->config->state_dir) < 0)
                 return log_oom();

@@ -264,6 +264,53 @@ bool call_replied(Call *call) {
         return call->replied;
 }
 
+typedef struct CallWrite {
+        Call *call;
+        int (*work)(StoreTxn *t, void *w);
+        CallWriteDone done;
+        void *w;
+        void (*free_w)(void *w);
+} CallWrite;
+
+static int call_write_work(StoreTxn *t, void *userdata) {
+        CallWrite *cw = userdata;
+
+        return cw->work(t, cw->w);
+}
+
+static void call_write_done(int r, void *userdata) {
+        CallWrite *cw = userdata;
+        Call *call = cw->call;
+
+        cw->done(call, r, cw->w);
+        if (!call->replied)
+                (void) call_reply_errno(call, r < 0 ? r : -EPROTO);
+        if (cw->free_w)
+                cw->free_w(cw->w);
+        free(cw);
+        call_unref(call);
+}
+
+int call_write(Call *call, int (*work)(StoreTxn *t, void *w), CallWriteDone done, void *w, void (*free_w)(void *w)) {
+        CallWrite *cw;
+        int r;
+
+        cw = malloc(sizeof(CallWrite));
+        if (!cw) {
+                done(call, -ENOMEM, w);
+                if (!call->replied)
+                        (void) call_reply_errno(call, -ENOMEM);
+                if (free_w)
+                        free_w(w);
+                return 0;
+        }
+        *cw = (CallWrite) { .call = call_ref(call), .work = work, .done = done, .w = w, .free_w = free_w };
+        r = store_submit(call_manager(call)->store, call_write_work, call_write_done, cw);
+        if (r < 0)
+                call_write_done(r, cw);
+        return 0;
+}
+
 static unsigned latency_bucket(uint64_t usec) {
         uint64_t limit = 1000;  /* 1 ms, then ×4 */
 

@@ -25,6 +25,7 @@ typedef struct Manager Manager;
 typedef struct Connection Connection;
 typedef struct Call Call;
 typedef struct Slot Slot;
+typedef struct StoreTxn StoreTxn;
 
 typedef enum Role {
         ROLE_ANYONE,
@@ -155,3 +156,12 @@ int call_reply_invalid_param(Call *call, const char *param, const char *message)
 int call_reply_errno(Call *call, int r);
 
 bool call_replied(Call *call);
+
+/* Writes on behalf of a call, as a unit of work of the store's next batch (store_submit()):
+ * work(txn, w) runs in it; once it is durable (or failed), done(call, r, w) runs on the loop with
+ * work's value or the error, and must reply (a call left without a reply is answered
+ * call_reply_errno(r), or -32603 for r >= 0). Then free_w(w) (may be NULL). The call is kept
+ * alive meanwhile. If the unit cannot even be queued, done runs at once with that error. So
+ * every path goes through done, and no reply leaves before its writes are durable. Returns 0. */
+typedef void (*CallWriteDone)(Call *call, int r, void *w);
+int call_write(Call *call, int (*work)(StoreTxn *t, void *w), CallWriteDone done, void *w, void (*free_w)(void *w));

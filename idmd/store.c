@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <lmdb.h>
+#include <systemd/sd-event.h>
 
 #include "idm/cleanup.h"
 #include "log.h"
@@ -32,6 +33,9 @@
 #define STORE_SCHEMA_KEY "schema_version"
 #define STORE_BEGIN_ATTEMPTS 4
 #define STORE_DISK_LOW (UINT64_C(1) * 1024 * 1024)
+#define STORE_BATCH_MAX 1024u           /* units of work in one transaction, at most */
+
+typedef struct StoreUnit StoreUnit;
 
 struct Store {
         MDB_env *env;
@@ -48,7 +52,22 @@ struct Store {
         unsigned n_readers;
         StoreTxn *writer;               /* the unit of work store_transact() is running, if any */
 
+        /* Units of work submitted and not yet run (FIFO), and the event source that runs them
+         * as one batch. */
+        StoreUnit *queue_head, *queue_tail;
+        unsigned n_queued;
+        sd_event_source *batch_source;
+        uint64_t batches, batched_units;
+
         int dead;                       /* < 0: the map could not be re-established */
+};
+
+struct StoreUnit {
+        StoreWorkFn fn;
+        StoreDoneFn done;
+        void *userdata;
+        int result;
+        StoreUnit *next;
 };
 
 struct StoreTxn {
@@ -397,6 +416,10 @@ Store *store_free(Store *s) {
         /* Not from inside a unit of work: its transaction is on store_transact()'s stack. */
         assert(!s->writer);
 
+        /* Nothing submitted is lost: units still queued run (and are reported) now. */
+        store_flush(s);
+        s->batch_source = sd_event_source_disable_unref(s->batch_source);
+
         /* Snapshots still alive are ended here; using them afterwards gives -ESTALE and
          * store_txn_free() just releases their memory. */
         while (s->readers) {
@@ -470,7 +493,170 @@ int store_transact(Store *s, StoreWorkFn fn, void *userdata) {
         if (s->writer || s->n_readers > 0)
                 return -EBUSY;
 
+        /* Units submitted earlier commit first: the order of writes is the order of requests. */
+        store_flush(s);
         return store_run(s, fn, userdata);
+}
+
+/* --- batches: many units of work in one transaction --- */
+
+/* Runs the units of a batch in one write transaction, each in a nested transaction of its own so
+ * that a unit that fails rolls back alone; sets each unit's result. Returns < 0 when the whole
+ * batch failed (every unit that had succeeded gets that error). Grows the map and runs every
+ * unit again when it is full. */
+static int store_run_batch(Store *s, StoreUnit *batch) {
+        for (;;) {
+                MDB_txn *parent = NULL;
+                bool map_full = false;
+                int r, k;
+
+                r = store_txn_begin(s, 0, &parent);
+                if (r < 0)
+                        return r;
+
+                for (StoreUnit *u = batch; u && !map_full; u = u->next) {
+                        StoreTxn t = { .store = s, .write = true };
+
+                        k = mdb_txn_begin(s->env, parent, 0, &t.txn);
+                        if (k != MDB_SUCCESS) {
+                                r = store_write_errno(s, k);
+                                if (k == MDB_MAP_FULL) {
+                                        map_full = true;
+                                        break;
+                                }
+                                mdb_txn_abort(parent);
+                                return r;
+                        }
+
+                        s->writer = &t;
+                        r = u->fn(&t, u->userdata);
+                        s->writer = NULL;
+
+                        if (t.map_full) {
+                                mdb_txn_abort(t.txn);
+                                map_full = true;
+                        } else if (r < 0) {
+                                mdb_txn_abort(t.txn);
+                                u->result = r;
+                        } else if (t.failed < 0) {
+                                mdb_txn_abort(t.txn);
+                                u->result = log_debug_errno(t.failed, "Unit of work went on after a failed "
+                                                            "write, rolled back: %m");
+                        } else {
+                                /* Merges into the parent; nothing reaches the disk yet. */
+                                k = mdb_txn_commit(t.txn);
+                                if (k == MDB_MAP_FULL)
+                                        map_full = true;
+                                else if (k != MDB_SUCCESS)
+                                        u->result = store_write_errno(s, k);
+                                else
+                                        u->result = r;
+                        }
+                }
+
+                if (!map_full) {
+                        /* One durable commit (fdatasync) for the whole batch. */
+                        k = mdb_txn_commit(parent);
+                        if (k == MDB_SUCCESS)
+                                return 0;
+                        if (k != MDB_MAP_FULL)
+                                return log_debug_errno(store_write_errno(s, k), "Commit of %s failed, nothing "
+                                                       "written: %m", s->dir);
+                } else
+                        mdb_txn_abort(parent);
+
+                r = store_grow(s);
+                if (r < 0)
+                        return r;
+        }
+}
+
+void store_flush(Store *s) {
+        if (!s)
+                return;
+
+        while (s->queue_head) {
+                StoreUnit *batch = s->queue_head, *last = batch, *u;
+                unsigned n = 1;
+                int r;
+
+                /* Take at most STORE_BATCH_MAX units; the rest make the next batch. */
+                while (last->next && n < STORE_BATCH_MAX) {
+                        last = last->next;
+                        n++;
+                }
+                s->queue_head = last->next;
+                if (!s->queue_head)
+                        s->queue_tail = NULL;
+                last->next = NULL;
+                s->n_queued -= n;
+
+                if (s->writer || s->n_readers > 0)
+                        /* A snapshot kept across a loop iteration (a bug): never remap under it. */
+                        r = log_debug_errno(EBUSY, "Store batch with a read snapshot alive, refused: %m");
+                else
+                        r = store_run_batch(s, batch);
+                s->batches++;
+                s->batched_units += n;
+
+                /* Reported in submission order, after the commit; a done function may submit
+                 * more (they make the next batch). */
+                while ((u = batch)) {
+                        batch = u->next;
+                        if (r < 0 && u->result >= 0)
+                                u->result = r;
+                        u->done(u->result, u->userdata);
+                        free(u);
+                }
+        }
+}
+
+static int on_batch(sd_event_source *source, void *userdata) {
+        store_flush(userdata);
+        return 0;
+}
+
+int store_set_event(Store *s, sd_event *event) {
+        int r;
+
+        if (!s || !event)
+                return -EINVAL;
+        s->batch_source = sd_event_source_disable_unref(s->batch_source);
+        r = sd_event_add_defer(event, &s->batch_source, on_batch, s);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(s->batch_source, "store-batch");
+        return sd_event_source_set_enabled(s->batch_source, s->queue_head ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
+}
+
+int store_submit(Store *s, StoreWorkFn fn, StoreDoneFn done, void *userdata) {
+        StoreUnit *u;
+
+        if (!s || !fn || !done)
+                return -EINVAL;
+        if (s->dead < 0)
+                return s->dead;
+        /* Not from inside a unit of work: it would wait for itself. */
+        if (s->writer)
+                return -EBUSY;
+
+        u = malloc(sizeof(StoreUnit));
+        if (!u)
+                return -ENOMEM;
+        *u = (StoreUnit) { .fn = fn, .done = done, .userdata = userdata };
+        if (s->queue_tail)
+                s->queue_tail->next = u;
+        else
+                s->queue_head = u;
+        s->queue_tail = u;
+        s->n_queued++;
+
+        /* Without an event loop (tools, tests), the unit runs at once. */
+        if (!s->batch_source) {
+                store_flush(s);
+                return 0;
+        }
+        return sd_event_source_set_enabled(s->batch_source, SD_EVENT_ONESHOT);
 }
 
 static int txn_get_val(StoreTxn *t, StoreTable table, const char *key, MDB_val *ret) {
@@ -867,6 +1053,9 @@ int store_stats(Store *s, StoreStats *ret) {
 
         if (!s || !ret)
                 return -EINVAL;
+        stats.batches = s->batches;
+        stats.batched_units = s->batched_units;
+        stats.queued = s->n_queued;
 
         r = store_txn_begin(s, MDB_RDONLY, &txn);
         if (r < 0)

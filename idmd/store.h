@@ -11,13 +11,17 @@
  * Threading: a Store and its units of work are used from one thread only (idmd's event loop).
  * That thread may hold several read snapshots at once.
  *
- * Units of work: store_read() gives a read-only snapshot; store_transact() runs a function in a
- * write unit of work and commits it durably (fsync) before returning. When the store's map is
- * full, store_transact() grows it and runs the function again from the start, so the function
- * must not have side effects outside the unit of work (or must tolerate being run twice).
- * Growing the map needs every unit of work of this Store to be finished, so store_transact()
- * refuses (-EBUSY) to start while a read snapshot from store_read() is alive, or from inside
- * another unit of work; keep snapshots short (never across an event-loop iteration).
+ * Units of work: store_read() gives a read-only snapshot, synchronously. Writes are units of
+ * work submitted with store_submit(): the store runs the units queued meanwhile together, each
+ * in a nested unit of its own (one that fails rolls back alone), commits them durably at once
+ * (one fsync for the batch: group commit), and then reports each one's result to its done
+ * function, in submission order. Nothing a unit wrote is visible to snapshots, nor reported,
+ * before it is durable. When the store is full, it grows and runs the units again from the
+ * start, so a unit's function must not have side effects outside the unit of work (or must
+ * tolerate being run twice). store_transact() is the synchronous form, for start-up, tools and
+ * tests: it commits what was queued before, then its own unit, and blocks until both are
+ * durable. Keep snapshots short (never across an event-loop iteration): the store grows only
+ * while none is alive.
  *
  * Errors (negative errno-style values), common to all functions:
  *   -ENOENT    record not found
@@ -26,11 +30,12 @@
  *   -EINVAL    bad argument (empty key, value not a JSON object, ...)
  *   -ENOSPC    the store is full (map at its configured maximum, or the disk is full): nothing
  *              of the unit of work was written
- *   -ENOBUFS   only inside a StoreWorkFn, from store_put()/store_del(): the map is full. Just
- *              return it (or any error): store_transact() grows the map and runs the function
- *              again, or returns -ENOSPC at the maximum. store_transact() never returns it.
+ *   -ENOBUFS   only inside a StoreWorkFn, from store_put()/store_del(): the store is full.
+ *              Just return it (or any error): the store grows and runs the function again, or
+ *              reports -ENOSPC at its maximum. It is never reported to a caller.
  *   -EBUSY     store_transact() while a read snapshot is alive or from inside a unit of work;
- *              store_read() from inside a unit of work
+ *              store_read() or store_submit() from inside a unit of work; a batch that found a
+ *              read snapshot alive (a programming error, logged)
  *   -EFBIG     one unit of work too large for the backend (far beyond any real request)
  *   -ESTALE    a read snapshot used after store_free() ended it
  *   -EPROTO    a record could not be decoded (corruption); logged at debug level
@@ -86,6 +91,9 @@ typedef struct StoreStats {
         uint64_t file_bytes;            /* size of the data file on disk */
         uint64_t entries[_STORE_TABLE_MAX];
         uint64_t grow_count;            /* times the map was grown since open */
+        uint64_t batches;               /* durable commits of submitted units since open */
+        uint64_t batched_units;         /* units of work in them */
+        unsigned queued;                /* units submitted and not yet run */
 } StoreStats;
 
 typedef enum StorePutFlags {
@@ -123,6 +131,25 @@ DEFINE_POINTER_CLEANUP(StoreTxn, store_txn_free)
  * write's error is returned. The StoreTxn is valid only during the call. */
 typedef int (*StoreWorkFn)(StoreTxn *t, void *userdata);
 int store_transact(Store *s, StoreWorkFn fn, void *userdata);
+
+/* Submits a unit of work: fn(txn, userdata) runs later (never inside this call when an event
+ * loop is attached: from the loop, soon; without one, at once) and done(r, userdata) is called
+ * once the unit is durable or failed, on the same thread, in submission order. r is fn's value
+ * (>= 0, committed), fn's error (< 0, rolled back alone), or the batch's error (-ENOSPC, -EIO,
+ * ..., nothing of the unit written). userdata must stay valid until done. done may submit more
+ * units (they run in a later batch). -EINVAL, -ENOMEM, -EBUSY (from inside a unit of work), or
+ * the error that left the store unusable; done is then not called. */
+typedef void (*StoreDoneFn)(int r, void *userdata);
+int store_submit(Store *s, StoreWorkFn fn, StoreDoneFn done, void *userdata);
+
+/* Runs what was submitted and not run yet, now (its done functions are called before this
+ * returns). store_free() does it too, so nothing submitted is lost. */
+void store_flush(Store *s);
+
+/* Attaches the store to an event loop: submitted units run from it as batches. Without it,
+ * store_submit() runs each unit at once. -EINVAL, or sd-event's error. */
+typedef struct sd_event sd_event;
+int store_set_event(Store *s, sd_event *event);
 
 /* Record access, in either kind of unit of work. Keys are C strings of 1..STORE_KEY_MAX bytes
  * (empty or NULL: -EINVAL; longer: -E2BIG). Values are JSON objects (else -EINVAL), stored as

@@ -216,7 +216,10 @@ typedef enum PasswordJobKind {
 } PasswordJobKind;
 
 typedef struct PasswordJob PasswordJob;
+/* Called on the loop once the hash ran; takes the job over (frees it, or hands it on). */
 typedef void (*PasswordJobDone)(PasswordJob *j);
+/* The success work of a credential check, inside the pipeline's unit of work. */
+typedef int (*PasswordJobWrite)(StoreTxn *t, PasswordJob *j);
 
 struct PasswordJob {
         PasswordJobKind kind;
@@ -233,7 +236,19 @@ struct PasswordJob {
         CustomerLoginRecord also_record; /* JOB_VERIFY: more to commit with the login */
         CustomerPasswordChecked on_checked;     /* customers_check_password(): replies */
         bool lock_details;              /* caller may learn lock state and unknown accounts */
-        char *lockout_key;              /* JOB_VERIFY: its STORE_LOCKOUTS key; NULL: none kept */
+        char *lockout_key;              /* its STORE_LOCKOUTS key; NULL: none kept */
+
+        /* The credential pipeline's unit of work (credential_write): inputs ... */
+        SessionContext ctx;
+        LockoutPolicy policy;
+        PasswordJobWrite success;       /* runs when the password was right and no lock fell */
+        void *success_data;
+        /* ... and outputs */
+        CredentialOutcome outcome;
+        bool locked_now;
+        SessionTokens tokens;           /* login: the new session */
+        json_t *customer;               /* login: the customer record as recorded */
+        int revoked;                    /* password changes: sessions ended */
 
         /* results, written by the worker */
         int verified;           /* 0 match, -EACCES mismatch, other < 0 failure */
@@ -252,11 +267,17 @@ static void password_job_free(PasswordJob *j) {
         free(j->customer_id);
         free(j->publisher_id);
         free(j->lockout_key);
+        session_tokens_done(&j->tokens);
+        json_decref(j->customer);
         explicit_bzero(j->new_hash, sizeof(j->new_hash));
         free(j);
 }
 
 DEFINE_POINTER_CLEANUP(PasswordJob, password_job_free);
+
+static void password_job_free_void(void *p) {
+        password_job_free(p);
+}
 
 /* On a worker thread: only the job's own memory is touched. */
 static void password_job_work(void *userdata) {
@@ -296,7 +317,53 @@ static void password_job_finished(void *userdata, int error) {
                                         "idmd is stopping; try again");
                 return;
         }
-        j->done(j);
+        j->done(TAKE_PTR(j));
+}
+
+/* --- the credential pipeline ---
+ *
+ * Every check of a password (login, the PAM methods, changePassword) goes the same way: the lock
+ * is checked on a snapshot (a locked account is refused before any hashing), the password is
+ * hashed on a worker, and then one unit of work settles it: a wrong password is counted towards
+ * the lockout; a right one is checked against the lock again (other attempts may have locked
+ * the account meanwhile), its success work runs, and the failures are cleared, all committed
+ * together. Reset codes and device codes will take the same road. */
+
+static int credential_write(StoreTxn *t, void *userdata) {
+        PasswordJob *j = userdata;
+        int r, k;
+
+        json_decref(j->customer);       /* the unit may run again after the store grew */
+        j->customer = NULL;
+        session_tokens_done(&j->tokens);
+
+        r = lockouts_settle(t, &j->policy, j->lockout_key, j->verified == 0 && j->stored_hash, j->ctx.now_usec,
+                            &j->outcome, &j->locked_now);
+        if (r < 0 || j->outcome != CREDENTIAL_ACCEPTED)
+                return r;
+        r = j->success ? j->success(t, j) : 0;
+        if (r < 0)
+                return r;
+        k = lockouts_clear(t, j->lockout_key);
+        return k < 0 ? k : r;
+}
+
+/* Hands the job to its unit of work; finish replies once it is durable. Takes the job over. */
+static void credential_submit(PasswordJob *j, PasswordJobWrite success, CallWriteDone finish) {
+        Call *call = j->call;
+
+        /* A hash that failed (not a mismatch) settles nothing. */
+        if (j->verified < 0 && j->verified != -EACCES && j->verified != -EINVAL) {
+                (void) call_reply_errno(call, j->verified);
+                password_job_free(j);
+                return;
+        }
+        if (j->verified == -EINVAL)     /* a stored hash we cannot read verifies nothing */
+                j->verified = -EACCES;
+        j->ctx = call_session_context(call);
+        j->policy = lockout_policy_from_config(call_manager(call)->config);
+        j->success = success;
+        (void) call_write(call, credential_write, finish, j, password_job_free_void);
 }
 
 static PasswordJob *password_job_new(Call *call, PasswordJobKind kind, json_t *params, PasswordJobDone done) {
@@ -553,49 +620,38 @@ static int method_customers_register(Call *call, json_t *params) {
 
 /* --- login --- */
 
-typedef struct LoginWork {
-        PasswordJob *job;
-        SessionContext ctx;
-        SessionTokens tokens;
-        json_t *customer;       /* re-read inside the unit of work */
-} LoginWork;
-
-static int login_write(StoreTxn *t, void *userdata) {
-        LoginWork *w = userdata;
-        PasswordJob *j = w->job;
+/* The success work of a login: records it and starts the session (and what the caller adds). */
+static int login_write(StoreTxn *t, PasswordJob *j) {
         const char *ip = json_object_get_string(j->params, "customerIP");
         int r;
 
-        json_decref(w->customer);
-        w->customer = NULL;
-        r = store_get(t, STORE_CUSTOMERS, j->customer_id, &w->customer);
+        r = store_get(t, STORE_CUSTOMERS, j->customer_id, &j->customer);
         if (r < 0)
                 return r;
         /* The password changed while we were verifying the old one: that login does not count. */
-        if (!streq_ptr(json_object_get_string(w->customer, "passwordHash"), j->stored_hash))
+        if (!streq_ptr(json_object_get_string(j->customer, "passwordHash"), j->stored_hash))
                 return -EACCES;
         /* A disabled account gets no session, and its login is not recorded. */
-        if (json_is_true(json_object_get(w->customer, "disabled")))
+        if (json_is_true(json_object_get(j->customer, "disabled")))
                 return -EPERM;
 
-        (void) json_object_set_new(w->customer, "lastLoginDate", json_integer((json_int_t) w->ctx.now_usec));
+        (void) json_object_set_new(j->customer, "lastLoginDate", json_integer((json_int_t) j->ctx.now_usec));
         if (ip)
-                (void) json_object_set_new(w->customer, "lastUserIP", json_string(ip));
+                (void) json_object_set_new(j->customer, "lastUserIP", json_string(ip));
         if (j->hashed == 0)
-                (void) json_object_set_new(w->customer, "passwordHash", json_string(j->new_hash));
-        r = store_put(t, STORE_CUSTOMERS, j->customer_id, w->customer, STORE_PUT_DEFAULT);
+                (void) json_object_set_new(j->customer, "passwordHash", json_string(j->new_hash));
+        r = store_put(t, STORE_CUSTOMERS, j->customer_id, j->customer, STORE_PUT_DEFAULT);
         if (r < 0)
                 return r;
 
-        session_tokens_done(&w->tokens);
-        r = session_start(t, &w->ctx, j->customer_id, j->publisher_id, &w->tokens);
+        r = session_start(t, &j->ctx, j->customer_id, j->publisher_id, &j->tokens);
         if (r < 0 || !j->also_record)
                 return r;
         return j->also_record(t, j->call, &(CustomerLogin) {
                 .customer_id = j->customer_id,
                 .publisher_id = j->publisher_id,
-                .customer = w->customer,
-                .tokens = &w->tokens,
+                .customer = j->customer,
+                .tokens = &j->tokens,
         });
 }
 
@@ -609,56 +665,54 @@ static void login_refuse(PasswordJob *j) {
                                         "wrong e-mail or password");
 }
 
-static void login_done(PasswordJob *j) {
-        Manager *m = call_manager(j->call);
-        LoginWork w = { .job = j, .ctx = call_session_context(j->call) };
-        int r;
+static void login_finish(Call *call, int r, void *userdata) {
+        PasswordJob *j = userdata;
 
-        if (j->verified == -EACCES || !j->customer_id) {
-                log_info("%s: login refused for publisher %s", call_request_id(j->call), j->publisher_id);
-                r = lockouts_note_failure(j->call, j->lockout_key);
-                if (r < 0)
-                        (void) call_reply_errno(j->call, r);
-                else
-                        login_refuse(j);
-                return;
-        }
-        if (j->verified < 0) {
-                (void) call_reply_errno(j->call, j->verified);
-                return;
-        }
-        /* Other attempts may have locked the account while this password was checked. That is
-         * answered like a wrong password, to every caller: a 423 here, after verification, would
-         * tell whoever is guessing (also through sshd's PAM stack, which runs as root) that this
-         * guess was the right one. */
-        if (lockouts_refuse_if_locked(j->call, NULL, j->lockout_key, false) > 0)
-                return;
-
-        r = store_transact(m->store, login_write, &w);
-        if (r == -EACCES || r == -ENOENT)
+        if (r == -EACCES || r == -ENOENT) {
                 login_refuse(j);
-        else if (r == -EPERM) {
+                return;
+        }
+        if (r == -EPERM) {
                 /* Told only to whoever proved the password, like Keycloak's "account is disabled". */
-                log_notice("%s: login of disabled customer %s refused", call_request_id(j->call), j->customer_id);
-                (void) call_reply_error(j->call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL,
+                log_notice("%s: login of disabled customer %s refused", call_request_id(call), j->customer_id);
+                (void) call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL,
                                         "the account is disabled");
-        } else if (r < 0)
-                (void) call_reply_errno(j->call, r);
-        else {
-                CustomerLogin result = {
+                return;
+        }
+        if (r < 0)
+                return;         /* answered by call_write(): the failure could not be counted */
+
+        switch (j->outcome) {
+        case CREDENTIAL_REFUSED:
+                log_info("%s: login refused for publisher %s", call_request_id(call), j->publisher_id);
+                if (j->locked_now)
+                        lockouts_log_locked(call);
+                login_refuse(j);
+                return;
+        case CREDENTIAL_LOCKED:
+                /* Locked by other attempts while this password was checked. Answered like a wrong
+                 * password, to every caller: a 423 here, after verification, would tell whoever
+                 * is guessing (also through sshd's PAM stack, which runs as root) that this guess
+                 * was the right one. */
+                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                        "wrong e-mail or password");
+                return;
+        case CREDENTIAL_ACCEPTED:
+                log_info("%s: customer %s logged in", call_request_id(call), j->customer_id);
+                r = j->on_login(call, &(CustomerLogin) {
                         .customer_id = j->customer_id,
                         .publisher_id = j->publisher_id,
-                        .customer = w.customer,
-                        .tokens = &w.tokens,
-                };
-                log_info("%s: customer %s logged in", call_request_id(j->call), j->customer_id);
-                lockouts_note_success(j->call, j->lockout_key);
-                r = j->on_login(j->call, &result);
-                if (r < 0 && !call_replied(j->call))
-                        (void) call_reply_errno(j->call, r);
+                        .customer = j->customer,
+                        .tokens = &j->tokens,
+                });
+                if (r < 0 && !call_replied(call))
+                        (void) call_reply_errno(call, r);
+                return;
         }
-        json_decref(w.customer);
-        session_tokens_done(&w.tokens);
+}
+
+static void login_done(PasswordJob *j) {
+        credential_submit(j, login_write, login_finish);
 }
 
 int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSuccess on_login) {
@@ -812,13 +866,6 @@ static int method_customers_update(Call *call, json_t *params) {
         return r;
 }
 
-typedef struct ChangeWork {
-        PasswordJob *job;
-        SessionContext ctx;
-        const char *keep_family;
-        int revoked;
-} ChangeWork;
-
 int customers_set_password(StoreTxn *t, const SessionContext *ctx, const char *customer_id, const char *old_hash,
                            const char *new_hash, const char *keep_session) {
         _cleanup_(json_decrefp) json_t *rec = NULL;
@@ -850,47 +897,48 @@ int customers_reply_set_password_failure(Call *call, int r) {
         return call_reply_errno(call, r);
 }
 
-static int change_write(StoreTxn *t, void *userdata) {
-        ChangeWork *w = userdata;
+/* The success work of changePassword: the new hash, and every other session ends. */
+static int change_write(StoreTxn *t, PasswordJob *j) {
+        if (j->hashed < 0)
+                return j->hashed;
+        j->revoked = customers_set_password(t, &j->ctx, j->customer_id, j->stored_hash, j->new_hash,
+                                            call_session_id(j->call));
+        return j->revoked < 0 ? j->revoked : 0;
+}
 
-        w->revoked = customers_set_password(t, &w->ctx, w->job->customer_id, w->job->stored_hash, w->job->new_hash,
-                                            w->keep_family);
-        return w->revoked < 0 ? w->revoked : 0;
+static void change_finish(Call *call, int r, void *userdata) {
+        PasswordJob *j = userdata;
+
+        if (r < 0) {
+                (void) customers_reply_set_password_failure(call, r);
+                return;
+        }
+        switch (j->outcome) {
+        case CREDENTIAL_REFUSED:
+                /* A wrong old password is a failed login of the account: whoever holds a stolen
+                 * token must not get unlimited guesses at the password that takes it over. */
+                log_info("%s: wrong old password for customer %s", call_request_id(call), j->customer_id);
+                if (j->locked_now)
+                        lockouts_log_locked(call);
+                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                        "the old password is wrong");
+                return;
+        case CREDENTIAL_LOCKED:
+                /* Locked by other guesses while this one was hashed: answered like a wrong
+                 * password, so that the answer does not tell which guess was right (as for login). */
+                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                        "the old password is wrong");
+                return;
+        case CREDENTIAL_ACCEPTED:
+                log_info("%s: customer %s changed the password; %d other sessions revoked",
+                         call_request_id(call), j->customer_id, j->revoked);
+                (void) call_reply_empty(call);
+                return;
+        }
 }
 
 static void change_done(PasswordJob *j) {
-        ChangeWork w = { .job = j, .ctx = call_session_context(j->call), .keep_family = call_session_id(j->call) };
-        int r;
-
-        /* A wrong old password is a failed login of the account: whoever holds a stolen token
-         * must not get unlimited guesses at the password that takes the account over. */
-        if (j->verified == -EACCES || j->verified == -EINVAL) {
-                log_info("%s: wrong old password for customer %s", call_request_id(j->call), j->customer_id);
-                r = lockouts_note_failure(j->call, j->lockout_key);
-                if (r < 0)
-                        (void) call_reply_errno(j->call, r);
-                else
-                        (void) call_reply_error(j->call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
-                                                "the old password is wrong");
-                return;
-        }
-        if (j->verified < 0 || j->hashed < 0) {
-                (void) call_reply_errno(j->call, j->verified < 0 ? j->verified : j->hashed);
-                return;
-        }
-        /* Locked by other guesses while this one was hashed: answered like a wrong password, so
-         * that the answer does not tell which guess was right (as for login). */
-        if (lockouts_refuse_if_locked(j->call, NULL, j->lockout_key, false) > 0)
-                return;
-        r = store_transact(call_manager(j->call)->store, change_write, &w);
-        if (r < 0)
-                (void) customers_reply_set_password_failure(j->call, r);
-        else {
-                log_info("%s: customer %s changed the password; %d other sessions revoked",
-                         call_request_id(j->call), j->customer_id, w.revoked);
-                lockouts_note_success(j->call, j->lockout_key);
-                (void) call_reply_empty(j->call);
-        }
+        credential_submit(j, change_write, change_finish);
 }
 
 static int method_customers_change_password(Call *call, json_t *params) {
@@ -981,23 +1029,39 @@ const Method methods_customers[] = {
 
 /* --- password checks for other method families (the PAM path) --- */
 
-static void check_password_done(PasswordJob *j) {
+/* The success work of a password check with a new password: the new hash; every session ends
+ * (there is no session of the caller's to keep). */
+static int check_password_write(StoreTxn *t, PasswordJob *j) {
+        if (!j->new_password)
+                return 0;
+        if (j->hashed < 0)
+                return j->hashed;
+        j->revoked = customers_set_password(t, &j->ctx, j->customer_id, j->stored_hash, j->new_hash, NULL);
+        return j->revoked < 0 ? j->revoked : 0;
+}
+
+static void check_password_finish(Call *call, int r, void *userdata) {
+        PasswordJob *j = userdata;
         CustomerPasswordCheck c = {
                 .params = j->params,
                 .publisher_id = j->publisher_id,
                 .customer_id = j->stored_hash ? j->customer_id : NULL,
-                .stored_hash = j->stored_hash,
-                /* a stored hash we cannot read verifies nothing */
-                .verified = j->verified == -EINVAL ? -EACCES : j->verified,
+                .changed = j->new_password != NULL,
+                .outcome = j->outcome,
+                .revoked = j->revoked,
         };
 
-        if (j->kind == JOB_CHANGE && c.verified == 0) {
-                if (j->hashed < 0)
-                        c.verified = j->hashed;
-                else
-                        c.new_hash = j->new_hash;
+        if (r < 0) {
+                (void) customers_reply_set_password_failure(call, r);
+                return;
         }
-        j->on_checked(j->call, &c);
+        if (j->locked_now)
+                lockouts_log_locked(call);
+        j->on_checked(call, &c);
+}
+
+static void check_password_done(PasswordJob *j) {
+        credential_submit(j, check_password_write, check_password_finish);
 }
 
 int customers_check_password(Call *call, json_t *params, const char *publisher_id, const char *email,
@@ -1005,11 +1069,19 @@ int customers_check_password(Call *call, json_t *params, const char *publisher_i
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(password_job_freep) PasswordJob *j = NULL;
         _cleanup_(json_decrefp) json_t *customer = NULL;
+        _cleanup_free_ char *lockout_key = NULL;
         const char *hash = NULL;
         int r;
 
+        /* Checking a password is a login attempt: a locked account is refused before any
+         * hashing, and the check counts towards the lockout. */
+        r = lockouts_key(call, publisher_id, email, &lockout_key);
+        if (r < 0)
+                return r;
         t = call_store_read(call);
         if (!t)
+                return 0;
+        if (lockouts_refuse_if_locked(call, t, lockout_key, lockouts_may_tell(call, true)) > 0)
                 return 0;
         /* A malformed e-mail names no account: treated like an unknown one (same cost). */
         r = customers_find_by_email(t, publisher_id, email, &customer);
@@ -1024,6 +1096,7 @@ int customers_check_password(Call *call, json_t *params, const char *publisher_i
         if (!j)
                 return -ENOMEM;
         j->on_checked = done;
+        j->lockout_key = TAKE_PTR(lockout_key);
         if (hash) {
                 const char *id = json_object_get_string(customer, "customerId");
 

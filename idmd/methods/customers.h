@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 
+#include "methods/lockouts.h"
 #include "rpc.h"
 #include "sessions.h"
 #include "store.h"
@@ -72,26 +73,27 @@ typedef struct CustomerLoginRequest {
  * < 0 only for an internal error the caller should answer. */
 int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSuccess on_login);
 
-/* What customers_check_password() found, for its callback. Borrowed for the call only. */
+/* What customers_check_password() settled, for its callback. Borrowed for the call only. */
 typedef struct CustomerPasswordCheck {
         json_t *params;                 /* the params given to customers_check_password() */
         const char *publisher_id;
         const char *customer_id;        /* NULL: no such customer, or one without a password */
-        const char *stored_hash;        /* the hash verified against: a unit of work writing a new
-                                         * one checks that it is still the stored one */
-        int verified;                   /* 0: the password matches; -EACCES: it does not, or no
-                                         * such customer; other < 0: a failure (call_reply_errno) */
-        const char *new_hash;           /* the hash of new_password, when given and verified == 0 */
+        bool changed;                   /* a new password was given (set when outcome is accepted) */
+        CredentialOutcome outcome;      /* accepted, refused (counted), or locked meanwhile */
+        int revoked;                    /* sessions ended by the change */
 } CustomerPasswordCheck;
 
 /* Runs on the event loop and replies to the call. */
 typedef void (*CustomerPasswordChecked)(Call *call, const CustomerPasswordCheck *check);
 
-/* Verifies the password of the customer (publisher, e-mail) on a worker thread (a dummy
- * verification for an unknown account or one without a password: the same cost), and when
- * new_password is given and the password matches, hashes new_password there too; then calls
- * done. Nothing is written: the caller records what it wants in its own unit of work. params is
- * kept with the job. Answers 503 itself when the worker queue is full. Returns < 0 only for an
- * internal error the caller should answer. */
+/* The credential pipeline for the PAM path: refuses a locked account before any hashing (423 to
+ * PAM callers), verifies the password of the customer (publisher, e-mail) on a worker thread (a
+ * dummy verification for an unknown account or one without a password: the same cost) and, when
+ * new_password is given and the password matches, hashes new_password there too; then, in one
+ * unit of work, counts a failure, or re-checks the lock, stores the new password (ending every
+ * session of the customer) and clears the failures. Then calls done with the outcome (failures of
+ * the write are answered here: 401 when the password changed meanwhile, 403 account_disabled,
+ * 503). params is kept with the job. Answers 503 itself when the worker queue is full. Returns
+ * < 0 only for an internal error the caller should answer. */
 int customers_check_password(Call *call, json_t *params, const char *publisher_id, const char *email,
                              const char *password, const char *new_password, CustomerPasswordChecked done);

@@ -87,68 +87,49 @@ int lockouts_refuse_if_locked(Call *call, StoreTxn *t, const char *key, bool tel
         return 1;
 }
 
-typedef struct FailureWork {
-        LockoutPolicy policy;
-        const char *key;
-        uint64_t now_usec;
-} FailureWork;
-
-static int failure_write(StoreTxn *t, void *userdata) {
-        FailureWork *w = userdata;
-
-        return lockout_note_failure(t, &w->policy, w->key, w->now_usec);
-}
-
-int lockouts_note_failure(Call *call, const char *key) {
-        Manager *m = call_manager(call);
-        FailureWork w = {
-                .policy = lockout_policy_from_config(m->config),
-                .key = key,
-                .now_usec = now_realtime_usec(),
-        };
+int lockouts_settle(StoreTxn *t, const LockoutPolicy *policy, const char *key, bool verified, uint64_t now_usec,
+                    CredentialOutcome *ret_outcome, bool *ret_locked_now) {
+        _cleanup_(lockout_state_done) LockoutState s = {};
         int r;
 
-        if (!key)
+        *ret_locked_now = false;
+        if (!verified) {
+                *ret_outcome = CREDENTIAL_REFUSED;
+                if (!key)
+                        return 0;
+                r = lockout_note_failure(t, policy, key, now_usec);
+                if (r < 0)
+                        return r;
+                *ret_locked_now = r > 0;
                 return 0;
-        r = store_transact(m->store, failure_write, &w);
-        if (r < 0)
-                return log_warning_errno(r, "%s: failed to count a failed login: %m", call_request_id(call));
-        if (r > 0) {
-                m->lockouts++;
-                log_struct(LOG_LEVEL_NOTICE, MESSAGE_ID_ACCOUNT_LOCKED,
-                           "%s: account locked after %u failed logins", call_request_id(call),
-                           m->config->lockout_deny);
         }
+        if (key) {
+                r = lockout_get(t, key, &s);
+                if (r < 0)
+                        return r;
+                if (lockout_is_locked(&s, now_usec, NULL)) {
+                        *ret_outcome = CREDENTIAL_LOCKED;
+                        return 0;
+                }
+        }
+        *ret_outcome = CREDENTIAL_ACCEPTED;
         return 0;
+}
+
+int lockouts_clear(StoreTxn *t, const char *key) {
+        return key ? lockout_clear(t, key) : 0;
+}
+
+void lockouts_log_locked(Call *call) {
+        Manager *m = call_manager(call);
+
+        m->lockouts++;
+        log_struct(LOG_LEVEL_NOTICE, MESSAGE_ID_ACCOUNT_LOCKED,
+                   "%s: account locked after %u failed logins", call_request_id(call), m->config->lockout_deny);
 }
 
 static int clear_write(StoreTxn *t, void *userdata) {
         return lockout_clear(t, userdata);
-}
-
-void lockouts_note_success(Call *call, const char *key) {
-        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        Manager *m = call_manager(call);
-        bool present;
-        int r;
-
-        if (!key)
-                return;
-        /* Most logins have no record: a read, not a second durable write. */
-        r = store_read(m->store, &t);
-        if (r < 0) {
-                log_warning_errno(r, "%s: failed to read the failed-login count, ignoring: %m",
-                                  call_request_id(call));
-                return;
-        }
-        present = store_exists(t, STORE_LOCKOUTS, key);
-        t = store_txn_free(t);
-        if (!present)
-                return;
-        r = store_transact(m->store, clear_write, (void *) key);
-        if (r < 0)
-                log_warning_errno(r, "%s: failed to reset the failed-login count, ignoring: %m",
-                                  call_request_id(call));
 }
 
 /* --- unlockCustomer, getCustomerLockout --- */
@@ -250,8 +231,16 @@ static int method_lockouts_get(Call *call, json_t *params) {
                                           "nextLockSeconds", (json_int_t) next_lock));
 }
 
+static void unlock_done(Call *call, int r, void *key) {
+        if (r < 0)
+                return;
+        if (r > 0)
+                log_info("%s: lockout of a customer of publisher %s cleared (uid %u)", call_request_id(call),
+                         call_publisher_id(call), (unsigned) call_peer(call)->uid);
+        (void) call_reply_empty(call);
+}
+
 static int method_lockouts_unlock(Call *call, json_t *params) {
-        Manager *m = call_manager(call);
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(json_decrefp) json_t *customer = NULL;
         _cleanup_free_ char *email = NULL, *key = NULL;
@@ -269,13 +258,7 @@ static int method_lockouts_unlock(Call *call, json_t *params) {
                 return call_reply_empty(call);
         if (r < 0)
                 return r;
-        r = store_transact(m->store, clear_write, key);
-        if (r < 0)
-                return r;
-        if (r > 0)
-                log_info("%s: lockout of a customer of publisher %s cleared (uid %u)", call_request_id(call),
-                         call_publisher_id(call), (unsigned) call_peer(call)->uid);
-        return call_reply_empty(call);
+        return call_write(call, clear_write, unlock_done, TAKE_PTR(key), free);
 }
 
 static const ParamSpec lockout_params[] = {

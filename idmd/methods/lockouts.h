@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 
+#include "lockout.h"
 #include "rpc.h"
 #include "store.h"
 
@@ -26,11 +27,25 @@ bool lockouts_may_tell(Call *call, bool lock_details);
  * a name too long to be an account): 0. */
 int lockouts_refuse_if_locked(Call *call, StoreTxn *t, const char *key, bool tell);
 
-/* After a failed login (wrong password or unknown account): counts it under key, in one unit
- * of work that also sweeps a few expired records. Nothing when key is NULL (0). When the failure
- * cannot be counted (store full), < 0: the caller must answer that error (call_reply_errno),
- * not 401, or the lockout would fail open exactly when the store is in trouble. */
-int lockouts_note_failure(Call *call, const char *key);
+/* The outcome of a credential check once it is settled in a unit of work. */
+typedef enum CredentialOutcome {
+        CREDENTIAL_ACCEPTED,    /* right, and the account is not locked: go on */
+        CREDENTIAL_REFUSED,     /* wrong (or no such account): the failure was counted */
+        CREDENTIAL_LOCKED,      /* right, but other attempts locked the account meanwhile */
+} CredentialOutcome;
 
-/* After a successful login: clears the failures under key, if any (a unit of work only then). */
-void lockouts_note_success(Call *call, const char *key);
+/* Inside the unit of work that ends a credential check (the pipeline: lock check on a snapshot →
+ * hash on a worker → this): a failed check is counted under key (*ret_locked_now when this
+ * failure locked the account; then call lockouts_log_locked() once it is durable); a right one
+ * is checked against the lock again, since other attempts may have locked the account while
+ * this one was hashed. key NULL (lockout off, or a name no account can have): nothing is
+ * counted or checked. Store errors. */
+int lockouts_settle(StoreTxn *t, const LockoutPolicy *policy, const char *key, bool verified, uint64_t now_usec,
+                    CredentialOutcome *ret_outcome, bool *ret_locked_now);
+
+/* Inside the same unit of work, after the success work: clears the failures under key (0 when
+ * there were none, 1 when cleared; nothing for NULL). */
+int lockouts_clear(StoreTxn *t, const char *key);
+
+/* Counts and logs (with a journal MESSAGE_ID) an account that a failure just locked. */
+void lockouts_log_locked(Call *call);

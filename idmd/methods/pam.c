@@ -274,82 +274,38 @@ static int method_pam_accept_consents(Call *call, json_t *params) {
 
 /* --- pamChangePassword --- */
 
-typedef struct PamPasswordWork {
-        const CustomerPasswordCheck *check;
-        SessionContext ctx;
-        int revoked;
-} PamPasswordWork;
-
-/* Through PAM there is no session of the caller's to keep: every session ends. */
-static int pam_password_write(StoreTxn *t, void *userdata) {
-        PamPasswordWork *w = userdata;
-
-        w->revoked = customers_set_password(t, &w->ctx, w->check->customer_id, w->check->stored_hash,
-                                            w->check->new_hash, NULL);
-        return w->revoked < 0 ? w->revoked : 0;
-}
-
 static void pam_password_checked(Call *call, const CustomerPasswordCheck *c) {
-        PamPasswordWork w = { .check = c, .ctx = call_session_context(call) };
-        _cleanup_free_ char *lockout_key = NULL;
-        int r;
-
-        /* Checking an old password is a login attempt: it counts towards the lockout. */
-        r = lockouts_key(call, c->publisher_id, json_object_get_string(c->params, "user"), &lockout_key);
-        if (r < 0) {
-                (void) call_reply_errno(call, r);
-                return;
-        }
-        if (c->verified == -EACCES || !c->customer_id) {
+        switch (c->outcome) {
+        case CREDENTIAL_REFUSED:
                 log_info("%s: PAM password check refused for publisher %s", call_request_id(call), c->publisher_id);
-                r = lockouts_note_failure(call, lockout_key);
-                if (r < 0)
-                        (void) call_reply_errno(call, r);
-                else
-                        (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
-                                                "wrong e-mail or password");
+                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                        "wrong e-mail or password");
                 return;
-        }
-        if (c->verified < 0) {
-                (void) call_reply_errno(call, c->verified);
+        case CREDENTIAL_LOCKED:
+                /* Other attempts locked the account while this password was checked. Answered
+                 * like a wrong password, to every caller: a 423 now would say this guess was right. */
+                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                        "wrong e-mail or password");
                 return;
-        }
-        /* Other attempts may have locked the account while this password was checked. Answered
-         * like a wrong password, to every caller: a 423 now would say this guess was right. */
-        if (lockouts_refuse_if_locked(call, NULL, lockout_key, false) > 0)
+        case CREDENTIAL_ACCEPTED:
+                if (c->changed)
+                        /* Through PAM there is no session of the caller's to keep: every one ended. */
+                        log_info("%s: customer %s changed the password through PAM (uid %u); %d sessions revoked",
+                                 call_request_id(call), c->customer_id, (unsigned) call_peer(call)->uid, c->revoked);
+                (void) call_reply_empty(call);  /* PAM_PRELIM_CHECK: only the old password */
                 return;
-        lockouts_note_success(call, lockout_key);
-        if (!c->new_hash) {     /* PAM_PRELIM_CHECK: only the old password */
-                (void) call_reply_empty(call);
-                return;
-        }
-
-        r = store_transact(call_manager(call)->store, pam_password_write, &w);
-        if (r < 0)
-                (void) customers_reply_set_password_failure(call, r);
-        else {
-                log_info("%s: customer %s changed the password through PAM (uid %u); %d sessions revoked",
-                         call_request_id(call), c->customer_id, (unsigned) call_peer(call)->uid, w.revoked);
-                (void) call_reply_empty(call);
         }
 }
 
 static int method_pam_change_password(Call *call, json_t *params) {
-        _cleanup_free_ char *publisher_id = NULL, *lockout_key = NULL;
+        _cleanup_free_ char *publisher_id = NULL;
         const char *new_password = json_object_get_string(params, "newPassword");
-        int r;
 
         /* The policy is public: checking it first tells nothing about the account. */
         if (new_password && customers_check_new_password(call, new_password) < 0)
                 return 0;
         publisher_id = pam_publisher(call, params);
         if (!publisher_id)
-                return 0;
-        /* A locked account is refused before any hashing, as customers_login() does. */
-        r = lockouts_key(call, publisher_id, json_object_get_string(params, "user"), &lockout_key);
-        if (r < 0)
-                return r;
-        if (lockouts_refuse_if_locked(call, NULL, lockout_key, lockouts_may_tell(call, true)) > 0)
                 return 0;
         return customers_check_password(call, params, publisher_id, json_object_get_string(params, "user"),
                                         json_object_get_string(params, "oldPassword"), new_password,

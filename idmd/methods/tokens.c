@@ -31,15 +31,24 @@ static int reply_token_error(Call *call, int r) {
 
 typedef struct RefreshWork {
         SessionContext ctx;
-        const char *token;
+        char *token;
         SessionTokens tokens;
         int result;             /* session_refresh()'s answer, kept aside so a revocation commits */
 } RefreshWork;
+
+static void refresh_work_free(void *p) {
+        RefreshWork *w = p;
+
+        erase_and_free(w->token);
+        session_tokens_done(&w->tokens);
+        free(w);
+}
 
 static int refresh_work(StoreTxn *t, void *userdata) {
         RefreshWork *w = userdata;
         int r;
 
+        session_tokens_done(&w->tokens);        /* run again after the store grew */
         r = session_refresh(t, &w->ctx, w->token, &w->tokens);
         w->result = r;
         /* A re-use revoked the family: that must be committed although the call fails. Refusals
@@ -49,35 +58,65 @@ static int refresh_work(StoreTxn *t, void *userdata) {
         return r;
 }
 
-static int method_tokens_refresh(Call *call, json_t *params) {
-        _cleanup_(session_tokens_done) SessionTokens tokens = {};
-        RefreshWork w = {
-                .ctx = call_session_context(call),
-                .token = json_object_get_string(params, "refreshToken"),
-        };
-        int r;
+static void refresh_done(Call *call, int r, void *userdata) {
+        RefreshWork *w = userdata;
 
-        r = store_transact(call_manager(call)->store, refresh_work, &w);
-        tokens = w.tokens;
-        w.tokens = (SessionTokens) {};
         if (r < 0)
-                return r;
-        if (w.result == -EKEYREVOKED)
+                return;         /* answered by call_write() */
+        if (w->result == -EKEYREVOKED)
                 log_notice("%s: a rotated refresh token was presented again (uid %u): its session was revoked",
                            call_request_id(call), (unsigned) call_peer(call)->uid);
-        if (w.result < 0)
-                return reply_token_error(call, w.result);
+        if (w->result < 0) {
+                (void) reply_token_error(call, w->result);
+                return;
+        }
+        (void) call_reply(call, json_pack("{s:s, s:s}", "jwt", w->tokens.jwt, "refreshToken", w->tokens.refresh_token));
+}
 
-        return call_reply(call, json_pack("{s:s, s:s}", "jwt", tokens.jwt, "refreshToken", tokens.refresh_token));
+static int method_tokens_refresh(Call *call, json_t *params) {
+        RefreshWork *w = calloc(1, sizeof(RefreshWork));
+
+        if (!w)
+                return -ENOMEM;
+        w->ctx = call_session_context(call);
+        w->token = strdup(json_object_get_string(params, "refreshToken"));
+        if (!w->token) {
+                free(w);
+                return -ENOMEM;
+        }
+        return call_write(call, refresh_work, refresh_done, w, refresh_work_free);
 }
 
 /* --- revokeToken --- */
 
 typedef struct RevokeWork {
         SessionContext ctx;
-        const char *token;
-        const char *customer_id;        /* logoutAll */
+        char *token;
+        char *customer_id;      /* logoutAll */
 } RevokeWork;
+
+static void revoke_work_free(void *p) {
+        RevokeWork *w = p;
+
+        erase_and_free(w->token);
+        free(w->customer_id);
+        free(w);
+}
+
+static RevokeWork *revoke_work_new(Call *call, const char *token, const char *customer_id) {
+        RevokeWork *w = calloc(1, sizeof(RevokeWork));
+
+        if (!w)
+                return NULL;
+        w->ctx = call_session_context(call);
+        w->token = token ? strdup(token) : NULL;
+        w->customer_id = customer_id ? strdup(customer_id) : NULL;
+        if ((token && !w->token) || (customer_id && !w->customer_id)) {
+                revoke_work_free(w);
+                return NULL;
+        }
+        return w;
+}
 
 static int revoke_token_work(StoreTxn *t, void *userdata) {
         RevokeWork *w = userdata;
@@ -85,19 +124,20 @@ static int revoke_token_work(StoreTxn *t, void *userdata) {
         return session_revoke_token(t, &w->ctx, w->token);
 }
 
-static int method_tokens_revoke(Call *call, json_t *params) {
-        RevokeWork w = {
-                .ctx = call_session_context(call),
-                .token = json_object_get_string(params, "token"),
-        };
-        int r;
-
-        r = store_transact(call_manager(call)->store, revoke_token_work, &w);
+static void revoke_done(Call *call, int r, void *userdata) {
         if (r < 0)
-                return r;       /* only the store's failures: an invalid token is not one (RFC 7009 2.2) */
+                return;         /* only the store's failures: an invalid token is not one (RFC 7009 2.2) */
         if (r > 0)
                 log_info("%s: a session was revoked by revokeToken", call_request_id(call));
-        return call_reply_empty(call);
+        (void) call_reply_empty(call);
+}
+
+static int method_tokens_revoke(Call *call, json_t *params) {
+        RevokeWork *w = revoke_work_new(call, json_object_get_string(params, "token"), NULL);
+
+        if (!w)
+                return -ENOMEM;
+        return call_write(call, revoke_token_work, revoke_done, w, revoke_work_free);
 }
 
 /* --- logoutAll --- */
@@ -108,23 +148,26 @@ static int logout_all_work(StoreTxn *t, void *userdata) {
         return session_revoke_customer(t, &w->ctx, w->customer_id, NULL);
 }
 
-static int method_tokens_logout_all(Call *call, json_t *params) {
-        RevokeWork w = {
-                .ctx = call_session_context(call),
-                .customer_id = call_customer_id(call),
-        };
-        int r;
+static void logout_all_done(Call *call, int r, void *userdata) {
+        RevokeWork *w = userdata;
 
-        if (!w.customer_id)     /* auth_customer() lets no call through without one */
+        if (r < 0)
+                return;
+        log_info("%s: customer %s logged out everywhere (%d sessions revoked)", call_request_id(call),
+                 w->customer_id, r);
+        (void) call_reply(call, json_pack("{s:i}", "revoked", r));
+}
+
+static int method_tokens_logout_all(Call *call, json_t *params) {
+        RevokeWork *w;
+
+        if (!call_customer_id(call))    /* auth_customer() lets no call through without one */
                 return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL,
                                         "invalid token");
-
-        r = store_transact(call_manager(call)->store, logout_all_work, &w);
-        if (r < 0)
-                return r;
-        log_info("%s: customer %s logged out everywhere (%d sessions revoked)", call_request_id(call),
-                 w.customer_id, r);
-        return call_reply(call, json_pack("{s:i}", "revoked", r));
+        w = revoke_work_new(call, NULL, call_customer_id(call));
+        if (!w)
+                return -ENOMEM;
+        return call_write(call, logout_all_work, logout_all_done, w, revoke_work_free);
 }
 
 /* --- introspectToken --- */
