@@ -530,19 +530,31 @@ static int sweep_work(StoreTxn *t, void *userdata) {
         return session_sweep(t, &ctx, SWEEP_BATCH);
 }
 
-/* Expired tokens and dead sessions are deleted in the background, a batch per unit of work. */
-static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
+static void sweep_done(int r, void *userdata) {
         Manager *m = userdata;
-        int r;
 
-        r = store_transact(m->store, sweep_work, m);
         if (r < 0)
                 log_warning_errno(r, "Sweeping expired tokens failed, ignoring: %m");
         else if (r > 0)
                 log_debug("Swept %d expired token records.", r);
 
-        (void) sd_event_source_set_time_relative(s, r >= (int) SWEEP_BATCH ? SWEEP_AGAIN_USEC : SWEEP_INTERVAL_USEC);
-        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        if (!m->sweep_timer)
+                return;
+        (void) sd_event_source_set_time_relative(m->sweep_timer,
+                                                 r >= (int) SWEEP_BATCH ? SWEEP_AGAIN_USEC : SWEEP_INTERVAL_USEC);
+        (void) sd_event_source_set_enabled(m->sweep_timer, SD_EVENT_ONESHOT);
+}
+
+/* Expired tokens and dead sessions are deleted in the background, a batch per unit of work
+ * (committed with the requests' units of work of the moment). */
+static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        r = store_submit(m->store, sweep_work, sweep_done, m);
+        if (r < 0)
+                sweep_done(r, m);
+        return 0;
 }
 
 static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata) {

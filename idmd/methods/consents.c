@@ -460,12 +460,13 @@ int consents_update_required(Store *s, const char *publisher_id, const char *cus
 }
 
 typedef struct AnswerWork {
-        const char *publisher_id;
-        const char *customer_id;
-        const char *source;
+        char *publisher_id;
+        char *customer_id;
+        const char *source;             /* a static string */
         json_t *answers;
         uint64_t now_usec;
         bool want_view;
+        ConsentsGone gone;
 
         Refusal refusal;
         int changed;
@@ -516,34 +517,61 @@ static int answer_write(StoreTxn *t, void *userdata) {
         return 0;
 }
 
-int consents_answer(Call *call, const char *publisher_id, const char *customer_id, json_t *answers,
-                    const char *source, bool reply_view) {
-        AnswerWork w = {
-                .publisher_id = publisher_id,
-                .customer_id = customer_id,
-                .source = source,
-                .answers = answers,
-                .now_usec = now_realtime_usec(),
-                .want_view = reply_view,
-        };
-        int r;
+static void answer_work_free(void *p) {
+        AnswerWork *w = p;
 
-        r = store_transact(call_manager(call)->store, answer_write, &w);
-        if (r < 0 && w.refusal.code) {
-                r = refusal_reply(call, &w.refusal);
-                goto finish;
+        free(w->publisher_id);
+        free(w->customer_id);
+        json_decref(w->answers);
+        refusal_done(&w->refusal);
+        json_decref(w->view);
+        free(w);
+}
+
+static void answer_done(Call *call, int r, void *userdata) {
+        AnswerWork *w = userdata;
+
+        if (r == -ENOENT) {     /* deleted meanwhile */
+                if (w->gone == CONSENTS_GONE_INVALID_TOKEN)
+                        (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL,
+                                                "invalid token");
+                else
+                        (void) call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL,
+                                                "no such customer");
+                return;
+        }
+        if (r < 0 && w->refusal.code) {
+                (void) refusal_reply(call, &w->refusal);
+                return;
         }
         if (r < 0)
-                goto finish;
+                return;
+        if (w->changed > 0)
+                log_info("%s: customer %s answered %d consent(s) (%s)", call_request_id(call), w->customer_id,
+                         w->changed, w->source);
+        (void) (w->want_view ? reply_list(call, json_incref(w->view)) : call_reply_empty(call));
+}
 
-        if (w.changed > 0)
-                log_info("%s: customer %s answered %d consent(s) (%s)", call_request_id(call), customer_id,
-                         w.changed, source);
-        r = reply_view ? reply_list(call, json_incref(w.view)) : call_reply_empty(call);
-finish:
-        refusal_done(&w.refusal);
-        json_decref(w.view);
-        return r;
+int consents_answer(Call *call, const char *publisher_id, const char *customer_id, json_t *answers,
+                    const char *source, bool reply_view, ConsentsGone gone) {
+        AnswerWork *w = calloc(1, sizeof(AnswerWork));
+
+        if (!w)
+                return -ENOMEM;
+        *w = (AnswerWork) {
+                .publisher_id = strdup(publisher_id),
+                .customer_id = strdup(customer_id),
+                .source = source,
+                .answers = json_incref(answers),
+                .now_usec = now_realtime_usec(),
+                .want_view = reply_view,
+                .gone = gone,
+        };
+        if (!w->publisher_id || !w->customer_id) {
+                answer_work_free(w);
+                return -ENOMEM;
+        }
+        return call_write(call, answer_write, answer_done, w, answer_work_free);
 }
 
 int consents_delete_customer(StoreTxn *t, const char *customer_id) {
@@ -636,7 +664,7 @@ static int definitions_check(Call *call, json_t *given) {
 }
 
 typedef struct DefinitionsWork {
-        const char *publisher_id;
+        char *publisher_id;
         json_t *given;
         uint64_t now_usec;
 
@@ -773,30 +801,50 @@ static int method_consents_get_publisher(Call *call, json_t *params) {
         return reply_list(call, defs_public(defs));
 }
 
+static void definitions_work_free(void *p) {
+        DefinitionsWork *w = p;
+
+        free(w->publisher_id);
+        json_decref(w->given);
+        refusal_done(&w->refusal);
+        json_decref(w->result);
+        free(w);
+}
+
+static void definitions_done(Call *call, int r, void *userdata) {
+        DefinitionsWork *w = userdata;
+
+        if (r < 0 && w->refusal.code) {
+                (void) refusal_reply(call, &w->refusal);
+                return;
+        }
+        if (r < 0)
+                return;
+        log_info("%s: publisher %s set %zu consent(s): %u new version(s), %u of them required%s",
+                 call_request_id(call), w->publisher_id, json_array_size(w->given), w->new_versions,
+                 w->new_required, w->new_required > 0 ? " (customers must accept them again)" : "");
+        (void) reply_list(call, defs_public(w->result));
+}
+
 static int method_consents_set_publisher(Call *call, json_t *params) {
-        DefinitionsWork w = {
-                .publisher_id = call_publisher_id(call),
-                .given = json_object_get(params, "consents"),
-                .now_usec = now_realtime_usec(),
-        };
+        DefinitionsWork *w;
         int r;
 
-        r = definitions_check(call, w.given);
+        r = definitions_check(call, json_object_get(params, "consents"));
         if (r < 0)
                 return call_replied(call) ? 0 : r;
 
-        r = store_transact(call_manager(call)->store, definitions_write, &w);
-        if (r < 0 && w.refusal.code)
-                r = refusal_reply(call, &w.refusal);
-        else if (r >= 0) {
-                log_info("%s: publisher %s set %zu consent(s): %u new version(s), %u of them required%s",
-                         call_request_id(call), w.publisher_id, json_array_size(w.given), w.new_versions,
-                         w.new_required, w.new_required > 0 ? " (customers must accept them again)" : "");
-                r = reply_list(call, defs_public(w.result));
+        w = calloc(1, sizeof(DefinitionsWork));
+        if (!w)
+                return -ENOMEM;
+        w->publisher_id = strdup(call_publisher_id(call));
+        w->given = json_incref(json_object_get(params, "consents"));
+        w->now_usec = now_realtime_usec();
+        if (!w->publisher_id) {
+                definitions_work_free(w);
+                return -ENOMEM;
         }
-        refusal_done(&w.refusal);
-        json_decref(w.result);
-        return r;
+        return call_write(call, definitions_write, definitions_done, w, definitions_work_free);
 }
 
 static int method_consents_get_customer(Call *call, json_t *params) {
@@ -817,13 +865,9 @@ static int method_consents_get_customer(Call *call, json_t *params) {
 }
 
 static int method_consents_update_customer(Call *call, json_t *params) {
-        int r;
-
-        r = consents_answer(call, call_publisher_id(call), call_customer_id(call), json_object_get(params, "consents"),
-                            "customer", true);
-        if (r == -ENOENT)       /* deleted since the token was issued */
-                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
-        return r;
+        /* A customer deleted since the token was issued: 401 invalid_token. */
+        return consents_answer(call, call_publisher_id(call), call_customer_id(call),
+                               json_object_get(params, "consents"), "customer", true, CONSENTS_GONE_INVALID_TOKEN);
 }
 
 const Method methods_consents[] = {

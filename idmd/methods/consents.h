@@ -67,10 +67,15 @@ int consents_update_required(Store *s, const char *publisher_id, const char *cus
  * entry for each answer that changes something. Refuses (and writes nothing) when an answer is
  * malformed (-32602), names an unknown consent or one twice (400 invalid_value) or a version
  * that is not the newest (409 version_mismatch {name, version, newestVersion}). Replies itself:
- * with the customer's consents as getCustomerConsents shows them when reply_view, else {}.
- * Returns < 0 only for an error the caller should answer (call_reply_errno). */
+ * with the customer's consents as getCustomerConsents shows them when reply_view, else {}, once
+ * the answers are durable; a customer deleted meanwhile is answered as gone says. source must be
+ * a static string. Returns < 0 only for an error the caller should answer (call_reply_errno). */
+typedef enum ConsentsGone {
+        CONSENTS_GONE_INVALID_TOKEN,    /* 401 invalid_token: the caller's token named it */
+        CONSENTS_GONE_NOT_FOUND,        /* 404 not_found */
+} ConsentsGone;
 int consents_answer(Call *call, const char *publisher_id, const char *customer_id, json_t *answers,
-                    const char *source, bool reply_view);
+                    const char *source, bool reply_view, ConsentsGone gone);
 
 /* Deletes the customer's consent record (for deleteCustomer). 0, or 0 when there was none. */
 int consents_delete_customer(StoreTxn *t, const char *customer_id);

@@ -408,12 +408,21 @@ static json_t *session_result(const char *customer_id, const SessionTokens *s) {
 /* --- registerCustomer --- */
 
 typedef struct RegisterWork {
-        PasswordJob *job;
+        PasswordJob *job;               /* owned */
         json_t *rec;
         SessionContext ctx;
         SessionTokens tokens;
         const char *failed_index;       /* which unique key was taken */
 } RegisterWork;
+
+static void register_work_free(void *p) {
+        RegisterWork *w = p;
+
+        password_job_free(w->job);
+        json_decref(w->rec);
+        session_tokens_done(&w->tokens);
+        free(w);
+}
 
 static int register_write(StoreTxn *t, void *userdata) {
         RegisterWork *w = userdata;
@@ -468,27 +477,50 @@ static int register_write(StoreTxn *t, void *userdata) {
         return session_start(t, &w->ctx, json_object_get_string(w->rec, "customerId"), pid, &w->tokens);
 }
 
-static void register_done(PasswordJob *j) {
-        Manager *m = call_manager(j->call);
-        RegisterWork w = { .job = j, .rec = json_incref(j->params), .ctx = call_session_context(j->call) };
-        _cleanup_(json_decrefp) json_t *rec = NULL;
-        json_t *p = j->params;
-        int r;
+static void register_finish(Call *call, int r, void *userdata) {
+        RegisterWork *w = userdata;
 
-        json_decref(w.rec);
+        if (r == -EEXIST && w->failed_index && streq(w->failed_index, "externalId"))
+                (void) call_reply_error(call, IDM_ERR_CONFLICT, IDM_REASON_EXTERNAL_ID_EXISTS, NULL,
+                                        "a customer with this externalId exists");
+        else if (r == -EEXIST)
+                (void) call_reply_error(call, IDM_ERR_CONFLICT, IDM_REASON_CUSTOMER_EXISTS, NULL,
+                                        "a customer with this e-mail exists");
+        else if (r >= 0) {
+                const char *id = json_object_get_string(w->rec, "customerId");
+                log_info("%s: registered customer %s of publisher %s", call_request_id(call), id,
+                         w->job->publisher_id);
+                (void) call_reply(call, session_result(id, &w->tokens));
+        }
+}
+
+static void register_done(PasswordJob *j) {
+        _cleanup_(password_job_freep) PasswordJob *job = j;
+        json_t *p = j->params;
+        RegisterWork *w;
+        uint64_t now;
+
         if (j->hashed < 0) {
                 (void) call_reply_errno(j->call, j->hashed);
                 return;
         }
-
-        rec = json_pack("{s:s, s:s, s:s, s:s, s:I}",
-                        "email", json_object_get_string(p, "email"),
-                        "publisherId", j->publisher_id,
-                        "passwordHash", j->new_hash,
-                        "locale", json_object_get_string(p, "locale"),
-                        "registrationDate", (json_int_t) w.ctx.now_usec);
-        if (!rec) {
+        w = calloc(1, sizeof(RegisterWork));
+        if (!w) {
                 (void) call_reply_errno(j->call, -ENOMEM);
+                return;
+        }
+        w->ctx = call_session_context(j->call);
+        now = w->ctx.now_usec;
+        w->rec = json_pack("{s:s, s:s, s:s, s:s, s:I}",
+                           "email", json_object_get_string(p, "email"),
+                           "publisherId", j->publisher_id,
+                           "passwordHash", j->new_hash,
+                           "locale", json_object_get_string(p, "locale"),
+                           "registrationDate", (json_int_t) now);
+        w->job = TAKE_PTR(job);
+        if (!w->rec) {
+                (void) call_reply_errno(j->call, -ENOMEM);
+                register_work_free(w);
                 return;
         }
         static const char *const copy[] = { "country", "currency", "firstName", "lastName", "externalId",
@@ -496,27 +528,12 @@ static void register_done(PasswordJob *j) {
         for (size_t i = 0; i < ELEMENTSOF(copy); i++) {
                 json_t *v = json_object_get(p, copy[i]);
                 if (v)
-                        (void) json_object_set(rec, copy[i], v);
+                        (void) json_object_set(w->rec, copy[i], v);
         }
         if (json_object_get(p, "customerIP"))
-                (void) json_object_set(rec, "registrationIP", json_object_get(p, "customerIP"));
-        w.rec = rec;
+                (void) json_object_set(w->rec, "registrationIP", json_object_get(p, "customerIP"));
 
-        r = store_transact(m->store, register_write, &w);
-        if (r == -EEXIST && w.failed_index && streq(w.failed_index, "externalId"))
-                (void) call_reply_error(j->call, IDM_ERR_CONFLICT, IDM_REASON_EXTERNAL_ID_EXISTS, NULL,
-                                        "a customer with this externalId exists");
-        else if (r == -EEXIST)
-                (void) call_reply_error(j->call, IDM_ERR_CONFLICT, IDM_REASON_CUSTOMER_EXISTS, NULL,
-                                        "a customer with this e-mail exists");
-        else if (r < 0)
-                (void) call_reply_errno(j->call, r);
-        else {
-                const char *id = json_object_get_string(rec, "customerId");
-                log_info("%s: registered customer %s of publisher %s", call_request_id(j->call), id, j->publisher_id);
-                (void) call_reply(j->call, session_result(id, &w.tokens));
-        }
-        session_tokens_done(&w.tokens);
+        (void) call_write(j->call, register_write, register_finish, w, register_work_free);
 }
 
 /* Consents given at registration: [{name, version, state}] with the right types. Which ones a
@@ -829,10 +846,19 @@ static int method_customers_get(Call *call, json_t *params) {
 }
 
 typedef struct UpdateWork {
-        const char *customer_id;
+        char *customer_id;
         json_t *changes;
         json_t *rec;
 } UpdateWork;
+
+static void update_work_free(void *p) {
+        UpdateWork *w = p;
+
+        free(w->customer_id);
+        json_decref(w->changes);
+        json_decref(w->rec);
+        free(w);
+}
 
 static int update_write(StoreTxn *t, void *userdata) {
         UpdateWork *w = userdata;
@@ -847,23 +873,33 @@ static int update_write(StoreTxn *t, void *userdata) {
         return store_put(t, STORE_CUSTOMERS, w->customer_id, w->rec, STORE_PUT_DEFAULT);
 }
 
+static void update_done(Call *call, int r, void *userdata) {
+        UpdateWork *w = userdata;
+
+        if (r == -ENOENT)       /* deleted since the token was issued */
+                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
+        else if (r >= 0)
+                (void) call_reply(call, customers_public(w->rec));
+}
+
 static int method_customers_update(Call *call, json_t *params) {
         _cleanup_(json_decrefp) json_t *changes = json_object();
-        UpdateWork w = { .customer_id = call_customer_id(call) };
-        int r;
+        UpdateWork *w;
 
         if (!changes)
                 return -ENOMEM;
         if (apply_profile(call, params, changes) < 0)
                 return 0;
-        w.changes = changes;
-        r = store_transact(call_manager(call)->store, update_write, &w);
-        if (r == -ENOENT)
-                r = call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
-        else if (r >= 0)
-                r = call_reply(call, customers_public(w.rec));
-        json_decref(w.rec);
-        return r;
+        w = calloc(1, sizeof(UpdateWork));
+        if (!w)
+                return -ENOMEM;
+        w->customer_id = strdup(call_customer_id(call));
+        w->changes = TAKE_PTR(changes);
+        if (!w->customer_id) {
+                update_work_free(w);
+                return -ENOMEM;
+        }
+        return call_write(call, update_write, update_done, w, update_work_free);
 }
 
 int customers_set_password(StoreTxn *t, const SessionContext *ctx, const char *customer_id, const char *old_hash,

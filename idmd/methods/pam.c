@@ -253,7 +253,6 @@ static int method_pam_accept_consents(Call *call, json_t *params) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(json_decrefp) json_t *customer = NULL;
         _cleanup_free_ char *publisher_id = NULL;
-        int r;
 
         t = call_store_read(call);
         if (!t)
@@ -265,11 +264,8 @@ static int method_pam_accept_consents(Call *call, json_t *params) {
                 return 0;
         t = store_txn_free(t);
 
-        r = consents_answer(call, publisher_id, strempty(json_object_get_string(customer, "customerId")),
-                            json_object_get(params, "consents"), "pam", false);
-        if (r == -ENOENT)       /* deleted meanwhile */
-                return call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
-        return r;
+        return consents_answer(call, publisher_id, strempty(json_object_get_string(customer, "customerId")),
+                               json_object_get(params, "consents"), "pam", false, CONSENTS_GONE_NOT_FOUND);
 }
 
 /* --- pamChangePassword --- */
@@ -315,7 +311,8 @@ static int method_pam_change_password(Call *call, json_t *params) {
 /* --- pamCloseSession --- */
 
 typedef struct PamCloseWork {
-        const char *publisher_id;
+        json_t *params;                 /* user and session_id point into it */
+        char *publisher_id;
         const char *user;
         const char *session_id;         /* given, or NULL */
         uid_t uid;
@@ -367,35 +364,53 @@ static int pam_close_write(StoreTxn *t, void *userdata) {
         return 0;
 }
 
+static void pam_close_work_free(void *p) {
+        PamCloseWork *w = p;
+
+        json_decref(w->params);
+        free(w->publisher_id);
+        free(w);
+}
+
+static void pam_close_done(Call *call, int r, void *userdata) {
+        PamCloseWork *w = userdata;
+
+        if (r < 0)
+                return;
+        if (w->revoked > 0)
+                log_info("%s: PAM session closed for publisher %s (uid %u)", call_request_id(call), w->publisher_id,
+                         (unsigned) w->uid);
+        /* RFC 7009 spirit: an unknown or already closed session is not an error. */
+        (void) call_reply_empty(call);
+}
+
 static int method_pam_close_session(Call *call, json_t *params) {
         _cleanup_free_ char *publisher_id = NULL;
-        PamCloseWork w = {
+        PamCloseWork *w;
+
+        publisher_id = pam_publisher(call, params);
+        if (!publisher_id)
+                return 0;
+        w = calloc(1, sizeof(PamCloseWork));
+        if (!w)
+                return -ENOMEM;
+        *w = (PamCloseWork) {
+                .params = json_incref(params),
+                .publisher_id = TAKE_PTR(publisher_id),
                 .user = json_object_get_string(params, "user"),
                 .session_id = json_object_get_string(params, "sessionId"),
                 .uid = call_peer(call)->uid,
                 .admin = call_role(call) == ROLE_ADMIN,
                 .ctx = { .now_usec = now_realtime_usec() },
         };
-        int r;
-
-        publisher_id = pam_publisher(call, params);
-        if (!publisher_id)
-                return 0;
-        w.publisher_id = publisher_id;
-        r = store_transact(call_manager(call)->store, pam_close_write, &w);
-        if (r < 0)
-                return r;
-        if (w.revoked > 0)
-                log_info("%s: PAM session closed for publisher %s (uid %u)", call_request_id(call), publisher_id,
-                         (unsigned) w.uid);
-        /* RFC 7009 spirit: an unknown or already closed session is not an error. */
-        return call_reply_empty(call);
+        return call_write(call, pam_close_write, pam_close_done, w, pam_close_work_free);
 }
 
 /* --- setCustomerDisabled (admin) --- */
 
 typedef struct DisableWork {
-        const char *publisher_id;
+        json_t *params;                 /* email points into it */
+        char *publisher_id;
         const char *email;
         bool disabled;
         SessionContext ctx;
@@ -433,31 +448,49 @@ static int disable_write(StoreTxn *t, void *userdata) {
         return 0;
 }
 
+static void disable_work_free(void *p) {
+        DisableWork *w = p;
+
+        json_decref(w->params);
+        free(w->publisher_id);
+        json_decref(w->customer);
+        free(w);
+}
+
+static void disable_done(Call *call, int r, void *userdata) {
+        DisableWork *w = userdata;
+        const char *id;
+
+        if (r == -ENOENT) {
+                (void) call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
+                return;
+        }
+        if (r < 0)
+                return;
+        id = json_object_get_string(w->customer, "customerId");
+        log_info("%s: customer %s %s%s", call_request_id(call), id, w->disabled ? "disabled" : "enabled",
+                 w->revoked > 0 ? ", its sessions revoked" : "");
+        (void) call_reply(call, json_pack("{s:s, s:b}", "customerId", id, "disabled", w->disabled));
+}
+
 static int method_pam_set_customer_disabled(Call *call, json_t *params) {
         _cleanup_free_ char *publisher_id = NULL;
-        DisableWork w = {
-                .email = json_object_get_string(params, "email"),
-                .disabled = json_is_true(json_object_get(params, "disabled")),
-                .ctx = call_session_context(call),
-        };
-        const char *id;
-        int r;
+        DisableWork *w;
 
         publisher_id = pam_publisher(call, params);
         if (!publisher_id)
                 return 0;
-        w.publisher_id = publisher_id;
-        r = store_transact(call_manager(call)->store, disable_write, &w);
-        if (r == -ENOENT)
-                r = call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
-        else if (r >= 0) {
-                id = json_object_get_string(w.customer, "customerId");
-                log_info("%s: customer %s %s%s", call_request_id(call), id, w.disabled ? "disabled" : "enabled",
-                         w.revoked > 0 ? ", its sessions revoked" : "");
-                r = call_reply(call, json_pack("{s:s, s:b}", "customerId", id, "disabled", w.disabled));
-        }
-        json_decref(w.customer);
-        return r;
+        w = calloc(1, sizeof(DisableWork));
+        if (!w)
+                return -ENOMEM;
+        *w = (DisableWork) {
+                .params = json_incref(params),
+                .publisher_id = TAKE_PTR(publisher_id),
+                .email = json_object_get_string(params, "email"),
+                .disabled = json_is_true(json_object_get(params, "disabled")),
+                .ctx = call_session_context(call),
+        };
+        return call_write(call, disable_write, disable_done, w, disable_work_free);
 }
 
 #define PAM_PUBLISHER_PARAMS                    \

@@ -130,15 +130,22 @@ static int publisher_apply_settings(Call *call, json_t *params, json_t *rec) {
 }
 
 typedef struct PublisherWrite {
-        json_t *rec;            /* the record to write (publisherId filled in by create) */
-        const char *token;      /* new token, or NULL */
+        json_t *rec;            /* the record to write (publisherId drawn by create) */
+        char *token;            /* new token, or NULL */
         char old_hash[TOKEN_HASH_STRLEN + 1];   /* hash of the token it replaces, or "" */
         bool create;
+        const char *verb;       /* for the log: "created", "updated", "rotated the token of" */
 } PublisherWrite;
 
-/* A unit of work; may run more than once (store growth), so it only depends on w's inputs. */
-static int publisher_write(StoreTxn *t, void *userdata) {
-        PublisherWrite *w = userdata;
+static void publisher_write_free(void *p) {
+        PublisherWrite *w = p;
+
+        json_decref(w->rec);
+        erase_and_free(w->token);
+        free(w);
+}
+
+static int publisher_put(StoreTxn *t, PublisherWrite *w) {
         const char *id = json_object_get_string(w->rec, "publisherId");
         int r;
 
@@ -162,8 +169,56 @@ static int publisher_write(StoreTxn *t, void *userdata) {
         return store_put(t, STORE_PUBLISHERS, id, w->rec, w->create ? STORE_PUT_NO_OVERWRITE : STORE_PUT_DEFAULT);
 }
 
+/* A unit of work; may run more than once (store growth), so it only depends on w's inputs. A new
+ * publisher's id is drawn here, again on a collision. */
+static int publisher_write(StoreTxn *t, void *userdata) {
+        PublisherWrite *w = userdata;
+        int r;
+
+        if (!w->create)
+                return publisher_put(t, w);
+        for (unsigned attempt = 0;; attempt++) {
+                _cleanup_free_ char *id = NULL;
+
+                r = token_random_digits(PUBLISHER_ID_DIGITS, &id);
+                if (r < 0)
+                        return r;
+                (void) json_object_set_new(w->rec, "publisherId", json_string(id));
+                if (!store_exists(t, STORE_PUBLISHERS, id) || attempt >= 16)
+                        return publisher_put(t, w);
+        }
+}
+
+static void publisher_done(Call *call, int r, void *userdata) {
+        PublisherWrite *w = userdata;
+
+        if (r < 0)
+                return;
+        log_info("%s: %s publisher %s", call_request_id(call), w->verb, json_object_get_string(w->rec, "publisherId"));
+        if (w->token)
+                (void) call_reply(call, json_pack("{s:O, s:s}", "publisherId", json_object_get(w->rec, "publisherId"),
+                                                  "publisherToken", w->token));
+        else
+                (void) call_reply(call, publisher_public(w->rec));
+}
+
+/* Takes rec and token over. */
+static int publisher_submit(Call *call, json_t *rec, char *token, bool create, const char *verb) {
+        PublisherWrite *w = calloc(1, sizeof(PublisherWrite));
+
+        if (!w) {
+                json_decref(rec);
+                erase_and_free(token);
+                return -ENOMEM;
+        }
+        *w = (PublisherWrite) { .rec = rec, .token = token, .create = create, .verb = verb };
+        if (!create)
+                (void) snprintf(w->old_hash, sizeof(w->old_hash), "%s",
+                                token ? strempty(json_object_get_string(rec, "tokenHash")) : "");
+        return call_write(call, publisher_write, publisher_done, w, publisher_write_free);
+}
+
 static int method_publishers_create(Call *call, json_t *params) {
-        Manager *m = call_manager(call);
         _cleanup_(json_decrefp) json_t *rec = NULL;
         _cleanup_(erase_and_freep) char *token = NULL;
         int r;
@@ -174,30 +229,10 @@ static int method_publishers_create(Call *call, json_t *params) {
         r = publisher_apply_settings(call, params, rec);
         if (r < 0)
                 return 0;       /* replied */
-
-        for (unsigned attempt = 0;; attempt++) {
-                _cleanup_free_ char *id = NULL;
-                PublisherWrite w = { .rec = rec, .create = true };
-
-                r = token_random_digits(PUBLISHER_ID_DIGITS, &id);
-                if (r < 0)
-                        return r;
-                erase_and_free(TAKE_PTR(token));
-                r = token_random(PUBLISHER_TOKEN_BYTES, &token);
-                if (r < 0)
-                        return r;
-                (void) json_object_set_new(rec, "publisherId", json_string(id));
-                w.token = token;
-                r = store_transact(m->store, publisher_write, &w);
-                if (r != -EEXIST || attempt >= 16)      /* an id collision: draw again */
-                        break;
-        }
+        r = token_random(PUBLISHER_TOKEN_BYTES, &token);
         if (r < 0)
                 return r;
-
-        log_info("%s: created publisher %s", call_request_id(call), json_object_get_string(rec, "publisherId"));
-        return call_reply(call, json_pack("{s:O, s:s}", "publisherId", json_object_get(rec, "publisherId"),
-                                          "publisherToken", token));
+        return publisher_submit(call, TAKE_PTR(rec), TAKE_PTR(token), true, "created");
 }
 
 /* Reads the publisher named by params' publisherId; replies 404 itself. */
@@ -231,7 +266,6 @@ static int method_publishers_get(Call *call, json_t *params) {
 
 static int method_publishers_update(Call *call, json_t *params) {
         _cleanup_(json_decrefp) json_t *rec = publisher_get(call, json_object_get_string(params, "publisherId"));
-        PublisherWrite w;
         int r;
 
         if (!rec)
@@ -239,18 +273,12 @@ static int method_publishers_update(Call *call, json_t *params) {
         r = publisher_apply_settings(call, params, rec);
         if (r < 0)
                 return 0;
-        w = (PublisherWrite) { .rec = rec };
-        r = store_transact(call_manager(call)->store, publisher_write, &w);
-        if (r < 0)
-                return r;
-        log_info("%s: updated publisher %s", call_request_id(call), json_object_get_string(rec, "publisherId"));
-        return call_reply(call, publisher_public(rec));
+        return publisher_submit(call, TAKE_PTR(rec), NULL, false, "updated");
 }
 
 static int method_publishers_rotate_token(Call *call, json_t *params) {
         _cleanup_(json_decrefp) json_t *rec = publisher_get(call, json_object_get_string(params, "publisherId"));
         _cleanup_(erase_and_freep) char *token = NULL;
-        PublisherWrite w;
         int r;
 
         if (!rec)
@@ -258,15 +286,7 @@ static int method_publishers_rotate_token(Call *call, json_t *params) {
         r = token_random(PUBLISHER_TOKEN_BYTES, &token);
         if (r < 0)
                 return r;
-        w = (PublisherWrite) { .rec = rec, .token = token };
-        (void) snprintf(w.old_hash, sizeof(w.old_hash), "%s", strempty(json_object_get_string(rec, "tokenHash")));
-        r = store_transact(call_manager(call)->store, publisher_write, &w);
-        if (r < 0)
-                return r;
-        log_info("%s: rotated the token of publisher %s", call_request_id(call),
-                 json_object_get_string(rec, "publisherId"));
-        return call_reply(call, json_pack("{s:O, s:s}", "publisherId", json_object_get(rec, "publisherId"),
-                                          "publisherToken", token));
+        return publisher_submit(call, TAKE_PTR(rec), TAKE_PTR(token), false, "rotated the token of");
 }
 
 static int append_public(const char *key, json_t *value, void *userdata) {
@@ -309,11 +329,29 @@ static int offer_put(StoreTxn *t, void *userdata) {
         return store_put(t, STORE_OFFERS, json_object_get_string(rec, "offerId"), rec, STORE_PUT_NO_OVERWRITE);
 }
 
+static void json_decref_void(void *p) {
+        json_decref(p);
+}
+
+static void offer_added(Call *call, int r, void *userdata) {
+        json_t *rec = userdata;
+
+        if (r == -EEXIST) {
+                (void) call_reply_error(call, IDM_ERR_CONFLICT, IDM_REASON_OFFER_EXISTS, NULL,
+                                        "an offer with this offerId exists");
+                return;
+        }
+        if (r < 0)
+                return;
+        log_info("%s: publisher %s added offer '%s'", call_request_id(call), json_object_get_string(rec, "publisherId"),
+                 json_object_get_string(rec, "offerId"));
+        (void) call_reply(call, offer_public(rec));
+}
+
 static int method_offers_add(Call *call, json_t *params) {
         const char *offer_id = json_object_get_string(params, "offerId");
         const char *title = json_object_get_string(params, "title");
         _cleanup_(json_decrefp) json_t *rec = NULL;
-        int r;
 
         if (!offer_id_is_valid(offer_id))
                 return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
@@ -331,20 +369,21 @@ static int method_offers_add(Call *call, json_t *params) {
         if (title)
                 (void) json_object_set_new(rec, "title", json_string(title));
 
-        r = store_transact(call_manager(call)->store, offer_put, rec);
-        if (r == -EEXIST)
-                return call_reply_error(call, IDM_ERR_CONFLICT, IDM_REASON_OFFER_EXISTS, NULL,
-                                        "an offer with this offerId exists");
-        if (r < 0)
-                return r;
-        log_info("%s: publisher %s added offer '%s'", call_request_id(call), call_publisher_id(call), offer_id);
-        return call_reply(call, offer_public(rec));
+        return call_write(call, offer_put, offer_added, TAKE_PTR(rec), json_decref_void);
 }
 
 typedef struct OfferRemove {
-        const char *offer_id;
-        const char *publisher_id;
+        char *offer_id;
+        char *publisher_id;
 } OfferRemove;
+
+static void offer_remove_free(void *p) {
+        OfferRemove *o = p;
+
+        free(o->offer_id);
+        free(o->publisher_id);
+        free(o);
+}
 
 static int offer_remove(StoreTxn *t, void *userdata) {
         OfferRemove *o = userdata;
@@ -360,20 +399,31 @@ static int offer_remove(StoreTxn *t, void *userdata) {
         return store_del(t, STORE_OFFERS, o->offer_id);
 }
 
-static int method_offers_remove(Call *call, json_t *params) {
-        OfferRemove o = {
-                .offer_id = json_object_get_string(params, "offerId"),
-                .publisher_id = call_publisher_id(call),
-        };
-        int r;
+static void offer_removed(Call *call, int r, void *userdata) {
+        OfferRemove *o = userdata;
 
-        r = store_transact(call_manager(call)->store, offer_remove, &o);
-        if (r == -ENOENT)
-                return call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such offer");
+        if (r == -ENOENT) {
+                (void) call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such offer");
+                return;
+        }
         if (r < 0)
-                return r;
-        log_info("%s: publisher %s removed offer '%s'", call_request_id(call), o.publisher_id, o.offer_id);
-        return call_reply_empty(call);
+                return;
+        log_info("%s: publisher %s removed offer '%s'", call_request_id(call), o->publisher_id, o->offer_id);
+        (void) call_reply_empty(call);
+}
+
+static int method_offers_remove(Call *call, json_t *params) {
+        OfferRemove *o = calloc(1, sizeof(OfferRemove));
+
+        if (!o)
+                return -ENOMEM;
+        o->offer_id = strdup(json_object_get_string(params, "offerId"));
+        o->publisher_id = strdup(call_publisher_id(call));
+        if (!o->offer_id || !o->publisher_id) {
+                offer_remove_free(o);
+                return -ENOMEM;
+        }
+        return call_write(call, offer_remove, offer_removed, o, offer_remove_free);
 }
 
 typedef struct OfferList {
