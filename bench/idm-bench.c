@@ -1757,6 +1757,7 @@ static int lmdb_floor(const Options *o, unsigned per_txn, json_t **ret) {
         _cleanup_(mdb_env_closep) MDB_env *env = NULL;
         _cleanup_(samples_done) Samples commits = {};
         _cleanup_free_ char *dir = NULL, *value = NULL;
+        _cleanup_free_ unsigned char *raw = NULL;
         uint64_t t0, t_measure, t_end, records = 0, txns = 0, file_bytes = 0;
         bool map_full = false;
         char path[PATH_MAX];
@@ -1774,7 +1775,8 @@ static int lmdb_floor(const Options *o, unsigned per_txn, json_t **ret) {
 
         /* A record shaped like idmd's token records: compact JSON, o->record_size bytes. */
         value = malloc(o->record_size + 1);
-        if (!value) {
+        raw = malloc((size_t) per_txn * 32);
+        if (!value || !raw) {
                 r = -ENOMEM;
                 goto finish;
         }
@@ -1816,15 +1818,16 @@ static int lmdb_floor(const Options *o, unsigned per_txn, json_t **ret) {
 
                 if (a >= t_end)
                         break;
+                /* Keys are hashes in idmd (token_hash()): random, like these. One getrandom() per
+                 * transaction, so that the floor measures LMDB and not the random source. */
+                randombytes_buf(raw, (size_t) per_txn * 32);
                 k = mdb_txn_begin(env, NULL, 0, &txn);
                 for (unsigned i = 0; k == MDB_SUCCESS && i < per_txn; i++) {
-                        unsigned char raw[32];
                         char key[64];
                         MDB_val kv, vv = { .mv_size = o->record_size, .mv_data = value };
 
-                        /* Keys are hashes in idmd (token_hash()): random, like these. */
-                        randombytes_buf(raw, sizeof(raw));
-                        sodium_bin2base64(key, sizeof(key), raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+                        sodium_bin2base64(key, sizeof(key), raw + (size_t) i * 32, 32,
+                                          sodium_base64_VARIANT_URLSAFE_NO_PADDING);
                         kv = (MDB_val) { .mv_size = strlen(key), .mv_data = key };
                         k = mdb_put(txn, dbi, &kv, &vv, 0);
                         if (k != MDB_SUCCESS)

@@ -205,6 +205,11 @@ check() {
 declare -A results
 keep() { results[$1]="${results[$1]:-} $(jget "$2" <"$tmp/last.json")"; }
 
+last() { local v=(${results[$1]:-}); echo "${v[-1]:-nan}"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "nan") printf "%.3f", a / b; else print "nan" }'; }
+# Records NAME = A / B for this round: each ratio compares figures measured minutes apart.
+keep_ratio() { results[$1]="${results[$1]:-} $(ratio "$(last "$2")" "$(last "$3")")"; }
+
 median() {
         tr ' ' '\n' <<<"${results[$1]:-}" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 }
                 END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2];
@@ -217,6 +222,7 @@ common=(--connections "$connections" --threads "$threads" --duration "$duration"
 # ---- the rounds ----
 
 started=$(date +%s)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for run in $(seq "$runs"); do
         echo "Round $run of $runs (window ${duration} s after ${warmup} s warm-up):" >&2
 
@@ -263,13 +269,30 @@ for run in $(seq "$runs"); do
         keep login_rps .throughput; keep login_p50 .latency_us.p50; keep login_p99 .latency_us.p99; keep login_err .errors
         keep login_rss .server.rss_after_kib
         stop_idmd
+
+        keep_ratio gsi_ratio gsi_rps echo_rps
+        keep_ratio rt_ratio rt_rps lmdb1
+        keep_ratio rt1000_ratio rt_rps lmdb1000
+        keep_ratio login_ratio login_rps argon
 done
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(( $(date +%s) - started ))
 
 # ---- the table ----
 
 m() { median "$1"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
+# The median of a per-round figure, with its range when there are several rounds: "0.36 (0.31-0.52)".
+spread() {
+        local v=(${results[$1]:-}) lo hi
+        [ ${#v[@]} -gt 0 ] || { echo "nan"; return; }
+        lo=$(printf '%s\n' "${v[@]}" | sort -g | head -n1)
+        hi=$(printf '%s\n' "${v[@]}" | sort -g | tail -n1)
+        if [ ${#v[@]} -gt 1 ]; then
+                awk -v m="$(median "$1")" -v lo="$lo" -v hi="$hi" 'BEGIN { f = (m >= 10) ? "%.0f" : "%.2f"; printf f " (" f "-" f ")", m, lo, hi }'
+        else
+                awk -v m="$(median "$1")" 'BEGIN { printf (m >= 10) ? "%.0f" : "%.2f", m }'
+        fi
+}
 # verdict RATIO OP TARGET: "met" or "missed (x.xx of the target)"
 verdict() {
         awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN {
@@ -280,31 +303,30 @@ verdict() {
 }
 fmt() { awk -v v="$1" 'BEGIN { if (v == "nan") print "-"; else if (v >= 100) printf "%.0f", v; else printf "%.1f", v }'; }
 
-gsi_ratio=$(ratio "$(m gsi_rps)" "$(m echo_rps)")
-rt_ratio=$(ratio "$(m rt_rps)" "$(m lmdb1)")
-lmdb_ratio=$(ratio "$(m rt_rps)" "$(m lmdb1000)")
-login_ratio=$(ratio "$(m login_rps)" "$(m argon)")
+gsi_ratio=$(m gsi_ratio)
+rt_ratio=$(m rt_ratio)
 mix_ratio=$(m mix_ratio)
 
 printf '\nidm-bench: %s connections, %s client threads, %s round(s) of %s s windows (medians); %s s in all\n' \
         "$connections" "$threads" "$runs" "$duration" "$elapsed"
-printf 'machine: %s cores, %s, kernel %s; state and LMDB floor on %s\n\n' "$(nproc)" \
-        "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)" "$(uname -r)" \
-        "$(df -T "$tmp" | awk 'NR == 2 { print $2 " (" $1 ")" }')"
-fmt_row='%-40s %12s %10s %10s  %-32s %7s  %s\n'
+printf 'machine: %s cores, %s, kernel %s; state and LMDB floor on %s; load average %s at the start, %s at the end\n' \
+        "$(nproc)" "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)" "$(uname -r)" \
+        "$(df -T "$tmp" | awk 'NR == 2 { print $2 " (" $1 ")" }')" "$load_start" "$load_end"
+printf 'Throughput, latency and floor: medians over the rounds. Ratio: median of the per-round ratios (range).\n\n'
+fmt_row='%-40s %12s %10s %10s  %-34s %-18s  %s\n'
 printf "$fmt_row" "scenario" "throughput" "p50 µs" "p99 µs" "floor" "ratio" "target"
 printf "$fmt_row" "getServerInfo" "$(fmt "$(m gsi_rps)")/s" "$(fmt "$(m gsi_p50)")" "$(fmt "$(m gsi_p99)")" \
-        "echo $(fmt "$(m echo_rps)")/s (p99 $(fmt "$(m echo_p99)") µs)" "$gsi_ratio" \
+        "echo $(fmt "$(m echo_rps)")/s (p99 $(fmt "$(m echo_p99)") µs)" "$(spread gsi_ratio)" \
         ">= 0.5: $(verdict "$gsi_ratio" ">=" 0.5)"
 printf "$fmt_row" "refreshToken" "$(fmt "$(m rt_rps)")/s" "$(fmt "$(m rt_p50)")" "$(fmt "$(m rt_p99)")" \
-        "LMDB 1 rec/txn $(fmt "$(m lmdb1)")/s" "$rt_ratio" ">= 5: $(verdict "$rt_ratio" ">=" 5)"
+        "LMDB 1 rec/txn $(fmt "$(m lmdb1)")/s" "$(spread rt_ratio)" ">= 5: $(verdict "$rt_ratio" ">=" 5)"
 printf "$fmt_row" "  (same, vs the batched LMDB floor)" "" "" "" \
-        "LMDB 1000 rec/txn $(fmt "$(m lmdb1000)")/s" "$lmdb_ratio" "-"
+        "LMDB 1000 rec/txn $(fmt "$(m lmdb1000)")/s" "$(spread rt1000_ratio)" "-"
 printf "$fmt_row" "getServerInfo p99, alone / under write" "-" \
         "$(fmt "$(m mix_alone_p50)")/$(fmt "$(m mix_load_p50)")" "$(fmt "$(m mix_alone_p99)")/$(fmt "$(m mix_load_p99)")" \
-        "refreshToken load $(fmt "$(m mix_write_rps)")/s" "$mix_ratio" "<= 2: $(verdict "$mix_ratio" "<=" 2)"
+        "refreshToken load $(fmt "$(m mix_write_rps)")/s" "$(spread mix_ratio)" "<= 2: $(verdict "$mix_ratio" "<=" 2)"
 printf "$fmt_row" "login (Argon2id default cost)" "$(fmt "$(m login_rps)")/s" "$(fmt "$(m login_p50)")" \
-        "$(fmt "$(m login_p99)")" "verify x2 threads $(fmt "$(m argon)")/s" "$login_ratio" "-"
+        "$(fmt "$(m login_p99)")" "verify x2 threads $(fmt "$(m argon)")/s" "$(spread login_ratio)" "-"
 printf '\nidmd per request (medians): getServerInfo %s µs CPU (%s in the kernel), RSS %s KiB; refreshToken %s µs CPU (%s in the kernel), RSS %s KiB; login RSS %s KiB\n' \
         "$(fmt "$(m gsi_cpu)")" "$(fmt "$(m gsi_sys)")" "$(m gsi_rss)" "$(fmt "$(m rt_cpu)")" "$(fmt "$(m rt_sys)")" \
         "$(m rt_rss)" "$(m login_rss)"
