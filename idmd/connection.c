@@ -8,6 +8,7 @@
  * earlier request, so that every byte owed to the client is counted (c->slot_bytes plus the
  * unwritten part of c->out) against CONNECTION_OUT_BUDGET.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +43,12 @@ static size_t connection_owed(const Connection *c) {
 }
 
 /* Whether another request line may be dispatched now. */
+/* A line is dispatched only once the writes of the lines before it are durable, so a request
+ * always sees what the requests before it on the same connection wrote (a JSON-RPC batch is one
+ * line: its members run together). */
 static bool connection_may_dispatch(const Connection *c) {
         return !c->closed && !c->closing && !c->manager->stopping && c->n_slots < CONNECTION_MAX_PENDING &&
-               connection_owed(c) < CONNECTION_OUT_BUDGET;
+               connection_owed(c) < CONNECTION_OUT_BUDGET && c->writes_pending == 0;
 }
 
 /* Whether the connection has nothing left to do: every reply written, and no request line left
@@ -659,4 +663,16 @@ fail:
         safe_close(c->fd);
         connection_free(c);
         return r;
+}
+
+void connection_write_begin(Connection *c) {
+        c->writes_pending++;
+}
+
+void connection_write_end(Connection *c) {
+        assert(c->writes_pending > 0);
+        if (c->writes_pending > 0)
+                c->writes_pending--;
+        if (c->writes_pending == 0 && !c->closed)
+                (void) connection_update_events(c);
 }

@@ -58,6 +58,7 @@ struct Connection {
 
         Slot *slots_head, *slots_tail;  /* replies in request order */
         unsigned n_slots;
+        unsigned writes_pending;        /* units of work submitted for it and not yet durable */
         uint64_t next_call_seq;
 };
 
@@ -71,6 +72,11 @@ void connection_close(Connection *c);
 /* Refuses the rest of the stream (a limit was hit): nothing more is read, the replies still
  * owed are sent in order, then this error (id null), then the connection is closed. */
 void connection_refuse(Connection *c, int code, const char *reason, const char *message);
+
+/* A unit of work was submitted for a request of c / is durable now: while one is pending, no
+ * further line of c is dispatched (its requests see their predecessors' writes). */
+void connection_write_begin(Connection *c);
+void connection_write_end(Connection *c);
 
 /* During shutdown: stop reading; close once every pending reply is written. */
 void connection_drain(Connection *c);

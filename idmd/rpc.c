@@ -282,6 +282,7 @@ static void call_write_done(int r, void *userdata) {
         CallWrite *cw = userdata;
         Call *call = cw->call;
 
+        connection_write_end(call->connection);
         cw->done(call, r, cw->w);
         if (!call->replied)
                 (void) call_reply_errno(call, r < 0 ? r : -EPROTO);
@@ -305,6 +306,7 @@ int call_write(Call *call, int (*work)(StoreTxn *t, void *w), CallWriteDone done
                 return 0;
         }
         *cw = (CallWrite) { .call = call_ref(call), .work = work, .done = done, .w = w, .free_w = free_w };
+        connection_write_begin(call->connection);
         r = store_submit(call_manager(call)->store, call_write_work, call_write_done, cw);
         if (r < 0)
                 call_write_done(r, cw);

@@ -34,6 +34,9 @@
 #define STORE_BEGIN_ATTEMPTS 4
 #define STORE_DISK_LOW (UINT64_C(1) * 1024 * 1024)
 #define STORE_BATCH_MAX 1024u           /* units of work in one transaction, at most */
+/* A batch waits for the requests the loop has already received (their units join it), but never
+ * longer than this, however busy the loop is with other work. */
+#define STORE_BATCH_DELAY_USEC 2000u
 
 typedef struct StoreUnit StoreUnit;
 
@@ -56,7 +59,8 @@ struct Store {
          * as one batch. */
         StoreUnit *queue_head, *queue_tail;
         unsigned n_queued;
-        sd_event_source *batch_source;
+        sd_event_source *batch_source;  /* runs the batch once the loop has nothing else to do */
+        sd_event_source *batch_timer;   /* ... or after STORE_BATCH_DELAY_USEC at the latest */
         uint64_t batches, batched_units;
 
         int dead;                       /* < 0: the map could not be re-established */
@@ -419,6 +423,7 @@ Store *store_free(Store *s) {
         /* Nothing submitted is lost: units still queued run (and are reported) now. */
         store_flush(s);
         s->batch_source = sd_event_source_disable_unref(s->batch_source);
+        s->batch_timer = sd_event_source_disable_unref(s->batch_timer);
 
         /* Snapshots still alive are ended here; using them afterwards gives -ESTALE and
          * store_txn_free() just releases their memory. */
@@ -575,6 +580,11 @@ void store_flush(Store *s) {
         if (!s)
                 return;
 
+        if (s->batch_source)
+                (void) sd_event_source_set_enabled(s->batch_source, SD_EVENT_OFF);
+        if (s->batch_timer)
+                (void) sd_event_source_set_enabled(s->batch_timer, SD_EVENT_OFF);
+
         while (s->queue_head) {
                 StoreUnit *batch = s->queue_head, *last = batch, *u;
                 unsigned n = 1;
@@ -616,17 +626,51 @@ static int on_batch(sd_event_source *source, void *userdata) {
         return 0;
 }
 
+static int on_batch_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        store_flush(userdata);
+        return 0;
+}
+
+/* The first unit of a batch: run it once the loop has dispatched what is ready now (the
+ * requests that came in meanwhile add their units), or after the delay at the latest. */
+static int store_schedule(Store *s) {
+        int r;
+
+        if (sd_event_source_get_enabled(s->batch_source, NULL) > 0)
+                return 0;
+        r = sd_event_source_set_enabled(s->batch_source, SD_EVENT_ONESHOT);
+        if (r < 0)
+                return r;
+        r = sd_event_source_set_time_relative(s->batch_timer, STORE_BATCH_DELAY_USEC);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(s->batch_timer, SD_EVENT_ONESHOT);
+}
+
 int store_set_event(Store *s, sd_event *event) {
         int r;
 
         if (!s || !event)
                 return -EINVAL;
         s->batch_source = sd_event_source_disable_unref(s->batch_source);
+        s->batch_timer = sd_event_source_disable_unref(s->batch_timer);
         r = sd_event_add_defer(event, &s->batch_source, on_batch, s);
         if (r < 0)
                 return r;
+        /* Below the connections' priority: every request already received is dispatched (and
+         * its unit queued) before the batch commits. */
+        r = sd_event_source_set_priority(s->batch_source, SD_EVENT_PRIORITY_IDLE);
+        if (r < 0)
+                return r;
         (void) sd_event_source_set_description(s->batch_source, "store-batch");
-        return sd_event_source_set_enabled(s->batch_source, s->queue_head ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(s->batch_source, SD_EVENT_OFF);
+        r = sd_event_add_time_relative(event, &s->batch_timer, CLOCK_MONOTONIC, STORE_BATCH_DELAY_USEC, 0,
+                                       on_batch_timer, s);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(s->batch_timer, "store-batch-timer");
+        (void) sd_event_source_set_enabled(s->batch_timer, SD_EVENT_OFF);
+        return s->queue_head ? store_schedule(s) : 0;
 }
 
 int store_submit(Store *s, StoreWorkFn fn, StoreDoneFn done, void *userdata) {
@@ -656,7 +700,7 @@ int store_submit(Store *s, StoreWorkFn fn, StoreDoneFn done, void *userdata) {
                 store_flush(s);
                 return 0;
         }
-        return sd_event_source_set_enabled(s->batch_source, SD_EVENT_ONESHOT);
+        return store_schedule(s);
 }
 
 static int txn_get_val(StoreTxn *t, StoreTable table, const char *key, MDB_val *ret) {

@@ -102,8 +102,8 @@ static int method_server_get_stats(Call *call, json_t *params) {
                 (void) json_array_append_new(keys, json_string(kids[i]));
 
         result = json_pack(
-                "{s:s, s:I, s:{s:I, s:I, s:I}, s:O, s:O, s:I, s:{s:I, s:I, s:I, s:I, s:O}, s:{s:i, s:i, s:I, s:I}, "
-                "s:{s:s?, s:O}}",
+                "{s:s, s:I, s:{s:I, s:I, s:I}, s:O, s:O, s:I, s:{s:I, s:I, s:I, s:I, s:O, s:I, s:I, s:i}, "
+                "s:{s:i, s:i, s:I, s:I}, s:{s:s?, s:O}}",
                 "version", IDM_VERSION,
                 "uptime", (json_int_t) ((now_realtime_usec() - m->start_realtime_usec) / 1000000ULL),
                 "connections",
@@ -119,6 +119,9 @@ static int method_server_get_stats(Call *call, json_t *params) {
                 "fileBytes", (json_int_t) ss.file_bytes,
                 "grown", (json_int_t) ss.grow_count,
                 "entries", tables,
+                "batches", (json_int_t) ss.batches,
+                "batchedUnits", (json_int_t) ss.batched_units,
+                "queued", (int) ss.queued,
                 "workers",
                 "queued", (int) ws.queued,
                 "running", (int) ws.running,
