@@ -102,6 +102,10 @@ fi
 tmp="$(mktemp -d "$tmp_parent/idm-bench-XXXXXX")"
 idmd_pid=""
 cleanup() {
+        if [ -n "${count_pid:-}" ]; then
+                kill -INT "$count_pid" 2>/dev/null || true
+                wait "$count_pid" 2>/dev/null || true
+        fi
         if [ -n "$idmd_pid" ] && kill -0 "$idmd_pid" 2>/dev/null; then
                 kill -TERM "$idmd_pid" 2>/dev/null || true
                 for _ in $(seq 100); do kill -0 "$idmd_pid" 2>/dev/null || break; sleep 0.1; done
@@ -216,6 +220,45 @@ median() {
                       else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# How many requests idmd handled in the last idm-bench load (window, warm-up and drain).
+handled() {
+        echo $(( $(jget .replies <"$tmp/last.json") + $(jget .warmup_replies <"$tmp/last.json") +
+                 $(jget .late_replies <"$tmp/last.json") ))
+}
+
+# fdatasync and pwrite64 calls per request, counted by syscall tracepoints (perf stat): the number
+# that shows whether commits are shared, whatever the noise does to throughput. Optional: needs
+# perf and tracefs.
+count_pid=""
+if command -v perf >/dev/null &&
+   perf stat -e syscalls:sys_enter_fdatasync -x, -o /dev/null -- true >/dev/null 2>&1; then
+        can_count=1
+else
+        can_count=0
+        echo "perf cannot count system calls here: no fdatasync-per-request figures." >&2
+fi
+count_start() {
+        [ "$can_count" = 1 ] || return 0
+        perf stat -x, -o "$tmp/count.csv" -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_pwrite64 \
+                -p "$idmd_pid" >/dev/null 2>&1 &
+        count_pid=$!
+        sleep 0.2
+}
+# count_stop NAME: keeps fdatasync and pwrite64 per request of the last load (set-up included:
+# one registration per connection) as NAME_fsync and NAME_pwrite.
+count_stop() {
+        [ "$can_count" = 1 ] && [ -n "$count_pid" ] || return 0
+        kill -INT "$count_pid" 2>/dev/null || true
+        wait "$count_pid" 2>/dev/null || true
+        count_pid=""
+        local n fs pw
+        n=$(( $(handled) + connections ))
+        fs=$(awk -F, '$3 ~ /sys_enter_fdatasync/ { print $1 }' "$tmp/count.csv")
+        pw=$(awk -F, '$3 ~ /sys_enter_pwrite64/ { print $1 }' "$tmp/count.csv")
+        results[${1}_fsync]="${results[${1}_fsync]:-} $(ratio "${fs:-nan}" "$n")"
+        results[${1}_pwrite]="${results[${1}_pwrite]:-} $(ratio "${pw:-nan}" "$n")"
+}
+
 common=(--connections "$connections" --threads "$threads" --duration "$duration")
 [ -z "$json_out" ] || : >"$json_out"
 
@@ -243,7 +286,9 @@ for run in $(seq "$runs"); do
         keep lmdb1000 .records_per_s
 
         start_idmd
+        count_start
         bench "refreshToken" load --socket "$socket" --pid "$idmd_pid" --method refreshToken "${common[@]}"
+        count_stop rt
         check ""
         keep rt_rps .throughput; keep rt_p50 .latency_us.p50; keep rt_p99 .latency_us.p99; keep rt_err .errors
         keep rt_cpu .server.cpu_us_per_req; keep rt_sys .server.sys_cpu_us_per_req; keep rt_rss .server.rss_after_kib
@@ -264,7 +309,9 @@ for run in $(seq "$runs"); do
         keep argon .per_s; keep argon_p50 .latency_us.p50; keep argon_p99 .latency_us.p99
 
         start_idmd
+        count_start
         bench "login" load --socket "$socket" --pid "$idmd_pid" --method login "${common[@]}"
+        count_stop login
         check ""
         keep login_rps .throughput; keep login_p50 .latency_us.p50; keep login_p99 .latency_us.p99; keep login_err .errors
         keep login_rss .server.rss_after_kib
@@ -330,17 +377,14 @@ printf "$fmt_row" "login (Argon2id default cost)" "$(fmt "$(m login_rps)")/s" "$
 printf '\nidmd per request (medians): getServerInfo %s µs CPU (%s in the kernel), RSS %s KiB; refreshToken %s µs CPU (%s in the kernel), RSS %s KiB; login RSS %s KiB\n' \
         "$(fmt "$(m gsi_cpu)")" "$(fmt "$(m gsi_sys)")" "$(m gsi_rss)" "$(fmt "$(m rt_cpu)")" "$(fmt "$(m rt_sys)")" \
         "$(m rt_rss)" "$(m login_rss)"
-printf 'LMDB commit of 1 record: p50 %s µs, p99 %s µs. Errors: refreshToken %s, login %s (sums of medians).\n' \
+printf 'System calls per request (perf stat, set-up included): refreshToken %s fdatasync, %s pwrite64; login %s fdatasync, %s pwrite64\n' \
+        "$(m rt_fsync)" "$(m rt_pwrite)" "$(m login_fsync)" "$(m login_pwrite)"
+printf 'LMDB commit of 1 record: p50 %s µs, p99 %s µs. Errors (medians): refreshToken %s, login %s.\n' \
         "$(fmt "$(m lmdb1_p50)")" "$(fmt "$(m lmdb1_p99)")" "$(m rt_err)" "$(m login_err)"
 printf 'Figures are ratios to floors measured in the same run: absolute numbers drift by +-30%% on a shared machine.\n'
 
 # ---- optional profile of the refreshToken scenario ----
 
-# How many requests idmd handled in the last idm-bench load (window, warm-up and drain).
-handled() {
-        echo $(( $(jget .replies <"$tmp/last.json") + $(jget .warmup_replies <"$tmp/last.json") +
-                 $(jget .late_replies <"$tmp/last.json") ))
-}
 
 if [ "$profile" = 1 ]; then
         echo
