@@ -14,10 +14,13 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/eventfd.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -39,6 +42,24 @@
 #define STORE_BATCH_DELAY_USEC 2000u
 
 typedef struct StoreUnit StoreUnit;
+
+typedef enum BatchState {
+        BATCH_IDLE,
+        BATCH_OPENING,          /* the committer begins the transaction */
+        BATCH_COMMITTING,       /* the units ran; the committer commits (fdatasync) */
+        BATCH_ABORTING,         /* the store was full: the committer rolls back, then it grows */
+} BatchState;
+
+typedef enum CommitterRequest {
+        REQUEST_NONE,
+        REQUEST_BEGIN,
+        REQUEST_COMMIT,
+        REQUEST_ABORT,
+        REQUEST_QUIT,
+} CommitterRequest;
+
+typedef struct Store Store;
+static void committer_request(Store *s, CommitterRequest req);
 
 struct Store {
         MDB_env *env;
@@ -62,6 +83,26 @@ struct Store {
         sd_event_source *batch_source;  /* runs the batch once the loop has nothing else to do */
         sd_event_source *batch_timer;   /* ... or after STORE_BATCH_DELAY_USEC at the latest */
         uint64_t batches, batched_units;
+
+        /* With an event loop, a committer thread begins and commits (fdatasync) each batch's
+         * transaction, so that the loop goes on serving reads while the disk syncs. The units'
+         * functions still run on the loop, in nested transactions of that transaction, handed
+         * over under the lock (see "the committer" below). */
+        BatchState state;               /* loop only */
+        StoreUnit *batch;               /* loop only: the units of the batch in progress */
+        unsigned batch_n;
+        pthread_t committer;
+        bool committer_started;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool lock_initialized;
+        int efd;                        /* the committer's answers wake the loop */
+        sd_event_source *efd_source;
+        /* Under lock: */
+        CommitterRequest request;
+        bool answered;
+        int answer;                     /* LMDB's code for the request */
+        MDB_txn *batch_txn;             /* the batch's transaction (the committer's) */
 
         int dead;                       /* < 0: the map could not be re-established */
 };
@@ -424,6 +465,17 @@ Store *store_free(Store *s) {
         store_flush(s);
         s->batch_source = sd_event_source_disable_unref(s->batch_source);
         s->batch_timer = sd_event_source_disable_unref(s->batch_timer);
+        if (s->committer_started) {
+                committer_request(s, REQUEST_QUIT);
+                (void) pthread_join(s->committer, NULL);
+                s->committer_started = false;
+        }
+        s->efd_source = sd_event_source_disable_unref(s->efd_source);
+        s->efd = safe_close(s->efd);
+        if (s->lock_initialized) {
+                (void) pthread_cond_destroy(&s->cond);
+                (void) pthread_mutex_destroy(&s->lock);
+        }
 
         /* Snapshots still alive are ended here; using them afterwards gives -ESTALE and
          * store_txn_free() just releases their memory. */
@@ -505,74 +557,244 @@ int store_transact(Store *s, StoreWorkFn fn, void *userdata) {
 
 /* --- batches: many units of work in one transaction --- */
 
-/* Runs the units of a batch in one write transaction, each in a nested transaction of its own so
- * that a unit that fails rolls back alone; sets each unit's result. Returns < 0 when the whole
- * batch failed (every unit that had succeeded gets that error). Grows the map and runs every
- * unit again when it is full. */
+/* Runs the units of a batch in parent, each in a nested transaction of its own so that a unit
+ * that fails rolls back alone; sets each unit's result. Returns true when the store is full:
+ * parent must be rolled back, the map grown and the whole batch run again. */
+static bool store_run_units(Store *s, MDB_txn *parent, StoreUnit *batch) {
+        for (StoreUnit *u = batch; u; u = u->next) {
+                StoreTxn t = { .store = s, .write = true };
+                int r, k;
+
+                k = mdb_txn_begin(s->env, parent, 0, &t.txn);
+                if (k == MDB_MAP_FULL)
+                        return true;
+                if (k != MDB_SUCCESS) {
+                        u->result = store_write_errno(s, k);
+                        continue;
+                }
+
+                s->writer = &t;
+                r = u->fn(&t, u->userdata);
+                s->writer = NULL;
+
+                if (t.map_full) {
+                        mdb_txn_abort(t.txn);
+                        return true;
+                }
+                if (r < 0) {
+                        mdb_txn_abort(t.txn);
+                        u->result = r;
+                } else if (t.failed < 0) {
+                        mdb_txn_abort(t.txn);
+                        u->result = log_debug_errno(t.failed, "Unit of work went on after a failed write, "
+                                                    "rolled back: %m");
+                } else {
+                        /* Merges into the parent; nothing reaches the disk yet. */
+                        k = mdb_txn_commit(t.txn);
+                        if (k == MDB_MAP_FULL)
+                                return true;
+                        u->result = k == MDB_SUCCESS ? r : store_write_errno(s, k);
+                }
+        }
+        return false;
+}
+
+/* The whole batch on this thread (no event loop): begin, run, one durable commit; grows the map
+ * and runs every unit again when it is full. < 0 when the whole batch failed. */
 static int store_run_batch(Store *s, StoreUnit *batch) {
         for (;;) {
                 MDB_txn *parent = NULL;
-                bool map_full = false;
                 int r, k;
 
                 r = store_txn_begin(s, 0, &parent);
                 if (r < 0)
                         return r;
-
-                for (StoreUnit *u = batch; u && !map_full; u = u->next) {
-                        StoreTxn t = { .store = s, .write = true };
-
-                        k = mdb_txn_begin(s->env, parent, 0, &t.txn);
-                        if (k != MDB_SUCCESS) {
-                                r = store_write_errno(s, k);
-                                if (k == MDB_MAP_FULL) {
-                                        map_full = true;
-                                        break;
-                                }
-                                mdb_txn_abort(parent);
-                                return r;
-                        }
-
-                        s->writer = &t;
-                        r = u->fn(&t, u->userdata);
-                        s->writer = NULL;
-
-                        if (t.map_full) {
-                                mdb_txn_abort(t.txn);
-                                map_full = true;
-                        } else if (r < 0) {
-                                mdb_txn_abort(t.txn);
-                                u->result = r;
-                        } else if (t.failed < 0) {
-                                mdb_txn_abort(t.txn);
-                                u->result = log_debug_errno(t.failed, "Unit of work went on after a failed "
-                                                            "write, rolled back: %m");
-                        } else {
-                                /* Merges into the parent; nothing reaches the disk yet. */
-                                k = mdb_txn_commit(t.txn);
-                                if (k == MDB_MAP_FULL)
-                                        map_full = true;
-                                else if (k != MDB_SUCCESS)
-                                        u->result = store_write_errno(s, k);
-                                else
-                                        u->result = r;
-                        }
-                }
-
-                if (!map_full) {
-                        /* One durable commit (fdatasync) for the whole batch. */
+                if (store_run_units(s, parent, batch))
+                        mdb_txn_abort(parent);
+                else {
                         k = mdb_txn_commit(parent);
                         if (k == MDB_SUCCESS)
                                 return 0;
                         if (k != MDB_MAP_FULL)
                                 return log_debug_errno(store_write_errno(s, k), "Commit of %s failed, nothing "
                                                        "written: %m", s->dir);
-                } else
-                        mdb_txn_abort(parent);
-
+                }
                 r = store_grow(s);
                 if (r < 0)
                         return r;
+        }
+}
+
+/* Reports each unit of the batch in progress, in submission order, and ends the batch. r < 0:
+ * the whole batch failed (units that had succeeded get r). A done function may submit more
+ * units: they make the next batch. */
+static void store_batch_deliver(Store *s, int r) {
+        StoreUnit *batch = s->batch, *u;
+
+        s->batch = NULL;
+        s->state = BATCH_IDLE;
+        s->batches++;
+        s->batched_units += s->batch_n;
+        s->batch_n = 0;
+        while ((u = batch)) {
+                batch = u->next;
+                if (r < 0 && u->result >= 0)
+                        u->result = r;
+                u->done(u->result, u->userdata);
+                free(u);
+        }
+}
+
+/* Takes the next batch from the queue (at most STORE_BATCH_MAX units). */
+static void store_batch_take(Store *s) {
+        StoreUnit *last = s->queue_head;
+        unsigned n = 1;
+
+        assert(s->state == BATCH_IDLE && last);
+        while (last->next && n < STORE_BATCH_MAX) {
+                last = last->next;
+                n++;
+        }
+        s->batch = s->queue_head;
+        s->batch_n = n;
+        s->queue_head = last->next;
+        if (!s->queue_head)
+                s->queue_tail = NULL;
+        last->next = NULL;
+        s->n_queued -= n;
+}
+
+/* --- the committer ---
+ *
+ * LMDB wants a write transaction begun and ended on one thread (its writer mutex), so the
+ * committer thread does both; the loop runs the units in nested transactions in between, while
+ * the committer waits. Each hand-over goes through the lock, which orders the two threads' use
+ * of the transaction. While the committer syncs, the loop serves reads (snapshots are ordinary
+ * LMDB readers) and queues the units of the next batch. */
+
+static void *committer_main(void *userdata) {
+        Store *s = userdata;
+
+        (void) pthread_setname_np(pthread_self(), "idmd-commit");
+        (void) pthread_mutex_lock(&s->lock);
+        for (;;) {
+                CommitterRequest req;
+                int k = MDB_SUCCESS;
+
+                while (s->request == REQUEST_NONE)
+                        (void) pthread_cond_wait(&s->cond, &s->lock);
+                req = s->request;
+                s->request = REQUEST_NONE;
+                if (req == REQUEST_QUIT)
+                        break;
+                (void) pthread_mutex_unlock(&s->lock);
+
+                switch (req) {
+                case REQUEST_BEGIN:
+                        k = mdb_txn_begin(s->env, NULL, 0, &s->batch_txn);
+                        break;
+                case REQUEST_COMMIT:
+                        k = mdb_txn_commit(s->batch_txn);       /* ends it either way */
+                        s->batch_txn = NULL;
+                        break;
+                case REQUEST_ABORT:
+                        mdb_txn_abort(s->batch_txn);
+                        s->batch_txn = NULL;
+                        break;
+                default:
+                        break;
+                }
+
+                (void) pthread_mutex_lock(&s->lock);
+                s->answer = k;
+                s->answered = true;
+                (void) pthread_cond_broadcast(&s->cond);
+                (void) eventfd_write(s->efd, 1);
+        }
+        (void) pthread_mutex_unlock(&s->lock);
+        return NULL;
+}
+
+static void committer_request(Store *s, CommitterRequest req) {
+        (void) pthread_mutex_lock(&s->lock);
+        assert(s->request == REQUEST_NONE && !s->answered);
+        s->request = req;
+        (void) pthread_cond_broadcast(&s->cond);
+        (void) pthread_mutex_unlock(&s->lock);
+}
+
+/* The committer's answer if there is one (wait: block until there is). false: none yet. */
+static bool committer_answer(Store *s, bool wait, int *ret) {
+        bool got;
+
+        (void) pthread_mutex_lock(&s->lock);
+        while (wait && !s->answered)
+                (void) pthread_cond_wait(&s->cond, &s->lock);
+        got = s->answered;
+        if (got) {
+                *ret = s->answer;
+                s->answered = false;
+        }
+        (void) pthread_mutex_unlock(&s->lock);
+        return got;
+}
+
+/* Starts the next batch: the committer begins its transaction. */
+static void store_batch_start(Store *s) {
+        store_batch_take(s);
+        s->state = BATCH_OPENING;
+        committer_request(s, REQUEST_BEGIN);
+}
+
+/* The loop's side of a batch, one step per committer answer k. */
+static void store_batch_step(Store *s, int k) {
+        bool map_full;
+        int r;
+
+        switch (s->state) {
+        case BATCH_OPENING:
+                if (k != MDB_SUCCESS) {
+                        store_batch_deliver(s, store_write_errno(s, k));
+                        return;
+                }
+                if (s->n_readers > 0) {
+                        /* A snapshot kept across a loop iteration (a bug): the store could not
+                         * grow under it, so no batch runs with one alive. */
+                        for (StoreUnit *u = s->batch; u; u = u->next)
+                                u->result = log_debug_errno(EBUSY, "Store batch with a read snapshot alive: %m");
+                        map_full = false;
+                } else
+                        map_full = store_run_units(s, s->batch_txn, s->batch);
+                s->state = map_full ? BATCH_ABORTING : BATCH_COMMITTING;
+                committer_request(s, map_full ? REQUEST_ABORT : REQUEST_COMMIT);
+                return;
+
+        case BATCH_COMMITTING:
+                if (k == MDB_SUCCESS) {
+                        store_batch_deliver(s, 0);
+                        return;
+                }
+                if (k != MDB_MAP_FULL) {
+                        store_batch_deliver(s, log_debug_errno(store_write_errno(s, k), "Commit of %s failed, "
+                                                               "nothing written: %m", s->dir));
+                        return;
+                }
+                __attribute__((fallthrough));
+        case BATCH_ABORTING:
+                /* No transaction of ours is open now: grow, then run every unit again. */
+                r = s->n_readers > 0 ? -EBUSY : store_grow(s);
+                if (r < 0) {
+                        store_batch_deliver(s, r);
+                        return;
+                }
+                for (StoreUnit *u = s->batch; u; u = u->next)
+                        u->result = 0;
+                s->state = BATCH_OPENING;
+                committer_request(s, REQUEST_BEGIN);
+                return;
+
+        case BATCH_IDLE:
+                break;
         }
 }
 
@@ -585,49 +807,67 @@ void store_flush(Store *s) {
         if (s->batch_timer)
                 (void) sd_event_source_set_enabled(s->batch_timer, SD_EVENT_OFF);
 
-        while (s->queue_head) {
-                StoreUnit *batch = s->queue_head, *last = batch, *u;
-                unsigned n = 1;
-                int r;
+        for (;;) {
+                int k;
 
-                /* Take at most STORE_BATCH_MAX units; the rest make the next batch. */
-                while (last->next && n < STORE_BATCH_MAX) {
-                        last = last->next;
-                        n++;
+                if (!s->committer_started) {
+                        if (!s->queue_head)
+                                return;
+                        store_batch_take(s);
+                        if (s->writer || s->n_readers > 0)
+                                store_batch_deliver(s, log_debug_errno(EBUSY, "Store batch with a read "
+                                                                       "snapshot alive, refused: %m"));
+                        else
+                                store_batch_deliver(s, store_run_batch(s, s->batch));
+                        continue;
                 }
-                s->queue_head = last->next;
-                if (!s->queue_head)
-                        s->queue_tail = NULL;
-                last->next = NULL;
-                s->n_queued -= n;
-
-                if (s->writer || s->n_readers > 0)
-                        /* A snapshot kept across a loop iteration (a bug): never remap under it. */
-                        r = log_debug_errno(EBUSY, "Store batch with a read snapshot alive, refused: %m");
-                else
-                        r = store_run_batch(s, batch);
-                s->batches++;
-                s->batched_units += n;
-
-                /* Reported in submission order, after the commit; a done function may submit
-                 * more (they make the next batch). */
-                while ((u = batch)) {
-                        batch = u->next;
-                        if (r < 0 && u->result >= 0)
-                                u->result = r;
-                        u->done(u->result, u->userdata);
-                        free(u);
+                if (s->state == BATCH_IDLE) {
+                        if (!s->queue_head)
+                                return;
+                        store_batch_start(s);
                 }
+                (void) committer_answer(s, true, &k);
+                store_batch_step(s, k);
         }
 }
 
+static int on_committer(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        Store *s = userdata;
+        eventfd_t value;
+        int k;
+
+        (void) eventfd_read(fd, &value);
+        if (s->state == BATCH_IDLE || !committer_answer(s, false, &k))
+                return 0;       /* answered already (store_flush() waited for it) */
+        store_batch_step(s, k);
+        /* The next batch starts at once: its units came in while this one was syncing. */
+        if (s->state == BATCH_IDLE && s->queue_head)
+                store_batch_start(s);
+        return 0;
+}
+
+/* The batch's time has come: start it, unless one is in progress (then this one starts when
+ * that one ends). */
+static void store_batch_due(Store *s) {
+        if (s->batch_source)
+                (void) sd_event_source_set_enabled(s->batch_source, SD_EVENT_OFF);
+        if (s->batch_timer)
+                (void) sd_event_source_set_enabled(s->batch_timer, SD_EVENT_OFF);
+        if (!s->committer_started) {
+                store_flush(s);
+                return;
+        }
+        if (s->state == BATCH_IDLE && s->queue_head)
+                store_batch_start(s);
+}
+
 static int on_batch(sd_event_source *source, void *userdata) {
-        store_flush(userdata);
+        store_batch_due(userdata);
         return 0;
 }
 
 static int on_batch_timer(sd_event_source *source, uint64_t usec, void *userdata) {
-        store_flush(userdata);
+        store_batch_due(userdata);
         return 0;
 }
 
@@ -636,6 +876,8 @@ static int on_batch_timer(sd_event_source *source, uint64_t usec, void *userdata
 static int store_schedule(Store *s) {
         int r;
 
+        if (s->state != BATCH_IDLE)
+                return 0;       /* it starts when the batch in progress ends */
         if (sd_event_source_get_enabled(s->batch_source, NULL) > 0)
                 return 0;
         r = sd_event_source_set_enabled(s->batch_source, SD_EVENT_ONESHOT);
@@ -670,6 +912,29 @@ int store_set_event(Store *s, sd_event *event) {
                 return r;
         (void) sd_event_source_set_description(s->batch_timer, "store-batch-timer");
         (void) sd_event_source_set_enabled(s->batch_timer, SD_EVENT_OFF);
+
+        if (!s->committer_started) {
+                sigset_t all, saved;
+
+                s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                if (s->efd < 0)
+                        return -errno;
+                r = sd_event_add_io(event, &s->efd_source, s->efd, EPOLLIN, on_committer, s);
+                if (r < 0)
+                        return r;
+                (void) sd_event_source_set_description(s->efd_source, "store-committer");
+                /* Signals go to the loop's thread only. */
+                if (sigfillset(&all) < 0)
+                        return -errno;
+                r = pthread_sigmask(SIG_BLOCK, &all, &saved);
+                if (r != 0)
+                        return -r;
+                r = pthread_create(&s->committer, NULL, committer_main, s);
+                (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
+                if (r != 0)
+                        return -r;
+                s->committer_started = true;
+        }
         return s->queue_head ? store_schedule(s) : 0;
 }
 
@@ -1015,6 +1280,17 @@ int store_open(const char *dir, const StoreOptions *options, Store **ret, unsign
         s = calloc(1, sizeof(Store));
         if (!s)
                 return -ENOMEM;
+        s->efd = -EBADF;
+        if (pthread_mutex_init(&s->lock, NULL) != 0) {
+                free(TAKE_PTR(s));
+                return -ENOMEM;
+        }
+        if (pthread_cond_init(&s->cond, NULL) != 0) {
+                (void) pthread_mutex_destroy(&s->lock);
+                free(TAKE_PTR(s));
+                return -ENOMEM;
+        }
+        s->lock_initialized = true;
         s->page_size = page_size;
         s->map_size_max = max;
         s->dir = strdup(dir);
