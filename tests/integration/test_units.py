@@ -66,7 +66,9 @@ class Units(IdmdTestCase):
         after = self.idmd.call("getStats")["store"]
         units = after["batchedUnits"] - before["batchedUnits"]
         batches = after["batches"] - before["batches"]
-        self.assertEqual(units, CONNECTIONS * 20)
+        # The background sweep may add a unit of its own meanwhile.
+        self.assertGreaterEqual(units, CONNECTIONS * 20)
+        self.assertLessEqual(units, CONNECTIONS * 20 + 5)
         # 32 clients waiting on each other's commits: batches hold several units each. The bound
         # is loose on purpose (a slow machine only makes batches bigger).
         self.assertLess(batches, units * 3 // 4, f"{units} units in {batches} commits")
