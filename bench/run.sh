@@ -348,6 +348,7 @@ verdict() {
                 else            { if (r <= t) print "met"; else printf "missed: %.1fx over the target\n", r / t }
         }'
 }
+f2() { awk -v v="$1" 'BEGIN { if (v == "nan") print "-"; else printf "%.2f", v }'; }
 fmt() { awk -v v="$1" 'BEGIN { if (v == "nan") print "-"; else if (v >= 100) printf "%.0f", v; else printf "%.1f", v }'; }
 
 gsi_ratio=$(m gsi_ratio)
@@ -378,9 +379,17 @@ printf '\nidmd per request (medians): getServerInfo %s µs CPU (%s in the kernel
         "$(fmt "$(m gsi_cpu)")" "$(fmt "$(m gsi_sys)")" "$(m gsi_rss)" "$(fmt "$(m rt_cpu)")" "$(fmt "$(m rt_sys)")" \
         "$(m rt_rss)" "$(m login_rss)"
 printf 'System calls per request (perf stat, set-up included): refreshToken %s fdatasync, %s pwrite64; login %s fdatasync, %s pwrite64\n' \
-        "$(m rt_fsync)" "$(m rt_pwrite)" "$(m login_fsync)" "$(m login_pwrite)"
+        "$(f2 "$(m rt_fsync)")" "$(f2 "$(m rt_pwrite)")" "$(f2 "$(m login_fsync)")" "$(f2 "$(m login_pwrite)")"
 printf 'LMDB commit of 1 record: p50 %s µs, p99 %s µs. Errors (medians): refreshToken %s, login %s.\n' \
         "$(fmt "$(m lmdb1_p50)")" "$(fmt "$(m lmdb1_p99)")" "$(m rt_err)" "$(m login_err)"
+# Every round's value, so that a disturbed round shows (a commit p50 of milliseconds instead of a
+# few hundred µs means the disk was busy with somebody else's writes).
+rounds() { local v; for v in ${results[$1]:-}; do printf ' %s' "$(fmt "$v")"; done; }
+if [ "$runs" -gt 1 ]; then
+        printf 'Per round: getServerInfo%s; echo%s; refreshToken%s; LMDB 1 rec/txn%s (commit p50%s µs); LMDB 1000 rec/txn%s; read p99 ratio%s; login%s; Argon2id%s\n' \
+                "$(rounds gsi_rps)" "$(rounds echo_rps)" "$(rounds rt_rps)" "$(rounds lmdb1)" "$(rounds lmdb1_p50)" \
+                "$(rounds lmdb1000)" "$(rounds mix_ratio)" "$(rounds login_rps)" "$(rounds argon)"
+fi
 printf 'Figures are ratios to floors measured in the same run: absolute numbers drift by +-30%% on a shared machine.\n'
 
 # ---- optional profile of the refreshToken scenario ----
