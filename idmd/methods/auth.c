@@ -13,17 +13,9 @@
 #include "log.h"
 #include "manager.h"
 #include "methods/methods.h"
+#include "records/publishers.h"
 #include "sessions.h"
 #include "tokens.h"
-
-const char *format_rfc3339(uint64_t usec, char buf[static 32]) {
-        time_t t = (time_t) (usec / 1000000ULL);
-        struct tm tm;
-
-        if (!gmtime_r(&t, &tm) || strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-                buf[0] = 0;
-        return buf;
-}
 
 StoreTxn *call_store_read(Call *call) {
         StoreTxn *t = NULL;
@@ -37,24 +29,6 @@ StoreTxn *call_store_read(Call *call) {
 }
 
 
-/* Looks up the publisher a publisherToken belongs to. -ENOENT if none. */
-static int publisher_by_token(StoreTxn *t, const char *token, char **ret) {
-        _cleanup_(json_decrefp) json_t *rec = NULL;
-        char hash[TOKEN_HASH_STRLEN + 1];
-        const char *id;
-        int r;
-
-        token_hash(token, hash);
-        r = store_get(t, STORE_PUBLISHER_TOKENS, hash, &rec);
-        if (r < 0)
-                return r;
-        id = json_object_get_string(rec, "publisherId");
-        if (!id)
-                return -EPROTO;
-        *ret = strdup(id);
-        return *ret ? 0 : -ENOMEM;
-}
-
 int auth_publisher(Call *call, json_t *params) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_free_ char *token_publisher = NULL;
@@ -67,7 +41,7 @@ int auth_publisher(Call *call, json_t *params) {
                 return -EIO;
 
         if (token) {
-                r = publisher_by_token(t, token, &token_publisher);
+                r = publisher_find_by_token(t, token, &token_publisher);
                 if (r == -ENOENT) {
                         call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL,
                                          "invalid publisherToken");
@@ -97,7 +71,7 @@ int auth_publisher(Call *call, json_t *params) {
                 call_reply_invalid_param(call, "publisherId", "missing parameter 'publisherId'");
                 return -EINVAL;
         }
-        if (!store_exists(t, STORE_PUBLISHERS, named)) {
+        if (!publisher_exists(t, named)) {
                 call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such publisher");
                 return -ENOENT;
         }

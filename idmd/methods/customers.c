@@ -22,6 +22,7 @@
 #include "methods/customers.h"
 #include "methods/lockouts.h"
 #include "methods/methods.h"
+#include "records/publishers.h"
 #include "passwords.h"
 #include "sessions.h"
 #include "tokens.h"
@@ -50,7 +51,7 @@ char *customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params) {
         if (offer) {
                 const char *owner;
 
-                r = store_get(t, STORE_OFFERS, offer, &rec);
+                r = offer_get(t, offer, &rec);
                 if (r == -ENOENT) {
                         call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND,
                                          json_pack("{s:s}", "field", "offerId"), "no such offer");
@@ -68,7 +69,7 @@ char *customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params) {
                         return NULL;
                 }
                 pid = owner;
-        } else if (!store_exists(t, STORE_PUBLISHERS, pid)) {
+        } else if (!publisher_exists(t, pid)) {
                 call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND,
                                  json_pack("{s:s}", "field", "publisherId"), "no such publisher");
                 return NULL;

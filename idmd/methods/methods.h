@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "idm/time-util.h"
 #include "rpc.h"
 #include "sessions.h"
 #include "store.h"
@@ -39,8 +40,6 @@ int call_set_publisher(Call *call, const char *publisher_id);
 /* The session module's view of this call: config, keys, now, the peer's uid. */
 SessionContext call_session_context(Call *call);
 
-/* RFC 3339 UTC ("2026-11-22T10:00:00Z") of a realtime usec value, into buf of >= 32 bytes. */
-const char *format_rfc3339(uint64_t usec, char buf[static 32]);
 
 /* A store read snapshot for a method; replies 503/-32603 itself on failure (returns NULL). */
 StoreTxn *call_store_read(Call *call);

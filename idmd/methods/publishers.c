@@ -3,9 +3,8 @@
  * Publishers and offers: createPublisher, updatePublisher, getPublisher, listPublishers,
  * rotatePublisherToken (admin); addOffer, removeOffer, listOffers (publisher or admin).
  *
- * A publisher record (STORE_PUBLISHERS, key = its 9-digit id) keeps its settings and the hash of
- * its current publisherToken; STORE_PUBLISHER_TOKENS maps that hash back to the id. The token
- * itself is returned once, when made, and never stored.
+ * The records are records/publishers.c's. A publisher's token is returned once, when made, and
+ * never stored (only its hash).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,10 +15,10 @@
 #include "log.h"
 #include "manager.h"
 #include "methods/methods.h"
+#include "records/publishers.h"
 #include "tokens.h"
 #include "validate.h"
 
-#define PUBLISHER_ID_DIGITS 9
 #define PUBLISHER_TOKEN_BYTES 36        /* 48 base64url characters */
 #define PUBLISHER_NAME_MAX 200
 #define REDIRECT_URIS_MAX 32
@@ -28,35 +27,6 @@
 #define OFFER_ID_MAX 64
 #define OFFER_TITLE_MAX 200
 
-
-/* Records keep dates as microseconds since the epoch; callers see RFC 3339. */
-static void date_to_rfc3339(json_t *o, const char *key) {
-        json_t *v = json_object_get(o, key);
-        char buf[32];
-
-        if (json_is_integer(v))
-                (void) json_object_set_new(o, key, json_string(format_rfc3339((uint64_t) json_integer_value(v), buf)));
-}
-
-/* The fields of a publisher that callers may see (no token hash). New reference. */
-static json_t *publisher_public(json_t *rec) {
-        json_t *o = json_deep_copy(rec);
-
-        if (o) {
-                (void) json_object_del(o, "tokenHash");
-                date_to_rfc3339(o, "createdDate");
-        }
-        return o;
-}
-
-/* An offer as callers see it. New reference. */
-static json_t *offer_public(json_t *rec) {
-        json_t *o = json_deep_copy(rec);
-
-        if (o)
-                date_to_rfc3339(o, "createdDate");
-        return o;
-}
 
 /* Checks and copies the settable fields from params into rec. Replies and returns < 0 when a
  * value is not acceptable. */
@@ -132,7 +102,6 @@ static int publisher_apply_settings(Call *call, json_t *params, json_t *rec) {
 typedef struct PublisherWrite {
         json_t *rec;            /* the record to write (publisherId drawn by create) */
         char *token;            /* new token, or NULL */
-        char old_hash[TOKEN_HASH_STRLEN + 1];   /* hash of the token it replaces, or "" */
         bool create;
         const char *verb;       /* for the log: "created", "updated", "rotated the token of" */
 } PublisherWrite;
@@ -145,48 +114,11 @@ static void publisher_write_free(void *p) {
         free(w);
 }
 
-static int publisher_put(StoreTxn *t, PublisherWrite *w) {
-        const char *id = json_object_get_string(w->rec, "publisherId");
-        int r;
-
-        if (w->token) {
-                _cleanup_(json_decrefp) json_t *link = json_pack("{s:s}", "publisherId", id);
-                char hash[TOKEN_HASH_STRLEN + 1];
-
-                if (!link)
-                        return -ENOMEM;
-                if (w->old_hash[0]) {
-                        r = store_del(t, STORE_PUBLISHER_TOKENS, w->old_hash);
-                        if (r < 0 && r != -ENOENT)
-                                return r;
-                }
-                token_hash(w->token, hash);
-                r = store_put(t, STORE_PUBLISHER_TOKENS, hash, link, STORE_PUT_NO_OVERWRITE);
-                if (r < 0)
-                        return r;
-                (void) json_object_set_new(w->rec, "tokenHash", json_string(hash));
-        }
-        return store_put(t, STORE_PUBLISHERS, id, w->rec, w->create ? STORE_PUT_NO_OVERWRITE : STORE_PUT_DEFAULT);
-}
-
-/* A unit of work; may run more than once (store growth), so it only depends on w's inputs. A new
- * publisher's id is drawn here, again on a collision. */
+/* A unit of work; may run more than once (store growth), so it only depends on w's inputs. */
 static int publisher_write(StoreTxn *t, void *userdata) {
         PublisherWrite *w = userdata;
-        int r;
 
-        if (!w->create)
-                return publisher_put(t, w);
-        for (unsigned attempt = 0;; attempt++) {
-                _cleanup_free_ char *id = NULL;
-
-                r = token_random_digits(PUBLISHER_ID_DIGITS, &id);
-                if (r < 0)
-                        return r;
-                (void) json_object_set_new(w->rec, "publisherId", json_string(id));
-                if (!store_exists(t, STORE_PUBLISHERS, id) || attempt >= 16)
-                        return publisher_put(t, w);
-        }
+        return publisher_save(t, w->rec, w->create, w->token);
 }
 
 static void publisher_done(Call *call, int r, void *userdata) {
@@ -212,9 +144,6 @@ static int publisher_submit(Call *call, json_t *rec, char *token, bool create, c
                 return -ENOMEM;
         }
         *w = (PublisherWrite) { .rec = rec, .token = token, .create = create, .verb = verb };
-        if (!create)
-                (void) snprintf(w->old_hash, sizeof(w->old_hash), "%s",
-                                token ? strempty(json_object_get_string(rec, "tokenHash")) : "");
         return call_write(call, publisher_write, publisher_done, w, publisher_write_free);
 }
 
@@ -236,7 +165,7 @@ static int method_publishers_create(Call *call, json_t *params) {
 }
 
 /* Reads the publisher named by params' publisherId; replies 404 itself. */
-static json_t *publisher_get(Call *call, const char *id) {
+static json_t *publisher_read(Call *call, const char *id) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         json_t *rec = NULL;
         int r;
@@ -244,7 +173,7 @@ static json_t *publisher_get(Call *call, const char *id) {
         t = call_store_read(call);
         if (!t)
                 return NULL;
-        r = store_get(t, STORE_PUBLISHERS, id, &rec);
+        r = publisher_get(t, id, &rec);
         if (r == -ENOENT) {
                 call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such publisher");
                 return NULL;
@@ -257,7 +186,7 @@ static json_t *publisher_get(Call *call, const char *id) {
 }
 
 static int method_publishers_get(Call *call, json_t *params) {
-        _cleanup_(json_decrefp) json_t *rec = publisher_get(call, json_object_get_string(params, "publisherId"));
+        _cleanup_(json_decrefp) json_t *rec = publisher_read(call, json_object_get_string(params, "publisherId"));
 
         if (!rec)
                 return 0;
@@ -265,7 +194,7 @@ static int method_publishers_get(Call *call, json_t *params) {
 }
 
 static int method_publishers_update(Call *call, json_t *params) {
-        _cleanup_(json_decrefp) json_t *rec = publisher_get(call, json_object_get_string(params, "publisherId"));
+        _cleanup_(json_decrefp) json_t *rec = publisher_read(call, json_object_get_string(params, "publisherId"));
         int r;
 
         if (!rec)
@@ -277,7 +206,7 @@ static int method_publishers_update(Call *call, json_t *params) {
 }
 
 static int method_publishers_rotate_token(Call *call, json_t *params) {
-        _cleanup_(json_decrefp) json_t *rec = publisher_get(call, json_object_get_string(params, "publisherId"));
+        _cleanup_(json_decrefp) json_t *rec = publisher_read(call, json_object_get_string(params, "publisherId"));
         _cleanup_(erase_and_freep) char *token = NULL;
         int r;
 
@@ -303,7 +232,7 @@ static int method_publishers_list(Call *call, json_t *params) {
         t = call_store_read(call);
         if (!t)
                 return 0;
-        r = store_foreach(t, STORE_PUBLISHERS, NULL, NULL, append_public, items);
+        r = publishers_foreach(t, append_public, items);
         if (r < 0)
                 return r;
         return call_reply(call, json_pack("{s:O}", "items", items));
@@ -324,9 +253,7 @@ static bool offer_id_is_valid(const char *s) {
 }
 
 static int offer_put(StoreTxn *t, void *userdata) {
-        json_t *rec = userdata;
-
-        return store_put(t, STORE_OFFERS, json_object_get_string(rec, "offerId"), rec, STORE_PUT_NO_OVERWRITE);
+        return offer_add(t, userdata);
 }
 
 static void json_decref_void(void *p) {
@@ -385,18 +312,10 @@ static void offer_remove_free(void *p) {
         free(o);
 }
 
-static int offer_remove(StoreTxn *t, void *userdata) {
+static int offer_remove_write(StoreTxn *t, void *userdata) {
         OfferRemove *o = userdata;
-        _cleanup_(json_decrefp) json_t *rec = NULL;
-        int r;
 
-        r = store_get(t, STORE_OFFERS, o->offer_id, &rec);
-        if (r < 0)
-                return r;
-        /* Another publisher's offer is "not found" to this one. */
-        if (!streq_ptr(json_object_get_string(rec, "publisherId"), o->publisher_id))
-                return -ENOENT;
-        return store_del(t, STORE_OFFERS, o->offer_id);
+        return offer_remove(t, o->offer_id, o->publisher_id);
 }
 
 static void offer_removed(Call *call, int r, void *userdata) {
@@ -423,26 +342,16 @@ static int method_offers_remove(Call *call, json_t *params) {
                 offer_remove_free(o);
                 return -ENOMEM;
         }
-        return call_write(call, offer_remove, offer_removed, o, offer_remove_free);
+        return call_write(call, offer_remove_write, offer_removed, o, offer_remove_free);
 }
 
-typedef struct OfferList {
-        const char *publisher_id;
-        json_t *items;
-} OfferList;
-
 static int append_offer(const char *key, json_t *value, void *userdata) {
-        OfferList *l = userdata;
-
-        if (!streq_ptr(json_object_get_string(value, "publisherId"), l->publisher_id))
-                return 0;
-        return json_array_append_new(l->items, offer_public(value)) < 0 ? -ENOMEM : 0;
+        return json_array_append_new(userdata, offer_public(value)) < 0 ? -ENOMEM : 0;
 }
 
 static int method_offers_list(Call *call, json_t *params) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(json_decrefp) json_t *items = json_array();
-        OfferList l = { .publisher_id = call_publisher_id(call), .items = items };
         int r;
 
         if (!items)
@@ -450,7 +359,7 @@ static int method_offers_list(Call *call, json_t *params) {
         t = call_store_read(call);
         if (!t)
                 return 0;
-        r = store_foreach(t, STORE_OFFERS, NULL, NULL, append_offer, &l);
+        r = offers_foreach(t, call_publisher_id(call), append_offer, items);
         if (r < 0)
                 return r;
         return call_reply(call, json_pack("{s:O}", "items", items));
