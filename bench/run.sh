@@ -24,6 +24,10 @@ Usage: bench/run.sh [OPTIONS]
   --tmpdir DIR       Parent of the temporary directory: the state directory and the LMDB floor
                      live there, so it decides the disk being measured (default \$TMPDIR or /tmp)
   --json FILE        Also write every idm-bench JSON line to FILE
+  --nice N           Run idmd and idm-bench at this niceness (default 0; negative needs root).
+                     On a machine busy with other work, -10 steadies the figures a lot (see
+                     docs/performance.md), at the cost of slowing everything else down.
+                     Compare runs only at the same setting.
   --profile          After the rounds, one more refreshToken run under perf record (and one under
                      strace -c) and print where idmd's time goes
   -h, --help         This help
@@ -46,6 +50,7 @@ tmp_parent="${TMPDIR:-/tmp}"
 json_out=""
 profile=0
 quick=0
+niceness=0
 
 while [ $# -gt 0 ]; do
         case "$1" in
@@ -59,6 +64,7 @@ while [ $# -gt 0 ]; do
         --tmpdir) tmp_parent="$2"; shift ;;
         --json) json_out="$2"; shift ;;
         --profile) profile=1 ;;
+        --nice) niceness="$2"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "Unknown option '$1'." >&2; usage >&2; exit 2 ;;
         esac
@@ -82,6 +88,8 @@ IDM_BENCH="${IDM_BENCH:-$build_dir/bench/idm-bench}"
 for b in "$IDMD" "$IDM_BENCH"; do
         [ -x "$b" ] || { echo "Missing binary $b (build it, or set IDMD / IDM_BENCH)." >&2; exit 1; }
 done
+run_nice=()
+[ "$niceness" = 0 ] || run_nice=(nice -n "$niceness")
 
 if command -v jq >/dev/null; then
         jget() { jq -r "$1"; }
@@ -153,7 +161,7 @@ start_idmd() {
         local d="$tmp/idmd-$n_idmd"
         mkdir -p "$d"
         socket="$d/socket"
-        "$IDMD" --config "$tmp/idmd.conf" --state-dir "$d/state" --socket "$socket" >"$d/log" 2>&1 &
+        "${run_nice[@]}" "$IDMD" --config "$tmp/idmd.conf" --state-dir "$d/state" --socket "$socket" >"$d/log" 2>&1 &
         idmd_pid=$!
         if ! "$IDM_BENCH" probe --socket "$socket" --wait 30 >"$d/probe.json" 2>/dev/null; then
                 echo "idmd did not start:" >&2
@@ -179,7 +187,7 @@ stop_idmd() {
 bench() {
         local what="$1"; shift
         echo "  $what" >&2
-        "$IDM_BENCH" "$@" --warmup "$warmup" >"$tmp/last.json" 2>"$tmp/last.txt" || {
+        "${run_nice[@]}" "$IDM_BENCH" "$@" --warmup "$warmup" >"$tmp/last.json" 2>"$tmp/last.txt" || {
                 cat "$tmp/last.txt" >&2
                 echo "idm-bench $* failed" >&2
                 exit 1
@@ -355,8 +363,8 @@ gsi_ratio=$(m gsi_ratio)
 rt_ratio=$(m rt_ratio)
 mix_ratio=$(m mix_ratio)
 
-printf '\nidm-bench: %s connections, %s client threads, %s round(s) of %s s windows (medians); %s s in all\n' \
-        "$connections" "$threads" "$runs" "$duration" "$elapsed"
+printf '\nidm-bench: %s connections, %s client threads, %s round(s) of %s s windows (medians), niceness %s; %s s in all\n' \
+        "$connections" "$threads" "$runs" "$duration" "$niceness" "$elapsed"
 printf 'machine: %s cores, %s, kernel %s; state and LMDB floor on %s; load average %s at the start, %s at the end\n' \
         "$(nproc)" "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)" "$(uname -r)" \
         "$(df -T "$tmp" | awk 'NR == 2 { print $2 " (" $1 ")" }')" "$load_start" "$load_end"
