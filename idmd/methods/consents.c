@@ -22,6 +22,7 @@
 #include "methods/consents.h"
 #include "methods/customers.h"
 #include "methods/methods.h"
+#include "records/customers.h"
 #include "tokens.h"
 #include "validate.h"
 
@@ -484,7 +485,7 @@ static int answer_write(StoreTxn *t, void *userdata) {
         w->view = NULL;
         w->changed = 0;
 
-        if (!store_exists(t, STORE_CUSTOMERS, w->customer_id))
+        if (!customer_exists(t, w->customer_id))
                 return -ENOENT;
         r = defs_load(t, w->publisher_id, &defs);
         if (r < 0)

@@ -22,6 +22,7 @@
 #include "methods/customers.h"
 #include "methods/lockouts.h"
 #include "methods/methods.h"
+#include "records/customers.h"
 #include "records/publishers.h"
 #include "passwords.h"
 #include "sessions.h"
@@ -29,7 +30,6 @@
 #include "validate.h"
 #include "workers.h"
 
-#define CUSTOMER_ID_DIGITS 10
 #define NAME_MAX_BYTES 100
 #define EXTERNAL_ID_MAX 128
 #define IP_MAX 64
@@ -82,36 +82,11 @@ char *customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params) {
 }
 
 int customers_index_key(const char *publisher_id, const char *email, char **ret) {
-        _cleanup_free_ char *lower = email_normalize(email);
-
-        if (!lower)
-                return -ENOMEM;
-        if (asprintf(ret, "%s:%s", publisher_id, lower) < 0)
-                return -ENOMEM;
-        return 0;
+        return customer_email_key(publisher_id, email, ret);
 }
 
-/* Looks up a customer by (publisher, e-mail). -ENOENT if none. */
 int customers_find_by_email(StoreTxn *t, const char *publisher_id, const char *email, json_t **ret) {
-        _cleanup_free_ char *key = NULL;
-        _cleanup_(json_decrefp) json_t *link = NULL;
-        const char *id;
-        int r;
-
-        /* Registration only accepts valid addresses, so a malformed one names nobody. */
-        if (!email_is_valid(email))
-                return -ENOENT;
-
-        r = customers_index_key(publisher_id, email, &key);
-        if (r < 0)
-                return r;
-        r = store_get(t, STORE_CUSTOMERS_BY_EMAIL, key, &link);
-        if (r < 0)
-                return r;
-        id = json_object_get_string(link, "customerId");
-        if (!id)
-                return -EPROTO;
-        return store_get(t, STORE_CUSTOMERS, id, ret);
+        return customer_find_by_email(t, publisher_id, email, ret);
 }
 
 /* The customer as callers see it. New reference. */
@@ -427,55 +402,20 @@ static void register_work_free(void *p) {
 
 static int register_write(StoreTxn *t, void *userdata) {
         RegisterWork *w = userdata;
-        const char *pid = json_object_get_string(w->rec, "publisherId");
-        const char *external_id = json_object_get_string(w->rec, "externalId");
-        _cleanup_free_ char *email_key = NULL, *ext_key = NULL;
-        _cleanup_(json_decrefp) json_t *link = NULL;
         int r;
 
-        w->failed_index = NULL;
-        r = customers_index_key(pid, json_object_get_string(w->rec, "email"), &email_key);
+        r = customer_create(t, w->rec, &w->failed_index);
         if (r < 0)
                 return r;
-
-        for (unsigned attempt = 0;; attempt++) {
-                _cleanup_free_ char *id = NULL;
-
-                r = token_random_digits(CUSTOMER_ID_DIGITS, &id);
-                if (r < 0)
-                        return r;
-                (void) json_object_set_new(w->rec, "customerId", json_string(id));
-                r = store_put(t, STORE_CUSTOMERS, id, w->rec, STORE_PUT_NO_OVERWRITE);
-                if (r != -EEXIST || attempt >= 16)
-                        break;
-        }
-        if (r < 0)
-                return r;
-
-        link = json_pack("{s:O}", "customerId", json_object_get(w->rec, "customerId"));
-        if (!link)
-                return -ENOMEM;
-        r = store_put(t, STORE_CUSTOMERS_BY_EMAIL, email_key, link, STORE_PUT_NO_OVERWRITE);
-        if (r == -EEXIST)
-                w->failed_index = "email";
-        if (r < 0)
-                return r;
-        if (external_id) {
-                if (asprintf(&ext_key, "%s:%s", pid, external_id) < 0)
-                        return -ENOMEM;
-                r = store_put(t, STORE_CUSTOMERS_BY_EXTERNAL_ID, ext_key, link, STORE_PUT_NO_OVERWRITE);
-                if (r == -EEXIST)
-                        w->failed_index = "externalId";
-                if (r < 0)
-                        return r;
-        }
-        r = consents_record_registration(t, pid, json_object_get_string(w->rec, "customerId"),
+        r = consents_record_registration(t, json_object_get_string(w->rec, "publisherId"),
+                                         json_object_get_string(w->rec, "customerId"),
                                          json_object_get(w->job->params, "consents"), w->ctx.now_usec);
         if (r < 0)
                 return r;
 
         session_tokens_done(&w->tokens);
-        return session_start(t, &w->ctx, json_object_get_string(w->rec, "customerId"), pid, &w->tokens);
+        return session_start(t, &w->ctx, json_object_get_string(w->rec, "customerId"),
+                             json_object_get_string(w->rec, "publisherId"), &w->tokens);
 }
 
 static void register_finish(Call *call, int r, void *userdata) {
@@ -643,7 +583,7 @@ static int login_write(StoreTxn *t, PasswordJob *j) {
         const char *ip = json_object_get_string(j->params, "customerIP");
         int r;
 
-        r = store_get(t, STORE_CUSTOMERS, j->customer_id, &j->customer);
+        r = customer_get(t, j->customer_id, &j->customer);
         if (r < 0)
                 return r;
         /* The password changed while we were verifying the old one: that login does not count. */
@@ -658,7 +598,7 @@ static int login_write(StoreTxn *t, PasswordJob *j) {
                 (void) json_object_set_new(j->customer, "lastUserIP", json_string(ip));
         if (j->hashed == 0)
                 (void) json_object_set_new(j->customer, "passwordHash", json_string(j->new_hash));
-        r = store_put(t, STORE_CUSTOMERS, j->customer_id, j->customer, STORE_PUT_DEFAULT);
+        r = customer_put(t, j->customer);
         if (r < 0)
                 return r;
 
@@ -819,14 +759,14 @@ static int method_customers_login(Call *call, json_t *params) {
 
 /* --- the customer's own account (jwt) --- */
 
-static json_t *customer_get(Call *call) {
+static json_t *customer_read(Call *call) {
         _cleanup_(store_txn_freep) StoreTxn *t = call_store_read(call);
         json_t *rec = NULL;
         int r;
 
         if (!t)
                 return NULL;
-        r = store_get(t, STORE_CUSTOMERS, call_customer_id(call), &rec);
+        r = customer_get(t, call_customer_id(call), &rec);
         if (r == -ENOENT) {     /* deleted since the token was issued */
                 call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
                 return NULL;
@@ -839,7 +779,7 @@ static json_t *customer_get(Call *call) {
 }
 
 static int method_customers_get(Call *call, json_t *params) {
-        _cleanup_(json_decrefp) json_t *rec = customer_get(call);
+        _cleanup_(json_decrefp) json_t *rec = customer_read(call);
 
         if (!rec)
                 return 0;
@@ -867,11 +807,11 @@ static int update_write(StoreTxn *t, void *userdata) {
 
         json_decref(w->rec);
         w->rec = NULL;
-        r = store_get(t, STORE_CUSTOMERS, w->customer_id, &w->rec);
+        r = customer_get(t, w->customer_id, &w->rec);
         if (r < 0)
                 return r;
         (void) json_object_update(w->rec, w->changes);
-        return store_put(t, STORE_CUSTOMERS, w->customer_id, w->rec, STORE_PUT_DEFAULT);
+        return customer_put(t, w->rec);
 }
 
 static void update_done(Call *call, int r, void *userdata) {
@@ -908,7 +848,7 @@ int customers_set_password(StoreTxn *t, const SessionContext *ctx, const char *c
         _cleanup_(json_decrefp) json_t *rec = NULL;
         int r;
 
-        r = store_get(t, STORE_CUSTOMERS, customer_id, &rec);
+        r = customer_get(t, customer_id, &rec);
         if (r < 0)
                 return r;
         if (!streq_ptr(json_object_get_string(rec, "passwordHash"), old_hash))
@@ -917,7 +857,7 @@ int customers_set_password(StoreTxn *t, const SessionContext *ctx, const char *c
                 return -EPERM;
         if (json_object_set_new(rec, "passwordHash", json_string(new_hash)) < 0)
                 return -ENOMEM;
-        r = store_put(t, STORE_CUSTOMERS, customer_id, rec, STORE_PUT_DEFAULT);
+        r = customer_put(t, rec);
         if (r < 0)
                 return r;
         /* DESIGN.md 6: a password change ends the customer's sessions. */
@@ -985,7 +925,7 @@ static int method_customers_change_password(Call *call, json_t *params) {
 
         if (customers_check_new_password(call, json_object_get_string(params, "newPassword")) < 0)
                 return 0;
-        rec = customer_get(call);
+        rec = customer_read(call);
         if (!rec)
                 return 0;
 

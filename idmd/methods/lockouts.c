@@ -17,6 +17,7 @@
 #include "methods/customers.h"
 #include "methods/lockouts.h"
 #include "methods/methods.h"
+#include "records/customers.h"
 #include "ratelimit.h"
 
 /* journalctl MESSAGE_ID=... finds every lockout (docs/ratelimits.md). */
@@ -143,7 +144,7 @@ static int resolve_customer(Call *call, StoreTxn *t, json_t *params, char **ret_
         const char *email = json_object_get_string(params, "email");
         const char *customer_id = json_object_get_string(params, "customerId");
         const char *external_id = json_object_get_string(params, "externalId");
-        _cleanup_(json_decrefp) json_t *customer = NULL, *link = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL;
         int r;
 
         if (!!email + !!customer_id + !!external_id != 1)
@@ -160,19 +161,8 @@ static int resolve_customer(Call *call, StoreTxn *t, json_t *params, char **ret_
                         return call_reply_errno(call, r), r;
                 *ret_email = strdup(email);
         } else {
-                if (external_id) {
-                        _cleanup_free_ char *key = NULL;
-
-                        if (asprintf(&key, "%s:%s", publisher_id, external_id) < 0)
-                                return call_reply_errno(call, -ENOMEM), -ENOMEM;
-                        r = store_get(t, STORE_CUSTOMERS_BY_EXTERNAL_ID, key, &link);
-                        customer_id = r >= 0 ? json_object_get_string(link, "customerId") : NULL;
-                        if (r >= 0 && !customer_id)
-                                r = -EPROTO;
-                        if (r < 0 && r != -ENOENT)
-                                return call_reply_errno(call, r), r;
-                }
-                r = customer_id ? store_get(t, STORE_CUSTOMERS, customer_id, &customer) : -ENOENT;
+                r = external_id ? customer_find_by_external_id(t, publisher_id, external_id, &customer)
+                                : customer_get(t, customer_id, &customer);
                 if (r < 0 && r != -ENOENT)
                         return call_reply_errno(call, r), r;
                 /* Another publisher's customer is as unknown as a missing one. */

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Customers in the store (records/customers.h): tables, keys and record shape.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "idm/cleanup.h"
+#include "idm/json-util.h"
+#include "records/customers.h"
+#include "tokens.h"
+#include "validate.h"
+
+int customer_email_key(const char *publisher_id, const char *email, char **ret) {
+        _cleanup_free_ char *lower = email_normalize(email);
+
+        if (!lower)
+                return -ENOMEM;
+        return asprintf(ret, "%s:%s", publisher_id, lower) < 0 ? -ENOMEM : 0;
+}
+
+static int external_id_key(const char *publisher_id, const char *external_id, char **ret) {
+        return asprintf(ret, "%s:%s", publisher_id, external_id) < 0 ? -ENOMEM : 0;
+}
+
+int customer_get(StoreTxn *t, const char *customer_id, json_t **ret) {
+        return store_get(t, STORE_CUSTOMERS, customer_id, ret);
+}
+
+bool customer_exists(StoreTxn *t, const char *customer_id) {
+        return store_exists(t, STORE_CUSTOMERS, customer_id);
+}
+
+/* Follows an index entry to the customer record. */
+static int customer_by_index(StoreTxn *t, StoreTable index, const char *key, json_t **ret) {
+        _cleanup_(json_decrefp) json_t *link = NULL;
+        const char *id;
+        int r;
+
+        r = store_get(t, index, key, &link);
+        if (r < 0)
+                return r;
+        id = json_object_get_string(link, "customerId");
+        if (!id)
+                return -EPROTO;
+        return customer_get(t, id, ret);
+}
+
+int customer_find_by_email(StoreTxn *t, const char *publisher_id, const char *email, json_t **ret) {
+        _cleanup_free_ char *key = NULL;
+        int r;
+
+        if (!email_is_valid(email))
+                return -ENOENT;
+        r = customer_email_key(publisher_id, email, &key);
+        if (r < 0)
+                return r;
+        return customer_by_index(t, STORE_CUSTOMERS_BY_EMAIL, key, ret);
+}
+
+int customer_find_by_external_id(StoreTxn *t, const char *publisher_id, const char *external_id, json_t **ret) {
+        _cleanup_free_ char *key = NULL;
+        int r;
+
+        r = external_id_key(publisher_id, external_id, &key);
+        if (r < 0)
+                return r;
+        return customer_by_index(t, STORE_CUSTOMERS_BY_EXTERNAL_ID, key, ret);
+}
+
+int customer_create(StoreTxn *t, json_t *rec, const char **ret_taken) {
+        const char *pid = json_object_get_string(rec, "publisherId");
+        const char *external_id = json_object_get_string(rec, "externalId");
+        _cleanup_free_ char *email_key = NULL, *ext_key = NULL;
+        _cleanup_(json_decrefp) json_t *link = NULL;
+        int r;
+
+        *ret_taken = NULL;
+        if (!pid || !json_object_get_string(rec, "email"))
+                return -EINVAL;
+        r = customer_email_key(pid, json_object_get_string(rec, "email"), &email_key);
+        if (r < 0)
+                return r;
+
+        for (unsigned attempt = 0;; attempt++) {
+                _cleanup_free_ char *id = NULL;
+
+                r = token_random_digits(CUSTOMER_ID_DIGITS, &id);
+                if (r < 0)
+                        return r;
+                if (json_object_set_new(rec, "customerId", json_string(id)) < 0)
+                        return -ENOMEM;
+                r = store_put(t, STORE_CUSTOMERS, id, rec, STORE_PUT_NO_OVERWRITE);
+                if (r != -EEXIST || attempt >= 16)
+                        break;
+        }
+        if (r < 0)
+                return r;
+
+        link = json_pack("{s:O}", "customerId", json_object_get(rec, "customerId"));
+        if (!link)
+                return -ENOMEM;
+        r = store_put(t, STORE_CUSTOMERS_BY_EMAIL, email_key, link, STORE_PUT_NO_OVERWRITE);
+        if (r == -EEXIST)
+                *ret_taken = "email";
+        if (r < 0 || !external_id)
+                return r;
+        r = external_id_key(pid, external_id, &ext_key);
+        if (r < 0)
+                return r;
+        r = store_put(t, STORE_CUSTOMERS_BY_EXTERNAL_ID, ext_key, link, STORE_PUT_NO_OVERWRITE);
+        if (r == -EEXIST)
+                *ret_taken = "externalId";
+        return r;
+}
+
+int customer_put(StoreTxn *t, json_t *rec) {
+        const char *id = json_object_get_string(rec, "customerId");
+
+        if (!id)
+                return -EINVAL;
+        return store_put(t, STORE_CUSTOMERS, id, rec, STORE_PUT_DEFAULT);
+}

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Customers in the store: the only code that knows their tables, keys and record shape. A
+ * customer record (key: its 10-digit id) has two indexes, written in the same unit of work as the
+ * record so they never disagree with it: (publisher, lower-cased e-mail) and (publisher,
+ * externalId), each mapping to the id. The e-mail and externalId of a record never change.
+ *
+ * Every function works in the unit of work or snapshot it is given and returns 0 or a negative
+ * errno: the store's errors (store.h), -ENOENT for what does not exist, -EEXIST for a taken key.
+ * Records returned are new references owned by the caller.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "store.h"
+
+#define CUSTOMER_ID_DIGITS 10
+
+/* The customer record with this id. -ENOENT. */
+int customer_get(StoreTxn *t, const char *customer_id, json_t **ret);
+bool customer_exists(StoreTxn *t, const char *customer_id);
+
+/* The customer of (publisher, e-mail). -ENOENT, also for a malformed e-mail (registration only
+ * takes valid ones, so it names nobody); -EPROTO for a damaged index. */
+int customer_find_by_email(StoreTxn *t, const char *publisher_id, const char *email, json_t **ret);
+
+/* The customer of (publisher, externalId). -ENOENT; -EPROTO for a damaged index. */
+int customer_find_by_external_id(StoreTxn *t, const char *publisher_id, const char *external_id, json_t **ret);
+
+/* In a unit of work: stores a new customer (rec holds publisherId, email and optionally
+ * externalId), drawing its id (set in rec) and writing its indexes. -EEXIST with *ret_taken
+ * naming what was taken ("email" or "externalId"). */
+int customer_create(StoreTxn *t, json_t *rec, const char **ret_taken);
+
+/* In a unit of work: writes back a changed record of an existing customer (its e-mail and
+ * externalId unchanged). */
+int customer_put(StoreTxn *t, json_t *rec);
+
+/* The key of the customer's e-mail index entry: "<publisherId>:<lower-cased e-mail>". Also the
+ * name other records of that account are keyed by (lockouts, PAM session records). -ENOMEM. */
+int customer_email_key(const char *publisher_id, const char *email, char **ret);
