@@ -22,12 +22,11 @@
 #include "methods/consents.h"
 #include "methods/customers.h"
 #include "methods/methods.h"
+#include "records/consents.h"
 #include "records/customers.h"
 #include "tokens.h"
 #include "validate.h"
 
-#define PUBLISHER_KEY_PREFIX "publisher:"
-#define CUSTOMER_KEY_PREFIX "customer:"
 #define CONSENT_VERSION_MAX INT32_MAX
 
 #define STATE_ACCEPTED "accepted"
@@ -117,13 +116,10 @@ static int64_t record_int(json_t *rec, const char *field) {
 
 /* The publisher's consent record; an empty one if it has none. New reference. */
 static int defs_load(StoreTxn *t, const char *publisher_id, json_t **ret) {
-        _cleanup_free_ char *key = NULL;
         _cleanup_(json_decrefp) json_t *rec = NULL;
         int r;
 
-        if (asprintf(&key, PUBLISHER_KEY_PREFIX "%s", publisher_id) < 0)
-                return -ENOMEM;
-        r = store_get(t, STORE_CONSENTS, key, &rec);
+        r = consent_definitions_get(t, publisher_id, &rec);
         if (r == -ENOENT) {
                 rec = json_object();
                 if (!rec)
@@ -152,20 +148,12 @@ static json_t *defs_find(json_t *defs, const char *name) {
         return NULL;
 }
 
-static int customer_key(const char *customer_id, char **ret) {
-        return asprintf(ret, CUSTOMER_KEY_PREFIX "%s", customer_id) < 0 ? -ENOMEM : 0;
-}
-
 /* The customer's consent record; an empty one if there is none. New reference. */
 static int answers_load(StoreTxn *t, const char *customer_id, json_t **ret) {
-        _cleanup_free_ char *key = NULL;
         _cleanup_(json_decrefp) json_t *rec = NULL;
         int r;
 
-        r = customer_key(customer_id, &key);
-        if (r < 0)
-                return r;
-        r = store_get(t, STORE_CONSENTS, key, &rec);
+        r = consent_answers_get(t, customer_id, &rec);
         if (r == -ENOENT) {
                 rec = json_object();
                 if (!rec)
@@ -408,7 +396,6 @@ int consents_check_registration(Call *call, StoreTxn *t, const char *publisher_i
 int consents_record_registration(StoreTxn *t, const char *publisher_id, const char *customer_id, json_t *answers,
                                  uint64_t now_usec) {
         _cleanup_(json_decrefp) json_t *rec = NULL;
-        _cleanup_free_ char *key = NULL;
         int r;
 
         if (json_array_size(answers) == 0)
@@ -419,10 +406,7 @@ int consents_record_registration(StoreTxn *t, const char *publisher_id, const ch
         r = answers_apply(rec, answers, "registration", now_usec);
         if (r < 0)
                 return r;
-        r = customer_key(customer_id, &key);
-        if (r < 0)
-                return r;
-        return store_put(t, STORE_CONSENTS, key, rec, STORE_PUT_DEFAULT);
+        return consent_answers_put(t, customer_id, rec);
 }
 
 int consents_outdated_required(StoreTxn *t, const char *publisher_id, const char *customer_id, json_t **ret) {
@@ -477,7 +461,6 @@ typedef struct AnswerWork {
 static int answer_write(StoreTxn *t, void *userdata) {
         AnswerWork *w = userdata;
         _cleanup_(json_decrefp) json_t *defs = NULL, *rec = NULL;
-        _cleanup_free_ char *key = NULL;
         int r;
 
         refusal_done(&w->refusal);
@@ -503,10 +486,7 @@ static int answer_write(StoreTxn *t, void *userdata) {
                 return r;
         w->changed = r;
         if (r > 0) {
-                r = customer_key(w->customer_id, &key);
-                if (r < 0)
-                        return r;
-                r = store_put(t, STORE_CONSENTS, key, rec, STORE_PUT_DEFAULT);
+                r = consent_answers_put(t, w->customer_id, rec);
                 if (r < 0)
                         return r;
         }
@@ -576,14 +556,7 @@ int consents_answer(Call *call, const char *publisher_id, const char *customer_i
 }
 
 int consents_delete_customer(StoreTxn *t, const char *customer_id) {
-        _cleanup_free_ char *key = NULL;
-        int r;
-
-        r = customer_key(customer_id, &key);
-        if (r < 0)
-                return r;
-        r = store_del(t, STORE_CONSENTS, key);
-        return r == -ENOENT ? 0 : r;
+        return consent_answers_delete(t, customer_id);
 }
 
 /* --- publisher definitions --- */
@@ -678,7 +651,6 @@ typedef struct DefinitionsWork {
 static int definitions_write(StoreTxn *t, void *userdata) {
         DefinitionsWork *w = userdata;
         _cleanup_(json_decrefp) json_t *old = NULL, *list = json_array(), *retired = NULL, *rec = NULL;
-        _cleanup_free_ char *key = NULL;
         size_t i;
         json_t *g, *d;
         int r;
@@ -773,9 +745,7 @@ static int definitions_write(StoreTxn *t, void *userdata) {
         rec = json_pack("{s:O, s:O, s:I}", "consents", list, "retired", retired, "updated", (json_int_t) w->now_usec);
         if (!rec)
                 return -ENOMEM;
-        if (asprintf(&key, PUBLISHER_KEY_PREFIX "%s", w->publisher_id) < 0)
-                return -ENOMEM;
-        r = store_put(t, STORE_CONSENTS, key, rec, STORE_PUT_DEFAULT);
+        r = consent_definitions_put(t, w->publisher_id, rec);
         if (r < 0)
                 return r;
         w->result = TAKE_PTR(rec);
