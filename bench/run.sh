@@ -261,8 +261,9 @@ count_stop() {
         count_pid=""
         local n fs pw
         n=$(( $(handled) + connections ))
-        fs=$(awk -F, '$3 ~ /sys_enter_fdatasync/ { print $1 }' "$tmp/count.csv")
-        pw=$(awk -F, '$3 ~ /sys_enter_pwrite64/ { print $1 }' "$tmp/count.csv")
+        fs=$(awk -F, '$3 ~ /sys_enter_fdatasync/ && $1 ~ /^[0-9]+$/ { print $1 }' "$tmp/count.csv" 2>/dev/null || true)
+        pw=$(awk -F, '$3 ~ /sys_enter_pwrite64/ && $1 ~ /^[0-9]+$/ { print $1 }' "$tmp/count.csv" 2>/dev/null || true)
+        rm -f "$tmp/count.csv"
         results[${1}_fsync]="${results[${1}_fsync]:-} $(ratio "${fs:-nan}" "$n")"
         results[${1}_pwrite]="${results[${1}_pwrite]:-} $(ratio "${pw:-nan}" "$n")"
 }
