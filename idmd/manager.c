@@ -10,11 +10,15 @@
  * one error line otherwise, then takes the reserve back. When that is not possible either, it
  * stops listening until a connection closes or ACCEPT_RETRY_USEC have passed. Each such episode
  * is logged once.
+ *
+ * It also holds idmd's clocks: now_realtime_usec() is the one source of realtime, and the test
+ * clock (--test-clock, tests only) moves it forward by an offset.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,10 +50,42 @@
 #define REFUSAL_LOG_INTERVAL_USEC (10ULL * 1000000ULL) /* between "too many connections" lines */
 #define FD_HEADROOM 64u                 /* descriptors besides connections: store, keys, event loop... */
 
+/* The test clock: set once at start, before any other thread exists; the offset only grows.
+ * Atomic because now_realtime_usec() may be called from any thread. */
+static bool test_clock_on = false;
+static _Atomic uint64_t test_clock_offset = 0;
+
+void test_clock_enable(void) {
+        test_clock_on = true;
+}
+
+bool test_clock_enabled(void) {
+        return test_clock_on;
+}
+
+uint64_t test_clock_offset_usec(void) {
+        return atomic_load_explicit(&test_clock_offset, memory_order_relaxed);
+}
+
+int test_clock_advance(uint64_t usec) {
+        uint64_t old = atomic_load_explicit(&test_clock_offset, memory_order_relaxed);
+
+        if (!test_clock_on)
+                return -EPERM;
+        for (;;) {
+                if (usec > TEST_CLOCK_MAX_OFFSET_USEC - old)
+                        return -ERANGE;
+                if (atomic_compare_exchange_weak_explicit(&test_clock_offset, &old, old + usec,
+                                                          memory_order_relaxed, memory_order_relaxed))
+                        return 0;
+        }
+}
+
 uint64_t now_realtime_usec(void) {
         struct timespec ts;
         (void) clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL +
+                atomic_load_explicit(&test_clock_offset, memory_order_relaxed);
 }
 
 uint64_t now_monotonic_usec(void) {
@@ -72,6 +108,7 @@ int manager_new(Config *config, Manager **ret) {
         m->listen_fd = -EBADF;
         m->reserve_fd = -EBADF;
         m->start_realtime_usec = now_realtime_usec();
+        m->start_monotonic_usec = now_monotonic_usec();
 
         m->method_stats = calloc(rpc_n_methods(), sizeof(MethodStats));
         if (!m->method_stats)
@@ -555,6 +592,18 @@ static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
         if (r < 0)
                 sweep_done(r, m);
         return 0;
+}
+
+int manager_sweep_soon(Manager *m) {
+        int r;
+
+        if (!m->sweep_timer)
+                return -ESTALE;
+        /* If a sweep is in flight, this one follows it: the units of work are serialized. */
+        r = sd_event_source_set_time_relative(m->sweep_timer, 0);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(m->sweep_timer, SD_EVENT_ONESHOT);
+        return r;
 }
 
 static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata) {

@@ -64,6 +64,7 @@ struct Manager {
 
         bool stopping;
         uint64_t start_realtime_usec;
+        uint64_t start_monotonic_usec;  /* for uptime: the test clock does not move it */
 
         /* statistics (getStats) */
         MethodStats *method_stats;      /* rpc_n_methods() entries */
@@ -89,6 +90,26 @@ void manager_stop(Manager *m);
 /* Called by connection.c when a connection is gone. */
 void manager_connection_closed(Manager *m, Connection *c);
 
-/* Realtime clock in microseconds (the one used for dates and token expiry). */
+/* Realtime clock in microseconds: the one used for dates, token lifetimes, lockouts and the
+ * sweep. The only source of realtime in idmd; with the test clock it runs ahead of the system's
+ * by the offset the tests advanced it by. */
 uint64_t now_realtime_usec(void);
+/* Monotonic clock in microseconds: timeouts, rate limits, latencies, uptime. The test clock never
+ * moves it (sd-event's CLOCK_MONOTONIC timers could not follow). */
 uint64_t now_monotonic_usec(void);
+
+/* The test clock (idmd --test-clock with IDMD_TEST_CLOCK=1, tests only; docs/decisions.md "The
+ * test clock"). Off unless test_clock_enable() was called at start; then testAdvanceClock moves
+ * the realtime clock forward, never back. The offset lives in memory only: a restart goes back to
+ * the system's time. */
+#define TEST_CLOCK_MAX_OFFSET_USEC (100ULL * 366ULL * 24ULL * 3600ULL * 1000000ULL)    /* 100 years */
+void test_clock_enable(void);
+bool test_clock_enabled(void);
+uint64_t test_clock_offset_usec(void);
+/* Moves the realtime clock forward by usec: -EPERM when the test clock is off, -ERANGE when the
+ * offset would exceed TEST_CLOCK_MAX_OFFSET_USEC (nothing moves then). */
+int test_clock_advance(uint64_t usec);
+
+/* Runs the background sweep of expired tokens now rather than at its time (testAdvanceClock's
+ * "sweep"): its unit of work is queued from the loop soon after. -ESTALE before startup. */
+int manager_sweep_soon(Manager *m);

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Methods about the server itself: getServerInfo (anyone) and getStats (admin).
+ * Methods about the server itself: getServerInfo (anyone) and getStats (admin), and the test-only
+ * testAdvanceClock (admin, and only in an idmd started with --test-clock).
  */
 #include "config-build.h"
 #include "connection.h"
 #include "idm/json-util.h"
 #include "idm/protocol.h"
+#include "log.h"
 #include "manager.h"
 #include "methods/methods.h"
 #include "tokens.h"
@@ -18,8 +20,19 @@ static const char *const role_names[_ROLE_MAX] = {
         [ROLE_ADMIN] = "admin",
 };
 
+#define TEST_METHOD_ADVANCE_CLOCK "testAdvanceClock"
+
+static int method_server_test_advance_clock(Call *call, json_t *params);
+
+/* testAdvanceClock is in the table (rpc.c's tables are fixed), but without --test-clock it is
+ * not shown anywhere and answers as a method that does not exist. */
+static bool method_hidden(const Method *m) {
+        return m->handler == method_server_test_advance_clock && !test_clock_enabled();
+}
+
 static void add_method_name(const Method *m, size_t index, void *userdata) {
-        (void) json_array_append_new(userdata, json_string(m->name));
+        if (!method_hidden(m))
+                (void) json_array_append_new(userdata, json_string(m->name));
 }
 
 static int method_server_get_info(Call *call, json_t *params) {
@@ -45,7 +58,7 @@ static void add_method_stats(const Method *method, size_t index, void *userdata)
         const MethodStats *st = &m->method_stats[index];
         json_t *hist;
 
-        if (st->calls == 0)
+        if (st->calls == 0 || method_hidden(method))
                 return;
         hist = json_object();
         for (unsigned i = 0; i < LATENCY_BUCKETS; i++)
@@ -105,7 +118,7 @@ static int method_server_get_stats(Call *call, json_t *params) {
                 "{s:s, s:I, s:{s:I, s:I, s:I}, s:O, s:O, s:I, s:{s:I, s:I, s:I, s:I, s:O, s:I, s:I, s:i}, "
                 "s:{s:i, s:i, s:I, s:I}, s:{s:s?, s:O}}",
                 "version", IDM_VERSION,
-                "uptime", (json_int_t) ((now_realtime_usec() - m->start_realtime_usec) / 1000000ULL),
+                "uptime", (json_int_t) ((now_monotonic_usec() - m->start_monotonic_usec) / 1000000ULL),
                 "connections",
                 "current", (json_int_t) m->n_connections,
                 "accepted", (json_int_t) m->connections_accepted,
@@ -139,7 +152,62 @@ static int method_server_get_stats(Call *call, json_t *params) {
                                              "capacity", (json_int_t) rs.max_sources,
                                              "evicted", (json_int_t) rs.evicted));
         (void) json_object_set_new(result, "lockouts", json_integer((json_int_t) m->lockouts));
+        if (test_clock_enabled())
+                (void) json_object_set_new(result, "testClock",
+                                           json_pack("{s:I}", "offset",
+                                                     (json_int_t) (test_clock_offset_usec() / 1000000ULL)));
         return call_reply(call, TAKE_PTR(result));
+}
+
+static json_t *test_clock_result(void) {
+        char buf[32];
+
+        return json_pack("{s:s, s:I}", "now", format_rfc3339(now_realtime_usec(), buf), "offset",
+                         (json_int_t) (test_clock_offset_usec() / 1000000ULL));
+}
+
+/* Tests only (docs/rpc.md, "testAdvanceClock"): moves idmd's realtime clock forward by
+ * params.seconds, never back; with params.sweep, the background sweep of expired tokens runs
+ * right away (after the reply) instead of at its time. The monotonic clock (timeouts, rate
+ * limits, the sweep's schedule) is not moved. */
+static int method_server_test_advance_clock(Call *call, json_t *params) {
+        json_t *seconds = json_object_get(params, "seconds"), *sweep = json_object_get(params, "sweep");
+        json_int_t n;
+        int r;
+
+        /* The role is checked here, not by the dispatcher: without the switch, nobody must be
+         * able to tell this method from one that does not exist. */
+        if (!test_clock_enabled())
+                return call_reply_error(call, IDM_RPC_METHOD_NOT_FOUND, IDM_REASON_UNKNOWN_METHOD, NULL, NULL);
+        if (call_role(call) != ROLE_ADMIN)
+                return call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
+                                        "this method needs an administrator (root or the admin group)");
+
+        if (!seconds)
+                return call_reply_invalid_param(call, "seconds", "missing parameter 'seconds'");
+        if (!json_is_integer(seconds))
+                return call_reply_invalid_param(call, "seconds", "parameter 'seconds' must be an integer");
+        n = json_integer_value(seconds);
+        if (n < 0)
+                return call_reply_invalid_param(call, "seconds", "the clock only moves forward");
+        if (sweep && !json_is_boolean(sweep))
+                return call_reply_invalid_param(call, "sweep", "parameter 'sweep' must be a boolean");
+
+        r = (uint64_t) n > TEST_CLOCK_MAX_OFFSET_USEC / 1000000ULL ? -ERANGE
+                                                                   : test_clock_advance((uint64_t) n * 1000000ULL);
+        if (r == -ERANGE)
+                return call_reply_invalid_param(call, "seconds", "the clock would be more than 100 years ahead");
+        if (r < 0)
+                return r;
+        log_notice("%s: test clock advanced by %lld s, now %llu s ahead.", call_request_id(call), (long long) n,
+                   (unsigned long long) (test_clock_offset_usec() / 1000000ULL));
+
+        if (json_is_true(sweep)) {
+                r = manager_sweep_soon(call_manager(call));
+                if (r < 0)
+                        return r;
+        }
+        return call_reply(call, test_clock_result());
 }
 
 const Method methods_server[] = {
@@ -147,5 +215,10 @@ const Method methods_server[] = {
           .params = (const ParamSpec[]) { {} } },
         { .name = IDM_METHOD_GET_STATS, .handler = method_server_get_stats, .role = ROLE_ADMIN,
           .params = (const ParamSpec[]) { {} } },
+        /* Role ANYONE and params of any type: the handler checks both, so that without
+         * --test-clock every call to it is answered unknown_method (see above). */
+        { .name = TEST_METHOD_ADVANCE_CLOCK, .handler = method_server_test_advance_clock, .role = ROLE_ANYONE,
+          .params = (const ParamSpec[]) { { "seconds", PARAM_ANY }, { "sweep", PARAM_ANY }, {} },
+          .positional = (const char *const[]) { "seconds", "sweep", NULL } },
         {}
 };
