@@ -843,14 +843,10 @@ static int method_consents_update_customer(Call *call, json_t *params) {
 
 const Method methods_consents[] = {
         { .name = "getPublisherConsents", .handler = method_consents_get_publisher, .role = ROLE_ANYONE,
-          .params = (const ParamSpec[]) {
-                  PARAM_ID("publisherId", false, 16),
-                  PARAM_ID("offerId", false, 64),
-                  {} } },
+          .params = (const ParamSpec[]) { PUBLISHER_NAMING_PARAMS, {} } },
         { .name = "setPublisherConsents", .handler = method_consents_set_publisher, .role = ROLE_PUBLISHER,
           .params = (const ParamSpec[]) {
-                  PARAM_ID("publisherId", false, 16),
-                  { "publisherToken", PARAM_STRING, false, 128 },
+                  PUBLISHER_AUTH_PARAMS,
                   { "consents", PARAM_ARRAY, true, CONSENTS_MAX },
                   {} } },
         { .name = "getCustomerConsents", .handler = method_consents_get_customer, .role = ROLE_CUSTOMER,

@@ -31,7 +31,7 @@
 #include "workers.h"
 
 #define NAME_MAX_BYTES 100
-#define EXTERNAL_ID_MAX 128
+#define EXTERNAL_ID_MAX IDM_EXTERNAL_ID_MAX
 #define IP_MAX 64
 
 /* --- publisher resolution --- */
@@ -953,16 +953,14 @@ static int method_customers_change_password(Call *call, json_t *params) {
         return 0;
 }
 
-#define PASSWORD_MAX_BYTES 1024         /* the policy counts characters; this bounds the bytes */
 
 const Method methods_customers[] = {
         { .name = "registerCustomer", .handler = method_customers_register, .role = ROLE_ANYONE,
           .class = METHOD_CLASS_REGISTRATION, .address_param = "customerIP", .publisher_optional = true,
           .params = (const ParamSpec[]) {
-                  { "email", PARAM_STRING, true, 320 },
-                  { "password", PARAM_STRING, true, PASSWORD_MAX_BYTES },
-                  PARAM_ID("offerId", false, 64),
-                  PARAM_ID("publisherId", false, 16),
+                  { "email", PARAM_STRING, true, IDM_EMAIL_MAX },
+                  { "password", PARAM_STRING, true, IDM_PASSWORD_MAX },
+                  PUBLISHER_NAMING_PARAMS,
                   { "locale", PARAM_STRING, true, 16 },
                   { "country", PARAM_STRING, true, 8 },
                   { "currency", PARAM_STRING, true, 8 },
@@ -972,15 +970,14 @@ const Method methods_customers[] = {
                   { "externalId", PARAM_STRING, false, EXTERNAL_ID_MAX },
                   { "externalData", PARAM_OBJECT, false, 0 },
                   { "customerIP", PARAM_STRING, false, IP_MAX },
-                  { "publisherToken", PARAM_STRING, false, 128 },
+                  { "publisherToken", PARAM_STRING, false, IDM_PUBLISHER_TOKEN_MAX },
                   {} } },
         { .name = "login", .handler = method_customers_login, .role = ROLE_ANYONE, .class = METHOD_CLASS_LOGIN,
           .address_param = "customerIP",
           .params = (const ParamSpec[]) {
-                  { "email", PARAM_STRING, true, 320 },
-                  { "password", PARAM_STRING, true, PASSWORD_MAX_BYTES },
-                  PARAM_ID("offerId", false, 64),
-                  PARAM_ID("publisherId", false, 16),
+                  { "email", PARAM_STRING, true, IDM_EMAIL_MAX },
+                  { "password", PARAM_STRING, true, IDM_PASSWORD_MAX },
+                  PUBLISHER_NAMING_PARAMS,
                   { "customerIP", PARAM_STRING, false, IP_MAX },
                   {} } },
         { .name = "getCustomer", .handler = method_customers_get, .role = ROLE_CUSTOMER,
@@ -998,8 +995,8 @@ const Method methods_customers[] = {
           .class = METHOD_CLASS_LOGIN,
           .params = (const ParamSpec[]) {
                   CUSTOMER_AUTH_PARAMS,
-                  { "oldPassword", PARAM_STRING, true, PASSWORD_MAX_BYTES },
-                  { "newPassword", PARAM_STRING, true, PASSWORD_MAX_BYTES },
+                  { "oldPassword", PARAM_STRING, true, IDM_PASSWORD_MAX },
+                  { "newPassword", PARAM_STRING, true, IDM_PASSWORD_MAX },
                   {} } },
         {}
 };

@@ -23,9 +23,6 @@
 /* journalctl MESSAGE_ID=... finds every lockout (docs/ratelimits.md). */
 #define MESSAGE_ID_ACCOUNT_LOCKED "7ab27605aa2b4fa282b9a8abd14c5cae"
 
-#define EMAIL_PARAM_MAX 320
-#define CUSTOMER_ID_PARAM_MAX 32
-#define EXTERNAL_ID_PARAM_MAX 128
 
 /* --- the login path --- */
 
@@ -252,11 +249,10 @@ static int method_lockouts_unlock(Call *call, json_t *params) {
 }
 
 static const ParamSpec lockout_params[] = {
-        PARAM_ID("publisherId", false, 16),
-        { "publisherToken", PARAM_STRING, false, 128 },
-        { "email", PARAM_STRING, false, EMAIL_PARAM_MAX },
-        PARAM_ID("customerId", false, CUSTOMER_ID_PARAM_MAX),
-        { "externalId", PARAM_STRING, false, EXTERNAL_ID_PARAM_MAX },
+        PUBLISHER_AUTH_PARAMS,
+        { "email", PARAM_STRING, false, IDM_EMAIL_MAX },
+        PARAM_ID("customerId", false, IDM_CUSTOMER_ID_MAX),
+        { "externalId", PARAM_STRING, false, IDM_EXTERNAL_ID_MAX },
         {}
 };
 

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "idm/protocol.h"
 #include "idm/time-util.h"
 #include "rpc.h"
 #include "sessions.h"
@@ -22,13 +23,23 @@ int auth_publisher(Call *call, json_t *params);
 /* The params of every ROLE_CUSTOMER method: a customer proves who it is with its access token
  * or, for publisher backends, its customerToken (auth_customer needs one of them; jwt wins). */
 #define CUSTOMER_AUTH_PARAMS                                                                    \
-        { "jwt", PARAM_STRING, false, CUSTOMER_JWT_MAX },                                       \
-        { "customerToken", PARAM_STRING, false, 256 }
-#define CUSTOMER_JWT_MAX 8192
+        { "jwt", PARAM_STRING, false, IDM_JWT_MAX },                                            \
+        { "customerToken", PARAM_STRING, false, IDM_CUSTOMER_TOKEN_MAX }
 
 /* Methods only the customer itself may call, with its short-lived access token: a
  * customerToken (a publisher backend's, valid for days) is an unknown parameter there. */
-#define CUSTOMER_JWT_ONLY_PARAMS { "jwt", PARAM_STRING, true, CUSTOMER_JWT_MAX }
+#define CUSTOMER_JWT_ONLY_PARAMS { "jwt", PARAM_STRING, true, IDM_JWT_MAX }
+
+/* The params of every ROLE_PUBLISHER method (auth_publisher): the token, or for an admin peer
+ * the publisher it acts for. */
+#define PUBLISHER_AUTH_PARAMS                                                                   \
+        PARAM_ID("publisherId", false, IDM_PUBLISHER_ID_MAX),                                   \
+        { "publisherToken", PARAM_STRING, false, IDM_PUBLISHER_TOKEN_MAX }
+
+/* The publisher a customer belongs to, named by either of its ids (customers_resolve_publisher). */
+#define PUBLISHER_NAMING_PARAMS                                                                 \
+        PARAM_ID("publisherId", false, IDM_PUBLISHER_ID_MAX),                                   \
+        PARAM_ID("offerId", false, IDM_OFFER_ID_MAX)
 
 /* For ROLE_CUSTOMER methods: a valid "jwt" (or "customerToken") param. Replies itself and
  * returns < 0 when the call may not go on. */

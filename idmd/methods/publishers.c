@@ -24,7 +24,7 @@
 #define REDIRECT_URIS_MAX 32
 #define SSO_PAGES_MAX 32
 #define URI_MAX 2048
-#define OFFER_ID_MAX 64
+#define OFFER_ID_MAX IDM_OFFER_ID_MAX
 #define OFFER_TITLE_MAX 200
 
 
@@ -373,9 +373,6 @@ static int method_offers_list(Call *call, json_t *params) {
         { "ssoUrl", PARAM_STRING, false, URI_MAX },                                             \
         { "ssoPages", PARAM_OBJECT, false, 0 }
 
-#define PUBLISHER_AUTH_PARAMS                                                                   \
-        PARAM_ID("publisherId", false, 16),                                                     \
-        { "publisherToken", PARAM_STRING, false, 128 }
 
 const Method methods_publishers[] = {
         { .name = "createPublisher", .handler = method_publishers_create, .role = ROLE_ADMIN,
@@ -389,15 +386,15 @@ const Method methods_publishers[] = {
                   {} } },
         { .name = "updatePublisher", .handler = method_publishers_update, .role = ROLE_ADMIN,
           .params = (const ParamSpec[]) {
-                  PARAM_ID("publisherId", true, 16),
+                  PARAM_ID("publisherId", true, IDM_PUBLISHER_ID_MAX),
                   PUBLISHER_SETTINGS_PARAMS,
                   {} } },
         { .name = "getPublisher", .handler = method_publishers_get, .role = ROLE_ADMIN,
-          .params = (const ParamSpec[]) { PARAM_ID("publisherId", true, 16), {} } },
+          .params = (const ParamSpec[]) { PARAM_ID("publisherId", true, IDM_PUBLISHER_ID_MAX), {} } },
         { .name = "listPublishers", .handler = method_publishers_list, .role = ROLE_ADMIN,
           .params = (const ParamSpec[]) { {} } },
         { .name = "rotatePublisherToken", .handler = method_publishers_rotate_token, .role = ROLE_ADMIN,
-          .params = (const ParamSpec[]) { PARAM_ID("publisherId", true, 16), {} } },
+          .params = (const ParamSpec[]) { PARAM_ID("publisherId", true, IDM_PUBLISHER_ID_MAX), {} } },
         { .name = "addOffer", .handler = method_offers_add, .role = ROLE_PUBLISHER,
           .params = (const ParamSpec[]) {
                   PUBLISHER_AUTH_PARAMS,

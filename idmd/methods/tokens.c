@@ -15,7 +15,6 @@
 #include "sessions.h"
 #include "tokens.h"
 
-#define OPAQUE_TOKEN_PARAM_MAX 512
 
 static int reply_token_error(Call *call, int r) {
         if (r == -ETIME)
@@ -224,7 +223,7 @@ static int method_tokens_rotate_signing_key(Call *call, json_t *params) {
 const Method methods_tokens[] = {
         { .name = "refreshToken", .handler = method_tokens_refresh, .role = ROLE_ANYONE,
           .class = METHOD_CLASS_LOGIN,
-          .params = (const ParamSpec[]) { { "refreshToken", PARAM_STRING, true, OPAQUE_TOKEN_PARAM_MAX }, {} } },
+          .params = (const ParamSpec[]) { { "refreshToken", PARAM_STRING, true, IDM_OPAQUE_TOKEN_MAX }, {} } },
         { .name = IDM_METHOD_REVOKE_TOKEN, .handler = method_tokens_revoke, .role = ROLE_ANYONE,
           .params = (const ParamSpec[]) { { "token", PARAM_STRING, true, JWT_MAX }, {} } },
         { .name = "logoutAll", .handler = method_tokens_logout_all, .role = ROLE_CUSTOMER,

@@ -21,6 +21,19 @@
 #define IDM_MAX_BATCH 100u                   /* requests in one batch */
 #define IDM_MAX_REPLY (1024u * 1024u)        /* what clients should accept as one reply line */
 
+/* Sizes of params that several methods (and clients) share, in bytes. */
+#define IDM_EMAIL_MAX 320u                   /* e-mail / PAM user name as a param */
+#define IDM_PASSWORD_MAX 1024u               /* the policy counts characters; this bounds bytes */
+#define IDM_PUBLISHER_ID_MAX 16u
+#define IDM_OFFER_ID_MAX 64u
+#define IDM_CUSTOMER_ID_MAX 32u
+#define IDM_EXTERNAL_ID_MAX 128u
+#define IDM_SESSION_ID_MAX 64u
+#define IDM_PUBLISHER_TOKEN_MAX 128u
+#define IDM_CUSTOMER_TOKEN_MAX 256u
+#define IDM_OPAQUE_TOKEN_MAX 512u            /* refresh tokens and other opaque tokens */
+#define IDM_JWT_MAX 8192u
+
 /* JSON-RPC 2.0 error codes. */
 #define IDM_RPC_PARSE_ERROR -32700
 #define IDM_RPC_INVALID_REQUEST -32600
