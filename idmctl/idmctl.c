@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config-build.h"
 #include "format.h"
@@ -28,6 +29,7 @@
 #define PROGRAM "idmctl"
 #define TIMEOUT_DEFAULT_SEC 30.0
 #define TIMEOUT_MAX_SEC (7.0 * 86400.0)
+#define REQUEST_MAX (16u * 1024u * 1024u)       /* the largest max_line idmd.conf(5) allows */
 
 static const Verb verbs[] = {
         { "status", NULL, 0, 0, 0, verb_status, "",
@@ -131,25 +133,66 @@ static void log_rpc_error(const json_t *error) {
         (void) fputs(")\n", stderr);
 }
 
+static int ctx_connect(Context *ctx) {
+        _cleanup_free_ char *absolute = NULL;
+        const char *path = ctx->socket_path;
+        int r;
+
+        /* idm-client checks the path from "/" down: a relative --socket is taken from here. */
+        if (path[0] != '/' && path[0] != '\0') {
+                _cleanup_free_ char *cwd = getcwd(NULL, 0);
+
+                if (!cwd && errno == ENOMEM)
+                        return log_oom();
+                if (!cwd)
+                        return log_error_errno(errno, "cannot connect to %s: cannot get the current directory: %s",
+                                               path, strerror(errno));
+                if (asprintf(&absolute, "%s/%s", cwd, path) < 0)
+                        return log_oom();
+                path = absolute;
+        }
+
+        /* The request size is idmd's to judge (its max_line may be raised up to 16 MiB). An
+         * operator may run idmd as themselves: their own sockets and directories are trusted
+         * besides root's and idmd's user's. */
+        ctx->client.max_request = REQUEST_MAX;
+        ctx->client.trust_caller = true;
+        r = idm_client_connect(&ctx->client, path, IDM_CLIENT_DAEMON_USER, ctx->timeout_usec, ctx->timeout_usec);
+        switch (r) {
+        case 0:
+                return 0;
+        case -ENOMEM:
+                return log_oom();
+        case -EPERM:
+        case -ENOTSOCK:
+        case -ELOOP:
+        case -ENOTDIR:
+                /* Refused by the checks: idm-client's reason names the path and the culprit. */
+                return log_error_errno(r, "%s", ctx->client.error);
+        default:
+                return log_error_errno(r, "cannot connect to %s: %s", ctx->socket_path, strerror(-r));
+        }
+}
+
 int ctx_call(Context *ctx, const char *method, json_t *params, json_t **ret_result) {
         _cleanup_(json_decrefp) json_t *error = NULL;
         int r;
 
-        if (!ctx->client) {
-                r = idm_client_connect(ctx->socket_path, ctx->timeout_usec, &ctx->client);
-                if (r == -ENOMEM)
-                        return log_oom();
+        if (ctx->client.fd < 0) {
+                r = ctx_connect(ctx);
                 if (r < 0)
-                        return log_error_errno(r, "cannot connect to %s: %s", ctx->socket_path, strerror(-r));
+                        return r;
         }
 
-        r = idm_client_call(ctx->client, method, params, ret_result, &error);
+        r = idm_client_call_full(&ctx->client, method, params, ret_result, NULL, &error);
         switch (r) {
         case 0:
                 return 0;
         case -EREMOTEIO:
                 log_rpc_error(error);
                 return r;
+        case -EINVAL:
+                return log_error_errno(r, "%s: %s", method, ctx->client.error);
         case -ETIMEDOUT:
                 return log_error_errno(r, "%s: no reply from %s within %.3g s", method, ctx->socket_path,
                                        (double) ctx->timeout_usec / 1e6);
@@ -262,7 +305,7 @@ static const char *option_name(int c) {
 }
 
 static void context_done(Context *ctx) {
-        ctx->client = idm_client_free(ctx->client);
+        idm_client_close(&ctx->client);
         json_decref(ctx->redirect_uris);
         ctx->redirect_uris = NULL;
         json_decref(ctx->sso_pages);
@@ -502,6 +545,7 @@ static int run(Context *ctx, int argc, char **argv) {
 int main(int argc, char *argv[]) {
         Context ctx = {
                 .timeout_usec = (uint64_t) (TIMEOUT_DEFAULT_SEC * 1e6),
+                .client = IDM_CLIENT_INIT,
         };
         int r;
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What idmctl's verbs share: the parsed command line (Context), the command table entry (Verb),
- * the call helper that connects on first use and reports failures, and the exit conventions.
+ * the call helper that connects on first use (through idm-client, the transport it shares with
+ * pam_idm) and reports failures, and the exit conventions.
  *
  * A verb returns an int: < 0 is a -errno failure that has already been reported on stderr (exit
  * status 1); >= 0 is the exit status itself (EXIT_SUCCESS, or EXIT_USAGE from usage_error()).
@@ -12,7 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "client.h"
+#include "client/idm-client.h"
 #include "idm/cleanup.h"
 
 #define EXIT_USAGE 2
@@ -41,7 +42,7 @@ typedef struct Context {
         const char *title;
         const char *publisher_id;       /* --publisher */
 
-        IdmClient *client;              /* connected on the first ctx_call() */
+        IdmClient client;               /* IDM_CLIENT_INIT; connected on the first ctx_call() */
         const struct Verb *verb;        /* the verb being run, for usage_error() */
 } Context;
 
@@ -57,7 +58,10 @@ typedef struct Verb {
         const char *description;        /* one line for --help */
 } Verb;
 
-/* Calls method on the daemon, connecting first if needed. params is borrowed (NULL: none).
+/* Calls method on the daemon, connecting first if needed: the socket and the directories above it
+ * must belong to root, idmd's user or the caller, and the listener to the socket's owner
+ * (idm-client.h); a relative socket path is taken from the current directory. params is borrowed
+ * (an object or array; NULL: none).
  * On success returns 0 and *ret_result (a new reference). Every failure is reported on stderr
  * (one line) before returning it: -EREMOTEIO for a JSON-RPC error, else the transport's -errno. */
 int ctx_call(Context *ctx, const char *method, json_t *params, json_t **ret_result);

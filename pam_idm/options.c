@@ -324,7 +324,7 @@ void options_done(Options *o) {
 int options_parse(pam_handle_t *pamh, int argc, const char **argv, Options *ret) {
         _cleanup_(options_done) Options o = {
                 .socket_path = IDM_DEFAULT_SOCKET,
-                .daemon_user = "idmd",
+                .daemon_user = IDM_CLIENT_DAEMON_USER,
                 .connect_timeout = 2 * USEC_PER_SEC,
                 .timeout = 15 * USEC_PER_SEC,
                 .mode = MODE_PASSWORD,

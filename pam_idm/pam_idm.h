@@ -12,10 +12,16 @@
  *   password.c  pam_sm_chauthtok
  *   session.c   pam_sm_open_session, pam_sm_close_session
  *   conv.c      the conversation helpers (conv.h)
- * client.c is the transport to idmd (client.h).
+ * The transport to idmd is the idm-client library (client/idm-client.h), shared with idmctl.
  *
- * Errors: functions returning int return a PAM code unless they say otherwise; none of them logs
- * twice, and a failure that is logged says so below.
+ * PAM_USER is the customer's e-mail, of one publisher (publisher= or offer=). Everything the
+ * module needs between phases lives in idmd or in the PAM environment (the session id,
+ * IDM_SESSION_ID), not in module memory: sshd authenticates in a forked child and imports only the
+ * child's PAM environment into the process that closes the session. Logging goes through
+ * pam_syslog() only; docs/pam_idm.md and pam_idm(8) describe options, return codes and stacks.
+ *
+ * Errors: functions returning int return a PAM code unless their comment says -errno; those that
+ * log say so.
  */
 #pragma once
 
@@ -23,7 +29,7 @@
 #include <stdbool.h>
 #include <syslog.h>
 
-#include "pam_idm/client.h"
+#include "client/idm-client.h"
 
 #define SECRET_MAX 1024u                  /* longest password or code idmd accepts */
 #define USER_MAX 320u                     /* longest user idmd accepts */
@@ -102,8 +108,8 @@ void options_done(Options *o);
 
 /*
  * The PAM code for the outcome of an idmd call in a phase: r is 0 (success), -EREMOTEIO (idmd
- * answered the error e) or another negative errno (the transport failed, see client.h). Applies
- * ignore_unknown_user and ignore_authinfo_unavail from o.
+ * answered the error e) or another negative errno (the transport failed, see
+ * client/idm-client.h). Applies ignore_unknown_user and ignore_authinfo_unavail from o.
  */
 int result_to_pam(Phase phase, int r, const IdmError *e, const Options *o);
 

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of pam_idm's transport (pam_idm/client.c) against small fake servers forked from the
- * test: the socket checks (missing, not a socket, not listening, wrong owner, wrong peer, unsafe
- * directories and symlinks on the way), the deadlines (silent server, full backlog), size cap,
- * malformed replies, retryAfter bounds, MSG_NOSIGNAL, the descriptor hygiene (above 2, CLOEXEC)
- * and the JSON-RPC framing. Needs root for the ownership cases (skipped otherwise).
+ * Unit tests of idm-client, the transport of pam_idm and idmctl (client/idm-client.c), against
+ * small fake servers forked from the test: the socket checks (missing, not a socket, not
+ * listening, wrong owner, wrong peer, unsafe directories and symlinks on the way, the caller's own
+ * uid trusted only when asked), the deadlines (silent server, full backlog), size caps both ways,
+ * malformed replies, retryAfter bounds, error objects handed out whole, MSG_NOSIGNAL, the
+ * descriptor hygiene (above 2, CLOEXEC) and the JSON-RPC framing (params object, array or left
+ * out). Needs root for the ownership cases (skipped otherwise).
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -17,7 +19,7 @@
 #include <unistd.h>
 
 #include "idm/protocol.h"
-#include "pam_idm/client.h"
+#include "client/idm-client.h"
 #include "tests/unit/tests.h"
 
 static char dir[] = "/tmp/test-pam-client-XXXXXX";
@@ -34,6 +36,7 @@ typedef enum Behaviour {
         SERVE_CLOSE,            /* read the request, close without answering */
         SERVE_CLOSE_AT_ONCE,    /* close before reading anything */
         SERVE_HUGE,             /* a reply line longer than IDM_MAX_REPLY */
+        SERVE_ERROR_NO_CODE,    /* an error object without a code */
 } Behaviour;
 
 static int listen_at(const char *p, int backlog) {
@@ -107,6 +110,9 @@ static void serve_connection(int cfd, Behaviour b) {
                         reply = json_pack("{s:s, s:I, s:{s:i, s:s, s:{s:s, s:I}}}", "jsonrpc", "2.0", "id", id, "error",
                                           "code", 423, "message", "locked", "data", "reason", "account_locked",
                                           "retryAfter", retry_after);
+                        break;
+                case SERVE_ERROR_NO_CODE:
+                        reply = json_pack("{s:s, s:I, s:{s:s}}", "jsonrpc", "2.0", "id", id, "error", "message", "no code");
                         break;
                 case SERVE_WRONG_ID:
                         reply = json_pack("{s:s, s:I, s:{}}", "jsonrpc", "2.0", "id", id + 7, "result");
@@ -304,6 +310,91 @@ TEST(error_reply) {
         json_decref(params);
 }
 
+/* Params as idmctl sends them: an array, or none at all; anything else is refused before sending,
+ * as is a request longer than max_request, and the connection stays usable. */
+TEST(params_shapes) {
+        IdmClient c = IDM_CLIENT_INIT;
+        json_t *array = json_pack("[s, i]", "s", 7), *big = json_object(), *result = NULL, *req;
+        char blob[201];
+        IdmError e = {};
+        int lfd = listen_at(path, 16);
+        pid_t pid = serve(lfd, SERVE_ECHO);
+
+        ASSERT_EQ(c.max_request, IDM_MAX_LINE_DEFAULT);
+        ASSERT_OK(connect_default(&c, 5 * USEC_PER_SEC));
+
+        ASSERT_OK(idm_client_call(&c, "getServerInfo", NULL, &result, NULL));
+        req = json_object_get(result, "echo");
+        ASSERT_STREQ(json_string_value(json_object_get(req, "method")), "getServerInfo");
+        ASSERT_TRUE(json_object_get(req, "params") == NULL);
+        json_wipe_and_decref(result);
+
+        ASSERT_OK(idm_client_call(&c, "getSingleSignOnByCustomer", array, &result, &e));
+        ASSERT_TRUE(json_equal(json_object_get(json_object_get(result, "echo"), "params"), array));
+        json_wipe_and_decref(result);
+        result = NULL;
+
+        ASSERT_EQ(idm_client_call(&c, "x", json_string("not params"), &result, &e), -EINVAL);
+        ASSERT_TRUE(c.fd >= 0);
+
+        /* 200 bytes of params do not fit into 100; they do into the default. */
+        c.max_request = 100;
+        memset(blob, 'x', 200);
+        blob[200] = '\0';
+        json_object_set_new(big, "blob", json_string(blob));
+        ASSERT_EQ(idm_client_call(&c, "x", big, &result, &e), -EINVAL);
+        ASSERT_TRUE(strstr(c.error, "too large") != NULL);
+        ASSERT_TRUE(result == NULL);
+        ASSERT_TRUE(c.fd >= 0);
+        c.max_request = IDM_MAX_LINE_DEFAULT;
+        ASSERT_OK(idm_client_call(&c, "x", big, &result, &e));
+        json_wipe_and_decref(result);
+
+        idm_client_close(&c);
+        ASSERT_EQ(c.max_request, IDM_MAX_LINE_DEFAULT);       /* settings outlive the connection */
+        stop(pid);
+        close(lfd);
+        json_decref(array);
+        json_decref(big);
+}
+
+/* idm_client_call_full() hands out idmd's error object whole (idmctl prints data.param etc.),
+ * also without an IdmError. */
+TEST(error_object) {
+        IdmClient c = IDM_CLIENT_INIT;
+        json_t *result = NULL, *error = json_object();
+        IdmError e = {};
+        int lfd = listen_at(path, 16);
+        pid_t pid = serve(lfd, SERVE_ERROR);
+
+        ASSERT_OK(connect_default(&c, 5 * USEC_PER_SEC));
+        ASSERT_EQ(idm_client_call_full(&c, "login", NULL, &result, NULL, &error), -EREMOTEIO);
+        ASSERT_TRUE(result == NULL);
+        ASSERT_EQ(json_integer_value(json_object_get(error, "code")), 423);
+        ASSERT_STREQ(json_string_value(json_object_get(json_object_get(error, "data"), "reason")), "account_locked");
+        ASSERT_STREQ(json_string_value(json_object_get(error, "message")), "locked");
+        json_decref(error);
+        ASSERT_EQ(idm_client_call_full(&c, "login", NULL, &result, &e, &error), -EREMOTEIO);
+        ASSERT_EQ(e.code, 423);
+        ASSERT_TRUE(json_is_object(error));
+        json_decref(error);
+        idm_client_close(&c);
+        stop(pid);
+        close(lfd);
+
+        /* A success leaves *ret_error_object NULL. */
+        lfd = listen_at(path, 16);
+        pid = serve(lfd, SERVE_ECHO);
+        error = json_null();            /* anything: it is overwritten */
+        ASSERT_OK(connect_default(&c, 5 * USEC_PER_SEC));
+        ASSERT_OK(idm_client_call_full(&c, "x", NULL, &result, NULL, &error));
+        ASSERT_TRUE(error == NULL);
+        json_wipe_and_decref(result);
+        idm_client_close(&c);
+        stop(pid);
+        close(lfd);
+}
+
 /* retryAfter beyond a year (up to json_int_t's maximum) is treated as absent. */
 TEST(retry_after_clamped) {
         static const struct {
@@ -448,6 +539,81 @@ TEST(unsafe_directories) {
         ASSERT_EQ(connect_through("safe", via, 0666, &c), -ENOTDIR);
 }
 
+/* trust_caller (idmctl): a socket and directory of the caller's own uid are accepted only when
+ * asked for, and never someone else's. Run as nobody in a child, against a server of nobody's. */
+TEST(trust_caller) {
+        char sub[200], p[220];
+        pid_t server, child;
+        int status;
+
+        if (geteuid() != 0) {
+                fprintf(stderr, "not root, skipped\n");
+                return;
+        }
+        ASSERT_OK(chmod(dir, 0755));    /* root's, safe; nobody must pass through */
+        snprintf(sub, sizeof(sub), "%s/own", dir);
+        ASSERT_OK(mkdir(sub, 0755));
+        ASSERT_OK(chown(sub, 65534, 65534));
+        snprintf(p, sizeof(p), "%s/socket", sub);
+
+        server = fork();
+        ASSERT_TRUE(server >= 0);
+        if (server == 0) {
+                int lfd;
+
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+                        _exit(1);
+                lfd = listen_at(p, 16);
+                for (;;) {
+                        int cfd = accept(lfd, NULL, NULL);
+
+                        if (cfd < 0)
+                                _exit(1);
+                        serve_connection(cfd, SERVE_ECHO);
+                        close(cfd);
+                }
+        }
+        for (int i = 0; i < 500 && access(p, F_OK) < 0; i++)
+                usleep(10 * 1000);
+
+        /* root, trusting itself: nobody's socket is still refused. */
+        {
+                IdmClient c = IDM_CLIENT_INIT;
+
+                c.trust_caller = true;
+                ASSERT_EQ(idm_client_connect(&c, p, "idmd-test-no-such-user", USEC_PER_SEC, USEC_PER_SEC), -EPERM);
+                ASSERT_TRUE(strstr(c.error, "nor yours") != NULL);
+        }
+
+        child = fork();
+        ASSERT_TRUE(child >= 0);
+        if (child == 0) {
+                IdmClient c = IDM_CLIENT_INIT;
+                json_t *result = NULL;
+
+                if (setgid(65534) < 0 || setuid(65534) < 0)
+                        _exit(10);
+                if (idm_client_connect(&c, p, "idmd-test-no-such-user", USEC_PER_SEC, USEC_PER_SEC) != -EPERM)
+                        _exit(11);
+                c.trust_caller = true;
+                if (idm_client_connect(&c, p, "idmd-test-no-such-user", USEC_PER_SEC, USEC_PER_SEC) != 0)
+                        _exit(12);
+                if (idm_client_call(&c, "x", NULL, &result, NULL) != 0)
+                        _exit(13);
+                json_wipe_and_decref(result);
+                idm_client_close(&c);
+                _exit(0);
+        }
+        ASSERT_EQ(waitpid(child, &status, 0), child);
+        fprintf(stderr, "   child: status %d\n", status);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        stop(server);
+        (void) unlink(p);
+        ASSERT_OK(rmdir(sub));
+        ASSERT_OK(chmod(dir, 0700));
+}
+
 static void expect_failure(Behaviour b, usec_t timeout, int expected) {
         IdmClient c = IDM_CLIENT_INIT;
         json_t *params = json_pack("{s:s}", "password", "x"), *result = NULL;
@@ -478,6 +644,7 @@ TEST(failures) {
         expect_failure(SERVE_SILENT, 300 * USEC_PER_MSEC, -ETIMEDOUT);
         expect_failure(SERVE_CLOSE, 5 * USEC_PER_SEC, -ECONNRESET);
         expect_failure(SERVE_HUGE, 10 * USEC_PER_SEC, -EMSGSIZE);
+        expect_failure(SERVE_ERROR_NO_CODE, 5 * USEC_PER_SEC, -EBADMSG);
 }
 
 TEST(no_sigpipe) {
@@ -556,7 +723,10 @@ int main(void) {
         RUN(echo);
         RUN(error_reply);
         RUN(retry_after_clamped);
+        RUN(params_shapes);
+        RUN(error_object);
         RUN(unsafe_directories);
+        RUN(trust_caller);
         RUN(failures);
         RUN(no_sigpipe);
         RUN(backlog_full);

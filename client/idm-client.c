@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pam_idm's socket transport to idmd: connect with checks on who listens, one JSON-RPC request at
- * a time, deadlines on every wait, capped and wiped buffers. See client.h for the contract.
+ * idm-client, the transport to idmd shared by pam_idm and idmctl: connect with checks on who
+ * listens, one JSON-RPC request at a time, deadlines on every wait, capped and wiped buffers. See
+ * idm-client.h for the contract.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +22,7 @@
 #include "idm/cleanup.h"
 #include "idm/json-util.h"
 #include "idm/protocol.h"
-#include "pam_idm/client.h"
+#include "client/idm-client.h"
 
 #define RECV_CHUNK 4096u
 #define CONNECT_RETRY_USEC (10 * USEC_PER_MSEC)   /* backlog full: try again this often */
@@ -115,16 +116,17 @@ static int daemon_uid_lookup(const char *name, uid_t *ret) {
         }
 }
 
-/* Who may own the socket and the directories above it: root, or idmd's user (looked up once, and
- * only when something is not owned by root). */
+/* Who may own the socket and the directories above it: root, idmd's user (looked up once, and
+ * only when something is not owned by root), and with trust_caller the caller's own uid. */
 typedef struct Trust {
         const char *daemon_user;
+        bool caller;
         uid_t daemon_uid;
         int looked_up;          /* 0 not yet, 1 daemon_uid is valid, -1 no such user (or lookup failed) */
 } Trust;
 
 static bool uid_is_trusted(Trust *t, uid_t uid) {
-        if (uid == 0)
+        if (uid == 0 || (t->caller && uid == getuid()))
                 return true;
         if (t->looked_up == 0)
                 t->looked_up = t->daemon_user && daemon_uid_lookup(t->daemon_user, &t->daemon_uid) >= 0 ? 1 : -1;
@@ -250,8 +252,9 @@ static int socket_check_directories(IdmClient *c, const char *path, const struct
                 if (!uid_is_trusted(t, st.st_uid))
                         return client_fail(c, -EPERM,
                                            "directory '%s' of socket '%s' is owned by uid %u, which is neither "
-                                           "root nor idmd's user '%s', refusing",
-                                           next, path, (unsigned) st.st_uid, strempty(t->daemon_user));
+                                           "root nor idmd's user '%s'%s, refusing",
+                                           next, path, (unsigned) st.st_uid, strempty(t->daemon_user),
+                                           t->caller ? " nor yours" : "");
                 if (st.st_mode & 022) {
                         /* Writable by others: only a root-owned sticky directory, and not right
                          * below another one. */
@@ -278,7 +281,7 @@ int idm_client_connect(IdmClient *c, const char *path, const char *daemon_user, 
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_(closep) int fd = -EBADF;
         usec_t deadline = now_usec() + connect_timeout;
-        Trust trust = { .daemon_user = daemon_user };
+        Trust trust = { .daemon_user = daemon_user, .caller = c->trust_caller };
         struct ucred cred = {};
         socklen_t cred_len = sizeof(cred), sa_len;
         struct stat st;
@@ -304,8 +307,8 @@ int idm_client_connect(IdmClient *c, const char *path, const char *daemon_user, 
         if (!uid_is_trusted(&trust, st.st_uid))
                 return client_fail(c, -EPERM,
                                    "socket '%s' is owned by uid %u, which is neither root nor idmd's "
-                                   "user '%s', refusing",
-                                   path, (unsigned) st.st_uid, strempty(daemon_user));
+                                   "user '%s'%s, refusing",
+                                   path, (unsigned) st.st_uid, strempty(daemon_user), c->trust_caller ? " nor yours" : "");
         r = socket_check_directories(c, path, &st, &trust);
         if (r < 0)
                 return r;
@@ -502,7 +505,7 @@ static void copy_string(char *dst, size_t size, const char *src) {
 }
 
 static int parse_reply(IdmClient *c, const char *line, size_t len, json_int_t id, json_t **ret_result,
-                       IdmError *reterr) {
+                       IdmError *reterr, json_t **ret_error_object) {
         _cleanup_(json_wipe_and_decrefp) json_t *reply = NULL;
         json_t *rid, *result, *error, *code, *data;
         json_error_t e;
@@ -546,6 +549,11 @@ static int parse_reply(IdmClient *c, const char *line, size_t len, json_int_t id
                         copy_string(reterr->message, sizeof(reterr->message),
                                     json_object_get_string(error, "message"));
                 }
+                if (ret_error_object) {
+                        /* Detached, like a result below, so that wiping the envelope leaves it. */
+                        *ret_error_object = json_incref(error);
+                        (void) json_object_del(reply, "error");
+                }
                 (void) client_fail(c, -EREMOTEIO, "idmd answered error %d", (int) json_integer_value(code));
                 return -EREMOTEIO;
         }
@@ -559,7 +567,7 @@ static int parse_reply(IdmClient *c, const char *line, size_t len, json_int_t id
 }
 
 static int read_reply(IdmClient *c, json_int_t id, usec_t deadline, const char *method, json_t **ret_result,
-                      IdmError *reterr) {
+                      IdmError *reterr, json_t **ret_error_object) {
         size_t scanned = 0;
 
         for (;;) {
@@ -570,7 +578,7 @@ static int read_reply(IdmClient *c, json_int_t id, usec_t deadline, const char *
                 if (nl) {
                         size_t line_len = (size_t) (nl - c->buf);
 
-                        r = parse_reply(c, c->buf, line_len, id, ret_result, reterr);
+                        r = parse_reply(c, c->buf, line_len, id, ret_result, reterr, ret_error_object);
                         buf_consume(c, line_len + 1);
                         return r;
                 }
@@ -605,7 +613,8 @@ static int read_reply(IdmClient *c, json_int_t id, usec_t deadline, const char *
         }
 }
 
-int idm_client_call(IdmClient *c, const char *method, json_t *params, json_t **ret_result, IdmError *reterr) {
+int idm_client_call_full(IdmClient *c, const char *method, json_t *params, json_t **ret_result, IdmError *reterr,
+                         json_t **ret_error_object) {
         _cleanup_(json_decrefp) json_t *request = NULL;
         usec_t deadline = now_usec() + c->timeout;
         DumpBuffer b = {};
@@ -613,20 +622,21 @@ int idm_client_call(IdmClient *c, const char *method, json_t *params, json_t **r
         size_t need = 0;
         int r;
 
+        if (ret_error_object)
+                *ret_error_object = NULL;
         if (c->fd < 0)
                 return client_fail(c, -ENOTCONN, "not connected to idmd");
-        if (!method || !json_is_object(params))
+        if (!method || (params && !json_is_object(params) && !json_is_array(params)))
                 return client_fail(c, -EINVAL, "invalid request");
 
         id = c->next_id++;
-        request = json_pack("{s:s, s:I, s:s, s:O}", "jsonrpc", "2.0", "id", id, "method", method, "params",
-                            params);
-        if (!request)
+        request = json_pack("{s:s, s:I, s:s}", "jsonrpc", "2.0", "id", id, "method", method);
+        if (!request || (params && json_object_set(request, "params", params) < 0))
                 return client_fail(c, -ENOMEM, "cannot build the '%s' request", method);
 
         if (json_dump_callback(request, dump_count, &need, JSON_COMPACT) < 0)
                 return client_fail(c, -EINVAL, "cannot serialise the '%s' request", method);
-        if (need > IDM_MAX_LINE_DEFAULT)
+        if (need > c->max_request)
                 return client_fail(c, -EINVAL, "the '%s' request is too large", method);
         b.size = need + 1;
         b.data = malloc(b.size);
@@ -643,17 +653,22 @@ int idm_client_call(IdmClient *c, const char *method, json_t *params, json_t **r
         explicit_bzero(b.data, b.size);
         free(b.data);
         if (r >= 0)
-                r = read_reply(c, id, deadline, method, ret_result, reterr);
+                r = read_reply(c, id, deadline, method, ret_result, reterr, ret_error_object);
         else if (r == -ECONNRESET) {
                 /* idmd may have refused the connection with an error line (too many connections,
                  * shutting down) and closed it before our request arrived: report its reason. */
                 json_t *late = NULL;
 
-                if (read_reply(c, id, now_usec() + CLOSED_READ_USEC, method, &late, reterr) == -EREMOTEIO)
+                if (read_reply(c, id, now_usec() + CLOSED_READ_USEC, method, &late, reterr, ret_error_object) ==
+                    -EREMOTEIO)
                         r = -EREMOTEIO;
                 json_wipe_and_decref(late);
         }
         if (r < 0 && r != -EREMOTEIO)
                 idm_client_close(c);
         return r;
+}
+
+int idm_client_call(IdmClient *c, const char *method, json_t *params, json_t **ret_result, IdmError *reterr) {
+        return idm_client_call_full(c, method, params, ret_result, reterr, NULL);
 }
