@@ -152,7 +152,8 @@ int call_reply_errorf(Call *call, int code, const char *reason, const char *form
 int call_reply_invalid_param(Call *call, const char *param, const char *message);
 
 /* Maps an internal -errno (store/worker failure) to the right reply: -ENOSPC → 503 store_full,
- * -EAGAIN/-EBUSY → 503 unavailable, else -32603 internal_error (and logs it once). */
+ * -EAGAIN → 503 unavailable, else -32603 internal_error (and logs it once) — -EBUSY included,
+ * which only a programming error gives (a write while a snapshot is alive). */
 int call_reply_errno(Call *call, int r);
 
 bool call_replied(Call *call);
