@@ -35,6 +35,7 @@
 #include "config-build.h"
 #include "connection.h"
 #include "idm/protocol.h"
+#include "lockout.h"
 #include "log.h"
 #include "manager.h"
 #include "passwords.h"
@@ -43,9 +44,9 @@
 #include "workers.h"
 
 #define SHUTDOWN_TIMEOUT_USEC (10ULL * 1000000ULL)
-#define SWEEP_INTERVAL_USEC (10ULL * 60ULL * 1000000ULL)
-#define SWEEP_AGAIN_USEC (1000000ULL)   /* when a sweep hit its batch limit */
-#define SWEEP_BATCH 1000u               /* records deleted per unit of work, to keep each short */
+#define SWEEP_START_USEC (1000000ULL)   /* the first sweep, after start */
+#define SWEEP_INTERVAL_USEC (60ULL * 1000000ULL)       /* between rounds when nothing was left */
+#define SWEEP_BATCH 256u                /* due records per unit of work, at most */
 #define ACCEPT_RETRY_USEC (200ULL * 1000ULL)    /* listening again after accept() could not succeed */
 #define REFUSAL_LOG_INTERVAL_USEC (10ULL * 1000000ULL) /* between "too many connections" lines */
 #define FD_HEADROOM 64u                 /* descriptors besides connections: store, keys, event loop... */
@@ -556,41 +557,173 @@ static int manager_listen(Manager *m) {
         return 0;
 }
 
+/* The sweep registry: one sweeper per kind of expiring record. A kind with an expiry index
+ * (sessions.h) names its prefix and what to do with a due record; a kind with a walk of its own
+ * (lockouts) gives that. Adding a kind of token is one line here (and its module keeping its
+ * index entries). The sweepers take turns, one bounded batch (one unit of work) each; a round
+ * with a batch that stopped at SWEEP_BATCH is followed by the next at once, a round that
+ * finished everything by a pause of SWEEP_INTERVAL_USEC. One batch is in flight at a time, and
+ * the timer is idle-priority, so requests already received go first. */
+typedef struct Sweeper {
+        const char *name;               /* for the log */
+        const char *kind;               /* expiry index prefix; NULL: 'walk' */
+        SessionExpireFn expire;
+        int (*walk)(StoreTxn *t, Manager *m, uint64_t now_usec, unsigned max);  /* >0: more left */
+        StoreTable table;               /* of 'walk': nothing to do while it is empty */
+} Sweeper;
+
+static int sweep_lockouts(StoreTxn *t, Manager *m, uint64_t now_usec, unsigned max) {
+        LockoutPolicy p = lockout_policy_from_config(m->config);
+        int r;
+
+        /* Its cursor is kept in the store and wraps around: one batch per round is enough. */
+        r = lockout_sweep(t, &p, now_usec, max);
+        return r < 0 ? r : 0;
+}
+
+static const Sweeper sweepers[] = {
+        { "refresh token",       SESSION_KIND_REFRESH,  session_expire_token  },
+        { "customerToken",       SESSION_KIND_CUSTOMER, session_expire_token  },
+        { "sealed successor",    SESSION_KIND_SEAL,     session_expire_seal   },
+        { "session",             SESSION_KIND_FAMILY,   session_expire_family },
+        { "PAM session",         SESSION_KIND_PAM,      session_expire_pam    },
+        { "lockout",             .walk = sweep_lockouts, .table = STORE_LOCKOUTS },
+};
+
+typedef struct SweepState {
+        Manager *m;
+        char *cursor[ELEMENTSOF(sweepers)];     /* where each kind's walk goes on; NULL: first */
+        size_t current;                 /* the sweeper whose batch runs next (or now) */
+        bool round_more;                /* a batch of this round stopped at its bound */
+        bool in_flight;                 /* a batch is submitted and not done */
+        bool again;                     /* the timer fired meanwhile (manager_sweep_soon) */
+        /* the batch in flight: */
+        uint64_t now_usec;
+        char *next_cursor;
+        SessionSweepStats stats;
+} SweepState;
+
+static void sweep_state_free(void *userdata) {
+        SweepState *st = userdata;
+
+        if (!st)
+                return;
+        for (size_t i = 0; i < ELEMENTSOF(sweepers); i++)
+                free(st->cursor[i]);
+        free(st->next_cursor);
+        free(st);
+}
+
+static int sweep_any(const char *key, json_t *value, void *userdata) {
+        return 1;
+}
+
+/* Whether the current sweeper has something to do, from a read snapshot: an idle sweeper costs
+ * no unit of work (and no commit). Errors count as work, so that the batch reports them. */
+static bool sweep_pending(SweepState *st) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        const Sweeper *w = &sweepers[st->current];
+        int r;
+
+        r = store_read(st->m->store, &t);
+        if (r < 0)
+                return true;
+        if (w->kind)
+                r = session_sweep_pending(t, w->kind, st->now_usec, st->cursor[st->current]);
+        else
+                r = store_foreach(t, w->table, NULL, NULL, sweep_any, NULL);
+        return r != 0;
+}
+
+/* On to the next sweeper. At the end of a round, returns true and the pause before the next. */
+static bool sweep_next(SweepState *st, uint64_t *ret_delay) {
+        if (++st->current < ELEMENTSOF(sweepers))
+                return false;
+        st->current = 0;
+        *ret_delay = st->round_more ? 0 : SWEEP_INTERVAL_USEC;
+        st->round_more = false;
+        return true;
+}
+
+static void sweep_schedule(SweepState *st, uint64_t delay) {
+        if (st->again) {
+                st->again = false;
+                delay = 0;
+        }
+        if (!st->m->sweep_timer)
+                return;
+        (void) sd_event_source_set_time_relative(st->m->sweep_timer, delay);
+        (void) sd_event_source_set_enabled(st->m->sweep_timer, SD_EVENT_ONESHOT);
+}
+
 static int sweep_work(StoreTxn *t, void *userdata) {
-        Manager *m = userdata;
+        SweepState *st = userdata;
+        const Sweeper *w = &sweepers[st->current];
         SessionContext ctx = {
-                .config = m->config,
-                .keyring = m->keyring,
-                .now_usec = now_realtime_usec(),
+                .config = st->m->config,
+                .keyring = st->m->keyring,
+                .now_usec = st->now_usec,
         };
 
-        return session_sweep(t, &ctx, SWEEP_BATCH);
+        /* Run again from the start when the store grows: nothing of a former run is kept. */
+        free(st->next_cursor);
+        st->next_cursor = NULL;
+        st->stats = (SessionSweepStats) {};
+        if (!w->kind)
+                return w->walk(t, st->m, st->now_usec, SWEEP_BATCH);
+        return session_sweep_kind(t, &ctx, w->kind, w->expire, SWEEP_BATCH, st->cursor[st->current],
+                                  &st->next_cursor, &st->stats);
 }
 
 static void sweep_done(int r, void *userdata) {
-        Manager *m = userdata;
+        SweepState *st = userdata;
+        const Sweeper *w = &sweepers[st->current];
+        uint64_t delay = 0;
 
+        st->in_flight = false;
         if (r < 0)
-                log_warning_errno(r, "Sweeping expired tokens failed, ignoring: %m");
-        else if (r > 0)
-                log_debug("Swept %d expired token records.", r);
+                log_warning_errno(r, "Sweeping expired %s records failed, ignoring: %m", w->name);
+        else {
+                if (st->stats.deleted + st->stats.updated > 0)
+                        log_debug("Swept %u expired %s records (%u updated) in one batch.",
+                                  st->stats.deleted, w->name, st->stats.updated);
+                free(st->cursor[st->current]);
+                st->cursor[st->current] = TAKE_PTR(st->next_cursor);
+                if (r > 0)
+                        st->round_more = true;
+        }
 
-        if (!m->sweep_timer)
-                return;
-        (void) sd_event_source_set_time_relative(m->sweep_timer,
-                                                 r >= (int) SWEEP_BATCH ? SWEEP_AGAIN_USEC : SWEEP_INTERVAL_USEC);
-        (void) sd_event_source_set_enabled(m->sweep_timer, SD_EVENT_ONESHOT);
+        (void) sweep_next(st, &delay);
+        sweep_schedule(st, delay);
 }
 
-/* Expired tokens and dead sessions are deleted in the background, a batch per unit of work
- * (committed with the requests' units of work of the moment). */
+/* Expired records are deleted in the background, one bounded batch per unit of work (committed
+ * with the requests' units of work of the moment). */
 static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
-        Manager *m = userdata;
+        SweepState *st = userdata;
         int r;
 
-        r = store_submit(m->store, sweep_work, sweep_done, m);
+        if (st->in_flight) {
+                st->again = true;       /* sweep_done schedules the next batch at once */
+                return 0;
+        }
+        st->again = false;
+        st->now_usec = now_realtime_usec();
+        while (!sweep_pending(st)) {
+                uint64_t delay;
+
+                /* Done with this kind for the round; left-behind entries are found next round. */
+                free(st->cursor[st->current]);
+                st->cursor[st->current] = NULL;
+                if (sweep_next(st, &delay)) {
+                        sweep_schedule(st, delay);
+                        return 0;
+                }
+        }
+        st->in_flight = true;
+        r = store_submit(st->m->store, sweep_work, sweep_done, st);
         if (r < 0)
-                sweep_done(r, m);
+                sweep_done(r, st);
         return 0;
 }
 
@@ -687,6 +820,7 @@ int manager_startup(Manager *m) {
         };
         _cleanup_free_ char *keydir = NULL;
         unsigned version = 0;
+        SweepState *sweep;
         sigset_t ss;
         int r;
 
@@ -739,9 +873,18 @@ int manager_startup(Manager *m) {
                                  m->config->admin_group);
         }
 
-        r = sd_event_add_time_relative(m->event, &m->sweep_timer, CLOCK_MONOTONIC, SWEEP_AGAIN_USEC, 0, on_sweep, m);
-        if (r < 0)
+        sweep = calloc(1, sizeof(SweepState));
+        if (!sweep)
+                return log_oom();
+        sweep->m = m;
+        r = sd_event_add_time_relative(m->event, &m->sweep_timer, CLOCK_MONOTONIC, SWEEP_START_USEC, 0, on_sweep,
+                                       sweep);
+        if (r < 0) {
+                sweep_state_free(sweep);
                 return log_error_errno(r, "Failed to set up the token sweep: %m");
+        }
+        (void) sd_event_source_set_destroy_callback(m->sweep_timer, sweep_state_free);
+        (void) sd_event_source_set_priority(m->sweep_timer, SD_EVENT_PRIORITY_IDLE);
 
         sigemptyset(&ss);
         sigaddset(&ss, SIGTERM);

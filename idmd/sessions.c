@@ -13,6 +13,7 @@
  * Logs nothing above debug level: the method handlers log once.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,10 @@ static uint64_t time_add(uint64_t a, uint64_t b) {
 
 static uint64_t max_u64(uint64_t a, uint64_t b) {
         return a > b ? a : b;
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b) {
+        return a < b ? a : b;
 }
 
 /* An unsigned time field of a record; false when missing or not a non-negative integer. */
@@ -101,6 +106,119 @@ static int index_key(const char *customer_id, const char *family, char **ret) {
 
 static bool looks_like_jwt(const char *token) {
         return strchr(token, '.') != NULL;      /* base64url opaque tokens have none */
+}
+
+/* ---- the expiry index (sessions.h) ---- */
+
+#define NO_DUE UINT64_MAX               /* "no index entry" for expiry_move() */
+#define DUE_HEX 16
+#define KIND_MAX 16
+#define HASHED_KEY_MARK '#'
+
+static bool kind_is_valid(const char *kind) {
+        size_t n = kind ? strnlen(kind, KIND_MAX + 1) : 0;
+
+        return n > 0 && n <= KIND_MAX && !memchr(kind, ':', n);
+}
+
+/* "<kind>:<due>:<key>", or "<kind>:<due>:#<hash of key>" when that is too long (*ret_hashed). */
+static int expiry_key(const char *kind, uint64_t due, const char *key, char **ret, bool *ret_hashed) {
+        char hash[TOKEN_HASH_STRLEN + 1];
+        char *k;
+
+        if (!kind_is_valid(kind) || !key || !key[0])
+                return -EINVAL;
+        if (asprintf(&k, "%s:%016" PRIx64 ":%s", kind, due, key) < 0)
+                return -ENOMEM;
+        *ret_hashed = strlen(k) > STORE_KEY_MAX || key[0] == HASHED_KEY_MARK;
+        if (*ret_hashed) {
+                free(k);
+                token_hash(key, hash);
+                if (asprintf(&k, "%s:%016" PRIx64 ":%c%s", kind, due, HASHED_KEY_MARK, hash) < 0)
+                        return -ENOMEM;
+        }
+        *ret = k;
+        return 0;
+}
+
+int session_expiry_put(StoreTxn *t, const char *kind, uint64_t due, const char *key) {
+        _cleanup_(json_decrefp) json_t *value = NULL;
+        _cleanup_free_ char *k = NULL;
+        bool hashed;
+        int r;
+
+        r = expiry_key(kind, due, key, &k, &hashed);
+        if (r < 0)
+                return r;
+        value = hashed ? json_pack("{s:s}", "key", key) : json_object();
+        if (!value)
+                return -ENOMEM;
+        return store_put(t, STORE_TOKEN_EXPIRY, k, value, STORE_PUT_DEFAULT);
+}
+
+int session_expiry_del(StoreTxn *t, const char *kind, uint64_t due, const char *key) {
+        _cleanup_free_ char *k = NULL;
+        bool hashed;
+        int r;
+
+        r = expiry_key(kind, due, key, &k, &hashed);
+        if (r < 0)
+                return r;
+        r = store_del(t, STORE_TOKEN_EXPIRY, k);
+        if (r == -ENOENT)
+                return 0;
+        return r < 0 ? r : 1;
+}
+
+/* Moves the entry of key from old_due to new_due (either NO_DUE: none). */
+static int expiry_move(StoreTxn *t, const char *kind, uint64_t old_due, uint64_t new_due, const char *key) {
+        int r;
+
+        if (old_due == new_due)
+                return 0;
+        if (old_due != NO_DUE) {
+                r = session_expiry_del(t, kind, old_due, key);
+                if (r < 0)
+                        return r;
+        }
+        return new_due == NO_DUE ? 0 : session_expiry_put(t, kind, new_due, key);
+}
+
+/* Refresh, customer and PAM records are due at their expiry (a record without one at once). */
+static uint64_t expires_due(json_t *rec) {
+        uint64_t expires = 0;
+
+        (void) record_time(rec, "expires", &expires);
+        return expires;
+}
+
+/* A rotated refresh record holding its sealed successor: when the grace window is over. Some
+ * callers pass a context without a configuration (session_revoke_family() from pam.c): then the
+ * entry is made early (at the rotation, the revocation) and the sweep moves it on, as after the
+ * migration. */
+static uint64_t seal_due(const SessionContext *ctx, json_t *rec) {
+        uint64_t rotated = 0;
+
+        if (!json_object_get(rec, "successorSealed"))
+                return NO_DUE;
+        (void) record_time(rec, "rotated", &rotated);
+        return ctx->config ? time_add(rotated, ctx->config->refresh_grace_usec) : rotated;
+}
+
+/* A family: at its expiry, or once JWTs naming it can no longer verify after its revocation. */
+static uint64_t family_due(const SessionContext *ctx, json_t *frec) {
+        uint64_t expires = 0, revoked;
+
+        (void) record_time(frec, "expires", &expires);
+        if (json_object_get(frec, "revoked")) {
+                if (!record_time(frec, "revoked", &revoked))
+                        return 0;
+                if (!ctx->config)
+                        return min_u64(expires, revoked);
+                return min_u64(expires, time_add(time_add(revoked, ctx->config->access_ttl_usec),
+                                                 JWT_LEEWAY_SEC * SESSION_USEC_PER_SEC));
+        }
+        return expires;
 }
 
 /* ---- records ---- */
@@ -192,20 +310,31 @@ static int family_get_live(StoreTxn *t, const char *family, const char *customer
         return 0;
 }
 
+/* Writes the family record rec at key and moves its index entry from old_due. */
+static int family_put(StoreTxn *t, const SessionContext *ctx, const char *key, json_t *rec, uint64_t old_due) {
+        int r;
+
+        r = store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
+        if (r < 0)
+                return r;
+        return expiry_move(t, SESSION_KIND_FAMILY, old_due, family_due(ctx, rec), key);
+}
+
 /* Marks the family revoked (rec is its record, key its key). */
 static int family_revoke(StoreTxn *t, const SessionContext *ctx, const char *key, json_t *rec) {
+        uint64_t old_due = family_due(ctx, rec);
         int r;
 
         r = record_set_time(rec, "revoked", ctx->now_usec);
         if (r < 0)
                 return r;
-        return store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
+        return family_put(t, ctx, key, rec, old_due);
 }
 
 /* Makes the family live at least until 'until' (so the sweep keeps it while anything issued for
  * it can still be presented). */
-static int family_extend(StoreTxn *t, const char *key, json_t *rec, uint64_t until) {
-        uint64_t expires = 0;
+static int family_extend(StoreTxn *t, const SessionContext *ctx, const char *key, json_t *rec, uint64_t until) {
+        uint64_t expires = 0, old_due = family_due(ctx, rec);
         int r;
 
         (void) record_time(rec, "expires", &expires);
@@ -214,7 +343,7 @@ static int family_extend(StoreTxn *t, const char *key, json_t *rec, uint64_t unt
         r = record_set_time(rec, "expires", until);
         if (r < 0)
                 return r;
-        return store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
+        return family_put(t, ctx, key, rec, old_due);
 }
 
 /* An access JWT for the family, valid from now for access_ttl. */
@@ -379,6 +508,9 @@ int session_start(StoreTxn *t, const SessionContext *ctx, const char *customer_i
         r = store_put(t, STORE_TOKENS, fkey, family_rec, STORE_PUT_NO_OVERWRITE);
         if (r < 0)
                 return r;
+        r = session_expiry_put(t, SESSION_KIND_FAMILY, family_due(ctx, family_rec), fkey);
+        if (r < 0)
+                return r;
         r = store_put(t, STORE_TOKENS, ikey, empty, STORE_PUT_NO_OVERWRITE);
         if (r < 0)
                 return r;
@@ -386,8 +518,14 @@ int session_start(StoreTxn *t, const SessionContext *ctx, const char *customer_i
         r = store_put(t, STORE_TOKENS, hash, refresh_rec, STORE_PUT_NO_OVERWRITE);
         if (r < 0)
                 return r;
+        r = session_expiry_put(t, SESSION_KIND_REFRESH, refresh_expires, hash);
+        if (r < 0)
+                return r;
         token_hash(s.customer_token, hash);
         r = store_put(t, STORE_TOKENS, hash, customer_rec, STORE_PUT_NO_OVERWRITE);
+        if (r < 0)
+                return r;
+        r = session_expiry_put(t, SESSION_KIND_CUSTOMER, customer_expires, hash);
         if (r < 0)
                 return r;
 
@@ -454,9 +592,11 @@ static bool grace_over(const SessionContext *ctx, json_t *rec) {
                 ctx->now_usec - rotated >= ctx->config->refresh_grace_usec;
 }
 
-/* Removes successorSealed from the record at key, if its grace window is over. */
+/* Removes successorSealed from the record at key (and its "seal" index entry), if its grace
+ * window is over: 1 if it did, 0 if there was nothing to do. */
 static int refresh_drop_sealed(StoreTxn *t, const SessionContext *ctx, const char *key) {
         _cleanup_(json_decrefp) json_t *rec = NULL;
+        uint64_t due;
         int r;
 
         if (!key)
@@ -468,8 +608,13 @@ static int refresh_drop_sealed(StoreTxn *t, const SessionContext *ctx, const cha
                 return r;
         if (!json_object_get(rec, "successorSealed") || !grace_over(ctx, rec))
                 return 0;
+        due = seal_due(ctx, rec);
         (void) json_object_del(rec, "successorSealed");
-        return store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
+        r = store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
+        if (r < 0)
+                return r;
+        r = session_expiry_del(t, SESSION_KIND_SEAL, due, key);
+        return r < 0 ? r : 1;
 }
 
 /* Rotates the token in rec (hash: its key): a new refresh token, living refresh_ttl from now; the
@@ -506,6 +651,9 @@ static int refresh_rotate(StoreTxn *t, const SessionContext *ctx, const char *to
         r = store_put(t, STORE_TOKENS, shash, srec, STORE_PUT_NO_OVERWRITE);
         if (r < 0)
                 return r;
+        r = session_expiry_put(t, SESSION_KIND_REFRESH, expires, shash);
+        if (r < 0)
+                return r;
 
         /* The old record stays until its own expiry, so that a later re-use is recognised. */
         r = record_set_time(rec, "rotated", ctx->now_usec);
@@ -517,6 +665,10 @@ static int refresh_rotate(StoreTxn *t, const SessionContext *ctx, const char *to
         if (json_object_set_new(rec, "successorSealed", json_string(sealed)) < 0)
                 return -ENOMEM;
         r = store_put(t, STORE_TOKENS, hash, rec, STORE_PUT_DEFAULT);
+        if (r < 0)
+                return r;
+        /* Its expiry (and "refresh" entry) stays; the sealed successor goes after the window. */
+        r = session_expiry_put(t, SESSION_KIND_SEAL, seal_due(ctx, rec), hash);
         if (r < 0)
                 return r;
 
@@ -568,7 +720,7 @@ int session_refresh(StoreTxn *t, const SessionContext *ctx, const char *refresh_
         if (r < 0)
                 return r;
 
-        r = family_extend(t, fkey, frec, until);
+        r = family_extend(t, ctx, fkey, frec, until);
         if (r < 0)
                 return r;
 
@@ -720,18 +872,32 @@ int session_revoke_customer(StoreTxn *t, const SessionContext *ctx, const char *
 typedef struct CustomerDelete {
         const char *customer_id;
         const char *index_prefix;
-        json_t *keys;
+        json_t *keys;           /* [[key, kind or null, due], ...] */
 } CustomerDelete;
 
+static int collect_doomed(json_t *keys, const char *key, const char *kind, uint64_t due) {
+        json_t *e = json_pack("[s, s?, I]", key, kind, (json_int_t) due);
+
+        return json_array_append_new(keys, e) < 0 ? -ENOMEM : 0;
+}
+
+/* The index entries go with the records where their due time is known from the record alone;
+ * a revoked family's or a sealed successor's (which depend on the configuration) are dropped by
+ * the sweep, within access_ttl or refresh_grace. */
 static int collect_customer_record(const char *key, json_t *value, void *userdata) {
         CustomerDelete *d = userdata;
         const char *type = json_object_get_string(value, "type");
         bool mine = streq_ptr(json_object_get_string(value, "customerId"), d->customer_id);
 
-        if (startswith(key, d->index_prefix) ||
-            (mine && startswith(key, FAMILY_PREFIX)) ||
-            (mine && (streq_ptr(type, TYPE_REFRESH) || streq_ptr(type, TYPE_CUSTOMER))))
-                return collect_key(key, value, d->keys);
+        if (startswith(key, d->index_prefix))
+                return collect_doomed(d->keys, key, NULL, 0);
+        if (mine && startswith(key, FAMILY_PREFIX))
+                return collect_doomed(d->keys, key, json_object_get(value, "revoked") ? NULL : SESSION_KIND_FAMILY,
+                                      expires_due(value));
+        if (mine && streq_ptr(type, TYPE_REFRESH))
+                return collect_doomed(d->keys, key, SESSION_KIND_REFRESH, expires_due(value));
+        if (mine && streq_ptr(type, TYPE_CUSTOMER))
+                return collect_doomed(d->keys, key, SESSION_KIND_CUSTOMER, expires_due(value));
         return 0;
 }
 
@@ -759,12 +925,20 @@ int session_delete_customer(StoreTxn *t, const char *customer_id) {
                 return r;
 
         json_array_foreach(keys, i, k) {
-                r = store_del(t, STORE_TOKENS, json_string_value(k));
+                const char *key = json_string_value(json_array_get(k, 0));
+                const char *kind = json_string_value(json_array_get(k, 1));
+
+                r = store_del(t, STORE_TOKENS, key);
                 if (r == -ENOENT)
                         continue;
                 if (r < 0)
                         return r;
                 n++;
+                if (kind) {
+                        r = session_expiry_del(t, kind, (uint64_t) json_integer_value(json_array_get(k, 2)), key);
+                        if (r < 0)
+                                return r;
+                }
         }
         return n;
 }
@@ -945,158 +1119,346 @@ int session_introspect(StoreTxn *t, const SessionContext *ctx, const char *token
         return 0;
 }
 
-/* ---- sweep ---- */
+/* ---- the sweep, by kind (sessions.h) ---- */
 
-typedef struct Sweep {
-        StoreTxn *t;
-        const SessionContext *ctx;
-        json_t *doomed;         /* keys to delete */
-        json_t *unseal;         /* keys of rotated refresh records to drop successorSealed from */
-        unsigned max;
-} Sweep;
-
-static bool family_is_dead(const SessionContext *ctx, json_t *frec) {
-        uint64_t expires = 0, revoked = 0;
-
-        if (!record_time(frec, "expires", &expires) || expires <= ctx->now_usec)
-                return true;
-        /* A revoked family is kept while JWTs naming it could still verify, so that they keep
-         * failing for the right reason; after that its absence refuses them just as well. */
-        if (json_object_get(frec, "revoked") && record_time(frec, "revoked", &revoked) &&
-            time_add(time_add(revoked, ctx->config->access_ttl_usec), JWT_LEEWAY_SEC * SESSION_USEC_PER_SEC) <=
-                    ctx->now_usec)
-                return true;
-        return false;
-}
-
-static int sweep_doom(Sweep *s, const char *key) {
-        return json_array_append_new(s->doomed, json_string(key)) < 0 ? -ENOMEM : 0;
-}
-
-static int sweep_one(const char *key, json_t *value, void *userdata) {
-        Sweep *s = userdata;
+/* Reads the record at key for an expire function: 0 and *ret, or 0 and NULL when there is
+ * nothing to do (gone or damaged: the damage was logged by the store). Store errors. */
+static int expire_get(StoreTxn *t, const char *key, SessionSweepStats *stats, json_t **ret) {
         int r;
 
-        if (json_array_size(s->doomed) + json_array_size(s->unseal) >= s->max)
-                return 1;
-
-        if (startswith(key, FAMILY_PREFIX)) {
-                _cleanup_free_ char *ikey = NULL;
-                const char *cid = json_object_get_string(value, "customerId");
-
-                if (!family_is_dead(s->ctx, value))
-                        return 0;
-                r = sweep_doom(s, key);
-                if (r < 0)
-                        return r;
-                if (!customer_id_is_valid(cid))
-                        return 0;
-                r = index_key(cid, key + strlen(FAMILY_PREFIX), &ikey);
-                if (r < 0)
-                        return r;
-                return sweep_doom(s, ikey);
-        }
-
-        if (startswith(key, CUSTOMER_PREFIX)) {
-                _cleanup_free_ char *fkey = NULL;
-                const char *family = strrchr(key, ':') + 1;
-
-                /* An index entry whose family is gone. */
-                if (family_id_is_valid(family)) {
-                        r = family_key(family, &fkey);
-                        if (r < 0)
-                                return r;
-                        if (store_exists(s->t, STORE_TOKENS, fkey))
-                                return 0;
-                }
-                return sweep_doom(s, key);
-        }
-
-        if (startswith(key, SESSION_PAM_PREFIX)) {
-                _cleanup_(json_decrefp) json_t *frec = NULL;
-                _cleanup_free_ char *fkey = NULL;
-                const char *family = json_object_get_string(value, "sessionId");
-                uint64_t expires = 0;
-
-                /* pam.c's record of who opened a session: gone with its session or its time. */
-                if (!record_time(value, "expires", &expires) || expires <= s->ctx->now_usec ||
-                    !family_id_is_valid(family))
-                        return sweep_doom(s, key);
-                r = family_key(family, &fkey);
-                if (r < 0)
-                        return r;
-                r = store_get(s->t, STORE_TOKENS, fkey, &frec);
-                if (r == -ENOENT || (r >= 0 && json_object_get(frec, "revoked")))
-                        return sweep_doom(s, key);
-                return r < 0 && r != -EPROTO ? r : 0;
-        }
-
-        {
-                _cleanup_(json_decrefp) json_t *frec = NULL;
-                _cleanup_free_ char *fkey = NULL;
-                const char *type = json_object_get_string(value, "type");
-                const char *family = json_object_get_string(value, "family");
-                uint64_t expires = 0;
-
-                /* Other kinds of token records (one-time tokens) belong to their own modules. */
-                if (!streq_ptr(type, TYPE_REFRESH) && !streq_ptr(type, TYPE_CUSTOMER))
-                        return 0;
-                if (!record_time(value, "expires", &expires) || expires <= s->ctx->now_usec ||
-                    !family_id_is_valid(family))
-                        return sweep_doom(s, key);
-                r = family_key(family, &fkey);
-                if (r < 0)
-                        return r;
-                r = store_get(s->t, STORE_TOKENS, fkey, &frec);
-                if (r == -ENOENT || (r >= 0 && json_object_get(frec, "revoked")))
-                        return sweep_doom(s, key);      /* nothing can use it any more */
-                if (r < 0 && r != -EPROTO)
-                        return r;
-                if (json_object_get(value, "successorSealed") && grace_over(s->ctx, value))
-                        return json_array_append_new(s->unseal, json_string(key)) < 0 ? -ENOMEM : 0;
+        *ret = NULL;
+        stats->read++;
+        r = store_get(t, STORE_TOKENS, key, ret);
+        if (r == -ENOENT || r == -EPROTO)
                 return 0;
-        }
+        return r;
 }
 
-int session_sweep(StoreTxn *t, const SessionContext *ctx, unsigned max) {
-        _cleanup_(json_decrefp) json_t *doomed = NULL, *unseal = NULL;
-        Sweep s;
-        size_t i;
-        json_t *k;
-        int r, n = 0;
+/* Deletes the record at key if due <= now; else enters it again under kind, at due. */
+static int expire_or_enter(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
+                           uint64_t due, SessionSweepStats *stats) {
+        int r;
 
-        if (!t)
+        if (due > ctx->now_usec)
+                return session_expiry_put(t, kind, due, key);
+        r = store_del(t, STORE_TOKENS, key);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        stats->deleted++;
+        return 0;
+}
+
+int session_expire_token(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
+                         SessionSweepStats *stats) {
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        const char *type;
+        int r;
+
+        r = expire_get(t, key, stats, &rec);
+        if (r < 0 || !rec)
+                return r;
+        /* Only ours: a record of another type under this key is its module's business. */
+        type = json_object_get_string(rec, "type");
+        if (!streq_ptr(type, TYPE_REFRESH) && !streq_ptr(type, TYPE_CUSTOMER))
+                return 0;
+        return expire_or_enter(t, ctx, kind, key, expires_due(rec), stats);
+}
+
+int session_expire_seal(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
+                        SessionSweepStats *stats) {
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        uint64_t due;
+        int r;
+
+        r = expire_get(t, key, stats, &rec);
+        if (r < 0 || !rec)
+                return r;
+        if (!streq_ptr(json_object_get_string(rec, "type"), TYPE_REFRESH))
+                return 0;
+        due = seal_due(ctx, rec);
+        if (due == NO_DUE)
+                return 0;       /* dropped already */
+        if (due > ctx->now_usec)
+                return session_expiry_put(t, kind, due, key);
+        (void) json_object_del(rec, "successorSealed");
+        r = store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
+        if (r < 0)
+                return r;
+        stats->updated++;
+        return 0;
+}
+
+int session_expire_family(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
+                          SessionSweepStats *stats) {
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        _cleanup_free_ char *ikey = NULL;
+        const char *cid;
+        uint64_t due;
+        int r;
+
+        if (!startswith(key, FAMILY_PREFIX))
+                return 0;
+        r = expire_get(t, key, stats, &rec);
+        if (r < 0 || !rec)
+                return r;
+        due = family_due(ctx, rec);
+        if (due > ctx->now_usec)
+                return session_expiry_put(t, kind, due, key);
+
+        r = store_del(t, STORE_TOKENS, key);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (r >= 0)
+                stats->deleted++;
+        /* Its entry in the customer's index goes with it. */
+        cid = json_object_get_string(rec, "customerId");
+        if (!customer_id_is_valid(cid))
+                return 0;
+        r = index_key(cid, key + strlen(FAMILY_PREFIX), &ikey);
+        if (r < 0)
+                return r;
+        r = store_del(t, STORE_TOKENS, ikey);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        stats->deleted++;
+        return 0;
+}
+
+int session_expire_pam(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
+                       SessionSweepStats *stats) {
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        int r;
+
+        if (!startswith(key, SESSION_PAM_PREFIX))
+                return 0;
+        r = expire_get(t, key, stats, &rec);
+        if (r < 0 || !rec)
+                return r;
+        return expire_or_enter(t, ctx, kind, key, expires_due(rec), stats);
+}
+
+typedef struct KindWalk {
+        size_t prefix_len;
+        uint64_t now;
+        unsigned max;
+        json_t *due;            /* [[index key, record key], ...] */
+        bool more;
+} KindWalk;
+
+/* Parses "<due>:<rest>" (after the kind's prefix) of an index key. */
+static bool expiry_key_parse(const char *s, uint64_t *ret_due, const char **ret_rest) {
+        uint64_t due = 0;
+
+        for (size_t i = 0; i < DUE_HEX; i++) {
+                char c = s[i];
+
+                if (c >= '0' && c <= '9')
+                        due = due << 4 | (uint64_t) (c - '0');
+                else if (c >= 'a' && c <= 'f')
+                        due = due << 4 | (uint64_t) (c - 'a' + 10);
+                else
+                        return false;
+        }
+        if (s[DUE_HEX] != ':' || !s[DUE_HEX + 1])
+                return false;
+        *ret_due = due;
+        *ret_rest = s + DUE_HEX + 1;
+        return true;
+}
+
+static int kind_walk_one(const char *key, json_t *value, void *userdata) {
+        KindWalk *w = userdata;
+        const char *rest, *rkey;
+        uint64_t due;
+
+        if (!expiry_key_parse(key + w->prefix_len, &due, &rest))
+                rkey = NULL;    /* not an entry we wrote: removed, nothing looked up */
+        else if (due > w->now)
+                return 1;       /* the first one not due: nothing after it is */
+        else
+                rkey = rest[0] == HASHED_KEY_MARK ? json_object_get_string(value, "key") : rest;
+        if (json_array_size(w->due) >= w->max) {
+                w->more = true;
+                return 1;
+        }
+        return json_array_append_new(w->due, json_pack("[s, s?]", key, rkey)) < 0 ? -ENOMEM : 0;
+}
+
+int session_sweep_kind(StoreTxn *t, const SessionContext *ctx, const char *kind, SessionExpireFn expire,
+                       unsigned max, const char *after, char **ret_cursor, SessionSweepStats *stats) {
+        _cleanup_(json_decrefp) json_t *due = NULL;
+        _cleanup_free_ char *prefix = NULL, *cursor = NULL;
+        SessionSweepStats local = {};
+        KindWalk w;
+        size_t i;
+        json_t *e;
+        int r;
+
+        if (!stats)
+                stats = &local;
+        *stats = (SessionSweepStats) {};
+        if (!t || !kind_is_valid(kind) || !expire || !ret_cursor || max == 0)
                 return -EINVAL;
         r = context_check(ctx);
         if (r < 0)
                 return r;
-        if (max == 0)
-                return 0;
-        if (max > INT32_MAX)
-                max = INT32_MAX;
-
-        doomed = json_array();
-        unseal = json_array();
-        if (!doomed || !unseal)
+        if (asprintf(&prefix, "%s:", kind) < 0)
                 return -ENOMEM;
-        s = (Sweep) { .t = t, .ctx = ctx, .doomed = doomed, .unseal = unseal, .max = max };
-        r = store_foreach(t, STORE_TOKENS, NULL, NULL, sweep_one, &s);
+        due = json_array();
+        if (!due)
+                return -ENOMEM;
+
+        /* Collected first, acted on after: the walk reads index entries only. */
+        w = (KindWalk) { .prefix_len = strlen(prefix), .now = ctx->now_usec, .max = max, .due = due };
+        r = store_foreach(t, STORE_TOKEN_EXPIRY, prefix, after, kind_walk_one, &w);
         if (r < 0)
                 return r;
 
-        json_array_foreach(doomed, i, k) {
-                r = store_del(t, STORE_TOKENS, json_string_value(k));
-                if (r == -ENOENT)
-                        continue;       /* listed twice */
+        json_array_foreach(due, i, e) {
+                const char *ikey = json_string_value(json_array_get(e, 0));
+                const char *rkey = json_string_value(json_array_get(e, 1));
+
+                r = store_del(t, STORE_TOKEN_EXPIRY, ikey);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                stats->visited++;
+                if (!rkey)
+                        continue;
+                r = expire(t, ctx, kind, rkey, stats);
                 if (r < 0)
                         return r;
-                n++;
         }
-        json_array_foreach(unseal, i, k) {
-                r = refresh_drop_sealed(t, ctx, json_string_value(k));
+
+        if (w.more && json_array_size(due) > 0) {
+                cursor = strdup(json_string_value(json_array_get(json_array_get(due, json_array_size(due) - 1), 0)));
+                if (!cursor)
+                        return -ENOMEM;
+        }
+        *ret_cursor = TAKE_PTR(cursor);
+        return w.more ? 1 : 0;
+}
+
+static int pending_one(const char *key, json_t *value, void *userdata) {
+        KindWalk *w = userdata;
+        const char *rest;
+        uint64_t due;
+
+        /* Something that is not an entry of ours counts as due: the sweep removes it. */
+        w->more = !expiry_key_parse(key + w->prefix_len, &due, &rest) || due <= w->now;
+        return 1;
+}
+
+int session_sweep_pending(StoreTxn *t, const char *kind, uint64_t now_usec, const char *after) {
+        _cleanup_free_ char *prefix = NULL;
+        KindWalk w;
+        int r;
+
+        if (!t || !kind_is_valid(kind))
+                return -EINVAL;
+        if (asprintf(&prefix, "%s:", kind) < 0)
+                return -ENOMEM;
+        w = (KindWalk) { .prefix_len = strlen(prefix), .now = now_usec };
+        r = store_foreach(t, STORE_TOKEN_EXPIRY, prefix, after, pending_one, &w);
+        if (r < 0)
+                return r;
+        return w.more;
+}
+
+/* ---- the PAM path's records ---- */
+
+int session_pam_put(StoreTxn *t, const char *key, json_t *rec) {
+        _cleanup_(json_decrefp) json_t *old = NULL;
+        int r;
+
+        if (!t || !key || !startswith(key, SESSION_PAM_PREFIX) || !json_is_object(rec))
+                return -EINVAL;
+        r = store_get(t, STORE_TOKENS, key, &old);
+        if (r < 0 && r != -ENOENT && r != -EPROTO)
+                return r;
+        r = store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
+        if (r < 0)
+                return r;
+        return expiry_move(t, SESSION_KIND_PAM, old ? expires_due(old) : NO_DUE, expires_due(rec), key);
+}
+
+int session_pam_del(StoreTxn *t, const char *key) {
+        _cleanup_(json_decrefp) json_t *old = NULL;
+        int r;
+
+        if (!t || !key || !startswith(key, SESSION_PAM_PREFIX))
+                return -EINVAL;
+        r = store_get(t, STORE_TOKENS, key, &old);
+        if (r < 0 && r != -EPROTO)
+                return r == -ENOENT ? 0 : r;
+        r = store_del(t, STORE_TOKENS, key);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        if (old) {
+                r = session_expiry_del(t, SESSION_KIND_PAM, expires_due(old), key);
                 if (r < 0)
                         return r;
-                n++;
         }
-        return n;
+        return 1;
+}
+
+/* ---- the index of a store from before it (schema version 1) ---- */
+
+static int rebuild_one(const char *key, json_t *value, void *userdata) {
+        StoreTxn *t = userdata;
+        const char *type = json_object_get_string(value, "type");
+        uint64_t t2 = 0;
+        int r;
+
+        if (startswith(key, FAMILY_PREFIX)) {
+                uint64_t due = expires_due(value);
+
+                /* Revoked: entered at the revocation, the sweep moves it on (it knows access_ttl). */
+                if (json_object_get(value, "revoked")) {
+                        (void) record_time(value, "revoked", &t2);
+                        due = min_u64(due, t2);
+                }
+                return session_expiry_put(t, SESSION_KIND_FAMILY, due, key);
+        }
+        if (startswith(key, CUSTOMER_PREFIX)) {
+                _cleanup_free_ char *fkey = NULL;
+                const char *family = strrchr(key, ':') + 1;
+
+                /* An index entry whose family is gone would never be looked at again. */
+                if (family_id_is_valid(family)) {
+                        r = family_key(family, &fkey);
+                        if (r < 0)
+                                return r;
+                        if (store_exists(t, STORE_TOKENS, fkey))
+                                return 0;
+                }
+                r = store_del(t, STORE_TOKENS, key);
+                return r == -ENOENT ? 0 : r;
+        }
+        if (startswith(key, SESSION_PAM_PREFIX))
+                return session_expiry_put(t, SESSION_KIND_PAM, expires_due(value), key);
+        if (streq_ptr(type, TYPE_CUSTOMER))
+                return session_expiry_put(t, SESSION_KIND_CUSTOMER, expires_due(value), key);
+        if (streq_ptr(type, TYPE_REFRESH)) {
+                r = session_expiry_put(t, SESSION_KIND_REFRESH, expires_due(value), key);
+                if (r < 0)
+                        return r;
+                /* Sealed successor: entered at the rotation, the sweep moves it on (refresh_grace). */
+                if (!json_object_get(value, "successorSealed"))
+                        return 0;
+                (void) record_time(value, "rotated", &t2);
+                return session_expiry_put(t, SESSION_KIND_SEAL, t2, key);
+        }
+        return 0;       /* one-time tokens of other modules */
+}
+
+int session_expiry_rebuild(StoreTxn *t) {
+        if (!t)
+                return -EINVAL;
+        return store_foreach(t, STORE_TOKENS, NULL, NULL, rebuild_one, t);
 }

@@ -45,8 +45,8 @@
 #pragma once
 
 /* Keys of STORE_TOKENS under this prefix belong to the PAM path (methods/pam.c): who opened which
- * session, {sessionId, customerId, created, expires}. session_sweep() removes them with their
- * session or at their expiry. */
+ * session, {sessionId, customerId, created, expires}, written with session_pam_put() and
+ * session_pam_del() (which keep the expiry index); the sweep removes them at their expiry. */
 #define SESSION_PAM_PREFIX "pam:"
 
 #include <stdbool.h>
@@ -103,7 +103,8 @@ int session_revoke_token(StoreTxn *t, const SessionContext *ctx, const char *tok
 int session_check_live(StoreTxn *t, const SessionContext *ctx, const char *family, const char *customer_id);
 
 /* Revokes one session (family) of the customer: 1 if it was live, 0 if it was not (unknown,
- * already revoked, or someone else's). */
+ * already revoked, or someone else's). ctx needs only now_usec (without config the family's
+ * expiry index entry is made at the revocation and the sweep moves it on). */
 int session_revoke_family(StoreTxn *t, const SessionContext *ctx, const char *family, const char *customer_id);
 
 /* Revokes every family of the customer except except_family (NULL: all). Returns the number
@@ -112,8 +113,10 @@ int session_revoke_customer(StoreTxn *t, const SessionContext *ctx, const char *
                             const char *except_family);
 
 /* Deletes every session record of the customer (families, index entries, refresh and customer
- * token records), for deleteCustomer. Walks the whole token table (token records are keyed by
- * hash only). Returns the number of records deleted. */
+ * token records) with their expiry index entries (but those of a revoked family or a sealed
+ * successor, whose time depends on the configuration: the sweep drops them when they come due),
+ * for deleteCustomer. Walks the whole token table (token records are keyed by hash only).
+ * Returns the number of records deleted. */
 int session_delete_customer(StoreTxn *t, const char *customer_id);
 
 /* Verifies an access JWT (signature, claims, expiry via jwt_verify with 60 s leeway; a "sid"
@@ -134,10 +137,83 @@ int session_verify_customer_token(StoreTxn *t, const SessionContext *ctx, const 
  * only. Fails only for -ENOMEM and store errors. */
 int session_introspect(StoreTxn *t, const SessionContext *ctx, const char *token, json_t **ret);
 
-/* Background sweep: deletes expired refresh/customer token records, those of revoked or missing
- * families, families past their expiry (or revoked longer ago than access_ttl + 60 s) with their
- * index entries, and index entries whose family is gone; drops successorSealed from rotated
- * refresh records whose grace window is over. Returns the number of records deleted or updated:
- * it stops once max are queued (a family and its index entry go together: at most max + 1).
- * Walks the whole token table. One-time tokens of other modules are left to them. */
-int session_sweep(StoreTxn *t, const SessionContext *ctx, unsigned max);
+/* ---- The expiry index and the sweep ----
+ *
+ * Every token record of a kind that expires has one entry in STORE_TOKEN_EXPIRY:
+ *   "<kind>:<due>:<key>" -> {}      due: when the record is to be looked at again (CLOCK_REALTIME
+ *                                   usec, 16 lower-case hex digits, so key order is time order);
+ *                                   key: the record's key in STORE_TOKENS
+ *   "<kind>:<due>:#<hash of key>" -> {key}   the same, for a key too long to fit
+ * It is written in the same unit of work as the record (created, rotated, revoked, extended,
+ * deleted), so the expired records of a kind are found in key order without reading a live
+ * one. An entry whose record is gone or not due yet is harmless: the sweep drops or moves it.
+ * Kinds of this file:
+ *   refresh   refresh token records, due at their expiry (rotated ones too)
+ *   customer  customerToken records, due at their expiry
+ *   seal      rotated refresh records still holding successorSealed, due when the grace window
+ *             is over (then only the field goes)
+ *   family    family records, due at their expiry or access_ttl + 60 s after their revocation
+ *             (with the family go its "customer:" index entry); the token records of a family
+ *             that is gone grant nothing and go at their own expiry
+ *   pam       PAM session records, due at their expiry
+ * Another module's kind (a one-time token) writes its entries with session_expiry_put()/_del()
+ * and gives the manager's sweep registry a SessionExpireFn. Kind names: 1..16 characters, no
+ * ':'. */
+#define SESSION_KIND_REFRESH "refresh"
+#define SESSION_KIND_CUSTOMER "customer"
+#define SESSION_KIND_SEAL "seal"
+#define SESSION_KIND_FAMILY "family"
+#define SESSION_KIND_PAM "pam"
+
+/* Adds (overwriting) or removes the entry of the record at key (in STORE_TOKENS), of kind, due
+ * at due. _del returns 1 if the entry was there, 0 if not. -EINVAL for a bad kind or key. */
+int session_expiry_put(StoreTxn *t, const char *kind, uint64_t due, const char *key);
+int session_expiry_del(StoreTxn *t, const char *kind, uint64_t due, const char *key);
+
+typedef struct SessionSweepStats {
+        unsigned visited;       /* due index entries taken (and removed or moved) */
+        unsigned read;          /* records read from STORE_TOKENS for them */
+        unsigned deleted;       /* records deleted from STORE_TOKENS */
+        unsigned updated;       /* records rewritten (successorSealed dropped) */
+} SessionSweepStats;
+
+/* What a kind does with a record whose index entry came due (the entry is already removed):
+ * delete the record if it is dead at ctx->now_usec, else put a new entry for when it will be;
+ * a record that is gone, damaged or of another type is left alone. Counts what it did in
+ * stats. Store errors. */
+typedef int (*SessionExpireFn)(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
+                               SessionSweepStats *stats);
+int session_expire_token(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
+                         SessionSweepStats *stats);   /* refresh and customer */
+int session_expire_seal(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
+                        SessionSweepStats *stats);
+int session_expire_family(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
+                          SessionSweepStats *stats);
+int session_expire_pam(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
+                       SessionSweepStats *stats);
+
+/* One bounded batch of the sweep of kind: takes the index entries of kind due at or before
+ * ctx->now_usec, in due order, starting after the index key 'after' (NULL: from the first), at
+ * most max of them, and hands each to expire. Reads no record that is not due, and at most one
+ * index entry that is not. Returns 1 if it stopped at max (more may be due: call again with
+ * *ret_cursor, the last index key taken), 0 if nothing more is due (*ret_cursor NULL).
+ * *ret_cursor is set on success only (a new string or NULL); stats (may be NULL) is reset
+ * first. -EINVAL, store errors. */
+int session_sweep_kind(StoreTxn *t, const SessionContext *ctx, const char *kind, SessionExpireFn expire,
+                       unsigned max, const char *after, char **ret_cursor, SessionSweepStats *stats);
+
+/* Whether an index entry of kind after 'after' (NULL: from the first) is due at now_usec: 1 or
+ * 0, or a store error. Reads one index entry, for a read snapshot: the sweep submits a unit of
+ * work only when there is something to do. */
+int session_sweep_pending(StoreTxn *t, const char *kind, uint64_t now_usec, const char *after);
+
+/* The PAM path's records (SESSION_PAM_PREFIX keys, {sessionId, customerId, created, expires}),
+ * written and removed with their index entry. _del: 1 if there was a record, 0 if not. */
+int session_pam_put(StoreTxn *t, const char *key, json_t *rec);
+int session_pam_del(StoreTxn *t, const char *key);
+
+/* For the store's migration from schema version 1: adds the index entry of every token record
+ * (by the record alone: a revoked family or a sealed successor is entered at its revocation or
+ * rotation and moved on by the sweep) and drops "customer:" index entries whose family is gone.
+ * Walks the whole tokens table, once. */
+int session_expiry_rebuild(StoreTxn *t);

@@ -29,6 +29,7 @@
 
 #include "idm/cleanup.h"
 #include "log.h"
+#include "sessions.h"
 #include "store.h"
 
 #define STORE_MAP_SIZE_DEFAULT (UINT64_C(16) * 1024 * 1024)
@@ -143,6 +144,7 @@ static const char *const table_names[_STORE_TABLE_MAX] = {
         [STORE_CAPTURE]                  = "capture",
         [STORE_LOCKOUTS]                 = "lockouts",
         [STORE_OUTBOX]                   = "outbox",
+        [STORE_TOKEN_EXPIRY]             = "token_expiry",
 };
 
 const char *store_table_to_string(StoreTable t) {
@@ -158,8 +160,16 @@ const char *store_table_to_string(StoreTable t) {
  * [N - 1] = migrate_<N-1>_to_<N> here. Version 0 never existed (new stores are stamped with the
  * current version), so [0] stays NULL. */
 typedef int (*StoreMigrateFn)(StoreTxn *t);
+
+/* 1 -> 2: the expiry index of token records (token_expiry) is built from the tokens table.
+ * sessions.c knows the records, so it does the walk; a big store takes a while, once. */
+static int migrate_1_to_2(StoreTxn *t) {
+        return session_expiry_rebuild(t);
+}
+
 static const StoreMigrateFn migrations[STORE_SCHEMA_VERSION] = {
         [0] = NULL,
+        [1] = migrate_1_to_2,
 };
 
 /* The one place LMDB's codes become -errno. MDB_MAP_FULL becomes the internal "grow the map"

@@ -52,7 +52,7 @@
 
 #include "idm/cleanup.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_KEY_MAX 480
 #define STORE_MAP_SIZE_MIN (UINT64_C(64) * 1024)  /* smallest map_size_initial/map_size_max */
 
@@ -69,6 +69,8 @@ typedef enum StoreTable {
         STORE_CAPTURE,                  /* capture settings and answers */
         STORE_LOCKOUTS,                 /* "<publisherId>:<lower-cased e-mail>" -> failure counters */
         STORE_OUTBOX,                   /* queued mail */
+        STORE_TOKEN_EXPIRY,             /* "<kind>:<due, 16 hex digits>:<key in STORE_TOKENS>" -> {}:
+                                         * the expiry index of token records (sessions.h) */
         _STORE_TABLE_MAX,
         _STORE_TABLE_INVALID = -22,
 } StoreTable;

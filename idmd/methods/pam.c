@@ -151,7 +151,7 @@ static int pam_login_record(StoreTxn *t, Call *call, const CustomerLogin *l) {
                         "expires", (json_int_t) (now + m->config->refresh_ttl_usec));
         if (!rec)
                 return -ENOMEM;
-        return store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
+        return session_pam_put(t, key, rec);    /* with its entry in the expiry index */
 }
 
 /* By default the reply names the customer and the session and carries no token: the PAM stack
@@ -357,7 +357,7 @@ static int pam_close_write(StoreTxn *t, void *userdata) {
 
         /* The record goes when it names the session closed (or no session is named). */
         if (rec && (!w->session_id || streq_ptr(json_object_get_string(rec, "sessionId"), w->session_id))) {
-                r = store_del(t, STORE_TOKENS, key);
+                r = session_pam_del(t, key);
                 if (r < 0 && r != -ENOENT)
                         return r;
         }

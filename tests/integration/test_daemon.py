@@ -164,8 +164,8 @@ class Daemon(unittest.TestCase):
         d = self.new().start()
         d.stop()
         dump = subprocess.run(["mdb_dump", "-s", "meta", d.state], capture_output=True, text=True, check=True).stdout
-        # the value of schema_version is hex-encoded JSON: {"version":1} → {"version":99}
-        old = '{"version":1}'.encode().hex()
+        # the value of schema_version is hex-encoded JSON: {"version":2} (STORE_SCHEMA_VERSION) → {"version":99}
+        old = '{"version":2}'.encode().hex()
         self.assertIn(old, dump)
         new = '{"version":99}'.encode().hex()
         subprocess.run(["mdb_load", "-s", "meta", d.state], input=dump.replace(old, new), text=True, check=True)

@@ -4,8 +4,9 @@
  * temporary directory and a real keyring, with time injected through SessionContext.now_usec:
  * starting sessions, verifying their tokens, rotation with the grace window and re-use
  * detection, expiry and the sliding lifetime, revocation (one token, a customer, deletion),
- * introspection of every kind of token and of garbage, the sweep, re-runs of units of work when
- * the store grows, and that no issued token is ever stored in plaintext.
+ * introspection of every kind of token and of garbage, the expiry index and the sweep in bounded
+ * batches, the migration that builds the index, re-runs of units of work when the store grows,
+ * and that no issued token is ever stored in plaintext.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -81,6 +82,37 @@ typedef struct Op {
         unsigned runs;
 } Op;
 
+/* The session kinds, as the manager's sweep registry has them. */
+static const struct {
+        const char *kind;
+        SessionExpireFn expire;
+} kinds[] = {
+        { SESSION_KIND_REFRESH,  session_expire_token  },
+        { SESSION_KIND_CUSTOMER, session_expire_token  },
+        { SESSION_KIND_SEAL,     session_expire_seal   },
+        { SESSION_KIND_FAMILY,   session_expire_family },
+        { SESSION_KIND_PAM,      session_expire_pam    },
+};
+
+/* One batch of each kind, from its first due entry: the records deleted or updated. */
+static int sweep_all_kinds(StoreTxn *t, const SessionContext *ctx, unsigned max) {
+        int n = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+                _cleanup_free_ char *cursor = NULL;
+                SessionSweepStats st;
+                int r;
+
+                r = session_sweep_kind(t, ctx, kinds[i].kind, kinds[i].expire, max, NULL, &cursor, &st);
+                if (r < 0)
+                        return r;
+                ASSERT_TRUE(st.visited <= max);
+                ASSERT_EQ(!!cursor, r > 0);
+                n += (int) (st.deleted + st.updated);
+        }
+        return n;
+}
+
 /* The unit of work, as the method handlers write it: session refusals commit (a re-use must
  * leave its revocation behind), store errors roll back. */
 static int op_work(StoreTxn *t, void *userdata) {
@@ -104,7 +136,7 @@ static int op_work(StoreTxn *t, void *userdata) {
                 op->result = session_delete_customer(t, op->a);
                 break;
         case OP_SWEEP:
-                op->result = session_sweep(t, &op->ctx, op->max);
+                op->result = sweep_all_kinds(t, &op->ctx, op->max);
                 break;
         }
         if (op->result == -EKEYREVOKED || op->result == -EACCES || op->result == -ETIME)
@@ -235,11 +267,22 @@ static unsigned count_tokens_table(const char *prefix) {
         return n;
 }
 
+static unsigned count_expiry(const char *prefix) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        unsigned n = 0;
+
+        ASSERT_OK(store_read(store, &t));
+        ASSERT_OK(store_foreach(t, STORE_TOKEN_EXPIRY, prefix, NULL, count_record, &n));
+        return n;
+}
+
+/* Everything of ours has an index entry: sweeping far in the future leaves nothing behind. */
 static void clear_tokens_table(void) {
         Op op = { .kind = OP_SWEEP, .ctx = ctx_at(UINT64_C(1) << 62, UID_A), .max = 1000000 };
 
         ASSERT_OK(run(&op));
         ASSERT_EQ(count_tokens_table(NULL), 0);
+        ASSERT_EQ(count_expiry(NULL), 0);
 }
 
 /* ---- token_seal ---- */
@@ -564,6 +607,10 @@ typedef struct Put {
         bool del;
 } Put;
 
+static int collect_key_test(const char *key, json_t *value, void *userdata) {
+        return json_array_append_new(userdata, json_string(key)) < 0 ? -ENOMEM : 0;
+}
+
 static int put_work(StoreTxn *t, void *userdata) {
         Put *p = userdata;
 
@@ -600,7 +647,7 @@ TEST(one_time_tokens_are_not_ours) {
 }
 
 TEST(sweep) {
-        _cleanup_(session_tokens_done) SessionTokens a = {}, b = {}, c = {}, r = {};
+        _cleanup_(session_tokens_done) SessionTokens a = {}, b = {}, c = {}, r = {}, r2 = {};
         int n, total = 0;
 
         clear_tokens_table();
@@ -610,39 +657,160 @@ TEST(sweep) {
         ASSERT_EQ(count_tokens_table(NULL), 12);        /* 3 × (family, index, refresh, customer) */
         ASSERT_EQ(count_tokens_table("family:"), 3);
         ASSERT_EQ(count_tokens_table("customer:" CID ":"), 2);
+        /* 3 × (family, refresh, customer) in the expiry index */
+        ASSERT_EQ(count_expiry(NULL), 9);
+        ASSERT_EQ(count_expiry(SESSION_KIND_REFRESH ":"), 3);
 
         /* Nothing is due yet. */
         ASSERT_EQ(sweep(T0 + DAY, 1000), 0);
 
-        /* Revoked: the tokens go at once, the family once its JWTs can no longer verify. */
+        /* Revoked: the family goes once its JWTs can no longer verify (its tokens, which grant
+         * nothing without it, at their own expiry). */
         ASSERT_EQ(revoke_tok(T0 + DAY, a.refresh_token), 1);
-        ASSERT_EQ(sweep(T0 + DAY, 1000), 2);
-        ASSERT_EQ(count_tokens_table(NULL), 10);
+        ASSERT_EQ(sweep(T0 + DAY, 1000), 0);
         ASSERT_EQ(sweep(T0 + DAY + 16 * MINUTE, 1000), 2);      /* family + index */
-        ASSERT_EQ(count_tokens_table(NULL), 8);
+        ASSERT_EQ(count_tokens_table(NULL), 10);
         ASSERT_EQ(refresh(T0 + DAY + 16 * MINUTE, UID_A, a.refresh_token, NULL), -EACCES);
+        ASSERT_EQ(count_expiry(SESSION_KIND_FAMILY ":"), 2);
 
         /* The customerTokens expire after 14 days; a refresh keeps the rest alive. */
         ASSERT_OK(refresh(T0 + 10 * DAY, UID_A, b.refresh_token, &r));
-        ASSERT_EQ(sweep(T0 + 14 * DAY, 1000), 3);       /* 2 customerTokens; b's sealed successor */
+        ASSERT_EQ(count_expiry(SESSION_KIND_SEAL ":"), 1);
+        ASSERT_EQ(sweep(T0 + 14 * DAY, 1000), 4);       /* 3 customerTokens; b's sealed successor */
         ASSERT_EQ(verify_customer_token(T0 + 14 * DAY, b.customer_token, NULL, NULL, NULL), -EACCES);
         ASSERT_EQ(verify_customer_token(T0 + 14 * DAY, c.customer_token, NULL, NULL, NULL), -EACCES);
-        ASSERT_EQ(count_tokens_table(NULL), 7);
+        ASSERT_EQ(count_tokens_table(NULL), 8);
+        ASSERT_EQ(count_expiry(SESSION_KIND_SEAL ":"), 0);
+        ASSERT_EQ(count_expiry(SESSION_KIND_CUSTOMER ":"), 0);
 
-        /* c's refresh token and family expire after 100 days; b's first refresh token too. */
+        /* After 100 days: a's, b's first and c's refresh tokens; c's family (with its index
+         * entry). b's family was extended by the refresh. One entry per kind and batch. */
         n = sweep(T0 + 100 * DAY, 1);
-        ASSERT_TRUE(n >= 1 && n <= 2);
+        ASSERT_EQ(n, 3);                /* a refresh token; c's family and index entry */
         total += n;
         while ((n = sweep(T0 + 100 * DAY, 1)) > 0)
                 total += n;
         ASSERT_EQ(n, 0);
-        ASSERT_EQ(total, 4);    /* c: refresh, family, index; b: the rotated token */
-        ASSERT_OK(refresh(T0 + 100 * DAY, UID_A, r.refresh_token, NULL));
+        ASSERT_EQ(total, 5);
+        ASSERT_OK(refresh(T0 + 100 * DAY, UID_A, r.refresh_token, &r2));
         ASSERT_TRUE(count_tokens_table(NULL) > 0);
 
         ASSERT_TRUE(sweep(T0 + 1000 * DAY, 1000) > 0);
         ASSERT_EQ(count_tokens_table(NULL), 0);
+        ASSERT_EQ(count_expiry(NULL), 0);
         ASSERT_EQ(sweep(T0 + 1000 * DAY, 1000), 0);
+}
+
+/* Starts n sessions at 'now' in one unit of work, for customers first_cid, first_cid + 1, ... */
+typedef struct Bulk {
+        uint64_t now;
+        unsigned first_cid, n;
+} Bulk;
+
+static int bulk_work(StoreTxn *t, void *userdata) {
+        Bulk *b = userdata;
+        SessionContext ctx = ctx_at(b->now, UID_A);
+
+        for (unsigned i = 0; i < b->n; i++) {
+                _cleanup_(session_tokens_done) SessionTokens s = {};
+                char cid[16];
+                int r;
+
+                (void) snprintf(cid, sizeof(cid), "%u", b->first_cid + i);
+                r = session_start(t, &ctx, cid, PID, &s);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+typedef struct RefreshCount {
+        uint64_t now;
+        unsigned live, dead;
+} RefreshCount;
+
+static int count_refresh(const char *key, json_t *value, void *userdata) {
+        RefreshCount *c = userdata;
+
+        if (streq_ptr(json_object_get_string(value, "type"), "refresh")) {
+                if (json_integer_value(json_object_get(value, "expires")) > (json_int_t) c->now)
+                        c->live++;
+                else
+                        c->dead++;
+        }
+        return 0;
+}
+
+typedef struct KindBatch {
+        SessionContext ctx;
+        const char *after;
+        char *cursor;
+        SessionSweepStats stats;
+} KindBatch;
+
+static int kind_batch_work(StoreTxn *t, void *userdata) {
+        KindBatch *k = userdata;
+
+        free(k->cursor);        /* run again after the store grew */
+        k->cursor = NULL;
+        return session_sweep_kind(t, &k->ctx, SESSION_KIND_REFRESH, session_expire_token, 256, k->after,
+                                  &k->cursor, &k->stats);
+}
+
+TEST(sweep_in_bounded_batches) {
+        /* 10,000 expired refresh tokens and 1,000 live ones: each unit of work takes at most 256
+         * due entries and reads only the records it deletes; the live ones are never read. */
+        const uint64_t now = T0 + 120 * DAY;
+        _cleanup_free_ char *cursor = NULL;
+        Bulk expired = { .now = T0, .first_cid = 200000000, .n = 1000 };
+        Bulk live = { .now = T0 + 50 * DAY, .first_cid = 300000000, .n = 1000 };
+        RefreshCount c = { .now = now };
+        unsigned units = 0, deleted = 0;
+        int r;
+
+        clear_tokens_table();
+        for (unsigned i = 0; i < 10; i++, expired.first_cid += expired.n)
+                ASSERT_OK(store_transact(store, bulk_work, &expired));
+        ASSERT_OK(store_transact(store, bulk_work, &live));
+        ASSERT_EQ(count_expiry(SESSION_KIND_REFRESH ":"), 11000);
+
+        do {
+                KindBatch k = { .ctx = ctx_at(now, UID_A), .after = cursor };
+
+                r = store_transact(store, kind_batch_work, &k);
+                ASSERT_OK(r);
+                units++;
+                ASSERT_TRUE(k.stats.visited <= 256);
+                ASSERT_EQ(k.stats.deleted, k.stats.visited);    /* every entry taken was due... */
+                ASSERT_EQ(k.stats.read, k.stats.deleted);       /* ...and no live record was read */
+                ASSERT_EQ(!!k.cursor, r > 0);
+                deleted += k.stats.deleted;
+                free(cursor);
+                cursor = TAKE_PTR(k.cursor);
+        } while (r > 0);
+        ASSERT_EQ(deleted, 10000);
+        ASSERT_EQ(units, 40);   /* 39 full batches and 16 records */
+        ASSERT_TRUE(!cursor);
+
+        /* Nothing left that is due: one more batch reads one index entry and no record. */
+        {
+                KindBatch k = { .ctx = ctx_at(now, UID_A) };
+
+                ASSERT_EQ(store_transact(store, kind_batch_work, &k), 0);
+                ASSERT_EQ(k.stats.visited, 0);
+                ASSERT_EQ(k.stats.read, 0);
+        }
+
+        {
+                _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+
+                ASSERT_OK(store_read(store, &t));
+                ASSERT_OK(store_foreach(t, STORE_TOKENS, NULL, NULL, count_refresh, &c));
+        }
+        ASSERT_EQ(c.dead, 0);
+        ASSERT_EQ(c.live, 1000);
+        ASSERT_EQ(count_expiry(SESSION_KIND_REFRESH ":"), 1000);
+        clear_tokens_table();
 }
 
 TEST(sessions_per_customer_are_bounded) {
@@ -659,39 +827,67 @@ TEST(sessions_per_customer_are_bounded) {
                 session_tokens_done(&sessions[i]);
 }
 
+static int pam_put_work(StoreTxn *t, void *userdata) {
+        Put *p = userdata;
+
+        if (p->del)
+                return session_pam_del(t, p->key);
+        return session_pam_put(t, p->key, p->value);
+}
+
 TEST(sweep_pam_records) {
-        /* The PAM path's "who opened which session" records go with their session or their time. */
+        /* The PAM path's "who opened which session" records go at their expiry (one whose session
+         * is gone grants nothing meanwhile: pam.c checks the session). */
         _cleanup_(session_tokens_done) SessionTokens a = {}, b = {};
-        _cleanup_(json_decrefp) json_t *ra = NULL, *rb = NULL, *rc = NULL;
+        _cleanup_(json_decrefp) json_t *ra = NULL, *ra2 = NULL, *rb = NULL, *rc = NULL;
         Put pa = { .key = SESSION_PAM_PREFIX PID ":a@example.com:0" };
         Put pb = { .key = SESSION_PAM_PREFIX PID ":b@example.com:0" };
         Put pc = { .key = SESSION_PAM_PREFIX PID ":c@example.com:0" };
+        char longkey[STORE_KEY_MAX + 1];
+        Put pl = { .key = longkey };
 
         clear_tokens_table();
         start(T0, CID, &a);
         start(T0, CID2, &b);
         ra = json_pack("{s:s, s:s, s:I, s:I}", "sessionId", a.family, "customerId", CID, "created", (json_int_t) T0,
                        "expires", (json_int_t) (T0 + 10 * DAY));
+        ra2 = json_pack("{s:s, s:s, s:I, s:I}", "sessionId", a.family, "customerId", CID, "created",
+                        (json_int_t) T0, "expires", (json_int_t) (T0 + 20 * DAY));
         rb = json_pack("{s:s, s:s, s:I, s:I}", "sessionId", b.family, "customerId", CID2, "created", (json_int_t) T0,
                        "expires", (json_int_t) (T0 + DAY));
         rc = json_pack("{s:s, s:s, s:I, s:I}", "sessionId", "AAAAAAAAAAAAAAAAAAAAAA", "customerId", CID,
                        "created", (json_int_t) T0, "expires", (json_int_t) (T0 + 10 * DAY));
-        ASSERT_TRUE(ra && rb && rc);
+        ASSERT_TRUE(ra && ra2 && rb && rc);
+        /* A key as long as a key may be: its index entry names it by hash. */
+        memset(longkey, 'x', sizeof(longkey) - 1);
+        longkey[sizeof(longkey) - 1] = 0;
+        memcpy(longkey, SESSION_PAM_PREFIX, strlen(SESSION_PAM_PREFIX));
         pa.value = ra;
         pb.value = rb;
         pc.value = rc;
-        ASSERT_OK(store_transact(store, put_work, &pa));
-        ASSERT_OK(store_transact(store, put_work, &pb));
-        ASSERT_OK(store_transact(store, put_work, &pc));
-        ASSERT_EQ(count_tokens_table(SESSION_PAM_PREFIX), 3);
+        pl.value = rc;
+        ASSERT_OK(store_transact(store, pam_put_work, &pa));
+        ASSERT_OK(store_transact(store, pam_put_work, &pb));
+        ASSERT_OK(store_transact(store, pam_put_work, &pc));
+        ASSERT_OK(store_transact(store, pam_put_work, &pl));
+        ASSERT_EQ(count_tokens_table(SESSION_PAM_PREFIX), 4);
+        ASSERT_EQ(count_expiry(SESSION_KIND_PAM ":"), 4);
 
-        /* c names no session: gone at once; a and b live on. */
-        ASSERT_EQ(sweep(T0 + MINUTE, 1000), 1);
-        ASSERT_EQ(count_tokens_table(SESSION_PAM_PREFIX), 2);
-        /* b's record expires after a day; a's goes with its revoked session. */
-        ASSERT_EQ(revoke_tok(T0 + 2 * DAY, a.refresh_token), 1);
-        ASSERT_OK(sweep(T0 + 2 * DAY, 1000));
+        ASSERT_EQ(sweep(T0 + MINUTE, 1000), 0);
+        /* b's record expires after a day. */
+        ASSERT_EQ(sweep(T0 + 2 * DAY, 1000), 1);
+        ASSERT_EQ(count_tokens_table(SESSION_PAM_PREFIX), 3);
+        /* a's is replaced by one living longer: its entry moves. */
+        pa.value = ra2;
+        ASSERT_OK(store_transact(store, pam_put_work, &pa));
+        ASSERT_EQ(count_expiry(SESSION_KIND_PAM ":"), 3);
+        ASSERT_EQ(sweep(T0 + 11 * DAY, 1000), 2);      /* c's and the long one */
+        ASSERT_EQ(count_tokens_table(SESSION_PAM_PREFIX), 1);
+        /* Removed with its entry. */
+        pa.del = true;
+        ASSERT_OK(store_transact(store, pam_put_work, &pa));
         ASSERT_EQ(count_tokens_table(SESSION_PAM_PREFIX), 0);
+        ASSERT_EQ(count_expiry(SESSION_KIND_PAM ":"), 0);
 }
 
 TEST(delete_customer) {
@@ -704,11 +900,123 @@ TEST(delete_customer) {
         start(T0, CID2, &other);
         ASSERT_OK(refresh(T0 + USEC, UID_A, a.refresh_token, NULL));
         ASSERT_EQ(count_tokens_table(NULL), 13);
+        ASSERT_EQ(count_expiry(NULL), 3 * 3 + 2);       /* + a's successor, a's sealed successor */
         ASSERT_EQ(run(&op), 9);
         ASSERT_EQ(count_tokens_table(NULL), 4);
         ASSERT_TRUE(!jwt_ok(T0 + USEC, b.jwt));
         ASSERT_TRUE(jwt_ok(T0 + USEC, other.jwt));
+        /* The entries went with the records, but for the sealed successor's (its time depends on
+         * refresh_grace): the sweep drops that one when it comes due. */
+        ASSERT_EQ(count_expiry(NULL), 3 + 1);
+        ASSERT_EQ(sweep(T0 + MINUTE, 1000), 0);
+        ASSERT_EQ(count_expiry(NULL), 3);
         clear_tokens_table();
+}
+
+/* What a store of schema version 1 was: the same records, no expiry index, stamped 1. */
+static int make_version_1_work(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *keys = json_array(), *stamp = json_pack("{s:i}", "version", 1);
+        size_t i;
+        json_t *k;
+        int r;
+
+        ASSERT_TRUE(keys && stamp);
+        r = store_foreach(t, STORE_TOKEN_EXPIRY, NULL, NULL, collect_key_test, keys);
+        if (r < 0)
+                return r;
+        json_array_foreach(keys, i, k) {
+                r = store_del(t, STORE_TOKEN_EXPIRY, json_string_value(k));
+                if (r < 0)
+                        return r;
+        }
+        return store_put(t, STORE_META, "schema_version", stamp, STORE_PUT_DEFAULT);
+}
+
+static bool has_expiry(const char *kind, uint64_t due, const char *key) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_free_ char *k = NULL;
+
+        ASSERT_TRUE(asprintf(&k, "%s:%016" PRIx64 ":%s", kind, due, key) > 0);
+        ASSERT_OK(store_read(store, &t));
+        return store_exists(t, STORE_TOKEN_EXPIRY, k);
+}
+
+TEST(migration_from_version_1) {
+        _cleanup_(session_tokens_done) SessionTokens a = {}, b = {}, r1 = {};
+        _cleanup_(json_decrefp) json_t *pam = NULL, *empty = json_object(), *reset = NULL, *stamp = NULL;
+        _cleanup_free_ char *dir = NULL, *fa = NULL, *fb = NULL;
+        char ha[TOKEN_HASH_STRLEN + 1], hr1[TOKEN_HASH_STRLEN + 1], hb[TOKEN_HASH_STRLEN + 1];
+        char hca[TOKEN_HASH_STRLEN + 1], hcb[TOKEN_HASH_STRLEN + 1];
+        Put pp = { .key = SESSION_PAM_PREFIX PID ":a@example.com:0" };
+        Put orphan = { .key = "customer:" CID ":BBBBBBBBBBBBBBBBBBBBBB" };
+        Put other = { .key = "0000000000000000000000000000000000000000000000000000000000000000" };
+        Store *saved = store;
+
+        ASSERT_TRUE(asprintf(&dir, "%s/v1", tmp_root) > 0);
+        ASSERT_EQ(mkdir(dir, 0700), 0);
+        ASSERT_OK(store_open(dir, NULL, &store, NULL));
+
+        /* Records of every kind: live, rotated with a sealed successor, revoked; a PAM record, a
+         * customer index entry whose family is gone, another module's one-time token. */
+        start(T0, CID, &a);
+        start(T0, CID2, &b);
+        ASSERT_OK(refresh(T0 + MINUTE, UID_A, a.refresh_token, &r1));
+        ASSERT_EQ(revoke_tok(T0 + 2 * MINUTE, b.refresh_token), 1);
+        pam = json_pack("{s:s, s:s, s:I, s:I}", "sessionId", a.family, "customerId", CID, "created", (json_int_t) T0,
+                        "expires", (json_int_t) (T0 + 10 * DAY));
+        reset = json_pack("{s:s, s:I}", "type", "reset", "expires", (json_int_t) T0);
+        ASSERT_TRUE(pam && empty && reset);
+        pp.value = pam;
+        orphan.value = empty;
+        other.value = reset;
+        ASSERT_OK(store_transact(store, put_work, &pp));         /* the old way: no index entry */
+        ASSERT_OK(store_transact(store, put_work, &orphan));
+        ASSERT_OK(store_transact(store, put_work, &other));
+        ASSERT_OK(store_transact(store, make_version_1_work, NULL));
+        ASSERT_EQ(count_expiry(NULL), 0);
+        ASSERT_EQ(count_tokens_table(NULL), 2 * 4 + 1 + 3);
+
+        /* Reopened: migrated to version 2 in the opening unit of work. */
+        store = store_free(store);
+        ASSERT_OK(store_open(dir, NULL, &store, NULL));
+        {
+                _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+
+                ASSERT_OK(store_read(store, &t));
+                ASSERT_OK(store_get(t, STORE_META, "schema_version", &stamp));
+                ASSERT_EQ(json_integer_value(json_object_get(stamp, "version")), 2);
+        }
+
+        token_hash(a.refresh_token, ha);
+        token_hash(r1.refresh_token, hr1);
+        token_hash(b.refresh_token, hb);
+        token_hash(a.customer_token, hca);
+        token_hash(b.customer_token, hcb);
+        ASSERT_TRUE(asprintf(&fa, "family:%s", a.family) > 0);
+        ASSERT_TRUE(asprintf(&fb, "family:%s", b.family) > 0);
+        ASSERT_TRUE(has_expiry(SESSION_KIND_REFRESH, T0 + 100 * DAY, ha));
+        ASSERT_TRUE(has_expiry(SESSION_KIND_REFRESH, T0 + MINUTE + 100 * DAY, hr1));
+        ASSERT_TRUE(has_expiry(SESSION_KIND_REFRESH, T0 + 100 * DAY, hb));
+        ASSERT_TRUE(has_expiry(SESSION_KIND_CUSTOMER, T0 + 14 * DAY, hca));
+        ASSERT_TRUE(has_expiry(SESSION_KIND_CUSTOMER, T0 + 14 * DAY, hcb));
+        ASSERT_TRUE(has_expiry(SESSION_KIND_SEAL, T0 + MINUTE, ha));            /* at the rotation */
+        ASSERT_TRUE(has_expiry(SESSION_KIND_FAMILY, T0 + MINUTE + 100 * DAY, fa));
+        ASSERT_TRUE(has_expiry(SESSION_KIND_FAMILY, T0 + 2 * MINUTE, fb));      /* at the revocation */
+        ASSERT_TRUE(has_expiry(SESSION_KIND_PAM, T0 + 10 * DAY, pp.key));
+        ASSERT_EQ(count_expiry(NULL), 9);
+        ASSERT_EQ(count_tokens_table("customer:" CID ":"), 1);                  /* the orphan is gone */
+
+        /* The sweep moves the early entries on to their real time... */
+        ASSERT_EQ(sweep(T0 + 3 * MINUTE, 1000), 1);     /* a's sealed successor */
+        ASSERT_TRUE(has_expiry(SESSION_KIND_FAMILY, T0 + 2 * MINUTE + 15 * MINUTE + 60 * USEC, fb));
+        ASSERT_EQ(sweep(T0 + 18 * MINUTE, 1000), 2);    /* b's family and its index entry */
+        /* ...and, far enough in the future, leaves nothing of ours behind. */
+        ASSERT_TRUE(sweep(T0 + 1000 * DAY, 1000) > 0);
+        ASSERT_EQ(count_expiry(NULL), 0);
+        ASSERT_EQ(count_tokens_table(NULL), 1);         /* the one-time token is its module's */
+
+        store = store_free(store);
+        store = saved;
 }
 
 TEST(store_growth_reruns) {
@@ -889,9 +1197,11 @@ int main(void) {
         RUN(no_plaintext_at_rest);
         RUN(one_time_tokens_are_not_ours);
         RUN(sweep);
+        RUN(sweep_in_bounded_batches);
         RUN(sessions_per_customer_are_bounded);
         RUN(sweep_pam_records);
         RUN(delete_customer);
+        RUN(migration_from_version_1);
         RUN(store_growth_reruns);
 
         json_decref(issued);
