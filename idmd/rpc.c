@@ -36,6 +36,7 @@ struct Call {
         bool in_flight;         /* counted in the class's in-flight number */
         bool rate_acquired;     /* admitted by the rate limiter: released in call_finish() */
         RateLimitSource rate_source;    /* the source it is counted against */
+        CallError error;                /* a refusal recorded by call_fail(), answered by rpc.c */
         char request_id[48];
 };
 
@@ -245,6 +246,7 @@ static void call_free(Call *call) {
                 (void) call_reply_error(call, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL);
         }
         json_decref(call->id);
+        json_decref(call->error.data);
         free(call->publisher_id);
         free(call->customer_id);
         free(call->session_id);
@@ -284,8 +286,7 @@ static void call_write_done(int r, void *userdata) {
 
         connection_write_end(call->connection);
         cw->done(call, r, cw->w);
-        if (!call->replied)
-                (void) call_reply_errno(call, r < 0 ? r : -EPROTO);
+        (void) call_reply_failure(call, r);    /* a refusal done recorded, or the store's error */
         if (cw->free_w)
                 cw->free_w(cw->w);
         free(cw);
@@ -299,8 +300,7 @@ int call_write(Call *call, int (*work)(StoreTxn *t, void *w), CallWriteDone done
         cw = malloc(sizeof(CallWrite));
         if (!cw) {
                 done(call, -ENOMEM, w);
-                if (!call->replied)
-                        (void) call_reply_errno(call, -ENOMEM);
+                (void) call_reply_failure(call, -ENOMEM);
                 if (free_w)
                         free_w(w);
                 return 0;
@@ -395,6 +395,73 @@ int call_reply_errorf(Call *call, int code, const char *reason, const char *form
         (void) vsnprintf(buf, sizeof(buf), format, ap);
         va_end(ap);
         return call_reply_error(call, code, reason, NULL, buf);
+}
+
+/* The -errno that goes with an answer's code, for the code paths (and logs) that look at it. */
+static int code_to_errno(int code) {
+        switch (code) {
+        case IDM_ERR_UNAUTHORIZED:
+                return -EACCES;
+        case IDM_ERR_FORBIDDEN:
+                return -EPERM;
+        case IDM_ERR_NOT_FOUND:
+                return -ENOENT;
+        case IDM_ERR_CONFLICT:
+                return -EEXIST;
+        case IDM_ERR_LOCKED:
+                return -ENOLCK;
+        case IDM_ERR_TOO_MANY:
+        case IDM_ERR_UNAVAILABLE:
+                return -EAGAIN;
+        case IDM_RPC_INTERNAL_ERROR:
+                return -EIO;
+        default:
+                return -EINVAL;
+        }
+}
+
+int call_failv(Call *call, int code, const char *reason, json_t *data, const char *format, va_list ap) {
+        /* The first refusal recorded is the one answered (a later one is a consequence). */
+        if (call->error.code != 0) {
+                json_decref(data);
+                return code_to_errno(call->error.code);
+        }
+        call->error.code = code;
+        call->error.reason = reason;
+        call->error.data = data;
+        if (format)
+                (void) vsnprintf(call->error.message, sizeof(call->error.message), format, ap);
+        else
+                call->error.message[0] = 0;
+        return code_to_errno(code);
+}
+
+int call_fail(Call *call, int code, const char *reason, json_t *data, const char *format, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, format);
+        r = call_failv(call, code, reason, data, format, ap);
+        va_end(ap);
+        return r;
+}
+
+int call_fail_param(Call *call, const char *param, const char *message) {
+        return call_fail(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS, json_pack("{s:s}", "param", param),
+                         "%s", message);
+}
+
+int call_reply_failure(Call *call, int r) {
+        CallError *e = &call->error;
+
+        if (call->replied)
+                return 0;
+        if (e->code != 0) {
+                json_t *data = TAKE_PTR(e->data);
+
+                return call_reply_error(call, e->code, e->reason, data, e->message[0] ? e->message : NULL);
+        }
+        return call_reply_errno(call, r < 0 ? r : -EPROTO);
 }
 
 int call_reply_invalid_param(Call *call, const char *param, const char *message) {
@@ -570,9 +637,8 @@ static int authorize(Call *call, const Method *method, json_t *params) {
         case ROLE_ADMIN:
                 if (call->role == ROLE_ADMIN)
                         return 0;
-                call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
+                return call_fail(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
                                  "this method needs an administrator (root or the admin group)");
-                return -EPERM;
         case ROLE_PUBLISHER:
                 return auth_publisher(call, params);
         case ROLE_CUSTOMER:
@@ -748,8 +814,11 @@ static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
                 return;
         if (admit(call, params) < 0)
                 return;
-        if (authorize(call, method, params) < 0)
+        r = authorize(call, method, params);
+        if (r < 0) {
+                (void) call_reply_failure(call, r);
                 return;
+        }
         if (admit_address(call, params) < 0)
                 return;
 
@@ -760,8 +829,8 @@ static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
 
         log_debug("%s: %s (uid %u)", call->request_id, method->name, (unsigned) c->peer.uid);
         r = method->handler(call, params);
-        if (r < 0 && !call->replied)
-                (void) call_reply_errno(call, r);
+        if (r < 0)
+                (void) call_reply_failure(call, r);
 }
 
 unsigned rpc_json_depth(const char *text, size_t len, unsigned max) {

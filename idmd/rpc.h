@@ -12,6 +12,7 @@
  */
 #pragma once
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -118,6 +119,30 @@ json_t *rpc_error_reply(json_t *id, int code, const char *reason, const char *me
 /* An error reply line (with trailing '\n') with id null, for connection-level refusals.
  * NULL on OOM. */
 char *rpc_format_error_line(int code, const char *reason, const char *message);
+
+/* A refusal of a call: what rpc.c answers when a handler, a helper or a completion gives up
+ * with one. */
+typedef struct CallError {
+        int code;                       /* 0: none recorded */
+        const char *reason;             /* a static IDM_REASON_* string */
+        json_t *data;                   /* owned; "reason" is added to it; may be NULL */
+        char message[256];              /* "": the code's default text */
+} CallError;
+
+/* The one way to refuse a call: records the refusal (the first recorded wins; data is stolen)
+ * and returns the -errno that goes with its code (401 -EACCES, 403 -EPERM, 404 -ENOENT, 409
+ * -EEXIST, 423 -ENOLCK, 429/503 -EAGAIN, 400/422/-32602 -EINVAL). Helpers and handlers return it;
+ * rpc.c builds the reply once the handler (or a call_write() completion) is done. */
+int call_fail(Call *call, int code, const char *reason, json_t *data, const char *format, ...)
+        __attribute__((format(printf, 5, 6)));
+int call_failv(Call *call, int code, const char *reason, json_t *data, const char *format, va_list ap)
+        __attribute__((format(printf, 5, 0)));
+/* -32602 invalid_params naming the parameter. */
+int call_fail_param(Call *call, const char *param, const char *message);
+
+/* Answers a call that gave up with r < 0: the refusal recorded by call_fail(), else the errno
+ * mapping of call_reply_errno(). Nothing if it was answered already. Returns 0. */
+int call_reply_failure(Call *call, int r);
 
 /* The call's context. */
 Manager *call_manager(Call *call);

@@ -17,17 +17,9 @@
 #include "sessions.h"
 #include "tokens.h"
 
-StoreTxn *call_store_read(Call *call) {
-        StoreTxn *t = NULL;
-        int r = store_read(call_manager(call)->store, &t);
-
-        if (r < 0) {
-                (void) call_reply_errno(call, r);
-                return NULL;
-        }
-        return t;
+int call_store_read(Call *call, StoreTxn **ret) {
+        return store_read(call_manager(call)->store, ret);
 }
-
 
 int auth_publisher(Call *call, json_t *params) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
@@ -36,50 +28,31 @@ int auth_publisher(Call *call, json_t *params) {
         const char *named = json_object_get_string(params, "publisherId");
         int r;
 
-        t = call_store_read(call);
-        if (!t)
-                return -EIO;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
 
         if (token) {
                 r = publisher_find_by_token(t, token, &token_publisher);
-                if (r == -ENOENT) {
-                        call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL,
+                if (r == -ENOENT)
+                        return call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL,
                                          "invalid publisherToken");
-                        return -EACCES;
-                }
-                if (r < 0) {
-                        call_reply_errno(call, r);
-                        return r;
-                }
-                if (named && !streq(named, token_publisher)) {
-                        call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
-                                         "publisherId does not match the publisherToken");
-                        return -EPERM;
-                }
-                r = call_set_publisher(call, token_publisher);
                 if (r < 0)
-                        call_reply_errno(call, r);
-                return r;
+                        return r;
+                if (named && !streq(named, token_publisher))
+                        return call_fail(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
+                                         "publisherId does not match the publisherToken");
+                return call_set_publisher(call, token_publisher);
         }
 
-        if (call_role(call) != ROLE_ADMIN) {
-                call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
-                                 "this method needs a publisherToken");
-                return -EPERM;
-        }
-        if (!named) {
-                call_reply_invalid_param(call, "publisherId", "missing parameter 'publisherId'");
-                return -EINVAL;
-        }
-        if (!publisher_exists(t, named)) {
-                call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such publisher");
-                return -ENOENT;
-        }
+        if (call_role(call) != ROLE_ADMIN)
+                return call_fail(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL, "this method needs a publisherToken");
+        if (!named)
+                return call_fail_param(call, "publisherId", "missing parameter 'publisherId'");
+        if (!publisher_exists(t, named))
+                return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such publisher");
         /* Admin keeps its role; the publisher it acts for is recorded. */
-        r = call_set_publisher(call, named);
-        if (r < 0)
-                call_reply_errno(call, r);
-        return r;
+        return call_set_publisher(call, named);
 }
 
 SessionContext call_session_context(Call *call) {
@@ -103,13 +76,11 @@ int auth_customer(Call *call, json_t *params) {
         SessionContext ctx = call_session_context(call);
         int r;
 
-        if (!jwt && !customer_token) {
-                call_reply_invalid_param(call, "jwt", "missing parameter 'jwt' (or 'customerToken')");
-                return -EINVAL;
-        }
-        t = call_store_read(call);
-        if (!t)
-                return -EIO;
+        if (!jwt && !customer_token)
+                return call_fail_param(call, "jwt", "missing parameter 'jwt' (or 'customerToken')");
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
         if (jwt)
                 r = session_verify_jwt(t, &ctx, jwt, &claims, &family);
         else {
@@ -119,20 +90,11 @@ int auth_customer(Call *call, json_t *params) {
                         claims.publisher_id = TAKE_PTR(publisher_id);
                 }
         }
-        if (r == -ETIME) {
-                call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_TOKEN_EXPIRED, NULL, "the token has expired");
-                return r;
-        }
-        if (r == -EACCES || r == -EBADMSG) {
-                call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
-                return -EACCES;
-        }
-        if (r < 0) {
-                call_reply_errno(call, r);
-                return r;
-        }
-        r = call_set_customer(call, claims.customer_id, claims.publisher_id, family);
+        if (r == -ETIME)
+                return call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_TOKEN_EXPIRED, NULL, "the token has expired");
+        if (r == -EACCES || r == -EBADMSG)
+                return call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
         if (r < 0)
-                call_reply_errno(call, r);
-        return r;
+                return r;
+        return call_set_customer(call, claims.customer_id, claims.publisher_id, family);
 }

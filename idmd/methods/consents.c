@@ -66,7 +66,7 @@ static int refuse(Refusal *ref, int code, const char *reason, json_t *data, cons
 static int refusal_reply(Call *call, Refusal *ref) {
         json_t *data = TAKE_PTR(ref->data);
 
-        return call_reply_error(call, ref->code, ref->reason, data, ref->message);
+        return call_fail(call, ref->code, ref->reason, data, "%s", ref->message);
 }
 
 /* Replies {consents: list} (list stolen; NULL: out of memory). */
@@ -379,18 +379,16 @@ int consents_check_registration(Call *call, StoreTxn *t, const char *publisher_i
 
         r = defs_load(t, publisher_id, &defs);
         if (r < 0)
-                return call_reply_errno(call, r), r;
+                return r;
         if (!answers) {
                 answers = none = json_array();
                 if (!none)
-                        return call_reply_errno(call, -ENOMEM), -ENOMEM;
+                        return -ENOMEM;
         }
         r = answers_check(defs, answers, true, &ref);
         if (r < 0 && ref.code)
-                return refusal_reply(call, &ref), r;
-        if (r < 0)
-                return call_reply_errno(call, r), r;
-        return 0;
+                return refusal_reply(call, &ref);
+        return r < 0 ? r : 0;
 }
 
 int consents_record_registration(StoreTxn *t, const char *publisher_id, const char *customer_id, json_t *answers,
@@ -514,11 +512,9 @@ static void answer_done(Call *call, int r, void *userdata) {
 
         if (r == -ENOENT) {     /* deleted meanwhile */
                 if (w->gone == CONSENTS_GONE_INVALID_TOKEN)
-                        (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL,
-                                                "invalid token");
+                        (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
                 else
-                        (void) call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL,
-                                                "no such customer");
+                        (void) call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
                 return;
         }
         if (r < 0 && w->refusal.code) {
@@ -588,49 +584,49 @@ static int definitions_check(Call *call, json_t *given) {
                 json_t *v;
 
                 if (!json_is_object(c))
-                        return call_reply_error(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS,
+                        return call_fail(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS,
                                                 json_pack("{s:s, s:I}", "param", "consents", "index", (json_int_t) i),
-                                                "each consent is an object"), -EINVAL;
+                                                "each consent is an object");
                 json_object_foreach(c, key, v)
                         if (!member_is_known(key))
-                                return call_reply_error(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS,
+                                return call_fail(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS,
                                                         json_pack("{s:s, s:I, s:s}", "param", "consents", "index",
                                                                   (json_int_t) i, "member", key),
                                                         "unknown member in a consent (known: name, label, required, "
-                                                        "enabledByDefault, value, version)"), -EINVAL;
+                                                        "enabledByDefault, value, version)");
                 if (!json_is_string(name) || !json_is_string(label) || !json_is_boolean(json_object_get(c, "required")) ||
                     (enabled && !json_is_boolean(enabled)) || (value && !json_is_string(value)) ||
                     (version && !json_is_integer(version)))
-                        return call_reply_error(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS,
+                        return call_fail(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS,
                                                 json_pack("{s:s, s:I}", "param", "consents", "index", (json_int_t) i),
                                                 "each consent is {name, label, required (boolean), enabledByDefault? "
-                                                "(boolean), value? (string), version? (integer)}"), -EINVAL;
+                                                "(boolean), value? (string), version? (integer)}");
                 if (!text_is_valid(json_string_value(name), CONSENT_NAME_MAX))
-                        return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                                 json_pack("{s:s, s:I, s:s}", "field", "consents", "index", (json_int_t) i,
                                                           "member", "name"),
-                                                "a consent name is 1 to 64 bytes of printable text"), -EINVAL;
+                                                "a consent name is 1 to 64 bytes of printable text");
                 if (!text_is_valid(json_string_value(label), CONSENT_LABEL_MAX))
-                        return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                                 json_pack("{s:s, s:I, s:s}", "field", "consents", "index", (json_int_t) i,
                                                           "member", "label"),
-                                                "a consent label is 1 to 1024 bytes of printable text"), -EINVAL;
+                                                "a consent label is 1 to 1024 bytes of printable text");
                 if (value && (json_string_length(value) > CONSENT_VALUE_MAX || !utf8_is_valid(json_string_value(value))))
-                        return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                                 json_pack("{s:s, s:I, s:s}", "field", "consents", "index", (json_int_t) i,
                                                           "member", "value"),
                                                 "a consent value is at most 4096 bytes of text without control "
-                                                "characters"), -EINVAL;
+                                                "characters");
                 if (version && (json_integer_value(version) < 1 || json_integer_value(version) > CONSENT_VERSION_MAX))
-                        return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                                 json_pack("{s:s, s:I, s:s}", "field", "consents", "index", (json_int_t) i,
                                                           "member", "version"),
-                                                "a consent version is an integer >= 1"), -EINVAL;
+                                                "a consent version is an integer >= 1");
                 if (json_object_get(seen, json_string_value(name)))
-                        return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                                 json_pack("{s:s, s:I, s:O}", "field", "consents", "index", (json_int_t) i,
                                                           "name", name),
-                                                "a consent name is given more than once"), -EINVAL;
+                                                "a consent name is given more than once");
                 if (json_object_set(seen, json_string_value(name), c) < 0)
                         return -ENOMEM;
         }
@@ -760,12 +756,12 @@ static int method_consents_get_publisher(Call *call, json_t *params) {
         _cleanup_free_ char *publisher_id = NULL;
         int r;
 
-        t = call_store_read(call);
-        if (!t)
-                return 0;
-        publisher_id = customers_resolve_publisher(call, t, params);
-        if (!publisher_id)
-                return 0;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = customers_resolve_publisher(call, t, params, &publisher_id);
+        if (r < 0)
+                return r;
         r = defs_load(t, publisher_id, &defs);
         if (r < 0)
                 return r;
@@ -803,7 +799,7 @@ static int method_consents_set_publisher(Call *call, json_t *params) {
 
         r = definitions_check(call, json_object_get(params, "consents"));
         if (r < 0)
-                return call_replied(call) ? 0 : r;
+                return r;
 
         w = calloc(1, sizeof(DefinitionsWork));
         if (!w)
@@ -823,9 +819,9 @@ static int method_consents_get_customer(Call *call, json_t *params) {
         _cleanup_(json_decrefp) json_t *defs = NULL, *answers = NULL;
         int r;
 
-        t = call_store_read(call);
-        if (!t)
-                return 0;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
         r = defs_load(t, call_publisher_id(call), &defs);
         if (r < 0)
                 return r;

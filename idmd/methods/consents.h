@@ -47,8 +47,8 @@ int consents_version_parse(json_t *v, int64_t *ret);
  * caller) against the publisher's consents: an unknown or repeated name is 400 invalid_value;
  * a required consent not accepted at its current version is 422 terms_not_accepted (data.missing
  * names them); an optional one answered for another version is 409 version_mismatch. answers may
- * be NULL (none given). Returns 0 when acceptable; otherwise replies (the refusal, or the store
- * error) and returns < 0. */
+ * be NULL (none given). Returns 0 when acceptable; otherwise < 0, with the refusal recorded
+ * (call_fail()) or a store error. */
 int consents_check_registration(Call *call, StoreTxn *t, const char *publisher_id, json_t *answers);
 
 /* registerCustomer's unit of work: stores the answers (checked before) as the customer's first
@@ -69,7 +69,7 @@ int consents_update_required(Store *s, const char *publisher_id, const char *cus
  * that is not the newest (409 version_mismatch {name, version, newestVersion}). Replies itself:
  * with the customer's consents as getCustomerConsents shows them when reply_view, else {}, once
  * the answers are durable; a customer deleted meanwhile is answered as gone says. source must be
- * a static string. Returns < 0 only for an error the caller should answer (call_reply_errno). */
+ * a static string. Returns < 0 only for an error the caller should give up with. */
 typedef enum ConsentsGone {
         CONSENTS_GONE_INVALID_TOKEN,    /* 401 invalid_token: the caller's token named it */
         CONSENTS_GONE_NOT_FOUND,        /* 404 not_found */

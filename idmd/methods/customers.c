@@ -36,49 +36,36 @@
 
 /* --- publisher resolution --- */
 
-/* Finds the publisher named by params' publisherId or offerId (both given: they must agree).
- * Replies itself (invalid params / 404) and returns NULL when there is none. */
-char *customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params) {
+/* Finds the publisher named by params' publisherId or offerId (both given: they must agree). */
+int customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params, char **ret) {
         const char *pid = json_object_get_string(params, "publisherId");
         const char *offer = json_object_get_string(params, "offerId");
         _cleanup_(json_decrefp) json_t *rec = NULL;
         int r;
 
-        if (!pid && !offer) {
-                call_reply_invalid_param(call, "publisherId", "either 'publisherId' or 'offerId' is needed");
-                return NULL;
-        }
+        if (!pid && !offer)
+                return call_fail_param(call, "publisherId", "either 'publisherId' or 'offerId' is needed");
         if (offer) {
                 const char *owner;
 
                 r = offer_get(t, offer, &rec);
-                if (r == -ENOENT) {
-                        call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND,
+                if (r == -ENOENT)
+                        return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND,
                                          json_pack("{s:s}", "field", "offerId"), "no such offer");
-                        return NULL;
-                }
-                if (r < 0) {
-                        call_reply_errno(call, r);
-                        return NULL;
-                }
+                if (r < 0)
+                        return r;
                 owner = json_object_get_string(rec, "publisherId");
-                if (!owner || (pid && !streq(pid, owner))) {
-                        call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                if (!owner || (pid && !streq(pid, owner)))
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                          json_pack("{s:s}", "field", "offerId"),
                                          "the offer does not belong to this publisher");
-                        return NULL;
-                }
                 pid = owner;
-        } else if (!publisher_exists(t, pid)) {
-                call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND,
+        } else if (!publisher_exists(t, pid))
+                return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND,
                                  json_pack("{s:s}", "field", "publisherId"), "no such publisher");
-                return NULL;
-        }
 
-        char *copy = strdup(pid);
-        if (!copy)
-                call_reply_errno(call, -ENOMEM);
-        return copy;
+        *ret = strdup(pid);
+        return *ret ? 0 : -ENOMEM;
 }
 
 int customers_index_key(const char *publisher_id, const char *email, char **ret) {
@@ -130,8 +117,7 @@ int customers_check_new_password(Call *call, const char *password) {
 
         if (password_check_policy(&policy, password, &message) >= 0)
                 return 0;
-        (void) call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_WEAK_PASSWORD, NULL, message);
-        return -EINVAL;
+        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_WEAK_PASSWORD, NULL, "%s", message);
 }
 
 /* --- profile fields --- */
@@ -143,30 +129,29 @@ static int apply_profile(Call *call, json_t *params, json_t *rec) {
 
         if ((s = json_object_get_string(params, "locale"))) {
                 if (!locale_is_valid(s))
-                        return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_LOCALE, NULL,
-                                                "locale must look like en_US (language_COUNTRY)"), -EINVAL;
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_LOCALE, NULL,
+                                                "locale must look like en_US (language_COUNTRY)");
                 (void) json_object_set_new(rec, "locale", json_string(s));
         }
         if ((s = json_object_get_string(params, "country"))) {
                 if (!country_is_valid(s))
-                        return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_COUNTRY, NULL,
-                                                "country must be an ISO 3166-1 alpha-2 code such as GB or US"), -EINVAL;
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_COUNTRY, NULL,
+                                                "country must be an ISO 3166-1 alpha-2 code such as GB or US");
                 (void) json_object_set_new(rec, "country", json_string(s));
         }
         if ((s = json_object_get_string(params, "currency"))) {
                 if (!currency_is_valid(s, m->config->currencies))
-                        return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_CURRENCY, NULL,
-                                                "currency is not one of the configured currencies"), -EINVAL;
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_CURRENCY, NULL,
+                                                "currency is not one of the configured currencies");
                 (void) json_object_set_new(rec, "currency", json_string(s));
         }
         static const char *const names[] = { "firstName", "lastName" };
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if ((s = json_object_get_string(params, names[i]))) {
                         if (s[0] && !text_is_valid(s, NAME_MAX_BYTES))
-                                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                                         json_pack("{s:s}", "field", names[i]),
-                                                        "names must be printable text of at most 100 bytes"),
-                                       -EINVAL;
+                                                        "names must be printable text of at most 100 bytes");
                         (void) json_object_set_new(rec, names[i], json_string(s));
                 }
         return 0;
@@ -178,9 +163,8 @@ static int check_customer_ip(Call *call, json_t *params) {
 
         if (!ip || inet_pton(AF_INET, ip, buf) == 1 || inet_pton(AF_INET6, ip, buf) == 1)
                 return 0;
-        call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE, json_pack("{s:s}", "field", "customerIP"),
+        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE, json_pack("{s:s}", "field", "customerIP"),
                          "customerIP must be an IPv4 or IPv6 address");
-        return -EINVAL;
 }
 
 /* --- password jobs --- */
@@ -289,8 +273,8 @@ static void password_job_finished(void *userdata, int error) {
         _cleanup_(password_job_freep) PasswordJob *j = userdata;
 
         if (error < 0) {        /* cancelled before it ran: idmd is stopping, or the client left */
-                (void) call_reply_error(j->call, IDM_ERR_UNAVAILABLE, IDM_REASON_UNAVAILABLE, NULL,
-                                        "idmd is stopping; try again");
+                (void) call_reply_failure(j->call, call_fail(j->call, IDM_ERR_UNAVAILABLE, IDM_REASON_UNAVAILABLE, NULL,
+                                                             "idmd is stopping; try again"));
                 return;
         }
         j->done(TAKE_PTR(j));
@@ -330,7 +314,7 @@ static void credential_submit(PasswordJob *j, PasswordJobWrite success, CallWrit
 
         /* A hash that failed (not a mismatch) settles nothing. */
         if (j->verified < 0 && j->verified != -EACCES && j->verified != -EINVAL) {
-                (void) call_reply_errno(call, j->verified);
+                (void) call_reply_failure(call, j->verified);
                 password_job_free(j);
                 return;
         }
@@ -357,7 +341,7 @@ static PasswordJob *password_job_new(Call *call, PasswordJobKind kind, json_t *p
 }
 
 /* Hands the job to the pool. On success the pool owns it; else the caller still does, and the
- * call has been answered (503 when the queue is full). */
+ * refusal (503 when the queue is full) is recorded. */
 static int password_job_submit(PasswordJob *j) {
         Manager *m = call_manager(j->call);
         /* Owned by the connection: queued hashes of a client that went away are dropped. */
@@ -367,12 +351,9 @@ static int password_job_submit(PasswordJob *j) {
         if (r == -EAGAIN) {
                 log_warning("%s: password queue full (%u waiting), answering 503", call_request_id(j->call),
                             workers_queued(m->workers));
-                (void) call_reply_error(j->call, IDM_ERR_UNAVAILABLE, IDM_REASON_UNAVAILABLE, NULL,
-                                        "too many logins in progress; try again shortly");
-                return r;
+                return call_fail(j->call, IDM_ERR_UNAVAILABLE, IDM_REASON_UNAVAILABLE, NULL,
+                                 "too many logins in progress; try again shortly");
         }
-        if (r < 0)
-                (void) call_reply_errno(j->call, r);
         return r;
 }
 
@@ -422,10 +403,10 @@ static void register_finish(Call *call, int r, void *userdata) {
         RegisterWork *w = userdata;
 
         if (r == -EEXIST && w->failed_index && streq(w->failed_index, "externalId"))
-                (void) call_reply_error(call, IDM_ERR_CONFLICT, IDM_REASON_EXTERNAL_ID_EXISTS, NULL,
+                (void) call_fail(call, IDM_ERR_CONFLICT, IDM_REASON_EXTERNAL_ID_EXISTS, NULL,
                                         "a customer with this externalId exists");
         else if (r == -EEXIST)
-                (void) call_reply_error(call, IDM_ERR_CONFLICT, IDM_REASON_CUSTOMER_EXISTS, NULL,
+                (void) call_fail(call, IDM_ERR_CONFLICT, IDM_REASON_CUSTOMER_EXISTS, NULL,
                                         "a customer with this e-mail exists");
         else if (r >= 0) {
                 const char *id = json_object_get_string(w->rec, "customerId");
@@ -442,12 +423,12 @@ static void register_done(PasswordJob *j) {
         uint64_t now;
 
         if (j->hashed < 0) {
-                (void) call_reply_errno(j->call, j->hashed);
+                (void) call_reply_failure(j->call, j->hashed);
                 return;
         }
         w = calloc(1, sizeof(RegisterWork));
         if (!w) {
-                (void) call_reply_errno(j->call, -ENOMEM);
+                (void) call_reply_failure(j->call, -ENOMEM);
                 return;
         }
         w->ctx = call_session_context(j->call);
@@ -460,7 +441,7 @@ static void register_done(PasswordJob *j) {
                            "registrationDate", (json_int_t) now);
         w->job = TAKE_PTR(job);
         if (!w->rec) {
-                (void) call_reply_errno(j->call, -ENOMEM);
+                (void) call_reply_failure(j->call, -ENOMEM);
                 register_work_free(w);
                 return;
         }
@@ -491,11 +472,10 @@ static int check_consents(Call *call, json_t *consents) {
                     !text_is_valid(json_string_value(name), CONSENT_NAME_MAX) ||
                     consents_version_parse(version, &(int64_t) { 0 }) < 0 || !json_is_string(state) ||
                     !(streq(json_string_value(state), "accepted") || streq(json_string_value(state), "declined")))
-                        return call_reply_error(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS,
+                        return call_fail(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS,
                                                 json_pack("{s:s, s:I}", "param", "consents", "index", (json_int_t) i),
                                                 "each consent is {name, version (an integer >= 1), state: "
-                                                "accepted|declined}"),
-                               -EINVAL;
+                                                "accepted|declined}");
         }
         return 0;
 }
@@ -510,37 +490,42 @@ static int method_customers_register(Call *call, json_t *params) {
         const char *password = json_object_get_string(params, "password");
         json_t *external_data = json_object_get(params, "externalData");
         const char *external_id = json_object_get_string(params, "externalId");
+        int r;
 
         if (!scratch)
                 return -ENOMEM;
         if (!email_is_valid(email))
-                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_EMAIL, NULL,
+                return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_EMAIL, NULL,
                                         "email is not a valid address");
-        if (customers_check_new_password(call, password) < 0)
-                return 0;
-        if (apply_profile(call, params, scratch) < 0)
-                return 0;
+        r = customers_check_new_password(call, password);
+        if (r < 0)
+                return r;
+        r = apply_profile(call, params, scratch);
+        if (r < 0)
+                return r;
         if (external_id && !text_is_valid(external_id, EXTERNAL_ID_MAX))
-                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                         json_pack("{s:s}", "field", "externalId"),
                                         "externalId must be printable text of at most 128 bytes");
         if (external_data) {
                 _cleanup_free_ char *text = json_dumps(external_data, JSON_COMPACT);
                 if (!text || strlen(text) > m->config->max_external_data)
-                        return call_reply_errorf(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
-                                                 "externalData is larger than %zu bytes", m->config->max_external_data);
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE, NULL,
+                                         "externalData is larger than %zu bytes", m->config->max_external_data);
         }
-        if (check_customer_ip(call, params) < 0)
-                return 0;
-        if (check_consents(call, json_object_get(params, "consents")) < 0)
-                return 0;
+        r = check_customer_ip(call, params);
+        if (r < 0)
+                return r;
+        r = check_consents(call, json_object_get(params, "consents"));
+        if (r < 0)
+                return r;
 
-        t = call_store_read(call);
-        if (!t)
-                return 0;
-        publisher_id = customers_resolve_publisher(call, t, params);
-        if (!publisher_id)
-                return 0;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = customers_resolve_publisher(call, t, params, &publisher_id);
+        if (r < 0)
+                return r;
         /* The publisher's own identifiers of a customer are the publisher's to set: anyone may
          * register, but only its backend (publisherToken) or an admin names externalId. */
         if (external_id || external_data) {
@@ -548,15 +533,16 @@ static int method_customers_register(Call *call, json_t *params) {
                                (call_role(call) == ROLE_PUBLISHER && streq_ptr(call_publisher_id(call), publisher_id));
 
                 if (!allowed)
-                        return call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN,
+                        return call_fail(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN,
                                                 json_pack("{s:s}", "field", external_id ? "externalId" : "externalData"),
                                                 "only the publisher (its publisherToken) or an administrator may set "
                                                 "externalId and externalData");
         }
         /* Required consents: checked here; the unit of work stores the answers as given, so a
          * new version published meanwhile just shows as needsUpdate afterwards. */
-        if (consents_check_registration(call, t, publisher_id, json_object_get(params, "consents")) < 0)
-                return 0;
+        r = consents_check_registration(call, t, publisher_id, json_object_get(params, "consents"));
+        if (r < 0)
+                return r;
         t = store_txn_free(t);
 
         /* Whether the e-mail is taken is decided by the unit of work, after the hash: a taken
@@ -570,8 +556,9 @@ static int method_customers_register(Call *call, json_t *params) {
         j->publisher_id = TAKE_PTR(publisher_id);
         if (!j->password || !j->publisher_id)
                 return -ENOMEM;
-        if (password_job_submit(j) < 0)
-                return 0;
+        r = password_job_submit(j);
+                if (r < 0)
+                        return r;
         TAKE_PTR(j);
         return 0;
 }
@@ -616,10 +603,10 @@ static int login_write(StoreTxn *t, PasswordJob *j) {
 static void login_refuse(PasswordJob *j) {
         /* Only an admin peer (PAM as root) may learn that the account does not exist. */
         if (!j->customer_id && (call_role(j->call) == ROLE_ADMIN))
-                (void) call_reply_error(j->call, IDM_ERR_UNAUTHORIZED, IDM_REASON_UNKNOWN_USER, NULL,
+                (void) call_fail(j->call, IDM_ERR_UNAUTHORIZED, IDM_REASON_UNKNOWN_USER, NULL,
                                         "no such customer");
         else
-                (void) call_reply_error(j->call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                (void) call_fail(j->call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
                                         "wrong e-mail or password");
 }
 
@@ -633,7 +620,7 @@ static void login_finish(Call *call, int r, void *userdata) {
         if (r == -EPERM) {
                 /* Told only to whoever proved the password, like Keycloak's "account is disabled". */
                 log_notice("%s: login of disabled customer %s refused", call_request_id(call), j->customer_id);
-                (void) call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL,
+                (void) call_fail(call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL,
                                         "the account is disabled");
                 return;
         }
@@ -652,7 +639,7 @@ static void login_finish(Call *call, int r, void *userdata) {
                  * password, to every caller: a 423 here, after verification, would tell whoever
                  * is guessing (also through sshd's PAM stack, which runs as root) that this guess
                  * was the right one. */
-                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
                                         "wrong e-mail or password");
                 return;
         case CREDENTIAL_ACCEPTED:
@@ -663,8 +650,8 @@ static void login_finish(Call *call, int r, void *userdata) {
                         .customer = j->customer,
                         .tokens = &j->tokens,
                 });
-                if (r < 0 && !call_replied(call))
-                        (void) call_reply_errno(call, r);
+                if (r < 0)
+                        (void) call_reply_failure(call, r);
                 return;
         }
 }
@@ -679,9 +666,9 @@ int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSu
         _cleanup_(json_decrefp) json_t *customer = NULL;
         int r;
 
-        t = call_store_read(call);
-        if (!t)
-                return 0;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
 
         j = password_job_new(call, JOB_VERIFY, req->params, login_done);
         if (!j)
@@ -695,8 +682,9 @@ int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSu
         r = lockouts_key(call, req->publisher_id, req->email, &j->lockout_key);
         if (r < 0)
                 return r;
-        if (lockouts_refuse_if_locked(call, t, j->lockout_key, lockouts_may_tell(call, req->lock_details)) > 0)
-                return 0;
+        r = lockouts_refuse_if_locked(call, t, j->lockout_key, lockouts_may_tell(call, req->lock_details));
+                if (r < 0)
+                        return r;
 
         /* A malformed e-mail names no account: treated like an unknown one (same cost). */
         r = customers_find_by_email(t, req->publisher_id, req->email, &customer);
@@ -714,8 +702,9 @@ int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSu
         j->publisher_id = strdup(req->publisher_id);
         if (!j->password || !j->publisher_id)
                 return -ENOMEM;
-        if (password_job_submit(j) < 0)
-                return 0;
+        r = password_job_submit(j);
+                if (r < 0)
+                        return r;
         TAKE_PTR(j);
         return 0;
 }
@@ -742,15 +731,17 @@ static int method_customers_login(Call *call, json_t *params) {
                 .email = json_object_get_string(params, "email"),
                 .password = json_object_get_string(params, "password"),
         };
+        int r;
 
-        if (check_customer_ip(call, params) < 0)
-                return 0;
-        t = call_store_read(call);
-        if (!t)
-                return 0;
-        publisher_id = customers_resolve_publisher(call, t, params);
-        if (!publisher_id)
-                return 0;
+        r = check_customer_ip(call, params);
+        if (r < 0)
+                return r;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = customers_resolve_publisher(call, t, params, &publisher_id);
+        if (r < 0)
+                return r;
         t = store_txn_free(t);
 
         req.publisher_id = publisher_id;
@@ -759,30 +750,26 @@ static int method_customers_login(Call *call, json_t *params) {
 
 /* --- the customer's own account (jwt) --- */
 
-static json_t *customer_read(Call *call) {
-        _cleanup_(store_txn_freep) StoreTxn *t = call_store_read(call);
-        json_t *rec = NULL;
+static int customer_read(Call *call, json_t **ret) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         int r;
 
-        if (!t)
-                return NULL;
-        r = customer_get(t, call_customer_id(call), &rec);
-        if (r == -ENOENT) {     /* deleted since the token was issued */
-                call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
-                return NULL;
-        }
-        if (r < 0) {
-                call_reply_errno(call, r);
-                return NULL;
-        }
-        return rec;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = customer_get(t, call_customer_id(call), ret);
+        if (r == -ENOENT)       /* deleted since the token was issued */
+                return call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
+        return r;
 }
 
 static int method_customers_get(Call *call, json_t *params) {
-        _cleanup_(json_decrefp) json_t *rec = customer_read(call);
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        int r;
 
-        if (!rec)
-                return 0;
+        r = customer_read(call, &rec);
+        if (r < 0)
+                return r;
         return call_reply(call, customers_public(rec));
 }
 
@@ -818,7 +805,7 @@ static void update_done(Call *call, int r, void *userdata) {
         UpdateWork *w = userdata;
 
         if (r == -ENOENT)       /* deleted since the token was issued */
-                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
+                (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
         else if (r >= 0)
                 (void) call_reply(call, customers_public(w->rec));
 }
@@ -826,11 +813,13 @@ static void update_done(Call *call, int r, void *userdata) {
 static int method_customers_update(Call *call, json_t *params) {
         _cleanup_(json_decrefp) json_t *changes = json_object();
         UpdateWork *w;
+        int r;
 
         if (!changes)
                 return -ENOMEM;
-        if (apply_profile(call, params, changes) < 0)
-                return 0;
+        r = apply_profile(call, params, changes);
+        if (r < 0)
+                return r;
         w = calloc(1, sizeof(UpdateWork));
         if (!w)
                 return -ENOMEM;
@@ -864,14 +853,13 @@ int customers_set_password(StoreTxn *t, const SessionContext *ctx, const char *c
         return session_revoke_customer(t, ctx, customer_id, keep_session);
 }
 
-int customers_reply_set_password_failure(Call *call, int r) {
+int customers_fail_set_password(Call *call, int r) {
         if (r == -EACCES || r == -ENOENT)
-                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
-                                        "the password changed meanwhile; try again");
+                return call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                 "the password changed meanwhile; try again");
         if (r == -EPERM)
-                return call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL,
-                                        "the account is disabled");
-        return call_reply_errno(call, r);
+                return call_fail(call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL, "the account is disabled");
+        return r;
 }
 
 /* The success work of changePassword: the new hash, and every other session ends. */
@@ -887,7 +875,7 @@ static void change_finish(Call *call, int r, void *userdata) {
         PasswordJob *j = userdata;
 
         if (r < 0) {
-                (void) customers_reply_set_password_failure(call, r);
+                (void) customers_fail_set_password(call, r);
                 return;
         }
         switch (j->outcome) {
@@ -897,13 +885,13 @@ static void change_finish(Call *call, int r, void *userdata) {
                 log_info("%s: wrong old password for customer %s", call_request_id(call), j->customer_id);
                 if (j->locked_now)
                         lockouts_log_locked(call);
-                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
                                         "the old password is wrong");
                 return;
         case CREDENTIAL_LOCKED:
                 /* Locked by other guesses while this one was hashed: answered like a wrong
                  * password, so that the answer does not tell which guess was right (as for login). */
-                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
                                         "the old password is wrong");
                 return;
         case CREDENTIAL_ACCEPTED:
@@ -923,11 +911,12 @@ static int method_customers_change_password(Call *call, json_t *params) {
         _cleanup_(json_decrefp) json_t *rec = NULL;
         int r;
 
-        if (customers_check_new_password(call, json_object_get_string(params, "newPassword")) < 0)
-                return 0;
-        rec = customer_read(call);
-        if (!rec)
-                return 0;
+        r = customers_check_new_password(call, json_object_get_string(params, "newPassword"));
+        if (r < 0)
+                return r;
+        r = customer_read(call, &rec);
+        if (r < 0)
+                return r;
 
         j = password_job_new(call, JOB_CHANGE, params, change_done);
         if (!j)
@@ -938,8 +927,9 @@ static int method_customers_change_password(Call *call, json_t *params) {
                          &j->lockout_key);
         if (r < 0)
                 return r;
-        if (lockouts_refuse_if_locked(call, NULL, j->lockout_key, true) > 0)
-                return 0;
+        r = lockouts_refuse_if_locked(call, NULL, j->lockout_key, true);
+                if (r < 0)
+                        return r;
         j->customer_id = strdup(call_customer_id(call));
         j->publisher_id = strdup(call_publisher_id(call));
         j->stored_hash = strdup(strempty(json_object_get_string(rec, "passwordHash")));
@@ -947,8 +937,9 @@ static int method_customers_change_password(Call *call, json_t *params) {
         j->new_password = strdup(json_object_get_string(params, "newPassword"));
         if (!j->customer_id || !j->publisher_id || !j->stored_hash || !j->password || !j->new_password)
                 return -ENOMEM;
-        if (password_job_submit(j) < 0)
-                return 0;
+        r = password_job_submit(j);
+                if (r < 0)
+                        return r;
         TAKE_PTR(j);
         return 0;
 }
@@ -1026,7 +1017,7 @@ static void check_password_finish(Call *call, int r, void *userdata) {
         };
 
         if (r < 0) {
-                (void) customers_reply_set_password_failure(call, r);
+                (void) customers_fail_set_password(call, r);
                 return;
         }
         if (j->locked_now)
@@ -1052,11 +1043,12 @@ int customers_check_password(Call *call, json_t *params, const char *publisher_i
         r = lockouts_key(call, publisher_id, email, &lockout_key);
         if (r < 0)
                 return r;
-        t = call_store_read(call);
-        if (!t)
-                return 0;
-        if (lockouts_refuse_if_locked(call, t, lockout_key, lockouts_may_tell(call, true)) > 0)
-                return 0;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = lockouts_refuse_if_locked(call, t, lockout_key, lockouts_may_tell(call, true));
+                if (r < 0)
+                        return r;
         /* A malformed e-mail names no account: treated like an unknown one (same cost). */
         r = customers_find_by_email(t, publisher_id, email, &customer);
         if (r < 0 && r != -ENOENT)
@@ -1088,8 +1080,9 @@ int customers_check_password(Call *call, json_t *params, const char *publisher_i
         j->new_password = new_password ? strdup(new_password) : NULL;
         if (!j->password || !j->publisher_id || (new_password && !j->new_password))
                 return -ENOMEM;
-        if (password_job_submit(j) < 0)
-                return 0;
+        r = password_job_submit(j);
+                if (r < 0)
+                        return r;
         TAKE_PTR(j);
         return 0;
 }

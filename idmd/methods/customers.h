@@ -12,9 +12,9 @@
 #include "sessions.h"
 #include "store.h"
 
-/* The publisher named by params' publisherId or offerId (both: they must agree). Replies itself
- * (-32602 / 404 / 400) and returns NULL when there is none; else a new string. */
-char *customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params);
+/* The publisher named by params' publisherId or offerId (both: they must agree), as a new string.
+ * A refusal (-32602 / 404 / 400) is recorded with call_fail(); store errors. */
+int customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params, char **ret);
 
 /* "<publisherId>:<lower-cased e-mail>", the key of STORE_CUSTOMERS_BY_EMAIL. -ENOMEM. */
 int customers_index_key(const char *publisher_id, const char *email, char **ret);
@@ -23,7 +23,7 @@ int customers_index_key(const char *publisher_id, const char *email, char **ret)
  * which no account can have); new reference. */
 int customers_find_by_email(StoreTxn *t, const char *publisher_id, const char *email, json_t **ret);
 
-/* Checks a new password against the configured policy; replies 400 weak_password (the message
+/* Checks a new password against the configured policy; records 400 weak_password (the message
  * says what is missing) and returns -EINVAL when it falls short. */
 int customers_check_new_password(Call *call, const char *password);
 
@@ -33,9 +33,10 @@ int customers_check_new_password(Call *call, const char *password);
 int customers_set_password(StoreTxn *t, const SessionContext *ctx, const char *customer_id, const char *old_hash,
                            const char *new_hash, const char *keep_session);
 
-/* Answers a customers_set_password() failure: 401 invalid_credentials when the password changed
- * meanwhile (or the customer is gone), 403 account_disabled, else the errno mapping. Returns 0. */
-int customers_reply_set_password_failure(Call *call, int r);
+/* Refuses for a customers_set_password() failure: 401 invalid_credentials when the password changed
+ * meanwhile (or the customer is gone), 403 account_disabled (call_fail()); other errors are
+ * returned as they are. */
+int customers_fail_set_password(Call *call, int r);
 
 /* The fields of a customer record callers may see (no password hash), dates as RFC 3339. */
 json_t *customers_public(json_t *rec);

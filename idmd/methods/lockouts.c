@@ -45,15 +45,15 @@ bool lockouts_may_tell(Call *call, bool lock_details) {
         return lock_details || call_role(call) == ROLE_ADMIN;
 }
 
-static int reply_locked(Call *call, bool tell, uint64_t remaining_usec) {
+static int fail_locked(Call *call, bool tell, uint64_t remaining_usec) {
         uint64_t retry = ratelimit_retry_after_sec(remaining_usec);
 
         if (!tell)
-                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
-                                        "wrong e-mail or password");
-        return call_reply_error(call, IDM_ERR_LOCKED, IDM_REASON_ACCOUNT_LOCKED,
-                                json_pack("{s:I}", "retryAfter", (json_int_t) retry),
-                                "the account is locked after too many failed logins; try again later");
+                return call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                                 "wrong e-mail or password");
+        return call_fail(call, IDM_ERR_LOCKED, IDM_REASON_ACCOUNT_LOCKED,
+                         json_pack("{s:I}", "retryAfter", (json_int_t) retry),
+                         "the account is locked after too many failed logins; try again later");
 }
 
 int lockouts_refuse_if_locked(Call *call, StoreTxn *t, const char *key, bool tell) {
@@ -65,24 +65,21 @@ int lockouts_refuse_if_locked(Call *call, StoreTxn *t, const char *key, bool tel
         if (!key)
                 return 0;
         if (!t) {
-                own = call_store_read(call);
-                if (!own)
-                        return 1;
+                r = call_store_read(call, &own);
+                if (r < 0)
+                        return r;
                 t = own;
         }
         r = lockout_get(t, key, &s);
         own = store_txn_free(own);      /* no snapshot may outlive a reply */
-        if (r < 0) {
-                (void) call_reply_errno(call, r);
-                return 1;
-        }
+        if (r < 0)
+                return r;
         if (!lockout_is_locked(&s, now_realtime_usec(), &remaining))
                 return 0;
 
         log_debug("%s: login refused, the account is locked for %llu s more", call_request_id(call),
                  (unsigned long long) ratelimit_retry_after_sec(remaining));
-        (void) reply_locked(call, tell, remaining);
-        return 1;
+        return fail_locked(call, tell, remaining);
 }
 
 int lockouts_settle(StoreTxn *t, const LockoutPolicy *policy, const char *key, bool verified, uint64_t now_usec,
@@ -145,34 +142,32 @@ static int resolve_customer(Call *call, StoreTxn *t, json_t *params, char **ret_
         int r;
 
         if (!!email + !!customer_id + !!external_id != 1)
-                return call_reply_invalid_param(call, email ? "customerId" : "email",
+                return call_fail_param(call, email ? "customerId" : "email",
                                                 "name the customer by exactly one of 'email', 'customerId' "
-                                                "or 'externalId'"),
-                       -EINVAL;
+                                                "or 'externalId'");
         if (!publisher_id)      /* auth_publisher() always sets it */
-                return call_reply_errno(call, -EPROTO), -EPROTO;
+                return -EPROTO;
 
         if (email) {
                 r = customers_find_by_email(t, publisher_id, email, &customer);
                 if (r < 0 && r != -ENOENT)
-                        return call_reply_errno(call, r), r;
+                        return r;
                 *ret_email = strdup(email);
         } else {
                 r = external_id ? customer_find_by_external_id(t, publisher_id, external_id, &customer)
                                 : customer_get(t, customer_id, &customer);
                 if (r < 0 && r != -ENOENT)
-                        return call_reply_errno(call, r), r;
+                        return r;
                 /* Another publisher's customer is as unknown as a missing one. */
                 if (r == -ENOENT ||
                     !streq_ptr(json_object_get_string(customer, "publisherId"), publisher_id) ||
                     !json_object_get_string(customer, "email"))
-                        return call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL,
-                                                "no such customer"),
-                               -ENOENT;
+                        return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL,
+                                                "no such customer");
                 *ret_email = strdup(json_object_get_string(customer, "email"));
         }
         if (!*ret_email)
-                return call_reply_errno(call, -ENOMEM), -ENOMEM;
+                return -ENOMEM;
         *ret_customer = TAKE_PTR(customer);
         return 0;
 }
@@ -189,11 +184,12 @@ static int method_lockouts_get(Call *call, json_t *params) {
         bool locked;
         int r;
 
-        t = call_store_read(call);
-        if (!t)
-                return 0;
-        if (resolve_customer(call, t, params, &email, &customer) < 0)
-                return 0;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = resolve_customer(call, t, params, &email, &customer);
+        if (r < 0)
+                return r;
         r = lockout_key(call_publisher_id(call), email, &key);
         if (r == -E2BIG)
                 key = NULL;
@@ -233,11 +229,12 @@ static int method_lockouts_unlock(Call *call, json_t *params) {
         _cleanup_free_ char *email = NULL, *key = NULL;
         int r;
 
-        t = call_store_read(call);
-        if (!t)
-                return 0;
-        if (resolve_customer(call, t, params, &email, &customer) < 0)
-                return 0;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = resolve_customer(call, t, params, &email, &customer);
+        if (r < 0)
+                return r;
         t = store_txn_free(t);
 
         r = lockout_key(call_publisher_id(call), email, &key);

@@ -21,8 +21,8 @@ int lockouts_key(Call *call, const char *publisher_id, const char *email, char *
  * invalid_credentials, the answer for a wrong password. */
 bool lockouts_may_tell(Call *call, bool lock_details);
 
-/* Refuses the login if the account under key is locked: replies (423 or 401, see above) and
- * returns > 0. Also replies and returns > 0 on a store error. 0: not locked, go on. t may be a
+/* Refuses the login if the account under key is locked: records the refusal (423 or 401, see
+ * above; call_fail()) and returns < 0, as for a store error. 0: not locked, go on. t may be a
  * read snapshot of the caller; NULL: one is taken (and ended) here. key NULL (lockout off, or
  * a name too long to be an account): 0. */
 int lockouts_refuse_if_locked(Call *call, StoreTxn *t, const char *key, bool tell);

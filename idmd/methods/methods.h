@@ -52,5 +52,5 @@ int call_set_publisher(Call *call, const char *publisher_id);
 SessionContext call_session_context(Call *call);
 
 
-/* A store read snapshot for a method; replies 503/-32603 itself on failure (returns NULL). */
-StoreTxn *call_store_read(Call *call);
+/* A store read snapshot for a method (store_read()). The store's errors. */
+int call_store_read(Call *call, StoreTxn **ret);

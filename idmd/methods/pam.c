@@ -79,18 +79,20 @@ static int pam_record_key(const char *publisher_id, const char *user, uid_t uid,
         return 0;
 }
 
-/* The publisher named by params, in a short snapshot. Replies itself and returns NULL if none. */
-static char *pam_publisher(Call *call, json_t *params) {
-        _cleanup_(store_txn_freep) StoreTxn *t = call_store_read(call);
+/* The publisher named by params, in a short snapshot (customers_resolve_publisher()). */
+static int pam_publisher(Call *call, json_t *params, char **ret) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        int r;
 
-        if (!t)
-                return NULL;
-        return customers_resolve_publisher(call, t, params);
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        return customers_resolve_publisher(call, t, params, ret);
 }
 
 /* May this peer ask about (publisher, user)? Admin peers may; another peer uid only while the
- * session it opened for the user with pamAuthenticate lives. Replies (403 forbidden, 404
- * not_found to those allowed to know) and returns < 0 when not; else *ret is the customer. */
+ * session it opened for the user with pamAuthenticate lives. Refuses (403 forbidden, 404
+ * not_found to those allowed to know; call_fail()) when not; else *ret is the customer. */
 static int pam_authorize(Call *call, StoreTxn *t, const char *publisher_id, const char *user, json_t **ret) {
         _cleanup_(json_decrefp) json_t *customer = NULL, *rec = NULL;
         _cleanup_free_ char *key = NULL;
@@ -99,7 +101,7 @@ static int pam_authorize(Call *call, StoreTxn *t, const char *publisher_id, cons
 
         r = customers_find_by_email(t, publisher_id, user, &customer);
         if (r < 0 && r != -ENOENT)
-                return call_reply_errno(call, r), r;
+                return r;
         customer_id = json_object_get_string(customer, "customerId");
 
         if (call_role(call) != ROLE_ADMIN) {
@@ -110,8 +112,8 @@ static int pam_authorize(Call *call, StoreTxn *t, const char *publisher_id, cons
                         r = store_get(t, STORE_TOKENS, key, &rec);
                 /* It authenticated the user, who was deleted since: it may know. */
                 if (r >= 0 && !customer)
-                        return call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL,
-                                                "no such customer"), -ENOENT;
+                        return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL,
+                                                "no such customer");
                 if (r >= 0) {
                         SessionContext ctx = { .now_usec = now_realtime_usec() };
                         r = streq_ptr(json_object_get_string(rec, "customerId"), customer_id) &&
@@ -119,15 +121,14 @@ static int pam_authorize(Call *call, StoreTxn *t, const char *publisher_id, cons
                                                    customer_id) >= 0 ? 0 : -ENOENT;
                 }
                 if (r == -ENOENT)
-                        return call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
+                        return call_fail(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
                                                 "only an administrator or the peer that authenticated this user "
-                                                "may ask"), -EPERM;
+                                                "may ask");
                 if (r < 0)
-                        return call_reply_errno(call, r), r;
+                        return r;
         }
         if (!customer)
-                return call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer"),
-                       -ENOENT;
+                return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
         *ret = TAKE_PTR(customer);
         return 0;
 }
@@ -195,10 +196,11 @@ static int method_pam_authenticate(Call *call, json_t *params) {
                 .lock_details = true,
                 .also_record = pam_login_record,
         };
+        int r;
 
-        publisher_id = pam_publisher(call, params);
-        if (!publisher_id)
-                return 0;
+        r = pam_publisher(call, params, &publisher_id);
+        if (r < 0)
+                return r;
 
         log_info("%s: PAM authentication for publisher %s: service '%s', rhost '%s', tty '%s', ruser '%s' (uid %u)",
                  call_request_id(call), publisher_id, log_safe(json_object_get_string(params, "service"), b1),
@@ -230,14 +232,15 @@ static int method_pam_account(Call *call, json_t *params) {
         const char *customer_id;
         int r;
 
-        t = call_store_read(call);
-        if (!t)
-                return 0;
-        publisher_id = customers_resolve_publisher(call, t, params);
-        if (!publisher_id)
-                return 0;
-        if (pam_authorize(call, t, publisher_id, json_object_get_string(params, "user"), &customer) < 0)
-                return 0;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = customers_resolve_publisher(call, t, params, &publisher_id);
+        if (r < 0)
+                return r;
+        r = pam_authorize(call, t, publisher_id, json_object_get_string(params, "user"), &customer);
+        if (r < 0)
+                return r;
         customer_id = json_object_get_string(customer, "customerId");
         r = consents_outdated_required(t, publisher_id, customer_id, &outdated);
         if (r < 0)
@@ -253,15 +256,17 @@ static int method_pam_accept_consents(Call *call, json_t *params) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(json_decrefp) json_t *customer = NULL;
         _cleanup_free_ char *publisher_id = NULL;
+        int r;
 
-        t = call_store_read(call);
-        if (!t)
-                return 0;
-        publisher_id = customers_resolve_publisher(call, t, params);
-        if (!publisher_id)
-                return 0;
-        if (pam_authorize(call, t, publisher_id, json_object_get_string(params, "user"), &customer) < 0)
-                return 0;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = customers_resolve_publisher(call, t, params, &publisher_id);
+        if (r < 0)
+                return r;
+        r = pam_authorize(call, t, publisher_id, json_object_get_string(params, "user"), &customer);
+        if (r < 0)
+                return r;
         t = store_txn_free(t);
 
         return consents_answer(call, publisher_id, strempty(json_object_get_string(customer, "customerId")),
@@ -274,13 +279,13 @@ static void pam_password_checked(Call *call, const CustomerPasswordCheck *c) {
         switch (c->outcome) {
         case CREDENTIAL_REFUSED:
                 log_info("%s: PAM password check refused for publisher %s", call_request_id(call), c->publisher_id);
-                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
                                         "wrong e-mail or password");
                 return;
         case CREDENTIAL_LOCKED:
                 /* Other attempts locked the account while this password was checked. Answered
                  * like a wrong password, to every caller: a 423 now would say this guess was right. */
-                (void) call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
+                (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
                                         "wrong e-mail or password");
                 return;
         case CREDENTIAL_ACCEPTED:
@@ -296,13 +301,17 @@ static void pam_password_checked(Call *call, const CustomerPasswordCheck *c) {
 static int method_pam_change_password(Call *call, json_t *params) {
         _cleanup_free_ char *publisher_id = NULL;
         const char *new_password = json_object_get_string(params, "newPassword");
+        int r;
 
         /* The policy is public: checking it first tells nothing about the account. */
-        if (new_password && customers_check_new_password(call, new_password) < 0)
-                return 0;
-        publisher_id = pam_publisher(call, params);
-        if (!publisher_id)
-                return 0;
+        if (new_password) {
+                r = customers_check_new_password(call, new_password);
+                if (r < 0)
+                        return r;
+        }
+        r = pam_publisher(call, params, &publisher_id);
+        if (r < 0)
+                return r;
         return customers_check_password(call, params, publisher_id, json_object_get_string(params, "user"),
                                         json_object_get_string(params, "oldPassword"), new_password,
                                         pam_password_checked);
@@ -387,10 +396,11 @@ static void pam_close_done(Call *call, int r, void *userdata) {
 static int method_pam_close_session(Call *call, json_t *params) {
         _cleanup_free_ char *publisher_id = NULL;
         PamCloseWork *w;
+        int r;
 
-        publisher_id = pam_publisher(call, params);
-        if (!publisher_id)
-                return 0;
+        r = pam_publisher(call, params, &publisher_id);
+        if (r < 0)
+                return r;
         w = calloc(1, sizeof(PamCloseWork));
         if (!w)
                 return -ENOMEM;
@@ -462,7 +472,7 @@ static void disable_done(Call *call, int r, void *userdata) {
         const char *id;
 
         if (r == -ENOENT) {
-                (void) call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
+                (void) call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
                 return;
         }
         if (r < 0)
@@ -476,10 +486,11 @@ static void disable_done(Call *call, int r, void *userdata) {
 static int method_pam_set_customer_disabled(Call *call, json_t *params) {
         _cleanup_free_ char *publisher_id = NULL;
         DisableWork *w;
+        int r;
 
-        publisher_id = pam_publisher(call, params);
-        if (!publisher_id)
-                return 0;
+        r = pam_publisher(call, params, &publisher_id);
+        if (r < 0)
+                return r;
         w = calloc(1, sizeof(DisableWork));
         if (!w)
                 return -ENOMEM;

@@ -28,8 +28,8 @@
 #define OFFER_TITLE_MAX 200
 
 
-/* Checks and copies the settable fields from params into rec. Replies and returns < 0 when a
- * value is not acceptable. */
+/* Checks and copies the settable fields from params into rec. A value that is not acceptable is
+ * refused (call_fail()). */
 static int publisher_apply_settings(Call *call, json_t *params, json_t *rec) {
         const char *name = json_object_get_string(params, "name");
         json_t *uris = json_object_get(params, "allowedRedirectUris");
@@ -41,10 +41,9 @@ static int publisher_apply_settings(Call *call, json_t *params, json_t *rec) {
 
         if (name) {
                 if (!text_is_valid(name, PUBLISHER_NAME_MAX)) {
-                        call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                          json_pack("{s:s}", "field", "name"),
                                          "name must be 1 to 200 bytes of printable text");
-                        return -EINVAL;
                 }
                 (void) json_object_set_new(rec, "name", json_string(name));
         }
@@ -52,12 +51,11 @@ static int publisher_apply_settings(Call *call, json_t *params, json_t *rec) {
         if (uris) {
                 json_array_foreach(uris, i, v)
                         if (!json_is_string(v) || !redirect_uri_is_valid(json_string_value(v))) {
-                                call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_URI,
+                                return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_URI,
                                                  json_pack("{s:s, s:I}", "field", "allowedRedirectUris", "index",
                                                            (json_int_t) i),
                                                  "allowedRedirectUris must be absolute https URLs "
                                                  "(http only for localhost)");
-                                return -EINVAL;
                         }
                 (void) json_object_set(rec, "allowedRedirectUris", uris);
         }
@@ -72,27 +70,24 @@ static int publisher_apply_settings(Call *call, json_t *params, json_t *rec) {
                         continue;
                 }
                 if (!redirect_uri_is_valid(u)) {
-                        call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_URI,
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_URI,
                                          json_pack("{s:s}", "field", url_keys[i]),
                                          "the URL must be absolute https (http only for localhost)");
-                        return -EINVAL;
                 }
                 (void) json_object_set_new(rec, url_keys[i], json_string(u));
         }
 
         if (pages) {
                 if (json_object_size(pages) > SSO_PAGES_MAX) {
-                        call_reply_invalid_param(call, "ssoPages", "ssoPages has more than 32 entries");
-                        return -EINVAL;
+                        return call_fail_param(call, "ssoPages", "ssoPages has more than 32 entries");
                 }
                 json_object_foreach(pages, k, v)
                         if (!text_is_valid(k, 64) || !json_is_string(v) || json_string_value(v)[0] != '/' ||
                             !text_is_valid(json_string_value(v), 512) || strpbrk(json_string_value(v), " #?")) {
-                                call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                                  json_pack("{s:s}", "field", "ssoPages"),
                                                  "ssoPages maps page names to paths starting with '/' "
                                                  "(no spaces, '?' or '#')");
-                                return -EINVAL;
                         }
                 (void) json_object_set(rec, "ssoPages", pages);
         }
@@ -157,7 +152,7 @@ static int method_publishers_create(Call *call, json_t *params) {
                 return -ENOMEM;
         r = publisher_apply_settings(call, params, rec);
         if (r < 0)
-                return 0;       /* replied */
+                return r;
         r = token_random(PUBLISHER_TOKEN_BYTES, &token);
         if (r < 0)
                 return r;
@@ -165,53 +160,50 @@ static int method_publishers_create(Call *call, json_t *params) {
 }
 
 /* Reads the publisher named by params' publisherId; replies 404 itself. */
-static json_t *publisher_read(Call *call, const char *id) {
+static int publisher_read(Call *call, const char *id, json_t **ret) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        json_t *rec = NULL;
         int r;
 
-        t = call_store_read(call);
-        if (!t)
-                return NULL;
-        r = publisher_get(t, id, &rec);
-        if (r == -ENOENT) {
-                call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such publisher");
-                return NULL;
-        }
-        if (r < 0) {
-                call_reply_errno(call, r);
-                return NULL;
-        }
-        return rec;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = publisher_get(t, id, ret);
+        if (r == -ENOENT)
+                return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such publisher");
+        return r;
 }
 
 static int method_publishers_get(Call *call, json_t *params) {
-        _cleanup_(json_decrefp) json_t *rec = publisher_read(call, json_object_get_string(params, "publisherId"));
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        int r;
 
-        if (!rec)
-                return 0;
+        r = publisher_read(call, json_object_get_string(params, "publisherId"), &rec);
+        if (r < 0)
+                return r;
         return call_reply(call, publisher_public(rec));
 }
 
 static int method_publishers_update(Call *call, json_t *params) {
-        _cleanup_(json_decrefp) json_t *rec = publisher_read(call, json_object_get_string(params, "publisherId"));
+        _cleanup_(json_decrefp) json_t *rec = NULL;
         int r;
 
-        if (!rec)
-                return 0;
+        r = publisher_read(call, json_object_get_string(params, "publisherId"), &rec);
+        if (r < 0)
+                return r;
         r = publisher_apply_settings(call, params, rec);
         if (r < 0)
-                return 0;
+                return r;
         return publisher_submit(call, TAKE_PTR(rec), NULL, false, "updated");
 }
 
 static int method_publishers_rotate_token(Call *call, json_t *params) {
-        _cleanup_(json_decrefp) json_t *rec = publisher_read(call, json_object_get_string(params, "publisherId"));
+        _cleanup_(json_decrefp) json_t *rec = NULL;
         _cleanup_(erase_and_freep) char *token = NULL;
         int r;
 
-        if (!rec)
-                return 0;
+        r = publisher_read(call, json_object_get_string(params, "publisherId"), &rec);
+        if (r < 0)
+                return r;
         r = token_random(PUBLISHER_TOKEN_BYTES, &token);
         if (r < 0)
                 return r;
@@ -229,9 +221,9 @@ static int method_publishers_list(Call *call, json_t *params) {
 
         if (!items)
                 return -ENOMEM;
-        t = call_store_read(call);
-        if (!t)
-                return 0;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
         r = publishers_foreach(t, append_public, items);
         if (r < 0)
                 return r;
@@ -264,7 +256,7 @@ static void offer_added(Call *call, int r, void *userdata) {
         json_t *rec = userdata;
 
         if (r == -EEXIST) {
-                (void) call_reply_error(call, IDM_ERR_CONFLICT, IDM_REASON_OFFER_EXISTS, NULL,
+                (void) call_fail(call, IDM_ERR_CONFLICT, IDM_REASON_OFFER_EXISTS, NULL,
                                         "an offer with this offerId exists");
                 return;
         }
@@ -281,11 +273,11 @@ static int method_offers_add(Call *call, json_t *params) {
         _cleanup_(json_decrefp) json_t *rec = NULL;
 
         if (!offer_id_is_valid(offer_id))
-                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                         json_pack("{s:s}", "field", "offerId"),
                                         "offerId must be 1 to 64 characters from A-Z a-z 0-9 _ - .");
         if (title && !text_is_valid(title, OFFER_TITLE_MAX))
-                return call_reply_error(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                         json_pack("{s:s}", "field", "title"),
                                         "title must be 1 to 200 bytes of printable text");
 
@@ -322,7 +314,7 @@ static void offer_removed(Call *call, int r, void *userdata) {
         OfferRemove *o = userdata;
 
         if (r == -ENOENT) {
-                (void) call_reply_error(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such offer");
+                (void) call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such offer");
                 return;
         }
         if (r < 0)
@@ -356,9 +348,9 @@ static int method_offers_list(Call *call, json_t *params) {
 
         if (!items)
                 return -ENOMEM;
-        t = call_store_read(call);
-        if (!t)
-                return 0;
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
         r = offers_foreach(t, call_publisher_id(call), append_offer, items);
         if (r < 0)
                 return r;

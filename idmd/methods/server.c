@@ -178,25 +178,25 @@ static int method_server_test_advance_clock(Call *call, json_t *params) {
         /* The role is checked here, not by the dispatcher: without the switch, nobody must be
          * able to tell this method from one that does not exist. */
         if (!test_clock_enabled())
-                return call_reply_error(call, IDM_RPC_METHOD_NOT_FOUND, IDM_REASON_UNKNOWN_METHOD, NULL, NULL);
+                return call_fail(call, IDM_RPC_METHOD_NOT_FOUND, IDM_REASON_UNKNOWN_METHOD, NULL, NULL);
         if (call_role(call) != ROLE_ADMIN)
-                return call_reply_error(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
+                return call_fail(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
                                         "this method needs an administrator (root or the admin group)");
 
         if (!seconds)
-                return call_reply_invalid_param(call, "seconds", "missing parameter 'seconds'");
+                return call_fail_param(call, "seconds", "missing parameter 'seconds'");
         if (!json_is_integer(seconds))
-                return call_reply_invalid_param(call, "seconds", "parameter 'seconds' must be an integer");
+                return call_fail_param(call, "seconds", "parameter 'seconds' must be an integer");
         n = json_integer_value(seconds);
         if (n < 0)
-                return call_reply_invalid_param(call, "seconds", "the clock only moves forward");
+                return call_fail_param(call, "seconds", "the clock only moves forward");
         if (sweep && !json_is_boolean(sweep))
-                return call_reply_invalid_param(call, "sweep", "parameter 'sweep' must be a boolean");
+                return call_fail_param(call, "sweep", "parameter 'sweep' must be a boolean");
 
         r = (uint64_t) n > TEST_CLOCK_MAX_OFFSET_USEC / 1000000ULL ? -ERANGE
                                                                    : test_clock_advance((uint64_t) n * 1000000ULL);
         if (r == -ERANGE)
-                return call_reply_invalid_param(call, "seconds", "the clock would be more than 100 years ahead");
+                return call_fail_param(call, "seconds", "the clock would be more than 100 years ahead");
         if (r < 0)
                 return r;
         log_notice("%s: test clock advanced by %lld s, now %llu s ahead.", call_request_id(call), (long long) n,

@@ -16,14 +16,12 @@
 #include "tokens.h"
 
 
-static int reply_token_error(Call *call, int r) {
+static int fail_token(Call *call, int r) {
         if (r == -ETIME)
-                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_TOKEN_EXPIRED, NULL,
-                                        "the token has expired");
+                return call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_TOKEN_EXPIRED, NULL, "the token has expired");
         if (r == -EACCES || r == -EKEYREVOKED)
-                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL,
-                                        "invalid token");
-        return call_reply_errno(call, r);
+                return call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
+        return r;
 }
 
 /* --- refreshToken --- */
@@ -66,7 +64,7 @@ static void refresh_done(Call *call, int r, void *userdata) {
                 log_notice("%s: a rotated refresh token was presented again (uid %u): its session was revoked",
                            call_request_id(call), (unsigned) call_peer(call)->uid);
         if (w->result < 0) {
-                (void) reply_token_error(call, w->result);
+                (void) fail_token(call, w->result);
                 return;
         }
         (void) call_reply(call, json_pack("{s:s, s:s}", "jwt", w->tokens.jwt, "refreshToken", w->tokens.refresh_token));
@@ -161,7 +159,7 @@ static int method_tokens_logout_all(Call *call, json_t *params) {
         RevokeWork *w;
 
         if (!call_customer_id(call))    /* auth_customer() lets no call through without one */
-                return call_reply_error(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL,
+                return call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL,
                                         "invalid token");
         w = revoke_work_new(call, NULL, call_customer_id(call));
         if (!w)
@@ -177,9 +175,9 @@ static int method_tokens_introspect(Call *call, json_t *params) {
         json_t *result = NULL;
         int r;
 
-        t = call_store_read(call);
-        if (!t)
-                return 0;       /* replied */
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
         r = session_introspect(t, &ctx, json_object_get_string(params, "token"), &result);
         if (r < 0)
                 return r;
@@ -211,7 +209,7 @@ static int method_tokens_rotate_signing_key(Call *call, json_t *params) {
         r = keyring_rotate(m->keyring, now_realtime_usec(), KEYRING_RETAIN_USEC(m->config->access_ttl_usec));
         if (r < 0) {
                 if (streq_ptr(keyring_active_kid(m->keyring), old_kid))
-                        return r;       /* nothing changed; call_reply_errno() logs it */
+                        return r;       /* nothing changed; rpc.c logs it */
                 /* The new key is active anyway (tokens.h): warn and answer with it. */
                 log_warning_errno(r, "%s: new signing key active, but updating the old one failed: %m",
                                   call_request_id(call));
