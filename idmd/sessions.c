@@ -1462,3 +1462,34 @@ int session_expiry_rebuild(StoreTxn *t) {
                 return -EINVAL;
         return store_foreach(t, STORE_TOKENS, NULL, NULL, rebuild_one, t);
 }
+
+/* ---- what a customer leaves behind ---- */
+
+typedef struct CustomerRecords {
+        const char *customer_id;
+        const char *index_prefix;
+        SessionRecordFn fn;
+        void *userdata;
+} CustomerRecords;
+
+static int customer_record(const char *key, json_t *value, void *userdata) {
+        CustomerRecords *c = userdata;
+        bool mine = streq_ptr(json_object_get_string(value, "customerId"), c->customer_id);
+
+        if (startswith(key, c->index_prefix) || mine)
+                return c->fn(key, c->userdata);
+        return 0;
+}
+
+int session_foreach_customer_record(StoreTxn *t, const char *customer_id, SessionRecordFn fn, void *userdata) {
+        _cleanup_free_ char *prefix = NULL;
+
+        if (!t || !fn || !customer_id_is_valid(customer_id))
+                return -EINVAL;
+        if (asprintf(&prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0)
+                return -ENOMEM;
+        /* Token records are keyed by hash only: a walk over the table, as for deleting. */
+        return store_foreach(t, STORE_TOKENS, NULL, NULL, customer_record,
+                             &(CustomerRecords) { .customer_id = customer_id, .index_prefix = prefix, .fn = fn,
+                                                  .userdata = userdata });
+}

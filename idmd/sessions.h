@@ -119,6 +119,13 @@ int session_revoke_customer(StoreTxn *t, const SessionContext *ctx, const char *
  * Returns the number of records deleted. */
 int session_delete_customer(StoreTxn *t, const char *customer_id);
 
+/* Calls fn(key, userdata) for every record of the customer in the token table: its session
+ * index entries, families, refresh and customer tokens, and the PAM path's records naming it
+ * (their expiry index entries are derived and left to the sweep). fn returns 0 to go on, < 0 to
+ * stop with that error. Walks the whole token table. */
+typedef int (*SessionRecordFn)(const char *key, void *userdata);
+int session_foreach_customer_record(StoreTxn *t, const char *customer_id, SessionRecordFn fn, void *userdata);
+
 /* Verifies an access JWT (signature, claims, expiry via jwt_verify with 60 s leeway; a "sid"
  * naming a live family of the same customer) and that its family is not revoked. Fills *ret
  * (jwt_claims_done it); *ret_family (may be NULL) is a new string. -EACCES or -ETIME. */

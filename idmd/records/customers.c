@@ -9,7 +9,10 @@
 
 #include "idm/cleanup.h"
 #include "idm/json-util.h"
+#include "lockout.h"
+#include "records/consents.h"
 #include "records/customers.h"
+#include "sessions.h"
 #include "tokens.h"
 #include "validate.h"
 
@@ -122,4 +125,70 @@ int customer_put(StoreTxn *t, json_t *rec) {
         if (!id)
                 return -EINVAL;
         return store_put(t, STORE_CUSTOMERS, id, rec, STORE_PUT_DEFAULT);
+}
+
+typedef struct RecordVisit {
+        CustomerRecordFn fn;
+        void *userdata;
+} RecordVisit;
+
+static int visit_token_record(const char *key, void *userdata) {
+        RecordVisit *v = userdata;
+
+        return v->fn(STORE_TOKENS, key, v->userdata);
+}
+
+int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecordFn fn, void *userdata) {
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        _cleanup_free_ char *email_key = NULL, *ext_key = NULL, *consents_key = NULL, *lock_key = NULL;
+        const char *pid, *email, *external_id;
+        int r;
+
+        r = customer_get(t, customer_id, &rec);
+        if (r < 0)
+                return r;
+        pid = json_object_get_string(rec, "publisherId");
+        email = json_object_get_string(rec, "email");
+        external_id = json_object_get_string(rec, "externalId");
+        if (!pid || !email)
+                return -EPROTO;
+
+        r = fn(STORE_CUSTOMERS, customer_id, userdata);
+        if (r < 0)
+                return r;
+        r = customer_email_key(pid, email, &email_key);
+        if (r < 0)
+                return r;
+        r = fn(STORE_CUSTOMERS_BY_EMAIL, email_key, userdata);
+        if (r < 0)
+                return r;
+        if (external_id) {
+                r = external_id_key(pid, external_id, &ext_key);
+                if (r < 0)
+                        return r;
+                r = fn(STORE_CUSTOMERS_BY_EXTERNAL_ID, ext_key, userdata);
+                if (r < 0)
+                        return r;
+        }
+
+        r = consent_answers_key(customer_id, &consents_key);
+        if (r < 0)
+                return r;
+        if (store_exists(t, STORE_CONSENTS, consents_key)) {
+                r = fn(STORE_CONSENTS, consents_key, userdata);
+                if (r < 0)
+                        return r;
+        }
+
+        r = lockout_key(pid, email, &lock_key);
+        if (r < 0 && r != -E2BIG)
+                return r;
+        if (r >= 0 && store_exists(t, STORE_LOCKOUTS, lock_key)) {
+                r = fn(STORE_LOCKOUTS, lock_key, userdata);
+                if (r < 0)
+                        return r;
+        }
+
+        return session_foreach_customer_record(t, customer_id, visit_token_record,
+                                               &(RecordVisit) { .fn = fn, .userdata = userdata });
 }

@@ -41,3 +41,13 @@ int customer_put(StoreTxn *t, json_t *rec);
 /* The key of the customer's e-mail index entry: "<publisherId>:<lower-cased e-mail>". Also the
  * name other records of that account are keyed by (lockouts, PAM session records). -ENOMEM. */
 int customer_email_key(const char *publisher_id, const char *email, char **ret);
+
+/* Every record a customer leaves behind, for deleting or exporting it: calls fn(table, key,
+ * userdata) for the customer record, its e-mail and externalId index entries, its consent
+ * answers, its lockout record (keyed by the account's e-mail) when there is one, and every record
+ * of its sessions in the token table (session index entries, families, refresh and customer
+ * tokens, the PAM path's records). Derived index entries that the sweep drops by themselves
+ * (token expiry) are not named. fn returns 0 to go on, or < 0 to stop with that error. -ENOENT
+ * when there is no such customer. */
+typedef int (*CustomerRecordFn)(StoreTable table, const char *key, void *userdata);
+int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecordFn fn, void *userdata);

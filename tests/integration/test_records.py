@@ -1,0 +1,84 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""What a customer leaves behind: a customer is created and used through every path that writes
+records about it (registration with an externalId and consents, logins, a refresh, a password
+change, the PAM path, consent answers, a failed login's lockout record), idmd is stopped, and the
+store is read directly (the store-inspect helper): customer_foreach_record() must name every
+record of that customer in every table, exist, and name nothing of another customer."""
+
+import json
+import os
+import subprocess
+
+from idmtest import IdmdTestCase, main
+
+STORE_INSPECT = os.environ.get("STORE_INSPECT", "store-inspect")
+PASSWORD = "correct horse 9"
+NEW_PASSWORD = "another horse 10"
+DERIVED = {"meta", "token_expiry"}       # store-wide records and derived indexes
+
+
+class LeftBehind(IdmdTestCase):
+    def inspect(self, *args):
+        p = subprocess.run([STORE_INSPECT, self.idmd.state, *args], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return [json.loads(line) for line in p.stdout.splitlines()]
+
+    def test_every_record_of_a_customer_is_named(self):
+        p = self.create_publisher()
+        pub, token = p["publisherId"], p["publisherToken"]
+        self.idmd.call("setPublisherConsents", {"publisherToken": token, "consents": [
+            {"name": "terms", "label": "Terms", "required": True},
+            {"name": "news", "label": "News", "required": False}]})
+        terms = [{"name": "terms", "version": 1, "state": "accepted"}]
+
+        def register(email, **extra):
+            params = {"email": email, "password": PASSWORD, "publisherId": pub, "locale": "en_GB",
+                      "country": "GB", "currency": "GBP", "consents": terms}
+            params.update(extra)
+            return self.idmd.call("registerCustomer", params)
+
+        alice = register("Alice@Example.com", externalId="crm-1", publisherToken=token)
+        bob = register("bob@example.com", externalId="crm-2", publisherToken=token)
+        login = {"email": "alice@example.com", "password": PASSWORD, "publisherId": pub}
+        s2 = self.idmd.call("login", login)
+        self.idmd.call("refreshToken", {"refreshToken": s2["refreshToken"]})
+        self.idmd.call("updateCustomerConsents", {"jwt": alice["jwt"], "consents": [
+            {"name": "news", "version": 1, "state": "accepted"}]})
+        self.idmd.call("changePassword", {"jwt": alice["jwt"], "oldPassword": PASSWORD, "newPassword": NEW_PASSWORD})
+        self.idmd.call("login", dict(login, password=NEW_PASSWORD))
+        self.idmd.call("pamAuthenticate", {"publisherId": pub, "user": "alice@example.com",
+                                           "password": NEW_PASSWORD, "service": "login", "rhost": "192.0.2.1"})
+        self.idmd.call("login", {"email": "bob@example.com", "password": PASSWORD, "publisherId": pub})
+        # Last, so that no successful login clears it: a failure leaves a lockout record.
+        self.idmd.error("login", dict(login, password="wrong horse 1"))
+        self.idmd.error("login", {"email": "bob@example.com", "password": "wrong horse 1", "publisherId": pub})
+        self.assertEqual(self.idmd.stop(), 0)
+
+        records = self.inspect("dump")
+        named = {(r["table"], r["key"]) for r in self.inspect("customer", alice["customerId"])}
+        in_store = {(r["table"], r["key"]) for r in records}
+        self.assertLessEqual(named, in_store, "customer_foreach_record() names records that do not exist")
+
+        def about(customer_id, email, external_id, r):
+            key, value = r["key"], r["value"]
+            return (value.get("customerId") == customer_id or customer_id in key or
+                    f"{pub}:{email}" == key or f"{pub}:{external_id}" == key or
+                    key.startswith(f"pam:{pub}:{email}:"))
+
+        alice_records = {(r["table"], r["key"]) for r in records
+                         if r["table"] not in DERIVED and about(alice["customerId"], "alice@example.com", "crm-1", r)}
+        bob_records = {(r["table"], r["key"]) for r in records
+                       if r["table"] not in DERIVED and about(bob["customerId"], "bob@example.com", "crm-2", r)}
+        self.assertEqual(alice_records - named, set(), "records of the customer that are not named")
+        self.assertEqual(named & bob_records, set(), "another customer's records are named")
+        # Every kind of record is there, so the test covers every path.
+        tables = {t for t, _ in named}
+        self.assertEqual(tables, {"customers", "customers_by_email", "customers_by_external_id", "consents",
+                                  "lockouts", "tokens"}, named)
+        self.assertTrue(any(k.startswith("pam:") for t, k in named), "no PAM session record named")
+        print(f"{len(named)} records of the customer named, {len(in_store)} in the store")
+
+
+if __name__ == "__main__":
+    main()
