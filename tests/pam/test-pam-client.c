@@ -314,7 +314,8 @@ TEST(error_reply) {
  * as is a request longer than max_request, and the connection stays usable. */
 TEST(params_shapes) {
         IdmClient c = IDM_CLIENT_INIT;
-        json_t *array = json_pack("[s, i]", "s", 7), *big = json_object(), *result = NULL, *req;
+        json_t *array = json_pack("[s, i]", "s", 7), *big = json_object(), *text = json_string("not params");
+        json_t *result = NULL, *req;
         char blob[201];
         IdmError e = {};
         int lfd = listen_at(path, 16);
@@ -334,7 +335,7 @@ TEST(params_shapes) {
         json_wipe_and_decref(result);
         result = NULL;
 
-        ASSERT_EQ(idm_client_call(&c, "x", json_string("not params"), &result, &e), -EINVAL);
+        ASSERT_EQ(idm_client_call(&c, "x", text, &result, &e), -EINVAL);
         ASSERT_TRUE(c.fd >= 0);
 
         /* 200 bytes of params do not fit into 100; they do into the default. */
@@ -356,13 +357,14 @@ TEST(params_shapes) {
         close(lfd);
         json_decref(array);
         json_decref(big);
+        json_decref(text);
 }
 
 /* idm_client_call_full() hands out idmd's error object whole (idmctl prints data.param etc.),
  * also without an IdmError. */
 TEST(error_object) {
         IdmClient c = IDM_CLIENT_INIT;
-        json_t *result = NULL, *error = json_object();
+        json_t *result = NULL, *error = NULL;
         IdmError e = {};
         int lfd = listen_at(path, 16);
         pid_t pid = serve(lfd, SERVE_ERROR);
