@@ -20,6 +20,7 @@
 
 #include "idm/json-util.h"
 #include "log.h"
+#include "records/customers.h"
 #include "sessions.h"
 
 #define SESSION_USEC_PER_SEC UINT64_C(1000000)
@@ -1492,4 +1493,28 @@ int session_foreach_customer_record(StoreTxn *t, const char *customer_id, Sessio
         return store_foreach(t, STORE_TOKENS, NULL, NULL, customer_record,
                              &(CustomerRecords) { .customer_id = customer_id, .index_prefix = prefix, .fn = fn,
                                                   .userdata = userdata });
+}
+
+int session_pam_get(StoreTxn *t, const char *key, json_t **ret) {
+        if (!startswith(strempty(key), SESSION_PAM_PREFIX))
+                return -EINVAL;
+        return store_get(t, STORE_TOKENS, key, ret);
+}
+
+int session_pam_key(const char *publisher_id, const char *user, uid_t uid, char **ret) {
+        _cleanup_free_ char *index = NULL;
+        char *key;
+        int r;
+
+        r = customer_email_key(publisher_id, user, &index);
+        if (r < 0)
+                return r;
+        if (asprintf(&key, SESSION_PAM_PREFIX "%s:%u", index, (unsigned) uid) < 0)
+                return -ENOMEM;
+        if (strlen(key) > STORE_KEY_MAX) {
+                free(key);
+                return -E2BIG;
+        }
+        *ret = key;
+        return 0;
 }

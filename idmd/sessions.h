@@ -218,6 +218,12 @@ int session_sweep_pending(StoreTxn *t, const char *kind, uint64_t now_usec, cons
  * written and removed with their index entry. _del: 1 if there was a record, 0 if not. */
 int session_pam_put(StoreTxn *t, const char *key, json_t *rec);
 int session_pam_del(StoreTxn *t, const char *key);
+/* The record under key. -ENOENT. */
+int session_pam_get(StoreTxn *t, const char *key, json_t **ret);
+/* The key of the record of the session peer uid opened for (publisher, user):
+ * "pam:<publisherId>:<lower-cased e-mail>:<uid>". -ENOMEM; -E2BIG when no account can have such
+ * a name (the key would be too long). */
+int session_pam_key(const char *publisher_id, const char *user, uid_t uid, char **ret);
 
 /* For the store's migration from schema version 1: adds the index entry of every token record
  * (by the record alone: a revoked family or a sealed successor is entered at its revocation or

@@ -950,6 +950,7 @@ int store_set_event(Store *s, sd_event *event) {
 
 int store_submit(Store *s, StoreWorkFn fn, StoreDoneFn done, void *userdata) {
         StoreUnit *u;
+        int r;
 
         if (!s || !fn || !done)
                 return -EINVAL;
@@ -975,7 +976,14 @@ int store_submit(Store *s, StoreWorkFn fn, StoreDoneFn done, void *userdata) {
                 store_flush(s);
                 return 0;
         }
-        return store_schedule(s);
+        /* Queued now: it runs and is reported whatever happens next, so no error may be
+         * returned from here on (the caller would free what the unit uses). When the loop
+         * cannot schedule it (it has finished: idmd is stopping), store_flush() or store_free()
+         * runs it. */
+        r = store_schedule(s);
+        if (r < 0)
+                log_debug_errno(r, "Could not schedule a store batch, it runs at the next flush: %m");
+        return 0;
 }
 
 static int txn_get_val(StoreTxn *t, StoreTable table, const char *key, MDB_val *ret) {

@@ -14,7 +14,7 @@
  * ("tokens": true): the PAM stack closes the session by its id, and tokens it never needed should
  * not pass through the memory of sshd or login.
  *
- * Records in STORE_TOKENS (docs/store.md), times in CLOCK_REALTIME usec:
+ * Records (sessions.c, docs/store.md), times in CLOCK_REALTIME usec:
  *   "pam:<publisherId>:<lower-cased e-mail>:<peer uid>"  {sessionId, customerId, created,
  *                                                         expires}
  * The session is a session family (sessions.h): sessionId is its id ("sid" in the JWT), and its
@@ -36,13 +36,13 @@
 #include "methods/customers.h"
 #include "methods/lockouts.h"
 #include "methods/methods.h"
+#include "records/customers.h"
 #include "passwords.h"
 #include "sessions.h"
 
-#define PAM_RECORD_PREFIX SESSION_PAM_PREFIX
-#define SESSION_ID_MAX 64
-#define USER_MAX 320
-#define PASSWORD_MAX_BYTES 1024
+#define SESSION_ID_MAX IDM_SESSION_ID_MAX
+#define USER_MAX IDM_EMAIL_MAX
+#define PASSWORD_MAX_BYTES IDM_PASSWORD_MAX
 #define CONTEXT_MAX 256
 #define RHOST_MAX 1024
 #define LOG_CONTEXT_MAX 64              /* bytes of each PAM context item shown in the log */
@@ -58,25 +58,6 @@ static const char *log_safe(const char *s, char buf[static LOG_CONTEXT_MAX + 1])
                 buf[i] = ((unsigned char) s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
         buf[i] = 0;
         return buf;
-}
-
-/* "pam:<publisherId>:<lower-cased e-mail>:<uid>". -ENOMEM, -E2BIG. */
-static int pam_record_key(const char *publisher_id, const char *user, uid_t uid, char **ret) {
-        _cleanup_free_ char *index = NULL;
-        char *key;
-        int r;
-
-        r = customers_index_key(publisher_id, user, &index);
-        if (r < 0)
-                return r;
-        if (asprintf(&key, PAM_RECORD_PREFIX "%s:%u", index, (unsigned) uid) < 0)
-                return -ENOMEM;
-        if (strlen(key) > STORE_KEY_MAX) {
-                free(key);
-                return -E2BIG;
-        }
-        *ret = key;
-        return 0;
 }
 
 /* The publisher named by params, in a short snapshot (customers_resolve_publisher()). */
@@ -105,11 +86,11 @@ static int pam_authorize(Call *call, StoreTxn *t, const char *publisher_id, cons
         customer_id = json_object_get_string(customer, "customerId");
 
         if (call_role(call) != ROLE_ADMIN) {
-                r = pam_record_key(publisher_id, user, call_peer(call)->uid, &key);
+                r = session_pam_key(publisher_id, user, call_peer(call)->uid, &key);
                 if (r == -E2BIG)        /* no account has such a name */
                         r = -ENOENT;
                 else if (r >= 0)
-                        r = store_get(t, STORE_TOKENS, key, &rec);
+                        r = session_pam_get(t, key, &rec);
                 /* It authenticated the user, who was deleted since: it may know. */
                 if (r >= 0 && !customer)
                         return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL,
@@ -143,7 +124,7 @@ static int pam_login_record(StoreTxn *t, Call *call, const CustomerLogin *l) {
         uint64_t now = now_realtime_usec();
         int r;
 
-        r = pam_record_key(l->publisher_id, strempty(json_object_get_string(l->customer, "email")), call_peer(call)->uid,
+        r = session_pam_key(l->publisher_id, strempty(json_object_get_string(l->customer, "email")), call_peer(call)->uid,
                            &key);
         if (r < 0)
                 return r;
@@ -338,12 +319,12 @@ static int pam_close_write(StoreTxn *t, void *userdata) {
         int r;
 
         w->revoked = 0;
-        r = pam_record_key(w->publisher_id, w->user, w->uid, &key);
+        r = session_pam_key(w->publisher_id, w->user, w->uid, &key);
         if (r == -E2BIG)
                 return 0;
         if (r < 0)
                 return r;
-        r = store_get(t, STORE_TOKENS, key, &rec);
+        r = session_pam_get(t, key, &rec);
         if (r < 0 && r != -ENOENT)
                 return r;
         sid = w->session_id ?: json_object_get_string(rec, "sessionId");
@@ -447,7 +428,7 @@ static int disable_write(StoreTxn *t, void *userdata) {
                         return -ENOMEM;
         } else
                 (void) json_object_del(w->customer, "disabled");        /* -1 if it was not there */
-        r = store_put(t, STORE_CUSTOMERS, id, w->customer, STORE_PUT_DEFAULT);
+        r = customer_put(t, w->customer);
         if (r < 0)
                 return r;
         if (w->disabled) {      /* a disabled account keeps no session */
@@ -504,9 +485,7 @@ static int method_pam_set_customer_disabled(Call *call, json_t *params) {
         return call_write(call, disable_write, disable_done, w, disable_work_free);
 }
 
-#define PAM_PUBLISHER_PARAMS                    \
-        PARAM_ID("publisherId", false, 16),     \
-        PARAM_ID("offerId", false, 64)
+#define PAM_PUBLISHER_PARAMS PUBLISHER_NAMING_PARAMS
 
 const Method methods_pam[] = {
         { .name = IDM_METHOD_PAM_AUTHENTICATE, .handler = method_pam_authenticate, .role = ROLE_ANYONE,
