@@ -50,11 +50,15 @@ static const Method *const method_tables[] = {
         methods_lockouts,
 };
 
+static bool method_exists(const Method *m) {
+        return !m->test_only || test_clock_enabled();
+}
+
 const Method *rpc_find_method(const char *name) {
         for (size_t t = 0; t < ELEMENTSOF(method_tables); t++)
                 for (const Method *m = method_tables[t]; m->name; m++)
                         if (streq(m->name, name))
-                                return m;
+                                return method_exists(m) ? m : NULL;
         return NULL;
 }
 
@@ -62,8 +66,9 @@ void rpc_foreach_method(void (*fn)(const Method *m, size_t index, void *userdata
         size_t i = 0;
 
         for (size_t t = 0; t < ELEMENTSOF(method_tables); t++)
-                for (const Method *m = method_tables[t]; m->name; m++)
-                        fn(m, i++, userdata);
+                for (const Method *m = method_tables[t]; m->name; m++, i++)
+                        if (method_exists(m))
+                                fn(m, i, userdata);
 }
 
 size_t rpc_n_methods(void) {

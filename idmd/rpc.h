@@ -80,6 +80,8 @@ typedef struct Method {
                                          * limited by it (docs/ratelimits.md) */
         bool publisher_optional;        /* ROLE_ANYONE methods: a publisherToken, when given, is
                                          * checked and makes the call a publisher's */
+        bool test_only;                 /* exists only in an idmd started with --test-clock:
+                                         * otherwise unknown (-32601) and listed nowhere */
 } Method;
 
 /* Each methods/<family>.c defines one table, terminated by an entry with name NULL. */
@@ -92,7 +94,8 @@ extern const Method methods_consents[];
 extern const Method methods_lockouts[];
 
 const Method *rpc_find_method(const char *name);
-/* Calls fn for every method in every table, in table order. */
+/* Calls fn for every method in every table, in table order (test-only methods only when they
+ * exist). rpc_find_method() does not find a test-only method that does not exist. */
 void rpc_foreach_method(void (*fn)(const Method *m, size_t index, void *userdata), void *userdata);
 size_t rpc_method_index(const Method *m);       /* 0..rpc_n_methods()-1, for statistics */
 size_t rpc_n_methods(void);

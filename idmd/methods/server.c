@@ -24,15 +24,8 @@ static const char *const role_names[_ROLE_MAX] = {
 
 static int method_server_test_advance_clock(Call *call, json_t *params);
 
-/* testAdvanceClock is in the table (rpc.c's tables are fixed), but without --test-clock it is
- * not shown anywhere and answers as a method that does not exist. */
-static bool method_hidden(const Method *m) {
-        return m->handler == method_server_test_advance_clock && !test_clock_enabled();
-}
-
 static void add_method_name(const Method *m, size_t index, void *userdata) {
-        if (!method_hidden(m))
-                (void) json_array_append_new(userdata, json_string(m->name));
+        (void) json_array_append_new(userdata, json_string(m->name));
 }
 
 static int method_server_get_info(Call *call, json_t *params) {
@@ -58,7 +51,7 @@ static void add_method_stats(const Method *method, size_t index, void *userdata)
         const MethodStats *st = &m->method_stats[index];
         json_t *hist;
 
-        if (st->calls == 0 || method_hidden(method))
+        if (st->calls == 0)
                 return;
         hist = json_object();
         for (unsigned i = 0; i < LATENCY_BUCKETS; i++)
@@ -215,10 +208,10 @@ const Method methods_server[] = {
           .params = (const ParamSpec[]) { {} } },
         { .name = IDM_METHOD_GET_STATS, .handler = method_server_get_stats, .role = ROLE_ADMIN,
           .params = (const ParamSpec[]) { {} } },
-        /* Role ANYONE and params of any type: the handler checks both, so that without
-         * --test-clock every call to it is answered unknown_method (see above). */
-        { .name = TEST_METHOD_ADVANCE_CLOCK, .handler = method_server_test_advance_clock, .role = ROLE_ANYONE,
-          .params = (const ParamSpec[]) { { "seconds", PARAM_ANY }, { "sweep", PARAM_ANY }, {} },
+        /* Without --test-clock it does not exist (rpc.c); the handler checks again. */
+        { .name = TEST_METHOD_ADVANCE_CLOCK, .handler = method_server_test_advance_clock, .role = ROLE_ADMIN,
+          .test_only = true,
+          .params = (const ParamSpec[]) { { "seconds", PARAM_INTEGER, true }, { "sweep", PARAM_BOOLEAN }, {} },
           .positional = (const char *const[]) { "seconds", "sweep", NULL } },
         {}
 };
