@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Lockout of accounts after failed logins (DESIGN.md section 7, docs/ratelimits.md).
+ * Lockout of accounts after failed logins (docs/ratelimits.md).
  *
  * One LockoutState per (publisher, lower-cased e-mail), for known and unknown e-mails alike, so
  * a lockout tells nothing about whether an account exists. The state transitions are pure

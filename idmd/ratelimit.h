@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Rate and concurrency limits per method class (DESIGN.md section 7, docs/ratelimits.md).
+ * Rate and concurrency limits per method class (docs/ratelimits.md).
  *
  * Pure logic: no I/O, no clock, no event loop. The caller passes the time (CLOCK_MONOTONIC
  * microseconds; any clock that never goes backwards works) to every call, so the unit tests

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Customer sessions: what a login starts and what tokens are kept for it (DESIGN.md section 6).
+ * Customer sessions: what a login starts and what tokens are kept for it.
  *
  * One login = one session family. A family has a record, an entry in its customer's index, one
  * live refresh token (rotated on every use; the rotated ones are kept until they expire so a

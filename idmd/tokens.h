@@ -32,7 +32,7 @@
 
 #define TOKEN_HASH_STRLEN 64    /* hex of a 256-bit hash, without the NUL */
 #define JWT_MAX 8192            /* longest access token jwt_verify accepts, in bytes */
-#define JWT_LEEWAY_SEC 60u      /* clock skew allowed on exp/nbf (DESIGN.md section 6: at most 60 s) */
+#define JWT_LEEWAY_SEC 60u      /* clock skew allowed on exp/nbf (at most 60 s) */
 /* How long a retired signing key must keep verifying: the longest-lived token it signed, plus the
  * leeway. Used by keyring_load (at start) and keyring_rotate alike. */
 #define KEYRING_RETAIN_USEC(access_ttl_usec) ((access_ttl_usec) + JWT_LEEWAY_SEC * 1000000ULL)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Consents (DESIGN.md section 5): what a publisher asks its customers to agree to, and what each
+ * Consents: what a publisher asks its customers to agree to, and what each
  * customer answered. The methods are in consents.c; this header is what registration, login and
  * the PAM path need from it.
  *

@@ -6,7 +6,7 @@
  * Every password hash or verification runs on the worker pool (workers.h): the handler checks
  * what it can on the loop, hands a PasswordJob to a worker and returns; the job's completion
  * runs back on the loop, writes in one unit of work and replies. Unknown accounts cost one
- * dummy verification, like a wrong password, and get the same answer (DESIGN.md section 4).
+ * dummy verification, like a wrong password, and get the same answer (docs/security.md).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -849,7 +849,7 @@ int customers_set_password(StoreTxn *t, const SessionContext *ctx, const char *c
         r = customer_put(t, rec);
         if (r < 0)
                 return r;
-        /* DESIGN.md 6: a password change ends the customer's sessions. */
+        /* A password change ends the customer's other sessions (docs/rpc.md). */
         return session_revoke_customer(t, ctx, customer_id, keep_session);
 }
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Token methods: refreshToken (rotation, DESIGN.md 6), revokeToken (RFC 7009), logoutAll,
+ * Token methods: refreshToken (rotation, docs/rpc.md), revokeToken (RFC 7009), logoutAll,
  * introspectToken (RFC 7662), getJwks (RFC 8037 keys), rotateSigningKey (admin). The session
  * logic is in sessions.c; this file turns it into replies.
  */

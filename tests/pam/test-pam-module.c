@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of pam_idm's option parsing and configuration file reader, its mapping of idmd's
- * answers to PAM codes (the table of DESIGN.md section 10, phase by phase), the device-login poll
+ * answers to PAM codes (the table in docs/pam_idm.md, phase by phase), the device-login poll
  * interval and the sanitising of text shown to users.
  */
 #include <fcntl.h>

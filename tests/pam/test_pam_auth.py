@@ -143,7 +143,7 @@ class TestAuthenticate(PamTestCase):
         # PAM_SILENT: the same code, no message.
         r = self.ok(svc, self.EMAIL, "auth=PAM_MAXTRIES", pw=[PASSWORD], silent=True)
         self.assertEqual(r.errors, [])
-        # The PAM path tells an unprivileged caller too (DESIGN.md section 7).
+        # The PAM path tells an unprivileged caller too (docs/ratelimits.md).
         self.ok(svc, self.EMAIL, "auth=PAM_MAXTRIES", pw=[PASSWORD], as_nobody=True)
         # Unlocked by the operator: in again.
         self.idmd.call("unlockCustomer", {"publisherId": self.publisher, "email": self.EMAIL})
