@@ -28,7 +28,7 @@
  *   -EEXIST    key already present (STORE_PUT_NO_OVERWRITE)
  *   -E2BIG     key longer than STORE_KEY_MAX
  *   -EINVAL    bad argument (empty key, value not a JSON object, ...)
- *   -ENOSPC    the store is full (map at its configured maximum, or the disk is full): nothing
+ *   -ENOSPC    the store is full (at its configured maximum size, or the disk is full): nothing
  *              of the unit of work was written
  *   -ENOBUFS   only inside a StoreWorkFn, from store_put()/store_del(): the store is full.
  *              Just return it (or any error): the store grows and runs the function again, or
@@ -78,9 +78,10 @@ typedef enum StoreTable {
 typedef struct Store Store;
 typedef struct StoreTxn StoreTxn;       /* a unit of work */
 
-/* Sizes are rounded to whole OS pages (initial up, max down). Each growth doubles the map, up
- * to map_size_max. A store reopened with more data than map_size_initial starts at
- * map_size_initial doubled as often as needed to hold it. */
+/* The space the store reserves (the embedded backend's memory map). Sizes are rounded to whole
+ * OS pages (initial up, max down). Each growth doubles it, up to map_size_max. A store reopened
+ * with more data than map_size_initial starts at map_size_initial doubled as often as needed to
+ * hold it. A backend without such a reservation ignores both. */
 typedef struct StoreOptions {
         uint64_t map_size_initial;      /* bytes; 0: default 16 MiB (or map_size_max if smaller) */
         uint64_t map_size_max;          /* bytes; 0: default 4 GiB. Growth past it is -ENOSPC */
@@ -127,7 +128,7 @@ DEFINE_POINTER_CLEANUP(StoreTxn, store_txn_free)
 
 /* Runs fn(txn, userdata) in a write unit of work. If fn returns < 0 the unit of work is rolled
  * back and that value returned. If fn returns >= 0 it is committed durably and fn's value is
- * returned. On map full (from fn's writes or the commit) the map is grown and fn run again,
+ * returned. When the store is full (fn's writes or the commit) it grows and fn runs again,
  * even if fn ignored or changed the -ENOBUFS. If fn goes on after a failed write (other than
  * -ENOENT/-EEXIST/-E2BIG/-EINVAL answers) and returns >= 0, nothing is committed and that
  * write's error is returned. The StoreTxn is valid only during the call. */
