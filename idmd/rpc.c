@@ -482,8 +482,10 @@ int call_reply_errno(Call *call, int r) {
                 return call_reply_error(call, IDM_ERR_UNAVAILABLE, IDM_REASON_UNAVAILABLE, NULL,
                                         "The service is overloaded; try again later");
         /* -EBUSY is a programming error here (a write while a snapshot is alive, a unit of work
-         * inside another), never overload: logged and answered as an internal error below.
-         * (Rate-limit refusals never come this way.) */
+         * inside another), never overload: logged and answered as an internal error below, and
+         * fatal in builds with assertions (the test suite's). Rate-limit refusals never come
+         * this way. */
+        assert(r != -EBUSY);
         log_error_errno(r, "%s: method '%s' failed: %m", call->request_id,
                         call->method ? call->method->name : "-");
         return call_reply_error(call, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL);
