@@ -202,6 +202,9 @@ struct PasswordJob {
         SessionContext ctx;
         LockoutPolicy policy;
         PasswordJobWrite success;       /* runs when the password was right and no lock fell */
+        CallWriteDone finish;           /* replies to an accepted check (and to the write's errors) */
+        const char *refusal;            /* the message of the 401 for a wrong password */
+        void (*refused)(PasswordJob *j); /* NULL, or replaces that 401 (login: unknown_user) */
         void *success_data;
         /* ... and outputs */
         CredentialOutcome outcome;
@@ -308,8 +311,31 @@ static int credential_write(StoreTxn *t, void *userdata) {
         return k < 0 ? k : r;
 }
 
-/* Hands the job to its unit of work; finish replies once it is durable. Takes the job over. */
-static void credential_submit(PasswordJob *j, PasswordJobWrite success, CallWriteDone finish) {
+/* The pipeline's completion: a refused check is answered here, alike for every kind (a wrong
+ * password, or a right one that other attempts' lock overtook, is 401 with the kind's message:
+ * a 423 after verification would tell a guesser which guess was right); the rest is the kind's. */
+static void credential_done(Call *call, int r, void *userdata) {
+        PasswordJob *j = userdata;
+
+        if (r >= 0 && j->outcome != CREDENTIAL_ACCEPTED) {
+                /* Every password check is a login attempt of the account. */
+                log_info("%s: login refused for publisher %s%s", call_request_id(call), j->publisher_id,
+                         j->outcome == CREDENTIAL_LOCKED ? " (locked meanwhile)" : "");
+                if (j->locked_now)
+                        lockouts_log_locked(call);
+                if (j->outcome == CREDENTIAL_REFUSED && j->refused)
+                        j->refused(j);
+                else
+                        (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL, "%s",
+                                         j->refusal);
+                return;
+        }
+        j->finish(call, r, j);
+}
+
+/* Hands the job to its unit of work; finish replies once it is durable, to an accepted check or
+ * to the write's errors. Takes the job over. */
+static void credential_submit(PasswordJob *j, PasswordJobWrite success, CallWriteDone finish, const char *refusal) {
         Call *call = j->call;
 
         /* A hash that failed (not a mismatch) settles nothing. */
@@ -323,7 +349,9 @@ static void credential_submit(PasswordJob *j, PasswordJobWrite success, CallWrit
         j->ctx = call_session_context(call);
         j->policy = lockout_policy_from_config(call_manager(call)->config);
         j->success = success;
-        (void) call_write(call, credential_write, finish, j, password_job_free_void);
+        j->finish = finish;
+        j->refusal = refusal;
+        (void) call_write(call, credential_write, credential_done, j, password_job_free_void);
 }
 
 static PasswordJob *password_job_new(Call *call, PasswordJobKind kind, json_t *params, PasswordJobDone done) {
@@ -627,37 +655,21 @@ static void login_finish(Call *call, int r, void *userdata) {
         if (r < 0)
                 return;         /* answered by call_write(): the failure could not be counted */
 
-        switch (j->outcome) {
-        case CREDENTIAL_REFUSED:
-                log_info("%s: login refused for publisher %s", call_request_id(call), j->publisher_id);
-                if (j->locked_now)
-                        lockouts_log_locked(call);
-                login_refuse(j);
-                return;
-        case CREDENTIAL_LOCKED:
-                /* Locked by other attempts while this password was checked. Answered like a wrong
-                 * password, to every caller: a 423 here, after verification, would tell whoever
-                 * is guessing (also through sshd's PAM stack, which runs as root) that this guess
-                 * was the right one. */
-                (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
-                                        "wrong e-mail or password");
-                return;
-        case CREDENTIAL_ACCEPTED:
-                log_info("%s: customer %s logged in", call_request_id(call), j->customer_id);
-                r = j->on_login(call, &(CustomerLogin) {
-                        .customer_id = j->customer_id,
-                        .publisher_id = j->publisher_id,
-                        .customer = j->customer,
-                        .tokens = &j->tokens,
-                });
-                if (r < 0)
-                        (void) call_reply_failure(call, r);
-                return;
-        }
+        /* Accepted: credential_done() answered the refusals. */
+        log_info("%s: customer %s logged in", call_request_id(call), j->customer_id);
+        r = j->on_login(call, &(CustomerLogin) {
+                .customer_id = j->customer_id,
+                .publisher_id = j->publisher_id,
+                .customer = j->customer,
+                .tokens = &j->tokens,
+        });
+        if (r < 0)
+                (void) call_reply_failure(call, r);
 }
 
 static void login_done(PasswordJob *j) {
-        credential_submit(j, login_write, login_finish);
+        j->refused = login_refuse;
+        credential_submit(j, login_write, login_finish, "wrong e-mail or password");
 }
 
 int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSuccess on_login) {
@@ -878,32 +890,15 @@ static void change_finish(Call *call, int r, void *userdata) {
                 (void) customers_fail_set_password(call, r);
                 return;
         }
-        switch (j->outcome) {
-        case CREDENTIAL_REFUSED:
-                /* A wrong old password is a failed login of the account: whoever holds a stolen
-                 * token must not get unlimited guesses at the password that takes it over. */
-                log_info("%s: wrong old password for customer %s", call_request_id(call), j->customer_id);
-                if (j->locked_now)
-                        lockouts_log_locked(call);
-                (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
-                                        "the old password is wrong");
-                return;
-        case CREDENTIAL_LOCKED:
-                /* Locked by other guesses while this one was hashed: answered like a wrong
-                 * password, so that the answer does not tell which guess was right (as for login). */
-                (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
-                                        "the old password is wrong");
-                return;
-        case CREDENTIAL_ACCEPTED:
-                log_info("%s: customer %s changed the password; %d other sessions revoked",
-                         call_request_id(call), j->customer_id, j->revoked);
-                (void) call_reply_empty(call);
-                return;
-        }
+        /* Accepted: a wrong old password was refused (and counted) by credential_done(), so
+         * whoever holds a stolen token gets no more guesses than at login. */
+        log_info("%s: customer %s changed the password; %d other sessions revoked",
+                 call_request_id(call), j->customer_id, j->revoked);
+        (void) call_reply_empty(call);
 }
 
 static void change_done(PasswordJob *j) {
-        credential_submit(j, change_write, change_finish);
+        credential_submit(j, change_write, change_finish, "the old password is wrong");
 }
 
 static int method_customers_change_password(Call *call, json_t *params) {
@@ -1012,7 +1007,6 @@ static void check_password_finish(Call *call, int r, void *userdata) {
                 .publisher_id = j->publisher_id,
                 .customer_id = j->stored_hash ? j->customer_id : NULL,
                 .changed = j->new_password != NULL,
-                .outcome = j->outcome,
                 .revoked = j->revoked,
         };
 
@@ -1020,13 +1014,11 @@ static void check_password_finish(Call *call, int r, void *userdata) {
                 (void) customers_fail_set_password(call, r);
                 return;
         }
-        if (j->locked_now)
-                lockouts_log_locked(call);
         j->on_checked(call, &c);
 }
 
 static void check_password_done(PasswordJob *j) {
-        credential_submit(j, check_password_write, check_password_finish);
+        credential_submit(j, check_password_write, check_password_finish, "wrong e-mail or password");
 }
 
 int customers_check_password(Call *call, json_t *params, const char *publisher_id, const char *email,

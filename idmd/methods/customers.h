@@ -79,12 +79,11 @@ typedef struct CustomerPasswordCheck {
         json_t *params;                 /* the params given to customers_check_password() */
         const char *publisher_id;
         const char *customer_id;        /* NULL: no such customer, or one without a password */
-        bool changed;                   /* a new password was given (set when outcome is accepted) */
-        CredentialOutcome outcome;      /* accepted, refused (counted), or locked meanwhile */
+        bool changed;                   /* a new password was given and stored */
         int revoked;                    /* sessions ended by the change */
 } CustomerPasswordCheck;
 
-/* Runs on the event loop and replies to the call. */
+/* Runs on the event loop for an accepted check and replies to the call. */
 typedef void (*CustomerPasswordChecked)(Call *call, const CustomerPasswordCheck *check);
 
 /* The credential pipeline for the PAM path: refuses a locked account before any hashing (423 to
@@ -92,9 +91,9 @@ typedef void (*CustomerPasswordChecked)(Call *call, const CustomerPasswordCheck 
  * dummy verification for an unknown account or one without a password: the same cost) and, when
  * new_password is given and the password matches, hashes new_password there too; then, in one
  * unit of work, counts a failure, or re-checks the lock, stores the new password (ending every
- * session of the customer) and clears the failures. Then calls done with the outcome (failures of
- * the write are answered here: 401 when the password changed meanwhile, 403 account_disabled,
- * 503). params is kept with the job. Answers 503 itself when the worker queue is full. Returns
+ * session of the customer) and clears the failures. Then calls done when the check was accepted;
+ * a refused one (401 "wrong e-mail or password", counted) and the write's failures (401 when the
+ * password changed meanwhile, 403 account_disabled, 503) are answered here. params is kept with the job. Answers 503 itself when the worker queue is full. Returns
  * < 0 only for an internal error the caller should answer. */
 int customers_check_password(Call *call, json_t *params, const char *publisher_id, const char *email,
                              const char *password, const char *new_password, CustomerPasswordChecked done);

