@@ -756,10 +756,7 @@ static int method_consents_get_publisher(Call *call, json_t *params) {
         _cleanup_free_ char *publisher_id = NULL;
         int r;
 
-        r = call_store_read(call, &t);
-        if (r < 0)
-                return r;
-        r = customers_resolve_publisher(call, t, params, &publisher_id);
+        r = customers_read_publisher(call, params, &t, &publisher_id);
         if (r < 0)
                 return r;
         r = defs_load(t, publisher_id, &defs);

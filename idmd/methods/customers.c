@@ -68,6 +68,20 @@ int customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params, char **
         return *ret ? 0 : -ENOMEM;
 }
 
+int customers_read_publisher(Call *call, json_t *params, StoreTxn **ret_txn, char **ret_publisher_id) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        int r;
+
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = customers_resolve_publisher(call, t, params, ret_publisher_id);
+        if (r < 0)
+                return r;
+        *ret_txn = TAKE_PTR(t);
+        return 0;
+}
+
 int customers_index_key(const char *publisher_id, const char *email, char **ret) {
         return customer_email_key(publisher_id, email, ret);
 }
@@ -548,10 +562,7 @@ static int method_customers_register(Call *call, json_t *params) {
         if (r < 0)
                 return r;
 
-        r = call_store_read(call, &t);
-        if (r < 0)
-                return r;
-        r = customers_resolve_publisher(call, t, params, &publisher_id);
+        r = customers_read_publisher(call, params, &t, &publisher_id);
         if (r < 0)
                 return r;
         /* The publisher's own identifiers of a customer are the publisher's to set: anyone may
@@ -748,10 +759,7 @@ static int method_customers_login(Call *call, json_t *params) {
         r = check_customer_ip(call, params);
         if (r < 0)
                 return r;
-        r = call_store_read(call, &t);
-        if (r < 0)
-                return r;
-        r = customers_resolve_publisher(call, t, params, &publisher_id);
+        r = customers_read_publisher(call, params, &t, &publisher_id);
         if (r < 0)
                 return r;
         t = store_txn_free(t);

@@ -16,6 +16,10 @@
  * A refusal (-32602 / 404 / 400) is recorded with call_fail(); store errors. */
 int customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params, char **ret);
 
+/* The same in a read snapshot taken here and handed to the caller (*ret_txn, to free with
+ * store_txn_free() before the reply). */
+int customers_read_publisher(Call *call, json_t *params, StoreTxn **ret_txn, char **ret_publisher_id);
+
 /* "<publisherId>:<lower-cased e-mail>", the key of STORE_CUSTOMERS_BY_EMAIL. -ENOMEM. */
 int customers_index_key(const char *publisher_id, const char *email, char **ret);
 

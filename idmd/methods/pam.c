@@ -63,12 +63,8 @@ static const char *log_safe(const char *s, char buf[static LOG_CONTEXT_MAX + 1])
 /* The publisher named by params, in a short snapshot (customers_resolve_publisher()). */
 static int pam_publisher(Call *call, json_t *params, char **ret) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        int r;
 
-        r = call_store_read(call, &t);
-        if (r < 0)
-                return r;
-        return customers_resolve_publisher(call, t, params, ret);
+        return customers_read_publisher(call, params, &t, ret);
 }
 
 /* May this peer ask about (publisher, user)? Admin peers may; another peer uid only while the
@@ -213,10 +209,7 @@ static int method_pam_account(Call *call, json_t *params) {
         const char *customer_id;
         int r;
 
-        r = call_store_read(call, &t);
-        if (r < 0)
-                return r;
-        r = customers_resolve_publisher(call, t, params, &publisher_id);
+        r = customers_read_publisher(call, params, &t, &publisher_id);
         if (r < 0)
                 return r;
         r = pam_authorize(call, t, publisher_id, json_object_get_string(params, "user"), &customer);
@@ -239,10 +232,7 @@ static int method_pam_accept_consents(Call *call, json_t *params) {
         _cleanup_free_ char *publisher_id = NULL;
         int r;
 
-        r = call_store_read(call, &t);
-        if (r < 0)
-                return r;
-        r = customers_resolve_publisher(call, t, params, &publisher_id);
+        r = customers_read_publisher(call, params, &t, &publisher_id);
         if (r < 0)
                 return r;
         r = pam_authorize(call, t, publisher_id, json_object_get_string(params, "user"), &customer);
