@@ -98,8 +98,9 @@
  * The PAM path (pam_idm <-> idmd). Every method names the publisher by "publisherId" or
  * "offerId" and the customer by "user" (the e-mail, PAM_USER). docs/rpc.md has the details.
  *
- *   pamAuthenticate {publisherId|offerId, user, password, service?, rhost?, tty?, ruser?}
- *     -> {customerId, publisherId, sessionId, jwt, refreshToken, customerToken}
+ *   pamAuthenticate {publisherId|offerId, user, password, service?, rhost?, tty?, ruser?, tokens?}
+ *     -> {customerId, publisherId, sessionId} (+ jwt, refreshToken, customerToken with
+ *     "tokens": true)
  *     errors: 401 invalid_credentials, 401 unknown_user (admin peers only), 423 account_locked
  *     {retryAfter}, 429 rate_limited {retryAfter}, 403 account_disabled (told only once the
  *     password is right; no tokens then)
