@@ -215,6 +215,14 @@ static int source_entry(RateLimiter *rl, MethodClass c, const char *key, uint64_
         return 0;
 }
 
+/* Counts a refusal for want of a concurrency place (or a table entry) and says when to retry. */
+static int refuse_busy(RateLimiter *rl, MethodClass c, uint64_t *ret_retry_after_usec) {
+        rl->rejected_busy[c]++;
+        if (ret_retry_after_usec)
+                *ret_retry_after_usec = RATELIMIT_BUSY_RETRY_USEC;
+        return -EBUSY;
+}
+
 int ratelimit_acquire(RateLimiter *rl, MethodClass c, const RateLimitSource *src, uint64_t now_usec,
                       uint64_t *ret_retry_after_usec) {
         const RateLimitClassConfig *cc;
@@ -231,12 +239,8 @@ int ratelimit_acquire(RateLimiter *rl, MethodClass c, const RateLimitSource *src
         g = &rl->global[c];
 
         r = source_entry(rl, c, src->key, now_usec, &e);
-        if (r == -EBUSY) {
-                rl->rejected_busy[c]++;
-                if (ret_retry_after_usec)
-                        *ret_retry_after_usec = RATELIMIT_BUSY_RETRY_USEC;
-                return r;
-        }
+        if (r == -EBUSY)
+                return refuse_busy(rl, c, ret_retry_after_usec);
         if (r < 0)
                 return r;
 
@@ -257,12 +261,8 @@ int ratelimit_acquire(RateLimiter *rl, MethodClass c, const RateLimitSource *src
                 return -EAGAIN;
         }
 
-        if (rl->in_flight[c] >= cc->concurrency || e->in_flight >= source_concurrency(cc)) {
-                rl->rejected_busy[c]++;
-                if (ret_retry_after_usec)
-                        *ret_retry_after_usec = RATELIMIT_BUSY_RETRY_USEC;
-                return -EBUSY;
-        }
+        if (rl->in_flight[c] >= cc->concurrency || e->in_flight >= source_concurrency(cc))
+                return refuse_busy(rl, c, ret_retry_after_usec);
 
         e->bucket.tokens -= 1.0;
         e->in_flight++;
@@ -289,12 +289,8 @@ int ratelimit_move(RateLimiter *rl, MethodClass c, const RateLimitSource *from, 
         cc = &rl->classes[c];
 
         r = source_entry(rl, c, to->key, now_usec, &e);
-        if (r == -EBUSY) {
-                rl->rejected_busy[c]++;
-                if (ret_retry_after_usec)
-                        *ret_retry_after_usec = RATELIMIT_BUSY_RETRY_USEC;
-                return r;
-        }
+        if (r == -EBUSY)
+                return refuse_busy(rl, c, ret_retry_after_usec);
         if (r < 0)
                 return r;
         bucket_refill(&e->bucket, source_rate(cc), source_burst(cc), now_usec);
@@ -304,12 +300,8 @@ int ratelimit_move(RateLimiter *rl, MethodClass c, const RateLimitSource *from, 
                         *ret_retry_after_usec = bucket_wait(&e->bucket, source_rate(cc));
                 return -EAGAIN;
         }
-        if (e->in_flight >= source_concurrency(cc)) {
-                rl->rejected_busy[c]++;
-                if (ret_retry_after_usec)
-                        *ret_retry_after_usec = RATELIMIT_BUSY_RETRY_USEC;
-                return -EBUSY;
-        }
+        if (e->in_flight >= source_concurrency(cc))
+                return refuse_busy(rl, c, ret_retry_after_usec);
 
         e->bucket.tokens -= 1.0;
         e->in_flight++;
