@@ -107,11 +107,18 @@ class Daemon(unittest.TestCase):
         d = self.new()
         os.makedirs(os.path.dirname(d.socket), exist_ok=True)
         d.start(wait=False, args=["systemd-socket-activate", "-l", d.socket] + d.args())
-        # systemd-socket-activate binds first, then starts idmd on the first connection
+        # systemd-socket-activate binds first, then listens, then starts idmd on the first
+        # connection: the file may exist a moment before a connection is accepted.
         deadline = time.monotonic() + 30
-        while not os.path.exists(d.socket) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        with Client(d.socket) as c:
+        while True:
+            try:
+                c = Client(d.socket)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        with c:
             info = c.call("getServerInfo")
             self.assertEqual(info["protocolVersion"], 1)
         self.assertEqual(d.stop(), 0)
