@@ -134,6 +134,48 @@ int customers_check_new_password(Call *call, const char *password) {
         return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_WEAK_PASSWORD, NULL, "%s", message);
 }
 
+/* The customer the params name (exactly one of email, customerId, externalId) within the call's
+ * publisher: *ret_email (the e-mail to key the lockout by) and *ret_customer (the record, NULL
+ * for an e-mail without an account). Refusals with call_fail(). */
+int customers_resolve_named(Call *call, StoreTxn *t, json_t *params, char **ret_email, json_t **ret_customer) {
+        const char *publisher_id = call_publisher_id(call);
+        const char *email = json_object_get_string(params, "email");
+        const char *customer_id = json_object_get_string(params, "customerId");
+        const char *external_id = json_object_get_string(params, "externalId");
+        _cleanup_(json_decrefp) json_t *customer = NULL;
+        int r;
+
+        if (!!email + !!customer_id + !!external_id != 1)
+                return call_fail_param(call, email ? "customerId" : "email",
+                                                "name the customer by exactly one of 'email', 'customerId' "
+                                                "or 'externalId'");
+        if (!publisher_id)      /* auth_publisher() always sets it */
+                return -EPROTO;
+
+        if (email) {
+                r = customers_find_by_email(t, publisher_id, email, &customer);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                *ret_email = strdup(email);
+        } else {
+                r = external_id ? customer_find_by_external_id(t, publisher_id, external_id, &customer)
+                                : customer_get(t, customer_id, &customer);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                /* Another publisher's customer is as unknown as a missing one. */
+                if (r == -ENOENT ||
+                    !streq_ptr(json_object_get_string(customer, "publisherId"), publisher_id) ||
+                    !json_object_get_string(customer, "email"))
+                        return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL,
+                                                "no such customer");
+                *ret_email = strdup(json_object_get_string(customer, "email"));
+        }
+        if (!*ret_email)
+                return -ENOMEM;
+        *ret_customer = TAKE_PTR(customer);
+        return 0;
+}
+
 /* --- profile fields --- */
 
 /* Checks the optional profile fields in params and copies them into rec. Replies 400 itself. */
@@ -946,7 +988,70 @@ static int method_customers_change_password(Call *call, json_t *params) {
         TAKE_PTR(j);
         return 0;
 }
+/* --- customer administration (publisher for its own customers, admin for any) --- */
 
+typedef struct DeleteWork {
+        char *customer_id;
+        int deleted;
+} DeleteWork;
+
+static void delete_work_free(void *p) {
+        DeleteWork *w = p;
+
+        free(w->customer_id);
+        free(w);
+}
+
+static int delete_write(StoreTxn *t, void *userdata) {
+        DeleteWork *w = userdata;
+
+        w->deleted = customer_delete(t, w->customer_id);
+        return w->deleted < 0 ? w->deleted : 0;
+}
+
+static void delete_done(Call *call, int r, void *userdata) {
+        DeleteWork *w = userdata;
+
+        if (r == -ENOENT) {     /* deleted meanwhile */
+                (void) call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
+                return;
+        }
+        if (r < 0)
+                return;
+        /* The audit line: who (peer uid, publisher), what, which customer; never a secret. */
+        log_notice("%s: customer %s of publisher %s deleted with its %d records by uid %u%s",
+                   call_request_id(call), w->customer_id, call_publisher_id(call), w->deleted,
+                   (unsigned) call_peer(call)->uid, call_role(call) == ROLE_ADMIN ? " (admin)" : "");
+        (void) call_reply(call, json_pack("{s:s, s:i}", "customerId", w->customer_id, "deletedRecords", w->deleted));
+}
+
+static int method_customers_delete(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL;
+        _cleanup_free_ char *email = NULL;
+        DeleteWork *w;
+        int r;
+
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = customers_resolve_named(call, t, params, &email, &customer);
+        if (r < 0)
+                return r;
+        t = store_txn_free(t);
+        if (!customer)
+                return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
+
+        w = calloc(1, sizeof(DeleteWork));
+        if (!w)
+                return -ENOMEM;
+        w->customer_id = strdup(json_object_get_string(customer, "customerId"));
+        if (!w->customer_id) {
+                delete_work_free(w);
+                return -ENOMEM;
+        }
+        return call_write(call, delete_write, delete_done, w, delete_work_free);
+}
 
 const Method methods_customers[] = {
         { .name = "registerCustomer", .handler = method_customers_register, .role = ROLE_ANYONE,
@@ -985,6 +1090,8 @@ const Method methods_customers[] = {
                   { "firstName", PARAM_STRING, false, NAME_MAX_BYTES },
                   { "lastName", PARAM_STRING, false, NAME_MAX_BYTES },
                   {} } },
+        { .name = "deleteCustomer", .handler = method_customers_delete, .role = ROLE_PUBLISHER,
+          .params = (const ParamSpec[]) { PUBLISHER_AUTH_PARAMS, CUSTOMER_NAMING_PARAMS, {} } },
         { .name = "changePassword", .handler = method_customers_change_password, .role = ROLE_CUSTOMER,
           .class = METHOD_CLASS_LOGIN,
           .params = (const ParamSpec[]) {

@@ -20,6 +20,12 @@ int customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params, char **
  * store_txn_free() before the reply). */
 int customers_read_publisher(Call *call, json_t *params, StoreTxn **ret_txn, char **ret_publisher_id);
 
+/* For publisher methods: the customer the params name by exactly one of email, customerId and
+ * externalId, within the call's publisher (another publisher's customer is as unknown as a
+ * missing one: 404). *ret_email is the account's e-mail (the one given, for email), and
+ * *ret_customer its record, NULL for an e-mail without an account. Refusals with call_fail(). */
+int customers_resolve_named(Call *call, StoreTxn *t, json_t *params, char **ret_email, json_t **ret_customer);
+
 /* "<publisherId>:<lower-cased e-mail>", the key of STORE_CUSTOMERS_BY_EMAIL. -ENOMEM. */
 int customers_index_key(const char *publisher_id, const char *email, char **ret);
 

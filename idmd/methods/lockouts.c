@@ -129,49 +129,6 @@ static int clear_write(StoreTxn *t, void *userdata) {
 
 /* --- unlockCustomer, getCustomerLockout --- */
 
-/* The customer the params name (exactly one of email, customerId, externalId) within the call's
- * publisher: *ret_email (the e-mail to key the lockout by) and *ret_customer (the record, NULL
- * for an e-mail without an account). Replies itself and returns < 0 on a problem. */
-static int resolve_customer(Call *call, StoreTxn *t, json_t *params, char **ret_email,
-                            json_t **ret_customer) {
-        const char *publisher_id = call_publisher_id(call);
-        const char *email = json_object_get_string(params, "email");
-        const char *customer_id = json_object_get_string(params, "customerId");
-        const char *external_id = json_object_get_string(params, "externalId");
-        _cleanup_(json_decrefp) json_t *customer = NULL;
-        int r;
-
-        if (!!email + !!customer_id + !!external_id != 1)
-                return call_fail_param(call, email ? "customerId" : "email",
-                                                "name the customer by exactly one of 'email', 'customerId' "
-                                                "or 'externalId'");
-        if (!publisher_id)      /* auth_publisher() always sets it */
-                return -EPROTO;
-
-        if (email) {
-                r = customers_find_by_email(t, publisher_id, email, &customer);
-                if (r < 0 && r != -ENOENT)
-                        return r;
-                *ret_email = strdup(email);
-        } else {
-                r = external_id ? customer_find_by_external_id(t, publisher_id, external_id, &customer)
-                                : customer_get(t, customer_id, &customer);
-                if (r < 0 && r != -ENOENT)
-                        return r;
-                /* Another publisher's customer is as unknown as a missing one. */
-                if (r == -ENOENT ||
-                    !streq_ptr(json_object_get_string(customer, "publisherId"), publisher_id) ||
-                    !json_object_get_string(customer, "email"))
-                        return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL,
-                                                "no such customer");
-                *ret_email = strdup(json_object_get_string(customer, "email"));
-        }
-        if (!*ret_email)
-                return -ENOMEM;
-        *ret_customer = TAKE_PTR(customer);
-        return 0;
-}
-
 static int method_lockouts_get(Call *call, json_t *params) {
         Manager *m = call_manager(call);
         LockoutPolicy policy = lockout_policy_from_config(m->config);
@@ -187,7 +144,7 @@ static int method_lockouts_get(Call *call, json_t *params) {
         r = call_store_read(call, &t);
         if (r < 0)
                 return r;
-        r = resolve_customer(call, t, params, &email, &customer);
+        r = customers_resolve_named(call, t, params, &email, &customer);
         if (r < 0)
                 return r;
         r = lockout_key(call_publisher_id(call), email, &key);
@@ -232,7 +189,7 @@ static int method_lockouts_unlock(Call *call, json_t *params) {
         r = call_store_read(call, &t);
         if (r < 0)
                 return r;
-        r = resolve_customer(call, t, params, &email, &customer);
+        r = customers_resolve_named(call, t, params, &email, &customer);
         if (r < 0)
                 return r;
         t = store_txn_free(t);
@@ -247,9 +204,7 @@ static int method_lockouts_unlock(Call *call, json_t *params) {
 
 static const ParamSpec lockout_params[] = {
         PUBLISHER_AUTH_PARAMS,
-        { "email", PARAM_STRING, false, IDM_EMAIL_MAX },
-        PARAM_ID("customerId", false, IDM_CUSTOMER_ID_MAX),
-        { "externalId", PARAM_STRING, false, IDM_EXTERNAL_ID_MAX },
+        CUSTOMER_NAMING_PARAMS,
         {}
 };
 

@@ -36,6 +36,12 @@ int auth_publisher(Call *call, json_t *params);
         PARAM_ID("publisherId", false, IDM_PUBLISHER_ID_MAX),                                   \
         { "publisherToken", PARAM_STRING, false, IDM_PUBLISHER_TOKEN_MAX }
 
+/* A customer of the call's publisher, named by exactly one of these (customers_resolve_named). */
+#define CUSTOMER_NAMING_PARAMS                                                                  \
+        { "email", PARAM_STRING, false, IDM_EMAIL_MAX },                                        \
+        PARAM_ID("customerId", false, IDM_CUSTOMER_ID_MAX),                                     \
+        { "externalId", PARAM_STRING, false, IDM_EXTERNAL_ID_MAX }
+
 /* The publisher a customer belongs to, named by either of its ids (customers_resolve_publisher). */
 #define PUBLISHER_NAMING_PARAMS                                                                 \
         PARAM_ID("publisherId", false, IDM_PUBLISHER_ID_MAX),                                   \

@@ -192,3 +192,43 @@ int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecord
         return session_foreach_customer_record(t, customer_id, visit_token_record,
                                                &(RecordVisit) { .fn = fn, .userdata = userdata });
 }
+
+static int collect_record(StoreTable table, const char *key, void *userdata) {
+        return json_array_append_new(userdata, json_pack("[i, s]", (int) table, key)) < 0 ? -ENOMEM : 0;
+}
+
+int customer_delete(StoreTxn *t, const char *customer_id) {
+        _cleanup_(json_decrefp) json_t *doomed = json_array();
+        size_t i;
+        json_t *d;
+        int r, n;
+
+        if (!doomed)
+                return -ENOMEM;
+        /* Named first, deleted after: no writes while the walks are under way. */
+        r = customer_foreach_record(t, customer_id, collect_record, doomed);
+        if (r < 0)
+                return r;
+        /* Sessions and tokens, with their expiry index entries. */
+        n = session_delete_customer(t, customer_id);
+        if (n < 0)
+                return n;
+        json_array_foreach(doomed, i, d) {
+                StoreTable table = (StoreTable) json_integer_value(json_array_get(d, 0));
+                const char *key = json_string_value(json_array_get(d, 1));
+
+                if (table == STORE_TOKENS && strncmp(key, SESSION_PAM_PREFIX, strlen(SESSION_PAM_PREFIX)) == 0)
+                        r = session_pam_del(t, key);            /* with its index entry; 1: deleted */
+                else {
+                        r = store_del(t, table, key);           /* tokens: gone already (-ENOENT) */
+                        if (r == 0)
+                                r = 1;
+                }
+                if (r == -ENOENT)
+                        continue;
+                if (r < 0)
+                        return r;
+                n += r;
+        }
+        return n;
+}

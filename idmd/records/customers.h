@@ -51,3 +51,9 @@ int customer_email_key(const char *publisher_id, const char *email, char **ret);
  * when there is no such customer. */
 typedef int (*CustomerRecordFn)(StoreTable table, const char *key, void *userdata);
 int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecordFn fn, void *userdata);
+
+/* In a unit of work: deletes every record customer_foreach_record() names, and the expiry index
+ * entries of its tokens that can be found from the records (the others are dropped by the sweep
+ * when they come due). Returns the number of records deleted; -ENOENT when there is no such
+ * customer. */
+int customer_delete(StoreTxn *t, const char *customer_id);

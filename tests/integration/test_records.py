@@ -4,7 +4,8 @@
 records about it (registration with an externalId and consents, logins, a refresh, a password
 change, the PAM path, consent answers, a failed login's lockout record), idmd is stopped, and the
 store is read directly (the store-inspect helper): customer_foreach_record() must name every
-record of that customer in every table, exist, and name nothing of another customer."""
+record of that customer in every table, exist, and name nothing of another customer; and
+deleteCustomer must leave no record of it in any table and change nothing of another's."""
 
 import json
 import os
@@ -24,7 +25,8 @@ class LeftBehind(IdmdTestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         return [json.loads(line) for line in p.stdout.splitlines()]
 
-    def test_every_record_of_a_customer_is_named(self):
+    def build(self):
+        """Alice and Bob, each used through every path that writes records about a customer."""
         p = self.create_publisher()
         pub, token = p["publisherId"], p["publisherToken"]
         self.idmd.call("setPublisherConsents", {"publisherToken": token, "consents": [
@@ -53,6 +55,16 @@ class LeftBehind(IdmdTestCase):
         # Last, so that no successful login clears it: a failure leaves a lockout record.
         self.idmd.error("login", dict(login, password="wrong horse 1"))
         self.idmd.error("login", {"email": "bob@example.com", "password": "wrong horse 1", "publisherId": pub})
+        return pub, token, alice, bob
+
+    def about(self, pub, customer_id, email, external_id, r):
+        key, value = r["key"], r["value"]
+        return r["table"] not in DERIVED and (
+            value.get("customerId") == customer_id or customer_id in key or f"{pub}:{email}" == key or
+            f"{pub}:{external_id}" == key or key.startswith(f"pam:{pub}:{email}:"))
+
+    def test_every_record_of_a_customer_is_named(self):
+        pub, token, alice, bob = self.build()
         self.assertEqual(self.idmd.stop(), 0)
 
         records = self.inspect("dump")
@@ -60,16 +72,10 @@ class LeftBehind(IdmdTestCase):
         in_store = {(r["table"], r["key"]) for r in records}
         self.assertLessEqual(named, in_store, "customer_foreach_record() names records that do not exist")
 
-        def about(customer_id, email, external_id, r):
-            key, value = r["key"], r["value"]
-            return (value.get("customerId") == customer_id or customer_id in key or
-                    f"{pub}:{email}" == key or f"{pub}:{external_id}" == key or
-                    key.startswith(f"pam:{pub}:{email}:"))
-
         alice_records = {(r["table"], r["key"]) for r in records
-                         if r["table"] not in DERIVED and about(alice["customerId"], "alice@example.com", "crm-1", r)}
+                         if self.about(pub, alice["customerId"], "alice@example.com", "crm-1", r)}
         bob_records = {(r["table"], r["key"]) for r in records
-                       if r["table"] not in DERIVED and about(bob["customerId"], "bob@example.com", "crm-2", r)}
+                       if self.about(pub, bob["customerId"], "bob@example.com", "crm-2", r)}
         self.assertEqual(alice_records - named, set(), "records of the customer that are not named")
         self.assertEqual(named & bob_records, set(), "another customer's records are named")
         # Every kind of record is there, so the test covers every path.
@@ -78,6 +84,44 @@ class LeftBehind(IdmdTestCase):
                                   "lockouts", "tokens"}, named)
         self.assertTrue(any(k.startswith("pam:") for t, k in named), "no PAM session record named")
         print(f"{len(named)} records of the customer named, {len(in_store)} in the store")
+
+    def test_delete_leaves_no_trace(self):
+        pub, token, alice, bob = self.build()
+        other = self.create_publisher(name="Other")
+        # Another publisher's token: as unknown as a missing customer.
+        err = self.idmd.error("deleteCustomer", {"publisherToken": other["publisherToken"],
+                                                 "customerId": alice["customerId"]})
+        self.assertError(err, 404, "not_found")
+        err = self.idmd.error("deleteCustomer", {"publisherToken": token, "email": "nobody@example.com"})
+        self.assertError(err, 404, "not_found")
+        self.idmd.stop()
+        before = self.inspect("dump")
+        bob_before = {(r["table"], r["key"]) for r in before
+                      if self.about(pub, bob["customerId"], "bob@example.com", "crm-2", r)}
+        self.idmd.start()
+
+        result = self.idmd.call("deleteCustomer", {"publisherToken": token, "externalId": "crm-1"})
+        self.assertEqual(result["customerId"], alice["customerId"])
+        self.assertGreater(result["deletedRecords"], 10)
+        # Its tokens are dead.
+        self.assertError(self.idmd.error("getCustomer", {"jwt": alice["jwt"]}), 401, "invalid_token")
+        err = self.idmd.error("deleteCustomer", {"publisherToken": token, "customerId": alice["customerId"]})
+        self.assertError(err, 404, "not_found")
+        self.assertIn("deleted with its", self.idmd.log_text())
+        self.assertEqual(self.idmd.stop(), 0)
+
+        after = self.inspect("dump")
+        left = [r for r in after if self.about(pub, alice["customerId"], "alice@example.com", "crm-1", r)]
+        self.assertEqual(left, [], "records of the deleted customer remain")
+        bob_after = {(r["table"], r["key"]) for r in after
+                     if self.about(pub, bob["customerId"], "bob@example.com", "crm-2", r)}
+        self.assertEqual(bob_after, bob_before, "another customer's records changed")
+
+        # Its password opens nothing (root, an admin peer, is told the account is gone; the
+        # attempt itself is counted under the e-mail, as for any unknown address).
+        self.idmd.start()
+        self.assertError(self.idmd.error("login", {"email": "alice@example.com", "password": NEW_PASSWORD,
+                                                   "publisherId": pub}), 401, "unknown_user")
 
 
 if __name__ == "__main__":
