@@ -20,6 +20,7 @@
 
 #include "idm/json-util.h"
 #include "log.h"
+#include "idm/time-util.h"
 #include "records/customers.h"
 #include "sessions.h"
 
@@ -1516,5 +1517,70 @@ int session_pam_key(const char *publisher_id, const char *user, uid_t uid, char 
                 return -E2BIG;
         }
         *ret = key;
+        return 0;
+}
+
+/* ---- export ---- */
+
+typedef struct SessionExport {
+        StoreTxn *t;
+        json_t *sessions, *pam;
+} SessionExport;
+
+static json_t *export_time(json_t *rec, const char *field) {
+        uint64_t usec;
+        char buf[32];
+
+        if (!json_object_get(rec, field) || !record_time(rec, field, &usec))
+                return json_null();
+        return json_string(format_rfc3339(usec, buf));
+}
+
+static int export_record(const char *key, void *userdata) {
+        SessionExport *e = userdata;
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        json_t *item;
+        int r;
+
+        if (startswith(key, FAMILY_PREFIX)) {
+                r = store_get(e->t, STORE_TOKENS, key, &rec);
+                if (r < 0)
+                        return r == -ENOENT ? 0 : r;
+                item = json_pack("{s:s, s:O?, s:o, s:o, s:o}",
+                                 "sessionId", key + strlen(FAMILY_PREFIX),
+                                 "publisherId", json_object_get(rec, "publisherId"),
+                                 "created", export_time(rec, "created"),
+                                 "expires", export_time(rec, "expires"),
+                                 "revoked", export_time(rec, "revoked"));
+                return json_array_append_new(e->sessions, item) < 0 ? -ENOMEM : 0;
+        }
+        if (startswith(key, SESSION_PAM_PREFIX)) {
+                const char *uid = strrchr(key, ':');
+
+                r = store_get(e->t, STORE_TOKENS, key, &rec);
+                if (r < 0)
+                        return r == -ENOENT ? 0 : r;
+                item = json_pack("{s:O?, s:s, s:o, s:o}",
+                                 "sessionId", json_object_get(rec, "sessionId"),
+                                 "peerUid", uid ? uid + 1 : "",
+                                 "created", export_time(rec, "created"),
+                                 "expires", export_time(rec, "expires"));
+                return json_array_append_new(e->pam, item) < 0 ? -ENOMEM : 0;
+        }
+        return 0;       /* tokens and index entries: nothing a person needs, and secrets */
+}
+
+int session_export_customer(StoreTxn *t, const char *customer_id, json_t **ret_sessions, json_t **ret_pam) {
+        _cleanup_(json_decrefp) json_t *sessions = json_array(), *pam = json_array();
+        int r;
+
+        if (!sessions || !pam)
+                return -ENOMEM;
+        r = session_foreach_customer_record(t, customer_id, export_record,
+                                            &(SessionExport) { .t = t, .sessions = sessions, .pam = pam });
+        if (r < 0)
+                return r;
+        *ret_sessions = TAKE_PTR(sessions);
+        *ret_pam = TAKE_PTR(pam);
         return 0;
 }

@@ -126,6 +126,12 @@ int session_delete_customer(StoreTxn *t, const char *customer_id);
 typedef int (*SessionRecordFn)(const char *key, void *userdata);
 int session_foreach_customer_record(StoreTxn *t, const char *customer_id, SessionRecordFn fn, void *userdata);
 
+/* The customer's sessions as an export shows them, without any token or token hash: a new array
+ * of {sessionId, publisherId, created, expires, revoked} (dates RFC 3339; revoked null) in key
+ * order, and of the PAM path's records naming the customer {sessionId, peerUid, created,
+ * expires}. *ret_sessions and *ret_pam are new references. */
+int session_export_customer(StoreTxn *t, const char *customer_id, json_t **ret_sessions, json_t **ret_pam);
+
 /* Verifies an access JWT (signature, claims, expiry via jwt_verify with 60 s leeway; a "sid"
  * naming a live family of the same customer) and that its family is not revoked. Fills *ret
  * (jwt_claims_done it); *ret_family (may be NULL) is a new string. -EACCES or -ETIME. */

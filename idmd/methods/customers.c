@@ -22,6 +22,7 @@
 #include "methods/customers.h"
 #include "methods/lockouts.h"
 #include "methods/methods.h"
+#include "records/consents.h"
 #include "records/customers.h"
 #include "records/publishers.h"
 #include "passwords.h"
@@ -1053,6 +1054,91 @@ static int method_customers_delete(Call *call, json_t *params) {
         return call_write(call, delete_write, delete_done, w, delete_work_free);
 }
 
+/* A copy of a stored record with its microsecond dates (integers under "date", "created"...)
+ * shown as RFC 3339, recursively. New reference. */
+static json_t *export_dates(json_t *v) {
+        static const char *const date_keys[] = { "date", "created", "updated", "registrationDate", "lastLoginDate" };
+        json_t *copy, *item;
+        const char *key;
+        size_t i;
+
+        if (json_is_array(v)) {
+                copy = json_array();
+                json_array_foreach(v, i, item)
+                        if (!copy || json_array_append_new(copy, export_dates(item)) < 0)
+                                return json_decref(copy), NULL;
+                return copy;
+        }
+        if (!json_is_object(v))
+                return json_incref(v);
+        copy = json_object();
+        json_object_foreach(v, key, item) {
+                bool is_date = false;
+                char buf[32];
+
+                for (size_t k = 0; k < ELEMENTSOF(date_keys); k++)
+                        is_date = is_date || streq(key, date_keys[k]);
+                if (!copy || json_object_set_new(copy, key,
+                                                 is_date && json_is_integer(item) ?
+                                                 json_string(format_rfc3339((uint64_t) json_integer_value(item), buf)) :
+                                                 export_dates(item)) < 0)
+                        return json_decref(copy), NULL;
+        }
+        return copy;
+}
+
+/* Everything stored about one customer, for a person's access request: the profile (no password
+ * hash), consent answers and their history, the lockout state, the sessions (no token, no token
+ * hash). Built from allow-lists: a secret added to a record later stays out. */
+static int method_customers_export(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL, *profile = NULL, *answers = NULL, *lockout = NULL,
+                *sessions = NULL, *pam = NULL;
+        _cleanup_free_ char *email = NULL;
+        const char *customer_id;
+        json_t *v;
+        int r;
+
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = customers_resolve_named(call, t, params, &email, &customer);
+        if (r < 0)
+                return r;
+        if (!customer)
+                return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
+        customer_id = json_object_get_string(customer, "customerId");
+
+        profile = customers_public(customer);
+        if (!profile)
+                return -ENOMEM;
+        static const char *const more[] = { "registrationIP", "disabled" };
+        for (size_t i = 0; i < ELEMENTSOF(more); i++)
+                if ((v = json_object_get(customer, more[i])) && json_object_set(profile, more[i], v) < 0)
+                        return -ENOMEM;
+
+        r = consent_answers_get(t, customer_id, &answers);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        r = lockouts_view(call, t, email, customer, &lockout);
+        if (r < 0)
+                return r;
+        r = session_export_customer(t, customer_id, &sessions, &pam);
+        if (r < 0)
+                return r;
+
+        log_notice("%s: customer %s of publisher %s exported by uid %u%s", call_request_id(call), customer_id,
+                   call_publisher_id(call), (unsigned) call_peer(call)->uid,
+                   call_role(call) == ROLE_ADMIN ? " (admin)" : "");
+        return call_reply(call, json_pack("{s:O, s:o, s:o, s:O, s:O, s:O}",
+                                          "customer", profile,
+                                          "consents", export_dates(json_object_get(answers, "consents") ?: json_object()),
+                                          "consentHistory", export_dates(json_object_get(answers, "history") ?: json_array()),
+                                          "lockout", lockout,
+                                          "sessions", sessions,
+                                          "pamSessions", pam));
+}
+
 const Method methods_customers[] = {
         { .name = "registerCustomer", .handler = method_customers_register, .role = ROLE_ANYONE,
           .class = METHOD_CLASS_REGISTRATION, .address_param = "customerIP", .publisher_optional = true,
@@ -1091,6 +1177,8 @@ const Method methods_customers[] = {
                   { "lastName", PARAM_STRING, false, NAME_MAX_BYTES },
                   {} } },
         { .name = "deleteCustomer", .handler = method_customers_delete, .role = ROLE_PUBLISHER,
+          .params = (const ParamSpec[]) { PUBLISHER_AUTH_PARAMS, CUSTOMER_NAMING_PARAMS, {} } },
+        { .name = "exportCustomer", .handler = method_customers_export, .role = ROLE_PUBLISHER,
           .params = (const ParamSpec[]) { PUBLISHER_AUTH_PARAMS, CUSTOMER_NAMING_PARAMS, {} } },
         { .name = "changePassword", .handler = method_customers_change_password, .role = ROLE_CUSTOMER,
           .class = METHOD_CLASS_LOGIN,

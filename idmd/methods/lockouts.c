@@ -129,24 +129,16 @@ static int clear_write(StoreTxn *t, void *userdata) {
 
 /* --- unlockCustomer, getCustomerLockout --- */
 
-static int method_lockouts_get(Call *call, json_t *params) {
+int lockouts_view(Call *call, StoreTxn *t, const char *email, json_t *customer, json_t **ret) {
         Manager *m = call_manager(call);
         LockoutPolicy policy = lockout_policy_from_config(m->config);
-        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(lockout_state_done) LockoutState s = {};
-        _cleanup_(json_decrefp) json_t *customer = NULL;
-        _cleanup_free_ char *email = NULL, *key = NULL;
+        _cleanup_free_ char *key = NULL;
         uint64_t now = now_realtime_usec(), remaining = 0, next_lock;
         char buf[32];
         bool locked;
         int r;
 
-        r = call_store_read(call, &t);
-        if (r < 0)
-                return r;
-        r = customers_resolve_named(call, t, params, &email, &customer);
-        if (r < 0)
-                return r;
         r = lockout_key(call_publisher_id(call), email, &key);
         if (r == -E2BIG)
                 key = NULL;
@@ -160,15 +152,35 @@ static int method_lockouts_get(Call *call, json_t *params) {
         locked = lockout_is_locked(&s, now, &remaining);
         next_lock = ratelimit_retry_after_sec(lockout_next_duration(&s, &policy, now));
 
-        return call_reply(call, json_pack("{s:s, s:O?, s:b, s:I, s:s?, s:I, s:I, s:I}",
-                                          "email", email,
-                                          "customerId", json_object_get(customer, "customerId"),
-                                          "locked", locked,
-                                          "retryAfter", (json_int_t) (locked ? ratelimit_retry_after_sec(remaining) : 0),
-                                          "lockedUntil", locked ? format_rfc3339(s.locked_until_usec, buf) : NULL,
-                                          "failures", (json_int_t) lockout_failures(&s, &policy, now),
-                                          "lockCount", (json_int_t) lockout_lock_count(&s, &policy, now),
-                                          "nextLockSeconds", (json_int_t) next_lock));
+        *ret = json_pack("{s:s, s:O?, s:b, s:I, s:s?, s:I, s:I, s:I}",
+                         "email", email,
+                         "customerId", json_object_get(customer, "customerId"),
+                         "locked", locked,
+                         "retryAfter", (json_int_t) (locked ? ratelimit_retry_after_sec(remaining) : 0),
+                         "lockedUntil", locked ? format_rfc3339(s.locked_until_usec, buf) : NULL,
+                         "failures", (json_int_t) lockout_failures(&s, &policy, now),
+                         "lockCount", (json_int_t) lockout_lock_count(&s, &policy, now),
+                         "nextLockSeconds", (json_int_t) next_lock);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int method_lockouts_get(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL;
+        _cleanup_free_ char *email = NULL;
+        json_t *view = NULL;
+        int r;
+
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = customers_resolve_named(call, t, params, &email, &customer);
+        if (r < 0)
+                return r;
+        r = lockouts_view(call, t, email, customer, &view);
+        if (r < 0)
+                return r;
+        return call_reply(call, view);
 }
 
 static void unlock_done(Call *call, int r, void *key) {

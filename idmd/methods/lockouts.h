@@ -49,3 +49,8 @@ int lockouts_clear(StoreTxn *t, const char *key);
 
 /* Counts and logs (with a journal MESSAGE_ID) an account that a failure just locked. */
 void lockouts_log_locked(Call *call);
+
+/* What getCustomerLockout shows of the account (email, and customer's record or NULL) of the
+ * call's publisher: {email, customerId, locked, retryAfter, lockedUntil, failures, lockCount,
+ * nextLockSeconds}. New reference in *ret; store errors, -ENOMEM. */
+int lockouts_view(Call *call, StoreTxn *t, const char *email, json_t *customer, json_t **ret);

@@ -85,6 +85,36 @@ class LeftBehind(IdmdTestCase):
         self.assertTrue(any(k.startswith("pam:") for t, k in named), "no PAM session record named")
         print(f"{len(named)} records of the customer named, {len(in_store)} in the store")
 
+    def test_export_has_everything_and_no_secret(self):
+        pub, token, alice, bob = self.build()
+        other = self.create_publisher(name="Other")
+        err = self.idmd.error("exportCustomer", {"publisherToken": other["publisherToken"], "email": "alice@example.com"})
+        self.assertError(err, 404, "not_found")
+
+        export = self.idmd.call("exportCustomer", {"publisherToken": token, "customerId": alice["customerId"]})
+        self.assertEqual(export["customer"]["customerId"], alice["customerId"])
+        self.assertEqual(export["customer"]["externalId"], "crm-1")
+        self.assertEqual(sorted(export["consents"]), ["news", "terms"])
+        self.assertRegex(export["consents"]["terms"]["date"], r"^\d{4}-\d\d-\d\dT")
+        self.assertEqual([(h["name"], h["source"]) for h in export["consentHistory"]],
+                         [("terms", "registration"), ("news", "customer")])
+        self.assertEqual(export["lockout"]["failures"], 1)
+        # Registration, two logins and the PAM login: four sessions; the password change (made
+        # with the registration's jwt, which stays) ended the login before it.
+        self.assertEqual(len(export["sessions"]), 4, export["sessions"])
+        self.assertEqual(sum(1 for x in export["sessions"] if x["revoked"]), 1, export["sessions"])
+        self.assertEqual(len(export["pamSessions"]), 1)
+        self.assertEqual(export["pamSessions"][0]["peerUid"], "0")
+        # No secret of any kind: no token, no hash of one, no password hash.
+        text = json.dumps(export)
+        for secret in (alice["jwt"], alice["refreshToken"], alice["customerToken"], "passwordHash", "tokenHash",
+                       "$argon2"):
+            self.assertNotIn(secret, text)
+        self.assertNotIn(bob["customerId"], text)
+        # An admin names the publisher.
+        admin = self.idmd.call("exportCustomer", {"publisherId": pub, "email": "Alice@example.com"})
+        self.assertEqual(admin["customer"]["customerId"], alice["customerId"])
+
     def test_delete_leaves_no_trace(self):
         pub, token, alice, bob = self.build()
         other = self.create_publisher(name="Other")
