@@ -1139,6 +1139,53 @@ static int method_customers_export(Call *call, json_t *params) {
                                           "pamSessions", pam));
 }
 
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX 1000
+
+typedef struct CustomerList {
+        json_t *items;
+        size_t limit;
+        bool more;
+} CustomerList;
+
+static int append_customer(json_t *customer, void *userdata) {
+        CustomerList *l = userdata;
+
+        if (json_array_size(l->items) >= l->limit) {
+                l->more = true;
+                return 1;
+        }
+        return json_array_append_new(l->items, customers_public(customer)) < 0 ? -ENOMEM : 0;
+}
+
+/* A page of the publisher's customers in e-mail order, optionally those whose e-mail starts with
+ * query; cursor is the last e-mail of the previous page (what the reply's cursor says). */
+static int method_customers_list(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *items = json_array();
+        json_t *limit = json_object_get(params, "limit");
+        CustomerList l = { .items = items, .limit = LIST_LIMIT_DEFAULT };
+        const char *last;
+        int r;
+
+        if (!items)
+                return -ENOMEM;
+        if (limit) {
+                if (json_integer_value(limit) < 1 || json_integer_value(limit) > LIST_LIMIT_MAX)
+                        return call_fail_param(call, "limit", "limit is 1 to 1000");
+                l.limit = (size_t) json_integer_value(limit);
+        }
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = customers_foreach_by_email(t, call_publisher_id(call), json_object_get_string(params, "query"),
+                                       json_object_get_string(params, "cursor"), append_customer, &l);
+        if (r < 0)
+                return r;
+        last = l.more ? json_object_get_string(json_array_get(items, json_array_size(items) - 1), "email") : NULL;
+        return call_reply(call, json_pack("{s:O, s:s?}", "items", items, "cursor", last));
+}
+
 const Method methods_customers[] = {
         { .name = "registerCustomer", .handler = method_customers_register, .role = ROLE_ANYONE,
           .class = METHOD_CLASS_REGISTRATION, .address_param = "customerIP", .publisher_optional = true,
@@ -1180,6 +1227,13 @@ const Method methods_customers[] = {
           .params = (const ParamSpec[]) { PUBLISHER_AUTH_PARAMS, CUSTOMER_NAMING_PARAMS, {} } },
         { .name = "exportCustomer", .handler = method_customers_export, .role = ROLE_PUBLISHER,
           .params = (const ParamSpec[]) { PUBLISHER_AUTH_PARAMS, CUSTOMER_NAMING_PARAMS, {} } },
+        { .name = "listCustomers", .handler = method_customers_list, .role = ROLE_PUBLISHER,
+          .params = (const ParamSpec[]) {
+                  PUBLISHER_AUTH_PARAMS,
+                  { "query", PARAM_STRING, false, IDM_EMAIL_MAX },
+                  { "cursor", PARAM_STRING, false, IDM_EMAIL_MAX },
+                  { "limit", PARAM_INTEGER, false },
+                  {} } },
         { .name = "changePassword", .handler = method_customers_change_password, .role = ROLE_CUSTOMER,
           .class = METHOD_CLASS_LOGIN,
           .params = (const ParamSpec[]) {

@@ -232,3 +232,45 @@ int customer_delete(StoreTxn *t, const char *customer_id) {
         }
         return n;
 }
+
+typedef struct ByEmail {
+        StoreTxn *t;
+        CustomerFn fn;
+        void *userdata;
+} ByEmail;
+
+static int visit_by_email(const char *key, json_t *link, void *userdata) {
+        ByEmail *b = userdata;
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        const char *id = json_object_get_string(link, "customerId");
+        int r;
+
+        if (!id)
+                return -EPROTO;
+        r = customer_get(b->t, id, &rec);
+        if (r == -ENOENT)
+                return 0;       /* an index entry without its record: not a customer */
+        if (r < 0)
+                return r;
+        return b->fn(rec, b->userdata);
+}
+
+int customers_foreach_by_email(StoreTxn *t, const char *publisher_id, const char *email_prefix, const char *after_email,
+                               CustomerFn fn, void *userdata) {
+        _cleanup_free_ char *prefix = NULL, *after = NULL, *lower_prefix = NULL;
+        int r;
+
+        /* The index keys are "<publisherId>:<lower-cased e-mail>". */
+        lower_prefix = email_normalize(strempty(email_prefix));
+        if (!lower_prefix)
+                return -ENOMEM;
+        if (asprintf(&prefix, "%s:%s", publisher_id, lower_prefix) < 0)
+                return -ENOMEM;
+        if (after_email) {
+                r = customer_email_key(publisher_id, after_email, &after);
+                if (r < 0)
+                        return r;
+        }
+        return store_foreach(t, STORE_CUSTOMERS_BY_EMAIL, prefix, after, visit_by_email,
+                             &(ByEmail) { .t = t, .fn = fn, .userdata = userdata });
+}

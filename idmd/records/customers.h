@@ -57,3 +57,12 @@ int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecord
  * when they come due). Returns the number of records deleted; -ENOENT when there is no such
  * customer. */
 int customer_delete(StoreTxn *t, const char *customer_id);
+
+/* Calls fn(customer record, userdata) for the customers of publisher_id whose lower-cased e-mail
+ * starts with email_prefix ("" or NULL: all), in e-mail order, after the customer whose e-mail
+ * is after_email (NULL: from the first). fn returns 0 to go on, > 0 to stop (that value is
+ * returned), < 0 to stop with that error. The order is the e-mail's, so a cursor (the last
+ * e-mail seen) stays correct while customers are added and removed. */
+typedef int (*CustomerFn)(json_t *customer, void *userdata);
+int customers_foreach_by_email(StoreTxn *t, const char *publisher_id, const char *email_prefix, const char *after_email,
+                               CustomerFn fn, void *userdata);
