@@ -649,6 +649,10 @@ static int authorize(Call *call, const Method *method, json_t *params) {
         case ROLE_PUBLISHER:
                 return auth_publisher(call, params);
         case ROLE_CUSTOMER:
+                if (method->publisher_form &&
+                    (json_object_get(params, "publisherToken") ||
+                     (call->role == ROLE_ADMIN && json_object_get(params, "publisherId"))))
+                        return auth_publisher(call, params);
                 return auth_customer(call, params);
         default:
                 abort();

@@ -80,6 +80,9 @@ typedef struct Method {
                                          * limited by it (docs/ratelimits.md) */
         bool publisher_optional;        /* ROLE_ANYONE methods: a publisherToken, when given, is
                                          * checked and makes the call a publisher's */
+        bool publisher_form;            /* ROLE_CUSTOMER methods: with a publisherToken (or from
+                                         * an admin peer naming publisherId) the call is a
+                                         * publisher's, about a customer it names */
         bool test_only;                 /* exists only in an idmd started with --test-clock:
                                          * otherwise unknown (-32601) and listed nowhere */
 } Method;

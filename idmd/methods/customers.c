@@ -827,9 +827,30 @@ static int customer_read(Call *call, json_t **ret) {
 }
 
 static int method_customers_get(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(json_decrefp) json_t *rec = NULL;
+        _cleanup_free_ char *email = NULL;
+        bool named = json_object_get(params, "email") || json_object_get(params, "customerId") ||
+                     json_object_get(params, "externalId");
         int r;
 
+        if (!call_customer_id(call)) {
+                /* The publisher form: a customer of the call's publisher, by one of its names. */
+                r = call_store_read(call, &t);
+                if (r < 0)
+                        return r;
+                r = customers_resolve_named(call, t, params, &email, &rec);
+                if (r < 0)
+                        return r;
+                if (!rec)
+                        return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
+                return call_reply(call, customers_public(rec));
+        }
+        if (named)
+                return call_fail_param(call, json_object_get(params, "email") ? "email" :
+                                             json_object_get(params, "customerId") ? "customerId" : "externalId",
+                                       "a customer's own token names its customer; naming another needs a "
+                                       "publisherToken");
         r = customer_read(call, &rec);
         if (r < 0)
                 return r;
@@ -1212,8 +1233,12 @@ const Method methods_customers[] = {
                   PUBLISHER_NAMING_PARAMS,
                   { "customerIP", PARAM_STRING, false, IP_MAX },
                   {} } },
-        { .name = "getCustomer", .handler = method_customers_get, .role = ROLE_CUSTOMER,
-          .params = (const ParamSpec[]) { CUSTOMER_AUTH_PARAMS, {} } },
+        { .name = "getCustomer", .handler = method_customers_get, .role = ROLE_CUSTOMER, .publisher_form = true,
+          .params = (const ParamSpec[]) {
+                  CUSTOMER_AUTH_PARAMS,
+                  PUBLISHER_AUTH_PARAMS,
+                  CUSTOMER_NAMING_PARAMS,
+                  {} } },
         { .name = "updateCustomer", .handler = method_customers_update, .role = ROLE_CUSTOMER,
           .params = (const ParamSpec[]) {
                   CUSTOMER_AUTH_PARAMS,

@@ -59,6 +59,27 @@ class CustomerAdmin(IdmdTestCase):
         p = self.page(self.a_token, limit=10, cursor=p["cursor"])
         self.assertEqual([c["email"] for c in p["items"]], ["e@example.com", "f@example.com", "h@example.com"])
 
+    def test_get_customer_by_name(self):
+        alice = self.idmd.call("registerCustomer", {
+            "email": "Alice@example.com", "password": PASSWORD, "publisherId": self.a, "locale": "en_GB",
+            "country": "GB", "currency": "GBP", "externalId": "crm-7", "publisherToken": self.a_token})
+        for naming in ({"customerId": alice["customerId"]}, {"email": "alice@EXAMPLE.com"}, {"externalId": "crm-7"}):
+            with self.subTest(naming=naming):
+                c = self.idmd.call("getCustomer", dict(naming, publisherToken=self.a_token))
+                self.assertEqual(c["customerId"], alice["customerId"])
+                self.assertNotIn("passwordHash", c)
+                err = self.idmd.error("getCustomer", dict(naming, publisherToken=self.b_token))
+                self.assertError(err, 404, "not_found")
+        c = self.idmd.call("getCustomer", {"publisherId": self.a, "externalId": "crm-7"})   # admin
+        self.assertEqual(c["customerId"], alice["customerId"])
+        # A customer's own token names its customer; naming another with it is refused.
+        err = self.idmd.error("getCustomer", {"jwt": alice["jwt"], "email": "bob@example.com"})
+        self.assertError(err, -32602, "invalid_params")
+        self.assertEqual(self.idmd.call("getCustomer", {"jwt": alice["jwt"]})["customerId"], alice["customerId"])
+        # Exactly one name.
+        err = self.idmd.error("getCustomer", {"publisherToken": self.a_token})
+        self.assertError(err, -32602, "invalid_params")
+
     def test_limits(self):
         for bad in (0, 1001):
             err = self.idmd.error("listCustomers", {"publisherToken": self.a_token, "limit": bad})
