@@ -1160,6 +1160,94 @@ static int method_customers_export(Call *call, json_t *params) {
                                           "pamSessions", pam));
 }
 
+typedef struct DisableWork {
+        char *customer_id;
+        bool disabled;
+        SessionContext ctx;
+        int revoked;
+} DisableWork;
+
+static void disable_work_free(void *p) {
+        DisableWork *w = p;
+
+        free(w->customer_id);
+        free(w);
+}
+
+static int disable_write(StoreTxn *t, void *userdata) {
+        DisableWork *w = userdata;
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        int r;
+
+        w->revoked = 0;
+        r = customer_get(t, w->customer_id, &rec);
+        if (r < 0)
+                return r;
+        if (w->disabled) {
+                if (json_object_set_new(rec, "disabled", json_true()) < 0)
+                        return -ENOMEM;
+        } else
+                (void) json_object_del(rec, "disabled");        /* -1 if it was not there */
+        r = customer_put(t, rec);
+        if (r < 0)
+                return r;
+        if (w->disabled) {      /* a disabled account keeps no session */
+                w->revoked = session_revoke_customer(t, &w->ctx, w->customer_id, NULL);
+                if (w->revoked < 0)
+                        return w->revoked;
+        }
+        return 0;
+}
+
+static void disable_done(Call *call, int r, void *userdata) {
+        DisableWork *w = userdata;
+
+        if (r == -ENOENT) {     /* deleted meanwhile */
+                (void) call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
+                return;
+        }
+        if (r < 0)
+                return;
+        /* The audit line: who, what, which customer. */
+        log_notice("%s: customer %s of publisher %s %s by uid %u%s%s", call_request_id(call), w->customer_id,
+                   call_publisher_id(call), w->disabled ? "disabled" : "enabled", (unsigned) call_peer(call)->uid,
+                   call_role(call) == ROLE_ADMIN ? " (admin)" : "", w->revoked > 0 ? ", its sessions revoked" : "");
+        (void) call_reply(call, json_pack("{s:s, s:b}", "customerId", w->customer_id, "disabled", w->disabled));
+}
+
+/* Disables (no login, every session ended) or enables a customer of the call's publisher. */
+static int method_customers_set_disabled(Call *call, json_t *params) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL;
+        _cleanup_free_ char *email = NULL;
+        DisableWork *w;
+        int r;
+
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = customers_resolve_named(call, t, params, &email, &customer);
+        if (r < 0)
+                return r;
+        t = store_txn_free(t);
+        if (!customer)
+                return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
+
+        w = calloc(1, sizeof(DisableWork));
+        if (!w)
+                return -ENOMEM;
+        *w = (DisableWork) {
+                .customer_id = strdup(json_object_get_string(customer, "customerId")),
+                .disabled = json_is_true(json_object_get(params, "disabled")),
+                .ctx = call_session_context(call),
+        };
+        if (!w->customer_id) {
+                disable_work_free(w);
+                return -ENOMEM;
+        }
+        return call_write(call, disable_write, disable_done, w, disable_work_free);
+}
+
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
 
@@ -1252,6 +1340,12 @@ const Method methods_customers[] = {
           .params = (const ParamSpec[]) { PUBLISHER_AUTH_PARAMS, CUSTOMER_NAMING_PARAMS, {} } },
         { .name = "exportCustomer", .handler = method_customers_export, .role = ROLE_PUBLISHER,
           .params = (const ParamSpec[]) { PUBLISHER_AUTH_PARAMS, CUSTOMER_NAMING_PARAMS, {} } },
+        { .name = "setCustomerDisabled", .handler = method_customers_set_disabled, .role = ROLE_PUBLISHER,
+          .params = (const ParamSpec[]) {
+                  PUBLISHER_AUTH_PARAMS,
+                  CUSTOMER_NAMING_PARAMS,
+                  { "disabled", PARAM_BOOLEAN, true, 0 },
+                  {} } },
         { .name = "listCustomers", .handler = method_customers_list, .role = ROLE_PUBLISHER,
           .params = (const ParamSpec[]) {
                   PUBLISHER_AUTH_PARAMS,

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The PAM path (pam_idm <-> idmd; the wire contract is the comment in include/idm/protocol.h):
- * pamAuthenticate, pamAccount, pamAcceptConsents, pamChangePassword, pamCloseSession; and
- * setCustomerDisabled (admin), the switch pamAccount reports.
+ * pamAuthenticate, pamAccount, pamAcceptConsents, pamChangePassword, pamCloseSession
+ * (setCustomerDisabled, the switch pamAccount reports, is a customer administration method in
+ * methods/customers.c).
  *
  * PAM runs its phases in different processes (sshd authenticates in a forked child) and pam_idm
  * keeps nothing between them, so what links the phases lives here: pamAuthenticate records a
@@ -372,94 +373,6 @@ static int method_pam_close_session(Call *call, json_t *params) {
         return call_write(call, pam_close_write, pam_close_done, w, pam_close_work_free);
 }
 
-/* --- setCustomerDisabled (admin) --- */
-
-typedef struct DisableWork {
-        json_t *params;                 /* email points into it */
-        char *publisher_id;
-        const char *email;
-        bool disabled;
-        SessionContext ctx;
-        json_t *customer;
-        int revoked;
-} DisableWork;
-
-static int disable_write(StoreTxn *t, void *userdata) {
-        DisableWork *w = userdata;
-        const char *id;
-        int r;
-
-        json_decref(w->customer);
-        w->customer = NULL;
-        w->revoked = 0;
-        r = customers_find_by_email(t, w->publisher_id, w->email, &w->customer);
-        if (r < 0)
-                return r;
-        id = json_object_get_string(w->customer, "customerId");
-        if (!id)
-                return -EPROTO;
-        if (w->disabled) {
-                if (json_object_set_new(w->customer, "disabled", json_true()) < 0)
-                        return -ENOMEM;
-        } else
-                (void) json_object_del(w->customer, "disabled");        /* -1 if it was not there */
-        r = customer_put(t, w->customer);
-        if (r < 0)
-                return r;
-        if (w->disabled) {      /* a disabled account keeps no session */
-                w->revoked = session_revoke_customer(t, &w->ctx, id, NULL);
-                if (w->revoked < 0)
-                        return w->revoked;
-        }
-        return 0;
-}
-
-static void disable_work_free(void *p) {
-        DisableWork *w = p;
-
-        json_decref(w->params);
-        free(w->publisher_id);
-        json_decref(w->customer);
-        free(w);
-}
-
-static void disable_done(Call *call, int r, void *userdata) {
-        DisableWork *w = userdata;
-        const char *id;
-
-        if (r == -ENOENT) {
-                (void) call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
-                return;
-        }
-        if (r < 0)
-                return;
-        id = json_object_get_string(w->customer, "customerId");
-        log_info("%s: customer %s %s%s", call_request_id(call), id, w->disabled ? "disabled" : "enabled",
-                 w->revoked > 0 ? ", its sessions revoked" : "");
-        (void) call_reply(call, json_pack("{s:s, s:b}", "customerId", id, "disabled", w->disabled));
-}
-
-static int method_pam_set_customer_disabled(Call *call, json_t *params) {
-        _cleanup_free_ char *publisher_id = NULL;
-        DisableWork *w;
-        int r;
-
-        r = pam_publisher(call, params, &publisher_id);
-        if (r < 0)
-                return r;
-        w = calloc(1, sizeof(DisableWork));
-        if (!w)
-                return -ENOMEM;
-        *w = (DisableWork) {
-                .params = json_incref(params),
-                .publisher_id = TAKE_PTR(publisher_id),
-                .email = json_object_get_string(params, "email"),
-                .disabled = json_is_true(json_object_get(params, "disabled")),
-                .ctx = call_session_context(call),
-        };
-        return call_write(call, disable_write, disable_done, w, disable_work_free);
-}
-
 #define PAM_PUBLISHER_PARAMS PUBLISHER_NAMING_PARAMS
 
 const Method methods_pam[] = {
@@ -499,12 +412,6 @@ const Method methods_pam[] = {
                   PAM_PUBLISHER_PARAMS,
                   { "user", PARAM_STRING, true, USER_MAX },
                   PARAM_ID("sessionId", false, SESSION_ID_MAX),
-                  {} } },
-        { .name = "setCustomerDisabled", .handler = method_pam_set_customer_disabled, .role = ROLE_ADMIN,
-          .params = (const ParamSpec[]) {
-                  PAM_PUBLISHER_PARAMS,
-                  { "email", PARAM_STRING, true, USER_MAX },
-                  { "disabled", PARAM_BOOLEAN, true, 0 },
                   {} } },
         {}
 };

@@ -90,10 +90,13 @@ class CustomerAdmin(IdmdTestCase):
         alice = self.register("alice@example.com", self.a)
         self.register("bob@example.com", self.b)
         self.assertEqual([c["email"] for c in self.page(self.b_token)["items"]], ["bob@example.com"])
-        for method in ("exportCustomer", "deleteCustomer", "getCustomerLockout", "unlockCustomer"):
+        for method in ("exportCustomer", "deleteCustomer", "getCustomer", "setCustomerDisabled", "getCustomerLockout",
+                       "unlockCustomer"):
             for naming in ({"customerId": alice["customerId"]}, {"email": "alice@example.com"}):
                 with self.subTest(method=method, naming=naming):
                     params = dict(naming, publisherToken=self.b_token)
+                    if method == "setCustomerDisabled":
+                        params["disabled"] = True
                     if method in ("getCustomerLockout", "unlockCustomer") and "email" in naming:
                         # Lockouts are kept per (publisher, e-mail), for any e-mail: B sees its
                         # own, empty, and nothing of A's account.
@@ -101,7 +104,13 @@ class CustomerAdmin(IdmdTestCase):
                         self.assertIsNone(r.get("customerId"), r)
                         continue
                     self.assertError(self.idmd.error(method, params), 404, "not_found")
-        # A's customer is untouched; an admin names the publisher.
+        # A's own publisher may disable (and enable) its customer.
+        r = self.idmd.call("setCustomerDisabled", {"publisherToken": self.a_token, "email": "alice@example.com",
+                                                   "disabled": True})
+        self.assertEqual(r, {"customerId": alice["customerId"], "disabled": True})
+        self.idmd.call("setCustomerDisabled", {"publisherToken": self.a_token, "customerId": alice["customerId"],
+                                               "disabled": False})
+        # A's customer is otherwise untouched; an admin names the publisher.
         items = self.idmd.call("listCustomers", {"publisherId": self.a})["items"]
         self.assertEqual([c["customerId"] for c in items], [alice["customerId"]])
         # Without credentials: refused.
