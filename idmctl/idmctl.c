@@ -46,8 +46,18 @@ static const Verb verbs[] = {
           "Add an offer to a publisher" },
         { "offer", "list", 1, 1, 0, verb_offer_list, "PUBLISHER_ID", "List a publisher's offers" },
         { "offer", "remove", 2, 2, 0, verb_offer_remove, "PUBLISHER_ID OFFER_ID", "Remove an offer" },
+        { "customer", "list", 0, 1, VERB_OPT_PUBLISHER, verb_customer_list, "[QUERY] --publisher ID",
+          "List a publisher's customers (e-mail prefix QUERY)" },
         { "customer", "show", 1, 1, VERB_OPT_PUBLISHER, verb_customer_show, "EMAIL|CUSTOMER_ID --publisher ID",
-          "Show a customer's failed logins and lockout" },
+          "Show a customer's profile, failed logins and lockout" },
+        { "customer", "export", 1, 1, VERB_OPT_PUBLISHER, verb_customer_export, "EMAIL|CUSTOMER_ID --publisher ID",
+          "Print everything stored about a customer, as JSON" },
+        { "customer", "delete", 1, 1, VERB_OPT_PUBLISHER, verb_customer_delete, "EMAIL|CUSTOMER_ID --publisher ID",
+          "Delete a customer and every record it left behind" },
+        { "customer", "disable", 1, 1, VERB_OPT_PUBLISHER, verb_customer_disable, "EMAIL|CUSTOMER_ID --publisher ID",
+          "Disable a customer (no login; its sessions end)" },
+        { "customer", "enable", 1, 1, VERB_OPT_PUBLISHER, verb_customer_enable, "EMAIL|CUSTOMER_ID --publisher ID",
+          "Enable a disabled customer" },
         { "customer", "unlock", 1, 1, VERB_OPT_PUBLISHER, verb_customer_unlock, "EMAIL|CUSTOMER_ID --publisher ID",
           "Clear a customer's lockout and failed logins" },
         { "call", NULL, 1, 2, 0, verb_call, "METHOD [PARAMS|-]",
@@ -260,7 +270,7 @@ static void help(void) {
                       "     --sso-page NAME=PATH    SSO page path; repeat for more; empty clears the map\n"
                       "\nOffer options (offer add):\n"
                       "     --title TITLE           The offer's title\n"
-                      "\nCustomer options (customer show, customer unlock):\n"
+                      "\nCustomer options (customer list|show|export|delete|disable|enable|unlock):\n"
                       "     --publisher ID          The publisher the customer belongs to (required)\n"
                       "\nSee the idmctl(1) man page for details.\n");
 }

@@ -94,3 +94,8 @@ int verb_offer_remove(Context *ctx, int argc, char **argv);
 int verb_call(Context *ctx, int argc, char **argv);
 int verb_customer_show(Context *ctx, int argc, char **argv);
 int verb_customer_unlock(Context *ctx, int argc, char **argv);
+int verb_customer_list(Context *ctx, int argc, char **argv);
+int verb_customer_export(Context *ctx, int argc, char **argv);
+int verb_customer_delete(Context *ctx, int argc, char **argv);
+int verb_customer_disable(Context *ctx, int argc, char **argv);
+int verb_customer_enable(Context *ctx, int argc, char **argv);

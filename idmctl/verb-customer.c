@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * idmctl customer show|unlock: a customer's failed logins and lockout (getCustomerLockout) and
- * clearing them (unlockCustomer). The customer is named by e-mail or customerId within the
- * publisher given with --publisher (admin peers name any publisher).
+ * idmctl customer list|show|export|delete|disable|enable|unlock: a publisher's customers
+ * (listCustomers), one customer's profile and lockout (getCustomer, getCustomerLockout), its
+ * export (exportCustomer), deleting it (deleteCustomer), disabling or enabling it
+ * (setCustomerDisabled) and clearing its lockout (unlockCustomer). The customer is named by
+ * e-mail or customerId within the publisher given with --publisher (admin peers name any
+ * publisher).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -38,8 +41,8 @@ static int customer_params(Context *ctx, const char *who, json_t **ret) {
 }
 
 int verb_customer_show(Context *ctx, int argc, char **argv) {
-        _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
-        char buf[DURATION_MAX + 64], duration[DURATION_MAX];
+        _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL, *profile = NULL;
+        char buf[DURATION_MAX + 64], duration[DURATION_MAX], ts[TIMESTAMP_MAX];
         int r;
 
         r = customer_params(ctx, argv[0], &params);
@@ -48,10 +51,35 @@ int verb_customer_show(Context *ctx, int argc, char **argv) {
         r = ctx_call_or_print_json(ctx, "getCustomerLockout", params, &result);
         if (r <= 0)
                 return r;
+        /* The profile when there is an account (an e-mail without one still has a lockout
+         * record to show). */
+        if (json_object_get_string(result, "customerId")) {
+                _cleanup_(json_decrefp) json_t *by_id =
+                        json_pack("{s:s, s:O}", "publisherId", ctx->publisher_id, "customerId",
+                                  json_object_get(result, "customerId"));
+
+                if (!by_id)
+                        return log_oom();
+                r = ctx_call(ctx, "getCustomer", by_id, &profile);
+                if (r < 0)
+                        return r;
+        }
 
         print_field(LABEL_WIDTH, "E-mail:", json_object_get_string(result, "email"));
         print_field(LABEL_WIDTH, "Customer ID:",
                     json_object_get_string(result, "customerId") ?: "- (no account)");
+        if (profile) {
+                static const char *const fields[][2] = {
+                        { "firstName", "First name:" }, { "lastName", "Last name:" }, { "country", "Country:" },
+                        { "currency", "Currency:" }, { "locale", "Locale:" }, { "externalId", "External ID:" },
+                        { "lastUserIP", "Last IP:" },
+                };
+                for (size_t i = 0; i < ELEMENTSOF(fields); i++)
+                        if (json_object_get_string(profile, fields[i][0]))
+                                print_field(LABEL_WIDTH, fields[i][1], json_object_get_string(profile, fields[i][0]));
+                print_field(LABEL_WIDTH, "Registered:", format_json_timestamp(profile, "registrationDate", ts));
+                print_field(LABEL_WIDTH, "Last login:", format_json_timestamp(profile, "lastLoginDate", ts));
+        }
         if (json_is_true(json_object_get(result, "locked"))) {
                 (void) snprintf(buf, sizeof(buf), "yes, until %s (%s more)",
                                 strempty(json_object_get_string(result, "lockedUntil")),
@@ -84,4 +112,114 @@ int verb_customer_unlock(Context *ctx, int argc, char **argv) {
                 return log_oom();
         (void) printf("Lockout of %s cleared.\n", who);
         return 0;
+}
+
+int verb_customer_list(Context *ctx, int argc, char **argv) {
+        static const char *const headers[] = { "CUSTOMER ID", "E-MAIL", "NAME", "REGISTERED" };
+        _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
+        _cleanup_(table_freep) Table *t = NULL;
+        json_t *items, *c;
+        size_t i;
+        int r;
+
+        if (!ctx->publisher_id)
+                return usage_error(ctx, "--publisher ID is required");
+        params = json_pack("{s:s, s:i}", "publisherId", ctx->publisher_id, "limit", 1000);
+        if (!params || (argc > 0 && json_object_set_new(params, "query", json_string(argv[0])) < 0))
+                return log_oom();
+        r = ctx_call_or_print_json(ctx, "listCustomers", params, &result);
+        if (r <= 0)
+                return r;
+        items = json_object_get(result, "items");
+        if (json_array_size(items) == 0) {
+                (void) puts("No customers.");
+                return 0;
+        }
+        t = table_new(ELEMENTSOF(headers), headers);
+        if (!t)
+                return log_oom();
+        json_array_foreach(items, i, c) {
+                _cleanup_free_ char *name = NULL;
+                char ts[TIMESTAMP_MAX];
+
+                if (asprintf(&name, "%s %s", strempty(json_object_get_string(c, "firstName")),
+                             strempty(json_object_get_string(c, "lastName"))) < 0)
+                        return log_oom();
+                if (table_add_cell(t, json_object_get_string(c, "customerId")) < 0 ||
+                    table_add_cell(t, json_object_get_string(c, "email")) < 0 ||
+                    table_add_cell(t, name[0] == ' ' && name[1] == 0 ? "-" : name) < 0 ||
+                    table_add_cell(t, format_json_timestamp(c, "registrationDate", ts)) < 0)
+                        return log_oom();
+        }
+        if (table_print(t, stdout) < 0)
+                return log_oom();
+        if (json_object_get_string(result, "cursor"))
+                (void) puts("(more: the first 1000 are shown; narrow the list with a QUERY)");
+        return 0;
+}
+
+/* Prints the result as JSON whatever --json says: an export is a document for a person. */
+int verb_customer_export(Context *ctx, int argc, char **argv) {
+        _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        r = customer_params(ctx, argv[0], &params);
+        if (r != 0)
+                return r;
+        r = ctx_call(ctx, "exportCustomer", params, &result);
+        if (r < 0)
+                return 1;
+        text = json_dumps(result, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (!text)
+                return log_oom();
+        (void) puts(text);
+        return 0;
+}
+
+int verb_customer_delete(Context *ctx, int argc, char **argv) {
+        _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
+        _cleanup_free_ char *who = NULL;
+        int r;
+
+        r = customer_params(ctx, argv[0], &params);
+        if (r != 0)
+                return r;
+        r = ctx_call_or_print_json(ctx, "deleteCustomer", params, &result);
+        if (r <= 0)
+                return r;
+        who = text_sanitize(argv[0]);
+        if (!who)
+                return log_oom();
+        (void) printf("Customer %s deleted (%llu records).\n", who,
+                      (unsigned long long) json_get_u64(result, "deletedRecords"));
+        return 0;
+}
+
+static int set_disabled(Context *ctx, const char *whom, bool disabled) {
+        _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
+        _cleanup_free_ char *who = NULL;
+        int r;
+
+        r = customer_params(ctx, whom, &params);
+        if (r != 0)
+                return r;
+        if (json_object_set_new(params, "disabled", json_boolean(disabled)) < 0)
+                return log_oom();
+        r = ctx_call_or_print_json(ctx, "setCustomerDisabled", params, &result);
+        if (r <= 0)
+                return r;
+        who = text_sanitize(whom);
+        if (!who)
+                return log_oom();
+        (void) printf("Customer %s %s.\n", who, disabled ? "disabled (its sessions ended)" : "enabled");
+        return 0;
+}
+
+int verb_customer_disable(Context *ctx, int argc, char **argv) {
+        return set_disabled(ctx, argv[0], true);
+}
+
+int verb_customer_enable(Context *ctx, int argc, char **argv) {
+        return set_disabled(ctx, argv[0], false);
 }

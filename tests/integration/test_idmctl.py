@@ -211,6 +211,40 @@ class Idmctl(IdmdTestCase):
         self.assertIn("(not_found)", p.stderr)
         self.fails(2, "offer", "add", pid)
 
+    def test_customers(self):
+        pub = self.create_publisher()["publisherId"]
+        for email, first in (("zoe@example.com", "Zoe"), ("adam@example.com", None)):
+            params = {"email": email, "password": "correct horse 9", "publisherId": pub, "locale": "en_GB",
+                      "country": "GB", "currency": "GBP"}
+            if first:
+                params["firstName"] = first
+            self.idmd.call("registerCustomer", params)
+        rows = table(self.ok("customer", "list", "--publisher", pub))
+        self.assertEqual([r["E-MAIL"] for r in rows], ["adam@example.com", "zoe@example.com"])
+        self.assertEqual(rows[1]["NAME"], "Zoe")
+        rows = table(self.ok("customer", "list", "zo", "--publisher", pub))
+        self.assertEqual([r["E-MAIL"] for r in rows], ["zoe@example.com"])
+        zoe = rows[0]["CUSTOMER ID"]
+
+        f = fields(self.ok("customer", "show", "zoe@example.com", "--publisher", pub))
+        self.assertEqual(f["Customer ID"], zoe)
+        self.assertEqual(f["First name"], "Zoe")
+        self.assertEqual(f["Locked"], "no")
+        f = fields(self.ok("customer", "show", "nobody@example.com", "--publisher", pub))
+        self.assertEqual(f["Customer ID"], "- (no account)")
+
+        export = json.loads(self.ok("customer", "export", zoe, "--publisher", pub))
+        self.assertEqual(export["customer"]["email"], "zoe@example.com")
+        self.assertIn("disabled (its sessions ended)", self.ok("customer", "disable", zoe, "--publisher", pub))
+        self.assertTrue(json.loads(self.ok("customer", "export", zoe, "--publisher", pub))["customer"]["disabled"])
+        self.assertIn("enabled", self.ok("customer", "enable", "zoe@example.com", "--publisher", pub))
+        self.assertIn("deleted", self.ok("customer", "delete", zoe, "--publisher", pub))
+        p = self.fails(1, "customer", "export", zoe, "--publisher", pub)
+        self.assertIn("no such customer", p.stderr)
+        self.assertEqual([r["E-MAIL"] for r in table(self.ok("customer", "list", "--publisher", pub))],
+                         ["adam@example.com"])
+        self.fails(2, "customer", "list")        # --publisher is required
+
     def test_call(self):
         out = self.ok("call", "getServerInfo")
         self.assertEqual(json.loads(out), self.idmd.call("getServerInfo"))
