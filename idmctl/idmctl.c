@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config-build.h"
@@ -271,7 +272,9 @@ static void help(void) {
                       "\nOffer options (offer add):\n"
                       "     --title TITLE           The offer's title\n"
                       "\nCustomer options (customer list|show|export|delete|disable|enable|unlock):\n"
-                      "     --publisher ID          The publisher the customer belongs to (required)\n"
+                      "     --publisher ID          The publisher the customer belongs to (as an admin)\n"
+                      "     --publisher-token-file FILE\n"
+                      "                             Act as the publisher whose token is in FILE (mode 600)\n"
                       "\nSee the idmctl(1) man page for details.\n");
 }
 
@@ -288,6 +291,7 @@ enum {
         ARG_SSO_PAGE,
         ARG_TITLE,
         ARG_PUBLISHER,
+        ARG_PUBLISHER_TOKEN_FILE,
 };
 
 static const struct option options[] = {
@@ -304,6 +308,7 @@ static const struct option options[] = {
         { "sso-page", required_argument, NULL, ARG_SSO_PAGE },
         { "title", required_argument, NULL, ARG_TITLE },
         { "publisher", required_argument, NULL, ARG_PUBLISHER },
+        { "publisher-token-file", required_argument, NULL, ARG_PUBLISHER_TOKEN_FILE },
         {}
 };
 
@@ -316,6 +321,8 @@ static const char *option_name(int c) {
 
 static void context_done(Context *ctx) {
         idm_client_close(&ctx->client);
+        erase_and_free(ctx->publisher_token);
+        ctx->publisher_token = NULL;
         json_decref(ctx->redirect_uris);
         ctx->redirect_uris = NULL;
         json_decref(ctx->sso_pages);
@@ -383,6 +390,40 @@ static int parse_socket(Context *ctx, const char *arg) {
         return 0;
 }
 
+/* The publisher's token from a file (its first line): a publisher's operator runs the customer
+ * commands as the publisher, without being root. The file must not be readable by others. */
+static void fclosep(FILE **f) {
+        if (*f)
+                (void) fclose(*f);
+}
+
+static int parse_publisher_token_file(Context *ctx, const char *arg) {
+        _cleanup_(fclosep) FILE *f = NULL;
+        char line[IDM_PUBLISHER_TOKEN_MAX + 2];
+        struct stat st;
+        size_t n;
+
+        f = fopen(arg, "re");
+        if (!f)
+                return log_error_errno(errno, "cannot open the publisher token file %s: %m", arg);
+        if (fstat(fileno(f), &st) < 0)
+                return log_error_errno(errno, "cannot stat %s: %m", arg);
+        if (st.st_mode & 0077)
+                return log_error_errno(EPERM, "the publisher token file %s is readable by others "
+                                       "(chmod 600 it)", arg);
+        if (!fgets(line, sizeof(line), f))
+                return log_error_errno(EINVAL, "the publisher token file %s is empty", arg);
+        n = strcspn(line, "\r\n");
+        if (n == 0 || n > IDM_PUBLISHER_TOKEN_MAX || (line[n] != '\n' && line[n] != '\r' && !feof(f)))
+                return log_error_errno(EINVAL, "the publisher token file %s holds no token on its first line", arg);
+        line[n] = 0;
+        ctx->publisher_token = strdup(line);
+        explicit_bzero(line, sizeof(line));
+        if (!ctx->publisher_token)
+                return log_oom();
+        return 0;
+}
+
 /* The options that take an argument: the VerbOptions group of each (0: a global option), and
  * either its parser or the Context member (a const char *) that keeps the argument as given. */
 typedef struct OptionArg {
@@ -403,6 +444,7 @@ static const OptionArg option_args[] = {
         { ARG_SSO_PAGE, VERB_OPT_PUBLISHER_SETTINGS, parse_sso_page },
         { ARG_TITLE, VERB_OPT_TITLE, NULL, offsetof(Context, title) },
         { ARG_PUBLISHER, VERB_OPT_PUBLISHER, NULL, offsetof(Context, publisher_id) },
+        { ARG_PUBLISHER_TOKEN_FILE, VERB_OPT_PUBLISHER, parse_publisher_token_file },
 };
 
 static const OptionArg *option_arg_find(int c) {

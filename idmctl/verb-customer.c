@@ -27,15 +27,34 @@ static bool is_customer_id(const char *s) {
 }
 
 /* {publisherId, email|customerId} for the command line, or an exit status. */
-static int customer_params(Context *ctx, const char *who, json_t **ret) {
-        json_t *params;
+/* {publisherId or publisherToken} for the command line, or an exit status. */
+static int publisher_params(Context *ctx, json_t **ret) {
+        json_t *params = json_object();
 
-        if (!ctx->publisher_id)
-                return usage_error(ctx, "--publisher ID is required");
-        params = json_pack("{s:s, s:s}", "publisherId", ctx->publisher_id,
-                           is_customer_id(who) ? "customerId" : "email", who);
-        if (!params)
+        if (!ctx->publisher_id && !ctx->publisher_token)
+                return usage_error(ctx, "--publisher ID or --publisher-token-file FILE is required");
+        if (!params ||
+            (ctx->publisher_id && json_object_set_new(params, "publisherId", json_string(ctx->publisher_id)) < 0) ||
+            (ctx->publisher_token && json_object_set_new(params, "publisherToken", json_string(ctx->publisher_token)) < 0)) {
+                json_decref(params);
                 return log_oom();
+        }
+        *ret = params;
+        return 0;
+}
+
+/* {publisherId|publisherToken, email|customerId} for the command line, or an exit status. */
+static int customer_params(Context *ctx, const char *who, json_t **ret) {
+        json_t *params = NULL;
+        int r;
+
+        r = publisher_params(ctx, &params);
+        if (r != 0)
+                return r;
+        if (json_object_set_new(params, is_customer_id(who) ? "customerId" : "email", json_string(who)) < 0) {
+                json_decref(params);
+                return log_oom();
+        }
         *ret = params;
         return 0;
 }
@@ -54,11 +73,12 @@ int verb_customer_show(Context *ctx, int argc, char **argv) {
         /* The profile when there is an account (an e-mail without one still has a lockout
          * record to show). */
         if (json_object_get_string(result, "customerId")) {
-                _cleanup_(json_decrefp) json_t *by_id =
-                        json_pack("{s:s, s:O}", "publisherId", ctx->publisher_id, "customerId",
-                                  json_object_get(result, "customerId"));
+                _cleanup_(json_decrefp) json_t *by_id = NULL;
 
-                if (!by_id)
+                r = publisher_params(ctx, &by_id);
+                if (r != 0)
+                        return r;
+                if (json_object_set(by_id, "customerId", json_object_get(result, "customerId")) < 0)
                         return log_oom();
                 r = ctx_call(ctx, "getCustomer", by_id, &profile);
                 if (r < 0)
@@ -122,10 +142,11 @@ int verb_customer_list(Context *ctx, int argc, char **argv) {
         size_t i;
         int r;
 
-        if (!ctx->publisher_id)
-                return usage_error(ctx, "--publisher ID is required");
-        params = json_pack("{s:s, s:i}", "publisherId", ctx->publisher_id, "limit", 1000);
-        if (!params || (argc > 0 && json_object_set_new(params, "query", json_string(argv[0])) < 0))
+        r = publisher_params(ctx, &params);
+        if (r != 0)
+                return r;
+        if (json_object_set_new(params, "limit", json_integer(1000)) < 0 ||
+            (argc > 0 && json_object_set_new(params, "query", json_string(argv[0])) < 0))
                 return log_oom();
         r = ctx_call_or_print_json(ctx, "listCustomers", params, &result);
         if (r <= 0)

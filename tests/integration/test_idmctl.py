@@ -337,6 +337,35 @@ class Idmctl(IdmdTestCase):
         self.assertIn("(forbidden)", p.stderr)
         self.assertEqual(self.idmd.call("listPublishers")["items"], [])
 
+    def test_publisher_token_file(self):
+        """A publisher's operator runs the customer commands as the publisher, not as root."""
+        p = self.create_publisher()
+        self.idmd.call("registerCustomer", {"email": "zoe@example.com", "password": "correct horse 9",
+                                            "publisherId": p["publisherId"], "locale": "en_GB", "country": "GB",
+                                            "currency": "GBP"})
+        self.idmd.open_to_others()
+        probe = run_as(65534, 65534, [IDMCTL, "--version"], capture_output=True, text=True, timeout=60)
+        if probe.returncode != 0:
+            self.skipTest(f"nobody cannot run {IDMCTL}: {probe.stderr.strip()}")
+        path = os.path.join(self.idmd.tmp, "token")
+        with open(path, "w") as f:
+            f.write(p["publisherToken"] + "\n")
+        os.chown(path, 65534, 65534)
+        os.chmod(path, 0o600)
+        argv = [IDMCTL, "--socket", self.idmd.socket, "customer", "list", "--publisher-token-file", path]
+        r = run_as(65534, 65534, argv, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([row["E-MAIL"] for row in table(r.stdout)], ["zoe@example.com"])
+        r = run_as(65534, 65534, argv[:4] + ["show", "zoe@example.com", "--publisher-token-file", path],
+                   capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(fields(r.stdout)["E-mail"], "zoe@example.com")
+        # A token file others can read is refused before anything is sent.
+        os.chmod(path, 0o644)
+        r = run_as(65534, 65534, argv, capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("readable by others", r.stderr)
+
 
 class FakeDaemon:
     """A one-connection socket server that answers the first request line with reply(request),
