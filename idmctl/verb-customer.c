@@ -29,10 +29,11 @@ static bool is_customer_id(const char *s) {
 /* {publisherId, email|customerId} for the command line, or an exit status. */
 /* {publisherId or publisherToken} for the command line, or an exit status. */
 static int publisher_params(Context *ctx, json_t **ret) {
-        json_t *params = json_object();
+        json_t *params;
 
         if (!ctx->publisher_id && !ctx->publisher_token)
                 return usage_error(ctx, "--publisher ID or --publisher-token-file FILE is required");
+        params = json_object();
         if (!params ||
             (ctx->publisher_id && json_object_set_new(params, "publisherId", json_string(ctx->publisher_id)) < 0) ||
             (ctx->publisher_token && json_object_set_new(params, "publisherToken", json_string(ctx->publisher_token)) < 0)) {

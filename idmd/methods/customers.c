@@ -1083,6 +1083,8 @@ static json_t *export_dates(json_t *v) {
         const char *key;
         size_t i;
 
+        if (!v)
+                return json_null();
         if (json_is_array(v)) {
                 copy = json_array();
                 json_array_foreach(v, i, item)
@@ -1151,10 +1153,13 @@ static int method_customers_export(Call *call, json_t *params) {
         log_notice("%s: customer %s of publisher %s exported by uid %u%s", call_request_id(call), customer_id,
                    call_publisher_id(call), (unsigned) call_peer(call)->uid,
                    call_role(call) == ROLE_ADMIN ? " (admin)" : "");
+        /* A customer who never answered has no record: empty parts then. */
         return call_reply(call, json_pack("{s:O, s:o, s:o, s:O, s:O, s:O}",
                                           "customer", profile,
-                                          "consents", export_dates(json_object_get(answers, "consents") ?: json_object()),
-                                          "consentHistory", export_dates(json_object_get(answers, "history") ?: json_array()),
+                                          "consents", answers ? export_dates(json_object_get(answers, "consents")) :
+                                                                json_object(),
+                                          "consentHistory", answers ? export_dates(json_object_get(answers, "history")) :
+                                                                      json_array(),
                                           "lockout", lockout,
                                           "sessions", sessions,
                                           "pamSessions", pam));
