@@ -278,6 +278,33 @@ static void help(void) {
                       "\nSee the idmctl(1) man page for details.\n");
 }
 
+/* Help for one command family or command ("idmctl customer --help", "idmctl help customer list"):
+ * its usage lines and what they do. An exit status. */
+static int help_for(Context *ctx, int argc, char **argv) {
+        bool any = false;
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                const Verb *v = &verbs[i];
+
+                if (!streq(v->name, argv[0]) || (argc >= 2 && v->sub && !streq(v->sub, argv[1])))
+                        continue;
+                if (!any)
+                        (void) puts("Usage:");
+                any = true;
+                (void) printf("  " PROGRAM " [OPTIONS] %s%s%s%s%s\n      %s\n", v->name, v->sub ? " " : "",
+                              strempty(v->sub), v->usage[0] ? " " : "", v->usage, v->description);
+        }
+        if (!any) {
+                _cleanup_free_ char *what = text_sanitize(argv[0]);
+
+                if (!what)
+                        return log_oom();
+                return usage_error(ctx, "unknown command '%s'", what);
+        }
+        (void) printf("\nSee '" PROGRAM " --help' for the options, and idmctl(1).\n");
+        return 0;
+}
+
 enum {
         ARG_VERSION = 0x100,
         ARG_SOCKET,
@@ -495,9 +522,8 @@ static int parse_argv(Context *ctx, int argc, char **argv, int *ret_optind, Seen
 
                 switch (c) {
                 case 'h':
-                        help();
-                        *ret_done = true;
-                        return 0;
+                        ctx->help = true;       /* for the command named, if any (run()) */
+                        break;
                 case ARG_VERSION:
                         (void) printf(PROGRAM " " IDM_VERSION " (protocol %d)\n", IDM_PROTOCOL_VERSION);
                         *ret_done = true;
@@ -547,6 +573,19 @@ static int run(Context *ctx, int argc, char **argv) {
         r = parse_argv(ctx, argc, argv, &first, &seen, &done);
         if (r != 0 || done)
                 return r;
+
+        /* "idmctl --help", "idmctl COMMAND [SUB] --help", "idmctl help [COMMAND [SUB]]". */
+        if (argc - first > 0 && streq(argv[first], "help")) {
+                ctx->help = true;
+                first++;
+        }
+        if (ctx->help) {
+                if (argc - first == 0) {
+                        help();
+                        return 0;
+                }
+                return help_for(ctx, argc - first, argv + first);
+        }
 
         if (!ctx->socket_path) {
                 env = getenv("IDM_SOCKET");

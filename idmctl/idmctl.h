@@ -42,6 +42,7 @@ typedef struct Context {
         const char *title;
         const char *publisher_id;       /* --publisher */
         char *publisher_token;          /* --publisher-token-file's token (wiped at exit) */
+        bool help;                      /* --help: for the command named, if any */
 
         IdmClient client;               /* IDM_CLIENT_INIT; connected on the first ctx_call() */
         const struct Verb *verb;        /* the verb being run, for usage_error() */

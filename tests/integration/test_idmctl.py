@@ -295,11 +295,23 @@ class Idmctl(IdmdTestCase):
         self.assertEqual(self.idmd.call("listPublishers")["items"], [])
 
     def test_help_and_version(self):
-        for args in (["--help"], ["-h"], ["publisher", "--help"]):
+        for args in (["--help"], ["-h"], ["help"]):
             p = idmctl(*args)
             self.assertEqual(p.returncode, 0)
             for cmd in ("status", "publisher create", "publisher rotate-token", "offer add", "call"):
                 self.assertIn(cmd, p.stdout)
+        # Help for one command family or one command.
+        for args in (["publisher", "--help"], ["help", "publisher"], ["publisher", "create", "-h"]):
+            p = idmctl(*args)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("publisher create", p.stdout)
+            self.assertNotIn("offer add", p.stdout)
+        p = idmctl("help", "customer", "delete")
+        self.assertIn("customer delete", p.stdout)
+        self.assertNotIn("customer list", p.stdout)
+        p = idmctl("help", "nosuch")
+        self.assertEqual(p.returncode, 2)
+        self.assertTrue(p.stderr.startswith("idmctl: "), p.stderr)
         p = idmctl("--version")
         self.assertEqual(p.returncode, 0)
         self.assertIn(self.idmd.call("getServerInfo")["version"], p.stdout)
