@@ -1136,13 +1136,10 @@ static int expire_get(StoreTxn *t, const char *key, SessionSweepStats *stats, js
         return r;
 }
 
-/* Deletes the record at key if due <= now; else enters it again under kind, at due. */
-static int expire_or_enter(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
-                           uint64_t due, SessionSweepStats *stats) {
+/* Deletes the record at key, counted; one gone already is not an error. Store errors. */
+static int expire_del(StoreTxn *t, const char *key, SessionSweepStats *stats) {
         int r;
 
-        if (due > ctx->now_usec)
-                return session_expiry_put(t, kind, due, key);
         r = store_del(t, STORE_TOKENS, key);
         if (r == -ENOENT)
                 return 0;
@@ -1150,6 +1147,14 @@ static int expire_or_enter(StoreTxn *t, const SessionContext *ctx, const char *k
                 return r;
         stats->deleted++;
         return 0;
+}
+
+/* Deletes the record at key if due <= now; else enters it again under kind, at due. */
+static int expire_or_enter(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
+                           uint64_t due, SessionSweepStats *stats) {
+        if (due > ctx->now_usec)
+                return session_expiry_put(t, kind, due, key);
+        return expire_del(t, key, stats);
 }
 
 int session_expire_token(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
@@ -1209,11 +1214,9 @@ int session_expire_family(StoreTxn *t, const SessionContext *ctx, const char *ki
         if (due > ctx->now_usec)
                 return session_expiry_put(t, kind, due, key);
 
-        r = store_del(t, STORE_TOKENS, key);
-        if (r < 0 && r != -ENOENT)
+        r = expire_del(t, key, stats);
+        if (r < 0)
                 return r;
-        if (r >= 0)
-                stats->deleted++;
         /* Its entry in the customer's index goes with it. */
         cid = json_object_get_string(rec, "customerId");
         if (!customer_id_is_valid(cid))
@@ -1221,13 +1224,7 @@ int session_expire_family(StoreTxn *t, const SessionContext *ctx, const char *ki
         r = index_key(cid, key + strlen(FAMILY_PREFIX), &ikey);
         if (r < 0)
                 return r;
-        r = store_del(t, STORE_TOKENS, ikey);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
-                return r;
-        stats->deleted++;
-        return 0;
+        return expire_del(t, ikey, stats);
 }
 
 int session_expire_pam(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,

@@ -177,6 +177,42 @@ int customers_resolve_named(Call *call, StoreTxn *t, json_t *params, char **ret_
         return 0;
 }
 
+/* customers_resolve_named() for the methods that act on an account: an e-mail without one is
+ * "no such customer" too, so *ret_customer is never NULL. */
+static int customers_resolve_account(Call *call, StoreTxn *t, json_t *params, char **ret_email,
+                                     json_t **ret_customer) {
+        int r;
+
+        r = customers_resolve_named(call, t, params, ret_email, ret_customer);
+        if (r < 0)
+                return r;
+        if (!*ret_customer)
+                return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
+        return 0;
+}
+
+/* The id of the account the params name, looked up in a read snapshot that is gone on return:
+ * a write then finds the record again (-ENOENT if it went meanwhile). Refusals with call_fail(). */
+static int customers_read_account_id(Call *call, json_t *params, char **ret) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL;
+        _cleanup_free_ char *email = NULL;
+        char *id;
+        int r;
+
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = customers_resolve_account(call, t, params, &email, &customer);
+        if (r < 0)
+                return r;
+        id = strdup(json_object_get_string(customer, "customerId"));
+        if (!id)
+                return -ENOMEM;
+        *ret = id;
+        return 0;
+}
+
 /* --- profile fields --- */
 
 /* Checks the optional profile fields in params and copies them into rec. Replies 400 itself. */
@@ -839,11 +875,9 @@ static int method_customers_get(Call *call, json_t *params) {
                 r = call_store_read(call, &t);
                 if (r < 0)
                         return r;
-                r = customers_resolve_named(call, t, params, &email, &rec);
+                r = customers_resolve_account(call, t, params, &email, &rec);
                 if (r < 0)
                         return r;
-                if (!rec)
-                        return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
                 return call_reply(call, customers_public(rec));
         }
         if (named)
@@ -1005,11 +1039,12 @@ static int method_customers_change_password(Call *call, json_t *params) {
         if (!j->customer_id || !j->publisher_id || !j->stored_hash || !j->password || !j->new_password)
                 return -ENOMEM;
         r = password_job_submit(j);
-                if (r < 0)
-                        return r;
+        if (r < 0)
+                return r;
         TAKE_PTR(j);
         return 0;
 }
+
 /* --- customer administration (publisher for its own customers, admin for any) --- */
 
 typedef struct DeleteWork {
@@ -1048,30 +1083,17 @@ static void delete_done(Call *call, int r, void *userdata) {
 }
 
 static int method_customers_delete(Call *call, json_t *params) {
-        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        _cleanup_(json_decrefp) json_t *customer = NULL;
-        _cleanup_free_ char *email = NULL;
+        _cleanup_free_ char *customer_id = NULL;
         DeleteWork *w;
         int r;
 
-        r = call_store_read(call, &t);
+        r = customers_read_account_id(call, params, &customer_id);
         if (r < 0)
                 return r;
-        r = customers_resolve_named(call, t, params, &email, &customer);
-        if (r < 0)
-                return r;
-        t = store_txn_free(t);
-        if (!customer)
-                return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
-
         w = calloc(1, sizeof(DeleteWork));
         if (!w)
                 return -ENOMEM;
-        w->customer_id = strdup(json_object_get_string(customer, "customerId"));
-        if (!w->customer_id) {
-                delete_work_free(w);
-                return -ENOMEM;
-        }
+        w->customer_id = TAKE_PTR(customer_id);
         return call_write(call, delete_write, delete_done, w, delete_work_free);
 }
 
@@ -1125,11 +1147,9 @@ static int method_customers_export(Call *call, json_t *params) {
         r = call_store_read(call, &t);
         if (r < 0)
                 return r;
-        r = customers_resolve_named(call, t, params, &email, &customer);
+        r = customers_resolve_account(call, t, params, &email, &customer);
         if (r < 0)
                 return r;
-        if (!customer)
-                return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
         customer_id = json_object_get_string(customer, "customerId");
 
         profile = customers_public(customer);
@@ -1222,34 +1242,21 @@ static void disable_done(Call *call, int r, void *userdata) {
 
 /* Disables (no login, every session ended) or enables a customer of the call's publisher. */
 static int method_customers_set_disabled(Call *call, json_t *params) {
-        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        _cleanup_(json_decrefp) json_t *customer = NULL;
-        _cleanup_free_ char *email = NULL;
+        _cleanup_free_ char *customer_id = NULL;
         DisableWork *w;
         int r;
 
-        r = call_store_read(call, &t);
+        r = customers_read_account_id(call, params, &customer_id);
         if (r < 0)
                 return r;
-        r = customers_resolve_named(call, t, params, &email, &customer);
-        if (r < 0)
-                return r;
-        t = store_txn_free(t);
-        if (!customer)
-                return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
-
         w = calloc(1, sizeof(DisableWork));
         if (!w)
                 return -ENOMEM;
         *w = (DisableWork) {
-                .customer_id = strdup(json_object_get_string(customer, "customerId")),
+                .customer_id = TAKE_PTR(customer_id),
                 .disabled = json_is_true(json_object_get(params, "disabled")),
                 .ctx = call_session_context(call),
         };
-        if (!w->customer_id) {
-                disable_work_free(w);
-                return -ENOMEM;
-        }
         return call_write(call, disable_write, disable_done, w, disable_work_free);
 }
 
