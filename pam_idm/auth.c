@@ -284,6 +284,22 @@ static int verify_customer(pam_handle_t *pamh, const Options *o, IdmClient *c, c
         return -EACCES;
 }
 
+/* The end of a code or device login on the open connection c: the customer checked, c closed,
+ * the login accepted or refused. A PAM result. */
+static int token_login_finish(pam_handle_t *pamh, int flags, const Options *o, IdmClient *c, const char *user,
+                              json_t *result) {
+        IdmError e = {};
+        int r;
+
+        r = verify_customer(pamh, o, c, user, result, &e);
+        idm_client_close(c);
+        if (r == -EACCES)
+                return PAM_AUTH_ERR;
+        if (r < 0)
+                return call_failed(pamh, flags, o, PHASE_AUTH, "getCustomer", user, r, c, &e);
+        return auth_accept(pamh, o, user, result);
+}
+
 /* Reads the sign-in code. A PAM_AUTHTOK set by a module stacked before is taken only if it looks
  * like a code (token characters): otherwise it is that module's password, which must not go to
  * idmd as a code; the code is then asked for (PAM_PROMPT_ECHO_OFF, without replacing
@@ -341,13 +357,7 @@ static int authenticate_code(pam_handle_t *pamh, int flags, const Options *o, co
         r = idm_client_call(&c, "redeemToken", params, &result, &e);
         if (r < 0)
                 return call_failed(pamh, flags, o, PHASE_AUTH, "redeemToken", user, r, &c, &e);
-        r = verify_customer(pamh, o, &c, user, result, &e);
-        idm_client_close(&c);
-        if (r == -EACCES)
-                return PAM_AUTH_ERR;
-        if (r < 0)
-                return call_failed(pamh, flags, o, PHASE_AUTH, "getCustomer", user, r, &c, &e);
-        return auth_accept(pamh, o, user, result);
+        return token_login_finish(pamh, flags, o, &c, user, result);
 }
 
 static bool text_is_printable(const char *s, size_t max) {
@@ -451,13 +461,7 @@ static int authenticate_device(pam_handle_t *pamh, int flags, const Options *o, 
                 sleep_usec((usec_t) interval * USEC_PER_SEC);
         }
 
-        r = verify_customer(pamh, o, &c, user, result, &e);
-        idm_client_close(&c);
-        if (r == -EACCES)
-                return PAM_AUTH_ERR;
-        if (r < 0)
-                return call_failed(pamh, flags, o, PHASE_AUTH, "getCustomer", user, r, &c, &e);
-        return auth_accept(pamh, o, user, result);
+        return token_login_finish(pamh, flags, o, &c, user, result);
 }
 
 _public_ int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv) {

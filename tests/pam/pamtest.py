@@ -317,18 +317,18 @@ class PamTestCase(idmtest.IdmdTestCase):
         return self.assertDrive(self.drive(*args, **kw), 0)
 
 
-class Relay:
-    """A root-owned socket in front of idmd's that passes every byte both ways and keeps a copy:
-    what the module sent idmd and what it received. exchanges() pairs them up."""
+class UnixServer:
+    """A root-owned socket at path that runs self.connection(conn, number) in a thread of its own
+    for each connection it accepts, numbered from 0. Subclasses set their state before calling
+    __init__: the accepting starts there."""
 
-    def __init__(self, path, upstream):
+    def __init__(self, path, mode=None):
         self.path = path
-        self.upstream = upstream
-        self.lock = threading.Lock()
-        self.data = {}          # connection number -> {"sent": bytes, "received": bytes}
         self.accepted = 0
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
+        if mode is not None:
+            os.chmod(path, mode)
         self.sock.listen(16)
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
@@ -341,9 +341,33 @@ class Relay:
                 return
             number = self.accepted
             self.accepted += 1
-            with self.lock:
-                self.data[number] = {"sent": b"", "received": b""}
+            self.accept(number)
             threading.Thread(target=self.connection, args=(conn, number), daemon=True).start()
+
+    def accept(self, number):
+        """Called on the accepting thread before connection number is served."""
+
+    def close(self):
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class Relay(UnixServer):
+    """A root-owned socket in front of idmd's that passes every byte both ways and keeps a copy:
+    what the module sent idmd and what it received. exchanges() pairs them up."""
+
+    def __init__(self, path, upstream):
+        self.upstream = upstream
+        self.lock = threading.Lock()
+        self.data = {}          # connection number -> {"sent": bytes, "received": bytes}
+        super().__init__(path)
+
+    def accept(self, number):
+        with self.lock:
+            self.data[number] = {"sent": b"", "received": b""}
 
     def connection(self, conn, number):
         up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -386,13 +410,6 @@ class Relay:
                 out.append((req["method"], req.get("params"), replies.get(json.dumps(req.get("id")))))
         return out
 
-    def close(self):
-        self.sock.close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-
 
 class FakeListener:
     """A root-owned socket that listens with backlog 0 and never accepts (connect timeouts)."""
@@ -422,36 +439,19 @@ class FakeListener:
             pass
 
 
-class FakeIdmd:
+class FakeIdmd(UnixServer):
     """A scripted stand-in for idmd on a root-owned socket: answers JSON-RPC lines with
     self.handle(method, params) -> ("result", obj) or ("error", obj). calls lists (method, params),
     conns the connection (numbered from 0) each call came on. With idle_timeout it closes a
     connection that stays silent that long, as idmd does after 60 s."""
 
     def __init__(self, path, handle, idle_timeout=None):
-        self.path = path
         self.handle = handle
         self.idle_timeout = idle_timeout
         self.calls = []
         self.conns = []
-        self.accepted = 0
         self.idle_closed = 0
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        os.chmod(path, 0o666)
-        self.sock.listen(16)
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            number = self.accepted
-            self.accepted += 1
-            threading.Thread(target=self.connection, args=(conn, number), daemon=True).start()
+        super().__init__(path, mode=0o666)
 
     def connection(self, conn, number):
         buf = b""
@@ -476,13 +476,6 @@ class FakeIdmd:
                     kind, obj = self.handle(req["method"], req["params"])
                     reply = {"jsonrpc": "2.0", "id": req["id"], kind: obj}
                     conn.sendall(json.dumps(reply).encode() + b"\n")
-
-    def close(self):
-        self.sock.close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
     def methods(self):
         return [m for m, _ in self.calls]
