@@ -60,6 +60,28 @@ static int customer_params(Context *ctx, const char *who, json_t **ret) {
         return 0;
 }
 
+/* Calls method for the customer whom names, with the members of extra (may be NULL) added. 0 with
+ * *ret_who set (whom made safe to print) when the verb goes on to print the result as text; 0 with
+ * *ret_who NULL when --json printed it; else an exit status or a reported error, as a verb returns. */
+static int customer_call(Context *ctx, const char *whom, const char *method, json_t *extra, json_t **ret_result,
+                         char **ret_who) {
+        _cleanup_(json_decrefp) json_t *params = NULL;
+        int r;
+
+        r = customer_params(ctx, whom, &params);
+        if (r != 0)
+                return r;
+        if (extra && json_object_update(params, extra) < 0)
+                return log_oom();
+        r = ctx_call_or_print_json(ctx, method, params, ret_result);
+        if (r <= 0)
+                return r;
+        *ret_who = text_sanitize(whom);
+        if (!*ret_who)
+                return log_oom();
+        return 0;
+}
+
 int verb_customer_show(Context *ctx, int argc, char **argv) {
         _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL, *profile = NULL;
         char buf[DURATION_MAX + 64], duration[DURATION_MAX], ts[TIMESTAMP_MAX];
@@ -118,19 +140,13 @@ int verb_customer_show(Context *ctx, int argc, char **argv) {
 }
 
 int verb_customer_unlock(Context *ctx, int argc, char **argv) {
-        _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
+        _cleanup_(json_decrefp) json_t *result = NULL;
         _cleanup_free_ char *who = NULL;
         int r;
 
-        r = customer_params(ctx, argv[0], &params);
-        if (r != 0)
+        r = customer_call(ctx, argv[0], "unlockCustomer", NULL, &result, &who);
+        if (r != 0 || !who)
                 return r;
-        r = ctx_call_or_print_json(ctx, "unlockCustomer", params, &result);
-        if (r <= 0)
-                return r;
-        who = text_sanitize(argv[0]);
-        if (!who)
-                return log_oom();
         (void) printf("Lockout of %s cleared.\n", who);
         return 0;
 }
@@ -200,40 +216,29 @@ int verb_customer_export(Context *ctx, int argc, char **argv) {
 }
 
 int verb_customer_delete(Context *ctx, int argc, char **argv) {
-        _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
+        _cleanup_(json_decrefp) json_t *result = NULL;
         _cleanup_free_ char *who = NULL;
         int r;
 
-        r = customer_params(ctx, argv[0], &params);
-        if (r != 0)
+        r = customer_call(ctx, argv[0], "deleteCustomer", NULL, &result, &who);
+        if (r != 0 || !who)
                 return r;
-        r = ctx_call_or_print_json(ctx, "deleteCustomer", params, &result);
-        if (r <= 0)
-                return r;
-        who = text_sanitize(argv[0]);
-        if (!who)
-                return log_oom();
         (void) printf("Customer %s deleted (%llu records).\n", who,
                       (unsigned long long) json_get_u64(result, "deletedRecords"));
         return 0;
 }
 
 static int set_disabled(Context *ctx, const char *whom, bool disabled) {
-        _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
+        _cleanup_(json_decrefp) json_t *extra = NULL, *result = NULL;
         _cleanup_free_ char *who = NULL;
         int r;
 
-        r = customer_params(ctx, whom, &params);
-        if (r != 0)
-                return r;
-        if (json_object_set_new(params, "disabled", json_boolean(disabled)) < 0)
+        extra = json_pack("{s:b}", "disabled", disabled);
+        if (!extra)
                 return log_oom();
-        r = ctx_call_or_print_json(ctx, "setCustomerDisabled", params, &result);
-        if (r <= 0)
+        r = customer_call(ctx, whom, "setCustomerDisabled", extra, &result, &who);
+        if (r != 0 || !who)
                 return r;
-        who = text_sanitize(whom);
-        if (!who)
-                return log_oom();
         (void) printf("Customer %s %s.\n", who, disabled ? "disabled (its sessions ended)" : "enabled");
         return 0;
 }
