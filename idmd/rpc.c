@@ -47,6 +47,7 @@ static const Method *const method_tables[] = {
         methods_customers,
         methods_pam,
         methods_consents,
+        methods_capture,
         methods_lockouts,
 };
 

@@ -94,6 +94,7 @@ extern const Method methods_tokens[];
 extern const Method methods_customers[];
 extern const Method methods_pam[];
 extern const Method methods_consents[];
+extern const Method methods_capture[];
 extern const Method methods_lockouts[];
 
 const Method *rpc_find_method(const char *name);

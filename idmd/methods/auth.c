@@ -17,6 +17,12 @@
 #include "sessions.h"
 #include "tokens.h"
 
+int call_fail_customer_gone(Call *call, CustomerGone gone) {
+        if (gone == CUSTOMER_GONE_INVALID_TOKEN)
+                return call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
+        return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
+}
+
 int call_store_read(Call *call, StoreTxn **ret) {
         return store_read(call_manager(call)->store, ret);
 }

@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 #include "methods/consents.h"
 #include "methods/customers.h"
 #include "methods/methods.h"
+#include "methods/refusal.h"
 #include "records/consents.h"
 #include "records/customers.h"
 #include "tokens.h"
@@ -31,43 +31,6 @@
 
 #define STATE_ACCEPTED "accepted"
 #define STATE_DECLINED "declined"
-
-/* --- refusals worked out inside a unit of work, answered after it --- */
-
-typedef struct Refusal {
-        int code;               /* 0: nothing refused */
-        const char *reason;
-        json_t *data;
-        char message[256];
-} Refusal;
-
-static void refusal_done(Refusal *ref) {
-        json_decref(ref->data);
-        *ref = (Refusal) {};
-}
-
-/* Records the refusal (replacing an earlier one, as a unit of work may run twice) and returns
- * -EINVAL, for the unit of work to roll back. data is stolen. */
-static int refuse(Refusal *ref, int code, const char *reason, json_t *data, const char *format, ...)
-        _printf_(5, 6);
-static int refuse(Refusal *ref, int code, const char *reason, json_t *data, const char *format, ...) {
-        va_list ap;
-
-        refusal_done(ref);
-        ref->code = code;
-        ref->reason = reason;
-        ref->data = data;
-        va_start(ap, format);
-        (void) vsnprintf(ref->message, sizeof(ref->message), format, ap);
-        va_end(ap);
-        return -EINVAL;
-}
-
-static int refusal_reply(Call *call, Refusal *ref) {
-        json_t *data = TAKE_PTR(ref->data);
-
-        return call_fail(call, ref->code, ref->reason, data, "%s", ref->message);
-}
 
 /* Replies {consents: list} (list stolen; NULL: out of memory). */
 static int reply_list(Call *call, json_t *list) {
@@ -429,19 +392,6 @@ int consents_outdated_required(StoreTxn *t, const char *publisher_id, const char
         return outdated_required(defs, answers, ret);
 }
 
-int consents_update_required(Store *s, const char *publisher_id, const char *customer_id) {
-        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        int r;
-
-        r = store_read(s, &t);
-        if (r < 0)
-                return r;
-        r = consents_outdated_required(t, publisher_id, customer_id, NULL);
-        if (r < 0)
-                return r;
-        return r > 0;
-}
-
 typedef struct AnswerWork {
         char *publisher_id;
         char *customer_id;
@@ -449,7 +399,7 @@ typedef struct AnswerWork {
         json_t *answers;
         uint64_t now_usec;
         bool want_view;
-        ConsentsGone gone;
+        CustomerGone gone;
 
         Refusal refusal;
         int changed;
@@ -511,10 +461,7 @@ static void answer_done(Call *call, int r, void *userdata) {
         AnswerWork *w = userdata;
 
         if (r == -ENOENT) {     /* deleted meanwhile */
-                if (w->gone == CONSENTS_GONE_INVALID_TOKEN)
-                        (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
-                else
-                        (void) call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
+                (void) call_fail_customer_gone(call, w->gone);
                 return;
         }
         if (r < 0 && w->refusal.code) {
@@ -530,7 +477,7 @@ static void answer_done(Call *call, int r, void *userdata) {
 }
 
 int consents_answer(Call *call, const char *publisher_id, const char *customer_id, json_t *answers,
-                    const char *source, bool reply_view, ConsentsGone gone) {
+                    const char *source, bool reply_view, CustomerGone gone) {
         AnswerWork *w = calloc(1, sizeof(AnswerWork));
 
         if (!w)
@@ -831,7 +778,7 @@ static int method_consents_get_customer(Call *call, json_t *params) {
 static int method_consents_update_customer(Call *call, json_t *params) {
         /* A customer deleted since the token was issued: 401 invalid_token. */
         return consents_answer(call, call_publisher_id(call), call_customer_id(call),
-                               json_object_get(params, "consents"), "customer", true, CONSENTS_GONE_INVALID_TOKEN);
+                               json_object_get(params, "consents"), "customer", true, CUSTOMER_GONE_INVALID_TOKEN);
 }
 
 const Method methods_consents[] = {

@@ -29,6 +29,7 @@
 
 #include <jansson.h>
 
+#include "methods/methods.h"
 #include "rpc.h"
 #include "store.h"
 
@@ -60,9 +61,6 @@ int consents_record_registration(StoreTxn *t, const char *publisher_id, const ch
  * label, version (the newest)}. Returns how many, or -errno from the store. */
 int consents_outdated_required(StoreTxn *t, const char *publisher_id, const char *customer_id, json_t **ret);
 
-/* The same in a fresh read snapshot of s: 1 when there is any, 0 when none, or -errno. */
-int consents_update_required(Store *s, const char *publisher_id, const char *customer_id);
-
 /* Records a customer's answers [{name, version, state}] in one unit of work, with a history
  * entry for each answer that changes something. Refuses (and writes nothing) when an answer is
  * malformed (-32602), names an unknown consent or one twice (400 invalid_value) or a version
@@ -70,12 +68,8 @@ int consents_update_required(Store *s, const char *publisher_id, const char *cus
  * with the customer's consents as getCustomerConsents shows them when reply_view, else {}, once
  * the answers are durable; a customer deleted meanwhile is answered as gone says. source must be
  * a static string. Returns < 0 only for an error the caller should give up with. */
-typedef enum ConsentsGone {
-        CONSENTS_GONE_INVALID_TOKEN,    /* 401 invalid_token: the caller's token named it */
-        CONSENTS_GONE_NOT_FOUND,        /* 404 not_found */
-} ConsentsGone;
 int consents_answer(Call *call, const char *publisher_id, const char *customer_id, json_t *answers,
-                    const char *source, bool reply_view, ConsentsGone gone);
+                    const char *source, bool reply_view, CustomerGone gone);
 
 /* Deletes the customer's consent record (for deleteCustomer). 0, or 0 when there was none. */
 int consents_delete_customer(StoreTxn *t, const char *customer_id);

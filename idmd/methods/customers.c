@@ -18,6 +18,7 @@
 #include "idm/protocol.h"
 #include "log.h"
 #include "manager.h"
+#include "methods/capture.h"
 #include "methods/consents.h"
 #include "methods/customers.h"
 #include "methods/lockouts.h"
@@ -812,17 +813,24 @@ int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSu
 }
 
 static int login_reply(Call *call, const CustomerLogin *l) {
-        int outdated = consents_update_required(call_manager(call)->store, l->publisher_id, l->customer_id);
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        int outdated, capture;
 
+        outdated = call_store_read(call, &t);
+        if (outdated >= 0)
+                outdated = consents_outdated_required(t, l->publisher_id, l->customer_id, NULL);
         if (outdated < 0)
                 return outdated;
+        capture = capture_missing_required(t, l->publisher_id, l->customer_id, NULL);
+        if (capture < 0)
+                return capture;
         return call_reply(call, json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}",
                                           "customerId", l->customer_id,
                                           "jwt", l->tokens->jwt,
                                           "refreshToken", l->tokens->refresh_token,
                                           "customerToken", l->tokens->customer_token,
                                           "consentsUpdateRequired", outdated > 0,
-                                          "shouldCaptureBeDisplayed", false));
+                                          "shouldCaptureBeDisplayed", capture > 0));
 }
 
 static int method_customers_login(Call *call, json_t *params) {
@@ -1138,7 +1146,7 @@ static json_t *export_dates(json_t *v) {
 static int method_customers_export(Call *call, json_t *params) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(json_decrefp) json_t *customer = NULL, *profile = NULL, *answers = NULL, *lockout = NULL,
-                *sessions = NULL, *pam = NULL;
+                *sessions = NULL, *pam = NULL, *capture = NULL;
         _cleanup_free_ char *email = NULL;
         const char *customer_id;
         json_t *v;
@@ -1163,6 +1171,9 @@ static int method_customers_export(Call *call, json_t *params) {
         r = consent_answers_get(t, customer_id, &answers);
         if (r < 0 && r != -ENOENT)
                 return r;
+        r = capture_export(t, customer_id, &capture);
+        if (r < 0)
+                return r;
         r = lockouts_view(call, t, email, customer, &lockout);
         if (r < 0)
                 return r;
@@ -1174,8 +1185,9 @@ static int method_customers_export(Call *call, json_t *params) {
                    call_publisher_id(call), (unsigned) call_peer(call)->uid,
                    call_role(call) == ROLE_ADMIN ? " (admin)" : "");
         /* A customer who never answered has no record: empty parts then. */
-        return call_reply(call, json_pack("{s:O, s:o, s:o, s:O, s:O, s:O}",
+        return call_reply(call, json_pack("{s:O, s:O, s:o, s:o, s:O, s:O, s:O}",
                                           "customer", profile,
+                                          "captureAnswers", capture,
                                           "consents", answers ? export_dates(json_object_get(answers, "consents")) :
                                                                 json_object(),
                                           "consentHistory", answers ? export_dates(json_object_get(answers, "history")) :

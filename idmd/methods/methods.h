@@ -58,5 +58,15 @@ int call_set_publisher(Call *call, const char *publisher_id);
 SessionContext call_session_context(Call *call);
 
 
+/* How to answer for a customer deleted while its request was under way (a unit of work found
+ * no record). */
+typedef enum CustomerGone {
+        CUSTOMER_GONE_INVALID_TOKEN,    /* 401 invalid_token: the caller's token named it */
+        CUSTOMER_GONE_NOT_FOUND,        /* 404 not_found */
+} CustomerGone;
+
+/* Answers the call as gone says. Returns what call_fail() returns. */
+int call_fail_customer_gone(Call *call, CustomerGone gone);
+
 /* A store read snapshot for a method (store_read()). The store's errors. */
 int call_store_read(Call *call, StoreTxn **ret);

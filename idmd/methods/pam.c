@@ -33,6 +33,7 @@
 #include "idm/protocol.h"
 #include "log.h"
 #include "manager.h"
+#include "methods/capture.h"
 #include "methods/consents.h"
 #include "methods/customers.h"
 #include "methods/lockouts.h"
@@ -205,10 +206,10 @@ static int method_pam_authenticate(Call *call, json_t *params) {
 
 static int method_pam_account(Call *call, json_t *params) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        _cleanup_(json_decrefp) json_t *customer = NULL, *outdated = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL, *outdated = NULL, *capture = NULL;
         _cleanup_free_ char *publisher_id = NULL;
         const char *customer_id;
-        int r;
+        int r, n;
 
         r = customers_read_publisher(call, params, &t, &publisher_id);
         if (r < 0)
@@ -220,14 +221,21 @@ static int method_pam_account(Call *call, json_t *params) {
         r = consents_outdated_required(t, publisher_id, customer_id, &outdated);
         if (r < 0)
                 return r;
-        return call_reply(call, json_pack("{s:s?, s:b, s:b, s:O}",
+        n = capture_missing_required(t, publisher_id, customer_id, &capture);
+        if (n < 0)
+                return n;
+        return call_reply(call, json_pack("{s:s?, s:b, s:b, s:O, s:b, s:O}",
                                           "customerId", customer_id,
                                           "disabled", json_is_true(json_object_get(customer, "disabled")),
                                           "consentsUpdateRequired", r > 0,
-                                          "consents", outdated));
+                                          "consents", outdated,
+                                          "captureRequired", n > 0,
+                                          "capture", capture));
 }
 
-static int method_pam_accept_consents(Call *call, json_t *params) {
+/* The customer a PAM account-phase call names (pam_authorize's rules): *ret_customer_id, or < 0
+ * once answered. */
+static int pam_account_customer(Call *call, json_t *params, char **ret_publisher_id, char **ret_customer_id) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(json_decrefp) json_t *customer = NULL;
         _cleanup_free_ char *publisher_id = NULL;
@@ -239,10 +247,33 @@ static int method_pam_accept_consents(Call *call, json_t *params) {
         r = pam_authorize(call, t, publisher_id, json_object_get_string(params, "user"), &customer);
         if (r < 0)
                 return r;
-        t = store_txn_free(t);
+        *ret_customer_id = strdup(strempty(json_object_get_string(customer, "customerId")));
+        if (!*ret_customer_id)
+                return -ENOMEM;
+        *ret_publisher_id = TAKE_PTR(publisher_id);
+        return 0;
+}
 
-        return consents_answer(call, publisher_id, strempty(json_object_get_string(customer, "customerId")),
-                               json_object_get(params, "consents"), "pam", false, CONSENTS_GONE_NOT_FOUND);
+static int method_pam_accept_consents(Call *call, json_t *params) {
+        _cleanup_free_ char *publisher_id = NULL, *customer_id = NULL;
+        int r;
+
+        r = pam_account_customer(call, params, &publisher_id, &customer_id);
+        if (r < 0)
+                return r;
+        return consents_answer(call, publisher_id, customer_id, json_object_get(params, "consents"), "pam", false,
+                               CUSTOMER_GONE_NOT_FOUND);
+}
+
+static int method_pam_capture_answers(Call *call, json_t *params) {
+        _cleanup_free_ char *publisher_id = NULL, *customer_id = NULL;
+        int r;
+
+        r = pam_account_customer(call, params, &publisher_id, &customer_id);
+        if (r < 0)
+                return r;
+        return capture_answer(call, publisher_id, customer_id, json_object_get(params, "answers"), "pam", false,
+                              CUSTOMER_GONE_NOT_FOUND);
 }
 
 /* --- pamChangePassword --- */
@@ -398,6 +429,12 @@ const Method methods_pam[] = {
                   PAM_PUBLISHER_PARAMS,
                   { "user", PARAM_STRING, true, USER_MAX },
                   { "consents", PARAM_ARRAY, true, CONSENTS_MAX },
+                  {} } },
+        { .name = IDM_METHOD_PAM_CAPTURE_ANSWERS, .handler = method_pam_capture_answers, .role = ROLE_ANYONE,
+          .params = (const ParamSpec[]) {
+                  PAM_PUBLISHER_PARAMS,
+                  { "user", PARAM_STRING, true, USER_MAX },
+                  { "answers", PARAM_OBJECT, true },
                   {} } },
         { .name = IDM_METHOD_PAM_CHANGE_PASSWORD, .handler = method_pam_change_password, .role = ROLE_ANYONE,
           .class = METHOD_CLASS_LOGIN,

@@ -10,6 +10,7 @@
 #include "idm/cleanup.h"
 #include "idm/json-util.h"
 #include "lockout.h"
+#include "records/capture.h"
 #include "records/consents.h"
 #include "records/customers.h"
 #include "sessions.h"
@@ -140,7 +141,8 @@ static int visit_token_record(const char *key, void *userdata) {
 
 int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecordFn fn, void *userdata) {
         _cleanup_(json_decrefp) json_t *rec = NULL;
-        _cleanup_free_ char *email_key = NULL, *ext_key = NULL, *consents_key = NULL, *lock_key = NULL;
+        _cleanup_free_ char *email_key = NULL, *ext_key = NULL, *consents_key = NULL, *capture_key = NULL,
+                *lock_key = NULL;
         const char *pid, *email, *external_id;
         int r;
 
@@ -176,6 +178,15 @@ int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecord
                 return r;
         if (store_exists(t, STORE_CONSENTS, consents_key)) {
                 r = fn(STORE_CONSENTS, consents_key, userdata);
+                if (r < 0)
+                        return r;
+        }
+
+        r = capture_answers_key(customer_id, &capture_key);
+        if (r < 0)
+                return r;
+        if (store_exists(t, STORE_CAPTURE, capture_key)) {
+                r = fn(STORE_CAPTURE, capture_key, userdata);
                 if (r < 0)
                         return r;
         }

@@ -126,6 +126,7 @@
 #define IDM_METHOD_PAM_AUTHENTICATE "pamAuthenticate"
 #define IDM_METHOD_PAM_ACCOUNT "pamAccount"
 #define IDM_METHOD_PAM_ACCEPT_CONSENTS "pamAcceptConsents"
+#define IDM_METHOD_PAM_CAPTURE_ANSWERS "pamCaptureAnswers"
 #define IDM_METHOD_PAM_CHANGE_PASSWORD "pamChangePassword"
 #define IDM_METHOD_PAM_CLOSE_SESSION "pamCloseSession"
 #define IDM_METHOD_LOGIN "login"

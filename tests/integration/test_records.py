@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 """What a customer leaves behind: a customer is created and used through every path that writes
 records about it (registration with an externalId and consents, logins, a refresh, a password
-change, the PAM path, consent answers, a failed login's lockout record), idmd is stopped, and the
+change, the PAM path, consent answers, capture answers, a failed login's lockout record), idmd is stopped, and the
 store is read directly (the store-inspect helper): customer_foreach_record() must name every
 record of that customer in every table, exist, and name nothing of another customer; and
 deleteCustomer must leave no record of it in any table and change nothing of another's."""
@@ -47,6 +47,10 @@ class LeftBehind(IdmdTestCase):
         self.idmd.call("refreshToken", {"refreshToken": s2["refreshToken"]})
         self.idmd.call("updateCustomerConsents", {"jwt": alice["jwt"], "consents": [
             {"name": "news", "version": 1, "state": "accepted"}]})
+        self.idmd.call("setCaptureSettings", {"publisherToken": token, "settings": [
+            {"key": "birthDate", "enabled": True, "required": True}]})
+        self.idmd.call("updateCaptureAnswers", {"jwt": alice["jwt"], "birthDate": "1990-01-01"})
+        self.idmd.call("updateCaptureAnswers", {"jwt": bob["jwt"], "birthDate": "1991-01-01"})
         self.idmd.call("changePassword", {"jwt": alice["jwt"], "oldPassword": PASSWORD, "newPassword": NEW_PASSWORD})
         self.idmd.call("login", dict(login, password=NEW_PASSWORD))
         self.idmd.call("pamAuthenticate", {"publisherId": pub, "user": "alice@example.com",
@@ -80,7 +84,7 @@ class LeftBehind(IdmdTestCase):
         self.assertEqual(named & bob_records, set(), "another customer's records are named")
         # Every kind of record is there, so the test covers every path.
         tables = {t for t, _ in named}
-        self.assertEqual(tables, {"customers", "customers_by_email", "customers_by_external_id", "consents",
+        self.assertEqual(tables, {"customers", "customers_by_email", "customers_by_external_id", "consents", "capture",
                                   "lockouts", "tokens"}, named)
         self.assertTrue(any(k.startswith("pam:") for t, k in named), "no PAM session record named")
         print(f"{len(named)} records of the customer named, {len(in_store)} in the store")
