@@ -187,6 +187,14 @@ static bool option_apply(pam_handle_t *pamh, Options *o, const Source *src, cons
                         return false;
                 }
                 o->consents = (ConsentPolicy) m;
+        } else if ((v = startswith(a, "capture="))) {
+                int m = table_lookup(consents_table, _CONSENTS_MAX, v);
+
+                if (m < 0) {
+                        log_option(pamh, src, "invalid capture '%s' (prompt, deny or ignore)", v);
+                        return false;
+                }
+                o->capture = (ConsentPolicy) m;
         } else
                 log_option(pamh, src, "unknown option '%s', ignoring", a);
         return true;
@@ -329,6 +337,7 @@ int options_parse(pam_handle_t *pamh, int argc, const char **argv, Options *ret)
                 .timeout = 15 * USEC_PER_SEC,
                 .mode = MODE_PASSWORD,
                 .consents = CONSENTS_PROMPT,
+                .capture = CONSENTS_PROMPT,
         };
         const Source args = { .rank = 2 };
         const char *conf = NULL;

@@ -83,6 +83,7 @@ typedef struct Options {
         usec_t timeout;
         Mode mode;
         ConsentPolicy consents;
+        ConsentPolicy capture;    /* the same three answers for profile questions */
         bool debug;
         bool ignore_unknown_user;
         bool ignore_authinfo_unavail;
