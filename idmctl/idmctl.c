@@ -3,7 +3,8 @@
  * idmctl: the operator's command line client of idmd's socket API.
  *
  * This file holds the command line (global and verb options), the command table and the
- * dispatch, plus the helpers every verb shares (calling the daemon and reporting failures). The
+ * dispatch, plus the helpers verbs share: calling the daemon and reporting failures, naming the
+ * publisher a command acts for, and reading the JSON list a "set" command sends. The
  * verbs themselves live in verb-<family>.c. To add a command (customer show|unlock|list,
  * auth-test, ...): write its handler in a verb-<family>.c, declare it in idmctl.h, add a row to
  * verbs[] below and a section to docs/man/idmctl.1.
@@ -297,9 +298,12 @@ int ctx_publisher_params(Context *ctx, json_t **ret) {
         if (!ctx->publisher_id && !ctx->publisher_token)
                 return usage_error(ctx, "--publisher ID or --publisher-token-file FILE is required");
         params = json_object();
-        if (!params ||
-            (ctx->publisher_id && json_object_set_new(params, "publisherId", json_string(ctx->publisher_id)) < 0) ||
-            (ctx->publisher_token && json_object_set_new(params, "publisherToken", json_string(ctx->publisher_token)) < 0))
+        if (!params)
+                return log_oom();
+        if (ctx->publisher_id && json_object_set_new(params, "publisherId", json_string(ctx->publisher_id)) < 0)
+                return log_oom();
+        if (ctx->publisher_token &&
+            json_object_set_new(params, "publisherToken", json_string(ctx->publisher_token)) < 0)
                 return log_oom();
         *ret = TAKE_PTR(params);
         return 0;
@@ -351,14 +355,15 @@ int ctx_read_list_file(Context *ctx, const char *member, json_t **ret_array) {
                         if (!streq(key, member)) {
                                 _cleanup_free_ char *k = text_sanitize(key);
 
-                                return log_error_errno(EINVAL, "%s: unexpected member '%s' (only \"%s\" may be given)",
+                                return log_error_errno(EINVAL,
+                                                       "%s: unexpected member '%s' (only \"%s\" may be given)",
                                                        name, k ?: "?", member);
                         }
                 list = json_object_get(doc, member);
         }
         if (!json_is_array(list))
-                return log_error_errno(EINVAL, "%s: expected a JSON array, or an object {\"%s\": [...]}", name,
-                                       member);
+                return log_error_errno(EINVAL, "%s: expected a JSON array, or an object {\"%s\": [...]}",
+                                       name, member);
         *ret_array = json_incref(list);
         return 0;
 }
@@ -445,7 +450,7 @@ static void help(void) {
                       "     --publisher-token-file FILE\n"
                       "                             Act as the publisher whose token is in FILE (mode 600)\n"
                       "\nOther command options:\n"
-                      "     --file FILE             The consents to set, as JSON (consents set; - reads stdin)\n"
+                      "     --file FILE             The consents to set, as JSON; - reads stdin (consents set)\n"
                       "     --list                  Print the names of the daemon's methods (call)\n"
                       "\nSee the idmctl(1) man page for details.\n");
 }
@@ -608,7 +613,8 @@ static int parse_publisher_token_file(Context *ctx, const char *arg) {
 
         f = fopen(arg, "re");
         if (!f)
-                return log_error_errno(errno, "cannot open the publisher token file %s: %s", arg, strerror(errno));
+                return log_error_errno(errno, "cannot open the publisher token file %s: %s", arg,
+                                       strerror(errno));
         if (fstat(fileno(f), &st) < 0)
                 return log_error_errno(errno, "cannot stat %s: %s", arg, strerror(errno));
         if (st.st_mode & 0077)
@@ -727,7 +733,8 @@ static int parse_argv(Context *ctx, int argc, char **argv, int *ret_optind, Seen
                         return usage_error(ctx, "option '%s' needs an argument", argv[optind - 1]);
                 case '?':
                         if (optopt >= ARG_VERSION)      /* a long option that takes no argument */
-                                return usage_error(ctx, "option '--%s' takes no argument", option_name(optopt));
+                                return usage_error(ctx, "option '--%s' takes no argument",
+                                                   option_name(optopt));
                         if (optopt > 0)
                                 return usage_error(ctx, "unknown option '-%c'", optopt);
                         return usage_error(ctx, "unknown or ambiguous option '%s'", argv[optind - 1]);

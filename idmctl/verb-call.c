@@ -30,7 +30,8 @@ static int list_methods(Context *ctx) {
                 return r;
         methods = json_object_get(info, "methods");
         if (!json_is_array(methods))
-                return log_error_errno(EBADMSG, "%s: the reply has no list of methods", IDM_METHOD_GET_SERVER_INFO);
+                return log_error_errno(EBADMSG, "%s: the reply has no list of methods",
+                                       IDM_METHOD_GET_SERVER_INFO);
         if (ctx->json)
                 return print_json(methods) < 0 ? log_oom() : 0;
         json_array_foreach(methods, i, m) {
