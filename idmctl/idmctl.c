@@ -7,7 +7,7 @@
  * publisher a command acts for, and reading the JSON list a "set" command sends. The
  * verbs themselves live in verb-<family>.c. To add a command (customer show|unlock|list,
  * auth-test, ...): write its handler in a verb-<family>.c, declare it in idmctl.h, add a row to
- * verbs[] below and a section to docs/man/idmctl.1.
+ * verbs[] below, a section to docs/man/idmctl.1 and its words to idmctl.bash-completion.
  *
  * Exit status: 0 success, 1 failure (daemon unreachable, JSON-RPC error, bad reply), 2 usage.
  */
