@@ -3,14 +3,16 @@
  * idmctl: the operator's command line client of idmd's socket API.
  *
  * This file holds the command line (global and verb options), the command table and the
- * dispatch, plus the helpers every verb shares (calling the daemon and reporting failures). The
+ * dispatch, plus the helpers verbs share: calling the daemon and reporting failures, naming the
+ * publisher a command acts for, and reading the JSON list a "set" command sends. The
  * verbs themselves live in verb-<family>.c. To add a command (customer show|unlock|list,
  * auth-test, ...): write its handler in a verb-<family>.c, declare it in idmctl.h, add a row to
- * verbs[] below and a section to docs/man/idmctl.1.
+ * verbs[] below, a section to docs/man/idmctl.1 and its words to idmctl.bash-completion.
  *
  * Exit status: 0 success, 1 failure (daemon unreachable, JSON-RPC error, bad reply), 2 usage.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
@@ -61,8 +63,12 @@ static const Verb verbs[] = {
           "Enable a disabled customer" },
         { "customer", "unlock", 1, 1, VERB_OPT_PUBLISHER, verb_customer_unlock, "EMAIL|CUSTOMER_ID --publisher ID",
           "Clear a customer's lockout and failed logins" },
-        { "call", NULL, 1, 2, 0, verb_call, "METHOD [PARAMS|-]",
-          "Call any method with JSON params (- reads stdin)" },
+        { "consents", "show", 0, 0, VERB_OPT_PUBLISHER, verb_consents_show, "--publisher ID",
+          "Show a publisher's consent definitions" },
+        { "consents", "set", 0, 0, VERB_OPT_PUBLISHER | VERB_OPT_FILE, verb_consents_set,
+          "--file FILE --publisher ID", "Replace a publisher's consents with those in FILE (- reads stdin)" },
+        { "call", NULL, 0, 2, VERB_OPT_LIST, verb_call, "METHOD [PARAMS|-] | --list",
+          "Call any method with JSON params (- reads stdin); --list names the methods" },
 };
 
 /* --- reporting --- */
@@ -234,6 +240,174 @@ int ctx_call_or_print_json(Context *ctx, const char *method, json_t *params, jso
         return ctx->json ? 0 : 1;
 }
 
+int read_full(int fd, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0, size = 0;
+
+        for (;;) {
+                ssize_t n;
+
+                if (size - len < 4096) {
+                        size_t nsize = size ? size * 2 : 16384;
+                        char *b;
+
+                        if (nsize > max + 2)
+                                nsize = max + 2;
+                        if (nsize <= len + 1)
+                                return -EFBIG;
+                        /* Not realloc(): the bytes may be a password, wipe the old block. */
+                        b = malloc(nsize);
+                        if (!b)
+                                return -ENOMEM;
+                        if (buf) {
+                                memcpy(b, buf, len);
+                                explicit_bzero(buf, size);
+                                free(buf);
+                        }
+                        buf = b;
+                        size = nsize;
+                }
+                n = read(fd, buf + len, size - len - 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+                if (len > max)
+                        return -EFBIG;
+        }
+        if (!buf) {
+                buf = strdup("");
+                if (!buf)
+                        return -ENOMEM;
+        }
+        buf[len] = 0;
+        *ret_len = len;
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+/* --- a publisher's lists: consents (next: capture settings) --- */
+
+int ctx_publisher_params(Context *ctx, json_t **ret) {
+        _cleanup_(json_decrefp) json_t *params = NULL;
+
+        if (!ctx->publisher_id && !ctx->publisher_token)
+                return usage_error(ctx, "--publisher ID or --publisher-token-file FILE is required");
+        params = json_object();
+        if (!params)
+                return log_oom();
+        if (ctx->publisher_id && json_object_set_new(params, "publisherId", json_string(ctx->publisher_id)) < 0)
+                return log_oom();
+        if (ctx->publisher_token &&
+            json_object_set_new(params, "publisherToken", json_string(ctx->publisher_token)) < 0)
+                return log_oom();
+        *ret = TAKE_PTR(params);
+        return 0;
+}
+
+int ctx_read_list_file(Context *ctx, const char *member, json_t **ret_array) {
+        _cleanup_(json_decrefp) json_t *doc = NULL;
+        _cleanup_free_ char *text = NULL, *name = NULL;
+        _cleanup_(closep) int fd = -EBADF;
+        const char *key;
+        json_error_t error;
+        json_t *list, *v;
+        size_t len = 0;
+        int r;
+
+        if (!ctx->file)
+                return usage_error(ctx, "--file FILE is required");
+        name = text_sanitize(streq(ctx->file, "-") ? "standard input" : ctx->file);
+        if (!name)
+                return log_oom();
+
+        if (streq(ctx->file, "-"))
+                r = read_full(STDIN_FILENO, IDM_MAX_REPLY, &text, &len);
+        else {
+                fd = open(ctx->file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0)
+                        return log_error_errno(errno, "cannot open %s: %s", name, strerror(errno));
+                r = read_full(fd, IDM_MAX_REPLY, &text, &len);
+        }
+        if (r == -EFBIG)
+                return log_error_errno(r, "%s is larger than %u bytes", name, IDM_MAX_REPLY);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r < 0)
+                return log_error_errno(r, "cannot read %s: %s", name, strerror(-r));
+
+        /* json_loadb(): a NUL byte is an error with its position, like any other. */
+        doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &error);
+        if (!doc) {
+                _cleanup_free_ char *msg = text_sanitize(error.text);
+
+                return log_error_errno(EINVAL, "cannot parse %s: %s (line %d, column %d)", name, msg ?: "?",
+                                       error.line, error.column);
+        }
+
+        list = doc;
+        if (json_is_object(doc)) {
+                json_object_foreach(doc, key, v)
+                        if (!streq(key, member)) {
+                                _cleanup_free_ char *k = text_sanitize(key);
+
+                                return log_error_errno(EINVAL,
+                                                       "%s: unexpected member '%s' (only \"%s\" may be given)",
+                                                       name, k ?: "?", member);
+                        }
+                list = json_object_get(doc, member);
+        }
+        if (!json_is_array(list))
+                return log_error_errno(EINVAL, "%s: expected a JSON array, or an object {\"%s\": [...]}",
+                                       name, member);
+        *ret_array = json_incref(list);
+        return 0;
+}
+
+/* ctx_call_or_print_json() for publisher_list_show() and _set(): 0, *ret_result set only when
+ * the verb is to print it. */
+static int publisher_list_call(Context *ctx, const char *method, json_t *params, json_t **ret_result) {
+        _cleanup_(json_decrefp) json_t *result = NULL;
+        int r;
+
+        r = ctx_call_or_print_json(ctx, method, params, &result);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                *ret_result = TAKE_PTR(result);
+        return 0;
+}
+
+int publisher_list_show(Context *ctx, const char *method, json_t **ret_result) {
+        _cleanup_(json_decrefp) json_t *params = NULL;
+        int r;
+
+        r = ctx_publisher_params(ctx, &params);
+        if (r != 0)
+                return r;
+        return publisher_list_call(ctx, method, params, ret_result);
+}
+
+int publisher_list_set(Context *ctx, const char *method, const char *member, json_t **ret_result) {
+        _cleanup_(json_decrefp) json_t *params = NULL, *list = NULL;
+        int r;
+
+        /* The command line first: a usage error before the file is read. */
+        r = ctx_publisher_params(ctx, &params);
+        if (r != 0)
+                return r;
+        r = ctx_read_list_file(ctx, member, &list);
+        if (r != 0)
+                return r;
+        if (json_object_set(params, member, list) < 0)
+                return log_oom();
+        return publisher_list_call(ctx, method, params, ret_result);
+}
+
 /* --- command line --- */
 
 static void help(void) {
@@ -271,10 +445,13 @@ static void help(void) {
                       "     --sso-page NAME=PATH    SSO page path; repeat for more; empty clears the map\n"
                       "\nOffer options (offer add):\n"
                       "     --title TITLE           The offer's title\n"
-                      "\nCustomer options (customer list|show|export|delete|disable|enable|unlock):\n"
-                      "     --publisher ID          The publisher the customer belongs to (as an admin)\n"
+                      "\nActing for a publisher (customer ..., consents show|set):\n"
+                      "     --publisher ID          The publisher the command is about (as an admin)\n"
                       "     --publisher-token-file FILE\n"
                       "                             Act as the publisher whose token is in FILE (mode 600)\n"
+                      "\nOther command options:\n"
+                      "     --file FILE             The consents to set, as JSON; - reads stdin (consents set)\n"
+                      "     --list                  Print the names of the daemon's methods (call)\n"
                       "\nSee the idmctl(1) man page for details.\n");
 }
 
@@ -319,6 +496,8 @@ enum {
         ARG_TITLE,
         ARG_PUBLISHER,
         ARG_PUBLISHER_TOKEN_FILE,
+        ARG_FILE,
+        ARG_LIST,
 };
 
 static const struct option options[] = {
@@ -336,6 +515,8 @@ static const struct option options[] = {
         { "title", required_argument, NULL, ARG_TITLE },
         { "publisher", required_argument, NULL, ARG_PUBLISHER },
         { "publisher-token-file", required_argument, NULL, ARG_PUBLISHER_TOKEN_FILE },
+        { "file", required_argument, NULL, ARG_FILE },
+        { "list", no_argument, NULL, ARG_LIST },
         {}
 };
 
@@ -432,9 +613,10 @@ static int parse_publisher_token_file(Context *ctx, const char *arg) {
 
         f = fopen(arg, "re");
         if (!f)
-                return log_error_errno(errno, "cannot open the publisher token file %s: %m", arg);
+                return log_error_errno(errno, "cannot open the publisher token file %s: %s", arg,
+                                       strerror(errno));
         if (fstat(fileno(f), &st) < 0)
-                return log_error_errno(errno, "cannot stat %s: %m", arg);
+                return log_error_errno(errno, "cannot stat %s: %s", arg, strerror(errno));
         if (st.st_mode & 0077)
                 return log_error_errno(EPERM, "the publisher token file %s is readable by others "
                                        "(chmod 600 it)", arg);
@@ -448,6 +630,13 @@ static int parse_publisher_token_file(Context *ctx, const char *arg) {
         explicit_bzero(line, sizeof(line));
         if (!ctx->publisher_token)
                 return log_oom();
+        return 0;
+}
+
+static int parse_file(Context *ctx, const char *arg) {
+        if (arg[0] == 0)
+                return usage_error(ctx, "--file needs a path (or - for standard input)");
+        ctx->file = arg;
         return 0;
 }
 
@@ -472,6 +661,7 @@ static const OptionArg option_args[] = {
         { ARG_TITLE, VERB_OPT_TITLE, NULL, offsetof(Context, title) },
         { ARG_PUBLISHER, VERB_OPT_PUBLISHER, NULL, offsetof(Context, publisher_id) },
         { ARG_PUBLISHER_TOKEN_FILE, VERB_OPT_PUBLISHER, parse_publisher_token_file },
+        { ARG_FILE, VERB_OPT_FILE, parse_file },
 };
 
 static const OptionArg *option_arg_find(int c) {
@@ -507,7 +697,9 @@ static int parse_argv(Context *ctx, int argc, char **argv, int *ret_optind, Seen
                 if (!text_is_utf8(argv[i]))
                         return usage_error(ctx, "argument %d is not valid UTF-8", i);
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+        /* getopt's own messages would start with argv[0], a path perhaps: ours start "idmctl: ". */
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
                 const OptionArg *o = option_arg_find(c);
 
                 if (o) {
@@ -531,10 +723,21 @@ static int parse_argv(Context *ctx, int argc, char **argv, int *ret_optind, Seen
                 case ARG_JSON:
                         ctx->json = true;
                         break;
+                case ARG_LIST:
+                        if (!(seen.groups & VERB_OPT_LIST))
+                                seen.first[__builtin_ctz(VERB_OPT_LIST)] = c;
+                        seen.groups |= VERB_OPT_LIST;
+                        ctx->list = true;
+                        break;
+                case ':':
+                        return usage_error(ctx, "option '%s' needs an argument", argv[optind - 1]);
                 case '?':
-                        /* getopt printed what was wrong */
-                        (void) fputs("Try '" PROGRAM " --help' for more information.\n", stderr);
-                        return EXIT_USAGE;
+                        if (optopt >= ARG_VERSION)      /* a long option that takes no argument */
+                                return usage_error(ctx, "option '--%s' takes no argument",
+                                                   option_name(optopt));
+                        if (optopt > 0)
+                                return usage_error(ctx, "unknown option '-%c'", optopt);
+                        return usage_error(ctx, "unknown or ambiguous option '%s'", argv[optind - 1]);
                 default:
                         return log_error_errno(EINVAL, "unhandled option %d", c);
                 }

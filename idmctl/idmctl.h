@@ -23,7 +23,9 @@ typedef enum VerbOptions {
         VERB_OPT_PUBLISHER_SETTINGS = 1u << 0,  /* --redirect-uri, --reset-url, --sso-page, ... */
         VERB_OPT_NAME = 1u << 1,                /* --name */
         VERB_OPT_TITLE = 1u << 2,               /* --title */
-        VERB_OPT_PUBLISHER = 1u << 3,           /* --publisher */
+        VERB_OPT_PUBLISHER = 1u << 3,           /* --publisher, --publisher-token-file */
+        VERB_OPT_FILE = 1u << 4,                /* --file */
+        VERB_OPT_LIST = 1u << 5,                /* --list */
 } VerbOptions;
 
 typedef struct Context {
@@ -42,6 +44,8 @@ typedef struct Context {
         const char *title;
         const char *publisher_id;       /* --publisher */
         char *publisher_token;          /* --publisher-token-file's token (wiped at exit) */
+        const char *file;               /* --file ("-": standard input) */
+        bool list;                      /* --list */
         bool help;                      /* --help: for the command named, if any */
 
         IdmClient client;               /* IDM_CLIENT_INIT; connected on the first ctx_call() */
@@ -73,11 +77,39 @@ int ctx_call(Context *ctx, const char *method, json_t *params, json_t **ret_resu
  * *ret_result is set (a new reference). Failures are as for ctx_call(), reported. */
 int ctx_call_or_print_json(Context *ctx, const char *method, json_t *params, json_t **ret_result);
 
+/* Reads all of fd, at most max bytes, into a NUL-terminated buffer (*ret, *ret_len: the bytes
+ * read; a NUL among them is the caller's to check). The buffer is never realloc()ed, so nothing
+ * read (params may hold a password) is left behind in freed memory: wipe *ret before freeing it.
+ * Returns 0, -EFBIG when there is more than max, -ENOMEM, or read(2)'s -errno. Reports nothing. */
+int read_full(int fd, size_t max, char **ret, size_t *ret_len);
+
+/* The params that name the publisher a command acts for: {publisherId} from --publisher,
+ * {publisherToken} from --publisher-token-file, or both (idmd then checks that they agree).
+ * Returns 0 and *ret (a new object); EXIT_USAGE (reported) when neither is given; or a reported
+ * -ENOMEM. */
+int ctx_publisher_params(Context *ctx, json_t **ret);
+
+/* The list a "set" command sends, read from --file (ctx->file; "-": standard input, at most
+ * IDM_MAX_REPLY bytes): a JSON array, or an object whose only member is member holding the array
+ * ({"consents": [...]}, as the matching "show --json" prints it). Returns 0 and *ret_array (a
+ * new reference); EXIT_USAGE (reported) without --file; else a reported -errno: the file cannot be
+ * read, or -EINVAL when it is not JSON (the message names the file, line and column) or not such
+ * a list. */
+int ctx_read_list_file(Context *ctx, const char *member, json_t **ret_array);
+
+/* The "show" and "set" of one of a publisher's lists (consents; next, capture settings): call
+ * method with the publisher params (ctx_publisher_params()) and, for a set, the list from --file
+ * as params[member]. Return 0 with *ret_result (a new reference) for the verb to print as text; 0
+ * with *ret_result left NULL when --json printed it; else an exit status or a reported error, as a
+ * verb returns. */
+int publisher_list_show(Context *ctx, const char *method, json_t **ret_result);
+int publisher_list_set(Context *ctx, const char *method, const char *member, json_t **ret_result);
+
 /* Prints "idmctl: <message>" and a usage line for the current verb; returns EXIT_USAGE. */
 int usage_error(Context *ctx, const char *format, ...) _printf_(2, 3);
 
-/* Prints "idmctl: <message>" to stderr; returns -abs(error) (log-and-return). "%m" is not
- * special; pass strerror() explicitly. */
+/* Prints "idmctl: <message>" to stderr; returns -abs(error) (log-and-return). Do not use "%m":
+ * errno may have changed by the time the message is formatted; pass strerror() explicitly. */
 int log_error_errno(int error, const char *format, ...) _printf_(2, 3);
 
 /* Prints "idmctl: out of memory"; returns -ENOMEM. */
@@ -101,3 +133,5 @@ int verb_customer_export(Context *ctx, int argc, char **argv);
 int verb_customer_delete(Context *ctx, int argc, char **argv);
 int verb_customer_disable(Context *ctx, int argc, char **argv);
 int verb_customer_enable(Context *ctx, int argc, char **argv);
+int verb_consents_show(Context *ctx, int argc, char **argv);
+int verb_consents_set(Context *ctx, int argc, char **argv);

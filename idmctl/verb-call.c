@@ -2,7 +2,7 @@
 /*
  * idmctl call METHOD [PARAMS|-]: any method, params as JSON text (an object, or an array for the
  * methods that take positional params), the result printed as indented JSON. For scripts and for
- * methods that have no verb of their own yet.
+ * methods that have no verb of their own yet. idmctl call --list: the daemon's method names.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,74 +13,59 @@
 #include "idm/protocol.h"
 #include "idmctl.h"
 
-/* Reads all of stdin, at most max bytes. The buffer is NUL-terminated. */
-static int read_stdin(size_t max, char **ret, size_t *ret_len) {
-        _cleanup_free_ char *buf = NULL;
-        size_t len = 0, size = 0;
-
-        for (;;) {
-                ssize_t n;
-
-                if (size - len < 4096) {
-                        size_t nsize = size ? size * 2 : 16384;
-                        char *b;
-
-                        if (nsize > max + 2)
-                                nsize = max + 2;
-                        if (nsize <= len + 1)
-                                return -EFBIG;
-                        /* Not realloc(): params may hold a password, wipe the old block. */
-                        b = malloc(nsize);
-                        if (!b)
-                                return -ENOMEM;
-                        if (buf) {
-                                memcpy(b, buf, len);
-                                explicit_bzero(buf, size);
-                                free(buf);
-                        }
-                        buf = b;
-                        size = nsize;
-                }
-                n = read(STDIN_FILENO, buf + len, size - len - 1);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-                if (len > max)
-                        return -EFBIG;
-        }
-        if (!buf) {
-                buf = strdup("");
-                if (!buf)
-                        return -ENOMEM;
-        }
-        buf[len] = 0;
-        *ret_len = len;
-        *ret = TAKE_PTR(buf);
-        return 0;
-}
-
 static void erase_and_free_buffer(char **p) {
         (void) erase_and_free(*p);
+}
+
+/* call --list: the names in getServerInfo's methods, one a line (for people, scripts and the
+ * shell completion), or with --json as the array. */
+static int list_methods(Context *ctx) {
+        _cleanup_(json_decrefp) json_t *info = NULL;
+        json_t *methods, *m;
+        size_t i;
+        int r;
+
+        r = ctx_call(ctx, IDM_METHOD_GET_SERVER_INFO, NULL, &info);
+        if (r < 0)
+                return r;
+        methods = json_object_get(info, "methods");
+        if (!json_is_array(methods))
+                return log_error_errno(EBADMSG, "%s: the reply has no list of methods",
+                                       IDM_METHOD_GET_SERVER_INFO);
+        if (ctx->json)
+                return print_json(methods) < 0 ? log_oom() : 0;
+        json_array_foreach(methods, i, m) {
+                _cleanup_free_ char *name = text_sanitize(json_string_value(m));
+
+                if (!name)
+                        return log_oom();
+                if (name[0])
+                        (void) puts(name);
+        }
+        return 0;
 }
 
 int verb_call(Context *ctx, int argc, char **argv) {
         _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
         _cleanup_(erase_and_free_buffer) char *input = NULL;
-        const char *method = argv[0], *text = argc > 1 ? argv[1] : NULL;
+        const char *method, *text = argc > 1 ? argv[1] : NULL;
         json_error_t error;
         size_t len = 0;
         int r;
 
+        if (ctx->list) {
+                if (argc > 0)
+                        return usage_error(ctx, "--list takes no METHOD");
+                return list_methods(ctx);
+        }
+        if (argc == 0)
+                return usage_error(ctx, "missing argument");
+        method = argv[0];
         if (method[0] == 0)
                 return usage_error(ctx, "METHOD must not be empty");
 
         if (text && streq(text, "-")) {
-                r = read_stdin(IDM_MAX_REPLY, &input, &len);
+                r = read_full(STDIN_FILENO, IDM_MAX_REPLY, &input, &len);
                 if (r == -EFBIG)
                         return usage_error(ctx, "params on standard input are larger than %u bytes", IDM_MAX_REPLY);
                 if (r == -ENOMEM)

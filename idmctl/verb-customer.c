@@ -26,30 +26,12 @@ static bool is_customer_id(const char *s) {
         return true;
 }
 
-/* {publisherId, email|customerId} for the command line, or an exit status. */
-/* {publisherId or publisherToken} for the command line, or an exit status. */
-static int publisher_params(Context *ctx, json_t **ret) {
-        json_t *params;
-
-        if (!ctx->publisher_id && !ctx->publisher_token)
-                return usage_error(ctx, "--publisher ID or --publisher-token-file FILE is required");
-        params = json_object();
-        if (!params ||
-            (ctx->publisher_id && json_object_set_new(params, "publisherId", json_string(ctx->publisher_id)) < 0) ||
-            (ctx->publisher_token && json_object_set_new(params, "publisherToken", json_string(ctx->publisher_token)) < 0)) {
-                json_decref(params);
-                return log_oom();
-        }
-        *ret = params;
-        return 0;
-}
-
 /* {publisherId|publisherToken, email|customerId} for the command line, or an exit status. */
 static int customer_params(Context *ctx, const char *who, json_t **ret) {
         json_t *params = NULL;
         int r;
 
-        r = publisher_params(ctx, &params);
+        r = ctx_publisher_params(ctx, &params);
         if (r != 0)
                 return r;
         if (json_object_set_new(params, is_customer_id(who) ? "customerId" : "email", json_string(who)) < 0) {
@@ -98,7 +80,7 @@ int verb_customer_show(Context *ctx, int argc, char **argv) {
         if (json_object_get_string(result, "customerId")) {
                 _cleanup_(json_decrefp) json_t *by_id = NULL;
 
-                r = publisher_params(ctx, &by_id);
+                r = ctx_publisher_params(ctx, &by_id);
                 if (r != 0)
                         return r;
                 if (json_object_set(by_id, "customerId", json_object_get(result, "customerId")) < 0)
@@ -159,7 +141,7 @@ int verb_customer_list(Context *ctx, int argc, char **argv) {
         size_t i;
         int r;
 
-        r = publisher_params(ctx, &params);
+        r = ctx_publisher_params(ctx, &params);
         if (r != 0)
                 return r;
         if (json_object_set_new(params, "limit", json_integer(1000)) < 0 ||

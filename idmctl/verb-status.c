@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * idmctl status: is the daemon up, what it runs, and how it is doing (getServerInfo + getStats).
+ * A caller who is not an admin sees the first part and which group would see the rest.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "format.h"
@@ -123,8 +125,25 @@ static void print_stats(const json_t *stats) {
         }
 }
 
+/* For a caller who is not an admin, instead of the statistics: who may see them. */
+static void print_admins_only(const json_t *info) {
+        const json_t *group = json_object_get(info, "adminGroup");
+        _cleanup_free_ char *buf = NULL;
+
+        if (json_is_string(group)) {
+                if (asprintf(&buf, "for administrators only: root and the members of group '%s'",
+                             json_string_value(group)) < 0)
+                        buf = NULL;
+        } else if (json_is_null(group))
+                buf = strdup("for administrators only: root (idmd's admin_group is off or does not exist)");
+        else    /* an older daemon, which does not say */
+                buf = strdup("for administrators only: root and the daemon's admin_group");
+        print_field(LABEL_WIDTH, "Statistics:", buf ?: "for administrators only");
+}
+
 int verb_status(Context *ctx, int argc, char **argv) {
         _cleanup_(json_decrefp) json_t *info = NULL, *stats = NULL, *both = NULL;
+        const char *role;
         int r;
 
         r = ctx_call(ctx, IDM_METHOD_GET_SERVER_INFO, NULL, &info);
@@ -133,7 +152,20 @@ int verb_status(Context *ctx, int argc, char **argv) {
         if (!ctx->json)
                 print_server_info(ctx, info);
 
-        /* getStats is for admins: others still saw that the daemon is up, then get its refusal. */
+        /* getStats is for admins: anyone else gets what getServerInfo says, and whom to ask for
+         * more. A daemon that does not report the role is asked all the same. */
+        role = json_object_get_string(info, "role");
+        if (role && !streq(role, "admin")) {
+                if (!ctx->json) {
+                        print_admins_only(info);
+                        return 0;
+                }
+                both = json_pack("{s:O}", "serverInfo", info);
+                if (!both || print_json(both) < 0)
+                        return log_oom();
+                return 0;
+        }
+
         r = ctx_call(ctx, IDM_METHOD_GET_STATS, NULL, &stats);
         if (r < 0)
                 return r;

@@ -542,12 +542,12 @@ static int definitions_check(Call *call, json_t *given) {
                                                         "unknown member in a consent (known: name, label, required, "
                                                         "enabledByDefault, value, version)");
                 if (!json_is_string(name) || !json_is_string(label) || !json_is_boolean(json_object_get(c, "required")) ||
-                    (enabled && !json_is_boolean(enabled)) || (value && !json_is_string(value)) ||
+                    (enabled && !json_is_boolean(enabled)) || (value && !json_is_string(value) && !json_is_null(value)) ||
                     (version && !json_is_integer(version)))
                         return call_fail(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS,
                                                 json_pack("{s:s, s:I}", "param", "consents", "index", (json_int_t) i),
                                                 "each consent is {name, label, required (boolean), enabledByDefault? "
-                                                "(boolean), value? (string), version? (integer)}");
+                                                "(boolean), value? (string or null), version? (integer)}");
                 if (!text_is_valid(json_string_value(name), CONSENT_NAME_MAX))
                         return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                                 json_pack("{s:s, s:I, s:s}", "field", "consents", "index", (json_int_t) i,
@@ -558,7 +558,7 @@ static int definitions_check(Call *call, json_t *given) {
                                                 json_pack("{s:s, s:I, s:s}", "field", "consents", "index", (json_int_t) i,
                                                           "member", "label"),
                                                 "a consent label is 1 to 1024 bytes of printable text");
-                if (value && (json_string_length(value) > CONSENT_VALUE_MAX || !utf8_is_valid(json_string_value(value))))
+                if (json_is_string(value) && (json_string_length(value) > CONSENT_VALUE_MAX || !utf8_is_valid(json_string_value(value))))
                         return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                                 json_pack("{s:s, s:I, s:s}", "field", "consents", "index", (json_int_t) i,
                                                           "member", "value"),
@@ -657,7 +657,7 @@ static int definitions_write(StoreTxn *t, void *userdata) {
                                   "required", required,
                                   "enabledByDefault", json_is_true(json_object_get(g, "enabledByDefault")),
                                   "version", (json_int_t) version, "date", (json_int_t) date);
-                if (entry && value)
+                if (entry && json_is_string(value))     /* null: no value, as getPublisherConsents shows it */
                         (void) json_object_set(entry, "value", value);
                 if (json_array_append_new(list, entry) < 0)
                         return -ENOMEM;
@@ -699,10 +699,18 @@ static int definitions_write(StoreTxn *t, void *userdata) {
 
 static int method_consents_get_publisher(Call *call, json_t *params) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        _cleanup_(json_decrefp) json_t *defs = NULL;
+        _cleanup_(json_decrefp) json_t *defs = NULL, *named = NULL;
         _cleanup_free_ char *publisher_id = NULL;
         int r;
 
+        /* A valid publisherToken (publisher_optional) names its own publisher: an offerId given
+         * with it must be one of that publisher's offers. */
+        if (call_publisher_id(call) && !json_object_get(params, "publisherId")) {
+                named = json_copy(params);
+                if (!named || json_object_set_new(named, "publisherId", json_string(call_publisher_id(call))) < 0)
+                        return -ENOMEM;
+                params = named;
+        }
         r = customers_read_publisher(call, params, &t, &publisher_id);
         if (r < 0)
                 return r;
@@ -783,7 +791,11 @@ static int method_consents_update_customer(Call *call, json_t *params) {
 
 const Method methods_consents[] = {
         { .name = "getPublisherConsents", .handler = method_consents_get_publisher, .role = ROLE_ANYONE,
-          .params = (const ParamSpec[]) { PUBLISHER_NAMING_PARAMS, {} } },
+          .publisher_optional = true,
+          .params = (const ParamSpec[]) {
+                  PUBLISHER_NAMING_PARAMS,
+                  { "publisherToken", PARAM_STRING, false, IDM_PUBLISHER_TOKEN_MAX },
+                  {} } },
         { .name = "setPublisherConsents", .handler = method_consents_set_publisher, .role = ROLE_PUBLISHER,
           .params = (const ParamSpec[]) {
                   PUBLISHER_AUTH_PARAMS,

@@ -29,16 +29,20 @@ static void add_method_name(const Method *m, size_t index, void *userdata) {
 }
 
 static int method_server_get_info(Call *call, json_t *params) {
+        Manager *m = call_manager(call);
         json_t *methods = json_array();
 
         if (!methods)
                 return -ENOMEM;
         rpc_foreach_method(add_method_name, methods);
-        return call_reply(call, json_pack("{s:s, s:i, s:o, s:s}",
+        /* adminGroup tells a caller who is not admin whom to ask; the name is no secret, as
+         * /etc/group shows every group and its members to every local user. null: only root. */
+        return call_reply(call, json_pack("{s:s, s:i, s:o, s:s, s:s?}",
                                           "version", IDM_VERSION,
                                           "protocolVersion", IDM_PROTOCOL_VERSION,
                                           "methods", methods,
-                                          "role", role_names[call_role(call)]));
+                                          "role", role_names[call_role(call)],
+                                          "adminGroup", m->admin_gid_valid ? m->config->admin_group : NULL));
 }
 
 static const char *const latency_names[LATENCY_BUCKETS] = {

@@ -144,6 +144,39 @@ class Consents(IdmdTestCase):
         r = self.idmd.call_as(NOBODY, [["getPublisherConsents", {"publisherId": self.pub}]])
         self.assertEqual(r[0]["result"]["consents"][0]["name"], "terms")
 
+    def test_get_by_publisher_token(self):
+        """A publisherToken names its own publisher; it is checked like any publisher's."""
+        other = self.create_publisher(name="Other")
+        self.set_consents([TERMS])
+        self.set_consents([NEWS], token=other["publisherToken"])
+        self.idmd.call("addOffer", {"publisherToken": self.token, "offerId": "S_MONTHLY"})
+        r = self.idmd.call_as(NOBODY, [
+            ["getPublisherConsents", {"publisherToken": self.token}],
+            ["getPublisherConsents", {"publisherToken": self.token, "publisherId": self.pub}],
+            ["getPublisherConsents", {"publisherToken": self.token, "offerId": "S_MONTHLY"}],
+            ["getPublisherConsents", {"publisherToken": other["publisherToken"]}],
+            ["getPublisherConsents", {"publisherToken": other["publisherToken"], "publisherId": self.pub}],
+            ["getPublisherConsents", {"publisherToken": other["publisherToken"], "offerId": "S_MONTHLY"}],
+            ["getPublisherConsents", {"publisherToken": "nope" * 12}],
+        ])
+        for i in range(3):
+            self.assertEqual([c["name"] for c in r[i]["result"]["consents"]], ["terms"], r[i])
+        self.assertEqual([c["name"] for c in r[3]["result"]["consents"]], ["news"])
+        self.assertError(r[4]["error"], 403, "forbidden")
+        self.assertError(r[5]["error"], 400, "invalid_value")      # not one of its offers
+        self.assertError(r[6]["error"], 401, "invalid_token")
+
+    def test_value_null_is_no_value(self):
+        """What getPublisherConsents returns (value null, version) is accepted back unchanged."""
+        self.set_consents([TERMS, NEWS])
+        shown = self.get_consents()
+        self.assertIsNone(self.by_name(shown)["terms"]["value"])
+        self.assertEqual(self.set_consents(shown), shown)
+        self.assertEqual(self.get_consents(), shown)
+        c = self.by_name(self.set_consents([dict(NEWS, value=None)]))
+        self.assertIsNone(c["news"]["value"])
+        self.assertEqual(c["news"]["version"], 2)       # the value went: a new version
+
     def test_only_the_publisher_sets_them(self):
         other = self.create_publisher(name="Other")
         self.set_consents([TERMS])

@@ -21,6 +21,7 @@ class Roles(IdmdTestCase):
             ["addOffer", {"publisherToken": pub["publisherToken"], "offerId": "Y"}],
         ])
         self.assertEqual(replies[0]["result"]["role"], "anyone")
+        self.assertIsNone(replies[0]["result"]["adminGroup"])      # no idm-admin group here
         for r in replies[1:6]:
             self.assertError(r["error"], 403, "forbidden")
         # a publisher's token makes any local peer that publisher
@@ -42,6 +43,7 @@ class AdminGroup(IdmdTestCase):
     def test_primary_group_member_is_admin(self):
         replies = self.idmd.call_as(NOBODY, [["getServerInfo", {}], ["createPublisher", {"name": "By group"}]])
         self.assertEqual(replies[0]["result"]["role"], "admin")
+        self.assertEqual(replies[0]["result"]["adminGroup"], "nogroup")
         self.assertIn("publisherId", replies[1]["result"])
 
     def test_supplementary_group_member_is_admin(self):
@@ -49,6 +51,16 @@ class AdminGroup(IdmdTestCase):
         self.assertEqual(replies[0]["result"]["role"], "admin")
         replies = self.idmd.call_as(NOBODY, [["getServerInfo", {}]], gid=4321)
         self.assertEqual(replies[0]["result"]["role"], "anyone")
+        self.assertEqual(replies[0]["result"]["adminGroup"], "nogroup")    # whom to ask
+
+
+class AdminGroupDisabled(IdmdTestCase):
+    CONFIG = "\n[daemon]\nadmin_group =\n"
+
+    def test_only_root(self):
+        info = self.idmd.call("getServerInfo")
+        self.assertEqual(info["role"], "admin")
+        self.assertIsNone(info["adminGroup"])
 
 
 if __name__ == "__main__":
