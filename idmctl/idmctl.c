@@ -67,6 +67,10 @@ static const Verb verbs[] = {
           "Show a publisher's consent definitions" },
         { "consents", "set", 0, 0, VERB_OPT_PUBLISHER | VERB_OPT_FILE, verb_consents_set,
           "--file FILE --publisher ID", "Replace a publisher's consents with those in FILE (- reads stdin)" },
+        { "capture", "show", 0, 0, VERB_OPT_PUBLISHER, verb_capture_show, "--publisher ID",
+          "Show a publisher's capture settings (profile questions)" },
+        { "capture", "set", 0, 0, VERB_OPT_PUBLISHER | VERB_OPT_FILE, verb_capture_set,
+          "--file FILE --publisher ID", "Replace a publisher's capture settings with those in FILE (- reads stdin)" },
         { "call", NULL, 0, 2, VERB_OPT_LIST, verb_call, "METHOD [PARAMS|-] | --list",
           "Call any method with JSON params (- reads stdin); --list names the methods" },
 };
@@ -290,7 +294,7 @@ int read_full(int fd, size_t max, char **ret, size_t *ret_len) {
         return 0;
 }
 
-/* --- a publisher's lists: consents (next: capture settings) --- */
+/* --- a publisher's lists: consents and capture settings --- */
 
 int ctx_publisher_params(Context *ctx, json_t **ret) {
         _cleanup_(json_decrefp) json_t *params = NULL;
@@ -445,12 +449,12 @@ static void help(void) {
                       "     --sso-page NAME=PATH    SSO page path; repeat for more; empty clears the map\n"
                       "\nOffer options (offer add):\n"
                       "     --title TITLE           The offer's title\n"
-                      "\nActing for a publisher (customer ..., consents show|set):\n"
+                      "\nActing for a publisher (customer ..., consents show|set, capture show|set):\n"
                       "     --publisher ID          The publisher the command is about (as an admin)\n"
                       "     --publisher-token-file FILE\n"
                       "                             Act as the publisher whose token is in FILE (mode 600)\n"
                       "\nOther command options:\n"
-                      "     --file FILE             The consents to set, as JSON; - reads stdin (consents set)\n"
+                      "     --file FILE             The list to set, as JSON; - reads stdin (consents set, capture set)\n"
                       "     --list                  Print the names of the daemon's methods (call)\n"
                       "\nSee the idmctl(1) man page for details.\n");
 }

@@ -5,7 +5,7 @@
 itself says; files that cannot be read or are not JSON (the message names the file, line and
 column) and refusals, each one "idmctl: " line with a non-zero exit and nothing changed; and a
 publisher's operator with --publisher-token-file, as an unprivileged uid, who can set its own
-consents but not another publisher's (403, exit 1)."""
+consents but not another publisher's (403, exit 1). Then idmctl capture show|set the same way."""
 
 import json
 import os
@@ -25,7 +25,9 @@ def blocks(stdout):
     return [fields(b) for b in stdout.strip("\n").split("\n\n")]
 
 
-class IdmctlConsents(IdmdTestCase):
+class IdmctlPublisherList(IdmdTestCase):
+    """What the consents and capture tests share: a publisher, idmctl run on the test's idmd."""
+
     def setUp(self):
         super().setUp()
         p = self.create_publisher()
@@ -56,6 +58,7 @@ class IdmctlConsents(IdmdTestCase):
     def stored(self, pub=None):
         return self.idmd.call("getPublisherConsents", {"publisherId": pub or self.pub})["consents"]
 
+class IdmctlConsents(IdmctlPublisherList):
     def test_set_then_show(self):
         self.assertEqual(self.ok("consents", "show", "--publisher", self.pub), "No consents.\n")
 
@@ -190,6 +193,65 @@ class IdmctlConsents(IdmdTestCase):
         r = as_nobody("consents", "show", "--publisher-token-file", token_file)
         self.assertEqual(r.returncode, 1)
         self.assertRegex(r.stderr, r"^idmctl: .*\(invalid_token\)\n$")
+
+
+class IdmctlCapture(IdmctlPublisherList):
+    SETTINGS = [{"key": "birthDate", "enabled": True, "required": True},
+                {"key": "custom_1", "enabled": True, "required": False, "question": "Favourite genre?",
+                 "value": "Drama;Sport"},
+                {"key": "custom_2", "enabled": True, "required": False, "question": "Anything else?"}]
+
+    def capture(self, pub=None):
+        return self.idmd.call("getCaptureSettings", {"publisherId": pub or self.pub})["settings"]
+
+    def test_capture_set_then_show(self):
+        shown = blocks(self.ok("capture", "show", "--publisher", self.pub))
+        self.assertEqual([b["Field"] for b in shown], ["firstNameLastName", "birthDate", "companyName",
+                                                        "phoneNumber", "address"])
+        self.assertTrue(all(b["Enabled"] == "no" for b in shown))
+        path = self.write("capture.json", {"settings": self.SETTINGS})
+        out = blocks(self.ok("capture", "set", "--file", path, "--publisher", self.pub))
+        by_field = {b["Field"]: b for b in out}
+        self.assertEqual(by_field["birthDate"], {"Field": "birthDate", "Enabled": "yes", "Required": "yes"})
+        self.assertEqual(by_field["custom_1"]["Options"], "Drama;Sport")
+        self.assertEqual(by_field["custom_2"]["Options"], "(free text)")
+        self.assertEqual(by_field["custom_2"]["Question"], "Anything else?")
+        self.assertEqual(blocks(self.ok("capture", "show", "--publisher", self.pub)), out)
+        # --json output can be set again unchanged.
+        doc = self.ok("--json", "capture", "show", "--publisher", self.pub)
+        self.assertEqual(json.loads(doc)["settings"], self.capture())
+        self.ok("capture", "set", "--file", "-", "--publisher", self.pub, input=doc)
+        self.assertEqual(json.loads(doc)["settings"], self.capture())
+
+    def test_capture_refusals_change_nothing(self):
+        self.ok("capture", "set", "--file", self.write("c.json", self.SETTINGS), "--publisher", self.pub)
+        before = self.capture()
+        p = self.fails(1, "capture", "set", "--file", self.write("bad.json", [{"key": "shoeSize", "enabled": True}]),
+                       "--publisher", self.pub)
+        self.assertIn("invalid_value", p.stderr)
+        self.fails(1, "capture", "set", "--file", self.write("broken.json", "[{"), "--publisher", self.pub)
+        self.fails(1, "capture", "set", "--file", self.write("obj.json", {"consents": []}), "--publisher", self.pub)
+        self.assertEqual(self.capture(), before)
+
+    def test_capture_as_publisher_operator(self):
+        other = self.create_publisher(name="Other")
+        token_file = self.write("token", self.token)
+        os.chmod(token_file, 0o600)
+        os.chown(token_file, NOBODY, NOBODY)
+        self.idmd.open_to_others()
+        path = self.write("c.json", self.SETTINGS)
+        os.chmod(path, 0o644)
+        argv = [IDMCTL, "--socket", self.idmd.socket, "capture", "set", "--file", path,
+                "--publisher-token-file", token_file]
+        p = run_as(NOBODY, NOBODY, argv, capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(self.capture()[1]["enabled"])
+        # The same token naming the other publisher: 403, and the other's settings unchanged.
+        p = run_as(NOBODY, NOBODY, argv + ["--publisher", other["publisherId"]], capture_output=True, text=True,
+                   timeout=30)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertRegex(p.stderr, r"^idmctl: .*forbidden")
+        self.assertFalse(any(s["enabled"] for s in self.capture(other["publisherId"])))
 
 
 if __name__ == "__main__":
