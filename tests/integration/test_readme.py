@@ -85,6 +85,14 @@ class Tour(IdmdTestCase):
             self.assertIn('"active": true', p.stdout)
             # the offline check printed the verified claims, for the publisher's audience
             self.assertIn(f"'aud': '{pubs[0]['publisherId']}'", p.stdout)
+            # Capture: asked at login (true), then answered (false); the export showed the answers;
+            # the customer is gone afterwards.
+            self.assertRegex(p.stdout, r"(?ms)^true\nfalse$")
+            self.assertIn('"birthDate": "1990-04-12"', p.stdout)
+            self.assertIn('"custom_1": "Drama"', p.stdout)
+            self.assertEqual(self.idmd.call("listCustomers", {"publisherId": pubs[0]["publisherId"]})["items"], [])
+            capture = self.idmd.call("getCaptureSettings", {"publisherId": pubs[0]["publisherId"]})["settings"]
+            self.assertTrue(capture[1]["required"])
 
 
 if __name__ == "__main__":
