@@ -452,7 +452,8 @@ static void help(void) {
                       "\nActing for a publisher (customer ..., consents show|set, capture show|set):\n"
                       "     --publisher ID          The publisher the command is about (as an admin)\n"
                       "     --publisher-token-file FILE\n"
-                      "                             Act as the publisher whose token is in FILE (mode 600)\n"
+                      "                             Act as the publisher whose token is in FILE (mode 600;\n"
+                      "                             default: $IDM_PUBLISHER_TOKEN_FILE)\n"
                       "\nOther command options:\n"
                       "     --file FILE             The list to set, as JSON; - reads stdin (consents set, capture set)\n"
                       "     --list                  Print the names of the daemon's methods (call)\n"
@@ -823,6 +824,15 @@ static int run(Context *ctx, int argc, char **argv) {
                 return usage_error(ctx, "unknown subcommand '%s %s' (there are: %s)", what, sub, subs);
         }
         ctx->verb = v;
+
+        /* $IDM_PUBLISHER_TOKEN_FILE stands in for --publisher-token-file in the commands that act
+         * for a publisher, unless the line names the publisher itself. */
+        env = getenv("IDM_PUBLISHER_TOKEN_FILE");
+        if ((v->options & VERB_OPT_PUBLISHER) && !ctx->publisher_token && !ctx->publisher_id && env && env[0]) {
+                r = parse_publisher_token_file(ctx, env);
+                if (r != 0)
+                        return r;
+        }
 
         invalid = seen.groups & ~v->options;
         if (invalid)

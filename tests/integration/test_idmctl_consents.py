@@ -252,6 +252,12 @@ class IdmctlCapture(IdmctlPublisherList):
         self.assertEqual(p.returncode, 1, p.stdout)
         self.assertRegex(p.stderr, r"^idmctl: .*forbidden")
         self.assertFalse(any(s["enabled"] for s in self.capture(other["publisherId"])))
+        # $IDM_PUBLISHER_TOKEN_FILE stands in for the option.
+        env = dict(os.environ, IDM_PUBLISHER_TOKEN_FILE=token_file)
+        p = run_as(NOBODY, NOBODY, [IDMCTL, "--socket", self.idmd.socket, "--json", "capture", "show"],
+                   capture_output=True, text=True, timeout=30, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["settings"], self.capture())
 
 
 if __name__ == "__main__":
