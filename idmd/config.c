@@ -32,7 +32,9 @@
 #include "idm/cleanup.h"
 #include "idm/protocol.h"
 #include "config.h"
+#include "locales.h"
 #include "log.h"
+#include "validate.h"
 
 #define USEC_PER_MSEC UINT64_C(1000)
 #define USEC_PER_SEC UINT64_C(1000000)
@@ -90,6 +92,10 @@ typedef struct ConfigType {
         void (*describe)(const ConfigItem *item, char *buf, size_t size);
         /* The field's value in a form parse() accepts. */
         void (*format)(const ConfigItem *item, const void *field, FILE *f);
+        /* Repeatable keys only (NULL otherwise): writes the whole "key = value" lines of the
+         * field, one per value, none for an empty list; config_dump() uses it instead of
+         * format. */
+        void (*dump)(const ConfigItem *item, const void *field, FILE *f);
 } ConfigType;
 
 struct ConfigItem {
@@ -103,7 +109,8 @@ struct ConfigItem {
 };
 
 static const ConfigType type_string, type_path, type_bool, type_unsigned, type_size,
-        type_duration, type_rate, type_log_level, type_jwt_alg, type_currencies;
+        type_duration, type_rate, type_log_level, type_jwt_alg, type_currencies, type_country,
+        type_optional_path, type_networks, type_country_overrides;
 
 #define FIELD_SIZE(field) sizeof(((Config *) NULL)->field)
 
@@ -156,6 +163,11 @@ static const ConfigItem config_items[] = {
 
         ITEM("customers", "currencies", type_currencies, currencies, 0, 0),
         ITEM("customers", "max_external_data", type_size, max_external_data, 0, SIZE_MIB),
+
+        ITEM("locales", "default_country", type_country, locales_default_country, 0, 0),
+        ITEM("locales", "maxmind_db", type_optional_path, maxmind_db, 0, PATH_MAX - 1),
+        ITEM("locales", "cidr", type_networks, locale_networks, 0, LOCALES_NETWORKS_MAX),
+        ITEM("locales", "country", type_country_overrides, locale_countries, 0, 0),
 
         ITEM("ratelimit", "sources", type_unsigned, ratelimit_sources, 1, 1048576),
         ITEMS_RATELIMIT("ratelimit.default", METHOD_CLASS_DEFAULT),
@@ -757,6 +769,100 @@ static void format_currencies(const ConfigItem *item, const void *field, FILE *f
 
 static const ConfigType type_currencies = { parse_currency_list, describe_currencies, format_currencies };
 
+/* ---- [locales]: a country, an optional path, networks and country overrides ----------------- */
+
+static int parse_country(const ConfigItem *item, const char *value, void *field) {
+        if (!country_is_valid(value))
+                return -EINVAL;
+        return replace_string(field, value);
+}
+
+static void describe_country(const ConfigItem *item, char *buf, size_t size) {
+        (void) snprintf(buf, size, "expected an ISO 3166-1 alpha-2 country code in upper case, e.g. US or PL");
+}
+
+static const ConfigType type_country = { parse_country, describe_country, format_string };
+
+static int parse_optional_path(const ConfigItem *item, const char *value, void *field) {
+        if (value[0] == '\0')
+                return replace_string(field, value);
+        return parse_path(item, value, field);
+}
+
+static void describe_optional_path(const ConfigItem *item, char *buf, size_t size) {
+        (void) snprintf(buf, size,
+                        "expected nothing (none) or an absolute path (starting with '/') of at most %" PRIu64
+                        " bytes",
+                        item->max);
+}
+
+static const ConfigType type_optional_path = { parse_optional_path, describe_optional_path, format_string };
+
+static bool value_is_blank(const char *value) {
+        return value[strspn(value, " \t")] == '\0';
+}
+
+static int parse_networks(const ConfigItem *item, const char *value, void *field) {
+        LocaleNetworkList *l = field;
+        LocaleNetwork n;
+
+        if (value_is_blank(value)) {
+                locale_networks_done(l);
+                return 0;
+        }
+        if (locale_network_parse(value, &n) < 0)
+                return -EINVAL;
+        return locale_networks_add(l, &n);      /* -E2BIG past the bound */
+}
+
+static void describe_networks(const ConfigItem *item, char *buf, size_t size) {
+        (void) snprintf(buf, size,
+                        "expected an IPv4 or IPv6 network without host bits and a country code, e.g. "
+                        "'192.0.2.0/24 PL' or '2001:db8::/32 DE' (or nothing, to empty the list)");
+}
+
+static void dump_networks(const ConfigItem *item, const void *field, FILE *f) {
+        const LocaleNetworkList *l = field;
+        char buf[80];
+
+        for (size_t i = 0; i < l->n; i++) {
+                locale_network_format(l->items + i, buf, sizeof(buf));
+                fprintf(f, "%s = %s\n", item->key, buf);
+        }
+}
+
+static const ConfigType type_networks = { parse_networks, describe_networks, NULL, dump_networks };
+
+static int parse_country_overrides(const ConfigItem *item, const char *value, void *field) {
+        LocaleCountryList *l = field;
+        LocaleCountry c;
+
+        if (value_is_blank(value)) {
+                locale_countries_done(l);
+                return 0;
+        }
+        if (locale_country_parse(value, &c) < 0)
+                return -EINVAL;
+        return locale_countries_add(l, &c);
+}
+
+static void describe_country_overrides(const ConfigItem *item, char *buf, size_t size) {
+        (void) snprintf(buf, size,
+                        "expected a country code, a currency code and a locale, e.g. 'PL PLN pl_PL' (or "
+                        "nothing, to empty the list)");
+}
+
+static void dump_country_overrides(const ConfigItem *item, const void *field, FILE *f) {
+        const LocaleCountryList *l = field;
+
+        for (size_t i = 0; i < l->n; i++)
+                fprintf(f, "%s = %s %s %s\n", item->key, l->items[i].country, l->items[i].currency,
+                        l->items[i].locale);
+}
+
+static const ConfigType type_country_overrides = { parse_country_overrides, describe_country_overrides, NULL,
+                                                   dump_country_overrides };
+
 /* ---- object --------------------------------------------------------------------------------- */
 
 Config *config_free(Config *c) {
@@ -768,6 +874,10 @@ Config *config_free(Config *c) {
         free(c->issuer);
         free(c->jwt_alg);
         (void) strv_free(c->currencies);
+        free(c->locales_default_country);
+        free(c->maxmind_db);
+        locale_networks_done(&c->locale_networks);
+        locale_countries_done(&c->locale_countries);
         free(c);
         return NULL;
 }
@@ -832,9 +942,11 @@ int config_new(Config **ret) {
         c->admin_group = strdup("idm-admin");
         c->issuer = strdup("idmd");
         c->jwt_alg = strdup("EdDSA");
+        c->locales_default_country = strdup("US");
+        c->maxmind_db = strdup("");
         c->currencies = calloc(ELEMENTSOF(default_currencies) + 1, sizeof(char *));
         if (!c->socket_path || !c->state_dir || !c->admin_group || !c->issuer || !c->jwt_alg ||
-            !c->currencies)
+            !c->locales_default_country || !c->maxmind_db || !c->currencies)
                 return -ENOMEM;
         for (size_t i = 0; i < ELEMENTSOF(default_currencies); i++) {
                 c->currencies[i] = strdup(default_currencies[i]);
@@ -942,6 +1054,15 @@ static int config_assign(Config *c, const ConfigItem *item, const char *value, c
         r = item->type->parse(item, value, item_field(item, c));
         if (r == -ENOMEM)
                 return log_error_errno(ENOMEM, "Out of memory.");
+        if (r == -E2BIG) {      /* a repeatable key with all its values taken */
+                if (line > 0)
+                        log_error("%s:%u: too many values for key '%s' in [%s]: at most %" PRIu64 ".", origin,
+                                  line, item->key, item->section, item->max);
+                else
+                        log_error("%s: too many values for key '%s' in [%s]: at most %" PRIu64 ".", origin,
+                                  item->key, item->section, item->max);
+                return -EINVAL;
+        }
         if (r < 0) {
                 item->type->describe(item, expected, sizeof(expected));
                 value = escape_value(value, escaped, sizeof(escaped));
@@ -1046,6 +1167,19 @@ int config_verify(const Config *c) {
         }
         if (!c->currencies || !c->currencies[0])
                 r = log_error_errno(EINVAL, "[customers] currencies is empty.");
+
+        /* Locale detection answers only currencies registration accepts (a built-in one that is not
+         * accepted is replaced, locales.h); an override says what the operator wants, so a currency
+         * there that registration would refuse is a mistake. */
+        for (size_t i = 0; i < c->locale_countries.n; i++) {
+                const LocaleCountry *o = c->locale_countries.items + i;
+
+                if (!currency_is_valid(o->currency, c->currencies))
+                        r = log_error_errno(EINVAL,
+                                            "[locales] country = %s %s %s: currency %s is not one of [customers] "
+                                            "currencies.",
+                                            o->country, o->currency, o->locale, o->currency);
+        }
 
         /* Odd but workable. */
         if (r >= 0 && c->refresh_ttl_usec < c->access_ttl_usec) {
@@ -1227,6 +1361,10 @@ int config_dump(const Config *c, FILE *f) {
                 if (!section || !streq(section, item->section)) {
                         fprintf(f, "%s[%s]\n", section ? "\n" : "", item->section);
                         section = item->section;
+                }
+                if (item->type->dump) {
+                        item->type->dump(item, item_field_const(item, c), f);
+                        continue;
                 }
                 fprintf(f, "%s = ", item->key);
                 item->type->format(item, item_field_const(item, c), f);

@@ -11,9 +11,12 @@
  * Durations are written in seconds or with a unit (us, ms, s, min, h, d) and stored in usec;
  * sizes in bytes or with K/M/G/T (KiB/MiB/GiB/TiB), powers of 1024.
  *
+ * Repeatable keys ([locales] cidr and country) add to a list instead; an empty value empties it.
+ *
  * Unknown sections or keys: a warning "FILE:LINE: unknown key 'k' in section [s], ignoring.".
  * A bad value: config_load() fails with -EINVAL after logging
- * "FILE:LINE: invalid value 'v' for key 'k' in [s]: expected <what is allowed>.".
+ * "FILE:LINE: invalid value 'v' for key 'k' in [s]: expected <what is allowed>.", or for a list
+ * that is full "FILE:LINE: too many values for key 'k' in [s]: at most N.".
  * Lines are limited to 197 bytes (Debian's libinih r55 buffer); longer ones are errors.
  *
  * On an error the Config may be partly updated: to keep a working configuration (reload), load
@@ -27,6 +30,7 @@
 #include <sys/types.h>
 
 #include "idm/cleanup.h"
+#include "locales.h"
 
 typedef enum MethodClass {
         METHOD_CLASS_DEFAULT,
@@ -91,6 +95,17 @@ typedef struct Config {
                                          * default USD EUR GBP CAD AUD NZD SEK DKK NOK TRL ZAR XOF */
         size_t max_external_data;       /* bytes of serialized externalData, default 4096, 0..1 MiB */
 
+        /* [locales] (locales.h) */
+        char *locales_default_country;  /* key default_country: default "US" */
+        char *maxmind_db;               /* "" (default): none; else an absolute path */
+        LocaleNetworkList locale_networks;      /* key cidr, repeatable ("192.0.2.0/24 PL"); an
+                                                 * empty value empties the list; at most
+                                                 * LOCALES_NETWORKS_MAX */
+        LocaleCountryList locale_countries;     /* key country, repeatable ("PL PLN pl_PL"): the
+                                                 * built-in entry of a country overridden, the last
+                                                 * for a country wins; an empty value empties the
+                                                 * list; each currency must be one of currencies */
+
         /* [ratelimit.default] [ratelimit.login] [ratelimit.registration] [ratelimit.password_reset],
          * indexed by MethodClass */
         RateLimitClassConfig ratelimit[_METHOD_CLASS_MAX];
@@ -123,7 +138,8 @@ int config_load_stream(Config *c, FILE *f, const char *name);
 
 /* Cross-key checks (min_length <= max_length, unlock_time <= max_unlock_time,
  * map_size_initial <= map_size_max, max_connections_per_uid <= max_connections,
- * refresh_grace < refresh_ttl, currencies not empty). Logs each problem naming the keys;
+ * refresh_grace < refresh_ttl, currencies not empty, the currency of every [locales] country
+ * override among currencies). Logs each problem naming the keys;
  * -EINVAL if any. config_load() calls it; call it again after config_set(). */
 int config_verify(const Config *c);
 

@@ -163,6 +163,7 @@ Manager *manager_free(Manager *m) {
         m->sweep_timer = sd_event_source_disable_unref(m->sweep_timer);
         m->keyring = keyring_free(m->keyring);
         m->ratelimit = ratelimit_free(m->ratelimit);
+        m->locales = locales_free(m->locales);
         m->store = store_free(m->store);
         m->lock_fd = safe_close(m->lock_fd);    /* releases the lock */
         m->event = sd_event_unref(m->event);
@@ -815,6 +816,29 @@ static void manager_setup_fd_limit(Manager *m) {
                           m->config->max_connections);
 }
 
+/* Locale detection. A MaxMind DB file that is configured but cannot be used stops idmd: answering
+ * from the networks and the default instead would be a silent misconfiguration. */
+static int manager_setup_locales(Manager *m) {
+        const char *detail = NULL;
+        int r;
+
+        r = locales_new(m->config, &m->locales, &detail);
+        if (r == -EOPNOTSUPP)
+                return log_error_errno(r,
+                                       "[locales] maxmind_db=%s is set, but this idmd was built without "
+                                       "libmaxminddb (meson option maxminddb); refusing to start. Remove the key "
+                                       "or rebuild with libmaxminddb-dev installed.",
+                                       m->config->maxmind_db);
+        if (r < 0 && detail)
+                return log_error_errno(r, "Failed to open [locales] maxmind_db=%s: %s (%m); refusing to start.",
+                                       m->config->maxmind_db, detail);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up locale detection: %m");
+        if (m->config->maxmind_db[0])
+                log_info("Locale detection reads %s.", m->config->maxmind_db);
+        return 0;
+}
+
 int manager_startup(Manager *m) {
         StoreOptions so = {
                 .map_size_initial = m->config->map_size_initial,
@@ -864,6 +888,10 @@ int manager_startup(Manager *m) {
         r = ratelimit_new(m->config->ratelimit, m->config->ratelimit_sources, &m->ratelimit);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the rate limits: %m");
+
+        r = manager_setup_locales(m);
+        if (r < 0)
+                return r;
 
         if (m->config->admin_group[0]) {
                 struct group *g = getgrnam(m->config->admin_group);

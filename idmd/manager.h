@@ -2,7 +2,7 @@
 /*
  * The idmd manager: owns the event loop, the listening socket (socket activation or its own
  * bind), the state-directory lock, signal handling, the connections, the store, the worker
- * pool, the signing keys and the statistics. Methods reach it through call_manager().
+ * pool, the signing keys, locale detection and the statistics. Methods reach it through call_manager().
  */
 #pragma once
 
@@ -13,6 +13,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "locales.h"
 #include "ratelimit.h"
 #include "rpc.h"
 #include "store.h"
@@ -35,6 +36,7 @@ struct Manager {
         Workers *workers;
         Keyring *keyring;
         RateLimiter *ratelimit;         /* from [ratelimit.*] at startup; NULL before */
+        Locales *locales;               /* from [locales] at startup; NULL before */
 
         int lock_fd;
         int listen_fd;

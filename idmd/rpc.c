@@ -49,6 +49,7 @@ static const Method *const method_tables[] = {
         methods_consents,
         methods_capture,
         methods_lockouts,
+        methods_locales,
 };
 
 static bool method_exists(const Method *m) {

@@ -21,6 +21,7 @@
 #include "methods/capture.h"
 #include "methods/consents.h"
 #include "methods/customers.h"
+#include "methods/locales.h"
 #include "methods/lockouts.h"
 #include "methods/methods.h"
 #include "records/consents.h"
@@ -606,7 +607,7 @@ static int method_customers_register(Call *call, json_t *params) {
         Manager *m = call_manager(call);
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(password_job_freep) PasswordJob *j = NULL;
-        _cleanup_(json_decrefp) json_t *scratch = json_object();
+        _cleanup_(json_decrefp) json_t *scratch = json_object(), *filled = NULL;
         _cleanup_free_ char *publisher_id = NULL;
         const char *email = json_object_get_string(params, "email");
         const char *password = json_object_get_string(params, "password");
@@ -636,6 +637,10 @@ static int method_customers_register(Call *call, json_t *params) {
                                          "externalData is larger than %zu bytes", m->config->max_external_data);
         }
         r = check_customer_ip(call, params);
+        if (r < 0)
+                return r;
+        /* What the registration leaves out, getLocales's detection fills in (explicit values win). */
+        r = locales_complete_profile(call, params, &filled);
         if (r < 0)
                 return r;
         r = check_consents(call, json_object_get(params, "consents"));
@@ -668,7 +673,7 @@ static int method_customers_register(Call *call, json_t *params) {
          * address costs the same work as a new one and is told only after every other check
          * passed (docs/security.md: that answer itself is inherent to registration). */
 
-        j = password_job_new(call, JOB_HASH, params, register_done);
+        j = password_job_new(call, JOB_HASH, filled, register_done);
         if (!j)
                 return -ENOMEM;
         j->password = strdup(password);
@@ -1326,9 +1331,9 @@ const Method methods_customers[] = {
                   { "email", PARAM_STRING, true, IDM_EMAIL_MAX },
                   { "password", PARAM_STRING, true, IDM_PASSWORD_MAX },
                   PUBLISHER_NAMING_PARAMS,
-                  { "locale", PARAM_STRING, true, 16 },
-                  { "country", PARAM_STRING, true, 8 },
-                  { "currency", PARAM_STRING, true, 8 },
+                  { "locale", PARAM_STRING, false, 16 },
+                  { "country", PARAM_STRING, false, 8 },
+                  { "currency", PARAM_STRING, false, 8 },
                   { "consents", PARAM_ARRAY, false, 64 },
                   { "firstName", PARAM_STRING, false, NAME_MAX_BYTES },
                   { "lastName", PARAM_STRING, false, NAME_MAX_BYTES },
