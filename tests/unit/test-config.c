@@ -640,6 +640,33 @@ TEST(bad_values) {
                 { "customers", "currencies", "" },
                 { "customers", "currencies", " , ," },
                 { "customers", "currencies", "\xc3\x9c" "SD" },
+                /* [locales] */
+                { "locales", "default_country", "" },
+                { "locales", "default_country", "us" },
+                { "locales", "default_country", "UK" },
+                { "locales", "default_country", "USA" },
+                { "locales", "maxmind_db", "GeoLite2-Country.mmdb" },
+                { "locales", "cidr", "192.0.2.0/24" },
+                { "locales", "cidr", "192.0.2.0/24 XX" },
+                { "locales", "cidr", "192.0.2.0/24 pl" },
+                { "locales", "cidr", "192.0.2.1/24 PL" },
+                { "locales", "cidr", "192.0.2.0/33 PL" },
+                { "locales", "cidr", "192.0.2.0/024 PL" },
+                { "locales", "cidr", "192.0.2.0 PL" },
+                { "locales", "cidr", "192.0.2.0/ PL" },
+                { "locales", "cidr", "192.0.2/24 PL" },
+                { "locales", "cidr", "2001:db8::1/32 DE" },
+                { "locales", "cidr", "2001:db8::/129 DE" },
+                { "locales", "cidr", "fe80::%eth0/64 DE" },
+                { "locales", "cidr", "example.com/24 DE" },
+                { "locales", "cidr", "192.0.2.0/24 PL extra" },
+                { "locales", "country", "PL" },
+                { "locales", "country", "PL PLN" },
+                { "locales", "country", "XX USD en_US" },
+                { "locales", "country", "PL pln pl_PL" },
+                { "locales", "country", "PL PLN pl-PL" },
+                { "locales", "country", "PL PLNX pl_PL" },
+                { "locales", "country", "PL USD pl_PL extra" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -1109,6 +1136,96 @@ TEST(sample_file) {
         }
 }
 
+static char *mfree(char *p) {
+        free(p);
+        return NULL;
+}
+
+/* [locales]: the lists (repeatable keys), their bound, emptying, the dump and the cross-key check. */
+TEST(locales) {
+        _cleanup_(config_freep) Config *c = NULL, *d = NULL;
+        _cleanup_(freep) char *log = NULL, *a = NULL, *b = NULL, *big = NULL;
+        char buf[80];
+        FILE *f;
+        size_t size = 0;
+
+        ASSERT_OK(config_new(&c));
+        ASSERT_STREQ(c->locales_default_country, "US");
+        ASSERT_STREQ(c->maxmind_db, "");
+        ASSERT_EQ(c->locale_networks.n, 0);
+        ASSERT_EQ(c->locale_countries.n, 0);
+        c = config_free(c);
+
+        ASSERT_OK(load_text_log("[locales]\n"
+                                "default_country = PL\n"
+                                "maxmind_db = /var/lib/GeoIP/GeoLite2-Country.mmdb\n"
+                                "cidr = 10.0.0.0/8 DE\n"
+                                "cidr = 192.0.2.0/24 PL\n"
+                                "cidr =\n"                      /* empties the list */
+                                "cidr = 192.0.2.0/24 PL\n"
+                                "cidr = 2001:DB8::/32   CH\n"
+                                "cidr = 192.0.2.0/24 DE\n"      /* the same network: the later country */
+                                "cidr = 0.0.0.0/0 FR\n"
+                                "country = BE EUR fr_BE\n"
+                                "country = BE EUR nl_BE\n"      /* the last for a country wins */
+                                "country = CH USD fr_CH\n",
+                                &c, &log));
+        ASSERT_STREQ(log, "");
+        ASSERT_STREQ(c->locales_default_country, "PL");
+        ASSERT_STREQ(c->maxmind_db, "/var/lib/GeoIP/GeoLite2-Country.mmdb");
+        ASSERT_EQ(c->locale_networks.n, 3);
+        locale_network_format(c->locale_networks.items + 0, buf, sizeof(buf));
+        ASSERT_STREQ(buf, "192.0.2.0/24 DE");
+        locale_network_format(c->locale_networks.items + 1, buf, sizeof(buf));
+        ASSERT_STREQ(buf, "2001:db8::/32 CH");
+        locale_network_format(c->locale_networks.items + 2, buf, sizeof(buf));
+        ASSERT_STREQ(buf, "0.0.0.0/0 FR");
+        ASSERT_EQ(c->locale_countries.n, 2);
+        ASSERT_STREQ(c->locale_countries.items[0].locale, "nl_BE");
+
+        /* The dump writes one line per value and reads back to the same. */
+        a = dump(c);
+        ASSERT_CONTAINS(a, "[locales]\ndefault_country = PL\nmaxmind_db = /var/lib/GeoIP/GeoLite2-Country.mmdb\n"
+                           "cidr = 192.0.2.0/24 DE\ncidr = 2001:db8::/32 CH\ncidr = 0.0.0.0/0 FR\n"
+                           "country = BE EUR nl_BE\ncountry = CH USD fr_CH\n");
+        ASSERT_OK(load_text(a, &d));
+        b = dump(d);
+        ASSERT_STREQ(a, b);
+        c = config_free(c);
+        d = config_free(d);
+        log = mfree(log);
+
+        /* An override's currency must be one registration accepts. */
+        ASSERT_EQ(load_text_log("[locales]\ncountry = PL PLN pl_PL\n", &c, &log), -EINVAL);
+        ASSERT_CONTAINS(log, "[locales] country = PL PLN pl_PL: currency PLN is not one of [customers] currencies.");
+        c = config_free(c);
+        log = mfree(log);
+        ASSERT_OK(load_text_log("[customers]\ncurrencies = PLN EUR\n[locales]\ncountry = PL PLN pl_PL\n", &c, &log));
+        c = config_free(c);
+        log = mfree(log);
+        /* ... while the default country's currency need not be (the first accepted one stands in). */
+        ASSERT_OK(load_text_log("[customers]\ncurrencies = EUR\n", &c, &log));
+        ASSERT_STREQ(log, "");
+        c = config_free(c);
+        log = mfree(log);
+
+        /* At most LOCALES_NETWORKS_MAX networks; one more is an error naming its line. */
+        f = open_memstream(&big, &size);
+        ASSERT_TRUE(f);
+        fprintf(f, "[locales]\n");
+        for (unsigned i = 0; i <= LOCALES_NETWORKS_MAX; i++)
+                fprintf(f, "cidr = 10.%u.%u.0/24 PL\n", i / 256, i % 256);
+        fclose(f);
+        ASSERT_EQ(load_text_log(big, &c, &log), -EINVAL);
+        ASSERT_CONTAINS(log, "test.conf:4098: too many values for key 'cidr' in [locales]: at most 4096.");
+        ASSERT_EQ(c->locale_networks.n, LOCALES_NETWORKS_MAX);
+        c = config_free(c);
+        log = mfree(log);
+        *strrchr(big, 'c') = '\0';      /* without the last line: exactly the bound */
+        ASSERT_OK(load_text_log(big, &c, &log));
+        ASSERT_EQ(c->locale_networks.n, LOCALES_NETWORKS_MAX);
+}
+
 /* The man page names every section and key. */
 TEST(man_page) {
         _cleanup_(freep) char *man = read_source_file("docs/man/idmd.conf.5"), *defaults = NULL;
@@ -1164,6 +1281,7 @@ int main(void) {
         RUN(dump_round_trip);
         RUN(load_files);
         RUN(sample_file);
+        RUN(locales);
         RUN(man_page);
         return 0;
 }
