@@ -138,9 +138,11 @@ static bool is_blank(char c) {
         return c == ' ' || c == '\t';
 }
 
-/* Splits s into at most max words separated by blanks, each copied into words[i] (of size
- * word_size). -EINVAL unless there are exactly max words that fit. */
-static int split_words(const char *s, size_t max, char *words, size_t word_size) {
+#define WORD_MAX 64
+
+/* Splits s into words separated by blanks, each copied into words[i]. -EINVAL unless there are
+ * exactly max words, each shorter than WORD_MAX. */
+static int split_words(const char *s, size_t max, char (*words)[WORD_MAX]) {
         size_t n = 0;
 
         for (;;) {
@@ -151,10 +153,10 @@ static int split_words(const char *s, size_t max, char *words, size_t word_size)
                 if (*s == '\0')
                         break;
                 len = strcspn(s, " \t");
-                if (n >= max || len >= word_size)
+                if (n >= max || len >= WORD_MAX)
                         return -EINVAL;
-                memcpy(words + n * word_size, s, len);
-                words[n * word_size + len] = '\0';
+                memcpy(words[n], s, len);
+                words[n][len] = '\0';
                 n++;
                 s += len;
         }
@@ -185,15 +187,13 @@ static bool host_bits_zero(const uint8_t *addr, size_t size, unsigned prefixlen)
         return true;
 }
 
-#define WORD_MAX 64
-
 int locale_network_parse(const char *s, LocaleNetwork *ret) {
         char words[2][WORD_MAX], *slash;
         LocaleNetwork n = {};
         unsigned long prefixlen;
         unsigned max;
 
-        if (split_words(s, 2, words[0], WORD_MAX) < 0)
+        if (split_words(s, 2, words) < 0)
                 return -EINVAL;
 
         slash = strchr(words[0], '/');
@@ -260,7 +260,7 @@ int locale_country_parse(const char *s, LocaleCountry *ret) {
         char words[3][WORD_MAX];
         LocaleCountry c = {};
 
-        if (split_words(s, 3, words[0], WORD_MAX) < 0)
+        if (split_words(s, 3, words) < 0)
                 return -EINVAL;
         if (!country_is_valid(words[0]) || strlen(words[1]) != 3 || !locale_is_valid(words[2]))
                 return -EINVAL;
