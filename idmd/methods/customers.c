@@ -35,7 +35,6 @@
 
 #define NAME_MAX_BYTES 100
 #define EXTERNAL_ID_MAX IDM_EXTERNAL_ID_MAX
-#define IP_MAX 64
 
 /* --- publisher resolution --- */
 
@@ -1339,7 +1338,7 @@ const Method methods_customers[] = {
                   { "lastName", PARAM_STRING, false, NAME_MAX_BYTES },
                   { "externalId", PARAM_STRING, false, EXTERNAL_ID_MAX },
                   { "externalData", PARAM_OBJECT, false, 0 },
-                  { "customerIP", PARAM_STRING, false, IP_MAX },
+                  { "customerIP", PARAM_STRING, false, IDM_CUSTOMER_IP_MAX },
                   { "publisherToken", PARAM_STRING, false, IDM_PUBLISHER_TOKEN_MAX },
                   {} } },
         { .name = "login", .handler = method_customers_login, .role = ROLE_ANYONE, .class = METHOD_CLASS_LOGIN,
@@ -1348,7 +1347,7 @@ const Method methods_customers[] = {
                   { "email", PARAM_STRING, true, IDM_EMAIL_MAX },
                   { "password", PARAM_STRING, true, IDM_PASSWORD_MAX },
                   PUBLISHER_NAMING_PARAMS,
-                  { "customerIP", PARAM_STRING, false, IP_MAX },
+                  { "customerIP", PARAM_STRING, false, IDM_CUSTOMER_IP_MAX },
                   {} } },
         { .name = "getCustomer", .handler = method_customers_get, .role = ROLE_CUSTOMER, .publisher_form = true,
           .params = (const ParamSpec[]) {

@@ -15,8 +15,6 @@
 #include "methods/locales.h"
 #include "methods/methods.h"
 
-#define IP_MAX 64
-
 static const char *const source_names[_LOCALE_SOURCE_MAX] = {
         [LOCALE_SOURCE_DEFAULT] = "default",
         [LOCALE_SOURCE_MAXMIND] = "maxmind_db",
@@ -106,7 +104,7 @@ const Method methods_locales[] = {
         { .name = "getLocales", .handler = method_locales_get, .role = ROLE_ANYONE, .class = METHOD_CLASS_DEFAULT,
           .address_param = "customerIP",
           .params = (const ParamSpec[]) {
-                  { "customerIP", PARAM_STRING, false, IP_MAX },
+                  { "customerIP", PARAM_STRING, false, IDM_CUSTOMER_IP_MAX },
                   {} } },
         {}
 };

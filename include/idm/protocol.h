@@ -28,6 +28,7 @@
 #define IDM_OFFER_ID_MAX 64u
 #define IDM_CUSTOMER_ID_MAX 32u
 #define IDM_EXTERNAL_ID_MAX 128u
+#define IDM_CUSTOMER_IP_MAX 64u              /* customerIP: an address literal */
 #define IDM_SESSION_ID_MAX 64u
 #define IDM_PUBLISHER_TOKEN_MAX 128u
 #define IDM_CUSTOMER_TOKEN_MAX 256u
