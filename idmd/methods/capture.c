@@ -133,9 +133,6 @@ static int options_foreach(const char *list, int (*fn)(const char *s, size_t n, 
 }
 
 static int option_check(const char *s, size_t n, void *userdata) {
-        unsigned *count = userdata;
-
-        (*count)++;
         return n == 0 || n > CAPTURE_OPTION_MAX ? -EINVAL : 0;
 }
 
@@ -336,8 +333,6 @@ static int settings_check(Call *call, json_t *given, json_t **ret) {
                         return settings_fail(call, i, question ? "question" : "value",
                                              "only custom_N questions have a question and a value");
                 if (custom) {
-                        unsigned count = 0;
-
                         if (++customs > CAPTURE_CUSTOM_MAX)
                                 return settings_fail(call, i, "key", "at most 20 custom questions");
                         if (!question || !text_is_valid(json_string_value(question), CAPTURE_QUESTION_MAX))
@@ -347,7 +342,7 @@ static int settings_check(Call *call, json_t *given, json_t **ret) {
                         if (value && json_string_length(value) > 0 &&
                             (json_string_length(value) > CAPTURE_OPTIONS_MAX ||
                              !text_is_valid(json_string_value(value), CAPTURE_OPTIONS_MAX) ||
-                             options_foreach(json_string_value(value), option_check, &count) < 0))
+                             options_foreach(json_string_value(value), option_check, NULL) < 0))
                                 return settings_fail(call, i, "value",
                                                      "value is empty (free text) or ';'-separated options, each 1 "
                                                      "to 256 bytes of printable text, 2048 bytes in all");
@@ -536,11 +531,13 @@ static int answers_check_format(Call *call, json_t *given, uint64_t now_usec) {
 
                 if (streq(name, "customAnswers"))
                         continue;
-                if (!f || !json_is_string(v) || json_string_length(v) > f->max)
+                if (!f)
+                        return call_fail(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS,
+                                         json_pack("{s:s}", "param", name), "unknown answer field");
+                if (!json_is_string(v) || json_string_length(v) > f->max)
                         return call_fail(call, IDM_RPC_INVALID_PARAMS, IDM_REASON_INVALID_PARAMS,
                                          json_pack("{s:s}", "param", name),
-                                         f ? "an answer is a string of at most %zu bytes" :
-                                             "unknown answer field", f ? f->max : 0);
+                                         "an answer is a string of at most %zu bytes", f->max);
                 if (!s[0])
                         continue;
                 if (!text_is_valid(s, f->max))
