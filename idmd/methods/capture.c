@@ -17,6 +17,7 @@
 #include "idm/protocol.h"
 #include "log.h"
 #include "manager.h"
+#include "methods/answers.h"
 #include "methods/capture.h"
 #include "methods/methods.h"
 #include "methods/refusal.h"
@@ -598,20 +599,6 @@ static int answers_check_format(Call *call, json_t *given, uint64_t now_usec) {
         return 0;
 }
 
-typedef struct AnswerWork {
-        char *publisher_id;
-        char *customer_id;
-        const char *source;             /* a static string */
-        json_t *given;
-        uint64_t now_usec;
-        bool want_view;
-        CustomerGone gone;
-
-        Refusal refusal;
-        unsigned changed;
-        json_t *view;
-} AnswerWork;
-
 /* Sets o[name] to the answer (v), or removes it for "". Returns 1 when that changed it. */
 static int answer_set(json_t *o, const char *name, json_t *v) {
         json_t *old = json_object_get(o, name);
@@ -626,19 +613,13 @@ static int answer_set(json_t *o, const char *name, json_t *v) {
         return json_object_set(o, name, v) < 0 ? -ENOMEM : 1;
 }
 
-static int answer_write(StoreTxn *t, void *userdata) {
-        AnswerWork *w = userdata;
+static int answer_write(StoreTxn *t, CustomerAnswers *w) {
         _cleanup_(json_decrefp) json_t *settings = NULL, *customer = NULL, *answers = NULL;
         unsigned profile_changes = 0;
         const char *name;
         size_t i;
         json_t *v, *c;
         int r;
-
-        refusal_done(&w->refusal);
-        json_decref(w->view);
-        w->view = NULL;
-        w->changed = 0;
 
         r = customer_get(t, w->customer_id, &customer);
         if (r < 0)
@@ -708,62 +689,15 @@ static int answer_write(StoreTxn *t, void *userdata) {
         return 0;
 }
 
-static void answer_work_free(void *p) {
-        AnswerWork *w = p;
-
-        free(w->publisher_id);
-        free(w->customer_id);
-        json_decref(w->given);
-        refusal_done(&w->refusal);
-        json_decref(w->view);
-        free(w);
-}
-
-static void answer_done(Call *call, int r, void *userdata) {
-        AnswerWork *w = userdata;
-
-        if (r == -ENOENT) {     /* deleted meanwhile */
-                (void) call_fail_customer_gone(call, w->gone);
-                return;
-        }
-        if (r < 0 && w->refusal.code) {
-                (void) refusal_reply(call, &w->refusal);
-                return;
-        }
-        if (r < 0)
-                return;
-        if (w->changed > 0)
-                log_info("%s: customer %s changed %u capture answer(s) (%s)", call_request_id(call), w->customer_id,
-                         w->changed, w->source);
-        (void) (w->want_view ? call_reply(call, json_incref(w->view)) : call_reply_empty(call));
-}
-
 int capture_answer(Call *call, const char *publisher_id, const char *customer_id, json_t *answers,
                    const char *source, bool reply_view, CustomerGone gone) {
-        AnswerWork *w;
-        uint64_t now = now_realtime_usec();
         int r;
 
-        r = answers_check_format(call, answers, now);
+        r = answers_check_format(call, answers, now_realtime_usec());
         if (r < 0)
                 return r;
-        w = calloc(1, sizeof(AnswerWork));
-        if (!w)
-                return -ENOMEM;
-        *w = (AnswerWork) {
-                .publisher_id = strdup(publisher_id),
-                .customer_id = strdup(customer_id),
-                .source = source,
-                .given = json_incref(answers),
-                .now_usec = now,
-                .want_view = reply_view,
-                .gone = gone,
-        };
-        if (!w->publisher_id || !w->customer_id) {
-                answer_work_free(w);
-                return -ENOMEM;
-        }
-        return call_write(call, answer_write, answer_done, w, answer_work_free);
+        return customer_answers_submit(call, publisher_id, customer_id, answers, source, "capture answer",
+                                       reply_view, gone, answer_write);
 }
 
 /* --- methods --- */

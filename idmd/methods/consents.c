@@ -18,6 +18,7 @@
 #include "idm/protocol.h"
 #include "log.h"
 #include "manager.h"
+#include "methods/answers.h"
 #include "methods/consents.h"
 #include "methods/customers.h"
 #include "methods/methods.h"
@@ -392,36 +393,16 @@ int consents_outdated_required(StoreTxn *t, const char *publisher_id, const char
         return outdated_required(defs, answers, ret);
 }
 
-typedef struct AnswerWork {
-        char *publisher_id;
-        char *customer_id;
-        const char *source;             /* a static string */
-        json_t *answers;
-        uint64_t now_usec;
-        bool want_view;
-        CustomerGone gone;
-
-        Refusal refusal;
-        int changed;
-        json_t *view;
-} AnswerWork;
-
-static int answer_write(StoreTxn *t, void *userdata) {
-        AnswerWork *w = userdata;
+static int answer_write(StoreTxn *t, CustomerAnswers *w) {
         _cleanup_(json_decrefp) json_t *defs = NULL, *rec = NULL;
         int r;
-
-        refusal_done(&w->refusal);
-        json_decref(w->view);
-        w->view = NULL;
-        w->changed = 0;
 
         if (!customer_exists(t, w->customer_id))
                 return -ENOENT;
         r = defs_load(t, w->publisher_id, &defs);
         if (r < 0)
                 return r;
-        r = answers_check(defs, w->answers, false, &w->refusal);
+        r = answers_check(defs, w->given, false, &w->refusal);
         if (r < 0)
                 return r;
         r = answers_load(t, w->customer_id, &rec);
@@ -429,73 +410,27 @@ static int answer_write(StoreTxn *t, void *userdata) {
                 return r;
         if (json_object_set_new(rec, "publisherId", json_string(w->publisher_id)) < 0)
                 return -ENOMEM;
-        r = answers_apply(rec, w->answers, w->source, w->now_usec);
+        r = answers_apply(rec, w->given, w->source, w->now_usec);
         if (r < 0)
                 return r;
-        w->changed = r;
+        w->changed = (unsigned) r;
         if (r > 0) {
                 r = consent_answers_put(t, w->customer_id, rec);
                 if (r < 0)
                         return r;
         }
         if (w->want_view) {
-                w->view = answers_view(defs, rec);
+                w->view = json_pack("{s:o}", "consents", answers_view(defs, rec));
                 if (!w->view)
                         return -ENOMEM;
         }
         return 0;
 }
 
-static void answer_work_free(void *p) {
-        AnswerWork *w = p;
-
-        free(w->publisher_id);
-        free(w->customer_id);
-        json_decref(w->answers);
-        refusal_done(&w->refusal);
-        json_decref(w->view);
-        free(w);
-}
-
-static void answer_done(Call *call, int r, void *userdata) {
-        AnswerWork *w = userdata;
-
-        if (r == -ENOENT) {     /* deleted meanwhile */
-                (void) call_fail_customer_gone(call, w->gone);
-                return;
-        }
-        if (r < 0 && w->refusal.code) {
-                (void) refusal_reply(call, &w->refusal);
-                return;
-        }
-        if (r < 0)
-                return;
-        if (w->changed > 0)
-                log_info("%s: customer %s answered %d consent(s) (%s)", call_request_id(call), w->customer_id,
-                         w->changed, w->source);
-        (void) (w->want_view ? reply_list(call, json_incref(w->view)) : call_reply_empty(call));
-}
-
 int consents_answer(Call *call, const char *publisher_id, const char *customer_id, json_t *answers,
                     const char *source, bool reply_view, CustomerGone gone) {
-        AnswerWork *w = calloc(1, sizeof(AnswerWork));
-
-        if (!w)
-                return -ENOMEM;
-        *w = (AnswerWork) {
-                .publisher_id = strdup(publisher_id),
-                .customer_id = strdup(customer_id),
-                .source = source,
-                .answers = json_incref(answers),
-                .now_usec = now_realtime_usec(),
-                .want_view = reply_view,
-                .gone = gone,
-        };
-        if (!w->publisher_id || !w->customer_id) {
-                answer_work_free(w);
-                return -ENOMEM;
-        }
-        return call_write(call, answer_write, answer_done, w, answer_work_free);
+        return customer_answers_submit(call, publisher_id, customer_id, answers, source, "consent", reply_view,
+                                       gone, answer_write);
 }
 
 int consents_delete_customer(StoreTxn *t, const char *customer_id) {
