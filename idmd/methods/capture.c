@@ -215,13 +215,8 @@ static int settings_load(StoreTxn *t, const char *publisher_id, json_t **ret) {
 
         stored = json_object_get(rec, "settings");
         for (size_t k = 0; k < ELEMENTSOF(standard_keys); k++) {
-                json_t *found = NULL;
+                json_t *found = json_incref(json_array_find_string(stored, "key", standard_keys[k]));
 
-                json_array_foreach(stored, i, s)
-                        if (streq_ptr(json_object_get_string(s, "key"), standard_keys[k])) {
-                                found = json_incref(s);
-                                break;
-                        }
                 if (!found)
                         found = json_pack("{s:s, s:b, s:b}", "key", standard_keys[k], "enabled", false,
                                           "required", false);
@@ -238,13 +233,7 @@ static int settings_load(StoreTxn *t, const char *publisher_id, json_t **ret) {
 }
 
 static json_t *setting_find(json_t *settings, const char *key) {
-        size_t i;
-        json_t *s;
-
-        json_array_foreach(json_object_get(settings, "settings"), i, s)
-                if (streq_ptr(json_object_get_string(s, "key"), key))
-                        return s;
-        return NULL;
+        return json_array_find_string(json_object_get(settings, "settings"), "key", key);
 }
 
 static bool setting_on(json_t *s, const char *member) {

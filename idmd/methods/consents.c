@@ -103,13 +103,7 @@ static int defs_load(StoreTxn *t, const char *publisher_id, json_t **ret) {
 
 /* The definition named name in a publisher record, or NULL. Borrowed. */
 static json_t *defs_find(json_t *defs, const char *name) {
-        size_t i;
-        json_t *d;
-
-        json_array_foreach(json_object_get(defs, "consents"), i, d)
-                if (streq_ptr(json_object_get_string(d, "name"), name))
-                        return d;
-        return NULL;
+        return json_array_find_string(json_object_get(defs, "consents"), "name", name);
 }
 
 /* The customer's consent record; an empty one if there is none. New reference. */

@@ -15,3 +15,15 @@
 static inline const char *json_object_get_string(const json_t *o, const char *key) {
         return json_string_value(json_object_get(o, key));
 }
+
+/* The first object in array whose member is the string value, or NULL. Borrowed from array. */
+static inline json_t *json_array_find_string(const json_t *array, const char *member, const char *value) {
+        for (size_t i = 0; i < json_array_size(array); i++) {
+                json_t *item = json_array_get(array, i);
+                const char *s = json_object_get_string(item, member);
+
+                if (s && value && streq(s, value))
+                        return item;
+        }
+        return NULL;
+}
