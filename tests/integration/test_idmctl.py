@@ -57,7 +57,9 @@ def fields(stdout):
     return out
 
 
-class Idmctl(IdmdTestCase):
+class IdmctlCase(IdmdTestCase):
+    """idmctl run against the test's idmd (no tests here: other modules import it)."""
+
     def run_ctl(self, *args, **kw):
         return idmctl(*args, socket_path=self.idmd.socket, **kw)
 
@@ -73,6 +75,8 @@ class Idmctl(IdmdTestCase):
         self.assertTrue(p.stderr.startswith("idmctl: "), p.stderr)
         return p
 
+
+class Idmctl(IdmctlCase):
     def test_status(self):
         info = self.idmd.call("getServerInfo")
         keys = self.idmd.call("getStats")["keys"]

@@ -10,8 +10,8 @@ consents but not another publisher's (403, exit 1). Then idmctl capture show|set
 import json
 import os
 
-from idmtest import IDMCTL, IdmdTestCase, main, run_as
-from test_idmctl import fields, idmctl
+from idmtest import IDMCTL, main, run_as
+from test_idmctl import IdmctlCase, fields
 
 NOBODY = 65534
 
@@ -25,7 +25,7 @@ def blocks(stdout):
     return [fields(b) for b in stdout.strip("\n").split("\n\n")]
 
 
-class IdmctlPublisherList(IdmdTestCase):
+class IdmctlPublisherList(IdmctlCase):
     """What the consents and capture tests share: a publisher, idmctl run on the test's idmd."""
 
     def setUp(self):
@@ -33,20 +33,9 @@ class IdmctlPublisherList(IdmdTestCase):
         p = self.create_publisher()
         self.pub, self.token = p["publisherId"], p["publisherToken"]
 
-    def run_ctl(self, *args, **kw):
-        return idmctl(*args, socket_path=self.idmd.socket, **kw)
-
-    def ok(self, *args, **kw):
-        p = self.run_ctl(*args, **kw)
-        self.assertEqual(p.returncode, 0, f"idmctl {args}: {p.stderr}")
-        self.assertEqual(p.stderr, "")
-        return p.stdout
-
     def fails(self, code, *args, **kw):
-        p = self.run_ctl(*args, **kw)
-        self.assertEqual(p.returncode, code, f"idmctl {args}: {p.stdout} {p.stderr}")
+        p = super().fails(code, *args, **kw)
         self.assertEqual(p.stdout, "")
-        self.assertRegex(p.stderr, r"^idmctl: ")
         return p
 
     def write(self, name, content):
