@@ -35,6 +35,7 @@
 #include "locales.h"
 #include "log.h"
 #include "validate.h"
+#include "mail.h"
 
 #define USEC_PER_MSEC UINT64_C(1000)
 #define USEC_PER_SEC UINT64_C(1000000)
@@ -110,7 +111,8 @@ struct ConfigItem {
 
 static const ConfigType type_string, type_path, type_bool, type_unsigned, type_size,
         type_duration, type_rate, type_log_level, type_jwt_alg, type_currencies, type_country,
-        type_optional_path, type_networks, type_country_overrides;
+        type_optional_path, type_networks, type_country_overrides, type_command, type_mail_address,
+        type_path_or_empty;
 
 #define FIELD_SIZE(field) sizeof(((Config *) NULL)->field)
 
@@ -182,6 +184,15 @@ static const ConfigItem config_items[] = {
              USEC_PER_SEC, 30 * USEC_PER_DAY),
         ITEM("lockout", "max_unlock_time", type_duration, lockout_max_unlock_time_usec,
              USEC_PER_SEC, 30 * USEC_PER_DAY),
+
+        ITEM("mail", "mail_command", type_command, mail_command, 1, 1024),
+        ITEM("mail", "from", type_mail_address, mail_from, 0, MAIL_ADDRESS_MAX),
+        ITEM("mail", "template_dir", type_path_or_empty, mail_template_dir, 0, PATH_MAX - 1),
+        ITEM("mail", "timeout", type_duration, mail_timeout_usec, USEC_PER_SEC, USEC_PER_HOUR),
+        ITEM("mail", "retry_initial", type_duration, mail_retry_initial_usec, USEC_PER_SEC, USEC_PER_DAY),
+        ITEM("mail", "retry_max", type_duration, mail_retry_max_usec, USEC_PER_SEC, 7 * USEC_PER_DAY),
+        ITEM("mail", "max_age", type_duration, mail_max_age_usec, USEC_PER_MINUTE, 365 * USEC_PER_DAY),
+        ITEM("mail", "max_queued", type_unsigned, mail_max_queued, 1, 1000000),
 };
 
 static void *item_field(const ConfigItem *item, Config *c) {
@@ -613,6 +624,63 @@ static void describe_path(const ConfigItem *item, char *buf, size_t size) {
 
 static const ConfigType type_path = { parse_path, describe_path, format_string };
 
+/* [mail] mail_command: words split on blanks (no quoting), the first an absolute path, at most
+ * MAIL_COMMAND_WORDS_MAX words. */
+static int parse_command(const ConfigItem *item, const char *value, void *field) {
+        size_t words = 0;
+
+        if (value[0] != '/')
+                return -EINVAL;
+        for (const char *p = value; *p;) {
+                p += strspn(p, " \t");
+                if (!*p)
+                        break;
+                words++;
+                p += strcspn(p, " \t");
+        }
+        if (words > MAIL_COMMAND_WORDS_MAX)
+                return -EINVAL;
+        return parse_string(item, value, field);
+}
+
+static void describe_command(const ConfigItem *item, char *buf, size_t size) {
+        (void) snprintf(buf, size,
+                        "expected a command line of at most %" PRIu64 " bytes and %d words separated by blanks "
+                        "(no quoting), starting with an absolute path",
+                        item->max, MAIL_COMMAND_WORDS_MAX);
+}
+
+static const ConfigType type_command = { parse_command, describe_command, format_string };
+
+static int parse_mail_address(const ConfigItem *item, const char *value, void *field) {
+        if (value[0] && !mail_address_is_valid(value))
+                return -EINVAL;
+        return parse_string(item, value, field);
+}
+
+static void describe_mail_address(const ConfigItem *item, char *buf, size_t size) {
+        (void) snprintf(buf, size,
+                        "expected an e-mail address local@domain of at most %" PRIu64 " bytes (ASCII, no "
+                        "display name, no quoting), or nothing for idmd@ and the host's name",
+                        item->max);
+}
+
+static const ConfigType type_mail_address = { parse_mail_address, describe_mail_address, format_string };
+
+static int parse_path_or_empty(const ConfigItem *item, const char *value, void *field) {
+        if (value[0] && value[0] != '/')
+                return -EINVAL;
+        return parse_string(item, value, field);
+}
+
+static void describe_path_or_empty(const ConfigItem *item, char *buf, size_t size) {
+        (void) snprintf(buf, size,
+                        "expected an absolute path (starting with '/') of at most %" PRIu64 " bytes, or nothing",
+                        item->max);
+}
+
+static const ConfigType type_path_or_empty = { parse_path_or_empty, describe_path_or_empty, format_string };
+
 /* ---- enums ---------------------------------------------------------------------------------- */
 
 static const struct {
@@ -878,6 +946,9 @@ Config *config_free(Config *c) {
         free(c->maxmind_db);
         locale_networks_done(&c->locale_networks);
         locale_countries_done(&c->locale_countries);
+        free(c->mail_command);
+        free(c->mail_from);
+        free(c->mail_template_dir);
         free(c);
         return NULL;
 }
@@ -934,6 +1005,12 @@ int config_new(Config **ret) {
                 .lockout_fail_interval_usec = 900 * USEC_PER_SEC,
                 .lockout_unlock_time_usec = 600 * USEC_PER_SEC,
                 .lockout_max_unlock_time_usec = 3600 * USEC_PER_SEC,
+
+                .mail_timeout_usec = 30 * USEC_PER_SEC,
+                .mail_retry_initial_usec = USEC_PER_MINUTE,
+                .mail_retry_max_usec = USEC_PER_HOUR,
+                .mail_max_age_usec = 3 * USEC_PER_DAY,
+                .mail_max_queued = 10000,
         };
         memcpy(c->ratelimit, ratelimit_defaults, sizeof(c->ratelimit));
 
@@ -945,8 +1022,12 @@ int config_new(Config **ret) {
         c->locales_default_country = strdup("US");
         c->maxmind_db = strdup("");
         c->currencies = calloc(ELEMENTSOF(default_currencies) + 1, sizeof(char *));
+        c->mail_command = strdup(MAIL_COMMAND_DEFAULT);
+        c->mail_from = strdup("");
+        c->mail_template_dir = strdup("");
         if (!c->socket_path || !c->state_dir || !c->admin_group || !c->issuer || !c->jwt_alg ||
-            !c->locales_default_country || !c->maxmind_db || !c->currencies)
+            !c->locales_default_country || !c->maxmind_db || !c->currencies || !c->mail_command ||
+            !c->mail_from || !c->mail_template_dir)
                 return -ENOMEM;
         for (size_t i = 0; i < ELEMENTSOF(default_currencies); i++) {
                 c->currencies[i] = strdup(default_currencies[i]);
@@ -1167,6 +1248,11 @@ int config_verify(const Config *c) {
         }
         if (!c->currencies || !c->currencies[0])
                 r = log_error_errno(EINVAL, "[customers] currencies is empty.");
+        if (c->mail_retry_initial_usec > c->mail_retry_max_usec) {
+                format_duration_value(c->mail_retry_initial_usec, a, sizeof(a));
+                format_duration_value(c->mail_retry_max_usec, b, sizeof(b));
+                r = log_error_errno(EINVAL, "[mail] retry_initial=%s is greater than retry_max=%s.", a, b);
+        }
 
         /* Locale detection answers only currencies registration accepts (a built-in one that is not
          * accepted is replaced, locales.h); an override says what the operator wants, so a currency

@@ -116,6 +116,18 @@ typedef struct Config {
         uint64_t lockout_fail_interval_usec; /* key fail_interval: default 900 s, 1 s..30 d */
         uint64_t lockout_unlock_time_usec;   /* key unlock_time: default 600 s, <= max_unlock_time */
         uint64_t lockout_max_unlock_time_usec; /* key max_unlock_time: default 3600 s, 1 s..30 d */
+
+        /* [mail] (the outbox: outbox.h, mail.h) */
+        char *mail_command;             /* key mail_command: default "/usr/sbin/sendmail -t -i"; words
+                                         * split on blanks, the first an absolute path; <= 32 words */
+        char *mail_from;                /* key from: an address (local@domain); "" (default):
+                                         * idmd@<the host's name> */
+        char *mail_template_dir;        /* key template_dir: absolute path; "" (default): built-in only */
+        uint64_t mail_timeout_usec;     /* key timeout: default 30 s, 1 s..1 h */
+        uint64_t mail_retry_initial_usec; /* key retry_initial: default 1 min, 1 s..1 d, <= retry_max */
+        uint64_t mail_retry_max_usec;   /* key retry_max: default 1 h, 1 s..7 d */
+        uint64_t mail_max_age_usec;     /* key max_age: default 3 d, 1 min..365 d */
+        unsigned mail_max_queued;       /* key max_queued: default 10000, 1..1000000 */
 } Config;
 
 /* Returns a Config holding the embedded defaults. -ENOMEM only. */
@@ -139,8 +151,8 @@ int config_load_stream(Config *c, FILE *f, const char *name);
 /* Cross-key checks (min_length <= max_length, unlock_time <= max_unlock_time,
  * map_size_initial <= map_size_max, max_connections_per_uid <= max_connections,
  * refresh_grace < refresh_ttl, currencies not empty, the currency of every [locales] country
- * override among currencies). Logs each problem naming the keys;
- * -EINVAL if any. config_load() calls it; call it again after config_set(). */
+ * override among currencies, [mail] retry_initial <= retry_max). Logs each problem naming the
+ * keys; -EINVAL if any. config_load() calls it; call it again after config_set(). */
 int config_verify(const Config *c);
 
 /* Sets one key from a string, with the same parser and messages as the file (e.g. main.c's

@@ -38,6 +38,7 @@
 #include "lockout.h"
 #include "log.h"
 #include "manager.h"
+#include "outbox.h"
 #include "passwords.h"
 #include "sessions.h"
 #include "tokens.h"
@@ -154,6 +155,8 @@ Manager *manager_free(Manager *m) {
         while ((c = m->connections))
                 connection_close(c);
         m->workers = workers_free(m->workers);
+        /* The delivery in flight finishes (or is killed after its grace) and its outcome is written. */
+        m->outbox = outbox_free(m->outbox);
         /* Writes still queued commit now, while what their completions use is still there. */
         store_flush(m->store);
 
@@ -759,6 +762,7 @@ void manager_stop(Manager *m) {
         log_info("Stopping: answering requests in flight, accepting no new ones.");
 
         manager_close_listener(m);
+        outbox_stop(m->outbox);
         /* Hashes not started yet are answered 503 at once (from the loop, soon): only those
          * already running are waited for, so idmd stops within about one hash. */
         if (m->workers) {
@@ -890,6 +894,10 @@ int manager_startup(Manager *m) {
                 return log_error_errno(r, "Failed to set up the rate limits: %m");
 
         r = manager_setup_locales(m);
+        if (r < 0)
+                return r;
+
+        r = outbox_new(m, &m->outbox);
         if (r < 0)
                 return r;
 

@@ -2,7 +2,8 @@
 /*
  * The idmd manager: owns the event loop, the listening socket (socket activation or its own
  * bind), the state-directory lock, signal handling, the connections, the store, the worker
- * pool, the signing keys, locale detection and the statistics. Methods reach it through call_manager().
+ * pool, the signing keys, locale detection, the mail outbox and the statistics. Methods reach it
+ * through call_manager().
  */
 #pragma once
 
@@ -20,6 +21,7 @@
 
 typedef struct Workers Workers;
 typedef struct Keyring Keyring;
+typedef struct Outbox Outbox;
 
 #define LATENCY_BUCKETS 10      /* < 1, 4, 16, 64, 256 ms, 1, 4, 16, 64 s, more */
 
@@ -37,6 +39,7 @@ struct Manager {
         Keyring *keyring;
         RateLimiter *ratelimit;         /* from [ratelimit.*] at startup; NULL before */
         Locales *locales;               /* from [locales] at startup; NULL before */
+        Outbox *outbox;                 /* the mail outbox and its delivery thread; NULL before startup */
 
         int lock_fd;
         int listen_fd;

@@ -50,6 +50,7 @@ static const Method *const method_tables[] = {
         methods_capture,
         methods_lockouts,
         methods_locales,
+        methods_outbox,
 };
 
 static bool method_exists(const Method *m) {

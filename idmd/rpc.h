@@ -97,6 +97,7 @@ extern const Method methods_consents[];
 extern const Method methods_capture[];
 extern const Method methods_lockouts[];
 extern const Method methods_locales[];
+extern const Method methods_outbox[];
 
 const Method *rpc_find_method(const char *name);
 /* Calls fn for every method in every table, in table order (test-only methods only when they

@@ -1023,6 +1023,25 @@ int store_get(StoreTxn *t, StoreTable table, const char *key, json_t **ret) {
         return 0;
 }
 
+int store_count(StoreTxn *t, StoreTable table, uint64_t *ret) {
+        MDB_stat st;
+        int r;
+
+        r = txn_check(t);
+        if (r < 0)
+                return r;
+        r = table_check(table);
+        if (r < 0)
+                return r;
+        if (!ret)
+                return -EINVAL;
+        r = mdb_stat(t->txn, t->store->dbi[table], &st);
+        if (r != MDB_SUCCESS)
+                return txn_error(t, r);
+        *ret = st.ms_entries;
+        return 0;
+}
+
 bool store_exists(StoreTxn *t, StoreTable table, const char *key) {
         MDB_val v;
 

@@ -68,7 +68,7 @@ typedef enum StoreTable {
         STORE_CONSENTS,                 /* "<publisherId>:..." / "<customerId>:..." -> consent records */
         STORE_CAPTURE,                  /* capture settings and answers */
         STORE_LOCKOUTS,                 /* "<publisherId>:<lower-cased e-mail>" -> failure counters */
-        STORE_OUTBOX,                   /* queued mail */
+        STORE_OUTBOX,                   /* queued mail, "<16 hex digits>" -> message (outbox.h) */
         STORE_TOKEN_EXPIRY,             /* "<kind>:<due, 16 hex digits>:<key in STORE_TOKENS>" -> {}:
                                          * the expiry index of token records (sessions.h) */
         _STORE_TABLE_MAX,
@@ -160,6 +160,9 @@ int store_set_event(Store *s, sd_event *event);
  * any error. */
 int store_get(StoreTxn *t, StoreTable table, const char *key, json_t **ret);   /* -ENOENT */
 bool store_exists(StoreTxn *t, StoreTable table, const char *key);
+/* The number of records in table as this unit of work or snapshot sees it (a unit of work's
+ * own writes included), without reading them. */
+int store_count(StoreTxn *t, StoreTable table, uint64_t *ret);
 /* value is borrowed (not stolen); it is serialized before store_put returns. */
 int store_put(StoreTxn *t, StoreTable table, const char *key, json_t *value, StorePutFlags flags);
 int store_del(StoreTxn *t, StoreTable table, const char *key);                 /* -ENOENT */

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "manager.h"
 #include "methods/methods.h"
+#include "outbox.h"
 #include "tokens.h"
 #include "workers.h"
 
@@ -64,6 +65,35 @@ static void add_method_stats(const Method *method, size_t index, void *userdata)
         (void) json_object_set_new(out, method->name,
                                    json_pack("{s:I, s:I, s:o}", "calls", (json_int_t) st->calls, "errors",
                                              (json_int_t) st->errors, "latency", hist));
+}
+
+/* The mail outbox: depth and the oldest message's age from a snapshot, counters since start. */
+static int add_outbox_stats(Call *call, json_t *result) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        uint64_t now = now_realtime_usec();
+        OutboxStats os;
+        json_t *age;
+        int r;
+
+        r = call_store_read(call, &t);
+        if (r < 0)
+                return r;
+        r = outbox_stats(call_manager(call)->outbox, t, &os);
+        if (r < 0)
+                return r;
+        age = os.oldest_created_usec == 0 ? json_null()
+                                           : json_integer((json_int_t) (now > os.oldest_created_usec
+                                                                                ? (now - os.oldest_created_usec) / 1000000ULL
+                                                                                : 0));
+        return json_object_set_new(result, "outbox",
+                                   json_pack("{s:I, s:o, s:I, s:I, s:I, s:I, s:b}",
+                                             "depth", (json_int_t) os.depth,
+                                             "oldestAge", age,
+                                             "delivered", (json_int_t) os.delivered,
+                                             "failedAttempts", (json_int_t) os.failed_attempts,
+                                             "expired", (json_int_t) os.expired,
+                                             "dropped", (json_int_t) os.dropped,
+                                             "inFlight", os.in_flight)) < 0 ? -ENOMEM : 0;
 }
 
 static int method_server_get_stats(Call *call, json_t *params) {
@@ -149,6 +179,9 @@ static int method_server_get_stats(Call *call, json_t *params) {
                                              "capacity", (json_int_t) rs.max_sources,
                                              "evicted", (json_int_t) rs.evicted));
         (void) json_object_set_new(result, "lockouts", json_integer((json_int_t) m->lockouts));
+        r = add_outbox_stats(call, result);
+        if (r < 0)
+                return r;
         if (test_clock_enabled())
                 (void) json_object_set_new(result, "testClock",
                                            json_pack("{s:I}", "offset",
