@@ -71,6 +71,9 @@ static const Verb verbs[] = {
           "Show a publisher's capture settings (profile questions)" },
         { "capture", "set", 0, 0, VERB_OPT_PUBLISHER | VERB_OPT_FILE, verb_capture_set,
           "--file FILE --publisher ID", "Replace a publisher's capture settings with those in FILE (- reads stdin)" },
+        { "outbox", "list", 0, 0, 0, verb_outbox_list, "", "List the mail waiting in the outbox (not its text)" },
+        { "outbox", "retry", 0, 1, 0, verb_outbox_retry, "[ID]", "Make one queued message (or all) due now" },
+        { "outbox", "drop", 1, 1, 0, verb_outbox_drop, "ID", "Drop a queued message undelivered" },
         { "call", NULL, 0, 2, VERB_OPT_LIST, verb_call, "METHOD [PARAMS|-] | --list",
           "Call any method with JSON params (- reads stdin); --list names the methods" },
 };

@@ -137,3 +137,6 @@ int verb_consents_show(Context *ctx, int argc, char **argv);
 int verb_consents_set(Context *ctx, int argc, char **argv);
 int verb_capture_show(Context *ctx, int argc, char **argv);
 int verb_capture_set(Context *ctx, int argc, char **argv);
+int verb_outbox_list(Context *ctx, int argc, char **argv);
+int verb_outbox_retry(Context *ctx, int argc, char **argv);
+int verb_outbox_drop(Context *ctx, int argc, char **argv);

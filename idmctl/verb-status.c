@@ -116,12 +116,19 @@ static void print_stats(const json_t *stats) {
         (void) snprintf(buf, sizeof(buf), "%" PRIu64 " queued, %" PRIu64 " running",
                         json_get_u64(workers, "queued"), json_get_u64(workers, "running"));
         print_field(LABEL_WIDTH, "Worker queue:", buf);
-        /* The mail outbox is reported once the daemon has one: a number, or {"depth": N}. */
-        if (json_is_integer(outbox) || json_is_integer(json_object_get(outbox, "depth"))) {
-                (void) snprintf(buf, sizeof(buf), "%" PRIu64 " queued",
-                                json_is_integer(outbox) ? json_get_u64(stats, "outbox")
-                                                        : json_get_u64(outbox, "depth"));
+        /* The mail outbox (a daemon without one says nothing): depth and the oldest message's age. */
+        if (json_is_integer(json_object_get(outbox, "depth"))) {
+                int n = snprintf(buf, sizeof(buf), "%" PRIu64 " queued", json_get_u64(outbox, "depth"));
+
+                if (n > 0 && (size_t) n < sizeof(buf) && json_is_integer(json_object_get(outbox, "oldestAge")))
+                        (void) snprintf(buf + n, sizeof(buf) - (size_t) n, ", oldest %s",
+                                        format_duration(json_get_u64(outbox, "oldestAge"), dur));
                 print_field(LABEL_WIDTH, "Outbox:", buf);
+                (void) snprintf(buf, sizeof(buf), "%" PRIu64 " delivered, %" PRIu64 " failed attempts, %" PRIu64
+                                " expired, %" PRIu64 " dropped since start",
+                                json_get_u64(outbox, "delivered"), json_get_u64(outbox, "failedAttempts"),
+                                json_get_u64(outbox, "expired"), json_get_u64(outbox, "dropped"));
+                print_field(LABEL_WIDTH, "", buf);
         }
 }
 

@@ -23,7 +23,8 @@
 #include "command.h"
 #include "idm/cleanup.h"
 
-#define POLL_SLICE_USEC (20ULL * 1000ULL)
+#define POLL_SLICE_USEC (20ULL * 1000ULL)       /* without a pidfd: how often waitpid() looks */
+#define CANCEL_SLICE_USEC (100ULL * 1000ULL)    /* how often *cancel_at is looked at */
 
 static uint64_t now_usec(void) {
         struct timespec ts;
@@ -256,6 +257,8 @@ int command_run(char *const argv[], char *const envp[], const char *input, size_
                         wait_usec = cancel > now ? cancel - now : 0;
                 if (pidfd < 0 && wait_usec > POLL_SLICE_USEC)
                         wait_usec = POLL_SLICE_USEC;
+                if (cancel_at && wait_usec > CANCEL_SLICE_USEC)
+                        wait_usec = CANCEL_SLICE_USEC;
                 if (poll(p, n, (int) ((wait_usec + 999) / 1000)) < 0 && errno != EINTR)
                         wait_usec = 0;  /* cannot happen with valid descriptors; the loop goes on */
                 (void) idx_pid;

@@ -827,12 +827,14 @@ int mail_compose(const MailTemplates *t, const MailSpec *spec, char **ret) {
                 buf_printf(&b, "Content-Type: multipart/alternative; boundary=\"=_%s\"\n\n"
                            "This is a message in MIME format: plain text and HTML.\n\n--=_%s\n",
                            spec->unique, spec->unique);
+                /* The line break before a boundary belongs to the boundary (RFC 2046 5.1.1): one
+                 * more keeps each part's own last line break. */
                 r = put_body(&b, "text/plain", body_text, boundary);
                 if (r >= 0) {
-                        buf_printf(&b, "--=_%s\n", spec->unique);
+                        buf_printf(&b, "\n--=_%s\n", spec->unique);
                         r = put_body(&b, "text/html", body_html, boundary);
                 }
-                buf_printf(&b, "--=_%s--\n", spec->unique);
+                buf_printf(&b, "\n--=_%s--\n", spec->unique);
         }
         if (r < 0) {
                 buf_done(&b);
