@@ -429,6 +429,44 @@ TEST(rollback_and_durability) {
         ASSERT_EQ(entries(s, STORE_OUTBOX), 100);
 }
 
+/* ---- counting ---- */
+
+static int count_in_unit(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *v = json_object();
+        uint64_t n = 99;
+
+        ASSERT_OK(store_count(t, STORE_OUTBOX, &n));
+        ASSERT_EQ(n, 100);
+        ASSERT_OK(store_put(t, STORE_OUTBOX, "zzz", v, STORE_PUT_DEFAULT));
+        ASSERT_OK(store_del(t, STORE_OUTBOX, "m000000"));
+        ASSERT_OK(store_del(t, STORE_OUTBOX, "m000001"));
+        ASSERT_OK(store_count(t, STORE_OUTBOX, &n));    /* its own writes count */
+        ASSERT_EQ(n, 99);
+        ASSERT_EQ(store_count(t, _STORE_TABLE_MAX, &n), -EINVAL);
+        return *(int *) userdata;
+}
+
+TEST(count) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+        StoreTxn *t = NULL;
+        uint64_t n = 1;
+        int fail = -EIO, ok = 0;
+
+        ASSERT_OK(store_read(s, &t));
+        ASSERT_OK(store_count(t, STORE_OUTBOX, &n));
+        ASSERT_EQ(n, 0);
+        t = store_txn_free(t);
+        ASSERT_OK(fill(s, STORE_OUTBOX, "m", 0, 100, 10));
+        ASSERT_EQ(store_transact(s, count_in_unit, &fail), -EIO);      /* rolled back */
+        ASSERT_EQ(entries(s, STORE_OUTBOX), 100);
+        ASSERT_OK(store_transact(s, count_in_unit, &ok));
+        ASSERT_OK(store_read(s, &t));
+        ASSERT_OK(store_count(t, STORE_OUTBOX, &n));
+        ASSERT_EQ(n, 99);
+        t = store_txn_free(t);
+}
+
 /* ---- schema ---- */
 
 static int put_schema(StoreTxn *t, void *userdata) {
@@ -730,6 +768,7 @@ int main(void) {
         RUN(keys);
         RUN(foreach);
         RUN(rollback_and_durability);
+        RUN(count);
         RUN(schema);
         RUN(schema_missing);
         RUN(schema_records_without_stamp);
