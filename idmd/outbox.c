@@ -400,6 +400,15 @@ static void delivery_done(void *userdata, int error) {
         }
         /* The message is not needed any more: wipe it now rather than after the unit of work. */
         d->message = erase_and_free(d->message);
+        if (!d->ok && d->result.cancelled) {
+                /* Killed because idmd is stopping: not the message's failure. Its record stays as
+                 * it was, due at the next start. */
+                log_info("Delivery of outbox message %s interrupted by the stop; it is tried again at the next start.",
+                         d->id);
+                d->o->busy = false;
+                delivery_free(d);
+                return;
+        }
         d->finished_usec = now_realtime_usec();
         r = store_submit(d->o->m->store, d->ok ? delivered_write : failed_write, outcome_done, d);
         if (r < 0)

@@ -62,7 +62,8 @@ void outbox_kick(Manager *m);
 int outbox_new(Manager *m, Outbox **ret);
 
 /* On SIGTERM: no new delivery starts; one in flight gets OUTBOX_STOP_GRACE_USEC more (within its
- * timeout) to finish, then its command is killed and the message stays queued. */
+ * timeout) to finish, then its command is killed and the message stays queued as it was (not
+ * counted as a failed attempt: it is due at the next start). */
 #define OUTBOX_STOP_GRACE_USEC (5ULL * 1000000ULL)
 void outbox_stop(Outbox *o);
 

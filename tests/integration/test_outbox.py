@@ -321,7 +321,7 @@ class Timeout(OutboxTestCase):
 
 class Stop(OutboxTestCase):
     MODE = "hang"
-    MAIL = "timeout = 1h\n"
+    MAIL = "timeout = 1h\nretry_initial = 1h\nretry_max = 2h\n"
 
     def test_sigterm_with_a_command_in_flight_loses_nothing(self):
         self.queue(vars=self.reset_vars())
@@ -330,6 +330,8 @@ class Stop(OutboxTestCase):
         self.restart("ok")  # SIGTERM: the command is killed after the grace, the message stays
         self.assertLess(time.monotonic() - start, 20)
         self.assertIn("Waiting up to 5 s for the mail command in flight.", self.idmd.log_text())
+        # Killed by the stop: no failed attempt recorded, no back-off; due at once after the start.
+        self.assertIn("interrupted by the stop; it is tried again at the next start.", self.idmd.log_text())
         self.wait_delivered(1)
         wait_for(lambda: self.outbox()["depth"] == 0, what="an empty outbox")
         self.assertEqual(self.delivered(), ["1.eml"])
