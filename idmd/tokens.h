@@ -3,7 +3,7 @@
  * Tokens: the Ed25519 signing keyring, access JWTs (RFC 7519 / RFC 8037, header
  * {alg: EdDSA|Ed25519, typ: at+jwt, kid}), random opaque tokens and their at-rest hashes,
  * sealing a secret under a token (token_seal), random numeric ids. tokens.c (with passwords.c) is
- * the only user of libsodium.
+ * the only user of libsodium's cryptography and random numbers (mail.c uses its base64 encoder).
  *
  * Keys live in <state_dir>/keys/<kid>.key, mode 0600, owned by the daemon user, one small JSON
  * document per key: {"kid": "<16 chars>", "created": <usec>, "retired": <usec>|null,

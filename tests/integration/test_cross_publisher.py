@@ -22,6 +22,7 @@ NOT_PUBLISHER_SCOPED = {
     "getCaptureStatus", "updateCaptureAnswers", "getLocales",
     "pamAuthenticate", "pamAccount", "pamAcceptConsents", "pamCaptureAnswers", "pamChangePassword",
     "pamCloseSession",
+    "listOutbox", "retryOutbox", "dropOutbox", "testQueueMail",
 }
 
 # (method, params besides the credential and the naming): the publisher-scoped methods.
