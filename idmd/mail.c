@@ -449,7 +449,7 @@ static int template_choose(const MailTemplates *t, const MailSpec *spec, Chosen 
                                 c.subject = builtins[i].subject;
                 }
         if (!c.text)
-                n = -ENOENT;
+                n = -ENOMSG;
         else if (!c.subject)
                 c.subject = spec->kind;
         *ret = c;

@@ -75,7 +75,7 @@ typedef struct MailSpec {
  * unique; a "to" or "from" that is not a plain address (CR/LF, a second address, a display
  * name, ...); vars not an object, a value not a string or an integer, longer than
  * MAIL_VALUE_MAX, or with control characters (CR/LF included), or a subject that renders with
- * them. -ENOENT: no template for kind. -EMSGSIZE: the message would exceed MAIL_MESSAGE_MAX.
+ * them. -ENOMSG: no template for kind. -EMSGSIZE: the message would exceed MAIL_MESSAGE_MAX.
  * -ENOMEM. */
 int mail_compose(const MailTemplates *t, const MailSpec *spec, char **ret);
 

@@ -669,6 +669,8 @@ int outbox_new(Manager *m, Outbox **ret) {
         r = sd_event_add_time_relative(m->event, &o->timer, CLOCK_MONOTONIC, OUTBOX_START_USEC, 0, on_timer, o);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the outbox timer: %m");
+        /* Requests already received go first; a scan is background work. */
+        (void) sd_event_source_set_priority(o->timer, SD_EVENT_PRIORITY_IDLE);
 
         queue_templates = o->templates;
         queue_from = o->from;

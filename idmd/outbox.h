@@ -42,7 +42,8 @@ typedef struct Outbox Outbox;
  *
  * In detail: -EINVAL also for a kind, publisher_id or locale that is not a plain word (mail.h),
  * a value that is not a string or integer, is longer than 4096 bytes or holds a control
- * character; -ENOENT when there is no template for kind; -EMSGSIZE when the message would exceed
+ * character; -ENOMSG when there is no template for kind (never for password-reset, which is
+ * built in; not -ENOENT, so that it cannot pass for a record the caller's unit did not find); -EMSGSIZE when the message would exceed
  * 1 MiB; -ENOSPC when [mail] max_queued messages are queued already (idmd answers 503
  * store_full). The time and the random Message-ID are taken anew on each run: only the run that
  * commits counts. Uses the templates and settings of the running outbox (outbox_new()); without

@@ -146,7 +146,7 @@ static void queue_done(Call *call, int r, void *userdata) {
                 (void) call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE, NULL,
                                  "an address or value cannot go into a message");
                 return;
-        case -ENOENT:
+        case -ENOMSG:
                 (void) call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no template for this kind");
                 return;
         case -EMSGSIZE:

@@ -227,7 +227,7 @@ TEST(templates_and_sections) {
         ASSERT_TRUE(strstr(m2, "\npublisher 42\n\n--=_AbCdEfGh12345678\nContent-Type: text/html; charset=UTF-8\n"
                                "Content-Transfer-Encoding: 7bit\n\n<i>A&amp;B</i>\n\n--=_AbCdEfGh12345678--\n"));
         spec.kind = "nothing";
-        ASSERT_EQ(compose(t, &spec, &m3), -ENOENT);
+        ASSERT_EQ(compose(t, &spec, &m3), -ENOMSG);
 
         /* A bad file refuses the lot, naming itself. */
         t = mail_templates_free(t);
