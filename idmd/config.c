@@ -624,8 +624,8 @@ static void describe_path(const ConfigItem *item, char *buf, size_t size) {
 
 static const ConfigType type_path = { parse_path, describe_path, format_string };
 
-/* [mail] mail_command: words split on blanks (no quoting), the first an absolute path, at most
- * MAIL_COMMAND_WORDS_MAX words. */
+/* [mail] mail_command: words split on spaces (no quoting; like every string, no control
+ * characters, so no tabs), the first an absolute path, at most MAIL_COMMAND_WORDS_MAX words. */
 static int parse_command(const ConfigItem *item, const char *value, void *field) {
         size_t words = 0;
 
@@ -645,7 +645,7 @@ static int parse_command(const ConfigItem *item, const char *value, void *field)
 
 static void describe_command(const ConfigItem *item, char *buf, size_t size) {
         (void) snprintf(buf, size,
-                        "expected a command line of at most %" PRIu64 " bytes and %d words separated by blanks "
+                        "expected a command line of at most %" PRIu64 " bytes and %d words separated by spaces "
                         "(no quoting), starting with an absolute path",
                         item->max, MAIL_COMMAND_WORDS_MAX);
 }

@@ -119,7 +119,7 @@ typedef struct Config {
 
         /* [mail] (the outbox: outbox.h, mail.h) */
         char *mail_command;             /* key mail_command: default "/usr/sbin/sendmail -t -i"; words
-                                         * split on blanks, the first an absolute path; <= 32 words */
+                                         * split on spaces, the first an absolute path; <= 32 words */
         char *mail_from;                /* key from: an address (local@domain); "" (default):
                                          * idmd@<the host's name> */
         char *mail_template_dir;        /* key template_dir: absolute path; "" (default): built-in only */

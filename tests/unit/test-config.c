@@ -882,6 +882,61 @@ TEST(cross_key) {
         ASSERT_CONTAINS(log, "refresh_ttl=1min is shorter than access_ttl=15min");
 }
 
+TEST(mail) {
+        static const char *const bad[] = {
+                "mail_command = sendmail -t -i",                /* not an absolute path */
+                "mail_command = ",
+                "mail_command = /usr/sbin/sendmail\t-t",        /* a tab: control characters are refused */
+                "mail_command = /usr/sbin/sendmail 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 "
+                "25 26 27 28 29 30 31 32",                      /* 33 words */
+                "from = Idmd <idmd@example.com>",
+                "from = idmd",
+                "from = idmd@exa mple.com",
+                "from = idmd@-example.com",
+                "template_dir = templates",
+                "timeout = 0",
+                "timeout = 2h",
+                "retry_initial = 0",
+                "retry_max = 8d",
+                "max_age = 59s",
+                "max_queued = 0",
+                "max_queued = 1000001",
+        };
+        _cleanup_(config_freep) Config *c = NULL, *d = NULL;
+        _cleanup_(freep) char *log = NULL;
+
+        ASSERT_OK(config_new(&c));
+        ASSERT_STREQ(c->mail_command, "/usr/sbin/sendmail -t -i");
+        ASSERT_STREQ(c->mail_from, "");
+        ASSERT_STREQ(c->mail_template_dir, "");
+        ASSERT_EQ(c->mail_timeout_usec, 30 * USEC_PER_SEC);
+        ASSERT_EQ(c->mail_retry_initial_usec, 60 * USEC_PER_SEC);
+        ASSERT_EQ(c->mail_retry_max_usec, 3600 * USEC_PER_SEC);
+        ASSERT_EQ(c->mail_max_age_usec, 3 * 86400 * USEC_PER_SEC);
+        ASSERT_EQ(c->mail_max_queued, 10000);
+        c = config_free(c);
+
+        ASSERT_OK(load_text("[mail]\nmail_command = /usr/lib/sendmail  -t -oi\nfrom = no-reply@localhost\n"
+                            "template_dir = /etc/idm/mail\ntimeout = 5s\nretry_initial = 10s\nretry_max = 10s\n"
+                            "max_age = 1d\nmax_queued = 5\n", &c));
+        ASSERT_STREQ(c->mail_command, "/usr/lib/sendmail  -t -oi");
+        ASSERT_STREQ(c->mail_from, "no-reply@localhost");
+        ASSERT_STREQ(c->mail_template_dir, "/etc/idm/mail");
+        ASSERT_EQ(c->mail_retry_initial_usec, c->mail_retry_max_usec);
+        ASSERT_EQ(c->mail_max_queued, 5);
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_(config_freep) Config *e = NULL;
+                _cleanup_(freep) char *text = NULL, *elog = NULL;
+
+                ASSERT_TRUE(asprintf(&text, "[mail]\n%s\n", bad[i]) > 0);
+                ASSERT_EQ(load_text_log(text, &e, &elog), -EINVAL);
+                ASSERT_CONTAINS(elog, "test.conf:2: invalid value");
+        }
+        ASSERT_EQ(load_text_log("[mail]\nretry_initial = 2h\n", &d, &log), -EINVAL);
+        ASSERT_CONTAINS(log, "[mail] retry_initial=2h is greater than retry_max=1h.");
+}
+
 TEST(config_set) {
         _cleanup_(config_freep) Config *c = NULL;
         _cleanup_(freep) char *log = NULL;
@@ -1277,6 +1332,7 @@ int main(void) {
         RUN(long_lines);
         RUN(nul_byte);
         RUN(cross_key);
+        RUN(mail);
         RUN(config_set);
         RUN(dump_round_trip);
         RUN(load_files);
