@@ -97,12 +97,6 @@ int outbox_queue(StoreTxn *t, const char *kind, const char *publisher_id, const 
         MailSpec spec;
         int r;
 
-        r = store_count(t, STORE_OUTBOX, &n);
-        if (r < 0)
-                return r;
-        if (n >= queue_max)
-                return -ENOSPC;
-
         r = token_random(16, &unique);
         if (r < 0)
                 return r;
@@ -119,6 +113,12 @@ int outbox_queue(StoreTxn *t, const char *kind, const char *publisher_id, const 
         r = mail_compose(queue_templates, &spec, &message);
         if (r < 0)
                 return r;
+        /* After the checks: a message that cannot be sent is refused as such, full or not. */
+        r = store_count(t, STORE_OUTBOX, &n);
+        if (r < 0)
+                return r;
+        if (n >= queue_max)
+                return -ENOSPC;
 
         /* Strictly increasing ids, so key order is queue order even when two units run in the
          * same microsecond or the clock steps back. A rerun takes a new one; only the committed

@@ -364,6 +364,7 @@ class Refusals(OutboxTestCase):
         self.queue(vars=self.reset_vars())
         self.queue(vars=self.reset_vars())
         self.assertError(self.queue_error(), 503, "store_full")
+        self.assertError(self.queue_error(to="eve@example.com\r\nBcc: x@example.com"), 400, "invalid_value")
         self.assertEqual(self.outbox()["depth"], 2)
         self.idmd.call("dropOutbox", {"id": self.items()[0]["id"]})
         self.queue(vars=self.reset_vars())
