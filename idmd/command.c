@@ -208,7 +208,7 @@ int command_run(char *const argv[], char *const envp[], const char *input, size_
         for (;;) {
                 struct pollfd p[3];
                 size_t n = 0;
-                int idx_in = -1, idx_out = -1, idx_pid = -1;
+                int idx_in = -1, idx_out = -1;
                 uint64_t now = now_usec(), cancel = cancel_at ? *cancel_at : 0, wait_usec;
 
                 if (!exited) {
@@ -248,10 +248,8 @@ int command_run(char *const argv[], char *const envp[], const char *input, size_
                         p[n] = (struct pollfd) { .fd = out_r, .events = POLLIN };
                         idx_out = (int) n++;
                 }
-                if (pidfd >= 0) {
-                        p[n] = (struct pollfd) { .fd = pidfd, .events = POLLIN };
-                        idx_pid = (int) n++;
-                }
+                if (pidfd >= 0)        /* readable once it exited: waitpid() above then reaps it */
+                        p[n++] = (struct pollfd) { .fd = pidfd, .events = POLLIN };
                 wait_usec = deadline - now;
                 if (cancel != 0 && cancel - now < wait_usec)
                         wait_usec = cancel > now ? cancel - now : 0;
@@ -259,9 +257,8 @@ int command_run(char *const argv[], char *const envp[], const char *input, size_
                         wait_usec = POLL_SLICE_USEC;
                 if (cancel_at && wait_usec > CANCEL_SLICE_USEC)
                         wait_usec = CANCEL_SLICE_USEC;
-                if (poll(p, n, (int) ((wait_usec + 999) / 1000)) < 0 && errno != EINTR)
-                        wait_usec = 0;  /* cannot happen with valid descriptors; the loop goes on */
-                (void) idx_pid;
+                /* EINTR (or any error): the loop looks at the child and the clock again. */
+                (void) poll(p, n, (int) ((wait_usec + 999) / 1000));
 
                 if (idx_in >= 0 && (p[idx_in].revents & (POLLOUT | POLLERR | POLLHUP))) {
                         ssize_t k = write(in_w, input + written, len - written);
