@@ -193,6 +193,10 @@ static const ConfigItem config_items[] = {
         ITEM("mail", "retry_max", type_duration, mail_retry_max_usec, USEC_PER_SEC, 7 * USEC_PER_DAY),
         ITEM("mail", "max_age", type_duration, mail_max_age_usec, USEC_PER_MINUTE, 365 * USEC_PER_DAY),
         ITEM("mail", "max_queued", type_unsigned, mail_max_queued, 1, 1000000),
+
+        ITEM("reset", "token_ttl", type_duration, reset_token_ttl_usec, USEC_PER_MINUTE, USEC_PER_DAY),
+        ITEM("reset", "max_per_hour", type_unsigned, reset_max_per_hour, 1, 1000),
+        ITEM("reset", "code_tries", type_unsigned, reset_code_tries, 1, 100),
 };
 
 static void *item_field(const ConfigItem *item, Config *c) {
@@ -1011,6 +1015,9 @@ int config_new(Config **ret) {
                 .mail_retry_max_usec = USEC_PER_HOUR,
                 .mail_max_age_usec = 3 * USEC_PER_DAY,
                 .mail_max_queued = 10000,
+                .reset_token_ttl_usec = 3600 * USEC_PER_SEC,
+                .reset_max_per_hour = 3,
+                .reset_code_tries = 5,
         };
         memcpy(c->ratelimit, ratelimit_defaults, sizeof(c->ratelimit));
 

@@ -128,6 +128,11 @@ typedef struct Config {
         uint64_t mail_retry_max_usec;   /* key retry_max: default 1 h, 1 s..7 d */
         uint64_t mail_max_age_usec;     /* key max_age: default 3 d, 1 min..365 d */
         unsigned mail_max_queued;       /* key max_queued: default 10000, 1..1000000 */
+
+        /* [reset] */
+        uint64_t reset_token_ttl_usec;  /* key token_ttl: default 1 h, 1 min..1 d */
+        unsigned reset_max_per_hour;    /* key max_per_hour: mails per account and hour, default 3, 1..1000 */
+        unsigned reset_code_tries;      /* key code_tries: wrong tries that void a reset, default 5, 1..100 */
 } Config;
 
 /* Returns a Config holding the embedded defaults. -ENOMEM only. */

@@ -40,6 +40,7 @@
 #include "manager.h"
 #include "outbox.h"
 #include "passwords.h"
+#include "records/resets.h"
 #include "sessions.h"
 #include "tokens.h"
 #include "workers.h"
@@ -592,7 +593,8 @@ static const Sweeper sweepers[] = {
         { "customerToken",       SESSION_KIND_CUSTOMER, session_expire_token  },
         { "sealed successor",    SESSION_KIND_SEAL,     session_expire_seal   },
         { "session",             SESSION_KIND_FAMILY,   session_expire_family },
-        { "PAM session",         SESSION_KIND_PAM,      session_expire_pam    },
+        { "PAM session",         SESSION_KIND_PAM,      session_expire_timed  },
+        { "password reset",      RESET_KIND,            session_expire_timed  },
         { "lockout",             .walk = sweep_lockouts, .table = STORE_LOCKOUTS },
 };
 

@@ -48,6 +48,7 @@ static const Method *const method_tables[] = {
         methods_pam,
         methods_consents,
         methods_capture,
+        methods_reset,
         methods_lockouts,
         methods_locales,
         methods_outbox,

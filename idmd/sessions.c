@@ -1227,12 +1227,17 @@ int session_expire_family(StoreTxn *t, const SessionContext *ctx, const char *ki
         return expire_del(t, ikey, stats);
 }
 
-int session_expire_pam(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
-                       SessionSweepStats *stats) {
+/* Whether key is "<kind>:...", the key of a timed record of kind. */
+static bool timed_key_is(const char *kind, const char *key) {
+        return kind && key && startswith(key, kind) && key[strlen(kind)] == ':';
+}
+
+int session_expire_timed(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
+                         SessionSweepStats *stats) {
         _cleanup_(json_decrefp) json_t *rec = NULL;
         int r;
 
-        if (!startswith(key, SESSION_PAM_PREFIX))
+        if (!timed_key_is(kind, key))
                 return 0;
         r = expire_get(t, key, stats, &rec);
         if (r < 0 || !rec)
@@ -1369,11 +1374,11 @@ int session_sweep_pending(StoreTxn *t, const char *kind, uint64_t now_usec, cons
 
 /* ---- the PAM path's records ---- */
 
-int session_pam_put(StoreTxn *t, const char *key, json_t *rec) {
+int session_timed_put(StoreTxn *t, const char *kind, const char *key, json_t *rec) {
         _cleanup_(json_decrefp) json_t *old = NULL;
         int r;
 
-        if (!t || !key || !startswith(key, SESSION_PAM_PREFIX) || !json_is_object(rec))
+        if (!t || !timed_key_is(kind, key) || !json_is_object(rec))
                 return -EINVAL;
         r = store_get(t, STORE_TOKENS, key, &old);
         if (r < 0 && r != -ENOENT && r != -EPROTO)
@@ -1381,14 +1386,14 @@ int session_pam_put(StoreTxn *t, const char *key, json_t *rec) {
         r = store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
         if (r < 0)
                 return r;
-        return expiry_move(t, SESSION_KIND_PAM, old ? expires_due(old) : NO_DUE, expires_due(rec), key);
+        return expiry_move(t, kind, old ? expires_due(old) : NO_DUE, expires_due(rec), key);
 }
 
-int session_pam_del(StoreTxn *t, const char *key) {
+int session_timed_del(StoreTxn *t, const char *kind, const char *key) {
         _cleanup_(json_decrefp) json_t *old = NULL;
         int r;
 
-        if (!t || !key || !startswith(key, SESSION_PAM_PREFIX))
+        if (!t || !timed_key_is(kind, key))
                 return -EINVAL;
         r = store_get(t, STORE_TOKENS, key, &old);
         if (r < 0 && r != -EPROTO)
@@ -1399,11 +1404,17 @@ int session_pam_del(StoreTxn *t, const char *key) {
         if (r < 0)
                 return r;
         if (old) {
-                r = session_expiry_del(t, SESSION_KIND_PAM, expires_due(old), key);
+                r = session_expiry_del(t, kind, expires_due(old), key);
                 if (r < 0)
                         return r;
         }
         return 1;
+}
+
+int session_timed_get(StoreTxn *t, const char *kind, const char *key, json_t **ret) {
+        if (!timed_key_is(kind, key))
+                return -EINVAL;
+        return store_get(t, STORE_TOKENS, key, ret);
 }
 
 /* ---- the index of a store from before it (schema version 1) ---- */
@@ -1491,12 +1502,6 @@ int session_foreach_customer_record(StoreTxn *t, const char *customer_id, Sessio
         return store_foreach(t, STORE_TOKENS, NULL, NULL, customer_record,
                              &(CustomerRecords) { .customer_id = customer_id, .index_prefix = prefix, .fn = fn,
                                                   .userdata = userdata });
-}
-
-int session_pam_get(StoreTxn *t, const char *key, json_t **ret) {
-        if (!startswith(strempty(key), SESSION_PAM_PREFIX))
-                return -EINVAL;
-        return store_get(t, STORE_TOKENS, key, ret);
 }
 
 int session_pam_key(const char *publisher_id, const char *user, uid_t uid, char **ret) {

@@ -45,8 +45,7 @@
 #pragma once
 
 /* Keys of STORE_TOKENS under this prefix belong to the PAM path (methods/pam.c): who opened which
- * session, {sessionId, customerId, created, expires}, written with session_pam_put() and
- * session_pam_del() (which keep the expiry index); the sweep removes them at their expiry. */
+ * session, {sessionId, customerId, created, expires}, timed records of kind "pam" (below). */
 #define SESSION_PAM_PREFIX "pam:"
 
 #include <stdbool.h>
@@ -120,7 +119,8 @@ int session_revoke_customer(StoreTxn *t, const SessionContext *ctx, const char *
 int session_delete_customer(StoreTxn *t, const char *customer_id);
 
 /* Calls fn(key, userdata) for every record of the customer in the token table: its session
- * index entries, families, refresh and customer tokens, and the PAM path's records naming it
+ * index entries, families, refresh and customer tokens, and every other record naming it in a
+ * "customerId" field (the PAM path's, the reset flow's)
  * (their expiry index entries are derived and left to the sweep). fn returns 0 to go on, < 0 to
  * stop with that error. Walks the whole token table. */
 typedef int (*SessionRecordFn)(const char *key, void *userdata);
@@ -202,8 +202,9 @@ int session_expire_seal(StoreTxn *t, const SessionContext *ctx, const char *kind
                         SessionSweepStats *stats);
 int session_expire_family(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
                           SessionSweepStats *stats);
-int session_expire_pam(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
-                       SessionSweepStats *stats);
+/* Timed records (below): deleted at their "expires". */
+int session_expire_timed(StoreTxn *t, const SessionContext *ctx, const char *kind, const char *key,
+                         SessionSweepStats *stats);
 
 /* One bounded batch of the sweep of kind: takes the index entries of kind due at or before
  * ctx->now_usec, in due order, starting after the index key 'after' (NULL: from the first), at
@@ -220,12 +221,15 @@ int session_sweep_kind(StoreTxn *t, const SessionContext *ctx, const char *kind,
  * work only when there is something to do. */
 int session_sweep_pending(StoreTxn *t, const char *kind, uint64_t now_usec, const char *after);
 
-/* The PAM path's records (SESSION_PAM_PREFIX keys, {sessionId, customerId, created, expires}),
- * written and removed with their index entry. _del: 1 if there was a record, 0 if not. */
-int session_pam_put(StoreTxn *t, const char *key, json_t *rec);
-int session_pam_del(StoreTxn *t, const char *key);
-/* The record under key. -ENOENT. */
-int session_pam_get(StoreTxn *t, const char *key, json_t **ret);
+/* Timed records: a record in STORE_TOKENS under a key "<kind>:..." that lives until its
+ * "expires" (CLOCK_REALTIME usec), written and removed with its expiry index entry of kind, and
+ * deleted by session_expire_timed() in the sweep. The PAM path's records are such records of
+ * kind "pam" ({sessionId, customerId, created, expires}); the reset flow's are others.
+ * -EINVAL for a key that does not start with "<kind>:". _put replaces a record (moving its
+ * index entry); _del returns 1 if there was a record, 0 if not; _get -ENOENT. */
+int session_timed_put(StoreTxn *t, const char *kind, const char *key, json_t *rec);
+int session_timed_del(StoreTxn *t, const char *kind, const char *key);
+int session_timed_get(StoreTxn *t, const char *kind, const char *key, json_t **ret);
 /* The key of the record of the session peer uid opened for (publisher, user):
  * "pam:<publisherId>:<lower-cased e-mail>:<uid>". -ENOMEM; -E2BIG when no account can have such
  * a name (the key would be too long). */

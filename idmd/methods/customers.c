@@ -289,6 +289,10 @@ struct PasswordJob {
         CustomerLoginSuccess on_login;  /* JOB_VERIFY: replies on success */
         CustomerLoginRecord also_record; /* JOB_VERIFY: more to commit with the login */
         CustomerPasswordChecked on_checked;     /* customers_check_password(): replies */
+        CustomerHashedWrite hashed_write;       /* customers_hash_then_write(): its unit of work, */
+        CallWriteDone hashed_done;              /* ... its completion */
+        void *hashed_data;                      /* ... and their data, freed with hashed_free */
+        void (*hashed_free)(void *p);
         bool lock_details;              /* caller may learn lock state and unknown accounts */
         char *lockout_key;              /* its STORE_LOCKOUTS key; NULL: none kept */
 
@@ -327,6 +331,8 @@ static void password_job_free(PasswordJob *j) {
         session_tokens_done(&j->tokens);
         json_decref(j->customer);
         explicit_bzero(j->new_hash, sizeof(j->new_hash));
+        if (j->hashed_free)
+                j->hashed_free(j->hashed_data);
         free(j);
 }
 
@@ -482,6 +488,52 @@ static int password_job_submit(PasswordJob *j) {
 static json_t *session_result(const char *customer_id, const SessionTokens *s) {
         return json_pack("{s:s, s:s, s:s, s:s}", "customerId", customer_id, "jwt", s->jwt, "refreshToken",
                          s->refresh_token, "customerToken", s->customer_token);
+}
+
+/* --- a new password, hashed, then written (customers_hash_then_write) --- */
+
+static int hashed_write(StoreTxn *t, void *userdata) {
+        PasswordJob *j = userdata;
+
+        return j->hashed_write(t, j->new_hash, j->hashed_data);
+}
+
+static void hashed_done(Call *call, int r, void *userdata) {
+        PasswordJob *j = userdata;
+
+        j->hashed_done(call, r, j->hashed_data);
+}
+
+static void hashed_job_done(PasswordJob *j) {
+        if (j->hashed < 0) {
+                (void) call_reply_failure(j->call, j->hashed);
+                password_job_free(j);
+                return;
+        }
+        (void) call_write(j->call, hashed_write, hashed_done, j, password_job_free_void);
+}
+
+int customers_hash_then_write(Call *call, const char *password, CustomerHashedWrite write, CallWriteDone done,
+                              void *userdata, void (*free_fn)(void *p)) {
+        _cleanup_(password_job_freep) PasswordJob *j = password_job_new(call, JOB_HASH, NULL, hashed_job_done);
+        int r;
+
+        if (!j) {
+                free_fn(userdata);
+                return -ENOMEM;
+        }
+        j->hashed_write = write;
+        j->hashed_done = done;
+        j->hashed_data = userdata;
+        j->hashed_free = free_fn;
+        j->password = strdup(password);
+        if (!j->password)
+                return -ENOMEM;
+        r = password_job_submit(j);
+        if (r < 0)
+                return r;
+        TAKE_PTR(j);
+        return 0;
 }
 
 /* --- registerCustomer --- */

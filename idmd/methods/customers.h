@@ -43,6 +43,16 @@ int customers_check_new_password(Call *call, const char *password);
 int customers_set_password(StoreTxn *t, const SessionContext *ctx, const char *customer_id, const char *old_hash,
                            const char *new_hash, const char *keep_session);
 
+/* A new password that is to be stored: hashes password on a worker thread (the configured cost),
+ * then runs write(t, hash, userdata) as a unit of work and done(call, r, userdata) after it
+ * (store.h's CallWriteDone: the reply, once durable). userdata is freed with free_fn when the
+ * job ends, also when this fails. The caller checked the password against the policy. A hash
+ * that fails, or a full worker queue (503, recorded), is answered here. Returns < 0 only when
+ * the job could not be queued. */
+typedef int (*CustomerHashedWrite)(StoreTxn *t, const char *new_hash, void *userdata);
+int customers_hash_then_write(Call *call, const char *password, CustomerHashedWrite write, CallWriteDone done,
+                              void *userdata, void (*free_fn)(void *p));
+
 /* Refuses for a customers_set_password() failure: 401 invalid_credentials when the password changed
  * meanwhile (or the customer is gone), 403 account_disabled (call_fail()); other errors are
  * returned as they are. */

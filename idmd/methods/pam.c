@@ -88,7 +88,7 @@ static int pam_authorize(Call *call, StoreTxn *t, const char *publisher_id, cons
                 if (r == -E2BIG)        /* no account has such a name */
                         r = -ENOENT;
                 else if (r >= 0)
-                        r = session_pam_get(t, key, &rec);
+                        r = session_timed_get(t, SESSION_KIND_PAM, key, &rec);
                 /* It authenticated the user, who was deleted since: it may know. */
                 if (r >= 0 && !customer)
                         return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL,
@@ -131,7 +131,7 @@ static int pam_login_record(StoreTxn *t, Call *call, const CustomerLogin *l) {
                         "expires", (json_int_t) (now + m->config->refresh_ttl_usec));
         if (!rec)
                 return -ENOMEM;
-        return session_pam_put(t, key, rec);    /* with its entry in the expiry index */
+        return session_timed_put(t, SESSION_KIND_PAM, key, rec);    /* with its entry in the expiry index */
 }
 
 /* By default the reply names the customer and the session and carries no token: the PAM stack
@@ -331,7 +331,7 @@ static int pam_close_write(StoreTxn *t, void *userdata) {
                 return 0;
         if (r < 0)
                 return r;
-        r = session_pam_get(t, key, &rec);
+        r = session_timed_get(t, SESSION_KIND_PAM, key, &rec);
         if (r < 0 && r != -ENOENT)
                 return r;
         sid = w->session_id ?: json_object_get_string(rec, "sessionId");
@@ -354,7 +354,7 @@ static int pam_close_write(StoreTxn *t, void *userdata) {
 
         /* The record goes when it names the session closed (or no session is named). */
         if (rec && (!w->session_id || streq_ptr(json_object_get_string(rec, "sessionId"), w->session_id))) {
-                r = session_pam_del(t, key);
+                r = session_timed_del(t, SESSION_KIND_PAM, key);
                 if (r < 0 && r != -ENOENT)
                         return r;
         }

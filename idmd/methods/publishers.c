@@ -77,6 +77,14 @@ static int publisher_apply_settings(Call *call, json_t *params, json_t *rec) {
                 (void) json_object_set_new(rec, url_keys[i], json_string(u));
         }
 
+        if ((k = json_object_get_string(params, "resetMode"))) {
+                if (!streq(k, "link") && !streq(k, "code") && !streq(k, "both"))
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                         json_pack("{s:s}", "field", "resetMode"),
+                                         "resetMode is link, code or both");
+                (void) json_object_set_new(rec, "resetMode", json_string(k));
+        }
+
         if (pages) {
                 if (json_object_size(pages) > SSO_PAGES_MAX) {
                         return call_fail_param(call, "ssoPages", "ssoPages has more than 32 entries");
@@ -363,7 +371,8 @@ static int method_offers_list(Call *call, json_t *params) {
         { "resetUrl", PARAM_STRING, false, URI_MAX },                                           \
         { "remoteAuthUrl", PARAM_STRING, false, URI_MAX },                                      \
         { "ssoUrl", PARAM_STRING, false, URI_MAX },                                             \
-        { "ssoPages", PARAM_OBJECT, false, 0 }
+        { "ssoPages", PARAM_OBJECT, false, 0 },                                                 \
+        { "resetMode", PARAM_STRING, false, 8 }
 
 
 const Method methods_publishers[] = {
@@ -375,6 +384,7 @@ const Method methods_publishers[] = {
                   { "remoteAuthUrl", PARAM_STRING, false, URI_MAX },
                   { "ssoUrl", PARAM_STRING, false, URI_MAX },
                   { "ssoPages", PARAM_OBJECT, false, 0 },
+                  { "resetMode", PARAM_STRING, false, 8 },
                   {} } },
         { .name = "updatePublisher", .handler = method_publishers_update, .role = ROLE_ADMIN,
           .params = (const ParamSpec[]) {

@@ -13,6 +13,7 @@
 #include "records/capture.h"
 #include "records/consents.h"
 #include "records/customers.h"
+#include "records/resets.h"
 #include "sessions.h"
 #include "tokens.h"
 #include "validate.h"
@@ -142,7 +143,7 @@ static int visit_token_record(const char *key, void *userdata) {
 int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecordFn fn, void *userdata) {
         _cleanup_(json_decrefp) json_t *rec = NULL;
         _cleanup_free_ char *email_key = NULL, *ext_key = NULL, *consents_key = NULL, *capture_key = NULL,
-                *lock_key = NULL;
+                *lock_key = NULL, *limit = NULL;
         const char *pid, *email, *external_id;
         int r;
 
@@ -191,6 +192,16 @@ int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecord
                         return r;
         }
 
+        /* The reset flow's record of the address. */
+        r = reset_key(pid, email, &limit);
+        if (r < 0 && r != -E2BIG)
+                return r;
+        if (r >= 0 && store_exists(t, STORE_TOKENS, limit)) {
+                r = fn(STORE_TOKENS, limit, userdata);
+                if (r < 0)
+                        return r;
+        }
+
         r = lockout_key(pid, email, &lock_key);
         if (r < 0 && r != -E2BIG)
                 return r;
@@ -202,6 +213,16 @@ int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecord
 
         return session_foreach_customer_record(t, customer_id, visit_token_record,
                                                &(RecordVisit) { .fn = fn, .userdata = userdata });
+}
+
+/* The kind of a timed record of a customer's (sessions.h) under key, or NULL. */
+static const char *timed_kind(const char *key) {
+        static const char *const kinds[] = { SESSION_KIND_PAM, RESET_KIND };
+
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++)
+                if (strncmp(key, kinds[i], strlen(kinds[i])) == 0 && key[strlen(kinds[i])] == ':')
+                        return kinds[i];
+        return NULL;
 }
 
 static int collect_record(StoreTable table, const char *key, void *userdata) {
@@ -228,8 +249,10 @@ int customer_delete(StoreTxn *t, const char *customer_id) {
                 StoreTable table = (StoreTable) json_integer_value(json_array_get(d, 0));
                 const char *key = json_string_value(json_array_get(d, 1));
 
-                if (table == STORE_TOKENS && strncmp(key, SESSION_PAM_PREFIX, strlen(SESSION_PAM_PREFIX)) == 0)
-                        r = session_pam_del(t, key);            /* with its index entry; 1: deleted */
+                const char *kind = table == STORE_TOKENS ? timed_kind(key) : NULL;
+
+                if (kind)
+                        r = session_timed_del(t, kind, key);    /* with its index entry; 1: deleted */
                 else {
                         r = store_del(t, table, key);           /* tokens: gone already (-ENOENT) */
                         if (r == 0)

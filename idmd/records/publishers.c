@@ -16,7 +16,8 @@
 /* What callers see of a publisher and of an offer: every other field stays inside (today the
  * token's hash). Dates are kept as microseconds and shown as RFC 3339. */
 static const char *const publisher_fields[] = {
-        "publisherId", "name", "allowedRedirectUris", "resetUrl", "remoteAuthUrl", "ssoUrl", "ssoPages",
+        "publisherId", "name", "allowedRedirectUris", "resetUrl", "resetMode", "remoteAuthUrl", "ssoUrl",
+        "ssoPages",
 };
 static const char *const offer_fields[] = { "offerId", "publisherId", "title" };
 

@@ -70,6 +70,7 @@
 #define IDM_REASON_INVALID_CURRENCY "invalid_currency"
 #define IDM_REASON_INVALID_LOCALE "invalid_locale"
 #define IDM_REASON_INVALID_URI "invalid_uri"
+#define IDM_REASON_INVALID_RESET_URL "invalid_reset_url"
 #define IDM_REASON_INVALID_VALUE "invalid_value"
 #define IDM_REASON_INVALID_CREDENTIALS "invalid_credentials"
 #define IDM_REASON_INVALID_TOKEN "invalid_token"

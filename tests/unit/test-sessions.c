@@ -91,7 +91,7 @@ static const struct {
         { SESSION_KIND_CUSTOMER, session_expire_token  },
         { SESSION_KIND_SEAL,     session_expire_seal   },
         { SESSION_KIND_FAMILY,   session_expire_family },
-        { SESSION_KIND_PAM,      session_expire_pam    },
+        { SESSION_KIND_PAM,      session_expire_timed  },
 };
 
 /* One batch of each kind, from its first due entry: the records deleted or updated. */
@@ -831,8 +831,8 @@ static int pam_put_work(StoreTxn *t, void *userdata) {
         Put *p = userdata;
 
         if (p->del)
-                return session_pam_del(t, p->key);
-        return session_pam_put(t, p->key, p->value);
+                return session_timed_del(t, SESSION_KIND_PAM, p->key);
+        return session_timed_put(t, SESSION_KIND_PAM, p->key, p->value);
 }
 
 TEST(sweep_pam_records) {
