@@ -165,7 +165,8 @@ static int auth_accept(pam_handle_t *pamh, const Options *o, const char *user, j
 
 /* Reads the secret (password or code) through pam_get_authtok(), which honours use_first_pass,
  * try_first_pass and stacking. Returns PAM_SUCCESS or the PAM code to fail with. */
-static int get_secret(pam_handle_t *pamh, const Options *o, const char *prompt, const char **ret) {
+static int get_secret(pam_handle_t *pamh, const Options *o, const char *prompt, bool allow_empty,
+                      const char **ret) {
         const char *secret = NULL;
         int r;
 
@@ -176,7 +177,7 @@ static int get_secret(pam_handle_t *pamh, const Options *o, const char *prompt, 
                 log_debug(pamh, o, "no secret: %s", pam_strerror(pamh, r));
                 return PAM_AUTH_ERR;
         }
-        if (secret[0] == '\0' || strlen(secret) > SECRET_MAX) {
+        if ((secret[0] == '\0' && !allow_empty) || strlen(secret) > SECRET_MAX) {
                 log_debug(pamh, o, "empty or oversized secret, refusing");
                 return PAM_AUTH_ERR;
         }
@@ -205,13 +206,24 @@ static void session_abandon(pam_handle_t *pamh, const Options *o, const char *us
 static int authenticate_password(pam_handle_t *pamh, int flags, const Options *o, const char *user) {
         _cleanup_(idm_client_close) IdmClient c = IDM_CLIENT_INIT;
         _cleanup_(json_wipe_and_decrefp) json_t *params = NULL, *result = NULL;
+        _cleanup_(erase_and_freep) char *new_password = NULL;
         const char *password = NULL;
         IdmError e = {};
         int r;
 
-        r = get_secret(pamh, o, NULL, &password);
+        r = get_secret(pamh, o, NULL, o->reset_code, &password);
         if (r != PAM_SUCCESS)
                 return r;
+        if (password[0] == '\0') {
+                /* reset=code: nothing typed offers a reset; its new password signs the customer in. */
+                r = reset_by_code(pamh, flags, o, user, &new_password);
+                if (r != PAM_SUCCESS)
+                        return r;
+                r = pam_set_item(pamh, PAM_AUTHTOK, new_password);
+                if (r != PAM_SUCCESS)
+                        return r;
+                password = new_password;
+        }
 
         params = params_new(o, user);
         if (!params)
@@ -311,7 +323,7 @@ static int get_code(pam_handle_t *pamh, const Options *o, const char **ret, char
         int r;
 
         if (pam_get_item(pamh, PAM_AUTHTOK, &stacked) != PAM_SUCCESS || !stacked || token_is_valid(stacked))
-                return get_secret(pamh, o, "Code: ", ret);
+                return get_secret(pamh, o, "Code: ", false, ret);
 
         if (o->use_first_pass) {
                 log_debug(pamh, o, "the stacked password is not a sign-in code, refusing (use_first_pass)");

@@ -187,6 +187,12 @@ static bool option_apply(pam_handle_t *pamh, Options *o, const Source *src, cons
                         return false;
                 }
                 o->consents = (ConsentPolicy) m;
+        } else if ((v = startswith(a, "reset="))) {
+                if (!streq(v, "code")) {
+                        log_option(pamh, src, "invalid reset '%s' (code)", v);
+                        return false;
+                }
+                o->reset_code = true;
         } else if ((v = startswith(a, "capture="))) {
                 int m = table_lookup(consents_table, _CONSENTS_MAX, v);
 

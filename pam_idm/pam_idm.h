@@ -8,7 +8,8 @@
  *   support.c   what every phase shares: the one mapping from idmd's answers to PAM codes, the
  *               checks of user names and ids, building params, connecting, logging a failed call
  *   auth.c      pam_sm_authenticate (mode=password, code, device) and pam_sm_setcred
- *   account.c   pam_sm_acct_mgmt (disabled accounts, the consents prompts)
+ *   reset.c     forgot password at the prompt (reset=code), for auth.c
+ *   account.c   pam_sm_acct_mgmt (disabled accounts, the consents and capture prompts)
  *   password.c  pam_sm_chauthtok
  *   session.c   pam_sm_open_session, pam_sm_close_session
  *   conv.c      the conversation helpers (conv.h)
@@ -90,6 +91,7 @@ typedef struct Options {
         bool export_env;
         bool export_tokens;
         bool qr;
+        bool reset_code;          /* reset=code: an empty password offers a reset code by mail */
         bool use_first_pass;      /* read by pam_get_authtok() too; mode=code needs it itself */
         int naming_rank;          /* which source set publisher/offer: 1 file, 2 arguments */
         char **owned;             /* strings read from the configuration file */
@@ -170,3 +172,8 @@ int call_failed(pam_handle_t *pamh, int flags, const Options *o, Phase phase, co
  * must be released with options_done() either way. */
 int phase_begin(pam_handle_t *pamh, int argc, const char **argv, Phase phase, Options *o,
                 const char **ret_user);
+
+/* reset=code (reset.c): offers a reset code by mail, asks for it and a new password twice, and
+ * has idmd set the password. PAM_SUCCESS with *ret_password (the new password, to wipe), or the
+ * PAM code to fail with (the user has been told why). */
+int reset_by_code(pam_handle_t *pamh, int flags, const Options *o, const char *user, char **ret_password);

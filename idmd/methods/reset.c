@@ -270,7 +270,7 @@ static int method_reset_request(Call *call, json_t *params) {
                                  "resetUrl is not one of the publisher's allowed URLs");
         mode = json_object_get_string(publisher, "resetMode") ?: "link";
         base = streq(mode, "code") ? NULL : given_url ?: json_object_get_string(publisher, "resetUrl");
-        if (streq(mode, "link") && !base)
+        if (streq(mode, "link") && !base && !json_is_true(json_object_get(params, "useCode")))
                 return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_RESET_URL,
                                  json_pack("{s:s}", "field", "resetUrl"),
                                  "the publisher has no reset URL: give resetUrl, or set the publisher's resetUrl");
@@ -293,7 +293,9 @@ static int method_reset_request(Call *call, json_t *params) {
                 r = 0;
         if (r >= 0 && base)
                 r = token_random(RESET_TOKEN_BYTES, &w->token);
-        if (r >= 0 && !streq(mode, "link"))
+        /* A code too when the publisher sends codes, or the caller asks for one (pam_idm's
+         * reset=code on a kiosk, where no link can be followed). */
+        if (r >= 0 && (!streq(mode, "link") || json_is_true(json_object_get(params, "useCode"))))
                 r = token_random_digits(RESET_CODE_DIGITS, &w->code);
         if (r < 0 || !w->publisher_name || !w->email || (base && !w->link_base)) {
                 request_work_free(w);
@@ -525,14 +527,15 @@ static int method_reset_update(Call *call, json_t *params) {
 }
 
 const Method methods_reset[] = {
-        { .name = "requestPasswordReset", .handler = method_reset_request, .role = ROLE_ANYONE,
+        { .name = IDM_METHOD_REQUEST_PASSWORD_RESET, .handler = method_reset_request, .role = ROLE_ANYONE,
           .class = METHOD_CLASS_PASSWORD_RESET,
           .params = (const ParamSpec[]) {
                   PUBLISHER_NAMING_PARAMS,
                   { "customerEmail", PARAM_STRING, true, IDM_EMAIL_MAX },
                   { "resetUrl", PARAM_STRING, false, RESET_URL_MAX },
+                  { "useCode", PARAM_BOOLEAN, false },
                   {} } },
-        { .name = "updatePassword", .handler = method_reset_update, .role = ROLE_ANYONE,
+        { .name = IDM_METHOD_UPDATE_PASSWORD, .handler = method_reset_update, .role = ROLE_ANYONE,
           .class = METHOD_CLASS_PASSWORD_RESET,
           .params = (const ParamSpec[]) {
                   PUBLISHER_NAMING_PARAMS,

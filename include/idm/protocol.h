@@ -129,6 +129,8 @@
 #define IDM_METHOD_PAM_ACCOUNT "pamAccount"
 #define IDM_METHOD_PAM_ACCEPT_CONSENTS "pamAcceptConsents"
 #define IDM_METHOD_PAM_CAPTURE_ANSWERS "pamCaptureAnswers"
+#define IDM_METHOD_REQUEST_PASSWORD_RESET "requestPasswordReset"
+#define IDM_METHOD_UPDATE_PASSWORD "updatePassword"
 #define IDM_METHOD_PAM_CHANGE_PASSWORD "pamChangePassword"
 #define IDM_METHOD_PAM_CLOSE_SESSION "pamCloseSession"
 #define IDM_METHOD_LOGIN "login"

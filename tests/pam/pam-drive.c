@@ -13,6 +13,9 @@
  * "faildelay USEC", "result OP PAM_CODE", "env NAME=VALUE". Exit status 0 when every OP gave its
  * expected code, 1 when one did not, 2 on a usage or libpamtest error.
  *
+ * An answer "@stdin" is read from stdin when its prompt comes (after the output so far is
+ * flushed): for answers the test learns only then, such as a code sent by mail.
+ *
  * --putenv puts NAME=VALUE into the PAM environment before the first OP: what sshd's monitor has
  * imported from its authentication child when it closes a session. --ruid (run as root) sets the
  * real uid to UID and keeps the effective uid 0: a setuid-root program such as su, run by UID.
@@ -126,6 +129,16 @@ static int conv(int n, const struct pam_message **msg, struct pam_response **res
                         break;
                 default:
                         goto fail;
+                }
+                if (answer && strcmp(answer, "@stdin") == 0) {
+                        /* Answered by the test at the time of the prompt: a line on stdin. */
+                        static char line[1024];
+
+                        fflush(stdout);
+                        if (!fgets(line, sizeof(line), stdin))
+                                goto fail;
+                        line[strcspn(line, "\n")] = '\0';
+                        answer = line;
                 }
                 if (answer) {
                         r[i].resp = strdup(answer);

@@ -270,11 +270,10 @@ class PamTestCase(idmtest.IdmdTestCase):
             elapsed = time.monotonic() - start
         return Result(argv, proc, elapsed)
 
-    def drive_and_scan(self, service, user, *ops, needles, timeout=120, env=None, **kw):
-        """Runs pam-drive --pause: once its transaction has ended, counts how often each of needles
-        (bytes) occurs in its writable memory (heap, stack, anonymous mappings: what the module may
-        have left behind in the caller, freed or not). Returns (Result, {needle: count})."""
-        argv = self.drive_argv(service, user, *ops, pause=True, **kw)
+    def _drive_piped(self, argv, env, timeout, on_line):
+        """Runs pam-drive with pipes: on_line(line, proc) sees each output line as it comes and
+        returns True to stop reading (then the rest is read after it). Returns the
+        CompletedProcess and the seconds taken."""
         environ = pam_env(self.svcdir)
         environ.update(env or {})
         with pam_wrapper_lock(), tempfile.TemporaryFile("w+") as err:
@@ -286,12 +285,9 @@ class PamTestCase(idmtest.IdmdTestCase):
             try:
                 out = []
                 for line in proc.stdout:
-                    if line == "paused\n":
-                        break
                     out.append(line)
-                else:
-                    self.fail(f"pam-drive did not pause: {''.join(out)}")
-                counts = scan_memory(proc.pid, needles)
+                    if on_line(line, proc):
+                        break
                 proc.stdin.close()
                 out.append(proc.stdout.read())
                 proc.wait()
@@ -303,8 +299,42 @@ class PamTestCase(idmtest.IdmdTestCase):
                 proc.stdout.close()
             elapsed = time.monotonic() - start
             err.seek(0)
-            done = subprocess.CompletedProcess(argv, proc.returncode, "".join(out), err.read())
+            return subprocess.CompletedProcess(argv, proc.returncode, "".join(out), err.read()), elapsed
+
+    def drive_and_scan(self, service, user, *ops, needles, timeout=120, env=None, **kw):
+        """Runs pam-drive --pause: once its transaction has ended, counts how often each of needles
+        (bytes) occurs in its writable memory (heap, stack, anonymous mappings: what the module may
+        have left behind in the caller, freed or not). Returns (Result, {needle: count})."""
+        argv = self.drive_argv(service, user, *ops, pause=True, **kw)
+        counts = {}
+
+        def on_line(line, proc):
+            if line != "paused\n":
+                return False
+            counts.update(scan_memory(proc.pid, needles))
+            return True
+
+        done, elapsed = self._drive_piped(argv, env, timeout, on_line)
+        if not counts:
+            self.fail(f"pam-drive did not pause: {done.stdout}")
+        done.stdout = done.stdout.replace("paused\n", "", 1)
         return Result(argv, done, elapsed), counts
+
+    def drive_interactive(self, service, user, *ops, answer, timeout=60, env=None, **kw):
+        """Runs pam-drive, where the "@stdin" answers (in pw= or echo=) are asked of
+        answer(prompt line) when their prompt comes: for what the test learns only then."""
+        argv = self.drive_argv(service, user, *ops, **kw)
+
+        def on_line(line, proc):
+            if line.startswith("prompt-"):
+                text = answer(line.rstrip("\n"))
+                if text is not None:
+                    proc.stdin.write(text + "\n")
+                    proc.stdin.flush()
+            return False
+
+        done, elapsed = self._drive_piped(argv, env, timeout, on_line)
+        return self.assertDrive(Result(argv, done, elapsed), 0)
 
     def assertDrive(self, result, rc=0):
         self.assertEqual(result.rc, rc, str(result))

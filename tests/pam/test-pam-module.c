@@ -72,6 +72,7 @@ TEST(defaults) {
         ASSERT_EQ(o.mode, MODE_PASSWORD);
         ASSERT_EQ(o.consents, CONSENTS_PROMPT);
         ASSERT_EQ(o.capture, CONSENTS_PROMPT);
+        ASSERT_FALSE(o.reset_code);
         ASSERT_FALSE(o.debug || o.ignore_unknown_user || o.ignore_authinfo_unavail || o.export_env || o.export_tokens ||
                      o.qr);
         options_done(&o);
@@ -90,7 +91,8 @@ TEST(every_option) {
         ASSERT_EQ(parse(ARGS("socket=/tmp/x/socket", "publisher=123456789", "connect_timeout=0.25", "timeout=3",
                              "mode=device", "debug", "use_first_pass", "try_first_pass", "use_authtok",
                              "authtok_type=IDM", "ignore_unknown_user", "ignore_authinfo_unavail", "export_env",
-                             "export_tokens", "consents=deny", "capture=ignore", "qr", "user=idm", "no_such_option"),
+                             "export_tokens", "consents=deny", "capture=ignore", "reset=code", "qr", "user=idm",
+                             "no_such_option"),
                         &o),
                   PAM_SUCCESS);         /* the unknown option is logged and ignored */
         ASSERT_STREQ(o.socket_path, "/tmp/x/socket");
@@ -99,6 +101,7 @@ TEST(every_option) {
         ASSERT_EQ(o.mode, MODE_DEVICE);
         ASSERT_EQ(o.consents, CONSENTS_DENY);
         ASSERT_EQ(o.capture, CONSENTS_IGNORE);
+        ASSERT_TRUE(o.reset_code);
         ASSERT_STREQ(o.daemon_user, "idm");
         ASSERT_TRUE(o.debug && o.ignore_unknown_user && o.ignore_authinfo_unavail && o.export_env && o.export_tokens &&
                     o.qr);
@@ -124,6 +127,7 @@ TEST(fails_closed) {
         ASSERT_EQ(parse(ARGS("publisher=1", "mode=magic"), &o), PAM_SERVICE_ERR);
         ASSERT_EQ(parse(ARGS("publisher=1", "consents=maybe"), &o), PAM_SERVICE_ERR);
         ASSERT_EQ(parse(ARGS("publisher=1", "capture=ask"), &o), PAM_SERVICE_ERR);
+        ASSERT_EQ(parse(ARGS("publisher=1", "reset=link"), &o), PAM_SERVICE_ERR);
         ASSERT_EQ(parse(ARGS("publisher=1", "user="), &o), PAM_SERVICE_ERR);
         ASSERT_EQ(parse(ARGS("publisher=1", "timeout=0"), &o), PAM_SERVICE_ERR);
         ASSERT_EQ(parse(ARGS("publisher=1", "timeout=-1"), &o), PAM_SERVICE_ERR);
