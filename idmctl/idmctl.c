@@ -63,6 +63,8 @@ static const Verb verbs[] = {
           "Enable a disabled customer" },
         { "customer", "unlock", 1, 1, VERB_OPT_PUBLISHER, verb_customer_unlock, "EMAIL|CUSTOMER_ID --publisher ID",
           "Clear a customer's lockout and failed logins" },
+        { "customer", "reset-password", 1, 1, VERB_OPT_PUBLISHER, verb_customer_reset_password,
+          "EMAIL --publisher ID", "Mail the customer a password reset link or code" },
         { "consents", "show", 0, 0, VERB_OPT_PUBLISHER, verb_consents_show, "--publisher ID",
           "Show a publisher's consent definitions" },
         { "consents", "set", 0, 0, VERB_OPT_PUBLISHER | VERB_OPT_FILE, verb_consents_set,

@@ -232,3 +232,27 @@ int verb_customer_disable(Context *ctx, int argc, char **argv) {
 int verb_customer_enable(Context *ctx, int argc, char **argv) {
         return set_disabled(ctx, argv[0], false);
 }
+
+/* Starts the forgot-password flow for an address: idmd mails the account's link or code (and
+ * answers alike whether or not the address has an account). */
+int verb_customer_reset_password(Context *ctx, int argc, char **argv) {
+        _cleanup_(json_decrefp) json_t *params = NULL, *result = NULL;
+        _cleanup_free_ char *who = NULL;
+        int r;
+
+        if (is_customer_id(argv[0]))
+                return usage_error(ctx, "reset-password takes the customer's e-mail address");
+        r = ctx_publisher_params(ctx, &params);
+        if (r != 0)
+                return r;
+        if (json_object_set_new(params, "customerEmail", json_string(argv[0])) < 0)
+                return log_oom();
+        r = ctx_call_or_print_json(ctx, "requestPasswordReset", params, &result);
+        if (r <= 0)
+                return r;
+        who = text_sanitize(argv[0]);
+        if (!who)
+                return log_oom();
+        (void) printf("Password reset requested for %s: if the address has an account, its mail is queued.\n", who);
+        return 0;
+}

@@ -628,18 +628,10 @@ static int definitions_write(StoreTxn *t, void *userdata) {
 
 static int method_consents_get_publisher(Call *call, json_t *params) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        _cleanup_(json_decrefp) json_t *defs = NULL, *named = NULL;
+        _cleanup_(json_decrefp) json_t *defs = NULL;
         _cleanup_free_ char *publisher_id = NULL;
         int r;
 
-        /* A valid publisherToken (publisher_optional) names its own publisher: an offerId given
-         * with it must be one of that publisher's offers. */
-        if (call_publisher_id(call) && !json_object_get(params, "publisherId")) {
-                named = json_copy(params);
-                if (!named || json_object_set_new(named, "publisherId", json_string(call_publisher_id(call))) < 0)
-                        return -ENOMEM;
-                params = named;
-        }
         r = customers_read_publisher(call, params, &t, &publisher_id);
         if (r < 0)
                 return r;

@@ -45,6 +45,10 @@ int customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params, char **
         _cleanup_(json_decrefp) json_t *rec = NULL;
         int r;
 
+        /* A valid publisherToken (a publisher_optional method) names its own publisher; an
+         * offerId given with it must be one of that publisher's offers. */
+        if (!pid)
+                pid = call_publisher_id(call);
         if (!pid && !offer)
                 return call_fail_param(call, "publisherId", "either 'publisherId' or 'offerId' is needed");
         if (offer) {

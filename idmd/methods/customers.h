@@ -12,7 +12,8 @@
 #include "sessions.h"
 #include "store.h"
 
-/* The publisher named by params' publisherId or offerId (both: they must agree), as a new string.
+/* The publisher named by params' publisherId or offerId (both: they must agree), or else by the
+ * call's publisherToken (publisher_optional methods), as a new string.
  * A refusal (-32602 / 404 / 400) is recorded with call_fail(); store errors. */
 int customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params, char **ret);
 

@@ -528,9 +528,10 @@ static int method_reset_update(Call *call, json_t *params) {
 
 const Method methods_reset[] = {
         { .name = IDM_METHOD_REQUEST_PASSWORD_RESET, .handler = method_reset_request, .role = ROLE_ANYONE,
-          .class = METHOD_CLASS_PASSWORD_RESET,
+          .class = METHOD_CLASS_PASSWORD_RESET, .publisher_optional = true,
           .params = (const ParamSpec[]) {
                   PUBLISHER_NAMING_PARAMS,
+                  { "publisherToken", PARAM_STRING, false, IDM_PUBLISHER_TOKEN_MAX },
                   { "customerEmail", PARAM_STRING, true, IDM_EMAIL_MAX },
                   { "resetUrl", PARAM_STRING, false, RESET_URL_MAX },
                   { "useCode", PARAM_BOOLEAN, false },

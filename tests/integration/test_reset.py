@@ -8,11 +8,13 @@ updatePassword, which sets the password, ends every session and clears the locko
 alike with nothing changed; a resetUrl off the allow-list is 400 invalid_reset_url; at most
 max_per_hour mails an hour reach one address; and the records go with deleteCustomer."""
 
+import os
 import statistics
+import subprocess
 import time
 import urllib.parse
 
-from idmtest import Idmd, IdmdTestCase, main
+from idmtest import IDMCTL, Idmd, IdmdTestCase, main, run_as
 from test_consents import mdb_table
 
 PASSWORD = "correct horse 9"
@@ -233,6 +235,31 @@ class Reset(ResetCase):
         self.idmd.call("testAdvanceClock", {"seconds": 3601})
         self.request()
         self.assertEqual(len(self.new_mails()), 1)
+
+    # --- idmctl ---
+
+    def test_idmctl_reset_password(self):
+        p = subprocess.run([IDMCTL, "--socket", self.idmd.socket, "customer", "reset-password", "alice@example.com",
+                            "--publisher", self.pub], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("Password reset requested for alice@example.com", p.stdout)
+        self.assertEqual(len(self.new_mails()), 1)
+        # A publisher's operator, not root, with the publisher's token file only.
+        token_file = os.path.join(self.idmd.tmp, "token")
+        with open(token_file, "w") as f:
+            f.write(self.token + "\n")
+        os.chmod(token_file, 0o600)
+        os.chown(token_file, 65534, 65534)
+        self.idmd.open_to_others()
+        p = run_as(65534, 65534, [IDMCTL, "--socket", self.idmd.socket, "customer", "reset-password",
+                                  "nobody@example.com", "--publisher-token-file", token_file],
+                   capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.new_mails(), [])
+        p = subprocess.run([IDMCTL, "--socket", self.idmd.socket, "customer", "reset-password", "1234567890",
+                            "--publisher", self.pub], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertRegex(p.stderr, "^idmctl: ")
 
     # --- the records go with the customer ---
 
