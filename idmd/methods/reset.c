@@ -112,7 +112,8 @@ typedef struct RequestWork {
         unsigned max_per_hour;
 
         bool capped;
-        char *customer_id;      /* the account the mail went to */
+        char *customer_id;      /* the account the mail is for */
+        int mail_error;         /* the outbox refused the mail (< 0) */
 } RequestWork;
 
 static void request_work_free(void *p) {
@@ -164,6 +165,7 @@ static int request_write(StoreTxn *t, void *userdata) {
         int r;
 
         w->capped = false;
+        w->mail_error = 0;
         free(w->customer_id);
         w->customer_id = NULL;
         if (!w->key)
@@ -203,11 +205,17 @@ static int request_write(StoreTxn *t, void *userdata) {
         if (r < 0 || !mail)
                 return r;
 
-        r = request_queue_mail(t, w, customer);
-        if (r < 0)
-                return r;
         w->customer_id = strdup(json_object_get_string(customer, "customerId"));
-        return w->customer_id ? 0 : -ENOMEM;
+        if (!w->customer_id)
+                return -ENOMEM;
+        r = request_queue_mail(t, w, customer);
+        if (r == -ENOSPC || r == -EINVAL || r == -EMSGSIZE || r == -ENOMSG) {
+                /* The outbox refused before writing anything: the request is still answered {}
+                 * (a 503 for accounts only would tell them apart), and the log says why. */
+                w->mail_error = r;
+                return 0;
+        }
+        return r;
 }
 
 static void request_done(Call *call, int r, void *userdata) {
@@ -218,6 +226,10 @@ static void request_done(Call *call, int r, void *userdata) {
         if (w->capped)
                 log_notice("%s: password reset for publisher %s: an address asked more than %u times this hour, "
                            "no mail", call_request_id(call), w->publisher_id, w->max_per_hour);
+        else if (w->customer_id && w->mail_error < 0)
+                log_warning_errno(w->mail_error, "%s: password reset for customer %s of publisher %s: the outbox "
+                                  "refused the mail, none sent: %m", call_request_id(call), w->customer_id,
+                                  w->publisher_id);
         else if (w->customer_id) {
                 log_info("%s: password reset mail queued for customer %s of publisher %s (%s)", call_request_id(call),
                          w->customer_id, w->publisher_id,

@@ -311,6 +311,48 @@ class IdmdTestCase(unittest.TestCase):
         return self.idmd.call("createPublisher", params)
 
 
+FAKE_SENDMAIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake-sendmail")
+
+
+def mail_config(maildir):
+    """The [mail] section that delivers every message to maildir, through the fake sendmail."""
+    return f"[mail]\nmail_command = {FAKE_SENDMAIL} {maildir} -t -i\nfrom = idm@example.com\n"
+
+
+class Mailbox:
+    """The messages idmd's outbox delivered through the fake sendmail into a directory, parsed
+    by Python's email package."""
+
+    def __init__(self, idmd, maildir):
+        self.idmd = idmd
+        self.maildir = maildir
+        self.seen = 0
+
+    def accepted(self):
+        """Every message the outbox ever accepted (queued, delivered, expired or dropped)."""
+        o = self.idmd.call("getStats")["outbox"]
+        return o["depth"] + o["delivered"] + o["expired"] + o["dropped"]
+
+    def files(self):
+        return sorted((f for f in os.listdir(self.maildir) if f.endswith(".eml")), key=lambda f: int(f[:-4]))
+
+    def new(self, timeout=30.0):
+        """The messages delivered since the last call, once every accepted one is delivered."""
+        import email
+        import email.policy
+        deadline = time.monotonic() + timeout
+        while len(self.files()) < self.accepted():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.accepted()} messages accepted, {len(self.files())} delivered")
+            time.sleep(0.05)
+        out = []
+        for name in self.files()[self.seen:]:
+            with open(os.path.join(self.maildir, name), "rb") as f:
+                out.append(email.message_from_bytes(f.read(), policy=email.policy.default))
+        self.seen += len(out)
+        return out
+
+
 def run_as(uid, gid, argv, groups=None, **kw):
     """Runs argv as another uid/gid, for role tests: no supplementary groups, or exactly
     `groups` (comma-separated gids)."""

@@ -20,6 +20,8 @@ NOT_PUBLISHER_SCOPED = {
     "registerCustomer", "login", "refreshToken", "revokeToken", "logoutAll", "introspectToken", "getJwks",
     "updateCustomer", "changePassword", "getCustomerConsents", "updateCustomerConsents",
     "getCaptureStatus", "updateCaptureAnswers", "getLocales",
+    # anyone may ask for a reset mail; the token or code mailed is the credential of updatePassword
+    "requestPasswordReset", "updatePassword",
     "pamAuthenticate", "pamAccount", "pamAcceptConsents", "pamCaptureAnswers", "pamChangePassword",
     "pamCloseSession",
     "listOutbox", "retryOutbox", "dropOutbox", "testQueueMail",

@@ -5,8 +5,12 @@ password typed twice set the password and sign the customer in with it; declinin
 passwords that differ and a weak password fail with a message and change nothing; an unknown
 address gets the same prompts; without reset=code an empty password is just wrong."""
 
+import re
+import shutil
+import tempfile
+
+from idmtest import Mailbox, mail_config
 from pamtest import PASSWORD, PamTestCase, main
-from test_consents import mdb_table
 
 NEW_PASSWORD = "battery staple 10"
 CODE_PROMPT = "prompt-on Code from the e-mail: "
@@ -16,9 +20,21 @@ CONFIRM = "Forgot your password? A code will be sent to your e-mail address [y/N
 class TestReset(PamTestCase):
     NEEDS = ("requestPasswordReset", "updatePassword")
 
+    def setUp(self):
+        # The outbox delivers through the fake sendmail into a directory the test reads.
+        self.maildir = tempfile.mkdtemp(prefix="idm-mail-")
+        self.addCleanup(shutil.rmtree, self.maildir, ignore_errors=True)
+        self.CONFIG = mail_config(self.maildir)
+        super().setUp()
+        self.mailbox = Mailbox(self.idmd, self.maildir)
+        self.mailed = []
+
     def codes(self):
         """The codes mailed so far, oldest first."""
-        return [v["vars"]["code"] for _, v in sorted(mdb_table(self.idmd.state, "outbox").items())]
+        for msg in self.mailbox.new():
+            text = msg.get_body(preferencelist=("plain",)).get_content()
+            self.mailed.append(re.search(r"^\s+([0-9]{8})\s*$", text, re.M).group(1))
+        return self.mailed
 
     def answer_code(self, line):
         return self.codes()[-1] if line == CODE_PROMPT else None
