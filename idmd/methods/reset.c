@@ -5,8 +5,9 @@
  *
  * Nothing here tells whether an address has an account. requestPasswordReset always answers {}
  * after the same unit of work: it counts the request for the address (records/resets.h: at most
- * [reset] max_per_hour mails an hour per address, account or not) and, only when an account has
- * the address, replaces its pending reset and queues the mail in the same unit of work. Every
+ * [reset] max_per_hour requests an hour per address, account or not) and replaces the address's
+ * pending reset, with fresh hashes whether or not anyone will get the secrets; only when an
+ * account has the address does it also queue the mail, in the same unit of work. Every
  * updatePassword hashes the new password first and then settles the token or code in one unit
  * of work, so a wrong token costs what a right one does; a wrong one is counted for the address
  * and [reset] code_tries of them void the pending reset. One answer, 401 invalid_token, for a
