@@ -282,6 +282,13 @@ static int table_check(StoreTable table) {
         return table >= 0 && table < _STORE_TABLE_MAX ? 0 : -EINVAL;
 }
 
+/* txn_check() and table_check() together: what every record access starts with. */
+static int txn_table_check(StoreTxn *t, StoreTable table) {
+        int r = txn_check(t);
+
+        return r < 0 ? r : table_check(table);
+}
+
 /* Keys are C strings of 1..STORE_KEY_MAX bytes, stored without the NUL. */
 static int key_to_val(const char *key, MDB_val *ret) {
         size_t n;
@@ -990,10 +997,7 @@ static int txn_get_val(StoreTxn *t, StoreTable table, const char *key, MDB_val *
         MDB_val k;
         int r;
 
-        r = txn_check(t);
-        if (r < 0)
-                return r;
-        r = table_check(table);
+        r = txn_table_check(t, table);
         if (r < 0)
                 return r;
         r = key_to_val(key, &k);
@@ -1027,10 +1031,7 @@ int store_count(StoreTxn *t, StoreTable table, uint64_t *ret) {
         MDB_stat st;
         int r;
 
-        r = txn_check(t);
-        if (r < 0)
-                return r;
-        r = table_check(table);
+        r = txn_table_check(t, table);
         if (r < 0)
                 return r;
         if (!ret)
@@ -1115,10 +1116,7 @@ int store_foreach(StoreTxn *t, StoreTable table, const char *prefix, const char 
         MDB_val k, v;
         int r;
 
-        r = txn_check(t);
-        if (r < 0)
-                return r;
-        r = table_check(table);
+        r = txn_table_check(t, table);
         if (r < 0)
                 return r;
         if (!fn)
