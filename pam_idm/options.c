@@ -21,7 +21,7 @@
 
 #define TIMEOUT_MAX_USEC (3600 * USEC_PER_SEC)
 #define SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1)
-#define PAM_IDM_CONF "/etc/idm/pam_idm.conf"
+#define PAM_IDM_CONF IDM_CONFDIR "/pam_idm.conf"
 
 static const char *const mode_table[_MODE_MAX] = {
         [MODE_PASSWORD] = "password",

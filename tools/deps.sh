@@ -29,6 +29,9 @@ idm_install_deps() {
         echo "Installing missing packages: ${missing[*]}" >&2
         local sudo=()
         [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-        "${sudo[@]}" apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+        # Wait for another apt (unattended-upgrades on a fresh machine) rather than fail at once.
+        local wait=(-o DPkg::Lock::Timeout=600 -o Acquire::Lock::Timeout=600)
+        "${sudo[@]}" apt-get "${wait[@]}" update -qq
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get "${wait[@]}" install -y -qq --no-install-recommends \
+                "${missing[@]}" >&2
 }

@@ -10,7 +10,12 @@
 
 #define IDM_DEFAULT_SOCKET "/run/idmd/socket"
 #define IDM_DEFAULT_STATE_DIR "/var/lib/idmd"
-#define IDM_DEFAULT_CONFIG "/etc/idm/idmd.conf"
+/* The build names the configuration directory (meson: prefix/sysconfdir/idm, /etc/idm for
+ * -Dprefix=/usr). */
+#ifndef IDM_CONFDIR
+#define IDM_CONFDIR "/etc/idm"
+#endif
+#define IDM_DEFAULT_CONFIG IDM_CONFDIR "/idmd.conf"
 
 /* Protocol limits (defaults; idmd.conf may change the daemon's side). */
 #define IDM_MAX_LINE_DEFAULT (64u * 1024u)   /* bytes in one request line, '\n' excluded */

@@ -123,6 +123,40 @@ class Daemon(unittest.TestCase):
             self.assertEqual(info["protocolVersion"], 1)
         self.assertEqual(d.stop(), 0)
 
+    def test_notify_under_socket_activation(self):
+        """What the service manager hears (Type=notify, WatchdogSec=): READY=1 with a STATUS= line
+        once idmd serves, WATCHDOG=1 from the event loop at half the watchdog period, and
+        STOPPING=1 on SIGTERM, read from the NOTIFY_SOCKET the test provides."""
+        d = self.new()
+        os.makedirs(os.path.dirname(d.socket), exist_ok=True)
+        notify_path = os.path.join(d.tmp, "notify")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(notify_path)
+        self.addCleanup(notify.close)
+        d.start(wait=False, args=["systemd-socket-activate", "-l", d.socket, "-E", f"NOTIFY_SOCKET={notify_path}",
+                                  "-E", "WATCHDOG_USEC=400000"] + d.args())
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                c = Client(d.socket)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        with c:
+            c.call("getServerInfo")
+        messages = []
+        notify.settimeout(10)
+        while sum("WATCHDOG=1" in m for m in messages) < 3:
+            messages.append(notify.recv(4096).decode())
+        ready = next(m for m in messages if "READY=1" in m)
+        self.assertRegex(ready, r"STATUS=Serving on ")
+        d.proc.send_signal(signal.SIGTERM)
+        while "STOPPING=1" not in messages[-1]:
+            messages.append(notify.recv(4096).decode())
+        self.assertEqual(d.proc.wait(timeout=30), 0)
+
     def test_no_config_file_uses_embedded_defaults(self):
         d = self.new()
         d.start(args=[IDMD, "--state-dir", d.state, "--socket", d.socket, "--config", "/dev/null"])

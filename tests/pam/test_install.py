@@ -1,0 +1,115 @@
+# SPDX-License-Identifier: MIT
+"""meson install, as a Debian package build does it (-Dprefix=/usr), into a DESTDIR: every file
+where Debian 12 expects it, with its mode; the systemd units pass systemd-analyze verify and name
+the installed daemon and socket; and the installed pam_idm.so is loaded by libpam by its bare
+name (as /etc/pam.d files and pam-auth-update name it) from libpam's own module directory,
+which a private mount namespace makes the DESTDIR's (nothing of the host is changed)."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from pamtest import PASSWORD, PamTestCase, main
+
+SOURCE_ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+PAMDIR = "/lib/x86_64-linux-gnu/security"           # libpam's, from pam.pc's libdir
+
+# Path in the DESTDIR -> mode.
+EXPECTED = {
+    "etc/idm/idmd.conf": 0o644,
+    "lib/systemd/system/idmd.service": 0o644,
+    "lib/systemd/system/idmd.socket": 0o644,
+    "lib/x86_64-linux-gnu/security/pam_idm.so": 0o755,
+    "usr/bin/idmctl": 0o755,
+    "usr/lib/sysusers.d/idmd.conf": 0o644,
+    "usr/lib/tmpfiles.d/idmd.conf": 0o644,
+    "usr/sbin/idmd": 0o755,
+    "usr/share/bash-completion/completions/idmctl": 0o644,
+    "usr/share/man/man1/idmctl.1": 0o644,
+    "usr/share/man/man5/idmd.conf.5": 0o644,
+    "usr/share/man/man8/idmd.8": 0o644,
+    "usr/share/man/man8/pam_idm.8": 0o644,
+    "usr/share/pam-configs/idm": 0o644,
+}
+
+
+class Install(PamTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="idm-install-")
+        os.chmod(cls.tmp, 0o755)
+        cls.root = os.path.join(cls.tmp, "root")
+        build = os.path.join(cls.tmp, "build")
+        for argv in (["meson", "setup", build, SOURCE_ROOT, "-Dprefix=/usr", "-Dtests=disabled", "-Dman=enabled"],
+                     ["ninja", "-C", build],
+                     ["meson", "install", "-C", build, "--destdir", cls.root, "--no-rebuild"]):
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+            if p.returncode != 0:
+                shutil.rmtree(cls.tmp, ignore_errors=True)
+                raise AssertionError(f"{' '.join(argv)} failed:\n{p.stdout}\n{p.stderr}")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_files_and_modes(self):
+        found = {}
+        for d, _, files in os.walk(self.root):
+            for f in files:
+                path = os.path.join(d, f)
+                found[os.path.relpath(path, self.root)] = os.stat(path).st_mode & 0o7777
+        self.assertEqual(found, EXPECTED)
+        with open(os.path.join(SOURCE_ROOT, "packaging", "idmd.conf")) as a, \
+                open(os.path.join(self.root, "etc/idm/idmd.conf")) as b:
+            self.assertEqual(a.read(), b.read())
+        # The installed daemon reads the installed configuration by default.
+        p = subprocess.run(["strings", os.path.join(self.root, "usr/sbin/idmd")], capture_output=True, text=True)
+        self.assertIn("/etc/idm/idmd.conf", p.stdout)
+
+    def test_units_verify(self):
+        units = os.path.join(self.root, "lib/systemd/system")
+        with open(os.path.join(units, "idmd.service")) as f:
+            service = f.read()
+        with open(os.path.join(units, "idmd.socket")) as f:
+            socket_unit = f.read()
+        self.assertIn("ExecStart=/usr/sbin/idmd\n", service)
+        for line in ("Type=notify", "User=idmd", "StateDirectory=idmd", "StateDirectoryMode=0700",
+                     "RuntimeDirectory=idmd", "WatchdogSec=", "PrivateNetwork=yes", "ProtectSystem=strict",
+                     "NoNewPrivileges=yes", "RestrictAddressFamilies=AF_UNIX", "SystemCallFilter=@system-service",
+                     "MemoryDenyWriteExecute=yes", "LockPersonality=yes", "CapabilityBoundingSet=\n"):
+            self.assertIn(line, service)
+        self.assertIn("ListenStream=/run/idmd/socket\n", socket_unit)
+        self.assertIn("SocketMode=0666\n", socket_unit)
+        # verify checks that ExecStart= exists: point it at the DESTDIR's copy.
+        check = os.path.join(self.tmp, "verify")
+        os.makedirs(check, exist_ok=True)
+        with open(os.path.join(check, "idmd.service"), "w") as f:
+            f.write(service.replace("ExecStart=/usr/sbin/idmd", f"ExecStart={self.root}/usr/sbin/idmd"))
+        shutil.copy(os.path.join(units, "idmd.socket"), check)
+        p = subprocess.run(["systemd-analyze", "verify", "--man=no", os.path.join(check, "idmd.service"),
+                            os.path.join(check, "idmd.socket")], capture_output=True, text=True, timeout=60)
+        self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""))
+        p = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=25",
+                            os.path.join(check, "idmd.service")], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        print(p.stdout.strip().splitlines()[-1])
+
+    def test_libpam_loads_the_installed_module_by_name(self):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root for a private mount namespace")
+        installed = os.path.join(self.root, PAMDIR.lstrip("/"))
+        svc = self.service("bare", f"auth required pam_idm.so conf={self.conf} socket={self.idmd.socket} "
+                                   f"publisher={self.publisher}")
+        # In a private mount namespace, libpam's module directory is the DESTDIR's.
+        wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                   f'mount --bind "{installed}" "{os.path.realpath(PAMDIR)}" && exec "$@"', "sh"]
+        r = self.ok(svc, self.EMAIL, "auth", pw=[PASSWORD], wrapper=wrapper)
+        self.assertEqual(r.results, [("auth", "PAM_SUCCESS")], r)
+        # The host's directory is untouched: no pam_idm.so there.
+        self.assertFalse(os.path.exists(os.path.join(PAMDIR, "pam_idm.so")))
+
+
+if __name__ == "__main__":
+    main()
