@@ -15,7 +15,7 @@ IDM_BUILD_DEPS=(
 IDM_TOUR_DEPS=(jq socat python3 python3-jwt python3-cryptography)
 IDM_BUILD_DEPS+=("${IDM_TOUR_DEPS[@]}")
 IDM_TEST_DEPS=(
-        python3 python3-jwt python3-cryptography lmdb-utils systemd util-linux
+        python3 python3-jwt python3-cryptography python3-prometheus-client lmdb-utils systemd util-linux
         libpam-wrapper libpamtest0-dev pamtester libnss-wrapper openssh-server openssh-client sshpass
         valgrind
 )

@@ -560,5 +560,44 @@ class Transport(unittest.TestCase):
         self.assertEqual(seen[0]["params"], ["s", "line\nbreak"])
 
 
+
+class Metrics(IdmctlCase):
+    """idmctl metrics, read back by prometheus_client's OpenMetrics parser (an independent one):
+    the counters and the latency histogram agree with getStats."""
+
+    def test_openmetrics(self):
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+        self.idmd.call("getServerInfo")
+        self.idmd.error("login", {"email": "a@example.com", "password": "wrong horse 1", "publisherId": "123456789"})
+        text = self.ok("metrics")
+        self.assertTrue(text.endswith("# EOF\n"))
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        stats = self.idmd.call("getStats")
+
+        def value(family, name, **labels):
+            for s in families[family].samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    return s.value
+            raise AssertionError(f"no sample {name} {labels}")
+
+        calls = stats["methods"]["getServerInfo"]["calls"]
+        # The scrape itself is counted after getStats answered: at least what was seen.
+        self.assertGreaterEqual(value("idm_requests", "idm_requests_total", method="getServerInfo"), calls - 1)
+        self.assertEqual(value("idm_request_errors", "idm_request_errors_total", method="login"), 1)
+        self.assertEqual(families["idm_request_duration_seconds"].type, "histogram")
+        self.assertEqual(value("idm_request_duration_seconds", "idm_request_duration_seconds_bucket",
+                               method="login", le="+Inf"), 1)
+        self.assertEqual(value("idm_store_entries", "idm_store_entries", table="meta"), 1)
+        self.assertEqual(value("idm_outbox_depth", "idm_outbox_depth"), 0)
+        self.assertIn("idm_rate_limited", families)
+        # Admin only, like getStats.
+        self.idmd.open_to_others()
+        p = run_as(65534, 65534, [IDMCTL, "--socket", self.idmd.socket, "metrics"], capture_output=True, text=True,
+                   timeout=30)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertRegex(p.stderr, r"^idmctl: .*forbidden")
+
+
 if __name__ == "__main__":
     main()

@@ -21,6 +21,8 @@ EXPECTED = {
     "etc/idm/idmd.conf": 0o644,
     "lib/systemd/system/idmd.service": 0o644,
     "lib/systemd/system/idmd.socket": 0o644,
+    "lib/systemd/system/idm-metrics.service": 0o644,
+    "lib/systemd/system/idm-metrics.timer": 0o644,
     "lib/x86_64-linux-gnu/security/pam_idm.so": 0o755,
     "usr/bin/idmctl": 0o755,
     "usr/lib/sysusers.d/idmd.conf": 0o644,
@@ -88,8 +90,16 @@ class Install(PamTestCase):
         with open(os.path.join(check, "idmd.service"), "w") as f:
             f.write(service.replace("ExecStart=/usr/sbin/idmd", f"ExecStart={self.root}/usr/sbin/idmd"))
         shutil.copy(os.path.join(units, "idmd.socket"), check)
-        p = subprocess.run(["systemd-analyze", "verify", "--man=no", os.path.join(check, "idmd.service"),
-                            os.path.join(check, "idmd.socket")], capture_output=True, text=True, timeout=60)
+        shutil.copy(os.path.join(units, "idm-metrics.timer"), check)
+        with open(os.path.join(units, "idm-metrics.service")) as f:
+            metrics = f.read()
+        self.assertIn("/usr/bin/idmctl metrics", metrics)
+        with open(os.path.join(check, "idm-metrics.service"), "w") as f:
+            f.write(metrics)
+        p = subprocess.run(["systemd-analyze", "verify", "--man=no"] +
+                           [os.path.join(check, u) for u in ("idmd.service", "idmd.socket", "idm-metrics.service",
+                                                             "idm-metrics.timer")],
+                           capture_output=True, text=True, timeout=60)
         self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""))
         p = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=25",
                             os.path.join(check, "idmd.service")], capture_output=True, text=True, timeout=60)
