@@ -953,6 +953,9 @@ Config *config_free(Config *c) {
         free(c->mail_command);
         free(c->mail_from);
         free(c->mail_template_dir);
+        for (size_t i = 0; c->origins && i < ELEMENTSOF(config_items); i++)
+                free(c->origins[i]);
+        free(c->origins);
         free(c);
         return NULL;
 }
@@ -1020,6 +1023,9 @@ int config_new(Config **ret) {
                 .reset_code_tries = 5,
         };
         memcpy(c->ratelimit, ratelimit_defaults, sizeof(c->ratelimit));
+        c->origins = calloc(ELEMENTSOF(config_items), sizeof(char *));
+        if (!c->origins)
+                return -ENOMEM;
 
         c->socket_path = strdup(IDM_DEFAULT_SOCKET);
         c->state_dir = strdup(IDM_DEFAULT_STATE_DIR);
@@ -1161,6 +1167,15 @@ static int config_assign(Config *c, const ConfigItem *item, const char *value, c
                         log_error("%s: invalid value '%s' for key '%s' in [%s]: %s.", origin, value, item->key,
                                   item->section, expected);
                 return -EINVAL;
+        }
+        if (c->origins) {
+                char **o = c->origins + (item - config_items);
+
+                free(*o);
+                if ((line > 0 ? asprintf(o, "%s:%u", origin, line) : asprintf(o, "%s", origin)) < 0) {
+                        *o = NULL;
+                        return log_error_errno(ENOMEM, "Out of memory.");
+                }
         }
         return 0;
 }
@@ -1442,7 +1457,7 @@ int config_set(Config *c, const char *section, const char *key, const char *valu
         return config_assign(c, item, value, origin ?: "command line", 0);
 }
 
-int config_dump(const Config *c, FILE *f) {
+static int dump(const Config *c, FILE *f, bool origins) {
         const char *section = NULL;
 
         assert(c);
@@ -1450,21 +1465,35 @@ int config_dump(const Config *c, FILE *f) {
 
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
                 const ConfigItem *item = config_items + i;
+                const char *origin = origins ? (c->origins && c->origins[i] ? c->origins[i] : "default") : NULL;
 
                 if (!section || !streq(section, item->section)) {
                         fprintf(f, "%s[%s]\n", section ? "\n" : "", item->section);
                         section = item->section;
                 }
                 if (item->type->dump) {
+                        /* A key of several lines: where it came from, above them. */
+                        if (origin)
+                                fprintf(f, "# %s: %s\n", item->key, origin);
                         item->type->dump(item, item_field_const(item, c), f);
                         continue;
                 }
                 fprintf(f, "%s = ", item->key);
                 item->type->format(item, item_field_const(item, c), f);
+                if (origin)             /* libinih reads ';' after a blank as a comment */
+                        fprintf(f, "  ; %s", origin);
                 fputc('\n', f);
         }
 
         if (fflush(f) != 0 || ferror(f))
                 return errno > 0 ? -errno : -EIO;
         return 0;
+}
+
+int config_dump(const Config *c, FILE *f) {
+        return dump(c, f, false);
+}
+
+int config_dump_origins(const Config *c, FILE *f) {
+        return dump(c, f, true);
 }

@@ -133,6 +133,10 @@ typedef struct Config {
         uint64_t reset_token_ttl_usec;  /* key token_ttl: default 1 h, 1 min..1 d */
         unsigned reset_max_per_hour;    /* key max_per_hour: mails per account and hour, default 3, 1..1000 */
         unsigned reset_code_tries;      /* key code_tries: wrong tries that void a reset, default 5, 1..100 */
+
+        /* Where each value came from, by key in config.c's table order: "FILE:LINE" of the last
+         * assignment, "command line", or NULL for the embedded default (config_dump_origins()). */
+        char **origins;
 } Config;
 
 /* Returns a Config holding the embedded defaults. -ENOMEM only. */
@@ -169,6 +173,11 @@ int config_set(Config *c, const char *section, const char *key, const char *valu
 /* Writes the effective configuration as an INI file that config_load_stream() reads back to the
  * same values (e.g. for "idmd --dump-config"). -errno on a write error. */
 int config_dump(const Config *c, FILE *f);
+
+/* config_dump() with where each value came from: a comment after each key ("; default", or
+ * "; FILE:LINE" of the assignment that set it last; "# key: ..." above a key of several lines),
+ * for "idmd --check-config". The output still loads back. -errno on a write error. */
+int config_dump_origins(const Config *c, FILE *f);
 
 /* "default", "login", "registration", "password_reset" (the [ratelimit.NAME] sections); NULL or
  * _METHOD_CLASS_INVALID for anything else. */

@@ -27,6 +27,8 @@ static void help(void) {
                "  -S --socket=PATH      Listen on PATH (default %s)\n"
                "  -f --foreground       Accepted for compatibility; idmd never forks\n"
                "     --log-level=LEVEL  err, warning, notice, info or debug\n"
+               "     --check-config     Read the configuration, print every key's value and where it came\n"
+               "                        from, and exit (non-zero when it is not acceptable)\n"
                "  -h --help             Show this help\n"
                "     --version          Show the version\n",
                IDM_DEFAULT_CONFIG, IDM_DEFAULT_STATE_DIR, IDM_DEFAULT_SOCKET);
@@ -70,7 +72,7 @@ static void json_free_wiped(void *p) {
 }
 
 int main(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_LOG_LEVEL, ARG_TEST_CLOCK };
+        enum { ARG_VERSION = 0x100, ARG_LOG_LEVEL, ARG_TEST_CLOCK, ARG_CHECK_CONFIG };
         static const struct option options[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "state-dir", required_argument, NULL, 's' },
@@ -80,13 +82,14 @@ int main(int argc, char *argv[]) {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "test-clock", no_argument, NULL, ARG_TEST_CLOCK },   /* not in --help: tests only */
+                { "check-config", no_argument, NULL, ARG_CHECK_CONFIG },
                 {},
         };
         const char *config_path = NULL, *state_dir = NULL, *socket_path = NULL;
         _cleanup_(manager_freep) Manager *m = NULL;
         Config *config = NULL;
         int c, r, log_level = -1;
-        bool test_clock = false;
+        bool test_clock = false, check_config = false;
 
         log_open();
         json_set_alloc_funcs(malloc, json_free_wiped);
@@ -119,6 +122,9 @@ int main(int argc, char *argv[]) {
                         return EXIT_SUCCESS;
                 case ARG_TEST_CLOCK:
                         test_clock = true;
+                        break;
+                case ARG_CHECK_CONFIG:
+                        check_config = true;
                         break;
                 default:
                         return EXIT_FAILURE;
@@ -166,24 +172,45 @@ int main(int argc, char *argv[]) {
         }
         if (log_level < 0)
                 log_set_max_level(config->log_level);
-        if (state_dir) {
-                free(config->state_dir);
-                config->state_dir = strdup(state_dir);
+        /* The command line's paths win, checked like the file's; relative ones would change
+         * meaning with the working directory: resolved now. */
+        const struct {
+                const char *path, *key, *option;
+        } given[] = {
+                { state_dir, "state_dir", "--state-dir" },
+                { socket_path, "socket_path", "--socket" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(given); i++) {
+                _cleanup_free_ char *path = NULL;
+
+                if (!given[i].path)
+                        continue;
+                path = strdup(given[i].path);
+                if (!path || make_absolute(&path) < 0) {
+                        config_free(config);
+                        log_error_errno(path ? errno : ENOMEM, "Failed to resolve %s: %m", given[i].option);
+                        return EXIT_FAILURE;
+                }
+                if (config_set(config, "daemon", given[i].key, path, given[i].option) < 0) {
+                        config_free(config);
+                        return EXIT_FAILURE;
+                }
         }
-        if (socket_path) {
-                free(config->socket_path);
-                config->socket_path = strdup(socket_path);
-        }
-        if (!config->state_dir || !config->socket_path) {
-                config_free(config);
-                log_oom();
-                return EXIT_FAILURE;
-        }
-        /* Relative paths would change meaning with the working directory: resolve them now. */
         if (make_absolute(&config->state_dir) < 0 || make_absolute(&config->socket_path) < 0) {
                 config_free(config);
                 log_error_errno(errno, "Failed to resolve a relative path: %m");
                 return EXIT_FAILURE;
+        }
+        if (check_config) {
+                /* What idmd would run with, and where each value came from; load and verify
+                 * reported the problems already. */
+                r = config_dump_origins(config, stdout);
+                config_free(config);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to write the configuration: %m");
+                        return EXIT_FAILURE;
+                }
+                return EXIT_SUCCESS;
         }
 
         r = manager_new(config, &m);

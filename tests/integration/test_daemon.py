@@ -157,6 +157,34 @@ class Daemon(unittest.TestCase):
             messages.append(notify.recv(4096).decode())
         self.assertEqual(d.proc.wait(timeout=30), 0)
 
+    def test_check_config(self):
+        """idmd --check-config prints every key with where its value came from (a file's line, the
+        command line, or the default), loads back to the same values, and exits non-zero for a
+        configuration idmd would refuse."""
+        d = self.new("[limits]\nmax_line = 2048\n\n[locales]\ncidr = 192.0.2.0/24 PL\n")
+        p = subprocess.run(d.args() + ["--check-config"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = p.stdout.splitlines()
+        max_line = next(n for n, l in enumerate(open(d.config).read().splitlines(), 1) if l.startswith("max_line"))
+        self.assertIn(f"max_line = 2K  ; {d.config}:{max_line}", lines)
+        self.assertIn(f"socket_path = {d.socket}  ; --socket", lines)
+        self.assertIn("max_depth = 32  ; default", lines)
+        self.assertTrue(any(l.startswith("# cidr: ") and d.config in l for l in lines), p.stdout)
+        self.assertIn("cidr = 192.0.2.0/24 PL", lines)
+        # What it prints is a configuration that reads back the same.
+        again = os.path.join(d.tmp, "again.conf")
+        with open(again, "w") as f:
+            f.write(p.stdout)
+        q = subprocess.run([IDMD, "--config", again, "--check-config"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(q.returncode, 0, q.stderr)
+        strip = lambda out: [l.split("  ; ")[0] for l in out.splitlines() if not l.startswith("#")]
+        self.assertEqual(strip(q.stdout), strip(p.stdout))
+        # Refused, with the line.
+        bad = self.new("[limits]\nmax_line = lots\n")
+        p = subprocess.run(bad.args() + ["--check-config"], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertRegex(p.stderr, r"idmd\.conf:\d+: invalid value 'lots' for key 'max_line'")
+
     def test_no_config_file_uses_embedded_defaults(self):
         d = self.new()
         d.start(args=[IDMD, "--state-dir", d.state, "--socket", d.socket, "--config", "/dev/null"])
