@@ -300,7 +300,9 @@ class Retries(OutboxTestCase):
         self.queue(vars=self.reset_vars())
         item = self.items()[0]
         self.idmd.call("testAdvanceClock", {"seconds": 3 * 86400 + 60})
-        self.assertEqual(self.idmd.call("retryOutbox", {}), {"retried": 1})
+        # The next try finds it too old: at once when asked, or at its own retry (2 s), which may
+        # come first (then nothing is left to retry).
+        self.assertIn(self.idmd.call("retryOutbox", {})["retried"], (0, 1))
         wait_for(lambda: self.outbox()["depth"] == 0, what="the message dropped")
         self.assertEqual(self.outbox()["expired"], 1)
         self.assertIn(f"Outbox message {item['id']} dropped undelivered: older than max_age (259200 s).",
