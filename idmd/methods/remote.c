@@ -48,6 +48,7 @@
 #define SSO_TOKEN_PARAM "token"
 #define SSO_LANG_PARAM "lang"
 #define URL_MAX 2048u
+#define SSO_URL_MAX 8192u
 #define PAGE_MAX 64u
 #define EXTERNAL_ID_MAX IDM_EXTERNAL_ID_MAX
 
@@ -349,7 +350,7 @@ static int method_remote_prepare(Call *call, json_t *params) {
         r = publisher_get(t, call_publisher_id(call), &publisher);
         if (r < 0)
                 return r;
-        r = offer_get(t, offer_id, &offer);
+        r = strlen(offer_id) <= IDM_OFFER_ID_MAX ? offer_get(t, offer_id, &offer) : -ENOENT;
         if (r < 0 && r != -ENOENT)
                 return r;
         t = store_txn_free(t);
@@ -681,6 +682,10 @@ static int method_remote_sso_by_customer(Call *call, json_t *params) {
                         w->url = next;
                 }
         }
+        if (r >= 0 && strlen(w->url) > SSO_URL_MAX)
+                r = call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                              json_pack("{s:s}", "field", "request"), "the URL would be longer than %u bytes",
+                              SSO_URL_MAX);
         if (r < 0) {
                 sso_work_free(w);
                 return r;

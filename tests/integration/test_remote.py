@@ -239,6 +239,11 @@ class PublisherSession(RemoteCase):
         self.idmd.call("listCustomers", {"sessionID": sid, "publisherId": self.pub})
         self.assertError(self.idmd.error("listCustomers", {"sessionID": sid, "publisherId": self.other}),
                          403, "forbidden")
+        # Also where a publisherToken is optional: registerCustomer with the publisher's externalId.
+        c = self.idmd.call("registerCustomer", {"sessionID": sid, "email": "kim@example.com",
+                                                "password": "correct horse 9", "externalId": "crm-kim"})
+        self.assertEqual(self.idmd.call("getCustomer", {"sessionID": sid, "externalId": "crm-kim"})["customerId"],
+                         c["customerId"])
         self.idmd.call("testAdvanceClock", {"seconds": 599})
         self.idmd.call("listOffers", {"sessionID": sid})
         self.idmd.call("testAdvanceClock", {"seconds": 2})
