@@ -40,6 +40,7 @@
 #include "manager.h"
 #include "outbox.h"
 #include "passwords.h"
+#include "records/remote.h"
 #include "records/resets.h"
 #include "sessions.h"
 #include "tokens.h"
@@ -595,6 +596,9 @@ static const Sweeper sweepers[] = {
         { "session",             SESSION_KIND_FAMILY,   session_expire_family },
         { "PAM session",         SESSION_KIND_PAM,      session_expire_timed  },
         { "password reset",      RESET_KIND,            session_expire_timed  },
+        { "remote-auth token",   REMOTE_KIND_REMOTE,    session_expire_timed  },
+        { "SSO token",           REMOTE_KIND_SSO,       session_expire_timed  },
+        { "publisher session",   REMOTE_KIND_PUBLISHER_SESSION, session_expire_timed },
         { "lockout",             .walk = sweep_lockouts, .table = STORE_LOCKOUTS },
 };
 

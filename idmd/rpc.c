@@ -49,6 +49,7 @@ static const Method *const method_tables[] = {
         methods_consents,
         methods_capture,
         methods_reset,
+        methods_remote,
         methods_lockouts,
         methods_locales,
         methods_outbox,
@@ -642,7 +643,8 @@ static Call *call_new(Connection *c, Slot *slot, size_t index) {
 static int authorize(Call *call, const Method *method, json_t *params) {
         switch (method->role) {
         case ROLE_ANYONE:
-                if (method->publisher_optional && json_object_get(params, "publisherToken"))
+                if (method->publisher_optional &&
+                    (json_object_get(params, "publisherToken") || json_object_get(params, "sessionID")))
                         return auth_publisher(call, params);
                 return 0;
         case ROLE_ADMIN:
@@ -654,7 +656,7 @@ static int authorize(Call *call, const Method *method, json_t *params) {
                 return auth_publisher(call, params);
         case ROLE_CUSTOMER:
                 if (method->publisher_form &&
-                    (json_object_get(params, "publisherToken") ||
+                    (json_object_get(params, "publisherToken") || json_object_get(params, "sessionID") ||
                      (call->role == ROLE_ADMIN && json_object_get(params, "publisherId"))))
                         return auth_publisher(call, params);
                 return auth_customer(call, params);

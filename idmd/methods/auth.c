@@ -14,6 +14,7 @@
 #include "manager.h"
 #include "methods/methods.h"
 #include "records/publishers.h"
+#include "records/remote.h"
 #include "sessions.h"
 #include "tokens.h"
 
@@ -32,11 +33,34 @@ int auth_publisher(Call *call, json_t *params) {
         _cleanup_free_ char *token_publisher = NULL;
         const char *token = json_object_get_string(params, "publisherToken");
         const char *named = json_object_get_string(params, "publisherId");
+        const char *session_id = json_object_get_string(params, "sessionID");
         int r;
 
         r = call_store_read(call, &t);
         if (r < 0)
                 return r;
+
+        /* A sessionID from publisherLogin stands for the token for 10 minutes (methods/remote.c). */
+        if (!token && session_id) {
+                _cleanup_(json_decrefp) json_t *session = NULL;
+                json_t *expires;
+
+                r = publisher_session_get(t, session_id, &session);
+                if (r == -ENOENT || r == -EINVAL)
+                        return call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid sessionID");
+                if (r < 0)
+                        return r;
+                expires = json_object_get(session, "expires");
+                if (!json_is_integer(expires) || (uint64_t) json_integer_value(expires) <= now_realtime_usec())
+                        return call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_TOKEN_EXPIRED, NULL,
+                                         "the sessionID has expired");
+                if (!json_object_get_string(session, "publisherId"))
+                        return -EPROTO;
+                if (named && !streq(named, json_object_get_string(session, "publisherId")))
+                        return call_fail(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL,
+                                         "publisherId does not match the sessionID");
+                return call_set_publisher(call, json_object_get_string(session, "publisherId"));
+        }
 
         if (token) {
                 r = publisher_find_by_token(t, token, &token_publisher);
@@ -52,7 +76,7 @@ int auth_publisher(Call *call, json_t *params) {
         }
 
         if (call_role(call) != ROLE_ADMIN)
-                return call_fail(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL, "this method needs a publisherToken");
+                return call_fail(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL, "this method needs a publisherToken (or sessionID)");
         if (!named)
                 return call_fail_param(call, "publisherId", "missing parameter 'publisherId'");
         if (!publisher_exists(t, named))

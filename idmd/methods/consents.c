@@ -716,6 +716,7 @@ const Method methods_consents[] = {
           .params = (const ParamSpec[]) {
                   PUBLISHER_NAMING_PARAMS,
                   { "publisherToken", PARAM_STRING, false, IDM_PUBLISHER_TOKEN_MAX },
+                  { "sessionID", PARAM_STRING, false, IDM_SESSION_ID_MAX },
                   {} } },
         { .name = "setPublisherConsents", .handler = method_consents_set_publisher, .role = ROLE_PUBLISHER,
           .params = (const ParamSpec[]) {

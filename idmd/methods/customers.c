@@ -1396,6 +1396,7 @@ const Method methods_customers[] = {
                   { "externalData", PARAM_OBJECT, false, 0 },
                   { "customerIP", PARAM_STRING, false, IDM_CUSTOMER_IP_MAX },
                   { "publisherToken", PARAM_STRING, false, IDM_PUBLISHER_TOKEN_MAX },
+                  { "sessionID", PARAM_STRING, false, IDM_SESSION_ID_MAX },
                   {} } },
         { .name = "login", .handler = method_customers_login, .role = ROLE_ANYONE, .class = METHOD_CLASS_LOGIN,
           .address_param = "customerIP",

@@ -30,11 +30,12 @@ int auth_publisher(Call *call, json_t *params);
  * customerToken (a publisher backend's, valid for days) is an unknown parameter there. */
 #define CUSTOMER_JWT_ONLY_PARAMS { "jwt", PARAM_STRING, true, IDM_JWT_MAX }
 
-/* The params of every ROLE_PUBLISHER method (auth_publisher): the token, or for an admin peer
- * the publisher it acts for. */
+/* The params of every ROLE_PUBLISHER method (auth_publisher): the token (or a sessionID from
+ * publisherLogin), or for an admin peer the publisher it acts for. */
 #define PUBLISHER_AUTH_PARAMS                                                                   \
         PARAM_ID("publisherId", false, IDM_PUBLISHER_ID_MAX),                                   \
-        { "publisherToken", PARAM_STRING, false, IDM_PUBLISHER_TOKEN_MAX }
+        { "publisherToken", PARAM_STRING, false, IDM_PUBLISHER_TOKEN_MAX },                     \
+        { "sessionID", PARAM_STRING, false, IDM_SESSION_ID_MAX }
 
 /* A customer of the call's publisher, named by exactly one of these (customers_resolve_named). */
 #define CUSTOMER_NAMING_PARAMS                                                                  \

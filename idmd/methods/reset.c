@@ -545,6 +545,7 @@ const Method methods_reset[] = {
           .params = (const ParamSpec[]) {
                   PUBLISHER_NAMING_PARAMS,
                   { "publisherToken", PARAM_STRING, false, IDM_PUBLISHER_TOKEN_MAX },
+                  { "sessionID", PARAM_STRING, false, IDM_SESSION_ID_MAX },
                   { "customerEmail", PARAM_STRING, true, IDM_EMAIL_MAX },
                   { "resetUrl", PARAM_STRING, false, RESET_URL_MAX },
                   { "useCode", PARAM_BOOLEAN, false },

@@ -13,6 +13,7 @@
 #include "records/capture.h"
 #include "records/consents.h"
 #include "records/customers.h"
+#include "records/remote.h"
 #include "records/resets.h"
 #include "sessions.h"
 #include "tokens.h"
@@ -121,6 +122,28 @@ int customer_create(StoreTxn *t, json_t *rec, const char **ret_taken) {
         return r;
 }
 
+int customer_link_external_id(StoreTxn *t, json_t *rec, const char *external_id) {
+        const char *pid = json_object_get_string(rec, "publisherId");
+        _cleanup_free_ char *ext_key = NULL;
+        _cleanup_(json_decrefp) json_t *link = NULL;
+        int r;
+
+        if (!pid || !json_object_get_string(rec, "customerId") || json_object_get(rec, "externalId"))
+                return -EINVAL;
+        r = external_id_key(pid, external_id, &ext_key);
+        if (r < 0)
+                return r;
+        link = json_pack("{s:O}", "customerId", json_object_get(rec, "customerId"));
+        if (!link)
+                return -ENOMEM;
+        r = store_put(t, STORE_CUSTOMERS_BY_EXTERNAL_ID, ext_key, link, STORE_PUT_NO_OVERWRITE);
+        if (r < 0)
+                return r;
+        if (json_object_set_new(rec, "externalId", json_string(external_id)) < 0)
+                return -ENOMEM;
+        return customer_put(t, rec);
+}
+
 int customer_put(StoreTxn *t, json_t *rec) {
         const char *id = json_object_get_string(rec, "customerId");
 
@@ -217,7 +240,7 @@ int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecord
 
 /* The kind of a timed record of a customer's (sessions.h) under key, or NULL. */
 static const char *timed_kind(const char *key) {
-        static const char *const kinds[] = { SESSION_KIND_PAM, RESET_KIND };
+        static const char *const kinds[] = { SESSION_KIND_PAM, RESET_KIND, REMOTE_KIND_REMOTE, REMOTE_KIND_SSO };
 
         for (size_t i = 0; i < ELEMENTSOF(kinds); i++)
                 if (strncmp(key, kinds[i], strlen(kinds[i])) == 0 && key[strlen(kinds[i])] == ':')

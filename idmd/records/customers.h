@@ -34,6 +34,11 @@ int customer_find_by_external_id(StoreTxn *t, const char *publisher_id, const ch
  * naming what was taken ("email" or "externalId"). */
 int customer_create(StoreTxn *t, json_t *rec, const char **ret_taken);
 
+/* In a unit of work: gives a customer that has none the externalId (set in rec, which is
+ * written back) and its index entry. -EEXIST when another customer of the publisher has it;
+ * -EINVAL when rec has an externalId already. */
+int customer_link_external_id(StoreTxn *t, json_t *rec, const char *external_id);
+
 /* In a unit of work: writes back a changed record of an existing customer (its e-mail and
  * externalId unchanged). */
 int customer_put(StoreTxn *t, json_t *rec);

@@ -141,6 +141,7 @@
 #define IDM_METHOD_LOGIN "login"
 #define IDM_METHOD_REVOKE_TOKEN "revokeToken"
 #define IDM_METHOD_UPDATE_CUSTOMER_CONSENTS "updateCustomerConsents"
+#define IDM_METHOD_REDEEM_TOKEN "redeemToken"
 
 /* Connection-level refusals (sent with id null, then the connection is closed). */
 #define IDM_REASON_TOO_MANY_CONNECTIONS "too_many_connections"

@@ -22,6 +22,8 @@ NOT_PUBLISHER_SCOPED = {
     "getCaptureStatus", "updateCaptureAnswers", "getLocales",
     # anyone may ask for a reset mail; the token or code mailed is the credential of updatePassword
     "requestPasswordReset", "updatePassword",
+    # a one-time token is its own credential
+    "redeemToken",
     "pamAuthenticate", "pamAccount", "pamAcceptConsents", "pamCaptureAnswers", "pamChangePassword",
     "pamCloseSession",
     "listOutbox", "retryOutbox", "dropOutbox", "testQueueMail",
@@ -43,6 +45,11 @@ PUBLISHER_METHODS = [
     ("listOffers", {}),
     ("addOffer", {"offerId": "B_STEALS_1"}),
     ("removeOffer", {"offerId": "A_OFFER_1"}),
+    ("publisherLogin", {}),
+    ("prepareRemoteAuth", {"customerData": {"email": "mallory@example.com"},
+                           "flowDescription": {"offerId": "A_OFFER_1", "redirectUri": "https://app.example.com/cb"}}),
+    ("getSingleSignOnByCustomer", {"idCustomer": "{id}", "customerType": "CustomerReference"}),
+    ("ssoLogin", {"email": "alice@example.com", "externalId": "crm-1"}),
 ]
 
 # Methods naming one customer: B's token with A's customer (and no publisherId).

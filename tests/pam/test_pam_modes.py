@@ -1,10 +1,14 @@
 # SPDX-License-Identifier: MIT
-"""mode=code and mode=device: their conversation and their checks, against a scripted stand-in for
-idmd's token methods (redeemToken, startDeviceLogin, pollDeviceLogin, getCustomer, revokeToken),
-because the real idmd does not implement them yet (test_pam_transport.py shows that pam_idm then
+"""mode=code and mode=device: their conversation and their checks. mode=code runs against the real
+idmd too (TestCodeWithIdmd: remote-auth and SSO tokens, single use, expiry, another customer's
+token); the scripted stand-in for idmd's token methods (redeemToken, startDeviceLogin,
+pollDeviceLogin, getCustomer, revokeToken) keeps the cases a real idmd cannot be made to answer,
+and device login, which idmd does not implement yet (test_pam_transport.py shows that pam_idm then
 answers PAM_AUTHINFO_UNAVAIL). The stand-in listens on a root-owned socket, as idmd would."""
 
 import os
+import time
+import urllib.parse
 
 from pamtest import PAM_SET_ITEMS, FakeIdmd, PamTestCase, error, main
 
@@ -105,6 +109,67 @@ class TestCode(ModeTestCase):
         svc = self.idm_service("tv", "mode=code", socket=fake.path, publisher=PUBLISHER)
         self.ok(svc, EMAIL, "auth=PAM_AUTH_ERR", pw=["my password!"])
         self.assertEqual(fake.calls, [])
+
+
+class TestCodeWithIdmd(PamTestCase):
+    """mode=code against the real idmd: remote-auth and SSO tokens, made by the publisher's
+    methods, redeemed through pam_wrapper for PAM_USER."""
+
+    NEEDS = ("redeemToken", "prepareRemoteAuth", "getSingleSignOnByCustomer")
+
+    def setUp(self):
+        super().setUp()
+        self.idmd.call("updatePublisher", {"publisherId": self.publisher, "remoteAuthUrl": "https://tv.example/remote",
+                                           "ssoUrl": "https://tv.example/sso"})
+        self.idmd.call("addOffer", {"publisherId": self.publisher, "offerId": "TV_1"})
+        self.svc = self.idm_service("tv", "mode=code", "export_env")
+
+    def remote_token(self, email):
+        url = self.idmd.call("prepareRemoteAuth", {
+            "publisherId": self.publisher, "customerData": {"email": email},
+            "flowDescription": {"offerId": "TV_1", "redirectUri": "https://app.example.com/cb"}})["url"]
+        return urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["remote_token"][0]
+
+    def sso_token(self, customer_id, **kw):
+        url = self.idmd.call("getSingleSignOnByCustomer", dict({
+            "publisherId": self.publisher, "idCustomer": customer_id, "customerType": "CustomerReference"}, **kw))
+        return urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["token"][0]
+
+    def test_remote_token(self):
+        token = self.remote_token(self.EMAIL)
+        r = self.ok(self.svc, self.EMAIL, "auth", "env", pw=[token])
+        self.assertEqual(r.prompts, [("prompt-off", "Code: ")], r)
+        self.assertEqual(r.env.get("IDM_CUSTOMER_ID"), self.customer["customerId"], r)
+        self.assertEqual(r.env.get("IDM_PUBLISHER_ID"), self.publisher, r)
+        # Single use.
+        self.ok(self.svc, self.EMAIL, "auth=PAM_AUTH_ERR", pw=[token])
+
+    def test_sso_token(self):
+        token = self.sso_token(self.customer["customerId"], validityTime=60)
+        r = self.ok(self.svc, self.EMAIL.upper(), "auth", "env", pw=[token])
+        self.assertEqual(r.env.get("IDM_CUSTOMER_ID"), self.customer["customerId"], r)
+        # Expired.
+        token = self.sso_token(self.customer["customerId"], validityTime=1)
+        time.sleep(1.5)
+        self.ok(self.svc, self.EMAIL, "auth=PAM_AUTH_ERR", pw=[token])
+
+    def test_token_of_another_customer(self):
+        self.register("bob@example.com", "correct horse 9")
+        token = self.remote_token("bob@example.com")
+        r = self.ok(self.svc, self.EMAIL, "auth=PAM_AUTH_ERR", pw=[token])
+        self.assertTrue(r.logged(f"the code belongs to another customer than '{self.EMAIL}', refusing"), r)
+        # The session the redemption started for bob was revoked by the module.
+        bob = self.idmd.call("getCustomer", {"publisherId": self.publisher, "email": "bob@example.com"})
+        sessions = self.idmd.call("exportCustomer", {"publisherId": self.publisher,
+                                                     "customerId": bob["customerId"]})["sessions"]
+        # (registration started the other one)
+        self.assertEqual(len(sessions), 2, sessions)
+        self.assertEqual(len([x for x in sessions if x["revoked"]]), 1, sessions)
+        # And the token is used up.
+        self.ok(self.svc, "bob@example.com", "auth=PAM_AUTH_ERR", pw=[token])
+
+    def test_unknown_token(self):
+        self.ok(self.svc, self.EMAIL, "auth=PAM_AUTH_ERR", pw=["A" * 43])
 
 
 class TestDevice(ModeTestCase):
