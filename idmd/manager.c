@@ -40,6 +40,7 @@
 #include "manager.h"
 #include "outbox.h"
 #include "passwords.h"
+#include "records/device.h"
 #include "records/resets.h"
 #include "sessions.h"
 #include "tokens.h"
@@ -595,6 +596,8 @@ static const Sweeper sweepers[] = {
         { "session",             SESSION_KIND_FAMILY,   session_expire_family },
         { "PAM session",         SESSION_KIND_PAM,      session_expire_timed  },
         { "password reset",      RESET_KIND,            session_expire_timed  },
+        { "device login",        DEVICE_KIND,           session_expire_timed  },
+        { "device user code",    DEVICE_CODE_KIND,      session_expire_timed  },
         { "lockout",             .walk = sweep_lockouts, .table = STORE_LOCKOUTS },
 };
 

@@ -49,6 +49,7 @@ static const Method *const method_tables[] = {
         methods_consents,
         methods_capture,
         methods_reset,
+        methods_device,
         methods_lockouts,
         methods_locales,
         methods_outbox,
