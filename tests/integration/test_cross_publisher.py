@@ -22,6 +22,9 @@ NOT_PUBLISHER_SCOPED = {
     "getCaptureStatus", "updateCaptureAnswers", "getLocales",
     # anyone may ask for a reset mail; the token or code mailed is the credential of updatePassword
     "requestPasswordReset", "updatePassword",
+    # device login: the device names the publisher it signs in to; approval is the customer's own
+    # (its jwt fixes the publisher: another publisher's customer finds nothing, test_device.py) or an admin's
+    "startDeviceLogin", "pollDeviceLogin", "approveDeviceLogin", "denyDeviceLogin",
     "pamAuthenticate", "pamAccount", "pamAcceptConsents", "pamCaptureAnswers", "pamChangePassword",
     "pamCloseSession",
     "listOutbox", "retryOutbox", "dropOutbox", "testQueueMail",
