@@ -1,8 +1,11 @@
 # SPDX-License-Identifier: MIT
 """mode=code and mode=device: their conversation and their checks, against a scripted stand-in for
-idmd's token methods (redeemToken, startDeviceLogin, pollDeviceLogin, getCustomer, revokeToken),
-because the real idmd does not implement them yet (test_pam_transport.py shows that pam_idm then
-answers PAM_AUTHINFO_UNAVAIL). The stand-in listens on a root-owned socket, as idmd would."""
+idmd's token methods (redeemToken, startDeviceLogin, pollDeviceLogin, getCustomer, revokeToken):
+for redeemToken because the real idmd does not implement it yet (test_pam_transport.py shows that
+pam_idm then answers PAM_AUTHINFO_UNAVAIL), and for the device login for what the real idmd cannot
+be made to do (a short expiry, slow_down on cue, idle connections, malformed results);
+test_pam_device.py drives mode=device against the real idmd. The stand-in listens on a root-owned
+socket, as idmd would."""
 
 import os
 
