@@ -51,6 +51,7 @@ static uint64_t record_u64(json_t *rec, const char *field) {
 typedef struct StartWork {
         char *publisher_id;
         char *device_name;
+        char *uri;              /* the publisher's deviceVerificationUrl */
         char *device_code;      /* drawn before the unit of work, which may run twice */
         uint64_t now_usec;
 
@@ -62,6 +63,7 @@ static void start_work_free(void *p) {
 
         free(w->publisher_id);
         free(w->device_name);
+        free(w->uri);
         erase_and_free(w->device_code);
         explicit_bzero(w->user_code, sizeof(w->user_code));
         free(w);
@@ -117,9 +119,7 @@ static int start_write(StoreTxn *t, void *userdata) {
 
 static void start_done(Call *call, int r, void *userdata) {
         StartWork *w = userdata;
-        _cleanup_free_ char *complete = NULL, *uri = NULL;
-        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        _cleanup_(json_decrefp) json_t *publisher = NULL;
+        _cleanup_free_ char *complete = NULL;
         char shown[DEVICE_USER_CODE_LEN + 2];
 
         if (r == -EAGAIN) {
@@ -129,26 +129,11 @@ static void start_done(Call *call, int r, void *userdata) {
         }
         if (r < 0)
                 return;
-        /* The URL as it was checked before the unit of work; read again, as the publisher may
-         * have gone meanwhile (then the login cannot be approved anyway). */
-        r = call_store_read(call, &t);
-        if (r >= 0)
-                r = publisher_get(t, w->publisher_id, &publisher);
-        if (r < 0) {
-                (void) call_reply_failure(call, r);
-                return;
-        }
-        uri = strdup(strempty(json_object_get_string(publisher, "deviceVerificationUrl")));
-        t = store_txn_free(t);
-        if (!uri) {
-                (void) call_reply_failure(call, -ENOMEM);
-                return;
-        }
         /* XXXX-XXXX, as RFC 8628 section 6.1 suggests for reading it out. */
         memcpy(shown, w->user_code, 4);
         shown[4] = '-';
         memcpy(shown + 5, w->user_code + 4, DEVICE_USER_CODE_LEN - 4 + 1);
-        r = url_add_query(uri, "user_code", shown, &complete);
+        r = url_add_query(w->uri, "user_code", shown, &complete);
         if (r < 0) {
                 (void) call_reply_failure(call, r);
                 return;
@@ -156,7 +141,7 @@ static void start_done(Call *call, int r, void *userdata) {
         log_info("%s: device login started for publisher %s%s%s%s", call_request_id(call), w->publisher_id,
                  w->device_name ? " (device '" : "", strempty(w->device_name), w->device_name ? "')" : "");
         (void) call_reply(call, json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "deviceCode", w->device_code,
-                                          "userCode", shown, "verificationUri", uri, "verificationUriComplete",
+                                          "userCode", shown, "verificationUri", w->uri, "verificationUriComplete",
                                           complete, "expiresIn", DEVICE_TTL_SEC, "interval", DEVICE_INTERVAL_SEC));
         explicit_bzero(shown, sizeof(shown));
 }
@@ -166,6 +151,7 @@ static int method_device_start(Call *call, json_t *params) {
         _cleanup_(json_decrefp) json_t *publisher = NULL;
         _cleanup_free_ char *publisher_id = NULL;
         const char *name = json_object_get_string(params, "deviceName");
+        const char *uri;
         StartWork *w;
         int r;
 
@@ -180,7 +166,8 @@ static int method_device_start(Call *call, json_t *params) {
         if (r < 0)
                 return r;
         t = store_txn_free(t);
-        if (!json_object_get_string(publisher, "deviceVerificationUrl"))
+        uri = json_object_get_string(publisher, "deviceVerificationUrl");
+        if (!uri)
                 return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_DEVICE_LOGIN_DISABLED, NULL,
                                  "the publisher has no deviceVerificationUrl: device login is off");
 
@@ -190,10 +177,11 @@ static int method_device_start(Call *call, json_t *params) {
         *w = (StartWork) {
                 .publisher_id = TAKE_PTR(publisher_id),
                 .device_name = name ? strdup(name) : NULL,
+                .uri = strdup(uri),
                 .now_usec = now_realtime_usec(),
         };
         r = token_random(DEVICE_CODE_BYTES, &w->device_code);
-        if (r < 0 || (name && !w->device_name)) {
+        if (r < 0 || (name && !w->device_name) || !w->uri) {
                 start_work_free(w);
                 return r < 0 ? r : -ENOMEM;
         }
