@@ -86,12 +86,12 @@ static int start_write(StoreTxn *t, void *userdata) {
                 _cleanup_(json_decrefp) json_t *taken = NULL;
 
                 if (i >= DEVICE_USER_CODE_TRIES)
-                        return -EAGAIN;
+                        return -ENOTUNIQ;       /* answered 503 by start_done() */
                 r = token_random_from(DEVICE_USER_CODE_ALPHABET, DEVICE_USER_CODE_LEN, &code);
                 if (r < 0)
                         return r;
                 free(code_key);
-        code_key = NULL;
+                code_key = NULL;
                 r = device_user_code_key(code, &code_key);
                 if (r < 0)
                         return r;
@@ -104,7 +104,7 @@ static int start_write(StoreTxn *t, void *userdata) {
                         return r;
         }
 
-        rec = json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:i}", "publisherId", w->publisher_id, "deviceName",
+        rec = json_pack("{s:s, s:s*, s:s, s:s, s:I, s:I, s:i}", "publisherId", w->publisher_id, "deviceName",
                         w->device_name, "userCodeKey", code_key, "state", "pending", "created",
                         (json_int_t) w->now_usec, "expires", (json_int_t) expires, "interval", DEVICE_INTERVAL_SEC);
         code_rec = json_pack("{s:s, s:s, s:I}", "deviceKey", key, "publisherId", w->publisher_id, "expires",
@@ -122,7 +122,7 @@ static void start_done(Call *call, int r, void *userdata) {
         _cleanup_free_ char *complete = NULL;
         char shown[DEVICE_USER_CODE_LEN + 2];
 
-        if (r == -EAGAIN) {
+        if (r == -ENOTUNIQ) {
                 (void) call_fail(call, IDM_ERR_UNAVAILABLE, IDM_REASON_UNAVAILABLE, NULL,
                                  "no free user code: too many device logins under way");
                 return;
