@@ -25,10 +25,10 @@ class DeviceLogin(PamTestCase):
         self.idmd.call("updatePublisher", {"publisherId": self.publisher, "deviceVerificationUrl": VERIFY_URL})
         self.svc = self.idm_service("tv", "mode=device", "export_env")
 
-    def run_device(self, user, decide, *ops, at_prompt=True):
+    def run_device(self, user, decide, *ops, at_prompt=True, svc=None, **kw):
         """Runs ops (default: auth) for user; decide(user_code) approves or denies through the socket,
         when the prompt comes (at_prompt) or from a thread a second after Enter was pressed."""
-        argv = self.drive_argv(self.svc, user, *(ops or ("auth",)), echo=["@stdin"])
+        argv = self.drive_argv(svc or self.svc, user, *(ops or ("auth",)), echo=["@stdin"], **kw)
         seen = {}
         threads = []
 
@@ -102,6 +102,34 @@ class DeviceLogin(PamTestCase):
         r = self.assertDrive(self.run_device(self.EMAIL, try_then_approve))
         self.assertEqual(refused[0]["code"], 404, refused)
         self.assertEqual(r.code("auth"), "PAM_SUCCESS", r)
+
+
+    def test_qr_code_on_a_local_terminal(self):
+        svc = self.idm_service("tv-qr", "mode=device", "qr")
+        r = self.assertDrive(self.run_device(self.EMAIL, self.approve(), svc=svc, tty="tty1"))
+        self.assertEqual(r.code("auth"), "PAM_SUCCESS", r)
+        qr = [line for line in r.infos if not line.startswith("To sign in")]
+        self.assertGreater(len(qr), 10, r)
+        # Back to modules: two rows a line, a block is light; a 2-module light border.
+        halves = {" ": (0, 0), "\u2580": (1, 0), "\u2584": (0, 1), "\u2588": (1, 1)}
+        self.assertLessEqual(set("".join(qr)), set(halves), r)
+        self.assertEqual(len({len(line) for line in qr}), 1, r)
+        rows = [[halves[c][i] for c in line] for line in qr for i in (0, 1)]
+        w = len(qr[0]) - 4
+        self.assertEqual((w - 17) % 4, 0, f"{w} is no QR code's width")
+        self.assertTrue(all(rows[y][x] for y in (0, 1, w + 2) for x in range(w + 4)), r)
+        light = lambda y, x: rows[y + 2][x + 2]
+        # The three finder patterns: a dark 7x7 ring, a light ring, a dark 3x3 centre.
+        for oy, ox in ((0, 0), (0, w - 7), (w - 7, 0)):
+            for y in range(7):
+                for x in range(7):
+                    ring = max(abs(y - 3), abs(x - 3))
+                    self.assertEqual(light(oy + y, ox + x), ring == 2, (oy, ox, y, x))
+        # Not over ssh (a remote host), and not without a terminal.
+        r = self.assertDrive(self.run_device(self.EMAIL, self.approve(), svc=svc, tty="ssh", rhost="192.0.2.7"))
+        self.assertEqual(len(r.infos), 1, r)
+        r = self.assertDrive(self.run_device(self.EMAIL, self.approve(), svc=svc))
+        self.assertEqual(len(r.infos), 1, r)
 
 
 if __name__ == "__main__":
