@@ -78,6 +78,10 @@ static const Verb verbs[] = {
         { "outbox", "drop", 1, 1, 0, verb_outbox_drop, "ID", "Drop a queued message undelivered" },
         { "metrics", NULL, 0, 0, 0, verb_metrics, "",
           "Print the daemon's statistics as OpenMetrics text (for node_exporter's textfile collector)" },
+        { "device", "approve", 1, 1, VERB_OPT_PUBLISHER | VERB_OPT_CUSTOMER, verb_device_approve,
+          "CODE --customer EMAIL|CUSTOMER_ID --publisher ID", "Approve a device login on a customer's behalf" },
+        { "device", "deny", 1, 1, VERB_OPT_PUBLISHER | VERB_OPT_CUSTOMER, verb_device_deny,
+          "CODE --customer EMAIL|CUSTOMER_ID --publisher ID", "Deny a device login on a customer's behalf" },
         { "call", NULL, 0, 2, VERB_OPT_LIST, verb_call, "METHOD [PARAMS|-] | --list",
           "Call any method with JSON params (- reads stdin); --list names the methods" },
 };
@@ -454,6 +458,8 @@ static void help(void) {
                       "     --remote-auth-url URL   Remote authentication page; empty clears it\n"
                       "     --sso-url URL           Single sign-on base URL; empty clears it\n"
                       "     --sso-page NAME=PATH    SSO page path; repeat for more; empty clears the map\n"
+                      "     --device-verification-url URL\n"
+                      "                             Where customers enter device login codes; empty clears it\n"
                       "\nOffer options (offer add):\n"
                       "     --title TITLE           The offer's title\n"
                       "\nActing for a publisher (customer ..., consents show|set, capture show|set):\n"
@@ -464,6 +470,7 @@ static void help(void) {
                       "\nOther command options:\n"
                       "     --file FILE             The list to set, as JSON; - reads stdin (consents set, capture set)\n"
                       "     --list                  Print the names of the daemon's methods (call)\n"
+                      "     --customer EMAIL|ID     The customer who approves or denies (device approve|deny)\n"
                       "\nSee the idmctl(1) man page for details.\n");
 }
 
@@ -505,6 +512,8 @@ enum {
         ARG_REMOTE_AUTH_URL,
         ARG_SSO_URL,
         ARG_SSO_PAGE,
+        ARG_DEVICE_VERIFICATION_URL,
+        ARG_CUSTOMER,
         ARG_TITLE,
         ARG_PUBLISHER,
         ARG_PUBLISHER_TOKEN_FILE,
@@ -524,6 +533,8 @@ static const struct option options[] = {
         { "remote-auth-url", required_argument, NULL, ARG_REMOTE_AUTH_URL },
         { "sso-url", required_argument, NULL, ARG_SSO_URL },
         { "sso-page", required_argument, NULL, ARG_SSO_PAGE },
+        { "device-verification-url", required_argument, NULL, ARG_DEVICE_VERIFICATION_URL },
+        { "customer", required_argument, NULL, ARG_CUSTOMER },
         { "title", required_argument, NULL, ARG_TITLE },
         { "publisher", required_argument, NULL, ARG_PUBLISHER },
         { "publisher-token-file", required_argument, NULL, ARG_PUBLISHER_TOKEN_FILE },
@@ -670,6 +681,9 @@ static const OptionArg option_args[] = {
         { ARG_REMOTE_AUTH_URL, VERB_OPT_PUBLISHER_SETTINGS, NULL, offsetof(Context, remote_auth_url) },
         { ARG_SSO_URL, VERB_OPT_PUBLISHER_SETTINGS, NULL, offsetof(Context, sso_url) },
         { ARG_SSO_PAGE, VERB_OPT_PUBLISHER_SETTINGS, parse_sso_page },
+        { ARG_DEVICE_VERIFICATION_URL, VERB_OPT_PUBLISHER_SETTINGS, NULL,
+          offsetof(Context, device_verification_url) },
+        { ARG_CUSTOMER, VERB_OPT_CUSTOMER, NULL, offsetof(Context, customer) },
         { ARG_TITLE, VERB_OPT_TITLE, NULL, offsetof(Context, title) },
         { ARG_PUBLISHER, VERB_OPT_PUBLISHER, NULL, offsetof(Context, publisher_id) },
         { ARG_PUBLISHER_TOKEN_FILE, VERB_OPT_PUBLISHER, parse_publisher_token_file },

@@ -26,6 +26,7 @@ typedef enum VerbOptions {
         VERB_OPT_PUBLISHER = 1u << 3,           /* --publisher, --publisher-token-file */
         VERB_OPT_FILE = 1u << 4,                /* --file */
         VERB_OPT_LIST = 1u << 5,                /* --list */
+        VERB_OPT_CUSTOMER = 1u << 6,            /* --customer */
 } VerbOptions;
 
 typedef struct Context {
@@ -40,11 +41,13 @@ typedef struct Context {
         const char *reset_url;
         const char *remote_auth_url;
         const char *sso_url;
+        const char *device_verification_url;
         const char *name;
         const char *title;
         const char *publisher_id;       /* --publisher */
         char *publisher_token;          /* --publisher-token-file's token (wiped at exit) */
         const char *file;               /* --file ("-": standard input) */
+        const char *customer;           /* --customer (an e-mail or a customer id) */
         bool list;                      /* --list */
         bool help;                      /* --help: for the command named, if any */
 
@@ -142,3 +145,5 @@ int verb_capture_set(Context *ctx, int argc, char **argv);
 int verb_outbox_list(Context *ctx, int argc, char **argv);
 int verb_outbox_retry(Context *ctx, int argc, char **argv);
 int verb_outbox_drop(Context *ctx, int argc, char **argv);
+int verb_device_approve(Context *ctx, int argc, char **argv);
+int verb_device_deny(Context *ctx, int argc, char **argv);

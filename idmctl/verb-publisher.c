@@ -25,6 +25,7 @@ static int publisher_settings_params(Context *ctx, const char *key, const char *
                 { "resetUrl", ctx->reset_url },
                 { "remoteAuthUrl", ctx->remote_auth_url },
                 { "ssoUrl", ctx->sso_url },
+                { "deviceVerificationUrl", ctx->device_verification_url },
         };
         _cleanup_(json_decrefp) json_t *params = NULL;
 

@@ -41,6 +41,7 @@
 #include "outbox.h"
 #include "passwords.h"
 #include "records/remote.h"
+#include "records/device.h"
 #include "records/resets.h"
 #include "sessions.h"
 #include "tokens.h"
@@ -599,6 +600,8 @@ static const Sweeper sweepers[] = {
         { "remote-auth token",   REMOTE_KIND_REMOTE,    session_expire_timed  },
         { "SSO token",           REMOTE_KIND_SSO,       session_expire_timed  },
         { "publisher session",   REMOTE_KIND_PUBLISHER_SESSION, session_expire_timed },
+        { "device login",        DEVICE_KIND,           session_expire_timed  },
+        { "device user code",    DEVICE_CODE_KIND,      session_expire_timed  },
         { "lockout",             .walk = sweep_lockouts, .table = STORE_LOCKOUTS },
 };
 

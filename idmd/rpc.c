@@ -50,6 +50,7 @@ static const Method *const method_tables[] = {
         methods_capture,
         methods_reset,
         methods_remote,
+        methods_device,
         methods_lockouts,
         methods_locales,
         methods_outbox,

@@ -97,6 +97,7 @@ extern const Method methods_consents[];
 extern const Method methods_capture[];
 extern const Method methods_reset[];
 extern const Method methods_remote[];
+extern const Method methods_device[];
 extern const Method methods_lockouts[];
 extern const Method methods_locales[];
 extern const Method methods_outbox[];

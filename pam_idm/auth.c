@@ -280,7 +280,14 @@ static int verify_customer(pam_handle_t *pamh, const Options *o, IdmClient *c, c
 
         email = json_object_get_string(customer, "email");
         publisher_id = json_object_get_string(customer, "publisherId");
-        if (email && strcasecmp(email, user) == 0 && streq_ptr(publisher_id, o->publisher_id)) {
+        /* No user given (a device login on a kiosk): whoever of the publisher approved it is the
+         * user; it becomes PAM_USER (a copy: customer is wiped when released). */
+        if (!user && user_is_customer_name(email) && streq_ptr(publisher_id, o->publisher_id)) {
+                if (pam_set_item(pamh, PAM_USER, email) != PAM_SUCCESS)
+                        return -ENOMEM;
+                user = email;
+        }
+        if (email && user && strcasecmp(email, user) == 0 && streq_ptr(publisher_id, o->publisher_id)) {
                 /* A copy: customer is wiped when released. */
                 if (!json_object_get(result, "publisherId") &&
                     json_object_set_new(result, "publisherId", json_string(publisher_id)) < 0)
@@ -288,7 +295,7 @@ static int verify_customer(pam_handle_t *pamh, const Options *o, IdmClient *c, c
                 return 0;
         }
 
-        pam_syslog(pamh, LOG_NOTICE, "the code belongs to another customer than '%s', refusing", user);
+        pam_syslog(pamh, LOG_NOTICE, "the code belongs to another customer than '%s', refusing", strempty(user));
         json_wipe_and_decref(params);
         params = json_pack("{s:s}", "token", strempty(refresh_token));
         if (params && refresh_token)
@@ -300,6 +307,7 @@ static int verify_customer(pam_handle_t *pamh, const Options *o, IdmClient *c, c
  * the login accepted or refused. A PAM result. */
 static int token_login_finish(pam_handle_t *pamh, int flags, const Options *o, IdmClient *c, const char *user,
                               json_t *result) {
+        const void *item = NULL;
         IdmError e = {};
         int r;
 
@@ -308,7 +316,13 @@ static int token_login_finish(pam_handle_t *pamh, int flags, const Options *o, I
         if (r == -EACCES)
                 return PAM_AUTH_ERR;
         if (r < 0)
-                return call_failed(pamh, flags, o, PHASE_AUTH, "getCustomer", user, r, c, &e);
+                return call_failed(pamh, flags, o, PHASE_AUTH, "getCustomer", strempty(user), r, c, &e);
+        if (!user) {
+                /* verify_customer() made the approving customer PAM_USER. */
+                if (pam_get_item(pamh, PAM_USER, &item) != PAM_SUCCESS || !item)
+                        return PAM_SERVICE_ERR;
+                user = item;
+        }
         return auth_accept(pamh, o, user, result);
 }
 
@@ -387,6 +401,13 @@ json_int_t device_poll_interval(json_int_t interval, bool slow_down) {
         return interval > DEVICE_INTERVAL_MAX_SEC ? DEVICE_INTERVAL_MAX_SEC : interval;
 }
 
+/* Whether PAM_USER is set to something (mode=device goes without one). */
+static bool user_given(pam_handle_t *pamh) {
+        const void *item = NULL;
+
+        return pam_get_item(pamh, PAM_USER, &item) == PAM_SUCCESS && item && *(const char *) item;
+}
+
 /* Waits usec without signals (poll() with no descriptors). */
 static void sleep_usec(usec_t usec) {
         usec_t deadline = now_usec() + usec;
@@ -400,7 +421,9 @@ static void sleep_usec(usec_t usec) {
         }
 }
 
+/* user: PAM_USER, or NULL when none was given (then whoever approves becomes PAM_USER). */
 static int authenticate_device(pam_handle_t *pamh, int flags, const Options *o, const char *user) {
+        const char *who = user ?: "(whoever approves)";
         _cleanup_(idm_client_close) IdmClient c = IDM_CLIENT_INIT;
         _cleanup_(json_wipe_and_decrefp) json_t *params = NULL, *start = NULL, *result = NULL;
         const char *service = NULL, *device_code, *user_code, *uri, *uri_complete;
@@ -423,7 +446,7 @@ static int authenticate_device(pam_handle_t *pamh, int flags, const Options *o, 
         /* Never hold a connection open while a human answers a prompt. */
         idm_client_close(&c);
         if (r < 0)
-                return call_failed(pamh, flags, o, PHASE_AUTH, "startDeviceLogin", user, r, &c, &e);
+                return call_failed(pamh, flags, o, PHASE_AUTH, "startDeviceLogin", who, r, &c, &e);
 
         device_code = json_object_get_string(start, "deviceCode");
         user_code = json_object_get_string(start, "userCode");
@@ -462,12 +485,12 @@ static int authenticate_device(pam_handle_t *pamh, int flags, const Options *o, 
                 if (r >= 0)
                         break;          /* c stays open for verify_customer() */
                 if (r != -EREMOTEIO || e.code != IDM_ERR_PENDING)
-                        return call_failed(pamh, flags, o, PHASE_AUTH, "pollDeviceLogin", user, r, &c, &e);
+                        return call_failed(pamh, flags, o, PHASE_AUTH, "pollDeviceLogin", who, r, &c, &e);
                 idm_client_close(&c);
                 interval = device_poll_interval(interval, streq(e.reason, IDM_REASON_SLOW_DOWN));
                 if (now_usec() + (usec_t) interval * USEC_PER_SEC >= deadline) {
                         conv_message(pamh, flags, PAM_ERROR_MSG, "The sign-in code has expired.");
-                        pam_syslog(pamh, LOG_NOTICE, "device login for '%s' expired", user);
+                        pam_syslog(pamh, LOG_NOTICE, "device login for '%s' expired", who);
                         return PAM_AUTH_ERR;
                 }
                 sleep_usec((usec_t) interval * USEC_PER_SEC);
@@ -489,6 +512,12 @@ _public_ int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const 
                 return remember(pamh, r);
 
         (void) pam_fail_delay(pamh, FAIL_DELAY_USEC);
+
+        if (o.mode == MODE_DEVICE && !user_given(pamh)) {
+                /* A kiosk or TV asks nobody for a name: the customer who approves is the user. */
+                log_debug(pamh, &o, "no user name: the customer who approves the device login becomes the user");
+                return remember(pamh, authenticate_device(pamh, flags, &o, NULL));
+        }
 
         r = get_user(pamh, &user);
         if (r != PAM_SUCCESS)

@@ -8,6 +8,8 @@ IDM_BUILD_DEPS=(
         libsodium-dev liblmdb-dev libjansson-dev libsystemd-dev libinih-dev libpam0g-dev
         # Optional for the build (meson option maxminddb): [locales] maxmind_db, and its tests.
         libmaxminddb-dev
+        # Optional for the build (meson option qrencode): pam_idm's qr option.
+        libqrencode-dev
 )
 # Not needed to build: what the tour in README.md uses besides idm itself (jq for the values one
 # command hands the next, socat for raw JSON-RPC, PyJWT for the offline token check). run.sh

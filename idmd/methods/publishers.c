@@ -34,7 +34,7 @@ static int publisher_apply_settings(Call *call, json_t *params, json_t *rec) {
         const char *name = json_object_get_string(params, "name");
         json_t *uris = json_object_get(params, "allowedRedirectUris");
         json_t *pages = json_object_get(params, "ssoPages");
-        static const char *const url_keys[] = { "resetUrl", "remoteAuthUrl", "ssoUrl" };
+        static const char *const url_keys[] = { "resetUrl", "remoteAuthUrl", "ssoUrl", "deviceVerificationUrl" };
         size_t i;
         json_t *v;
         const char *k;
@@ -371,6 +371,7 @@ static int method_offers_list(Call *call, json_t *params) {
         { "resetUrl", PARAM_STRING, false, URI_MAX },                                           \
         { "remoteAuthUrl", PARAM_STRING, false, URI_MAX },                                      \
         { "ssoUrl", PARAM_STRING, false, URI_MAX },                                             \
+        { "deviceVerificationUrl", PARAM_STRING, false, URI_MAX },                              \
         { "ssoPages", PARAM_OBJECT, false, 0 },                                                 \
         { "resetMode", PARAM_STRING, false, 8 }
 
@@ -383,6 +384,7 @@ const Method methods_publishers[] = {
                   { "resetUrl", PARAM_STRING, false, URI_MAX },
                   { "remoteAuthUrl", PARAM_STRING, false, URI_MAX },
                   { "ssoUrl", PARAM_STRING, false, URI_MAX },
+                  { "deviceVerificationUrl", PARAM_STRING, false, URI_MAX },
                   { "ssoPages", PARAM_OBJECT, false, 0 },
                   { "resetMode", PARAM_STRING, false, 8 },
                   {} } },

@@ -14,6 +14,7 @@
 #include "records/consents.h"
 #include "records/customers.h"
 #include "records/remote.h"
+#include "records/device.h"
 #include "records/resets.h"
 #include "sessions.h"
 #include "tokens.h"
@@ -240,7 +241,8 @@ int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecord
 
 /* The kind of a timed record of a customer's (sessions.h) under key, or NULL. */
 static const char *timed_kind(const char *key) {
-        static const char *const kinds[] = { SESSION_KIND_PAM, RESET_KIND, REMOTE_KIND_REMOTE, REMOTE_KIND_SSO };
+        static const char *const kinds[] = { SESSION_KIND_PAM, RESET_KIND, REMOTE_KIND_REMOTE, REMOTE_KIND_SSO,
+                                             DEVICE_KIND };
 
         for (size_t i = 0; i < ELEMENTSOF(kinds); i++)
                 if (strncmp(key, kinds[i], strlen(kinds[i])) == 0 && key[strlen(kinds[i])] == ':')

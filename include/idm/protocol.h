@@ -94,6 +94,7 @@
 #define IDM_REASON_AUTHORIZATION_PENDING "authorization_pending"
 #define IDM_REASON_SLOW_DOWN "slow_down"
 #define IDM_REASON_ACCESS_DENIED "access_denied"
+#define IDM_REASON_DEVICE_LOGIN_DISABLED "device_login_disabled"
 #define IDM_REASON_RATE_LIMITED "rate_limited"
 #define IDM_REASON_UNAVAILABLE "unavailable"
 #define IDM_REASON_STORE_FULL "store_full"

@@ -24,6 +24,9 @@ NOT_PUBLISHER_SCOPED = {
     "requestPasswordReset", "updatePassword",
     # a one-time token is its own credential
     "redeemToken",
+    # device login: the device names the publisher it signs in to; approval is the customer's own
+    # (its jwt fixes the publisher: another publisher's customer finds nothing, test_device.py) or an admin's
+    "startDeviceLogin", "pollDeviceLogin", "approveDeviceLogin", "denyDeviceLogin",
     "pamAuthenticate", "pamAccount", "pamAcceptConsents", "pamCaptureAnswers", "pamChangePassword",
     "pamCloseSession",
     "listOutbox", "retryOutbox", "dropOutbox", "testQueueMail",

@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: MIT
 """mode=code and mode=device: their conversation and their checks. mode=code runs against the real
-idmd too (TestCodeWithIdmd: remote-auth and SSO tokens, single use, expiry, another customer's
-token); the scripted stand-in for idmd's token methods (redeemToken, startDeviceLogin,
-pollDeviceLogin, getCustomer, revokeToken) keeps the cases a real idmd cannot be made to answer,
-and device login, which idmd does not implement yet (test_pam_transport.py shows that pam_idm then
-answers PAM_AUTHINFO_UNAVAIL). The stand-in listens on a root-owned socket, as idmd would."""
+idmd (TestCodeWithIdmd: remote-auth and SSO tokens, single use, expiry, another customer's token);
+test_pam_device.py drives mode=device against the real idmd. The scripted stand-in for idmd's
+token methods (redeemToken, startDeviceLogin, pollDeviceLogin, getCustomer, revokeToken) keeps
+the cases a real idmd cannot be made to answer (a short expiry, slow_down on cue, idle
+connections, malformed results). The stand-in listens on a root-owned socket, as idmd would."""
 
 import os
 import time
