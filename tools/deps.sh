@@ -17,7 +17,7 @@ IDM_BUILD_DEPS=(
 IDM_TOUR_DEPS=(jq socat python3 python3-jwt python3-cryptography)
 IDM_BUILD_DEPS+=("${IDM_TOUR_DEPS[@]}")
 IDM_TEST_DEPS=(
-        python3 python3-jwt python3-cryptography python3-prometheus-client lmdb-utils systemd util-linux
+        python3 python3-jwt python3-cryptography python3-prometheus-client lmdb-utils systemd util-linux zbar-tools
         libpam-wrapper libpamtest0-dev pamtester libnss-wrapper openssh-server openssh-client sshpass
         valgrind
 )

@@ -7,7 +7,9 @@ customer who approves becomes PAM_USER (the account step then runs for that cust
 test_pam_modes.py keeps the scripted stand-in for what the real idmd cannot be made to do (slow
 answers, malformed results, idle connections)."""
 
+import os
 import re
+import subprocess
 import threading
 import time
 
@@ -125,6 +127,22 @@ class DeviceLogin(PamTestCase):
                 for x in range(7):
                     ring = max(abs(y - 3), abs(x - 3))
                     self.assertEqual(light(oy + y, ox + x), ring == 2, (oy, ox, y, x))
+        # Decoded by an independent reader (zbar), it is verificationUriComplete.
+        code = next(re.match(r"To sign in, visit \S+ and enter the code (\S+)$", i).group(1) for i in r.infos
+                    if i.startswith("To sign in"))
+        scale, border = 4, 4
+        size = (w + 4 + 2 * border) * scale
+        pbm = [f"P1\n{size} {size}\n"]
+        for y in range(-border, w + 4 + border):
+            row = "".join("0" if not (0 <= y < w + 4 and 0 <= x < w + 4) or rows[y][x] else "1"
+                          for x in range(-border, w + 4 + border) for _ in range(scale))
+            pbm += [" ".join(row) + "\n"] * scale
+        path = os.path.join(self.idmd.tmp, "qr.pbm")
+        with open(path, "w") as f:
+            f.writelines(pbm)
+        p = subprocess.run(["zbarimg", "--raw", "-q", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.strip(), f"{VERIFY_URL}?user_code={code}")
         # Not over ssh (a remote host), and not without a terminal.
         r = self.assertDrive(self.run_device(self.EMAIL, self.approve(), svc=svc, tty="ssh", rhost="192.0.2.7"))
         self.assertEqual(len(r.infos), 1, r)
