@@ -543,6 +543,25 @@ static int keyring_read_dir(Keyring *k) {
         return r;
 }
 
+int keyring_save_to(const Keyring *k, const char *dir) {
+        _cleanup_(closep) int dir_fd = -EBADF;
+        int r;
+
+        if (!k || !dir)
+                return -EINVAL;
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dir_fd < 0)
+                return -errno;
+        for (size_t i = 0; i < k->n_keys; i++) {
+                r = key_write(dir_fd, &k->keys[i]);
+                if (r < 0)
+                        return r;
+        }
+        return fsync(dir_fd) < 0 ? -errno : (int) k->n_keys;
+}
+
 int keyring_load(const char *dir, uint64_t now_usec, uint64_t retain_usec, Keyring **ret) {
         _cleanup_(keyring_freep) Keyring *k = NULL;
         struct stat st;

@@ -75,6 +75,10 @@ const char *keyring_active_kid(const Keyring *k);
 /* NULL-terminated array of kids of keys that still verify; owned by k until the next rotate. */
 char **keyring_kids(const Keyring *k);
 
+/* Writes every key of k (secret keys included, as keyring_load() reads them) into dir, created
+ * 0700 if missing: for backups. Returns the number of keys, or -errno. */
+int keyring_save_to(const Keyring *k, const char *dir);
+
 /* {keys: [{kty: OKP, crv: Ed25519, x, kid, use: sig, alg: EdDSA}, ...]} of every key that
  * still verifies (RFC 8037). New reference. */
 int keyring_jwks(const Keyring *k, json_t **ret);

@@ -3,6 +3,12 @@
  * Methods about the server itself: getServerInfo (anyone) and getStats (admin), and the test-only
  * testAdvanceClock (admin, and only in an idmd started with --test-clock).
  */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "config-build.h"
 #include "connection.h"
 #include "idm/json-util.h"
@@ -240,11 +246,54 @@ static int method_server_test_advance_clock(Call *call, json_t *params) {
         return call_reply(call, test_clock_result());
 }
 
+/* backup {path}: a directory laid out as a state directory: data.mdb, a consistent compacted copy
+ * of the store taken while idmd serves (LMDB's copy, in a read snapshot), and keys/ with every
+ * signing key. Restoring is copying both into an empty state directory with idmd stopped
+ * (docs/operations.md). The copy runs on the event loop: other requests wait for it. */
+static int method_server_backup(Call *call, json_t *params) {
+        Manager *m = call_manager(call);
+        const char *path = json_object_get_string(params, "path");
+        _cleanup_free_ char *data = NULL, *keys = NULL;
+        struct stat st;
+        int r, n;
+
+        if (path[0] != '/')
+                return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                 json_pack("{s:s}", "field", "path"), "path must be absolute");
+        if (mkdir(path, 0700) < 0) {
+                r = -errno;
+                return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                 json_pack("{s:s}", "field", "path"),
+                                 "cannot create the backup directory (it must not exist; its parent must): %s",
+                                 strerror(-r));
+        }
+        if (asprintf(&data, "%s/data.mdb", path) < 0 || asprintf(&keys, "%s/keys", path) < 0)
+                return -ENOMEM;
+        r = store_backup(m->store, data);
+        if (r >= 0)
+                r = n = keyring_save_to(m->keyring, keys);
+        if (r < 0) {
+                (void) unlink(data);
+                (void) rmdir(path);     /* fails when keys/ holds files: then it is left for a look */
+                log_error_errno(r, "%s: backup to %s failed: %m", call_request_id(call), path);
+                return call_fail(call, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, json_pack("{s:s}", "path", path),
+                                 "the backup failed: %s", strerror(-r));
+        }
+        if (stat(data, &st) < 0)
+                st.st_size = 0;
+        log_notice("%s: backup written to %s by uid %u (%lld bytes, %d key(s))", call_request_id(call), path,
+                   (unsigned) call_peer(call)->uid, (long long) st.st_size, n);
+        return call_reply(call, json_pack("{s:s, s:I, s:i}", "path", path, "bytes", (json_int_t) st.st_size,
+                                          "keys", n));
+}
+
 const Method methods_server[] = {
         { .name = IDM_METHOD_GET_SERVER_INFO, .handler = method_server_get_info, .role = ROLE_ANYONE,
           .params = (const ParamSpec[]) { {} } },
         { .name = IDM_METHOD_GET_STATS, .handler = method_server_get_stats, .role = ROLE_ADMIN,
           .params = (const ParamSpec[]) { {} } },
+        { .name = "backup", .handler = method_server_backup, .role = ROLE_ADMIN,
+          .params = (const ParamSpec[]) { { "path", PARAM_STRING, true, 4096 }, {} } },
         /* Without --test-clock it does not exist (rpc.c); the handler checks again. */
         { .name = TEST_METHOD_ADVANCE_CLOCK, .handler = method_server_test_advance_clock, .role = ROLE_ADMIN,
           .test_only = true,

@@ -15,7 +15,7 @@ PASSWORD = "correct horse 9"
 # Methods that take no publisher's data, or take it only through a customer's own credential
 # (whose publisher is fixed by the token) or the PAM path (tested in test_pam_methods.py).
 NOT_PUBLISHER_SCOPED = {
-    "getServerInfo", "getStats", "createPublisher", "listPublishers", "rotatePublisherToken",
+    "getServerInfo", "getStats", "backup", "createPublisher", "listPublishers", "rotatePublisherToken",
     "updatePublisher", "getPublisher", "rotateSigningKey", "testAdvanceClock",
     "registerCustomer", "login", "refreshToken", "revokeToken", "logoutAll", "introspectToken", "getJwks",
     "updateCustomer", "changePassword", "getCustomerConsents", "updateCustomerConsents",
