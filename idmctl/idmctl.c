@@ -76,6 +76,8 @@ static const Verb verbs[] = {
         { "outbox", "list", 0, 0, 0, verb_outbox_list, "", "List the mail waiting in the outbox (not its text)" },
         { "outbox", "retry", 0, 1, 0, verb_outbox_retry, "[ID]", "Make one queued message (or all) due now" },
         { "outbox", "drop", 1, 1, 0, verb_outbox_drop, "ID", "Drop a queued message undelivered" },
+        { "auth-test", NULL, 2, 2, 0, verb_auth_test, "SERVICE USER",
+          "Run a PAM login for USER through SERVICE's stack and explain each step" },
         { "backup", NULL, 1, 1, 0, verb_backup, "DIR",
           "Have idmd write a copy of its store and signing keys into the new directory DIR" },
         { "metrics", NULL, 0, 0, 0, verb_metrics, "",

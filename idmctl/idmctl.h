@@ -139,6 +139,7 @@ int verb_customer_enable(Context *ctx, int argc, char **argv);
 int verb_customer_reset_password(Context *ctx, int argc, char **argv);
 int verb_metrics(Context *ctx, int argc, char **argv);
 int verb_backup(Context *ctx, int argc, char **argv);
+int verb_auth_test(Context *ctx, int argc, char **argv);
 int verb_consents_show(Context *ctx, int argc, char **argv);
 int verb_consents_set(Context *ctx, int argc, char **argv);
 int verb_capture_show(Context *ctx, int argc, char **argv);
