@@ -1497,3 +1497,72 @@ int config_dump(const Config *c, FILE *f) {
 int config_dump_origins(const Config *c, FILE *f) {
         return dump(c, f, true);
 }
+
+/* Whether text holds line as a whole line. */
+static bool has_line(const char *text, const char *line) {
+        size_t n = strlen(line);
+
+        for (const char *p = text; (p = strstr(p, line)); p++)
+                if ((p == text || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0'))
+                        return true;
+        return false;
+}
+
+int config_apply_live(Config *c, const Config *from, FILE *changes) {
+        _cleanup_free_ char *a = NULL, *b = NULL;
+        size_t na = 0, nb = 0;
+        FILE *f;
+        int r, n = 0;
+
+        assert(c);
+        assert(from);
+
+        c->log_level = from->log_level;
+        c->max_line = from->max_line;
+        c->max_depth = from->max_depth;
+        c->max_batch = from->max_batch;
+        c->max_connections_per_uid = from->max_connections_per_uid;
+        c->max_connections = from->max_connections;
+        c->idle_timeout_usec = from->idle_timeout_usec;
+        c->partial_line_timeout_usec = from->partial_line_timeout_usec;
+        c->write_timeout_usec = from->write_timeout_usec;
+        memcpy(c->ratelimit, from->ratelimit, sizeof(c->ratelimit));
+        c->lockout_deny = from->lockout_deny;
+        c->lockout_fail_interval_usec = from->lockout_fail_interval_usec;
+        c->lockout_unlock_time_usec = from->lockout_unlock_time_usec;
+        c->lockout_max_unlock_time_usec = from->lockout_max_unlock_time_usec;
+        c->reset_token_ttl_usec = from->reset_token_ttl_usec;
+        c->reset_max_per_hour = from->reset_max_per_hour;
+        c->reset_code_tries = from->reset_code_tries;
+
+        /* What still differs needs a restart: compare the two dumps key by key. */
+        f = open_memstream(&a, &na);
+        if (!f)
+                return -ENOMEM;
+        r = config_dump(c, f);
+        if (fclose(f) != 0 && r >= 0)
+                r = -errno;
+        if (r < 0)
+                return r;
+        f = open_memstream(&b, &nb);
+        if (!f)
+                return -ENOMEM;
+        r = config_dump(from, f);
+        if (fclose(f) != 0 && r >= 0)
+                r = -errno;
+        if (r < 0)
+                return r;
+        /* Each line of the new dump ("key = value"; keys of several values have several) that
+         * the running one lacks is a change. */
+        for (char *line = b, *end; line && *line; line = end ? end + 1 : NULL) {
+                end = strchr(line, '\n');
+                if (end)
+                        *end = '\0';
+                if (line[0] != '\0' && line[0] != '[' && !has_line(a, line)) {
+                        if (changes)
+                                fprintf(changes, "%s%s", n > 0 ? ", " : "", line);
+                        n++;
+                }
+        }
+        return n;
+}

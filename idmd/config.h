@@ -174,6 +174,12 @@ int config_set(Config *c, const char *section, const char *key, const char *valu
  * same values (e.g. for "idmd --dump-config"). -errno on a write error. */
 int config_dump(const Config *c, FILE *f);
 
+/* A configuration reload (SIGHUP): copies into c what may change while idmd runs ([daemon]
+ * log_level, [limits], [ratelimit.*] rates, [lockout], [reset]) from the freshly loaded from,
+ * and lists on changes (may be NULL), comma-separated as "key = value" of from, what else
+ * differs: that needs a restart and is not applied. Returns how many such keys, or -errno. */
+int config_apply_live(Config *c, const Config *from, FILE *changes);
+
 /* config_dump() with where each value came from: a comment after each key ("; default", or
  * "; FILE:LINE" of the assignment that set it last; "# key: ..." above a key of several lines),
  * for "idmd --check-config". The output still loads back. -errno on a write error. */

@@ -218,6 +218,13 @@ int main(int argc, char *argv[]) {
                 log_error_errno(r, "Failed to set up: %m");
                 return EXIT_FAILURE;
         }
+        m->config_path = strdup(config_path ?: IDM_DEFAULT_CONFIG);
+        if (!m->config_path) {
+                log_oom();
+                return EXIT_FAILURE;
+        }
+        m->config_required = config_path != NULL;
+        m->log_level_forced = log_level >= 0;
         r = manager_startup(m);
         if (r < 0)
                 return EXIT_FAILURE;

@@ -165,6 +165,8 @@ Manager *manager_free(Manager *m) {
 
         m->sigterm_source = sd_event_source_disable_unref(m->sigterm_source);
         m->sigint_source = sd_event_source_disable_unref(m->sigint_source);
+        m->sighup_source = sd_event_source_disable_unref(m->sighup_source);
+        free(m->config_path);
         m->shutdown_timer = sd_event_source_disable_unref(m->shutdown_timer);
         m->sweep_timer = sd_event_source_disable_unref(m->sweep_timer);
         m->keyring = keyring_free(m->keyring);
@@ -796,6 +798,54 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+int manager_reload(Manager *m) {
+        _cleanup_(config_freep) Config *fresh = NULL;
+        _cleanup_free_ char *changes = NULL;
+        size_t size = 0;
+        FILE *f;
+        int r, n;
+
+        (void) sd_notify(false, "RELOADING=1\nSTATUS=Reloading the configuration");
+        r = config_new(&fresh);
+        if (r >= 0)
+                r = config_load(fresh, m->config_path, m->config_required);
+        /* The command line's paths stay what they were. */
+        if (r >= 0 && (free(fresh->state_dir), fresh->state_dir = strdup(m->config->state_dir), !fresh->state_dir))
+                r = -ENOMEM;
+        if (r >= 0 && (free(fresh->socket_path), fresh->socket_path = strdup(m->config->socket_path),
+                       !fresh->socket_path))
+                r = -ENOMEM;
+        if (r >= 0)
+                r = ratelimit_set_classes(m->ratelimit, fresh->ratelimit);
+        if (r < 0) {
+                log_error_errno(r, "Reloading %s failed, keeping the running configuration: %m", m->config_path);
+                (void) sd_notifyf(false, "READY=1\nSTATUS=Serving on %s (reload failed)", m->config->socket_path);
+                return r;
+        }
+
+        f = open_memstream(&changes, &size);
+        if (!f)
+                return log_oom();
+        n = config_apply_live(m->config, fresh, f);
+        if (fclose(f) != 0 && n >= 0)
+                n = -errno;
+        if (n < 0)
+                return log_error_errno(n, "Reloading %s failed: %m", m->config_path);
+        if (!m->log_level_forced)
+                log_set_max_level(m->config->log_level);
+        log_notice("Configuration reloaded from %s (log level, limits, rate limits, lockout, reset).",
+                   m->config_path);
+        if (n > 0)
+                log_warning("Changed in %s but applied only at the next start: %s.", m->config_path, changes);
+        (void) sd_notifyf(false, "READY=1\nSTATUS=Serving on %s", m->config->socket_path);
+        return 0;
+}
+
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        (void) manager_reload(userdata);
+        return 0;
+}
+
 /* Connections need a descriptor each: the soft RLIMIT_NOFILE goes up to the hard limit, and a
  * max_connections the limit cannot hold is said at start rather than found out under load. */
 static void manager_setup_fd_limit(Manager *m) {
@@ -936,12 +986,15 @@ int manager_startup(Manager *m) {
         sigemptyset(&ss);
         sigaddset(&ss, SIGTERM);
         sigaddset(&ss, SIGINT);
+        sigaddset(&ss, SIGHUP);
         if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
                 return log_error_errno(errno, "Failed to block signals: %m");
         (void) signal(SIGPIPE, SIG_IGN);
         r = sd_event_add_signal(m->event, &m->sigterm_source, SIGTERM, on_signal, m);
         if (r >= 0)
                 r = sd_event_add_signal(m->event, &m->sigint_source, SIGINT, on_signal, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, &m->sighup_source, SIGHUP, on_reload, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch signals: %m");
 

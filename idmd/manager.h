@@ -57,6 +57,10 @@ struct Manager {
         unsigned refusals_not_logged;
         sd_event_source *sigterm_source;
         sd_event_source *sigint_source;
+        sd_event_source *sighup_source;         /* reloads the configuration */
+        char *config_path;                      /* what SIGHUP reads again (main.c) */
+        bool config_required;                   /* ... and whether it must exist */
+        bool log_level_forced;                  /* --log-level: a reload keeps it */
         sd_event_source *shutdown_timer;
         sd_event_source *sweep_timer;           /* deletes expired tokens now and then */
 
@@ -114,6 +118,12 @@ uint64_t test_clock_offset_usec(void);
 /* Moves the realtime clock forward by usec: -EPERM when the test clock is off, -ERANGE when the
  * offset would exceed TEST_CLOCK_MAX_OFFSET_USEC (nothing moves then). */
 int test_clock_advance(uint64_t usec);
+
+/* Reads the configuration file again (SIGHUP) and applies what may change while idmd runs: the
+ * log level (unless --log-level), [limits], the rate limits, [lockout], [reset]; a change to any
+ * other key is logged as waiting for a restart. A file that does not load leaves everything as
+ * it was (logged). Says RELOADING=1, then READY=1, to systemd. */
+int manager_reload(Manager *m);
 
 /* Runs the background sweep of expired tokens now rather than at its time (testAdvanceClock's
  * "sweep"): its unit of work is queued from the loop soon after. -ESTALE before startup. */

@@ -128,6 +128,20 @@ int ratelimit_new(const RateLimitClassConfig classes[static _METHOD_CLASS_MAX], 
         return 0;
 }
 
+int ratelimit_set_classes(RateLimiter *rl, const RateLimitClassConfig classes[static _METHOD_CLASS_MAX]) {
+        assert(rl);
+        assert(classes);
+
+        for (MethodClass c = 0; c < _METHOD_CLASS_MAX; c++)
+                if (!(classes[c].rate > 0) || !isfinite(classes[c].rate) || classes[c].burst == 0 ||
+                    classes[c].concurrency == 0)
+                        return -EINVAL;
+        /* Buckets keep their tokens (capped at the new burst by their next refill); requests in
+         * flight stay counted. */
+        memcpy(rl->classes, classes, sizeof(rl->classes));
+        return 0;
+}
+
 RateLimiter *ratelimit_free(RateLimiter *rl) {
         if (!rl)
                 return NULL;

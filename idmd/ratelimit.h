@@ -63,6 +63,10 @@ typedef struct RateLimitStats {
 int ratelimit_new(const RateLimitClassConfig classes[static _METHOD_CLASS_MAX], size_t max_sources,
                   RateLimiter **ret);
 /* NULL-safe; returns NULL. */
+/* New limits for every class (a configuration reload). -EINVAL for a limit ratelimit_new()
+ * refuses, then nothing changes. */
+int ratelimit_set_classes(RateLimiter *rl, const RateLimitClassConfig classes[static _METHOD_CLASS_MAX]);
+
 RateLimiter *ratelimit_free(RateLimiter *rl);
 DEFINE_POINTER_CLEANUP(RateLimiter, ratelimit_free);
 

@@ -185,6 +185,35 @@ class Daemon(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertRegex(p.stderr, r"idmd\.conf:\d+: invalid value 'lots' for key 'max_line'")
 
+    def test_sighup_reloads_what_may_change(self):
+        """SIGHUP: [lockout] (and the other live sections) change at once; a key that needs a
+        restart is named in the log and not applied; a file that no longer loads changes nothing."""
+        d = self.new("[lockout]\ndeny = 5\n").start()
+        pub = d.call("createPublisher", {"name": "P"})["publisherId"]
+        d.call("registerCustomer", {"email": "a@example.com", "password": "correct horse 9", "publisherId": pub})
+        base = open(d.config).read()
+        with open(d.config, "w") as f:
+            f.write(base.replace("deny = 5", "deny = 2") + "\n[store]\nmap_size_max = 8G\n")
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "Configuration reloaded" not in d.log_text():
+            self.assertLess(time.monotonic(), deadline, d.log_text())
+            time.sleep(0.05)
+        self.assertIn("applied only at the next start: map_size_max = 8G", d.log_text())
+        for _ in range(2):
+            d.error("login", {"email": "a@example.com", "password": "wrong horse 1", "publisherId": pub})
+        lock = d.call("getCustomerLockout", {"publisherId": pub, "email": "a@example.com"})
+        self.assertTrue(lock["locked"], lock)
+        # A broken file: the running configuration stays, and idmd serves on.
+        with open(d.config, "w") as f:
+            f.write(base + "\n[limits]\nmax_line = lots\n")
+        d.proc.send_signal(signal.SIGHUP)
+        while "keeping the running configuration" not in d.log_text():
+            self.assertLess(time.monotonic(), deadline, d.log_text())
+            time.sleep(0.05)
+        self.assertIn("version", d.call("getServerInfo"))
+        self.assertEqual(d.stop(), 0)
+
     def test_no_config_file_uses_embedded_defaults(self):
         d = self.new()
         d.start(args=[IDMD, "--state-dir", d.state, "--socket", d.socket, "--config", "/dev/null"])

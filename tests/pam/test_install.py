@@ -77,7 +77,8 @@ class Install(PamTestCase):
         with open(os.path.join(units, "idmd.socket")) as f:
             socket_unit = f.read()
         self.assertIn("ExecStart=/usr/sbin/idmd\n", service)
-        for line in ("Type=notify", "User=idmd", "StateDirectory=idmd", "StateDirectoryMode=0700",
+        for line in ("Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "User=idmd", "StateDirectory=idmd",
+                     "StateDirectoryMode=0700",
                      "RuntimeDirectory=idmd", "WatchdogSec=", "PrivateNetwork=yes", "ProtectSystem=strict",
                      "NoNewPrivileges=yes", "RestrictAddressFamilies=AF_UNIX", "SystemCallFilter=@system-service",
                      "MemoryDenyWriteExecute=yes", "LockPersonality=yes", "CapabilityBoundingSet=\n"):
