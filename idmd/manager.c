@@ -809,12 +809,15 @@ int manager_reload(Manager *m) {
         r = config_new(&fresh);
         if (r >= 0)
                 r = config_load(fresh, m->config_path, m->config_required);
-        /* The command line's paths stay what they were. */
-        if (r >= 0 && (free(fresh->state_dir), fresh->state_dir = strdup(m->config->state_dir), !fresh->state_dir))
-                r = -ENOMEM;
-        if (r >= 0 && (free(fresh->socket_path), fresh->socket_path = strdup(m->config->socket_path),
-                       !fresh->socket_path))
-                r = -ENOMEM;
+        /* The paths stay what they were (the command line may have set them). */
+        if (r >= 0) {
+                free(fresh->state_dir);
+                free(fresh->socket_path);
+                fresh->state_dir = strdup(m->config->state_dir);
+                fresh->socket_path = strdup(m->config->socket_path);
+                if (!fresh->state_dir || !fresh->socket_path)
+                        r = -ENOMEM;
+        }
         if (r >= 0)
                 r = ratelimit_set_classes(m->ratelimit, fresh->ratelimit);
         if (r < 0) {
