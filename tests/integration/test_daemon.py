@@ -16,6 +16,19 @@ import unittest
 from idmtest import IDMD, Client, Idmd, IdmdTestCase, main
 
 
+def connect_when_listening(path, timeout=30.0):
+    """A Client on path, once something listens there (systemd-socket-activate binds first, then
+    listens, then starts idmd on the first connection)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return Client(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class Daemon(unittest.TestCase):
     def new(self, config="", **kw):
         d = Idmd(config, **kw)
@@ -109,15 +122,7 @@ class Daemon(unittest.TestCase):
         d.start(wait=False, args=["systemd-socket-activate", "-l", d.socket] + d.args())
         # systemd-socket-activate binds first, then listens, then starts idmd on the first
         # connection: the file may exist a moment before a connection is accepted.
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                c = Client(d.socket)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+        c = connect_when_listening(d.socket)
         with c:
             info = c.call("getServerInfo")
             self.assertEqual(info["protocolVersion"], 1)
@@ -135,15 +140,7 @@ class Daemon(unittest.TestCase):
         self.addCleanup(notify.close)
         d.start(wait=False, args=["systemd-socket-activate", "-l", d.socket, "-E", f"NOTIFY_SOCKET={notify_path}",
                                   "-E", "WATCHDOG_USEC=400000"] + d.args())
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                c = Client(d.socket)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+        c = connect_when_listening(d.socket)
         with c:
             c.call("getServerInfo")
         messages = []
