@@ -27,13 +27,41 @@ int log_get_max_level(void);
 void log_open(void);            /* picks journal or stderr */
 void log_set_ident(const char *ident);
 
-/* Structured form: msg_id may be NULL (a 32-hex MESSAGE_ID otherwise); extra journal fields are
- * given as "FIELD=value" strings terminated by NULL, after the format arguments. */
-int log_internal(int level, int error, const char *msg_id, const char *file, int line,
-                 const char *func, const char *format, ...) _printf_(7, 8);
+/* The request being served, for the journal fields of every entry logged while it is in scope
+ * (REQUEST_ID, METHOD, PEER_UID, PUBLISHER_ID, CUSTOMER_ID). Any field may be NULL (not set). */
+typedef struct LogRequest {
+        const char *request_id;
+        const char *method;
+        const char *publisher_id;
+        const char *customer_id;
+        long long peer_uid;             /* -1: none */
+} LogRequest;
+
+/* A scope: fill(owner, ret) is asked for the request's fields when an entry is logged (so a
+ * customer authenticated meanwhile is named). Set with log_scope_set(), which returns the scope
+ * it replaces; give that back to log_scope_restore() (usable with _cleanup_) before owner goes. */
+typedef struct LogScope {
+        void (*fill)(const void *owner, LogRequest *ret);
+        const void *owner;
+} LogScope;
+
+LogScope log_scope_set(void (*fill)(const void *owner, LogRequest *ret), const void *owner);
+void log_scope_restore(LogScope *previous);
+
+/* What one event adds to the request's fields: publisher_id and customer_id replace the
+ * scope's when not NULL; reason is a stable IDM_REASON_* string (REASON=). */
+typedef struct LogFields {
+        const char *publisher_id;
+        const char *customer_id;
+        const char *reason;
+} LogFields;
+
+/* msg_id may be NULL (a 32-hex MESSAGE_ID from message-ids.h otherwise); fields may be NULL. */
+int log_internal(int level, int error, const char *msg_id, const LogFields *fields, const char *file,
+                 int line, const char *func, const char *format, ...) _printf_(8, 9);
 
 #define log_full_errno(level, error, ...) \
-        log_internal((level), (error), NULL, __FILE__, __LINE__, __func__, __VA_ARGS__)
+        log_internal((level), (error), NULL, NULL, __FILE__, __LINE__, __func__, __VA_ARGS__)
 
 #define log_debug(...) log_full_errno(LOG_LEVEL_DEBUG, 0, __VA_ARGS__)
 #define log_info(...) log_full_errno(LOG_LEVEL_INFO, 0, __VA_ARGS__)
@@ -46,8 +74,13 @@ int log_internal(int level, int error, const char *msg_id, const char *file, int
 #define log_warning_errno(e, ...) log_full_errno(LOG_LEVEL_WARNING, (e), __VA_ARGS__)
 #define log_error_errno(e, ...) log_full_errno(LOG_LEVEL_ERR, (e), __VA_ARGS__)
 
-/* With a MESSAGE_ID (see docs/logging.md for the catalogue). */
+/* An event with a MESSAGE_ID (message-ids.h, catalog/idm.catalog) and its own fields: pub and
+ * cust (NULL: the scope's) and why (an IDM_REASON_*, or NULL). */
+#define log_event(level, msg_id, pub, cust, why, ...)                                             \
+        log_internal((level), 0, (msg_id),                                                          \
+                     &(const LogFields) { .publisher_id = (pub), .customer_id = (cust), .reason = (why) }, \
+                     __FILE__, __LINE__, __func__, __VA_ARGS__)
 #define log_struct(level, msg_id, ...) \
-        log_internal((level), 0, (msg_id), __FILE__, __LINE__, __func__, __VA_ARGS__)
+        log_internal((level), 0, (msg_id), NULL, __FILE__, __LINE__, __func__, __VA_ARGS__)
 
 #define log_oom() log_full_errno(LOG_LEVEL_ERR, ENOMEM, "Out of memory.")

@@ -37,6 +37,7 @@
 #include "idm/protocol.h"
 #include "lockout.h"
 #include "log.h"
+#include "message-ids.h"
 #include "manager.h"
 #include "outbox.h"
 #include "passwords.h"
@@ -836,8 +837,8 @@ int manager_reload(Manager *m) {
                 return log_error_errno(n, "Reloading %s failed: %m", m->config_path);
         if (!m->log_level_forced)
                 log_set_max_level(m->config->log_level);
-        log_notice("Configuration reloaded from %s (log level, limits, rate limits, lockout, reset).",
-                   m->config_path);
+        log_struct(LOG_LEVEL_NOTICE, IDM_MESSAGE_CONFIG_RELOADED,
+                   "Configuration reloaded from %s (log level, limits, rate limits, lockout, reset).", m->config_path);
         if (n > 0)
                 log_warning("Changed in %s but applied only at the next start: %s.", m->config_path, changes);
         (void) sd_notifyf(false, "READY=1\nSTATUS=Serving on %s", m->config->socket_path);
@@ -1014,12 +1015,13 @@ int manager_startup(Manager *m) {
 int manager_run(Manager *m) {
         int r;
 
-        log_info("idmd %s ready on %s (state in %s).", IDM_VERSION, m->config->socket_path, m->config->state_dir);
+        log_struct(LOG_LEVEL_INFO, IDM_MESSAGE_STARTED, "idmd %s ready on %s (state in %s).", IDM_VERSION,
+                   m->config->socket_path, m->config->state_dir);
         (void) sd_notifyf(false, "READY=1\nSTATUS=Serving on %s", m->config->socket_path);
 
         r = sd_event_loop(m->event);
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m");
-        log_info("Stopped.");
+        log_struct(LOG_LEVEL_INFO, IDM_MESSAGE_STOPPED, "Stopped.");
         return 0;
 }

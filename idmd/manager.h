@@ -83,6 +83,13 @@ struct Manager {
         uint64_t class_in_flight[_METHOD_CLASS_MAX];
         uint64_t class_in_flight_max[_METHOD_CLASS_MAX];       /* high-water marks */
         uint64_t lockouts;              /* accounts locked since start */
+
+        /* Log episodes: one line when a class starts refusing (then at most one a minute, with
+         * the count refused meanwhile), one when the store fills up and one when it takes writes
+         * again. */
+        uint64_t ratelimit_logged_usec[_METHOD_CLASS_MAX];
+        uint64_t ratelimit_unlogged[_METHOD_CLASS_MAX];
+        bool store_full;
 };
 
 int manager_new(Config *config, Manager **ret);        /* takes ownership of config */

@@ -21,6 +21,7 @@
 #include "idm/json-util.h"
 #include "idm/time-util.h"
 #include "log.h"
+#include "message-ids.h"
 #include "mail.h"
 #include "manager.h"
 #include "outbox.h"
@@ -33,8 +34,6 @@
 #define OUTBOX_START_USEC (500ULL * 1000ULL)    /* the first scan after start */
 #define QUEUE_MAX_DEFAULT 10000u
 
-/* journalctl MESSAGE_ID=... finds every message given up for its age. */
-#define MESSAGE_ID_OUTBOX_EXPIRED "5d0b1ef0a4cf4a7c9a3f2f0c6e8b7d21"
 
 /* What outbox_queue() works with: the running outbox's, else built-in defaults. Loop thread only. */
 static const MailTemplates *queue_templates = NULL;
@@ -503,7 +502,7 @@ static void expiry_done(int r, void *userdata) {
                 o->stats.expired += e->deleted;
                 (void) snprintf(age, sizeof(age), "%" PRIu64 " s", (uint64_t) (o->m->config->mail_max_age_usec / 1000000ULL));
                 for (unsigned i = 0; i < e->n; i++)
-                        log_struct(LOG_LEVEL_WARNING, MESSAGE_ID_OUTBOX_EXPIRED,
+                        log_struct(LOG_LEVEL_WARNING, IDM_MESSAGE_OUTBOX_EXPIRED,
                                    "Outbox message %s dropped undelivered: older than max_age (%s).", e->ids[i], age);
         }
         expiry_free(e);

@@ -16,6 +16,7 @@
 #include "idm/protocol.h"
 #include "idm/utf8.h"
 #include "log.h"
+#include "message-ids.h"
 #include "manager.h"
 #include "methods/methods.h"
 #include "rpc.h"
@@ -207,6 +208,22 @@ Role call_role(Call *call) {
         return call->role;
 }
 
+static void call_log_fill(const void *owner, LogRequest *ret) {
+        const Call *call = owner;
+
+        *ret = (LogRequest) {
+                .request_id = call->request_id,
+                .method = call->method ? call->method->name : NULL,
+                .publisher_id = call->publisher_id,
+                .customer_id = call->customer_id,
+                .peer_uid = (long long) call->connection->peer.uid,
+        };
+}
+
+LogScope call_log_scope(Call *call) {
+        return log_scope_set(call_log_fill, call);
+}
+
 const char *call_request_id(Call *call) {
         return call->request_id;
 }
@@ -291,16 +308,34 @@ static int call_write_work(StoreTxn *t, void *userdata) {
         return cw->work(t, cw->w);
 }
 
+/* One line per episode of a full store (and one when writes succeed again), not one per refusal. */
+static void store_full_episode(Manager *m, bool full) {
+        if (m->store_full == full)
+                return;
+        m->store_full = full;
+        if (full)
+                log_event(LOG_LEVEL_ERR, IDM_MESSAGE_STORE_FULL, NULL, NULL, IDM_REASON_STORE_FULL,
+                          "The store in %s is full: writes are refused with 503 store_full, reads go on.",
+                          m->config->state_dir);
+        else
+                log_struct(LOG_LEVEL_NOTICE, IDM_MESSAGE_STORE_WRITABLE, "The store in %s takes writes again.",
+                           m->config->state_dir);
+}
+
 static void call_write_done(int r, void *userdata) {
         CallWrite *cw = userdata;
         Call *call = cw->call;
+        LogScope previous = call_log_scope(call);
 
+        if (r >= 0)
+                store_full_episode(call_manager(call), false);
         connection_write_end(call->connection);
         cw->done(call, r, cw->w);
         (void) call_reply_failure(call, r);    /* a refusal done recorded, or the store's error */
         if (cw->free_w)
                 cw->free_w(cw->w);
         free(cw);
+        log_scope_restore(&previous);
         call_unref(call);
 }
 
@@ -481,9 +516,11 @@ int call_reply_invalid_param(Call *call, const char *param, const char *message)
 }
 
 int call_reply_errno(Call *call, int r) {
-        if (r == -ENOSPC)
+        if (r == -ENOSPC) {
+                store_full_episode(call_manager(call), true);
                 return call_reply_error(call, IDM_ERR_UNAVAILABLE, IDM_REASON_STORE_FULL, NULL,
                                         "The store is full; nothing was written");
+        }
         if (r == -EAGAIN)
                 return call_reply_error(call, IDM_ERR_UNAVAILABLE, IDM_REASON_UNAVAILABLE, NULL,
                                         "The service is overloaded; try again later");
@@ -750,9 +787,35 @@ static json_t *check_params(Call *call, json_t *req) {
         return params;
 }
 
+/* The first refusal of a class is logged, then at most one line a minute with the number refused
+ * since the last line: a flood must not flood the journal too. */
+#define RATELIMIT_LOG_INTERVAL_USEC (60ULL * 1000000ULL)
+
+static void log_rate_limited(Call *call, int r) {
+        Manager *m = call_manager(call);
+        MethodClass class = call->method->class;
+        uint64_t now = now_monotonic_usec();
+        uint64_t *last = &m->ratelimit_logged_usec[class];
+
+        if (*last != 0 && now - *last < RATELIMIT_LOG_INTERVAL_USEC) {
+                m->ratelimit_unlogged[class]++;
+                return;
+        }
+        /* The source is "uid:N", "ip:A" or "ip6:P/64"; a host name (given by a client) is not logged. */
+        log_event(LOG_LEVEL_WARNING, IDM_MESSAGE_RATE_LIMITED, NULL, NULL, IDM_REASON_RATE_LIMITED,
+                  "%s: rate limit of class %s hit (%s limit, counted against %s, peer uid %u); %" PRIu64
+                  " more refused in this class since the last such line", call->request_id,
+                  method_class_to_string(class), r == -EBUSY ? "concurrency" : "rate",
+                  strncmp(call->rate_source.key, "host", 4) == 0 ? "a host name" : call->rate_source.key,
+                  (unsigned) call_peer(call)->uid, m->ratelimit_unlogged[class]);
+        *last = now;
+        m->ratelimit_unlogged[class] = 0;
+}
+
 static int reply_rate_limited(Call *call, int r, uint64_t retry_usec) {
         if (r != -EAGAIN && r != -EBUSY)
                 return call_reply_errno(call, r);
+        log_rate_limited(call, r);
         return call_reply_error(call, IDM_ERR_TOO_MANY, IDM_REASON_RATE_LIMITED,
                                 json_pack("{s:I, s:s, s:s}",
                                           "retryAfter", (json_int_t) ratelimit_retry_after_sec(retry_usec),
@@ -813,6 +876,7 @@ static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
         Manager *m = c->manager;
         _cleanup_(call_unrefp) Call *call = NULL;
         _cleanup_(json_decrefp) json_t *params = NULL;
+        _cleanup_(log_scope_restore) LogScope previous = {};
         const Method *method;
         int r;
 
@@ -823,6 +887,7 @@ static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
                                      error_reply(NULL, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL));
                 return;
         }
+        previous = call_log_scope(call);
 
         if (check_envelope(call, req) < 0)
                 return;

@@ -17,6 +17,7 @@
 #include "idm/json-util.h"
 #include "idm/protocol.h"
 #include "log.h"
+#include "message-ids.h"
 #include "manager.h"
 #include "methods/capture.h"
 #include "methods/consents.h"
@@ -378,6 +379,7 @@ static void password_job_work(void *userdata) {
 /* Back on the loop. */
 static void password_job_finished(void *userdata, int error) {
         _cleanup_(password_job_freep) PasswordJob *j = userdata;
+        _cleanup_(log_scope_restore) LogScope previous = call_log_scope(j->call);
 
         if (error < 0) {        /* cancelled before it ran: idmd is stopping, or the client left */
                 (void) call_reply_failure(j->call, call_fail(j->call, IDM_ERR_UNAVAILABLE, IDM_REASON_UNAVAILABLE, NULL,
@@ -423,8 +425,12 @@ static void credential_done(Call *call, int r, void *userdata) {
 
         if (r >= 0 && j->outcome != CREDENTIAL_ACCEPTED) {
                 /* Every password check is a login attempt of the account. */
-                log_info("%s: login refused for publisher %s%s", call_request_id(call), j->publisher_id,
-                         j->outcome == CREDENTIAL_LOCKED ? " (locked meanwhile)" : "");
+                const char *reason = j->outcome == CREDENTIAL_LOCKED ? IDM_REASON_ACCOUNT_LOCKED :
+                                     j->customer_id ? IDM_REASON_INVALID_CREDENTIALS : IDM_REASON_UNKNOWN_USER;
+
+                log_event(LOG_LEVEL_INFO, IDM_MESSAGE_LOGIN_FAILED, j->publisher_id, j->customer_id, reason,
+                          "%s: login refused for publisher %s: %s%s", call_request_id(call), j->publisher_id,
+                          reason, j->outcome == CREDENTIAL_LOCKED ? " (locked meanwhile)" : "");
                 if (j->locked_now)
                         lockouts_log_locked(call);
                 if (j->outcome == CREDENTIAL_REFUSED && j->refused)
@@ -798,7 +804,9 @@ static void login_finish(Call *call, int r, void *userdata) {
         }
         if (r == -EPERM) {
                 /* Told only to whoever proved the password, like Keycloak's "account is disabled". */
-                log_notice("%s: login of disabled customer %s refused", call_request_id(call), j->customer_id);
+                log_event(LOG_LEVEL_NOTICE, IDM_MESSAGE_LOGIN_FAILED, j->publisher_id, j->customer_id,
+                          IDM_REASON_ACCOUNT_DISABLED, "%s: login of disabled customer %s refused",
+                          call_request_id(call), j->customer_id);
                 (void) call_fail(call, IDM_ERR_FORBIDDEN, IDM_REASON_ACCOUNT_DISABLED, NULL,
                                         "the account is disabled");
                 return;
@@ -807,7 +815,8 @@ static void login_finish(Call *call, int r, void *userdata) {
                 return;         /* answered by call_write(): the failure could not be counted */
 
         /* Accepted: credential_done() answered the refusals. */
-        log_info("%s: customer %s logged in", call_request_id(call), j->customer_id);
+        log_event(LOG_LEVEL_INFO, IDM_MESSAGE_LOGIN_SUCCEEDED, j->publisher_id, j->customer_id, NULL,
+                  "%s: customer %s logged in", call_request_id(call), j->customer_id);
         r = j->on_login(call, &(CustomerLogin) {
                 .customer_id = j->customer_id,
                 .publisher_id = j->publisher_id,
@@ -1066,8 +1075,9 @@ static void change_finish(Call *call, int r, void *userdata) {
         }
         /* Accepted: a wrong old password was refused (and counted) by credential_done(), so
          * whoever holds a stolen token gets no more guesses than at login. */
-        log_info("%s: customer %s changed the password; %d other sessions revoked",
-                 call_request_id(call), j->customer_id, j->revoked);
+        log_event(LOG_LEVEL_INFO, IDM_MESSAGE_PASSWORD_CHANGED, j->publisher_id, j->customer_id, NULL,
+                  "%s: customer %s changed the password; %d other sessions revoked", call_request_id(call),
+                  j->customer_id, j->revoked);
         (void) call_reply_empty(call);
 }
 
@@ -1144,8 +1154,9 @@ static void delete_done(Call *call, int r, void *userdata) {
         if (r < 0)
                 return;
         /* The audit line: who (peer uid, publisher), what, which customer; never a secret. */
-        log_notice("%s: customer %s of publisher %s deleted with its %d records by uid %u%s",
-                   call_request_id(call), w->customer_id, call_publisher_id(call), w->deleted,
+        log_event(LOG_LEVEL_NOTICE, IDM_MESSAGE_CUSTOMER_DELETED, NULL, w->customer_id, NULL,
+                  "%s: customer %s of publisher %s deleted with its %d records by uid %u%s",
+                  call_request_id(call), w->customer_id, call_publisher_id(call), w->deleted,
                    (unsigned) call_peer(call)->uid, call_role(call) == ROLE_ADMIN ? " (admin)" : "");
         (void) call_reply(call, json_pack("{s:s, s:i}", "customerId", w->customer_id, "deletedRecords", w->deleted));
 }

@@ -20,6 +20,7 @@
 #include "idm/json-util.h"
 #include "idm/protocol.h"
 #include "log.h"
+#include "message-ids.h"
 #include "manager.h"
 #include "methods/customers.h"
 #include "methods/methods.h"
@@ -517,8 +518,9 @@ static void poll_done(Call *call, int r, void *userdata) {
                 return;
         switch (w->outcome) {
         case POLL_APPROVED:
-                log_info("%s: device login of customer %s of publisher %s completed", call_request_id(call),
-                         w->customer_id, w->publisher_id);
+                log_event(LOG_LEVEL_INFO, IDM_MESSAGE_LOGIN_SUCCEEDED, w->publisher_id, w->customer_id, NULL,
+                          "%s: device login of customer %s of publisher %s completed", call_request_id(call),
+                          w->customer_id, w->publisher_id);
                 (void) call_reply(call, json_pack("{s:s, s:s, s:s, s:s, s:s}", "customerId", w->customer_id,
                                                   "publisherId", w->publisher_id, "jwt", w->tokens.jwt,
                                                   "refreshToken", w->tokens.refresh_token, "customerToken",

@@ -13,6 +13,7 @@
 #include "idm/protocol.h"
 #include "lockout.h"
 #include "log.h"
+#include "message-ids.h"
 #include "manager.h"
 #include "methods/customers.h"
 #include "methods/lockouts.h"
@@ -20,8 +21,6 @@
 #include "records/customers.h"
 #include "ratelimit.h"
 
-/* journalctl MESSAGE_ID=... finds every lockout (docs/ratelimits.md). */
-#define MESSAGE_ID_ACCOUNT_LOCKED "7ab27605aa2b4fa282b9a8abd14c5cae"
 
 
 /* --- the login path --- */
@@ -48,6 +47,8 @@ bool lockouts_may_tell(Call *call, bool lock_details) {
 static int fail_locked(Call *call, bool tell, uint64_t remaining_usec) {
         uint64_t retry = ratelimit_retry_after_sec(remaining_usec);
 
+        log_event(LOG_LEVEL_INFO, IDM_MESSAGE_LOGIN_FAILED, NULL, NULL, IDM_REASON_ACCOUNT_LOCKED,
+                  "%s: login refused: the account is locked for %" PRIu64 " s more", call_request_id(call), retry);
         if (!tell)
                 return call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_CREDENTIALS, NULL,
                                  "wrong e-mail or password");
@@ -119,7 +120,7 @@ void lockouts_log_locked(Call *call) {
         Manager *m = call_manager(call);
 
         m->lockouts++;
-        log_struct(LOG_LEVEL_NOTICE, MESSAGE_ID_ACCOUNT_LOCKED,
+        log_struct(LOG_LEVEL_NOTICE, IDM_MESSAGE_ACCOUNT_LOCKED,
                    "%s: account locked after %u failed logins", call_request_id(call), m->config->lockout_deny);
 }
 

@@ -32,6 +32,7 @@
 #include "idm/json-util.h"
 #include "idm/protocol.h"
 #include "log.h"
+#include "message-ids.h"
 #include "manager.h"
 #include "methods/capture.h"
 #include "methods/consents.h"
@@ -281,8 +282,9 @@ static int method_pam_capture_answers(Call *call, json_t *params) {
 static void pam_password_checked(Call *call, const CustomerPasswordCheck *c) {
         if (c->changed)
                 /* Through PAM there is no session of the caller's to keep: every one ended. */
-                log_info("%s: customer %s changed the password through PAM (uid %u); %d sessions revoked",
-                         call_request_id(call), c->customer_id, (unsigned) call_peer(call)->uid, c->revoked);
+                log_event(LOG_LEVEL_INFO, IDM_MESSAGE_PASSWORD_CHANGED, c->publisher_id, c->customer_id, NULL,
+                          "%s: customer %s changed the password through PAM (uid %u); %d sessions revoked",
+                          call_request_id(call), c->customer_id, (unsigned) call_peer(call)->uid, c->revoked);
         (void) call_reply_empty(call);  /* PAM_PRELIM_CHECK: only the old password */
 }
 

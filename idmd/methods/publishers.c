@@ -13,6 +13,7 @@
 #include "idm/json-util.h"
 #include "idm/protocol.h"
 #include "log.h"
+#include "message-ids.h"
 #include "manager.h"
 #include "methods/methods.h"
 #include "records/publishers.h"
@@ -129,7 +130,13 @@ static void publisher_done(Call *call, int r, void *userdata) {
 
         if (r < 0)
                 return;
-        log_info("%s: %s publisher %s", call_request_id(call), w->verb, json_object_get_string(w->rec, "publisherId"));
+        if (w->create)
+                log_event(LOG_LEVEL_NOTICE, IDM_MESSAGE_PUBLISHER_CREATED, json_object_get_string(w->rec, "publisherId"),
+                          NULL, NULL, "%s: created publisher %s (uid %u)", call_request_id(call),
+                          json_object_get_string(w->rec, "publisherId"), (unsigned) call_peer(call)->uid);
+        else
+                log_info("%s: %s publisher %s (uid %u)", call_request_id(call), w->verb,
+                         json_object_get_string(w->rec, "publisherId"), (unsigned) call_peer(call)->uid);
         if (w->token)
                 (void) call_reply(call, json_pack("{s:O, s:s}", "publisherId", json_object_get(w->rec, "publisherId"),
                                                   "publisherToken", w->token));

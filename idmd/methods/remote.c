@@ -26,6 +26,7 @@
 #include "idm/json-util.h"
 #include "idm/protocol.h"
 #include "log.h"
+#include "message-ids.h"
 #include "manager.h"
 #include "methods/customers.h"
 #include "methods/methods.h"
@@ -767,16 +768,18 @@ static void signin_done(Call *call, int r, void *userdata) {
                 return;
         switch (w->outcome) {
         case SIGNIN_OK:
-                log_info("%s: customer %s of publisher %s signed in (%s)", call_request_id(call), w->customer_id,
-                         w->publisher_id, w->how);
+                log_event(LOG_LEVEL_INFO, IDM_MESSAGE_LOGIN_SUCCEEDED, w->publisher_id, w->customer_id, NULL,
+                          "%s: customer %s of publisher %s signed in (%s)", call_request_id(call), w->customer_id,
+                          w->publisher_id, w->how);
                 (void) call_reply(call, signin_result(w->customer_id, w->publisher_id, &w->tokens));
                 return;
         case SIGNIN_EXPIRED:
                 (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_TOKEN_EXPIRED, NULL, "the token has expired");
                 return;
         case SIGNIN_WRONG_ADDRESS:
-                log_notice("%s: an SSO token of customer %s was presented from another address than it is bound "
-                           "to; it is used up", call_request_id(call), w->customer_id);
+                log_event(LOG_LEVEL_NOTICE, IDM_MESSAGE_LOGIN_FAILED, w->publisher_id, w->customer_id,
+                          IDM_REASON_INVALID_TOKEN, "%s: an SSO token of customer %s was presented from another "
+                          "address than it is bound to; it is used up", call_request_id(call), w->customer_id);
                 (void) call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL,
                                  "the token is bound to another address");
                 return;

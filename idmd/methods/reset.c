@@ -27,6 +27,7 @@
 #include "idm/protocol.h"
 #include "lockout.h"
 #include "log.h"
+#include "message-ids.h"
 #include "manager.h"
 #include "methods/customers.h"
 #include "methods/lockouts.h"
@@ -472,9 +473,10 @@ static void update_done(Call *call, int r, void *userdata) {
                 return;
         switch (w->outcome) {
         case OUTCOME_SET:
-                log_notice("%s: customer %s of publisher %s set a new password through a reset %s; %d session(s) "
-                           "ended", call_request_id(call), w->customer_id, w->publisher_id,
-                           w->is_code ? "code" : "link", w->revoked);
+                log_event(LOG_LEVEL_NOTICE, IDM_MESSAGE_PASSWORD_CHANGED, w->publisher_id, w->customer_id, NULL,
+                          "%s: customer %s of publisher %s set a new password through a reset %s; %d session(s) ended",
+                          call_request_id(call), w->customer_id, w->publisher_id, w->is_code ? "code" : "link",
+                          w->revoked);
                 (void) call_reply_empty(call);
                 return;
         case OUTCOME_DISABLED:

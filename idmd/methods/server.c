@@ -14,6 +14,7 @@
 #include "idm/json-util.h"
 #include "idm/protocol.h"
 #include "log.h"
+#include "message-ids.h"
 #include "manager.h"
 #include "methods/methods.h"
 #include "outbox.h"
@@ -281,7 +282,7 @@ static int method_server_backup(Call *call, json_t *params) {
         }
         if (stat(data, &st) < 0)
                 st.st_size = 0;
-        log_notice("%s: backup written to %s by uid %u (%lld bytes, %d key(s))", call_request_id(call), path,
+        log_struct(LOG_LEVEL_NOTICE, IDM_MESSAGE_BACKUP_WRITTEN, "%s: backup written to %s by uid %u (%lld bytes, %d key(s))", call_request_id(call), path,
                    (unsigned) call_peer(call)->uid, (long long) st.st_size, n);
         return call_reply(call, json_pack("{s:s, s:I, s:i}", "path", path, "bytes", (json_int_t) st.st_size,
                                           "keys", n));

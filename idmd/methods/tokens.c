@@ -10,6 +10,7 @@
 #include "idm/json-util.h"
 #include "idm/protocol.h"
 #include "log.h"
+#include "message-ids.h"
 #include "manager.h"
 #include "methods/methods.h"
 #include "sessions.h"
@@ -61,8 +62,9 @@ static void refresh_done(Call *call, int r, void *userdata) {
         if (r < 0)
                 return;         /* answered by call_write() */
         if (w->result == -EKEYREVOKED)
-                log_notice("%s: a rotated refresh token was presented again (uid %u): its session was revoked",
-                           call_request_id(call), (unsigned) call_peer(call)->uid);
+                log_event(LOG_LEVEL_NOTICE, IDM_MESSAGE_REFRESH_REUSE, NULL, NULL, IDM_REASON_INVALID_TOKEN,
+                          "%s: a rotated refresh token was presented again (uid %u): its session was revoked",
+                          call_request_id(call), (unsigned) call_peer(call)->uid);
         if (w->result < 0) {
                 (void) fail_token(call, w->result);
                 return;
@@ -214,7 +216,9 @@ static int method_tokens_rotate_signing_key(Call *call, json_t *params) {
                 log_warning_errno(r, "%s: new signing key active, but updating the old one failed: %m",
                                   call_request_id(call));
         }
-        log_info("%s: signing key rotated, new kid %s", call_request_id(call), keyring_active_kid(m->keyring));
+        log_struct(LOG_LEVEL_NOTICE, IDM_MESSAGE_KEY_ROTATED, "%s: signing key rotated by uid %u, new kid %s (kid %s "
+                   "verifies until its tokens expire)", call_request_id(call), (unsigned) call_peer(call)->uid,
+                   keyring_active_kid(m->keyring), strempty(old_kid));
         return call_reply(call, json_pack("{s:s}", "kid", keyring_active_kid(m->keyring)));
 }
 

@@ -30,6 +30,7 @@ class ResetCase(IdmdTestCase):
 
     CONFIG = "[reset]\nmax_per_hour = 5\n"
     MAIL = None         # the [mail] section; None: the fake sendmail delivering to a directory
+    IDMD = Idmd         # the class that starts idmd
 
     def setUp(self):
         # The test clock moves time past a token's expiry and the hour of the mail cap; mail goes
@@ -38,7 +39,7 @@ class ResetCase(IdmdTestCase):
         self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
         maildir = os.path.join(tmp, "mail")
         os.mkdir(maildir)
-        self.idmd = Idmd(self.CONFIG + (self.MAIL or mail_config(maildir)), tmp=tmp)
+        self.idmd = self.IDMD(self.CONFIG + (self.MAIL or mail_config(maildir)), tmp=tmp)
         self.addCleanup(self.idmd.cleanup)
         self.idmd.start(args=self.idmd.args() + ["--test-clock"], extra_env={"IDMD_TEST_CLOCK": "1"})
         self.mailbox = Mailbox(self.idmd, maildir)

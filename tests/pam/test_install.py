@@ -6,6 +6,7 @@ name (as /etc/pam.d files and pam-auth-update name it) from libpam's own module 
 which a private mount namespace makes the DESTDIR's (nothing of the host is changed)."""
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -25,6 +26,7 @@ EXPECTED = {
     "lib/systemd/system/idm-metrics.timer": 0o644,
     "lib/x86_64-linux-gnu/security/pam_idm.so": 0o755,
     "usr/bin/idmctl": 0o755,
+    "usr/lib/systemd/catalog/idm.catalog": 0o644,
     "usr/lib/sysusers.d/idmd.conf": 0o644,
     "usr/lib/tmpfiles.d/idmd.conf": 0o644,
     "usr/sbin/idmd": 0o755,
@@ -69,6 +71,25 @@ class Install(PamTestCase):
         # The installed daemon reads the installed configuration by default.
         p = subprocess.run(["strings", os.path.join(self.root, "usr/sbin/idmd")], capture_output=True, text=True)
         self.assertIn("/etc/idm/idmd.conf", p.stdout)
+
+    def test_journal_catalog(self):
+        """journalctl builds its catalogue database from the installed idm.catalog (under
+        --root: the DESTDIR's /var, not the host's), and it explains every MESSAGE_ID idmd logs."""
+        for args in (["--update-catalog"], ["--list-catalog"]):
+            p = subprocess.run(["journalctl", f"--root={self.root}"] + args, capture_output=True, text=True,
+                               timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        listed = dict(line.split(" ", 1) for line in p.stdout.splitlines())
+        with open(os.path.join(SOURCE_ROOT, "idmd", "message-ids.h")) as f:
+            ids = re.findall(r'#define (IDM_MESSAGE_\w+)\s+"([0-9a-f]{32})"', f.read())
+        self.assertGreaterEqual(len(ids), 10)
+        self.assertEqual(len({i for _, i in ids}), len(ids), "an ID used twice")
+        for name, message_id in ids:
+            self.assertIn(message_id, listed, name)
+            self.assertTrue(listed[message_id].startswith("idm: "), listed[message_id])
+        self.assertEqual(len(listed), len(ids), "a catalogue entry for an ID idmd does not log")
+        os.remove(os.path.join(self.root, "var/lib/systemd/catalog/database"))
+        os.removedirs(os.path.join(self.root, "var/lib/systemd/catalog"))
 
     def test_units_verify(self):
         units = os.path.join(self.root, "lib/systemd/system")
