@@ -927,12 +927,22 @@ int manager_startup(Manager *m) {
                 return r;
 
         r = store_open(m->config->state_dir, &so, &m->store, &version);
+        if (r == -EPROTONOSUPPORT && version == 0)
+                return log_error("The store file in %s is not in a format this idmd's LMDB can read (written on "
+                                 "another architecture, or by an incompatible LMDB); refusing to start. Restore "
+                                 "a backup made with \"idmctl backup\" on this machine's idmd.",
+                                 m->config->state_dir), r;
         if (r == -EPROTONOSUPPORT)
                 return log_error("The store in %s has schema version %u, newer than this idmd understands (%u); "
                                  "refusing to start. Run a newer idmd or restore a backup.",
                                  m->config->state_dir, version, STORE_SCHEMA_VERSION), r;
         if (r < 0)
                 return log_error_errno(r, "Failed to open the store in %s: %m", m->config->state_dir);
+        if (version == 0)
+                log_info("Created a new store in %s (schema version %u).", m->config->state_dir, STORE_SCHEMA_VERSION);
+        else if (version < STORE_SCHEMA_VERSION)
+                log_notice("Migrated the store in %s from schema version %u to %u.", m->config->state_dir, version,
+                           STORE_SCHEMA_VERSION);
         r = store_set_event(m->store, m->event);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the store to the event loop: %m");

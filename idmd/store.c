@@ -1216,10 +1216,10 @@ static int store_check_empty(StoreTxn *t) {
 }
 
 /* The unit of work of store_open(): opens (creating) the tables, then checks, migrates or
- * stamps the schema version. userdata: unsigned *, set to the stored version when too new. */
+ * stamps the schema version. userdata: unsigned *, set to the version found (0: a new store). */
 static int store_open_work(StoreTxn *t, void *userdata) {
         _cleanup_(json_decrefp) json_t *stamp = NULL;
-        unsigned *newer_version = userdata;
+        unsigned *found = userdata;
         Store *s = t->store;
         json_int_t stored;
         json_t *v;
@@ -1251,9 +1251,9 @@ static int store_open_work(StoreTxn *t, void *userdata) {
         if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > UINT_MAX)
                 return log_debug_errno(EPROTO, "Store '%s' has an invalid schema version record", s->dir);
         stored = json_integer_value(v);
+        *found = (unsigned) stored;
 
         if (stored > STORE_SCHEMA_VERSION) {
-                *newer_version = (unsigned) stored;
                 return log_debug_errno(EPROTONOSUPPORT, "Store '%s' has schema version %u, newer than "
                                        "the supported %u", s->dir, (unsigned) stored, STORE_SCHEMA_VERSION);
         }
@@ -1285,10 +1285,10 @@ static int fsync_directory(const char *dir) {
         return 0;
 }
 
-int store_open(const char *dir, const StoreOptions *options, Store **ret, unsigned *reterr_version) {
+int store_open(const char *dir, const StoreOptions *options, Store **ret, unsigned *ret_version) {
         _cleanup_(store_freep) Store *s = NULL;
         uint64_t initial, max, page_size;
-        unsigned newer_version = 0;
+        unsigned found = 0;
         long ps;
         int r, k, dead = 0;
 
@@ -1349,8 +1349,8 @@ int store_open(const char *dir, const StoreOptions *options, Store **ret, unsign
         k = mdb_env_open(s->env, dir, MDB_NOTLS, 0600);
         if (k != MDB_SUCCESS) {
                 r = store_errno(k);
-                if (r == -EPROTONOSUPPORT && reterr_version)
-                        *reterr_version = 0;  /* the file format, not the schema */
+                if (r == -EPROTONOSUPPORT && ret_version)
+                        *ret_version = 0;  /* the file format, not the schema */
                 return log_debug_errno(r, "Could not open store '%s': %m", dir);
         }
 
@@ -1374,10 +1374,10 @@ int store_open(const char *dir, const StoreOptions *options, Store **ret, unsign
                 }
         }
 
-        r = store_run(s, store_open_work, &newer_version);
+        r = store_run(s, store_open_work, &found);
         if (r < 0) {
-                if (r == -EPROTONOSUPPORT && newer_version > 0 && reterr_version)
-                        *reterr_version = newer_version;
+                if (r == -EPROTONOSUPPORT && found > 0 && ret_version)
+                        *ret_version = found;
                 return r;
         }
 
@@ -1388,6 +1388,8 @@ int store_open(const char *dir, const StoreOptions *options, Store **ret, unsign
 
         log_debug("Opened store '%s', map size %" PRIu64 " bytes (maximum %" PRIu64 ")",
                   dir, s->map_size, s->map_size_max);
+        if (ret_version)
+                *ret_version = found;
         *ret = TAKE_PTR(s);
         return 0;
 }

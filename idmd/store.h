@@ -106,13 +106,14 @@ typedef enum StorePutFlags {
 
 /* Opens (creating if needed) the store in directory dir, which must exist. Removes stale reader
  * slots left by crashed processes. Checks the schema version: a store written by a newer schema
- * gives -EPROTONOSUPPORT (and *reterr_version, if given, is set to the stored version; to 0 if
- * it is the backend's file format that is not supported); an older one is migrated. A new store
- * is stamped with STORE_SCHEMA_VERSION. The caller is responsible for keeping other idmd
+ * gives -EPROTONOSUPPORT (and *ret_version, if given, is set to the stored version; to 0 if it is
+ * the backend's file format that is not supported); an older one is migrated. A new store is
+ * stamped with STORE_SCHEMA_VERSION. On success *ret_version, if given, is the version the store
+ * had when it was found (0: new; below STORE_SCHEMA_VERSION: it was migrated). The caller is responsible for keeping other idmd
  * processes away (lock file); this does not check.
  * Also: -EINVAL for sizes below STORE_MAP_SIZE_MIN or map_size_initial > map_size_max, -EPROTO
  * for a damaged store or one with records but no schema version, -ENOENT if dir is missing. */
-int store_open(const char *dir, const StoreOptions *options, Store **ret, unsigned *reterr_version);
+int store_open(const char *dir, const StoreOptions *options, Store **ret, unsigned *ret_version);
 /* Closes the store. Read snapshots still alive are ended (later use: -ESTALE; they still have
  * to be freed with store_txn_free()). Not from inside a unit of work. NULL-safe. */
 Store *store_free(Store *s);

@@ -268,10 +268,26 @@ class Daemon(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("schema version 99", p.stderr)
 
+    def test_older_schema_migrated(self):
+        d = self.new().start()
+        d.stop()
+        self.assertIn("Created a new store", d.log_text())
+        dump = subprocess.run(["mdb_dump", "-s", "meta", d.state], capture_output=True, text=True, check=True).stdout
+        old, older = ('{"version":2}'.encode().hex(), '{"version":1}'.encode().hex())
+        subprocess.run(["mdb_load", "-s", "meta", d.state], input=dump.replace(old, older), text=True, check=True)
+        d.start()
+        d.stop()
+        self.assertIn("Migrated the store in", d.log_text())
+        self.assertIn("from schema version 1 to 2", d.log_text())
+        dump = subprocess.run(["mdb_dump", "-s", "meta", d.state], capture_output=True, text=True, check=True).stdout
+        self.assertIn(old, dump)
+
     def test_store_grows_then_full(self):
         d = self.new("[store]\nmap_size_initial = 1M\nmap_size_max = 3M\n").start()
         with d.client() as c:
             created = self.fill_store(c)
+            self.fill_store(c)          # refused again at once: still one episode
+            self.assertEqual(d.log_text().count("is full: writes are refused"), 1, d.log_text()[-2000:])
             stats = c.call("getStats")
             self.assertGreater(stats["store"]["grown"], 0)
             # the refused write left nothing behind

@@ -496,7 +496,7 @@ TEST(schema) {
         /* the current version opens and keeps its stamp */
         s = store_free(s);
         ASSERT_OK(store_open(dir, NULL, &s, &version));
-        ASSERT_EQ(version, 12345);
+        ASSERT_EQ(version, STORE_SCHEMA_VERSION);
         ASSERT_EQ(entries(s, STORE_META), 1);
 
         /* a newer one is refused, with its version */
