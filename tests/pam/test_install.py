@@ -20,6 +20,7 @@ PAMDIR = "/lib/x86_64-linux-gnu/security"           # libpam's, from pam.pc's li
 # Path in the DESTDIR -> mode.
 EXPECTED = {
     "etc/idm/idmd.conf": 0o644,
+    "etc/idm/pam_idm.conf": 0o644,
     "lib/systemd/system/idmd.service": 0o644,
     "lib/systemd/system/idmd.socket": 0o644,
     "lib/systemd/system/idm-metrics.service": 0o644,
@@ -132,8 +133,11 @@ class Install(PamTestCase):
         if os.geteuid() != 0:
             raise unittest.SkipTest("needs root for a private mount namespace")
         installed = os.path.join(self.root, PAMDIR.lstrip("/"))
-        svc = self.service("bare", f"auth required pam_idm.so conf={self.conf} socket={self.idmd.socket} "
-                                   f"publisher={self.publisher}")
+        # The installed sample configuration, with the publisher set as its comment says.
+        with open(os.path.join(self.root, "etc/idm/pam_idm.conf")) as f:
+            conf = self.write_conf(f.read() + f"publisher = {self.publisher}\nsocket = {self.idmd.socket}\n",
+                                   name="sample.conf")
+        svc = self.service("bare", f"auth required pam_idm.so conf={conf}")
         # In a private mount namespace, libpam's module directory is the DESTDIR's.
         wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                    f'mount --bind "{installed}" "{os.path.realpath(PAMDIR)}" && exec "$@"', "sh"]
