@@ -1534,6 +1534,18 @@ int config_apply_live(Config *c, const Config *from, FILE *changes) {
         c->reset_token_ttl_usec = from->reset_token_ttl_usec;
         c->reset_max_per_hour = from->reset_max_per_hour;
         c->reset_code_tries = from->reset_code_tries;
+        r = replace_string(&c->mail_command, from->mail_command);
+        if (r >= 0)
+                r = replace_string(&c->mail_from, from->mail_from);
+        if (r >= 0)
+                r = replace_string(&c->mail_template_dir, from->mail_template_dir);
+        if (r < 0)
+                return r;
+        c->mail_timeout_usec = from->mail_timeout_usec;
+        c->mail_retry_initial_usec = from->mail_retry_initial_usec;
+        c->mail_retry_max_usec = from->mail_retry_max_usec;
+        c->mail_max_age_usec = from->mail_max_age_usec;
+        c->mail_max_queued = from->mail_max_queued;
 
         /* What still differs needs a restart: compare the two dumps key by key. */
         f = open_memstream(&a, &na);

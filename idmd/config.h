@@ -175,7 +175,7 @@ int config_set(Config *c, const char *section, const char *key, const char *valu
 int config_dump(const Config *c, FILE *f);
 
 /* A configuration reload (SIGHUP): copies into c what may change while idmd runs ([daemon]
- * log_level, [limits], [ratelimit.*] rates, [lockout], [reset]) from the freshly loaded from,
+ * log_level, [limits], [ratelimit.*] rates, [lockout], [mail], [reset]) from the freshly loaded from,
  * and lists on changes (may be NULL), comma-separated as "key = value" of from, what else
  * differs: that needs a restart and is not applied. Returns how many such keys, or -errno. */
 int config_apply_live(Config *c, const Config *from, FILE *changes);

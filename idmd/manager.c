@@ -819,6 +819,9 @@ int manager_reload(Manager *m) {
                 if (!fresh->state_dir || !fresh->socket_path)
                         r = -ENOMEM;
         }
+        /* The outbox first: a [mail] that does not load (templates, command) changes nothing. */
+        if (r >= 0 && m->outbox)
+                r = outbox_reload(m->outbox, fresh);
         if (r >= 0)
                 r = ratelimit_set_classes(m->ratelimit, fresh->ratelimit);
         if (r < 0) {
@@ -838,7 +841,8 @@ int manager_reload(Manager *m) {
         if (!m->log_level_forced)
                 log_set_max_level(m->config->log_level);
         log_struct(LOG_LEVEL_NOTICE, IDM_MESSAGE_CONFIG_RELOADED,
-                   "Configuration reloaded from %s (log level, limits, rate limits, lockout, reset).", m->config_path);
+                   "Configuration reloaded from %s (log level, limits, rate limits, lockout, mail, reset).",
+                   m->config_path);
         if (n > 0)
                 log_warning("Changed in %s but applied only at the next start: %s.", m->config_path, changes);
         (void) sd_notifyf(false, "READY=1\nSTATUS=Serving on %s", m->config->socket_path);

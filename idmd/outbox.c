@@ -48,6 +48,7 @@ struct Outbox {
         MailTemplates *templates;
         char *from;
         char **argv;
+        char **retired_argv;            /* replaced by a reload while a delivery used it */
         char *const *envp;
         Workers *worker;
         sd_event_source *timer;
@@ -62,6 +63,8 @@ struct Delivery {
         Outbox *o;
         char id[OUTBOX_ID_LEN + 1];
         char *message;                  /* a secret: wiped */
+        char **argv;                    /* the outbox's when the delivery started (a reload keeps it) */
+        uint64_t timeout_usec;
         unsigned attempts;              /* before this one */
         int error;                      /* command_run()'s */
         CommandResult result;
@@ -381,8 +384,8 @@ static void delivery_work(void *userdata) {
         Delivery *d = userdata;
         Outbox *o = d->o;
 
-        d->error = command_run(o->argv, o->envp, d->message, strlen(d->message), o->m->config->mail_timeout_usec,
-                               &o->cancel_at, &d->result);
+        d->error = command_run(d->argv, o->envp, d->message, strlen(d->message), d->timeout_usec, &o->cancel_at,
+                               &d->result);
         d->ok = d->error == 0 && d->result.exited && d->result.status == 0;
 }
 
@@ -392,6 +395,7 @@ static void delivery_done(void *userdata, int error) {
         int r;
 
         d->o->stats.in_flight = false;
+        d->o->retired_argv = command_argv_free(d->o->retired_argv);
         if (error < 0) {        /* never started (the pool was freed first) */
                 d->o->busy = false;
                 delivery_free(d);
@@ -561,6 +565,8 @@ static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
 
                 scan_done(&s);
                 d->o = o;
+                d->argv = o->argv;
+                d->timeout_usec = o->m->config->mail_timeout_usec;
                 o->busy = true;
                 o->stats.in_flight = true;
                 r = workers_submit(o->worker, delivery_work, delivery_done, d);
@@ -629,9 +635,76 @@ static char *default_from(void) {
         return strdup("idmd@localhost");
 }
 
+/* What [mail] makes of the outbox: templates, command and sender, loaded from c (logged). */
+typedef struct MailSettings {
+        MailTemplates *templates;
+        char **argv;
+        char *from;
+} MailSettings;
+
+static void mail_settings_done(MailSettings *s) {
+        s->templates = mail_templates_free(s->templates);
+        s->argv = command_argv_free(s->argv);
+        free(s->from);
+        s->from = NULL;
+}
+
+static int mail_settings_load(const Config *c, MailSettings *ret) {
+        _cleanup_(mail_settings_done) MailSettings s = {};
+        _cleanup_free_ char *bad = NULL;
+        int r;
+
+        r = mail_templates_load(c->mail_template_dir, &s.templates, &bad);
+        if (r < 0) {
+                if (bad)
+                        return log_error_errno(r, "[mail] template_dir: cannot use the template %s/%s: %m", c->mail_template_dir,
+                                               bad);
+                return log_error_errno(r, "[mail] template_dir: cannot read %s: %m", c->mail_template_dir);
+        }
+        r = command_split(c->mail_command, &s.argv);
+        if (r < 0)
+                return log_error_errno(r, "[mail] mail_command: cannot use '%s': %m", c->mail_command);
+        if (access(s.argv[0], X_OK) < 0)
+                log_warning_errno(errno, "[mail] mail_command: %s cannot be run (%m); mail stays queued until it can.",
+                                  s.argv[0]);
+        s.from = c->mail_from[0] ? strdup(c->mail_from) : default_from();
+        if (!s.from)
+                return log_oom();
+        *ret = s;
+        s = (MailSettings) {};
+        return 0;
+}
+
+int outbox_reload(Outbox *o, const Config *c) {
+        _cleanup_(mail_settings_done) MailSettings s = {};
+        int r;
+
+        r = mail_settings_load(c, &s);
+        if (r < 0)
+                return r;
+        /* Templates and sender are the loop's alone: replaced at once. */
+        mail_templates_free(o->templates);
+        o->templates = TAKE_PTR(s.templates);
+        free(o->from);
+        o->from = TAKE_PTR(s.from);
+        queue_templates = o->templates;
+        queue_from = o->from;
+        queue_max = c->mail_max_queued;
+        /* The delivery under way keeps the command it started with (delivery_done() frees it);
+         * an earlier reload's command, if it was never used, goes now. */
+        if (o->stats.in_flight && !o->retired_argv)
+                o->retired_argv = o->argv;
+        else
+                command_argv_free(o->argv);
+        o->argv = TAKE_PTR(s.argv);
+        log_debug("Outbox reloaded: mail from %s through %s, %u template files.", o->from, o->argv[0],
+                  mail_templates_count(o->templates));
+        return 0;
+}
+
 int outbox_new(Manager *m, Outbox **ret) {
         _cleanup_(outbox_freep) Outbox *o = NULL;
-        _cleanup_free_ char *bad = NULL;
+        _cleanup_(mail_settings_done) MailSettings s = {};
         const Config *c = m->config;
         int r;
 
@@ -641,22 +714,12 @@ int outbox_new(Manager *m, Outbox **ret) {
         o->m = m;
         o->envp = command_env;
 
-        r = mail_templates_load(c->mail_template_dir, &o->templates, &bad);
-        if (r < 0) {
-                if (bad)
-                        return log_error_errno(r, "[mail] template_dir: cannot use the template %s/%s: %m", c->mail_template_dir,
-                                               bad);
-                return log_error_errno(r, "[mail] template_dir: cannot read %s: %m", c->mail_template_dir);
-        }
-        r = command_split(c->mail_command, &o->argv);
+        r = mail_settings_load(c, &s);
         if (r < 0)
-                return log_error_errno(r, "[mail] mail_command: cannot use '%s': %m", c->mail_command);
-        if (access(o->argv[0], X_OK) < 0)
-                log_warning_errno(errno, "[mail] mail_command: %s cannot be run (%m); mail stays queued until it can.",
-                                  o->argv[0]);
-        o->from = c->mail_from[0] ? strdup(c->mail_from) : default_from();
-        if (!o->from)
-                return log_oom();
+                return r;
+        o->templates = TAKE_PTR(s.templates);
+        o->argv = TAKE_PTR(s.argv);
+        o->from = TAKE_PTR(s.from);
 
         r = outbox_load_last_id(o);
         if (r < 0)
@@ -711,6 +774,7 @@ Outbox *outbox_free(Outbox *o) {
         }
         mail_templates_free(o->templates);
         command_argv_free(o->argv);
+        command_argv_free(o->retired_argv);
         free(o->from);
         free(o->cursor);
         free(o);

@@ -62,6 +62,12 @@ void outbox_kick(Manager *m);
  * (-errno). Needs m->store and m->event. */
 int outbox_new(Manager *m, Outbox **ret);
 
+/* On SIGHUP, with the new configuration c: templates, mail_command, from and max_queued as c
+ * says (timeouts and retry delays are read from the running configuration when used). A
+ * delivery under way finishes with the command it started with. Logs its own errors; on one
+ * (a template_dir that cannot be read, a bad template or command) nothing changes. -errno. */
+int outbox_reload(Outbox *o, const Config *c);
+
 /* On SIGTERM: no new delivery starts; one in flight gets OUTBOX_STOP_GRACE_USEC more (within its
  * timeout) to finish, then its command is killed and the message stays queued as it was (not
  * counted as a failed attempt: it is due at the next start). */

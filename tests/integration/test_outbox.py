@@ -340,6 +340,46 @@ class Stop(OutboxTestCase):
         self.assertEqual(self.delivered(), ["1.eml"])
 
 
+class Reload(OutboxTestCase):
+    """SIGHUP applies a new [mail] at once; a delivery under way finishes with the command it
+    started with; a [mail] that does not load changes nothing."""
+    MODE = "hang"
+    MAIL = "timeout = 1h\nretry_initial = 1h\n"
+
+    def reload(self, config, expect):
+        with open(self.idmd.config, "w") as f:
+            f.write(BASE_CONFIG + config + generous_rate_limits(config))
+        seen = self.idmd.log_text().count(expect)
+        self.idmd.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.idmd.log_text().count(expect) > seen, what=expect)
+
+    def test_sighup_changes_the_command_and_sender(self):
+        self.queue(to="first@example.com", vars=self.reset_vars())
+        wait_for(lambda: self.outbox()["inFlight"], what="a delivery in flight")
+        self.reload(self.config("ok", "retry_initial = 1h\n").replace("idm@example.com", "new@example.com"),
+                    "Configuration reloaded")
+        self.assertNotIn("applied only at the next start", self.idmd.log_text())
+        self.queue(to="second@example.com", vars=self.reset_vars())
+        # The hanging command was not replaced under the delivery: it is still there. Ended, the
+        # attempt fails and waits an hour; the second message goes through the new command.
+        self.assertEqual(len(self.hanging()), 1)
+        self.kill_hanging()
+        (msg, _), = self.wait_delivered(1)
+        self.assertEqual(str(msg["To"]), "second@example.com")
+        self.assertEqual(msg["From"].addresses[0].addr_spec, "new@example.com")
+        self.assertEqual(self.items()[0]["attempts"], 1)
+        self.assertEqual(self.idmd.call("retryOutbox", {})["retried"], 1)
+        msgs = self.wait_delivered(2)
+        self.assertEqual(str(msgs[1][0]["To"]), "first@example.com")
+        # A template_dir that cannot be read: the running [mail] stays.
+        self.reload(self.config("fail").replace(f"template_dir = \n", "template_dir = /nonexistent\n"),
+                    "keeping the running configuration")
+        self.assertIn("template_dir: cannot read /nonexistent", self.idmd.log_text())
+        self.queue(to="third@example.com", vars=self.reset_vars())
+        msgs = self.wait_delivered(3)
+        self.assertEqual(str(msgs[2][0]["To"]), "third@example.com")
+
+
 class Refusals(OutboxTestCase):
     MODE = "fail"
     MAIL = "max_queued = 2\nretry_initial = 1h\n"
