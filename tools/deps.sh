@@ -5,7 +5,7 @@ set -euo pipefail
 
 IDM_BUILD_DEPS=(
         meson ninja-build pkg-config gcc
-        libsodium-dev liblmdb-dev libjansson-dev libsystemd-dev libinih-dev libpam0g-dev
+        libsodium-dev libargon2-dev liblmdb-dev libjansson-dev libsystemd-dev libinih-dev libpam0g-dev
         # Optional for the build (meson option maxminddb): [locales] maxmind_db, and its tests.
         libmaxminddb-dev
         # Optional for the build (meson option qrencode): pam_idm's qr option.
