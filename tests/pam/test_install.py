@@ -37,6 +37,19 @@ EXPECTED = {
 }
 
 
+def with_bind_mounts(binds):
+    """A wrapper for a command (PamTestCase.drive()'s wrapper=): runs it in a private mount
+    namespace where each host path in binds shows the directory it maps to; the host's are
+    untouched. Needs root."""
+    mounts = " && ".join(f'mount --bind "{src}" "{dst}"' for dst, src in binds.items())
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh"]
+
+
+def with_module_dir(root):
+    """with_bind_mounts(): libpam's module directory is root's (a DESTDIR or an unpacked package)."""
+    return with_bind_mounts({os.path.realpath(PAMDIR): os.path.join(root, PAMDIR.lstrip("/"))})
+
+
 class Install(PamTestCase):
     @classmethod
     def setUpClass(cls):
@@ -110,13 +123,9 @@ class Install(PamTestCase):
     def test_libpam_loads_the_installed_module_by_name(self):
         if os.geteuid() != 0:
             raise unittest.SkipTest("needs root for a private mount namespace")
-        installed = os.path.join(self.root, PAMDIR.lstrip("/"))
         svc = self.service("bare", f"auth required pam_idm.so conf={self.conf} socket={self.idmd.socket} "
                                    f"publisher={self.publisher}")
-        # In a private mount namespace, libpam's module directory is the DESTDIR's.
-        wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                   f'mount --bind "{installed}" "{os.path.realpath(PAMDIR)}" && exec "$@"', "sh"]
-        r = self.ok(svc, self.EMAIL, "auth", pw=[PASSWORD], wrapper=wrapper)
+        r = self.ok(svc, self.EMAIL, "auth", pw=[PASSWORD], wrapper=with_module_dir(self.root))
         self.assertEqual(r.results, [("auth", "PAM_SUCCESS")], r)
         # The host's directory is untouched: no pam_idm.so there.
         self.assertFalse(os.path.exists(os.path.join(PAMDIR, "pam_idm.so")))
