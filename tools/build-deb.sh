@@ -42,7 +42,7 @@ tree="$tmp/idm-$version"
 mkdir "$tree"
 
 # What is on disk of what git lists; a tracked file deleted but not yet committed is left out.
-(cd "$src" && git ls-files -z --cached --others --exclude-standard |
+(cd "$src" && git -c safe.directory="$src" ls-files -z --cached --others --exclude-standard |
         while IFS= read -r -d '' f; do
                 if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi
         done | tar --null --no-recursion --files-from=- -cf -) | tar -C "$tree" -xf -
