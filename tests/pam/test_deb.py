@@ -56,7 +56,7 @@ def setUpModule():
     os.chmod(tmp, 0o755)
     out, root = os.path.join(tmp, "out"), os.path.join(tmp, "root")
     env = dict(os.environ, DEB_BUILD_OPTIONS="nocheck noddebs parallel=2")
-    p = subprocess.run([BUILD_DEB, out], capture_output=True, text=True, timeout=900, env=env,
+    p = subprocess.run([BUILD_DEB, out], capture_output=True, text=True, timeout=780, env=env,
                        stdin=subprocess.DEVNULL)
     if p.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
