@@ -20,6 +20,9 @@ IDM_TEST_DEPS=(
         python3 python3-jwt python3-cryptography python3-prometheus-client lmdb-utils systemd util-linux zbar-tools
         libpam-wrapper libpamtest0-dev pamtester libnss-wrapper openssh-server openssh-client sshpass
         valgrind
+        # tools/build-deb.sh, run by tests/pam/test_deb.py: the Debian packages and their check
+        # (dpkg-buildpackage wants build-essential installed, as every Debian build does).
+        build-essential dpkg-dev debhelper lintian git
 )
 
 idm_install_deps() {
