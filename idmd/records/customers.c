@@ -16,6 +16,7 @@
 #include "records/remote.h"
 #include "records/device.h"
 #include "records/resets.h"
+#include "records/unixusers.h"
 #include "sessions.h"
 #include "tokens.h"
 #include "validate.h"
@@ -167,7 +168,7 @@ static int visit_token_record(const char *key, void *userdata) {
 int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecordFn fn, void *userdata) {
         _cleanup_(json_decrefp) json_t *rec = NULL;
         _cleanup_free_ char *email_key = NULL, *ext_key = NULL, *consents_key = NULL, *capture_key = NULL,
-                *lock_key = NULL, *limit = NULL;
+                *lock_key = NULL, *limit = NULL, *uid_key = NULL;
         const char *pid, *email, *external_id;
         int r;
 
@@ -194,6 +195,16 @@ int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecord
                 if (r < 0)
                         return r;
                 r = fn(STORE_CUSTOMERS_BY_EXTERNAL_ID, ext_key, userdata);
+                if (r < 0)
+                        return r;
+        }
+
+        /* The uid index entry (the uid itself stays used: the counter never goes back). */
+        r = customer_unix_uid_key(rec, &uid_key);
+        if (r < 0)
+                return r;
+        if (uid_key[0] && store_exists(t, STORE_UNIX_UIDS, uid_key)) {
+                r = fn(STORE_UNIX_UIDS, uid_key, userdata);
                 if (r < 0)
                         return r;
         }

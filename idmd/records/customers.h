@@ -48,7 +48,8 @@ int customer_put(StoreTxn *t, json_t *rec);
 int customer_email_key(const char *publisher_id, const char *email, char **ret);
 
 /* Every record a customer leaves behind, for deleting or exporting it: calls fn(table, key,
- * userdata) for the customer record, its e-mail and externalId index entries, its consent
+ * userdata) for the customer record, its e-mail and externalId index entries, its uid index
+ * entry when it is a Unix user (records/unixusers.h), its consent
  * answers, its lockout record (keyed by the account's e-mail) when there is one, and every record
  * of its sessions in the token table (session index entries, families, refresh and customer
  * tokens, the PAM path's records). Derived index entries that the sweep drops by themselves
