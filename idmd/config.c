@@ -770,19 +770,6 @@ static const ConfigType type_name_format = { parse_name_format, describe_name_fo
 
 /* ---- currency list -------------------------------------------------------------------------- */
 
-static char **strv_free(char **l) {
-        if (l) {
-                for (char **i = l; *i; i++)
-                        free(*i);
-                free(l);
-        }
-        return NULL;
-}
-
-static void strv_freep(char ***l) {
-        (void) strv_free(*l);
-}
-
 static bool strv_contains(char *const *l, const char *s) {
         for (; l && *l; l++)
                 if (streq(*l, s))
