@@ -981,6 +981,11 @@ int manager_startup(Manager *m) {
 
         manager_setup_fd_limit(m);
 
+        /* idmd never asks its own userdb socket through NSS (getgrnam() below, a library doing
+         * getpwuid()): socket-activated, the socket would accept and nobody would answer. */
+        if (userdb_service(m->config) && setenv("SYSTEMD_BYPASS_USERDB", userdb_service(m->config), 1) < 0)
+                return log_oom();
+
         if (mkdir(m->config->state_dir, 0700) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "Failed to create state directory %s: %m", m->config->state_dir);
 

@@ -19,12 +19,17 @@
 #pragma once
 
 #include "connection.h"
+#include "records/unixusers.h"
 
 #define USERDB_FD_NAME "userdb"                 /* FileDescriptorName= of the socket unit */
 #define USERDB_MAX_MESSAGE (16u * 1024u)        /* bytes of one request, its NUL excluded */
 #define USERDB_ENUMERATE_MAX 10000u             /* records one enumeration answers, at most */
 
 extern const ConnectionProtocol userdb_protocol;
+
+/* The uid range of a configuration ([userdb] uid_min, uid_max). */
+#define USERDB_UID_RANGE(c) \
+        ((UnixUidRange) { .min = (uint32_t) (c)->userdb_uid_min, .max = (uint32_t) (c)->userdb_uid_max })
 
 /* The service name records carry: the socket's file name ("io.idm"). NULL when userdb is off. */
 const char *userdb_service(const Config *c);

@@ -78,7 +78,7 @@ int customer_find_by_external_id(StoreTxn *t, const char *publisher_id, const ch
         return customer_by_index(t, STORE_CUSTOMERS_BY_EXTERNAL_ID, key, ret);
 }
 
-int customer_create(StoreTxn *t, json_t *rec, const char **ret_taken) {
+int customer_create(StoreTxn *t, json_t *rec, const UnixUidRange *unix_range, const char **ret_taken) {
         const char *pid = json_object_get_string(rec, "publisherId");
         const char *external_id = json_object_get_string(rec, "externalId");
         _cleanup_free_ char *email_key = NULL, *ext_key = NULL;
@@ -113,15 +113,22 @@ int customer_create(StoreTxn *t, json_t *rec, const char **ret_taken) {
         r = store_put(t, STORE_CUSTOMERS_BY_EMAIL, email_key, link, STORE_PUT_NO_OVERWRITE);
         if (r == -EEXIST)
                 *ret_taken = "email";
-        if (r < 0 || !external_id)
-                return r;
-        r = external_id_key(pid, external_id, &ext_key);
         if (r < 0)
                 return r;
-        r = store_put(t, STORE_CUSTOMERS_BY_EXTERNAL_ID, ext_key, link, STORE_PUT_NO_OVERWRITE);
-        if (r == -EEXIST)
-                *ret_taken = "externalId";
-        return r;
+        if (external_id) {
+                r = external_id_key(pid, external_id, &ext_key);
+                if (r < 0)
+                        return r;
+                r = store_put(t, STORE_CUSTOMERS_BY_EXTERNAL_ID, ext_key, link, STORE_PUT_NO_OVERWRITE);
+                if (r == -EEXIST)
+                        *ret_taken = "externalId";
+                if (r < 0)
+                        return r;
+        }
+        if (!unix_range)
+                return 0;
+        r = customer_unix_on_create(t, rec, unix_range);
+        return r < 0 ? r : 0;
 }
 
 int customer_link_external_id(StoreTxn *t, json_t *rec, const char *external_id) {

@@ -25,9 +25,10 @@
 
 #include "store.h"
 
-typedef struct UnixUidRange {
+struct UnixUidRange {
         uint32_t min, max;              /* inclusive; [userdb] uid_min, uid_max */
-} UnixUidRange;
+};
+typedef struct UnixUidRange UnixUidRange;
 
 typedef enum UnixUsers {
         UNIX_USERS_NONE,
