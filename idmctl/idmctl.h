@@ -136,6 +136,7 @@ int verb_customer_export(Context *ctx, int argc, char **argv);
 int verb_customer_delete(Context *ctx, int argc, char **argv);
 int verb_customer_disable(Context *ctx, int argc, char **argv);
 int verb_customer_enable(Context *ctx, int argc, char **argv);
+int verb_customer_unix(Context *ctx, int argc, char **argv);
 int verb_customer_reset_password(Context *ctx, int argc, char **argv);
 int verb_metrics(Context *ctx, int argc, char **argv);
 int verb_backup(Context *ctx, int argc, char **argv);

@@ -243,6 +243,29 @@ class TestRecords(UserdbTestCase):
                                                                  "email": "alice@example.com", "enabled": True})])
         self.assertError(reply["error"], 403, "forbidden")
 
+    def test_idmctl(self):
+        self.register("alice@example.com")
+
+        def idmctl(*args):
+            return subprocess.run([IDMCTL, "--socket", self.idmd.socket, "customer", "unix", *args,
+                                   "--publisher", self.pub], capture_output=True, text=True, timeout=60)
+
+        p = idmctl("enable", "alice@example.com")
+        self.assertEqual((p.returncode, p.stdout),
+                         (0, f"Customer alice@example.com is a Unix user, uid {UID_MIN}.\n"), p.stderr)
+        self.assertEqual(self.record(userName="alice@example.com")["uid"], UID_MIN)
+        p = idmctl("disable", "alice@example.com")
+        self.assertEqual(p.stdout, "Customer alice@example.com is no Unix user any more (its uid stays reserved).\n")
+        self.assertNoRecord(self.user(uid=UID_MIN))
+        self.idmd.call("updatePublisher", {"publisherId": self.pub, "unixUsers": "none"})
+        p = idmctl("enable", "alice@example.com")
+        self.assertIn(f"has uid {UID_MIN}, but its publisher's unixUsers is none", p.stdout)
+        p = idmctl("maybe", "alice@example.com")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("expected enable or disable", p.stderr)
+        p = idmctl("enable", "nobody@example.com")
+        self.assertNotEqual(p.returncode, 0)
+
     def test_varlink_errors(self):
         cid = self.register("alice@example.com")
         self.enable("alice@example.com")
