@@ -573,12 +573,16 @@ static int manager_bind(Manager *m, Listener *l) {
         return 0;
 }
 
-/* A socket passed by systemd: a listening Unix stream socket, made non-blocking. */
+/* A socket passed by systemd: a listening Unix stream socket, made non-blocking. The userdb
+ * socket must be bound to [userdb] socket: its file name is the service name records carry. */
 static int manager_take_activated(Listener *l, int fd) {
         int flags;
 
         if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0)
                 return log_error("The socket passed by systemd for %s is not a listening Unix stream socket.", l->path),
+                       -EINVAL;
+        if (l->fd_name && sd_is_socket_unix(fd, SOCK_STREAM, 1, l->path, 0) <= 0)
+                return log_error("The userdb socket passed by systemd is not bound to [userdb] socket = %s.", l->path),
                        -EINVAL;
         flags = fcntl(fd, F_GETFL);
         if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)

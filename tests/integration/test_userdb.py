@@ -33,7 +33,11 @@ class Varlink:
     def __init__(self, path, timeout=10.0):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        try:
+            self.sock.connect(path)
+        except OSError:
+            self.sock.close()
+            raise
         self.buf = b""
 
     def close(self):
@@ -454,6 +458,49 @@ class TestAbuse(UserdbTestCase):
                 v.close()
         time.sleep(0.2)
         self.idmd.call("getServerInfo")
+
+
+class TestActivation(UserdbTestCase):
+    """Both sockets passed by the service manager, told apart by FileDescriptorName=."""
+
+    def activated(self, userdb_path):
+        self.idmd.stop()
+        for path in (self.idmd.socket, self.userdb):
+            if os.path.exists(path):
+                os.unlink(path)
+        args = ["systemd-socket-activate", "-l", self.idmd.socket, "-l", userdb_path,
+                "--fdname=idmd.socket:userdb"] + self.idmd.args()
+        self.idmd.start(wait=False, args=args)
+
+    def connect(self, path):
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return Varlink(path)
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def test_both_sockets(self):
+        self.register("alice@example.com")
+        self.enable("alice@example.com")
+        self.activated(self.userdb)
+        with self.connect(self.userdb) as v:
+            [r] = v.call(f"{IFACE}.GetUserRecord", {"uid": UID_MIN, "service": SERVICE})
+        self.assertEqual(r["parameters"]["record"]["userName"], "alice@example.com")
+        self.idmd.call("getServerInfo")
+        self.idmd.stop()
+        # The sockets are the service manager's: idmd leaves them in place.
+        self.assertTrue(os.path.exists(self.userdb))
+
+    def test_userdb_socket_elsewhere(self):
+        other = os.path.join(self.idmd.tmp, "userdb", "io.other")
+        self.activated(other)
+        with self.connect(other) as v:
+            self.assertIsNone(v.recv())
+        self.idmd.proc.wait(30)
+        self.assertIn("not bound to [userdb] socket", self.idmd.log_text())
 
 
 class TestConfig(unittest.TestCase):
