@@ -287,27 +287,44 @@ static bool enumeration_refused(Lookup *l, const Query *q, Replies *rs) {
         return true;
 }
 
+/* The served customer a name and/or a number (uid, or the gid of its private group) name; both
+ * given, they must name the same one. 0 with *ret; 1 when the answer is an error reply, added to
+ * rs (NoRecordFound, ConflictRecordFound); < 0 when the lookup failed. */
+static int find_customer(Lookup *l, const char *name, int64_t number, Replies *rs, json_t **ret) {
+        _cleanup_(json_decrefp) json_t *by_name = NULL, *by_number = NULL;
+        int r;
+
+        if (name) {
+                r = find_by_name(l, name, &by_name);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+        }
+        if (number >= 0) {
+                r = find_by_uid(l, (uint32_t) number, &by_number);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+        }
+        if ((name && !by_name) || (number >= 0 && !by_number))
+                r = replies_add(rs, error_reply(ERROR_NO_RECORD, NULL));
+        else if (by_name && by_number && customer_unix_uid(by_name) != customer_unix_uid(by_number))
+                r = replies_add(rs, error_reply(ERROR_CONFLICT, NULL));
+        else {
+                *ret = by_name ? TAKE_PTR(by_name) : TAKE_PTR(by_number);
+                return 0;
+        }
+        return r < 0 ? r : 1;
+}
+
 static int get_user_record(Lookup *l, const Query *q, Replies *rs) {
-        _cleanup_(json_decrefp) json_t *by_name = NULL, *by_uid = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL;
         int r;
 
         if (!q->user_name && q->uid < 0)
                 return enumeration_refused(l, q, rs) ? 0 : each_user(l, add_user, rs);
-        if (q->user_name) {
-                r = find_by_name(l, q->user_name, &by_name);
-                if (r < 0 && r != -ENOENT)
-                        return r;
-        }
-        if (q->uid >= 0) {
-                r = find_by_uid(l, (uint32_t) q->uid, &by_uid);
-                if (r < 0 && r != -ENOENT)
-                        return r;
-        }
-        if ((q->user_name && !by_name) || (q->uid >= 0 && !by_uid))
-                return replies_add(rs, error_reply(ERROR_NO_RECORD, NULL));
-        if (by_name && by_uid && customer_unix_uid(by_name) != customer_unix_uid(by_uid))
-                return replies_add(rs, error_reply(ERROR_CONFLICT, NULL));
-        return add_user(l, by_name ?: by_uid, rs);
+        r = find_customer(l, q->user_name, q->uid, rs, &customer);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        return add_user(l, customer, rs);
 }
 
 static bool is_shared_group(const Config *c, const char *name, int64_t gid) {
@@ -318,7 +335,7 @@ static bool is_shared_group(const Config *c, const char *name, int64_t gid) {
 
 static int get_group_record(Lookup *l, const Query *q, Replies *rs) {
         const Config *c = l->m->config;
-        _cleanup_(json_decrefp) json_t *by_name = NULL, *by_gid = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL;
         int r;
 
         if (!q->group_name && q->gid < 0) {
@@ -334,21 +351,10 @@ static int get_group_record(Lookup *l, const Query *q, Replies *rs) {
         if (is_shared_group(c, q->group_name, q->gid))
                 return replies_add(rs, record_reply(group_record(c, c->userdb_group, (uint32_t) c->userdb_group_gid)));
         /* A private group: named and numbered as its user. */
-        if (q->group_name) {
-                r = find_by_name(l, q->group_name, &by_name);
-                if (r < 0 && r != -ENOENT)
-                        return r;
-        }
-        if (q->gid >= 0) {
-                r = find_by_uid(l, (uint32_t) q->gid, &by_gid);
-                if (r < 0 && r != -ENOENT)
-                        return r;
-        }
-        if ((q->group_name && !by_name) || (q->gid >= 0 && !by_gid))
-                return replies_add(rs, error_reply(ERROR_NO_RECORD, NULL));
-        if (by_name && by_gid && customer_unix_uid(by_name) != customer_unix_uid(by_gid))
-                return replies_add(rs, error_reply(ERROR_CONFLICT, NULL));
-        return add_private_group(l, by_name ?: by_gid, rs);
+        r = find_customer(l, q->group_name, q->gid, rs, &customer);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        return add_private_group(l, customer, rs);
 }
 
 /* Memberships are those of the shared group only: a private group is its user's primary group,

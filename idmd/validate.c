@@ -400,3 +400,7 @@ bool unix_name_is_valid(const char *s) {
                         return false;
         return true;
 }
+
+bool unix_path_is_valid(const char *s, size_t max) {
+        return s && s[0] == '/' && text_is_valid(s, max) && !strchr(s, ':');
+}

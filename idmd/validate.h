@@ -57,3 +57,7 @@ bool digits_are_valid(const char *s, size_t n);
  * '.', not "." or "..". Used for the userdb service name and the shared group. */
 #define USERDB_NAME_MAX 64
 bool unix_name_is_valid(const char *s);
+
+/* A login shell or home for a passwd entry: an absolute path of 1..max bytes of printable text
+ * (text_is_valid()) without ':'. */
+bool unix_path_is_valid(const char *s, size_t max);

@@ -1430,11 +1430,6 @@ static void unix_done(Call *call, int r, void *userdata) {
         (void) call_reply(call, json_incref(w->result));
 }
 
-/* A login shell for a passwd entry: an absolute path of printable text without ':'. */
-static bool unix_shell_is_valid(const char *s) {
-        return s[0] == '/' && text_is_valid(s, USERDB_PATH_MAX) && !strchr(s, ':');
-}
-
 /* Makes a customer of the call's publisher a Unix user (a uid drawn the first time, kept after)
  * or not, and sets its own login shell. */
 static int method_customers_set_unix(Call *call, json_t *params) {
@@ -1443,7 +1438,7 @@ static int method_customers_set_unix(Call *call, json_t *params) {
         UnixWork *w;
         int r;
 
-        if (shell && shell[0] && !unix_shell_is_valid(shell))
+        if (shell && shell[0] && !unix_path_is_valid(shell, USERDB_PATH_MAX))
                 return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE, json_pack("{s:s}", "field", "shell"),
                                  "shell must be an absolute path without ':' (or \"\" for the default)");
         r = customers_read_account_id(call, params, &customer_id);

@@ -99,7 +99,7 @@ static int publisher_apply_settings(Call *call, json_t *params, json_t *rec) {
         if ((k = json_object_get_string(params, "unixShell"))) {
                 if (k[0] == 0)  /* "" clears the setting */
                         (void) json_object_del(rec, "unixShell");
-                else if (k[0] != '/' || !text_is_valid(k, USERDB_PATH_MAX) || strchr(k, ':'))
+                else if (!unix_path_is_valid(k, USERDB_PATH_MAX))
                         return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                          json_pack("{s:s}", "field", "unixShell"),
                                          "unixShell must be an absolute path without ':'");
