@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The idmd manager: owns the event loop, the listening sockets (socket activation or its own
- * bind: idmd's socket and the userdb socket), the state-directory lock, signal handling, the connections, the store, the worker
- * pool, the signing keys, locale detection, the mail outbox and the statistics. Methods reach it
- * through call_manager().
+ * bind: idmd's socket and the userdb socket), the state-directory lock, signal handling, the
+ * connections, the store, the worker pool, the signing keys, locale detection, the mail outbox
+ * and the statistics. Methods reach it through call_manager().
  */
 #pragma once
 

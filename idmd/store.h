@@ -3,8 +3,9 @@
  * The durable store of idmd, in the domain's terms.
  *
  * The store is a set of tables (publishers, offers, customers and their indexes, tokens,
- * consents, capture answers, lockouts, outbox, the uid index, meta). Each table maps a string key to a record,
- * a JSON object (jansson), so records can gain fields without a migration (docs/store.md).
+ * consents, capture answers, lockouts, outbox, the uid index, meta). Each table maps a string
+ * key to a record, a JSON object (jansson), so records can gain fields without a migration
+ * (docs/store.md).
  * Nothing here names LMDB: store.c is the only file that includes lmdb.h, so a second backend
  * (PostgreSQL is planned) can implement the same interface.
  *

@@ -156,6 +156,11 @@ static json_t *group_record(const Config *c, const char *name, uint32_t gid) {
                          "service", userdb_service(c));
 }
 
+/* [userdb] group, with its group_gid. */
+static json_t *shared_group_record(const Config *c) {
+        return group_record(c, c->userdb_group, (uint32_t) c->userdb_group_gid);
+}
+
 /* The private group of a customer who is a Unix user: its user name, gid = uid. */
 static json_t *private_group_record(Lookup *l, json_t *customer) {
         _cleanup_free_ char *name = user_name(l->m->config, customer);
@@ -342,14 +347,14 @@ static int get_group_record(Lookup *l, const Query *q, Replies *rs) {
                 if (enumeration_refused(l, q, rs))
                         return 0;
                 if (c->userdb_group[0]) {
-                        r = replies_add(rs, record_reply(group_record(c, c->userdb_group, (uint32_t) c->userdb_group_gid)));
+                        r = replies_add(rs, record_reply(shared_group_record(c)));
                         if (r < 0)
                                 return r;
                 }
                 return each_user(l, add_private_group, rs);
         }
         if (is_shared_group(c, q->group_name, q->gid))
-                return replies_add(rs, record_reply(group_record(c, c->userdb_group, (uint32_t) c->userdb_group_gid)));
+                return replies_add(rs, record_reply(shared_group_record(c)));
         /* A private group: named and numbered as its user. */
         r = find_customer(l, q->group_name, q->gid, rs, &customer);
         if (r != 0)

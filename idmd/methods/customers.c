@@ -1439,7 +1439,8 @@ static int method_customers_set_unix(Call *call, json_t *params) {
         int r;
 
         if (shell && shell[0] && !unix_path_is_valid(shell, USERDB_PATH_MAX))
-                return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE, json_pack("{s:s}", "field", "shell"),
+                return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                 json_pack("{s:s}", "field", "shell"),
                                  "shell must be an absolute path without ':' (or \"\" for the default)");
         r = customers_read_account_id(call, params, &customer_id);
         if (r < 0)
