@@ -17,7 +17,7 @@ import subprocess
 import time
 import unittest
 
-from idmtest import IDMCTL, Idmd, IdmdTestCase, main
+from idmtest import IDMCTL, Idmd, IdmdTestCase, mail_config, main
 
 PASSWORD = "correct horse 9"
 SERVICE = "io.idm"
@@ -501,6 +501,30 @@ class TestActivation(UserdbTestCase):
             self.assertIsNone(v.recv())
         self.idmd.proc.wait(30)
         self.assertIn("not bound to [userdb] socket", self.idmd.log_text())
+
+
+class TestMailCommand(UserdbTestCase):
+    """The mail command must not ask idmd's userdb through NSS: idmd waits for it."""
+
+    def test_bypass(self):
+        maildir = os.path.join(self.idmd.tmp, "mail")
+        os.mkdir(maildir)
+        self.idmd.stop()
+        with open(self.idmd.config, "a") as f:
+            f.write(mail_config(maildir))
+        self.idmd.start(args=self.idmd.args() + ["--test-clock"], extra_env={"IDMD_TEST_CLOCK": "1"})
+        self.idmd.call("testQueueMail", {"to": "alice@example.com", "kind": "password-reset",
+                                         "vars": {"link": "https://acme.example/r", "email": "alice@example.com",
+                                                  "publisherName": "Acme", "expiresMinutes": 30}})
+        env_file = os.path.join(maildir, "1.env")
+        deadline = time.monotonic() + 20
+        while not os.path.exists(env_file):
+            self.assertLess(time.monotonic(), deadline, "no mail delivered")
+            time.sleep(0.05)
+        with open(env_file) as f:
+            env = json.load(f)
+        self.assertEqual(env.get("SYSTEMD_BYPASS_USERDB"), SERVICE)
+        self.assertEqual(env.get("PATH"), "/usr/sbin:/usr/bin:/sbin:/bin")
 
 
 class TestConfig(unittest.TestCase):
