@@ -42,6 +42,8 @@ typedef struct Context {
         const char *remote_auth_url;
         const char *sso_url;
         const char *device_verification_url;
+        const char *unix_users;
+        const char *unix_shell;
         const char *name;
         const char *title;
         const char *publisher_id;       /* --publisher */

@@ -429,6 +429,8 @@ const Method methods_publishers[] = {
                   { "deviceVerificationUrl", PARAM_STRING, false, URI_MAX },
                   { "ssoPages", PARAM_OBJECT, false, 0 },
                   { "resetMode", PARAM_STRING, false, 8 },
+                  { "unixUsers", PARAM_STRING, false, 8 },
+                  { "unixShell", PARAM_STRING, false, USERDB_PATH_MAX },
                   {} } },
         { .name = "updatePublisher", .handler = method_publishers_update, .role = ROLE_ADMIN,
           .params = (const ParamSpec[]) {

@@ -269,6 +269,21 @@ class TestRecords(UserdbTestCase):
         self.assertIn("expected enable or disable", p.stderr)
         p = idmctl("enable", "nobody@example.com")
         self.assertNotEqual(p.returncode, 0)
+        # The publisher's setting from the command line, shown by publisher show.
+        p = subprocess.run([IDMCTL, "--socket", self.idmd.socket, "publisher", "update", self.pub,
+                            "--unix-users", "all", "--unix-shell", "/bin/bash"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = subprocess.run([IDMCTL, "--socket", self.idmd.socket, "publisher", "show", self.pub],
+                           capture_output=True, text=True, timeout=60)
+        self.assertRegex(p.stdout, r"Unix users: +all\n")
+        self.assertRegex(p.stdout, r"Unix shell: +/bin/bash\n")
+        self.assertEqual(self.record(uid=UID_MIN)["shell"], "/bin/bash")
+        p = subprocess.run([IDMCTL, "--socket", self.idmd.socket, "--json", "publisher", "create", "Unix TV",
+                            "--unix-users", "enabled"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        created = json.loads(p.stdout)["publisherId"]
+        self.assertEqual(self.idmd.call("getPublisher", {"publisherId": created})["unixUsers"], "enabled")
 
     def test_varlink_errors(self):
         cid = self.register("alice@example.com")
