@@ -1076,6 +1076,7 @@ int manager_startup(Manager *m) {
         r = manager_listen(m);
         if (r < 0)
                 return r;
+        userdb_log_setup(m);
 
         r = manager_reserve_open(m);
         if (r < 0)

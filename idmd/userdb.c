@@ -44,6 +44,30 @@ const char *userdb_service(const Config *c) {
         return slash ? slash + 1 : c->userdb_socket;
 }
 
+void userdb_log_setup(Manager *m) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *publisher = NULL;
+        const Config *c = m->config;
+        int r;
+
+        if (!userdb_service(c))
+                return;
+        r = store_read(m->store, &t);
+        if (r >= 0)
+                r = publisher_get(t, c->userdb_publisher, &publisher);
+        if (r == -ENOENT)
+                log_warning("[userdb] publisher = %s does not exist: %s finds nobody.", c->userdb_publisher,
+                            c->userdb_socket);
+        else if (r < 0)
+                log_warning_errno(r, "Cannot read [userdb] publisher %s: %m", c->userdb_publisher);
+        else if (publisher_unix_users(publisher) == UNIX_USERS_NONE)
+                log_notice("Publisher %s has unixUsers \"none\": %s finds nobody until updatePublisher changes it.",
+                           c->userdb_publisher, c->userdb_socket);
+        else
+                log_info("Serving the Unix users of publisher %s (unixUsers \"%s\") on %s.", c->userdb_publisher,
+                         unix_users_to_string(publisher_unix_users(publisher)), c->userdb_socket);
+}
+
 /* ---- records -------------------------------------------------------------------------------- */
 
 typedef struct Lookup {

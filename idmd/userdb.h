@@ -33,3 +33,7 @@ extern const ConnectionProtocol userdb_protocol;
 
 /* The service name records carry: the socket's file name ("io.idm"). NULL when userdb is off. */
 const char *userdb_service(const Config *c);
+
+/* At start, with the store open: logs what will make every lookup come back empty ([userdb]
+ * publisher missing, or its unixUsers "none"). Nothing when userdb is off. */
+void userdb_log_setup(Manager *m);

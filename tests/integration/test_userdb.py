@@ -208,6 +208,14 @@ class TestRecords(UserdbTestCase):
         self.assertNoRecord(self.user(uid=UID_MIN))
         self.assertNoRecord(self.user(userName="alice@example.com"))
 
+    def test_start_says_what_is_served(self):
+        self.assertIn(f"Serving the Unix users of publisher {self.pub} (unixUsers \"enabled\")",
+                      self.idmd.log_text())
+        self.idmd.call("updatePublisher", {"publisherId": self.pub, "unixUsers": "none"})
+        self.idmd.stop()
+        self.idmd.start()
+        self.assertIn(f"Publisher {self.pub} has unixUsers \"none\"", self.idmd.log_text())
+
     def test_refusals(self):
         self.register("alice@example.com")
         other = self.create_publisher()["publisherId"]
@@ -543,6 +551,18 @@ class TestMailCommand(UserdbTestCase):
 
 
 class TestConfig(unittest.TestCase):
+    def test_publisher_missing(self):
+        d = Idmd("")
+        self.addCleanup(d.cleanup)
+        path = os.path.join(d.tmp, "userdb", SERVICE)
+        with open(d.config, "a") as f:
+            f.write(f"\n[userdb]\nsocket = {path}\npublisher = 123456789\n")
+        d.start()
+        self.assertIn("[userdb] publisher = 123456789 does not exist", d.log_text())
+        with Varlink(path) as v:
+            [r] = v.call(f"{IFACE}.GetUserRecord", {"userName": "a@example.com", "service": SERVICE})
+        self.assertEqual(r["error"], f"{IFACE}.NoRecordFound")
+
     def test_socket_needs_publisher(self):
         for extra, message in (("socket = /tmp/x/io.idm\n", "needs publisher"),
                                ("socket = /tmp/x/io.idm\npublisher = 12\n", "needs publisher"),
@@ -552,7 +572,8 @@ class TestConfig(unittest.TestCase):
                                ("uid_min = 5000\nuid_max = 4000\n", "greater than uid_max"),
                                ("uid_min = 10\n", "expected"),
                                ("name_format = upn\n", "expected email or id"),
-                               ("home = /home/a:b\n", "must not contain ':'")):
+                               ("home = /home/a:b\n", "must not contain ':'"),
+                               ("group = a b\ngroup_gid = 70000\n", "not a valid group name")):
             with self.subTest(extra=extra):
                 d = Idmd("[userdb]\n" + extra)
                 self.addCleanup(d.cleanup)
