@@ -600,12 +600,19 @@ echo "== id"
 id alice@example.com
 echo "== id carol"
 id carol@example.com 2>&1
+echo "== enumerate"
+getent passwd | grep '@example.com'
+echo "== enumerate groups"
+getent group | grep 'idm-customers'
+echo "== end"
 """
 
 
 class TestNss(UserdbTestCase):
     """The stock nss-systemd asks idmd, in a private mount namespace (nothing of the host's /run
     changes): /etc/nsswitch.conf has "passwd: files systemd" on Debian 12."""
+
+    ENUMERATE = False
 
     def setUp(self):
         if not os.path.exists("/usr/lib/x86_64-linux-gnu/libnss_systemd.so.2") and \
@@ -615,38 +622,60 @@ class TestNss(UserdbTestCase):
         with open("/etc/nsswitch.conf") as f:
             if not any(l.split()[:1] == ["passwd:"] and "systemd" in l for l in f):
                 self.skipTest("nsswitch.conf does not list systemd for passwd")
+        if os.geteuid() != 0:
+            self.skipTest("a private mount namespace needs root")
         super().setUp()
 
-    def test_getent_and_id(self):
-        cid = self.register("alice@example.com", firstName="Alice")
-        uid = self.enable("alice@example.com")["unixUid"]
+    def run_nss(self):
+        """Customers set up as the tests expect, then the script's output in the namespace."""
+        self.cid = self.register("alice@example.com", firstName="Alice")
+        self.uid = self.enable("alice@example.com")["unixUid"]
         self.register("bob@example.com")
-        self.idmd.call("updatePublisher", {"publisherId": self.pub, "unixUsers": "enabled"})
-        other = self.create_publisher()["publisherId"]       # unixUsers none
+        other = self.create_publisher()["publisherId"]       # unixUsers none, and not served
         self.idmd.call("registerCustomer", {"email": "carol@example.com", "password": PASSWORD,
                                             "publisherId": other})
         self.idmd.call("setCustomerUnix", {"publisherId": other, "email": "carol@example.com", "enabled": True})
         self.idmd.stop()
         with open(self.idmd.config, "a") as f:
             f.write(self.userdb_config("/run/systemd/userdb/io.idm"))
-        env = dict(os.environ, LOG=self.idmd.log_path, UID_A=str(uid), CID=cid)
+            if self.ENUMERATE:
+                f.write("unix_enumerate = yes\n")
+        env = dict(os.environ, LOG=self.idmd.log_path, UID_A=str(self.uid), CID=self.cid)
         p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", NSS_SCRIPT, "sh"]
                            + self.idmd.args(), env=env, capture_output=True, text=True, timeout=120)
-        out = p.stdout
+        self.assertIn("== end", p.stdout, p.stdout + p.stderr)
+        # The host's /run/systemd has no trace of it.
+        self.assertFalse(os.path.exists("/run/systemd/userdb/io.idm"))
+        return p.stdout
+
+    def test_getent_and_id(self):
+        out = self.run_nss()
+        uid, cid = self.uid, self.cid
         line = f"alice@example.com:x:{uid}:{uid}:Alice:/home/idm/alice@example.com:/bin/sh"
-        self.assertIn(f"== getent passwd alice@example.com\n{line}\nrc=0\n", out, out + p.stderr)
+        self.assertIn(f"== getent passwd alice@example.com\n{line}\nrc=0\n", out, out)
         self.assertIn(f"== getent passwd {uid}\n{line}\nrc=0\n", out)
         self.assertIn(f"== getent passwd c{cid}\n{line}\nrc=0\n", out)
         self.assertIn(f"== getent group idm-customers\nidm-customers:x:{GROUP_GID}:\nrc=0\n", out)
         self.assertIn(f"== getent group alice@example.com\nalice@example.com:x:{uid}:\nrc=0\n", out)
+        # Not a Unix user; another publisher's (neither served nor unixUsers on): unknown.
         self.assertIn("== getent passwd bob@example.com\nrc=2\n", out)
-        # Another publisher's Unix user (its publisher is not the one served): unknown.
         self.assertIn("== getent passwd carol@example.com\nrc=2\n", out)
         self.assertIn(f"uid={uid}(alice@example.com) gid={uid}(alice@example.com) "
                       f"groups={uid}(alice@example.com),{GROUP_GID}(idm-customers)", out)
         self.assertRegex(out, r"== id carol\n.*no such user")
-        # The host's /run/systemd has no trace of it.
-        self.assertFalse(os.path.exists("/run/systemd/userdb/io.idm"))
+        # No enumeration: listing everybody shows no customer, and the shared group no members.
+        self.assertIn("== enumerate\n== enumerate groups\n== end", out)
+
+
+class TestNssEnumerate(TestNss):
+    ENUMERATE = True
+
+    def test_getent_and_id(self):
+        out = self.run_nss()
+        uid = self.uid
+        self.assertIn(f"== enumerate\nalice@example.com:x:{uid}:{uid}:Alice:/home/idm/alice@example.com:/bin/sh\n"
+                      f"== enumerate groups\nidm-customers:x:{GROUP_GID}:alice@example.com\n== end", out, out)
+        self.assertIn(f"== getent group idm-customers\nidm-customers:x:{GROUP_GID}:alice@example.com\nrc=0\n", out)
 
 
 if __name__ == "__main__":
