@@ -188,6 +188,14 @@ class TestRecords(UserdbTestCase):
         self.idmd.call("setCustomerDisabled", {"publisherId": self.pub, "customerId": cid, "disabled": False})
         self.assertNotIn("locked", self.record(uid=UID_MIN))
 
+        # Locked out by failed logins: locked until unlocked.
+        for _ in range(5):
+            self.idmd.error("login", {"email": "alice@example.com", "password": "wrong horse 1",
+                                      "publisherId": self.pub})
+        self.assertIs(self.record(uid=UID_MIN)["locked"], True)
+        self.idmd.call("unlockCustomer", {"publisherId": self.pub, "customerId": cid})
+        self.assertNotIn("locked", self.record(uid=UID_MIN))
+
         # A shell of its own; "" goes back to the default.
         self.enable("alice@example.com", shell="/bin/bash")
         self.assertEqual(self.record(uid=UID_MIN)["shell"], "/bin/bash")
