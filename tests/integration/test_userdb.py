@@ -474,6 +474,20 @@ class TestAbuse(UserdbTestCase):
         # idmd's own socket is not affected.
         self.idmd.call("getServerInfo")
 
+    def test_partial_message_and_idle_time_out(self):
+        self.idmd.stop()
+        with open(self.idmd.config, "a") as f:
+            f.write("[limits]\npartial_line_timeout = 1\nidle_timeout = 2\n")
+        self.idmd.start()
+        with Varlink(self.userdb) as partial, Varlink(self.userdb) as idle:
+            partial.send(b'{"method": "io.systemd.UserDatabase.GetUserRecord"')
+            start = time.monotonic()
+            self.closed(partial)
+            self.assertLess(time.monotonic() - start, 10)
+            self.closed(idle)
+            self.assertGreaterEqual(time.monotonic() - start, 1.5)
+        self.alive()
+
     def test_connection_limit(self):
         self.idmd.stop()
         with open(self.idmd.config, "a") as f:
