@@ -32,7 +32,7 @@ argon2_memlimit = 8K
 # The production rate limits (docs/ratelimits.md) would throttle tests that fire many requests
 # from root in a burst. Every class a test's config does not set gets generous limits, appended
 # after it (so line numbers in the test's config stay as written).
-RATELIMIT_CLASSES = ("default", "login", "registration", "password_reset")
+RATELIMIT_CLASSES = ("default", "login", "registration", "password_reset", "userdb")
 
 
 def generous_rate_limits(config):

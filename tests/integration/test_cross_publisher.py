@@ -39,6 +39,7 @@ PUBLISHER_METHODS = [
     ("exportCustomer", {"customerId": "{id}"}),
     ("deleteCustomer", {"customerId": "{id}"}),
     ("setCustomerDisabled", {"customerId": "{id}", "disabled": True}),
+    ("setCustomerUnix", {"customerId": "{id}", "enabled": True}),
     ("unlockCustomer", {"email": "alice@example.com"}),
     ("getCustomerLockout", {"email": "alice@example.com"}),
     ("getCaptureSettings", {}),
@@ -56,7 +57,7 @@ PUBLISHER_METHODS = [
 ]
 
 # Methods naming one customer: B's token with A's customer (and no publisherId).
-CUSTOMER_METHODS = ["getCustomer", "exportCustomer", "deleteCustomer", "setCustomerDisabled"]
+CUSTOMER_METHODS = ["getCustomer", "exportCustomer", "deleteCustomer", "setCustomerDisabled", "setCustomerUnix"]
 
 
 class CrossPublisher(IdmdTestCase):
@@ -112,6 +113,8 @@ class CrossPublisher(IdmdTestCase):
                 params = dict(naming, publisherToken=self.b_token)
                 if method == "setCustomerDisabled":
                     params["disabled"] = True
+                if method == "setCustomerUnix":
+                    params["enabled"] = True
                 with self.subTest(method=method, naming=naming):
                     e = self.idmd.error(method, params)
                     self.assertError(e, 404, "not_found")

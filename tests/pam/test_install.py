@@ -23,6 +23,7 @@ EXPECTED = {
     "etc/idm/pam_idm.conf": 0o644,
     "lib/systemd/system/idmd.service": 0o644,
     "lib/systemd/system/idmd.socket": 0o644,
+    "lib/systemd/system/idmd-userdb.socket": 0o644,
     "lib/systemd/system/idm-metrics.service": 0o644,
     "lib/systemd/system/idm-metrics.timer": 0o644,
     "lib/x86_64-linux-gnu/security/pam_idm.so": 0o755,
@@ -120,12 +121,18 @@ class Install(PamTestCase):
             self.assertIn(line, service)
         self.assertIn("ListenStream=/run/idmd/socket\n", socket_unit)
         self.assertIn("SocketMode=0666\n", socket_unit)
+        with open(os.path.join(units, "idmd-userdb.socket")) as f:
+            userdb_unit = f.read()
+        for line in ("ListenStream=/run/systemd/userdb/io.idm\n", "FileDescriptorName=userdb\n",
+                     "Service=idmd.service\n", "SocketMode=0666\n"):
+            self.assertIn(line, userdb_unit)
         # verify checks that ExecStart= exists: point it at the DESTDIR's copy.
         check = os.path.join(self.tmp, "verify")
         os.makedirs(check, exist_ok=True)
         with open(os.path.join(check, "idmd.service"), "w") as f:
             f.write(service.replace("ExecStart=/usr/sbin/idmd", f"ExecStart={self.root}/usr/sbin/idmd"))
         shutil.copy(os.path.join(units, "idmd.socket"), check)
+        shutil.copy(os.path.join(units, "idmd-userdb.socket"), check)
         shutil.copy(os.path.join(units, "idm-metrics.timer"), check)
         with open(os.path.join(units, "idm-metrics.service")) as f:
             metrics = f.read()
@@ -133,8 +140,8 @@ class Install(PamTestCase):
         with open(os.path.join(check, "idm-metrics.service"), "w") as f:
             f.write(metrics)
         p = subprocess.run(["systemd-analyze", "verify", "--man=no"] +
-                           [os.path.join(check, u) for u in ("idmd.service", "idmd.socket", "idm-metrics.service",
-                                                             "idm-metrics.timer")],
+                           [os.path.join(check, u) for u in ("idmd.service", "idmd.socket", "idmd-userdb.socket",
+                                                             "idm-metrics.service", "idm-metrics.timer")],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""))
         p = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=25",
