@@ -13,6 +13,7 @@ import itertools
 from idmtest import IdmdTestCase, main
 
 PASSWORD = "correct horse 9"
+NOBODY = 65534
 
 # Methods that take no publisher's data, or take it only through a customer's own credential
 # (whose publisher is fixed by the token) or the PAM path (tested in test_pam_methods.py).
@@ -137,12 +138,17 @@ class CrossPublisher(IdmdTestCase):
         self.assertEqual(self.snapshot(), before)
 
     def test_a_customer_token_reaches_only_its_publisher(self):
-        # A customer's credential fixes the publisher: a publisherId param is not even accepted.
-        for method in ("getCaptureStatus", "getCustomerConsents", "updateCaptureAnswers"):
-            with self.subTest(method=method):
-                e = self.idmd.error(method, {"jwt": self.alice["jwt"], "publisherId": "123456789"})
-                self.assertError(e, -32602, "invalid_params")
-
+        # A customer's credential fixes the publisher: a publisherId param is not even accepted
+        # (getCustomer ignored it once and answered about the token's customer). From an
+        # unprivileged peer: an admin peer naming publisherId asks getCustomer's publisher form.
+        methods = ("getCaptureStatus", "getCustomerConsents", "updateCaptureAnswers", "getCustomer")
+        for credential in ("jwt", "customerToken"):
+            replies = self.idmd.call_as(NOBODY, [[m, {credential: self.alice[credential], "publisherId": self.b}]
+                                                 for m in methods])
+            for method, reply in zip(methods, replies):
+                with self.subTest(method=method, credential=credential):
+                    self.assertError(reply["error"], -32602, "invalid_params")
+                    self.assertEqual(reply["error"]["data"]["param"], "publisherId")
 
 if __name__ == "__main__":
     main()

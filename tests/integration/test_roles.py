@@ -250,7 +250,8 @@ class World:
                 "deviceVerificationUrl": "https://a.example/device"}
         a = call("createPublisher", dict(urls, name="A"))
         b = call("createPublisher", dict(urls, name="B"))
-        self.pub, self.a_token, self.b_token = a["publisherId"], a["publisherToken"], b["publisherToken"]
+        self.pub, self.a_token, self.b, self.b_token = (a["publisherId"], a["publisherToken"], b["publisherId"],
+                                                        b["publisherToken"])
         self.a = {"publisherToken": self.a_token}
         call("addOffer", dict(self.a, offerId="A_OFFER"))
         call("setPublisherConsents", dict(self.a, consents=TERMS))
@@ -343,11 +344,28 @@ class EveryMethodEveryRole(unittest.TestCase):
         before = world.snapshot()
         replies = {"publisher B": world.idmd.call_as(NOBODY, [[method, world.params(method, "publisher B")]])[0]}
         self.assertEqual(world.snapshot(), before, f"publisher B's {method} changed something of A's")
+        if table[method]["customer JWT"] == "ok":
+            self.check_another_customer(world, method, table)
         others = [r for r in ROLES if r not in replies and r != "admin"]
         replies.update(zip(others, world.idmd.call_as(NOBODY, [[method, world.params(method, r)] for r in others])))
         replies["admin"] = world.client.request(method, world.params(method, "admin"))
         got = {r: outcome(replies[r], r) for r in ROLES}
         self.assertEqual(got, table[method], f"| `{method}` | " + " | ".join(got[r] for r in ROLES) + f" |\n{replies}")
+
+    def check_another_customer(self, world, method, table):
+        """A customer's own credential, with another customer named besides: refused as a param
+        it may not give (-32602 naming it), and nothing of anyone's changed."""
+        other = world.names["customerToken"]        # another customer of A
+        namings = [{"customerId": other["cid"]}, {"email": other["email"]}, {"externalId": other["ext"]},
+                   {"customerEmail": other["email"]}, {"publisherId": world.b}]
+        before = world.snapshot()
+        for credential in (c for c in ("customer JWT", "customerToken") if table[method][c] == "ok"):
+            calls = [[method, dict(world.params(method, credential), **naming)] for naming in namings]
+            for naming, reply in zip(namings, world.idmd.call_as(NOBODY, calls)):
+                with self.subTest(method=method, credential=credential, naming=naming):
+                    self.assertEqual(reply.get("error", {}).get("code"), -32602, reply)
+                    self.assertEqual(reply["error"]["data"]["param"], next(iter(naming)), reply)
+        self.assertEqual(world.snapshot(), before, f"{method} with another customer named changed something")
 
 
 if __name__ == "__main__":
