@@ -116,7 +116,8 @@ CALLS = {
     "introspectToken": {"params": {"token": "{jwt}"}},
     "getJwks": {"params": {}},
     "rotateSigningKey": {"params": {}},
-    "registerCustomer": {"params": {"email": "new-{n}@example.com", "password": PASSWORD, "publisherId": "{pub}"}},
+    "registerCustomer": {"params": {"email": "new-{n}@example.com", "password": PASSWORD,
+                                    "publisherId": "{pub}"}},
     "login": {"params": {"email": "{email}", "password": PASSWORD, "publisherId": "{pub}"}},
     "getCustomer": dict(publisher_row({"customerId": "{cid}"}, b_names_publisher=False), customer={}),
     "updateCustomer": {"params": {"firstName": "Own"}},
@@ -129,7 +130,8 @@ CALLS = {
     "pamAccount": {"params": {"publisherId": "{pub}", "user": "{email}"}},
     "pamAcceptConsents": {"params": {"publisherId": "{pub}", "user": "{email}",
                                      "consents": [{"name": "terms", "version": 1, "state": "accepted"}]}},
-    "pamCaptureAnswers": {"params": {"publisherId": "{pub}", "user": "{email}", "answers": {"birthDate": "1990-01-01"}}},
+    "pamCaptureAnswers": {"params": {"publisherId": "{pub}", "user": "{email}",
+                                     "answers": {"birthDate": "1990-01-01"}}},
     "pamChangePassword": {"params": {"publisherId": "{pub}", "user": "{email}", "oldPassword": PASSWORD}},
     "pamCloseSession": {"params": {"publisherId": "{pub}", "user": "{email}"}},
     "getPublisherConsents": {"params": {"publisherId": "{pub}"}},
@@ -153,8 +155,11 @@ CALLS = {
     "ssoLogin": publisher_row({"email": "{email}", "externalId": "{ext}"}),
     "startDeviceLogin": {"params": {"publisherId": "{pub}"}},
     "pollDeviceLogin": {"params": {"deviceCode": "{deviceCode}"}},
-    "approveDeviceLogin": {"params": {"userCode": "{userCode}"}, "admin": {"publisherId": "{pub}", "customerId": "{cid}"}},
-    "denyDeviceLogin": {"params": {"userCode": "{userCode}"}, "admin": {"publisherId": "{pub}", "customerId": "{cid}"}},
+    # anyone methods that check a jwt themselves, or take a customer named by an admin peer
+    "approveDeviceLogin": {"params": {"userCode": "{userCode}"},
+                           "admin": {"publisherId": "{pub}", "customerId": "{cid}"}},
+    "denyDeviceLogin": {"params": {"userCode": "{userCode}"},
+                        "admin": {"publisherId": "{pub}", "customerId": "{cid}"}},
     "unlockCustomer": publisher_row({"customerId": "{cid}"}, b_names_publisher=False),
     "getCustomerLockout": publisher_row({"customerId": "{cid}"}, b_names_publisher=False),
     "getLocales": {"params": {}},
@@ -353,9 +358,10 @@ class EveryMethodEveryRole(unittest.TestCase):
         self.assertEqual(got, table[method], f"| `{method}` | " + " | ".join(got[r] for r in ROLES) + f" |\n{replies}")
 
     def check_another_customer(self, world, method, table):
-        """A customer's own credential, with another customer named besides: refused as a param
-        it may not give (-32602 naming it), and nothing of anyone's changed."""
-        other = world.names["customerToken"]        # another customer of A
+        """A customer's own credential, with another customer (or publisher B) named beside it:
+        refused as a param it may not give (-32602 naming it), and nothing of anyone's changed
+        (the snapshot holds every customer of A's export)."""
+        other = world.names["anonymous"]        # a customer of A that neither credential is
         namings = [{"customerId": other["cid"]}, {"email": other["email"]}, {"externalId": other["ext"]},
                    {"customerEmail": other["email"]}, {"publisherId": world.b}]
         before = world.snapshot()
