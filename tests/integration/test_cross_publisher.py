@@ -3,7 +3,7 @@
 """One publisher reaching for another's data, table-driven: with publisher B's token (or the
 sessionID publisherLogin gives for it), every method that reads or changes a publisher's
 customers, capture settings, consents or offers is refused when it names publisher A (403
-forbidden), and naming one of A's customers by id, e-mail or externalId finds nothing (404
+forbidden; 400 invalid_value where A is named by one of its offers), and naming one of A's customers by id, e-mail or externalId finds nothing (404
 not_found, the same answer as for a customer that does not exist, so B learns nothing about A's
 customers). Afterwards everything of A's is as it was. Every method idmd lists is either in the
 table or named as not publisher-scoped, so a new method without a row fails this test."""
@@ -135,6 +135,21 @@ class CrossPublisher(IdmdTestCase):
                 if "customerId" in naming:
                     unknown["customerId"] = "1000000000"
                 self.assertEqual(self.idmd.error(method, unknown), e)
+        self.assertEqual(self.snapshot(), before)
+
+    def test_naming_another_publishers_offer(self):
+        # The methods that take a publisherToken optionally also name the publisher by offerId:
+        # B's token with A's offer is refused as naming a publisher that is not B.
+        before = self.snapshot()
+        for method, extra in [("registerCustomer", {"email": "mallory@example.com", "password": PASSWORD,
+                                                    "externalId": "crm-1"}),
+                              ("getPublisherConsents", {}),
+                              ("requestPasswordReset", {"customerEmail": "alice@example.com"})]:
+            for credential in self.b_credentials():
+                with self.subTest(method=method, credential=list(credential)):
+                    e = self.idmd.error(method, dict(extra, offerId="A_OFFER_1", **credential))
+                    self.assertError(e, 400, "invalid_value")
+                    self.assertEqual(e["data"]["field"], "offerId")
         self.assertEqual(self.snapshot(), before)
 
     def test_a_customer_token_reaches_only_its_publisher(self):
