@@ -3,10 +3,11 @@
 """One publisher reaching for another's data, table-driven: with publisher B's token (or the
 sessionID publisherLogin gives for it), every method that reads or changes a publisher's
 customers, capture settings, consents or offers is refused when it names publisher A (403
-forbidden; 400 invalid_value where A is named by one of its offers), and naming one of A's customers by id, e-mail or externalId finds nothing (404
-not_found, the same answer as for a customer that does not exist, so B learns nothing about A's
-customers). Afterwards everything of A's is as it was. Every method idmd lists is either in the
-table or named as not publisher-scoped, so a new method without a row fails this test."""
+forbidden; 400 invalid_value where A is named by one of its offers), and naming one of A's
+customers by id, e-mail or externalId finds nothing (404 not_found, the same answer as for a
+customer that does not exist, so B learns nothing about A's customers). Afterwards everything of
+A's is as it was. Every method idmd lists is either in the table or named as not
+publisher-scoped, so a new method without a row fails this test."""
 
 import itertools
 
