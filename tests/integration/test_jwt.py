@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: MIT
 """Tokens checked by code nobody here wrote: an issued JWT verifies with PyJWT (and
 python3-cryptography) against getJwks; forged (alg none, HS256 keyed with the public key, an
-unknown kid, idmd's kid with a foreign key), altered, expired and not-yet-valid tokens are refused by our own
-introspectToken; refresh rotation is atomic under concurrent use; key rotation keeps old tokens
-verifying; the configured Argon2 cost is applied to old hashes at the next login."""
+unknown kid, idmd's kid with a foreign key), altered, expired and not-yet-valid tokens are refused
+by our own introspectToken; refresh rotation is atomic under concurrent use; key rotation keeps
+old tokens verifying; the configured Argon2 cost is applied to old hashes at the next login."""
 
 import base64
 import json

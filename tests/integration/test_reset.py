@@ -300,10 +300,11 @@ class ResetTiming(ResetCase):
             email: ("requestPasswordReset", {"customerEmail": email, "publisherId": self.pub})
             for email in ("alice@example.com", "nobody@example.com")})
         for r in sum(replies.values(), []):
-            self.assertEqual(r["result"], {}, r)
+            self.assertEqual(r.get("result"), {}, r)
         known, unknown = medians.values()
         print(f"median requestPasswordReset: known {known * 1e6:.0f} us, unknown {unknown * 1e6:.0f} us")
         self.assertLess(max(known, unknown) / min(known, unknown), 5)
+
 
 class ResetOutboxFull(ResetCase):
     """An outbox that cannot take the mail answers the request as any other: {}."""
