@@ -25,7 +25,8 @@ class LoginTiming(IdmdTestCase):
             "unknown": ("login", {"email": "nobody@example.com", "password": PASSWORD, "publisherId": pub}),
         }, uid=NOBODY)
         print("median login: " + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in medians.items()))
-        self.assertTrue(all("jwt" in r["result"] for r in replies["known, right"]))
+        for r in replies["known, right"]:
+            self.assertIn("jwt", r.get("result", {}), r)
         # The same answer for a wrong password and an unknown address.
         for name in ("known, wrong", "unknown"):
             for r in replies[name]:
