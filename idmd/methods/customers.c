@@ -976,11 +976,14 @@ static int method_customers_get(Call *call, json_t *params) {
                         return r;
                 return call_reply(call, customers_public(rec));
         }
-        if (named)
+        /* The token fixes the publisher too: a publisherId beside it is refused as on every other
+         * customer method (where it is an unknown parameter), not ignored. */
+        if (named || json_object_get(params, "publisherId"))
                 return call_fail_param(call, json_object_get(params, "email") ? "email" :
-                                             json_object_get(params, "customerId") ? "customerId" : "externalId",
-                                       "a customer's own token names its customer; naming another needs a "
-                                       "publisherToken");
+                                             json_object_get(params, "customerId") ? "customerId" :
+                                             json_object_get(params, "externalId") ? "externalId" : "publisherId",
+                                       "a customer's own token names its customer and publisher; naming another "
+                                       "needs a publisherToken");
         r = customer_read(call, &rec);
         if (r < 0)
                 return r;

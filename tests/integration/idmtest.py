@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -288,6 +289,27 @@ class Idmd:
         requests = [{"jsonrpc": "2.0", "id": i, "method": method, "params": params}
                     for i, (method, params) in enumerate(calls)]
         return [reply for reply, _ in self.send_as(uid, requests, gid=gid, groups=groups)]
+
+
+def median_latencies(idmd, cases, n=200, uid=None):
+    """Sends each of cases ({name: (method, params)}) n times, interleaved, on one connection: as
+    root, or as uid through send_as(). Returns ({name: median seconds from sending to the reply},
+    {name: [reply, ...]}). For reports and generous bounds only: timings here are noisy."""
+    requests = [{"jsonrpc": "2.0", "id": i, "method": method, "params": params}
+                for i, (method, params) in enumerate(list(cases.values()) * n)]
+    if uid is None:
+        timed = []
+        with idmd.client() as c:
+            for r in requests:
+                start = time.perf_counter()
+                reply = c.request(r["method"], r["params"], id=r["id"])
+                timed.append((reply, time.perf_counter() - start))
+    else:
+        timed = idmd.send_as(uid, requests)
+    names = list(cases) * n
+    replies = {name: [reply for (reply, _), k in zip(timed, names) if k == name] for name in cases}
+    medians = {name: statistics.median(t for (_, t), k in zip(timed, names) if k == name) for name in cases}
+    return medians, replies
 
 
 class IdmdTestCase(unittest.TestCase):

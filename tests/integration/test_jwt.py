@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """Tokens checked by code nobody here wrote: an issued JWT verifies with PyJWT (and
-python3-cryptography) against getJwks; forged, altered and expired tokens are refused by our own
-introspectToken; refresh rotation is atomic under concurrent use; key rotation keeps old tokens
-verifying; the configured Argon2 cost is applied to old hashes at the next login."""
+python3-cryptography) against getJwks; forged (alg none, HS256 keyed with the public key, an
+unknown kid, idmd's kid with a foreign key), altered, expired and not-yet-valid tokens are refused
+by our own introspectToken; refresh rotation is atomic under concurrent use; key rotation keeps
+old tokens verifying; the configured Argon2 cost is applied to old hashes at the next login."""
 
 import base64
 import json
@@ -98,6 +99,10 @@ class Jwt(IdmdTestCase):
         now = int(time.time())
         real_key = self.signing_key(header["kid"])
         expired = self.forge(header, dict(claims, iat=now - 3600, nbf=now - 3600, exp=now - 120), real_key)
+        # the right key and kid, but not valid before an hour from now (beyond the leeway)
+        not_yet = self.forge(header, dict(claims, iat=now + 3600, nbf=now + 3600, exp=now + 3900), real_key)
+        # idmd's own kid, signed by a key idmd does not know
+        foreign = self.forge(header, claims, Ed25519PrivateKey.generate())
         # control: the same forging path with valid times is accepted, so the checks above are real
         fresh = self.forge(header, dict(claims, iat=now, nbf=now, exp=now + 300), real_key)
         self.assertTrue(self.active(fresh)["active"])
@@ -133,7 +138,8 @@ class Jwt(IdmdTestCase):
         self.assertTrue(self.active(token)["active"])
 
         for name, bad in [("altered", altered), ("alg none", none), ("HS256", hs256),
-                          ("unknown kid", stranger), ("expired", expired), ("garbage", "a.b.c"), ("empty", "")]:
+                          ("unknown kid", stranger), ("expired", expired), ("not yet valid", not_yet),
+                          ("idmd's kid, foreign key", foreign), ("garbage", "a.b.c"), ("empty", "")]:
             with self.subTest(name):
                 self.assertEqual(self.active(bad), {"active": False})
                 err = self.idmd.error("getCustomer", {"jwt": bad}) if bad else None
