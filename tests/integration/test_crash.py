@@ -24,7 +24,7 @@ import threading
 import time
 import unittest
 
-from idmtest import Client, Idmd, Mailbox, RpcError, mail_config, main
+from idmtest import Client, Idmd, Mailbox, mail_config, main
 
 STORE_INSPECT = os.environ.get("STORE_INSPECT", "store-inspect")
 KILLS = int(os.environ.get("IDM_CRASH_KILLS", "50"))   # fewer only to debug the test itself
