@@ -28,7 +28,7 @@ from idmtest import Client, Idmd, Mailbox, mail_config, main
 
 STORE_INSPECT = os.environ.get("STORE_INSPECT", "store-inspect")
 KILLS = int(os.environ.get("IDM_CRASH_KILLS", "50"))   # fewer only to debug the test itself
-CLIENTS = 4
+CLIENTS = int(os.environ.get("IDM_CRASH_CLIENTS", "4"))
 PASSWORD = "correct horse 9"
 CONSENTS = ("news", "offers")
 # The mix of writes. A reset request costs a run of the (Python) fake sendmail, 0.1 to 0.4 s on a
@@ -92,7 +92,7 @@ class Worker:
                 self.pending = ("refresh", cust)
                 r = self.call(c, "refreshToken", {"refreshToken": cust["refresh"]})
                 if r is not None:
-                    cust["refresh"] = r["refreshToken"]
+                    cust["previous"], cust["refresh"] = cust["refresh"], r["refreshToken"]
             elif op == "consents":
                 want = {name: self.rng.choice(("accepted", "declined")) for name in CONSENTS}
                 self.pending = ("consents", cust, want)
@@ -141,7 +141,7 @@ class Worker:
             if "error" in reply:
                 raise Lost(f"the refresh token of {cust['email']} before an interrupted refresh no longer "
                            f"works: {reply['error']}")
-            cust["refresh"] = reply["result"]["refreshToken"]
+            cust["previous"], cust["refresh"] = cust["refresh"], reply["result"]["refreshToken"]
         elif kind == "consents":
             cust, want = args
             got = consent_states(d, cust)
@@ -152,8 +152,9 @@ class Worker:
 
     def check(self, d, everything=False):
         """Every acknowledged write of this client (to the customers written to since the last
-        check, or to all) is in the store: each customer is there, its newest refresh token is
-        live, its consents are as last acknowledged. Returns what was not there."""
+        check, or to all) is in the store: each customer is there (and, checking all, logs in with
+        its password), its newest refresh token is live and the one before it is not, its consents
+        are as last acknowledged. Returns what was not there."""
         lost = []
         customers, self.touched = self.customers if everything else list(self.touched.values()), {}
         with d.client() as c:
@@ -165,6 +166,12 @@ class Worker:
                 r = c.call("introspectToken", {"token": cust["refresh"]})
                 if not r.get("active"):
                     lost.append(f"refresh token of {cust['email']} inactive: {r}")
+                if cust.get("previous") and c.call("introspectToken", {"token": cust["previous"]}).get("active"):
+                    lost.append(f"the rotated refresh token of {cust['email']} is still active")
+                if everything:
+                    r = c.request("login", {"email": cust["email"], "password": PASSWORD, "publisherId": self.test.pub})
+                    if "error" in r:
+                        lost.append(f"login of {cust['email']}: {r['error']}")
                 got = {x["name"]: x["state"] for x in c.call("getCustomerConsents", {
                     "customerToken": cust["customerToken"]})["consents"] if x["state"] is not None}
                 if got != cust["consents"]:
@@ -230,7 +237,7 @@ class CrashSafety(unittest.TestCase):
         print(f"seed {seed} (IDM_CRASH_SEED), {KILLS} kills, {CLIENTS} clients", flush=True)
         rng = random.Random(seed)
         workers = [Worker(self, n, rng.randrange(1 << 30)) for n in range(CLIENTS)]
-        lost, records, started = [], 0, time.monotonic()
+        lost, records, start_kills, started = [], 0, 0, time.monotonic()
         for kill in range(KILLS):
             threads = []
             for w in workers:
@@ -245,6 +252,14 @@ class CrashSafety(unittest.TestCase):
                 t.join(60)
                 self.assertFalse(t.is_alive(), "a client hung after the kill")
             records = inspect_store(self.idmd.state)
+            if kill % 5 == 4:
+                # Now and then a kill while idmd starts: opening the store, loading the keys,
+                # resuming the outbox.
+                self.idmd.start(wait=False)
+                time.sleep(rng.uniform(0, 0.1))
+                self.idmd.kill()
+                start_kills += 1
+                inspect_store(self.idmd.state)
             self.idmd.start()
             for w in workers:
                 w.settle(self.idmd)
@@ -254,14 +269,15 @@ class CrashSafety(unittest.TestCase):
         for w in workers:
             self.assertEqual(w.errors, [], f"error replies to client {w.n}")
 
+        load = time.monotonic() - started
         for w in workers:
             lost += w.check(self.idmd, everything=True)
-        load = time.monotonic() - started
         mails = self.drain_outbox()
         lost += self.check_mail(workers, mails)
         acked = sum((w.acked for w in workers), collections.Counter())
         customers = [c for w in workers for c in w.customers]
-        print(f"{KILLS} kills in {load:.0f} s (and {time.monotonic() - started - load:.0f} s to drain the outbox); {sum(acked.values())} acknowledged writes "
+        print(f"{KILLS} kills under load (and {start_kills} more while starting) in {load:.0f} s, "
+              f"{time.monotonic() - started - load:.0f} s for the final checks and the outbox; {sum(acked.values())} acknowledged writes "
               f"({', '.join(f'{m} {n}' for m, n in sorted(acked.items()))}); {len(customers)} customers, "
               f"{records} records in the store; {len(mails['files'])} mails delivered, "
               f"{len(mails['ids'])} distinct, {mails['duplicates']} duplicate(s); lost: {len(lost)}", flush=True)
@@ -271,6 +287,22 @@ class CrashSafety(unittest.TestCase):
         self.assertGreater(acked["refreshToken"], 0)
         self.assertGreater(acked["requestPasswordReset"], 0)
         self.use_reset_codes(customers, mails)
+
+    def test_sigkill_during_the_first_start(self):
+        """A kill while idmd creates a new store (tables, schema stamp, first signing key) leaves
+        a state directory the next start accepts."""
+        rng = random.Random()
+        for i in range(10):
+            d = Idmd(CONFIG + mail_config(self.maildir))
+            self.addCleanup(d.cleanup)
+            d.start(wait=False)
+            time.sleep(rng.uniform(0, 0.08))   # idmd is ready after about 0.05 s here
+            d.kill()
+            if os.path.exists(os.path.join(d.state, "data.mdb")):
+                inspect_store(d.state)
+            d.start()
+            d.call("createPublisher", {"name": "After the kill"})
+            d.stop()
 
     def drain_outbox(self):
         """Waits until the outbox is empty and no fake sendmail runs, then reads every delivered
