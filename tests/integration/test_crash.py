@@ -24,7 +24,7 @@ import threading
 import time
 import unittest
 
-from idmtest import Client, Idmd, Mailbox, mail_config, main
+from idmtest import Client, Idmd, Mailbox, fake_sendmails, mail_config, main
 
 STORE_INSPECT = os.environ.get("STORE_INSPECT", "store-inspect")
 KILLS = int(os.environ.get("IDM_CRASH_KILLS", "50"))   # fewer only to debug the test itself
@@ -223,15 +223,10 @@ class CrashSafety(unittest.TestCase):
         self.idmd.call("setPublisherConsents", {"publisherToken": p["publisherToken"], "consents": [
             {"name": name, "label": name.title(), "required": False} for name in CONSENTS]})
 
-    def sendmail_running(self):
-        """Our fake sendmails still running (a kill leaves the one in flight behind: it runs in its
-        own process group and finishes on its own)."""
-        r = subprocess.run(["pgrep", "-f", f"fake-sendmail {self.maildir} "], capture_output=True, text=True)
-        return r.stdout.split()
-
     def wait_for_sendmail(self):
+        """Until the fake sendmails that kills left behind have finished."""
         deadline = time.monotonic() + 30
-        while self.sendmail_running() and time.monotonic() < deadline:
+        while fake_sendmails(f"{self.maildir} ") and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def test_sigkill_under_load_loses_nothing_acknowledged(self):
@@ -314,7 +309,7 @@ class CrashSafety(unittest.TestCase):
         bytes}, "duplicates": n}."""
         Mailbox(self.idmd, self.maildir).new(timeout=120)
         self.wait_for_sendmail()
-        self.assertEqual(self.sendmail_running(), [])
+        self.assertEqual(fake_sendmails(f"{self.maildir} "), [])
         files, ids, duplicates = [], {}, 0
         for name in Mailbox(self.idmd, self.maildir).files():
             with open(os.path.join(self.maildir, name), "rb") as f:

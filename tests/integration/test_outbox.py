@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import time
 
-from idmtest import BASE_CONFIG, IDMCTL, Idmd, IdmdTestCase, generous_rate_limits, main
+from idmtest import BASE_CONFIG, IDMCTL, Idmd, IdmdTestCase, fake_sendmails, generous_rate_limits, main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, "fake-sendmail")
@@ -92,8 +92,7 @@ class OutboxTestCase(IdmdTestCase):
 
     def hanging(self):
         """The pids of this test's hanging fake-sendmail processes."""
-        r = subprocess.run(["pgrep", "-f", f"{FAKE} --hang {self.tmp}"], capture_output=True, text=True)
-        return [int(p) for p in r.stdout.split()]
+        return fake_sendmails(f"--hang {self.tmp}")
 
     def kill_hanging(self):
         for pid in self.hanging():
@@ -349,15 +348,11 @@ class KillWhileReading(OutboxTestCase):
     TEMPLATES = {"big.txt": "".join(f"text line {i:05d} of a long message {{{{code}}}}\n" for i in range(1300)),
                  "big.html": "".join(f"<p>html line {i:05d} of a long message {{{{code}}}}</p>\n" for i in range(1300))}
 
-    def reading(self):
-        r = subprocess.run(["pgrep", "-f", f"{FAKE} {self.maildir} "], capture_output=True, text=True)
-        return r.stdout.split()
-
     def test_kill_while_the_command_reads(self):
         self.queue(kind="big", vars={"code": "424242"})
-        wait_for(self.reading, what="the mail command started")
+        wait_for(lambda: fake_sendmails(f"{self.maildir} "), what="the mail command started")
         self.idmd.kill()
-        wait_for(lambda: not self.reading(), what="the mail command done")
+        wait_for(lambda: not fake_sendmails(f"{self.maildir} "), what="the mail command done")
         self.restart("ok", kill=True)     # idmd is dead already: starts it again
         (first, raw1), (second, raw2) = self.wait_delivered(2)
         self.assertGreater(len(raw1), 96 * 1024)     # more than a pipe holds
