@@ -3,7 +3,7 @@
 """Crash safety: several clients, each on its own connection, write to idmd (registrations,
 refresh-token rotations, consent updates, password-reset requests with a code, whose mails go
 through the outbox to the fake sendmail) while the test kills idmd with SIGKILL at random moments
-(IDM_CRASH_KILLS times, at least 50) and restarts it on the same state directory. After each kill
+(50 times, and 10 more while it starts) and restarts it on the same state directory. After each kill
 the store is opened with store-inspect and every record must decode, and no refresh-token family
 may have two live (unrotated) tokens; after each restart every write acknowledged before the kill
 must be there. At the end the outbox is drained: every acknowledged reset request's mail arrived
@@ -60,6 +60,7 @@ class Worker:
         self.serial = 0
         self.pending = None
         self.acked = collections.Counter()
+        self.interrupted = collections.Counter()    # writes a kill interrupted: committed or not
         self.errors = []            # error replies during the load: none expected
         self.socket = None
         self.reset_budget = 0
@@ -136,10 +137,13 @@ class Worker:
                 reply = c.request("login", {"email": args[0], "password": PASSWORD, "publisherId": self.test.pub})
             if "result" in reply:
                 self.add(args[0], reply["result"])
+            self.interrupted["committed" if "result" in reply else "not committed"] += 1
         elif kind == "refresh":
             # Not rotated: rotates now; rotated: within the grace window, the same successor.
             cust = args[0]
             with d.client() as c:
+                rotated = not c.call("introspectToken", {"token": cust["refresh"]}).get("active")
+                self.interrupted["committed" if rotated else "not committed"] += 1
                 reply = c.request("refreshToken", {"refreshToken": cust["refresh"]})
             if "error" in reply:
                 raise Lost(f"the refresh token of {cust['email']} before an interrupted refresh no longer "
@@ -150,8 +154,12 @@ class Worker:
             got = consent_states(d, cust)
             if got not in (cust["consents"], want):
                 raise Lost(f"consents of {cust['email']} are {got}, neither {cust['consents']} nor {want}")
+            self.interrupted["unknown" if want == cust["consents"] else
+                             "committed" if got == want else "not committed"] += 1
             cust["consents"] = got
-        # an interrupted reset request may or may not have queued a mail: nothing to settle
+        else:
+            # an interrupted reset request may or may not have queued a mail: nothing to settle
+            self.interrupted["unknown"] += 1
 
     def check(self, d, everything=False):
         """Every acknowledged write of this client (to the customers written to since the last
@@ -274,12 +282,16 @@ class CrashSafety(unittest.TestCase):
         mails = self.drain_outbox()
         lost += self.check_mail(workers, mails)
         acked = sum((w.acked for w in workers), collections.Counter())
+        interrupted = sum((w.interrupted for w in workers), collections.Counter())
         customers = [c for w in workers for c in w.customers]
         print(f"{KILLS} kills under load (and {start_kills} more while starting) in {load:.0f} s, "
-              f"{time.monotonic() - started - load:.0f} s for the final checks and the outbox; {sum(acked.values())} acknowledged writes "
+              f"{time.monotonic() - started - load:.0f} s for the final checks and the outbox; "
+              f"{sum(acked.values())} acknowledged writes "
               f"({', '.join(f'{m} {n}' for m, n in sorted(acked.items()))}); {len(customers)} customers, "
-              f"{records} records in the store, the map grown at least {grown} times; {len(mails['files'])} mails delivered, "
-              f"{len(mails['ids'])} distinct, {mails['duplicates']} duplicate(s); lost: {len(lost)}", flush=True)
+              f"{records} records in the store, the map grown at least {grown} times; "
+              f"{len(mails['files'])} mails delivered, {len(mails['ids'])} distinct, "
+              f"{mails['duplicates']} duplicate(s); {sum(interrupted.values())} writes interrupted by a kill "
+              f"({', '.join(f'{n} {k}' for k, n in sorted(interrupted.items()))}); lost: {len(lost)}", flush=True)
         self.assertEqual(lost, [])
         # One command runs at a time: a kill leaves at most one message delivered but not deleted.
         self.assertLessEqual(mails["duplicates"], KILLS)
@@ -305,8 +317,8 @@ class CrashSafety(unittest.TestCase):
 
     def drain_outbox(self):
         """Waits until the outbox is empty and no fake sendmail runs, then reads every delivered
-        message: {"files": [(to, Message-ID, bytes)...] in delivery order, "ids": {Message-ID:
-        bytes}, "duplicates": n}."""
+        message: {"files": [(to, Message-ID, parsed message), ...] in delivery order, "ids":
+        {Message-ID: bytes}, "duplicates": copies beyond the first}."""
         Mailbox(self.idmd, self.maildir).new(timeout=120)
         self.wait_for_sendmail()
         self.assertEqual(fake_sendmails(f"{self.maildir} "), [])
@@ -351,11 +363,13 @@ class CrashSafety(unittest.TestCase):
             msg = newest.get(cust["email"])
             if msg is None:
                 continue
-            code = re.search(r"^\s+([0-9]{8})\s*$", msg.get_body(preferencelist=("plain",)).get_content(), re.M)
+            text = msg.get_body(preferencelist=("plain",)).get_content()
+            code = re.search(r"^\s+([0-9]{8})\s*$", text, re.M)
             self.assertIsNotNone(code, msg)
             self.idmd.call("updatePassword", {"customerEmail": cust["email"], "publisherId": self.pub,
                                               "resetCode": code.group(1), "newPassword": "battery staple 10"})
-            self.idmd.call("login", {"email": cust["email"], "password": "battery staple 10", "publisherId": self.pub})
+            self.idmd.call("login", {"email": cust["email"], "password": "battery staple 10",
+                                     "publisherId": self.pub})
             used += 1
         print(f"{used} reset code(s) from the newest mails set a new password", flush=True)
 
