@@ -961,10 +961,12 @@ int manager_startup(Manager *m) {
          * unknown login (which would then cost two hashes and stand out). */
         (void) password_verify_dummy("", &(PasswordCost) { .opslimit = m->config->argon2_opslimit,
                                                            .memlimit = m->config->argon2_memlimit });
+        password_release_memory();      /* the loop thread hashes nothing else */
 
         r = workers_new(m->event, m->config->workers, m->config->worker_queue, &m->workers);
         if (r < 0)
                 return log_error_errno(r, "Failed to start worker threads: %m");
+        workers_set_idle(m->workers, PASSWORD_MEMORY_IDLE_USEC, password_release_memory);
 
         r = ratelimit_new(m->config->ratelimit, m->config->ratelimit_sources, &m->ratelimit);
         if (r < 0)

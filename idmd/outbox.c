@@ -34,7 +34,6 @@
 #define OUTBOX_START_USEC (500ULL * 1000ULL)    /* the first scan after start */
 #define QUEUE_MAX_DEFAULT 10000u
 
-
 /* What outbox_queue() works with: the running outbox's, else built-in defaults. Loop thread only. */
 static const MailTemplates *queue_templates = NULL;
 static const char *queue_from = "idmd@localhost";

@@ -170,6 +170,30 @@ class Jwt(IdmdTestCase):
         login = self.idmd.call("login", {"email": "alice@example.com", "password": PASSWORD, "publisherId": self.pub})
         self.assertEqual(jwt.get_unverified_header(login["jwt"])["kid"], new_kid)
 
+    def test_key_rotation_revoking_the_previous_key(self):
+        """A key that may have leaked: rotateSigningKey {revokePrevious} deletes every retired key
+        at once; JWTs they signed fail, the sessions go on through their refresh tokens."""
+        old_token = self.session["jwt"]
+        old_kid = jwt.get_unverified_header(old_token)["kid"]
+        middle_kid = self.idmd.call("rotateSigningKey")["kid"]
+        result = self.idmd.call("rotateSigningKey", {"revokePrevious": True})
+        new_kid = result["kid"]
+        self.assertEqual(result["revoked"], 2)
+        self.assertEqual(set(self.jwks()), {new_kid})
+        self.assertEqual(sorted(os.listdir(os.path.join(self.idmd.state, "keys"))), [f"{new_kid}.key"])
+        self.assertFalse(self.active(old_token)["active"])
+        self.assertError(self.idmd.error("getCustomer", {"jwt": old_token}), 401, "invalid_token")
+        fresh = self.idmd.call("refreshToken", {"refreshToken": self.session["refreshToken"]})
+        self.assertEqual(jwt.get_unverified_header(fresh["jwt"])["kid"], new_kid)
+        self.assertEqual(self.idmd.call("getCustomer", {"jwt": fresh["jwt"]})["email"], "alice@example.com")
+        # Nothing comes back after a restart; a plain rotation afterwards revokes nothing.
+        self.idmd.stop()
+        self.idmd.start()
+        self.assertEqual(set(self.jwks()), {new_kid})
+        self.assertNotIn(middle_kid, self.jwks())
+        self.assertEqual(self.idmd.call("rotateSigningKey")["revoked"], 0)
+        self.assertError(self.idmd.error("rotateSigningKey", {"revokePrevious": "yes"}), -32602, "invalid_params")
+
     def test_refresh_rotation_and_reuse(self):
         # an unrelated session of the same customer, which none of the below may touch
         other = self.idmd.call("login", {"email": "alice@example.com", "password": PASSWORD, "publisherId": self.pub})

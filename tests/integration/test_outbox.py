@@ -387,8 +387,8 @@ class Reload(OutboxTestCase):
         (msg, _), = self.wait_delivered(1)
         self.assertEqual(str(msg["To"]), "second@example.com")
         self.assertEqual(msg["From"].addresses[0].addr_spec, "new@example.com")
-        # The file is there once the command wrote it; its record goes once the command exited.
-        wait_for(lambda: self.outbox()["depth"] == 1, what="the second message gone from the outbox")
+        # Written by the command before idmd records it delivered: wait for the record.
+        wait_for(lambda: self.outbox()["depth"] == 1, what="the second message recorded delivered")
         self.assertEqual(self.items()[0]["attempts"], 1)
         self.assertEqual(self.idmd.call("retryOutbox", {})["retried"], 1)
         msgs = self.wait_delivered(2)

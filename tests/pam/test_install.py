@@ -40,6 +40,19 @@ EXPECTED = {
 }
 
 
+def with_bind_mounts(binds):
+    """A wrapper for a command (PamTestCase.drive()'s wrapper=): runs it in a private mount
+    namespace where each host path in binds shows the directory it maps to; the host's are
+    untouched. Needs root."""
+    mounts = " && ".join(f'mount --bind "{src}" "{dst}"' for dst, src in binds.items())
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh"]
+
+
+def with_module_dir(root):
+    """with_bind_mounts(): libpam's module directory is root's (a DESTDIR or an unpacked package)."""
+    return with_bind_mounts({os.path.realpath(PAMDIR): os.path.join(root, PAMDIR.lstrip("/"))})
+
+
 class Install(PamTestCase):
     @classmethod
     def setUpClass(cls):
@@ -132,16 +145,12 @@ class Install(PamTestCase):
     def test_libpam_loads_the_installed_module_by_name(self):
         if os.geteuid() != 0:
             raise unittest.SkipTest("needs root for a private mount namespace")
-        installed = os.path.join(self.root, PAMDIR.lstrip("/"))
         # The installed sample configuration, with the publisher set as its comment says.
         with open(os.path.join(self.root, "etc/idm/pam_idm.conf")) as f:
             conf = self.write_conf(f.read() + f"publisher = {self.publisher}\nsocket = {self.idmd.socket}\n",
                                    name="sample.conf")
         svc = self.service("bare", f"auth required pam_idm.so conf={conf}")
-        # In a private mount namespace, libpam's module directory is the DESTDIR's.
-        wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                   f'mount --bind "{installed}" "{os.path.realpath(PAMDIR)}" && exec "$@"', "sh"]
-        r = self.ok(svc, self.EMAIL, "auth", pw=[PASSWORD], wrapper=wrapper)
+        r = self.ok(svc, self.EMAIL, "auth", pw=[PASSWORD], wrapper=with_module_dir(self.root))
         self.assertEqual(r.results, [("auth", "PAM_SUCCESS")], r)
         # The host's directory is untouched: no pam_idm.so there.
         self.assertFalse(os.path.exists(os.path.join(PAMDIR, "pam_idm.so")))
