@@ -336,6 +336,13 @@ class IdmdTestCase(unittest.TestCase):
 FAKE_SENDMAIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake-sendmail")
 
 
+def fake_sendmails(args):
+    """The pids of the fake sendmails running with these first arguments (a kill of idmd leaves
+    the one in flight running: it is in its own process group and finishes on its own)."""
+    r = subprocess.run(["pgrep", "-f", f"{FAKE_SENDMAIL} {args}"], capture_output=True, text=True)
+    return [int(p) for p in r.stdout.split()]
+
+
 def mail_config(maildir):
     """The [mail] section that delivers every message to maildir, through the fake sendmail."""
     return f"[mail]\nmail_command = {FAKE_SENDMAIL} {maildir} -t -i\nfrom = idm@example.com\n"
