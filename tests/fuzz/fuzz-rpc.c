@@ -113,7 +113,7 @@ static void fixture_setup(void) {
                 abort();
         fixture_request(line, &out, &len);
         free(line);
-        (void) reply_get(out, len, "offerId");  /* aborts unless it worked */
+        free(reply_get(out, len, "offerId"));  /* aborts unless it worked */
         free(out);
 
         fixture_request("{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"registerCustomer\",\"params\":{"
