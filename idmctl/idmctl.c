@@ -61,6 +61,9 @@ static const Verb verbs[] = {
           "Disable a customer (no login; its sessions end)" },
         { "customer", "enable", 1, 1, VERB_OPT_PUBLISHER, verb_customer_enable, "EMAIL|CUSTOMER_ID --publisher ID",
           "Enable a disabled customer" },
+        { "customer", "unix", 2, 2, VERB_OPT_PUBLISHER, verb_customer_unix,
+          "enable|disable EMAIL|CUSTOMER_ID --publisher ID",
+          "Make a customer a Unix user (a uid, kept for good) or not" },
         { "customer", "unlock", 1, 1, VERB_OPT_PUBLISHER, verb_customer_unlock, "EMAIL|CUSTOMER_ID --publisher ID",
           "Clear a customer's lockout and failed logins" },
         { "customer", "reset-password", 1, 1, VERB_OPT_PUBLISHER, verb_customer_reset_password,
@@ -464,6 +467,9 @@ static void help(void) {
                       "     --sso-page NAME=PATH    SSO page path; repeat for more; empty clears the map\n"
                       "     --device-verification-url URL\n"
                       "                             Where customers enter device login codes; empty clears it\n"
+                      "     --unix-users none|enabled|all\n"
+                      "                             Which customers are Unix users (idmd.conf [userdb])\n"
+                      "     --unix-shell PATH       Their login shell; empty clears it\n"
                       "\nOffer options (offer add):\n"
                       "     --title TITLE           The offer's title\n"
                       "\nActing for a publisher (customer ..., consents show|set, capture show|set):\n"
@@ -517,6 +523,8 @@ enum {
         ARG_SSO_URL,
         ARG_SSO_PAGE,
         ARG_DEVICE_VERIFICATION_URL,
+        ARG_UNIX_USERS,
+        ARG_UNIX_SHELL,
         ARG_CUSTOMER,
         ARG_TITLE,
         ARG_PUBLISHER,
@@ -538,6 +546,8 @@ static const struct option options[] = {
         { "sso-url", required_argument, NULL, ARG_SSO_URL },
         { "sso-page", required_argument, NULL, ARG_SSO_PAGE },
         { "device-verification-url", required_argument, NULL, ARG_DEVICE_VERIFICATION_URL },
+        { "unix-users", required_argument, NULL, ARG_UNIX_USERS },
+        { "unix-shell", required_argument, NULL, ARG_UNIX_SHELL },
         { "customer", required_argument, NULL, ARG_CUSTOMER },
         { "title", required_argument, NULL, ARG_TITLE },
         { "publisher", required_argument, NULL, ARG_PUBLISHER },
@@ -687,6 +697,8 @@ static const OptionArg option_args[] = {
         { ARG_SSO_PAGE, VERB_OPT_PUBLISHER_SETTINGS, parse_sso_page },
         { ARG_DEVICE_VERIFICATION_URL, VERB_OPT_PUBLISHER_SETTINGS, NULL,
           offsetof(Context, device_verification_url) },
+        { ARG_UNIX_USERS, VERB_OPT_PUBLISHER_SETTINGS, NULL, offsetof(Context, unix_users) },
+        { ARG_UNIX_SHELL, VERB_OPT_PUBLISHER_SETTINGS, NULL, offsetof(Context, unix_shell) },
         { ARG_CUSTOMER, VERB_OPT_CUSTOMER, NULL, offsetof(Context, customer) },
         { ARG_TITLE, VERB_OPT_TITLE, NULL, offsetof(Context, title) },
         { ARG_PUBLISHER, VERB_OPT_PUBLISHER, NULL, offsetof(Context, publisher_id) },

@@ -42,6 +42,8 @@ typedef struct Context {
         const char *remote_auth_url;
         const char *sso_url;
         const char *device_verification_url;
+        const char *unix_users;
+        const char *unix_shell;
         const char *name;
         const char *title;
         const char *publisher_id;       /* --publisher */
@@ -136,6 +138,7 @@ int verb_customer_export(Context *ctx, int argc, char **argv);
 int verb_customer_delete(Context *ctx, int argc, char **argv);
 int verb_customer_disable(Context *ctx, int argc, char **argv);
 int verb_customer_enable(Context *ctx, int argc, char **argv);
+int verb_customer_unix(Context *ctx, int argc, char **argv);
 int verb_customer_reset_password(Context *ctx, int argc, char **argv);
 int verb_metrics(Context *ctx, int argc, char **argv);
 int verb_backup(Context *ctx, int argc, char **argv);

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * idmctl customer list|show|export|delete|disable|enable|unlock: a publisher's customers
+ * idmctl customer list|show|export|delete|disable|enable|unlock|unix: a publisher's customers
  * (listCustomers), one customer's profile and lockout (getCustomer, getCustomerLockout), its
  * export (exportCustomer), deleting it (deleteCustomer), disabling or enabling it
- * (setCustomerDisabled) and clearing its lockout (unlockCustomer). The customer is named by
+ * (setCustomerDisabled), clearing its lockout (unlockCustomer) and making it a Unix user or not
+ * (setCustomerUnix). The customer is named by
  * e-mail or customerId within the publisher given with --publisher (admin peers name any
  * publisher).
  */
@@ -231,6 +232,38 @@ int verb_customer_disable(Context *ctx, int argc, char **argv) {
 
 int verb_customer_enable(Context *ctx, int argc, char **argv) {
         return set_disabled(ctx, argv[0], false);
+}
+
+/* customer unix enable|disable WHO: the customer as a Unix user of the machines serving the
+ * publisher's userdb ([userdb] in idmd.conf). */
+int verb_customer_unix(Context *ctx, int argc, char **argv) {
+        _cleanup_(json_decrefp) json_t *extra = NULL, *result = NULL;
+        _cleanup_free_ char *who = NULL;
+        bool enable = streq(argv[0], "enable");
+        json_t *uid;
+        int r;
+
+        if (!enable && !streq(argv[0], "disable")) {
+                (void) log_error_errno(EINVAL, "customer unix: expected enable or disable, not '%s'", argv[0]);
+                return 2;
+        }
+        extra = json_pack("{s:b}", "enabled", enable);
+        if (!extra)
+                return log_oom();
+        r = customer_call(ctx, argv[1], "setCustomerUnix", extra, &result, &who);
+        if (r != 0 || !who)
+                return r;
+        uid = json_object_get(result, "unixUid");
+        if (!enable)
+                (void) printf("Customer %s is no Unix user any more%s.\n", who,
+                              json_is_integer(uid) ? " (its uid stays reserved)" : "");
+        else if (json_is_true(json_object_get(result, "unixUser")))
+                (void) printf("Customer %s is a Unix user, uid %lld.\n", who, (long long) json_integer_value(uid));
+        else
+                (void) printf("Customer %s has uid %lld, but its publisher's unixUsers is %s: not a Unix user yet.\n",
+                              who, (long long) json_integer_value(uid),
+                              strempty(json_object_get_string(result, "unixUsers")));
+        return 0;
 }
 
 /* Starts the forgot-password flow for an address: idmd mails the account's link or code (and

@@ -26,6 +26,8 @@ static int publisher_settings_params(Context *ctx, const char *key, const char *
                 { "remoteAuthUrl", ctx->remote_auth_url },
                 { "ssoUrl", ctx->sso_url },
                 { "deviceVerificationUrl", ctx->device_verification_url },
+                { "unixUsers", ctx->unix_users },
+                { "unixShell", ctx->unix_shell },
         };
         _cleanup_(json_decrefp) json_t *params = NULL;
 
@@ -102,7 +104,7 @@ static char *json_text(const json_t *v) {
 
 static const char *const known_publisher_keys[] = {
         "publisherId", "name", "allowedRedirectUris", "resetUrl", "remoteAuthUrl", "ssoUrl", "ssoPages",
-        "createdDate",
+        "createdDate", "unixUsers", "unixShell",
 };
 
 static int print_publisher(const json_t *rec) {
@@ -132,6 +134,9 @@ static int print_publisher(const json_t *rec) {
                         return log_oom();
                 print_field(LABEL_WIDTH, i++ == 0 ? "SSO pages:" : "", line);
         }
+        print_field(LABEL_WIDTH, "Unix users:", json_object_get_string(rec, "unixUsers") ?: "none");
+        if (json_object_get_string(rec, "unixShell"))
+                print_field(LABEL_WIDTH, "Unix shell:", json_object_get_string(rec, "unixShell"));
         print_field(LABEL_WIDTH, "Created:", format_json_timestamp(rec, "createdDate", ts));
 
         /* Whatever newer daemons add, under its wire name. */

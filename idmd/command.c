@@ -2,6 +2,10 @@
 /*
  * Runs the mail command (command.h): spawn, feed, capture, deadline, kill, reap.
  *
+ * The message is the command's standard input as a file holding all of it (a memfd), not a pipe
+ * fed as the command reads: if idmd dies while the command reads, a pipe would end early and the
+ * command would take the cut message for all of it (and exit 0); a file still holds the rest.
+ *
  * The exit is watched through a pidfd when the kernel has one (Linux >= 5.3), else by polling
  * waitpid() every POLL_SLICE_USEC. After a normal exit the group is left alone: a sendmail may
  * leave a delivery process behind on purpose. Output still held open by such a process is not
@@ -10,11 +14,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -156,59 +160,62 @@ static int spawn(char *const argv[], char *const envp[], int in_fd, int out_fd, 
         return -r;
 }
 
+/* A memfd holding input, at offset 0; -errno. */
+static int input_file(const char *input, size_t len) {
+        _cleanup_(closep) int fd = memfd_create("idmd-mail", MFD_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        for (size_t done = 0; done < len;) {
+                ssize_t k = write(fd, input + done, len - done);
+
+                if (k < 0 && errno != EINTR)
+                        return -errno;
+                if (k > 0)
+                        done += (size_t) k;
+        }
+        if (lseek(fd, 0, SEEK_SET) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
 int command_run(char *const argv[], char *const envp[], const char *input, size_t len, uint64_t timeout_usec,
                 const _Atomic uint64_t *cancel_at, CommandResult *ret) {
-        _cleanup_(closep) int in_r = -EBADF, in_w = -EBADF, out_r = -EBADF, out_w = -EBADF, pidfd = -EBADF;
-        int in_pipe[2], out_pipe[2], status, r;
+        _cleanup_(closep) int in_fd = -EBADF, out_r = -EBADF, out_w = -EBADF, pidfd = -EBADF;
+        int out_pipe[2], status, r;
         uint64_t deadline = now_usec() + timeout_usec;
-        sigset_t sigpipe, old_mask;
-        bool line_done = false, exited = false, sigpipe_was_pending;
-        size_t written = 0, out_len = 0;
+        bool line_done = false, exited = false;
+        size_t out_len = 0;
         pid_t pid;
 
         *ret = (CommandResult) {};
         if (!argv || !argv[0] || argv[0][0] != '/')
                 return -EINVAL;
 
-        if (pipe2(in_pipe, O_CLOEXEC) < 0)
-                return -errno;
-        in_r = in_pipe[0];
-        in_w = in_pipe[1];
+        in_fd = input_file(input, len);
+        if (in_fd < 0)
+                return in_fd;
         if (pipe2(out_pipe, O_CLOEXEC) < 0)
                 return -errno;
         out_r = out_pipe[0];
         out_w = out_pipe[1];
 
-        r = spawn(argv, envp, in_r, out_w, &pid);
+        r = spawn(argv, envp, in_fd, out_w, &pid);
+        /* The message is the command's now (it may still be reading when it is killed, or when we
+         * die): our copy of the descriptor goes, the pages with the last one. */
+        in_fd = safe_close(in_fd);
         if (r < 0)
                 return r;
-        in_r = safe_close(in_r);
         out_w = safe_close(out_w);
-        (void) fcntl(in_w, F_SETFL, O_NONBLOCK);
         (void) fcntl(out_r, F_SETFL, O_NONBLOCK);
         pidfd = pidfd_open_(pid);
         if (pidfd < 0)
                 pidfd = -EBADF;
 
-        /* A reader that goes away must not kill us: SIGPIPE is blocked here and a pending one
-         * taken back before the mask is restored (unless one was pending before). */
-        sigemptyset(&sigpipe);
-        sigaddset(&sigpipe, SIGPIPE);
-        (void) pthread_sigmask(SIG_BLOCK, &sigpipe, &old_mask);
-        {
-                sigset_t pending;
-                sigemptyset(&pending);
-                (void) sigpending(&pending);
-                sigpipe_was_pending = sigismember(&pending, SIGPIPE);
-        }
-
-        if (len == 0)
-                in_w = safe_close(in_w);
-
         for (;;) {
-                struct pollfd p[3];
+                struct pollfd p[2];
                 size_t n = 0;
-                int idx_in = -1, idx_out = -1;
+                int idx_out = -1;
                 uint64_t now = now_usec(), cancel = cancel_at ? *cancel_at : 0, wait_usec;
 
                 if (!exited) {
@@ -240,10 +247,6 @@ int command_run(char *const argv[], char *const envp[], const char *input, size_
                         break;
                 }
 
-                if (in_w >= 0) {
-                        p[n] = (struct pollfd) { .fd = in_w, .events = POLLOUT };
-                        idx_in = (int) n++;
-                }
                 if (out_r >= 0) {
                         p[n] = (struct pollfd) { .fd = out_r, .events = POLLIN };
                         idx_out = (int) n++;
@@ -260,19 +263,6 @@ int command_run(char *const argv[], char *const envp[], const char *input, size_
                 /* EINTR (or any error): the loop looks at the child and the clock again. */
                 (void) poll(p, n, (int) ((wait_usec + 999) / 1000));
 
-                if (idx_in >= 0 && (p[idx_in].revents & (POLLOUT | POLLERR | POLLHUP))) {
-                        ssize_t k = write(in_w, input + written, len - written);
-
-                        if (k > 0) {
-                                written += (size_t) k;
-                                if (written >= len)
-                                        in_w = safe_close(in_w);
-                        } else if (k < 0 && errno != EAGAIN && errno != EINTR) {
-                                /* EPIPE: it closed its input before reading all of it. */
-                                ret->input_short = true;
-                                in_w = safe_close(in_w);
-                        }
-                }
                 if (idx_out >= 0 && (p[idx_out].revents & (POLLIN | POLLERR | POLLHUP))) {
                         char buf[512];
                         ssize_t k = read(out_r, buf, sizeof(buf));
@@ -283,14 +273,5 @@ int command_run(char *const argv[], char *const envp[], const char *input, size_
                                 out_r = safe_close(out_r);
                 }
         }
-        if (in_w >= 0 && written < len)
-                ret->input_short = true;
-
-        if (!sigpipe_was_pending) {
-                struct timespec zero = {};
-                while (sigtimedwait(&sigpipe, NULL, &zero) == SIGPIPE)
-                        ;
-        }
-        (void) pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
         return 0;
 }

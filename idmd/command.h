@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Running an external command with a message on its standard input: the outbox's mail command.
- * posix_spawn() in a process group of its own, standard input a pipe fed from a buffer, standard
- * output and error captured (the first bytes kept), a deadline after which the whole group is
- * killed, and the child always reaped. For a worker thread: it blocks until the command is done,
- * touches no event loop and no global state, and is safe against SIGPIPE (blocked and consumed in
- * the calling thread while it writes). The child starts with an empty signal mask and default
- * dispositions, whatever the caller blocked or ignored.
+ * posix_spawn() in a process group of its own, standard input a file holding the whole message (a
+ * memfd, so that a command still reading when idmd dies gets all of it), standard output and
+ * error captured (the first bytes kept), a deadline after which the whole group is killed, and the
+ * child always reaped. For a worker thread: it blocks until the command is done, touches no event
+ * loop and no global state, and writes nothing to the child (a command that does not read its
+ * input raises no SIGPIPE). The child starts with an empty signal mask and default dispositions,
+ * whatever the caller blocked or ignored.
  */
 #pragma once
 
@@ -23,7 +24,6 @@ typedef struct CommandResult {
         int signal;                     /* killed by this signal (ours after a timeout or cancel) */
         bool timed_out;                 /* the deadline passed: killed */
         bool cancelled;                 /* *cancel_at passed: killed */
-        bool input_short;               /* it exited or closed its input before reading all of it */
         char output[COMMAND_OUTPUT_MAX + 1];    /* the first line of its output, control characters
                                                  * and non-ASCII bytes as '?' */
 } CommandResult;
@@ -32,7 +32,7 @@ typedef struct CommandResult {
  * until it exits or timeout_usec (CLOCK_MONOTONIC) has passed, or the monotonic time in
  * *cancel_at (if not NULL and not 0; may be set from another thread) is reached: then kills its
  * process group with SIGKILL. Returns 0 when the command was started (the outcome is in *ret),
- * or -errno when it could not be (pipe2, posix_spawn: e.g. -ENOENT, -EACCES). */
+ * or -errno when it could not be (memfd_create, pipe2, posix_spawn: e.g. -ENOENT, -EACCES). */
 int command_run(char *const argv[], char *const envp[], const char *input, size_t len, uint64_t timeout_usec,
                 const _Atomic uint64_t *cancel_at, CommandResult *ret);
 

@@ -64,6 +64,7 @@ static const char *const method_class_table[_METHOD_CLASS_MAX] = {
         [METHOD_CLASS_LOGIN] = "login",
         [METHOD_CLASS_REGISTRATION] = "registration",
         [METHOD_CLASS_PASSWORD_RESET] = "password_reset",
+        [METHOD_CLASS_USERDB] = "userdb",
 };
 
 const char *method_class_to_string(MethodClass c) {
@@ -112,7 +113,7 @@ struct ConfigItem {
 static const ConfigType type_string, type_path, type_bool, type_unsigned, type_size,
         type_duration, type_rate, type_log_level, type_jwt_alg, type_currencies, type_country,
         type_optional_path, type_networks, type_country_overrides, type_command, type_mail_address,
-        type_path_or_empty;
+        type_path_or_empty, type_name_format;
 
 #define FIELD_SIZE(field) sizeof(((Config *) NULL)->field)
 
@@ -176,6 +177,7 @@ static const ConfigItem config_items[] = {
         ITEMS_RATELIMIT("ratelimit.login", METHOD_CLASS_LOGIN),
         ITEMS_RATELIMIT("ratelimit.registration", METHOD_CLASS_REGISTRATION),
         ITEMS_RATELIMIT("ratelimit.password_reset", METHOD_CLASS_PASSWORD_RESET),
+        ITEMS_RATELIMIT("ratelimit.userdb", METHOD_CLASS_USERDB),
 
         ITEM("lockout", "deny", type_unsigned, lockout_deny, 0, 1000),
         ITEM("lockout", "fail_interval", type_duration, lockout_fail_interval_usec,
@@ -197,6 +199,17 @@ static const ConfigItem config_items[] = {
         ITEM("reset", "token_ttl", type_duration, reset_token_ttl_usec, USEC_PER_MINUTE, USEC_PER_DAY),
         ITEM("reset", "max_per_hour", type_unsigned, reset_max_per_hour, 1, 1000),
         ITEM("reset", "code_tries", type_unsigned, reset_code_tries, 1, 100),
+
+        ITEM("userdb", "socket", type_path_or_empty, userdb_socket, 0, SOCKET_PATH_MAX),
+        ITEM("userdb", "publisher", type_string, userdb_publisher, 0, IDM_PUBLISHER_ID_MAX),
+        ITEM("userdb", "name_format", type_name_format, userdb_name_format, 0, 0),
+        ITEM("userdb", "home", type_path, userdb_home, 1, USERDB_PATH_MAX),
+        ITEM("userdb", "shell", type_path, userdb_shell, 1, USERDB_PATH_MAX),
+        ITEM("userdb", "uid_min", type_unsigned, userdb_uid_min, USERDB_UID_LOWEST, USERDB_UID_HIGHEST),
+        ITEM("userdb", "uid_max", type_unsigned, userdb_uid_max, USERDB_UID_LOWEST, USERDB_UID_HIGHEST),
+        ITEM("userdb", "group", type_string, userdb_group, 0, USERDB_NAME_MAX),
+        ITEM("userdb", "group_gid", type_unsigned, userdb_group_gid, 0, USERDB_UID_HIGHEST),
+        ITEM("userdb", "unix_enumerate", type_bool, userdb_enumerate, 0, 0),
 };
 
 static void *item_field(const ConfigItem *item, Config *c) {
@@ -743,20 +756,19 @@ static void describe_jwt_alg(const ConfigItem *item, char *buf, size_t size) {
 
 static const ConfigType type_jwt_alg = { parse_jwt_alg, describe_jwt_alg, format_string };
 
+static int parse_name_format(const ConfigItem *item, const char *value, void *field) {
+        if (!streq(value, "email") && !streq(value, "id"))
+                return -EINVAL;
+        return replace_string(field, value);
+}
+
+static void describe_name_format(const ConfigItem *item, char *buf, size_t size) {
+        (void) snprintf(buf, size, "expected email or id");
+}
+
+static const ConfigType type_name_format = { parse_name_format, describe_name_format, format_string };
+
 /* ---- currency list -------------------------------------------------------------------------- */
-
-static char **strv_free(char **l) {
-        if (l) {
-                for (char **i = l; *i; i++)
-                        free(*i);
-                free(l);
-        }
-        return NULL;
-}
-
-static void strv_freep(char ***l) {
-        (void) strv_free(*l);
-}
 
 static bool strv_contains(char *const *l, const char *s) {
         for (; l && *l; l++)
@@ -953,6 +965,12 @@ Config *config_free(Config *c) {
         free(c->mail_command);
         free(c->mail_from);
         free(c->mail_template_dir);
+        free(c->userdb_socket);
+        free(c->userdb_publisher);
+        free(c->userdb_name_format);
+        free(c->userdb_home);
+        free(c->userdb_shell);
+        free(c->userdb_group);
         for (size_t i = 0; c->origins && i < ELEMENTSOF(config_items); i++)
                 free(c->origins[i]);
         free(c->origins);
@@ -967,6 +985,9 @@ int config_new(Config **ret) {
                 [METHOD_CLASS_LOGIN] = { .rate = 50, .burst = 50, .concurrency = 20 },
                 [METHOD_CLASS_REGISTRATION] = { .rate = 20, .burst = 20, .concurrency = 10 },
                 [METHOD_CLASS_PASSWORD_RESET] = { .rate = 10, .burst = 10, .concurrency = 5 },
+                /* nss-systemd asks once per getpwnam(): every process on the machine, mostly as
+                 * root (one bucket), so the budget is wide; a lookup is one short read. */
+                [METHOD_CLASS_USERDB] = { .rate = 1000, .burst = 2000, .concurrency = 100 },
         };
 
         assert(ret);
@@ -1021,6 +1042,9 @@ int config_new(Config **ret) {
                 .reset_token_ttl_usec = 3600 * USEC_PER_SEC,
                 .reset_max_per_hour = 3,
                 .reset_code_tries = 5,
+
+                .userdb_uid_min = USERDB_UID_MIN_DEFAULT,
+                .userdb_uid_max = USERDB_UID_MAX_DEFAULT,
         };
         memcpy(c->ratelimit, ratelimit_defaults, sizeof(c->ratelimit));
         c->origins = calloc(ELEMENTSOF(config_items), sizeof(char *));
@@ -1038,6 +1062,15 @@ int config_new(Config **ret) {
         c->mail_command = strdup(MAIL_COMMAND_DEFAULT);
         c->mail_from = strdup("");
         c->mail_template_dir = strdup("");
+        c->userdb_socket = strdup("");
+        c->userdb_publisher = strdup("");
+        c->userdb_name_format = strdup("email");
+        c->userdb_home = strdup("/home/idm/%u");
+        c->userdb_shell = strdup("/bin/sh");
+        c->userdb_group = strdup("");
+        if (!c->userdb_socket || !c->userdb_publisher || !c->userdb_name_format || !c->userdb_home ||
+            !c->userdb_shell || !c->userdb_group)
+                return -ENOMEM;
         if (!c->socket_path || !c->state_dir || !c->admin_group || !c->issuer || !c->jwt_alg ||
             !c->locales_default_country || !c->maxmind_db || !c->currencies || !c->mail_command ||
             !c->mail_from || !c->mail_template_dir)
@@ -1237,6 +1270,31 @@ static int config_parse_file(Config *c, FILE *f, const char *name) {
         return p.r;
 }
 
+/* [userdb]: what the user records need (passwd fields hold no ':'), and that the socket names
+ * the publisher it serves. Returns r, or the error of a problem found. */
+static int userdb_config_verify(const Config *c, int r) {
+        if (strchr(c->userdb_home, ':') || strchr(c->userdb_shell, ':'))
+                r = log_error_errno(EINVAL, "[userdb] home and shell must not contain ':'.");
+        if (c->userdb_group[0] && !unix_name_is_valid(c->userdb_group))
+                r = log_error_errno(EINVAL, "[userdb] group = %s is not a valid group name.", c->userdb_group);
+        if (c->userdb_group[0] && c->userdb_group_gid == 0)
+                r = log_error_errno(EINVAL, "[userdb] group = %s needs group_gid.", c->userdb_group);
+        if (c->userdb_uid_min > c->userdb_uid_max)
+                r = log_error_errno(EINVAL, "[userdb] uid_min=%" PRIu64 " is greater than uid_max=%" PRIu64 ".",
+                                    c->userdb_uid_min, c->userdb_uid_max);
+        if (c->userdb_group_gid != 0 && c->userdb_group_gid >= c->userdb_uid_min &&
+            c->userdb_group_gid <= c->userdb_uid_max)
+                r = log_error_errno(EINVAL, "[userdb] group_gid=%" PRIu64 " is inside uid_min..uid_max, where "
+                                    "every gid is a user's private group.", c->userdb_group_gid);
+        if (c->userdb_socket[0] && !digits_are_valid(c->userdb_publisher, 9 /* a publisher id */))
+                r = log_error_errno(EINVAL, "[userdb] socket = %s needs publisher = the 9-digit id of the "
+                                    "publisher whose customers it serves.", c->userdb_socket);
+        if (c->userdb_socket[0] && !unix_name_is_valid(strrchr(c->userdb_socket, '/') + 1))
+                r = log_error_errno(EINVAL, "[userdb] socket = %s: its file name is the service name and must "
+                                    "be a plain name such as io.idm.", c->userdb_socket);
+        return r;
+}
+
 int config_verify(const Config *c) {
         char a[32], b[32];
         int r = 0;
@@ -1275,6 +1333,8 @@ int config_verify(const Config *c) {
                 format_duration_value(c->mail_retry_max_usec, b, sizeof(b));
                 r = log_error_errno(EINVAL, "[mail] retry_initial=%s is greater than retry_max=%s.", a, b);
         }
+
+        r = userdb_config_verify(c, r);
 
         /* Locale detection answers only currencies registration accepts (a built-in one that is not
          * accepted is replaced, locales.h); an override says what the operator wants, so a currency

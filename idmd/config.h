@@ -32,11 +32,22 @@
 #include "idm/cleanup.h"
 #include "locales.h"
 
+/* [userdb] uids and gids (docs/decisions.md "Unix uids of customers"): the default range lies
+ * past systemd's container range (524288..1879048191) and below its foreign range
+ * (2147352576..2147418111), far from Debian's regular (1000..59999) and reserved (60000..65535)
+ * ids; nothing above 2^31-1 (some tools take uids as signed). */
+#define USERDB_UID_MIN_DEFAULT UINT64_C(1879048192)
+#define USERDB_UID_MAX_DEFAULT UINT64_C(2147352575)
+#define USERDB_UID_LOWEST UINT64_C(1000)
+#define USERDB_UID_HIGHEST UINT64_C(2147483646)
+#define USERDB_PATH_MAX 255             /* [userdb] home and shell, bytes */
+
 typedef enum MethodClass {
         METHOD_CLASS_DEFAULT,
         METHOD_CLASS_LOGIN,
         METHOD_CLASS_REGISTRATION,
         METHOD_CLASS_PASSWORD_RESET,
+        METHOD_CLASS_USERDB,            /* lookups on the userdb socket (userdb.h) */
         _METHOD_CLASS_MAX,
         _METHOD_CLASS_INVALID = -22,
 } MethodClass;
@@ -106,8 +117,8 @@ typedef struct Config {
                                                  * for a country wins; an empty value empties the
                                                  * list; each currency must be one of currencies */
 
-        /* [ratelimit.default] [ratelimit.login] [ratelimit.registration] [ratelimit.password_reset],
-         * indexed by MethodClass */
+        /* [ratelimit.default] [ratelimit.login] [ratelimit.registration] [ratelimit.password_reset]
+         * [ratelimit.userdb], indexed by MethodClass */
         RateLimitClassConfig ratelimit[_METHOD_CLASS_MAX];
         unsigned ratelimit_sources;     /* [ratelimit] sources: per-source buckets kept, default 4096 */
 
@@ -133,6 +144,20 @@ typedef struct Config {
         uint64_t reset_token_ttl_usec;  /* key token_ttl: default 1 h, 1 min..1 d */
         unsigned reset_max_per_hour;    /* key max_per_hour: mails per account and hour, default 3, 1..1000 */
         unsigned reset_code_tries;      /* key code_tries: wrong tries that void a reset, default 5, 1..100 */
+
+        /* [userdb] (userdb.h: customers as Unix users through systemd's user database) */
+        char *userdb_socket;            /* key socket: "" (default): off; else an absolute path whose
+                                         * file name is the service name, e.g. /run/systemd/userdb/io.idm */
+        char *userdb_publisher;         /* key publisher: the publisher whose customers it serves; ""
+                                         * (default) only while socket is "" */
+        char *userdb_name_format;       /* key name_format: "email" (default) or "id" (c<customerId>) */
+        char *userdb_home;              /* key home: template, %u the user name; default /home/idm/%u */
+        char *userdb_shell;             /* key shell: default /bin/sh; a publisher's or customer's wins */
+        uint64_t userdb_uid_min;        /* key uid_min: default USERDB_UID_MIN_DEFAULT, <= uid_max */
+        uint64_t userdb_uid_max;        /* key uid_max: default USERDB_UID_MAX_DEFAULT */
+        char *userdb_group;             /* key group: the shared group's name; "" (default): none */
+        uint64_t userdb_group_gid;      /* key group_gid: its gid, outside uid_min..uid_max; default 0: none */
+        bool userdb_enumerate;          /* key unix_enumerate: default no */
 
         /* Where each value came from, by key in config.c's table order: "FILE:LINE" of the last
          * assignment, "command line", or NULL for the embedded default (config_dump_origins()). */

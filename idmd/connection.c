@@ -135,6 +135,17 @@ static int slot_add_reply(Connection *c, Slot *s, json_t *reply) {
         if (!text)
                 return -ENOMEM;
         len = strlen(text);
+        if (s->n_items > 0 && c->protocol->items_apart) {
+                /* Each item is a message of its own. */
+                r = slot_append(c, s, text, len);
+                if (r >= 0)
+                        r = slot_append(c, s, &c->protocol->terminator, 1);
+                erase_and_free(text);
+                if (r < 0)
+                        return r;
+                s->n_replies++;
+                return 0;
+        }
         if (s->n_items == 0 && !s->text) {
                 /* A single reply: keep jansson's buffer as it is. */
                 s->text = text;
@@ -152,6 +163,23 @@ static int slot_add_reply(Connection *c, Slot *s, json_t *reply) {
         s->n_replies++;
         return 0;
 }
+
+static size_t rpc_max_message(const Manager *m) {
+        return m->config->max_line;
+}
+
+static json_t *rpc_refusal(int code, const char *reason, const char *message) {
+        return rpc_error_reply(NULL, code, reason, message);
+}
+
+const ConnectionProtocol connection_protocol_rpc = {
+        .name = "JSON-RPC",
+        .terminator = '\n',
+        .unterminated_is_message = true,
+        .max_message = rpc_max_message,
+        .process = rpc_process_line,
+        .refusal = rpc_refusal,
+};
 
 static void connection_free(Connection *c) {
         Slot *s;
@@ -283,10 +311,13 @@ static void connection_write_ready_slots(Connection *c) {
                 c->slot_bytes -= s->text_len;
 
                 /* No text: a notification, or a batch of notifications (no reply at all). */
+                /* One message: the array closed and terminated (items apart are terminated each). */
+                bool whole = s->n_items == 0 || !c->protocol->items_apart;
+
                 if (!c->closed && s->text &&
                     (out_append(c, s->text, s->text_len) < 0 ||
-                     (s->n_items > 0 && out_append(c, "]", 1) < 0) ||
-                     out_append(c, "\n", 1) < 0)) {
+                     (whole && s->n_items > 0 && out_append(c, "]", 1) < 0) ||
+                     (whole && out_append(c, &c->protocol->terminator, 1) < 0))) {
                         slot_free(s);
                         log_error("c%llu: out of memory writing a reply, closing", (unsigned long long) c->id);
                         connection_close(c);
@@ -359,7 +390,7 @@ void connection_refuse(Connection *c, int code, const char *reason, const char *
                 connection_close(c);
                 return;
         }
-        connection_slot_done(c, s, 0, rpc_error_reply(NULL, code, reason, message));
+        connection_slot_done(c, s, 0, c->protocol->refusal ? c->protocol->refusal(code, reason, message) : NULL);
 }
 
 void connection_drain(Connection *c) {
@@ -370,8 +401,8 @@ void connection_drain(Connection *c) {
 
 /* Over the line limit: say why and close; a stream cannot be resynchronised safely. */
 static void refuse_overlong(Connection *c) {
-        log_debug("c%llu: request line over %u bytes, closing", (unsigned long long) c->id,
-                  c->manager->config->max_line);
+        log_debug("c%llu: %s message over %zu bytes, closing", (unsigned long long) c->id, c->protocol->name,
+                  c->protocol->max_message(c->manager));
         connection_refuse(c, IDM_RPC_INVALID_REQUEST, IDM_REASON_REQUEST_TOO_LARGE,
                           "request line exceeds the size limit");
 }
@@ -382,6 +413,8 @@ static void refuse_overlong(Connection *c) {
  * not restart it. */
 static void connection_process_input(Connection *c) {
         Manager *m = c->manager;
+        size_t max = c->protocol->max_message(m);
+        char term = c->protocol->terminator;
         size_t start = 0;
 
         if (c->processing || c->closed)
@@ -399,7 +432,7 @@ static void connection_process_input(Connection *c) {
                                 c->dispatch_blocked = true;
                         break;
                 }
-                nl = memchr(c->in + start + c->in_scanned, '\n', c->in_len - start - c->in_scanned);
+                nl = memchr(c->in + start + c->in_scanned, term, c->in_len - start - c->in_scanned);
                 if (!nl) {
                         c->in_scanned = c->in_len - start;
                         break;
@@ -407,15 +440,15 @@ static void connection_process_input(Connection *c) {
                 len = (size_t) (nl - (c->in + start));
                 c->in_scanned = 0;
 
-                if (len > m->config->max_line) {
+                if (len > max) {
                         start += len + 1;
                         refuse_overlong(c);
                         break;
                 }
-                if (len > 0 && c->in[start + len - 1] == '\r')
-                        rpc_process_line(c, c->in + start, len - 1);
+                if (term == '\n' && len > 0 && c->in[start + len - 1] == '\r')
+                        c->protocol->process(c, c->in + start, len - 1);
                 else
-                        rpc_process_line(c, c->in + start, len);
+                        c->protocol->process(c, c->in + start, len);
                 start += len + 1;
         }
 
@@ -438,7 +471,7 @@ static void connection_process_input(Connection *c) {
                 return;
 
         /* A partial line already longer than the limit: refuse it without waiting for its end. */
-        if (c->in_len > m->config->max_line + 1 && !memchr(c->in, '\n', c->in_len)) {
+        if (c->in_len > max + 1 && !memchr(c->in, term, c->in_len)) {
                 refuse_overlong(c);
                 return;
         }
@@ -448,7 +481,7 @@ static void connection_process_input(Connection *c) {
 
 static int connection_read(Connection *c) {
         Manager *m = c->manager;
-        size_t want = m->config->max_line + 2;  /* a maximal line, its '\r\n' */
+        size_t want = c->protocol->max_message(m) + 2;  /* a maximal line, its '\r\n' */
 
         if (c->in_len == c->in_alloc && c->in_alloc < want) {
                 size_t n = c->in_alloc ? c->in_alloc * 2 : READ_CHUNK;
@@ -494,9 +527,12 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
                         log_debug_errno(r, "c%llu: read failed: %m", (unsigned long long) c->id);
                         connection_close(c);
                 } else if (c->read_eof && c->in_len > 0 && !c->closed) {
-                        /* A last line without '\n' is still a request. */
-                        if (c->in_len < c->in_alloc) {
-                                c->in[c->in_len++] = '\n';
+                        /* A last line without '\n' is still a request; a varlink message is not
+                         * one without its NUL (dropped). */
+                        if (!c->protocol->unterminated_is_message)
+                                input_discard(c);
+                        else if (c->in_len < c->in_alloc) {
+                                c->in[c->in_len++] = c->protocol->terminator;
                                 connection_process_input(c);
                         }
                 } else
@@ -633,7 +669,7 @@ static int connection_update_events(Connection *c) {
         return sd_event_source_set_enabled(c->io_source, SD_EVENT_ON);
 }
 
-int connection_new(Manager *m, int fd, Connection **ret) {
+int connection_new(Manager *m, int fd, const ConnectionProtocol *protocol, Connection **ret) {
         Connection *c;
         int r;
 
@@ -644,6 +680,7 @@ int connection_new(Manager *m, int fd, Connection **ret) {
         }
         c->n_ref = 1;   /* the manager's */
         c->manager = m;
+        c->protocol = protocol;
         c->fd = fd;
         c->id = ++m->next_connection_id;
         c->last_activity_usec = c->write_progress_usec = now_monotonic_usec();

@@ -24,12 +24,34 @@
 
 #include "rpc.h"
 
+/* What is spoken on a connection: idmd's JSON-RPC lines on the main socket, varlink messages on
+ * the userdb socket (userdb.h). The limits, timeouts, reply order and back-pressure are the
+ * same for both. */
+typedef struct ConnectionProtocol {
+        const char *name;               /* for the log */
+        char terminator;                /* ends each message: '\n' (JSON-RPC) or '\0' (varlink) */
+        bool items_apart;               /* a slot's items go out as messages of their own, each
+                                         * with its terminator (varlink's "continues"), instead
+                                         * of one JSON array (a JSON-RPC batch) */
+        bool unterminated_is_message;   /* at EOF, an unterminated last message is still one */
+        /* The largest message, terminator excluded: a longer one closes the connection. */
+        size_t (*max_message)(const Manager *m);
+        /* Processes one complete message (without its terminator; a '\r' before a '\n' is
+         * dropped too). Never fails: bad input becomes error replies or connection_refuse(). */
+        void (*process)(Connection *c, const char *msg, size_t len);
+        /* The last reply of a refused connection (new reference), or NULL for none. */
+        json_t *(*refusal)(int code, const char *reason, const char *message);
+} ConnectionProtocol;
+
+extern const ConnectionProtocol connection_protocol_rpc;
+
 #define CONNECTION_MAX_PENDING 64       /* requests in flight per connection before we stop reading */
 #define CONNECTION_OUT_BUDGET (1024u * 1024u) /* bytes of replies owed before we stop dispatching */
 
 struct Connection {
         unsigned n_ref;
         Manager *manager;
+        const ConnectionProtocol *protocol;
         Connection *prev, *next;
         uint64_t id;
         int fd;
@@ -62,7 +84,7 @@ struct Connection {
         uint64_t next_call_seq;
 };
 
-int connection_new(Manager *m, int fd, Connection **ret);       /* takes fd */
+int connection_new(Manager *m, int fd, const ConnectionProtocol *protocol, Connection **ret);  /* takes fd */
 Connection *connection_ref(Connection *c);
 Connection *connection_unref(Connection *c);
 
@@ -70,7 +92,8 @@ Connection *connection_unref(Connection *c);
 void connection_close(Connection *c);
 
 /* Refuses the rest of the stream (a limit was hit): nothing more is read, the replies still
- * owed are sent in order, then this error (id null), then the connection is closed. */
+ * owed are sent in order, then this error (id null; none for a protocol without refusal()), then
+ * the connection is closed. */
 void connection_refuse(Connection *c, int code, const char *reason, const char *message);
 
 /* A unit of work was submitted for a request of c / is durable now: while one is pending, no
@@ -81,7 +104,7 @@ void connection_write_end(Connection *c);
 /* During shutdown: stop reading; close once every pending reply is written. */
 void connection_drain(Connection *c);
 
-/* For rpc.c: a new slot at the tail (batch: n items, else 0). NULL on OOM. */
+/* For rpc.c and userdb.c: a new slot at the tail (batch: n items, else 0). NULL on OOM. */
 Slot *connection_add_slot(Connection *c, size_t batch_size);
 /* Sets a slot's reply (a single reply JSON object, or one batch item at index), and flushes
  * completed slots at the head. reply may be NULL for a notification (no output). */

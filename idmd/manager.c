@@ -46,6 +46,7 @@
 #include "records/resets.h"
 #include "sessions.h"
 #include "tokens.h"
+#include "userdb.h"
 #include "workers.h"
 
 #define SHUTDOWN_TIMEOUT_USEC (10ULL * 1000000ULL)
@@ -113,7 +114,20 @@ int manager_new(Config *config, Manager **ret) {
         }
         m->config = config;
         m->lock_fd = -EBADF;
-        m->listen_fd = -EBADF;
+        for (ListenerKind k = 0; k < _LISTENER_MAX; k++)
+                m->listeners[k].fd = -EBADF;
+        m->listeners[LISTENER_RPC] = (Listener) {
+                .path = config->socket_path,
+                .protocol = &connection_protocol_rpc,
+                .fd = -EBADF,
+        };
+        if (config->userdb_socket[0])
+                m->listeners[LISTENER_USERDB] = (Listener) {
+                        .path = config->userdb_socket,
+                        .fd_name = USERDB_FD_NAME,
+                        .protocol = &userdb_protocol,
+                        .fd = -EBADF,
+                };
         m->reserve_fd = -EBADF;
         m->start_realtime_usec = now_realtime_usec();
         m->start_monotonic_usec = now_monotonic_usec();
@@ -132,19 +146,33 @@ int manager_new(Config *config, Manager **ret) {
 }
 
 static void manager_close_listener(Manager *m) {
-        struct stat st;
-
-        m->listen_source = sd_event_source_disable_unref(m->listen_source);
         m->accept_retry_source = sd_event_source_disable_unref(m->accept_retry_source);
         m->accept_paused = false;
-        m->listen_fd = safe_close(m->listen_fd);
         m->reserve_fd = safe_close(m->reserve_fd);      /* only needed for accepting */
 
-        /* Unlink the socket only if we made it and it is still ours (not a successor's). */
-        if (m->socket_created && lstat(m->config->socket_path, &st) >= 0 && S_ISSOCK(st.st_mode) &&
-            st.st_dev == m->socket_dev && st.st_ino == m->socket_ino)
-                (void) unlink(m->config->socket_path);
-        m->socket_created = false;
+        for (ListenerKind k = 0; k < _LISTENER_MAX; k++) {
+                Listener *l = m->listeners + k;
+                struct stat st;
+
+                l->source = sd_event_source_disable_unref(l->source);
+                l->fd = safe_close(l->fd);
+                /* Unlink the socket only if we made it and it is still ours (not a successor's). */
+                if (l->created && lstat(l->path, &st) >= 0 && S_ISSOCK(st.st_mode) && st.st_dev == l->dev &&
+                    st.st_ino == l->ino)
+                        (void) unlink(l->path);
+                l->created = false;
+        }
+}
+
+/* Whether anything is listening now (before startup and after the stop, nothing). */
+static bool manager_listening(Manager *m) {
+        return m->listeners[LISTENER_RPC].source != NULL;
+}
+
+static void manager_listeners_enable(Manager *m, int enabled) {
+        for (ListenerKind k = 0; k < _LISTENER_MAX; k++)
+                if (m->listeners[k].source)
+                        (void) sd_event_source_set_enabled(m->listeners[k].source, enabled);
 }
 
 Manager *manager_free(Manager *m) {
@@ -247,8 +275,10 @@ static int peer_is_admin(Manager *m, int fd, const struct ucred *cred) {
         return false;
 }
 
-static void refuse_connection(Manager *m, int fd, const char *reason, const char *message) {
-        _cleanup_free_ char *line = rpc_format_error_line(IDM_ERR_TOO_MANY, reason, message);
+/* One error line on idmd's socket; varlink has no words for it: the peer sees the close. */
+static void refuse_connection(Manager *m, int fd, const ConnectionProtocol *protocol, const char *reason,
+                              const char *message) {
+        _cleanup_free_ char *line = protocol->refusal ? rpc_format_error_line(IDM_ERR_TOO_MANY, reason, message) : NULL;
 
         m->connections_refused++;
         if (line)
@@ -295,8 +325,8 @@ static void manager_accept_resume(Manager *m) {
         m->accept_paused = false;
         if (m->accept_retry_source)
                 (void) sd_event_source_set_enabled(m->accept_retry_source, SD_EVENT_OFF);
-        if (m->listen_source && !m->stopping)
-                (void) sd_event_source_set_enabled(m->listen_source, SD_EVENT_ON);
+        if (!m->stopping)
+                manager_listeners_enable(m, SD_EVENT_ON);
 }
 
 static int on_accept_retry(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -309,7 +339,7 @@ static int on_accept_retry(sd_event_source *s, uint64_t usec, void *userdata) {
 static void manager_accept_pause(Manager *m) {
         int r;
 
-        if (m->accept_paused || !m->listen_source)
+        if (m->accept_paused || !manager_listening(m))
                 return;
         if (!m->accept_retry_source)
                 r = sd_event_add_time_relative(m->event, &m->accept_retry_source, CLOCK_MONOTONIC,
@@ -324,7 +354,7 @@ static void manager_accept_pause(Manager *m) {
                 log_error_errno(r, "Failed to set up the accept back-off timer, still listening: %m");
                 return;
         }
-        (void) sd_event_source_set_enabled(m->listen_source, SD_EVENT_OFF);
+        manager_listeners_enable(m, SD_EVENT_OFF);
         m->accept_paused = true;
 }
 
@@ -355,7 +385,7 @@ static void manager_accept_recovered(Manager *m) {
 
 /* Serves a freshly accepted socket, or refuses it. from_reserve: accepted with the reserve
  * descriptor while out of descriptors, so only administrators are served. */
-static void manager_add_connection(Manager *m, int fd, bool from_reserve) {
+static void manager_add_connection(Manager *m, int fd, const ConnectionProtocol *protocol, bool from_reserve) {
         struct ucred cred;
         socklen_t len = sizeof(cred);
         unsigned same_uid = 0;
@@ -372,13 +402,13 @@ static void manager_add_connection(Manager *m, int fd, bool from_reserve) {
 
         if (from_reserve && !admin) {
                 m->accept_trouble_refused++;   /* logged when the episode ends */
-                refuse_connection(m, fd, IDM_REASON_TOO_MANY_CONNECTIONS,
+                refuse_connection(m, fd, protocol, IDM_REASON_TOO_MANY_CONNECTIONS,
                                   "the server is out of file descriptors; try again later");
                 return;
         }
         if (m->n_connections >= m->config->max_connections) {
                 log_refusal(m, "in total", cred.uid, m->n_connections);
-                refuse_connection(m, fd, IDM_REASON_TOO_MANY_CONNECTIONS, "too many connections");
+                refuse_connection(m, fd, protocol, IDM_REASON_TOO_MANY_CONNECTIONS, "too many connections");
                 return;
         }
         for (c = m->connections; c; c = c->next)
@@ -386,11 +416,12 @@ static void manager_add_connection(Manager *m, int fd, bool from_reserve) {
                         same_uid++;
         if (same_uid >= m->config->max_connections_per_uid) {
                 log_refusal(m, "from one uid", cred.uid, same_uid);
-                refuse_connection(m, fd, IDM_REASON_TOO_MANY_CONNECTIONS, "too many connections from this user");
+                refuse_connection(m, fd, protocol, IDM_REASON_TOO_MANY_CONNECTIONS,
+                                  "too many connections from this user");
                 return;
         }
 
-        r = connection_new(m, fd, &c);
+        r = connection_new(m, fd, protocol, &c);
         if (r < 0) {
                 log_warning_errno(r, "Failed to set up a connection, ignoring: %m");
                 return;
@@ -407,14 +438,14 @@ static void manager_add_connection(Manager *m, int fd, bool from_reserve) {
         m->connections = c;
         m->n_connections++;
         m->connections_accepted++;
-        log_debug("c%llu: connection from pid %d uid %u%s%s", (unsigned long long) c->id, (int) cred.pid,
-                  (unsigned) cred.uid, c->peer.admin ? " (admin)" : "",
+        log_debug("c%llu: %s connection from pid %d uid %u%s%s", (unsigned long long) c->id, protocol->name,
+                  (int) cred.pid, (unsigned) cred.uid, c->peer.admin ? " (admin)" : "",
                   from_reserve ? " (with the reserve descriptor)" : "");
 }
 
 /* Out of descriptors: the reserve one makes room to accept the waiting connection. Without a
  * reserve (an administrator's connection holds it) we stop listening for a while. */
-static void manager_accept_with_reserve(Manager *m, int listen_fd) {
+static void manager_accept_with_reserve(Manager *m, const Listener *l) {
         int fd, k;
 
         if (manager_reserve_open(m) < 0) {
@@ -422,10 +453,10 @@ static void manager_accept_with_reserve(Manager *m, int listen_fd) {
                 return;
         }
         m->reserve_fd = safe_close(m->reserve_fd);
-        fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         k = errno;
         if (fd >= 0)
-                manager_add_connection(m, fd, /* from_reserve= */ true);
+                manager_add_connection(m, fd, l->protocol, /* from_reserve= */ true);
         /* Fails if an administrator's connection took the reserve's place: it is retaken when a
          * descriptor is free again. */
         (void) manager_reserve_open(m);
@@ -435,7 +466,14 @@ static void manager_accept_with_reserve(Manager *m, int listen_fd) {
 
 static int on_accept(sd_event_source *s, int listen_fd, uint32_t revents, void *userdata) {
         Manager *m = userdata;
+        const Listener *l = NULL;
         int fd;
+
+        for (ListenerKind k = 0; k < _LISTENER_MAX; k++)
+                if (m->listeners[k].fd == listen_fd)
+                        l = m->listeners + k;
+        if (!l)
+                return 0;
 
         fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
@@ -445,7 +483,7 @@ static int on_accept(sd_event_source *s, int listen_fd, uint32_t revents, void *
                         return 0;
                 manager_accept_trouble(m, k);
                 if (k == EMFILE || k == ENFILE)
-                        manager_accept_with_reserve(m, listen_fd);
+                        manager_accept_with_reserve(m, l);
                 else
                         manager_accept_pause(m);        /* ENOBUFS, ENOMEM, ...: let it pass */
                 return 0;
@@ -453,7 +491,7 @@ static int on_accept(sd_event_source *s, int listen_fd, uint32_t revents, void *
         manager_accept_recovered(m);
         if (m->reserve_fd < 0)
                 (void) manager_reserve_open(m);
-        manager_add_connection(m, fd, /* from_reserve= */ false);
+        manager_add_connection(m, fd, l->protocol, /* from_reserve= */ false);
         return 0;
 }
 
@@ -472,7 +510,7 @@ void manager_connection_closed(Manager *m, Connection *c) {
                 (void) sd_event_exit(m->event, 0);
 
         /* A descriptor is free: the reserve first, then whoever waits to connect. */
-        if (!m->stopping && m->listen_source) {
+        if (!m->stopping && manager_listening(m)) {
                 (void) manager_reserve_open(m);
                 manager_accept_resume(m);
         }
@@ -480,8 +518,8 @@ void manager_connection_closed(Manager *m, Connection *c) {
 
 /* Binds the socket ourselves. A socket file left by a dead idmd is replaced; one that accepts
  * connections belongs to a live daemon and is left alone. */
-static int manager_bind(Manager *m) {
-        const char *path = m->config->socket_path;
+static int manager_bind(Manager *m, Listener *l) {
+        const char *path = l->path;
         _cleanup_(closep) int fd = -EBADF;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct stat st;
@@ -529,43 +567,72 @@ static int manager_bind(Manager *m) {
         if (lstat(path, &st) < 0)
                 return log_error_errno(errno, "Failed to stat %s: %m", path);
 
-        m->socket_created = true;
-        m->socket_dev = st.st_dev;
-        m->socket_ino = st.st_ino;
-        m->listen_fd = TAKE_FD(fd);
+        l->created = true;
+        l->dev = st.st_dev;
+        l->ino = st.st_ino;
+        l->fd = TAKE_FD(fd);
         return 0;
 }
 
+/* A socket passed by systemd: a listening Unix stream socket, made non-blocking. The userdb
+ * socket must be bound to [userdb] socket: its file name is the service name records carry. */
+static int manager_take_activated(Listener *l, int fd) {
+        int flags;
+
+        if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0)
+                return log_error("The socket passed by systemd for %s is not a listening Unix stream socket.", l->path),
+                       -EINVAL;
+        if (l->fd_name && sd_is_socket_unix(fd, SOCK_STREAM, 1, l->path, 0) <= 0)
+                return log_error("The userdb socket passed by systemd is not bound to [userdb] socket = %s.", l->path),
+                       -EINVAL;
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                return log_error_errno(errno, "Failed to make the activated socket non-blocking: %m");
+        l->fd = fd;
+        l->activated = true;
+        log_debug("Using the socket passed by systemd for %s.", l->path);
+        return 0;
+}
+
+/* Sockets passed by systemd are told apart by their FileDescriptorName=: USERDB_FD_NAME is the
+ * userdb socket, any other name idmd's own (one of each at most). What was not passed is bound
+ * here. */
 static int manager_listen(Manager *m) {
+        _cleanup_strv_free_ char **names = NULL;
         int n, r;
 
-        n = sd_listen_fds(true);
+        n = sd_listen_fds_with_names(true, &names);
         if (n < 0)
                 return log_error_errno(n, "Failed to read sockets passed by systemd: %m");
-        if (n > 1)
-                return log_error("Got %d sockets from systemd, expected one.", n), -EINVAL;
-        if (n == 1) {
-                int fd = SD_LISTEN_FDS_START;
-                int flags;
+        for (int i = 0; i < n; i++) {
+                int fd = SD_LISTEN_FDS_START + i;
+                bool userdb = names && names[i] && streq(names[i], USERDB_FD_NAME);
+                Listener *l = m->listeners + (userdb ? LISTENER_USERDB : LISTENER_RPC);
 
-                if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0)
-                        return log_error("The socket passed by systemd is not a listening Unix stream socket."),
-                               -EINVAL;
-                flags = fcntl(fd, F_GETFL);
-                if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-                        return log_error_errno(errno, "Failed to make the activated socket non-blocking: %m");
-                m->listen_fd = fd;
-                m->socket_activated = true;
-                log_debug("Using the socket passed by systemd.");
-        } else {
-                r = manager_bind(m);
+                if (userdb && !l->path)
+                        return log_error("systemd passed a userdb socket, but [userdb] socket is not set."), -EINVAL;
+                if (l->fd >= 0)
+                        return log_error("Got more than one %s socket from systemd (%d in all).",
+                                         userdb ? "userdb" : "idmd", n), -EINVAL;
+                r = manager_take_activated(l, fd);
                 if (r < 0)
                         return r;
         }
 
-        r = sd_event_add_io(m->event, &m->listen_source, m->listen_fd, EPOLLIN, on_accept, m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to watch the socket: %m");
+        for (ListenerKind k = 0; k < _LISTENER_MAX; k++) {
+                Listener *l = m->listeners + k;
+
+                if (!l->path)
+                        continue;
+                if (l->fd < 0) {
+                        r = manager_bind(m, l);
+                        if (r < 0)
+                                return r;
+                }
+                r = sd_event_add_io(m->event, &l->source, l->fd, EPOLLIN, on_accept, m);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to watch the socket %s: %m", l->path);
+        }
         return 0;
 }
 
@@ -923,6 +990,11 @@ int manager_startup(Manager *m) {
 
         manager_setup_fd_limit(m);
 
+        /* idmd never asks its own userdb socket through NSS (getgrnam() below, a library doing
+         * getpwuid()): socket-activated, the socket would accept and nobody would answer. */
+        if (userdb_service(m->config) && setenv("SYSTEMD_BYPASS_USERDB", userdb_service(m->config), 1) < 0)
+                return log_oom();
+
         if (mkdir(m->config->state_dir, 0700) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "Failed to create state directory %s: %m", m->config->state_dir);
 
@@ -961,10 +1033,12 @@ int manager_startup(Manager *m) {
          * unknown login (which would then cost two hashes and stand out). */
         (void) password_verify_dummy("", &(PasswordCost) { .opslimit = m->config->argon2_opslimit,
                                                            .memlimit = m->config->argon2_memlimit });
+        password_release_memory();      /* the loop thread hashes nothing else */
 
         r = workers_new(m->event, m->config->workers, m->config->worker_queue, &m->workers);
         if (r < 0)
                 return log_error_errno(r, "Failed to start worker threads: %m");
+        workers_set_idle(m->workers, PASSWORD_MEMORY_IDLE_USEC, password_release_memory);
 
         r = ratelimit_new(m->config->ratelimit, m->config->ratelimit_sources, &m->ratelimit);
         if (r < 0)
@@ -1019,6 +1093,7 @@ int manager_startup(Manager *m) {
         r = manager_listen(m);
         if (r < 0)
                 return r;
+        userdb_log_setup(m);
 
         r = manager_reserve_open(m);
         if (r < 0)

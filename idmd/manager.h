@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The idmd manager: owns the event loop, the listening socket (socket activation or its own
- * bind), the state-directory lock, signal handling, the connections, the store, the worker
- * pool, the signing keys, locale detection, the mail outbox and the statistics. Methods reach it
- * through call_manager().
+ * The idmd manager: owns the event loop, the listening sockets (socket activation or its own
+ * bind: idmd's socket and the userdb socket), the state-directory lock, signal handling, the
+ * connections, the store, the worker pool, the signing keys, locale detection, the mail outbox
+ * and the statistics. Methods reach it through call_manager().
  */
 #pragma once
 
@@ -14,6 +14,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "connection.h"
 #include "locales.h"
 #include "ratelimit.h"
 #include "rpc.h"
@@ -22,6 +23,26 @@
 typedef struct Workers Workers;
 typedef struct Keyring Keyring;
 typedef struct Outbox Outbox;
+
+/* The listening sockets: idmd's own (JSON-RPC) and the userdb socket (varlink, userdb.h; only
+ * when [userdb] socket is set). */
+typedef enum ListenerKind {
+        LISTENER_RPC,
+        LISTENER_USERDB,
+        _LISTENER_MAX,
+} ListenerKind;
+
+typedef struct Listener {
+        const char *path;               /* borrowed from the config; NULL: not listening */
+        const char *fd_name;            /* its FileDescriptorName= when socket-activated */
+        const ConnectionProtocol *protocol;
+        int fd;
+        bool activated;                 /* passed by systemd */
+        bool created;                   /* we bound it: unlink on exit */
+        dev_t dev;
+        ino_t ino;
+        sd_event_source *source;
+} Listener;
 
 #define LATENCY_BUCKETS 10      /* < 1, 4, 16, 64, 256 ms, 1, 4, 16, 64 s, more */
 
@@ -42,14 +63,9 @@ struct Manager {
         Outbox *outbox;                 /* the mail outbox and its delivery thread; NULL before startup */
 
         int lock_fd;
-        int listen_fd;
-        bool socket_activated;
-        bool socket_created;            /* we bound it: unlink on exit */
-        dev_t socket_dev;
-        ino_t socket_ino;
-        sd_event_source *listen_source;
-        sd_event_source *accept_retry_source;   /* turns listen_source on again after a back-off */
-        bool accept_paused;             /* listen_source off: accept() cannot succeed for now */
+        Listener listeners[_LISTENER_MAX];
+        sd_event_source *accept_retry_source;   /* turns the listeners on again after a back-off */
+        bool accept_paused;             /* listeners off: accept() cannot succeed for now */
         bool accept_trouble;            /* in an episode of failing accept() (logged once) */
         uint64_t accept_trouble_refused;        /* connections refused during that episode */
         int reserve_fd;                 /* /dev/null, given up to answer one connection when out of fds */

@@ -25,6 +25,7 @@
 #include "mail.h"
 #include "manager.h"
 #include "outbox.h"
+#include "userdb.h"
 #include "tokens.h"
 #include "workers.h"
 
@@ -33,7 +34,6 @@
 #define OUTBOX_POLL_USEC (60ULL * 1000000ULL)
 #define OUTBOX_START_USEC (500ULL * 1000ULL)    /* the first scan after start */
 #define QUEUE_MAX_DEFAULT 10000u
-
 
 /* What outbox_queue() works with: the running outbox's, else built-in defaults. Loop thread only. */
 static const MailTemplates *queue_templates = NULL;
@@ -49,7 +49,8 @@ struct Outbox {
         char *from;
         char **argv;
         char **retired_argv;            /* replaced by a reload while a delivery used it */
-        char *const *envp;
+        char *envp[4];                  /* command_env, and SYSTEMD_BYPASS_USERDB when userdb is on */
+        char *bypass_userdb;            /* owned: the SYSTEMD_BYPASS_USERDB= entry */
         Workers *worker;
         sd_event_source *timer;
         char *cursor;                   /* where the next scan goes on; NULL: from the first */
@@ -72,7 +73,7 @@ struct Delivery {
         bool ok;
 };
 
-static char *const command_env[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
+static char *const command_env[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C" };
 
 static uint64_t rec_u64(json_t *rec, const char *key) {
         json_int_t v = json_integer_value(json_object_get(rec, key));
@@ -712,7 +713,14 @@ int outbox_new(Manager *m, Outbox **ret) {
         if (!o)
                 return log_oom();
         o->m = m;
-        o->envp = command_env;
+        memcpy(o->envp, command_env, sizeof(command_env));
+        /* The command (sendmail looks its user up) must not ask idmd's userdb through NSS: idmd
+         * waits for the command, so that would wait for itself. */
+        if (userdb_service(c)) {
+                if (asprintf(&o->bypass_userdb, "SYSTEMD_BYPASS_USERDB=%s", userdb_service(c)) < 0)
+                        return log_oom();
+                o->envp[ELEMENTSOF(command_env)] = o->bypass_userdb;
+        }
 
         r = mail_settings_load(c, &s);
         if (r < 0)
@@ -777,6 +785,7 @@ Outbox *outbox_free(Outbox *o) {
         command_argv_free(o->retired_argv);
         free(o->from);
         free(o->cursor);
+        free(o->bypass_userdb);
         free(o);
         return NULL;
 }

@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Passwords: Argon2id through libsodium's crypto_pwhash_str*, a dummy verification for unknown
- * accounts, and the password policy (UTF-8 checked here, without a Unicode database). With
- * tokens.c the only user of libsodium. Logs nothing.
+ * Passwords: Argon2id through the reference libargon2 with a warm per-thread region (below),
+ * strings and the rehash check through libsodium's crypto_pwhash_str format, a dummy verification
+ * for unknown accounts, and the password policy (UTF-8 checked here, without a Unicode database).
+ * Logs nothing.
  */
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <argon2.h>
 #include <sodium.h>
 
 #include "idm/utf8.h"
@@ -35,38 +40,210 @@ static bool hash_is_argon2id(const char *hash) {
                 strncmp(hash, ARGON2ID_PREFIX, strlen(ARGON2ID_PREFIX)) == 0;
 }
 
+/* --- Argon2id with memory kept warm ---
+ *
+ * libsodium maps a fresh region for every hash and the kernel zeroes it page by page, which costs
+ * a third of a 19 MiB hash. The reference libargon2 takes allocation callbacks in its context:
+ * each worker thread keeps one region, faulted in once, for all its hashes (libargon2 wipes it
+ * after each use, before "freeing" it to us), and gives it back when the thread idles
+ * (password_release_memory(), the workers' idle function). The strings are the standard
+ * "$argon2id$v=19$m=..,t=..,p=1$salt$tag" that libsodium reads and writes, so hashes made by either
+ * verify with the other. */
+
+#define SALT_BYTES crypto_pwhash_argon2id_SALTBYTES             /* 16, as libsodium */
+#define TAG_BYTES 32U                                           /* as libsodium's strings */
+#define SALT_MIN 8
+#define TAG_MIN 16
+#define PARAM_MAX 64
+
+static _Thread_local uint8_t *warm_memory;
+static _Thread_local size_t warm_size;
+/* Also held under a thread key, whose destructor frees it when a thread ends holding it. */
+static pthread_once_t warm_key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t warm_key;
+static bool warm_key_made;
+
+static void warm_key_make(void) {
+        warm_key_made = pthread_key_create(&warm_key, free) == 0;
+}
+
+static int warm_allocate(uint8_t **memory, size_t size) {
+        if (!warm_memory || warm_size < size) {
+                void *m = NULL;
+
+                password_release_memory();
+                (void) pthread_once(&warm_key_once, warm_key_make);
+                if (!warm_key_made || posix_memalign(&m, 64, size) != 0)
+                        return ARGON2_MEMORY_ALLOCATION_ERROR;
+                if (pthread_setspecific(warm_key, m) != 0) {
+                        free(m);
+                        return ARGON2_MEMORY_ALLOCATION_ERROR;
+                }
+                warm_memory = m;
+                warm_size = size;
+        }
+        *memory = warm_memory;
+        return ARGON2_OK;
+}
+
+static void warm_free(uint8_t *memory, size_t size) {
+        /* libargon2 wiped it already; it stays for the next hash on this thread. */
+        assert(memory == warm_memory);
+}
+
+void password_release_memory(void) {
+        if (!warm_memory)
+                return;
+        (void) pthread_setspecific(warm_key, NULL);
+        free(warm_memory);
+        warm_memory = NULL;
+        warm_size = 0;
+}
+
+size_t password_memory_held(void) {
+        return warm_size;
+}
+
+/* The tag of password under the given parameters, into tag[tag_len]. 0, -ENOMEM, -EINVAL. */
+static int argon2id_tag(const char *password, const uint8_t *salt, size_t salt_len, uint32_t t_cost,
+                        uint32_t m_cost_kib, uint8_t *tag, size_t tag_len) {
+        argon2_context ctx = {
+                .out = tag,
+                .outlen = (uint32_t) tag_len,
+                .pwd = (uint8_t *) password,    /* not written: no ARGON2_FLAG_CLEAR_PASSWORD */
+                .pwdlen = (uint32_t) strlen(password),
+                .salt = (uint8_t *) salt,
+                .saltlen = (uint32_t) salt_len,
+                .t_cost = t_cost,
+                .m_cost = m_cost_kib,
+                .lanes = 1,
+                .threads = 1,
+                .version = ARGON2_VERSION_13,
+                .allocate_cbk = warm_allocate,
+                .free_cbk = warm_free,
+                .flags = ARGON2_DEFAULT_FLAGS,
+        };
+        int k;
+
+        if (strlen(password) > UINT32_MAX)
+                return -EINVAL;
+        k = argon2id_ctx(&ctx);
+        if (k == ARGON2_OK)
+                return 0;
+        return k == ARGON2_MEMORY_ALLOCATION_ERROR ? -ENOMEM : -EINVAL;
+}
+
+/* A decimal without sign or leading zeros, at most UINT32_MAX; advances *p. */
+static bool parse_u32(const char **p, uint32_t *ret) {
+        const char *s = *p;
+        uint64_t v = 0;
+        size_t n = 0;
+
+        while (s[n] >= '0' && s[n] <= '9') {
+                v = v * 10 + (uint64_t) (s[n] - '0');
+                if (++n > 10 || v > UINT32_MAX)
+                        return false;
+        }
+        if (n == 0 || (n > 1 && s[0] == '0'))
+                return false;
+        *ret = (uint32_t) v;
+        *p = s + n;
+        return true;
+}
+
+static bool skip(const char **p, const char *literal) {
+        size_t n = strlen(literal);
+
+        if (strncmp(*p, literal, n) != 0)
+                return false;
+        *p += n;
+        return true;
+}
+
+/* Unpadded standard base64 from s up to end, into buf (1..max bytes). */
+static bool parse_b64(const char *s, const char *end, uint8_t *buf, size_t min, size_t max, size_t *ret_len) {
+        const char *stop = NULL;
+        size_t len = 0;
+
+        if (sodium_base642bin(buf, max, s, (size_t) (end - s), NULL, &len, &stop,
+                              sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0 || stop != end)
+                return false;
+        if (len < min)
+                return false;
+        *ret_len = len;
+        return true;
+}
+
+typedef struct Argon2idString {
+        uint32_t m_cost_kib, t_cost;
+        uint8_t salt[PARAM_MAX], tag[PARAM_MAX];
+        size_t salt_len, tag_len;
+} Argon2idString;
+
+static bool parse_argon2id(const char *hash, Argon2idString *ret) {
+        const char *p = hash, *dollar;
+        uint32_t lanes;
+
+        if (!skip(&p, ARGON2ID_PREFIX "v=19$m=") || !parse_u32(&p, &ret->m_cost_kib) ||
+            !skip(&p, ",t=") || !parse_u32(&p, &ret->t_cost) ||
+            !skip(&p, ",p=") || !parse_u32(&p, &lanes) || !skip(&p, "$"))
+                return false;
+        /* libsodium's strings have one lane; so does every hash we make. m in KiB fits 32 bits,
+         * as libsodium's maximum (4 TiB) does. */
+        if (lanes != 1 || ret->t_cost < crypto_pwhash_argon2id_OPSLIMIT_MIN ||
+            ret->m_cost_kib < crypto_pwhash_argon2id_MEMLIMIT_MIN / 1024)
+                return false;
+        dollar = strchr(p, '$');
+        if (!dollar || !parse_b64(p, dollar, ret->salt, SALT_MIN, sizeof ret->salt, &ret->salt_len))
+                return false;
+        p = dollar + 1;
+        return parse_b64(p, p + strlen(p), ret->tag, TAG_MIN, sizeof ret->tag, &ret->tag_len);
+}
+
 int password_hash(const char *password, const PasswordCost *cost, char ret[static PASSWORD_HASH_MAX]) {
+        uint8_t salt[SALT_BYTES], tag[TAG_BYTES];
+        char salt64[sodium_base64_ENCODED_LEN(SALT_BYTES, sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
+        char tag64[sodium_base64_ENCODED_LEN(TAG_BYTES, sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
         char out[PASSWORD_HASH_MAX];
+        int r, n;
 
         if (!password || !cost_is_valid(cost))
                 return -EINVAL;
 
-        errno = 0;
-        if (crypto_pwhash_str_alg(out, password, strlen(password), cost->opslimit, (size_t) cost->memlimit,
-                                  crypto_pwhash_ALG_ARGON2ID13) != 0) {
-                /* Limits are checked above, so what remains is running out of memory. */
+        randombytes_buf(salt, sizeof salt);
+        r = argon2id_tag(password, salt, sizeof salt, (uint32_t) cost->opslimit, (uint32_t) (cost->memlimit / 1024U),
+                         tag, sizeof tag);
+        if (r < 0)
+                return r;
+        (void) sodium_bin2base64(salt64, sizeof salt64, salt, sizeof salt, sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+        (void) sodium_bin2base64(tag64, sizeof tag64, tag, sizeof tag, sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+        n = snprintf(out, sizeof out, ARGON2ID_PREFIX "v=19$m=%u,t=%u,p=1$%s$%s",
+                     (unsigned) (cost->memlimit / 1024U), (unsigned) cost->opslimit, salt64, tag64);
+        sodium_memzero(tag, sizeof tag);
+        sodium_memzero(tag64, sizeof tag64);
+        if (n < 0 || (size_t) n >= sizeof out) {
                 sodium_memzero(out, sizeof out);
-                return errno == EINVAL ? -EINVAL : -ENOMEM;
+                return -EINVAL;
         }
-
         memcpy(ret, out, sizeof out);
+        sodium_memzero(out, sizeof out);
         return 0;
 }
 
 int password_verify(const char *hash, const char *password) {
-        if (!hash_is_argon2id(hash) || !password)
+        Argon2idString h;
+        uint8_t tag[PARAM_MAX];
+        int r;
+
+        if (!hash_is_argon2id(hash) || !password || !parse_argon2id(hash, &h))
                 return -EINVAL;
 
-        /* crypto_pwhash_str_verify() says -1 both for "no match" and for "cannot parse"; ask the
-         * parser alone first (the cost given does not matter, only -1 does). */
-        if (crypto_pwhash_str_needs_rehash(hash, crypto_pwhash_argon2id_OPSLIMIT_MIN,
-                                           crypto_pwhash_argon2id_MEMLIMIT_MIN) < 0)
-                return -EINVAL;
-
-        errno = 0;
-        if (crypto_pwhash_str_verify(hash, password, strlen(password)) == 0)
-                return 0;
-        return errno == ENOMEM ? -ENOMEM : -EACCES;
+        r = argon2id_tag(password, h.salt, h.salt_len, h.t_cost, h.m_cost_kib, tag, h.tag_len);
+        if (r >= 0)
+                r = sodium_memcmp(tag, h.tag, h.tag_len) == 0 ? 0 : -EACCES;
+        sodium_memzero(tag, sizeof tag);
+        sodium_memzero(&h, sizeof h);
+        return r;
 }
 
 /* The dummy hash for unknown accounts: made once per cost, on first use (the first call thus

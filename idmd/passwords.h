@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Passwords: Argon2id hashing and verification in the standard $argon2id$v=19$... encoding
- * (libsodium crypto_pwhash_str), the rehash check, and the password policy. The hash and verify
+ * (as libsodium's crypto_pwhash_str writes it), the rehash check, and the password policy. The hash and verify
  * functions are slow by design and are only called from worker threads (workers.h). They are
  * thread-safe. None of them logs.
  */
@@ -34,6 +34,15 @@ int password_hash(const char *password, const PasswordCost *cost, char ret[stati
  * string ("$argon2id$v=19$m=..,t=..,p=..$salt$hash", shorter than PASSWORD_HASH_MAX), -ENOMEM.
  * Constant time in the password. */
 int password_verify(const char *hash, const char *password) __attribute__((warn_unused_result));
+
+/* Hashing and verifying keep their Argon2 memory (m bytes, the largest cost seen) allocated and
+ * faulted-in per thread between calls. password_release_memory() gives this thread's back to the
+ * system (the worker pool's idle function, and at thread exit); password_memory_held() says how
+ * much this thread holds. */
+void password_release_memory(void);
+size_t password_memory_held(void);
+/* How long a worker keeps its region without a hash to do (workers_set_idle()). */
+#define PASSWORD_MEMORY_IDLE_USEC (30ULL * 1000000ULL)
 
 /* Verifies password against a fixed hash of the same cost, for unknown accounts, so that they
  * cost the same as a wrong password. Always returns -EACCES (or -ENOMEM, or -EINVAL for a cost

@@ -876,7 +876,7 @@ static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
         Manager *m = c->manager;
         _cleanup_(call_unrefp) Call *call = NULL;
         _cleanup_(json_decrefp) json_t *params = NULL;
-        _cleanup_(log_scope_restore) LogScope previous = {};
+        _cleanup_(log_scope_restore) LogScope previous = log_scope_set(NULL, NULL);
         const Method *method;
         int r;
 
@@ -887,7 +887,7 @@ static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
                                      error_reply(NULL, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL));
                 return;
         }
-        previous = call_log_scope(call);
+        (void) call_log_scope(call);
 
         if (check_envelope(call, req) < 0)
                 return;

@@ -145,6 +145,7 @@ static const char *const table_names[_STORE_TABLE_MAX] = {
         [STORE_LOCKOUTS]                 = "lockouts",
         [STORE_OUTBOX]                   = "outbox",
         [STORE_TOKEN_EXPIRY]             = "token_expiry",
+        [STORE_UNIX_UIDS]                = "unix_uids",
 };
 
 const char *store_table_to_string(StoreTable t) {

@@ -3,8 +3,9 @@
  * The durable store of idmd, in the domain's terms.
  *
  * The store is a set of tables (publishers, offers, customers and their indexes, tokens,
- * consents, capture answers, lockouts, outbox, meta). Each table maps a string key to a record,
- * a JSON object (jansson), so records can gain fields without a migration (docs/store.md).
+ * consents, capture answers, lockouts, outbox, the uid index, meta). Each table maps a string
+ * key to a record, a JSON object (jansson), so records can gain fields without a migration
+ * (docs/store.md).
  * Nothing here names LMDB: store.c is the only file that includes lmdb.h, so a second backend
  * (PostgreSQL is planned) can implement the same interface.
  *
@@ -71,6 +72,8 @@ typedef enum StoreTable {
         STORE_OUTBOX,                   /* queued mail, "<16 hex digits>" -> message (outbox.h) */
         STORE_TOKEN_EXPIRY,             /* "<kind>:<due, 16 hex digits>:<key in STORE_TOKENS>" -> {}:
                                          * the expiry index of token records (sessions.h) */
+        STORE_UNIX_UIDS,                /* "<uid, 10 digits>" -> {customerId}: the uid index of
+                                         * customers who are Unix users (records/unixusers.h) */
         _STORE_TABLE_MAX,
         _STORE_TABLE_INVALID = -22,
 } StoreTable;

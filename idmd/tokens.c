@@ -668,6 +668,21 @@ int keyring_rotate(Keyring *k, uint64_t now_usec, uint64_t retain_usec) {
         return r;
 }
 
+int keyring_drop_retired(Keyring *k) {
+        size_t before;
+        int r, q;
+
+        if (!k)
+                return -EINVAL;
+        before = k->n_keys;
+        /* Every retired key has been retired for longer than 0 µs before the end of time. */
+        r = keyring_prune(k, UINT64_MAX, 0);
+        q = keyring_update_kids(k);
+        if (r >= 0)
+                r = q;
+        return r < 0 ? r : (int) (before - k->n_keys);
+}
+
 const char *keyring_active_kid(const Keyring *k) {
         if (!k || k->n_keys == 0)
                 return NULL;

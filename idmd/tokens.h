@@ -71,6 +71,11 @@ Keyring *keyring_free(Keyring *k);
  * the error is returned but the new key is active anyway (as keyring_load would decide). */
 int keyring_rotate(Keyring *k, uint64_t now_usec, uint64_t retain_usec);
 
+/* Deletes every retired key at once (from disk first), so that nothing it signed verifies any
+ * more: for a key that may have leaked. Returns how many were deleted, or -errno (those deleted
+ * before the error stay deleted). */
+int keyring_drop_retired(Keyring *k);
+
 const char *keyring_active_kid(const Keyring *k);
 /* NULL-terminated array of kids of keys that still verify; owned by k until the next rotate. */
 char **keyring_kids(const Keyring *k);

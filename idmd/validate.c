@@ -376,3 +376,31 @@ bool utf8_is_valid(const char *s) {
 
         return utf8_check(s, true);
 }
+
+bool digits_are_valid(const char *s, size_t n) {
+        if (!s || n == 0 || strlen(s) != n)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (s[i] < '0' || s[i] > '9')
+                        return false;
+        return true;
+}
+
+bool unix_name_is_valid(const char *s) {
+        size_t n;
+
+        if (!s)
+                return false;
+        n = strlen(s);
+        if (n == 0 || n > USERDB_NAME_MAX || (s[0] >= '0' && s[0] <= '9') || s[0] == '-' || s[0] == '.')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+                      s[i] == '_' || s[i] == '.' || s[i] == '-'))
+                        return false;
+        return true;
+}
+
+bool unix_path_is_valid(const char *s, size_t max) {
+        return s && s[0] == '/' && text_is_valid(s, max) && !strchr(s, ':');
+}

@@ -48,3 +48,16 @@ bool text_is_valid(const char *s, size_t max);
 /* Strict UTF-8 as above, possibly empty, without control characters other than \t. NULL is
  * invalid. */
 bool utf8_is_valid(const char *s);
+
+/* n ASCII digits and nothing else (n > 0): publisher ids (9) and customer ids (10). */
+bool digits_are_valid(const char *s, size_t n);
+
+/* A Unix user or group name as systemd's user records accept them in their strict form and
+ * useradd would: 1..USERDB_NAME_MAX bytes of [a-zA-Z0-9_.-], not starting with a digit, '-' or
+ * '.', not "." or "..". Used for the userdb service name and the shared group. */
+#define USERDB_NAME_MAX 64
+bool unix_name_is_valid(const char *s);
+
+/* A login shell or home for a passwd entry: an absolute path of 1..max bytes of printable text
+ * (text_is_valid()) without ':'. */
+bool unix_path_is_valid(const char *s, size_t max);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "idm/cleanup.h"
@@ -52,6 +53,8 @@ struct Workers {
         unsigned n_queued;              /* length of queue */
         unsigned n_running;             /* taken by a worker, not yet delivered */
         unsigned queue_max;
+        uint64_t idle_usec;             /* workers_set_idle(); 0: none */
+        void (*idle)(void);
         uint64_t completed;             /* delivered after their work ran */
         uint64_t cancelled;             /* delivered by workers_cancel(), never started */
         bool stop;
@@ -92,8 +95,20 @@ static void job_list_deliver(Job *list, int error) {
         }
 }
 
+/* Runs the idle function (if any) without the lock. */
+static void worker_idle(Workers *w) {
+        void (*idle)(void) = w->idle;
+
+        if (!idle)
+                return;
+        (void) pthread_mutex_unlock(&w->lock);
+        idle();
+        (void) pthread_mutex_lock(&w->lock);
+}
+
 static void *worker_main(void *p) {
         Workers *w = p;
+        bool used = false;      /* a job ran since the idle function last did */
 
         /* Named from inside, so the name is there before the first job runs. */
         (void) pthread_setname_np(pthread_self(), "idmd-worker");
@@ -110,7 +125,22 @@ static void *worker_main(void *p) {
                         j = w->queue.head;
                         if (j)
                                 break;
-                        (void) pthread_cond_wait(&w->cond, &w->lock);
+                        if (used && w->idle) {
+                                struct timespec until;
+
+                                (void) clock_gettime(CLOCK_MONOTONIC, &until);
+                                until.tv_sec += (time_t) (w->idle_usec / 1000000ULL);
+                                until.tv_nsec += (long) (w->idle_usec % 1000000ULL) * 1000L;
+                                if (until.tv_nsec >= 1000000000L) {
+                                        until.tv_sec++;
+                                        until.tv_nsec -= 1000000000L;
+                                }
+                                if (pthread_cond_timedwait(&w->cond, &w->lock, &until) == ETIMEDOUT) {
+                                        used = false;
+                                        worker_idle(w);
+                                }
+                        } else
+                                (void) pthread_cond_wait(&w->cond, &w->lock);
                 }
 
                 job_list_remove_head(&w->queue);
@@ -121,6 +151,7 @@ static void *worker_main(void *p) {
                 j->work(j->userdata);
 
                 (void) pthread_mutex_lock(&w->lock);
+                used = true;
                 was_empty = !w->done.head;
                 job_list_append(&w->done, j);
 
@@ -131,6 +162,8 @@ static void *worker_main(void *p) {
                         (void) eventfd_write(w->efd, 1);
         }
 finish:
+        if (used)
+                worker_idle(w);         /* what the thread holds goes with it */
         (void) pthread_mutex_unlock(&w->lock);
 
         return NULL;
@@ -183,9 +216,20 @@ int workers_new(sd_event *event, unsigned threads, unsigned queue_max, Workers *
                 return -r;
         w->lock_initialized = true;
 
-        r = pthread_cond_init(&w->cond, NULL);
-        if (r != 0)
-                return -r;
+        {
+                pthread_condattr_t attr;
+
+                /* Idle timeouts count on the monotonic clock: a clock step must not trigger them. */
+                r = pthread_condattr_init(&attr);
+                if (r != 0)
+                        return -r;
+                r = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+                if (r == 0)
+                        r = pthread_cond_init(&w->cond, &attr);
+                (void) pthread_condattr_destroy(&attr);
+                if (r != 0)
+                        return -r;
+        }
         w->cond_initialized = true;
 
         w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -218,6 +262,16 @@ int workers_new(sd_event *event, unsigned threads, unsigned queue_max, Workers *
 
         *ret = TAKE_PTR(w);
         return 0;
+}
+
+void workers_set_idle(Workers *w, uint64_t idle_usec, void (*idle)(void)) {
+        assert(w);
+        assert(idle_usec > 0 || !idle);
+
+        (void) pthread_mutex_lock(&w->lock);
+        w->idle_usec = idle_usec;
+        w->idle = idle;
+        (void) pthread_mutex_unlock(&w->lock);
 }
 
 void workers_stop(Workers *w) {

@@ -32,6 +32,11 @@ typedef void (*WorkDoneFn)(void *userdata, int error);  /* on the event loop: 0 
  * Errors: -EINVAL, -ENOMEM, errno from pthread_create/eventfd/sd-event. */
 int workers_new(sd_event *event, unsigned threads, unsigned queue_max, Workers **ret);
 
+/* idle(), when set, runs on a worker thread that has been waiting idle_usec for a job since it
+ * last ran one, and on each thread that ran a job when it exits: for memory a thread keeps
+ * between jobs (warm Argon2 regions) to go back to the system. idle_usec > 0. */
+void workers_set_idle(Workers *w, uint64_t idle_usec, void (*idle)(void));
+
 /* Sets the stop flag and joins the threads: a job already running finishes first, nothing new
  * is started. Then, on the calling thread and after the pool's memory is released, calls
  * done(userdata, 0) for finished jobs not yet delivered (in completion order), then

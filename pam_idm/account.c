@@ -367,6 +367,34 @@ static int account_capture(pam_handle_t *pamh, int flags, const Options *o, cons
         }
 }
 
+/* unix: the user name must resolve (NSS: nss-systemd asking idmd's userdb) to the uid idmd gave
+ * the customer, so that a local account that happens to carry a customer's name (an
+ * /etc/passwd line before "systemd" in nsswitch.conf) never gets the customer's login. A
+ * customer that is not a Unix user (unixUid null) has no account here at all. */
+static int account_unix(pam_handle_t *pamh, int flags, const char *user, json_t *uid) {
+        const struct passwd *pw;
+
+        if (!json_is_integer(uid) || json_integer_value(uid) <= 0) {
+                pam_syslog(pamh, LOG_NOTICE, "'%s' is not a Unix user of idmd (unix), refusing", user);
+                conv_message(pamh, flags, PAM_ERROR_MSG, "Your account may not log in on this machine.");
+                return PAM_PERM_DENIED;
+        }
+        pw = pam_modutil_getpwnam(pamh, user);
+        if (!pw || (json_int_t) pw->pw_uid != json_integer_value(uid)) {
+                if (pw)
+                        pam_syslog(pamh, LOG_ERR, "'%s' resolves to uid %u, not to the customer's uid %lld: "
+                                   "another account has its name; refusing", user, (unsigned) pw->pw_uid,
+                                   (long long) json_integer_value(uid));
+                else
+                        pam_syslog(pamh, LOG_ERR, "'%s' does not resolve to a Unix user (is nss-systemd in "
+                                   "nsswitch.conf and [userdb] on?); refusing", user);
+                conv_message(pamh, flags, PAM_ERROR_MSG,
+                             "Your account cannot log in on this machine: its Unix user does not match.");
+                return PAM_PERM_DENIED;
+        }
+        return PAM_SUCCESS;
+}
+
 /* Whether idmd may be asked about user's account for this caller. idmd judges its peer by the
  * effective uid, so for a setuid-root program (su) run by an ordinary user it answers as for
  * root: whether the customer exists, is disabled, has consents to accept. Such a caller is told
@@ -422,6 +450,12 @@ _public_ int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const cha
                 pam_syslog(pamh, LOG_NOTICE, "account of '%s' is disabled", user);
                 conv_message(pamh, flags, PAM_ERROR_MSG, "Your account has been disabled.");
                 return PAM_ACCT_EXPIRED;
+        }
+
+        if (o.unix_users) {
+                r = account_unix(pamh, flags, user, json_object_get(result, "unixUid"));
+                if (r != PAM_SUCCESS)
+                        return r;
         }
 
         r = account_consents(pamh, flags, &o, user, params, result);

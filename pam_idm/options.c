@@ -77,7 +77,7 @@ static const char *startswith(const char *s, const char *prefix) {
 
 static bool is_flag(const char *name) {
         return streq(name, "debug") || streq(name, "ignore_unknown_user") || streq(name, "ignore_authinfo_unavail") ||
-               streq(name, "export_env") || streq(name, "export_tokens") || streq(name, "qr");
+               streq(name, "export_env") || streq(name, "export_tokens") || streq(name, "qr") || streq(name, "unix");
 }
 
 static void flag_set(Options *o, const char *name, bool value) {
@@ -93,6 +93,8 @@ static void flag_set(Options *o, const char *name, bool value) {
                 o->export_tokens = value;
         else if (streq(name, "qr"))
                 o->qr = value;
+        else if (streq(name, "unix"))
+                o->unix_users = value;
 }
 
 /* Where a setting came from, for messages and for "arguments override the file". */

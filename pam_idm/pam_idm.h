@@ -91,6 +91,7 @@ typedef struct Options {
         bool export_env;
         bool export_tokens;
         bool qr;
+        bool unix_users;          /* unix: the account step checks the user's uid is the one idmd gave */
         bool reset_code;          /* reset=code: an empty password offers a reset code by mail */
         bool use_first_pass;      /* read by pam_get_authtok() too; mode=code needs it itself */
         int naming_rank;          /* which source set publisher/offer: 1 file, 2 arguments */

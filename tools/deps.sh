@@ -5,7 +5,7 @@ set -euo pipefail
 
 IDM_BUILD_DEPS=(
         meson ninja-build pkg-config gcc
-        libsodium-dev liblmdb-dev libjansson-dev libsystemd-dev libinih-dev libpam0g-dev
+        libsodium-dev libargon2-dev liblmdb-dev libjansson-dev libsystemd-dev libinih-dev libpam0g-dev
         # Optional for the build (meson option maxminddb): [locales] maxmind_db, and its tests.
         libmaxminddb-dev
         # Optional for the build (meson option qrencode): pam_idm's qr option.
@@ -20,6 +20,9 @@ IDM_TEST_DEPS=(
         python3 python3-jwt python3-cryptography python3-prometheus-client lmdb-utils systemd util-linux zbar-tools
         libpam-wrapper libpamtest0-dev pamtester libnss-wrapper openssh-server openssh-client sshpass
         valgrind
+        # tools/build-deb.sh, run by tests/pam/test_deb.py: the Debian packages and their check
+        # (dpkg-buildpackage wants build-essential installed, as every Debian build does).
+        build-essential dpkg-dev debhelper lintian git
 )
 
 idm_install_deps() {

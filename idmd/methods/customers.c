@@ -10,6 +10,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +29,11 @@
 #include "records/consents.h"
 #include "records/customers.h"
 #include "records/publishers.h"
+#include "records/unixusers.h"
 #include "passwords.h"
 #include "sessions.h"
 #include "tokens.h"
+#include "userdb.h"
 #include "validate.h"
 #include "workers.h"
 
@@ -99,6 +102,7 @@ int customers_find_by_email(StoreTxn *t, const char *publisher_id, const char *e
 
 /* The customer as callers see it. New reference. */
 json_t *customers_public(json_t *rec) {
+        static const char *const unix_fields[] = { "unixUid", "unixEnabled", "unixShell" };
         static const char *const fields[] = {
                 "customerId", "email", "publisherId", "firstName", "lastName", "country", "currency",
                 "locale", "externalId", "externalData",
@@ -123,7 +127,20 @@ json_t *customers_public(json_t *rec) {
                                                       : json_null());
         v = json_object_get(rec, "lastUserIP");
         (void) json_object_set(o, "lastUserIP", v ?: json_null());
+        /* A Unix user's fields (records/unixusers.h), only for customers that have them. */
+        for (size_t i = 0; i < ELEMENTSOF(unix_fields); i++)
+                if ((v = json_object_get(rec, unix_fields[i])))
+                        (void) json_object_set(o, unix_fields[i], v);
         return o;
+}
+
+int customers_fail_uid_range(Call *call) {
+        const Config *c = call_manager(call)->config;
+
+        log_error("%s: the uid range %" PRIu64 "..%" PRIu64 " ([userdb] uid_min, uid_max) is used up.",
+                  call_request_id(call), c->userdb_uid_min, c->userdb_uid_max);
+        return call_fail(call, IDM_ERR_UNAVAILABLE, IDM_REASON_UID_RANGE_EXHAUSTED, NULL,
+                         "no uid is left in the configured range; nothing was written");
 }
 
 int customers_check_new_password(Call *call, const char *password) {
@@ -569,7 +586,7 @@ static int register_write(StoreTxn *t, void *userdata) {
         RegisterWork *w = userdata;
         int r;
 
-        r = customer_create(t, w->rec, &w->failed_index);
+        r = customer_create(t, w->rec, &USERDB_UID_RANGE(w->ctx.config), &w->failed_index);
         if (r < 0)
                 return r;
         r = consents_record_registration(t, json_object_get_string(w->rec, "publisherId"),
@@ -592,6 +609,8 @@ static void register_finish(Call *call, int r, void *userdata) {
         else if (r == -EEXIST)
                 (void) call_fail(call, IDM_ERR_CONFLICT, IDM_REASON_CUSTOMER_EXISTS, NULL,
                                         "a customer with this e-mail exists");
+        else if (r == -ERANGE)
+                (void) customers_fail_uid_range(call);
         else if (r >= 0) {
                 const char *id = json_object_get_string(w->rec, "customerId");
                 log_info("%s: registered customer %s of publisher %s", call_request_id(call), id,
@@ -957,11 +976,14 @@ static int method_customers_get(Call *call, json_t *params) {
                         return r;
                 return call_reply(call, customers_public(rec));
         }
-        if (named)
+        /* The token fixes the publisher too: a publisherId beside it is refused as on every other
+         * customer method (where it is an unknown parameter), not ignored. */
+        if (named || json_object_get(params, "publisherId"))
                 return call_fail_param(call, json_object_get(params, "email") ? "email" :
-                                             json_object_get(params, "customerId") ? "customerId" : "externalId",
-                                       "a customer's own token names its customer; naming another needs a "
-                                       "publisherToken");
+                                             json_object_get(params, "customerId") ? "customerId" :
+                                             json_object_get(params, "externalId") ? "externalId" : "publisherId",
+                                       "a customer's own token names its customer and publisher; naming another "
+                                       "needs a publisherToken");
         r = customer_read(call, &rec);
         if (r < 0)
                 return r;
@@ -1343,6 +1365,116 @@ static int method_customers_set_disabled(Call *call, json_t *params) {
         return call_write(call, disable_write, disable_done, w, disable_work_free);
 }
 
+/* --- setCustomerUnix --- */
+
+typedef struct UnixWork {
+        char *customer_id;
+        bool enabled;
+        char *shell;            /* NULL: unchanged; "": the publisher's or [userdb] shell again */
+        UnixUidRange range;
+        json_t *result;
+} UnixWork;
+
+static void unix_work_free(void *p) {
+        UnixWork *w = p;
+
+        free(w->customer_id);
+        free(w->shell);
+        json_decref(w->result);
+        free(w);
+}
+
+static int unix_write(StoreTxn *t, void *userdata) {
+        UnixWork *w = userdata;
+        _cleanup_(json_decrefp) json_t *rec = NULL, *pub = NULL;
+        int r;
+
+        json_decref(w->result);         /* from a run before a store growth */
+        w->result = NULL;
+        r = customer_get(t, w->customer_id, &rec);
+        if (r < 0)
+                return r;
+        r = publisher_get(t, json_object_get_string(rec, "publisherId"), &pub);
+        if (r < 0)
+                return r;
+        if (w->shell && w->shell[0])
+                r = json_object_set_new(rec, "unixShell", json_string(w->shell));
+        else if (w->shell)
+                (void) json_object_del(rec, "unixShell");
+        if (r < 0)
+                return -ENOMEM;
+        if (w->enabled)
+                r = json_object_set_new(rec, "unixEnabled", json_true());
+        else
+                (void) json_object_del(rec, "unixEnabled");     /* the uid stays the customer's */
+        if (r < 0)
+                return -ENOMEM;
+        r = customer_put(t, rec);
+        if (r < 0)
+                return r;
+        if (w->enabled) {
+                r = customer_unix_uid_assign(t, rec, &w->range);
+                if (r < 0)
+                        return r;
+        }
+        w->result = json_pack("{s:s, s:b, s:o, s:b, s:s}", "customerId", w->customer_id, "enabled", w->enabled,
+                              "unixUid", customer_unix_uid(rec) ? json_integer(customer_unix_uid(rec)) : json_null(),
+                              "unixUser", customer_is_unix_user(rec, pub), "unixUsers",
+                              unix_users_to_string(publisher_unix_users(pub)));
+        return w->result ? 0 : -ENOMEM;
+}
+
+static void unix_done(Call *call, int r, void *userdata) {
+        UnixWork *w = userdata;
+
+        if (r == -ENOENT) {     /* deleted meanwhile */
+                (void) call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such customer");
+                return;
+        }
+        if (r == -ERANGE) {
+                (void) customers_fail_uid_range(call);
+                return;
+        }
+        if (r < 0)
+                return;
+        log_notice("%s: customer %s of publisher %s %s as a Unix user (uid %s) by uid %u%s", call_request_id(call),
+                   w->customer_id, call_publisher_id(call), w->enabled ? "enabled" : "disabled",
+                   json_is_integer(json_object_get(w->result, "unixUid")) ? "kept" : "none",
+                   (unsigned) call_peer(call)->uid, call_role(call) == ROLE_ADMIN ? " (admin)" : "");
+        (void) call_reply(call, json_incref(w->result));
+}
+
+/* Makes a customer of the call's publisher a Unix user (a uid drawn the first time, kept after)
+ * or not, and sets its own login shell. */
+static int method_customers_set_unix(Call *call, json_t *params) {
+        _cleanup_free_ char *customer_id = NULL;
+        const char *shell = json_object_get_string(params, "shell");
+        UnixWork *w;
+        int r;
+
+        if (shell && shell[0] && !unix_path_is_valid(shell, USERDB_PATH_MAX))
+                return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                 json_pack("{s:s}", "field", "shell"),
+                                 "shell must be an absolute path without ':' (or \"\" for the default)");
+        r = customers_read_account_id(call, params, &customer_id);
+        if (r < 0)
+                return r;
+        w = calloc(1, sizeof(UnixWork));
+        if (!w)
+                return -ENOMEM;
+        *w = (UnixWork) {
+                .customer_id = TAKE_PTR(customer_id),
+                .enabled = json_is_true(json_object_get(params, "enabled")),
+                .shell = shell ? strdup(shell) : NULL,
+                .range = USERDB_UID_RANGE(call_manager(call)->config),
+        };
+        if (shell && !w->shell) {
+                unix_work_free(w);
+                return -ENOMEM;
+        }
+        return call_write(call, unix_write, unix_done, w, unix_work_free);
+}
+
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
 
@@ -1441,6 +1573,13 @@ const Method methods_customers[] = {
                   PUBLISHER_AUTH_PARAMS,
                   CUSTOMER_NAMING_PARAMS,
                   { "disabled", PARAM_BOOLEAN, true, 0 },
+                  {} } },
+        { .name = "setCustomerUnix", .handler = method_customers_set_unix, .role = ROLE_PUBLISHER,
+          .params = (const ParamSpec[]) {
+                  PUBLISHER_AUTH_PARAMS,
+                  CUSTOMER_NAMING_PARAMS,
+                  { "enabled", PARAM_BOOLEAN, true, 0 },
+                  { "shell", PARAM_STRING, false, USERDB_PATH_MAX },
                   {} } },
         { .name = "listCustomers", .handler = method_customers_list, .role = ROLE_PUBLISHER,
           .params = (const ParamSpec[]) {

@@ -59,6 +59,10 @@ int customers_hash_then_write(Call *call, const char *password, CustomerHashedWr
  * returned as they are. */
 int customers_fail_set_password(Call *call, int r);
 
+/* Refuses a call whose unit of work found the uid range used up (-ERANGE from
+ * records/unixusers.h): 503 uid_range_exhausted, logged. Returns the call_fail() value. */
+int customers_fail_uid_range(Call *call);
+
 /* The fields of a customer record callers may see (no password hash), dates as RFC 3339. */
 json_t *customers_public(json_t *rec);
 

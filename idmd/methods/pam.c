@@ -40,6 +40,8 @@
 #include "methods/lockouts.h"
 #include "methods/methods.h"
 #include "records/customers.h"
+#include "records/publishers.h"
+#include "records/unixusers.h"
 #include "passwords.h"
 #include "sessions.h"
 
@@ -207,10 +209,11 @@ static int method_pam_authenticate(Call *call, json_t *params) {
 
 static int method_pam_account(Call *call, json_t *params) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        _cleanup_(json_decrefp) json_t *customer = NULL, *outdated = NULL, *capture = NULL;
+        _cleanup_(json_decrefp) json_t *customer = NULL, *outdated = NULL, *capture = NULL, *publisher = NULL;
         _cleanup_free_ char *publisher_id = NULL;
         const char *customer_id;
-        int r, n;
+        uint32_t uid;
+        int r, n, q;
 
         r = customers_read_publisher(call, params, &t, &publisher_id);
         if (r < 0)
@@ -225,9 +228,16 @@ static int method_pam_account(Call *call, json_t *params) {
         n = capture_missing_required(t, publisher_id, customer_id, &capture);
         if (n < 0)
                 return n;
-        return call_reply(call, json_pack("{s:s?, s:b, s:b, s:O, s:b, s:O}",
+        /* The uid the customer has as a Unix user (records/unixusers.h), for pam_idm's check
+         * that the name resolves to it; null when it is not one. */
+        q = publisher_get(t, publisher_id, &publisher);
+        if (q < 0 && q != -ENOENT)
+                return q;
+        uid = customer_is_unix_user(customer, publisher) ? customer_unix_uid(customer) : 0;
+        return call_reply(call, json_pack("{s:s?, s:b, s:o, s:b, s:O, s:b, s:O}",
                                           "customerId", customer_id,
                                           "disabled", json_is_true(json_object_get(customer, "disabled")),
+                                          "unixUid", uid ? json_integer(uid) : json_null(),
                                           "consentsUpdateRequired", r > 0,
                                           "consents", outdated,
                                           "captureRequired", n > 0,

@@ -16,8 +16,11 @@
 #include "message-ids.h"
 #include "manager.h"
 #include "methods/methods.h"
+#include "methods/customers.h"
 #include "records/publishers.h"
+#include "records/unixusers.h"
 #include "tokens.h"
+#include "userdb.h"
 #include "validate.h"
 
 #define PUBLISHER_TOKEN_BYTES 36        /* 48 base64url characters */
@@ -86,6 +89,25 @@ static int publisher_apply_settings(Call *call, json_t *params, json_t *rec) {
                 (void) json_object_set_new(rec, "resetMode", json_string(k));
         }
 
+        if ((k = json_object_get_string(params, "unixUsers"))) {
+                if (unix_users_from_string(k) < 0)
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                         json_pack("{s:s}", "field", "unixUsers"),
+                                         "unixUsers is none, enabled or all");
+                (void) json_object_set_new(rec, "unixUsers", json_string(k));
+        }
+
+        if ((k = json_object_get_string(params, "unixShell"))) {
+                if (k[0] == 0)  /* "" clears the setting */
+                        (void) json_object_del(rec, "unixShell");
+                else if (!unix_path_is_valid(k, USERDB_PATH_MAX))
+                        return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
+                                         json_pack("{s:s}", "field", "unixShell"),
+                                         "unixShell must be an absolute path without ':'");
+                else
+                        (void) json_object_set_new(rec, "unixShell", json_string(k));
+        }
+
         if (pages) {
                 if (json_object_size(pages) > SSO_PAGES_MAX) {
                         return call_fail_param(call, "ssoPages", "ssoPages has more than 32 entries");
@@ -108,6 +130,8 @@ typedef struct PublisherWrite {
         char *token;            /* new token, or NULL */
         bool create;
         const char *verb;       /* for the log: "created", "updated", "rotated the token of" */
+        UnixUidRange range;     /* for a publisher that is (now) "all": its customers' uids */
+        int assigned;           /* uids drawn */
 } PublisherWrite;
 
 static void publisher_write_free(void *p) {
@@ -121,13 +145,25 @@ static void publisher_write_free(void *p) {
 /* A unit of work; may run more than once (store growth), so it only depends on w's inputs. */
 static int publisher_write(StoreTxn *t, void *userdata) {
         PublisherWrite *w = userdata;
+        int r;
 
-        return publisher_save(t, w->rec, w->create, w->token);
+        w->assigned = 0;
+        r = publisher_save(t, w->rec, w->create, w->token);
+        if (r < 0 || w->create || publisher_unix_users(w->rec) != UNIX_USERS_ALL)
+                return r;
+        /* Every customer of an "all" publisher is a Unix user: those without a uid get one now
+         * (none after the first time), in this unit of work. */
+        w->assigned = publisher_unix_uid_assign_all(t, json_object_get_string(w->rec, "publisherId"), &w->range);
+        return w->assigned < 0 ? w->assigned : 0;
 }
 
 static void publisher_done(Call *call, int r, void *userdata) {
         PublisherWrite *w = userdata;
 
+        if (r == -ERANGE) {
+                (void) customers_fail_uid_range(call);
+                return;
+        }
         if (r < 0)
                 return;
         if (w->create)
@@ -137,6 +173,9 @@ static void publisher_done(Call *call, int r, void *userdata) {
         else
                 log_info("%s: %s publisher %s (uid %u)", call_request_id(call), w->verb,
                          json_object_get_string(w->rec, "publisherId"), (unsigned) call_peer(call)->uid);
+        if (w->assigned > 0)
+                log_notice("%s: %d customers of publisher %s got a uid (unixUsers all)", call_request_id(call),
+                           w->assigned, json_object_get_string(w->rec, "publisherId"));
         if (w->token)
                 (void) call_reply(call, json_pack("{s:O, s:s}", "publisherId", json_object_get(w->rec, "publisherId"),
                                                   "publisherToken", w->token));
@@ -153,7 +192,8 @@ static int publisher_submit(Call *call, json_t *rec, char *token, bool create, c
                 erase_and_free(token);
                 return -ENOMEM;
         }
-        *w = (PublisherWrite) { .rec = rec, .token = token, .create = create, .verb = verb };
+        *w = (PublisherWrite) { .rec = rec, .token = token, .create = create, .verb = verb,
+                                .range = USERDB_UID_RANGE(call_manager(call)->config) };
         return call_write(call, publisher_write, publisher_done, w, publisher_write_free);
 }
 
@@ -380,7 +420,9 @@ static int method_offers_list(Call *call, json_t *params) {
         { "ssoUrl", PARAM_STRING, false, URI_MAX },                                             \
         { "deviceVerificationUrl", PARAM_STRING, false, URI_MAX },                              \
         { "ssoPages", PARAM_OBJECT, false, 0 },                                                 \
-        { "resetMode", PARAM_STRING, false, 8 }
+        { "resetMode", PARAM_STRING, false, 8 },                                                \
+        { "unixUsers", PARAM_STRING, false, 8 },                                                \
+        { "unixShell", PARAM_STRING, false, USERDB_PATH_MAX }
 
 
 const Method methods_publishers[] = {
@@ -394,6 +436,8 @@ const Method methods_publishers[] = {
                   { "deviceVerificationUrl", PARAM_STRING, false, URI_MAX },
                   { "ssoPages", PARAM_OBJECT, false, 0 },
                   { "resetMode", PARAM_STRING, false, 8 },
+                  { "unixUsers", PARAM_STRING, false, 8 },
+                  { "unixShell", PARAM_STRING, false, USERDB_PATH_MAX },
                   {} } },
         { .name = "updatePublisher", .handler = method_publishers_update, .role = ROLE_ADMIN,
           .params = (const ParamSpec[]) {

@@ -36,6 +36,7 @@
 #include "sessions.h"
 #include "tokens.h"
 #include "url.h"
+#include "userdb.h"
 #include "validate.h"
 
 #define SECRET_BYTES 32
@@ -242,6 +243,7 @@ typedef struct PrepareWork {
         char *token;
         char *url;              /* the link, built before the unit of work */
         uint64_t now_usec;
+        UnixUidRange unix_range;        /* for a customer made here (records/unixusers.h) */
 
         char *customer_id;
         bool created;
@@ -277,7 +279,7 @@ static int prepare_write(StoreTxn *t, void *userdata) {
                     json_object_set_new(customer, "publisherId", json_string(w->publisher_id)) < 0 ||
                     json_object_set_new(customer, "registrationDate", json_integer((json_int_t) w->now_usec)) < 0)
                         return -ENOMEM;
-                r = customer_create(t, customer, &taken);
+                r = customer_create(t, customer, &w->unix_range, &taken);
                 w->created = true;
         }
         if (r < 0)
@@ -375,6 +377,7 @@ static int method_remote_prepare(Call *call, json_t *params) {
                 .publisher_id = strdup(call_publisher_id(call)),
                 .profile = TAKE_PTR(profile),
                 .now_usec = now_realtime_usec(),
+                .unix_range = USERDB_UID_RANGE(call_manager(call)->config),
         };
         r = token_random(SECRET_BYTES, &w->token);
         if (r >= 0)
@@ -899,7 +902,7 @@ static int sso_login_write(StoreTxn *t, void *userdata) {
             json_object_set_new(customer, "registrationDate", json_integer((json_int_t) w->ctx.now_usec)) < 0 ||
             (w->ip && json_object_set_new(customer, "registrationIP", json_string(w->ip)) < 0))
                 return -ENOMEM;
-        r = customer_create(t, customer, &taken);
+        r = customer_create(t, customer, &USERDB_UID_RANGE(w->ctx.config), &taken);
         if (r < 0)
                 return r;       /* -EEXIST cannot be: both were looked up in this unit of work */
         w->how = "created";

@@ -201,7 +201,8 @@ static int method_tokens_get_jwks(Call *call, json_t *params) {
 static int method_tokens_rotate_signing_key(Call *call, json_t *params) {
         Manager *m = call_manager(call);
         _cleanup_free_ char *old_kid = NULL;
-        int r;
+        bool revoke = json_is_true(json_object_get(params, "revokePrevious"));
+        int r, dropped = 0;
 
         old_kid = strdup(strempty(keyring_active_kid(m->keyring)));
         if (!old_kid)
@@ -216,10 +217,20 @@ static int method_tokens_rotate_signing_key(Call *call, json_t *params) {
                 log_warning_errno(r, "%s: new signing key active, but updating the old one failed: %m",
                                   call_request_id(call));
         }
-        log_struct(LOG_LEVEL_NOTICE, IDM_MESSAGE_KEY_ROTATED, "%s: signing key rotated by uid %u, new kid %s (kid %s "
-                   "verifies until its tokens expire)", call_request_id(call), (unsigned) call_peer(call)->uid,
-                   keyring_active_kid(m->keyring), strempty(old_kid));
-        return call_reply(call, json_pack("{s:s}", "kid", keyring_active_kid(m->keyring)));
+        if (revoke) {
+                /* A key that may have leaked: what it signed stops verifying now. Sessions go on
+                 * (refresh tokens are not signed); their next refresh gets a JWT of the new key. */
+                dropped = keyring_drop_retired(m->keyring);
+                if (dropped < 0)
+                        return log_error_errno(dropped, "%s: new signing key %s active, but deleting the retired "
+                                               "keys failed: %m", call_request_id(call),
+                                               keyring_active_kid(m->keyring));
+        }
+        log_struct(LOG_LEVEL_NOTICE, IDM_MESSAGE_KEY_ROTATED, "%s: signing key rotated by uid %u, new kid %s (kid %s %s)",
+                   call_request_id(call), (unsigned) call_peer(call)->uid, keyring_active_kid(m->keyring),
+                   strempty(old_kid), revoke ? "and every other retired key deleted: their tokens no longer verify" :
+                   "verifies until its tokens expire");
+        return call_reply(call, json_pack("{s:s, s:i}", "kid", keyring_active_kid(m->keyring), "revoked", dropped));
 }
 
 const Method methods_tokens[] = {
@@ -235,6 +246,6 @@ const Method methods_tokens[] = {
         { .name = "getJwks", .handler = method_tokens_get_jwks, .role = ROLE_ANYONE,
           .params = (const ParamSpec[]) { {} } },
         { .name = "rotateSigningKey", .handler = method_tokens_rotate_signing_key, .role = ROLE_ADMIN,
-          .params = (const ParamSpec[]) { {} } },
+          .params = (const ParamSpec[]) { { "revokePrevious", PARAM_BOOLEAN, false, 0 }, {} } },
         {}
 };

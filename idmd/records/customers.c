@@ -16,6 +16,7 @@
 #include "records/remote.h"
 #include "records/device.h"
 #include "records/resets.h"
+#include "records/unixusers.h"
 #include "sessions.h"
 #include "tokens.h"
 #include "validate.h"
@@ -77,7 +78,7 @@ int customer_find_by_external_id(StoreTxn *t, const char *publisher_id, const ch
         return customer_by_index(t, STORE_CUSTOMERS_BY_EXTERNAL_ID, key, ret);
 }
 
-int customer_create(StoreTxn *t, json_t *rec, const char **ret_taken) {
+int customer_create(StoreTxn *t, json_t *rec, const UnixUidRange *unix_range, const char **ret_taken) {
         const char *pid = json_object_get_string(rec, "publisherId");
         const char *external_id = json_object_get_string(rec, "externalId");
         _cleanup_free_ char *email_key = NULL, *ext_key = NULL;
@@ -112,15 +113,22 @@ int customer_create(StoreTxn *t, json_t *rec, const char **ret_taken) {
         r = store_put(t, STORE_CUSTOMERS_BY_EMAIL, email_key, link, STORE_PUT_NO_OVERWRITE);
         if (r == -EEXIST)
                 *ret_taken = "email";
-        if (r < 0 || !external_id)
-                return r;
-        r = external_id_key(pid, external_id, &ext_key);
         if (r < 0)
                 return r;
-        r = store_put(t, STORE_CUSTOMERS_BY_EXTERNAL_ID, ext_key, link, STORE_PUT_NO_OVERWRITE);
-        if (r == -EEXIST)
-                *ret_taken = "externalId";
-        return r;
+        if (external_id) {
+                r = external_id_key(pid, external_id, &ext_key);
+                if (r < 0)
+                        return r;
+                r = store_put(t, STORE_CUSTOMERS_BY_EXTERNAL_ID, ext_key, link, STORE_PUT_NO_OVERWRITE);
+                if (r == -EEXIST)
+                        *ret_taken = "externalId";
+                if (r < 0)
+                        return r;
+        }
+        if (!unix_range)
+                return 0;
+        r = customer_unix_on_create(t, rec, unix_range);
+        return r < 0 ? r : 0;
 }
 
 int customer_link_external_id(StoreTxn *t, json_t *rec, const char *external_id) {
@@ -167,7 +175,7 @@ static int visit_token_record(const char *key, void *userdata) {
 int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecordFn fn, void *userdata) {
         _cleanup_(json_decrefp) json_t *rec = NULL;
         _cleanup_free_ char *email_key = NULL, *ext_key = NULL, *consents_key = NULL, *capture_key = NULL,
-                *lock_key = NULL, *limit = NULL;
+                *lock_key = NULL, *limit = NULL, *uid_key = NULL;
         const char *pid, *email, *external_id;
         int r;
 
@@ -194,6 +202,16 @@ int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecord
                 if (r < 0)
                         return r;
                 r = fn(STORE_CUSTOMERS_BY_EXTERNAL_ID, ext_key, userdata);
+                if (r < 0)
+                        return r;
+        }
+
+        /* The uid index entry (the uid itself stays used: the counter never goes back). */
+        r = customer_unix_uid_key(rec, &uid_key);
+        if (r < 0)
+                return r;
+        if (uid_key[0] && store_exists(t, STORE_UNIX_UIDS, uid_key)) {
+                r = fn(STORE_UNIX_UIDS, uid_key, userdata);
                 if (r < 0)
                         return r;
         }

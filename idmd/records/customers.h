@@ -30,9 +30,12 @@ int customer_find_by_email(StoreTxn *t, const char *publisher_id, const char *em
 int customer_find_by_external_id(StoreTxn *t, const char *publisher_id, const char *external_id, json_t **ret);
 
 /* In a unit of work: stores a new customer (rec holds publisherId, email and optionally
- * externalId), drawing its id (set in rec) and writing its indexes. -EEXIST with *ret_taken
- * naming what was taken ("email" or "externalId"). */
-int customer_create(StoreTxn *t, json_t *rec, const char **ret_taken);
+ * externalId), drawing its id (set in rec) and writing its indexes, and its uid from unix_range
+ * when its publisher makes every customer a Unix user (records/unixusers.h; NULL: never).
+ * -EEXIST with *ret_taken naming what was taken ("email" or "externalId"); -ERANGE when the uid
+ * range is used up. */
+typedef struct UnixUidRange UnixUidRange;
+int customer_create(StoreTxn *t, json_t *rec, const UnixUidRange *unix_range, const char **ret_taken);
 
 /* In a unit of work: gives a customer that has none the externalId (set in rec, which is
  * written back) and its index entry. -EEXIST when another customer of the publisher has it;
@@ -48,7 +51,8 @@ int customer_put(StoreTxn *t, json_t *rec);
 int customer_email_key(const char *publisher_id, const char *email, char **ret);
 
 /* Every record a customer leaves behind, for deleting or exporting it: calls fn(table, key,
- * userdata) for the customer record, its e-mail and externalId index entries, its consent
+ * userdata) for the customer record, its e-mail and externalId index entries, its uid index
+ * entry when it is a Unix user (records/unixusers.h), its consent
  * answers, its lockout record (keyed by the account's e-mail) when there is one, and every record
  * of its sessions in the token table (session index entries, families, refresh and customer
  * tokens, the PAM path's records). Derived index entries that the sweep drops by themselves

@@ -17,7 +17,7 @@
  * token's hash). Dates are kept as microseconds and shown as RFC 3339. */
 static const char *const publisher_fields[] = {
         "publisherId", "name", "allowedRedirectUris", "resetUrl", "resetMode", "remoteAuthUrl", "ssoUrl",
-        "ssoPages", "deviceVerificationUrl",
+        "ssoPages", "deviceVerificationUrl", "unixUsers", "unixShell",
 };
 static const char *const offer_fields[] = { "offerId", "publisherId", "title" };
 

@@ -74,6 +74,22 @@ static inline void erase_and_freep(char **p) {
         (void) erase_and_free(*p);
 }
 
+/* A NULL-terminated array of strings and the strings. NULL-safe; returns NULL. */
+static inline char **strv_free(char **l) {
+        if (l) {
+                for (char **i = l; *i; i++)
+                        free(*i);
+                free(l);
+        }
+        return NULL;
+}
+
+static inline void strv_freep(char ***l) {
+        (void) strv_free(*l);
+}
+
+#define _cleanup_strv_free_ _cleanup_(strv_freep)
+
 static inline const char *strempty(const char *s) {
         return s ? s : "";
 }

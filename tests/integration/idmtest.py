@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,7 @@ argon2_memlimit = 8K
 # The production rate limits (docs/ratelimits.md) would throttle tests that fire many requests
 # from root in a burst. Every class a test's config does not set gets generous limits, appended
 # after it (so line numbers in the test's config stay as written).
-RATELIMIT_CLASSES = ("default", "login", "registration", "password_reset")
+RATELIMIT_CLASSES = ("default", "login", "registration", "password_reset", "userdb")
 
 
 def generous_rate_limits(config):
@@ -290,6 +291,27 @@ class Idmd:
         return [reply for reply, _ in self.send_as(uid, requests, gid=gid, groups=groups)]
 
 
+def median_latencies(idmd, cases, n=200, uid=None):
+    """Sends each of cases ({name: (method, params)}) n times, interleaved, on one connection: as
+    root, or as uid through send_as(). Returns ({name: median seconds from sending to the reply},
+    {name: [reply, ...]}). For reports and generous bounds only: timings here are noisy."""
+    requests = [{"jsonrpc": "2.0", "id": i, "method": method, "params": params}
+                for i, (method, params) in enumerate(list(cases.values()) * n)]
+    if uid is None:
+        timed = []
+        with idmd.client() as c:
+            for r in requests:
+                start = time.perf_counter()
+                reply = c.request(r["method"], r["params"], id=r["id"])
+                timed.append((reply, time.perf_counter() - start))
+    else:
+        timed = idmd.send_as(uid, requests)
+    names = list(cases) * n
+    replies = {name: [reply for (reply, _), k in zip(timed, names) if k == name] for name in cases}
+    medians = {name: statistics.median(t for (_, t), k in zip(timed, names) if k == name) for name in cases}
+    return medians, replies
+
+
 class IdmdTestCase(unittest.TestCase):
     """Starts one idmd per test (self.idmd); subclasses may set CONFIG."""
 
@@ -312,6 +334,13 @@ class IdmdTestCase(unittest.TestCase):
 
 
 FAKE_SENDMAIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake-sendmail")
+
+
+def fake_sendmails(args):
+    """The pids of the fake sendmails running with these first arguments (a kill of idmd leaves
+    the one in flight running: it is in its own process group and finishes on its own)."""
+    r = subprocess.run(["pgrep", "-f", f"{FAKE_SENDMAIL} {args}"], capture_output=True, text=True)
+    return [int(p) for p in r.stdout.split()]
 
 
 def mail_config(maildir):

@@ -35,9 +35,9 @@ class Daemon(unittest.TestCase):
         self.addCleanup(d.cleanup)
         return d
 
-    def fill_store(self, c):
+    def fill_store(self, c, ids=None):
         """Creates large publishers until the store is full (503 store_full); returns how many
-        were created."""
+        were created, and adds their ids to ids."""
         created = 0
         while True:
             reply = c.request("createPublisher", {"name": "n" * 200, "allowedRedirectUris":
@@ -47,6 +47,8 @@ class Daemon(unittest.TestCase):
                 self.assertEqual(reply["error"]["data"]["reason"], "store_full")
                 return created
             created += 1
+            if ids is not None:
+                ids.append(reply["result"]["publisherId"])
             self.assertLess(created, 10000)
 
     def test_restart_keeps_data(self):
@@ -299,24 +301,52 @@ class Daemon(unittest.TestCase):
         self.assertEqual(len(d.call("listPublishers")["items"]), created)
 
     def test_disk_full(self):
-        """A real ENOSPC from a tiny tmpfs, in a private mount namespace (skipped if unavailable)."""
-        if os.geteuid() != 0 or not shutil.which("unshare"):
-            self.skipTest("needs root and unshare")
+        """A real ENOSPC from a small tmpfs in a private mount namespace (skipped if unavailable),
+        shared with two filler files: writes are refused with 503 store_full and one log line per
+        episode, reads go on, and each time a filler is removed (space returns) writes succeed
+        again without a restart; nothing acknowledged is lost, also across a restart."""
+        if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter"):
+            self.skipTest("needs root, unshare and nsenter")
         tmp = tempfile.mkdtemp(prefix="idm-full-")
         self.addCleanup(shutil.rmtree, tmp, True)
-        probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                                f"mount -t tmpfs -o size=1M tmpfs {tmp}"], capture_output=True)
-        if probe.returncode != 0:
-            self.skipTest("cannot mount tmpfs in a mount namespace: " + probe.stderr.decode())
+        # The namespace is held by a process of its own, so that idmd can be restarted in it
+        # (nsenter execs idmd: the pid is idmd's); the test reaches the tmpfs through
+        # /proc/PID/root of that process.
+        holder = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             f"mount -t tmpfs -o size=2M tmpfs {tmp} && head -c 400K /dev/zero > {tmp}/filler1 && "
+             f"head -c 400K /dev/zero > {tmp}/filler2 && echo ready && exec sleep 600"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(holder.communicate)
+        self.addCleanup(holder.kill)
+        if holder.stdout.readline().strip() != "ready":
+            self.skipTest("cannot mount tmpfs in a mount namespace: " + holder.stderr.read())
+        in_ns = lambda name: f"/proc/{holder.pid}/root{tmp}/{name}"
         d = self.new("[store]\nmap_size_initial = 1M\nmap_size_max = 64M\n")
-        state = os.path.join(tmp, "state")
-        script = (f"mount -t tmpfs -o size=1M tmpfs {tmp} && exec {IDMD} --config {d.config} "
-                  f"--state-dir {state} --socket {d.socket}")
-        d.start(args=["unshare", "-m", "--propagation", "private", "sh", "-c", script])
+        args = ["nsenter", "-t", str(holder.pid), "-m", "--", IDMD, "--config", d.config,
+                "--state-dir", os.path.join(tmp, "state"), "--socket", d.socket]
+        d.start(args=args)
+        full_line, writable_line = "is full: writes are refused with 503 store_full", "takes writes again"
+        ids = []
         with d.client() as c:
-            created = self.fill_store(c)
-            self.assertEqual(len(c.call("listPublishers")["items"]), created)
-            self.assertIn("version", c.call("getServerInfo"))
+            for episode in (1, 2):
+                self.assertGreater(self.fill_store(c, ids), 0)
+                self.fill_store(c, ids)     # refused again at once: the same episode
+                self.assertEqual(d.log_text().count(full_line), episode, d.log_text()[-2000:])
+                self.assertEqual(d.log_text().count(writable_line), episode - 1)
+                # reads go on
+                self.assertEqual(sorted(x["publisherId"] for x in c.call("listPublishers")["items"]), sorted(ids))
+                self.assertEqual(c.call("getPublisher", {"publisherId": ids[-1]})["publisherId"], ids[-1])
+                self.assertIn("version", c.call("getServerInfo"))
+                self.assertLess(c.call("getStats")["store"]["mapSize"], 64 << 20)  # the disk, not map_size_max
+                # space returns: the next write succeeds, with no restart, and says so once
+                os.unlink(in_ns(f"filler{episode}"))
+                ids.append(c.call("createPublisher", {"name": f"after {episode}"})["publisherId"])
+                self.assertEqual(d.log_text().count(writable_line), episode, d.log_text()[-2000:])
+            self.assertEqual(d.log_text().count(full_line), 2)
+        self.assertEqual(d.stop(), 0)
+        d.start(args=args)
+        self.assertEqual(sorted(x["publisherId"] for x in d.call("listPublishers")["items"]), sorted(ids))
 
 
 class InFlight(IdmdTestCase):

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """Tokens checked by code nobody here wrote: an issued JWT verifies with PyJWT (and
-python3-cryptography) against getJwks; forged, altered and expired tokens are refused by our own
-introspectToken; refresh rotation is atomic under concurrent use; key rotation keeps old tokens
-verifying; the configured Argon2 cost is applied to old hashes at the next login."""
+python3-cryptography) against getJwks; forged (alg none, HS256 keyed with the public key, an
+unknown kid, idmd's kid with a foreign key), altered, expired and not-yet-valid tokens are refused
+by our own introspectToken; refresh rotation is atomic under concurrent use; key rotation keeps
+old tokens verifying; the configured Argon2 cost is applied to old hashes at the next login."""
 
 import base64
 import json
@@ -98,6 +99,10 @@ class Jwt(IdmdTestCase):
         now = int(time.time())
         real_key = self.signing_key(header["kid"])
         expired = self.forge(header, dict(claims, iat=now - 3600, nbf=now - 3600, exp=now - 120), real_key)
+        # the right key and kid, but not valid before an hour from now (beyond the leeway)
+        not_yet = self.forge(header, dict(claims, iat=now + 3600, nbf=now + 3600, exp=now + 3900), real_key)
+        # idmd's own kid, signed by a key idmd does not know
+        foreign = self.forge(header, claims, Ed25519PrivateKey.generate())
         # control: the same forging path with valid times is accepted, so the checks above are real
         fresh = self.forge(header, dict(claims, iat=now, nbf=now, exp=now + 300), real_key)
         self.assertTrue(self.active(fresh)["active"])
@@ -133,7 +138,8 @@ class Jwt(IdmdTestCase):
         self.assertTrue(self.active(token)["active"])
 
         for name, bad in [("altered", altered), ("alg none", none), ("HS256", hs256),
-                          ("unknown kid", stranger), ("expired", expired), ("garbage", "a.b.c"), ("empty", "")]:
+                          ("unknown kid", stranger), ("expired", expired), ("not yet valid", not_yet),
+                          ("idmd's kid, foreign key", foreign), ("garbage", "a.b.c"), ("empty", "")]:
             with self.subTest(name):
                 self.assertEqual(self.active(bad), {"active": False})
                 err = self.idmd.error("getCustomer", {"jwt": bad}) if bad else None
@@ -169,6 +175,30 @@ class Jwt(IdmdTestCase):
         self.assertEqual(self.idmd.call("getStats")["keys"]["active"], new_kid)
         login = self.idmd.call("login", {"email": "alice@example.com", "password": PASSWORD, "publisherId": self.pub})
         self.assertEqual(jwt.get_unverified_header(login["jwt"])["kid"], new_kid)
+
+    def test_key_rotation_revoking_the_previous_key(self):
+        """A key that may have leaked: rotateSigningKey {revokePrevious} deletes every retired key
+        at once; JWTs they signed fail, the sessions go on through their refresh tokens."""
+        old_token = self.session["jwt"]
+        old_kid = jwt.get_unverified_header(old_token)["kid"]
+        middle_kid = self.idmd.call("rotateSigningKey")["kid"]
+        result = self.idmd.call("rotateSigningKey", {"revokePrevious": True})
+        new_kid = result["kid"]
+        self.assertEqual(result["revoked"], 2)
+        self.assertEqual(set(self.jwks()), {new_kid})
+        self.assertEqual(sorted(os.listdir(os.path.join(self.idmd.state, "keys"))), [f"{new_kid}.key"])
+        self.assertFalse(self.active(old_token)["active"])
+        self.assertError(self.idmd.error("getCustomer", {"jwt": old_token}), 401, "invalid_token")
+        fresh = self.idmd.call("refreshToken", {"refreshToken": self.session["refreshToken"]})
+        self.assertEqual(jwt.get_unverified_header(fresh["jwt"])["kid"], new_kid)
+        self.assertEqual(self.idmd.call("getCustomer", {"jwt": fresh["jwt"]})["email"], "alice@example.com")
+        # Nothing comes back after a restart; a plain rotation afterwards revokes nothing.
+        self.idmd.stop()
+        self.idmd.start()
+        self.assertEqual(set(self.jwks()), {new_kid})
+        self.assertNotIn(middle_kid, self.jwks())
+        self.assertEqual(self.idmd.call("rotateSigningKey")["revoked"], 0)
+        self.assertError(self.idmd.error("rotateSigningKey", {"revokePrevious": "yes"}), -32602, "invalid_params")
 
     def test_refresh_rotation_and_reuse(self):
         # an unrelated session of the same customer, which none of the below may touch

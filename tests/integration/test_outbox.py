@@ -7,7 +7,7 @@ with Python's email package, a parser nobody here wrote: headers, Auto-Submitted
 Date, RFC 2047 subjects, quoted-printable and base64 bodies, the HTML part, placeholders. Also:
 the template lookup order; a failing command retried with back-off; kill -9 with a failing
 command and a restart with a working one delivers exactly once; SIGTERM with a command in flight
-loses nothing; the timeout; max_age drops with a log line; header injection is refused with
+loses nothing; SIGKILL while the command reads a message larger than a pipe holds cuts nothing; the timeout; max_age drops with a log line; header injection is refused with
 nothing queued; max_queued; getStats; the admin methods and idmctl outbox/status; admin only."""
 
 import email
@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import time
 
-from idmtest import BASE_CONFIG, IDMCTL, Idmd, IdmdTestCase, generous_rate_limits, main
+from idmtest import BASE_CONFIG, IDMCTL, Idmd, IdmdTestCase, fake_sendmails, generous_rate_limits, main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, "fake-sendmail")
@@ -92,8 +92,7 @@ class OutboxTestCase(IdmdTestCase):
 
     def hanging(self):
         """The pids of this test's hanging fake-sendmail processes."""
-        r = subprocess.run(["pgrep", "-f", f"{FAKE} --hang {self.tmp}"], capture_output=True, text=True)
-        return [int(p) for p in r.stdout.split()]
+        return fake_sendmails(f"--hang {self.tmp}")
 
     def kill_hanging(self):
         for pid in self.hanging():
@@ -340,6 +339,27 @@ class Stop(OutboxTestCase):
         self.assertEqual(self.delivered(), ["1.eml"])
 
 
+class KillWhileReading(OutboxTestCase):
+    """SIGKILL of idmd while the mail command reads a message larger than a pipe holds (64 KiB):
+    the command still gets all of it, because its standard input is a file holding the whole
+    message, not a pipe idmd feeds as it goes (with the pipe, the kill cut the message short and
+    the command took the short copy); the copy sent after the restart is the same bytes."""
+
+    TEMPLATES = {"big.txt": "".join(f"text line {i:05d} of a long message {{{{code}}}}\n" for i in range(1300)),
+                 "big.html": "".join(f"<p>html line {i:05d} of a long message {{{{code}}}}</p>\n" for i in range(1300))}
+
+    def test_kill_while_the_command_reads(self):
+        self.queue(kind="big", vars={"code": "424242"})
+        wait_for(lambda: fake_sendmails(f"{self.maildir} "), what="the mail command started")
+        self.idmd.kill()
+        wait_for(lambda: not fake_sendmails(f"{self.maildir} "), what="the mail command done")
+        self.restart("ok", kill=True)     # idmd is dead already: starts it again
+        (first, raw1), (second, raw2) = self.wait_delivered(2)
+        self.assertGreater(len(raw1), 96 * 1024)     # more than a pipe holds
+        self.assertEqual(raw1, raw2)
+        self.assertEqual(first["Message-ID"], second["Message-ID"])
+
+
 class Reload(OutboxTestCase):
     """SIGHUP applies a new [mail] at once; a delivery under way finishes with the command it
     started with; a [mail] that does not load changes nothing."""
@@ -367,6 +387,8 @@ class Reload(OutboxTestCase):
         (msg, _), = self.wait_delivered(1)
         self.assertEqual(str(msg["To"]), "second@example.com")
         self.assertEqual(msg["From"].addresses[0].addr_spec, "new@example.com")
+        # Written by the command before idmd records it delivered: wait for the record.
+        wait_for(lambda: self.outbox()["depth"] == 1, what="the second message recorded delivered")
         self.assertEqual(self.items()[0]["attempts"], 1)
         self.assertEqual(self.idmd.call("retryOutbox", {})["retried"], 1)
         msgs = self.wait_delivered(2)

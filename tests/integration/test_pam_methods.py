@@ -152,7 +152,7 @@ class PamMethods(IdmdTestCase):
 
     def test_account_authorization(self):
         self.assertEqual(self.pam("pamAccount"), {"customerId": self.customer["customerId"], "disabled": False,
-                                                  "consentsUpdateRequired": False, "consents": [],
+                                                  "unixUid": None, "consentsUpdateRequired": False, "consents": [],
                                                   "captureRequired": False, "capture": []})
         self.assertEqual(self.pam("pamAccount", user="ALICE@example.com")["customerId"], self.customer["customerId"])
         self.assertError(self.pam_error("pamAccount", user="bob@example.com"), 404, "not_found")

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 """What a customer leaves behind: a customer is created and used through every path that writes
 records about it (registration with an externalId and consents, logins, a refresh, a password
-change, the PAM path, consent answers, capture answers, a failed login's lockout record), idmd is stopped, and the
+change, the PAM path, consent answers, capture answers, a uid, a failed login's lockout record), idmd is stopped, and the
 store is read directly (the store-inspect helper): customer_foreach_record() must name every
 record of that customer in every table, exist, and name nothing of another customer; and
 deleteCustomer must leave no record of it in any table and change nothing of another's."""
@@ -56,6 +56,10 @@ class LeftBehind(IdmdTestCase):
         self.idmd.call("pamAuthenticate", {"publisherId": pub, "user": "alice@example.com",
                                            "password": NEW_PASSWORD, "service": "login", "rhost": "192.0.2.1"})
         self.idmd.call("login", {"email": "bob@example.com", "password": PASSWORD, "publisherId": pub})
+        # Unix users: a uid each, in the uid index.
+        self.idmd.call("updatePublisher", {"publisherId": pub, "unixUsers": "enabled"})
+        for email in ("alice@example.com", "bob@example.com"):
+            self.idmd.call("setCustomerUnix", {"publisherId": pub, "email": email, "enabled": True})
         # Last, so that no successful login clears it: a failure leaves a lockout record.
         self.idmd.error("login", dict(login, password="wrong horse 1"))
         self.idmd.error("login", {"email": "bob@example.com", "password": "wrong horse 1", "publisherId": pub})
@@ -85,7 +89,7 @@ class LeftBehind(IdmdTestCase):
         # Every kind of record is there, so the test covers every path.
         tables = {t for t, _ in named}
         self.assertEqual(tables, {"customers", "customers_by_email", "customers_by_external_id", "consents", "capture",
-                                  "lockouts", "tokens"}, named)
+                                  "lockouts", "tokens", "unix_uids"}, named)
         self.assertTrue(any(k.startswith("pam:") for t, k in named), "no PAM session record named")
         print(f"{len(named)} records of the customer named, {len(in_store)} in the store")
 
@@ -98,6 +102,7 @@ class LeftBehind(IdmdTestCase):
         export = self.idmd.call("exportCustomer", {"publisherToken": token, "customerId": alice["customerId"]})
         self.assertEqual(export["customer"]["customerId"], alice["customerId"])
         self.assertEqual(export["customer"]["externalId"], "crm-1")
+        self.assertEqual((export["customer"]["unixUid"], export["customer"]["unixEnabled"]), (1879048192, True))
         self.assertEqual(sorted(export["consents"]), ["news", "terms"])
         self.assertRegex(export["consents"]["terms"]["date"], r"^\d{4}-\d\d-\d\dT")
         self.assertEqual([(h["name"], h["source"]) for h in export["consentHistory"]],

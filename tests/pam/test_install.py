@@ -23,6 +23,7 @@ EXPECTED = {
     "etc/idm/pam_idm.conf": 0o644,
     "lib/systemd/system/idmd.service": 0o644,
     "lib/systemd/system/idmd.socket": 0o644,
+    "lib/systemd/system/idmd-userdb.socket": 0o644,
     "lib/systemd/system/idm-metrics.service": 0o644,
     "lib/systemd/system/idm-metrics.timer": 0o644,
     "lib/x86_64-linux-gnu/security/pam_idm.so": 0o755,
@@ -38,6 +39,19 @@ EXPECTED = {
     "usr/share/man/man8/pam_idm.8": 0o644,
     "usr/share/pam-configs/idm": 0o644,
 }
+
+
+def with_bind_mounts(binds):
+    """A wrapper for a command (PamTestCase.drive()'s wrapper=): runs it in a private mount
+    namespace where each host path in binds shows the directory it maps to; the host's are
+    untouched. Needs root."""
+    mounts = " && ".join(f'mount --bind "{src}" "{dst}"' for dst, src in binds.items())
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh"]
+
+
+def with_module_dir(root):
+    """with_bind_mounts(): libpam's module directory is root's (a DESTDIR or an unpacked package)."""
+    return with_bind_mounts({os.path.realpath(PAMDIR): os.path.join(root, PAMDIR.lstrip("/"))})
 
 
 class Install(PamTestCase):
@@ -107,12 +121,18 @@ class Install(PamTestCase):
             self.assertIn(line, service)
         self.assertIn("ListenStream=/run/idmd/socket\n", socket_unit)
         self.assertIn("SocketMode=0666\n", socket_unit)
+        with open(os.path.join(units, "idmd-userdb.socket")) as f:
+            userdb_unit = f.read()
+        for line in ("ListenStream=/run/systemd/userdb/io.idm\n", "FileDescriptorName=userdb\n",
+                     "Service=idmd.service\n", "SocketMode=0666\n"):
+            self.assertIn(line, userdb_unit)
         # verify checks that ExecStart= exists: point it at the DESTDIR's copy.
         check = os.path.join(self.tmp, "verify")
         os.makedirs(check, exist_ok=True)
         with open(os.path.join(check, "idmd.service"), "w") as f:
             f.write(service.replace("ExecStart=/usr/sbin/idmd", f"ExecStart={self.root}/usr/sbin/idmd"))
         shutil.copy(os.path.join(units, "idmd.socket"), check)
+        shutil.copy(os.path.join(units, "idmd-userdb.socket"), check)
         shutil.copy(os.path.join(units, "idm-metrics.timer"), check)
         with open(os.path.join(units, "idm-metrics.service")) as f:
             metrics = f.read()
@@ -120,8 +140,8 @@ class Install(PamTestCase):
         with open(os.path.join(check, "idm-metrics.service"), "w") as f:
             f.write(metrics)
         p = subprocess.run(["systemd-analyze", "verify", "--man=no"] +
-                           [os.path.join(check, u) for u in ("idmd.service", "idmd.socket", "idm-metrics.service",
-                                                             "idm-metrics.timer")],
+                           [os.path.join(check, u) for u in ("idmd.service", "idmd.socket", "idmd-userdb.socket",
+                                                             "idm-metrics.service", "idm-metrics.timer")],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""))
         p = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=25",
@@ -132,16 +152,12 @@ class Install(PamTestCase):
     def test_libpam_loads_the_installed_module_by_name(self):
         if os.geteuid() != 0:
             raise unittest.SkipTest("needs root for a private mount namespace")
-        installed = os.path.join(self.root, PAMDIR.lstrip("/"))
         # The installed sample configuration, with the publisher set as its comment says.
         with open(os.path.join(self.root, "etc/idm/pam_idm.conf")) as f:
             conf = self.write_conf(f.read() + f"publisher = {self.publisher}\nsocket = {self.idmd.socket}\n",
                                    name="sample.conf")
         svc = self.service("bare", f"auth required pam_idm.so conf={conf}")
-        # In a private mount namespace, libpam's module directory is the DESTDIR's.
-        wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                   f'mount --bind "{installed}" "{os.path.realpath(PAMDIR)}" && exec "$@"', "sh"]
-        r = self.ok(svc, self.EMAIL, "auth", pw=[PASSWORD], wrapper=wrapper)
+        r = self.ok(svc, self.EMAIL, "auth", pw=[PASSWORD], wrapper=with_module_dir(self.root))
         self.assertEqual(r.results, [("auth", "PAM_SUCCESS")], r)
         # The host's directory is untouched: no pam_idm.so there.
         self.assertFalse(os.path.exists(os.path.join(PAMDIR, "pam_idm.so")))

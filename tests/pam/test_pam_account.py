@@ -164,6 +164,42 @@ class TestAccount(PamTestCase):
         self.ok(svc, "carol@example.com", "acct=PAM_PERM_DENIED", ruid=4242, env=nss)
         self.ok(svc, self.EMAIL, "acct=PAM_PERM_DENIED", echo=["y"], ruid=4243, env=nss)
 
+    def test_unix(self):
+        # unix: the name must resolve (NSS; nss_wrapper here, nss-systemd asking idmd in
+        # production) to the uid idmd gave the customer.
+        t = self.idmd.tmp
+
+        def nss(line):
+            with open(os.path.join(t, "passwd"), "w") as f:
+                f.write("root:x:0:0:root:/root:/bin/sh\n" + (line + "\n" if line else ""))
+            with open(os.path.join(t, "group"), "w") as f:
+                f.write("root:x:0:\n")
+            return {"LD_PRELOAD": f"{PAM_WRAPPER_LIB} {NSS_WRAPPER_LIB}",
+                    "NSS_WRAPPER_PASSWD": os.path.join(t, "passwd"), "NSS_WRAPPER_GROUP": os.path.join(t, "group")}
+
+        svc = self.idm_service("unix", "unix")
+        # Not a Unix user (its publisher has none): refused, even with a local account of its name.
+        r = self.ok(svc, self.EMAIL, "acct=PAM_PERM_DENIED", env=nss(f"{self.EMAIL}:x:4242:4242::/:/bin/sh"))
+        self.assertEqual(r.errors, ["Your account may not log in on this machine."], r)
+        self.assertTrue(r.logged(f"'{self.EMAIL}' is not a Unix user of idmd"), r)
+        self.idmd.call("updatePublisher", {"publisherId": self.publisher, "unixUsers": "enabled"})
+        uid = self.idmd.call("setCustomerUnix", {"publisherId": self.publisher, "email": self.EMAIL,
+                                                 "enabled": True})["unixUid"]
+        # The name resolves to the customer's uid: fine.
+        self.ok(svc, self.EMAIL, "acct", env=nss(f"{self.EMAIL}:x:{uid}:{uid}::/:/bin/sh"))
+        # A local account with the customer's name and another uid: refused, said why.
+        r = self.ok(svc, self.EMAIL, "acct=PAM_PERM_DENIED", env=nss(f"{self.EMAIL}:x:4242:4242::/:/bin/sh"))
+        self.assertEqual(r.errors, ["Your account cannot log in on this machine: its Unix user does not match."], r)
+        self.assertTrue(r.logged(f"resolves to uid 4242, not to the customer's uid {uid}"), r)
+        # The name does not resolve at all (no nss-systemd, userdb off): refused.
+        r = self.ok(svc, self.EMAIL, "acct=PAM_PERM_DENIED", env=nss(None))
+        self.assertTrue(r.logged("does not resolve to a Unix user"), r)
+        # Without unix, the module does not look (as before).
+        self.ok(self.idm_service("plain"), self.EMAIL, "acct", env=nss(f"{self.EMAIL}:x:4242:4242::/:/bin/sh"))
+        # The publisher turns Unix users off: refused again.
+        self.idmd.call("updatePublisher", {"publisherId": self.publisher, "unixUsers": "none"})
+        self.ok(svc, self.EMAIL, "acct=PAM_PERM_DENIED", env=nss(f"{self.EMAIL}:x:{uid}:{uid}::/:/bin/sh"))
+
     def test_disabled(self):
         svc = self.idm_service("idm")
         self.idmd.call("setCustomerDisabled", {"publisherId": self.publisher, "email": self.EMAIL, "disabled": True})

@@ -269,7 +269,7 @@ TEST(defaults) {
 }
 
 TEST(method_class) {
-        static const char *const names[] = { "default", "login", "registration", "password_reset" };
+        static const char *const names[] = { "default", "login", "registration", "password_reset", "userdb" };
 
         for (MethodClass m = 0; m < _METHOD_CLASS_MAX; m++) {
                 ASSERT_STREQ(method_class_to_string(m), names[m]);

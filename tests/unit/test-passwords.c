@@ -89,6 +89,41 @@ TEST(known_answers) {
         }
 }
 
+TEST(libsodium_reads_ours) {
+        static const PasswordCost m64 = { .opslimit = 2, .memlimit = 65536 };
+        char h[PASSWORD_HASH_MAX];
+
+        /* What we write, libsodium verifies and parses; our tag is 32 bytes, our salt 16. */
+        ASSERT_OK(password_hash("correct horse 9", &m64, h));
+        ASSERT_TRUE(strncmp(h, "$argon2id$v=19$m=64,t=2,p=1$", 28) == 0);
+        ASSERT_EQ(strlen(h), 28 + 22 + 1 + 43);
+        ASSERT_EQ(crypto_pwhash_str_verify(h, "correct horse 9", strlen("correct horse 9")), 0);
+        ASSERT_EQ(crypto_pwhash_str_verify(h, "correct horse 8", strlen("correct horse 8")), -1);
+        ASSERT_EQ(crypto_pwhash_str_needs_rehash(h, 2, 65536), 0);
+}
+
+TEST(warm_memory) {
+        static const PasswordCost m64 = { .opslimit = 1, .memlimit = 65536 };
+        char h[PASSWORD_HASH_MAX];
+
+        password_release_memory();
+        ASSERT_EQ(password_memory_held(), 0);
+        ASSERT_OK(password_hash("pw one", &cheap, h));
+        ASSERT_EQ(password_memory_held(), 8192);
+        /* A larger cost grows the region; a smaller one reuses it. */
+        ASSERT_OK(password_hash("pw one", &m64, h));
+        ASSERT_EQ(password_memory_held(), 65536);
+        ASSERT_EQ(password_verify(h, "pw one"), 0);
+        ASSERT_OK(password_hash("pw two", &cheap, h));
+        ASSERT_EQ(password_memory_held(), 65536);
+        ASSERT_EQ(password_verify(h, "pw two"), 0);
+        ASSERT_EQ(password_verify(h, "pw one"), -EACCES);
+        password_release_memory();
+        ASSERT_EQ(password_memory_held(), 0);
+        ASSERT_EQ(password_verify(h, "pw two"), 0);
+        password_release_memory();
+}
+
 TEST(invalid_hashes) {
         char long_hash[300];
 
@@ -104,6 +139,28 @@ TEST(invalid_hashes) {
         ASSERT_EQ(password_verify("$2b$12$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui", "x"), -EINVAL);
         ASSERT_EQ(password_verify("$ARGON2ID$v=19$m=8,t=1,p=1$Yavprmffp/K2PRkC6Dtbyw$GhaHfg3c7at7ZOtaZvgJ1oFDAkCdRX2wGTBJhIHm93A",
                                   "correct horse battery staple"), -EINVAL);
+        /* parameters: leading zeros, overflow, more lanes than one, below the minimum cost,
+         * padding or another alphabet in the base64 */
+        ASSERT_EQ(password_verify("$argon2id$v=19$m=08,t=1,p=1$Yavprmffp/K2PRkC6Dtbyw$GhaHfg3c7at7ZOtaZvgJ1oFDAkCdRX2wGTBJhIHm93A",
+                                  "correct horse battery staple"), -EINVAL);
+        ASSERT_EQ(password_verify("$argon2id$v=19$m=4294967296,t=1,p=1$Yavprmffp/K2PRkC6Dtbyw$GhaHfg3c7at7ZOtaZvgJ1oFDAkCdRX2wGTBJhIHm93A",
+                                  "x"), -EINVAL);
+        ASSERT_EQ(password_verify("$argon2id$v=19$m=8,t=1,p=2$Yavprmffp/K2PRkC6Dtbyw$GhaHfg3c7at7ZOtaZvgJ1oFDAkCdRX2wGTBJhIHm93A",
+                                  "x"), -EINVAL);
+        ASSERT_EQ(password_verify("$argon2id$v=19$m=4,t=1,p=1$Yavprmffp/K2PRkC6Dtbyw$GhaHfg3c7at7ZOtaZvgJ1oFDAkCdRX2wGTBJhIHm93A",
+                                  "x"), -EINVAL);
+        ASSERT_EQ(password_verify("$argon2id$v=19$m=8,t=0,p=1$Yavprmffp/K2PRkC6Dtbyw$GhaHfg3c7at7ZOtaZvgJ1oFDAkCdRX2wGTBJhIHm93A",
+                                  "x"), -EINVAL);
+        ASSERT_EQ(password_verify("$argon2id$v=16$m=8,t=1,p=1$Yavprmffp/K2PRkC6Dtbyw$GhaHfg3c7at7ZOtaZvgJ1oFDAkCdRX2wGTBJhIHm93A",
+                                  "x"), -EINVAL);
+        ASSERT_EQ(password_verify("$argon2id$v=19$m=8,t=1,p=1$Yavprmffp/K2PRkC6Dtbyw==$GhaHfg3c7at7ZOtaZvgJ1oFDAkCdRX2wGTBJhIHm93A",
+                                  "x"), -EINVAL);
+        ASSERT_EQ(password_verify("$argon2id$v=19$m=8,t=1,p=1$Yavprmffp_K2PRkC6Dtbyw$GhaHfg3c7at7ZOtaZvgJ1oFDAkCdRX2wGTBJhIHm93A",
+                                  "x"), -EINVAL);
+        ASSERT_EQ(password_verify("$argon2id$v=19$m=8,t=1,p=1$Yavprmffp/K2PRkC6Dtbyw$GhaHfg3c7at7ZOtaZvgJ1oFDAkCdRX2wGTBJhIHm93A$",
+                                  "x"), -EINVAL);
+        ASSERT_EQ(password_verify("$argon2id$v=19$m=8,t=1,p=1$YWJj$GhaHfg3c7at7ZOtaZvgJ1oFDAkCdRX2wGTBJhIHm93A", "x"),
+                  -EINVAL);     /* a 3-byte salt */
         /* no NUL within PASSWORD_HASH_MAX */
         memset(long_hash, 'A', sizeof long_hash - 1);
         long_hash[sizeof long_hash - 1] = 0;
@@ -326,6 +383,8 @@ int main(void) {
         RUN(hash_verify);
         RUN(cost_limits);
         RUN(known_answers);
+        RUN(libsodium_reads_ours);
+        RUN(warm_memory);
         RUN(invalid_hashes);
         RUN(needs_rehash);
         RUN(dummy);

@@ -20,6 +20,7 @@ static RateLimitClassConfig classes_default[_METHOD_CLASS_MAX] = {
         [METHOD_CLASS_LOGIN] = { .rate = 50, .burst = 50, .concurrency = 20 },
         [METHOD_CLASS_REGISTRATION] = { .rate = 20, .burst = 20, .concurrency = 10 },
         [METHOD_CLASS_PASSWORD_RESET] = { .rate = 10, .burst = 10, .concurrency = 5 },
+        [METHOD_CLASS_USERDB] = { .rate = 1000, .burst = 2000, .concurrency = 100 },
 };
 
 static RateLimiter *limiter(double rate, unsigned burst, unsigned concurrency, size_t sources) {

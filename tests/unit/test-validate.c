@@ -368,7 +368,40 @@ TEST(text) {
         ASSERT_FALSE(text_is_valid("\xe2\x82", 100));
 }
 
+TEST(unix_names) {
+        ASSERT_TRUE(digits_are_valid("123456789", 9));
+        ASSERT_FALSE(digits_are_valid("12345678", 9));
+        ASSERT_FALSE(digits_are_valid("1234567890", 9));
+        ASSERT_FALSE(digits_are_valid("12345678x", 9));
+        ASSERT_FALSE(digits_are_valid("", 0));
+        ASSERT_FALSE(digits_are_valid(NULL, 9));
+
+        ASSERT_TRUE(unix_name_is_valid("io.idm"));
+        ASSERT_TRUE(unix_name_is_valid("idm-customers"));
+        ASSERT_TRUE(unix_name_is_valid("_x"));
+        ASSERT_FALSE(unix_name_is_valid(""));
+        ASSERT_FALSE(unix_name_is_valid("."));
+        ASSERT_FALSE(unix_name_is_valid(".."));
+        ASSERT_FALSE(unix_name_is_valid("-x"));
+        ASSERT_FALSE(unix_name_is_valid("1x"));
+        ASSERT_FALSE(unix_name_is_valid("a b"));
+        ASSERT_FALSE(unix_name_is_valid("a:b"));
+        ASSERT_FALSE(unix_name_is_valid("a/b"));
+        ASSERT_FALSE(unix_name_is_valid(NULL));
+        ASSERT_TRUE(unix_name_is_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));   /* 64 */
+        ASSERT_FALSE(unix_name_is_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));  /* 65 */
+
+        ASSERT_TRUE(unix_path_is_valid("/bin/sh", 255));
+        ASSERT_FALSE(unix_path_is_valid("bin/sh", 255));
+        ASSERT_FALSE(unix_path_is_valid("/bin:/sh", 255));
+        ASSERT_FALSE(unix_path_is_valid("/bin/\nsh", 255));
+        ASSERT_FALSE(unix_path_is_valid("/bin/sh", 6));
+        ASSERT_FALSE(unix_path_is_valid("", 255));
+        ASSERT_FALSE(unix_path_is_valid(NULL, 255));
+}
+
 int main(void) {
+        RUN(unix_names);
         RUN(email);
         RUN(email_normalize);
         RUN(country);

@@ -448,6 +448,46 @@ TEST(reentrant_done) {
         ASSERT_EQ(delivered, 3);
 }
 
+/* The idle function: runs on a worker thread once it waited without a job, and at exit. */
+static _Atomic unsigned idle_calls;
+static _Atomic bool idle_on_worker = true;
+
+static void count_idle(void) {
+        idle_calls++;
+        if (pthread_equal(pthread_self(), loop_thread))
+                idle_on_worker = false;
+}
+
+TEST(idle) {
+        _cleanup_(sd_event_unrefp) sd_event *e = event_new_or_die();
+        Workers *w = NULL;
+        TestJob j = {};
+
+        delivered = 0;
+        idle_calls = 0;
+        ASSERT_OK(workers_new(e, 2, 4, &w));
+        workers_set_idle(w, 20 * 1000, count_idle);
+        /* Threads that ran nothing never idle. */
+        (void) usleep(100 * 1000);
+        ASSERT_EQ(idle_calls, 0);
+        /* One job: its thread idles once (not again until it runs another). */
+        ASSERT_OK(workers_submit(w, work, done, &j));
+        run_until(e, 1);
+        assert_ran_ok(&j);
+        while (idle_calls < 1)
+                (void) usleep(5 * 1000);
+        (void) usleep(100 * 1000);
+        ASSERT_EQ(idle_calls, 1);
+        /* Another job, then the pool goes before the idle time: the exit runs it. */
+        workers_set_idle(w, 60ULL * 1000 * 1000, count_idle);
+        j = (TestJob) {};
+        ASSERT_OK(workers_submit(w, work, done, &j));
+        run_until(e, 2);
+        w = workers_free(w);
+        ASSERT_EQ(idle_calls, 2);
+        ASSERT_TRUE(idle_on_worker);
+}
+
 int main(void) {
         loop_thread = pthread_self();
 
@@ -459,5 +499,6 @@ int main(void) {
         RUN(cancel_by_owner);
         RUN(free_racing);
         RUN(reentrant_done);
+        RUN(idle);
         return 0;
 }
