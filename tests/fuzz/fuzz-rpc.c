@@ -430,6 +430,10 @@ static void exchange(bool admin, bool userdb, const uint8_t *data, size_t size, 
         for (unsigned i = 0; i < 1000 && manager->n_connections > 0; i++)
                 if (sd_event_run(manager->event, 1000) < 0)
                         abort();
+        if (manager->n_connections > 0) {
+                fprintf(stderr, "idmd kept %u connection(s) after the client closed\n", manager->n_connections);
+                abort();
+        }
         *ret_out = out;
         *ret_len = out_len;
 }
