@@ -13,6 +13,13 @@
  * until idmd has answered and closed, or 5 seconds (password hashing runs on worker threads).
  * Every reply line must be a JSON-RPC response (or batch of them).
  *
+ * The same manager also serves systemd's user database ([userdb] socket, userdb.h) for the
+ * fixture's publisher, whose customers are all Unix users: with bit 1 of the first byte set (e.g.
+ * '2' admin, '3' anyone), the rest goes to that socket instead, as varlink messages (JSON objects
+ * ended by NUL), and every reply must be a varlink reply object ended by NUL. The userdb needs
+ * the publisher's id in its configuration, so the manager is started, the fixture made, and the
+ * manager started again on the same state with the userdb on.
+ *
  * Identifiers and tokens are random, so that an input can reach past "not found" and "invalid
  * token" each store starts with a fixture made through the same path: a publisher (with every
  * URL set), its offer OFFER1 and a registered customer jane@example.com (password
@@ -72,7 +79,7 @@ enum { FIX_PUB, FIX_PTOK, FIX_CUST, FIX_JWT, FIX_RTOK, FIX_CTOK, _FIX_MAX };
 static const char *const fixture_names[_FIX_MAX] = { "@PUB@", "@PTOK@", "@CUST@", "@JWT@", "@RTOK@", "@CTOK@" };
 static char *fixture[_FIX_MAX];
 
-static void exchange(bool admin, const uint8_t *data, size_t size, char **ret_out, size_t *ret_len);
+static void exchange(bool admin, bool userdb, const uint8_t *data, size_t size, char **ret_out, size_t *ret_len);
 
 /* The first reply's result member key, as a new string. */
 static char *reply_get(const char *out, size_t len, const char *key) {
@@ -92,7 +99,7 @@ static char *reply_get(const char *out, size_t len, const char *key) {
 }
 
 static void fixture_request(const char *line, char **ret_out, size_t *ret_len) {
-        exchange(true, (const uint8_t *) line, strlen(line), ret_out, ret_len);
+        exchange(true, false, (const uint8_t *) line, strlen(line), ret_out, ret_len);
 }
 
 static void fixture_setup(void) {
@@ -123,6 +130,15 @@ static void fixture_setup(void) {
         fixture[FIX_JWT] = reply_get(out, len, "jwt");
         fixture[FIX_RTOK] = reply_get(out, len, "refreshToken");
         fixture[FIX_CTOK] = reply_get(out, len, "customerToken");
+        free(out);
+
+        /* Every customer of the publisher a Unix user, for the userdb socket. */
+        if (asprintf(&line, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"updatePublisher\",\"params\":{"
+                     "\"publisherId\":\"%s\",\"unixUsers\":\"all\"}}\n", fixture[FIX_PUB]) < 0)
+                abort();
+        fixture_request(line, &out, &len);
+        free(line);
+        free(reply_get(out, len, "publisherId"));
         free(out);
 }
 
@@ -226,12 +242,12 @@ static uint8_t *redirect_backups(const uint8_t *data, size_t size, size_t *ret_s
         return buf;
 }
 
-static void manager_setup(void) {
+/* Starts the manager on state_root; with userdb_publisher, with the userdb socket on for it. */
+static void manager_start(const char *userdb_publisher) {
         _cleanup_(config_freep) Config *config = NULL;
         char path[4200];
         FILE *f;
 
-        fuzz_mkdtemp("rpc", state_root, sizeof state_root);
         if (config_new(&config) < 0)
                 abort();
         f = fmemopen((void *) config_text, strlen(config_text), "r");
@@ -244,9 +260,24 @@ static void manager_setup(void) {
         (void) snprintf(path, sizeof path, "%s/socket", state_root);
         if (config_set(config, "daemon", "socket_path", path, "fuzz") < 0)
                 abort();
+        if (userdb_publisher) {
+                (void) snprintf(path, sizeof path, "%s/io.idm", state_root);
+                if (config_set(config, "userdb", "socket", path, "fuzz") < 0 ||
+                    config_set(config, "userdb", "publisher", userdb_publisher, "fuzz") < 0 ||
+                    config_set(config, "userdb", "group", "idm-customers", "fuzz") < 0 ||
+                    config_set(config, "userdb", "unix_enumerate", "yes", "fuzz") < 0)
+                        abort();
+        }
         if (manager_new(TAKE_PTR(config), &manager) < 0 || manager_startup(manager) < 0)
                 abort();
+}
+
+static void manager_setup(void) {
+        fuzz_mkdtemp("rpc", state_root, sizeof state_root);
+        manager_start(NULL);
         fixture_setup();
+        manager = manager_free(manager);
+        manager_start(fixture[FIX_PUB]);
 }
 
 static void manager_teardown(void) {
@@ -275,14 +306,16 @@ static void setup(void) {
         manager_setup();
 }
 
-/* A client socket accepted by the manager: its Connection, with the role the input asks for. */
-static Connection *peer_connect(bool admin, int *ret_fd) {
+/* A client socket accepted by the manager (on the userdb socket, or idmd's): its Connection, with
+ * the role the input asks for. */
+static Connection *peer_connect(bool admin, bool userdb, int *ret_fd) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         uint64_t accepted = manager->connections_accepted;
         Connection *c;
         int fd;
 
-        (void) snprintf(sa.sun_path, sizeof sa.sun_path, "%s", manager->config->socket_path);
+        (void) snprintf(sa.sun_path, sizeof sa.sun_path, "%s",
+                        userdb ? manager->config->userdb_socket : manager->config->socket_path);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
                 abort();
@@ -330,9 +363,37 @@ static void check_replies(const char *out, size_t len) {
         }
 }
 
+/* Every message on the userdb socket is a varlink reply: a JSON object with "parameters" or an
+ * "error", ended by NUL. */
+static void check_varlink_replies(const char *out, size_t len) {
+        const char *p = out, *end = out + len;
+
+        while (p < end) {
+                const char *nul = memchr(p, '\0', (size_t) (end - p));
+                json_t *reply;
+
+                if (!nul)
+                        break;
+                reply = json_loadb(p, (size_t) (nul - p), 0, NULL);
+                /* A result has its parameters; an error its name, and maybe parameters too. */
+                if (!json_is_object(reply) ||
+                    (!json_is_string(json_object_get(reply, "error")) &&
+                     !json_is_object(json_object_get(reply, "parameters")))) {
+                        fprintf(stderr, "not a varlink reply: %.*s\n", (int) (nul - p), p);
+                        abort();
+                }
+                json_decref(reply);
+                p = nul + 1;
+        }
+        if (len < REPLY_MAX && p != end) {
+                fprintf(stderr, "varlink reply without its NUL: %.*s\n", (int) (end - p), p);
+                abort();
+        }
+}
+
 /* Sends data on a new connection of the given role, shuts down the write side, and returns what
  * idmd sent until it closed (at most REPLY_MAX bytes are kept). */
-static void exchange(bool admin, const uint8_t *data, size_t size, char **ret_out, size_t *ret_len) {
+static void exchange(bool admin, bool userdb, const uint8_t *data, size_t size, char **ret_out, size_t *ret_len) {
         uint64_t deadline;
         size_t sent = 0, out_len = 0;
         bool shut = false;
@@ -342,7 +403,7 @@ static void exchange(bool admin, const uint8_t *data, size_t size, char **ret_ou
         out = malloc(REPLY_MAX);
         if (!out)
                 abort();
-        (void) peer_connect(admin, &fd);
+        (void) peer_connect(admin, userdb, &fd);
 
         deadline = now_monotonic_usec() + INPUT_USEC;
         for (;;) {
@@ -378,6 +439,10 @@ static void exchange(bool admin, const uint8_t *data, size_t size, char **ret_ou
         for (unsigned i = 0; i < 1000 && manager->n_connections > 0; i++)
                 if (sd_event_run(manager->event, 1000) < 0)
                         abort();
+        if (manager->n_connections > 0) {
+                fprintf(stderr, "idmd kept %u connection(s) after the client closed\n", manager->n_connections);
+                abort();
+        }
         *ret_out = out;
         *ret_len = out_len;
 }
@@ -399,8 +464,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         expanded = expand(data + 1, size - 1, &expanded_size);
         input = redirect_backups(expanded, expanded_size, &input_size);
         free(expanded);
-        exchange(!(data[0] & 1), input, input_size, &out, &out_len);
-        check_replies(out, out_len);
+        exchange(!(data[0] & 1), data[0] & 2, input, input_size, &out, &out_len);
+        if (data[0] & 2)
+                check_varlink_replies(out, out_len);
+        else
+                check_replies(out, out_len);
         free(out);
         free(input);
         return 0;
