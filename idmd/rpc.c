@@ -876,7 +876,7 @@ static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
         Manager *m = c->manager;
         _cleanup_(call_unrefp) Call *call = NULL;
         _cleanup_(json_decrefp) json_t *params = NULL;
-        _cleanup_(log_scope_restore) LogScope previous = log_scope_set(NULL, NULL);
+        _cleanup_(log_scope_restore) _unused_ LogScope previous = log_scope_set(NULL, NULL);
         const Method *method;
         int r;
 

@@ -165,7 +165,7 @@ Role call_role(Call *call);
 const char *call_request_id(Call *call);                /* for log lines: "c12.3" */
 /* Makes the call the log scope (log.h: its journal fields go with every entry) and returns the
  * scope to give back to log_scope_restore() before the call may go:
- *     _cleanup_(log_scope_restore) LogScope previous = call_log_scope(call); */
+ *     _cleanup_(log_scope_restore) _unused_ LogScope previous = call_log_scope(call); */
 LogScope call_log_scope(Call *call);
 const char *call_publisher_id(Call *call);              /* authenticated publisher, or NULL */
 const char *call_customer_id(Call *call);               /* authenticated customer, or NULL */

@@ -396,7 +396,7 @@ static void password_job_work(void *userdata) {
 /* Back on the loop. */
 static void password_job_finished(void *userdata, int error) {
         _cleanup_(password_job_freep) PasswordJob *j = userdata;
-        _cleanup_(log_scope_restore) LogScope previous = call_log_scope(j->call);
+        _cleanup_(log_scope_restore) _unused_ LogScope previous = call_log_scope(j->call);
 
         if (error < 0) {        /* cancelled before it ran: idmd is stopping, or the client left */
                 (void) call_reply_failure(j->call, call_fail(j->call, IDM_ERR_UNAVAILABLE, IDM_REASON_UNAVAILABLE, NULL,

@@ -887,8 +887,8 @@ TEST(mail) {
                 "mail_command = sendmail -t -i",                /* not an absolute path */
                 "mail_command = ",
                 "mail_command = /usr/sbin/sendmail\t-t",        /* a tab: control characters are refused */
-                "mail_command = /usr/sbin/sendmail 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 "
-                "25 26 27 28 29 30 31 32",                      /* 33 words */
+                ("mail_command = /usr/sbin/sendmail 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 "
+                 "24 25 26 27 28 29 30 31 32"),                 /* 33 words */
                 "from = Idmd <idmd@example.com>",
                 "from = idmd",
                 "from = idmd@exa mple.com",
