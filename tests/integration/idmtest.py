@@ -80,10 +80,8 @@ class RpcError(Exception):
         self.reason = (error.get("data") or {}).get("reason")
 
 
-class Client:
-    """One connection to idmd."""
-
-    _ids = itertools.count(1)
+class Connection:
+    """One Unix stream connection (to idmd's socket or its userdb socket), closed on exit."""
 
     def __init__(self, path, timeout=30.0):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -106,6 +104,12 @@ class Client:
 
     def send_raw(self, data):
         self.sock.sendall(data)
+
+
+class Client(Connection):
+    """One JSON-RPC connection to idmd."""
+
+    _ids = itertools.count(1)
 
     def recv_line(self, timeout=None):
         """The next reply line as parsed JSON; None when the server closed the connection."""
@@ -194,6 +198,12 @@ class Idmd:
         if wait:
             self.wait_ready()
         return self
+
+    def start_measured(self, quarantine_mb):
+        """start() with a small ASan quarantine, for tests that read idmd's memory: memory idmd
+        freed is then not counted as used."""
+        options = os.environ.get("ASAN_OPTIONS", "") + f":quarantine_size_mb={quarantine_mb}"
+        return self.start(extra_env={"ASAN_OPTIONS": options})
 
     def wait_ready(self, timeout=30.0):
         deadline = time.monotonic() + timeout

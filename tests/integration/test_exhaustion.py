@@ -214,10 +214,9 @@ class MemoryBound(UnreadReplies):
     CONFIG = "\n[limits]\nmax_connections_per_uid = 64\nwrite_timeout = 1h\n"
 
     def setUp(self):
-        # A small ASan quarantine, so that memory idmd freed is not counted as used.
         self.idmd = Idmd(self.CONFIG)
         self.addCleanup(self.idmd.cleanup)
-        self.idmd.start(extra_env={"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4"})
+        self.idmd.start_measured(quarantine_mb=4)
 
     def test_memory_stays_bounded(self):
         pub = self.big_publisher()

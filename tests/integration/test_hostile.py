@@ -47,10 +47,9 @@ class Hostile(IdmdTestCase):
     CONFIG = "\n[limits]\npartial_line_timeout = 2s\nidle_timeout = 5s\n"
 
     def setUp(self):
-        # A small ASan quarantine, so that memory idmd freed is not counted as used.
         self.idmd = Idmd(self.CONFIG)
         self.addCleanup(self.idmd.cleanup)
-        self.idmd.start(extra_env={"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=1"})
+        self.idmd.start_measured(quarantine_mb=1)
         os.chmod(self.idmd.tmp, 0o755)
         os.chmod(os.path.dirname(self.idmd.socket), 0o755)
         self.pub = self.create_publisher()["publisherId"]

@@ -17,7 +17,7 @@ import subprocess
 import time
 import unittest
 
-from idmtest import IDMCTL, Idmd, IdmdTestCase, mail_config, main
+from idmtest import IDMCTL, Connection, Idmd, IdmdTestCase, mail_config, main
 
 PASSWORD = "correct horse 9"
 SERVICE = "io.idm"
@@ -27,30 +27,14 @@ IFACE = "io.systemd.UserDatabase"
 MAX_MESSAGE = 16 * 1024         # USERDB_MAX_MESSAGE
 
 
-class Varlink:
+class Varlink(Connection):
     """One varlink connection."""
 
     def __init__(self, path, timeout=10.0):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(path)
-        except OSError:
-            self.sock.close()
-            raise
-        self.buf = b""
-
-    def close(self):
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        super().__init__(path, timeout)
 
     def send(self, data):
-        self.sock.sendall(data)
+        self.send_raw(data)
 
     def recv(self):
         """The next message, parsed; None when the server closed the connection."""

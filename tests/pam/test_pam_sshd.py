@@ -28,7 +28,49 @@ def free_port():
         return s.getsockname()[1]
 
 
-class TestSshd(PamTestCase):
+class SshdServer:
+    """For a PamTestCase: a real sshd on a free loopback port, PAM's keyboard-interactive only,
+    started (under pam_wrapper's lock) with the given command line prefix and environment, and
+    stopped at cleanup."""
+
+    def start_sshd(self, t, env, prefix=()):
+        self.port = free_port()
+        config = os.path.join(t, "sshd_config")
+        with open(config, "w") as f:
+            f.write(f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {t}/hostkey\nUsePAM yes\n"
+                    "KbdInteractiveAuthentication yes\nPasswordAuthentication no\nPubkeyAuthentication no\n"
+                    f"PidFile {t}/sshd.pid\nStrictModes no\nLogLevel DEBUG1\nAcceptEnv none\n")
+        self.sshd_log = os.path.join(t, "sshd.log")
+        with pam_wrapper_lock():
+            self.sshd = subprocess.Popen(list(prefix) + [SSHD, "-D", "-f", config, "-E", self.sshd_log], env=env,
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+            self.addCleanup(self.stop_sshd)
+            deadline = time.monotonic() + 30
+            while True:
+                if self.sshd.poll() is not None:
+                    self.fail(f"sshd exited with {self.sshd.returncode}:\n{self.log()}")
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        self.fail(f"sshd did not listen:\n{self.log()}")
+                    time.sleep(0.05)
+
+    def stop_sshd(self):
+        with pam_wrapper_lock():
+            stop_process(self.sshd)
+
+    def log(self):
+        try:
+            with open(self.sshd_log) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+
+class TestSshd(SshdServer, PamTestCase):
     NEEDS = ("pamAuthenticate", "pamAccount", "pamCloseSession")
 
     def setUp(self):
@@ -66,44 +108,11 @@ class TestSshd(PamTestCase):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(t, "hostkey")],
                        check=True, stdin=subprocess.DEVNULL)
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)   # the one host path the recipe allows
-        self.port = free_port()
-        config = os.path.join(t, "sshd_config")
-        with open(config, "w") as f:
-            f.write(f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {t}/hostkey\nUsePAM yes\n"
-                    "KbdInteractiveAuthentication yes\nPasswordAuthentication no\nPubkeyAuthentication no\n"
-                    f"PidFile {t}/sshd.pid\nStrictModes no\nLogLevel DEBUG1\nAcceptEnv none\n")
-        self.sshd_log = os.path.join(t, "sshd.log")
         env = dict(os.environ)
         env.update(LD_PRELOAD=f"{PAM_WRAPPER_LIB} {NSS_WRAPPER_LIB}", PAM_WRAPPER="1",
                    PAM_WRAPPER_SERVICE_DIR=self.svcdir, NSS_WRAPPER_PASSWD=os.path.join(t, "passwd"),
                    NSS_WRAPPER_GROUP=os.path.join(t, "group"))
-        with pam_wrapper_lock():
-            self.sshd = subprocess.Popen([SSHD, "-D", "-f", config, "-E", self.sshd_log], env=env,
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
-            self.addCleanup(self.stop_sshd)
-            deadline = time.monotonic() + 30
-            while True:
-                if self.sshd.poll() is not None:
-                    self.fail(f"sshd exited with {self.sshd.returncode}:\n{self.log()}")
-                try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        self.fail(f"sshd did not listen:\n{self.log()}")
-                    time.sleep(0.05)
-
-    def stop_sshd(self):
-        with pam_wrapper_lock():
-            stop_process(self.sshd)
-
-    def log(self):
-        try:
-            with open(self.sshd_log) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        self.start_sshd(t, env)
 
     def ssh_args(self, password, command, user=None):
         env = dict(os.environ, SSHPASS=password, HOME=self.t)

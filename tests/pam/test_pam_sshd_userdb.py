@@ -13,12 +13,10 @@ an empty /run/sshd created if missing)."""
 import os
 import pwd
 import shutil
-import socket
 import subprocess
-import time
 
-from pamtest import PAM_WRAPPER_LIB, PASSWORD, SANITIZED, PamTestCase, main, pam_wrapper_lock, stop_process
-from test_pam_sshd import SSHD, free_port
+from pamtest import PAM_WRAPPER_LIB, PASSWORD, SANITIZED, PamTestCase, main, pam_wrapper_lock
+from test_pam_sshd import SSHD, SshdServer
 
 PAM_MKHOMEDIR = "/usr/lib/x86_64-linux-gnu/security/pam_mkhomedir.so"
 NSS_SYSTEMD = "/usr/lib/x86_64-linux-gnu/libnss_systemd.so.2"
@@ -29,7 +27,7 @@ NAMESPACE = ('mount -t tmpfs -o mode=0755 tmpfs /run/systemd && mkdir /run/syste
              'mount --bind "$USERDB_DIR" /run/systemd/userdb && exec "$@"')
 
 
-class TestSshdUserdb(PamTestCase):
+class TestSshdUserdb(SshdServer, PamTestCase):
     NEEDS = ("pamAuthenticate", "pamAccount", "setCustomerUnix")
 
     def setUp(self):
@@ -75,43 +73,9 @@ class TestSshdUserdb(PamTestCase):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(t, "hostkey")],
                        check=True, stdin=subprocess.DEVNULL)
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)   # the one host path the recipe allows
-        self.port = free_port()
-        config = os.path.join(t, "sshd_config")
-        with open(config, "w") as f:
-            f.write(f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {t}/hostkey\nUsePAM yes\n"
-                    "KbdInteractiveAuthentication yes\nPasswordAuthentication no\nPubkeyAuthentication no\n"
-                    f"PidFile {t}/sshd.pid\nStrictModes no\nLogLevel DEBUG1\nAcceptEnv none\n")
-        self.sshd_log = os.path.join(t, "sshd.log")
         env = dict(os.environ, LD_PRELOAD=PAM_WRAPPER_LIB, PAM_WRAPPER="1", PAM_WRAPPER_SERVICE_DIR=self.svcdir,
                    USERDB_DIR=self.userdb_dir)
-        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", NAMESPACE, "sh",
-                SSHD, "-D", "-f", config, "-E", self.sshd_log]
-        with pam_wrapper_lock():
-            self.sshd = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
-            self.addCleanup(self.stop_sshd)
-            deadline = time.monotonic() + 30
-            while True:
-                if self.sshd.poll() is not None:
-                    self.fail(f"sshd exited with {self.sshd.returncode}:\n{self.log()}")
-                try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        self.fail(f"sshd did not listen:\n{self.log()}")
-                    time.sleep(0.05)
-
-    def stop_sshd(self):
-        with pam_wrapper_lock():
-            stop_process(self.sshd)
-
-    def log(self):
-        try:
-            with open(self.sshd_log) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        self.start_sshd(t, env, prefix=["unshare", "--mount", "--propagation", "private", "sh", "-c", NAMESPACE, "sh"])
 
     def ssh(self, user, password, command):
         env = dict(os.environ, SSHPASS=password, HOME=self.t)
