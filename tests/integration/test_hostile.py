@@ -12,10 +12,12 @@ checked."""
 
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from idmtest import IdmdTestCase, Idmd, main
@@ -42,12 +44,16 @@ sys.stdin.read()
 """
 
 
-class Hostile(IdmdTestCase):
+class HostileCase(IdmdTestCase):
     # Short timeouts, so that what idmd closes by itself is closed within the test.
     CONFIG = "\n[limits]\npartial_line_timeout = 2s\nidle_timeout = 5s\n"
+    userdb = None       # the userdb socket, when HostileVarlink turns it on
+
+    def make_idmd(self):
+        return Idmd(self.CONFIG)
 
     def setUp(self):
-        self.idmd = Idmd(self.CONFIG)
+        self.idmd = self.make_idmd()
         self.addCleanup(self.idmd.cleanup)
         self.idmd.start_measured(quarantine_mb=1)
         os.chmod(self.idmd.tmp, 0o755)
@@ -64,12 +70,16 @@ class Hostile(IdmdTestCase):
         return proc_status(self.idmd.proc.pid, "VmRSS")
 
     def served(self):
-        """A well-behaved client's median latency for getServerInfo on a new connection."""
+        """A well-behaved client's median latency for getServerInfo on a new connection (and,
+        with the userdb on, for a user lookup there)."""
         times = []
         for _ in range(20):
             start = time.monotonic()
             with self.idmd.client(timeout=10) as c:
                 self.assertIn("version", c.call("getServerInfo"))
+            if self.userdb:
+                reply = self.raw(LOOKUP, socket_path=self.userdb, end=b"\0")
+                self.assertEqual(json.loads(reply)["error"], "io.systemd.UserDatabase.NoRecordFound")
             times.append(time.monotonic() - start)
         return statistics.median(times)
 
@@ -88,11 +98,12 @@ class Hostile(IdmdTestCase):
         self.assertLess(latency, max(1.0, self.baseline_latency * 50), attack)
         self.assertLessEqual(rss, self.rss_bound(), attack)
 
-    def raw(self, data, read=True, timeout=30):
-        """Sends data on a new connection; returns the first reply line, or b"" if idmd closed."""
+    def raw(self, data, read=True, timeout=30, socket_path=None, end=b"\n"):
+        """Sends data on a new connection (to idmd's socket, or socket_path); returns the first
+        reply (up to end), or b"" if idmd closed."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
-            s.connect(self.idmd.socket)
+            s.connect(socket_path or self.idmd.socket)
             try:
                 s.sendall(data)
             except (BrokenPipeError, ConnectionResetError):
@@ -101,29 +112,35 @@ class Hostile(IdmdTestCase):
                 return b""
             buf = b""
             try:
-                while b"\n" not in buf:
+                while end not in buf:
                     chunk = s.recv(65536)
                     if not chunk:
                         break
                     buf += chunk
             except ConnectionResetError:
                 pass
-            return buf.split(b"\n")[0]
+            return buf.split(end)[0]
 
     def reason(self, line):
         return json.loads(line)["error"]["data"]["reason"]
 
-    def test_attacks_one_after_another(self):
-        # 1. A thousand connections, opened and left idle by an unprivileged user: the per-uid
-        #    cap refuses most, the idle timeout closes the rest.
+    def hold_idle(self, path, n):
+        """n connections to path opened by an unprivileged user and left idle; then closed."""
         holder = subprocess.Popen(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                                   sys.executable, "-c", HOLDER, self.idmd.socket, "1000"],
+                                   sys.executable, "-c", HOLDER, path, str(n)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.addCleanup(holder.kill)
         self.assertGreater(int(holder.stdout.readline()), 0)
         self.assertIn("version", self.idmd.call("getServerInfo"))      # served while they are held
         holder.stdin.close()
         holder.wait(30)
+
+
+class Hostile(HostileCase):
+    def test_attacks_one_after_another(self):
+        # 1. A thousand connections, opened and left idle by an unprivileged user: the per-uid
+        #    cap refuses most, the idle timeout closes the rest.
+        self.hold_idle(self.idmd.socket, 1000)
         self.after("1000 idle connections")
 
         # 2. Slowloris: a request line, a byte a second, never finished: closed after
@@ -176,6 +193,74 @@ class Hostile(IdmdTestCase):
         self.assertIn("jwt", self.idmd.call("login", {"email": "alice@example.com", "password": "correct horse 9",
                                                       "publisherId": self.pub}))
         self.after("50 logins abandoned mid-hash")
+
+
+# A lookup of a user nobody has, on the userdb socket.
+LOOKUP = json.dumps({"method": "io.systemd.UserDatabase.GetUserRecord",
+                     "parameters": {"userName": "nobody-here", "service": "io.idm"}}).encode() + b"\0"
+
+
+class HostileVarlink(HostileCase):
+    """The same kinds of peers on the userdb socket (varlink: messages end with NUL, at most
+    16 KiB; a bad one closes the connection without a reply)."""
+
+    def make_idmd(self):
+        tmp = tempfile.mkdtemp(prefix="idm-test-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        os.makedirs(os.path.join(tmp, "userdb"), mode=0o755)
+        self.userdb = os.path.join(tmp, "userdb", "io.idm")
+        # A publisher nobody has: every lookup answers NoRecordFound, which is all this needs.
+        return Idmd(self.CONFIG + f"\n[userdb]\nsocket = {self.userdb}\npublisher = 123456789\n", tmp=tmp)
+
+    def test_varlink_attacks_one_after_another(self):
+        os.chmod(os.path.dirname(self.userdb), 0o755)
+        self.hold_idle(self.userdb, 1000)
+        self.after("1000 idle varlink connections")
+
+        # Slowloris: a message a byte a second, never ended: closed after partial_line_timeout.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(self.userdb)
+            s.settimeout(1)
+            closed = False
+            for b in LOOKUP[:-1]:
+                try:
+                    s.send(bytes([b]))
+                    if s.recv(65536) == b"":
+                        closed = True
+                        break
+                except socket.timeout:
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                    break
+            self.assertTrue(closed, "a varlink message a byte a second was not cut off")
+        self.after("varlink slowloris")
+
+        # Too long (10 MiB), too deep, not UTF-8, not JSON: closed without a reply.
+        for what, data in (("a 10 MiB message", b"x" * (10 << 20) + b"\0"),
+                           ("nesting 8000 deep", b"[" * 8000 + b"]" * 8000 + b"\0"),
+                           ("invalid UTF-8", b'{"method":"\xff\xfe"}\0'),
+                           ("not JSON", b"{nope\0")):
+            self.assertEqual(self.raw(data, socket_path=self.userdb, end=b"\0"), b"", what)
+            self.after("varlink: " + what)
+
+        # A flood of lookups on one connection: each answered (some as ServiceNotAvailable).
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(self.userdb)
+            s.sendall(LOOKUP * 5000)
+            s.shutdown(socket.SHUT_WR)
+            buf = b""
+            while True:
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
+                buf += chunk
+        errors = {json.loads(m)["error"] for m in buf.split(b"\0")[:-1]}
+        self.assertEqual(len(buf.split(b"\0")) - 1, 5000)
+        self.assertLessEqual(errors, {"io.systemd.UserDatabase.NoRecordFound",
+                                      "io.systemd.UserDatabase.ServiceNotAvailable"})
+        self.after("5000 pipelined varlink lookups")
 
 
 if __name__ == "__main__":
