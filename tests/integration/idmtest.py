@@ -105,6 +105,20 @@ class Connection:
     def send_raw(self, data):
         self.sock.sendall(data)
 
+    def recv_message(self, end):
+        """The next message up to end (not included), parsed as JSON; None when the server
+        closed the connection."""
+        while end not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                return None
+            self.buf += chunk
+        msg, self.buf = self.buf.split(end, 1)
+        return json.loads(msg)
+
 
 class Client(Connection):
     """One JSON-RPC connection to idmd."""
@@ -115,16 +129,7 @@ class Client(Connection):
         """The next reply line as parsed JSON; None when the server closed the connection."""
         if timeout is not None:
             self.sock.settimeout(timeout)
-        while b"\n" not in self.buf:
-            try:
-                chunk = self.sock.recv(65536)
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
+        return self.recv_message(b"\n")
 
     def is_closed(self, timeout=30.0):
         """True if the server closed the connection (after any pending lines are read)."""

@@ -136,6 +136,27 @@ class HostileCase(IdmdTestCase):
         holder.wait(30)
 
 
+    def slowloris(self, path, data):
+        """Sends data to path a byte a second (never its end); idmd must close the connection
+        after partial_line_timeout and serve others meanwhile."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(path)
+            s.settimeout(1)
+            start = time.monotonic()
+            for b in data:
+                try:
+                    s.send(bytes([b]))
+                    if s.recv(65536) == b"":
+                        return
+                except socket.timeout:
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                if time.monotonic() - start > 1.5:
+                    self.assertIn("version", self.idmd.call("getServerInfo"))
+        self.fail(f"{data[:20]!r}..., a byte a second, was not cut off")
+
+
 class Hostile(HostileCase):
     def test_attacks_one_after_another(self):
         # 1. A thousand connections, opened and left idle by an unprivileged user: the per-uid
@@ -145,25 +166,7 @@ class Hostile(HostileCase):
 
         # 2. Slowloris: a request line, a byte a second, never finished: closed after
         #    partial_line_timeout, others served meanwhile.
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.connect(self.idmd.socket)
-            s.settimeout(1)
-            closed = False
-            start = time.monotonic()
-            for b in b'{"jsonrpc":"2.0","id":1,"method":"getServerInfo"':
-                try:
-                    s.send(bytes([b]))
-                    if s.recv(65536) == b"":
-                        closed = True
-                        break
-                except socket.timeout:
-                    pass
-                except (BrokenPipeError, ConnectionResetError):
-                    closed = True
-                    break
-                if time.monotonic() - start > 1.5:
-                    self.assertIn("version", self.idmd.call("getServerInfo"))
-            self.assertTrue(closed, "a line a byte a second was not cut off")
+        self.slowloris(self.idmd.socket, b'{"jsonrpc":"2.0","id":1,"method":"getServerInfo"')
         self.after("slowloris")
 
         # 3. A 10 MiB line: refused with request_too_large as soon as it passes max_line.
@@ -218,22 +221,7 @@ class HostileVarlink(HostileCase):
         self.after("1000 idle varlink connections")
 
         # Slowloris: a message a byte a second, never ended: closed after partial_line_timeout.
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.connect(self.userdb)
-            s.settimeout(1)
-            closed = False
-            for b in LOOKUP[:-1]:
-                try:
-                    s.send(bytes([b]))
-                    if s.recv(65536) == b"":
-                        closed = True
-                        break
-                except socket.timeout:
-                    pass
-                except (BrokenPipeError, ConnectionResetError):
-                    closed = True
-                    break
-            self.assertTrue(closed, "a varlink message a byte a second was not cut off")
+        self.slowloris(self.userdb, LOOKUP[:-1])
         self.after("varlink slowloris")
 
         # Too long (10 MiB), too deep, not UTF-8, not JSON: closed without a reply.

@@ -38,16 +38,7 @@ class Varlink(Connection):
 
     def recv(self):
         """The next message, parsed; None when the server closed the connection."""
-        while b"\0" not in self.buf:
-            try:
-                chunk = self.sock.recv(65536)
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
-                return None
-            self.buf += chunk
-        msg, self.buf = self.buf.split(b"\0", 1)
-        return json.loads(msg)
+        return self.recv_message(b"\0")
 
     def call(self, method, params=None, more=False):
         """Every reply of one call (several with "more")."""
