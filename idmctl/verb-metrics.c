@@ -123,6 +123,8 @@ static void print_metrics(const json_t *s) {
 
         family("idm_workers_queued", "gauge", "Password hashes waiting for a worker.");
         sample("idm_workers_queued", integer(s, "workers", "queued"));
+        family("idm_workers_memory_bytes", "gauge", "Argon2 memory the hashing threads keep between hashes.");
+        sample("idm_workers_memory_bytes", integer(s, "workers", "memoryHeld"));
 
         family("idm_outbox_depth", "gauge", "Mail messages waiting in the outbox.");
         sample("idm_outbox_depth", integer(outbox, "depth", NULL));

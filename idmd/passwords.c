@@ -58,28 +58,47 @@ static bool hash_is_argon2id(const char *hash) {
 
 static _Thread_local uint8_t *warm_memory;
 static _Thread_local size_t warm_size;
-/* Also held under a thread key, whose destructor frees it when a thread ends holding it. */
+/* Bytes held by all threads together, for getStats. */
+static _Atomic size_t warm_total;
+/* Also held under a thread key, whose destructor frees it when a thread ends holding it. The key's
+ * value is the thread's WarmRegion, so the destructor knows the size to take off warm_total. */
+typedef struct WarmRegion {
+        size_t size;
+        _Alignas(64) uint8_t bytes[];
+} WarmRegion;
 static pthread_once_t warm_key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t warm_key;
 static bool warm_key_made;
 
+static void warm_region_free(void *p) {
+        WarmRegion *region = p;
+
+        warm_total -= region->size;
+        free(region);
+}
+
 static void warm_key_make(void) {
-        warm_key_made = pthread_key_create(&warm_key, free) == 0;
+        warm_key_made = pthread_key_create(&warm_key, warm_region_free) == 0;
 }
 
 static int warm_allocate(uint8_t **memory, size_t size) {
         if (!warm_memory || warm_size < size) {
                 void *m = NULL;
+                WarmRegion *region;
 
                 password_release_memory();
                 (void) pthread_once(&warm_key_once, warm_key_make);
-                if (!warm_key_made || posix_memalign(&m, 64, size) != 0)
+                if (!warm_key_made || size > SIZE_MAX - sizeof(WarmRegion) ||
+                    posix_memalign(&m, 64, sizeof(WarmRegion) + size) != 0)
                         return ARGON2_MEMORY_ALLOCATION_ERROR;
-                if (pthread_setspecific(warm_key, m) != 0) {
-                        free(m);
+                region = m;
+                region->size = size;
+                if (pthread_setspecific(warm_key, region) != 0) {
+                        free(region);
                         return ARGON2_MEMORY_ALLOCATION_ERROR;
                 }
-                warm_memory = m;
+                warm_total += size;
+                warm_memory = region->bytes;
                 warm_size = size;
         }
         *memory = warm_memory;
@@ -94,14 +113,14 @@ static void warm_free(uint8_t *memory, size_t size) {
 void password_release_memory(void) {
         if (!warm_memory)
                 return;
+        warm_region_free(pthread_getspecific(warm_key));
         (void) pthread_setspecific(warm_key, NULL);
-        free(warm_memory);
         warm_memory = NULL;
         warm_size = 0;
 }
 
 size_t password_memory_held(void) {
-        return warm_size;
+        return warm_total;
 }
 
 /* The tag of password under the given parameters, into tag[tag_len]. 0, -ENOMEM, -EINVAL. */

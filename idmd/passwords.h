@@ -38,7 +38,7 @@ int password_verify(const char *hash, const char *password) __attribute__((warn_
 /* Hashing and verifying keep their Argon2 memory (m bytes, the largest cost seen) allocated and
  * faulted-in per thread between calls. password_release_memory() gives this thread's back to the
  * system (the worker pool's idle function, and at thread exit); password_memory_held() says how
- * much this thread holds. */
+ * much all threads together hold now (at most workers × the largest m). */
 void password_release_memory(void);
 size_t password_memory_held(void);
 /* How long a worker keeps its region without a hash to do (workers_set_idle()). */

@@ -18,6 +18,7 @@
 #include "manager.h"
 #include "methods/methods.h"
 #include "outbox.h"
+#include "passwords.h"
 #include "tokens.h"
 #include "workers.h"
 
@@ -150,7 +151,7 @@ static int method_server_get_stats(Call *call, json_t *params) {
 
         result = json_pack(
                 "{s:s, s:I, s:{s:I, s:I, s:I}, s:O, s:O, s:I, s:{s:I, s:I, s:I, s:I, s:O, s:I, s:I, s:i}, "
-                "s:{s:i, s:i, s:I, s:I}, s:{s:s?, s:O}}",
+                "s:{s:i, s:i, s:I, s:I, s:I, s:I}, s:{s:s?, s:O}}",
                 "version", IDM_VERSION,
                 "uptime", (json_int_t) ((now_monotonic_usec() - m->start_monotonic_usec) / 1000000ULL),
                 "connections",
@@ -174,6 +175,8 @@ static int method_server_get_stats(Call *call, json_t *params) {
                 "running", (int) ws.running,
                 "completed", (json_int_t) ws.completed,
                 "cancelled", (json_int_t) ws.cancelled,
+                "memoryHeld", (json_int_t) password_memory_held(),
+                "memoryBound", (json_int_t) (m->config->workers * m->config->argon2_memlimit),
                 "keys",
                 "active", keyring_active_kid(m->keyring),
                 "verifying", keys);

@@ -421,6 +421,30 @@ class Durability(IdmdTestCase):
         self.assertEqual(self.idmd.call("getStats")["keys"]["active"], kid)
 
 
+class HashMemory(IdmdTestCase):
+    CONFIG = "[passwords]\nargon2_memlimit = 1M\nworkers = 2\n"
+
+    def test_hash_memory_held_then_given_back(self):
+        """Each hashing thread keeps one Argon2 region of m bytes between hashes (getStats
+        workers.memoryHeld, never above workers x m) and gives it back after 30 s without a hash."""
+        p = self.create_publisher()
+        pw = "correct horse 9"
+        self.idmd.call("registerCustomer", {"email": "a@example.com", "password": pw,
+                                            "publisherId": p["publisherId"]})
+        for _ in range(4):
+            self.idmd.call("login", {"email": "a@example.com", "password": pw, "publisherId": p["publisherId"]})
+        workers = self.idmd.call("getStats")["workers"]
+        self.assertEqual(workers["memoryBound"], 2 << 20)
+        self.assertGreaterEqual(workers["memoryHeld"], 1 << 20)
+        self.assertLessEqual(workers["memoryHeld"], workers["memoryBound"])
+        deadline = time.monotonic() + 60
+        while self.idmd.call("getStats")["workers"]["memoryHeld"] != 0:
+            self.assertLess(time.monotonic(), deadline, "hash memory still held after 60 s idle")
+            time.sleep(1)
+        self.idmd.call("login", {"email": "a@example.com", "password": pw, "publisherId": p["publisherId"]})
+        self.assertGreaterEqual(self.idmd.call("getStats")["workers"]["memoryHeld"], 1 << 20)
+
+
 class ConnectionLimit(IdmdTestCase):
     CONFIG = "\n[limits]\nmax_connections = 3\nmax_connections_per_uid = 3\n"
 
