@@ -725,15 +725,19 @@ printf 'Figures are ratios to floors measured in the same run: absolute numbers 
 # ---- plots ----
 
 # plot_connections SCENARIO: throughput, p50 and p99 against connections (medians over the rounds)
-# from the CSV, as $results_dir/SCENARIO.png.
+# from the CSV, as $results_dir/SCENARIO.png; a floor in requests/s (*_per_s) is drawn too.
 plot_connections() {
-        local sc="$1" dat="$tmp/plot-$1.dat"
-        awk -F, -v sc="$sc" 'NR > 1 && $1 == sc { k = $2; n[k]++; t[k, n[k]] = $4; a[k, n[k]] = $5; b[k, n[k]] = $6 }
+        local sc="$1" dat="$tmp/plot-$1.dat" floor floor_plot
+        floor=$(awk -F, -v sc="$sc" 'NR > 1 && $1 == sc && $7 ~ /_per_s$/ { print $7; exit }' "$csv")
+        awk -F, -v sc="$sc" 'NR > 1 && $1 == sc { k = $2; n[k]++; t[k, n[k]] = $4; a[k, n[k]] = $5; b[k, n[k]] = $6
+                                                  f[k, n[k]] = ($7 ~ /_per_s$/) ? $8 : "" }
                 function med(arr, k, m,   i, j, x, v) { m = 0; for (i = 1; i <= n[k]; i++) if (arr[k, i] != "") v[++m] = arr[k, i] + 0
                         for (i = 2; i <= m; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
                         if (m == 0) return "NaN"; return (m % 2) ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2 }
-                END { for (k in n) print k, med(t, k), med(a, k), med(b, k) }' "$csv" | sort -n >"$dat"
+                END { for (k in n) print k, med(t, k), med(a, k), med(b, k), med(f, k) }' "$csv" | sort -n >"$dat"
         [ -s "$dat" ] || return 0
+        floor_plot=""
+        [ -z "$floor" ] || floor_plot=", \"$dat\" using 1:5 with linespoints dashtype 2 title \"floor: $floor\""
         gnuplot 2>>"$run_log" <<GP || echo "gnuplot failed for $sc (see $run_log)" >&2
 set terminal pngcairo size 900,700 noenhanced font ",10"
 set output "$results_dir/$sc.png"
@@ -747,7 +751,7 @@ set logscale x 2
 set xlabel "connections"
 set ylabel "requests/s"
 set yrange [0:*]
-plot "$dat" using 1:2 with linespoints title "throughput"
+plot "$dat" using 1:2 with linespoints title "throughput"$floor_plot
 set logscale y
 set yrange [*:*]
 set ylabel "latency, µs (log)"
@@ -777,6 +781,7 @@ set title "$sc against store size ($(basename "$f"))"
 set grid
 set key left top
 set logscale x 10
+set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05
 set xlabel "customers in the store"
 set ylabel "value (see the metric's name for its unit)"
 plot $pl
