@@ -107,6 +107,7 @@ done
 
 # The connection counts of the sweep: sorted, without duplicates, always with --connections.
 sweep_list=$(tr ', ' '\n\n' <<<"$sweep $connections" | grep -v '^$' | sort -n -u | tr '\n' ' ')
+sweep_list="${sweep_list% }"
 for c in $sweep_list; do
         [[ "$c" =~ ^[0-9]+$ ]] && [ "$c" -ge 1 ] || { echo "Invalid --sweep '$sweep'." >&2; exit 2; }
 done
@@ -209,7 +210,10 @@ trap 'exit 130' INT TERM
 # ---- results: CSV, plots, progress ----
 
 mkdir -p "$results_dir"
-rm -f "$results_dir"/*.png       # the plots of an earlier run: this run's replace them
+plotted=(getServerInfo refreshToken login mix_getCustomer mix_refreshToken mix_login)
+# The plots of an earlier run (only the names run.sh writes): this run's replace them.
+for f in "${plotted[@]}"; do rm -f "$results_dir/$f.png"; done
+rm -f "$results_dir"/scale-*.png
 csv="$results_dir/bench.csv"
 run_log="$results_dir/run.log"
 : >"$run_log"
@@ -791,7 +795,7 @@ GP
 
 plots=""
 if [ "$plot" = 1 ]; then
-        for sc in getServerInfo refreshToken login mix_getCustomer mix_refreshToken mix_login; do
+        for sc in "${plotted[@]}"; do
                 plot_connections "$sc"
                 [ ! -f "$results_dir/$sc.png" ] || plots="$plots $sc.png"
         done
