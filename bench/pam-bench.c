@@ -13,7 +13,10 @@
  *                       calls pamAuthenticate and closes, as an application's sign-in does;
  *             pam_unix  the same with --unix-service and --unix-user (only when given).
  *           The order rotates each iteration, so that none always runs first after a pause.
- *           Prints the latency of each kind and the p50 ratios as one JSON line.
+ *           Prints the latency of each kind, the CPU time each took in this process (the PAM
+ *           modules run here; pam_unix's hashing too) and, with --pid, in idmd (/proc, clock
+ *           ticks summed over the window), and the p50 ratios as one JSON line. The CPU times
+ *           are what a busy machine changes least.
  *
  * The PAM service files are the caller's (bench/run.sh writes them into a directory that
  * pam_wrapper's PAM_WRAPPER_SERVICE_DIR names, so /etc/pam.d is never read or touched). The
@@ -22,6 +25,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <security/pam_appl.h>
 #include <stdbool.h>
@@ -55,7 +59,38 @@ typedef struct Samples {
         uint64_t v[MAX_ITERATIONS];     /* nanoseconds */
         size_t n;
         uint64_t failed;
+        uint64_t self_cpu_nsec;         /* this thread's CPU time in the measured calls */
+        uint64_t server_cpu_ticks;      /* idmd's (--pid) utime + stime in the measured calls */
 } Samples;
+
+static uint64_t thread_cpu_nsec(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return (uint64_t) ts.tv_sec * NSEC_PER_SEC + (uint64_t) ts.tv_nsec;
+}
+
+/* utime + stime of all of pid's threads in clock ticks; 0 without pid or on failure. */
+static uint64_t proc_cpu_ticks(pid_t pid) {
+        unsigned long long utime, stime;
+        char path[64], buf[2048], *p;
+        size_t n;
+        FILE *f;
+
+        if (pid <= 0)
+                return 0;
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return 0;
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        p = strrchr(buf, ')');  /* the command name may hold spaces */
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+                return 0;
+        return utime + stime;
+}
 
 static int cmp_u64(const void *a, const void *b) {
         uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
@@ -79,21 +114,26 @@ static double round1(double x) {
         return round(x * 10.0) / 10.0;
 }
 
-/* {"n", "failed", "p50", "p90", "p99", "max", "mean"}; sorts the samples. */
-static json_t *samples_json(Samples *s) {
-        double sum = 0;
+/* {"n", "failed", "p50", "p90", "p99", "max", "mean", "self_cpu_us", "idmd_cpu_us"} (the CPU
+ * times per call, the last one null without --pid); sorts the samples. */
+static json_t *samples_json(Samples *s, bool server) {
+        double sum = 0, calls = (double) (s->n + s->failed);
 
         qsort(s->v, s->n, sizeof(uint64_t), cmp_u64);
         for (size_t i = 0; i < s->n; i++)
                 sum += (double) s->v[i];
-        return json_pack("{s:I, s:I, s:f, s:f, s:f, s:f, s:f}",
+        return json_pack("{s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:o}",
                          "n", (json_int_t) s->n,
                          "failed", (json_int_t) s->failed,
                          "p50", round1(quantile_usec(s, 0.50)),
                          "p90", round1(quantile_usec(s, 0.90)),
                          "p99", round1(quantile_usec(s, 0.99)),
                          "max", round1(s->n ? (double) s->v[s->n - 1] / 1000.0 : 0),
-                         "mean", round1(s->n ? sum / (double) s->n / 1000.0 : 0));
+                         "mean", round1(s->n ? sum / (double) s->n / 1000.0 : 0),
+                         "self_cpu_us", round1(calls > 0 ? (double) s->self_cpu_nsec / 1000.0 / calls : 0),
+                         "idmd_cpu_us", server && calls > 0 ?
+                                json_real(round1((double) s->server_cpu_ticks * 1e6 / (double) sysconf(_SC_CLK_TCK) / calls)) :
+                                json_null());
 }
 
 /* ---- blocking JSON-RPC on one connection ---- */
@@ -183,6 +223,7 @@ typedef struct Options {
         const char *idm_service, *unix_service, *unix_user;
         double duration, warmup;
         unsigned min_iterations;
+        pid_t pid;
 } Options;
 
 /* ---- setup ---- */
@@ -338,9 +379,11 @@ static int cmd_run(const Options *o) {
                         break;
                 for (unsigned j = 0; j < kinds; j++) {
                         Kind k = (Kind) ((it + j) % kinds);
-                        uint64_t a, b;
+                        uint64_t a, b, cpu_a, ticks_a;
                         bool ok;
 
+                        ticks_a = proc_cpu_ticks(o->pid);
+                        cpu_a = thread_cpu_nsec();
                         a = now_nsec();
                         if (k == KIND_LOGIN) {
                                 r = rpc_call(fd, "login", login, NULL);
@@ -360,6 +403,8 @@ static int cmd_run(const Options *o) {
                         b = now_nsec();
                         if (!measured)
                                 continue;
+                        samples[k].self_cpu_nsec += thread_cpu_nsec() - cpu_a;
+                        samples[k].server_cpu_ticks += proc_cpu_ticks(o->pid) - ticks_a;
                         if (!ok)
                                 samples[k].failed++;
                         else
@@ -372,7 +417,7 @@ static int cmd_run(const Options *o) {
         if (!by)
                 return -ENOMEM;
         for (unsigned k = 0; k < kinds; k++) {
-                if (json_object_set_new(by, kind_name[k], samples_json(&samples[k])) < 0)
+                if (json_object_set_new(by, kind_name[k], samples_json(&samples[k], o->pid > 0)) < 0)
                         return -ENOMEM;
                 p50[k] = quantile_usec(&samples[k], 0.5);
         }
@@ -392,8 +437,10 @@ static int cmd_run(const Options *o) {
 
         fprintf(stderr, "pam-bench: %u iterations of %.1f s:", iterations, o->duration);
         for (unsigned k = 0; k < kinds; k++)
-                fprintf(stderr, " %s p50 %.0f µs, p99 %.0f µs%s;", kind_name[k], quantile_usec(&samples[k], 0.5),
-                        quantile_usec(&samples[k], 0.99), samples[k].failed ? " (FAILURES)" : "");
+                fprintf(stderr, " %s p50 %.0f µs, p99 %.0f µs, CPU %.0f µs here%s;", kind_name[k],
+                        quantile_usec(&samples[k], 0.5), quantile_usec(&samples[k], 0.99),
+                        samples[k].n ? (double) samples[k].self_cpu_nsec / 1000.0 / (double) samples[k].n : 0.0,
+                        samples[k].failed ? " (FAILURES)" : "");
         fprintf(stderr, " pam_idm / login p50 %.2f", p50[KIND_LOGIN] > 0 ? p50[KIND_PAM_IDM] / p50[KIND_LOGIN] : 0);
         if (kinds == 3)
                 fprintf(stderr, ", pam_idm / pam_unix p50 %.2f",
@@ -410,17 +457,18 @@ static void help(void) {
         printf("Usage: pam-bench setup --socket PATH [--publisher-id ID] [--password PW]\n"
                "       pam-bench run --socket PATH --publisher-id ID --email E --idm-service NAME\n"
                "                     [--unix-service NAME --unix-user USER] [--password PW]\n"
-               "                     [--duration S] [--warmup S] [--min-iterations N]\n\n"
+               "                     [--duration S] [--warmup S] [--min-iterations N] [--pid PID]\n\n"
                "setup registers a customer (and creates a publisher unless given) and prints both.\n"
                "run interleaves a login over the socket, a pam_authenticate through pam_idm and,\n"
-               "with --unix-service, one through pam_unix; prints the latencies as one JSON line.\n"
+               "with --unix-service, one through pam_unix; prints the latencies and CPU times (idmd's\n"
+               "with --pid, its process id) as one JSON line.\n"
                "Defaults: --duration 4, --warmup 1, --min-iterations 5, --password %s.\n", BENCH_PASSWORD);
 }
 
 int main(int argc, char *argv[]) {
         enum {
                 ARG_SOCKET = 0x100, ARG_PUBLISHER_ID, ARG_EMAIL, ARG_PASSWORD, ARG_IDM_SERVICE,
-                ARG_UNIX_SERVICE, ARG_UNIX_USER, ARG_DURATION, ARG_WARMUP, ARG_MIN_ITERATIONS,
+                ARG_UNIX_SERVICE, ARG_UNIX_USER, ARG_DURATION, ARG_WARMUP, ARG_MIN_ITERATIONS, ARG_PID,
         };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, ARG_SOCKET },
@@ -433,6 +481,7 @@ int main(int argc, char *argv[]) {
                 { "duration", required_argument, NULL, ARG_DURATION },
                 { "warmup", required_argument, NULL, ARG_WARMUP },
                 { "min-iterations", required_argument, NULL, ARG_MIN_ITERATIONS },
+                { "pid", required_argument, NULL, ARG_PID },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -492,13 +541,18 @@ int main(int argc, char *argv[]) {
                         *(c == ARG_DURATION ? &o.duration : &o.warmup) = v;
                         break;
                 }
-                case ARG_MIN_ITERATIONS: {
+                case ARG_MIN_ITERATIONS:
+                case ARG_PID: {
                         unsigned long v;
 
                         errno = 0;
                         v = strtoul(optarg, &end, 10);
-                        bad = errno != 0 || end == optarg || *end || v > MAX_ITERATIONS;
-                        o.min_iterations = (unsigned) v;
+                        bad = errno != 0 || end == optarg || *end ||
+                              v > (c == ARG_PID ? (unsigned long) INT_MAX : MAX_ITERATIONS) || (c == ARG_PID && v == 0);
+                        if (c == ARG_PID)
+                                o.pid = (pid_t) v;
+                        else
+                                o.min_iterations = (unsigned) v;
                         break;
                 }
                 case 'h':

@@ -462,7 +462,7 @@ pam_bench() {
         email=$(jget .email <<<"$setup")
         echo "auth required $PAM_IDM ${pam_idm_args[*]} socket=$socket publisher=$pub" >"$tmp/pam.d/$svc"
         args=(run --socket "$socket" --publisher-id "$pub" --email "$email" --idm-service "$svc"
-              --duration "$duration" --warmup "$warmup")
+              --duration "$duration" --warmup "$warmup" --pid "$idmd_pid")
         [ -z "$unix_user" ] || args+=(--unix-service idmbench-unix --unix-user "$unix_user")
         say "  pam_idm in process, login over the socket${unix_user:+, pam_unix} (interleaved, one at a time)"
         # The lock the PAM tests take around every PAM client (docs/testing.md).
@@ -615,12 +615,16 @@ for run in $(seq "$runs"); do
                         keep pam_idm_p50 .latency_us.pam_idm.p50; keep pam_idm_p99 .latency_us.pam_idm.p99
                         keep pam_login_p50 .latency_us.login.p50; keep pam_login_p99 .latency_us.login.p99
                         keep pam_ratio .pam_idm_to_login_p50
+                        keep pam_idm_self .latency_us.pam_idm.self_cpu_us; keep pam_idm_idmd .latency_us.pam_idm.idmd_cpu_us
+                        keep pam_login_self .latency_us.login.self_cpu_us; keep pam_login_idmd .latency_us.login.idmd_cpu_us
                         csv_row pam_idm 1 "" "$(J .latency_us.pam_idm.p50)" "$(J .latency_us.pam_idm.p99)" \
-                                login_socket_p50_us "$(J .latency_us.login.p50)" "$(J .pam_idm_to_login_p50)" ""
-                        csv_row login_socket 1 "" "$(J .latency_us.login.p50)" "$(J .latency_us.login.p99)" "" "" "" ""
+                                login_socket_p50_us "$(J .latency_us.login.p50)" "$(J .pam_idm_to_login_p50)" \
+                                "$(J .latency_us.pam_idm.idmd_cpu_us)"
+                        csv_row login_socket 1 "" "$(J .latency_us.login.p50)" "$(J .latency_us.login.p99)" "" "" "" \
+                                "$(J .latency_us.login.idmd_cpu_us)"
                         if [ -n "$unix_user" ]; then
                                 keep pam_unix_p50 .latency_us.pam_unix.p50; keep pam_unix_p99 .latency_us.pam_unix.p99
-                                keep pam_unix_ratio .pam_idm_to_pam_unix_p50
+                                keep pam_unix_ratio .pam_idm_to_pam_unix_p50; keep pam_unix_self .latency_us.pam_unix.self_cpu_us
                                 csv_row pam_idm_vs_pam_unix 1 "" "$(J .latency_us.pam_idm.p50)" "$(J .latency_us.pam_idm.p99)" \
                                         pam_unix_p50_us "$(J .latency_us.pam_unix.p50)" "$(J .pam_idm_to_pam_unix_p50)" ""
                                 csv_row pam_unix 1 "" "$(J .latency_us.pam_unix.p50)" "$(J .latency_us.pam_unix.p99)" "" "" "" ""
@@ -712,6 +716,12 @@ fi
 printf '\nidmd per request (medians): getServerInfo %s µs CPU (%s in the kernel), RSS %s KiB; refreshToken %s µs CPU (%s in the kernel), RSS %s KiB; login RSS %s KiB, %s µs CPU (unloaded %s); mix %s µs CPU\n' \
         "$(fmt "$(m gsi_cpu)")" "$(fmt "$(m gsi_sys)")" "$(m gsi_rss)" "$(fmt "$(m rt_cpu)")" "$(fmt "$(m rt_sys)")" \
         "$(m rt_rss)" "$(m login_rss)" "$(fmt "$(m login_cpu)")" "$(fmt "$(m login1_cpu)")" "$(fmt "$(m blend_cpu)")"
+if [ "$pam" = 1 ]; then
+        printf 'CPU per sign-in (medians): pam_idm %s µs in the application + %s µs in idmd; login over the socket %s µs in the client + %s µs in idmd' \
+                "$(fmt "$(m pam_idm_self)")" "$(fmt "$(m pam_idm_idmd)")" "$(fmt "$(m pam_login_self)")" "$(fmt "$(m pam_login_idmd)")"
+        [ -z "$unix_user" ] || printf '; pam_unix %s µs in the application' "$(fmt "$(m pam_unix_self)")"
+        printf '\n'
+fi
 printf 'System calls per request (perf stat, set-up included): refreshToken %s fdatasync, %s pwrite64; login %s fdatasync, %s pwrite64\n' \
         "$(f2 "$(m rt_fsync)")" "$(f2 "$(m rt_pwrite)")" "$(f2 "$(m login_fsync)")" "$(f2 "$(m login_pwrite)")"
 printf 'LMDB commit of 1 record: p50 %s µs, p99 %s µs. Errors (medians): refreshToken %s, login %s.\n' \
@@ -728,25 +738,26 @@ printf 'Figures are ratios to floors measured in the same run: absolute numbers 
 
 # ---- plots ----
 
-# plot_connections SCENARIO: throughput, p50 and p99 against connections (medians over the rounds)
-# from the CSV, as $results_dir/SCENARIO.png; a floor in requests/s (*_per_s) is drawn too.
+# plot_connections SCENARIO: throughput, p50 and p99, and idmd's CPU per request against connections
+# (medians over the rounds) from the CSV, as $results_dir/SCENARIO.png; a floor in requests/s
+# (*_per_s) is drawn with the throughput.
 plot_connections() {
         local sc="$1" dat="$tmp/plot-$1.dat" floor floor_plot
         floor=$(awk -F, -v sc="$sc" 'NR > 1 && $1 == sc && $7 ~ /_per_s$/ { print $7; exit }' "$csv")
         awk -F, -v sc="$sc" 'NR > 1 && $1 == sc { k = $2; n[k]++; t[k, n[k]] = $4; a[k, n[k]] = $5; b[k, n[k]] = $6
-                                                  f[k, n[k]] = ($7 ~ /_per_s$/) ? $8 : "" }
+                                                  f[k, n[k]] = ($7 ~ /_per_s$/) ? $8 : ""; u[k, n[k]] = $10 }
                 function med(arr, k, m,   i, j, x, v) { m = 0; for (i = 1; i <= n[k]; i++) if (arr[k, i] != "") v[++m] = arr[k, i] + 0
                         for (i = 2; i <= m; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
                         if (m == 0) return "NaN"; return (m % 2) ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2 }
-                END { for (k in n) print k, med(t, k), med(a, k), med(b, k), med(f, k) }' "$csv" | sort -n >"$dat"
+                END { for (k in n) print k, med(t, k), med(a, k), med(b, k), med(f, k), med(u, k) }' "$csv" | sort -n >"$dat"
         [ -s "$dat" ] || return 0
         floor_plot=""
         [ -z "$floor" ] || floor_plot=", \"$dat\" using 1:5 with linespoints dashtype 2 title \"floor: $floor\""
         gnuplot 2>>"$run_log" <<GP || echo "gnuplot failed for $sc (see $run_log)" >&2
-set terminal pngcairo size 900,700 noenhanced font ",10"
+set terminal pngcairo size 900,950 noenhanced font ",10"
 set output "$results_dir/$sc.png"
 set datafile missing "NaN"
-set multiplot layout 2,1 title "$sc: $runs round(s) of ${duration} s, $threads client threads, median over rounds ($(date -u +%Y-%m-%d))"
+set multiplot layout 3,1 title "$sc: $runs round(s) of ${duration} s, $threads client threads, median over rounds ($(date -u +%Y-%m-%d))"
 set grid
 set key left top
 set offsets graph 0.03, graph 0.03, graph 0.05, 0
@@ -760,6 +771,10 @@ set logscale y
 set yrange [*:*]
 set ylabel "latency, µs (log)"
 plot "$dat" using 1:3 with linespoints title "p50", "$dat" using 1:4 with linespoints title "p99"
+unset logscale y
+set yrange [0:*]
+set ylabel "µs of idmd CPU per request"
+plot "$dat" using 1:6 with linespoints title "idmd CPU per request (all threads, from /proc)"
 unset multiplot
 GP
 }
