@@ -21,8 +21,8 @@ usage() {
         cat <<EOF
 Usage: bench/run.sh [OPTIONS]
 
-  --quick            Smoke run: one round, 1 s windows (about 25 s)
-  --runs N           Rounds; the table shows the median of each figure (default 3)
+  --quick            Smoke run: one round, 1 s windows (about 1 min)
+  --runs N           Rounds; the table shows the median of each figure (default 3: about 5 min)
   --duration S       Measurement window per scenario, after a 1 s warm-up (default 4)
   --connections N    Connections of the load scenarios (default 32)
   --threads T        Client threads (default 2)
