@@ -9,6 +9,8 @@
  *                 set-up for refreshToken and login): throughput, latency percentiles, errors by
  *                 code, idmd's RSS and CPU time.
  *   mixed         one read client measured alone, then again while a write load runs.
+ *   mix           a realistic blend on every connection (token reads with getCustomer, refreshToken,
+ *                 login, by weight), after the same connections doing reads alone: per method.
  *   floor-echo    the same client loop against an in-process newline echo server (one thread,
  *                 like idmd's event loop): what a Unix socket round trip costs here.
  *   floor-lmdb    durable LMDB commits with idmd's environment flags, K records per transaction.
@@ -416,7 +418,23 @@ typedef enum Kind {
         KIND_GENERIC,                   /* the same request every time, no state */
         KIND_REFRESH,                   /* refreshToken, rotating the connection's own token */
         KIND_LOGIN,                     /* login as the connection's own customer */
+        KIND_MIX,                       /* each request drawn by weight from the MixOp methods */
 } Kind;
+
+/* The methods of KIND_MIX, each on the connection's own customer: a token read (getCustomer with
+ * the connection's JWT), a refresh (rotating its refresh token), a login (with its password). */
+typedef enum MixOp {
+        MIX_READ,
+        MIX_REFRESH,
+        MIX_LOGIN,
+        _MIX_OP_MAX,
+} MixOp;
+
+static const char *const mix_op_method[_MIX_OP_MAX] = {
+        [MIX_READ] = "getCustomer",
+        [MIX_REFRESH] = "refreshToken",
+        [MIX_LOGIN] = "login",
+};
 
 typedef struct Group Group;
 typedef struct Worker Worker;
@@ -427,7 +445,10 @@ typedef struct Conn {
         unsigned index;
 
         char *email;                    /* KIND_LOGIN, KIND_REFRESH: this connection's customer */
-        char *token;                    /* KIND_REFRESH: the refresh token to send next */
+        char *token;                    /* KIND_REFRESH, KIND_MIX: the refresh token to send next */
+        char *jwt;                      /* KIND_MIX: the access token of the latest session */
+        MixOp op;                       /* KIND_MIX: the method of the outstanding request */
+        uint32_t rng;                   /* KIND_MIX: xorshift32 state for drawing the next method */
 
         uint64_t next_id;
         uint64_t sent_at;               /* 0 when no request is outstanding */
@@ -456,6 +477,10 @@ struct Worker {
         uint64_t dead;
         Errors error_counts;
         int failure;                    /* -errno of a failed syscall */
+
+        /* KIND_MIX: the same, per method, inside the window */
+        Samples op_samples[_MIX_OP_MAX];
+        uint64_t op_ok[_MIX_OP_MAX], op_errors[_MIX_OP_MAX];
 };
 
 struct Group {
@@ -469,6 +494,7 @@ struct Group {
         const char *password;
         unsigned n_conns, n_threads;
         uint64_t interval_nsec;         /* per connection; 0: next request right after the reply */
+        unsigned weights[_MIX_OP_MAX];  /* KIND_MIX: relative weight of each method */
 
         Conn *conns;
         Worker *workers;
@@ -496,11 +522,47 @@ static int conn_reserve_w(Conn *c, size_t n) {
 }
 
 /* Writes the request for c into c->wbuf. */
+static MixOp mix_draw(Group *g, Conn *c) {
+        unsigned total = 0, x;
+
+        for (unsigned i = 0; i < _MIX_OP_MAX; i++)
+                total += g->weights[i];
+        /* xorshift32: cheap, and each connection draws its own sequence */
+        c->rng ^= c->rng << 13;
+        c->rng ^= c->rng >> 17;
+        c->rng ^= c->rng << 5;
+        x = c->rng % total;
+        for (unsigned i = 0; i < _MIX_OP_MAX; i++) {
+                if (x < g->weights[i])
+                        return (MixOp) i;
+                x -= g->weights[i];
+        }
+        return MIX_READ;
+}
+
 static int conn_format(Group *g, Conn *c) {
+        Kind kind = g->kind;
         int n;
         size_t need;
 
-        switch (g->kind) {
+        if (kind == KIND_MIX) {
+                c->op = mix_draw(g, c);
+                if (c->op == MIX_READ) {
+                        if (conn_reserve_w(c, 128 + strlen(c->jwt)) < 0)
+                                return -ENOMEM;
+                        n = snprintf(c->wbuf, c->wsize,
+                                     "{\"jsonrpc\":\"2.0\",\"id\":%" PRIu64 ",\"method\":\"getCustomer\","
+                                     "\"params\":{\"jwt\":\"%s\"}}\n", c->next_id, c->jwt);
+                        if (n < 0 || (size_t) n >= c->wsize)
+                                return -EOVERFLOW;
+                        c->wlen = (size_t) n;
+                        c->woff = 0;
+                        return 0;
+                }
+                kind = c->op == MIX_REFRESH ? KIND_REFRESH : KIND_LOGIN;
+        }
+
+        switch (kind) {
         case KIND_REFRESH:
                 need = 128 + strlen(c->token);
                 break;
@@ -513,7 +575,7 @@ static int conn_format(Group *g, Conn *c) {
         if (conn_reserve_w(c, need) < 0)
                 return -ENOMEM;
 
-        switch (g->kind) {
+        switch (kind) {
         case KIND_REFRESH:
                 n = snprintf(c->wbuf, c->wsize,
                              "{\"jsonrpc\":\"2.0\",\"id\":%" PRIu64 ",\"method\":\"refreshToken\","
@@ -613,7 +675,7 @@ static int conn_reply(Worker *w, Conn *c, const char *line, size_t n, uint64_t n
         Group *g = w->group;
         _cleanup_(json_decrefp) json_t *reply = NULL;
         char key[128];
-        bool ok, parse;
+        bool ok, parse, rotates;
         uint64_t latency;
 
         if (!c->sent_at) {
@@ -624,8 +686,10 @@ static int conn_reply(Worker *w, Conn *c, const char *line, size_t n, uint64_t n
         c->sent_at = 0;
         w->outstanding--;
 
-        /* Only parse what has to be parsed: the echo floor pays the same. */
-        parse = g->kind == KIND_REFRESH || memmem(line, n, "\"error\"", 7);
+        /* Only parse what has to be parsed: the echo floor pays the same. Replies that carry a
+         * new refresh token (and in a mix a new JWT) have to be. */
+        rotates = g->kind == KIND_REFRESH || (g->kind == KIND_MIX && c->op != MIX_READ);
+        parse = rotates || memmem(line, n, "\"error\"", 7);
         ok = reply_id_matches(line, n, c->next_id);
         key[0] = 0;
         if (!ok)
@@ -641,20 +705,32 @@ static int conn_reply(Worker *w, Conn *c, const char *line, size_t n, uint64_t n
                 } else if ((error = json_object_get(reply, "error"))) {
                         ok = false;
                         error_key(error, key, sizeof(key));
-                } else if (g->kind == KIND_REFRESH) {
-                        const char *t = json_string_value(json_object_get(json_object_get(reply, "result"),
-                                                                          "refreshToken"));
+                } else if (rotates) {
+                        static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+                        json_t *result = json_object_get(reply, "result");
+                        const char *t = json_string_value(json_object_get(result, "refreshToken"));
+                        const char *jwt = json_string_value(json_object_get(result, "jwt"));
                         char *copy;
 
-                        if (!t || strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != strlen(t)) {
+                        if (!t || strspn(t, b64url) != strlen(t)) {
                                 ok = false;
                                 snprintf(key, sizeof(key), "no_refresh_token");
+                        } else if (g->kind == KIND_MIX && (!jwt || strspn(jwt, ".ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != strlen(jwt))) {
+                                ok = false;
+                                snprintf(key, sizeof(key), "no_jwt");
                         } else {
                                 copy = strdup(t);
                                 if (!copy)
                                         return -ENOMEM;
                                 free(c->token);
                                 c->token = copy;
+                                if (g->kind == KIND_MIX) {
+                                        copy = strdup(jwt);
+                                        if (!copy)
+                                                return -ENOMEM;
+                                        free(c->jwt);
+                                        c->jwt = copy;
+                                }
                         }
                 }
         }
@@ -673,11 +749,20 @@ static int conn_reply(Worker *w, Conn *c, const char *line, size_t n, uint64_t n
                         if (errors_add(&w->error_counts, key, 1) < 0)
                                 return -ENOMEM;
                 }
+                if (g->kind == KIND_MIX) {
+                        if (samples_add(&w->op_samples[c->op], latency) < 0)
+                                return -ENOMEM;
+                        if (ok)
+                                w->op_ok[c->op]++;
+                        else
+                                w->op_errors[c->op]++;
+                }
         }
 
         /* A refresh chain that broke (token refused, reply unusable) cannot go on: a token is
          * used up by its rotation. Rate limits and overload (429, 503) leave the token valid. */
-        if (!ok && g->kind == KIND_REFRESH && !startswith(key, "429 ") && !startswith(key, "503 "))
+        if (!ok && (g->kind == KIND_REFRESH || (g->kind == KIND_MIX && c->op == MIX_REFRESH)) &&
+            !startswith(key, "429 ") && !startswith(key, "503 "))
                 conn_kill(w, c, "refresh_chain_broken");
         return 0;
 }
@@ -859,6 +944,8 @@ static void group_free(Group *g) {
                         free(w->conns);
                         samples_done(&w->samples);
                         errors_done(&w->error_counts);
+                        for (unsigned k = 0; k < _MIX_OP_MAX; k++)
+                                samples_done(&w->op_samples[k]);
                 }
                 free(g->workers);
         }
@@ -869,6 +956,7 @@ static void group_free(Group *g) {
                         safe_close(c->fd);
                         free(c->email);
                         free(c->token);
+                        free(c->jwt);
                         free(c->rbuf);
                         free(c->wbuf);
                 }
@@ -914,7 +1002,8 @@ static int group_connect(Group *g) {
                 return -EINVAL;
         if (g->n_threads > g->n_conns)
                 g->n_threads = g->n_conns;
-        g->kind = kind_of(g->method);
+        if (g->kind != KIND_MIX)        /* set by the mix command; its "method" is a label */
+                g->kind = kind_of(g->method);
         if (g->kind == KIND_GENERIC) {
                 r = group_make_tail(g);
                 if (r < 0)
@@ -924,8 +1013,11 @@ static int group_connect(Group *g) {
         g->workers = calloc(g->n_threads, sizeof(Worker));
         if (!g->conns || !g->workers)
                 return -ENOMEM;
-        for (unsigned i = 0; i < g->n_conns; i++)
+        for (unsigned i = 0; i < g->n_conns; i++) {
                 g->conns[i] = (Conn) { .fd = -EBADF, .index = i };
+                randombytes_buf(&g->conns[i].rng, sizeof(uint32_t));
+                g->conns[i].rng |= 1;   /* xorshift32 never leaves 0 */
+        }
         for (unsigned i = 0; i < g->n_threads; i++) {
                 g->workers[i] = (Worker) { .group = g, .epfd = -EBADF };
                 g->workers[i].conns = calloc(g->n_conns / g->n_threads + 1, sizeof(Conn *));
@@ -982,7 +1074,8 @@ static int create_publisher(const char *socket_path, char **ret) {
 }
 
 /* Registers one customer per connection (pipelined over all connections; 429 and 503 are
- * retried a second later). KIND_REFRESH keeps the refresh token that registration returns. */
+ * retried a second later). Each connection keeps the refresh token and the JWT that registration
+ * returns (KIND_REFRESH and KIND_MIX use them). */
 static int group_register(Group *g) {
         _cleanup_free_ bool *done = NULL;
         unsigned char rnd[4];
@@ -1024,7 +1117,7 @@ static int group_register(Group *g) {
                 for (unsigned i = 0; i < g->n_conns; i++) {
                         _cleanup_(json_decrefp) json_t *reply = NULL;
                         json_t *error, *result;
-                        const char *token;
+                        const char *token, *jwt;
                         int r;
 
                         if (done[i])
@@ -1047,10 +1140,12 @@ static int group_register(Group *g) {
                         }
                         result = json_object_get(reply, "result");
                         token = json_string_value(json_object_get(result, "refreshToken"));
-                        if (!token)
+                        jwt = json_string_value(json_object_get(result, "jwt"));
+                        if (!token || !jwt)
                                 return -EBADMSG;
                         g->conns[i].token = strdup(token);
-                        if (!g->conns[i].token)
+                        g->conns[i].jwt = strdup(jwt);
+                        if (!g->conns[i].token || !g->conns[i].jwt)
                                 return -ENOMEM;
                         done[i] = true;
                         left--;
@@ -1119,8 +1214,42 @@ typedef struct GroupResult {
         uint64_t ok, errors, dead;
         double throughput;              /* successful replies per second inside the window */
         double p50, p99, max;
+        double op_throughput[_MIX_OP_MAX], op_p50[_MIX_OP_MAX], op_p99[_MIX_OP_MAX];  /* KIND_MIX */
         json_t *json;
 } GroupResult;
+
+/* KIND_MIX: {"getCustomer": {ok, errors, throughput, latency_us}, ...} over the window. */
+static int group_result_by_method(Group *g, double window, GroupResult *ret, json_t **ret_json) {
+        _cleanup_(json_decrefp) json_t *by = json_object();
+
+        if (!by)
+                return -ENOMEM;
+        for (unsigned k = 0; k < _MIX_OP_MAX; k++) {
+                _cleanup_(samples_done) Samples all = {};
+                uint64_t ok = 0, err = 0;
+                json_t *j;
+
+                for (unsigned i = 0; i < g->n_threads; i++) {
+                        if (samples_append(&all, &g->workers[i].op_samples[k]) < 0)
+                                return -ENOMEM;
+                        ok += g->workers[i].op_ok[k];
+                        err += g->workers[i].op_errors[k];
+                }
+                j = json_pack("{s:I, s:I, s:i, s:f, s:o}",
+                              "ok", (json_int_t) ok,
+                              "errors", (json_int_t) err,
+                              "weight", (int) g->weights[k],
+                              "throughput", round1(window > 0 ? (double) ok / window : 0),
+                              "latency_us", latency_json(&all));   /* sorts the samples */
+                if (!j || json_object_set_new(by, mix_op_method[k], j) < 0)
+                        return -ENOMEM;
+                ret->op_throughput[k] = window > 0 ? (double) ok / window : 0;
+                ret->op_p50[k] = quantile_usec(&all, 0.50);
+                ret->op_p99[k] = quantile_usec(&all, 0.99);
+        }
+        *ret_json = TAKE_PTR(by);
+        return 0;
+}
 
 static int group_result(Group *g, GroupResult *ret) {
         _cleanup_(samples_done) Samples all = {};
@@ -1168,7 +1297,16 @@ static int group_result(Group *g, GroupResult *ret) {
                               "dead_connections", (json_int_t) dead,
                               "warmup_replies", (json_int_t) warm,
                               "late_replies", (json_int_t) late);
-        return ret->json ? 0 : -ENOMEM;
+        if (!ret->json)
+                return -ENOMEM;
+        if (g->kind == KIND_MIX) {
+                json_t *by = NULL;
+                int r = group_result_by_method(g, window, ret, &by);
+
+                if (r < 0 || json_object_set_new(ret->json, "by_method", by) < 0)
+                        return r < 0 ? r : -ENOMEM;
+        }
+        return 0;
 }
 
 static void print_json(json_t *j) {
@@ -1192,6 +1330,7 @@ typedef struct Options {
         const char *read_method, *read_params, *write_method, *write_params;
         unsigned read_connections, write_connections, read_threads;
         double read_rate;
+        unsigned weights[_MIX_OP_MAX];
 
         size_t reply_size;
         const char *dir;
@@ -1458,6 +1597,135 @@ finish:
         group_free(&read_alone);
         group_free(&read_loaded);
         group_free(&write);
+        return r;
+}
+
+/* ---- mix: token reads, refreshes and logins blended on every connection ---- */
+
+/* "90,9,1": the weights of getCustomer, refreshToken and login; at least one above zero. */
+static int parse_weights(const char *s, unsigned ret[static _MIX_OP_MAX]) {
+        unsigned v[_MIX_OP_MAX], total = 0;
+        const char *p = s;
+
+        for (unsigned i = 0; i < _MIX_OP_MAX; i++) {
+                char *end;
+                unsigned long x;
+
+                errno = 0;
+                x = strtoul(p, &end, 10);
+                if (errno != 0 || end == p || x > 1000000 || *end != (i + 1 < _MIX_OP_MAX ? ',' : 0))
+                        return -EINVAL;
+                v[i] = (unsigned) x;
+                total += v[i];
+                p = end + 1;
+        }
+        if (total == 0)
+                return -EINVAL;
+        memcpy(ret, v, sizeof(v));
+        return 0;
+}
+
+/* Two windows with the same number of connections, each connection with its own registered
+ * customer (so its own JWT, refresh token and password): first token reads alone (getCustomer
+ * with the JWT), then the blend of --weights. Reports each method's throughput and latency in
+ * the blend, and the reads' p99 in the blend against their p99 alone. */
+static int cmd_mix(const Options *o) {
+        _cleanup_free_ char *publisher = NULL;
+        _cleanup_(json_decrefp) json_t *out = NULL;
+        Group alone = {
+                .label = "reads-alone",
+                .socket_path = o->socket_path,
+                .method = "mix",
+                .kind = KIND_MIX,
+                .password = o->password,
+                .n_conns = o->connections,
+                .n_threads = o->threads,
+                .weights = { [MIX_READ] = 1 },
+        }, blend = alone;
+        Group *g_alone[] = { &alone }, *g_blend[] = { &blend };
+        GroupResult ra = {}, rb = {};
+        ProcSample before;
+        Window wa = {}, wb = {};
+        json_t *server_alone, *server_blend;
+        double ratio;
+        int r;
+
+        if (!o->socket_path) {
+                fprintf(stderr, "mix needs --socket.\n");
+                return -EINVAL;
+        }
+        blend.label = "mix";
+        memcpy(blend.weights, o->weights, sizeof(blend.weights));
+
+        before = proc_sample(o->pid);
+        if (o->publisher_id)
+                publisher = strdup(o->publisher_id);
+        else {
+                r = create_publisher(o->socket_path, &publisher);
+                if (r < 0)
+                        return r;
+        }
+        if (!publisher)
+                return -ENOMEM;
+        alone.publisher_id = blend.publisher_id = publisher;
+
+        /* All set-up (two registrations per connection pair, hashing) before the first window. */
+        r = group_connect(&alone);
+        if (r >= 0)
+                r = group_connect(&blend);
+        if (r >= 0)
+                r = group_prepare(&alone);
+        if (r >= 0)
+                r = group_prepare(&blend);
+        if (r < 0)
+                goto finish;
+
+        r = run_groups(g_alone, 1, o, &wa);
+        if (r >= 0)
+                r = group_result(&alone, &ra);
+        if (r < 0)
+                goto finish;
+        r = run_groups(g_blend, 1, o, &wb);
+        if (r >= 0)
+                r = group_result(&blend, &rb);
+        if (r < 0)
+                goto finish;
+
+        ratio = ra.op_p99[MIX_READ] > 0 ? rb.op_p99[MIX_READ] / ra.op_p99[MIX_READ] : 0;
+        server_alone = server_json(o->pid, before, wa.a, wa.b, ra.ok + ra.errors);
+        server_blend = server_json(o->pid, before, wb.a, wb.b, rb.ok + rb.errors);
+        out = json_pack("{s:s, s:[i,i,i], s:o, s:o, s:f, s:f, s:f, s:o, s:o}",
+                        "bench", "mix",
+                        "weights", (int) blend.weights[MIX_READ], (int) blend.weights[MIX_REFRESH],
+                        (int) blend.weights[MIX_LOGIN],
+                        "reads_alone", ra.json,
+                        "mix", rb.json,
+                        "read_p99_alone_us", round1(ra.op_p99[MIX_READ]),
+                        "read_p99_mix_us", round1(rb.op_p99[MIX_READ]),
+                        "p99_ratio", round(ratio * 100) / 100,
+                        "server_alone", server_alone,
+                        "server_mix", server_blend);
+        ra.json = rb.json = NULL;
+        if (!out) {
+                r = -ENOMEM;
+                goto finish;
+        }
+        print_json(out);
+
+        fprintf(stderr, "mix: getCustomer alone, %u connections: ", alone.n_conns);
+        human_group(&ra);
+        fprintf(stderr, "\nmix: %u,%u,%u of getCustomer,refreshToken,login, %u connections: ",
+                blend.weights[MIX_READ], blend.weights[MIX_REFRESH], blend.weights[MIX_LOGIN], blend.n_conns);
+        human_group(&rb);
+        for (unsigned k = 0; k < _MIX_OP_MAX; k++)
+                fprintf(stderr, "\nmix:   %-12s %8.1f/s, p50 %.0f µs, p99 %.0f µs", mix_op_method[k],
+                        rb.op_throughput[k], rb.op_p50[k], rb.op_p99[k]);
+        fprintf(stderr, "\nmix: getCustomer p99 in the mix / alone = %.2f\n", ratio);
+finish:
+        json_decref(ra.json);
+        json_decref(rb.json);
+        group_free(&alone);
+        group_free(&blend);
         return r;
 }
 
@@ -2091,6 +2359,10 @@ static void help(void) {
                "       [--read-method getServerInfo] [--read-connections 1] [--read-rate R]\n"
                "       [--duration S] [--warmup S] [--pid PID]\n"
                "        The read client alone, then while the write load runs.\n"
+               "  mix --socket PATH [--weights 90,9,1] [--connections N] [--threads T] [--duration S]\n"
+               "       [--warmup S] [--pid PID]\n"
+               "        Token reads (getCustomer with a JWT) alone, then blended with refreshToken and\n"
+               "        login by weight on every connection: throughput and latency per method.\n"
                "  floor-echo [--connections N] [--threads T] [--duration S] [--reply-size B] [--dir DIR]\n"
                "        The same client loop against an in-process one-thread echo server.\n"
                "  floor-lmdb [--records-per-txn K[,K...]] [--record-size B] [--duration S] [--dir DIR]\n"
@@ -2166,7 +2438,7 @@ int main(int argc, char *argv[]) {
                 ARG_WARMUP, ARG_RATE, ARG_PID, ARG_PUBLISHER_ID, ARG_PASSWORD, ARG_READ_METHOD,
                 ARG_READ_PARAMS, ARG_WRITE_METHOD, ARG_WRITE_PARAMS, ARG_READ_CONNECTIONS,
                 ARG_WRITE_CONNECTIONS, ARG_READ_THREADS, ARG_READ_RATE, ARG_REPLY_SIZE, ARG_DIR,
-                ARG_RECORDS_PER_TXN, ARG_RECORD_SIZE, ARG_OPSLIMIT, ARG_MEMLIMIT, ARG_WAIT,
+                ARG_RECORDS_PER_TXN, ARG_RECORD_SIZE, ARG_OPSLIMIT, ARG_MEMLIMIT, ARG_WAIT, ARG_WEIGHTS,
         };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, ARG_SOCKET },
@@ -2195,6 +2467,7 @@ int main(int argc, char *argv[]) {
                 { "opslimit", required_argument, NULL, ARG_OPSLIMIT },
                 { "memlimit", required_argument, NULL, ARG_MEMLIMIT },
                 { "wait", required_argument, NULL, ARG_WAIT },
+                { "weights", required_argument, NULL, ARG_WEIGHTS },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -2215,6 +2488,7 @@ int main(int argc, char *argv[]) {
                 .opslimit = ARGON2_OPSLIMIT_DEFAULT,
                 .memlimit = ARGON2_MEMLIMIT_DEFAULT,
                 .wait = 10,
+                .weights = { [MIX_READ] = 90, [MIX_REFRESH] = 9, [MIX_LOGIN] = 1 },
         };
         const char *command;
         unsigned u;
@@ -2317,6 +2591,9 @@ int main(int argc, char *argv[]) {
                 case ARG_WAIT:
                         r = parse_seconds(optarg, &o.wait);
                         break;
+                case ARG_WEIGHTS:
+                        r = parse_weights(optarg, o.weights);
+                        break;
                 case 'h':
                         help();
                         return EXIT_SUCCESS;
@@ -2347,6 +2624,8 @@ int main(int argc, char *argv[]) {
                 r = cmd_load(&o);
         else if (streq(command, "mixed"))
                 r = cmd_mixed(&o);
+        else if (streq(command, "mix"))
+                r = cmd_mix(&o);
         else if (streq(command, "floor-echo"))
                 r = cmd_floor_echo(&o);
         else if (streq(command, "floor-lmdb"))

@@ -4,18 +4,25 @@
 # build-bench/ (-Dbench=true), then for each scenario starts a fresh idmd on a temporary state
 # directory and socket, loads it with idm-bench, stops it, and measures the floor the scenario is
 # compared with in the same run (echo round trip, durable LMDB commit, bare Argon2id verify).
-# Prints a table of throughput, latency, floor, ratio and the group-commit targets.
+# Also: login unloaded (one connection) against one bare verify, a realistic mix of token reads,
+# refreshes and logins, and a sign-in through pam_idm in process against login over the socket
+# (and against pam_unix with --compare-pam-unix). Prints a table of throughput, latency, floor,
+# ratio and the targets, writes every figure as CSV (one row per scenario, connections and round)
+# and, with gnuplot, a PNG per scenario into bench/results/ (docs/performance.md, "Reproducing").
 #
 # Everything it starts it stops (trap), and it writes only below its temporary directory (in
-# $TMPDIR or /tmp) and the build directory: never /etc, /run or /var.
+# $TMPDIR or /tmp), the build directory and the results directory: never /etc, /run or /var.
+# Two exceptions, each asked for: gnuplot-nox is installed with apt-get when it is missing (not
+# with --no-install or --no-plot), and --compare-pam-unix (root only) adds a local user with a
+# yescrypt password for pam_unix, removed again on exit (trap).
 set -euo pipefail
 
 usage() {
         cat <<EOF
 Usage: bench/run.sh [OPTIONS]
 
-  --quick            Smoke run: one round, 1 s windows (about 25 s)
-  --runs N           Rounds; the table shows the median of each figure (default 3)
+  --quick            Smoke run: one round, 1 s windows (about 1 min)
+  --runs N           Rounds; the table shows the median of each figure (default 3: about 5 min)
   --duration S       Measurement window per scenario, after a 1 s warm-up (default 4)
   --connections N    Connections of the load scenarios (default 32)
   --threads T        Client threads (default 2)
@@ -30,10 +37,23 @@ Usage: bench/run.sh [OPTIONS]
                      Compare runs only at the same setting.
   --profile          After the rounds, one more refreshToken run under perf record (and one under
                      strace -c) and print where idmd's time goes
+  --sweep LIST       Also run getServerInfo (with its echo floor) and refreshToken at each of
+                     these connection counts, e.g. 1,4,16,32,64 (default: only --connections)
+  --results DIR      Where bench.csv, the PNG plots and run.log go (default bench/results)
+  --scale PATH       A CSV of bench/scale.sh (rows scenario,store_size,metric,value), or a
+                     directory of them, to plot against store size (default: the results
+                     directory and its scale/ subdirectory, when such files are there)
+  --no-plot          CSV only, no PNG
+  --no-install       Do not install gnuplot-nox when it is missing (then CSV only)
+  --no-pam           Skip the PAM comparison
+  --compare-pam-unix Also time pam_unix on a temporary local user with a yescrypt password
+                     (root only: useradd, chpasswd; userdel on exit). /etc/pam.d is not touched:
+                     the PAM service files live in the temporary directory (pam_wrapper).
   -h, --help         This help
 
 Environment: IDMD (an idmd binary to measure instead of the build directory's; then only
-idm-bench is built), IDM_BENCH (an idm-bench binary, with --no-build).
+the bench tools and pam_idm are built), IDM_BENCH, PAM_BENCH, PAM_IDM (idm-bench, pam-bench and
+pam_idm.so, with --no-build), PAM_WRAPPER_LIB (default Debian's libpam_wrapper.so).
 EOF
 }
 
@@ -51,6 +71,13 @@ json_out=""
 profile=0
 quick=0
 niceness=0
+sweep=""
+results_dir="$here/results"
+scale_path=""
+plot=1
+install=1
+pam=1
+pam_unix=0
 
 while [ $# -gt 0 ]; do
         case "$1" in
@@ -65,11 +92,29 @@ while [ $# -gt 0 ]; do
         --json) json_out="$2"; shift ;;
         --profile) profile=1 ;;
         --nice) niceness="$2"; shift ;;
+        --sweep) sweep="$2"; shift ;;
+        --results) results_dir="$2"; shift ;;
+        --scale) scale_path="$2"; shift ;;
+        --no-plot) plot=0 ;;
+        --no-install) install=0 ;;
+        --no-pam) pam=0 ;;
+        --compare-pam-unix) pam_unix=1 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "Unknown option '$1'." >&2; usage >&2; exit 2 ;;
         esac
         shift
 done
+
+# The connection counts of the sweep: sorted, without duplicates, always with --connections.
+sweep_list=$(tr ', ' '\n\n' <<<"$sweep $connections" | grep -v '^$' | sort -n -u | tr '\n' ' ')
+sweep_list="${sweep_list% }"
+for c in $sweep_list; do
+        [[ "$c" =~ ^[0-9]+$ ]] && [ "$c" -ge 1 ] || { echo "Invalid --sweep '$sweep'." >&2; exit 2; }
+done
+if [ "$pam_unix" = 1 ]; then
+        [ "$(id -u)" = 0 ] || { echo "--compare-pam-unix needs root (it adds a local user for pam_unix)." >&2; exit 2; }
+        [ "$pam" = 1 ] || { echo "--compare-pam-unix and --no-pam contradict each other." >&2; exit 2; }
+fi
 
 # ---- binaries ----
 
@@ -79,15 +124,44 @@ if [ "$build" = 1 ]; then
         elif ! grep -q -- "-Dbench=true" "$build_dir/meson-logs/meson-log.txt" 2>/dev/null; then
                 meson configure "$build_dir" -Dbench=true >/dev/null
         fi
-        targets=(bench/idm-bench)
+        targets=(bench/idm-bench bench/pam-bench pam_idm/pam_idm.so)
         [ -n "${IDMD:-}" ] || targets+=(idmd/idmd)
         ninja -C "$build_dir" "${targets[@]}" >/dev/null
 fi
 IDMD="${IDMD:-$build_dir/idmd/idmd}"
 IDM_BENCH="${IDM_BENCH:-$build_dir/bench/idm-bench}"
+PAM_BENCH="${PAM_BENCH:-$build_dir/bench/pam-bench}"
+PAM_IDM="${PAM_IDM:-$build_dir/pam_idm/pam_idm.so}"
+PAM_WRAPPER_LIB="${PAM_WRAPPER_LIB:-/usr/lib/x86_64-linux-gnu/libpam_wrapper.so}"
 for b in "$IDMD" "$IDM_BENCH"; do
         [ -x "$b" ] || { echo "Missing binary $b (build it, or set IDMD / IDM_BENCH)." >&2; exit 1; }
 done
+# The PAM comparison needs pam-bench, pam_idm.so, pam_wrapper (Debian's libpam-wrapper: PAM
+# service files from our temporary directory) and flock (the lock the PAM tests share, since
+# pam_wrapper 1.1.4 picks its runtime directory racily; docs/testing.md).
+if [ "$pam" = 1 ]; then
+        why=""
+        [ -x "$PAM_BENCH" ] || why="no pam-bench at $PAM_BENCH"
+        [ -f "$PAM_IDM" ] || why="no pam_idm.so at $PAM_IDM"
+        [ -f "$PAM_WRAPPER_LIB" ] || why="no pam_wrapper at $PAM_WRAPPER_LIB (Debian package libpam-wrapper)"
+        command -v flock >/dev/null || why="no flock (util-linux)"
+        if [ -n "$why" ]; then
+                [ "$pam_unix" = 0 ] || { echo "--compare-pam-unix: $why." >&2; exit 1; }
+                echo "Skipping the PAM comparison: $why." >&2
+                pam=0
+        fi
+fi
+if [ "$pam_unix" = 1 ]; then
+        pam_unix_so=""
+        for d in "$(pkg-config --variable=libdir pam 2>/dev/null)/security" /lib/x86_64-linux-gnu/security \
+                 /usr/lib/x86_64-linux-gnu/security /lib/security /usr/lib/security; do
+                [ -f "$d/pam_unix.so" ] && { pam_unix_so="$d/pam_unix.so"; break; }
+        done
+        [ -n "$pam_unix_so" ] || { echo "--compare-pam-unix: pam_unix.so not found." >&2; exit 1; }
+        for t in useradd userdel chpasswd getent; do
+                command -v "$t" >/dev/null || { echo "--compare-pam-unix needs $t." >&2; exit 1; }
+        done
+fi
 run_nice=()
 [ "$niceness" = 0 ] || run_nice=(nice -n "$niceness")
 
@@ -121,10 +195,74 @@ cleanup() {
                 wait "$idmd_pid" 2>/dev/null || true
         fi
         idmd_pid=""
+        if [ -n "${unix_user:-}" ]; then
+                # pam_unix's temporary user: only the one this run added (its unique name).
+                userdel "$unix_user" 2>/dev/null || echo "Could not remove the local user $unix_user: remove it with userdel." >&2
+                unix_user=""
+        fi
+        [ "$progress_tty" = 0 ] || printf '\r\033[K' >&2
         rm -rf "$tmp"
 }
+progress_tty=0
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# ---- results: CSV, plots, progress ----
+
+mkdir -p "$results_dir"
+plotted=(getServerInfo refreshToken login mix_getCustomer mix_refreshToken mix_login)
+# The plots of an earlier run (only the names run.sh writes): this run's replace them.
+for f in "${plotted[@]}"; do rm -f "$results_dir/$f.png"; done
+rm -f "$results_dir"/scale-*.png
+csv="$results_dir/bench.csv"
+run_log="$results_dir/run.log"
+: >"$run_log"
+echo "scenario,connections,round,throughput_per_s,p50_us,p99_us,floor,floor_value,ratio,idmd_cpu_us_per_req" >"$csv"
+# csv_row SCENARIO CONNECTIONS THROUGHPUT P50 P99 FLOOR FLOOR_VALUE RATIO CPU (empty or null: no value)
+csv_row() {
+        local f out="$1,$2,$run" v
+        for v in "${@:3}"; do
+                [ "$v" = null ] || [ "$v" = nan ] && v=""
+                out="$out,$v"
+        done
+        echo "$out" >>"$csv"
+}
+
+# Plots need gnuplot (Debian's gnuplot-nox), installed here when missing as tools/deps.sh does.
+if [ "$plot" = 1 ] && ! command -v gnuplot >/dev/null; then
+        if [ "$install" = 1 ] && command -v apt-get >/dev/null; then
+                source "$src/tools/deps.sh"
+                idm_install_deps gnuplot-nox >/dev/null 2>&1 || true
+        fi
+        if ! command -v gnuplot >/dev/null; then
+                echo "gnuplot is not available (Debian package gnuplot-nox): writing the CSV only, no plots." >&2
+                plot=0
+        fi
+fi
+
+# One step of the run: "scenario k of n, round r of R, elapsed". On a terminal a single line that
+# is rewritten (the details go to run.log); otherwise one plain line per step.
+[ -t 2 ] && progress_tty=1
+n_scenarios=6
+[ "$pam" = 0 ] || n_scenarios=7
+k_scenario=0
+progress() {
+        local line
+        k_scenario=$((k_scenario + 1))
+        line=$(printf '[%d/%d] round %d of %d: %s (%d s elapsed)' "$(( (k_scenario - 1) % n_scenarios + 1 ))" \
+               "$n_scenarios" "$run" "$runs" "$1" "$(( $(date +%s) - started ))")
+        echo "$line" >>"$run_log"
+        if [ "$progress_tty" = 1 ]; then
+                printf '\r\033[K%s' "${line:0:$(( $(tput cols 2>/dev/null || echo 100) - 1 ))}" >&2
+        else
+                echo "$line" >&2
+        fi
+}
+# Details (each idm-bench's human line) to run.log, and to stderr unless the progress line is.
+say() {
+        echo "$*" >>"$run_log"
+        [ "$progress_tty" = 1 ] || echo "$*" >&2
+}
 
 # The production configuration (embedded defaults: Argon2id opslimit 2, memlimit 19 MiB, 2 hash
 # workers, synchronous LMDB) except: rate limits that never refuse the benchmark (the keys of
@@ -186,13 +324,14 @@ stop_idmd() {
 # Runs idm-bench; its JSON line goes to $tmp/last.json (and --json), its human line to stderr.
 bench() {
         local what="$1"; shift
-        echo "  $what" >&2
+        say "  $what"
         "${run_nice[@]}" "$IDM_BENCH" "$@" --warmup "$warmup" >"$tmp/last.json" 2>"$tmp/last.txt" || {
+                [ "$progress_tty" = 0 ] || printf '\r\033[K' >&2
                 cat "$tmp/last.txt" >&2
                 echo "idm-bench $* failed" >&2
                 exit 1
         }
-        sed 's/^/    /' "$tmp/last.txt" >&2
+        say "$(sed 's/^/    /' "$tmp/last.txt")"
         [ -z "$json_out" ] || cat "$tmp/last.json" >>"$json_out"
 }
 
@@ -206,8 +345,9 @@ check() {
                 err=$(jget "$p.errors" <"$tmp/last.json")
                 dead=$(jget "$p.dead_connections" <"$tmp/last.json")
                 if [ "$ok" = null ] || [ "$ok" -le 0 ] || [ "$err" != 0 ] || [ "$dead" != 0 ]; then
+                        [ "$progress_tty" = 0 ] || printf '\r\033[K' >&2
                         echo "    SUSPICIOUS: ${p:-result}: $ok ok, $err errors, $dead connections lost" \
-                             "($(jget "$p.errors_by_code" <"$tmp/last.json"))" >&2
+                             "($(jget "$p.errors_by_code" <"$tmp/last.json"))" | tee -a "$run_log" >&2
                         failures=$((failures + 1))
                 fi
         done
@@ -271,38 +411,133 @@ count_stop() {
 common=(--connections "$connections" --threads "$threads" --duration "$duration")
 [ -z "$json_out" ] || : >"$json_out"
 
+J() { jget "$1" <"$tmp/last.json"; }
+
+# ---- the PAM comparison's set-up: service files (pam_wrapper), pam_unix's user ----
+
+pam_moddir=""
+if [ "$pam" = 1 ]; then
+        for d in "$(pkg-config --variable=libdir pam 2>/dev/null)/security" /lib/x86_64-linux-gnu/security \
+                 /usr/lib/x86_64-linux-gnu/security /lib/security /usr/lib/security; do
+                [ -f "$d/pam_deny.so" ] && { pam_moddir="$d"; break; }
+        done
+        mkdir -p "$tmp/pam.d"
+        # libpam reads "other" at every pam_start(): deny everything not named.
+        [ -z "$pam_moddir" ] || echo "auth required $pam_moddir/pam_deny.so" >"$tmp/pam.d/other"
+        # pam_idm trusts a configuration file only when root owns it; a non-root run trusts its
+        # own socket with user=.
+        if [ "$(id -u)" = 0 ]; then
+                : >"$tmp/pam_idm.conf"
+                chmod 0644 "$tmp/pam_idm.conf"
+                pam_idm_args=(conf="$tmp/pam_idm.conf")
+        else
+                pam_idm_args=(user="$(id -un)")
+        fi
+fi
+unix_user=""
+if [ "$pam_unix" = 1 ]; then
+        echo "auth required $pam_unix_so nodelay" >"$tmp/pam.d/idmbench-unix"
+        # A unique name, and only this name is ever removed (cleanup).
+        name="idmbench-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+        ! getent passwd "$name" >/dev/null || { echo "$name exists already." >&2; exit 1; }
+        useradd --no-create-home --no-user-group --shell /usr/sbin/nologin --comment "idm bench, temporary" "$name"
+        unix_user="$name"
+        # Debian's default password hash is yescrypt (pam_unix's "yescrypt" in common-password);
+        # login.defs may say otherwise, so ask for it.
+        echo "$unix_user:bench-Passw0rd!" | chpasswd --crypt-method YESCRYPT
+        unix_hash=$(getent shadow "$unix_user" | cut -d: -f2)
+        case "$unix_hash" in
+        '$y$'*) ;;
+        *) echo "chpasswd did not write a yescrypt hash for $unix_user ('${unix_hash:0:4}...')." >&2; exit 1 ;;
+        esac
+        unix_cost=$(cut -d'$' -f3 <<<"$unix_hash")
+        echo "pam_unix: temporary user $unix_user, yescrypt parameters '$unix_cost' (removed on exit)" >&2
+fi
+
+# One PAM comparison on the running idmd: pam-bench's JSON line in $tmp/last.json.
+pam_bench() {
+        local setup pub email svc=idmbench-idm args
+        setup=$("$PAM_BENCH" setup --socket "$socket") || { echo "pam-bench setup failed" >&2; exit 1; }
+        pub=$(jget .publisherId <<<"$setup")
+        email=$(jget .email <<<"$setup")
+        echo "auth required $PAM_IDM ${pam_idm_args[*]} socket=$socket publisher=$pub" >"$tmp/pam.d/$svc"
+        args=(run --socket "$socket" --publisher-id "$pub" --email "$email" --idm-service "$svc"
+              --duration "$duration" --warmup "$warmup" --pid "$idmd_pid")
+        [ -z "$unix_user" ] || args+=(--unix-service idmbench-unix --unix-user "$unix_user")
+        say "  pam_idm in process, login over the socket${unix_user:+, pam_unix} (interleaved, one at a time)"
+        # The lock the PAM tests take around every PAM client (docs/testing.md).
+        if ! flock /tmp/idm-tests-pam-wrapper.lock env LD_PRELOAD="$PAM_WRAPPER_LIB" PAM_WRAPPER=1 \
+                PAM_WRAPPER_SERVICE_DIR="$tmp/pam.d" PAM_WRAPPER_DEBUGLEVEL=0 \
+                "${run_nice[@]}" "$PAM_BENCH" "${args[@]}" >"$tmp/last.json" 2>"$tmp/last.txt"; then
+                [ "$progress_tty" = 0 ] || printf '\r\033[K' >&2
+                cat "$tmp/last.txt" >&2
+                echo "pam-bench failed" >&2
+                failures=$((failures + 1))
+                return 0
+        fi
+        say "$(sed 's/^/    /' "$tmp/last.txt")"
+        [ -z "$json_out" ] || cat "$tmp/last.json" >>"$json_out"
+}
+
 # ---- the rounds ----
 
 started=$(date +%s)
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for run in $(seq "$runs"); do
-        echo "Round $run of $runs (window ${duration} s after ${warmup} s warm-up):" >&2
+        say "Round $run of $runs (window ${duration} s after ${warmup} s warm-up):"
 
+        # getServerInfo and its echo floor, at each connection count of the sweep.
+        progress "getServerInfo vs the echo floor (connections: $sweep_list)"
         start_idmd
         reply_bytes=$(jget .reply_bytes <"$tmp/idmd-$n_idmd/probe.json")
-        bench "getServerInfo" load --socket "$socket" --pid "$idmd_pid" --method getServerInfo "${common[@]}"
-        check ""
-        keep gsi_rps .throughput; keep gsi_p50 .latency_us.p50; keep gsi_p99 .latency_us.p99
-        keep gsi_cpu .server.cpu_us_per_req; keep gsi_sys .server.sys_cpu_us_per_req; keep gsi_rss .server.rss_after_kib
+        for c in $sweep_list; do
+                bench "getServerInfo, $c connections" load --socket "$socket" --pid "$idmd_pid" --method getServerInfo \
+                        --connections "$c" --threads "$threads" --duration "$duration"
+                check ""
+                g_rps=$(J .throughput); g_p50=$(J .latency_us.p50); g_p99=$(J .latency_us.p99); g_cpu=$(J .server.cpu_us_per_req)
+                if [ "$c" = "$connections" ]; then
+                        keep gsi_rps .throughput; keep gsi_p50 .latency_us.p50; keep gsi_p99 .latency_us.p99
+                        keep gsi_cpu .server.cpu_us_per_req; keep gsi_sys .server.sys_cpu_us_per_req; keep gsi_rss .server.rss_after_kib
+                fi
+                eval "g_rps_$c=\$g_rps g_p50_$c=\$g_p50 g_p99_$c=\$g_p99 g_cpu_$c=\$g_cpu"
+        done
         stop_idmd
-        bench "echo floor" floor-echo --dir "$tmp" --reply-size "$reply_bytes" "${common[@]}"
-        check ""
-        keep echo_rps .throughput; keep echo_p50 .latency_us.p50; keep echo_p99 .latency_us.p99
+        for c in $sweep_list; do
+                bench "echo floor, $c connections" floor-echo --dir "$tmp" --reply-size "$reply_bytes" \
+                        --connections "$c" --threads "$threads" --duration "$duration"
+                check ""
+                e_rps=$(J .throughput)
+                if [ "$c" = "$connections" ]; then
+                        keep echo_rps .throughput; keep echo_p50 .latency_us.p50; keep echo_p99 .latency_us.p99
+                fi
+                eval "g_rps=\$g_rps_$c g_p50=\$g_p50_$c g_p99=\$g_p99_$c g_cpu=\$g_cpu_$c"
+                csv_row getServerInfo "$c" "$g_rps" "$g_p50" "$g_p99" echo_per_s "$e_rps" "$(ratio "$g_rps" "$e_rps")" "$g_cpu"
+        done
 
+        progress "refreshToken vs durable LMDB commits (connections: $sweep_list)"
         bench "LMDB floor" floor-lmdb --dir "$tmp" --records-per-txn 1 --duration "$duration"
         keep lmdb1 .records_per_s; keep lmdb1_p50 .commit_latency_us.p50; keep lmdb1_p99 .commit_latency_us.p99
         bench "LMDB floor" floor-lmdb --dir "$tmp" --records-per-txn 1000 --duration "$duration"
         keep lmdb1000 .records_per_s
 
-        start_idmd
-        count_start
-        bench "refreshToken" load --socket "$socket" --pid "$idmd_pid" --method refreshToken "${common[@]}"
-        count_stop rt
-        check ""
-        keep rt_rps .throughput; keep rt_p50 .latency_us.p50; keep rt_p99 .latency_us.p99; keep rt_err .errors
-        keep rt_cpu .server.cpu_us_per_req; keep rt_sys .server.sys_cpu_us_per_req; keep rt_rss .server.rss_after_kib
-        stop_idmd
+        for c in $sweep_list; do
+                start_idmd
+                [ "$c" != "$connections" ] || count_start
+                bench "refreshToken, $c connections" load --socket "$socket" --pid "$idmd_pid" --method refreshToken \
+                        --connections "$c" --threads "$threads" --duration "$duration"
+                [ "$c" != "$connections" ] || count_stop rt
+                check ""
+                if [ "$c" = "$connections" ]; then
+                        keep rt_rps .throughput; keep rt_p50 .latency_us.p50; keep rt_p99 .latency_us.p99; keep rt_err .errors
+                        keep rt_cpu .server.cpu_us_per_req; keep rt_sys .server.sys_cpu_us_per_req; keep rt_rss .server.rss_after_kib
+                fi
+                csv_row refreshToken "$c" "$(J .throughput)" "$(J .latency_us.p50)" "$(J .latency_us.p99)" \
+                        lmdb_1_record_per_txn_per_s "$(last lmdb1)" "$(ratio "$(J .throughput)" "$(last lmdb1)")" \
+                        "$(J .server.cpu_us_per_req)"
+                stop_idmd
+        done
 
+        progress "getServerInfo alone, then under a refreshToken load"
         start_idmd
         bench "getServerInfo alone, then under refreshToken" mixed --socket "$socket" --pid "$idmd_pid" \
                 --read-method getServerInfo --write-method refreshToken --write-connections "$connections" \
@@ -311,26 +546,99 @@ for run in $(seq "$runs"); do
         keep mix_alone_p50 .read.alone.latency_us.p50; keep mix_alone_p99 .read.alone.latency_us.p99
         keep mix_load_p50 .read.under_load.latency_us.p50; keep mix_load_p99 .read.under_load.latency_us.p99
         keep mix_ratio .p99_ratio; keep mix_write_rps .write.throughput
+        csv_row getServerInfo_under_refreshToken 1 "$(J .read.under_load.throughput)" "$(J .read.under_load.latency_us.p50)" \
+                "$(J .read.under_load.latency_us.p99)" read_alone_p99_us "$(J .read.alone.latency_us.p99)" "$(J .p99_ratio)" ""
         stop_idmd
 
+        progress "login vs bare Argon2id verification (32 connections and unloaded)"
         # idmd's hash workers: [passwords] workers, default 2 (idmd/config.c).
-        bench "Argon2id floor" floor-argon2 --threads 2 --duration "$duration"
+        bench "Argon2id floor, 2 threads" floor-argon2 --threads 2 --duration "$duration"
         keep argon .per_s; keep argon_p50 .latency_us.p50; keep argon_p99 .latency_us.p99
-
         start_idmd
         count_start
         bench "login" load --socket "$socket" --pid "$idmd_pid" --method login "${common[@]}"
         count_stop login
         check ""
         keep login_rps .throughput; keep login_p50 .latency_us.p50; keep login_p99 .latency_us.p99; keep login_err .errors
-        keep login_rss .server.rss_after_kib
+        keep login_rss .server.rss_after_kib; keep login_cpu .server.cpu_us_per_req
+        csv_row login "$connections" "$(J .throughput)" "$(J .latency_us.p50)" "$(J .latency_us.p99)" \
+                argon2id_verify_2_threads_per_s "$(last argon)" "$(ratio "$(J .throughput)" "$(last argon)")" \
+                "$(J .server.cpu_us_per_req)"
         stop_idmd
+
+        # Unloaded: one connection, one login at a time, against one bare verify at a time.
+        progress "login unloaded (1 connection) vs one bare verification"
+        bench "Argon2id floor, 1 thread" floor-argon2 --threads 1 --duration "$duration"
+        keep argon1_p50 .latency_us.p50; keep argon1_p99 .latency_us.p99; keep argon1 .per_s
+        start_idmd
+        bench "login, 1 connection" load --socket "$socket" --pid "$idmd_pid" --method login \
+                --connections 1 --threads 1 --duration "$duration"
+        check ""
+        keep login1_rps .throughput; keep login1_p50 .latency_us.p50; keep login1_p99 .latency_us.p99
+        keep login1_cpu .server.cpu_us_per_req
+        keep_ratio login1_ratio login1_p50 argon1_p50
+        csv_row login 1 "$(J .throughput)" "$(J .latency_us.p50)" "$(J .latency_us.p99)" \
+                argon2id_verify_1_thread_p50_us "$(last argon1_p50)" "$(last login1_ratio)" "$(J .server.cpu_us_per_req)"
+        stop_idmd
+
+        # The realistic mix: token reads, refreshes and logins on every connection.
+        progress "mix 90/9/1 of getCustomer (JWT), refreshToken, login"
+        start_idmd
+        bench "getCustomer alone, then the 90/9/1 mix" mix --socket "$socket" --pid "$idmd_pid" --weights 90,9,1 \
+                "${common[@]}"
+        check .reads_alone .mix
+        keep blend_alone_rps .reads_alone.by_method.getCustomer.throughput
+        keep blend_alone_p50 .reads_alone.by_method.getCustomer.latency_us.p50
+        keep blend_alone_p99 .reads_alone.by_method.getCustomer.latency_us.p99
+        keep blend_ratio .p99_ratio; keep blend_rps .mix.throughput; keep blend_cpu .server_mix.cpu_us_per_req
+        csv_row getCustomer_alone "$connections" "$(J .reads_alone.throughput)" "$(J .reads_alone.latency_us.p50)" \
+                "$(J .reads_alone.latency_us.p99)" "" "" "" "$(J .server_alone.cpu_us_per_req)"
+        for mm in getCustomer refreshToken login; do
+                keep "blend_${mm}_rps" ".mix.by_method.$mm.throughput"
+                keep "blend_${mm}_p50" ".mix.by_method.$mm.latency_us.p50"
+                keep "blend_${mm}_p99" ".mix.by_method.$mm.latency_us.p99"
+                if [ "$mm" = getCustomer ]; then
+                        fl=(getCustomer_alone_p99_us "$(J .read_p99_alone_us)" "$(J .p99_ratio)")
+                else
+                        fl=("" "" "")
+                fi
+                csv_row "mix_$mm" "$connections" "$(J .mix.by_method.$mm.throughput)" "$(J .mix.by_method.$mm.latency_us.p50)" \
+                        "$(J .mix.by_method.$mm.latency_us.p99)" "${fl[@]}" "$(J .server_mix.cpu_us_per_req)"
+        done
+        stop_idmd
+
+        if [ "$pam" = 1 ]; then
+                progress "PAM: pam_idm in process vs login over the socket${unix_user:+ vs pam_unix}"
+                start_idmd
+                pam_bench
+                if [ -s "$tmp/last.json" ] && [ "$(J .bench)" = pam ]; then
+                        keep pam_idm_p50 .latency_us.pam_idm.p50; keep pam_idm_p99 .latency_us.pam_idm.p99
+                        keep pam_login_p50 .latency_us.login.p50; keep pam_login_p99 .latency_us.login.p99
+                        keep pam_ratio .pam_idm_to_login_p50
+                        keep pam_idm_self .latency_us.pam_idm.self_cpu_us; keep pam_idm_idmd .latency_us.pam_idm.idmd_cpu_us
+                        keep pam_login_self .latency_us.login.self_cpu_us; keep pam_login_idmd .latency_us.login.idmd_cpu_us
+                        csv_row pam_idm 1 "" "$(J .latency_us.pam_idm.p50)" "$(J .latency_us.pam_idm.p99)" \
+                                login_socket_p50_us "$(J .latency_us.login.p50)" "$(J .pam_idm_to_login_p50)" \
+                                "$(J .latency_us.pam_idm.idmd_cpu_us)"
+                        csv_row login_socket 1 "" "$(J .latency_us.login.p50)" "$(J .latency_us.login.p99)" "" "" "" \
+                                "$(J .latency_us.login.idmd_cpu_us)"
+                        if [ -n "$unix_user" ]; then
+                                keep pam_unix_p50 .latency_us.pam_unix.p50; keep pam_unix_p99 .latency_us.pam_unix.p99
+                                keep pam_unix_ratio .pam_idm_to_pam_unix_p50; keep pam_unix_self .latency_us.pam_unix.self_cpu_us
+                                csv_row pam_idm_vs_pam_unix 1 "" "$(J .latency_us.pam_idm.p50)" "$(J .latency_us.pam_idm.p99)" \
+                                        pam_unix_p50_us "$(J .latency_us.pam_unix.p50)" "$(J .pam_idm_to_pam_unix_p50)" ""
+                                csv_row pam_unix 1 "" "$(J .latency_us.pam_unix.p50)" "$(J .latency_us.pam_unix.p99)" "" "" "" ""
+                        fi
+                fi
+                stop_idmd
+        fi
 
         keep_ratio gsi_ratio gsi_rps echo_rps
         keep_ratio rt_ratio rt_rps lmdb1
         keep_ratio rt1000_ratio rt_rps lmdb1000
         keep_ratio login_ratio login_rps argon
 done
+[ "$progress_tty" = 0 ] || printf '\r\033[K' >&2
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(( $(date +%s) - started ))
 
@@ -354,7 +662,7 @@ verdict() {
         awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN {
                 if (r == "nan") { print "n/a"; exit }
                 if (op == ">=") { if (r >= t) print "met"; else printf "missed: %.2fx of the target\n", r / t }
-                else            { if (r <= t) print "met"; else printf "missed: %.1fx over the target\n", r / t }
+                else            { if (r <= t) print "met"; else printf "missed: %.2fx over the target\n", r / t }
         }'
 }
 f2() { awk -v v="$1" 'BEGIN { if (v == "nan") print "-"; else printf "%.2f", v }'; }
@@ -383,10 +691,37 @@ printf "$fmt_row" "getServerInfo p99, alone / under write" "-" \
         "$(fmt "$(m mix_alone_p50)")/$(fmt "$(m mix_load_p50)")" "$(fmt "$(m mix_alone_p99)")/$(fmt "$(m mix_load_p99)")" \
         "refreshToken load $(fmt "$(m mix_write_rps)")/s" "$(spread mix_ratio)" "<= 2: $(verdict "$mix_ratio" "<=" 2)"
 printf "$fmt_row" "login (Argon2id default cost)" "$(fmt "$(m login_rps)")/s" "$(fmt "$(m login_p50)")" \
-        "$(fmt "$(m login_p99)")" "verify x2 threads $(fmt "$(m argon)")/s" "$(spread login_ratio)" "-"
-printf '\nidmd per request (medians): getServerInfo %s µs CPU (%s in the kernel), RSS %s KiB; refreshToken %s µs CPU (%s in the kernel), RSS %s KiB; login RSS %s KiB\n' \
+        "$(fmt "$(m login_p99)")" "verify x2 threads $(fmt "$(m argon)")/s" "$(spread login_ratio)" \
+        ">= 1.5: $(verdict "$(m login_ratio)" ">=" 1.5)"
+printf "$fmt_row" "login unloaded (1 connection), p50" "$(fmt "$(m login1_rps)")/s" "$(fmt "$(m login1_p50)")" \
+        "$(fmt "$(m login1_p99)")" "one verify p50 $(fmt "$(m argon1_p50)") µs" "$(spread login1_ratio)" \
+        "<= 1.10: $(verdict "$(m login1_ratio)" "<=" 1.10)"
+printf "$fmt_row" "mix 90/9/1: getCustomer" "$(fmt "$(m blend_getCustomer_rps)")/s" "$(fmt "$(m blend_getCustomer_p50)")" \
+        "$(fmt "$(m blend_getCustomer_p99)")" "alone $(fmt "$(m blend_alone_rps)")/s, p99 $(fmt "$(m blend_alone_p99)") µs" \
+        "$(spread blend_ratio)" "p99 <= 2: $(verdict "$(m blend_ratio)" "<=" 2)"
+printf "$fmt_row" "mix 90/9/1: refreshToken" "$(fmt "$(m blend_refreshToken_rps)")/s" "$(fmt "$(m blend_refreshToken_p50)")" \
+        "$(fmt "$(m blend_refreshToken_p99)")" "" "" "-"
+printf "$fmt_row" "mix 90/9/1: login" "$(fmt "$(m blend_login_rps)")/s" "$(fmt "$(m blend_login_p50)")" \
+        "$(fmt "$(m blend_login_p99)")" "" "" "-"
+if [ "$pam" = 1 ]; then
+        printf "$fmt_row" "pam_idm in process (1 at a time)" "-" "$(fmt "$(m pam_idm_p50)")" "$(fmt "$(m pam_idm_p99)")" \
+                "login over the socket p50 $(fmt "$(m pam_login_p50)") µs" "$(spread pam_ratio)" \
+                "<= 1.10: $(verdict "$(m pam_ratio)" "<=" 1.10)"
+        if [ -n "$unix_user" ]; then
+                printf "$fmt_row" "pam_idm vs pam_unix, p50" "-" "$(fmt "$(m pam_idm_p50)")" "$(fmt "$(m pam_idm_p99)")" \
+                        "pam_unix p50 $(fmt "$(m pam_unix_p50)"), p99 $(fmt "$(m pam_unix_p99)")" "$(spread pam_unix_ratio)" \
+                        "<= 0.4: $(verdict "$(m pam_unix_ratio)" "<=" 0.4)"
+        fi
+fi
+printf '\nidmd per request (medians): getServerInfo %s µs CPU (%s in the kernel), RSS %s KiB; refreshToken %s µs CPU (%s in the kernel), RSS %s KiB; login RSS %s KiB, %s µs CPU (unloaded %s); mix %s µs CPU\n' \
         "$(fmt "$(m gsi_cpu)")" "$(fmt "$(m gsi_sys)")" "$(m gsi_rss)" "$(fmt "$(m rt_cpu)")" "$(fmt "$(m rt_sys)")" \
-        "$(m rt_rss)" "$(m login_rss)"
+        "$(m rt_rss)" "$(m login_rss)" "$(fmt "$(m login_cpu)")" "$(fmt "$(m login1_cpu)")" "$(fmt "$(m blend_cpu)")"
+if [ "$pam" = 1 ]; then
+        printf 'CPU per sign-in (medians): pam_idm %s µs in the application + %s µs in idmd; login over the socket %s µs in the client + %s µs in idmd' \
+                "$(fmt "$(m pam_idm_self)")" "$(fmt "$(m pam_idm_idmd)")" "$(fmt "$(m pam_login_self)")" "$(fmt "$(m pam_login_idmd)")"
+        [ -z "$unix_user" ] || printf '; pam_unix %s µs in the application' "$(fmt "$(m pam_unix_self)")"
+        printf '\n'
+fi
 printf 'System calls per request (perf stat, set-up included): refreshToken %s fdatasync, %s pwrite64; login %s fdatasync, %s pwrite64\n' \
         "$(f2 "$(m rt_fsync)")" "$(f2 "$(m rt_pwrite)")" "$(f2 "$(m login_fsync)")" "$(f2 "$(m login_pwrite)")"
 printf 'LMDB commit of 1 record: p50 %s µs, p99 %s µs. Errors (medians): refreshToken %s, login %s.\n' \
@@ -400,6 +735,101 @@ if [ "$runs" -gt 1 ]; then
                 "$(rounds lmdb1000)" "$(rounds mix_ratio)" "$(rounds login_rps)" "$(rounds argon)"
 fi
 printf 'Figures are ratios to floors measured in the same run: absolute numbers drift by +-30%% on a shared machine.\n'
+
+# ---- plots ----
+
+# plot_connections SCENARIO: throughput, p50 and p99, and idmd's CPU per request against connections
+# (medians over the rounds) from the CSV, as $results_dir/SCENARIO.png; a floor in requests/s
+# (*_per_s) is drawn with the throughput.
+plot_connections() {
+        local sc="$1" dat="$tmp/plot-$1.dat" floor floor_plot
+        floor=$(awk -F, -v sc="$sc" 'NR > 1 && $1 == sc && $7 ~ /_per_s$/ { print $7; exit }' "$csv")
+        awk -F, -v sc="$sc" 'NR > 1 && $1 == sc { k = $2; n[k]++; t[k, n[k]] = $4; a[k, n[k]] = $5; b[k, n[k]] = $6
+                                                  f[k, n[k]] = ($7 ~ /_per_s$/) ? $8 : ""; u[k, n[k]] = $10 }
+                function med(arr, k, m,   i, j, x, v) { m = 0; for (i = 1; i <= n[k]; i++) if (arr[k, i] != "") v[++m] = arr[k, i] + 0
+                        for (i = 2; i <= m; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
+                        if (m == 0) return "NaN"; return (m % 2) ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2 }
+                END { for (k in n) print k, med(t, k), med(a, k), med(b, k), med(f, k), med(u, k) }' "$csv" | sort -n >"$dat"
+        [ -s "$dat" ] || return 0
+        floor_plot=""
+        [ -z "$floor" ] || floor_plot=", \"$dat\" using 1:5 with linespoints dashtype 2 title \"floor: $floor\""
+        gnuplot 2>>"$run_log" <<GP || echo "gnuplot failed for $sc (see $run_log)" >&2
+set terminal pngcairo size 900,950 noenhanced font ",10"
+set output "$results_dir/$sc.png"
+set datafile missing "NaN"
+set multiplot layout 3,1 title "$sc: $runs round(s) of ${duration} s, $threads client threads, median over rounds ($(date -u +%Y-%m-%d))"
+set grid
+set key left top
+set offsets graph 0.03, graph 0.03, graph 0.05, 0
+set pointsize 1.5
+set logscale x 2
+set xlabel "connections"
+set ylabel "requests/s"
+set yrange [0:*]
+plot "$dat" using 1:2 with linespoints title "throughput"$floor_plot
+set logscale y
+set yrange [*:*]
+set ylabel "latency, µs (log)"
+plot "$dat" using 1:3 with linespoints title "p50", "$dat" using 1:4 with linespoints title "p99"
+unset logscale y
+set yrange [0:*]
+set ylabel "µs of idmd CPU per request"
+plot "$dat" using 1:6 with linespoints title "idmd CPU per request (all threads, from /proc)"
+unset multiplot
+GP
+}
+
+# plot_scale FILE: bench/scale.sh's rows (scenario,store_size,metric,value), one PNG per scenario:
+# each metric against the store size.
+plot_scale() {
+        local f="$1" sc metrics pl m
+        head -n1 "$f" | grep -q '^scenario,store_size,metric,value' || return 0
+        for sc in $(awk -F, 'NR > 1 { print $1 }' "$f" | sort -u); do
+                metrics=$(awk -F, -v sc="$sc" 'NR > 1 && $1 == sc { print $3 }' "$f" | sort -u)
+                pl=""
+                for m in $metrics; do
+                        awk -F, -v sc="$sc" -v m="$m" 'NR > 1 && $1 == sc && $3 == m { print $2, $4 }' "$f" | sort -n \
+                                >"$tmp/scale-$sc-$m.dat"
+                        pl="${pl:+$pl, }\"$tmp/scale-$sc-$m.dat\" using 1:2 with linespoints title \"$m\""
+                done
+                [ -n "$pl" ] || continue
+                gnuplot 2>>"$run_log" <<GP || echo "gnuplot failed for $f (see $run_log)" >&2
+set terminal pngcairo size 900,500 noenhanced font ",10"
+set output "$results_dir/scale-$sc.png"
+set title "$sc against store size ($(basename "$f"))"
+set grid
+set key left top
+set logscale x 10
+set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05
+set xlabel "customers in the store"
+set ylabel "value (see the metric's name for its unit)"
+plot $pl
+GP
+        done
+}
+
+plots=""
+if [ "$plot" = 1 ]; then
+        for sc in "${plotted[@]}"; do
+                plot_connections "$sc"
+                [ ! -f "$results_dir/$sc.png" ] || plots="$plots $sc.png"
+        done
+        if [ -n "$scale_path" ]; then
+                scale_files=("$scale_path")
+                [ ! -d "$scale_path" ] || scale_files=("$scale_path"/*.csv)
+        else
+                scale_files=("$results_dir"/*.csv "$results_dir"/scale/*.csv)
+        fi
+        for f in "${scale_files[@]}"; do
+                [ -f "$f" ] && [ "$f" != "$csv" ] || continue
+                plot_scale "$f"
+        done
+        for f in "$results_dir"/scale-*.png; do
+                [ ! -f "$f" ] || plots="$plots $(basename "$f")"
+        done
+fi
+printf 'CSV: %s (one row per scenario, connections and round)%s\n' "$csv" \
+        "${plots:+; plots in $results_dir:$plots}"
 
 # ---- optional profile of the refreshToken scenario ----
 
