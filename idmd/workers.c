@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -106,12 +107,27 @@ static void worker_idle(Workers *w) {
         (void) pthread_mutex_lock(&w->lock);
 }
 
+/* A worker runs WORKER_NICE steps nicer than idmd (Linux gives each thread its own nice value):
+ * when hashes keep every core busy, the event loop still gets a core at once for the requests
+ * that need none, and the hashes get the rest. Best effort: a failure leaves the thread as it is. */
+static void worker_lower_priority(void) {
+        pid_t tid = gettid();
+        int nice;
+
+        errno = 0;
+        nice = getpriority(PRIO_PROCESS, (id_t) tid);
+        if (nice == -1 && errno != 0)
+                return;
+        (void) setpriority(PRIO_PROCESS, (id_t) tid, nice + WORKER_NICE < 19 ? nice + WORKER_NICE : 19);
+}
+
 static void *worker_main(void *p) {
         Workers *w = p;
         bool used = false;      /* a job ran since the idle function last did */
 
         /* Named from inside, so the name is there before the first job runs. */
         (void) pthread_setname_np(pthread_self(), "idmd-worker");
+        worker_lower_priority();
 
         (void) pthread_mutex_lock(&w->lock);
         for (;;) {

@@ -6,7 +6,8 @@
  * event-loop thread (woken through an eventfd watched by sd-event), in completion order.
  *
  * Every job submitted successfully gets exactly one call of its done function. Worker threads
- * run with all signals blocked, so process signals (SIGTERM, SIGHUP, ...) reach the loop thread.
+ * run with all signals blocked, so process signals (SIGTERM, SIGHUP, ...) reach the loop thread,
+ * and WORKER_NICE steps nicer than the process, so the loop thread wins a busy core.
  * All functions except the work functions are to be called from the event-loop thread.
  */
 #pragma once
@@ -16,6 +17,8 @@
 #include <systemd/sd-event.h>
 
 #include "idm/cleanup.h"
+
+#define WORKER_NICE 5
 
 typedef struct Workers Workers;
 

@@ -445,6 +445,25 @@ class HashMemory(IdmdTestCase):
         self.assertGreaterEqual(self.idmd.call("getStats")["workers"]["memoryHeld"], 1 << 20)
 
 
+    def test_hash_workers_are_nicer(self):
+        """The worker threads (hashing, mail delivery) run 5 nice steps below the event loop, so
+        hashes that keep the cores busy do not hold up requests that need no hash."""
+        def nice(task):
+            with open(f"/proc/{self.idmd.proc.pid}/task/{task}/stat") as f:
+                return int(f.read().rsplit(")", 1)[1].split()[16])   # field 19, nice
+
+        def comm(task):
+            with open(f"/proc/{self.idmd.proc.pid}/task/{task}/comm") as f:
+                return f.read().strip()
+
+        tasks = os.listdir(f"/proc/{self.idmd.proc.pid}/task")
+        workers = [t for t in tasks if comm(t) == "idmd-worker"]
+        self.assertEqual(len(workers), 3, [comm(t) for t in tasks])   # 2 hashing, 1 mail delivery
+        main_nice = nice(str(self.idmd.proc.pid))
+        for t in workers:
+            self.assertEqual(nice(t), min(main_nice + 5, 19))
+
+
 class ConnectionLimit(IdmdTestCase):
     CONFIG = "\n[limits]\nmax_connections = 3\nmax_connections_per_uid = 3\n"
 
