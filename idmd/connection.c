@@ -328,13 +328,18 @@ static void connection_write_ready_slots(Connection *c) {
         if (c->closed)
                 return;
         /* Back-pressure released: lines already buffered go on, but from the event loop, never
-         * from inside the reply that released it (its caller may hold a store snapshot). */
-        if (c->in_len > 0 && !c->closing)
+         * from inside the reply that released it (its caller may hold a store snapshot). Not
+         * while connection_process_input() runs: it goes on with the next line itself. */
+        if (c->in_len > 0 && !c->closing && !c->processing)
                 connection_schedule_resume(c);
         if (c->n_slots == 0 && c->out_len == 0) {      /* nothing to write (notifications) */
                 c->last_activity_usec = now_monotonic_usec();
                 (void) connection_arm_timer(c);
         }
+        /* Replies made while connection_process_input() runs go out together when it is done
+         * (one send for the pipelined lines of one read), unless they grow past OUT_KEEP. */
+        if (c->processing && c->out_len - c->out_pos < OUT_KEEP)
+                return;
         (void) connection_flush(c);
 }
 
@@ -455,6 +460,9 @@ static void connection_process_input(Connection *c) {
         c->processing = false;
         if (c->closed)
                 return;
+        /* The replies made meanwhile, in one send (connection_write_ready_slots()). */
+        if (c->out_pos < c->out_len && connection_flush(c) < 0)
+                return;
         if (c->closing)
                 input_discard(c);
         else if (start > 0) {
@@ -558,6 +566,8 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Connection *c = userdata;
         Manager *m = c->manager;
 
+        c->timer_usec = UINT64_MAX;     /* a oneshot timer is off once it has fired */
+
         if (c->partial_since_usec > 0 && !c->read_paused &&
             usec >= c->partial_since_usec + m->config->partial_line_timeout_usec) {
                 log_debug("c%llu: partial line timed out, closing", (unsigned long long) c->id);
@@ -587,6 +597,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static int connection_arm_timer(Connection *c) {
         Manager *m = c->manager;
         uint64_t deadline = UINT64_MAX;
+        int r;
 
         if (c->n_slots == 0 && c->out_len == 0)
                 deadline = c->last_activity_usec + m->config->idle_timeout_usec;
@@ -602,12 +613,24 @@ static int connection_arm_timer(Connection *c) {
                 if (p < deadline)
                         deadline = p;
         }
+        /* A timer already armed for an earlier time stays: on_timer() checks what is due and arms
+         * it again. So the deadlines pushed back by every request do not touch the event loop's
+         * timer queue each time (at most one early wake-up per connection and timeout). */
+        if (c->timer_usec <= deadline)
+                return 0;
         if (deadline == UINT64_MAX)
-                return c->timer_source ? sd_event_source_set_enabled(c->timer_source, SD_EVENT_OFF) : 0;
-        if (!c->timer_source)
-                return sd_event_add_time(m->event, &c->timer_source, CLOCK_MONOTONIC, deadline, 0, on_timer, c);
+                return 0;       /* c->timer_usec is UINT64_MAX too: off already */
+        if (!c->timer_source) {
+                r = sd_event_add_time(m->event, &c->timer_source, CLOCK_MONOTONIC, deadline, 0, on_timer, c);
+                if (r >= 0)
+                        c->timer_usec = deadline;
+                return r;
+        }
         (void) sd_event_source_set_time(c->timer_source, deadline);
-        return sd_event_source_set_enabled(c->timer_source, SD_EVENT_ONESHOT);
+        r = sd_event_source_set_enabled(c->timer_source, SD_EVENT_ONESHOT);
+        if (r >= 0)
+                c->timer_usec = deadline;
+        return r;
 }
 
 static int on_resume(sd_event_source *s, void *userdata) {
@@ -684,6 +707,7 @@ int connection_new(Manager *m, int fd, const ConnectionProtocol *protocol, Conne
         c->fd = fd;
         c->id = ++m->next_connection_id;
         c->last_activity_usec = c->write_progress_usec = now_monotonic_usec();
+        c->timer_usec = UINT64_MAX;
 
         r = sd_event_add_io(m->event, &c->io_source, fd, EPOLLIN, on_io, c);
         if (r < 0)

@@ -62,6 +62,8 @@ struct Connection {
 
         sd_event_source *io_source;
         sd_event_source *timer_source;
+        uint64_t timer_usec;            /* when timer_source fires (it may be early: on_timer()
+                                         * checks); UINT64_MAX: off */
         sd_event_source *resume_source; /* processes buffered lines once back-pressure ends */
         uint64_t last_activity_usec;    /* CLOCK_MONOTONIC */
         uint64_t partial_since_usec;    /* 0: no partial line */
