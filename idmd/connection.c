@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "connection.h"
@@ -161,6 +162,24 @@ static int slot_add_reply(Connection *c, Slot *s, json_t *reply) {
         if (r < 0)
                 return r;
         s->n_replies++;
+        return 0;
+}
+
+/* The same for a reply given as text in parts (call_reply_text()). */
+static int slot_add_iov(Connection *c, Slot *s, const struct iovec *iov, size_t n) {
+        bool apart = s->n_items > 0 && c->protocol->items_apart;
+        int r = 0;
+
+        if (s->n_items > 0 && !apart)
+                r = slot_append(c, s, s->n_replies == 0 ? "[" : ",", 1);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = slot_append(c, s, iov[i].iov_base, iov[i].iov_len);
+        if (r >= 0 && apart)
+                r = slot_append(c, s, &c->protocol->terminator, 1);
+        if (r < 0)
+                return r;
+        if (s->n_items > 0)
+                s->n_replies++;
         return 0;
 }
 
@@ -371,6 +390,33 @@ void connection_slot_done(Connection *c, Slot *s, size_t index, json_t *reply) {
                 connection_close(c);
         }
         json_decref(reply);
+
+        if (s->n_pending > 0)
+                s->n_pending--;
+        if (s->n_pending == 0 && s == c->slots_head)
+                connection_write_ready_slots(c);
+        else if (!c->closed)
+                (void) connection_update_events(c);
+}
+
+void connection_slot_done_iov(Connection *c, Slot *s, size_t index, const struct iovec *iov, size_t n) {
+        int r = 0;
+
+        if (n > 0 && !c->closed) {
+                if (s == c->slots_head && s->n_items == 0 && !s->text) {
+                        /* The first reply owed, alone: straight into the output, with no slot
+                         * text in between (the slot then goes without output). */
+                        for (size_t i = 0; r >= 0 && i < n; i++)
+                                r = out_append(c, iov[i].iov_base, iov[i].iov_len);
+                        if (r >= 0)
+                                r = out_append(c, &c->protocol->terminator, 1);
+                } else
+                        r = slot_add_iov(c, s, iov, n);
+                if (r < 0) {
+                        log_error("c%llu: out of memory keeping a reply, closing", (unsigned long long) c->id);
+                        connection_close(c);
+                }
+        }
 
         if (s->n_pending > 0)
                 s->n_pending--;

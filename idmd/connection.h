@@ -111,3 +111,6 @@ Slot *connection_add_slot(Connection *c, size_t batch_size);
 /* Sets a slot's reply (a single reply JSON object, or one batch item at index), and flushes
  * completed slots at the head. reply may be NULL for a notification (no output). */
 void connection_slot_done(Connection *c, Slot *s, size_t index, json_t *reply);
+/* The same with the reply already serialized, in n parts (n == 0: a notification). */
+struct iovec;
+void connection_slot_done_iov(Connection *c, Slot *s, size_t index, const struct iovec *iov, size_t n);
