@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -36,6 +37,88 @@ struct Slot {
 
 static int connection_update_events(Connection *c);
 static void connection_schedule_resume(Connection *c);
+static void connection_io(Connection *c, uint32_t revents);
+
+/* The sockets of all connections are in one epoll set of our own, which the event loop watches
+ * as one source: the connections ready at the same time are served in one iteration of the loop
+ * and with one epoll_wait(), as a plain epoll server would, instead of one iteration (and one
+ * epoll_wait() of the loop's, which polls every ready socket again) per connection. There is one
+ * event loop per process: the set is made with the first connection and goes with the last. */
+#define POLL_BATCH 64
+
+static struct {
+        sd_event *event;
+        sd_event_source *source;
+        int fd;
+        unsigned n_connections;
+} poller = { .fd = -EBADF };
+
+static int on_poller(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct epoll_event ev[POLL_BATCH];
+        int n;
+
+        n = epoll_wait(poller.fd, ev, POLL_BATCH, 0);
+        if (n < 0) {
+                if (errno != EINTR)
+                        log_error_errno(errno, "Waiting for client connections failed: %m");
+                return 0;
+        }
+        /* A connection served may close another one (and drop the last reference to it): the
+         * ones in this batch are kept until the batch is done. Closed ones have left the set. */
+        for (int i = 0; i < n; i++)
+                connection_ref(ev[i].data.ptr);
+        for (int i = 0; i < n; i++)
+                connection_io(ev[i].data.ptr, ev[i].events);
+        for (int i = 0; i < n; i++)
+                connection_unref(ev[i].data.ptr);
+        return 0;
+}
+
+static int poller_ref(sd_event *event) {
+        int r;
+
+        if (poller.n_connections > 0) {
+                if (poller.event != event)
+                        return -EXDEV;  /* connections of a second event loop: not supported */
+                poller.n_connections++;
+                return 0;
+        }
+        poller.fd = epoll_create1(EPOLL_CLOEXEC);
+        if (poller.fd < 0)
+                return -errno;
+        r = sd_event_add_io(event, &poller.source, poller.fd, EPOLLIN, on_poller, NULL);
+        if (r < 0) {
+                poller.fd = safe_close(poller.fd);
+                return r;
+        }
+        (void) sd_event_source_set_description(poller.source, "connections");
+        poller.event = event;
+        poller.n_connections = 1;
+        return 0;
+}
+
+static void poller_unref(void) {
+        assert(poller.n_connections > 0);
+        if (--poller.n_connections > 0)
+                return;
+        poller.source = sd_event_source_disable_unref(poller.source);
+        poller.fd = safe_close(poller.fd);
+        poller.event = NULL;
+}
+
+/* Watches c's socket for events (0: not at all). */
+static int connection_poll(Connection *c, uint32_t events) {
+        struct epoll_event ev = { .events = events, .data.ptr = c };
+        int op;
+
+        if (events == c->poll_events)
+                return 0;
+        op = events == 0 ? EPOLL_CTL_DEL : c->poll_events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+        if (epoll_ctl(poller.fd, op, c->fd, &ev) < 0)
+                return -errno;
+        c->poll_events = events;
+        return 0;
+}
 
 /* Bytes of replies the client has not read yet: made but not written, and written to our
  * buffer but not to the socket. */
@@ -230,7 +313,8 @@ void connection_close(Connection *c) {
         if (c->closed)
                 return;
         c->closed = true;
-        c->io_source = sd_event_source_disable_unref(c->io_source);
+        (void) connection_poll(c, 0);
+        poller_unref();
         c->timer_source = sd_event_source_disable_unref(c->timer_source);
         c->resume_source = sd_event_source_disable_unref(c->resume_source);
         c->fd = safe_close(c->fd);
@@ -568,8 +652,10 @@ static int connection_read(Connection *c) {
         return 1;
 }
 
-static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Connection *c = connection_ref(userdata);
+static void connection_io(Connection *c, uint32_t revents) {
+        if (c->closed)
+                return;
+        connection_ref(c);
 
         /* A peer that went away while we owe it replies: the write reports it (EPIPE). */
         if ((revents & EPOLLOUT) || ((revents & (EPOLLHUP | EPOLLERR)) && c->out_pos < c->out_len))
@@ -605,7 +691,6 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         }
 
         connection_unref(c);
-        return 0;
 }
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -708,7 +793,7 @@ static int connection_update_events(Connection *c) {
         uint32_t events = 0;
         bool reading;
 
-        if (c->closed || !c->io_source)
+        if (c->closed)
                 return 0;
         /* The client caught up: lines already read go on, from the event loop. */
         if (c->dispatch_blocked && connection_may_dispatch(c)) {
@@ -732,10 +817,7 @@ static int connection_update_events(Connection *c) {
                 events |= EPOLLIN;
         if (c->out_len > c->out_pos)
                 events |= EPOLLOUT;
-        if (events == 0)
-                return sd_event_source_set_enabled(c->io_source, SD_EVENT_OFF);
-        (void) sd_event_source_set_io_events(c->io_source, events);
-        return sd_event_source_set_enabled(c->io_source, SD_EVENT_ON);
+        return connection_poll(c, events);
 }
 
 int connection_new(Manager *m, int fd, const ConnectionProtocol *protocol, Connection **ret) {
@@ -755,17 +837,23 @@ int connection_new(Manager *m, int fd, const ConnectionProtocol *protocol, Conne
         c->last_activity_usec = c->write_progress_usec = now_monotonic_usec();
         c->timer_usec = UINT64_MAX;
 
-        r = sd_event_add_io(m->event, &c->io_source, fd, EPOLLIN, on_io, c);
-        if (r < 0)
-                goto fail;
-        r = connection_arm_timer(c);
+        r = poller_ref(m->event);
+        if (r < 0) {
+                safe_close(c->fd);
+                connection_free(c);
+                return r;
+        }
+        r = connection_poll(c, EPOLLIN);
+        if (r >= 0)
+                r = connection_arm_timer(c);
         if (r < 0)
                 goto fail;
 
         *ret = c;
         return 0;
 fail:
-        c->io_source = sd_event_source_disable_unref(c->io_source);
+        (void) connection_poll(c, 0);
+        poller_unref();
         c->timer_source = sd_event_source_disable_unref(c->timer_source);
         safe_close(c->fd);
         connection_free(c);

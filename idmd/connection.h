@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <systemd/sd-event.h>
 
+#include "ratelimit.h"
 #include "rpc.h"
 
 /* What is spoken on a connection: idmd's JSON-RPC lines on the main socket, varlink messages on
@@ -60,7 +61,7 @@ struct Connection {
         bool closing;                   /* refused: no more requests; close once replies are out */
         bool read_eof;
 
-        sd_event_source *io_source;
+        uint32_t poll_events;           /* what its socket is watched for (0: not watched) */
         sd_event_source *timer_source;
         uint64_t timer_usec;            /* when timer_source fires (it may be early: on_timer()
                                          * checks); UINT64_MAX: off */
@@ -84,6 +85,9 @@ struct Connection {
         unsigned n_slots;
         unsigned writes_pending;        /* units of work submitted for it and not yet durable */
         uint64_t next_call_seq;
+        RateLimitSource uid_rate_source;        /* rpc.c: what its calls naming no address are
+                                                 * counted against, made once */
+        bool uid_rate_source_set;
 };
 
 int connection_new(Manager *m, int fd, const ConnectionProtocol *protocol, Connection **ret);  /* takes fd */

@@ -970,12 +970,23 @@ static const char *call_address(Call *call, json_t *params) {
 static int admit(Call *call, json_t *params) {
         Manager *m = call_manager(call);
         const Peer *peer = call_peer(call);
+        const char *address = call_address(call, params);
         uint64_t retry_usec = 0;
         int r;
 
         if (!m->ratelimit)
                 return 0;
-        ratelimit_source_init(&call->rate_source, peer->uid, peer->admin, call_address(call, params));
+        if (!address) {
+                /* Counted by uid: the same source for every such call of the connection. */
+                Connection *c = call->connection;
+
+                if (!c->uid_rate_source_set) {
+                        ratelimit_source_init(&c->uid_rate_source, peer->uid, peer->admin, NULL);
+                        c->uid_rate_source_set = true;
+                }
+                call->rate_source = c->uid_rate_source;
+        } else
+                ratelimit_source_init(&call->rate_source, peer->uid, peer->admin, address);
         r = ratelimit_acquire(m->ratelimit, call->method->class, &call->rate_source, now_monotonic_usec(),
                               &retry_usec);
         if (r < 0)

@@ -639,6 +639,8 @@ typedef struct ConsentsKept {
 } ConsentsKept;
 
 static struct {
+        const Manager *manager;         /* of this store (a test or fuzzer makes several) */
+        uint64_t manager_started;
         uint64_t generation;
         ConsentsKept entries[CONSENTS_KEPT_MAX];
         unsigned next;          /* the entry replaced next when all are taken */
@@ -662,10 +664,15 @@ static const char *consents_kept_key(Call *call, json_t *params) {
         return json_object_get_string(params, "publisherId") ?: call_publisher_id(call);
 }
 
-static const ConsentsKept *consents_kept_find(const char *publisher_id) {
+static bool consents_kept_same_store(const Manager *m) {
+        return consents_kept.manager == m && consents_kept.manager_started == m->start_monotonic_usec;
+}
+
+static const ConsentsKept *consents_kept_find(const Manager *m, const char *publisher_id) {
         uint64_t generation;
 
-        if (!publisher_id || !rpc_writes_settled(&generation) || generation != consents_kept.generation)
+        if (!publisher_id || !rpc_writes_settled(&generation) || generation != consents_kept.generation ||
+            !consents_kept_same_store(m))
                 return NULL;
         for (size_t i = 0; i < CONSENTS_KEPT_MAX; i++)
                 if (streq_ptr(consents_kept.entries[i].publisher_id, publisher_id))
@@ -674,16 +681,18 @@ static const ConsentsKept *consents_kept_find(const char *publisher_id) {
 }
 
 /* Keeps the reply just read (result: the result object) if no write could have changed it since. */
-static void consents_kept_add(const char *publisher_id, json_t *result) {
+static void consents_kept_add(const Manager *m, const char *publisher_id, json_t *result) {
         ConsentsKept *e = NULL;
         uint64_t generation;
         char *id, *text;
 
         if (!rpc_writes_settled(&generation))
                 return;
-        if (generation != consents_kept.generation) {
+        if (generation != consents_kept.generation || !consents_kept_same_store(m)) {
                 consents_kept_clear();
                 consents_kept.generation = generation;
+                consents_kept.manager = m;
+                consents_kept.manager_started = m->start_monotonic_usec;
         }
         for (size_t i = 0; i < CONSENTS_KEPT_MAX && !e; i++)
                 if (!consents_kept.entries[i].publisher_id)
@@ -712,7 +721,7 @@ static int method_consents_get_publisher(Call *call, json_t *params) {
         json_t *list, *result;
         int r;
 
-        kept = consents_kept_find(consents_kept_key(call, params));
+        kept = consents_kept_find(call_manager(call), consents_kept_key(call, params));
         if (kept)
                 return call_reply_text(call, kept->text, kept->len);
 
@@ -729,7 +738,7 @@ static int method_consents_get_publisher(Call *call, json_t *params) {
         if (!result)
                 return -ENOMEM;
         if (consents_kept_key(call, params))
-                consents_kept_add(publisher_id, result);
+                consents_kept_add(call_manager(call), publisher_id, result);
         return call_reply(call, result);
 }
 
