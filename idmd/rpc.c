@@ -29,6 +29,7 @@ struct Call {
         size_t slot_index;
         json_t *id;             /* NULL for a notification */
         const Method *method;
+        size_t method_index;    /* rpc_method_index(method) */
         Role role;
         char *publisher_id;
         char *customer_id;
@@ -132,17 +133,31 @@ static const MethodEntry *method_lookup(const char *name) {
         return lo < n && streq(e[lo].method->name, name) ? &e[lo] : NULL;
 }
 
-const Method *rpc_find_method(const char *name) {
+/* The method of that name and its rpc_method_index(), or NULL. */
+static const Method *find_method(const char *name, size_t *ret_index) {
         const MethodEntry *e = method_lookup(name);
 
         if (!e && !method_index) {      /* no index (out of memory): the walk of the tables */
+                size_t i = 0;
+
                 for (size_t t = 0; t < ELEMENTSOF(method_tables); t++)
-                        for (const Method *m = method_tables[t]; m->name; m++)
-                                if (streq(m->name, name))
+                        for (const Method *m = method_tables[t]; m->name; m++, i++)
+                                if (streq(m->name, name)) {
+                                        *ret_index = i;
                                         return method_exists(m) ? m : NULL;
+                                }
                 return NULL;
         }
-        return e && method_exists(e->method) ? e->method : NULL;
+        if (!e || !method_exists(e->method))
+                return NULL;
+        *ret_index = e->index;
+        return e->method;
+}
+
+const Method *rpc_find_method(const char *name) {
+        size_t index;
+
+        return find_method(name, &index);
 }
 
 void rpc_foreach_method(void (*fn)(const Method *m, size_t index, void *userdata), void *userdata) {
@@ -467,7 +482,7 @@ static void call_account(Call *call, bool error) {
         call->replied = true;
 
         if (call->method) {
-                size_t i = rpc_method_index(call->method);
+                size_t i = call->method_index;
                 if (i < rpc_n_methods()) {
                         MethodStats *st = &m->method_stats[i];
                         st->calls++;
@@ -502,6 +517,24 @@ static void call_finish(Call *call, json_t *reply, bool error) {
         connection_slot_done(call->connection, call->slot, call->slot_index, reply);
 }
 
+/* n in decimal into buf (at least 21 bytes, no NUL); returns the length. */
+static size_t format_integer(json_int_t n, char *buf) {
+        char tmp[24];
+        size_t k = 0, len = 0;
+        /* The magnitude as unsigned: -INT64_MIN does not fit a json_int_t. */
+        unsigned long long u = n < 0 ? 0ULL - (unsigned long long) n : (unsigned long long) n;
+
+        do {
+                tmp[k++] = (char) ('0' + u % 10);
+                u /= 10;
+        } while (u > 0);
+        if (n < 0)
+                buf[len++] = '-';
+        while (k > 0)
+                buf[len++] = tmp[--k];
+        return len;
+}
+
 bool rpc_writes_settled(uint64_t *ret_generation) {
         *ret_generation = writes_done;
         return writes_in_flight == 0;
@@ -518,8 +551,12 @@ int call_reply_text(Call *call, const char *result, size_t len) {
                 call_finish_text(call, NULL, 0);
                 return 0;
         }
-        /* As json_dumps() writes the id inside the whole reply (call_reply()). */
-        id_len = json_dumpb(call->id, id, sizeof(id), JSON_COMPACT | JSON_ENCODE_ANY);
+        /* As json_dumps() writes the id inside the whole reply (call_reply()): integers in
+         * decimal ("%lld"), the rest by jansson. */
+        if (json_is_integer(call->id))
+                id_len = format_integer(json_integer_value(call->id), id);
+        else
+                id_len = json_dumpb(call->id, id, sizeof(id), JSON_COMPACT | JSON_ENCODE_ANY);
         if (id_len == 0 || id_len > sizeof(id))
                 return call_reply(call, json_loadb(result, len, JSON_DECODE_ANY, NULL));
 
@@ -882,7 +919,7 @@ static int check_envelope(Call *call, json_t *req) {
                                         "a request needs \"jsonrpc\": \"2.0\" and a \"method\" string"), -EINVAL;
         }
 
-        call->method = rpc_find_method(json_string_value(method_name));
+        call->method = find_method(json_string_value(method_name), &call->method_index);
         if (!call->method)
                 return call_reply_error(call, IDM_RPC_METHOD_NOT_FOUND, IDM_REASON_UNKNOWN_METHOD, NULL, NULL),
                        -ENOENT;

@@ -117,7 +117,7 @@ class KeptReplies(IdmdTestCase):
         self.idmd.call("addOffer", {"publisherToken": self.token, "offerId": "S_MONTHLY"})
         with self.idmd.client() as c:
             raw = RawClient(c)
-            for id in (7, "x\u00e9\"\\/\u2028", None, 2 ** 53):
+            for id in (7, 0, -1, -2 ** 63, 2 ** 63 - 1, "x\u00e9\"\\/\u2028", None):
                 c.send_raw(line(id, "getPublisherConsents", {"offerId": "S_MONTHLY"}) +
                            line(id, "getPublisherConsents", {"publisherId": self.pub}) +
                            line(id, "getPublisherConsents", {"publisherId": self.pub}) +
