@@ -591,7 +591,9 @@ static void connection_process_input(Connection *c) {
         if (c->closed)
                 return;
         /* The replies made meanwhile, in one send (connection_write_ready_slots()). */
-        if (c->out_pos < c->out_len && connection_flush(c) < 0)
+        if (c->out_pos < c->out_len)
+                (void) connection_flush(c);
+        if (c->closed)
                 return;
         if (c->closing)
                 input_discard(c);
