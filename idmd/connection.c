@@ -12,7 +12,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "connection.h"
@@ -35,6 +37,88 @@ struct Slot {
 
 static int connection_update_events(Connection *c);
 static void connection_schedule_resume(Connection *c);
+static void connection_io(Connection *c, uint32_t revents);
+
+/* The sockets of all connections are in one epoll set of our own, which the event loop watches
+ * as one source: the connections ready at the same time are served in one iteration of the loop
+ * and with one epoll_wait(), as a plain epoll server would, instead of one iteration (and one
+ * epoll_wait() of the loop's, which polls every ready socket again) per connection. There is one
+ * event loop per process: the set is made with the first connection and goes with the last. */
+#define POLL_BATCH 64
+
+static struct {
+        sd_event *event;
+        sd_event_source *source;
+        int fd;
+        unsigned n_connections;
+} poller = { .fd = -EBADF };
+
+static int on_poller(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct epoll_event ev[POLL_BATCH];
+        int n;
+
+        n = epoll_wait(poller.fd, ev, POLL_BATCH, 0);
+        if (n < 0) {
+                if (errno != EINTR)
+                        log_error_errno(errno, "Waiting for client connections failed: %m");
+                return 0;
+        }
+        /* A connection served may close another one (and drop the last reference to it): the
+         * ones in this batch are kept until the batch is done. Closed ones have left the set. */
+        for (int i = 0; i < n; i++)
+                connection_ref(ev[i].data.ptr);
+        for (int i = 0; i < n; i++)
+                connection_io(ev[i].data.ptr, ev[i].events);
+        for (int i = 0; i < n; i++)
+                connection_unref(ev[i].data.ptr);
+        return 0;
+}
+
+static int poller_ref(sd_event *event) {
+        int r;
+
+        if (poller.n_connections > 0) {
+                if (poller.event != event)
+                        return -EXDEV;  /* connections of a second event loop: not supported */
+                poller.n_connections++;
+                return 0;
+        }
+        poller.fd = epoll_create1(EPOLL_CLOEXEC);
+        if (poller.fd < 0)
+                return -errno;
+        r = sd_event_add_io(event, &poller.source, poller.fd, EPOLLIN, on_poller, NULL);
+        if (r < 0) {
+                poller.fd = safe_close(poller.fd);
+                return r;
+        }
+        (void) sd_event_source_set_description(poller.source, "connections");
+        poller.event = event;
+        poller.n_connections = 1;
+        return 0;
+}
+
+static void poller_unref(void) {
+        assert(poller.n_connections > 0);
+        if (--poller.n_connections > 0)
+                return;
+        poller.source = sd_event_source_disable_unref(poller.source);
+        poller.fd = safe_close(poller.fd);
+        poller.event = NULL;
+}
+
+/* Watches c's socket for events (0: not at all). */
+static int connection_poll(Connection *c, uint32_t events) {
+        struct epoll_event ev = { .events = events, .data.ptr = c };
+        int op;
+
+        if (events == c->poll_events)
+                return 0;
+        op = events == 0 ? EPOLL_CTL_DEL : c->poll_events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+        if (epoll_ctl(poller.fd, op, c->fd, &ev) < 0)
+                return -errno;
+        c->poll_events = events;
+        return 0;
+}
 
 /* Bytes of replies the client has not read yet: made but not written, and written to our
  * buffer but not to the socket. */
@@ -164,6 +248,24 @@ static int slot_add_reply(Connection *c, Slot *s, json_t *reply) {
         return 0;
 }
 
+/* The same for a reply given as text in parts (call_reply_text()). */
+static int slot_add_iov(Connection *c, Slot *s, const struct iovec *iov, size_t n) {
+        bool apart = s->n_items > 0 && c->protocol->items_apart;
+        int r = 0;
+
+        if (s->n_items > 0 && !apart)
+                r = slot_append(c, s, s->n_replies == 0 ? "[" : ",", 1);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = slot_append(c, s, iov[i].iov_base, iov[i].iov_len);
+        if (r >= 0 && apart)
+                r = slot_append(c, s, &c->protocol->terminator, 1);
+        if (r < 0)
+                return r;
+        if (s->n_items > 0)
+                s->n_replies++;
+        return 0;
+}
+
 static size_t rpc_max_message(const Manager *m) {
         return m->config->max_line;
 }
@@ -211,7 +313,8 @@ void connection_close(Connection *c) {
         if (c->closed)
                 return;
         c->closed = true;
-        c->io_source = sd_event_source_disable_unref(c->io_source);
+        (void) connection_poll(c, 0);
+        poller_unref();
         c->timer_source = sd_event_source_disable_unref(c->timer_source);
         c->resume_source = sd_event_source_disable_unref(c->resume_source);
         c->fd = safe_close(c->fd);
@@ -328,13 +431,18 @@ static void connection_write_ready_slots(Connection *c) {
         if (c->closed)
                 return;
         /* Back-pressure released: lines already buffered go on, but from the event loop, never
-         * from inside the reply that released it (its caller may hold a store snapshot). */
-        if (c->in_len > 0 && !c->closing)
+         * from inside the reply that released it (its caller may hold a store snapshot). Not
+         * while connection_process_input() runs: it goes on with the next line itself. */
+        if (c->in_len > 0 && !c->closing && !c->processing)
                 connection_schedule_resume(c);
         if (c->n_slots == 0 && c->out_len == 0) {      /* nothing to write (notifications) */
                 c->last_activity_usec = now_monotonic_usec();
                 (void) connection_arm_timer(c);
         }
+        /* Replies made while connection_process_input() runs go out together when it is done
+         * (one send for the pipelined lines of one read), unless they grow past OUT_KEEP. */
+        if (c->processing && c->out_len - c->out_pos < OUT_KEEP)
+                return;
         (void) connection_flush(c);
 }
 
@@ -366,6 +474,33 @@ void connection_slot_done(Connection *c, Slot *s, size_t index, json_t *reply) {
                 connection_close(c);
         }
         json_decref(reply);
+
+        if (s->n_pending > 0)
+                s->n_pending--;
+        if (s->n_pending == 0 && s == c->slots_head)
+                connection_write_ready_slots(c);
+        else if (!c->closed)
+                (void) connection_update_events(c);
+}
+
+void connection_slot_done_iov(Connection *c, Slot *s, size_t index, const struct iovec *iov, size_t n) {
+        int r = 0;
+
+        if (n > 0 && !c->closed) {
+                if (s == c->slots_head && s->n_items == 0 && !s->text) {
+                        /* The first reply owed, alone: straight into the output, with no slot
+                         * text in between (the slot then goes without output). */
+                        for (size_t i = 0; r >= 0 && i < n; i++)
+                                r = out_append(c, iov[i].iov_base, iov[i].iov_len);
+                        if (r >= 0)
+                                r = out_append(c, &c->protocol->terminator, 1);
+                } else
+                        r = slot_add_iov(c, s, iov, n);
+                if (r < 0) {
+                        log_error("c%llu: out of memory keeping a reply, closing", (unsigned long long) c->id);
+                        connection_close(c);
+                }
+        }
 
         if (s->n_pending > 0)
                 s->n_pending--;
@@ -455,6 +590,11 @@ static void connection_process_input(Connection *c) {
         c->processing = false;
         if (c->closed)
                 return;
+        /* The replies made meanwhile, in one send (connection_write_ready_slots()). */
+        if (c->out_pos < c->out_len)
+                (void) connection_flush(c);
+        if (c->closed)
+                return;
         if (c->closing)
                 input_discard(c);
         else if (start > 0) {
@@ -514,8 +654,10 @@ static int connection_read(Connection *c) {
         return 1;
 }
 
-static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Connection *c = connection_ref(userdata);
+static void connection_io(Connection *c, uint32_t revents) {
+        if (c->closed)
+                return;
+        connection_ref(c);
 
         /* A peer that went away while we owe it replies: the write reports it (EPIPE). */
         if ((revents & EPOLLOUT) || ((revents & (EPOLLHUP | EPOLLERR)) && c->out_pos < c->out_len))
@@ -551,12 +693,13 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         }
 
         connection_unref(c);
-        return 0;
 }
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Connection *c = userdata;
         Manager *m = c->manager;
+
+        c->timer_usec = UINT64_MAX;     /* a oneshot timer is off once it has fired */
 
         if (c->partial_since_usec > 0 && !c->read_paused &&
             usec >= c->partial_since_usec + m->config->partial_line_timeout_usec) {
@@ -587,6 +730,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static int connection_arm_timer(Connection *c) {
         Manager *m = c->manager;
         uint64_t deadline = UINT64_MAX;
+        int r;
 
         if (c->n_slots == 0 && c->out_len == 0)
                 deadline = c->last_activity_usec + m->config->idle_timeout_usec;
@@ -602,12 +746,24 @@ static int connection_arm_timer(Connection *c) {
                 if (p < deadline)
                         deadline = p;
         }
+        /* A timer already armed for an earlier time stays: on_timer() checks what is due and arms
+         * it again. So the deadlines pushed back by every request do not touch the event loop's
+         * timer queue each time (at most one early wake-up per connection and timeout). */
+        if (c->timer_usec <= deadline)
+                return 0;
         if (deadline == UINT64_MAX)
-                return c->timer_source ? sd_event_source_set_enabled(c->timer_source, SD_EVENT_OFF) : 0;
-        if (!c->timer_source)
-                return sd_event_add_time(m->event, &c->timer_source, CLOCK_MONOTONIC, deadline, 0, on_timer, c);
+                return 0;       /* c->timer_usec is UINT64_MAX too: off already */
+        if (!c->timer_source) {
+                r = sd_event_add_time(m->event, &c->timer_source, CLOCK_MONOTONIC, deadline, 0, on_timer, c);
+                if (r >= 0)
+                        c->timer_usec = deadline;
+                return r;
+        }
         (void) sd_event_source_set_time(c->timer_source, deadline);
-        return sd_event_source_set_enabled(c->timer_source, SD_EVENT_ONESHOT);
+        r = sd_event_source_set_enabled(c->timer_source, SD_EVENT_ONESHOT);
+        if (r >= 0)
+                c->timer_usec = deadline;
+        return r;
 }
 
 static int on_resume(sd_event_source *s, void *userdata) {
@@ -639,7 +795,7 @@ static int connection_update_events(Connection *c) {
         uint32_t events = 0;
         bool reading;
 
-        if (c->closed || !c->io_source)
+        if (c->closed)
                 return 0;
         /* The client caught up: lines already read go on, from the event loop. */
         if (c->dispatch_blocked && connection_may_dispatch(c)) {
@@ -663,10 +819,7 @@ static int connection_update_events(Connection *c) {
                 events |= EPOLLIN;
         if (c->out_len > c->out_pos)
                 events |= EPOLLOUT;
-        if (events == 0)
-                return sd_event_source_set_enabled(c->io_source, SD_EVENT_OFF);
-        (void) sd_event_source_set_io_events(c->io_source, events);
-        return sd_event_source_set_enabled(c->io_source, SD_EVENT_ON);
+        return connection_poll(c, events);
 }
 
 int connection_new(Manager *m, int fd, const ConnectionProtocol *protocol, Connection **ret) {
@@ -684,18 +837,25 @@ int connection_new(Manager *m, int fd, const ConnectionProtocol *protocol, Conne
         c->fd = fd;
         c->id = ++m->next_connection_id;
         c->last_activity_usec = c->write_progress_usec = now_monotonic_usec();
+        c->timer_usec = UINT64_MAX;
 
-        r = sd_event_add_io(m->event, &c->io_source, fd, EPOLLIN, on_io, c);
-        if (r < 0)
-                goto fail;
-        r = connection_arm_timer(c);
+        r = poller_ref(m->event);
+        if (r < 0) {
+                safe_close(c->fd);
+                connection_free(c);
+                return r;
+        }
+        r = connection_poll(c, EPOLLIN);
+        if (r >= 0)
+                r = connection_arm_timer(c);
         if (r < 0)
                 goto fail;
 
         *ret = c;
         return 0;
 fail:
-        c->io_source = sd_event_source_disable_unref(c->io_source);
+        (void) connection_poll(c, 0);
+        poller_unref();
         c->timer_source = sd_event_source_disable_unref(c->timer_source);
         safe_close(c->fd);
         connection_free(c);

@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <systemd/sd-event.h>
 
+#include "ratelimit.h"
 #include "rpc.h"
 
 /* What is spoken on a connection: idmd's JSON-RPC lines on the main socket, varlink messages on
@@ -60,8 +61,10 @@ struct Connection {
         bool closing;                   /* refused: no more requests; close once replies are out */
         bool read_eof;
 
-        sd_event_source *io_source;
+        uint32_t poll_events;           /* what its socket is watched for (0: not watched) */
         sd_event_source *timer_source;
+        uint64_t timer_usec;            /* when timer_source fires (it may be early: on_timer()
+                                         * checks); UINT64_MAX: off */
         sd_event_source *resume_source; /* processes buffered lines once back-pressure ends */
         uint64_t last_activity_usec;    /* CLOCK_MONOTONIC */
         uint64_t partial_since_usec;    /* 0: no partial line */
@@ -82,6 +85,9 @@ struct Connection {
         unsigned n_slots;
         unsigned writes_pending;        /* units of work submitted for it and not yet durable */
         uint64_t next_call_seq;
+        RateLimitSource uid_rate_source;        /* rpc.c: what its calls naming no address are
+                                                 * counted against, made once */
+        bool uid_rate_source_set;
 };
 
 int connection_new(Manager *m, int fd, const ConnectionProtocol *protocol, Connection **ret);  /* takes fd */
@@ -109,3 +115,6 @@ Slot *connection_add_slot(Connection *c, size_t batch_size);
 /* Sets a slot's reply (a single reply JSON object, or one batch item at index), and flushes
  * completed slots at the head. reply may be NULL for a notification (no output). */
 void connection_slot_done(Connection *c, Slot *s, size_t index, json_t *reply);
+/* The same with the reply already serialized, in n parts (n == 0: a notification). */
+struct iovec;
+void connection_slot_done_iov(Connection *c, Slot *s, size_t index, const struct iovec *iov, size_t n);

@@ -18,17 +18,17 @@
 
 #include "log.h"
 
-static int max_level = LOG_LEVEL_INFO;
+int log_max_level_ = LOG_LEVEL_INFO;
 static bool use_journal = false;
 static const char *ident = "idmd";
 static LogScope scope = {};
 
 void log_set_max_level(int level) {
-        max_level = level;
+        log_max_level_ = level;
 }
 
 int log_get_max_level(void) {
-        return max_level;
+        return log_max_level_;
 }
 
 void log_set_ident(const char *s) {
@@ -152,7 +152,7 @@ int log_internal(int level, int error, const char *msg_id, const LogFields *fiel
         if (error < 0)
                 error = -error;
 
-        if (level > max_level)
+        if (level > log_max_level_)
                 return -error;
 
         errno = error;

@@ -24,6 +24,19 @@ enum {
 
 void log_set_max_level(int level);
 int log_get_max_level(void);
+
+/* The level gate, checked by the log_*() macros before anything else: below the level nothing
+ * is formatted and the arguments are not even evaluated. Written only by log_set_max_level(). */
+extern int log_max_level_;
+
+static inline bool log_level_enabled(int level) {
+        return level <= log_max_level_;
+}
+
+/* What a log_*_errno() call returns: -abs(error). */
+static inline int log_errno_return(int error) {
+        return error < 0 ? error : -error;
+}
 void log_open(void);            /* picks journal or stderr */
 void log_set_ident(const char *ident);
 
@@ -60,8 +73,10 @@ typedef struct LogFields {
 int log_internal(int level, int error, const char *msg_id, const LogFields *fields, const char *file,
                  int line, const char *func, const char *format, ...) _printf_(8, 9);
 
-#define log_full_errno(level, error, ...) \
-        log_internal((level), (error), NULL, NULL, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_full_errno(level, error, ...)                                                         \
+        (log_level_enabled(level)                                                                 \
+                 ? log_internal((level), (error), NULL, NULL, __FILE__, __LINE__, __func__, __VA_ARGS__) \
+                 : log_errno_return(error))
 
 #define log_debug(...) log_full_errno(LOG_LEVEL_DEBUG, 0, __VA_ARGS__)
 #define log_info(...) log_full_errno(LOG_LEVEL_INFO, 0, __VA_ARGS__)
@@ -77,10 +92,13 @@ int log_internal(int level, int error, const char *msg_id, const LogFields *fiel
 /* An event with a MESSAGE_ID (message-ids.h, catalog/idm.catalog) and its own fields: pub and
  * cust (NULL: the scope's) and why (an IDM_REASON_*, or NULL). */
 #define log_event(level, msg_id, pub, cust, why, ...)                                             \
-        log_internal((level), 0, (msg_id),                                                          \
-                     &(const LogFields) { .publisher_id = (pub), .customer_id = (cust), .reason = (why) }, \
-                     __FILE__, __LINE__, __func__, __VA_ARGS__)
-#define log_struct(level, msg_id, ...) \
-        log_internal((level), 0, (msg_id), NULL, __FILE__, __LINE__, __func__, __VA_ARGS__)
+        (log_level_enabled(level)                                                                   \
+                 ? log_internal((level), 0, (msg_id),                                               \
+                                &(const LogFields) { .publisher_id = (pub), .customer_id = (cust), .reason = (why) }, \
+                                __FILE__, __LINE__, __func__, __VA_ARGS__)                          \
+                 : 0)
+#define log_struct(level, msg_id, ...)                                                            \
+        (log_level_enabled(level) ? log_internal((level), 0, (msg_id), NULL, __FILE__, __LINE__, __func__, __VA_ARGS__) \
+                                  : 0)
 
 #define log_oom() log_full_errno(LOG_LEVEL_ERR, ENOMEM, "Out of memory.")

@@ -136,7 +136,9 @@ int manager_new(Config *config, Manager **ret) {
         if (!m->method_stats)
                 return -ENOMEM;
 
-        r = sd_event_default(&m->event);
+        /* A loop of our own, not sd_event_default(): the default loop checks with gettid() on
+         * every iteration that it runs in its thread (a system call per request). */
+        r = sd_event_new(&m->event);
         if (r < 0)
                 return r;
         (void) sd_event_set_watchdog(m->event, true);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "connection.h"
 #include "idm/json-util.h"
@@ -28,6 +29,7 @@ struct Call {
         size_t slot_index;
         json_t *id;             /* NULL for a notification */
         const Method *method;
+        size_t method_index;    /* rpc_method_index(method) */
         Role role;
         char *publisher_id;
         char *customer_id;
@@ -38,8 +40,15 @@ struct Call {
         bool rate_acquired;     /* admitted by the rate limiter: released in call_finish() */
         RateLimitSource rate_source;    /* the source it is counted against */
         CallError error;                /* a refusal recorded by call_fail(), answered by rpc.c */
-        char request_id[48];
+        uint64_t connection_id, seq;    /* the request id "c<connection_id>.<seq>" */
+        char request_id[48];            /* formatted when first asked for: "" until then */
 };
+
+/* Writes on behalf of calls (call_write()) queued and not done yet, and those done: what a
+ * reply kept by a method depends on may be changing while the first is not zero
+ * (rpc_writes_settled()). */
+static unsigned writes_in_flight;
+static uint64_t writes_done;
 
 static const Method *const method_tables[] = {
         methods_server,
@@ -61,12 +70,94 @@ static bool method_exists(const Method *m) {
         return !m->test_only || test_clock_enabled();
 }
 
+/* Every method by name, for a binary search instead of a string comparison with each (built
+ * on first use; the tables are constant). A name in two tables: the first one counts, as in a
+ * walk of the tables. */
+typedef struct MethodEntry {
+        const Method *method;
+        size_t index;           /* rpc_method_index() */
+} MethodEntry;
+
+static MethodEntry *method_index;
+static size_t n_methods_total;
+
+static int method_entry_compare(const void *a, const void *b) {
+        const MethodEntry *x = a, *y = b;
+        int k = strcmp(x->method->name, y->method->name);
+
+        return k != 0 ? k : (x->index > y->index) - (x->index < y->index);
+}
+
+static const MethodEntry *method_index_get(size_t *ret_n) {
+        size_t n = 0;
+
+        if (!method_index) {
+                MethodEntry *e;
+
+                for (size_t t = 0; t < ELEMENTSOF(method_tables); t++)
+                        for (const Method *m = method_tables[t]; m->name; m++)
+                                n++;
+                e = calloc(n, sizeof(MethodEntry));
+                if (!e) {
+                        *ret_n = 0;
+                        return NULL;
+                }
+                n = 0;
+                for (size_t t = 0; t < ELEMENTSOF(method_tables); t++)
+                        for (const Method *m = method_tables[t]; m->name; m++, n++)
+                                e[n] = (MethodEntry) { .method = m, .index = n };
+                qsort(e, n, sizeof(MethodEntry), method_entry_compare);
+                method_index = e;
+                n_methods_total = n;
+        }
+        *ret_n = n_methods_total;
+        return method_index;
+}
+
+static const MethodEntry *method_lookup(const char *name) {
+        size_t n, lo = 0, hi;
+        const MethodEntry *e = method_index_get(&n);
+
+        if (!e)
+                return NULL;    /* out of memory: the callers walk the tables */
+        /* The first entry whose name is not below name. */
+        hi = n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (strcmp(e[mid].method->name, name) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo < n && streq(e[lo].method->name, name) ? &e[lo] : NULL;
+}
+
+/* The method of that name and its rpc_method_index(), or NULL. */
+static const Method *find_method(const char *name, size_t *ret_index) {
+        const MethodEntry *e = method_lookup(name);
+
+        if (!e && !method_index) {      /* no index (out of memory): the walk of the tables */
+                size_t i = 0;
+
+                for (size_t t = 0; t < ELEMENTSOF(method_tables); t++)
+                        for (const Method *m = method_tables[t]; m->name; m++, i++)
+                                if (streq(m->name, name)) {
+                                        *ret_index = i;
+                                        return method_exists(m) ? m : NULL;
+                                }
+                return NULL;
+        }
+        if (!e || !method_exists(e->method))
+                return NULL;
+        *ret_index = e->index;
+        return e->method;
+}
+
 const Method *rpc_find_method(const char *name) {
-        for (size_t t = 0; t < ELEMENTSOF(method_tables); t++)
-                for (const Method *m = method_tables[t]; m->name; m++)
-                        if (streq(m->name, name))
-                                return method_exists(m) ? m : NULL;
-        return NULL;
+        size_t index;
+
+        return find_method(name, &index);
 }
 
 void rpc_foreach_method(void (*fn)(const Method *m, size_t index, void *userdata), void *userdata) {
@@ -81,6 +172,8 @@ void rpc_foreach_method(void (*fn)(const Method *m, size_t index, void *userdata
 size_t rpc_n_methods(void) {
         size_t n = 0;
 
+        if (method_index_get(&n))
+                return n;
         for (size_t t = 0; t < ELEMENTSOF(method_tables); t++)
                 for (const Method *m = method_tables[t]; m->name; m++)
                         n++;
@@ -88,7 +181,11 @@ size_t rpc_n_methods(void) {
 }
 
 size_t rpc_method_index(const Method *method) {
+        const MethodEntry *e = method->name ? method_lookup(method->name) : NULL;
         size_t i = 0;
+
+        if (e && e->method == method)
+                return e->index;
 
         for (size_t t = 0; t < ELEMENTSOF(method_tables); t++)
                 for (const Method *m = method_tables[t]; m->name; m++, i++)
@@ -212,7 +309,7 @@ static void call_log_fill(const void *owner, LogRequest *ret) {
         const Call *call = owner;
 
         *ret = (LogRequest) {
-                .request_id = call->request_id,
+                .request_id = call_request_id((Call *) call),
                 .method = call->method ? call->method->name : NULL,
                 .publisher_id = call->publisher_id,
                 .customer_id = call->customer_id,
@@ -225,6 +322,10 @@ LogScope call_log_scope(Call *call) {
 }
 
 const char *call_request_id(Call *call) {
+        /* Formatted only when a log line or a handler asks for it, not for every request. */
+        if (!call->request_id[0])
+                (void) snprintf(call->request_id, sizeof(call->request_id), "c%llu.%llu",
+                                (unsigned long long) call->connection_id, (unsigned long long) call->seq);
         return call->request_id;
 }
 
@@ -269,7 +370,7 @@ static void call_free(Call *call) {
                 /* A handler dropped its call without replying: a bug, but never leave a client
                  * waiting for ever. */
                 log_error("%s: no reply from method '%s', answering internal error",
-                          call->request_id, call->method ? call->method->name : "?");
+                          call_request_id(call), call->method ? call->method->name : "?");
                 call->n_ref = 1;
                 (void) call_reply_error(call, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL);
         }
@@ -327,6 +428,10 @@ static void call_write_done(int r, void *userdata) {
         Call *call = cw->call;
         LogScope previous = call_log_scope(call);
 
+        /* Whatever it wrote is durable (or nothing was): replies kept by methods are made again. */
+        assert(writes_in_flight > 0);
+        writes_in_flight--;
+        writes_done++;
         if (r >= 0)
                 store_full_episode(call_manager(call), false);
         connection_write_end(call->connection);
@@ -353,6 +458,7 @@ int call_write(Call *call, int (*work)(StoreTxn *t, void *w), CallWriteDone done
         }
         *cw = (CallWrite) { .call = call_ref(call), .work = work, .done = done, .w = w, .free_w = free_w };
         connection_write_begin(call->connection);
+        writes_in_flight++;
         r = store_submit(call_manager(call)->store, call_write_work, call_write_done, cw);
         if (r < 0)
                 call_write_done(r, cw);
@@ -368,14 +474,15 @@ static unsigned latency_bucket(uint64_t usec) {
         return LATENCY_BUCKETS - 1;
 }
 
-static void call_finish(Call *call, json_t *reply, bool error) {
+/* The statistics, the in-flight count and the rate limiter's slot of a call being answered. */
+static void call_account(Call *call, bool error) {
         Manager *m = call_manager(call);
 
         assert(!call->replied);
         call->replied = true;
 
         if (call->method) {
-                size_t i = rpc_method_index(call->method);
+                size_t i = call->method_index;
                 if (i < rpc_n_methods()) {
                         MethodStats *st = &m->method_stats[i];
                         st->calls++;
@@ -392,12 +499,76 @@ static void call_finish(Call *call, json_t *reply, bool error) {
                 call->rate_acquired = false;
                 ratelimit_release(m->ratelimit, call->method->class, &call->rate_source);
         }
+}
+
+/* A successful reply already serialized (iov, n: its parts; none for a notification). */
+static void call_finish_text(Call *call, const struct iovec *iov, size_t n) {
+        call_account(call, false);
+        connection_slot_done_iov(call->connection, call->slot, call->slot_index, iov, n);
+}
+
+static void call_finish(Call *call, json_t *reply, bool error) {
+        call_account(call, error);
 
         if (!call->id) {        /* notification: no output */
                 json_decref(reply);
                 reply = NULL;
         }
         connection_slot_done(call->connection, call->slot, call->slot_index, reply);
+}
+
+/* n in decimal into buf (at least 21 bytes, no NUL); returns the length. */
+static size_t format_integer(json_int_t n, char *buf) {
+        char tmp[24];
+        size_t k = 0, len = 0;
+        /* The magnitude as unsigned: -INT64_MIN does not fit a json_int_t. */
+        unsigned long long u = n < 0 ? 0ULL - (unsigned long long) n : (unsigned long long) n;
+
+        do {
+                tmp[k++] = (char) ('0' + u % 10);
+                u /= 10;
+        } while (u > 0);
+        if (n < 0)
+                buf[len++] = '-';
+        while (k > 0)
+                buf[len++] = tmp[--k];
+        return len;
+}
+
+bool rpc_writes_settled(uint64_t *ret_generation) {
+        *ret_generation = writes_done;
+        return writes_in_flight == 0;
+}
+
+int call_reply_text(Call *call, const char *result, size_t len) {
+        static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":", mid[] = ",\"result\":", tail[] = "}";
+        char id[1600];  /* a string id of 256 bytes, each escaped as \u00XX at worst */
+        size_t id_len;
+
+        if (!result)
+                return call_reply(call, NULL);
+        if (!call->id) {        /* a notification: nothing to write */
+                call_finish_text(call, NULL, 0);
+                return 0;
+        }
+        /* As json_dumps() writes the id inside the whole reply (call_reply()): integers in
+         * decimal ("%lld"), the rest by jansson. */
+        if (json_is_integer(call->id))
+                id_len = format_integer(json_integer_value(call->id), id);
+        else
+                id_len = json_dumpb(call->id, id, sizeof(id), JSON_COMPACT | JSON_ENCODE_ANY);
+        if (id_len == 0 || id_len > sizeof(id))
+                return call_reply(call, json_loadb(result, len, JSON_DECODE_ANY, NULL));
+
+        struct iovec iov[] = {
+                { (void *) head, sizeof(head) - 1 },
+                { id, id_len },
+                { (void *) mid, sizeof(mid) - 1 },
+                { (void *) result, len },
+                { (void *) tail, sizeof(tail) - 1 },
+        };
+        call_finish_text(call, iov, ELEMENTSOF(iov));
+        return 0;
 }
 
 int call_reply_empty(Call *call) {
@@ -409,12 +580,12 @@ int call_reply(Call *call, json_t *result) {
 
         /* NULL is what json_pack() returns on OOM: never turn it into a success. */
         if (!result) {
-                log_error("%s: out of memory building a result", call->request_id);
+                log_error("%s: out of memory building a result", call_request_id(call));
                 return call_reply_error(call, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL);
         }
         reply = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", call->id ?: json_null(), "result", result);
         if (!reply) {
-                log_error("%s: out of memory building a reply", call->request_id);
+                log_error("%s: out of memory building a reply", call_request_id(call));
                 return call_reply_error(call, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL);
         }
         call_finish(call, reply, false);
@@ -427,7 +598,7 @@ int call_reply_error(Call *call, int code, const char *reason, json_t *data, con
         if (!reply)     /* OOM: still answer, in the smallest form we can */
                 reply = json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", call->id ?: json_null(),
                                   "error", "code", IDM_RPC_INTERNAL_ERROR, "message", "Internal error");
-        log_debug("%s: %s → error %d %s", call->request_id, call->method ? call->method->name : "-", code,
+        log_debug("%s: %s → error %d %s", call_request_id(call), call->method ? call->method->name : "-", code,
                   strempty(reason));
         call_finish(call, reply, true);
         return 0;
@@ -529,7 +700,7 @@ int call_reply_errno(Call *call, int r) {
          * fatal in builds with assertions (the test suite's). Rate-limit refusals never come
          * this way. */
         assert(r != -EBUSY);
-        log_error_errno(r, "%s: method '%s' failed: %m", call->request_id,
+        log_error_errno(r, "%s: method '%s' failed: %m", call_request_id(call),
                         call->method ? call->method->name : "-");
         return call_reply_error(call, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL);
 }
@@ -673,8 +844,8 @@ static Call *call_new(Connection *c, Slot *slot, size_t index) {
         call->slot_index = index;
         call->role = c->peer.admin ? ROLE_ADMIN : ROLE_ANYONE;
         call->start_usec = now_monotonic_usec();
-        (void) snprintf(call->request_id, sizeof(call->request_id), "c%llu.%llu", (unsigned long long) c->id,
-                        (unsigned long long) ++c->next_call_seq);
+        call->connection_id = c->id;
+        call->seq = ++c->next_call_seq;
         return call;
 }
 
@@ -748,7 +919,7 @@ static int check_envelope(Call *call, json_t *req) {
                                         "a request needs \"jsonrpc\": \"2.0\" and a \"method\" string"), -EINVAL;
         }
 
-        call->method = rpc_find_method(json_string_value(method_name));
+        call->method = find_method(json_string_value(method_name), &call->method_index);
         if (!call->method)
                 return call_reply_error(call, IDM_RPC_METHOD_NOT_FOUND, IDM_REASON_UNKNOWN_METHOD, NULL, NULL),
                        -ENOENT;
@@ -804,7 +975,7 @@ static void log_rate_limited(Call *call, int r) {
         /* The source is "uid:N", "ip:A" or "ip6:P/64"; a host name (given by a client) is not logged. */
         log_event(LOG_LEVEL_WARNING, IDM_MESSAGE_RATE_LIMITED, NULL, NULL, IDM_REASON_RATE_LIMITED,
                   "%s: rate limit of class %s hit (%s limit, counted against %s, peer uid %u); %" PRIu64
-                  " more refused in this class since the last such line", call->request_id,
+                  " more refused in this class since the last such line", call_request_id(call),
                   method_class_to_string(class), r == -EBUSY ? "concurrency" : "rate",
                   strncmp(call->rate_source.key, "host", 4) == 0 ? "a host name" : call->rate_source.key,
                   (unsigned) call_peer(call)->uid, m->ratelimit_unlogged[class]);
@@ -836,12 +1007,23 @@ static const char *call_address(Call *call, json_t *params) {
 static int admit(Call *call, json_t *params) {
         Manager *m = call_manager(call);
         const Peer *peer = call_peer(call);
+        const char *address = call_address(call, params);
         uint64_t retry_usec = 0;
         int r;
 
         if (!m->ratelimit)
                 return 0;
-        ratelimit_source_init(&call->rate_source, peer->uid, peer->admin, call_address(call, params));
+        if (!address) {
+                /* Counted by uid: the same source for every such call of the connection. */
+                Connection *c = call->connection;
+
+                if (!c->uid_rate_source_set) {
+                        ratelimit_source_init(&c->uid_rate_source, peer->uid, peer->admin, NULL);
+                        c->uid_rate_source_set = true;
+                }
+                call->rate_source = c->uid_rate_source;
+        } else
+                ratelimit_source_init(&call->rate_source, peer->uid, peer->admin, address);
         r = ratelimit_acquire(m->ratelimit, call->method->class, &call->rate_source, now_monotonic_usec(),
                               &retry_usec);
         if (r < 0)
@@ -910,7 +1092,7 @@ static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
                 m->class_in_flight_max[method->class] = m->class_in_flight[method->class];
         call->in_flight = true;
 
-        log_debug("%s: %s (uid %u)", call->request_id, method->name, (unsigned) c->peer.uid);
+        log_debug("%s: %s (uid %u)", call_request_id(call), method->name, (unsigned) c->peer.uid);
         r = method->handler(call, params);
         if (r < 0)
                 (void) call_reply_failure(call, r);

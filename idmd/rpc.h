@@ -181,6 +181,20 @@ DEFINE_POINTER_CLEANUP(Call, call_unref);
  * built) is answered -32603 internal_error, never as a success. Returns 0. */
 int call_reply(Call *call, json_t *result);
 
+/* Replies with a result given as JSON text (len bytes, not NUL-terminated, as json_dumps()
+ * with JSON_COMPACT writes it), for results a method keeps made until what they show changes:
+ * no JSON is built or serialized per request. NULL result: -32603, as call_reply(NULL). The
+ * reply is byte for byte what call_reply() with the parsed result would send. Returns 0. */
+int call_reply_text(Call *call, const char *result, size_t len);
+
+/* For the results kept by methods: whether no write of a call (call_write()) is queued or
+ * waiting to be durable now, and in *ret_generation a number that changes whenever one is
+ * done. A result read from the store may be kept while the first is true and given again while
+ * the generation is still the same and no write is in flight: the store has not changed since,
+ * as far as the tables only requests write are concerned (the background sweep and the mail
+ * outbox write their own tables: sessions, tokens, lockouts, the outbox). */
+bool rpc_writes_settled(uint64_t *ret_generation);
+
 /* Replies with the empty result {}. Returns 0. */
 int call_reply_empty(Call *call);
 

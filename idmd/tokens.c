@@ -46,7 +46,10 @@ struct Keyring {
         Key *keys;                              /* keys[0] is the active key, the rest newest first */
         size_t n_keys;
         char **kids;                            /* NULL-terminated, points into keys[].kid */
+        uint64_t generation;                    /* keyring_generation() */
 };
+
+static uint64_t keyring_generations;            /* the last generation given to any keyring */
 
 static void key_done(Key *key) {
         if (key->sk)
@@ -414,6 +417,7 @@ static int keyring_add(Keyring *k, Key *key) {
 static int keyring_update_kids(Keyring *k) {
         char **kids;
 
+        k->generation = ++keyring_generations;  /* every change of the keys comes this way */
         kids = calloc(k->n_keys + 1, sizeof(char *));
         if (!kids)
                 return -ENOMEM;
@@ -687,6 +691,10 @@ const char *keyring_active_kid(const Keyring *k) {
         if (!k || k->n_keys == 0)
                 return NULL;
         return k->keys[0].kid;
+}
+
+uint64_t keyring_generation(const Keyring *k) {
+        return k ? k->generation : 0;
 }
 
 char **keyring_kids(const Keyring *k) {

@@ -87,6 +87,10 @@ int keyring_save_to(const Keyring *k, const char *dir);
 /* {keys: [{kty: OKP, crv: Ed25519, x, kid, use: sig, alg: EdDSA}, ...]} of every key that
  * still verifies (RFC 8037). New reference. */
 int keyring_jwks(const Keyring *k, json_t **ret);
+/* A number that changes whenever the keys of k change (load, rotation, retired keys deleted),
+ * and that no other keyring of the process has had: what was made of the keys (the JWKS
+ * reply) is good while it is the same. */
+uint64_t keyring_generation(const Keyring *k);
 
 /* Signs claims (iss, sub, aud, exp, iat, nbf, jti, customerId, publisherId, and sid when not
  * NULL) with the active key. alg_name: "EdDSA" or "Ed25519" for the header (NULL: "EdDSA"). *ret is a new string.

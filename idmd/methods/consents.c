@@ -626,11 +626,104 @@ static int definitions_write(StoreTxn *t, void *userdata) {
 
 /* --- methods --- */
 
+/* getPublisherConsents' replies of the publishers asked for last, serialized, each kept while
+ * no request has written anything since it was read (rpc_writes_settled(): a new version of a
+ * consent, a publisher deleted, ... make it again). Only for a publisher named by publisherId
+ * or its publisherToken: an offerId is looked up in the store every time. */
+#define CONSENTS_KEPT_MAX 64
+
+typedef struct ConsentsKept {
+        char *publisher_id;     /* NULL: a free entry */
+        char *text;
+        size_t len;
+} ConsentsKept;
+
+static struct {
+        const Manager *manager;         /* of this store (a test or fuzzer makes several) */
+        uint64_t manager_started;
+        uint64_t generation;
+        ConsentsKept entries[CONSENTS_KEPT_MAX];
+        unsigned next;          /* the entry replaced next when all are taken */
+} consents_kept;
+
+static void consents_kept_clear(void) {
+        for (size_t i = 0; i < CONSENTS_KEPT_MAX; i++) {
+                ConsentsKept *e = &consents_kept.entries[i];
+
+                free(e->publisher_id);
+                free(e->text);
+                *e = (ConsentsKept) {};
+        }
+        consents_kept.next = 0;
+}
+
+/* The publisher a getPublisherConsents call names without the store, or NULL (offerId). */
+static const char *consents_kept_key(Call *call, json_t *params) {
+        if (json_object_get(params, "offerId"))
+                return NULL;
+        return json_object_get_string(params, "publisherId") ?: call_publisher_id(call);
+}
+
+static bool consents_kept_same_store(const Manager *m) {
+        return consents_kept.manager == m && consents_kept.manager_started == m->start_monotonic_usec;
+}
+
+static const ConsentsKept *consents_kept_find(const Manager *m, const char *publisher_id) {
+        uint64_t generation;
+
+        if (!publisher_id || !rpc_writes_settled(&generation) || generation != consents_kept.generation ||
+            !consents_kept_same_store(m))
+                return NULL;
+        for (size_t i = 0; i < CONSENTS_KEPT_MAX; i++)
+                if (streq_ptr(consents_kept.entries[i].publisher_id, publisher_id))
+                        return &consents_kept.entries[i];
+        return NULL;
+}
+
+/* Keeps the reply just read (result: the result object) if no write could have changed it since. */
+static void consents_kept_add(const Manager *m, const char *publisher_id, json_t *result) {
+        ConsentsKept *e = NULL;
+        uint64_t generation;
+        char *id, *text;
+
+        if (!rpc_writes_settled(&generation))
+                return;
+        if (generation != consents_kept.generation || !consents_kept_same_store(m)) {
+                consents_kept_clear();
+                consents_kept.generation = generation;
+                consents_kept.manager = m;
+                consents_kept.manager_started = m->start_monotonic_usec;
+        }
+        for (size_t i = 0; i < CONSENTS_KEPT_MAX && !e; i++)
+                if (!consents_kept.entries[i].publisher_id)
+                        e = &consents_kept.entries[i];
+        if (!e) {
+                e = &consents_kept.entries[consents_kept.next];
+                consents_kept.next = (consents_kept.next + 1) % CONSENTS_KEPT_MAX;
+        }
+        id = strdup(publisher_id);
+        text = json_dumps(result, JSON_COMPACT);
+        if (!id || !text) {
+                free(id);
+                free(text);
+                return;         /* not kept: only slower */
+        }
+        free(e->publisher_id);
+        free(e->text);
+        *e = (ConsentsKept) { .publisher_id = id, .text = text, .len = strlen(text) };
+}
+
 static int method_consents_get_publisher(Call *call, json_t *params) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(json_decrefp) json_t *defs = NULL;
         _cleanup_free_ char *publisher_id = NULL;
+        const ConsentsKept *kept;
+        json_t *list, *result;
         int r;
+
+        kept = consents_kept_find(call_manager(call), consents_kept_key(call, params));
+        if (kept)
+                return call_reply_text(call, kept->text, kept->len);
 
         r = customers_read_publisher(call, params, &t, &publisher_id);
         if (r < 0)
@@ -638,7 +731,15 @@ static int method_consents_get_publisher(Call *call, json_t *params) {
         r = defs_load(t, publisher_id, &defs);
         if (r < 0)
                 return r;
-        return reply_list(call, defs_public(defs));
+        list = defs_public(defs);
+        if (!list)
+                return -ENOMEM;
+        result = json_pack("{s:o}", "consents", list);
+        if (!result)
+                return -ENOMEM;
+        if (consents_kept_key(call, params))
+                consents_kept_add(call_manager(call), publisher_id, result);
+        return call_reply(call, result);
 }
 
 static void definitions_work_free(void *p) {

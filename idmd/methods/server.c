@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,21 +38,60 @@ static void add_method_name(const Method *m, size_t index, void *userdata) {
         (void) json_array_append_new(userdata, json_string(m->name));
 }
 
+/* The reply of each role, serialized once: it changes only with what it is made of (the admin
+ * group, which a reload may rename; the test-only methods), checked on every request. */
+typedef struct ServerInfoKept {
+        char *text;
+        size_t len;
+        char *admin_group;      /* what adminGroup was made of; NULL: null */
+        bool test_clock;
+} ServerInfoKept;
+
+static ServerInfoKept server_info_kept[_ROLE_MAX];
+
 static int method_server_get_info(Call *call, json_t *params) {
         Manager *m = call_manager(call);
-        json_t *methods = json_array();
+        Role role = call_role(call);
+        const char *admin_group = m->admin_gid_valid ? m->config->admin_group : NULL;
+        ServerInfoKept *kept = &server_info_kept[role];
+        _cleanup_free_ char *group_copy = NULL;
+        json_t *methods, *result;
+        char *text;
 
+        if (kept->text && streq_ptr(kept->admin_group, admin_group) && kept->test_clock == test_clock_enabled())
+                return call_reply_text(call, kept->text, kept->len);
+
+        methods = json_array();
         if (!methods)
                 return -ENOMEM;
         rpc_foreach_method(add_method_name, methods);
         /* adminGroup tells a caller who is not admin whom to ask; the name is no secret, as
          * /etc/group shows every group and its members to every local user. null: only root. */
-        return call_reply(call, json_pack("{s:s, s:i, s:o, s:s, s:s?}",
-                                          "version", IDM_VERSION,
-                                          "protocolVersion", IDM_PROTOCOL_VERSION,
-                                          "methods", methods,
-                                          "role", role_names[call_role(call)],
-                                          "adminGroup", m->admin_gid_valid ? m->config->admin_group : NULL));
+        result = json_pack("{s:s, s:i, s:o, s:s, s:s?}",
+                           "version", IDM_VERSION,
+                           "protocolVersion", IDM_PROTOCOL_VERSION,
+                           "methods", methods,
+                           "role", role_names[role],
+                           "adminGroup", admin_group);
+        if (!result)
+                return call_reply(call, NULL);
+        text = json_dumps(result, JSON_COMPACT);
+        if (admin_group)
+                group_copy = strdup(admin_group);
+        if (!text || (admin_group && !group_copy)) {    /* keeping it failed: answered the ordinary way */
+                free(text);
+                return call_reply(call, result);
+        }
+        json_decref(result);
+        free(kept->text);
+        free(kept->admin_group);
+        *kept = (ServerInfoKept) {
+                .text = text,
+                .len = strlen(text),
+                .admin_group = TAKE_PTR(group_copy),
+                .test_clock = test_clock_enabled(),
+        };
+        return call_reply_text(call, kept->text, kept->len);
 }
 
 static const char *const latency_names[LATENCY_BUCKETS] = {

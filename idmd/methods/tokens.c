@@ -5,6 +5,7 @@
  * logic is in sessions.c; this file turns it into replies.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "idm/json-util.h"
@@ -188,14 +189,36 @@ static int method_tokens_introspect(Call *call, json_t *params) {
 
 /* --- keys --- */
 
+/* The JWKS reply, serialized once per state of the keys (keyring_generation(): a rotation or
+ * a deletion of retired keys makes it again for the next request). */
+static struct {
+        uint64_t generation;
+        char *text;
+        size_t len;
+} jwks_kept;
+
 static int method_tokens_get_jwks(Call *call, json_t *params) {
+        const Keyring *k = call_manager(call)->keyring;
+        uint64_t generation = keyring_generation(k);
         json_t *jwks = NULL;
+        char *text;
         int r;
 
-        r = keyring_jwks(call_manager(call)->keyring, &jwks);
+        if (jwks_kept.text && jwks_kept.generation == generation && generation != 0)
+                return call_reply_text(call, jwks_kept.text, jwks_kept.len);
+
+        r = keyring_jwks(k, &jwks);
         if (r < 0)
                 return r;
-        return call_reply(call, jwks);
+        text = json_dumps(jwks, JSON_COMPACT);
+        if (!text)      /* keeping it failed: answered the ordinary way */
+                return call_reply(call, jwks);
+        json_decref(jwks);
+        free(jwks_kept.text);
+        jwks_kept.text = text;
+        jwks_kept.len = strlen(text);
+        jwks_kept.generation = generation;
+        return call_reply_text(call, jwks_kept.text, jwks_kept.len);
 }
 
 static int method_tokens_rotate_signing_key(Call *call, json_t *params) {
