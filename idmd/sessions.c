@@ -327,6 +327,9 @@ static int family_revoke(StoreTxn *t, const SessionContext *ctx, const char *key
         uint64_t old_due = family_due(ctx, rec);
         int r;
 
+        /* Its JWTs keep a valid signature: no verification of one made before counts now
+         * (session_verify_jwt() checks the family every time anyway). */
+        jwt_cache_revoke();
         r = record_set_time(rec, "revoked", ctx->now_usec);
         if (r < 0)
                 return r;
@@ -919,6 +922,8 @@ int session_delete_customer(StoreTxn *t, const char *customer_id) {
         if (!keys)
                 return -ENOMEM;
 
+        jwt_cache_revoke();     /* as for a revoked family */
+
         /* Token records are keyed by hash only, so finding a customer's means a walk over the
          * table; deleting a customer is rare. */
         d = (CustomerDelete) { .customer_id = customer_id, .index_prefix = prefix, .keys = keys };
@@ -951,7 +956,7 @@ int session_verify_jwt(StoreTxn *t, const SessionContext *ctx, const char *jwt, 
                        char **ret_family) {
         _cleanup_(jwt_claims_done) JwtClaims c = {};
         _cleanup_free_ char *family = NULL;
-        int r;
+        int r, cached;
 
         if (!t || !ret)
                 return -EINVAL;
@@ -961,8 +966,10 @@ int session_verify_jwt(StoreTxn *t, const SessionContext *ctx, const char *jwt, 
         if (!jwt)
                 return -EACCES;
 
-        r = jwt_verify(ctx->keyring, jwt, ctx->config->issuer, ctx->now_usec / SESSION_USEC_PER_SEC,
-                       JWT_LEEWAY_SEC, &c);
+        /* The cache stands for the signature and the claims only; the checks below run every
+         * time. */
+        r = cached = jwt_verify_cached(ctx->keyring, jwt, ctx->config->issuer,
+                                       ctx->now_usec / SESSION_USEC_PER_SEC, JWT_LEEWAY_SEC, &c);
         if (r == -EBADMSG || r == -EINVAL)
                 return -EACCES;
         if (r < 0)
@@ -974,6 +981,8 @@ int session_verify_jwt(StoreTxn *t, const SessionContext *ctx, const char *jwt, 
         r = family_get_live(t, c.sid, c.customer_id, c.publisher_id, NULL, NULL);
         if (r < 0)
                 return r;
+        if (cached == 0)        /* only a token accepted by every check is cached */
+                jwt_cache_remember(ctx->keyring, jwt, &c, ctx->now_usec / SESSION_USEC_PER_SEC);
 
         if (ret_family) {
                 family = strdup(c.sid);

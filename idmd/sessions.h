@@ -132,8 +132,10 @@ int session_foreach_customer_record(StoreTxn *t, const char *customer_id, Sessio
  * expires}. *ret_sessions and *ret_pam are new references. */
 int session_export_customer(StoreTxn *t, const char *customer_id, json_t **ret_sessions, json_t **ret_pam);
 
-/* Verifies an access JWT (signature, claims, expiry via jwt_verify with 60 s leeway; a "sid"
- * naming a live family of the same customer) and that its family is not revoked. Fills *ret
+/* Verifies an access JWT (signature, claims, expiry via jwt_verify_cached with 60 s leeway: a
+ * token verified before skips the signature and parsing; a "sid" naming a live family of the same
+ * customer) and that its family is not revoked, in t, every time. Revoking a family or deleting a
+ * customer's sessions also empties the cache (jwt_cache_revoke). Fills *ret
  * (jwt_claims_done it); *ret_family (may be NULL) is a new string. -EACCES or -ETIME. */
 int session_verify_jwt(StoreTxn *t, const SessionContext *ctx, const char *jwt, JwtClaims *ret,
                        char **ret_family);

@@ -41,12 +41,20 @@ typedef struct Key {
         unsigned char *sk;                      /* sodium_malloc'd, read-only once filled */
 } Key;
 
+typedef struct JwtCache JwtCache;
+
 struct Keyring {
         int dir_fd;
         Key *keys;                              /* keys[0] is the active key, the rest newest first */
         size_t n_keys;
         char **kids;                            /* NULL-terminated, points into keys[].kid */
+        uint64_t generation;                    /* keyring_generation() */
+        JwtCache *cache;                        /* verified tokens (jwt_verify_cached); NULL: none */
 };
+
+static JwtCache *jwt_cache_new(size_t capacity);
+static JwtCache *jwt_cache_free(JwtCache *c);
+static void jwt_cache_flush(JwtCache *c);
 
 static void key_done(Key *key) {
         if (key->sk)
@@ -490,6 +498,7 @@ Keyring *keyring_free(Keyring *k) {
                 key_done(&k->keys[i]);
         free(k->keys);
         free(k->kids);
+        jwt_cache_free(k->cache);
         (void) safe_close(k->dir_fd);
         free(k);
         return NULL;
@@ -628,6 +637,11 @@ int keyring_load(const char *dir, uint64_t now_usec, uint64_t retain_usec, Keyri
         if (r < 0)
                 return r;
 
+        k->cache = jwt_cache_new(JWT_CACHE_ENTRIES);
+        if (!k->cache)
+                return -ENOMEM;
+        k->generation = 1;
+
         *ret = TAKE_PTR(k);
         return 0;
 }
@@ -649,6 +663,10 @@ int keyring_rotate(Keyring *k, uint64_t now_usec, uint64_t retain_usec) {
         r = keyring_new_key(k, now_usec, &key);
         if (r < 0)
                 return r;
+
+        /* Whatever happens below, the keys change: nothing verified before counts any more. */
+        k->generation++;
+        jwt_cache_flush(k->cache);
 
         /* The new key is on disk and, being the newest, is what keyring_load() would pick: from
          * here on it is active whatever else fails. */
@@ -675,6 +693,8 @@ int keyring_drop_retired(Keyring *k) {
         if (!k)
                 return -EINVAL;
         before = k->n_keys;
+        k->generation++;
+        jwt_cache_flush(k->cache);      /* first: a token of a dropped key must not be found */
         /* Every retired key has been retired for longer than 0 µs before the end of time. */
         r = keyring_prune(k, UINT64_MAX, 0);
         q = keyring_update_kids(k);
@@ -691,6 +711,10 @@ const char *keyring_active_kid(const Keyring *k) {
 
 char **keyring_kids(const Keyring *k) {
         return k ? k->kids : NULL;
+}
+
+uint64_t keyring_generation(const Keyring *k) {
+        return k ? k->generation : 0;
 }
 
 static const Key *keyring_find(const Keyring *k, const char *kid) {
@@ -1066,6 +1090,235 @@ void jwt_claims_done(JwtClaims *c) {
         free(c->kid);
         free(c->sid);
         *c = (JwtClaims) {};
+}
+
+/* ---- the cache of verified access JWTs (tokens.h) ---- */
+
+#define JWT_CACHE_WAYS 4u
+
+typedef struct JwtCacheEntry {
+        uint8_t hash[crypto_generichash_BYTES]; /* keyed BLAKE2b-256 of the token */
+        bool used;
+        uint64_t last_used;                     /* JwtCache.tick of the last hit or the insertion */
+        JwtClaims claims;                       /* what jwt_verify() returned for it */
+} JwtCacheEntry;
+
+struct JwtCache {
+        uint8_t key[crypto_generichash_KEYBYTES];       /* random, this cache's only */
+        size_t n_sets;
+        JwtCacheEntry *entries;                 /* n_sets * JWT_CACHE_WAYS */
+        uint64_t revocations;                   /* jwt_cache_revocations when last emptied */
+        uint64_t tick;
+        JwtCacheStats stats;
+};
+
+/* Bumped by jwt_cache_revoke(); a cache that has seen fewer empties itself before a lookup. */
+static uint64_t jwt_cache_revocations;
+
+static int jwt_claims_copy(const JwtClaims *from, JwtClaims *ret) {
+        _cleanup_(jwt_claims_done) JwtClaims c = {
+                .iat = from->iat,
+                .nbf = from->nbf,
+                .exp = from->exp,
+        };
+        const char *const src[] = { from->iss, from->sub, from->aud, from->jti, from->customer_id,
+                                    from->publisher_id, from->kid, from->sid };
+        char **const dst[] = { &c.iss, &c.sub, &c.aud, &c.jti, &c.customer_id, &c.publisher_id, &c.kid, &c.sid };
+
+        for (size_t i = 0; i < ELEMENTSOF(src); i++) {
+                if (!src[i])
+                        continue;
+                *dst[i] = strdup(src[i]);
+                if (!*dst[i])
+                        return -ENOMEM;
+        }
+        *ret = c;
+        c = (JwtClaims) {};
+        return 0;
+}
+
+static void jwt_cache_entry_drop(JwtCache *c, JwtCacheEntry *e) {
+        if (!e->used)
+                return;
+        jwt_claims_done(&e->claims);
+        sodium_memzero(e->hash, sizeof e->hash);
+        e->used = false;
+        c->stats.entries--;
+}
+
+static void jwt_cache_flush(JwtCache *c) {
+        if (!c)
+                return;
+        for (size_t i = 0; i < c->n_sets * JWT_CACHE_WAYS; i++)
+                jwt_cache_entry_drop(c, &c->entries[i]);
+        c->stats.flushes++;
+}
+
+static JwtCache *jwt_cache_free(JwtCache *c) {
+        if (!c)
+                return NULL;
+        jwt_cache_flush(c);
+        free(c->entries);
+        sodium_memzero(c->key, sizeof c->key);
+        free(c);
+        return NULL;
+}
+
+static JwtCache *jwt_cache_new(size_t capacity) {
+        JwtCache *c;
+
+        if (capacity == 0 || capacity > SIZE_MAX / sizeof(JwtCacheEntry) - JWT_CACHE_WAYS)
+                return NULL;
+        c = calloc(1, sizeof(JwtCache));
+        if (!c)
+                return NULL;
+        c->n_sets = (capacity + JWT_CACHE_WAYS - 1) / JWT_CACHE_WAYS;
+        c->entries = calloc(c->n_sets * JWT_CACHE_WAYS, sizeof(JwtCacheEntry));
+        if (!c->entries) {
+                free(c);
+                return NULL;
+        }
+        randombytes_buf(c->key, sizeof c->key);
+        c->revocations = __atomic_load_n(&jwt_cache_revocations, __ATOMIC_RELAXED);
+        c->stats.capacity = c->n_sets * JWT_CACHE_WAYS;
+        return c;
+}
+
+void jwt_cache_revoke(void) {
+        __atomic_add_fetch(&jwt_cache_revocations, 1, __ATOMIC_RELAXED);
+}
+
+void jwt_cache_stats(const Keyring *k, JwtCacheStats *ret) {
+        if (!ret)
+                return;
+        *ret = k && k->cache ? k->cache->stats : (JwtCacheStats) {};
+}
+
+int jwt_cache_set_capacity(Keyring *k, size_t capacity) {
+        JwtCache *c = NULL;
+
+        if (!k)
+                return -EINVAL;
+        if (capacity > 0) {
+                c = jwt_cache_new(capacity);
+                if (!c)
+                        return -ENOMEM;
+        }
+        jwt_cache_free(k->cache);
+        k->cache = c;
+        return 0;
+}
+
+/* The set of a hash: its first four bytes, which the keyed hash makes unpredictable. */
+static JwtCacheEntry *jwt_cache_set(JwtCache *c, const uint8_t hash[static crypto_generichash_BYTES]) {
+        uint32_t h = (uint32_t) hash[0] | (uint32_t) hash[1] << 8 | (uint32_t) hash[2] << 16 |
+                (uint32_t) hash[3] << 24;
+
+        return &c->entries[(h % c->n_sets) * JWT_CACHE_WAYS];
+}
+
+/* Where a new entry goes in set: a free way, else one whose token has expired, else the least
+ * recently used (counted as an eviction). */
+static JwtCacheEntry *jwt_cache_victim(JwtCache *c, JwtCacheEntry *set, uint64_t now_sec) {
+        JwtCacheEntry *lru = &set[0];
+
+        for (unsigned i = 0; i < JWT_CACHE_WAYS; i++)
+                if (!set[i].used)
+                        return &set[i];
+        for (unsigned i = 0; i < JWT_CACHE_WAYS; i++) {
+                if (now_sec >= set[i].claims.exp) {
+                        jwt_cache_entry_drop(c, &set[i]);
+                        return &set[i];
+                }
+                if (set[i].last_used < lru->last_used)
+                        lru = &set[i];
+        }
+        jwt_cache_entry_drop(c, lru);
+        c->stats.evictions++;
+        return lru;
+}
+
+int jwt_verify_cached(const Keyring *k, const char *token, const char *issuer, uint64_t now_sec,
+                      uint64_t leeway_sec, JwtClaims *ret) {
+        uint8_t hash[crypto_generichash_BYTES];
+        JwtCacheEntry *set, *e;
+        uint64_t revocations;
+        JwtCache *c;
+        size_t len;
+        int r;
+
+        if (!k || !issuer || !ret)
+                return -EINVAL;
+        c = k->cache;
+        if (!c || !token)
+                return jwt_verify(k, token, issuer, now_sec, leeway_sec, ret);
+        len = strnlen(token, JWT_MAX + 1);
+        if (len > JWT_MAX)
+                return jwt_verify(k, token, issuer, now_sec, leeway_sec, ret);
+
+        /* A revocation since the last lookup: nothing verified before it is used again. */
+        revocations = __atomic_load_n(&jwt_cache_revocations, __ATOMIC_RELAXED);
+        if (c->revocations != revocations) {
+                jwt_cache_flush(c);
+                c->revocations = revocations;
+        }
+
+        if (crypto_generichash(hash, sizeof hash, (const unsigned char *) token, len, c->key, sizeof c->key) != 0)
+                return -EIO;
+        set = jwt_cache_set(c, hash);
+        for (unsigned i = 0; i < JWT_CACHE_WAYS; i++) {
+                e = &set[i];
+                if (!e->used || sodium_memcmp(e->hash, hash, sizeof hash) != 0)
+                        continue;
+                /* Never past the token's exp: from there on (the leeway) jwt_verify() decides. */
+                if (now_sec >= e->claims.exp) {
+                        jwt_cache_entry_drop(c, e);
+                        break;
+                }
+                /* The same answer as jwt_verify(), or jwt_verify() gives it (a clock set back
+                 * before nbf, another issuer). */
+                if ((e->claims.nbf > now_sec && e->claims.nbf - now_sec > leeway_sec) ||
+                    !streq(e->claims.iss, issuer))
+                        break;
+                r = jwt_claims_copy(&e->claims, ret);
+                if (r < 0)
+                        return r;
+                e->last_used = ++c->tick;
+                c->stats.hits++;
+                return 1;
+        }
+
+        c->stats.misses++;
+        return jwt_verify(k, token, issuer, now_sec, leeway_sec, ret);
+}
+
+void jwt_cache_remember(const Keyring *k, const char *token, const JwtClaims *claims, uint64_t now_sec) {
+        uint8_t hash[crypto_generichash_BYTES];
+        JwtCacheEntry *set, *e;
+        JwtCache *c;
+        size_t len;
+
+        c = k ? k->cache : NULL;
+        if (!c || !token || !claims || now_sec >= claims->exp || !claims->iss)
+                return;
+        len = strnlen(token, JWT_MAX + 1);
+        if (len > JWT_MAX)
+                return;
+        if (c->revocations != __atomic_load_n(&jwt_cache_revocations, __ATOMIC_RELAXED))
+                return;         /* a revocation since the lookup: the next lookup empties the cache */
+        if (crypto_generichash(hash, sizeof hash, (const unsigned char *) token, len, c->key, sizeof c->key) != 0)
+                return;
+        set = jwt_cache_set(c, hash);
+        for (unsigned i = 0; i < JWT_CACHE_WAYS; i++)
+                if (set[i].used && sodium_memcmp(set[i].hash, hash, sizeof hash) == 0)
+                        return;         /* there already (and refused by a check of the lookup) */
+        e = jwt_cache_victim(c, set, now_sec);
+        if (jwt_claims_copy(claims, &e->claims) < 0)
+                return;         /* not cached: no harm */
+        memcpy(e->hash, hash, sizeof hash);
+        e->used = true;
+        e->last_used = ++c->tick;
+        c->stats.entries++;
 }
 
 /* ---- random tokens and hashes ---- */
