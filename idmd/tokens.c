@@ -782,13 +782,13 @@ static int json_pack_error(const json_error_t *e) {
 }
 
 int jwt_sign(const Keyring *k, const JwtClaims *c, const char *alg_name, char **ret) {
-        _cleanup_(freep) char *header_json = NULL, *claims_json = NULL, *h64 = NULL, *c64 = NULL,
-                *s64 = NULL, *out = NULL;
-        json_auto_t *header = NULL, *claims = NULL;
+        _cleanup_(freep) char *claims_json = NULL, *out = NULL;
+        json_auto_t *claims = NULL;
         uint8_t sig[crypto_sign_BYTES];
+        char header_json[128];
         const Key *key;
         json_error_t e;
-        size_t hl, cl, sl;
+        size_t hjl, cjl, hl, cl, sl, n;
         int r;
 
         if (!k || !c || !ret || k->n_keys == 0)
@@ -804,9 +804,13 @@ int jwt_sign(const Keyring *k, const JwtClaims *c, const char *alg_name, char **
 
         key = &k->keys[0];
 
-        header = json_pack_ex(&e, 0, "{s:s, s:s, s:s}", "alg", alg_name, "typ", JWT_TYP, "kid", key->kid);
-        if (!header)
-                return json_pack_error(&e);
+        /* The header is what json_dumps(JSON_COMPACT) made of {alg, typ, kid}, written directly:
+         * alg is one of two names and the kid base64url, so nothing needs escaping. */
+        r = snprintf(header_json, sizeof header_json, "{\"alg\":\"%s\",\"typ\":\"" JWT_TYP "\",\"kid\":\"%s\"}",
+                     alg_name, key->kid);
+        if (r < 0 || (size_t) r >= sizeof header_json)
+                return -EINVAL;
+        hjl = (size_t) r;
         claims = json_pack_ex(&e, 0, "{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:s}",
                               "iss", c->iss,
                               "sub", c->sub,
@@ -827,41 +831,30 @@ int jwt_sign(const Keyring *k, const JwtClaims *c, const char *alg_name, char **
                 if (json_object_set_new(claims, "sid", sid) < 0)
                         return -ENOMEM;
         }
-
-        r = json_dumps_new(header, &header_json);
-        if (r < 0)
-                return r;
         r = json_dumps_new(claims, &claims_json);
         if (r < 0)
                 return r;
-        r = b64url_encode(header_json, strlen(header_json), &h64);
-        if (r < 0)
-                return r;
-        r = b64url_encode(claims_json, strlen(claims_json), &c64);
-        if (r < 0)
-                return r;
+        cjl = strlen(claims_json);
 
-        hl = strlen(h64);
-        cl = strlen(c64);
+        /* header "." claims "." signature, each base64url, encoded in place. */
+        hl = sodium_base64_ENCODED_LEN(hjl, B64URL) - 1;
+        cl = sodium_base64_ENCODED_LEN(cjl, B64URL) - 1;
         sl = sodium_base64_ENCODED_LEN(crypto_sign_BYTES, B64URL) - 1;
-        out = malloc(hl + 1 + cl + 1 + sl + 1);
+        n = hl + 1 + cl + 1 + sl;
+        if (n > JWT_MAX)
+                return -EINVAL;  /* would not verify */
+        out = malloc(n + 1);
         if (!out)
                 return -ENOMEM;
-        memcpy(out, h64, hl);
+        sodium_bin2base64(out, hl + 1, (const unsigned char *) header_json, hjl, B64URL);
         out[hl] = '.';
-        memcpy(out + hl + 1, c64, cl);
+        sodium_bin2base64(out + hl + 1, cl + 1, (const unsigned char *) claims_json, cjl, B64URL);
 
         /* The signing input is ASCII(base64url(header) '.' base64url(claims)). */
         if (crypto_sign_detached(sig, NULL, (const unsigned char *) out, hl + 1 + cl, key->sk) != 0)
                 return -EIO;
-        r = b64url_encode(sig, sizeof sig, &s64);
-        if (r < 0)
-                return r;
         out[hl + 1 + cl] = '.';
-        memcpy(out + hl + 1 + cl + 1, s64, sl + 1);
-
-        if (strlen(out) > JWT_MAX)
-                return -EINVAL;  /* would not verify */
+        sodium_bin2base64(out + hl + 1 + cl + 1, sl + 1, sig, sizeof sig, B64URL);
 
         *ret = TAKE_PTR(out);
         return 0;
