@@ -21,8 +21,10 @@
  *                                      publisherId, created, expires}
  *                                    (one-time tokens of other modules have other types)
  *   "family:<id>"                  family record {customerId, publisherId, created, expires,
- *                                  revoked?}; expires is the latest expiry of anything issued
- *                                  for it (refresh token, customerToken, JWT)
+ *                                  revoked?, indexed?}; expires is the latest expiry of anything
+ *                                  issued for it (refresh token, customerToken, JWT); indexed:
+ *                                  the due of its expiry index entry when a refresh extended
+ *                                  expires without moving it (the sweep moves it later)
  *   "customer:<customerId>:<id>"   {}: index of a customer's families
  * A token record whose family record is missing is dead (fail closed), so deleting a family
  * record is enough to end it. Rotated refresh records are kept until their own expiry, so that a
@@ -169,7 +171,9 @@ int session_introspect(StoreTxn *t, const SessionContext *ctx, const char *token
  *             is over (then only the field goes)
  *   family    family records, due at their expiry or access_ttl + 60 s after their revocation
  *             (with the family go its "customer:" index entry); the token records of a family
- *             that is gone grant nothing and go at their own expiry
+ *             that is gone grant nothing and go at their own expiry. A refresh extends a
+ *             family without moving its entry (recorded in "indexed"): the entry may be earlier
+ *             than the family's due, never later
  *   pam       PAM session records, due at their expiry
  * Another module's kind (a one-time token) writes its entries with session_expiry_put()/_del()
  * and gives the manager's sweep registry a SessionExpireFn. Kind names: 1..16 characters, no
