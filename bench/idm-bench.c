@@ -15,6 +15,7 @@
  *                 like idmd's event loop): what a Unix socket round trip costs here.
  *   floor-lmdb    durable LMDB commits with idmd's environment flags, K records per transaction.
  *   floor-argon2  bare crypto_pwhash_str_verify() throughput at idmd's default cost.
+ *   floor-ed25519 bare Ed25519 signature verification of a JWT-sized message on T threads.
  *   probe         waits until idmd answers getServerInfo; prints the request and reply sizes.
  *
  * Every command prints one JSON line on stdout (for scripts) and one human line on stderr.
@@ -419,6 +420,7 @@ typedef enum Kind {
         KIND_REFRESH,                   /* refreshToken, rotating the connection's own token */
         KIND_LOGIN,                     /* login as the connection's own customer */
         KIND_MIX,                       /* each request drawn by weight from the MixOp methods */
+        KIND_JWT,                       /* getCustomer with the JWT of the connection's own customer */
 } Kind;
 
 /* The methods of KIND_MIX, each on the connection's own customer: a token read (getCustomer with
@@ -446,7 +448,7 @@ typedef struct Conn {
 
         char *email;                    /* KIND_LOGIN, KIND_REFRESH: this connection's customer */
         char *token;                    /* KIND_REFRESH, KIND_MIX: the refresh token to send next */
-        char *jwt;                      /* KIND_MIX: the access token of the latest session */
+        char *jwt;                      /* KIND_MIX, KIND_JWT: the access token of the latest session */
         MixOp op;                       /* KIND_MIX: the method of the outstanding request */
         uint32_t rng;                   /* KIND_MIX: xorshift32 state for drawing the next method */
 
@@ -507,6 +509,8 @@ static Kind kind_of(const char *method) {
                 return KIND_REFRESH;
         if (streq(method, "login"))
                 return KIND_LOGIN;
+        if (streq(method, "getCustomer"))
+                return KIND_JWT;
         return KIND_GENERIC;
 }
 
@@ -566,6 +570,9 @@ static int conn_format(Group *g, Conn *c) {
         case KIND_REFRESH:
                 need = 128 + strlen(c->token);
                 break;
+        case KIND_JWT:
+                need = 128 + strlen(c->jwt);
+                break;
         case KIND_LOGIN:
                 need = 192 + strlen(c->email) + strlen(g->password) + strlen(g->publisher_id);
                 break;
@@ -580,6 +587,11 @@ static int conn_format(Group *g, Conn *c) {
                 n = snprintf(c->wbuf, c->wsize,
                              "{\"jsonrpc\":\"2.0\",\"id\":%" PRIu64 ",\"method\":\"refreshToken\","
                              "\"params\":{\"refreshToken\":\"%s\"}}\n", c->next_id, c->token);
+                break;
+        case KIND_JWT:
+                n = snprintf(c->wbuf, c->wsize,
+                             "{\"jsonrpc\":\"2.0\",\"id\":%" PRIu64 ",\"method\":\"getCustomer\","
+                             "\"params\":{\"jwt\":\"%s\"}}\n", c->next_id, c->jwt);
                 break;
         case KIND_LOGIN:
                 n = snprintf(c->wbuf, c->wsize,
@@ -1075,7 +1087,8 @@ static int create_publisher(const char *socket_path, char **ret) {
 
 /* Registers one customer per connection (pipelined over all connections; 429 and 503 are
  * retried a second later). Each connection keeps the refresh token and the JWT that registration
- * returns (KIND_REFRESH and KIND_MIX use them). */
+ * returns (KIND_REFRESH, KIND_MIX and KIND_JWT use them; the JWT is good for [tokens] access_ttl,
+ * 15 minutes by default). */
 static int group_register(Group *g) {
         _cleanup_free_ bool *done = NULL;
         unsigned char rnd[4];
@@ -2289,6 +2302,105 @@ static int cmd_floor_argon2(const Options *o) {
         return failed ? -EPROTO : 0;
 }
 
+/* ---- floor-ed25519: bare signature verification of a JWT-sized message ---- */
+
+#define ED25519_MESSAGE_BYTES 470       /* base64url(header) "." base64url(claims) of an idmd JWT */
+
+typedef struct Ed25519Worker {
+        pthread_t thread;
+        const uint8_t *pk, *sig, *msg;
+        uint64_t t_measure, t_end;
+        Samples samples;
+        uint64_t verified, failed;
+} Ed25519Worker;
+
+static void *ed25519_main(void *p) {
+        Ed25519Worker *w = p;
+
+        for (;;) {
+                uint64_t a = now_nsec(), b;
+                int k;
+
+                if (a >= w->t_end)
+                        break;
+                k = crypto_sign_verify_detached(w->sig, w->msg, ED25519_MESSAGE_BYTES, w->pk);
+                b = now_nsec();
+                if (b >= w->t_measure && b < w->t_end) {
+                        if (k != 0)
+                                w->failed++;
+                        else
+                                w->verified++;
+                        if (samples_add(&w->samples, b - a) < 0)
+                                break;
+                }
+        }
+        return NULL;
+}
+
+/* What jwt_verify() in idmd/tokens.c pays for the signature alone, on T threads: the ceiling of
+ * JWT-authenticated reads that verify every token. */
+static int cmd_floor_ed25519(const Options *o) {
+        _cleanup_(json_decrefp) json_t *out = NULL;
+        _cleanup_(samples_done) Samples all = {};
+        _cleanup_free_ Ed25519Worker *w = NULL;
+        uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES], sig[crypto_sign_BYTES],
+                msg[ED25519_MESSAGE_BYTES];
+        uint64_t verified = 0, failed = 0, t0;
+        unsigned n = o->threads, started = 0;
+        double window;
+        int r = 0;
+
+        crypto_sign_keypair(pk, sk);
+        randombytes_buf(msg, sizeof msg);
+        crypto_sign_detached(sig, NULL, msg, sizeof msg, sk);
+
+        w = calloc(n, sizeof(Ed25519Worker));
+        if (!w)
+                return -ENOMEM;
+        t0 = now_nsec();
+        for (unsigned i = 0; i < n; i++) {
+                w[i] = (Ed25519Worker) {
+                        .pk = pk,
+                        .sig = sig,
+                        .msg = msg,
+                        .t_measure = t0 + sec_to_nsec(o->warmup),
+                        .t_end = t0 + sec_to_nsec(o->warmup) + sec_to_nsec(o->duration),
+                };
+                r = -pthread_create(&w[i].thread, NULL, ed25519_main, &w[i]);
+                if (r < 0)
+                        break;
+                started++;
+        }
+        for (unsigned i = 0; i < started; i++) {
+                (void) pthread_join(w[i].thread, NULL);
+                verified += w[i].verified;
+                failed += w[i].failed;
+                if (r >= 0 && samples_append(&all, &w[i].samples) < 0)
+                        r = -ENOMEM;
+                samples_done(&w[i].samples);
+        }
+        if (r < 0)
+                return r;
+
+        window = o->duration;
+        out = json_pack("{s:s, s:i, s:i, s:f, s:I, s:I, s:f, s:o}",
+                        "bench", "floor-ed25519",
+                        "message_bytes", ED25519_MESSAGE_BYTES,
+                        "threads", (int) n,
+                        "window_s", window,
+                        "verified", (json_int_t) verified,
+                        "failed", (json_int_t) failed,
+                        "per_s", round1((double) verified / window),
+                        "latency_us", latency_json(&all));
+        if (!out)
+                return -ENOMEM;
+        print_json(out);
+        fprintf(stderr, "floor-ed25519 %d-byte message, %u threads: %.0f verifications/s, p50 %.1f µs, p99 %.1f µs%s\n",
+                ED25519_MESSAGE_BYTES, n, (double) verified / window, quantile_usec(&all, 0.5),
+                quantile_usec(&all, 0.99), failed ? " (VERIFICATIONS FAILED)" : "");
+        return failed ? -EPROTO : 0;
+}
+
 /* ---- probe ---- */
 
 static int cmd_probe(const Options *o) {
@@ -2354,7 +2466,9 @@ static void help(void) {
                "       [--duration S] [--warmup S] [--rate R] [--pid PID]\n"
                "        N closed-loop connections (one request in flight each) over T threads.\n"
                "        refreshToken: each connection registers its own customer and rotates its\n"
-               "        own refresh token; login: each connection logs its own customer in.\n"
+               "        own refresh token; login: each connection logs its own customer in;\n"
+               "        getCustomer: each connection registers its own customer and reads it with\n"
+               "        its JWT.\n"
                "  mixed --socket PATH --write-method M [--write-connections N] [--threads T]\n"
                "       [--read-method getServerInfo] [--read-connections 1] [--read-rate R]\n"
                "       [--duration S] [--warmup S] [--pid PID]\n"
@@ -2369,6 +2483,8 @@ static void help(void) {
                "        Durable LMDB commits with idmd's environment flags.\n"
                "  floor-argon2 [--opslimit N] [--memlimit BYTES[K|M|G]] [--threads T] [--duration S]\n"
                "        Bare crypto_pwhash_str_verify() at idmd's default cost.\n"
+               "  floor-ed25519 [--threads T] [--duration S]\n"
+               "        Bare crypto_sign_verify_detached() of a JWT-sized message, on T threads.\n"
                "  probe --socket PATH [--wait S]\n"
                "        Waits until idmd answers getServerInfo.\n\n"
                "Options:\n"
@@ -2630,6 +2746,8 @@ int main(int argc, char *argv[]) {
                 r = cmd_floor_echo(&o);
         else if (streq(command, "floor-lmdb"))
                 r = cmd_floor_lmdb(&o);
+        else if (streq(command, "floor-ed25519"))
+                r = cmd_floor_ed25519(&o);
         else if (streq(command, "floor-argon2"))
                 r = cmd_floor_argon2(&o);
         else if (streq(command, "probe"))

@@ -909,6 +909,7 @@ int manager_reload(Manager *m) {
                 return log_error_errno(n, "Reloading %s failed: %m", m->config_path);
         if (!m->log_level_forced)
                 log_set_max_level(m->config->log_level);
+        jwt_cache_revoke();     /* verified JWTs are checked again after a reload (tokens.h) */
         log_struct(LOG_LEVEL_NOTICE, IDM_MESSAGE_CONFIG_RELOADED,
                    "Configuration reloaded from %s (log level, limits, rate limits, lockout, mail, reset).",
                    m->config_path);

@@ -312,10 +312,21 @@ static int family_get_live(StoreTxn *t, const char *family, const char *customer
         return 0;
 }
 
-/* Writes the family record rec at key and moves its index entry from old_due. */
+/* Where the family's index entry is: "indexed" when family_extend() left it behind, else at
+ * family_due(). */
+static uint64_t family_indexed(const SessionContext *ctx, json_t *frec) {
+        uint64_t due;
+
+        if (record_time(frec, "indexed", &due))
+                return due;
+        return family_due(ctx, frec);
+}
+
+/* Writes the family record rec at key and moves its index entry from old_due to family_due(). */
 static int family_put(StoreTxn *t, const SessionContext *ctx, const char *key, json_t *rec, uint64_t old_due) {
         int r;
 
+        (void) json_object_del(rec, "indexed");         /* the entry is where family_due() says */
         r = store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
         if (r < 0)
                 return r;
@@ -324,9 +335,12 @@ static int family_put(StoreTxn *t, const SessionContext *ctx, const char *key, j
 
 /* Marks the family revoked (rec is its record, key its key). */
 static int family_revoke(StoreTxn *t, const SessionContext *ctx, const char *key, json_t *rec) {
-        uint64_t old_due = family_due(ctx, rec);
+        uint64_t old_due = family_indexed(ctx, rec);
         int r;
 
+        /* Its JWTs keep a valid signature: no verification of one made before counts now
+         * (session_verify_jwt() checks the family every time anyway). */
+        jwt_cache_revoke();
         r = record_set_time(rec, "revoked", ctx->now_usec);
         if (r < 0)
                 return r;
@@ -334,18 +348,27 @@ static int family_revoke(StoreTxn *t, const SessionContext *ctx, const char *key
 }
 
 /* Makes the family live at least until 'until' (so the sweep keeps it while anything issued for
- * it can still be presented). */
+ * it can still be presented). Its index entry stays where it is, recorded as "indexed": a due
+ * time that only moves later needs no move now (every refresh would move it); the sweep moves the
+ * entry when it comes due and finds the family live (session_expire_family()). So a family's
+ * entry is never later than its due, and may be earlier. For a live family only (a revoked one's
+ * due would move earlier). */
 static int family_extend(StoreTxn *t, const SessionContext *ctx, const char *key, json_t *rec, uint64_t until) {
-        uint64_t expires = 0, old_due = family_due(ctx, rec);
+        uint64_t expires = 0;
         int r;
 
         (void) record_time(rec, "expires", &expires);
         if (expires >= until)
                 return 0;
+        if (!json_object_get(rec, "indexed")) {
+                r = record_set_time(rec, "indexed", family_due(ctx, rec));
+                if (r < 0)
+                        return r;
+        }
         r = record_set_time(rec, "expires", until);
         if (r < 0)
                 return r;
-        return family_put(t, ctx, key, rec, old_due);
+        return store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
 }
 
 /* An access JWT for the family, valid from now for access_ttl. */
@@ -587,10 +610,11 @@ static int refresh_reuse(StoreTxn *t, const SessionContext *ctx, const char *tok
         return -EKEYREVOKED;
 }
 
-static bool grace_over(const SessionContext *ctx, json_t *rec) {
+/* Whether the grace window that began at rec[field] (when a token was rotated) is over. */
+static bool grace_over(const SessionContext *ctx, json_t *rec, const char *field) {
         uint64_t rotated = 0;
 
-        return record_time(rec, "rotated", &rotated) && ctx->now_usec >= rotated &&
+        return record_time(rec, field, &rotated) && ctx->now_usec >= rotated &&
                 ctx->now_usec - rotated >= ctx->config->refresh_grace_usec;
 }
 
@@ -608,7 +632,7 @@ static int refresh_drop_sealed(StoreTxn *t, const SessionContext *ctx, const cha
                 return 0;
         if (r < 0)
                 return r;
-        if (!json_object_get(rec, "successorSealed") || !grace_over(ctx, rec))
+        if (!json_object_get(rec, "successorSealed") || !grace_over(ctx, rec, "rotated"))
                 return 0;
         due = seal_due(ctx, rec);
         (void) json_object_del(rec, "successorSealed");
@@ -644,10 +668,13 @@ static int refresh_rotate(StoreTxn *t, const SessionContext *ctx, const char *to
 
         /* The predecessor's sealed successor (this token) is no longer needed once its window is
          * over: drop it, so that no chain of sealed successors leads from an old token to the
-         * live one. */
-        r = refresh_drop_sealed(t, ctx, json_object_get_string(rec, "parent"));
-        if (r < 0)
-                return r;
+         * live one. The predecessor was rotated when this record was created: while that is
+         * within the window, there is nothing to drop and its record is not read. */
+        if (grace_over(ctx, rec, "created")) {
+                r = refresh_drop_sealed(t, ctx, json_object_get_string(rec, "parent"));
+                if (r < 0)
+                        return r;
+        }
 
         token_hash(successor, shash);
         r = store_put(t, STORE_TOKENS, shash, srec, STORE_PUT_NO_OVERWRITE);
@@ -893,9 +920,13 @@ static int collect_customer_record(const char *key, json_t *value, void *userdat
 
         if (startswith(key, d->index_prefix))
                 return collect_doomed(d->keys, key, NULL, 0);
-        if (mine && startswith(key, FAMILY_PREFIX))
+        if (mine && startswith(key, FAMILY_PREFIX)) {
+                uint64_t due = expires_due(value);
+
+                (void) record_time(value, "indexed", &due);     /* left behind by family_extend() */
                 return collect_doomed(d->keys, key, json_object_get(value, "revoked") ? NULL : SESSION_KIND_FAMILY,
-                                      expires_due(value));
+                                      due);
+        }
         if (mine && streq_ptr(type, TYPE_REFRESH))
                 return collect_doomed(d->keys, key, SESSION_KIND_REFRESH, expires_due(value));
         if (mine && streq_ptr(type, TYPE_CUSTOMER))
@@ -918,6 +949,8 @@ int session_delete_customer(StoreTxn *t, const char *customer_id) {
         keys = json_array();
         if (!keys)
                 return -ENOMEM;
+
+        jwt_cache_revoke();     /* as for a revoked family */
 
         /* Token records are keyed by hash only, so finding a customer's means a walk over the
          * table; deleting a customer is rare. */
@@ -951,7 +984,7 @@ int session_verify_jwt(StoreTxn *t, const SessionContext *ctx, const char *jwt, 
                        char **ret_family) {
         _cleanup_(jwt_claims_done) JwtClaims c = {};
         _cleanup_free_ char *family = NULL;
-        int r;
+        int r, cached;
 
         if (!t || !ret)
                 return -EINVAL;
@@ -961,8 +994,10 @@ int session_verify_jwt(StoreTxn *t, const SessionContext *ctx, const char *jwt, 
         if (!jwt)
                 return -EACCES;
 
-        r = jwt_verify(ctx->keyring, jwt, ctx->config->issuer, ctx->now_usec / SESSION_USEC_PER_SEC,
-                       JWT_LEEWAY_SEC, &c);
+        /* The cache stands for the signature and the claims only; the checks below run every
+         * time. */
+        r = cached = jwt_verify_cached(ctx->keyring, jwt, ctx->config->issuer,
+                                       ctx->now_usec / SESSION_USEC_PER_SEC, JWT_LEEWAY_SEC, &c);
         if (r == -EBADMSG || r == -EINVAL)
                 return -EACCES;
         if (r < 0)
@@ -974,6 +1009,8 @@ int session_verify_jwt(StoreTxn *t, const SessionContext *ctx, const char *jwt, 
         r = family_get_live(t, c.sid, c.customer_id, c.publisher_id, NULL, NULL);
         if (r < 0)
                 return r;
+        if (cached == 0)        /* only a token accepted by every check is cached */
+                jwt_cache_remember(ctx->keyring, jwt, &c, ctx->now_usec / SESSION_USEC_PER_SEC);
 
         if (ret_family) {
                 family = strdup(c.sid);
@@ -1211,8 +1248,17 @@ int session_expire_family(StoreTxn *t, const SessionContext *ctx, const char *ki
         if (r < 0 || !rec)
                 return r;
         due = family_due(ctx, rec);
-        if (due > ctx->now_usec)
-                return session_expiry_put(t, kind, due, key);
+        if (due > ctx->now_usec) {
+                /* Extended since the entry was made (family_extend()): on to its due now. */
+                r = session_expiry_put(t, kind, due, key);
+                if (r < 0 || json_object_del(rec, "indexed") < 0)
+                        return r;
+                r = store_put(t, STORE_TOKENS, key, rec, STORE_PUT_DEFAULT);
+                if (r < 0)
+                        return r;
+                stats->updated++;
+                return 0;
+        }
 
         r = expire_del(t, key, stats);
         if (r < 0)

@@ -21,8 +21,10 @@
  *                                      publisherId, created, expires}
  *                                    (one-time tokens of other modules have other types)
  *   "family:<id>"                  family record {customerId, publisherId, created, expires,
- *                                  revoked?}; expires is the latest expiry of anything issued
- *                                  for it (refresh token, customerToken, JWT)
+ *                                  revoked?, indexed?}; expires is the latest expiry of anything
+ *                                  issued for it (refresh token, customerToken, JWT); indexed:
+ *                                  the due of its expiry index entry when a refresh extended
+ *                                  expires without moving it (the sweep moves it later)
  *   "customer:<customerId>:<id>"   {}: index of a customer's families
  * A token record whose family record is missing is dead (fail closed), so deleting a family
  * record is enough to end it. Rotated refresh records are kept until their own expiry, so that a
@@ -132,8 +134,10 @@ int session_foreach_customer_record(StoreTxn *t, const char *customer_id, Sessio
  * expires}. *ret_sessions and *ret_pam are new references. */
 int session_export_customer(StoreTxn *t, const char *customer_id, json_t **ret_sessions, json_t **ret_pam);
 
-/* Verifies an access JWT (signature, claims, expiry via jwt_verify with 60 s leeway; a "sid"
- * naming a live family of the same customer) and that its family is not revoked. Fills *ret
+/* Verifies an access JWT (signature, claims, expiry via jwt_verify_cached with 60 s leeway: a
+ * token verified before skips the signature and parsing; a "sid" naming a live family of the same
+ * customer) and that its family is not revoked, in t, every time. Revoking a family or deleting a
+ * customer's sessions also empties the cache (jwt_cache_revoke). Fills *ret
  * (jwt_claims_done it); *ret_family (may be NULL) is a new string. -EACCES or -ETIME. */
 int session_verify_jwt(StoreTxn *t, const SessionContext *ctx, const char *jwt, JwtClaims *ret,
                        char **ret_family);
@@ -167,7 +171,9 @@ int session_introspect(StoreTxn *t, const SessionContext *ctx, const char *token
  *             is over (then only the field goes)
  *   family    family records, due at their expiry or access_ttl + 60 s after their revocation
  *             (with the family go its "customer:" index entry); the token records of a family
- *             that is gone grant nothing and go at their own expiry
+ *             that is gone grant nothing and go at their own expiry. A refresh extends a
+ *             family without moving its entry (recorded in "indexed"): the entry may be earlier
+ *             than the family's due, never later
  *   pam       PAM session records, due at their expiry
  * Another module's kind (a one-time token) writes its entries with session_expiry_put()/_del()
  * and gives the manager's sweep registry a SessionExpireFn. Kind names: 1..16 characters, no

@@ -41,15 +41,22 @@ typedef struct Key {
         unsigned char *sk;                      /* sodium_malloc'd, read-only once filled */
 } Key;
 
+typedef struct JwtCache JwtCache;
+
 struct Keyring {
         int dir_fd;
         Key *keys;                              /* keys[0] is the active key, the rest newest first */
         size_t n_keys;
         char **kids;                            /* NULL-terminated, points into keys[].kid */
         uint64_t generation;                    /* keyring_generation() */
+        JwtCache *cache;                        /* verified tokens (jwt_verify_cached); NULL: none */
 };
 
 static uint64_t keyring_generations;            /* the last generation given to any keyring */
+
+static JwtCache *jwt_cache_new(size_t capacity);
+static JwtCache *jwt_cache_free(JwtCache *c);
+static void jwt_cache_flush(JwtCache *c);
 
 static void key_done(Key *key) {
         if (key->sk)
@@ -494,6 +501,7 @@ Keyring *keyring_free(Keyring *k) {
                 key_done(&k->keys[i]);
         free(k->keys);
         free(k->kids);
+        jwt_cache_free(k->cache);
         (void) safe_close(k->dir_fd);
         free(k);
         return NULL;
@@ -632,6 +640,9 @@ int keyring_load(const char *dir, uint64_t now_usec, uint64_t retain_usec, Keyri
         if (r < 0)
                 return r;
 
+        k->cache = jwt_cache_new(JWT_CACHE_ENTRIES);
+        if (!k->cache)
+                return -ENOMEM;
         *ret = TAKE_PTR(k);
         return 0;
 }
@@ -653,6 +664,10 @@ int keyring_rotate(Keyring *k, uint64_t now_usec, uint64_t retain_usec) {
         r = keyring_new_key(k, now_usec, &key);
         if (r < 0)
                 return r;
+
+        /* Whatever happens below, the keys change: nothing verified before counts any more (and
+         * keyring_update_kids() gives k a new generation). */
+        jwt_cache_flush(k->cache);
 
         /* The new key is on disk and, being the newest, is what keyring_load() would pick: from
          * here on it is active whatever else fails. */
@@ -679,6 +694,7 @@ int keyring_drop_retired(Keyring *k) {
         if (!k)
                 return -EINVAL;
         before = k->n_keys;
+        jwt_cache_flush(k->cache);      /* first: a token of a dropped key must not be found */
         /* Every retired key has been retired for longer than 0 µs before the end of time. */
         r = keyring_prune(k, UINT64_MAX, 0);
         q = keyring_update_kids(k);
@@ -766,13 +782,13 @@ static int json_pack_error(const json_error_t *e) {
 }
 
 int jwt_sign(const Keyring *k, const JwtClaims *c, const char *alg_name, char **ret) {
-        _cleanup_(freep) char *header_json = NULL, *claims_json = NULL, *h64 = NULL, *c64 = NULL,
-                *s64 = NULL, *out = NULL;
-        json_auto_t *header = NULL, *claims = NULL;
+        _cleanup_(freep) char *claims_json = NULL, *out = NULL;
+        json_auto_t *claims = NULL;
         uint8_t sig[crypto_sign_BYTES];
+        char header_json[128];
         const Key *key;
         json_error_t e;
-        size_t hl, cl, sl;
+        size_t hjl, cjl, hl, cl, sl, n;
         int r;
 
         if (!k || !c || !ret || k->n_keys == 0)
@@ -788,9 +804,13 @@ int jwt_sign(const Keyring *k, const JwtClaims *c, const char *alg_name, char **
 
         key = &k->keys[0];
 
-        header = json_pack_ex(&e, 0, "{s:s, s:s, s:s}", "alg", alg_name, "typ", JWT_TYP, "kid", key->kid);
-        if (!header)
-                return json_pack_error(&e);
+        /* The header is what json_dumps(JSON_COMPACT) made of {alg, typ, kid}, written directly:
+         * alg is one of two names and the kid base64url, so nothing needs escaping. */
+        r = snprintf(header_json, sizeof header_json, "{\"alg\":\"%s\",\"typ\":\"" JWT_TYP "\",\"kid\":\"%s\"}",
+                     alg_name, key->kid);
+        if (r < 0 || (size_t) r >= sizeof header_json)
+                return -EINVAL;
+        hjl = (size_t) r;
         claims = json_pack_ex(&e, 0, "{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:s}",
                               "iss", c->iss,
                               "sub", c->sub,
@@ -811,41 +831,30 @@ int jwt_sign(const Keyring *k, const JwtClaims *c, const char *alg_name, char **
                 if (json_object_set_new(claims, "sid", sid) < 0)
                         return -ENOMEM;
         }
-
-        r = json_dumps_new(header, &header_json);
-        if (r < 0)
-                return r;
         r = json_dumps_new(claims, &claims_json);
         if (r < 0)
                 return r;
-        r = b64url_encode(header_json, strlen(header_json), &h64);
-        if (r < 0)
-                return r;
-        r = b64url_encode(claims_json, strlen(claims_json), &c64);
-        if (r < 0)
-                return r;
+        cjl = strlen(claims_json);
 
-        hl = strlen(h64);
-        cl = strlen(c64);
+        /* header "." claims "." signature, each base64url, encoded in place. */
+        hl = sodium_base64_ENCODED_LEN(hjl, B64URL) - 1;
+        cl = sodium_base64_ENCODED_LEN(cjl, B64URL) - 1;
         sl = sodium_base64_ENCODED_LEN(crypto_sign_BYTES, B64URL) - 1;
-        out = malloc(hl + 1 + cl + 1 + sl + 1);
+        n = hl + 1 + cl + 1 + sl;
+        if (n > JWT_MAX)
+                return -EINVAL;  /* would not verify */
+        out = malloc(n + 1);
         if (!out)
                 return -ENOMEM;
-        memcpy(out, h64, hl);
+        sodium_bin2base64(out, hl + 1, (const unsigned char *) header_json, hjl, B64URL);
         out[hl] = '.';
-        memcpy(out + hl + 1, c64, cl);
+        sodium_bin2base64(out + hl + 1, cl + 1, (const unsigned char *) claims_json, cjl, B64URL);
 
         /* The signing input is ASCII(base64url(header) '.' base64url(claims)). */
         if (crypto_sign_detached(sig, NULL, (const unsigned char *) out, hl + 1 + cl, key->sk) != 0)
                 return -EIO;
-        r = b64url_encode(sig, sizeof sig, &s64);
-        if (r < 0)
-                return r;
         out[hl + 1 + cl] = '.';
-        memcpy(out + hl + 1 + cl + 1, s64, sl + 1);
-
-        if (strlen(out) > JWT_MAX)
-                return -EINVAL;  /* would not verify */
+        sodium_bin2base64(out + hl + 1 + cl + 1, sl + 1, sig, sizeof sig, B64URL);
 
         *ret = TAKE_PTR(out);
         return 0;
@@ -1074,6 +1083,235 @@ void jwt_claims_done(JwtClaims *c) {
         free(c->kid);
         free(c->sid);
         *c = (JwtClaims) {};
+}
+
+/* ---- the cache of verified access JWTs (tokens.h) ---- */
+
+#define JWT_CACHE_WAYS 4u
+
+typedef struct JwtCacheEntry {
+        uint8_t hash[crypto_generichash_BYTES]; /* keyed BLAKE2b-256 of the token */
+        bool used;
+        uint64_t last_used;                     /* JwtCache.tick of the last hit or the insertion */
+        JwtClaims claims;                       /* what jwt_verify() returned for it */
+} JwtCacheEntry;
+
+struct JwtCache {
+        uint8_t key[crypto_generichash_KEYBYTES];       /* random, this cache's only */
+        size_t n_sets;
+        JwtCacheEntry *entries;                 /* n_sets * JWT_CACHE_WAYS */
+        uint64_t revocations;                   /* jwt_cache_revocations when last emptied */
+        uint64_t tick;
+        JwtCacheStats stats;
+};
+
+/* Bumped by jwt_cache_revoke(); a cache that has seen fewer empties itself before a lookup. */
+static uint64_t jwt_cache_revocations;
+
+static int jwt_claims_copy(const JwtClaims *from, JwtClaims *ret) {
+        _cleanup_(jwt_claims_done) JwtClaims c = {
+                .iat = from->iat,
+                .nbf = from->nbf,
+                .exp = from->exp,
+        };
+        const char *const src[] = { from->iss, from->sub, from->aud, from->jti, from->customer_id,
+                                    from->publisher_id, from->kid, from->sid };
+        char **const dst[] = { &c.iss, &c.sub, &c.aud, &c.jti, &c.customer_id, &c.publisher_id, &c.kid, &c.sid };
+
+        for (size_t i = 0; i < ELEMENTSOF(src); i++) {
+                if (!src[i])
+                        continue;
+                *dst[i] = strdup(src[i]);
+                if (!*dst[i])
+                        return -ENOMEM;
+        }
+        *ret = c;
+        c = (JwtClaims) {};
+        return 0;
+}
+
+static void jwt_cache_entry_drop(JwtCache *c, JwtCacheEntry *e) {
+        if (!e->used)
+                return;
+        jwt_claims_done(&e->claims);
+        sodium_memzero(e->hash, sizeof e->hash);
+        e->used = false;
+        c->stats.entries--;
+}
+
+static void jwt_cache_flush(JwtCache *c) {
+        if (!c)
+                return;
+        for (size_t i = 0; i < c->n_sets * JWT_CACHE_WAYS; i++)
+                jwt_cache_entry_drop(c, &c->entries[i]);
+        c->stats.flushes++;
+}
+
+static JwtCache *jwt_cache_free(JwtCache *c) {
+        if (!c)
+                return NULL;
+        jwt_cache_flush(c);
+        free(c->entries);
+        sodium_memzero(c->key, sizeof c->key);
+        free(c);
+        return NULL;
+}
+
+static JwtCache *jwt_cache_new(size_t capacity) {
+        JwtCache *c;
+
+        if (capacity == 0 || capacity > SIZE_MAX / sizeof(JwtCacheEntry) - JWT_CACHE_WAYS)
+                return NULL;
+        c = calloc(1, sizeof(JwtCache));
+        if (!c)
+                return NULL;
+        c->n_sets = (capacity + JWT_CACHE_WAYS - 1) / JWT_CACHE_WAYS;
+        c->entries = calloc(c->n_sets * JWT_CACHE_WAYS, sizeof(JwtCacheEntry));
+        if (!c->entries) {
+                free(c);
+                return NULL;
+        }
+        randombytes_buf(c->key, sizeof c->key);
+        c->revocations = __atomic_load_n(&jwt_cache_revocations, __ATOMIC_RELAXED);
+        c->stats.capacity = c->n_sets * JWT_CACHE_WAYS;
+        return c;
+}
+
+void jwt_cache_revoke(void) {
+        __atomic_add_fetch(&jwt_cache_revocations, 1, __ATOMIC_RELAXED);
+}
+
+void jwt_cache_stats(const Keyring *k, JwtCacheStats *ret) {
+        if (!ret)
+                return;
+        *ret = k && k->cache ? k->cache->stats : (JwtCacheStats) {};
+}
+
+int jwt_cache_set_capacity(Keyring *k, size_t capacity) {
+        JwtCache *c = NULL;
+
+        if (!k)
+                return -EINVAL;
+        if (capacity > 0) {
+                c = jwt_cache_new(capacity);
+                if (!c)
+                        return -ENOMEM;
+        }
+        jwt_cache_free(k->cache);
+        k->cache = c;
+        return 0;
+}
+
+/* The set of a hash: its first four bytes, which the keyed hash makes unpredictable. */
+static JwtCacheEntry *jwt_cache_set(JwtCache *c, const uint8_t hash[static crypto_generichash_BYTES]) {
+        uint32_t h = (uint32_t) hash[0] | (uint32_t) hash[1] << 8 | (uint32_t) hash[2] << 16 |
+                (uint32_t) hash[3] << 24;
+
+        return &c->entries[(h % c->n_sets) * JWT_CACHE_WAYS];
+}
+
+/* Where a new entry goes in set: a free way, else one whose token has expired, else the least
+ * recently used (counted as an eviction). */
+static JwtCacheEntry *jwt_cache_victim(JwtCache *c, JwtCacheEntry *set, uint64_t now_sec) {
+        JwtCacheEntry *lru = &set[0];
+
+        for (unsigned i = 0; i < JWT_CACHE_WAYS; i++)
+                if (!set[i].used)
+                        return &set[i];
+        for (unsigned i = 0; i < JWT_CACHE_WAYS; i++) {
+                if (now_sec >= set[i].claims.exp) {
+                        jwt_cache_entry_drop(c, &set[i]);
+                        return &set[i];
+                }
+                if (set[i].last_used < lru->last_used)
+                        lru = &set[i];
+        }
+        jwt_cache_entry_drop(c, lru);
+        c->stats.evictions++;
+        return lru;
+}
+
+int jwt_verify_cached(const Keyring *k, const char *token, const char *issuer, uint64_t now_sec,
+                      uint64_t leeway_sec, JwtClaims *ret) {
+        uint8_t hash[crypto_generichash_BYTES];
+        JwtCacheEntry *set, *e;
+        uint64_t revocations;
+        JwtCache *c;
+        size_t len;
+        int r;
+
+        if (!k || !issuer || !ret)
+                return -EINVAL;
+        c = k->cache;
+        if (!c || !token)
+                return jwt_verify(k, token, issuer, now_sec, leeway_sec, ret);
+        len = strnlen(token, JWT_MAX + 1);
+        if (len > JWT_MAX)
+                return jwt_verify(k, token, issuer, now_sec, leeway_sec, ret);
+
+        /* A revocation since the last lookup: nothing verified before it is used again. */
+        revocations = __atomic_load_n(&jwt_cache_revocations, __ATOMIC_RELAXED);
+        if (c->revocations != revocations) {
+                jwt_cache_flush(c);
+                c->revocations = revocations;
+        }
+
+        if (crypto_generichash(hash, sizeof hash, (const unsigned char *) token, len, c->key, sizeof c->key) != 0)
+                return -EIO;
+        set = jwt_cache_set(c, hash);
+        for (unsigned i = 0; i < JWT_CACHE_WAYS; i++) {
+                e = &set[i];
+                if (!e->used || sodium_memcmp(e->hash, hash, sizeof hash) != 0)
+                        continue;
+                /* Never past the token's exp: from there on (the leeway) jwt_verify() decides. */
+                if (now_sec >= e->claims.exp) {
+                        jwt_cache_entry_drop(c, e);
+                        break;
+                }
+                /* The same answer as jwt_verify(), or jwt_verify() gives it (a clock set back
+                 * before nbf, another issuer). */
+                if ((e->claims.nbf > now_sec && e->claims.nbf - now_sec > leeway_sec) ||
+                    !streq(e->claims.iss, issuer))
+                        break;
+                r = jwt_claims_copy(&e->claims, ret);
+                if (r < 0)
+                        return r;
+                e->last_used = ++c->tick;
+                c->stats.hits++;
+                return 1;
+        }
+
+        c->stats.misses++;
+        return jwt_verify(k, token, issuer, now_sec, leeway_sec, ret);
+}
+
+void jwt_cache_remember(const Keyring *k, const char *token, const JwtClaims *claims, uint64_t now_sec) {
+        uint8_t hash[crypto_generichash_BYTES];
+        JwtCacheEntry *set, *e;
+        JwtCache *c;
+        size_t len;
+
+        c = k ? k->cache : NULL;
+        if (!c || !token || !claims || now_sec >= claims->exp || !claims->iss)
+                return;
+        len = strnlen(token, JWT_MAX + 1);
+        if (len > JWT_MAX)
+                return;
+        if (c->revocations != __atomic_load_n(&jwt_cache_revocations, __ATOMIC_RELAXED))
+                return;         /* a revocation since the lookup: the next lookup empties the cache */
+        if (crypto_generichash(hash, sizeof hash, (const unsigned char *) token, len, c->key, sizeof c->key) != 0)
+                return;
+        set = jwt_cache_set(c, hash);
+        for (unsigned i = 0; i < JWT_CACHE_WAYS; i++)
+                if (set[i].used && sodium_memcmp(set[i].hash, hash, sizeof hash) == 0)
+                        return;         /* there already (and refused by a check of the lookup) */
+        e = jwt_cache_victim(c, set, now_sec);
+        if (jwt_claims_copy(claims, &e->claims) < 0)
+                return;         /* not cached: no harm */
+        memcpy(e->hash, hash, sizeof hash);
+        e->used = true;
+        e->last_used = ++c->tick;
+        c->stats.entries++;
 }
 
 /* ---- random tokens and hashes ---- */

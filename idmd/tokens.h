@@ -13,9 +13,11 @@
  * fsync'd, renamed into place, and the directory fsync'd. Secret keys are held in sodium_malloc'd,
  * read-only memory; every temporary copy (file text, base64) is wiped.
  *
- * Threads: jwt_verify, jwt_sign, keyring_jwks, keyring_kids and keyring_active_kid only read the
- * keyring and may run concurrently with each other; keyring_rotate and keyring_free need the
- * caller to exclude every other user of the keyring. The token_* and password functions are
+ * Threads: jwt_verify, jwt_sign, keyring_jwks, keyring_kids, keyring_active_kid and
+ * keyring_generation only read the keyring and may run concurrently with each other;
+ * keyring_rotate, keyring_drop_retired and keyring_free need the caller to exclude every other
+ * user of the keyring. jwt_verify_cached and the jwt_cache_* functions use the keyring's cache of
+ * verified tokens: one thread only (idmd's event loop). The token_* and password functions are
  * thread-safe.
  *
  * Errors: -EBADMSG malformed or forged token (bad base64url/JSON, wrong alg/typ/iss/kid, bad
@@ -108,6 +110,47 @@ int jwt_sign(const Keyring *k, const JwtClaims *claims, const char *alg_name, ch
  * -ENOMEM. */
 int jwt_verify(const Keyring *k, const char *token, const char *issuer, uint64_t now_sec,
                uint64_t leeway_sec, JwtClaims *ret);
+
+/* ---- The cache of verified access JWTs ----
+ *
+ * jwt_verify_cached() answers exactly as jwt_verify() but skips the signature check and the
+ * parsing for a token it verified before. Each keyring owns one cache of a fixed number of entries
+ * (JWT_CACHE_ENTRIES; 4-way set associative, the least recently used entry of a full set is
+ * evicted). An entry is keyed by BLAKE2b-256 of the token keyed with a random key drawn when the
+ * cache is made (never the token itself; compared in constant time) and holds the claims
+ * jwt_verify() returned. An entry is used only while now < exp (it never outlives the token's exp:
+ * from then on jwt_verify() decides, leeway included), nbf is within the leeway, and the issuer
+ * asked for is the token's; anything else goes to jwt_verify(). Emptied by keyring_rotate() and
+ * keyring_drop_retired() (and gone with keyring_free()), and by jwt_cache_revoke() for every
+ * keyring. The cache only stands for the signature and the claims: whatever a caller checks
+ * after jwt_verify() (the session's family in the store, sessions.c) it still checks every time.
+ * docs/decisions.md says why this is safe. */
+#define JWT_CACHE_ENTRIES 4096u
+
+typedef struct JwtCacheStats {
+        size_t entries;         /* live entries now */
+        size_t capacity;        /* the bound */
+        uint64_t hits, misses;  /* lookups answered from the cache / by jwt_verify() */
+        uint64_t evictions;     /* live entries pushed out by a new one */
+        uint64_t flushes;       /* times the cache was emptied (rotation, revocation) */
+} JwtCacheStats;
+
+/* As jwt_verify(), through k's cache (see above): 1 when the answer came from the cache, 0 when
+ * jwt_verify() gave it (then the caller, once its own checks accepted the token too, may
+ * jwt_cache_remember() it), or jwt_verify()'s errors. Only accepted tokens are cached. */
+int jwt_verify_cached(const Keyring *k, const char *token, const char *issuer, uint64_t now_sec,
+                      uint64_t leeway_sec, JwtClaims *ret);
+/* Caches what jwt_verify_cached() returned (0) for token, unless its exp has passed or a
+ * jwt_cache_revoke() came since. A full set loses its least recently used entry. */
+void jwt_cache_remember(const Keyring *k, const char *token, const JwtClaims *claims, uint64_t now_sec);
+/* Empties the cache of every keyring of the process (at its next use): for a revocation that
+ * makes a JWT with a valid signature invalid (a session revoked, a customer deleted). Cheap. */
+void jwt_cache_revoke(void);
+void jwt_cache_stats(const Keyring *k, JwtCacheStats *ret);
+/* Replaces k's cache by an empty one of capacity entries (rounded up to a multiple of 4, at least
+ * 4): for tests. 0 turns the cache off. -ENOMEM. */
+int jwt_cache_set_capacity(Keyring *k, size_t capacity);
+
 
 /* Low level, for known-answer tests (RFC 8037 A.4): checks only that compact is three non-empty
  * base64url parts and that the third is a valid Ed25519 signature by pk over the first two

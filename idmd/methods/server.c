@@ -149,6 +149,7 @@ static int method_server_get_stats(Call *call, json_t *params) {
         _cleanup_(json_decrefp) json_t *methods = json_object(), *classes = json_object(), *tables = json_object(),
                                        *keys = json_array(), *rate_limited = json_object(), *result = NULL;
         RateLimitStats rs = {};
+        JwtCacheStats js;
         char **kids;
         StoreStats ss = {};
         WorkersStats ws;
@@ -229,6 +230,12 @@ static int method_server_get_stats(Call *call, json_t *params) {
                                              "capacity", (json_int_t) rs.max_sources,
                                              "evicted", (json_int_t) rs.evicted));
         (void) json_object_set_new(result, "lockouts", json_integer((json_int_t) m->lockouts));
+        jwt_cache_stats(m->keyring, &js);
+        (void) json_object_set_new(result, "jwtCache",
+                                   json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "entries", (json_int_t) js.entries,
+                                             "capacity", (json_int_t) js.capacity, "hits", (json_int_t) js.hits,
+                                             "misses", (json_int_t) js.misses, "evictions",
+                                             (json_int_t) js.evictions, "flushes", (json_int_t) js.flushes));
         r = add_outbox_stats(call, result);
         if (r < 0)
                 return r;

@@ -127,8 +127,10 @@ static int revoke_token_work(StoreTxn *t, void *userdata) {
 static void revoke_done(Call *call, int r, void *userdata) {
         if (r < 0)
                 return;         /* only the store's failures: an invalid token is not one (RFC 7009 2.2) */
-        if (r > 0)
+        if (r > 0) {
+                jwt_cache_revoke();     /* again, now that it is committed (sessions.c did at the unit) */
                 log_info("%s: a session was revoked by revokeToken", call_request_id(call));
+        }
         (void) call_reply_empty(call);
 }
 
@@ -153,6 +155,7 @@ static void logout_all_done(Call *call, int r, void *userdata) {
 
         if (r < 0)
                 return;
+        jwt_cache_revoke();     /* again, now that it is committed (sessions.c did at the unit) */
         log_info("%s: customer %s logged out everywhere (%d sessions revoked)", call_request_id(call),
                  w->customer_id, r);
         (void) call_reply(call, json_pack("{s:i}", "revoked", r));

@@ -819,6 +819,161 @@ TEST(time) {
         free(t);
 }
 
+/* ---- the cache of verified tokens ---- */
+
+static JwtCacheStats cache_stats(const Keyring *k) {
+        JwtCacheStats st;
+
+        jwt_cache_stats(k, &st);
+        return st;
+}
+
+/* Signs claims_at(...) with a jti of its own (so every token differs). */
+static char *sign_jti(const Keyring *k, unsigned n, uint64_t nbf, uint64_t exp) {
+        JwtClaims c = claims_at(NOW_SEC, nbf, exp);
+        char jti[32], *t = NULL;
+
+        snprintf(jti, sizeof jti, "jti-%u", n);
+        c.jti = jti;
+        c.sid = (char *) "family1";
+        ASSERT_OK(jwt_sign(k, &c, "EdDSA", &t));
+        return t;
+}
+
+/* What sessions.c does: look up, and remember what was verified now (when its checks pass). */
+static int verify_cached(const Keyring *k, const char *t, const char *iss, uint64_t now, uint64_t leeway,
+                         JwtClaims *out) {
+        int r = jwt_verify_cached(k, t, iss, now, leeway, out);
+
+        if (r == 0)
+                jwt_cache_remember(k, t, out, now);
+        return r;
+}
+
+TEST(verify_cache) {
+        _cleanup_(freep) char *dir = new_dir_path();
+        _cleanup_(keyring_freep) Keyring *k = NULL;
+        _cleanup_(freep) char *t = NULL, *bad = NULL, *late = NULL, *old = NULL;
+        JwtClaims out = {};
+        JwtCacheStats st;
+        uint64_t gen, exp = NOW_SEC + 900;
+        char *tokens[40];
+
+        ASSERT_OK(keyring_load(dir, NOW_USEC, RETAIN_USEC, &k));
+        ASSERT_EQ(cache_stats(k).capacity, JWT_CACHE_ENTRIES);
+        ASSERT_TRUE(keyring_generation(k) > 0);
+        ASSERT_OK(jwt_cache_set_capacity(k, 8));
+        ASSERT_EQ(cache_stats(k).capacity, 8);
+
+        /* Only what the caller remembers is cached. */
+        t = sign_jti(k, 0, NOW_SEC, exp);
+        ASSERT_EQ(jwt_verify_cached(k, t, ISS, NOW_SEC, 60, &out), 0);
+        jwt_claims_done(&out);
+        ASSERT_EQ(jwt_verify_cached(k, t, ISS, NOW_SEC, 60, &out), 0);
+        jwt_claims_done(&out);
+        ASSERT_EQ(cache_stats(k).entries, 0);
+        ASSERT_EQ(cache_stats(k).misses, 2);
+
+        /* The second answer comes from the cache and is the same. */
+        ASSERT_OK(verify_cached(k, t, ISS, NOW_SEC, 60, &out));
+        jwt_claims_done(&out);
+        ASSERT_EQ(verify_cached(k, t, ISS, NOW_SEC + 1, 60, &out), 1);
+        ASSERT_STREQ(out.jti, "jti-0");
+        ASSERT_STREQ(out.sid, "family1");
+        ASSERT_STREQ(out.customer_id, "c1");
+        ASSERT_STREQ(out.kid, keyring_active_kid(k));
+        ASSERT_EQ(out.exp, exp);
+        jwt_claims_done(&out);
+        st = cache_stats(k);
+        ASSERT_EQ(st.hits, 1);
+        ASSERT_EQ(st.misses, 3);
+        ASSERT_EQ(st.entries, 1);
+
+        /* A cached token does not make an altered one pass, nor another issuer. */
+        bad = strdup(t);
+        ASSERT_TRUE(bad);
+        bad[strlen(bad) - 2] = bad[strlen(bad) - 2] == 'A' ? 'B' : 'A';
+        ASSERT_EQ(verify_cached(k, bad, ISS, NOW_SEC, 60, &out), -EBADMSG);
+        ASSERT_EQ(verify_cached(k, t, "https://other", NOW_SEC, 60, &out), -EBADMSG);
+        ASSERT_EQ(verify_cached(k, NULL, ISS, NOW_SEC, 60, &out), -EBADMSG);
+
+        /* Never past exp: up to exp - 1 from the cache; at exp the entry goes and jwt_verify()
+         * decides (the leeway), and nothing is cached again. */
+        ASSERT_OK(verify_cached(k, t, ISS, exp - 1, 60, &out));
+        jwt_claims_done(&out);
+        ASSERT_EQ(cache_stats(k).hits, 2);
+        ASSERT_OK(verify_cached(k, t, ISS, exp, 60, &out));
+        jwt_claims_done(&out);
+        st = cache_stats(k);
+        ASSERT_EQ(st.hits, 2);
+        ASSERT_EQ(st.entries, 0);
+        ASSERT_EQ(verify_cached(k, t, ISS, exp + 60, 60, &out), -ETIME);
+        ASSERT_EQ(verify_cached(k, t, ISS, exp, 0, &out), -ETIME);
+        ASSERT_EQ(cache_stats(k).entries, 0);
+
+        /* nbf: a clock set back before it (beyond the leeway) is refused, cached or not. */
+        late = sign_jti(k, 1, NOW_SEC + 100, exp);
+        ASSERT_OK(verify_cached(k, late, ISS, NOW_SEC + 100, 0, &out));
+        jwt_claims_done(&out);
+        ASSERT_EQ(verify_cached(k, late, ISS, NOW_SEC, 0, &out), -ETIME);
+        ASSERT_OK(verify_cached(k, late, ISS, NOW_SEC, 100, &out));
+        jwt_claims_done(&out);
+
+        /* The bound: 40 tokens through a cache of 8. */
+        for (unsigned i = 0; i < ELEMENTSOF(tokens); i++) {
+                tokens[i] = sign_jti(k, 100 + i, NOW_SEC, exp);
+                ASSERT_OK(verify_cached(k, tokens[i], ISS, NOW_SEC, 60, &out));
+                jwt_claims_done(&out);
+                ASSERT_TRUE(cache_stats(k).entries <= 8);
+        }
+        for (unsigned i = 0; i < ELEMENTSOF(tokens); i++) {
+                ASSERT_OK(verify_cached(k, tokens[i], ISS, NOW_SEC, 60, &out));
+                ASSERT_EQ(out.exp, exp);
+                jwt_claims_done(&out);
+                ASSERT_TRUE(cache_stats(k).entries <= 8);
+        }
+        st = cache_stats(k);
+        ASSERT_EQ(st.entries, 8);
+        ASSERT_TRUE(st.evictions >= 2 * ELEMENTSOF(tokens) - 8 - 8);
+
+        /* A revocation empties it at the next lookup. */
+        jwt_cache_revoke();
+        ASSERT_OK(verify_cached(k, tokens[0], ISS, NOW_SEC, 60, &out));
+        jwt_claims_done(&out);
+        ASSERT_EQ(cache_stats(k).flushes, st.flushes + 1);
+        ASSERT_EQ(cache_stats(k).entries, 1);
+
+        /* Rotation empties it; dropping the retired keys too, and their tokens fail at once. */
+        old = sign_jti(k, 2, NOW_SEC, exp);
+        ASSERT_OK(verify_cached(k, old, ISS, NOW_SEC, 60, &out));
+        jwt_claims_done(&out);
+        ASSERT_OK(verify_cached(k, old, ISS, NOW_SEC, 60, &out));
+        jwt_claims_done(&out);
+        gen = keyring_generation(k);
+        ASSERT_OK(keyring_rotate(k, NOW_USEC + 1, RETAIN_USEC));
+        ASSERT_EQ(keyring_generation(k), gen + 1);
+        ASSERT_EQ(cache_stats(k).entries, 0);
+        ASSERT_OK(verify_cached(k, old, ISS, NOW_SEC, 60, &out));      /* the retired key verifies */
+        jwt_claims_done(&out);
+        ASSERT_EQ(cache_stats(k).entries, 1);
+        ASSERT_EQ(keyring_drop_retired(k), 1);
+        ASSERT_EQ(keyring_generation(k), gen + 2);
+        ASSERT_EQ(cache_stats(k).entries, 0);
+        ASSERT_EQ(verify_cached(k, old, ISS, NOW_SEC, 60, &out), -EBADMSG);
+        ASSERT_EQ(verify_cached(k, tokens[1], ISS, NOW_SEC, 60, &out), -EBADMSG);
+
+        /* Off: still verifies. */
+        ASSERT_OK(jwt_cache_set_capacity(k, 0));
+        free(t);
+        t = sign_jti(k, 3, NOW_SEC, exp);
+        ASSERT_OK(verify_cached(k, t, ISS, NOW_SEC, 60, &out));
+        jwt_claims_done(&out);
+        ASSERT_EQ(cache_stats(k).capacity, 0);
+
+        for (unsigned i = 0; i < ELEMENTSOF(tokens); i++)
+                free(tokens[i]);
+}
+
 /* ---- keyring ---- */
 
 static uint64_t key_file_retired(const char *dir, const char *kid) {
@@ -1222,6 +1377,7 @@ int main(void) {
         RUN(time);
         RUN(key_file);
         RUN(reload);
+        RUN(verify_cache);
         RUN(rotation);
         RUN(jwks);
         RUN(permissions);
