@@ -72,7 +72,6 @@ typedef struct Batch {
         const char *publisher_id;
         json_t *recs;           /* the batch's customer records, hashed before the unit of work */
         uint64_t now;
-        char *sample_id;        /* the first customer's id, once known */
 } Batch;
 
 static uint64_t now_usec(clockid_t clock) {

@@ -328,7 +328,7 @@ for line in open(rounds):
 med = {k: statistics.median(v) for k, v in values.items()}
 with open(csv, "a") as f:
     for (scenario, size, metric), v in med.items():
-        f.write("%s,%s,%s,%g\n" % (scenario, size, metric, v))
+        f.write("%s,%s,%s,%s\n" % (scenario, size, metric, "%d" % v if v == int(v) else "%.1f" % v))
 def g(*k):
     v = med.get(k)
     return "-" if v is None else "%.0f" % v
