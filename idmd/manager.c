@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -980,6 +981,51 @@ static int manager_setup_locales(Manager *m) {
         return 0;
 }
 
+/* The dummy hash for unknown accounts (passwords.h), made on a thread of its own that ends when
+ * it is made, so that start-up does not wait for it (and the worker pool's jobs and counters are
+ * the requests' alone). A login that needs it meanwhile waits for it (it is made once, under a
+ * lock), which only a login in the first moments after start-up can notice. The thread gives its
+ * Argon2 memory back before it ends. */
+static void *dummy_hash_thread(void *userdata) {
+        PasswordCost *cost = userdata;
+
+        (void) password_verify_dummy("", cost);
+        password_release_memory();
+        free(cost);
+        return NULL;
+}
+
+static int manager_make_dummy_hash(Manager *m) {
+        PasswordCost *cost = malloc(sizeof(PasswordCost));
+        sigset_t all, saved;
+        pthread_attr_t attr;
+        pthread_t thread;
+        int r;
+
+        if (!cost)
+                return -ENOMEM;
+        *cost = (PasswordCost) { .opslimit = m->config->argon2_opslimit, .memlimit = m->config->argon2_memlimit };
+
+        /* Signals go to the event loop's signalfd only, as with the worker threads. */
+        r = pthread_attr_init(&attr);
+        if (r != 0) {
+                free(cost);
+                return -r;
+        }
+        (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        sigfillset(&all);
+        (void) pthread_sigmask(SIG_SETMASK, &all, &saved);
+        r = pthread_create(&thread, &attr, dummy_hash_thread, cost);
+        (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        (void) pthread_attr_destroy(&attr);
+        if (r != 0) {
+                free(cost);
+                return -r;
+        }
+        (void) pthread_setname_np(thread, "idmd-dummy");
+        return 0;
+}
+
 int manager_startup(Manager *m) {
         StoreOptions so = {
                 .map_size_initial = m->config->map_size_initial,
@@ -1032,16 +1078,17 @@ int manager_startup(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to load the signing keys from %s: %m", keydir);
 
-        /* The dummy hash unknown accounts are checked against is made now, not by the first
-         * unknown login (which would then cost two hashes and stand out). */
-        (void) password_verify_dummy("", &(PasswordCost) { .opslimit = m->config->argon2_opslimit,
-                                                           .memlimit = m->config->argon2_memlimit });
-        password_release_memory();      /* the loop thread hashes nothing else */
-
         r = workers_new(m->event, m->config->workers, m->config->worker_queue, &m->workers);
         if (r < 0)
                 return log_error_errno(r, "Failed to start worker threads: %m");
         workers_set_idle(m->workers, PASSWORD_MEMORY_IDLE_USEC, password_release_memory);
+
+        /* The dummy hash unknown accounts are checked against is made now, not by the first
+         * unknown login (which would then cost two hashes and stand out), but beside start-up:
+         * at the default cost it takes longer than the rest of start-up together. */
+        r = manager_make_dummy_hash(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the thread making the dummy password hash: %m");
 
         r = ratelimit_new(m->config->ratelimit, m->config->ratelimit_sources, &m->ratelimit);
         if (r < 0)
