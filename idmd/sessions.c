@@ -333,6 +333,28 @@ static int family_put(StoreTxn *t, const SessionContext *ctx, const char *key, j
         return expiry_move(t, SESSION_KIND_FAMILY, old_due, family_due(ctx, rec), key);
 }
 
+/* The customer's index entry of a session ("customer:<customerId>:<family>") names a session
+ * that is live or was until its expiry: a revoked session leaves the index at once (its family
+ * record stays until the sweep, access_ttl later, and is found by walks over the whole table, as
+ * deleteCustomer and exportCustomer do). Its value summarizes the family as it started,
+ * {created, expires}, so that the session limit counts a customer's live sessions from the index
+ * alone; "expires" is not moved when a refresh extends the family, so past it the reader asks
+ * the family record. Entries written before the summary existed are {} and are read that way too,
+ * as are the entries of sessions revoked before revocation removed them. */
+static int index_drop(StoreTxn *t, json_t *frec, const char *fkey) {
+        _cleanup_free_ char *ikey = NULL;
+        const char *cid = json_object_get_string(frec, "customerId");
+        int r;
+
+        if (!customer_id_is_valid(cid) || !startswith(fkey, FAMILY_PREFIX))
+                return 0;
+        r = index_key(cid, fkey + strlen(FAMILY_PREFIX), &ikey);
+        if (r < 0)
+                return r;
+        r = store_del(t, STORE_TOKENS, ikey);
+        return r == -ENOENT ? 0 : r;
+}
+
 /* Marks the family revoked (rec is its record, key its key). */
 static int family_revoke(StoreTxn *t, const SessionContext *ctx, const char *key, json_t *rec) {
         uint64_t old_due = family_indexed(ctx, rec);
@@ -344,7 +366,10 @@ static int family_revoke(StoreTxn *t, const SessionContext *ctx, const char *key
         r = record_set_time(rec, "revoked", ctx->now_usec);
         if (r < 0)
                 return r;
-        return family_put(t, ctx, key, rec, old_due);
+        r = family_put(t, ctx, key, rec, old_due);
+        if (r < 0)
+                return r;
+        return index_drop(t, rec, key);
 }
 
 /* Makes the family live at least until 'until' (so the sweep keeps it while anything issued for
@@ -430,6 +455,19 @@ static int find_oldest(const char *key, json_t *value, void *userdata) {
         r = family_key(family, &fkey);
         if (r < 0)
                 return r;
+        /* The entry's summary answers for most sessions without reading the family (index_drop()). */
+        if (record_time(value, "created", &created) && record_time(value, "expires", &expires) &&
+            expires > o->now) {
+                o->live++;
+                if (!o->oldest_key || created < o->oldest_created) {
+                        free(o->oldest_key);
+                        o->oldest_key = TAKE_PTR(fkey);
+                        o->oldest_created = created;
+                }
+                return 0;
+        }
+        /* No summary (an entry written before it existed), or the expiry it recorded has passed
+         * (a refresh may have extended the family since): the family record decides. */
         r = store_get(o->t, STORE_TOKENS, fkey, &frec);
         if (r == -ENOENT || r == -EPROTO)
                 return 0;
@@ -476,10 +514,10 @@ int session_start(StoreTxn *t, const SessionContext *ctx, const char *customer_i
                   SessionTokens *ret) {
         _cleanup_(session_tokens_done) SessionTokens s = {};
         _cleanup_(json_decrefp) json_t *family_rec = NULL, *refresh_rec = NULL, *customer_rec = NULL,
-                                       *empty = NULL;
+                                       *summary = NULL;
         _cleanup_free_ char *fkey = NULL, *ikey = NULL;
         char hash[TOKEN_HASH_STRLEN + 1];
-        uint64_t now, refresh_expires, customer_expires, jwt_expires_usec;
+        uint64_t now, refresh_expires, customer_expires, jwt_expires_usec, family_expires;
         int r;
 
         session_tokens_done(ret);
@@ -515,17 +553,18 @@ int session_start(StoreTxn *t, const SessionContext *ctx, const char *customer_i
         if (r < 0)
                 return r;
 
+        family_expires = max_u64(max_u64(refresh_expires, customer_expires), jwt_expires_usec);
         family_rec = json_pack("{s:s, s:s, s:I, s:I}",
                                "customerId", customer_id,
                                "publisherId", publisher_id,
                                "created", (json_int_t) now,
-                               "expires", (json_int_t) max_u64(max_u64(refresh_expires, customer_expires),
-                                                              jwt_expires_usec));
+                               "expires", (json_int_t) family_expires);
         refresh_rec = token_record_new(TYPE_REFRESH, s.family, customer_id, publisher_id, now, refresh_expires);
         customer_rec = token_record_new(TYPE_CUSTOMER, s.family, customer_id, publisher_id, now,
                                         customer_expires);
-        empty = json_object();
-        if (!family_rec || !refresh_rec || !customer_rec || !empty)
+        /* The customer's index entry carries what the session limit needs (index_summary()). */
+        summary = json_pack("{s:I, s:I}", "created", (json_int_t) now, "expires", (json_int_t) family_expires);
+        if (!family_rec || !refresh_rec || !customer_rec || !summary)
                 return -ENOMEM;
 
         /* NO_OVERWRITE everywhere: a collision of 128/256 random bits is not going to happen, but
@@ -536,7 +575,7 @@ int session_start(StoreTxn *t, const SessionContext *ctx, const char *customer_i
         r = session_expiry_put(t, SESSION_KIND_FAMILY, family_due(ctx, family_rec), fkey);
         if (r < 0)
                 return r;
-        r = store_put(t, STORE_TOKENS, ikey, empty, STORE_PUT_NO_OVERWRITE);
+        r = store_put(t, STORE_TOKENS, ikey, summary, STORE_PUT_NO_OVERWRITE);
         if (r < 0)
                 return r;
         token_hash(s.refresh_token, hash);

@@ -28,6 +28,7 @@
 
 #define USEC UINT64_C(1000000)
 #define MINUTE (60 * USEC)
+#define HOUR (60 * MINUTE)
 #define DAY (86400 * USEC)
 #define T0 (UINT64_C(1700000000) * USEC)
 #define UID_A 1000
@@ -702,8 +703,9 @@ TEST(sweep) {
         /* Revoked: the family goes once its JWTs can no longer verify (its tokens, which grant
          * nothing without it, at their own expiry). */
         ASSERT_EQ(revoke_tok(T0 + DAY, a.refresh_token), 1);
+        ASSERT_EQ(count_tokens_table("customer:" CID ":"), 1);  /* its index entry went at once */
         ASSERT_EQ(sweep(T0 + DAY, 1000), 0);
-        ASSERT_EQ(sweep(T0 + DAY + 16 * MINUTE, 1000), 2);      /* family + index */
+        ASSERT_EQ(sweep(T0 + DAY + 16 * MINUTE, 1000), 1);      /* the family */
         ASSERT_EQ(count_tokens_table(NULL), 10);
         ASSERT_EQ(refresh(T0 + DAY + 16 * MINUTE, UID_A, a.refresh_token, NULL), -EACCES);
         ASSERT_EQ(count_expiry(SESSION_KIND_FAMILY ":"), 2);
@@ -867,6 +869,59 @@ TEST(sessions_per_customer_are_bounded) {
                 session_tokens_done(&sessions[i]);
 }
 
+static int index_entries(StoreTxn *t, json_t *keys) {
+        char prefix[64];
+
+        (void) snprintf(prefix, sizeof(prefix), "customer:%s:", CID);
+        return store_foreach(t, STORE_TOKENS, prefix, NULL, collect_key_test, keys);
+}
+
+TEST(session_limit_reads_the_index_summary) {
+        /* The customer's index entries carry {created, expires} and a revoked session leaves the
+         * index, so the limit counts live sessions from it alone; entries without a summary
+         * (written before it existed) are counted through their family record, as before. */
+        _cleanup_(json_decrefp) json_t *keys = json_array(), *entry = NULL, *empty = json_object();
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        SessionTokens sessions[101] = {};
+        size_t i;
+        json_t *k;
+
+        clear_tokens_table();
+        ASSERT_TRUE(keys && empty);
+        for (i = 0; i < 100; i++)
+                start(T0 + i * MINUTE, CID, &sessions[i]);
+
+        /* A revoked session leaves the index (its family stays until the sweep): the 101st login
+         * ends nobody's session. */
+        ASSERT_OK(revoke_tok(T0 + 2 * HOUR, sessions[50].refresh_token));
+        ASSERT_OK(store_read(store, &t));
+        ASSERT_OK(index_entries(t, keys));
+        ASSERT_EQ(json_array_size(keys), 99);
+        json_array_foreach(keys, i, k) {
+                ASSERT_TRUE(strstr(json_string_value(k), sessions[50].family) == NULL);
+                ASSERT_OK(store_get(t, STORE_TOKENS, json_string_value(k), &entry));
+                ASSERT_TRUE(json_object_get(entry, "created") && json_object_get(entry, "expires"));
+                json_decref(entry);
+                entry = NULL;
+        }
+        t = store_txn_free(t);
+        start(T0 + 3 * HOUR, CID, &sessions[100]);
+        assert_active(T0 + 3 * HOUR, sessions[0].refresh_token, "refresh_token", CID);
+
+        /* Entries of an older store, {}: the family records decide. 100 live, so the next login
+         * ends the oldest, session 0. */
+        json_array_foreach(keys, i, k) {
+                Put p = { .key = json_string_value(k), .value = empty };
+                ASSERT_OK(store_transact(store, put_work, &p));
+        }
+        session_tokens_done(&sessions[50]);
+        start(T0 + 4 * HOUR, CID, &sessions[50]);
+        assert_inactive(T0 + 4 * HOUR, sessions[0].refresh_token);
+        assert_active(T0 + 4 * HOUR, sessions[1].refresh_token, "refresh_token", CID);
+        for (i = 0; i < ELEMENTSOF(sessions); i++)
+                session_tokens_done(&sessions[i]);
+}
+
 static int pam_put_work(StoreTxn *t, void *userdata) {
         Put *p = userdata;
 
@@ -1012,6 +1067,14 @@ TEST(migration_from_version_1) {
         ASSERT_OK(store_transact(store, put_work, &pp));         /* the old way: no index entry */
         ASSERT_OK(store_transact(store, put_work, &orphan));
         ASSERT_OK(store_transact(store, put_work, &other));
+        {       /* a version 1 store kept a revoked session's index entry, {} */
+                _cleanup_free_ char *ikey = NULL;
+                Put revoked = { .value = empty };
+
+                ASSERT_TRUE(asprintf(&ikey, "customer:" CID2 ":%s", b.family) > 0);
+                revoked.key = ikey;
+                ASSERT_OK(store_transact(store, put_work, &revoked));
+        }
         ASSERT_OK(store_transact(store, make_version_1_work, NULL));
         ASSERT_EQ(count_expiry(NULL), 0);
         ASSERT_EQ(count_tokens_table(NULL), 2 * 4 + 1 + 3);
@@ -1240,6 +1303,7 @@ int main(void) {
         RUN(sweep);
         RUN(sweep_in_bounded_batches);
         RUN(sessions_per_customer_are_bounded);
+        RUN(session_limit_reads_the_index_summary);
         RUN(sweep_pam_records);
         RUN(delete_customer);
         RUN(migration_from_version_1);
