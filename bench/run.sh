@@ -266,30 +266,31 @@ say() {
 
 # The production configuration (embedded defaults: Argon2id opslimit 2, memlimit 19 MiB, 2 hash
 # workers, synchronous LMDB) except: rate limits that never refuse the benchmark (the keys of
-# tests/integration/idmtest.py generous_rate_limits), and this user's primary group as the admin
+# tests/integration/idmtest.py generous_rate_limits, at their maximum: one source gets half of a
+# class's rate), and this user's primary group as the admin
 # group, so that createPublisher works without root.
 cat >"$tmp/idmd.conf" <<EOF
 [daemon]
 admin_group = $(id -gn)
 
 [ratelimit.default]
-rate = 100000
-burst = 100000
+rate = 1000000
+burst = 1000000
 concurrency = 10000
 
 [ratelimit.login]
-rate = 100000
-burst = 100000
+rate = 1000000
+burst = 1000000
 concurrency = 10000
 
 [ratelimit.registration]
-rate = 100000
-burst = 100000
+rate = 1000000
+burst = 1000000
 concurrency = 10000
 
 [ratelimit.password_reset]
-rate = 100000
-burst = 100000
+rate = 1000000
+burst = 1000000
 concurrency = 10000
 EOF
 
