@@ -2204,18 +2204,22 @@ static int cmd_floor_lmdb(const Options *o) {
         return 0;
 }
 
-/* ---- floor-argon2: bare verification at idmd's cost ---- */
+/* ---- floors of one operation on T threads (floor-argon2, floor-ed25519) ---- */
 
-typedef struct Argon2Worker {
+/* One operation: 0 when it succeeded. */
+typedef int (*FloorOp)(const void *arg);
+
+typedef struct FloorWorker {
         pthread_t thread;
-        const char *hash;
+        FloorOp op;
+        const void *arg;
         uint64_t t_measure, t_end;
         Samples samples;
-        uint64_t verified, failed;
-} Argon2Worker;
+        uint64_t done, failed;
+} FloorWorker;
 
-static void *argon2_main(void *p) {
-        Argon2Worker *w = p;
+static void *floor_main(void *p) {
+        FloorWorker *w = p;
 
         for (;;) {
                 uint64_t a = now_nsec(), b;
@@ -2223,13 +2227,13 @@ static void *argon2_main(void *p) {
 
                 if (a >= w->t_end)
                         break;
-                k = crypto_pwhash_str_verify(w->hash, BENCH_PASSWORD, strlen(BENCH_PASSWORD));
+                k = w->op(w->arg);
                 b = now_nsec();
                 if (b >= w->t_measure && b < w->t_end) {
                         if (k != 0)
                                 w->failed++;
                         else
-                                w->verified++;
+                                w->done++;
                         if (samples_add(&w->samples, b - a) < 0)
                                 break;
                 }
@@ -2237,15 +2241,56 @@ static void *argon2_main(void *p) {
         return NULL;
 }
 
+/* Runs op(arg) in a loop on o->threads threads for o->warmup + o->duration seconds; the
+ * operations that ended inside the window are counted into *ret_done / *ret_failed and their
+ * latencies into all. -ENOMEM, or pthread_create()'s error. */
+static int floor_run(const Options *o, FloorOp op, const void *arg, Samples *all, uint64_t *ret_done,
+                     uint64_t *ret_failed) {
+        _cleanup_free_ FloorWorker *w = NULL;
+        unsigned n = o->threads, started = 0;
+        uint64_t t0;
+        int r = 0;
+
+        *ret_done = *ret_failed = 0;
+        w = calloc(n, sizeof(FloorWorker));
+        if (!w)
+                return -ENOMEM;
+        t0 = now_nsec();
+        for (unsigned i = 0; i < n; i++) {
+                w[i] = (FloorWorker) {
+                        .op = op,
+                        .arg = arg,
+                        .t_measure = t0 + sec_to_nsec(o->warmup),
+                        .t_end = t0 + sec_to_nsec(o->warmup) + sec_to_nsec(o->duration),
+                };
+                r = -pthread_create(&w[i].thread, NULL, floor_main, &w[i]);
+                if (r < 0)
+                        break;
+                started++;
+        }
+        for (unsigned i = 0; i < started; i++) {
+                (void) pthread_join(w[i].thread, NULL);
+                *ret_done += w[i].done;
+                *ret_failed += w[i].failed;
+                if (r >= 0 && samples_append(all, &w[i].samples) < 0)
+                        r = -ENOMEM;
+                samples_done(&w[i].samples);
+        }
+        return r;
+}
+
+/* floor-argon2: bare verification at idmd's cost. */
+static int argon2_verify_op(const void *arg) {
+        return crypto_pwhash_str_verify(arg, BENCH_PASSWORD, strlen(BENCH_PASSWORD));
+}
+
 static int cmd_floor_argon2(const Options *o) {
         _cleanup_(json_decrefp) json_t *out = NULL;
         _cleanup_(samples_done) Samples all = {};
-        _cleanup_free_ Argon2Worker *w = NULL;
         char hash[crypto_pwhash_STRBYTES];
-        uint64_t verified = 0, failed = 0, t0;
-        unsigned n = o->threads, started = 0;
+        uint64_t verified, failed;
         double window;
-        int r = 0;
+        int r;
 
         if (o->opslimit < crypto_pwhash_argon2id_OPSLIMIT_MIN || o->opslimit > crypto_pwhash_argon2id_OPSLIMIT_MAX ||
             o->memlimit < crypto_pwhash_argon2id_MEMLIMIT_MIN || o->memlimit > crypto_pwhash_argon2id_MEMLIMIT_MAX) {
@@ -2256,29 +2301,7 @@ static int cmd_floor_argon2(const Options *o) {
                                   crypto_pwhash_ALG_ARGON2ID13) != 0)
                 return -ENOMEM;
 
-        w = calloc(n, sizeof(Argon2Worker));
-        if (!w)
-                return -ENOMEM;
-        t0 = now_nsec();
-        for (unsigned i = 0; i < n; i++) {
-                w[i] = (Argon2Worker) {
-                        .hash = hash,
-                        .t_measure = t0 + sec_to_nsec(o->warmup),
-                        .t_end = t0 + sec_to_nsec(o->warmup) + sec_to_nsec(o->duration),
-                };
-                r = -pthread_create(&w[i].thread, NULL, argon2_main, &w[i]);
-                if (r < 0)
-                        break;
-                started++;
-        }
-        for (unsigned i = 0; i < started; i++) {
-                (void) pthread_join(w[i].thread, NULL);
-                verified += w[i].verified;
-                failed += w[i].failed;
-                if (r >= 0 && samples_append(&all, &w[i].samples) < 0)
-                        r = -ENOMEM;
-                samples_done(&w[i].samples);
-        }
+        r = floor_run(o, argon2_verify_op, hash, &all, &verified, &failed);
         if (r < 0)
                 return r;
 
@@ -2287,7 +2310,7 @@ static int cmd_floor_argon2(const Options *o) {
                         "bench", "floor-argon2",
                         "opslimit", (json_int_t) o->opslimit,
                         "memlimit", (json_int_t) o->memlimit,
-                        "threads", (int) n,
+                        "threads", (int) o->threads,
                         "window_s", window,
                         "verified", (json_int_t) verified,
                         "failed", (json_int_t) failed,
@@ -2297,44 +2320,23 @@ static int cmd_floor_argon2(const Options *o) {
                 return -ENOMEM;
         print_json(out);
         fprintf(stderr, "floor-argon2 opslimit %llu, memlimit %" PRIu64 " KiB, %u threads: %.1f verifications/s, "
-                "p50 %.0f µs, p99 %.0f µs%s\n", o->opslimit, o->memlimit / 1024, n, (double) verified / window,
+                "p50 %.0f µs, p99 %.0f µs%s\n", o->opslimit, o->memlimit / 1024, o->threads, (double) verified / window,
                 quantile_usec(&all, 0.5), quantile_usec(&all, 0.99), failed ? " (VERIFICATIONS FAILED)" : "");
         return failed ? -EPROTO : 0;
 }
 
-/* ---- floor-ed25519: bare signature verification of a JWT-sized message ---- */
+/* floor-ed25519: bare signature verification of a JWT-sized message. */
 
 #define ED25519_MESSAGE_BYTES 470       /* base64url(header) "." base64url(claims) of an idmd JWT */
 
-typedef struct Ed25519Worker {
-        pthread_t thread;
-        const uint8_t *pk, *sig, *msg;
-        uint64_t t_measure, t_end;
-        Samples samples;
-        uint64_t verified, failed;
-} Ed25519Worker;
+typedef struct Ed25519Message {
+        uint8_t pk[crypto_sign_PUBLICKEYBYTES], sig[crypto_sign_BYTES], msg[ED25519_MESSAGE_BYTES];
+} Ed25519Message;
 
-static void *ed25519_main(void *p) {
-        Ed25519Worker *w = p;
+static int ed25519_verify_op(const void *arg) {
+        const Ed25519Message *m = arg;
 
-        for (;;) {
-                uint64_t a = now_nsec(), b;
-                int k;
-
-                if (a >= w->t_end)
-                        break;
-                k = crypto_sign_verify_detached(w->sig, w->msg, ED25519_MESSAGE_BYTES, w->pk);
-                b = now_nsec();
-                if (b >= w->t_measure && b < w->t_end) {
-                        if (k != 0)
-                                w->failed++;
-                        else
-                                w->verified++;
-                        if (samples_add(&w->samples, b - a) < 0)
-                                break;
-                }
-        }
-        return NULL;
+        return crypto_sign_verify_detached(m->sig, m->msg, sizeof(m->msg), m->pk);
 }
 
 /* What jwt_verify() in idmd/tokens.c pays for the signature alone, on T threads: the ceiling of
@@ -2342,43 +2344,18 @@ static void *ed25519_main(void *p) {
 static int cmd_floor_ed25519(const Options *o) {
         _cleanup_(json_decrefp) json_t *out = NULL;
         _cleanup_(samples_done) Samples all = {};
-        _cleanup_free_ Ed25519Worker *w = NULL;
-        uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES], sig[crypto_sign_BYTES],
-                msg[ED25519_MESSAGE_BYTES];
-        uint64_t verified = 0, failed = 0, t0;
-        unsigned n = o->threads, started = 0;
+        uint8_t sk[crypto_sign_SECRETKEYBYTES];
+        Ed25519Message m;
+        uint64_t verified, failed;
         double window;
-        int r = 0;
+        int r;
 
-        crypto_sign_keypair(pk, sk);
-        randombytes_buf(msg, sizeof msg);
-        crypto_sign_detached(sig, NULL, msg, sizeof msg, sk);
+        crypto_sign_keypair(m.pk, sk);
+        randombytes_buf(m.msg, sizeof m.msg);
+        crypto_sign_detached(m.sig, NULL, m.msg, sizeof m.msg, sk);
+        sodium_memzero(sk, sizeof sk);
 
-        w = calloc(n, sizeof(Ed25519Worker));
-        if (!w)
-                return -ENOMEM;
-        t0 = now_nsec();
-        for (unsigned i = 0; i < n; i++) {
-                w[i] = (Ed25519Worker) {
-                        .pk = pk,
-                        .sig = sig,
-                        .msg = msg,
-                        .t_measure = t0 + sec_to_nsec(o->warmup),
-                        .t_end = t0 + sec_to_nsec(o->warmup) + sec_to_nsec(o->duration),
-                };
-                r = -pthread_create(&w[i].thread, NULL, ed25519_main, &w[i]);
-                if (r < 0)
-                        break;
-                started++;
-        }
-        for (unsigned i = 0; i < started; i++) {
-                (void) pthread_join(w[i].thread, NULL);
-                verified += w[i].verified;
-                failed += w[i].failed;
-                if (r >= 0 && samples_append(&all, &w[i].samples) < 0)
-                        r = -ENOMEM;
-                samples_done(&w[i].samples);
-        }
+        r = floor_run(o, ed25519_verify_op, &m, &all, &verified, &failed);
         if (r < 0)
                 return r;
 
@@ -2386,7 +2363,7 @@ static int cmd_floor_ed25519(const Options *o) {
         out = json_pack("{s:s, s:i, s:i, s:f, s:I, s:I, s:f, s:o}",
                         "bench", "floor-ed25519",
                         "message_bytes", ED25519_MESSAGE_BYTES,
-                        "threads", (int) n,
+                        "threads", (int) o->threads,
                         "window_s", window,
                         "verified", (json_int_t) verified,
                         "failed", (json_int_t) failed,
@@ -2396,7 +2373,7 @@ static int cmd_floor_ed25519(const Options *o) {
                 return -ENOMEM;
         print_json(out);
         fprintf(stderr, "floor-ed25519 %d-byte message, %u threads: %.0f verifications/s, p50 %.1f µs, p99 %.1f µs%s\n",
-                ED25519_MESSAGE_BYTES, n, (double) verified / window, quantile_usec(&all, 0.5),
+                ED25519_MESSAGE_BYTES, o->threads, (double) verified / window, quantile_usec(&all, 0.5),
                 quantile_usec(&all, 0.99), failed ? " (VERIFICATIONS FAILED)" : "");
         return failed ? -EPROTO : 0;
 }

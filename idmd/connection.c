@@ -466,21 +466,28 @@ Slot *connection_add_slot(Connection *c, size_t batch_size) {
         return s;
 }
 
-void connection_slot_done(Connection *c, Slot *s, size_t index, json_t *reply) {
-        /* Serialized now, so that it counts against the budget even while it waits for an
-         * earlier request; a closed connection drops it. */
-        if (reply && !c->closed && slot_add_reply(c, s, reply) < 0) {
+/* After one of s's replies was kept (r: slot_add_reply()'s or out_append()'s result): the
+ * connection closes if it could not be, else the slot is one reply closer to being written. */
+static void slot_reply_kept(Connection *c, Slot *s, int r) {
+        if (r < 0) {
                 log_error("c%llu: out of memory keeping a reply, closing", (unsigned long long) c->id);
                 connection_close(c);
         }
-        json_decref(reply);
-
         if (s->n_pending > 0)
                 s->n_pending--;
         if (s->n_pending == 0 && s == c->slots_head)
                 connection_write_ready_slots(c);
         else if (!c->closed)
                 (void) connection_update_events(c);
+}
+
+void connection_slot_done(Connection *c, Slot *s, size_t index, json_t *reply) {
+        /* Serialized now, so that it counts against the budget even while it waits for an
+         * earlier request; a closed connection drops it. */
+        int r = reply && !c->closed ? slot_add_reply(c, s, reply) : 0;
+
+        json_decref(reply);
+        slot_reply_kept(c, s, r);
 }
 
 void connection_slot_done_iov(Connection *c, Slot *s, size_t index, const struct iovec *iov, size_t n) {
@@ -496,18 +503,8 @@ void connection_slot_done_iov(Connection *c, Slot *s, size_t index, const struct
                                 r = out_append(c, &c->protocol->terminator, 1);
                 } else
                         r = slot_add_iov(c, s, iov, n);
-                if (r < 0) {
-                        log_error("c%llu: out of memory keeping a reply, closing", (unsigned long long) c->id);
-                        connection_close(c);
-                }
         }
-
-        if (s->n_pending > 0)
-                s->n_pending--;
-        if (s->n_pending == 0 && s == c->slots_head)
-                connection_write_ready_slots(c);
-        else if (!c->closed)
-                (void) connection_update_events(c);
+        slot_reply_kept(c, s, r);
 }
 
 void connection_refuse(Connection *c, int code, const char *reason, const char *message) {

@@ -442,6 +442,16 @@ typedef struct OldestSession {
         char *oldest_key;       /* family key */
 } OldestSession;
 
+/* Counts a live session (*fkey: its family key, taken if it is the oldest so far). */
+static void oldest_session_count(OldestSession *o, char **fkey, uint64_t created) {
+        o->live++;
+        if (!o->oldest_key || created < o->oldest_created) {
+                free(o->oldest_key);
+                o->oldest_key = TAKE_PTR(*fkey);
+                o->oldest_created = created;
+        }
+}
+
 static int find_oldest(const char *key, json_t *value, void *userdata) {
         OldestSession *o = userdata;
         _cleanup_(json_decrefp) json_t *frec = NULL;
@@ -458,12 +468,7 @@ static int find_oldest(const char *key, json_t *value, void *userdata) {
         /* The entry's summary answers for most sessions without reading the family (index_drop()). */
         if (record_time(value, "created", &created) && record_time(value, "expires", &expires) &&
             expires > o->now) {
-                o->live++;
-                if (!o->oldest_key || created < o->oldest_created) {
-                        free(o->oldest_key);
-                        o->oldest_key = TAKE_PTR(fkey);
-                        o->oldest_created = created;
-                }
+                oldest_session_count(o, &fkey, created);
                 return 0;
         }
         /* No summary (an entry written before it existed), or the expiry it recorded has passed
@@ -476,12 +481,7 @@ static int find_oldest(const char *key, json_t *value, void *userdata) {
         if (json_object_get(frec, "revoked") || !record_time(frec, "expires", &expires) || expires <= o->now)
                 return 0;
         (void) record_time(frec, "created", &created);
-        o->live++;
-        if (!o->oldest_key || created < o->oldest_created) {
-                free(o->oldest_key);
-                o->oldest_key = TAKE_PTR(fkey);
-                o->oldest_created = created;
-        }
+        oldest_session_count(o, &fkey, created);
         return 0;
 }
 
