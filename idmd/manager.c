@@ -989,6 +989,9 @@ static int manager_setup_locales(Manager *m) {
 static void *dummy_hash_thread(void *userdata) {
         PasswordCost *cost = userdata;
 
+        /* Named from inside: the thread is detached, so its id is not to be used once it may
+         * have ended. */
+        (void) pthread_setname_np(pthread_self(), "idmd-dummy");
         (void) password_verify_dummy("", cost);
         password_release_memory();
         free(cost);
@@ -1022,7 +1025,6 @@ static int manager_make_dummy_hash(Manager *m) {
                 free(cost);
                 return -r;
         }
-        (void) pthread_setname_np(thread, "idmd-dummy");
         return 0;
 }
 
