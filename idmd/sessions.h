@@ -25,7 +25,8 @@
  *                                  issued for it (refresh token, customerToken, JWT); indexed:
  *                                  the due of its expiry index entry when a refresh extended
  *                                  expires without moving it (the sweep moves it later)
- *   "customer:<customerId>:<id>"   {}: index of a customer's families
+ *   "customer:<customerId>:<id>"   {created, expires} of the family as it started: index of a
+ *                                  customer's live families (a revoked one leaves it at once)
  * A token record whose family record is missing is dead (fail closed), so deleting a family
  * record is enough to end it. Rotated refresh records are kept until their own expiry, so that a
  * re-use is recognised for as long as the token could have been valid.
