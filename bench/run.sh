@@ -124,7 +124,7 @@ if [ "$build" = 1 ]; then
         elif ! grep -q -- "-Dbench=true" "$build_dir/meson-logs/meson-log.txt" 2>/dev/null; then
                 meson configure "$build_dir" -Dbench=true >/dev/null
         fi
-        targets=(bench/idm-bench bench/pam-bench pam_idm/pam_idm.so)
+        targets=(bench/idm-bench bench/pam-bench pam_idm/pam_idm.so idmctl/idmctl)
         [ -n "${IDMD:-}" ] || targets+=(idmd/idmd)
         ninja -C "$build_dir" "${targets[@]}" >/dev/null
 fi
@@ -132,6 +132,7 @@ IDMD="${IDMD:-$build_dir/idmd/idmd}"
 IDM_BENCH="${IDM_BENCH:-$build_dir/bench/idm-bench}"
 PAM_BENCH="${PAM_BENCH:-$build_dir/bench/pam-bench}"
 PAM_IDM="${PAM_IDM:-$build_dir/pam_idm/pam_idm.so}"
+IDMCTL="${IDMCTL:-$build_dir/idmctl/idmctl}"
 PAM_WRAPPER_LIB="${PAM_WRAPPER_LIB:-/usr/lib/x86_64-linux-gnu/libpam_wrapper.so}"
 for b in "$IDMD" "$IDM_BENCH"; do
         [ -x "$b" ] || { echo "Missing binary $b (build it, or set IDMD / IDM_BENCH)." >&2; exit 1; }
@@ -632,6 +633,21 @@ for run in $(seq "$runs"); do
                 echo_per_s "$(last echo_rps)" "$(last jwks_ratio)" "$(J .server.cpu_us_per_req)"
         stop_idmd
 
+        # getPublisherConsents: a kept reply per publisher; two consents, as a publisher has.
+        start_idmd
+        pub_json=$("$IDMCTL" --socket "$socket" --json publisher create Bench)
+        pub_id=$(jget .publisherId <<<"$pub_json")
+        pub_token=$(jget .publisherToken <<<"$pub_json")
+        "$IDMCTL" --socket "$socket" call setPublisherConsents "{\"publisherToken\":\"$pub_token\",\"consents\":[{\"name\":\"terms\",\"label\":\"Terms of use\",\"required\":true},{\"name\":\"newsletter\",\"label\":\"Newsletter\",\"required\":false}]}" >/dev/null
+        bench "getPublisherConsents" load --socket "$socket" --pid "$idmd_pid" --method getPublisherConsents \
+                --params "{\"publisherId\":\"$pub_id\"}" "${common[@]}"
+        check ""
+        keep gpc_rps .throughput; keep gpc_p50 .latency_us.p50; keep gpc_p99 .latency_us.p99; keep gpc_cpu .server.cpu_us_per_req
+        keep_ratio gpc_ratio gpc_rps echo_rps
+        csv_row getPublisherConsents "$connections" "$(J .throughput)" "$(J .latency_us.p50)" "$(J .latency_us.p99)" \
+                echo_per_s "$(last echo_rps)" "$(last gpc_ratio)" "$(J .server.cpu_us_per_req)"
+        stop_idmd
+
         if [ "$pam" = 1 ]; then
                 progress "PAM: pam_idm in process vs login over the socket${unix_user:+ vs pam_unix}"
                 start_idmd
@@ -710,6 +726,8 @@ printf "$fmt_row" "getServerInfo" "$(fmt "$(m gsi_rps)")/s" "$(fmt "$(m gsi_p50)
         ">= 0.6: $(verdict "$gsi_ratio" ">=" 0.6)"
 printf "$fmt_row" "getJwks" "$(fmt "$(m jwks_rps)")/s" "$(fmt "$(m jwks_p50)")" "$(fmt "$(m jwks_p99)")" \
         "echo $(fmt "$(m echo_rps)")/s" "$(spread jwks_ratio)" ">= 0.6: $(verdict "$(m jwks_ratio)" ">=" 0.6)"
+printf "$fmt_row" "getPublisherConsents" "$(fmt "$(m gpc_rps)")/s" "$(fmt "$(m gpc_p50)")" "$(fmt "$(m gpc_p99)")" \
+        "echo $(fmt "$(m echo_rps)")/s" "$(spread gpc_ratio)" ">= 0.6: $(verdict "$(m gpc_ratio)" ">=" 0.6)"
 printf "$fmt_row" "getCustomer with a JWT" "$(fmt "$(m jwt_rps)")/s" "$(fmt "$(m jwt_p50)")" "$(fmt "$(m jwt_p99)")" \
         "Ed25519 verify x$(nproc) $(fmt "$(m ed25519)")/s" "$(spread jwt_ratio)" ">= 0.8: $(verdict "$(m jwt_ratio)" ">=" 0.8)"
 printf "$fmt_row" "refreshToken" "$(fmt "$(m rt_rps)")/s" "$(fmt "$(m rt_p50)")" "$(fmt "$(m rt_p99)")" \
@@ -742,8 +760,8 @@ if [ "$pam" = 1 ]; then
                         "<= 0.4: $(verdict "$(m pam_unix_ratio)" "<=" 0.4)"
         fi
 fi
-printf '\nidmd CPU per request (medians; target for getServerInfo and getJwks <= 8 µs, refreshToken <= 60 µs): getJwks %s µs, getCustomer (JWT) %s µs\n' \
-        "$(fmt "$(m jwks_cpu)")" "$(fmt "$(m jwt_cpu)")"
+printf '\nidmd CPU per request (medians; target for getServerInfo and getJwks <= 8 µs, refreshToken <= 60 µs): getJwks %s µs, getPublisherConsents %s µs, getCustomer (JWT) %s µs\n' \
+        "$(fmt "$(m jwks_cpu)")" "$(fmt "$(m gpc_cpu)")" "$(fmt "$(m jwt_cpu)")"
 printf 'idmd per request (medians): getServerInfo %s µs CPU (%s in the kernel), RSS %s KiB; refreshToken %s µs CPU (%s in the kernel), RSS %s KiB; login RSS %s KiB, %s µs CPU (unloaded %s); mix %s µs CPU\n' \
         "$(fmt "$(m gsi_cpu)")" "$(fmt "$(m gsi_sys)")" "$(m gsi_rss)" "$(fmt "$(m rt_cpu)")" "$(fmt "$(m rt_sys)")" \
         "$(m rt_rss)" "$(m login_rss)" "$(fmt "$(m login_cpu)")" "$(fmt "$(m login1_cpu)")" "$(fmt "$(m blend_cpu)")"
