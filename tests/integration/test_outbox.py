@@ -13,6 +13,7 @@ nothing queued; max_queued; getStats; the admin methods and idmctl outbox/status
 import email
 import email.policy
 import email.utils
+import glob
 import json
 import os
 import re
@@ -42,8 +43,8 @@ def wait_for(predicate, timeout=20.0, what="condition"):
 
 
 class OutboxTestCase(IdmdTestCase):
-    """One idmd per test with the test clock on, its mail going to self.maildir (MODE "ok"), or
-    failing ("fail"), or hanging ("hang"). MAIL holds more [mail] keys, TEMPLATES template files."""
+    """One idmd per test with the test clock on, its mail going to self.maildir (MODE "ok", or
+    "slow": a second before the command reads), or failing ("fail"), or hanging ("hang"). MAIL holds more [mail] keys, TEMPLATES template files."""
 
     MODE = "ok"
     MAIL = ""
@@ -66,7 +67,8 @@ class OutboxTestCase(IdmdTestCase):
         self.start()
 
     def config(self, mode, mail=None):
-        command = {"ok": f"{FAKE} {self.maildir} -t -i", "fail": f"{FAKE} --fail", "hang": f"{FAKE} --hang {self.tmp}"}[mode]
+        command = {"ok": f"{FAKE} {self.maildir} -t -i", "slow": f"{FAKE} --slow {self.maildir} -t -i",
+                   "fail": f"{FAKE} --fail", "hang": f"{FAKE} --hang {self.tmp}"}[mode]
         return (f"[mail]\nmail_command = {command}\nfrom = idm@example.com\n"
                 f"template_dir = {self.template_dir if self.TEMPLATES else ''}\n"
                 + (self.MAIL if mail is None else mail))
@@ -343,16 +345,20 @@ class KillWhileReading(OutboxTestCase):
     """SIGKILL of idmd while the mail command reads a message larger than a pipe holds (64 KiB):
     the command still gets all of it, because its standard input is a file holding the whole
     message, not a pipe idmd feeds as it goes (with the pipe, the kill cut the message short and
-    the command took the short copy); the copy sent after the restart is the same bytes."""
+    the command took the short copy); the copy sent after the restart is the same bytes. The
+    command waits a second before it reads, so that the kill comes first (a quick one could
+    finish before the test saw it running)."""
 
+    MODE = "slow"
     TEMPLATES = {"big.txt": "".join(f"text line {i:05d} of a long message {{{{code}}}}\n" for i in range(1300)),
                  "big.html": "".join(f"<p>html line {i:05d} of a long message {{{{code}}}}</p>\n" for i in range(1300))}
 
     def test_kill_while_the_command_reads(self):
         self.queue(kind="big", vars={"code": "424242"})
-        wait_for(lambda: fake_sendmails(f"{self.maildir} "), what="the mail command started")
+        wait_for(lambda: fake_sendmails(f"--slow {self.maildir} "), what="the mail command started")
         self.idmd.kill()
-        wait_for(lambda: not fake_sendmails(f"{self.maildir} "), what="the mail command done")
+        wait_for(lambda: not fake_sendmails(f"--slow {self.maildir} "), what="the mail command done")
+        self.assertEqual(len(glob.glob(os.path.join(self.maildir, "*.eml"))), 1)
         self.restart("ok", kill=True)     # idmd is dead already: starts it again
         (first, raw1), (second, raw2) = self.wait_delivered(2)
         self.assertGreater(len(raw1), 96 * 1024)     # more than a pipe holds
