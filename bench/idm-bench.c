@@ -1175,6 +1175,18 @@ static int group_prepare(Group *g) {
         return group_register(g);
 }
 
+/* Connects every group, then prepares every one (registrations, hashing): all set-up is done
+ * before the first window, so that it never overlaps a measurement. */
+static int groups_set_up(Group *const *groups, size_t n) {
+        int r = 0;
+
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = group_connect(groups[i]);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = group_prepare(groups[i]);
+        return r;
+}
+
 /* Switches the connections to non-blocking and starts the threads; they wait for t_start. */
 static int group_start(Group *g, uint64_t t_start, uint64_t warmup, uint64_t duration) {
         g->t_start = t_start;
@@ -1462,10 +1474,7 @@ static int cmd_load_on(const Options *o, const char *bench, const char *socket_p
         if (r < 0)
                 goto finish;
         g.publisher_id = publisher;
-        r = group_connect(&g);
-        if (r < 0)
-                goto finish;
-        r = group_prepare(&g);
+        r = groups_set_up(groups, 1);
         if (r < 0)
                 goto finish;
         r = run_groups(groups, 1, o, &win);
@@ -1554,17 +1563,7 @@ static int cmd_mixed(const Options *o) {
 
         /* Everything is set up before the first window, so that set-up (registrations, hashing)
          * never overlaps a measurement. */
-        r = group_connect(&read_alone);
-        if (r >= 0)
-                r = group_connect(&read_loaded);
-        if (r >= 0)
-                r = group_connect(&write);
-        if (r >= 0)
-                r = group_prepare(&read_alone);
-        if (r >= 0)
-                r = group_prepare(&read_loaded);
-        if (r >= 0)
-                r = group_prepare(&write);
+        r = groups_set_up((Group *const[]) { &read_alone, &read_loaded, &write }, 3);
         if (r < 0)
                 goto finish;
 
@@ -1683,13 +1682,7 @@ static int cmd_mix(const Options *o) {
         alone.publisher_id = blend.publisher_id = publisher;
 
         /* All set-up (two registrations per connection pair, hashing) before the first window. */
-        r = group_connect(&alone);
-        if (r >= 0)
-                r = group_connect(&blend);
-        if (r >= 0)
-                r = group_prepare(&alone);
-        if (r >= 0)
-                r = group_prepare(&blend);
+        r = groups_set_up((Group *const[]) { &alone, &blend }, 2);
         if (r < 0)
                 goto finish;
 
