@@ -358,6 +358,8 @@ check() {
 # Appends the value at a JSON path of the last result to the named list.
 declare -A results
 keep() { results[$1]="${results[$1]:-} $(jget "$2" <"$tmp/last.json")"; }
+# Records NAME = VALUE for this round.
+keep_value() { results[$1]="${results[$1]:-} $2"; }
 
 last() { local v=(${results[$1]:-}); echo "${v[-1]:-nan}"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "nan") printf "%.3f", a / b; else print "nan" }'; }
@@ -369,6 +371,23 @@ median() {
                 END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2];
                       else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+
+# The store's batches and the units of work in them so far (getStats), as "batches units".
+store_batches() {
+        local j
+        j=$("$IDMCTL" --socket "$socket" call getStats | tr -d '\n')
+        echo "$(jget .store.batches <<<"$j") $(jget .store.batchedUnits <<<"$j")"
+}
+# Units of work per batch between two store_batches figures.
+batch_size() {
+        local b0 u0 b1 u1
+        read -r b0 u0 <<<"$1"
+        read -r b1 u1 <<<"$2"
+        awk -v b=$((b1 - b0)) -v u=$((u1 - u0)) 'BEGIN { if (b > 0) printf "%.1f", u / b; else print "nan" }'
+}
+# Records one refreshToken writes (idmd/sessions.c session_refresh(), docs/performance.md): the
+# successor's record and its expiry entry, the rotated record and its "seal" entry, the family.
+REFRESH_RECORDS=5
 
 # How many requests idmd handled in the last idm-bench load (window, warm-up and drain).
 handled() {
@@ -524,7 +543,7 @@ for run in $(seq "$runs"); do
 
         for c in $sweep_list; do
                 start_idmd
-                [ "$c" != "$connections" ] || count_start
+                [ "$c" != "$connections" ] || { count_start; batches_before=$(store_batches); }
                 bench "refreshToken, $c connections" load --socket "$socket" --pid "$idmd_pid" --method refreshToken \
                         --connections "$c" --threads "$threads" --duration "$duration"
                 [ "$c" != "$connections" ] || count_stop rt
@@ -532,12 +551,22 @@ for run in $(seq "$runs"); do
                 if [ "$c" = "$connections" ]; then
                         keep rt_rps .throughput; keep rt_p50 .latency_us.p50; keep rt_p99 .latency_us.p99; keep rt_err .errors
                         keep rt_cpu .server.cpu_us_per_req; keep rt_sys .server.sys_cpu_us_per_req; keep rt_rss .server.rss_after_kib
+                        keep_value rt_batch "$(batch_size "$batches_before" "$(store_batches)")"
+                        rt_rps_last=$(J .throughput)
                 fi
                 csv_row refreshToken "$c" "$(J .throughput)" "$(J .latency_us.p50)" "$(J .latency_us.p99)" \
                         lmdb_1_record_per_txn_per_s "$(last lmdb1)" "$(ratio "$(J .throughput)" "$(last lmdb1)")" \
                         "$(J .server.cpu_us_per_req)"
                 stop_idmd
         done
+        # LMDB's own floor for the commits idmd made: records per transaction = the units of
+        # work per batch it reached × the records one refresh writes.
+        shape=$(awk -v b="$(last rt_batch)" -v r="$REFRESH_RECORDS" 'BEGIN { n = int(b * r + 0.5); print (n > 0 ? n : 1) }')
+        bench "LMDB floor at refreshToken's batch shape" floor-lmdb --dir "$tmp" --records-per-txn "$shape" --duration "$duration"
+        keep_value lmdb_shape "$(awk -v v="$(J .records_per_s)" -v r="$REFRESH_RECORDS" 'BEGIN { printf "%.1f", v / r }')"
+        keep_value lmdb_shape_records "$shape"
+        csv_row refreshToken_batch_shape "$connections" "$rt_rps_last" "" "" lmdb_refreshes_per_s_at_batch_shape \
+                "$(last lmdb_shape)" "$(ratio "$rt_rps_last" "$(last lmdb_shape)")" ""
 
         progress "getServerInfo alone, then under a refreshToken load"
         start_idmd
@@ -677,6 +706,7 @@ for run in $(seq "$runs"); do
         keep_ratio gsi_ratio gsi_rps echo_rps
         keep_ratio rt_ratio rt_rps lmdb1
         keep_ratio rt1000_ratio rt_rps lmdb1000
+        keep_ratio rt_shape_ratio rt_rps lmdb_shape
         keep_ratio login_ratio login_rps argon
 done
 [ "$progress_tty" = 0 ] || printf '\r\033[K' >&2
@@ -734,6 +764,8 @@ printf "$fmt_row" "refreshToken" "$(fmt "$(m rt_rps)")/s" "$(fmt "$(m rt_p50)")"
         "LMDB 1 rec/txn $(fmt "$(m lmdb1)")/s" "$(spread rt_ratio)" ">= 5: $(verdict "$rt_ratio" ">=" 5)"
 printf "$fmt_row" "  (same, vs the batched LMDB floor)" "" "" "" \
         "LMDB 1000 rec/txn $(fmt "$(m lmdb1000)")/s" "$(spread rt1000_ratio)" "-"
+printf "$fmt_row" "  (same, vs LMDB at its batch shape)" "" "" "" \
+        "$(fmt "$(m rt_batch)") units/batch: $(fmt "$(m lmdb_shape)")/s" "$(spread rt_shape_ratio)" "-"
 printf "$fmt_row" "getServerInfo p99, alone / under write" "-" \
         "$(fmt "$(m mix_alone_p50)")/$(fmt "$(m mix_load_p50)")" "$(fmt "$(m mix_alone_p99)")/$(fmt "$(m mix_load_p99)")" \
         "refreshToken load $(fmt "$(m mix_write_rps)")/s" "$(spread mix_ratio)" "<= 2: $(verdict "$mix_ratio" "<=" 2)"

@@ -45,6 +45,7 @@ static void connection_io(Connection *c, uint32_t revents);
  * epoll_wait() of the loop's, which polls every ready socket again) per connection. There is one
  * event loop per process: the set is made with the first connection and goes with the last. */
 #define POLL_BATCH 64
+#define POLL_BUDGET_USEC 100
 
 static struct {
         sd_event *event;
@@ -55,6 +56,7 @@ static struct {
 
 static int on_poller(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         struct epoll_event ev[POLL_BATCH];
+        uint64_t start;
         int n;
 
         n = epoll_wait(poller.fd, ev, POLL_BATCH, 0);
@@ -67,8 +69,15 @@ static int on_poller(sd_event_source *s, int fd, uint32_t revents, void *userdat
          * ones in this batch are kept until the batch is done. Closed ones have left the set. */
         for (int i = 0; i < n; i++)
                 connection_ref(ev[i].data.ptr);
-        for (int i = 0; i < n; i++)
+        /* Served until POLL_BUDGET_USEC is spent: the loop's other work (a slice of the store's
+         * units, a timer) gets its turn before the rest, which the next epoll_wait() reports
+         * again (the set is level-triggered), after the ones behind them in its ready list. */
+        start = now_monotonic_usec();
+        for (int i = 0; i < n; i++) {
+                if (i > 0 && now_monotonic_usec() - start >= POLL_BUDGET_USEC)
+                        break;
                 connection_io(ev[i].data.ptr, ev[i].events);
+        }
         for (int i = 0; i < n; i++)
                 connection_unref(ev[i].data.ptr);
         return 0;

@@ -41,12 +41,17 @@
 /* A batch waits for the requests the loop has already received (their units join it), but never
  * longer than this, however busy the loop is with other work. */
 #define STORE_BATCH_DELAY_USEC 2000u
+/* The loop runs a batch's units, and later calls their done functions, in slices of about this
+ * long, serving the connections that became ready in between: a cheap read waits for one slice,
+ * not for a whole batch. */
+#define STORE_SLICE_USEC 50u
 
 typedef struct StoreUnit StoreUnit;
 
 typedef enum BatchState {
         BATCH_IDLE,
         BATCH_OPENING,          /* the committer begins the transaction */
+        BATCH_RUNNING,          /* the loop runs the units, a slice per loop iteration */
         BATCH_COMMITTING,       /* the units ran; the committer commits (fdatasync) */
         BATCH_ABORTING,         /* the store was full: the committer rolls back, then it grows */
 } BatchState;
@@ -92,6 +97,16 @@ struct Store {
         BatchState state;               /* loop only */
         StoreUnit *batch;               /* loop only: the units of the batch in progress */
         unsigned batch_n;
+        StoreUnit *run_next;            /* loop only: BATCH_RUNNING's next unit to run */
+        /* Units of batches that ended, whose done functions have not been called yet (FIFO). */
+        StoreUnit *deliver_head, *deliver_tail;
+        /* Runs the next slice of units, then calls the next slice of done functions. A new
+         * defer source for each slice: sd-event dispatches the source pending since the oldest
+         * iteration first, so a new one takes turns with the connections, where one kept
+         * enabled would stay pending since it was made and always go first. */
+        sd_event *event;
+        sd_event_source *slice_source;
+        bool deliver_turn;              /* both are due: the next slice calls done functions */
         pthread_t committer;
         bool committer_started;
         pthread_mutex_t lock;
@@ -261,6 +276,13 @@ static int txn_error(StoreTxn *t, int k) {
                         t->failed = r;
                 return r;
         }
+}
+
+static uint64_t monotonic_usec(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000;
 }
 
 static uint64_t round_up(uint64_t v, uint64_t m) {
@@ -483,6 +505,8 @@ Store *store_free(Store *s) {
         store_flush(s);
         s->batch_source = sd_event_source_disable_unref(s->batch_source);
         s->batch_timer = sd_event_source_disable_unref(s->batch_timer);
+        s->slice_source = sd_event_source_disable_unref(s->slice_source);
+        s->event = sd_event_unref(s->event);
         if (s->committer_started) {
                 committer_request(s, REQUEST_QUIT);
                 (void) pthread_join(s->committer, NULL);
@@ -575,45 +599,51 @@ int store_transact(Store *s, StoreWorkFn fn, void *userdata) {
 
 /* --- batches: many units of work in one transaction --- */
 
-/* Runs the units of a batch in parent, each in a nested transaction of its own so that a unit
- * that fails rolls back alone; sets each unit's result. Returns true when the store is full:
- * parent must be rolled back, the map grown and the whole batch run again. */
-static bool store_run_units(Store *s, MDB_txn *parent, StoreUnit *batch) {
-        for (StoreUnit *u = batch; u; u = u->next) {
-                StoreTxn t = { .store = s, .write = true };
-                int r, k;
+/* Runs one unit of a batch in parent, in a nested transaction of its own so that a unit that
+ * fails rolls back alone; sets its result. Returns true when the store is full: parent must be
+ * rolled back, the map grown and the whole batch run again. */
+static bool store_run_unit(Store *s, MDB_txn *parent, StoreUnit *u) {
+        StoreTxn t = { .store = s, .write = true };
+        int r, k;
 
-                k = mdb_txn_begin(s->env, parent, 0, &t.txn);
+        k = mdb_txn_begin(s->env, parent, 0, &t.txn);
+        if (k == MDB_MAP_FULL)
+                return true;
+        if (k != MDB_SUCCESS) {
+                u->result = store_write_errno(s, k);
+                return false;
+        }
+
+        s->writer = &t;
+        r = u->fn(&t, u->userdata);
+        s->writer = NULL;
+
+        if (t.map_full) {
+                mdb_txn_abort(t.txn);
+                return true;
+        }
+        if (r < 0) {
+                mdb_txn_abort(t.txn);
+                u->result = r;
+        } else if (t.failed < 0) {
+                mdb_txn_abort(t.txn);
+                u->result = log_debug_errno(t.failed, "Unit of work went on after a failed write, "
+                                            "rolled back: %m");
+        } else {
+                /* Merges into the parent; nothing reaches the disk yet. */
+                k = mdb_txn_commit(t.txn);
                 if (k == MDB_MAP_FULL)
                         return true;
-                if (k != MDB_SUCCESS) {
-                        u->result = store_write_errno(s, k);
-                        continue;
-                }
-
-                s->writer = &t;
-                r = u->fn(&t, u->userdata);
-                s->writer = NULL;
-
-                if (t.map_full) {
-                        mdb_txn_abort(t.txn);
-                        return true;
-                }
-                if (r < 0) {
-                        mdb_txn_abort(t.txn);
-                        u->result = r;
-                } else if (t.failed < 0) {
-                        mdb_txn_abort(t.txn);
-                        u->result = log_debug_errno(t.failed, "Unit of work went on after a failed write, "
-                                                    "rolled back: %m");
-                } else {
-                        /* Merges into the parent; nothing reaches the disk yet. */
-                        k = mdb_txn_commit(t.txn);
-                        if (k == MDB_MAP_FULL)
-                                return true;
-                        u->result = k == MDB_SUCCESS ? r : store_write_errno(s, k);
-                }
+                u->result = k == MDB_SUCCESS ? r : store_write_errno(s, k);
         }
+        return false;
+}
+
+/* store_run_unit() for every unit of a batch; true when the store is full. */
+static bool store_run_units(Store *s, MDB_txn *parent, StoreUnit *batch) {
+        for (StoreUnit *u = batch; u; u = u->next)
+                if (store_run_unit(s, parent, u))
+                        return true;
         return false;
 }
 
@@ -643,23 +673,60 @@ static int store_run_batch(Store *s, StoreUnit *batch) {
         }
 }
 
-/* Reports each unit of the batch in progress, in submission order, and ends the batch. r < 0:
- * the whole batch failed (units that had succeeded get r). A done function may submit more
- * units: they make the next batch. */
+/* Ends the batch in progress: its units, with their results, join the units whose done
+ * functions are due (store_deliver() calls them, in submission order). r < 0: the whole batch
+ * failed (units that had succeeded get r). */
 static void store_batch_deliver(Store *s, int r) {
-        StoreUnit *batch = s->batch, *u;
+        StoreUnit *batch = s->batch;
 
         s->batch = NULL;
+        s->run_next = NULL;
         s->state = BATCH_IDLE;
         s->batches++;
         s->batched_units += s->batch_n;
         s->batch_n = 0;
-        while ((u = batch)) {
-                batch = u->next;
+        if (!batch)
+                return;
+        for (StoreUnit *u = batch; u; u = u->next) {
                 if (r < 0 && u->result >= 0)
                         u->result = r;
+                if (!u->next) {
+                        if (s->deliver_tail)
+                                s->deliver_tail->next = batch;
+                        else
+                                s->deliver_head = batch;
+                        s->deliver_tail = u;
+                }
+        }
+}
+
+static int on_slice(sd_event_source *source, void *userdata);
+
+/* The next slice runs in a later loop iteration, after the connections ready by then. */
+static int store_slice_schedule(Store *s) {
+        if (s->slice_source)
+                return 0;
+        if (!s->event)
+                return -ESRCH;
+        return sd_event_add_defer(s->event, &s->slice_source, on_slice, s);
+}
+
+/* Calls the done functions that are due, in submission order: all of them, or (all false) a
+ * slice, leaving the rest to the next loop iteration. A done function may submit more units
+ * (they make a later batch) or flush the store (it delivers the rest, still in order). */
+static void store_deliver(Store *s, bool all) {
+        uint64_t start = all ? 0 : monotonic_usec();
+        StoreUnit *u;
+
+        while ((u = s->deliver_head)) {
+                s->deliver_head = u->next;
+                if (!s->deliver_head)
+                        s->deliver_tail = NULL;
                 u->done(u->result, u->userdata);
                 free(u);
+                if (!all && s->deliver_head && monotonic_usec() - start >= STORE_SLICE_USEC &&
+                    store_slice_schedule(s) >= 0)
+                        return;
         }
 }
 
@@ -764,9 +831,37 @@ static void store_batch_start(Store *s) {
         committer_request(s, REQUEST_BEGIN);
 }
 
+/* Runs the units of the batch (BATCH_RUNNING): all of them, or (all false) a slice, leaving
+ * the rest to the next loop iteration. When the last has run, the committer commits (or, when
+ * the store was full, rolls back). No read snapshot is alive between slices (they never outlive
+ * a loop iteration); one that is (a bug) fails the units with -EBUSY, as the store could not
+ * grow under it. */
+static void store_batch_run(Store *s, bool all) {
+        uint64_t start = all ? 0 : monotonic_usec();
+
+        assert(s->state == BATCH_RUNNING);
+        while (s->run_next) {
+                StoreUnit *u = s->run_next;
+
+                if (s->n_readers > 0)
+                        u->result = log_debug_errno(EBUSY, "Store batch with a read snapshot alive: %m");
+                else if (store_run_unit(s, s->batch_txn, u)) {
+                        s->run_next = NULL;
+                        s->state = BATCH_ABORTING;
+                        committer_request(s, REQUEST_ABORT);
+                        return;
+                }
+                s->run_next = u->next;
+                if (!all && s->run_next && monotonic_usec() - start >= STORE_SLICE_USEC &&
+                    store_slice_schedule(s) >= 0)
+                        return;
+        }
+        s->state = BATCH_COMMITTING;
+        committer_request(s, REQUEST_COMMIT);
+}
+
 /* The loop's side of a batch, one step per committer answer k. */
 static void store_batch_step(Store *s, int k) {
-        bool map_full;
         int r;
 
         switch (s->state) {
@@ -775,16 +870,9 @@ static void store_batch_step(Store *s, int k) {
                         store_batch_deliver(s, store_write_errno(s, k));
                         return;
                 }
-                if (s->n_readers > 0) {
-                        /* A snapshot kept across a loop iteration (a bug): the store could not
-                         * grow under it, so no batch runs with one alive. */
-                        for (StoreUnit *u = s->batch; u; u = u->next)
-                                u->result = log_debug_errno(EBUSY, "Store batch with a read snapshot alive: %m");
-                        map_full = false;
-                } else
-                        map_full = store_run_units(s, s->batch_txn, s->batch);
-                s->state = map_full ? BATCH_ABORTING : BATCH_COMMITTING;
-                committer_request(s, map_full ? REQUEST_ABORT : REQUEST_COMMIT);
+                s->state = BATCH_RUNNING;
+                s->run_next = s->batch;
+                store_batch_run(s, false);
                 return;
 
         case BATCH_COMMITTING:
@@ -811,6 +899,7 @@ static void store_batch_step(Store *s, int k) {
                 committer_request(s, REQUEST_BEGIN);
                 return;
 
+        case BATCH_RUNNING:     /* no committer answer is due */
         case BATCH_IDLE:
                 break;
         }
@@ -828,6 +917,10 @@ void store_flush(Store *s) {
         for (;;) {
                 int k;
 
+                if (s->deliver_head) {
+                        store_deliver(s, true);
+                        continue;
+                }
                 if (!s->committer_started) {
                         if (!s->queue_head)
                                 return;
@@ -844,6 +937,10 @@ void store_flush(Store *s) {
                                 return;
                         store_batch_start(s);
                 }
+                if (s->state == BATCH_RUNNING) {
+                        store_batch_run(s, true);
+                        continue;
+                }
                 (void) committer_answer(s, true, &k);
                 store_batch_step(s, k);
         }
@@ -855,12 +952,35 @@ static int on_committer(sd_event_source *source, int fd, uint32_t revents, void 
         int k;
 
         (void) eventfd_read(fd, &value);
-        if (s->state == BATCH_IDLE || !committer_answer(s, false, &k))
+        if (s->state == BATCH_IDLE || s->state == BATCH_RUNNING || !committer_answer(s, false, &k))
                 return 0;       /* answered already (store_flush() waited for it) */
         store_batch_step(s, k);
-        /* The next batch starts at once: its units came in while this one was syncing. */
+        /* The next batch starts at once (its units came in while this one was syncing), before
+         * the replies of this one go out. */
         if (s->state == BATCH_IDLE && s->queue_head)
                 store_batch_start(s);
+        if (s->deliver_head && store_slice_schedule(s) < 0)
+                store_deliver(s, true);
+        return 0;
+}
+
+/* A slice of units to run or of done functions to call, taking turns when both are due
+ * (store_flush() may have done both meanwhile). */
+static int on_slice(sd_event_source *source, void *userdata) {
+        Store *s = userdata;
+        bool run = s->state == BATCH_RUNNING;
+
+        s->slice_source = sd_event_source_disable_unref(s->slice_source);
+        if (run && s->deliver_head) {
+                run = !s->deliver_turn;
+                s->deliver_turn = !s->deliver_turn;
+        }
+        if (run)
+                store_batch_run(s, false);
+        else
+                store_deliver(s, false);
+        if ((s->state == BATCH_RUNNING || s->deliver_head) && store_slice_schedule(s) < 0)
+                store_flush(s);         /* no way to come back: all at once */
         return 0;
 }
 
@@ -930,6 +1050,9 @@ int store_set_event(Store *s, sd_event *event) {
                 return r;
         (void) sd_event_source_set_description(s->batch_timer, "store-batch-timer");
         (void) sd_event_source_set_enabled(s->batch_timer, SD_EVENT_OFF);
+        s->slice_source = sd_event_source_disable_unref(s->slice_source);
+        sd_event_unref(s->event);
+        s->event = sd_event_ref(event);
 
         if (!s->committer_started) {
                 sigset_t all, saved;

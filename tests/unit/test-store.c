@@ -2,7 +2,8 @@
 /*
  * Unit tests of idmd/store.c on real LMDB environments in temporary directories: records,
  * iteration and pagination, rollback, durability across reopen, schema stamps, map growth,
- * a full store, backups and the unit-of-work rules.
+ * a full store, backups and the unit-of-work rules; and submitted units on an event loop, run
+ * and reported in slices that take turns with the loop's other work.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,8 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <systemd/sd-event.h>
 
 #include "idm/cleanup.h"
 #include "idmd/log.h"
@@ -760,6 +765,161 @@ TEST(backup) {
         s = store_free(s);
 }
 
+/* ---- the event loop: a batch runs, and is reported, in slices ---- */
+
+#define SLICED_UNITS 24
+#define SLICED_SPIN_USEC 80     /* longer than a slice (50 µs): one unit per slice */
+
+typedef enum SlicedAction {
+        SLICED_WATCH,           /* the other source only watches */
+        SLICED_FLUSH,           /* ... and flushes once a few units ran */
+        SLICED_TRANSACT,        /* ... and runs a unit of work of its own then */
+} SlicedAction;
+
+typedef struct Sliced {
+        Store *store;
+        sd_event *event;
+        SlicedAction action;
+        unsigned ran, reported;
+        unsigned turns;                         /* the other source's dispatches */
+        unsigned turns_at_run[SLICED_UNITS], turns_at_done[SLICED_UNITS];
+        unsigned order[SLICED_UNITS];
+        unsigned seen_early;                    /* snapshots that saw the batch before it committed */
+        int acted;                              /* what the action returned; 1: not yet */
+        unsigned reported_when_acted;
+} Sliced;
+
+typedef struct SlicedUnit {
+        Sliced *x;
+        unsigned i;
+} SlicedUnit;
+
+static void spin_usec(uint64_t usec) {
+        struct timespec a, b;
+
+        ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &a));
+        do
+                ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &b));
+        while ((uint64_t) (b.tv_sec - a.tv_sec) * 1000000 + (uint64_t) (b.tv_nsec - a.tv_nsec) / 1000 < usec);
+}
+
+static int sliced_fn(StoreTxn *t, void *userdata) {
+        SlicedUnit *u = userdata;
+        _cleanup_(json_decrefp) json_t *v = json_pack("{s:i}", "i", u->i);
+        char key[16];
+
+        u->x->turns_at_run[u->i] = u->x->turns;
+        (void) snprintf(key, sizeof key, "u%03u", u->i);
+        ASSERT_OK(store_put(t, STORE_OUTBOX, key, v, STORE_PUT_NO_OVERWRITE));
+        u->x->ran++;
+        spin_usec(SLICED_SPIN_USEC);
+        return 0;
+}
+
+static int mark_fn(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *v = json_object();
+
+        return store_put(t, STORE_OUTBOX, "zz-mark", v, STORE_PUT_DEFAULT);
+}
+
+static void sliced_done(int r, void *userdata) {
+        SlicedUnit *u = userdata;
+        Sliced *x = u->x;
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        char key[16];
+
+        ASSERT_EQ(r, 0);
+        x->order[x->reported] = u->i;
+        x->turns_at_done[u->i] = x->turns;
+        x->reported++;
+        /* Durable, so visible, before it is reported. */
+        (void) snprintf(key, sizeof key, "u%03u", u->i);
+        ASSERT_OK(store_read(x->store, &t));
+        ASSERT_TRUE(store_exists(t, STORE_OUTBOX, key));
+        spin_usec(SLICED_SPIN_USEC);
+        if (x->reported == SLICED_UNITS)
+                ASSERT_OK(sd_event_exit(x->event, 0));
+}
+
+/* The loop's other work, ready on every iteration (as a busy connection is). */
+static int sliced_other(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        Sliced *x = userdata;
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        uint64_t n = 0;
+
+        x->turns++;
+        ASSERT_TRUE(x->turns < 100000);
+        /* A snapshot between slices sees nothing of the batch before it commits. */
+        ASSERT_OK(store_read(x->store, &t));
+        ASSERT_OK(store_count(t, STORE_OUTBOX, &n));
+        if (x->ran < SLICED_UNITS && n > 0)
+                x->seen_early++;
+        t = store_txn_free(t);
+
+        if (x->action != SLICED_WATCH && x->acted == 1 && x->ran >= 3) {
+                x->acted = x->action == SLICED_FLUSH ? (store_flush(x->store), 0) :
+                                                       store_transact(x->store, mark_fn, NULL);
+                x->reported_when_acted = x->reported;
+        }
+        return 0;
+}
+
+static void sliced_run(SlicedAction action) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(sd_event_source_unrefp) sd_event_source *other = NULL;
+        _cleanup_(closep) int efd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);     /* always readable */
+        Sliced x = { .store = s, .action = action, .acted = 1 };
+        SlicedUnit units[SLICED_UNITS];
+
+        ASSERT_TRUE(efd >= 0);
+        ASSERT_OK(sd_event_new(&e));
+        x.event = e;
+        ASSERT_OK(store_set_event(s, e));
+        ASSERT_OK(sd_event_add_io(e, &other, efd, EPOLLIN, sliced_other, &x));
+
+        /* Submitted together: one batch. */
+        for (unsigned i = 0; i < SLICED_UNITS; i++) {
+                units[i] = (SlicedUnit) { .x = &x, .i = i };
+                ASSERT_OK(store_submit(s, sliced_fn, sliced_done, &units[i]));
+        }
+        ASSERT_EQ(x.ran, 0);    /* never inside store_submit() with a loop attached */
+        ASSERT_OK(sd_event_loop(e));
+
+        ASSERT_EQ(x.ran, SLICED_UNITS);
+        ASSERT_EQ(x.reported, SLICED_UNITS);
+        for (unsigned k = 0; k < SLICED_UNITS; k++)
+                ASSERT_EQ(x.order[k], k);
+        ASSERT_EQ(x.seen_early, 0);
+
+        if (action == SLICED_WATCH) {
+                /* The other source ran at least once in any two slices: sd-event dispatches the
+                 * source pending since the oldest iteration first (units, then reports). */
+                for (unsigned k = 2; k < SLICED_UNITS; k++) {
+                        ASSERT_TRUE(x.turns_at_run[k] > x.turns_at_run[k - 2]);
+                        ASSERT_TRUE(x.turns_at_done[k] > x.turns_at_done[k - 2]);
+                }
+        } else {
+                /* Flushing between slices ran the rest of the batch and reported all of it
+                 * before returning, in order; store_transact() does the same first. */
+                ASSERT_EQ(x.acted, 0);
+                ASSERT_EQ(x.reported_when_acted, SLICED_UNITS);
+                ASSERT_EQ(entries(s, STORE_OUTBOX), SLICED_UNITS + (action == SLICED_TRANSACT));
+        }
+        other = sd_event_source_disable_unref(other);
+        s = store_free(s);
+}
+
+TEST(loop_slices) {
+        sliced_run(SLICED_WATCH);
+}
+
+TEST(loop_flush_between_slices) {
+        sliced_run(SLICED_FLUSH);
+        sliced_run(SLICED_TRANSACT);
+}
+
 int main(void) {
         if (getenv("STORE_TEST_DEBUG"))
                 log_set_max_level(LOG_LEVEL_DEBUG);
@@ -778,5 +938,7 @@ int main(void) {
         RUN(growth_when_fn_swallows_map_full);
         RUN(full);
         RUN(backup);
+        RUN(loop_slices);
+        RUN(loop_flush_between_slices);
         return EXIT_SUCCESS;
 }
