@@ -31,6 +31,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1449,7 +1450,23 @@ static int need_publisher(const Options *o, const char *method, char **publisher
         return create_publisher(o->socket_path, publisher_id);
 }
 
-static int cmd_load_on(const Options *o, const char *bench, const char *socket_path) {
+/* The CPU time of a thread so far, in seconds (0 if it cannot be read). */
+static double thread_cpu_sec(pthread_t thread) {
+        struct timespec ts;
+        clockid_t cid;
+
+        if (pthread_getcpuclockid(thread, &cid) != 0 || clock_gettime(cid, &ts) < 0)
+                return 0;
+        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+/* cmd_load_on() against the in-process echo server: also what the server thread spent. */
+typedef struct EchoServer EchoServer;
+static json_t *echo_server_json(EchoServer *s, double cpu0, uint64_t answered0);
+static double echo_server_cpu(EchoServer *s);
+static uint64_t echo_server_answered(EchoServer *s);
+
+static int cmd_load_on(const Options *o, const char *bench, const char *socket_path, EchoServer *echo) {
         _cleanup_free_ char *publisher = NULL;
         _cleanup_(json_decrefp) json_t *out = NULL;
         Group g = {
@@ -1466,7 +1483,9 @@ static int cmd_load_on(const Options *o, const char *bench, const char *socket_p
         GroupResult res = {};
         ProcSample before;
         Window win = {};
-        json_t *server;
+        json_t *server, *echo_json = NULL;
+        double echo_cpu0 = echo ? echo_server_cpu(echo) : 0;
+        uint64_t echo_answered0 = echo ? echo_server_answered(echo) : 0;
         int r;
 
         before = proc_sample(o->pid);
@@ -1485,7 +1504,14 @@ static int cmd_load_on(const Options *o, const char *bench, const char *socket_p
                 goto finish;
 
         server = server_json(o->pid, before, win.a, win.b, res.ok + res.errors);
+        if (echo)
+                echo_json = echo_server_json(echo, echo_cpu0, echo_answered0);
         out = TAKE_PTR(res.json);
+        if (echo_json && json_object_set_new(out, "echo_server", echo_json) < 0) {
+                json_decref(server);
+                r = -ENOMEM;
+                goto finish;
+        }
         if (json_object_set_new(out, "bench", json_string(bench)) < 0 ||
             json_object_set(out, "server", server) < 0 ||
             json_object_set_new(out, "client_cpu_s", json_real(round(win.client_cpu * 100) / 100)) < 0 ||
@@ -1501,6 +1527,9 @@ static int cmd_load_on(const Options *o, const char *bench, const char *socket_p
                 g.n_threads, o->duration);
         human_group(&res);
         human_server(server);
+        if (echo_json)
+                fprintf(stderr, "; echo server %.1f µs CPU/req",
+                        json_real_value(json_object_get(echo_json, "cpu_us_per_req")));
         fprintf(stderr, "; client CPU %.2f s\n", win.client_cpu);
 finish:
         group_free(&g);
@@ -1512,7 +1541,7 @@ static int cmd_load(const Options *o) {
                 fprintf(stderr, "load needs --socket and --method.\n");
                 return -EINVAL;
         }
-        return cmd_load_on(o, "load", o->socket_path);
+        return cmd_load_on(o, "load", o->socket_path, NULL);
 }
 
 /* ---- mixed: a read client alone, then under a write load ---- */
@@ -1744,7 +1773,7 @@ typedef struct EchoConn {
         struct EchoConn *next;
 } EchoConn;
 
-typedef struct EchoServer {
+struct EchoServer {
         char *dir, *path;
         int listen_fd, epfd, stop_fd;
         size_t reply_size;
@@ -1754,7 +1783,8 @@ typedef struct EchoServer {
         bool started;
         EchoConn *conns;
         int failure;
-} EchoServer;
+        _Atomic uint64_t answered;      /* request lines answered */
+};
 
 static void echo_conn_free(EchoServer *s, EchoConn *c) {
         for (EchoConn **p = &s->conns; *p; p = &(*p)->next)
@@ -1789,6 +1819,7 @@ static int echo_reply(EchoServer *s, EchoConn *c, const char *line, size_t n) {
         padlen = s->reply_size > fixed ? s->reply_size - fixed : 0;
         if (fixed + padlen > REPLY_MAX)
                 padlen = REPLY_MAX - fixed;
+        atomic_fetch_add_explicit(&s->answered, 1, memory_order_relaxed);
         memcpy(out + len, head, strlen(head)); len += strlen(head);
         memcpy(out + len, id, idlen); len += idlen;
         memcpy(out + len, mid, strlen(mid)); len += strlen(mid);
@@ -1987,6 +2018,26 @@ static int echo_start(EchoServer *s, const char *parent, size_t reply_size) {
         return 0;
 }
 
+static double echo_server_cpu(EchoServer *s) {
+        return s->started ? thread_cpu_sec(s->thread) : 0;
+}
+
+static uint64_t echo_server_answered(EchoServer *s) {
+        return atomic_load_explicit(&s->answered, memory_order_relaxed);
+}
+
+/* The server thread's CPU per request answered since cpu0/answered0 (set-up, warm-up, window
+ * and drain alike: both figures cover the same span). */
+static json_t *echo_server_json(EchoServer *s, double cpu0, uint64_t answered0) {
+        double cpu = echo_server_cpu(s) - cpu0;
+        uint64_t n = echo_server_answered(s) - answered0;
+
+        return json_pack("{s:f, s:I, s:f}",
+                         "cpu_s", round(cpu * 1000) / 1000,
+                         "answered", (json_int_t) n,
+                         "cpu_us_per_req", n ? round1(cpu * 1e6 / (double) n) : 0.0);
+}
+
 static int cmd_floor_echo(const Options *o) {
         Options eo = *o;
         EchoServer s;
@@ -2005,7 +2056,7 @@ static int cmd_floor_echo(const Options *o) {
                 return -EINVAL;
         }
         eo.pid = 0;
-        r = cmd_load_on(&eo, "floor-echo", s.path);
+        r = cmd_load_on(&eo, "floor-echo", s.path, &s);
         echo_stop(&s);
         return r;
 }

@@ -11,7 +11,10 @@
  *             pam_idm   pam_start(--idm-service, the customer's e-mail) + pam_authenticate +
  *                       pam_end, the conversation answering the password: pam_idm connects,
  *                       calls pamAuthenticate and closes, as an application's sign-in does;
- *             pam_unix  the same with --unix-service and --unix-user (only when given).
+ *             pam_unix  the same with --unix-service and --unix-user (only when given);
+ *             verify    with --verify: one bare crypto_pwhash_str_verify() of the password at
+ *                       idmd's default cost (Argon2id, opslimit 2, memlimit 19 MiB), the floor
+ *                       of an unloaded login, measured in the same seconds as the login.
  *           The order rotates each iteration, so that none always runs first after a pause.
  *           Prints the latency of each kind, the CPU time each took in this process (the PAM
  *           modules run here; pam_unix's hashing too) and, with --pid, in idmd (/proc, clock
@@ -38,6 +41,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "idm/cleanup.h"
 
@@ -45,6 +49,8 @@
 #define BENCH_PASSWORD "bench-Passw0rd!"
 #define REPLY_MAX (1024u * 1024u)
 #define MAX_ITERATIONS 100000
+#define ARGON2_OPSLIMIT_DEFAULT 2                       /* idmd/config.c config_new() */
+#define ARGON2_MEMLIMIT_DEFAULT (UINT64_C(19) * 1024 * 1024)
 
 static uint64_t now_nsec(void) {
         struct timespec ts;
@@ -221,6 +227,7 @@ typedef struct Options {
         const char *socket_path;
         const char *publisher_id, *email, *password;
         const char *idm_service, *unix_service, *unix_user;
+        bool verify;
         double duration, warmup;
         unsigned min_iterations;
         pid_t pid;
@@ -329,6 +336,7 @@ typedef enum Kind {
         KIND_LOGIN,
         KIND_PAM_IDM,
         KIND_PAM_UNIX,
+        KIND_VERIFY,
         _KIND_MAX,
 } Kind;
 
@@ -336,6 +344,7 @@ static const char *const kind_name[_KIND_MAX] = {
         [KIND_LOGIN] = "login",
         [KIND_PAM_IDM] = "pam_idm",
         [KIND_PAM_UNIX] = "pam_unix",
+        [KIND_VERIFY] = "verify",
 };
 
 static Samples samples[_KIND_MAX];
@@ -344,13 +353,28 @@ static int cmd_run(const Options *o) {
         _cleanup_(json_decrefp) json_t *login = NULL, *out = NULL, *by = NULL;
         _cleanup_(closep) int fd = -EBADF;
         uint64_t t0, t_measure, t_end;
-        unsigned kinds = o->unix_service ? 3 : 2, iterations = 0;
-        double p50[_KIND_MAX];
+        unsigned kinds = 0, iterations = 0;
+        Kind active[_KIND_MAX];
+        char hash[crypto_pwhash_STRBYTES];
+        double p50[_KIND_MAX] = {};
         int r;
 
-        if (!o->socket_path || !o->publisher_id || !o->email || !o->idm_service) {
-                fprintf(stderr, "run needs --socket, --publisher-id, --email and --idm-service.\n");
+        if (!o->socket_path || !o->publisher_id || !o->email || (!o->idm_service && !o->verify)) {
+                fprintf(stderr, "run needs --socket, --publisher-id, --email, and --idm-service or --verify.\n");
                 return -EINVAL;
+        }
+        active[kinds++] = KIND_LOGIN;
+        if (o->idm_service)
+                active[kinds++] = KIND_PAM_IDM;
+        if (o->unix_service)
+                active[kinds++] = KIND_PAM_UNIX;
+        if (o->verify) {
+                if (sodium_init() < 0)
+                        return -EIO;
+                if (crypto_pwhash_str_alg(hash, o->password, strlen(o->password), ARGON2_OPSLIMIT_DEFAULT,
+                                          (size_t) ARGON2_MEMLIMIT_DEFAULT, crypto_pwhash_ALG_ARGON2ID13) != 0)
+                        return -ENOMEM;
+                active[kinds++] = KIND_VERIFY;
         }
         if (!!o->unix_service != !!o->unix_user) {
                 fprintf(stderr, "--unix-service and --unix-user go together.\n");
@@ -378,7 +402,7 @@ static int cmd_run(const Options *o) {
                 if (iterations >= MAX_ITERATIONS)
                         break;
                 for (unsigned j = 0; j < kinds; j++) {
-                        Kind k = (Kind) ((it + j) % kinds);
+                        Kind k = active[(it + j) % kinds];
                         uint64_t a, b, cpu_a, ticks_a;
                         bool ok;
 
@@ -392,6 +416,10 @@ static int cmd_run(const Options *o) {
                                         return r;
                                 }
                                 ok = r >= 0;
+                        } else if (k == KIND_VERIFY) {
+                                ok = crypto_pwhash_str_verify(hash, o->password, strlen(o->password)) == 0;
+                                if (!ok)
+                                        fprintf(stderr, "verify: crypto_pwhash_str_verify failed\n");
                         } else {
                                 r = pam_once(k == KIND_PAM_IDM ? o->idm_service : o->unix_service,
                                              k == KIND_PAM_IDM ? o->email : o->unix_user, o->password);
@@ -416,18 +444,23 @@ static int cmd_run(const Options *o) {
         by = json_object();
         if (!by)
                 return -ENOMEM;
-        for (unsigned k = 0; k < kinds; k++) {
-                if (json_object_set_new(by, kind_name[k], samples_json(&samples[k], o->pid > 0)) < 0)
+        for (unsigned j = 0; j < kinds; j++) {
+                Kind k = active[j];
+
+                if (json_object_set_new(by, kind_name[k], samples_json(&samples[k], o->pid > 0 && k != KIND_VERIFY)) < 0)
                         return -ENOMEM;
                 p50[k] = quantile_usec(&samples[k], 0.5);
         }
-        out = json_pack("{s:s, s:I, s:O, s:f, s:o}",
+        out = json_pack("{s:s, s:I, s:O, s:o, s:o, s:o}",
                         "bench", "pam",
                         "iterations", (json_int_t) iterations,
                         "latency_us", by,
-                        "pam_idm_to_login_p50", p50[KIND_LOGIN] > 0 ? round(p50[KIND_PAM_IDM] / p50[KIND_LOGIN] * 1000) / 1000 : 0.0,
-                        "pam_idm_to_pam_unix_p50", kinds == 3 && p50[KIND_PAM_UNIX] > 0 ?
-                                json_real(round(p50[KIND_PAM_IDM] / p50[KIND_PAM_UNIX] * 1000) / 1000) : json_null());
+                        "pam_idm_to_login_p50", o->idm_service && p50[KIND_LOGIN] > 0 ?
+                                json_real(round(p50[KIND_PAM_IDM] / p50[KIND_LOGIN] * 1000) / 1000) : json_null(),
+                        "pam_idm_to_pam_unix_p50", o->idm_service && o->unix_service && p50[KIND_PAM_UNIX] > 0 ?
+                                json_real(round(p50[KIND_PAM_IDM] / p50[KIND_PAM_UNIX] * 1000) / 1000) : json_null(),
+                        "login_to_verify_p50", o->verify && p50[KIND_VERIFY] > 0 ?
+                                json_real(round(p50[KIND_LOGIN] / p50[KIND_VERIFY] * 1000) / 1000) : json_null());
         if (!out)
                 return -ENOMEM;
         if (json_dumpf(out, stdout, JSON_COMPACT | JSON_REAL_PRECISION(12)) < 0)
@@ -436,31 +469,39 @@ static int cmd_run(const Options *o) {
         fflush(stdout);
 
         fprintf(stderr, "pam-bench: %u iterations of %.1f s:", iterations, o->duration);
-        for (unsigned k = 0; k < kinds; k++)
+        for (unsigned j = 0; j < kinds; j++) {
+                Kind k = active[j];
+
                 fprintf(stderr, " %s p50 %.0f µs, p99 %.0f µs, CPU %.0f µs here%s;", kind_name[k],
                         quantile_usec(&samples[k], 0.5), quantile_usec(&samples[k], 0.99),
                         samples[k].n ? (double) samples[k].self_cpu_nsec / 1000.0 / (double) samples[k].n : 0.0,
                         samples[k].failed ? " (FAILURES)" : "");
-        fprintf(stderr, " pam_idm / login p50 %.2f", p50[KIND_LOGIN] > 0 ? p50[KIND_PAM_IDM] / p50[KIND_LOGIN] : 0);
-        if (kinds == 3)
+        }
+        if (o->idm_service)
+                fprintf(stderr, " pam_idm / login p50 %.2f", p50[KIND_LOGIN] > 0 ? p50[KIND_PAM_IDM] / p50[KIND_LOGIN] : 0);
+        if (o->idm_service && o->unix_service)
                 fprintf(stderr, ", pam_idm / pam_unix p50 %.2f",
                         p50[KIND_PAM_UNIX] > 0 ? p50[KIND_PAM_IDM] / p50[KIND_PAM_UNIX] : 0);
+        if (o->verify)
+                fprintf(stderr, " login / bare verify p50 %.2f", p50[KIND_VERIFY] > 0 ? p50[KIND_LOGIN] / p50[KIND_VERIFY] : 0);
         fputc('\n', stderr);
 
-        for (unsigned k = 0; k < kinds; k++)
-                if (samples[k].failed || samples[k].n == 0)
+        for (unsigned j = 0; j < kinds; j++)
+                if (samples[active[j]].failed || samples[active[j]].n == 0)
                         return -EPROTO;
         return 0;
 }
 
 static void help(void) {
         printf("Usage: pam-bench setup --socket PATH [--publisher-id ID] [--password PW]\n"
-               "       pam-bench run --socket PATH --publisher-id ID --email E --idm-service NAME\n"
-               "                     [--unix-service NAME --unix-user USER] [--password PW]\n"
+               "       pam-bench run --socket PATH --publisher-id ID --email E [--idm-service NAME]\n"
+               "                     [--unix-service NAME --unix-user USER] [--verify] [--password PW]\n"
                "                     [--duration S] [--warmup S] [--min-iterations N] [--pid PID]\n\n"
                "setup registers a customer (and creates a publisher unless given) and prints both.\n"
                "run interleaves a login over the socket, a pam_authenticate through pam_idm and,\n"
-               "with --unix-service, one through pam_unix; prints the latencies and CPU times (idmd's\n"
+               "with --unix-service, one through pam_unix and, with --verify, a bare Argon2id verify of\n"
+               "the password at idmd's default cost (at least one of --idm-service and --verify); prints\n"
+               "the latencies and CPU times (idmd's\n"
                "with --pid, its process id) as one JSON line.\n"
                "Defaults: --duration 4, --warmup 1, --min-iterations 5, --password %s.\n", BENCH_PASSWORD);
 }
@@ -469,6 +510,7 @@ int main(int argc, char *argv[]) {
         enum {
                 ARG_SOCKET = 0x100, ARG_PUBLISHER_ID, ARG_EMAIL, ARG_PASSWORD, ARG_IDM_SERVICE,
                 ARG_UNIX_SERVICE, ARG_UNIX_USER, ARG_DURATION, ARG_WARMUP, ARG_MIN_ITERATIONS, ARG_PID,
+                ARG_VERIFY,
         };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, ARG_SOCKET },
@@ -482,6 +524,7 @@ int main(int argc, char *argv[]) {
                 { "warmup", required_argument, NULL, ARG_WARMUP },
                 { "min-iterations", required_argument, NULL, ARG_MIN_ITERATIONS },
                 { "pid", required_argument, NULL, ARG_PID },
+                { "verify", no_argument, NULL, ARG_VERIFY },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -555,6 +598,9 @@ int main(int argc, char *argv[]) {
                                 o.min_iterations = (unsigned) v;
                         break;
                 }
+                case ARG_VERIFY:
+                        o.verify = true;
+                        break;
                 case 'h':
                         help();
                         return EXIT_SUCCESS;
