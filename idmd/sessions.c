@@ -940,6 +940,7 @@ int session_revoke_customer(StoreTxn *t, const SessionContext *ctx, const char *
 typedef struct CustomerDelete {
         const char *customer_id;
         const char *index_prefix;
+        bool naming;            /* the walk over the records naming the customer */
         json_t *keys;           /* [[key, kind or null, due], ...] */
 } CustomerDelete;
 
@@ -957,8 +958,8 @@ static int collect_customer_record(const char *key, json_t *value, void *userdat
         const char *type = json_object_get_string(value, "type");
         bool mine = streq_ptr(json_object_get_string(value, "customerId"), d->customer_id);
 
-        if (startswith(key, d->index_prefix))
-                return collect_doomed(d->keys, key, NULL, 0);
+        if (startswith(key, d->index_prefix))   /* from the prefix walk (their values name nobody) */
+                return d->naming ? 0 : collect_doomed(d->keys, key, NULL, 0);
         if (mine && startswith(key, FAMILY_PREFIX)) {
                 uint64_t due = expires_due(value);
 
@@ -991,10 +992,15 @@ int session_delete_customer(StoreTxn *t, const char *customer_id) {
 
         jwt_cache_revoke();     /* as for a revoked family */
 
-        /* Token records are keyed by hash only, so finding a customer's means a walk over the
-         * table; deleting a customer is rare. */
+        /* The customer's index entries, then every record naming the customer: token records
+         * are keyed by hash only, so that is a walk over the table, but one that decodes only
+         * the customer's own records. */
         d = (CustomerDelete) { .customer_id = customer_id, .index_prefix = prefix, .keys = keys };
-        r = store_foreach(t, STORE_TOKENS, NULL, NULL, collect_customer_record, &d);
+        r = store_foreach(t, STORE_TOKENS, prefix, NULL, collect_customer_record, &d);
+        if (r < 0)
+                return r;
+        d.naming = true;
+        r = store_foreach_where(t, STORE_TOKENS, "customerId", customer_id, collect_customer_record, &d);
         if (r < 0)
                 return r;
 
@@ -1563,30 +1569,35 @@ int session_expiry_rebuild(StoreTxn *t) {
 typedef struct CustomerRecords {
         const char *customer_id;
         const char *index_prefix;
+        bool naming;            /* the walk over the records naming the customer */
         SessionRecordFn fn;
         void *userdata;
 } CustomerRecords;
 
 static int customer_record(const char *key, json_t *value, void *userdata) {
         CustomerRecords *c = userdata;
-        bool mine = streq_ptr(json_object_get_string(value, "customerId"), c->customer_id);
 
-        if (startswith(key, c->index_prefix) || mine)
-                return c->fn(key, c->userdata);
-        return 0;
+        if (c->naming && startswith(key, c->index_prefix))
+                return 0;       /* visited by the prefix walk */
+        return c->fn(key, c->userdata);
 }
 
 int session_foreach_customer_record(StoreTxn *t, const char *customer_id, SessionRecordFn fn, void *userdata) {
         _cleanup_free_ char *prefix = NULL;
+        CustomerRecords c;
+        int r;
 
         if (!t || !fn || !customer_id_is_valid(customer_id))
                 return -EINVAL;
         if (asprintf(&prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0)
                 return -ENOMEM;
-        /* Token records are keyed by hash only: a walk over the table, as for deleting. */
-        return store_foreach(t, STORE_TOKENS, NULL, NULL, customer_record,
-                             &(CustomerRecords) { .customer_id = customer_id, .index_prefix = prefix, .fn = fn,
-                                                  .userdata = userdata });
+        /* The index entries, then the records naming the customer (as for deleting). */
+        c = (CustomerRecords) { .customer_id = customer_id, .index_prefix = prefix, .fn = fn, .userdata = userdata };
+        r = store_foreach(t, STORE_TOKENS, prefix, NULL, customer_record, &c);
+        if (r < 0)
+                return r;
+        c.naming = true;
+        return store_foreach_where(t, STORE_TOKENS, "customerId", customer_id, customer_record, &c);
 }
 
 int session_pam_key(const char *publisher_id, const char *user, uid_t uid, char **ret) {

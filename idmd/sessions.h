@@ -117,15 +117,16 @@ int session_revoke_customer(StoreTxn *t, const SessionContext *ctx, const char *
 /* Deletes every session record of the customer (families, index entries, refresh and customer
  * token records) with their expiry index entries (but those of a revoked family or a sealed
  * successor, whose time depends on the configuration: the sweep drops them when they come due),
- * for deleteCustomer. Walks the whole token table (token records are keyed by hash only).
- * Returns the number of records deleted. */
+ * for deleteCustomer. Walks the whole token table (token records are keyed by hash only),
+ * decoding only the records that name the customer (store_foreach_where()). Returns the number
+ * of records deleted. */
 int session_delete_customer(StoreTxn *t, const char *customer_id);
 
 /* Calls fn(key, userdata) for every record of the customer in the token table: its session
  * index entries, families, refresh and customer tokens, and every other record naming it in a
  * "customerId" field (the PAM path's, the reset flow's)
  * (their expiry index entries are derived and left to the sweep). fn returns 0 to go on, < 0 to
- * stop with that error. Walks the whole token table. */
+ * stop with that error. Walks the whole token table, as session_delete_customer() does. */
 typedef int (*SessionRecordFn)(const char *key, void *userdata);
 int session_foreach_customer_record(StoreTxn *t, const char *customer_id, SessionRecordFn fn, void *userdata);
 

@@ -1232,8 +1232,17 @@ static void mdb_cursor_closep(MDB_cursor **c) {
                 mdb_cursor_close(*c);
 }
 
-int store_foreach(StoreTxn *t, StoreTable table, const char *prefix, const char *after,
-                  StoreForeachFn fn, void *userdata) {
+/* A filter of store_walk(): records whose top-level string field equals value. needle is how
+ * that member reads in a stored record (records are compact JSON): a record without it is
+ * skipped without being decoded. */
+typedef struct StoreWhere {
+        const char *field, *value;
+        const char *needle;
+        size_t needle_len;
+} StoreWhere;
+
+static int store_walk(StoreTxn *t, StoreTable table, const char *prefix, const char *after,
+                      const StoreWhere *where, StoreForeachFn fn, void *userdata) {
         _cleanup_(mdb_cursor_closep) MDB_cursor *c = NULL;
         size_t prefix_len, after_len = 0;
         MDB_cursor_op op;
@@ -1298,11 +1307,16 @@ int store_foreach(StoreTxn *t, StoreTable table, const char *prefix, const char 
 
                 if (after && strcmp(key, after) <= 0)
                         continue;
+                if (where && !memmem(v.mv_data, v.mv_size, where->needle, where->needle_len))
+                        continue;
 
                 /* Decoded (copied) before fn runs: fn may write, which invalidates v. */
                 r = record_decode(&v, &value);
                 if (r < 0)
                         return log_debug_errno(r, "Record '%s' in table %s: %m", key, table_names[table]);
+                /* The needle may have been inside a nested object or a longer string. */
+                if (where && !streq_ptr(json_string_value(json_object_get(value, where->field)), where->value))
+                        continue;
 
                 r = fn(key, value, userdata);
                 if (r != 0)
@@ -1313,6 +1327,32 @@ int store_foreach(StoreTxn *t, StoreTable table, const char *prefix, const char 
                 if (r < 0)
                         return r;
         }
+}
+
+int store_foreach(StoreTxn *t, StoreTable table, const char *prefix, const char *after,
+                  StoreForeachFn fn, void *userdata) {
+        return store_walk(t, table, prefix, after, NULL, fn, userdata);
+}
+
+int store_foreach_where(StoreTxn *t, StoreTable table, const char *field, const char *value,
+                        StoreForeachFn fn, void *userdata) {
+        _cleanup_free_ char *f = NULL, *v = NULL, *needle = NULL;
+        _cleanup_(json_decrefp) json_t *jf = NULL, *jv = NULL;
+
+        if (!field || !value)
+                return -EINVAL;
+        /* Encoded as store_put() encodes: "<field>":"<value>", JSON escapes and all. */
+        jf = json_string(field);
+        jv = json_string(value);
+        if (!jf || !jv)
+                return -EINVAL;         /* not UTF-8 */
+        f = json_dumps(jf, JSON_ENCODE_ANY | JSON_COMPACT);
+        v = json_dumps(jv, JSON_ENCODE_ANY | JSON_COMPACT);
+        if (!f || !v || asprintf(&needle, "%s:%s", f, v) < 0)
+                return -ENOMEM;
+        return store_walk(t, table, NULL, NULL,
+                          &(StoreWhere) { .field = field, .value = value, .needle = needle, .needle_len = strlen(needle) },
+                          fn, userdata);
 }
 
 static int store_stamp(StoreTxn *t, unsigned version) {

@@ -181,6 +181,14 @@ typedef int (*StoreForeachFn)(const char *key, json_t *value, void *userdata);
 int store_foreach(StoreTxn *t, StoreTable table, const char *prefix, const char *after,
                   StoreForeachFn fn, void *userdata);
 
+/* Calls fn, as store_foreach() does, for each record of table whose top-level member field is a
+ * string equal to value, in key order ("every record naming this customer"). A walk over the
+ * whole table, but one that decodes only the records that match: a record that does not name
+ * the value is skipped at the cost of a byte search. -EINVAL for a NULL field or value, or one
+ * that is not UTF-8. */
+int store_foreach_where(StoreTxn *t, StoreTable table, const char *field, const char *value,
+                        StoreForeachFn fn, void *userdata);
+
 int store_stats(Store *s, StoreStats *ret);
 
 /* Writes a consistent, compacted copy of the store to the file path (must not exist: -EEXIST),

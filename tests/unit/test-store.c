@@ -765,6 +765,54 @@ TEST(backup) {
         s = store_free(s);
 }
 
+/* ---- records naming a value ---- */
+
+static int collect_where(const char *key, json_t *value, void *userdata) {
+        return json_array_append_new(userdata, json_string(key)) < 0 ? -ENOMEM : 0;
+}
+
+static int put_where_records(StoreTxn *t, void *userdata) {
+        static const char *const records[][2] = {
+                { "a", "{\"customerId\":\"12\",\"type\":\"refresh\"}" },
+                { "b", "{\"customerId\":\"123\"}" },                     /* a longer value */
+                { "c", "{\"other\":{\"customerId\":\"12\"}}" },          /* nested: not top-level */
+                { "d", "{\"customerId\":12}" },                          /* a number, not a string */
+                { "e", "{\"note\":\"\\\"customerId\\\":\\\"12\\\"\"}" }, /* inside a string */
+                { "f", "{\"x\":1,\"customerId\":\"12\"}" },
+                { "g", "{\"customerId\":\"q\\\"u/o\\u00e9\"}" },         /* escapes */
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(records); i++) {
+                _cleanup_(json_decrefp) json_t *v = json_loads(records[i][1], 0, NULL);
+
+                ASSERT_TRUE(v);
+                ASSERT_OK(store_put(t, STORE_TOKENS, records[i][0], v, STORE_PUT_DEFAULT));
+        }
+        return 0;
+}
+
+TEST(foreach_where) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+        _cleanup_(json_decrefp) json_t *keys = json_array(), *quoted = json_array();
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_free_ char *got = NULL, *got_quoted = NULL;
+
+        ASSERT_TRUE(keys && quoted);
+        ASSERT_OK(store_transact(s, put_where_records, NULL));
+        ASSERT_OK(store_read(s, &t));
+        ASSERT_OK(store_foreach_where(t, STORE_TOKENS, "customerId", "12", collect_where, keys));
+        got = json_dumps(keys, JSON_COMPACT);
+        ASSERT_STREQ(got, "[\"a\",\"f\"]");
+        ASSERT_OK(store_foreach_where(t, STORE_TOKENS, "customerId", "q\"u/o\xc3\xa9", collect_where, quoted));
+        got_quoted = json_dumps(quoted, JSON_COMPACT);
+        ASSERT_STREQ(got_quoted, "[\"g\"]");
+        ASSERT_EQ(store_foreach_where(t, STORE_TOKENS, NULL, "12", collect_where, keys), -EINVAL);
+        ASSERT_EQ(store_foreach_where(t, STORE_TOKENS, "customerId", NULL, collect_where, keys), -EINVAL);
+        ASSERT_EQ(store_foreach_where(t, STORE_TOKENS, "customerId", "\xff", collect_where, keys), -EINVAL);
+        ASSERT_EQ(json_array_size(keys), 2);
+}
+
 /* ---- the event loop: a batch runs, and is reported, in slices ---- */
 
 #define SLICED_UNITS 24
@@ -927,6 +975,7 @@ int main(void) {
         RUN(records);
         RUN(keys);
         RUN(foreach);
+        RUN(foreach_where);
         RUN(rollback_and_durability);
         RUN(count);
         RUN(schema);
