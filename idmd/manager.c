@@ -44,6 +44,7 @@
 #include "passwords.h"
 #include "records/remote.h"
 #include "records/device.h"
+#include "records/customers.h"
 #include "records/resets.h"
 #include "sessions.h"
 #include "tokens.h"
@@ -56,6 +57,9 @@
 /* Due records per unit of work, at most: measured at 60-100 us each on a loaded 2-core machine
  * with a 1 GiB store (a random leaf page per record), so a batch holds the loop for under 10 ms. */
 #define SWEEP_BATCH 64u
+/* Records a deleted customer's purge looks at in one unit of work (records/customers.h): a
+ * byte search each, a decode only for the customer's own (about 2 ms). */
+#define PURGE_STEP_RECORDS 4096u
 #define ACCEPT_RETRY_USEC (200ULL * 1000ULL)    /* listening again after accept() could not succeed */
 #define REFUSAL_LOG_INTERVAL_USEC (10ULL * 1000000ULL) /* between "too many connections" lines */
 #define FD_HEADROOM 64u                 /* descriptors besides connections: store, keys, event loop... */
@@ -651,7 +655,8 @@ typedef struct Sweeper {
         const char *kind;               /* expiry index prefix; NULL: 'walk' */
         SessionExpireFn expire;
         int (*walk)(StoreTxn *t, Manager *m, uint64_t now_usec, unsigned max);  /* >0: more left */
-        StoreTable table;               /* of 'walk': nothing to do while it is empty */
+        StoreTable table;               /* of 'walk': nothing to do while it has no record ... */
+        const char *prefix;             /* ... with this prefix (NULL: none at all) */
 } Sweeper;
 
 static int sweep_lockouts(StoreTxn *t, Manager *m, uint64_t now_usec, unsigned max) {
@@ -661,6 +666,16 @@ static int sweep_lockouts(StoreTxn *t, Manager *m, uint64_t now_usec, unsigned m
         /* Its cursor is kept in the store and wraps around: one batch per round is enough. */
         r = lockout_sweep(t, &p, now_usec, max);
         return r < 0 ? r : 0;
+}
+
+static int sweep_purges(StoreTxn *t, Manager *m, uint64_t now_usec, unsigned max) {
+        unsigned deleted = 0;
+        int r;
+
+        r = customer_purge_step(t, PURGE_STEP_RECORDS, &deleted);
+        if (r >= 0 && deleted > 0)
+                log_debug("Purged %u records of a deleted customer.", deleted);
+        return r;
 }
 
 static const Sweeper sweepers[] = {
@@ -676,6 +691,7 @@ static const Sweeper sweepers[] = {
         { "device login",        DEVICE_KIND,           session_expire_timed  },
         { "device user code",    DEVICE_CODE_KIND,      session_expire_timed  },
         { "lockout",             .walk = sweep_lockouts, .table = STORE_LOCKOUTS },
+        { "deleted customer's",  .walk = sweep_purges, .table = STORE_META, .prefix = CUSTOMER_PURGE_PREFIX },
 };
 
 typedef struct SweepState {
@@ -719,7 +735,7 @@ static bool sweep_pending(SweepState *st) {
         if (w->kind)
                 r = session_sweep_pending(t, w->kind, st->now_usec, st->cursor[st->current]);
         else
-                r = store_foreach(t, w->table, NULL, NULL, sweep_any, NULL);
+                r = store_foreach(t, w->table, w->prefix, NULL, sweep_any, NULL);
         return r != 0;
 }
 

@@ -938,89 +938,156 @@ int session_revoke_customer(StoreTxn *t, const SessionContext *ctx, const char *
 }
 
 typedef struct CustomerDelete {
+        StoreTxn *t;
         const char *customer_id;
         const char *index_prefix;
-        bool naming;            /* the walk over the records naming the customer */
-        json_t *keys;           /* [[key, kind or null, due], ...] */
+        json_t *keys;           /* [[key, kind or null, due], ...]: the sessions' records */
+        json_t *others;         /* [key, ...]: other records naming the customer */
 } CustomerDelete;
 
 static int collect_doomed(json_t *keys, const char *key, const char *kind, uint64_t due) {
         json_t *e = json_pack("[s, s?, I]", key, kind, (json_int_t) due);
 
+        if (!e)
+                return -ENOMEM;
         return json_array_append_new(keys, e) < 0 ? -ENOMEM : 0;
 }
 
 /* The index entries go with the records where their due time is known from the record alone;
  * a revoked family's or a sealed successor's (which depend on the configuration) are dropped by
  * the sweep, within access_ttl or refresh_grace. */
+static int collect_family(CustomerDelete *d, const char *key, json_t *value) {
+        uint64_t due = expires_due(value);
+
+        (void) record_time(value, "indexed", &due);     /* left behind by family_extend() */
+        return collect_doomed(d->keys, key, json_object_get(value, "revoked") ? NULL : SESSION_KIND_FAMILY, due);
+}
+
+/* The prefix walk over the customer's index entries: each, and the family it names. */
+static int collect_index_entry(const char *key, json_t *value, void *userdata) {
+        CustomerDelete *d = userdata;
+        _cleanup_(json_decrefp) json_t *frec = NULL;
+        _cleanup_free_ char *fkey = NULL;
+        const char *family = key + strlen(d->index_prefix);
+        int r;
+
+        r = collect_doomed(d->keys, key, NULL, 0);
+        if (r < 0 || !family_id_is_valid(family))
+                return r;
+        r = family_key(family, &fkey);
+        if (r < 0)
+                return r;
+        r = store_get(d->t, STORE_TOKENS, fkey, &frec);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        if (!streq_ptr(json_object_get_string(frec, "customerId"), d->customer_id))
+                return 0;
+        return collect_family(d, fkey, frec);
+}
+
+/* The walk over the records naming the customer. */
 static int collect_customer_record(const char *key, json_t *value, void *userdata) {
         CustomerDelete *d = userdata;
         const char *type = json_object_get_string(value, "type");
-        bool mine = streq_ptr(json_object_get_string(value, "customerId"), d->customer_id);
 
-        if (startswith(key, d->index_prefix))   /* from the prefix walk (their values name nobody) */
-                return d->naming ? 0 : collect_doomed(d->keys, key, NULL, 0);
-        if (mine && startswith(key, FAMILY_PREFIX)) {
-                uint64_t due = expires_due(value);
-
-                (void) record_time(value, "indexed", &due);     /* left behind by family_extend() */
-                return collect_doomed(d->keys, key, json_object_get(value, "revoked") ? NULL : SESSION_KIND_FAMILY,
-                                      due);
-        }
-        if (mine && streq_ptr(type, TYPE_REFRESH))
+        if (startswith(key, d->index_prefix))
+                return 0;       /* the prefix walk's (their values name nobody) */
+        if (startswith(key, FAMILY_PREFIX))
+                return collect_family(d, key, value);
+        if (streq_ptr(type, TYPE_REFRESH))
                 return collect_doomed(d->keys, key, SESSION_KIND_REFRESH, expires_due(value));
-        if (mine && streq_ptr(type, TYPE_CUSTOMER))
+        if (streq_ptr(type, TYPE_CUSTOMER))
                 return collect_doomed(d->keys, key, SESSION_KIND_CUSTOMER, expires_due(value));
+        if (d->others)
+                return json_array_append_new(d->others, json_string(key)) < 0 ? -ENOMEM : 0;
         return 0;
 }
 
-int session_delete_customer(StoreTxn *t, const char *customer_id) {
-        _cleanup_(json_decrefp) json_t *keys = NULL;
-        _cleanup_free_ char *prefix = NULL;
-        CustomerDelete d;
+/* Deletes what was collected: the sessions' records with their index entries, then the others
+ * through other() (NULL: as they are). Returns the number of records deleted. */
+static int delete_collected(CustomerDelete *d, SessionPurgeOtherFn other, void *userdata) {
         size_t i;
         json_t *k;
         int r, n = 0;
 
-        if (!t || !customer_id_is_valid(customer_id))
-                return -EINVAL;
-        if (asprintf(&prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0)
-                return -ENOMEM;
-        keys = json_array();
-        if (!keys)
-                return -ENOMEM;
-
-        jwt_cache_revoke();     /* as for a revoked family */
-
-        /* The customer's index entries, then every record naming the customer: token records
-         * are keyed by hash only, so that is a walk over the table, but one that decodes only
-         * the customer's own records. */
-        d = (CustomerDelete) { .customer_id = customer_id, .index_prefix = prefix, .keys = keys };
-        r = store_foreach(t, STORE_TOKENS, prefix, NULL, collect_customer_record, &d);
-        if (r < 0)
-                return r;
-        d.naming = true;
-        r = store_foreach_where(t, STORE_TOKENS, "customerId", customer_id, collect_customer_record, &d);
-        if (r < 0)
-                return r;
-
-        json_array_foreach(keys, i, k) {
+        json_array_foreach(d->keys, i, k) {
                 const char *key = json_string_value(json_array_get(k, 0));
                 const char *kind = json_string_value(json_array_get(k, 1));
 
-                r = store_del(t, STORE_TOKENS, key);
+                r = store_del(d->t, STORE_TOKENS, key);
                 if (r == -ENOENT)
                         continue;
                 if (r < 0)
                         return r;
                 n++;
                 if (kind) {
-                        r = session_expiry_del(t, kind, (uint64_t) json_integer_value(json_array_get(k, 2)), key);
+                        r = session_expiry_del(d->t, kind, (uint64_t) json_integer_value(json_array_get(k, 2)), key);
                         if (r < 0)
                                 return r;
                 }
         }
+        json_array_foreach(d->others, i, k) {
+                r = other ? other(d->t, json_string_value(k), userdata) :
+                            store_del(d->t, STORE_TOKENS, json_string_value(k));
+                if (r == -ENOENT)
+                        continue;
+                if (r < 0)
+                        return r;
+                n += r > 0 ? r : 1;
+        }
         return n;
+}
+
+int session_delete_customer(StoreTxn *t, const char *customer_id) {
+        _cleanup_(json_decrefp) json_t *keys = json_array();
+        _cleanup_free_ char *prefix = NULL;
+        CustomerDelete d;
+        int r;
+
+        if (!t || !customer_id_is_valid(customer_id))
+                return -EINVAL;
+        if (!keys)
+                return -ENOMEM;
+        if (asprintf(&prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0)
+                return -ENOMEM;
+
+        jwt_cache_revoke();     /* as for a revoked family */
+
+        /* Collected first, deleted after: no writes while the walk is under way. */
+        d = (CustomerDelete) { .t = t, .customer_id = customer_id, .index_prefix = prefix, .keys = keys };
+        r = store_foreach(t, STORE_TOKENS, prefix, NULL, collect_index_entry, &d);
+        if (r < 0)
+                return r;
+        return delete_collected(&d, NULL, NULL);
+}
+
+int session_purge_customer_step(StoreTxn *t, const char *customer_id, const char *after, unsigned max,
+                                SessionPurgeOtherFn other, void *userdata, char **ret_next) {
+        _cleanup_(json_decrefp) json_t *keys = json_array(), *others = json_array();
+        _cleanup_free_ char *prefix = NULL, *next = NULL;
+        CustomerDelete d;
+        int r;
+
+        if (!t || !customer_id_is_valid(customer_id) || max == 0 || !ret_next)
+                return -EINVAL;
+        if (!keys || !others)
+                return -ENOMEM;
+        if (asprintf(&prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0)
+                return -ENOMEM;
+
+        d = (CustomerDelete) { .t = t, .customer_id = customer_id, .index_prefix = prefix, .keys = keys,
+                               .others = others };
+        r = store_foreach_where_from(t, STORE_TOKENS, "customerId", customer_id, after, max, &next,
+                                     collect_customer_record, &d);
+        if (r < 0)
+                return r;
+        r = delete_collected(&d, other, userdata);
+        if (r < 0)
+                return r;
+        *ret_next = TAKE_PTR(next);
+        return r;
 }
 
 /* ---- verification and introspection ---- */

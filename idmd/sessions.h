@@ -114,13 +114,24 @@ int session_revoke_family(StoreTxn *t, const SessionContext *ctx, const char *fa
 int session_revoke_customer(StoreTxn *t, const SessionContext *ctx, const char *customer_id,
                             const char *except_family);
 
-/* Deletes every session record of the customer (families, index entries, refresh and customer
- * token records) with their expiry index entries (but those of a revoked family or a sealed
- * successor, whose time depends on the configuration: the sweep drops them when they come due),
- * for deleteCustomer. Walks the whole token table (token records are keyed by hash only),
- * decoding only the records that name the customer (store_foreach_where()). Returns the number
- * of records deleted. */
+/* Deletes the session records of the customer that keys lead to: its index entries and the
+ * families they name (live sessions), with their expiry index entries (but those of a revoked
+ * family, whose time depends on the configuration: the sweep drops them when they come due), for
+ * deleteCustomer. Token records are keyed by hash and revoked families have left the index: only
+ * a walk finds those, session_purge_customer_step() in bounded steps. With its families gone,
+ * none of the customer's tokens grants anything. Returns the number of records deleted. */
 int session_delete_customer(StoreTxn *t, const char *customer_id);
+
+/* One bounded step of the walk that deletes the rest of a deleted customer's records in the
+ * token table: every record naming it ("customerId") among at most max records after 'after'
+ * (NULL: the start). Its session records (families, refresh and customer tokens) are deleted
+ * with their expiry index entries; any other record naming it is handed to other(t, key,
+ * userdata), which deletes it and returns the records deleted (NULL: deleted as it is).
+ * *ret_next: where the next step goes on, a new string, or NULL when the table is done. Returns
+ * the number of records deleted. -EINVAL. */
+typedef int (*SessionPurgeOtherFn)(StoreTxn *t, const char *key, void *userdata);
+int session_purge_customer_step(StoreTxn *t, const char *customer_id, const char *after, unsigned max,
+                                SessionPurgeOtherFn other, void *userdata, char **ret_next);
 
 /* Calls fn(key, userdata) for every record of the customer in the token table: its session
  * index entries, families, refresh and customer tokens, and every other record naming it in a

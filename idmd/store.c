@@ -1241,14 +1241,21 @@ typedef struct StoreWhere {
         size_t needle_len;
 } StoreWhere;
 
+/* max: visit at most this many records (0: no bound); *ret_last (if given): the last key visited
+ * when the bound stopped the walk, NULL when the walk reached its end. */
 static int store_walk(StoreTxn *t, StoreTable table, const char *prefix, const char *after,
-                      const StoreWhere *where, StoreForeachFn fn, void *userdata) {
+                      const StoreWhere *where, unsigned max, char **ret_last,
+                      StoreForeachFn fn, void *userdata) {
         _cleanup_(mdb_cursor_closep) MDB_cursor *c = NULL;
+        char last[STORE_KEY_MAX + 1] = "";
         size_t prefix_len, after_len = 0;
+        unsigned visited = 0;
         MDB_cursor_op op;
         MDB_val k, v;
         int r;
 
+        if (ret_last)
+                *ret_last = NULL;
         r = txn_table_check(t, table);
         if (r < 0)
                 return r;
@@ -1307,6 +1314,16 @@ static int store_walk(StoreTxn *t, StoreTable table, const char *prefix, const c
 
                 if (after && strcmp(key, after) <= 0)
                         continue;
+                if (max > 0 && visited++ >= max) {
+                        /* The bound: the previous key was the last one visited. */
+                        if (ret_last) {
+                                *ret_last = strdup(last);
+                                if (!*ret_last)
+                                        return -ENOMEM;
+                        }
+                        return 0;
+                }
+                memcpy(last, key, k.mv_size + 1);
                 if (where && !memmem(v.mv_data, v.mv_size, where->needle, where->needle_len))
                         continue;
 
@@ -1331,14 +1348,22 @@ static int store_walk(StoreTxn *t, StoreTable table, const char *prefix, const c
 
 int store_foreach(StoreTxn *t, StoreTable table, const char *prefix, const char *after,
                   StoreForeachFn fn, void *userdata) {
-        return store_walk(t, table, prefix, after, NULL, fn, userdata);
+        return store_walk(t, table, prefix, after, NULL, 0, NULL, fn, userdata);
 }
 
 int store_foreach_where(StoreTxn *t, StoreTable table, const char *field, const char *value,
                         StoreForeachFn fn, void *userdata) {
+        return store_foreach_where_from(t, table, field, value, NULL, 0, NULL, fn, userdata);
+}
+
+int store_foreach_where_from(StoreTxn *t, StoreTable table, const char *field, const char *value,
+                             const char *after, unsigned max, char **ret_last,
+                             StoreForeachFn fn, void *userdata) {
         _cleanup_free_ char *f = NULL, *v = NULL, *needle = NULL;
         _cleanup_(json_decrefp) json_t *jf = NULL, *jv = NULL;
 
+        if (ret_last)
+                *ret_last = NULL;
         if (!field || !value)
                 return -EINVAL;
         /* Encoded as store_put() encodes: "<field>":"<value>", JSON escapes and all. */
@@ -1350,9 +1375,9 @@ int store_foreach_where(StoreTxn *t, StoreTable table, const char *field, const 
         v = json_dumps(jv, JSON_ENCODE_ANY | JSON_COMPACT);
         if (!f || !v || asprintf(&needle, "%s:%s", f, v) < 0)
                 return -ENOMEM;
-        return store_walk(t, table, NULL, NULL,
+        return store_walk(t, table, NULL, after,
                           &(StoreWhere) { .field = field, .value = value, .needle = needle, .needle_len = strlen(needle) },
-                          fn, userdata);
+                          max, ret_last, fn, userdata);
 }
 
 static int store_stamp(StoreTxn *t, unsigned version) {

@@ -188,6 +188,13 @@ int store_foreach(StoreTxn *t, StoreTable table, const char *prefix, const char 
  * that is not UTF-8. */
 int store_foreach_where(StoreTxn *t, StoreTable table, const char *field, const char *value,
                         StoreForeachFn fn, void *userdata);
+/* The same in bounded steps, for a large table walked in the background: from the first key
+ * after 'after' (NULL: the start), visiting at most max records (0: no bound), matching or not.
+ * *ret_last (if given) is set to the last key visited when max stopped the walk (a new string:
+ * pass it as the next step's 'after'), or to NULL when the walk reached the end of the table. */
+int store_foreach_where_from(StoreTxn *t, StoreTable table, const char *field, const char *value,
+                             const char *after, unsigned max, char **ret_last,
+                             StoreForeachFn fn, void *userdata);
 
 int store_stats(Store *s, StoreStats *ret);
 

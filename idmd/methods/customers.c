@@ -1181,6 +1181,8 @@ static void delete_done(Call *call, int r, void *userdata) {
                   call_request_id(call), w->customer_id, call_publisher_id(call), w->deleted,
                    (unsigned) call_peer(call)->uid, call_role(call) == ROLE_ADMIN ? " (admin)" : "");
         (void) call_reply(call, json_pack("{s:s, s:i}", "customerId", w->customer_id, "deletedRecords", w->deleted));
+        /* What only a walk over the token table finds goes in the background, from now. */
+        (void) manager_sweep_soon(call_manager(call));
 }
 
 static int method_customers_delete(Call *call, json_t *params) {

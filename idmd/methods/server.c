@@ -17,6 +17,7 @@
 #include "log.h"
 #include "message-ids.h"
 #include "manager.h"
+#include "records/customers.h"
 #include "methods/methods.h"
 #include "outbox.h"
 #include "passwords.h"
@@ -152,6 +153,7 @@ static int method_server_get_stats(Call *call, json_t *params) {
         JwtCacheStats js;
         char **kids;
         StoreStats ss = {};
+        uint64_t purges = 0;
         WorkersStats ws;
         void *ud[2] = { m, methods };
         int r;
@@ -182,6 +184,15 @@ static int method_server_get_stats(Call *call, json_t *params) {
         r = store_stats(m->store, &ss);
         if (r < 0)
                 return r;
+        {
+                _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+
+                r = store_read(m->store, &t);
+                if (r >= 0)
+                        r = customer_purges_pending(t, &purges);
+                if (r < 0)
+                        return r;
+        }
         for (StoreTable t = 0; t < _STORE_TABLE_MAX; t++)
                 (void) json_object_set_new(tables, store_table_to_string(t), json_integer((json_int_t) ss.entries[t]));
 
@@ -191,7 +202,7 @@ static int method_server_get_stats(Call *call, json_t *params) {
                 (void) json_array_append_new(keys, json_string(kids[i]));
 
         result = json_pack(
-                "{s:s, s:I, s:{s:I, s:I, s:I}, s:O, s:O, s:I, s:{s:I, s:I, s:I, s:I, s:O, s:I, s:I, s:i}, "
+                "{s:s, s:I, s:{s:I, s:I, s:I}, s:O, s:O, s:I, s:{s:I, s:I, s:I, s:I, s:O, s:I, s:I, s:i, s:I}, "
                 "s:{s:i, s:i, s:I, s:I, s:I, s:I}, s:{s:s?, s:O}}",
                 "version", IDM_VERSION,
                 "uptime", (json_int_t) ((now_monotonic_usec() - m->start_monotonic_usec) / 1000000ULL),
@@ -211,6 +222,7 @@ static int method_server_get_stats(Call *call, json_t *params) {
                 "batches", (json_int_t) ss.batches,
                 "batchedUnits", (json_int_t) ss.batched_units,
                 "queued", (int) ss.queued,
+                "purgesPending", (json_int_t) purges,
                 "workers",
                 "queued", (int) ws.queued,
                 "running", (int) ws.running,

@@ -172,7 +172,9 @@ static int visit_token_record(const char *key, void *userdata) {
         return v->fn(STORE_TOKENS, key, v->userdata);
 }
 
-int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecordFn fn, void *userdata) {
+/* The records that keys lead to: all of customer_foreach_record()'s but those only a walk over
+ * the token table finds. */
+static int foreach_keyed_record(StoreTxn *t, const char *customer_id, CustomerRecordFn fn, void *userdata) {
         _cleanup_(json_decrefp) json_t *rec = NULL;
         _cleanup_free_ char *email_key = NULL, *ext_key = NULL, *consents_key = NULL, *capture_key = NULL,
                 *lock_key = NULL, *limit = NULL, *uid_key = NULL;
@@ -252,9 +254,22 @@ int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecord
                 if (r < 0)
                         return r;
         }
+        return 0;
+}
 
+int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecordFn fn, void *userdata) {
+        int r;
+
+        r = foreach_keyed_record(t, customer_id, fn, userdata);
+        if (r < 0)
+                return r;
         return session_foreach_customer_record(t, customer_id, visit_token_record,
                                                &(RecordVisit) { .fn = fn, .userdata = userdata });
+}
+
+static int count_one(const char *key, json_t *value, void *userdata) {
+        (*(uint64_t *) userdata)++;
+        return 0;
 }
 
 /* The kind of a timed record of a customer's (sessions.h) under key, or NULL. */
@@ -266,6 +281,86 @@ static const char *timed_kind(const char *key) {
                 if (strncmp(key, kinds[i], strlen(kinds[i])) == 0 && key[strlen(kinds[i])] == ':')
                         return kinds[i];
         return NULL;
+}
+
+/* ---- the purge of what a deleted customer left in the token table ---- */
+
+static int purge_job_key(const char *customer_id, char **ret) {
+        return asprintf(ret, CUSTOMER_PURGE_PREFIX "%s", customer_id) < 0 ? -ENOMEM : 0;
+}
+
+/* The job of customer_id: {cursor?}, where its walk goes on (absent: from the start). */
+static int purge_job_put(StoreTxn *t, const char *customer_id, const char *cursor) {
+        _cleanup_(json_decrefp) json_t *job = json_object();
+        _cleanup_free_ char *key = NULL;
+        int r;
+
+        if (!job || (cursor && json_object_set_new(job, "cursor", json_string(cursor)) < 0))
+                return -ENOMEM;
+        r = purge_job_key(customer_id, &key);
+        if (r < 0)
+                return r;
+        return store_put(t, STORE_META, key, job, STORE_PUT_DEFAULT);
+}
+
+/* A record of another module naming the customer: a timed one goes with its expiry entry. */
+static int purge_other(StoreTxn *t, const char *key, void *userdata) {
+        const char *kind = timed_kind(key);
+
+        return kind ? session_timed_del(t, kind, key) : store_del(t, STORE_TOKENS, key);
+}
+
+typedef struct PurgeJob {
+        char *key;
+        json_t *job;
+} PurgeJob;
+
+static int first_job(const char *key, json_t *value, void *userdata) {
+        PurgeJob *j = userdata;
+
+        j->key = strdup(key);
+        j->job = json_incref(value);
+        return j->key ? 1 : -ENOMEM;
+}
+
+int customer_purge_step(StoreTxn *t, unsigned max, unsigned *ret_deleted) {
+        _cleanup_free_ char *next = NULL;
+        uint64_t left = 0;
+        PurgeJob j = {};
+        const char *customer_id;
+        int r, n;
+
+        if (ret_deleted)
+                *ret_deleted = 0;
+        r = store_foreach(t, STORE_META, CUSTOMER_PURGE_PREFIX, NULL, first_job, &j);
+        if (r <= 0)
+                return r;
+        customer_id = j.key + strlen(CUSTOMER_PURGE_PREFIX);
+        n = session_purge_customer_step(t, customer_id, json_object_get_string(j.job, "cursor"), max,
+                                        purge_other, NULL, &next);
+        if (n >= 0)
+                r = next ? purge_job_put(t, customer_id, next) : store_del(t, STORE_META, j.key);
+        free(j.key);
+        json_decref(j.job);
+        if (n < 0)
+                return n;
+        if (r < 0)
+                return r;
+        if (ret_deleted)
+                *ret_deleted = (unsigned) n;
+        r = customer_purges_pending(t, &left);
+        return r < 0 ? r : left > 0;
+}
+
+int customer_purges_pending(StoreTxn *t, uint64_t *ret) {
+        uint64_t n = 0;
+        int r;
+
+        r = store_foreach(t, STORE_META, CUSTOMER_PURGE_PREFIX, NULL, count_one, &n);
+        if (r < 0)
+                return r;
+        *ret = n;
+        return 0;
 }
 
 static int collect_record(StoreTable table, const char *key, void *userdata) {
@@ -280,14 +375,18 @@ int customer_delete(StoreTxn *t, const char *customer_id) {
 
         if (!doomed)
                 return -ENOMEM;
-        /* Named first, deleted after: no writes while the walks are under way. */
-        r = customer_foreach_record(t, customer_id, collect_record, doomed);
+        /* Named first, deleted after: no writes while the walks are under way. What only a walk
+         * over the token table finds is left to the purge (customer_purge_step()). */
+        r = foreach_keyed_record(t, customer_id, collect_record, doomed);
         if (r < 0)
                 return r;
-        /* Sessions and tokens, with their expiry index entries. */
+        /* Live sessions, with their expiry index entries. */
         n = session_delete_customer(t, customer_id);
         if (n < 0)
                 return n;
+        r = purge_job_put(t, customer_id, NULL);
+        if (r < 0)
+                return r;
         json_array_foreach(doomed, i, d) {
                 StoreTable table = (StoreTable) json_integer_value(json_array_get(d, 0));
                 const char *key = json_string_value(json_array_get(d, 1));

@@ -61,11 +61,25 @@ int customer_email_key(const char *publisher_id, const char *email, char **ret);
 typedef int (*CustomerRecordFn)(StoreTable table, const char *key, void *userdata);
 int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecordFn fn, void *userdata);
 
-/* In a unit of work: deletes every record customer_foreach_record() names, and the expiry index
- * entries of its tokens that can be found from the records (the others are dropped by the sweep
- * when they come due). Returns the number of records deleted; -ENOENT when there is no such
- * customer. */
+/* In a unit of work: deletes every record customer_foreach_record() names that keys lead to (the
+ * customer record, its index entries, consents, capture answers, lockout and reset records, its
+ * live sessions), and the expiry index entries of its tokens that can be found from the records
+ * (the others are dropped by the sweep when they come due); and queues the purge of the rest
+ * (below). With its sessions gone, none of the customer's tokens grants anything. Returns the
+ * number of records deleted; -ENOENT when there is no such customer. */
 int customer_delete(StoreTxn *t, const char *customer_id);
+
+/* The purge: what only a walk over the whole token table finds (token records keyed by hash,
+ * revoked sessions, the PAM path's records under an earlier e-mail, one-time tokens) is deleted
+ * in the background, one bounded step per unit of work, so that deleteCustomer never holds the
+ * event loop for a walk over the whole table. Each deleted customer has a job in STORE_META,
+ * "purge:<customerId>" -> {cursor?}: where its walk goes on, kept in the same unit of work as
+ * the step, so a restart goes on where it was. customer_purge_step() runs one step of the oldest
+ * job over at most max records (*ret_deleted: the records it deleted) and returns 1 when a job
+ * is left after it, 0 when none is. customer_purges_pending() counts the jobs queued. */
+#define CUSTOMER_PURGE_PREFIX "purge:"
+int customer_purge_step(StoreTxn *t, unsigned max, unsigned *ret_deleted);
+int customer_purges_pending(StoreTxn *t, uint64_t *ret);
 
 /* Calls fn(customer record, userdata) for the customers of publisher_id whose lower-cased e-mail
  * starts with email_prefix ("" or NULL: all), in e-mail order, after the customer whose e-mail

@@ -269,6 +269,15 @@ class Idmd:
         except FileNotFoundError:
             return ""
 
+    def wait_purged(self, timeout=30.0):
+        """Waits until the background purge of deleted customers' records is done (getStats
+        store.purgesPending): deleteCustomer leaves what only a walk finds to it."""
+        deadline = time.monotonic() + timeout
+        while self.call("getStats")["store"]["purgesPending"] > 0:
+            if time.monotonic() > deadline:
+                raise AssertionError("the purge of deleted customers' records did not finish")
+            time.sleep(0.05)
+
     def client(self, timeout=30.0):
         return Client(self.socket, timeout=timeout)
 

@@ -70,6 +70,7 @@ typedef enum OpKind {
         OP_REVOKE,
         OP_REVOKE_CUSTOMER,
         OP_DELETE_CUSTOMER,
+        OP_PURGE,
         OP_SWEEP,
 } OpKind;
 
@@ -78,6 +79,7 @@ typedef struct Op {
         SessionContext ctx;
         const char *a, *b;
         unsigned max;
+        char *next;             /* OP_PURGE: where the next step goes on */
         SessionTokens tokens;
         int result;
         unsigned runs;
@@ -136,6 +138,14 @@ static int op_work(StoreTxn *t, void *userdata) {
         case OP_DELETE_CUSTOMER:
                 op->result = session_delete_customer(t, op->a);
                 break;
+        case OP_PURGE: {
+                char *next = NULL;
+
+                op->result = session_purge_customer_step(t, op->a, op->b, op->max, NULL, NULL, &next);
+                free(op->next);
+                op->next = next;
+                break;
+        }
         case OP_SWEEP:
                 op->result = sweep_all_kinds(t, &op->ctx, op->max);
                 break;
@@ -996,10 +1006,38 @@ TEST(delete_customer) {
         ASSERT_OK(refresh(T0 + USEC, UID_A, a.refresh_token, NULL));
         ASSERT_EQ(count_tokens_table(NULL), 13);
         ASSERT_EQ(count_expiry(NULL), 3 * 3 + 2);       /* + a's successor, a's sealed successor */
-        ASSERT_EQ(run(&op), 9);
-        ASSERT_EQ(count_tokens_table(NULL), 4);
+        /* What keys lead to: the 2 index entries and the 2 families they name. */
+        ASSERT_EQ(run(&op), 4);
+        ASSERT_EQ(count_tokens_table(NULL), 9);
         ASSERT_TRUE(!jwt_ok(T0 + USEC, b.jwt));
         ASSERT_TRUE(jwt_ok(T0 + USEC, other.jwt));
+        /* The token records, keyed by hash, are still there but grant nothing. */
+        ASSERT_EQ(refresh(T0 + USEC, UID_A, b.refresh_token, NULL), -EACCES);
+        ASSERT_EQ(verify_customer_token(T0 + USEC, a.customer_token, NULL, NULL, NULL), -EACCES);
+
+        /* The purge: bounded steps over the table, each going on where the last one stopped. */
+        {
+                Op purge = { .kind = OP_PURGE, .a = CID, .max = 3 };
+                int deleted = 0, steps = 0;
+
+                do {
+                        _cleanup_free_ char *after = purge.next;
+
+                        purge.next = NULL;
+                        purge.b = after;
+                        ASSERT_TRUE(run(&purge) >= 0);
+                        deleted += purge.result;
+                        steps++;
+                        ASSERT_TRUE(steps < 20);
+                } while (purge.next);
+                ASSERT_EQ(deleted, 5);  /* a's 2 refresh and 1 customer tokens, b's 1 and 1 */
+                ASSERT_TRUE(steps >= 9 / 3);
+                ASSERT_EQ(count_tokens_table(NULL), 4);
+                purge.b = NULL;
+                purge.max = 100;
+                ASSERT_EQ(run(&purge), 0);      /* nothing left of it */
+                ASSERT_TRUE(!purge.next);
+        }
         /* The entries went with the records, but for the sealed successor's (its time depends on
          * refresh_grace): the sweep drops that one when it comes due. */
         ASSERT_EQ(count_expiry(NULL), 3 + 1);
