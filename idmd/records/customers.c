@@ -33,6 +33,19 @@ static int external_id_key(const char *publisher_id, const char *external_id, ch
         return asprintf(ret, "%s:%s", publisher_id, external_id) < 0 ? -ENOMEM : 0;
 }
 
+static int purge_job_key(const char *customer_id, char **ret) {
+        return asprintf(ret, CUSTOMER_PURGE_PREFIX "%s", customer_id) < 0 ? -ENOMEM : 0;
+}
+
+/* Whether a purge job of customer_id is queued (customer_purge_step()). */
+static bool purging(StoreTxn *t, const char *customer_id) {
+        _cleanup_free_ char *key = NULL;
+
+        if (purge_job_key(customer_id, &key) < 0)
+                return true;    /* -ENOMEM: draw another, the next put will tell */
+        return store_exists(t, STORE_META, key);
+}
+
 int customer_get(StoreTxn *t, const char *customer_id, json_t **ret) {
         return store_get(t, STORE_CUSTOMERS, customer_id, ret);
 }
@@ -100,7 +113,9 @@ int customer_create(StoreTxn *t, json_t *rec, const UnixUidRange *unix_range, co
                         return r;
                 if (json_object_set_new(rec, "customerId", json_string(id)) < 0)
                         return -ENOMEM;
-                r = store_put(t, STORE_CUSTOMERS, id, rec, STORE_PUT_NO_OVERWRITE);
+                /* Not the id of a deleted customer whose records are still being purged: the
+                 * purge would take the new customer's for them. */
+                r = purging(t, id) ? -EEXIST : store_put(t, STORE_CUSTOMERS, id, rec, STORE_PUT_NO_OVERWRITE);
                 if (r != -EEXIST || attempt >= 16)
                         break;
         }
@@ -285,10 +300,6 @@ static const char *timed_kind(const char *key) {
 
 /* ---- the purge of what a deleted customer left in the token table ---- */
 
-static int purge_job_key(const char *customer_id, char **ret) {
-        return asprintf(ret, CUSTOMER_PURGE_PREFIX "%s", customer_id) < 0 ? -ENOMEM : 0;
-}
-
 /* The job of customer_id: {cursor?}, where its walk goes on (absent: from the start). */
 static int purge_job_put(StoreTxn *t, const char *customer_id, const char *cursor) {
         _cleanup_(json_decrefp) json_t *job = json_object();
@@ -319,8 +330,10 @@ static int first_job(const char *key, json_t *value, void *userdata) {
         PurgeJob *j = userdata;
 
         j->key = strdup(key);
+        if (!j->key)
+                return -ENOMEM;
         j->job = json_incref(value);
-        return j->key ? 1 : -ENOMEM;
+        return 1;
 }
 
 int customer_purge_step(StoreTxn *t, unsigned max, unsigned *ret_deleted) {

@@ -249,6 +249,7 @@ class Device(DeviceCase):
         self.approve(s["userCode"])
         self.assertTrue(any(k.startswith("device:") for k in mdb_table(self.idmd.state, "tokens")))
         self.idmd.call("deleteCustomer", {"publisherId": self.pub, "email": "alice@example.com"})
+        self.idmd.wait_purged()     # records found only by a walk go in the background
         self.assertFalse(any(k.startswith("device:") for k in mdb_table(self.idmd.state, "tokens")))
         self.assertError(self.poll(s)["error"], 401, "invalid_token")
 

@@ -221,6 +221,7 @@ class PrepareRemoteAuth(RemoteCase):
         kinds = {k.split(":")[0] for k in mdb_table(self.idmd.state, "tokens")}
         self.assertTrue({"remote", "sso", "pubsession"} <= kinds, kinds)
         self.idmd.call("deleteCustomer", {"publisherToken": self.token, "customerId": customer["customerId"]})
+        self.idmd.wait_purged()     # records found only by a walk go in the background
         tokens = mdb_table(self.idmd.state, "tokens")
         self.assertFalse([k for k in tokens if k.startswith(("remote:", "sso:"))], tokens.keys())
         # The publisher's session is not the customer's.
