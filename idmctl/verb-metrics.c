@@ -120,6 +120,8 @@ static void print_metrics(const json_t *s) {
         sample("idm_store_used_bytes", integer(s, "store", "usedBytes"));
         family("idm_store_entries", "gauge", "Records per table (tokens: sessions and one-time tokens).");
         labelled("idm_store_entries", "table", json_object_get(json_object_get(s, "store"), "entries"), NULL, NULL);
+        family("idm_store_purges_pending", "gauge", "Deleted customers whose leftover records are still being purged.");
+        sample("idm_store_purges_pending", integer(s, "store", "purgesPending"));
 
         family("idm_workers_queued", "gauge", "Password hashes waiting for a worker.");
         sample("idm_workers_queued", integer(s, "workers", "queued"));

@@ -590,6 +590,7 @@ class Metrics(IdmctlCase):
                                method="login", le="+Inf"), 1)
         self.assertEqual(value("idm_store_entries", "idm_store_entries", table="meta"), 1)
         self.assertEqual(value("idm_outbox_depth", "idm_outbox_depth"), 0)
+        self.assertEqual(value("idm_store_purges_pending", "idm_store_purges_pending"), 0)
         self.assertIn("idm_rate_limited", families)
         # Admin only, like getStats.
         self.idmd.open_to_others()
