@@ -475,20 +475,22 @@ if [ "$pam_unix" = 1 ]; then
         echo "pam_unix: temporary user $unix_user, yescrypt parameters '$unix_cost' (removed on exit)" >&2
 fi
 
-# pam-bench --verify: logins over the socket (one connection, one at a time) interleaved with bare
-# verifications at idmd's cost; its JSON line to $tmp/last.json. No PAM: no pam_wrapper needed.
-login_vs_verify() {
-        local setup pub email
-        [ -x "$PAM_BENCH" ] || { say "  no pam-bench at $PAM_BENCH: no interleaved login against a bare verify"; return 1; }
+# Registers pam-bench's customer (and a publisher) on the running idmd: sets pb_pub, pb_email.
+pam_bench_setup() {
+        local setup
         setup=$("$PAM_BENCH" setup --socket "$socket") || { echo "pam-bench setup failed" >&2; exit 1; }
-        pub=$(jget .publisherId <<<"$setup")
-        email=$(jget .email <<<"$setup")
-        say "  login over the socket and a bare verify (interleaved, one at a time)"
-        if ! "${run_nice[@]}" "$PAM_BENCH" run --socket "$socket" --publisher-id "$pub" --email "$email" --verify \
-                --duration "$duration" --warmup "$warmup" --pid "$idmd_pid" >"$tmp/last.json" 2>"$tmp/last.txt"; then
+        pb_pub=$(jget .publisherId <<<"$setup")
+        pb_email=$(jget .email <<<"$setup")
+}
+
+# Runs a pam-bench command line (after WHAT, for the messages): its JSON line to $tmp/last.json,
+# its human line to the log. A failure is counted (the run fails at the end) and returns 1.
+pam_bench_run() {
+        local what="$1"; shift
+        if ! "$@" >"$tmp/last.json" 2>"$tmp/last.txt"; then
                 [ "$progress_tty" = 0 ] || printf '\r\033[K' >&2
                 cat "$tmp/last.txt" >&2
-                echo "pam-bench --verify failed" >&2
+                echo "$what failed" >&2
                 failures=$((failures + 1))
                 return 1
         fi
@@ -496,29 +498,30 @@ login_vs_verify() {
         [ -z "$json_out" ] || cat "$tmp/last.json" >>"$json_out"
 }
 
+# pam-bench --verify: logins over the socket (one connection, one at a time) interleaved with bare
+# verifications at idmd's cost. No PAM: no pam_wrapper needed.
+login_vs_verify() {
+        [ -x "$PAM_BENCH" ] || { say "  no pam-bench at $PAM_BENCH: no interleaved login against a bare verify"; return 1; }
+        pam_bench_setup
+        say "  login over the socket and a bare verify (interleaved, one at a time)"
+        pam_bench_run "pam-bench --verify" "${run_nice[@]}" "$PAM_BENCH" run --socket "$socket" \
+                --publisher-id "$pb_pub" --email "$pb_email" --verify --duration "$duration" --warmup "$warmup" \
+                --pid "$idmd_pid"
+}
+
 # One PAM comparison on the running idmd: pam-bench's JSON line in $tmp/last.json.
 pam_bench() {
-        local setup pub email svc=idmbench-idm args
-        setup=$("$PAM_BENCH" setup --socket "$socket") || { echo "pam-bench setup failed" >&2; exit 1; }
-        pub=$(jget .publisherId <<<"$setup")
-        email=$(jget .email <<<"$setup")
-        echo "auth required $PAM_IDM ${pam_idm_args[*]} socket=$socket publisher=$pub" >"$tmp/pam.d/$svc"
-        args=(run --socket "$socket" --publisher-id "$pub" --email "$email" --idm-service "$svc"
+        local svc=idmbench-idm args
+        pam_bench_setup
+        echo "auth required $PAM_IDM ${pam_idm_args[*]} socket=$socket publisher=$pb_pub" >"$tmp/pam.d/$svc"
+        args=(run --socket "$socket" --publisher-id "$pb_pub" --email "$pb_email" --idm-service "$svc"
               --duration "$duration" --warmup "$warmup" --pid "$idmd_pid")
         [ -z "$unix_user" ] || args+=(--unix-service idmbench-unix --unix-user "$unix_user")
         say "  pam_idm in process, login over the socket${unix_user:+, pam_unix} (interleaved, one at a time)"
         # The lock the PAM tests take around every PAM client (docs/testing.md).
-        if ! flock /tmp/idm-tests-pam-wrapper.lock env LD_PRELOAD="$PAM_WRAPPER_LIB" PAM_WRAPPER=1 \
-                PAM_WRAPPER_SERVICE_DIR="$tmp/pam.d" PAM_WRAPPER_DEBUGLEVEL=0 \
-                "${run_nice[@]}" "$PAM_BENCH" "${args[@]}" >"$tmp/last.json" 2>"$tmp/last.txt"; then
-                [ "$progress_tty" = 0 ] || printf '\r\033[K' >&2
-                cat "$tmp/last.txt" >&2
-                echo "pam-bench failed" >&2
-                failures=$((failures + 1))
-                return 0
-        fi
-        say "$(sed 's/^/    /' "$tmp/last.txt")"
-        [ -z "$json_out" ] || cat "$tmp/last.json" >>"$json_out"
+        pam_bench_run "pam-bench" flock /tmp/idm-tests-pam-wrapper.lock env LD_PRELOAD="$PAM_WRAPPER_LIB" \
+                PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$tmp/pam.d" PAM_WRAPPER_DEBUGLEVEL=0 \
+                "${run_nice[@]}" "$PAM_BENCH" "${args[@]}" || true
 }
 
 # ---- the rounds ----
