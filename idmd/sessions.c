@@ -333,15 +333,17 @@ static int family_put(StoreTxn *t, const SessionContext *ctx, const char *key, j
         return expiry_move(t, SESSION_KIND_FAMILY, old_due, family_due(ctx, rec), key);
 }
 
-/* The customer's index entry of a session ("customer:<customerId>:<family>") names a session
- * that is live or was until its expiry: a revoked session leaves the index at once (its family
- * record stays until the sweep, access_ttl later, and is found by walks over the whole table, as
- * deleteCustomer and exportCustomer do). Its value summarizes the family as it started,
- * {created, expires}, so that the session limit counts a customer's live sessions from the index
- * alone; "expires" is not moved when a refresh extends the family, so past it the reader asks
- * the family record. Entries written before the summary existed are {} and are read that way too,
- * as are the entries of sessions revoked before revocation removed them. */
-static int index_drop(StoreTxn *t, json_t *frec, const char *fkey) {
+/* The customer's index entry of a session ("customer:<customerId>:<family>") names every family
+ * of the customer until the sweep deletes the family, so that exportCustomer and deleteCustomer
+ * find them by key. Its value summarizes the family as it started, {created, expires}, and gains
+ * "revoked" (the time) when the session is revoked, so that the session limit counts a
+ * customer's live sessions from the index alone; "expires" is not moved when a refresh extends
+ * the family, so past it the reader asks the family record. Entries written before the summary
+ * existed are {} and are read that way too. (Between the session-limit change and this one, a
+ * revocation deleted the entry: such a revoked family is found by key no more, and is swept
+ * within access_ttl.) */
+static int index_mark_revoked(StoreTxn *t, const SessionContext *ctx, json_t *frec, const char *fkey) {
+        _cleanup_(json_decrefp) json_t *entry = NULL;
         _cleanup_free_ char *ikey = NULL;
         const char *cid = json_object_get_string(frec, "customerId");
         int r;
@@ -351,8 +353,15 @@ static int index_drop(StoreTxn *t, json_t *frec, const char *fkey) {
         r = index_key(cid, fkey + strlen(FAMILY_PREFIX), &ikey);
         if (r < 0)
                 return r;
-        r = store_del(t, STORE_TOKENS, ikey);
-        return r == -ENOENT ? 0 : r;
+        r = store_get(t, STORE_TOKENS, ikey, &entry);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        r = record_set_time(entry, "revoked", ctx->now_usec);
+        if (r < 0)
+                return r;
+        return store_put(t, STORE_TOKENS, ikey, entry, STORE_PUT_DEFAULT);
 }
 
 /* Marks the family revoked (rec is its record, key its key). */
@@ -369,7 +378,7 @@ static int family_revoke(StoreTxn *t, const SessionContext *ctx, const char *key
         r = family_put(t, ctx, key, rec, old_due);
         if (r < 0)
                 return r;
-        return index_drop(t, rec, key);
+        return index_mark_revoked(t, ctx, rec, key);
 }
 
 /* Makes the family live at least until 'until' (so the sweep keeps it while anything issued for
@@ -460,12 +469,13 @@ static int find_oldest(const char *key, json_t *value, void *userdata) {
         uint64_t created = 0, expires = 0;
         int r;
 
-        if (!family_id_is_valid(family))
+        if (!family_id_is_valid(family) || json_object_get(value, "revoked"))
                 return 0;
         r = family_key(family, &fkey);
         if (r < 0)
                 return r;
-        /* The entry's summary answers for most sessions without reading the family (index_drop()). */
+        /* The entry's summary answers for most sessions without reading the family
+         * (index_mark_revoked()). */
         if (record_time(value, "created", &created) && record_time(value, "expires", &expires) &&
             expires > o->now) {
                 oldest_session_count(o, &fkey, created);
@@ -1689,6 +1699,7 @@ int session_pam_key(const char *publisher_id, const char *user, uid_t uid, char 
 
 typedef struct SessionExport {
         StoreTxn *t;
+        const char *customer_id;
         json_t *sessions, *pam;
 } SessionExport;
 
@@ -1701,48 +1712,77 @@ static json_t *export_time(json_t *rec, const char *field) {
         return json_string(format_rfc3339(usec, buf));
 }
 
-static int export_record(const char *key, void *userdata) {
+/* The prefix walk over the customer's index entries: the family each names. */
+static int export_session(const char *key, json_t *value, void *userdata) {
         SessionExport *e = userdata;
         _cleanup_(json_decrefp) json_t *rec = NULL;
+        _cleanup_free_ char *fkey = NULL;
+        const char *family = strrchr(key, ':') + 1;
         json_t *item;
         int r;
 
-        if (startswith(key, FAMILY_PREFIX)) {
-                r = store_get(e->t, STORE_TOKENS, key, &rec);
-                if (r < 0)
-                        return r == -ENOENT ? 0 : r;
-                item = json_pack("{s:s, s:O?, s:o, s:o, s:o}",
-                                 "sessionId", key + strlen(FAMILY_PREFIX),
-                                 "publisherId", json_object_get(rec, "publisherId"),
-                                 "created", export_time(rec, "created"),
-                                 "expires", export_time(rec, "expires"),
-                                 "revoked", export_time(rec, "revoked"));
-                return json_array_append_new(e->sessions, item) < 0 ? -ENOMEM : 0;
-        }
-        if (startswith(key, SESSION_PAM_PREFIX)) {
-                const char *uid = strrchr(key, ':');
-
-                r = store_get(e->t, STORE_TOKENS, key, &rec);
-                if (r < 0)
-                        return r == -ENOENT ? 0 : r;
-                item = json_pack("{s:O?, s:s, s:o, s:o}",
-                                 "sessionId", json_object_get(rec, "sessionId"),
-                                 "peerUid", uid ? uid + 1 : "",
-                                 "created", export_time(rec, "created"),
-                                 "expires", export_time(rec, "expires"));
-                return json_array_append_new(e->pam, item) < 0 ? -ENOMEM : 0;
-        }
-        return 0;       /* tokens and index entries: nothing a person needs, and secrets */
+        if (!family_id_is_valid(family))
+                return 0;
+        r = family_key(family, &fkey);
+        if (r < 0)
+                return r;
+        r = store_get(e->t, STORE_TOKENS, fkey, &rec);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        if (!streq_ptr(json_object_get_string(rec, "customerId"), e->customer_id))
+                return 0;
+        item = json_pack("{s:s, s:O?, s:o, s:o, s:o}",
+                         "sessionId", family,
+                         "publisherId", json_object_get(rec, "publisherId"),
+                         "created", export_time(rec, "created"),
+                         "expires", export_time(rec, "expires"),
+                         "revoked", export_time(rec, "revoked"));
+        return json_array_append_new(e->sessions, item) < 0 ? -ENOMEM : 0;
 }
 
-int session_export_customer(StoreTxn *t, const char *customer_id, json_t **ret_sessions, json_t **ret_pam) {
+/* The prefix walk over the PAM path's records of the customer's e-mail. */
+static int export_pam(const char *key, json_t *rec, void *userdata) {
+        SessionExport *e = userdata;
+        const char *uid = strrchr(key, ':');
+        json_t *item;
+
+        /* One of a deleted customer of that e-mail whose purge has not come to it yet. */
+        if (!streq_ptr(json_object_get_string(rec, "customerId"), e->customer_id))
+                return 0;
+        item = json_pack("{s:O?, s:s, s:o, s:o}",
+                         "sessionId", json_object_get(rec, "sessionId"),
+                         "peerUid", uid ? uid + 1 : "",
+                         "created", export_time(rec, "created"),
+                         "expires", export_time(rec, "expires"));
+        return json_array_append_new(e->pam, item) < 0 ? -ENOMEM : 0;
+}
+
+int session_export_customer(StoreTxn *t, const char *customer_id, const char *publisher_id, const char *email,
+                            json_t **ret_sessions, json_t **ret_pam) {
         _cleanup_(json_decrefp) json_t *sessions = json_array(), *pam = json_array();
+        _cleanup_free_ char *index_prefix = NULL, *email_key = NULL, *pam_prefix = NULL;
+        SessionExport e = { .t = t, .customer_id = customer_id, .sessions = sessions, .pam = pam };
         int r;
 
+        if (!t || !customer_id_is_valid(customer_id) || !publisher_id || !email)
+                return -EINVAL;
         if (!sessions || !pam)
                 return -ENOMEM;
-        r = session_foreach_customer_record(t, customer_id, export_record,
-                                            &(SessionExport) { .t = t, .sessions = sessions, .pam = pam });
+        /* By key only: the families through the customer's index (which keeps revoked ones until
+         * the sweep), the PAM records through the account's e-mail, which never changes. */
+        if (asprintf(&index_prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0)
+                return -ENOMEM;
+        r = store_foreach(t, STORE_TOKENS, index_prefix, NULL, export_session, &e);
+        if (r < 0)
+                return r;
+        r = customer_email_key(publisher_id, email, &email_key);
+        if (r < 0)
+                return r;
+        if (asprintf(&pam_prefix, SESSION_PAM_PREFIX "%s:", email_key) < 0)
+                return -ENOMEM;
+        r = store_foreach(t, STORE_TOKENS, pam_prefix, NULL, export_pam, &e);
         if (r < 0)
                 return r;
         *ret_sessions = TAKE_PTR(sessions);

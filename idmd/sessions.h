@@ -115,11 +115,11 @@ int session_revoke_customer(StoreTxn *t, const SessionContext *ctx, const char *
                             const char *except_family);
 
 /* Deletes the session records of the customer that keys lead to: its index entries and the
- * families they name (live sessions), with their expiry index entries (but those of a revoked
+ * families they name (revoked ones too), with their expiry index entries (but those of a revoked
  * family, whose time depends on the configuration: the sweep drops them when they come due), for
- * deleteCustomer. Token records are keyed by hash and revoked families have left the index: only
- * a walk finds those, session_purge_customer_step() in bounded steps. With its families gone,
- * none of the customer's tokens grants anything. Returns the number of records deleted. */
+ * deleteCustomer. Token records are keyed by hash: only a walk finds those,
+ * session_purge_customer_step() in bounded steps. With its families gone, none of the
+ * customer's tokens grants anything. Returns the number of records deleted. */
 int session_delete_customer(StoreTxn *t, const char *customer_id);
 
 /* One bounded step of the walk that deletes the rest of a deleted customer's records in the
@@ -137,15 +137,18 @@ int session_purge_customer_step(StoreTxn *t, const char *customer_id, const char
  * index entries, families, refresh and customer tokens, and every other record naming it in a
  * "customerId" field (the PAM path's, the reset flow's)
  * (their expiry index entries are derived and left to the sweep). fn returns 0 to go on, < 0 to
- * stop with that error. Walks the whole token table, as session_delete_customer() does. */
+ * stop with that error. Walks the whole token table, as the purge does: for tools and tests
+ * (store-inspect), not for requests. */
 typedef int (*SessionRecordFn)(const char *key, void *userdata);
 int session_foreach_customer_record(StoreTxn *t, const char *customer_id, SessionRecordFn fn, void *userdata);
 
 /* The customer's sessions as an export shows them, without any token or token hash: a new array
  * of {sessionId, publisherId, created, expires, revoked} (dates RFC 3339; revoked null) in key
  * order, and of the PAM path's records naming the customer {sessionId, peerUid, created,
- * expires}. *ret_sessions and *ret_pam are new references. */
-int session_export_customer(StoreTxn *t, const char *customer_id, json_t **ret_sessions, json_t **ret_pam);
+ * expires}, found by key (the customer's index, its publisher and e-mail), without a walk over
+ * the table. *ret_sessions and *ret_pam are new references. -EINVAL. */
+int session_export_customer(StoreTxn *t, const char *customer_id, const char *publisher_id, const char *email,
+                            json_t **ret_sessions, json_t **ret_pam);
 
 /* Verifies an access JWT (signature, claims, expiry via jwt_verify_cached with 60 s leeway: a
  * token verified before skips the signature and parsing; a "sid" naming a live family of the same

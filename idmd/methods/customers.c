@@ -1272,7 +1272,8 @@ static int method_customers_export(Call *call, json_t *params) {
         r = lockouts_view(call, t, email, customer, &lockout);
         if (r < 0)
                 return r;
-        r = session_export_customer(t, customer_id, &sessions, &pam);
+        r = session_export_customer(t, customer_id, json_object_get_string(customer, "publisherId"),
+                                    json_object_get_string(customer, "email"), &sessions, &pam);
         if (r < 0)
                 return r;
 

@@ -63,14 +63,14 @@ int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecord
 
 /* In a unit of work: deletes every record customer_foreach_record() names that keys lead to (the
  * customer record, its index entries, consents, capture answers, lockout and reset records, its
- * live sessions), and the expiry index entries of its tokens that can be found from the records
+ * sessions), and the expiry index entries of its tokens that can be found from the records
  * (the others are dropped by the sweep when they come due); and queues the purge of the rest
  * (below). With its sessions gone, none of the customer's tokens grants anything. Returns the
  * number of records deleted; -ENOENT when there is no such customer. */
 int customer_delete(StoreTxn *t, const char *customer_id);
 
 /* The purge: what only a walk over the whole token table finds (token records keyed by hash,
- * revoked sessions, the PAM path's records under an earlier e-mail, one-time tokens) is deleted
+ * the PAM path's records, one-time tokens) is deleted
  * in the background, one bounded step per unit of work, so that deleteCustomer never holds the
  * event loop for a walk over the whole table. Each deleted customer has a job in STORE_META,
  * "purge:<customerId>" -> {cursor?}: where its walk goes on, kept in the same unit of work as

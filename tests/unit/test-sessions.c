@@ -278,6 +278,18 @@ static unsigned count_tokens_table(const char *prefix) {
         return n;
 }
 
+/* The record at key in the token table, NULL if there is none (a new reference). */
+static json_t *record_at(const char *key) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        json_t *rec = NULL;
+        int r;
+
+        ASSERT_OK(store_read(store, &t));
+        r = store_get(t, STORE_TOKENS, key, &rec);
+        ASSERT_TRUE(r == 0 || r == -ENOENT);
+        return rec;
+}
+
 static unsigned count_expiry(const char *prefix) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         unsigned n = 0;
@@ -713,9 +725,18 @@ TEST(sweep) {
         /* Revoked: the family goes once its JWTs can no longer verify (its tokens, which grant
          * nothing without it, at their own expiry). */
         ASSERT_EQ(revoke_tok(T0 + DAY, a.refresh_token), 1);
-        ASSERT_EQ(count_tokens_table("customer:" CID ":"), 1);  /* its index entry went at once */
+        ASSERT_EQ(count_tokens_table("customer:" CID ":"), 2);  /* its index entry stays, marked */
+        {
+                _cleanup_(json_decrefp) json_t *entry = NULL;
+                _cleanup_free_ char *ikey = NULL;
+
+                ASSERT_TRUE(asprintf(&ikey, "customer:" CID ":%s", a.family) > 0);
+                entry = record_at(ikey);
+                ASSERT_TRUE(entry && json_object_get(entry, "revoked") && json_object_get(entry, "created"));
+        }
         ASSERT_EQ(sweep(T0 + DAY, 1000), 0);
-        ASSERT_EQ(sweep(T0 + DAY + 16 * MINUTE, 1000), 1);      /* the family */
+        ASSERT_EQ(sweep(T0 + DAY + 16 * MINUTE, 1000), 2);      /* the family and its index entry */
+        ASSERT_EQ(count_tokens_table("customer:" CID ":"), 1);
         ASSERT_EQ(count_tokens_table(NULL), 10);
         ASSERT_EQ(refresh(T0 + DAY + 16 * MINUTE, UID_A, a.refresh_token, NULL), -EACCES);
         ASSERT_EQ(count_expiry(SESSION_KIND_FAMILY ":"), 2);
@@ -887,8 +908,8 @@ static int index_entries(StoreTxn *t, json_t *keys) {
 }
 
 TEST(session_limit_reads_the_index_summary) {
-        /* The customer's index entries carry {created, expires} and a revoked session leaves the
-         * index, so the limit counts live sessions from it alone; entries without a summary
+        /* The customer's index entries carry {created, expires}, and "revoked" once the session
+         * is, so the limit counts live sessions from them alone; entries without a summary
          * (written before it existed) are counted through their family record, as before. */
         _cleanup_(json_decrefp) json_t *keys = json_array(), *entry = NULL, *empty = json_object();
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
@@ -901,16 +922,18 @@ TEST(session_limit_reads_the_index_summary) {
         for (i = 0; i < 100; i++)
                 start(T0 + i * MINUTE, CID, &sessions[i]);
 
-        /* A revoked session leaves the index (its family stays until the sweep): the 101st login
-         * ends nobody's session. */
+        /* A revoked session's entry is marked (entry and family stay until the sweep): the 101st
+         * login ends nobody's session. */
         ASSERT_OK(revoke_tok(T0 + 2 * HOUR, sessions[50].refresh_token));
         ASSERT_OK(store_read(store, &t));
         ASSERT_OK(index_entries(t, keys));
-        ASSERT_EQ(json_array_size(keys), 99);
+        ASSERT_EQ(json_array_size(keys), 100);
         json_array_foreach(keys, i, k) {
-                ASSERT_TRUE(strstr(json_string_value(k), sessions[50].family) == NULL);
+                bool revoked = strstr(json_string_value(k), sessions[50].family);
+
                 ASSERT_OK(store_get(t, STORE_TOKENS, json_string_value(k), &entry));
                 ASSERT_TRUE(json_object_get(entry, "created") && json_object_get(entry, "expires"));
+                ASSERT_EQ(!!json_object_get(entry, "revoked"), revoked);
                 json_decref(entry);
                 entry = NULL;
         }
