@@ -35,6 +35,7 @@
 #define FAMILY_PREFIX "family:"
 #define SESSIONS_PER_CUSTOMER_MAX 100u     /* live sessions; a new one ends the oldest */
 #define CUSTOMER_PREFIX "customer:"
+#define REVOKED_PREFIX "revoked:"       /* the index of a customer's revoked sessions */
 #define TYPE_REFRESH "refresh"
 #define TYPE_CUSTOMER "customer"
 
@@ -104,6 +105,10 @@ static int family_key(const char *family, char **ret) {
 
 static int index_key(const char *customer_id, const char *family, char **ret) {
         return asprintf(ret, CUSTOMER_PREFIX "%s:%s", customer_id, family) < 0 ? -ENOMEM : 0;
+}
+
+static int revoked_index_key(const char *customer_id, const char *family, char **ret) {
+        return asprintf(ret, REVOKED_PREFIX "%s:%s", customer_id, family) < 0 ? -ENOMEM : 0;
 }
 
 static bool looks_like_jwt(const char *token) {
@@ -333,18 +338,18 @@ static int family_put(StoreTxn *t, const SessionContext *ctx, const char *key, j
         return expiry_move(t, SESSION_KIND_FAMILY, old_due, family_due(ctx, rec), key);
 }
 
-/* The customer's index entry of a session ("customer:<customerId>:<family>") names every family
- * of the customer until the sweep deletes the family, so that exportCustomer and deleteCustomer
- * find them by key. Its value summarizes the family as it started, {created, expires}, and gains
- * "revoked" (the time) when the session is revoked, so that the session limit counts a
- * customer's live sessions from the index alone; "expires" is not moved when a refresh extends
- * the family, so past it the reader asks the family record. Entries written before the summary
- * existed are {} and are read that way too. (Between the session-limit change and this one, a
- * revocation deleted the entry: such a revoked family is found by key no more, and is swept
- * within access_ttl.) */
-static int index_mark_revoked(StoreTxn *t, const SessionContext *ctx, json_t *frec, const char *fkey) {
+/* The customer's index of its sessions: "customer:<customerId>:<family>" for a session that is
+ * live or was until its expiry, "revoked:<customerId>:<family>" for a revoked one, each until the
+ * sweep deletes the family. So logoutAll and the session limit walk the live ones only, and
+ * exportCustomer and deleteCustomer find every family by key. The value summarizes the family as
+ * it started, {created, expires} (and "revoked", the time, under "revoked:"), so that the session
+ * limit counts a customer's live sessions from the index alone; "expires" is not moved when a
+ * refresh extends the family, so past it the reader asks the family record. Entries written
+ * before the summary existed are {} and are read that way too. (For a while a revocation deleted
+ * the entry: such a revoked family is found only by a walk, and is swept within access_ttl.) */
+static int index_move_revoked(StoreTxn *t, const SessionContext *ctx, json_t *frec, const char *fkey) {
         _cleanup_(json_decrefp) json_t *entry = NULL;
-        _cleanup_free_ char *ikey = NULL;
+        _cleanup_free_ char *ikey = NULL, *rkey = NULL;
         const char *cid = json_object_get_string(frec, "customerId");
         int r;
 
@@ -353,15 +358,21 @@ static int index_mark_revoked(StoreTxn *t, const SessionContext *ctx, json_t *fr
         r = index_key(cid, fkey + strlen(FAMILY_PREFIX), &ikey);
         if (r < 0)
                 return r;
+        r = revoked_index_key(cid, fkey + strlen(FAMILY_PREFIX), &rkey);
+        if (r < 0)
+                return r;
         r = store_get(t, STORE_TOKENS, ikey, &entry);
         if (r == -ENOENT)
                 return 0;
         if (r < 0)
                 return r;
+        r = store_del(t, STORE_TOKENS, ikey);
+        if (r < 0)
+                return r;
         r = record_set_time(entry, "revoked", ctx->now_usec);
         if (r < 0)
                 return r;
-        return store_put(t, STORE_TOKENS, ikey, entry, STORE_PUT_DEFAULT);
+        return store_put(t, STORE_TOKENS, rkey, entry, STORE_PUT_DEFAULT);
 }
 
 /* Marks the family revoked (rec is its record, key its key). */
@@ -378,7 +389,7 @@ static int family_revoke(StoreTxn *t, const SessionContext *ctx, const char *key
         r = family_put(t, ctx, key, rec, old_due);
         if (r < 0)
                 return r;
-        return index_mark_revoked(t, ctx, rec, key);
+        return index_move_revoked(t, ctx, rec, key);
 }
 
 /* Makes the family live at least until 'until' (so the sweep keeps it while anything issued for
@@ -475,7 +486,7 @@ static int find_oldest(const char *key, json_t *value, void *userdata) {
         if (r < 0)
                 return r;
         /* The entry's summary answers for most sessions without reading the family
-         * (index_mark_revoked()). */
+         * (index_move_revoked()). */
         if (record_time(value, "created", &created) && record_time(value, "expires", &expires) &&
             expires > o->now) {
                 oldest_session_count(o, &fkey, created);
@@ -1052,7 +1063,7 @@ static int delete_collected(CustomerDelete *d, SessionPurgeOtherFn other, void *
 
 int session_delete_customer(StoreTxn *t, const char *customer_id) {
         _cleanup_(json_decrefp) json_t *keys = json_array();
-        _cleanup_free_ char *prefix = NULL;
+        _cleanup_free_ char *prefix = NULL, *revoked_prefix = NULL;
         CustomerDelete d;
         int r;
 
@@ -1065,9 +1076,16 @@ int session_delete_customer(StoreTxn *t, const char *customer_id) {
 
         jwt_cache_revoke();     /* as for a revoked family */
 
-        /* Collected first, deleted after: no writes while the walk is under way. */
+        /* Collected first, deleted after: no writes while the walks are under way. The live
+         * sessions' index, then the revoked ones'. */
         d = (CustomerDelete) { .t = t, .customer_id = customer_id, .index_prefix = prefix, .keys = keys };
         r = store_foreach(t, STORE_TOKENS, prefix, NULL, collect_index_entry, &d);
+        if (r < 0)
+                return r;
+        if (asprintf(&revoked_prefix, REVOKED_PREFIX "%s:", customer_id) < 0)
+                return -ENOMEM;
+        d.index_prefix = revoked_prefix;
+        r = store_foreach(t, STORE_TOKENS, revoked_prefix, NULL, collect_index_entry, &d);
         if (r < 0)
                 return r;
         return delete_collected(&d, NULL, NULL);
@@ -1392,6 +1410,14 @@ int session_expire_family(StoreTxn *t, const SessionContext *ctx, const char *ki
         r = index_key(cid, key + strlen(FAMILY_PREFIX), &ikey);
         if (r < 0)
                 return r;
+        r = expire_del(t, ikey, stats);
+        if (r < 0)
+                return r;
+        free(ikey);
+        ikey = NULL;
+        r = revoked_index_key(cid, key + strlen(FAMILY_PREFIX), &ikey);
+        if (r < 0)
+                return r;
         return expire_del(t, ikey, stats);
 }
 
@@ -1660,7 +1686,7 @@ static int customer_record(const char *key, json_t *value, void *userdata) {
 }
 
 int session_foreach_customer_record(StoreTxn *t, const char *customer_id, SessionRecordFn fn, void *userdata) {
-        _cleanup_free_ char *prefix = NULL;
+        _cleanup_free_ char *prefix = NULL, *revoked_prefix = NULL;
         CustomerRecords c;
         int r;
 
@@ -1668,9 +1694,15 @@ int session_foreach_customer_record(StoreTxn *t, const char *customer_id, Sessio
                 return -EINVAL;
         if (asprintf(&prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0)
                 return -ENOMEM;
-        /* The index entries, then the records naming the customer (as for deleting). */
+        /* The index entries (live sessions', revoked ones'), then the records naming the customer
+         * (as the purge does). */
         c = (CustomerRecords) { .customer_id = customer_id, .index_prefix = prefix, .fn = fn, .userdata = userdata };
         r = store_foreach(t, STORE_TOKENS, prefix, NULL, customer_record, &c);
+        if (r < 0)
+                return r;
+        if (asprintf(&revoked_prefix, REVOKED_PREFIX "%s:", customer_id) < 0)
+                return -ENOMEM;
+        r = store_foreach(t, STORE_TOKENS, revoked_prefix, NULL, customer_record, &c);
         if (r < 0)
                 return r;
         c.naming = true;
@@ -1762,7 +1794,7 @@ static int export_pam(const char *key, json_t *rec, void *userdata) {
 int session_export_customer(StoreTxn *t, const char *customer_id, const char *publisher_id, const char *email,
                             json_t **ret_sessions, json_t **ret_pam) {
         _cleanup_(json_decrefp) json_t *sessions = json_array(), *pam = json_array();
-        _cleanup_free_ char *index_prefix = NULL, *email_key = NULL, *pam_prefix = NULL;
+        _cleanup_free_ char *index_prefix = NULL, *revoked_prefix = NULL, *email_key = NULL, *pam_prefix = NULL;
         SessionExport e = { .t = t, .customer_id = customer_id, .sessions = sessions, .pam = pam };
         int r;
 
@@ -1770,11 +1802,14 @@ int session_export_customer(StoreTxn *t, const char *customer_id, const char *pu
                 return -EINVAL;
         if (!sessions || !pam)
                 return -ENOMEM;
-        /* By key only: the families through the customer's index (which keeps revoked ones until
-         * the sweep), the PAM records through the account's e-mail, which never changes. */
-        if (asprintf(&index_prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0)
+        /* By key only: the families through the customer's index (its live sessions', then its
+         * revoked ones'), the PAM records through the account's e-mail, which never changes. */
+        if (asprintf(&index_prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0 ||
+            asprintf(&revoked_prefix, REVOKED_PREFIX "%s:", customer_id) < 0)
                 return -ENOMEM;
         r = store_foreach(t, STORE_TOKENS, index_prefix, NULL, export_session, &e);
+        if (r >= 0)
+                r = store_foreach(t, STORE_TOKENS, revoked_prefix, NULL, export_session, &e);
         if (r < 0)
                 return r;
         r = customer_email_key(publisher_id, email, &email_key);

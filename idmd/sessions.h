@@ -143,8 +143,8 @@ typedef int (*SessionRecordFn)(const char *key, void *userdata);
 int session_foreach_customer_record(StoreTxn *t, const char *customer_id, SessionRecordFn fn, void *userdata);
 
 /* The customer's sessions as an export shows them, without any token or token hash: a new array
- * of {sessionId, publisherId, created, expires, revoked} (dates RFC 3339; revoked null) in key
- * order, and of the PAM path's records naming the customer {sessionId, peerUid, created,
+ * of {sessionId, publisherId, created, expires, revoked} (dates RFC 3339; revoked null), the live
+ * sessions then the revoked ones, each in session id order, and of the PAM path's records naming the customer {sessionId, peerUid, created,
  * expires}, found by key (the customer's index, its publisher and e-mail), without a walk over
  * the table. *ret_sessions and *ret_pam are new references. -EINVAL. */
 int session_export_customer(StoreTxn *t, const char *customer_id, const char *publisher_id, const char *email,

@@ -725,18 +725,20 @@ TEST(sweep) {
         /* Revoked: the family goes once its JWTs can no longer verify (its tokens, which grant
          * nothing without it, at their own expiry). */
         ASSERT_EQ(revoke_tok(T0 + DAY, a.refresh_token), 1);
-        ASSERT_EQ(count_tokens_table("customer:" CID ":"), 2);  /* its index entry stays, marked */
+        /* Its index entry moved to the revoked sessions' index at once. */
+        ASSERT_EQ(count_tokens_table("customer:" CID ":"), 1);
+        ASSERT_EQ(count_tokens_table("revoked:" CID ":"), 1);
         {
                 _cleanup_(json_decrefp) json_t *entry = NULL;
-                _cleanup_free_ char *ikey = NULL;
+                _cleanup_free_ char *rkey = NULL;
 
-                ASSERT_TRUE(asprintf(&ikey, "customer:" CID ":%s", a.family) > 0);
-                entry = record_at(ikey);
+                ASSERT_TRUE(asprintf(&rkey, "revoked:" CID ":%s", a.family) > 0);
+                entry = record_at(rkey);
                 ASSERT_TRUE(entry && json_object_get(entry, "revoked") && json_object_get(entry, "created"));
         }
         ASSERT_EQ(sweep(T0 + DAY, 1000), 0);
         ASSERT_EQ(sweep(T0 + DAY + 16 * MINUTE, 1000), 2);      /* the family and its index entry */
-        ASSERT_EQ(count_tokens_table("customer:" CID ":"), 1);
+        ASSERT_EQ(count_tokens_table("revoked:" CID ":"), 0);
         ASSERT_EQ(count_tokens_table(NULL), 10);
         ASSERT_EQ(refresh(T0 + DAY + 16 * MINUTE, UID_A, a.refresh_token, NULL), -EACCES);
         ASSERT_EQ(count_expiry(SESSION_KIND_FAMILY ":"), 2);
@@ -908,9 +910,9 @@ static int index_entries(StoreTxn *t, json_t *keys) {
 }
 
 TEST(session_limit_reads_the_index_summary) {
-        /* The customer's index entries carry {created, expires}, and "revoked" once the session
-         * is, so the limit counts live sessions from them alone; entries without a summary
-         * (written before it existed) are counted through their family record, as before. */
+        /* The customer's index entries carry {created, expires}, and a revoked session's moves to
+         * another index, so the limit counts live sessions from them alone; entries without a
+         * summary (written before it existed) are counted through their family record. */
         _cleanup_(json_decrefp) json_t *keys = json_array(), *entry = NULL, *empty = json_object();
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         SessionTokens sessions[101] = {};
@@ -922,18 +924,18 @@ TEST(session_limit_reads_the_index_summary) {
         for (i = 0; i < 100; i++)
                 start(T0 + i * MINUTE, CID, &sessions[i]);
 
-        /* A revoked session's entry is marked (entry and family stay until the sweep): the 101st
-         * login ends nobody's session. */
+        /* A revoked session's entry moves to the revoked sessions' index (it and the family stay
+         * until the sweep): the 101st login ends nobody's session. */
         ASSERT_OK(revoke_tok(T0 + 2 * HOUR, sessions[50].refresh_token));
+        ASSERT_EQ(count_tokens_table("revoked:" CID ":"), 1);
         ASSERT_OK(store_read(store, &t));
         ASSERT_OK(index_entries(t, keys));
-        ASSERT_EQ(json_array_size(keys), 100);
+        ASSERT_EQ(json_array_size(keys), 99);
         json_array_foreach(keys, i, k) {
-                bool revoked = strstr(json_string_value(k), sessions[50].family);
-
+                ASSERT_TRUE(strstr(json_string_value(k), sessions[50].family) == NULL);
                 ASSERT_OK(store_get(t, STORE_TOKENS, json_string_value(k), &entry));
                 ASSERT_TRUE(json_object_get(entry, "created") && json_object_get(entry, "expires"));
-                ASSERT_EQ(!!json_object_get(entry, "revoked"), revoked);
+                ASSERT_FALSE(json_object_get(entry, "revoked"));
                 json_decref(entry);
                 entry = NULL;
         }
@@ -1128,13 +1130,16 @@ TEST(migration_from_version_1) {
         ASSERT_OK(store_transact(store, put_work, &pp));         /* the old way: no index entry */
         ASSERT_OK(store_transact(store, put_work, &orphan));
         ASSERT_OK(store_transact(store, put_work, &other));
-        {       /* a version 1 store kept a revoked session's index entry, {} */
-                _cleanup_free_ char *ikey = NULL;
-                Put revoked = { .value = empty };
+        {       /* a version 1 store kept a revoked session's index entry, {}, where it was */
+                _cleanup_free_ char *ikey = NULL, *rkey = NULL;
+                Put revoked = { .value = empty }, moved = { .del = true };
 
                 ASSERT_TRUE(asprintf(&ikey, "customer:" CID2 ":%s", b.family) > 0);
+                ASSERT_TRUE(asprintf(&rkey, "revoked:" CID2 ":%s", b.family) > 0);
                 revoked.key = ikey;
+                moved.key = rkey;
                 ASSERT_OK(store_transact(store, put_work, &revoked));
+                ASSERT_OK(store_transact(store, put_work, &moved));
         }
         ASSERT_OK(store_transact(store, make_version_1_work, NULL));
         ASSERT_EQ(count_expiry(NULL), 0);
