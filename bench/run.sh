@@ -475,6 +475,20 @@ if [ "$pam_unix" = 1 ]; then
         echo "pam_unix: temporary user $unix_user, yescrypt parameters '$unix_cost' (removed on exit)" >&2
 fi
 
+# One load of the running idmd at the usual connections (idm-bench load ARGS...), against a floor
+# already kept: keeps NAME_rps, _p50, _p99, _cpu and NAME_ratio (throughput over the floor's last
+# value), and writes the CSV row SCENARIO with the floor's unit FLOOR_UNIT.
+load_vs_floor() {
+        local name="$1" scenario="$2" floor="$3" floor_unit="$4"; shift 4
+        bench "$scenario" load --socket "$socket" --pid "$idmd_pid" "$@" "${common[@]}"
+        check ""
+        keep "${name}_rps" .throughput; keep "${name}_p50" .latency_us.p50; keep "${name}_p99" .latency_us.p99
+        keep "${name}_cpu" .server.cpu_us_per_req
+        keep_ratio "${name}_ratio" "${name}_rps" "$floor"
+        csv_row "$scenario" "$connections" "$(J .throughput)" "$(J .latency_us.p50)" "$(J .latency_us.p99)" \
+                "$floor_unit" "$(last "$floor")" "$(last "${name}_ratio")" "$(J .server.cpu_us_per_req)"
+}
+
 # Registers pam-bench's customer (and a publisher) on the running idmd: sets pb_pub, pb_email.
 pam_bench_setup() {
         local setup
@@ -676,23 +690,13 @@ for run in $(seq "$runs"); do
         bench "Ed25519 floor, $(nproc) threads" floor-ed25519 --threads "$(nproc)" --duration "$duration"
         keep ed25519 .per_s
         start_idmd
-        bench "getCustomer (JWT)" load --socket "$socket" --pid "$idmd_pid" --method getCustomer "${common[@]}"
-        check ""
-        keep jwt_rps .throughput; keep jwt_p50 .latency_us.p50; keep jwt_p99 .latency_us.p99; keep jwt_cpu .server.cpu_us_per_req
-        keep_ratio jwt_ratio jwt_rps ed25519
-        csv_row getCustomer_jwt "$connections" "$(J .throughput)" "$(J .latency_us.p50)" "$(J .latency_us.p99)" \
-                ed25519_verify_per_s "$(last ed25519)" "$(last jwt_ratio)" "$(J .server.cpu_us_per_req)"
+        load_vs_floor jwt getCustomer_jwt ed25519 ed25519_verify_per_s --method getCustomer
         stop_idmd
 
         # getJwks: a kept reply, like getServerInfo, against the same echo floor (its reply is a
         # little larger; the floor's reply size is getServerInfo's).
         start_idmd
-        bench "getJwks" load --socket "$socket" --pid "$idmd_pid" --method getJwks "${common[@]}"
-        check ""
-        keep jwks_rps .throughput; keep jwks_p50 .latency_us.p50; keep jwks_p99 .latency_us.p99; keep jwks_cpu .server.cpu_us_per_req
-        keep_ratio jwks_ratio jwks_rps echo_rps
-        csv_row getJwks "$connections" "$(J .throughput)" "$(J .latency_us.p50)" "$(J .latency_us.p99)" \
-                echo_per_s "$(last echo_rps)" "$(last jwks_ratio)" "$(J .server.cpu_us_per_req)"
+        load_vs_floor jwks getJwks echo_rps echo_per_s --method getJwks
         stop_idmd
 
         # getPublisherConsents: a kept reply per publisher; two consents, as a publisher has.
@@ -701,13 +705,8 @@ for run in $(seq "$runs"); do
         pub_id=$(jget .publisherId <<<"$pub_json")
         pub_token=$(jget .publisherToken <<<"$pub_json")
         "$IDMCTL" --socket "$socket" call setPublisherConsents "{\"publisherToken\":\"$pub_token\",\"consents\":[{\"name\":\"terms\",\"label\":\"Terms of use\",\"required\":true},{\"name\":\"newsletter\",\"label\":\"Newsletter\",\"required\":false}]}" >/dev/null
-        bench "getPublisherConsents" load --socket "$socket" --pid "$idmd_pid" --method getPublisherConsents \
-                --params "{\"publisherId\":\"$pub_id\"}" "${common[@]}"
-        check ""
-        keep gpc_rps .throughput; keep gpc_p50 .latency_us.p50; keep gpc_p99 .latency_us.p99; keep gpc_cpu .server.cpu_us_per_req
-        keep_ratio gpc_ratio gpc_rps echo_rps
-        csv_row getPublisherConsents "$connections" "$(J .throughput)" "$(J .latency_us.p50)" "$(J .latency_us.p99)" \
-                echo_per_s "$(last echo_rps)" "$(last gpc_ratio)" "$(J .server.cpu_us_per_req)"
+        load_vs_floor gpc getPublisherConsents echo_rps echo_per_s --method getPublisherConsents \
+                --params "{\"publisherId\":\"$pub_id\"}"
         stop_idmd
 
         if [ "$pam" = 1 ]; then

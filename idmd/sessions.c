@@ -111,6 +111,50 @@ static int revoked_index_key(const char *customer_id, const char *family, char *
         return asprintf(ret, REVOKED_PREFIX "%s:%s", customer_id, family) < 0 ? -ENOMEM : 0;
 }
 
+/* Calls fn for each of the customer's index entries (index_move_revoked()): its live sessions'
+ * ("customer:"), then its revoked ones' ("revoked:"), each in key order. */
+static int index_foreach(StoreTxn *t, const char *customer_id, StoreForeachFn fn, void *userdata) {
+        static const char *const prefixes[] = { CUSTOMER_PREFIX, REVOKED_PREFIX };
+
+        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++) {
+                _cleanup_free_ char *prefix = NULL;
+                int r;
+
+                if (asprintf(&prefix, "%s%s:", prefixes[i], customer_id) < 0)
+                        return -ENOMEM;
+                r = store_foreach(t, STORE_TOKENS, prefix, NULL, fn, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* The family that the index entry at key ("<prefix><customerId>:<family>") names, if it is
+ * still there and customer_id's: 1 with its key and record (new references), else 0. */
+static int index_entry_family(StoreTxn *t, const char *key, const char *customer_id, char **ret_key,
+                              json_t **ret) {
+        _cleanup_(json_decrefp) json_t *rec = NULL;
+        _cleanup_free_ char *fkey = NULL;
+        const char *family = strrchr(key, ':');
+        int r;
+
+        if (!family || !family_id_is_valid(family + 1))
+                return 0;
+        r = family_key(family + 1, &fkey);
+        if (r < 0)
+                return r;
+        r = store_get(t, STORE_TOKENS, fkey, &rec);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        if (!streq_ptr(json_object_get_string(rec, "customerId"), customer_id))
+                return 0;
+        *ret_key = TAKE_PTR(fkey);
+        *ret = TAKE_PTR(rec);
+        return 1;
+}
+
 static bool looks_like_jwt(const char *token) {
         return strchr(token, '.') != NULL;      /* base64url opaque tokens have none */
 }
@@ -961,7 +1005,6 @@ int session_revoke_customer(StoreTxn *t, const SessionContext *ctx, const char *
 typedef struct CustomerDelete {
         StoreTxn *t;
         const char *customer_id;
-        const char *index_prefix;
         json_t *keys;           /* [[key, kind or null, due], ...]: the sessions' records */
         json_t *others;         /* [key, ...]: other records naming the customer */
 } CustomerDelete;
@@ -984,37 +1027,27 @@ static int collect_family(CustomerDelete *d, const char *key, json_t *value) {
         return collect_doomed(d->keys, key, json_object_get(value, "revoked") ? NULL : SESSION_KIND_FAMILY, due);
 }
 
-/* The prefix walk over the customer's index entries: each, and the family it names. */
+/* The walk over the customer's index entries: each, and the family it names. */
 static int collect_index_entry(const char *key, json_t *value, void *userdata) {
         CustomerDelete *d = userdata;
         _cleanup_(json_decrefp) json_t *frec = NULL;
         _cleanup_free_ char *fkey = NULL;
-        const char *family = key + strlen(d->index_prefix);
         int r;
 
         r = collect_doomed(d->keys, key, NULL, 0);
-        if (r < 0 || !family_id_is_valid(family))
+        if (r >= 0)
+                r = index_entry_family(d->t, key, d->customer_id, &fkey, &frec);
+        if (r <= 0)
                 return r;
-        r = family_key(family, &fkey);
-        if (r < 0)
-                return r;
-        r = store_get(d->t, STORE_TOKENS, fkey, &frec);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
-                return r;
-        if (!streq_ptr(json_object_get_string(frec, "customerId"), d->customer_id))
-                return 0;
         return collect_family(d, fkey, frec);
 }
 
-/* The walk over the records naming the customer. */
+/* The walk over the records naming the customer (index entries name nobody: they are not
+ * among them). */
 static int collect_customer_record(const char *key, json_t *value, void *userdata) {
         CustomerDelete *d = userdata;
         const char *type = json_object_get_string(value, "type");
 
-        if (startswith(key, d->index_prefix))
-                return 0;       /* the prefix walk's (their values name nobody) */
         if (startswith(key, FAMILY_PREFIX))
                 return collect_family(d, key, value);
         if (streq_ptr(type, TYPE_REFRESH))
@@ -1063,7 +1096,6 @@ static int delete_collected(CustomerDelete *d, SessionPurgeOtherFn other, void *
 
 int session_delete_customer(StoreTxn *t, const char *customer_id) {
         _cleanup_(json_decrefp) json_t *keys = json_array();
-        _cleanup_free_ char *prefix = NULL, *revoked_prefix = NULL;
         CustomerDelete d;
         int r;
 
@@ -1071,21 +1103,12 @@ int session_delete_customer(StoreTxn *t, const char *customer_id) {
                 return -EINVAL;
         if (!keys)
                 return -ENOMEM;
-        if (asprintf(&prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0)
-                return -ENOMEM;
 
         jwt_cache_revoke();     /* as for a revoked family */
 
-        /* Collected first, deleted after: no writes while the walks are under way. The live
-         * sessions' index, then the revoked ones'. */
-        d = (CustomerDelete) { .t = t, .customer_id = customer_id, .index_prefix = prefix, .keys = keys };
-        r = store_foreach(t, STORE_TOKENS, prefix, NULL, collect_index_entry, &d);
-        if (r < 0)
-                return r;
-        if (asprintf(&revoked_prefix, REVOKED_PREFIX "%s:", customer_id) < 0)
-                return -ENOMEM;
-        d.index_prefix = revoked_prefix;
-        r = store_foreach(t, STORE_TOKENS, revoked_prefix, NULL, collect_index_entry, &d);
+        /* Collected first, deleted after: no writes while the walks are under way. */
+        d = (CustomerDelete) { .t = t, .customer_id = customer_id, .keys = keys };
+        r = index_foreach(t, customer_id, collect_index_entry, &d);
         if (r < 0)
                 return r;
         return delete_collected(&d, NULL, NULL);
@@ -1094,7 +1117,7 @@ int session_delete_customer(StoreTxn *t, const char *customer_id) {
 int session_purge_customer_step(StoreTxn *t, const char *customer_id, const char *after, unsigned max,
                                 SessionPurgeOtherFn other, void *userdata, char **ret_next) {
         _cleanup_(json_decrefp) json_t *keys = json_array(), *others = json_array();
-        _cleanup_free_ char *prefix = NULL, *next = NULL;
+        _cleanup_free_ char *next = NULL;
         CustomerDelete d;
         int r;
 
@@ -1102,11 +1125,8 @@ int session_purge_customer_step(StoreTxn *t, const char *customer_id, const char
                 return -EINVAL;
         if (!keys || !others)
                 return -ENOMEM;
-        if (asprintf(&prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0)
-                return -ENOMEM;
 
-        d = (CustomerDelete) { .t = t, .customer_id = customer_id, .index_prefix = prefix, .keys = keys,
-                               .others = others };
+        d = (CustomerDelete) { .t = t, .customer_id = customer_id, .keys = keys, .others = others };
         r = store_foreach_where_from(t, STORE_TOKENS, "customerId", customer_id, after, max, &next,
                                      collect_customer_record, &d);
         if (r < 0)
@@ -1670,9 +1690,6 @@ int session_expiry_rebuild(StoreTxn *t) {
 /* ---- what a customer leaves behind ---- */
 
 typedef struct CustomerRecords {
-        const char *customer_id;
-        const char *index_prefix;
-        bool naming;            /* the walk over the records naming the customer */
         SessionRecordFn fn;
         void *userdata;
 } CustomerRecords;
@@ -1680,32 +1697,20 @@ typedef struct CustomerRecords {
 static int customer_record(const char *key, json_t *value, void *userdata) {
         CustomerRecords *c = userdata;
 
-        if (c->naming && startswith(key, c->index_prefix))
-                return 0;       /* visited by the prefix walk */
         return c->fn(key, c->userdata);
 }
 
 int session_foreach_customer_record(StoreTxn *t, const char *customer_id, SessionRecordFn fn, void *userdata) {
-        _cleanup_free_ char *prefix = NULL, *revoked_prefix = NULL;
-        CustomerRecords c;
+        CustomerRecords c = { .fn = fn, .userdata = userdata };
         int r;
 
         if (!t || !fn || !customer_id_is_valid(customer_id))
                 return -EINVAL;
-        if (asprintf(&prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0)
-                return -ENOMEM;
-        /* The index entries (live sessions', revoked ones'), then the records naming the customer
-         * (as the purge does). */
-        c = (CustomerRecords) { .customer_id = customer_id, .index_prefix = prefix, .fn = fn, .userdata = userdata };
-        r = store_foreach(t, STORE_TOKENS, prefix, NULL, customer_record, &c);
+        /* The index entries, then the records naming the customer (as the purge does; index
+         * entries name nobody, so none is visited twice). */
+        r = index_foreach(t, customer_id, customer_record, &c);
         if (r < 0)
                 return r;
-        if (asprintf(&revoked_prefix, REVOKED_PREFIX "%s:", customer_id) < 0)
-                return -ENOMEM;
-        r = store_foreach(t, STORE_TOKENS, revoked_prefix, NULL, customer_record, &c);
-        if (r < 0)
-                return r;
-        c.naming = true;
         return store_foreach_where(t, STORE_TOKENS, "customerId", customer_id, customer_record, &c);
 }
 
@@ -1744,29 +1749,19 @@ static json_t *export_time(json_t *rec, const char *field) {
         return json_string(format_rfc3339(usec, buf));
 }
 
-/* The prefix walk over the customer's index entries: the family each names. */
+/* The walk over the customer's index entries: the family each names. */
 static int export_session(const char *key, json_t *value, void *userdata) {
         SessionExport *e = userdata;
         _cleanup_(json_decrefp) json_t *rec = NULL;
         _cleanup_free_ char *fkey = NULL;
-        const char *family = strrchr(key, ':') + 1;
         json_t *item;
         int r;
 
-        if (!family_id_is_valid(family))
-                return 0;
-        r = family_key(family, &fkey);
-        if (r < 0)
+        r = index_entry_family(e->t, key, e->customer_id, &fkey, &rec);
+        if (r <= 0)
                 return r;
-        r = store_get(e->t, STORE_TOKENS, fkey, &rec);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
-                return r;
-        if (!streq_ptr(json_object_get_string(rec, "customerId"), e->customer_id))
-                return 0;
         item = json_pack("{s:s, s:O?, s:o, s:o, s:o}",
-                         "sessionId", family,
+                         "sessionId", fkey + strlen(FAMILY_PREFIX),
                          "publisherId", json_object_get(rec, "publisherId"),
                          "created", export_time(rec, "created"),
                          "expires", export_time(rec, "expires"),
@@ -1794,7 +1789,7 @@ static int export_pam(const char *key, json_t *rec, void *userdata) {
 int session_export_customer(StoreTxn *t, const char *customer_id, const char *publisher_id, const char *email,
                             json_t **ret_sessions, json_t **ret_pam) {
         _cleanup_(json_decrefp) json_t *sessions = json_array(), *pam = json_array();
-        _cleanup_free_ char *index_prefix = NULL, *revoked_prefix = NULL, *email_key = NULL, *pam_prefix = NULL;
+        _cleanup_free_ char *email_key = NULL, *pam_prefix = NULL;
         SessionExport e = { .t = t, .customer_id = customer_id, .sessions = sessions, .pam = pam };
         int r;
 
@@ -1804,12 +1799,7 @@ int session_export_customer(StoreTxn *t, const char *customer_id, const char *pu
                 return -ENOMEM;
         /* By key only: the families through the customer's index (its live sessions', then its
          * revoked ones'), the PAM records through the account's e-mail, which never changes. */
-        if (asprintf(&index_prefix, CUSTOMER_PREFIX "%s:", customer_id) < 0 ||
-            asprintf(&revoked_prefix, REVOKED_PREFIX "%s:", customer_id) < 0)
-                return -ENOMEM;
-        r = store_foreach(t, STORE_TOKENS, index_prefix, NULL, export_session, &e);
-        if (r >= 0)
-                r = store_foreach(t, STORE_TOKENS, revoked_prefix, NULL, export_session, &e);
+        r = index_foreach(t, customer_id, export_session, &e);
         if (r < 0)
                 return r;
         r = customer_email_key(publisher_id, email, &email_key);

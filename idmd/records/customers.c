@@ -336,9 +336,12 @@ static int first_job(const char *key, json_t *value, void *userdata) {
         return 1;
 }
 
+static int stop_at_first(const char *key, json_t *value, void *userdata) {
+        return 1;
+}
+
 int customer_purge_step(StoreTxn *t, unsigned max, unsigned *ret_deleted) {
         _cleanup_free_ char *next = NULL;
-        uint64_t left = 0;
         PurgeJob j = {};
         const char *customer_id;
         int r, n;
@@ -361,8 +364,8 @@ int customer_purge_step(StoreTxn *t, unsigned max, unsigned *ret_deleted) {
                 return r;
         if (ret_deleted)
                 *ret_deleted = (unsigned) n;
-        r = customer_purges_pending(t, &left);
-        return r < 0 ? r : left > 0;
+        /* Whether a job is left: this one, or another. */
+        return store_foreach(t, STORE_META, CUSTOMER_PURGE_PREFIX, NULL, stop_at_first, NULL);
 }
 
 int customer_purges_pending(StoreTxn *t, uint64_t *ret) {
