@@ -413,11 +413,13 @@ class SlowHashes(LoginQueueTestCase):
             # Pipelined in one write: idmd reads and dispatches all of them at once, each
             # answered on its own.
             c.send_raw(b"".join(login_line(pub, id=i) for i in range(n)))
-            # every request was read: each one is either answered or in flight
+            # every request was read: each one is either answered or in flight; and a hash is
+            # running (a worker thread, nice 5 below the loop, may take a moment to pick one up)
             with self.idmd.client() as s:
                 stats = self.wait_for_stats(
                     s, lambda st: st.get("methods", {}).get("login", {}).get("calls", 0)
-                    + st["classes"]["login"]["inFlight"] == n, f"all {n} logins dispatched")
+                    + st["classes"]["login"]["inFlight"] == n and st["workers"]["running"] > 0,
+                    f"all {n} logins dispatched, one hashing")
             self.assertGreater(stats["classes"]["login"]["inFlight"], 0, stats)
             self.idmd.proc.send_signal(signal.SIGTERM)
             replies = [c.recv_line() for _ in range(n)]
