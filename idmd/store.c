@@ -41,9 +41,8 @@
 /* A batch waits for the requests the loop has already received (their units join it), but never
  * longer than this, however busy the loop is with other work. */
 #define STORE_BATCH_DELAY_USEC 2000u
-/* The loop runs a batch's units, and later calls their done functions, in slices of about this
- * long, serving the connections that became ready in between: a cheap read waits for one slice,
- * not for a whole batch. */
+/* The loop runs a batch's units in slices of about this long, serving the connections that
+ * became ready in between: a cheap read waits for one slice, not for a whole batch. */
 #define STORE_SLICE_USEC 50u
 
 typedef struct StoreUnit StoreUnit;
@@ -100,13 +99,12 @@ struct Store {
         StoreUnit *run_next;            /* loop only: BATCH_RUNNING's next unit to run */
         /* Units of batches that ended, whose done functions have not been called yet (FIFO). */
         StoreUnit *deliver_head, *deliver_tail;
-        /* Runs the next slice of units, then calls the next slice of done functions. A new
-         * defer source for each slice: sd-event dispatches the source pending since the oldest
-         * iteration first, so a new one takes turns with the connections, where one kept
-         * enabled would stay pending since it was made and always go first. */
+        /* Runs the next slice of units. A new defer source for each slice: sd-event dispatches
+         * the source pending since the oldest iteration first, so a new one takes turns with the
+         * connections, where one kept enabled would stay pending since it was made and always go
+         * first. */
         sd_event *event;
         sd_event_source *slice_source;
-        bool deliver_turn;              /* both are due: the next slice calls done functions */
         pthread_t committer;
         bool committer_started;
         pthread_mutex_t lock;
@@ -711,11 +709,11 @@ static int store_slice_schedule(Store *s) {
         return sd_event_add_defer(s->event, &s->slice_source, on_slice, s);
 }
 
-/* Calls the done functions that are due, in submission order: all of them, or (all false) a
- * slice, leaving the rest to the next loop iteration. A done function may submit more units
- * (they make a later batch) or flush the store (it delivers the rest, still in order). */
-static void store_deliver(Store *s, bool all) {
-        uint64_t start = all ? 0 : monotonic_usec();
+/* Calls the done functions that are due, in submission order, all of them: in the same loop
+ * turn as the commit, so that no other request sees a batch's writes before what its done
+ * functions do (replies, counters). A done function may submit more units (they make a later
+ * batch) or flush the store (it delivers the rest, still in order). */
+static void store_deliver(Store *s) {
         StoreUnit *u;
 
         while ((u = s->deliver_head)) {
@@ -724,9 +722,6 @@ static void store_deliver(Store *s, bool all) {
                         s->deliver_tail = NULL;
                 u->done(u->result, u->userdata);
                 free(u);
-                if (!all && s->deliver_head && monotonic_usec() - start >= STORE_SLICE_USEC &&
-                    store_slice_schedule(s) >= 0)
-                        return;
         }
 }
 
@@ -918,7 +913,7 @@ void store_flush(Store *s) {
                 int k;
 
                 if (s->deliver_head) {
-                        store_deliver(s, true);
+                        store_deliver(s);
                         continue;
                 }
                 if (!s->committer_started) {
@@ -959,28 +954,17 @@ static int on_committer(sd_event_source *source, int fd, uint32_t revents, void 
          * the replies of this one go out. */
         if (s->state == BATCH_IDLE && s->queue_head)
                 store_batch_start(s);
-        if (s->deliver_head && store_slice_schedule(s) < 0)
-                store_deliver(s, true);
+        store_deliver(s);
         return 0;
 }
 
-/* A slice of units to run or of done functions to call, taking turns when both are due
- * (store_flush() may have done both meanwhile). */
+/* A slice of units to run (store_flush() may have run them meanwhile). */
 static int on_slice(sd_event_source *source, void *userdata) {
         Store *s = userdata;
-        bool run = s->state == BATCH_RUNNING;
 
         s->slice_source = sd_event_source_disable_unref(s->slice_source);
-        if (run && s->deliver_head) {
-                run = !s->deliver_turn;
-                s->deliver_turn = !s->deliver_turn;
-        }
-        if (run)
+        if (s->state == BATCH_RUNNING)
                 store_batch_run(s, false);
-        else
-                store_deliver(s, false);
-        if ((s->state == BATCH_RUNNING || s->deliver_head) && store_slice_schedule(s) < 0)
-                store_flush(s);         /* no way to come back: all at once */
         return 0;
 }
 
