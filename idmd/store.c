@@ -30,6 +30,7 @@
 #include "idm/cleanup.h"
 #include "log.h"
 #include "sessions.h"
+#include "store-pg.h"
 #include "store.h"
 
 #define STORE_MAP_SIZE_DEFAULT (UINT64_C(16) * 1024 * 1024)
@@ -44,6 +45,9 @@
 /* The loop runs a batch's units in slices of about this long, serving the connections that
  * became ready in between: a cheap read waits for one slice, not for a whole batch. */
 #define STORE_SLICE_USEC 50u
+/* A unit of work (or batch) that PostgreSQL rolled back for a conflict with another transaction
+ * (serialization failure, deadlock) runs again, up to this many times in all. */
+#define STORE_PG_ATTEMPTS 8u
 
 typedef struct StoreUnit StoreUnit;
 
@@ -67,6 +71,7 @@ typedef struct Store Store;
 static void committer_request(Store *s, CommitterRequest req);
 
 struct Store {
+        StorePg *pg;                    /* the PostgreSQL backend; NULL: LMDB (env) */
         MDB_env *env;
         MDB_dbi dbi[_STORE_TABLE_MAX];
         char *dir;
@@ -131,8 +136,10 @@ struct StoreUnit {
 
 struct StoreTxn {
         Store *store;                   /* NULL once store_free() detached a read snapshot */
-        MDB_txn *txn;
+        MDB_txn *txn;                   /* LMDB's transaction, or */
+        PgConn *pg;                     /* PostgreSQL's connection, inside its transaction */
         bool write;
+        bool retry;                     /* PostgreSQL: a conflict killed the transaction */
 
         /* Write units of work only. An LMDB write error other than "not found"/"exists" leaves
          * the transaction unusable; we remember it so that a unit of work whose function
@@ -292,11 +299,23 @@ static uint64_t round_up(uint64_t v, uint64_t m) {
 static int txn_check(StoreTxn *t) {
         if (!t)
                 return -EINVAL;
-        if (!t->store || !t->txn)
+        if (!t->store || (!t->txn && !t->pg))
                 return -ESTALE;
         if (t->failed < 0)
                 return t->failed;
         return 0;
+}
+
+/* A PostgreSQL failure in t: the transaction is dead (PostgreSQL refuses anything in it after an
+ * error), so it is remembered as txn_error() does for LMDB's, and a conflict asks for a rerun. */
+static int pg_fail(StoreTxn *t, int r) {
+        if (r == -ENOENT || r == -EEXIST)
+                return r;       /* answers, not failures */
+        if (r == -EAGAIN)
+                t->retry = true;
+        if (t->failed == 0)
+                t->failed = r;
+        return r;
 }
 
 static int table_check(StoreTable table) {
@@ -461,8 +480,11 @@ StoreTxn *store_txn_free(StoreTxn *t) {
         if (t->write)
                 return NULL;
 
-        if (t->store)
+        if (t->store) {
+                if (t->pg)
+                        store_pg_rollback(t->store->pg, t->pg);
                 store_reader_unlink(t->store, t);
+        }
         if (t->txn)
                 mdb_txn_abort(t->txn);
         free(t);
@@ -483,7 +505,10 @@ int store_read(Store *s, StoreTxn **ret) {
         if (!t)
                 return -ENOMEM;
 
-        r = store_txn_begin(s, MDB_RDONLY, &t->txn);
+        if (s->pg)
+                r = store_pg_begin(s->pg, false, &t->pg);
+        else
+                r = store_txn_begin(s, MDB_RDONLY, &t->txn);
         if (r < 0)
                 return r;
 
@@ -522,11 +547,16 @@ Store *store_free(Store *s) {
         while (s->readers) {
                 StoreTxn *t = s->readers;
 
+                if (t->pg)
+                        store_pg_rollback(s->pg, t->pg);
+                else
+                        mdb_txn_abort(t->txn);
                 store_reader_unlink(s, t);
-                mdb_txn_abort(t->txn);
                 t->txn = NULL;
+                t->pg = NULL;
         }
 
+        s->pg = store_pg_free(s->pg);
         if (s->env)
                 mdb_env_close(s->env);  /* also closes the table handles */
         free(s->dir);
@@ -535,8 +565,46 @@ Store *store_free(Store *s) {
         return NULL;
 }
 
+/* store_run() on PostgreSQL: runs fn in a transaction until it commits, fails, or has conflicted
+ * with other transactions STORE_PG_ATTEMPTS times. */
+static int store_run_pg(Store *s, StoreWorkFn fn, void *userdata) {
+        for (unsigned attempt = 1;; attempt++) {
+                StoreTxn t = { .store = s, .write = true };
+                int r, k;
+
+                r = store_pg_begin(s->pg, true, &t.pg);
+                if (r < 0)
+                        return r;
+
+                s->writer = &t;
+                r = fn(&t, userdata);
+                s->writer = NULL;
+
+                if (t.retry || r < 0 || t.failed < 0) {
+                        store_pg_rollback(s->pg, t.pg);
+                        if (t.retry) {
+                                if (attempt < STORE_PG_ATTEMPTS)
+                                        continue;
+                                return log_debug_errno(EAGAIN, "Unit of work conflicted %u times, given up",
+                                                       attempt);
+                        }
+                        if (r < 0)
+                                return r;
+                        return log_debug_errno(t.failed, "Unit of work went on after a failed write, "
+                                               "rolled back: %m");
+                }
+
+                k = store_pg_commit(s->pg, t.pg);
+                if (k == -EAGAIN && attempt < STORE_PG_ATTEMPTS)
+                        continue;
+                return k < 0 ? k : r;
+        }
+}
+
 /* Runs fn in a write transaction until it commits, fails, or the map cannot grow any more. */
 static int store_run(Store *s, StoreWorkFn fn, void *userdata) {
+        if (s->pg)
+                return store_run_pg(s, fn, userdata);
         for (;;) {
                 StoreTxn t = { .store = s, .write = true };
                 int r, k;
@@ -645,9 +713,64 @@ static bool store_run_units(Store *s, MDB_txn *parent, StoreUnit *batch) {
         return false;
 }
 
+/* One unit of a batch on PostgreSQL, under a savepoint so that it rolls back alone; sets its
+ * result. < 0: the batch's transaction is dead (-EAGAIN: it conflicted, run the batch again). */
+static int store_run_unit_pg(Store *s, PgConn *c, StoreUnit *u) {
+        StoreTxn t = { .store = s, .write = true, .pg = c };
+        int r, k;
+
+        k = store_pg_savepoint(c);
+        if (k < 0)
+                return k;
+
+        s->writer = &t;
+        r = u->fn(&t, u->userdata);
+        s->writer = NULL;
+
+        if (t.retry)
+                return -EAGAIN;
+        if (r < 0 || t.failed < 0) {
+                k = store_pg_rollback_to(c);
+                if (k < 0)
+                        return k;
+                u->result = r < 0 ? r : log_debug_errno(t.failed, "Unit of work went on after a failed "
+                                                        "write, rolled back: %m");
+                return 0;
+        }
+        k = store_pg_release(c);
+        if (k < 0)
+                return k;
+        u->result = r;
+        return 0;
+}
+
+/* store_run_batch() on PostgreSQL: one transaction, run again when it conflicted. */
+static int store_run_batch_pg(Store *s, StoreUnit *batch) {
+        for (unsigned attempt = 1;; attempt++) {
+                PgConn *c;
+                int r;
+
+                r = store_pg_begin(s->pg, true, &c);
+                if (r < 0)
+                        return r;
+                for (StoreUnit *u = batch; u && r >= 0; u = u->next)
+                        r = store_run_unit_pg(s, c, u);
+                if (r < 0)
+                        store_pg_rollback(s->pg, c);
+                else
+                        r = store_pg_commit(s->pg, c);
+                if (r >= 0)
+                        return 0;
+                if (r != -EAGAIN || attempt >= STORE_PG_ATTEMPTS)
+                        return log_debug_errno(r, "Store batch failed, nothing written: %m");
+        }
+}
+
 /* The whole batch on this thread (no event loop): begin, run, one durable commit; grows the map
  * and runs every unit again when it is full. < 0 when the whole batch failed. */
 static int store_run_batch(Store *s, StoreUnit *batch) {
+        if (s->pg)
+                return store_run_batch_pg(s, batch);
         for (;;) {
                 MDB_txn *parent = NULL;
                 int r, k;
@@ -1038,7 +1161,9 @@ int store_set_event(Store *s, sd_event *event) {
         sd_event_unref(s->event);
         s->event = sd_event_ref(event);
 
-        if (!s->committer_started) {
+        /* PostgreSQL: batches run on the loop's thread (store_flush()); its commits wait for the
+         * server, not for a local fdatasync. */
+        if (!s->committer_started && !s->pg) {
                 sigset_t all, saved;
 
                 s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1118,14 +1243,38 @@ static int txn_get_val(StoreTxn *t, StoreTable table, const char *key, MDB_val *
         return 0;
 }
 
+/* txn_get_val() on PostgreSQL: the value is a new buffer (*ret_buf, to free). */
+static int txn_get_val_pg(StoreTxn *t, StoreTable table, const char *key, MDB_val *ret, char **ret_buf) {
+        size_t n;
+        MDB_val k;
+        int r;
+
+        r = txn_table_check(t, table);
+        if (r < 0)
+                return r;
+        r = key_to_val(key, &k);
+        if (r < 0)
+                return r;
+
+        r = store_pg_get(t->pg, table, key, k.mv_size, ret_buf, &n);
+        if (r < 0)
+                return pg_fail(t, r);
+        *ret = (MDB_val) { .mv_size = n, .mv_data = *ret_buf };
+        return 0;
+}
+
 int store_get(StoreTxn *t, StoreTable table, const char *key, json_t **ret) {
+        _cleanup_free_ char *buf = NULL;
         MDB_val v;
         int r;
 
         if (!ret)
                 return -EINVAL;
 
-        r = txn_get_val(t, table, key, &v);
+        if (t && t->pg)
+                r = txn_get_val_pg(t, table, key, &v, &buf);
+        else
+                r = txn_get_val(t, table, key, &v);
         if (r < 0)
                 return r;
 
@@ -1144,6 +1293,10 @@ int store_count(StoreTxn *t, StoreTable table, uint64_t *ret) {
                 return r;
         if (!ret)
                 return -EINVAL;
+        if (t->pg) {
+                r = store_pg_count(t->pg, table, ret);
+                return r < 0 ? pg_fail(t, r) : 0;
+        }
         r = mdb_stat(t->txn, t->store->dbi[table], &st);
         if (r != MDB_SUCCESS)
                 return txn_error(t, r);
@@ -1154,6 +1307,13 @@ int store_count(StoreTxn *t, StoreTable table, uint64_t *ret) {
 bool store_exists(StoreTxn *t, StoreTable table, const char *key) {
         MDB_val v;
 
+        if (t && t->pg) {
+                if (txn_table_check(t, table) < 0 || key_to_val(key, &v) < 0)
+                        return false;
+                int r = store_pg_exists(t->pg, table, key, v.mv_size);
+
+                return r >= 0 ? true : (pg_fail(t, r), false);
+        }
         return txn_get_val(t, table, key, &v) >= 0;
 }
 
@@ -1182,6 +1342,10 @@ int store_put(StoreTxn *t, StoreTable table, const char *key, json_t *value, Sto
                 return -ENOMEM;  /* jansson only fails on allocation for a valid object */
 
         v = (MDB_val) { .mv_size = strlen(text), .mv_data = text };
+        if (t->pg) {
+                r = store_pg_put(t->pg, table, key, k.mv_size, text, v.mv_size, flags & STORE_PUT_NO_OVERWRITE);
+                return r < 0 ? pg_fail(t, r) : 0;
+        }
         r = mdb_put(t->txn, t->store->dbi[table], &k, &v,
                     (flags & STORE_PUT_NO_OVERWRITE) ? MDB_NOOVERWRITE : 0);
         if (r != MDB_SUCCESS)
@@ -1205,6 +1369,10 @@ int store_del(StoreTxn *t, StoreTable table, const char *key) {
         if (r < 0)
                 return r;
 
+        if (t->pg) {
+                r = store_pg_del(t->pg, table, key, k.mv_size);
+                return r < 0 ? pg_fail(t, r) : 0;
+        }
         r = mdb_del(t->txn, t->store->dbi[table], &k, NULL);
         if (r != MDB_SUCCESS)
                 return txn_error(t, r);
@@ -1225,17 +1393,176 @@ typedef struct StoreWhere {
         size_t needle_len;
 } StoreWhere;
 
+/* One walk of store_walk(), whichever backend. */
+typedef struct StoreWalk {
+        StoreTxn *t;
+        StoreTable table;
+        const char *prefix, *after;
+        size_t prefix_len;
+        const StoreWhere *where;
+        unsigned max, visited;
+        char **ret_last;
+        StoreForeachFn fn;
+        void *userdata;
+        char last[STORE_KEY_MAX + 1];
+        bool done;              /* the walk ends with result */
+        int result;
+} StoreWalk;
+
+/* Visits the record k, v of a walk, in key order. v is decoded (copied) before the walk's fn runs:
+ * fn may write, which ends LMDB's v. < 0: the walk fails; otherwise w->done says whether it ends. */
+static int walk_visit(StoreWalk *w, const MDB_val *k, const MDB_val *v) {
+        _cleanup_(json_decrefp) json_t *value = NULL;
+        char key[STORE_KEY_MAX + 1];
+        int r;
+
+        /* Keys with the prefix are contiguous: the first one without it ends the walk. */
+        if (k->mv_size < w->prefix_len || memcmp(k->mv_data, w->prefix, w->prefix_len) != 0) {
+                w->done = true;
+                return 0;
+        }
+
+        if (k->mv_size == 0 || k->mv_size > STORE_KEY_MAX || memchr(k->mv_data, 0, k->mv_size))
+                return log_debug_errno(EPROTO, "Malformed key in table %s", table_names[w->table]);
+        memcpy(key, k->mv_data, k->mv_size);
+        key[k->mv_size] = 0;
+
+        if (w->after && strcmp(key, w->after) <= 0)
+                return 0;
+        if (w->max > 0 && w->visited++ >= w->max) {
+                /* The bound: the previous key was the last one visited. */
+                if (w->ret_last) {
+                        *w->ret_last = strdup(w->last);
+                        if (!*w->ret_last)
+                                return -ENOMEM;
+                }
+                w->done = true;
+                return 0;
+        }
+        memcpy(w->last, key, k->mv_size + 1);
+        if (w->where && !memmem(v->mv_data, v->mv_size, w->where->needle, w->where->needle_len))
+                return 0;
+
+        r = record_decode(v, &value);
+        if (r < 0)
+                return log_debug_errno(r, "Record '%s' in table %s: %m", key, table_names[w->table]);
+        /* The needle may have been inside a nested object or a longer string. */
+        if (w->where && !streq_ptr(json_string_value(json_object_get(value, w->where->field)), w->where->value))
+                return 0;
+
+        r = w->fn(key, value, w->userdata);
+        if (r != 0) {
+                w->done = true;
+                w->result = r;
+                return r < 0 ? r : 0;
+        }
+
+        /* fn may have written in this unit of work; if that broke it, stop here. */
+        return txn_check(w->t);
+}
+
+/* The walk on LMDB: one cursor. */
+static int store_walk_lmdb(StoreWalk *w) {
+        _cleanup_(mdb_cursor_closep) MDB_cursor *c = NULL;
+        MDB_cursor_op op;
+        MDB_val k, v;
+        int r;
+
+        r = mdb_cursor_open(w->t->txn, w->t->store->dbi[w->table], &c);
+        if (r != MDB_SUCCESS)
+                return txn_error(w->t, r);
+
+        /* Position at the first key >= max(prefix, after). A longer 'after' than any key can be
+         * (a client's pagination cursor) is cut for the seek; the keys up to 'after' itself are
+         * skipped by walk_visit(). */
+        if (w->after) {
+                size_t after_len = strlen(w->after);
+
+                k = (MDB_val) {
+                        .mv_size = after_len < STORE_KEY_MAX ? after_len : STORE_KEY_MAX,
+                        .mv_data = (void *) w->after,
+                };
+                op = MDB_SET_RANGE;
+        } else if (w->prefix_len > 0) {
+                k = (MDB_val) { .mv_size = w->prefix_len, .mv_data = (void *) w->prefix };
+                op = MDB_SET_RANGE;
+        } else {
+                k = (MDB_val) { .mv_size = 0 };
+                op = MDB_FIRST;
+        }
+
+        for (;; op = MDB_NEXT) {
+                r = mdb_cursor_get(c, &k, &v, op);
+                if (r == MDB_NOTFOUND)
+                        return 0;
+                if (r != MDB_SUCCESS)
+                        return txn_error(w->t, r);
+                r = walk_visit(w, &k, &v);
+                if (r < 0 || w->done)
+                        return r < 0 ? r : w->result;
+        }
+}
+
+/* The walk on PostgreSQL: pages of STORE_PG_PAGE_ROWS records, each from the last key of the one
+ * before (fn may write between them, on the same connection). */
+static int store_walk_pg(StoreWalk *w) {
+        char from[STORE_KEY_MAX + 1];
+        size_t from_len = 0;
+        bool inclusive = true, have_from = false;
+        int r;
+
+        if (w->after) {
+                /* 'after' may be longer than any key; the seek is cut to the longest one as on
+                 * LMDB, and walk_visit() skips the keys up to 'after' itself. */
+                from_len = strnlen(w->after, STORE_KEY_MAX);
+                memcpy(from, w->after, from_len);
+                have_from = true;
+        } else if (w->prefix_len > 0) {
+                from_len = w->prefix_len;
+                memcpy(from, w->prefix, from_len);
+                have_from = true;
+        }
+
+        for (;;) {
+                _cleanup_(store_pg_rows_freep) PgRows *rows = NULL;
+                size_t n;
+
+                r = store_pg_scan(w->t->pg, w->table, have_from ? from : NULL, from_len, inclusive, &rows);
+                if (r < 0)
+                        return pg_fail(w->t, r);
+                n = store_pg_rows_count(rows);
+                for (size_t i = 0; i < n; i++) {
+                        MDB_val k, v;
+
+                        k.mv_data = (void *) store_pg_rows_key(rows, i, &k.mv_size);
+                        v.mv_data = (void *) store_pg_rows_value(rows, i, &v.mv_size);
+                        if (i == n - 1) {
+                                if (k.mv_size > STORE_KEY_MAX)
+                                        return log_debug_errno(EPROTO, "Malformed key in table %s",
+                                                               table_names[w->table]);
+                                memcpy(from, k.mv_data, k.mv_size);
+                                from_len = k.mv_size;
+                        }
+                        r = walk_visit(w, &k, &v);
+                        if (r < 0 || w->done)
+                                return r < 0 ? r : w->result;
+                }
+                if (n < STORE_PG_PAGE_ROWS)
+                        return 0;
+                have_from = true;
+                inclusive = false;
+        }
+}
+
 /* max: visit at most this many records (0: no bound); *ret_last (if given): the last key visited
  * when the bound stopped the walk, NULL when the walk reached its end. */
 static int store_walk(StoreTxn *t, StoreTable table, const char *prefix, const char *after,
                       const StoreWhere *where, unsigned max, char **ret_last,
                       StoreForeachFn fn, void *userdata) {
-        _cleanup_(mdb_cursor_closep) MDB_cursor *c = NULL;
-        char last[STORE_KEY_MAX + 1] = "";
-        size_t prefix_len, after_len = 0;
-        unsigned visited = 0;
-        MDB_cursor_op op;
-        MDB_val k, v;
+        StoreWalk w = {
+                .t = t, .table = table, .where = where, .max = max, .ret_last = ret_last,
+                .fn = fn, .userdata = userdata,
+        };
         int r;
 
         if (ret_last)
@@ -1246,88 +1573,14 @@ static int store_walk(StoreTxn *t, StoreTable table, const char *prefix, const c
         if (!fn)
                 return -EINVAL;
 
-        prefix = strempty(prefix);
-        prefix_len = strlen(prefix);
-        if (prefix_len > STORE_KEY_MAX)
+        w.prefix = strempty(prefix);
+        w.prefix_len = strlen(w.prefix);
+        if (w.prefix_len > STORE_KEY_MAX)
                 return 0;  /* no key is that long */
-        if (after) {
-                after_len = strlen(after);
-                if (after_len == 0 || strcmp(after, prefix) < 0)
-                        after = NULL;  /* the prefix starts later anyway */
-        }
+        if (after && *after && strcmp(after, w.prefix) >= 0)
+                w.after = after;        /* else the prefix starts later anyway */
 
-        r = mdb_cursor_open(t->txn, t->store->dbi[table], &c);
-        if (r != MDB_SUCCESS)
-                return txn_error(t, r);
-
-        /* Position at the first key >= max(prefix, after). A longer 'after' than any key can be
-         * (a client's pagination cursor) is cut for the seek; the keys up to 'after' itself are
-         * skipped below. */
-        if (after) {
-                k = (MDB_val) {
-                        .mv_size = after_len < STORE_KEY_MAX ? after_len : STORE_KEY_MAX,
-                        .mv_data = (void *) after,
-                };
-                op = MDB_SET_RANGE;
-        } else if (prefix_len > 0) {
-                k = (MDB_val) { .mv_size = prefix_len, .mv_data = (void *) prefix };
-                op = MDB_SET_RANGE;
-        } else {
-                k = (MDB_val) { .mv_size = 0 };
-                op = MDB_FIRST;
-        }
-
-        for (;; op = MDB_NEXT) {
-                _cleanup_(json_decrefp) json_t *value = NULL;
-                char key[STORE_KEY_MAX + 1];
-
-                r = mdb_cursor_get(c, &k, &v, op);
-                if (r == MDB_NOTFOUND)
-                        return 0;
-                if (r != MDB_SUCCESS)
-                        return txn_error(t, r);
-
-                /* Keys with the prefix are contiguous: the first one without it ends the walk. */
-                if (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0)
-                        return 0;
-
-                if (k.mv_size == 0 || k.mv_size > STORE_KEY_MAX || memchr(k.mv_data, 0, k.mv_size))
-                        return log_debug_errno(EPROTO, "Malformed key in table %s", table_names[table]);
-                memcpy(key, k.mv_data, k.mv_size);
-                key[k.mv_size] = 0;
-
-                if (after && strcmp(key, after) <= 0)
-                        continue;
-                if (max > 0 && visited++ >= max) {
-                        /* The bound: the previous key was the last one visited. */
-                        if (ret_last) {
-                                *ret_last = strdup(last);
-                                if (!*ret_last)
-                                        return -ENOMEM;
-                        }
-                        return 0;
-                }
-                memcpy(last, key, k.mv_size + 1);
-                if (where && !memmem(v.mv_data, v.mv_size, where->needle, where->needle_len))
-                        continue;
-
-                /* Decoded (copied) before fn runs: fn may write, which invalidates v. */
-                r = record_decode(&v, &value);
-                if (r < 0)
-                        return log_debug_errno(r, "Record '%s' in table %s: %m", key, table_names[table]);
-                /* The needle may have been inside a nested object or a longer string. */
-                if (where && !streq_ptr(json_string_value(json_object_get(value, where->field)), where->value))
-                        continue;
-
-                r = fn(key, value, userdata);
-                if (r != 0)
-                        return r;
-
-                /* fn may have written in this unit of work; if that broke it, stop here. */
-                r = txn_check(t);
-                if (r < 0)
-                        return r;
-        }
+        return t->pg ? store_walk_pg(&w) : store_walk_lmdb(&w);
 }
 
 int store_foreach(StoreTxn *t, StoreTable table, const char *prefix, const char *after,
@@ -1374,6 +1627,17 @@ static int store_stamp(StoreTxn *t, unsigned version) {
 }
 
 static int store_check_empty(StoreTxn *t) {
+        if (t->pg) {
+                StoreTable table;
+                int r = store_pg_any(t->pg, &table);
+
+                if (r == -ENOENT)
+                        return 0;
+                if (r < 0)
+                        return pg_fail(t, r);
+                return log_debug_errno(EPROTO, "Store has records in table %s but no schema version",
+                                       store_table_to_string(table) ?: "?");
+        }
         for (StoreTable i = 0; i < _STORE_TABLE_MAX; i++) {
                 MDB_stat st;
                 int k;
@@ -1398,7 +1662,7 @@ static int store_open_work(StoreTxn *t, void *userdata) {
         json_t *v;
         int r;
 
-        for (StoreTable i = 0; i < _STORE_TABLE_MAX; i++) {
+        for (StoreTable i = 0; !t->pg && i < _STORE_TABLE_MAX; i++) {
                 int k;
 
                 k = mdb_dbi_open(t->txn, table_names[i], MDB_CREATE, &s->dbi[i]);
@@ -1567,6 +1831,63 @@ int store_open(const char *dir, const StoreOptions *options, Store **ret, unsign
         return 0;
 }
 
+int store_open_postgresql(const char *conninfo, Store **ret, unsigned *ret_version) {
+        _cleanup_(store_freep) Store *s = NULL;
+        unsigned found = 0;
+        int r;
+
+        if (!conninfo || !ret)
+                return -EINVAL;
+
+        s = calloc(1, sizeof(Store));
+        if (!s)
+                return -ENOMEM;
+        s->efd = -EBADF;
+        /* What messages call the store ("Store 'postgresql' has ..."): never the connection
+         * string, which may hold a password. */
+        s->dir = strdup("postgresql");
+        if (!s->dir)
+                return -ENOMEM;
+
+        r = store_pg_open(conninfo, &s->pg, NULL);
+        if (r < 0)
+                return r;
+
+        r = store_run(s, store_open_work, &found);
+        if (r < 0) {
+                if (r == -EPROTONOSUPPORT && found > 0 && ret_version)
+                        *ret_version = found;
+                return r;
+        }
+
+        log_debug("Opened the PostgreSQL store");
+        if (ret_version)
+                *ret_version = found;
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+/* store_stats() on PostgreSQL: the counts from one snapshot, the database's size. */
+static int store_stats_pg(Store *s, StoreStats *stats) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        uint64_t size;
+        int r;
+
+        r = store_read(s, &t);
+        if (r < 0)
+                return r;
+        for (StoreTable i = 0; i < _STORE_TABLE_MAX; i++) {
+                r = store_count(t, i, &stats->entries[i]);
+                if (r < 0)
+                        return r;
+        }
+        r = store_pg_size(t->pg, &size);
+        if (r < 0)
+                return r;
+        stats->used_bytes = stats->file_bytes = size;
+        return 0;
+}
+
 static uint64_t stat_pages(const MDB_stat *st) {
         return (uint64_t) st->ms_branch_pages + st->ms_leaf_pages + st->ms_overflow_pages;
 }
@@ -1586,6 +1907,13 @@ int store_stats(Store *s, StoreStats *ret) {
         stats.batches = s->batches;
         stats.batched_units = s->batched_units;
         stats.queued = s->n_queued;
+        if (s->pg) {
+                r = store_stats_pg(s, &stats);
+                if (r < 0)
+                        return log_debug_errno(r, "Could not read statistics of the PostgreSQL store: %m");
+                *ret = stats;
+                return 0;
+        }
 
         r = store_txn_begin(s, MDB_RDONLY, &txn);
         if (r < 0)
@@ -1649,6 +1977,8 @@ int store_backup(Store *s, const char *path) {
                 return s->dead;
         if (s->writer)
                 return -EBUSY;
+        if (s->pg)
+                return -EOPNOTSUPP;     /* pg_dump's job (docs/operations.md) */
 
         parent = strdup(path);
         if (!parent)

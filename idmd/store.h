@@ -6,8 +6,9 @@
  * consents, capture answers, lockouts, outbox, the uid index, meta). Each table maps a string
  * key to a record, a JSON object (jansson), so records can gain fields without a migration
  * (docs/store.md).
- * Nothing here names LMDB: store.c is the only file that includes lmdb.h, so a second backend
- * (PostgreSQL is planned) can implement the same interface.
+ * Nothing here names LMDB: store.c is the only file that includes lmdb.h, and store-pg.c the only
+ * one that includes libpq-fe.h: the same interface runs on either (store_open() for LMDB,
+ * store_open_postgresql()).
  *
  * Threading: a Store and its units of work are used from one thread only (idmd's event loop).
  * That thread may hold several read snapshots at once.
@@ -41,6 +42,11 @@
  *   -ESTALE    a read snapshot used after store_free() ended it
  *   -EPROTO    a record could not be decoded (corruption); logged at debug level
  *   -EROFS     write attempted in a read-only unit of work
+ *   -EAGAIN    PostgreSQL: the unit of work conflicted with others (another instance's) every
+ *              time it ran (STORE_PG_ATTEMPTS times): nothing of it was written
+ *   -ENOTCONN  PostgreSQL: the database cannot be reached, or the connection broke; for a commit,
+ *              whether it was written is unknown
+ *   -EOPNOTSUPP  what the backend does not do (store_backup() on PostgreSQL: pg_dump's job)
  *   -EIO, -ENOMEM and other errno values from the backend
  */
 #pragma once
@@ -117,6 +123,13 @@ typedef enum StorePutFlags {
  * Also: -EINVAL for sizes below STORE_MAP_SIZE_MIN or map_size_initial > map_size_max, -EPROTO
  * for a damaged store or one with records but no schema version, -ENOENT if dir is missing. */
 int store_open(const char *dir, const StoreOptions *options, Store **ret, unsigned *ret_version);
+/* Opens the store kept in the PostgreSQL database conninfo names (a libpq connection string; a
+ * password only from PGPASSFILE or ~/.pgpass): creates or migrates its SQL schema under an
+ * advisory lock (-EPROTONOSUPPORT for one newer than this build), then checks the schema stamp
+ * as store_open() does. The connections are blocking for now: a statement waits on the calling
+ * thread. -ENOTCONN when the database cannot be reached, -EPERM when the role may not create the
+ * schema. Statistics give entries and the database's size (map_size 0). */
+int store_open_postgresql(const char *conninfo, Store **ret, unsigned *ret_version);
 /* Closes the store. Read snapshots still alive are ended (later use: -ESTALE; they still have
  * to be freed with store_txn_free()). Not from inside a unit of work. NULL-safe. */
 Store *store_free(Store *s);

@@ -6,6 +6,8 @@ set -euo pipefail
 IDM_BUILD_DEPS=(
         meson ninja-build pkg-config gcc
         libsodium-dev libargon2-dev liblmdb-dev libjansson-dev libsystemd-dev libinih-dev libpam0g-dev
+        # The PostgreSQL store's client library (idmd/store-pg.c).
+        libpq-dev
         # Optional for the build (meson option maxminddb): [locales] maxmind_db, and its tests.
         libmaxminddb-dev
         # Optional for the build (meson option qrencode): pam_idm's qr option.
@@ -20,6 +22,8 @@ IDM_TEST_DEPS=(
         python3 python3-jwt python3-cryptography python3-prometheus-client lmdb-utils systemd util-linux zbar-tools
         libpam-wrapper libpamtest0-dev pamtester libnss-wrapper openssh-server openssh-client sshpass
         valgrind
+        # The throwaway PostgreSQL clusters of the PostgreSQL store's tests (tests/pg/).
+        postgresql-15
         # tools/build-deb.sh, run by tests/pam/test_deb.py: the Debian packages and their check
         # (dpkg-buildpackage wants build-essential installed, as every Debian build does).
         build-essential dpkg-dev debhelper lintian git

@@ -4,6 +4,12 @@
  * iteration and pagination, rollback, durability across reopen, schema stamps, map growth,
  * a full store, backups and the unit-of-work rules; and submitted units on an event loop, run
  * in slices that take turns with the loop's other work and reported together at their commit.
+ *
+ * With IDM_TEST_PG set (tests/pg/with-cluster.sh does), the same tests of the interface run on
+ * the PostgreSQL backend (idmd/store-pg.c) against that database, emptied before each test,
+ * and so do the tests of what only PostgreSQL has: its SQL schema and migrations, concurrent
+ * transactions of two instances, walks over several pages, a database that cannot be reached.
+ * LMDB's map, its backups and its slices are tested on LMDB only.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,31 +17,60 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <systemd/sd-event.h>
 
 #include "idm/cleanup.h"
 #include "idmd/log.h"
+#include "idmd/store-pg.h"
 #include "idmd/store.h"
 #include "tests.h"
 
 #define KIB UINT64_C(1024)
 #define MIB (KIB * KIB)
 
+/* The PostgreSQL database of this run (IDM_TEST_PG), or NULL: the tests run on LMDB. */
+static const char *pg;
+
 static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw) {
         return remove(path);
 }
 
+/* Runs SQL on the test database, outside idmd's store (to empty it, or to damage it). */
+static void pg_sql(const char *sql) {
+        PGconn *c = PQconnectdb(pg);
+        PGresult *res;
+
+        ASSERT_TRUE(PQstatus(c) == CONNECTION_OK);
+        res = PQexec(c, sql);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+                fprintf(stderr, "%s: %s\n", sql, PQerrorMessage(c));
+        ASSERT_TRUE(PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK);
+        PQclear(res);
+        PQfinish(c);
+}
+
+/* A place for a new store: a temporary directory, and on PostgreSQL an empty database. */
 static char *tmpdir_new(void) {
         char *d = strdup("/tmp/test-store-XXXXXX");
 
         ASSERT_TRUE(d);
         ASSERT_TRUE(mkdtemp(d));
+        if (pg)
+                pg_sql("SET client_min_messages = warning; DROP TABLE IF EXISTS idm_records, idm_schema");
         return d;
+}
+
+/* store_open() of dir, or on PostgreSQL store_open_postgresql() of the test database. */
+static int reopen(const char *dir, Store **ret, unsigned *ret_version) {
+        return pg ? store_open_postgresql(pg, ret, ret_version) : store_open(dir, NULL, ret, ret_version);
 }
 
 static void tmpdir_removep(char **d) {
@@ -49,7 +84,10 @@ static Store *open_ok(const char *dir, uint64_t initial, uint64_t max) {
         StoreOptions o = { .map_size_initial = initial, .map_size_max = max };
         Store *s = NULL;
 
-        ASSERT_OK(store_open(dir, &o, &s, NULL));
+        if (pg)
+                ASSERT_OK(store_open_postgresql(pg, &s, NULL));
+        else
+                ASSERT_OK(store_open(dir, &o, &s, NULL));
         ASSERT_TRUE(s);
         return s;
 }
@@ -500,17 +538,17 @@ TEST(schema) {
 
         /* the current version opens and keeps its stamp */
         s = store_free(s);
-        ASSERT_OK(store_open(dir, NULL, &s, &version));
+        ASSERT_OK(reopen(dir, &s, &version));
         ASSERT_EQ(version, STORE_SCHEMA_VERSION);
         ASSERT_EQ(entries(s, STORE_META), 1);
 
         /* a newer one is refused, with its version */
         ASSERT_OK(store_transact(s, put_schema, &newer));
         s = store_free(s);
-        ASSERT_EQ(store_open(dir, NULL, &s, &version), -EPROTONOSUPPORT);
+        ASSERT_EQ(reopen(dir, &s, &version), -EPROTONOSUPPORT);
         ASSERT_TRUE(!s);
         ASSERT_EQ(version, (unsigned) newer);
-        ASSERT_EQ(store_open(dir, NULL, &s, NULL), -EPROTONOSUPPORT);
+        ASSERT_EQ(reopen(dir, &s, NULL), -EPROTONOSUPPORT);
 }
 
 TEST(schema_missing) {
@@ -528,7 +566,7 @@ TEST(schema_missing) {
         /* an invalid stamp */
         ASSERT_OK(store_transact(s, put_schema, &bad));
         s = store_free(s);
-        ASSERT_EQ(store_open(dir, NULL, &s, NULL), -EPROTO);
+        ASSERT_EQ(reopen(dir, &s, NULL), -EPROTO);
         ASSERT_TRUE(!s);
 }
 
@@ -539,7 +577,7 @@ TEST(schema_records_without_stamp) {
         ASSERT_OK(fill(s, STORE_CUSTOMERS, "c", 0, 3, 10));
         ASSERT_OK(store_transact(s, del_schema, NULL));
         s = store_free(s);
-        ASSERT_EQ(store_open(dir, NULL, &s, NULL), -EPROTO);
+        ASSERT_EQ(reopen(dir, &s, NULL), -EPROTO);
         ASSERT_TRUE(!s);
 }
 
@@ -552,7 +590,8 @@ static int nested_work(StoreTxn *t, void *userdata) {
         ASSERT_EQ(store_transact(s, nested_work, s), -EBUSY);
         ASSERT_EQ(store_read(s, &r), -EBUSY);
         ASSERT_TRUE(!r);
-        ASSERT_EQ(store_backup(s, "/nonexistent/never"), -EBUSY);
+        if (!pg)
+                ASSERT_EQ(store_backup(s, "/nonexistent/never"), -EBUSY);
         return 0;
 }
 
@@ -969,9 +1008,293 @@ TEST(loop_flush_between_slices) {
         sliced_run(SLICED_TRANSACT);
 }
 
+/* ---- PostgreSQL only ---- */
+
+/* The first column of the first row of a query on the test database, as text (a new string). */
+static char *pg_value(const char *sql) {
+        PGconn *c = PQconnectdb(pg);
+        PGresult *res;
+        char *v;
+
+        ASSERT_TRUE(PQstatus(c) == CONNECTION_OK);
+        res = PQexec(c, sql);
+        ASSERT_TRUE(PQresultStatus(res) == PGRES_TUPLES_OK);
+        ASSERT_EQ(PQntuples(res), 1);
+        v = strdup(PQgetvalue(res, 0, 0));
+        ASSERT_TRUE(v);
+        PQclear(res);
+        PQfinish(c);
+        return v;
+}
+
+/* The SQL schema is made once and kept; a newer one, or a damaged one, is refused. */
+TEST(pg_schema) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_free_ char *rows = NULL, *sql = NULL;
+        Store *s = NULL;
+        unsigned version = 7;
+
+        ASSERT_OK(store_open_postgresql(pg, &s, &version));
+        ASSERT_EQ(version, 0);          /* a new store */
+        s = store_free(s);
+        ASSERT_OK(store_open_postgresql(pg, &s, &version));
+        ASSERT_EQ(version, STORE_SCHEMA_VERSION);
+        s = store_free(s);
+        rows = pg_value("SELECT count(*) || ':' || max(version) FROM idm_schema");
+        ASSERT_TRUE(asprintf(&sql, "1:%d", STORE_PG_SCHEMA_VERSION) > 0);
+        ASSERT_STREQ(rows, sql);
+
+        pg_sql("UPDATE idm_schema SET version = version + 1");
+        ASSERT_EQ(store_open_postgresql(pg, &s, NULL), -EPROTONOSUPPORT);
+        ASSERT_TRUE(!s);
+        pg_sql("UPDATE idm_schema SET version = -1");
+        ASSERT_EQ(store_open_postgresql(pg, &s, NULL), -EPROTO);
+        ASSERT_TRUE(!s);
+}
+
+/* Instances starting at once on a new database: every one opens, the schema is made once. */
+TEST(pg_concurrent_open) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_free_ char *rows = NULL, *stamps = NULL;
+        int go[2];
+        pid_t pids[6];
+
+        ASSERT_OK(pipe(go));
+        for (size_t i = 0; i < ELEMENTSOF(pids); i++) {
+                pids[i] = fork();
+                ASSERT_TRUE(pids[i] >= 0);
+                if (pids[i] == 0) {
+                        Store *s = NULL;
+                        char c;
+
+                        (void) close(go[1]);
+                        (void) read(go[0], &c, 1);      /* until the parent closes its end */
+                        _exit(store_open_postgresql(pg, &s, NULL) == 0 ? 0 : 1);
+                }
+        }
+        (void) close(go[0]);
+        (void) close(go[1]);
+        for (size_t i = 0; i < ELEMENTSOF(pids); i++) {
+                int status;
+
+                ASSERT_EQ(waitpid(pids[i], &status, 0), pids[i]);
+                ASSERT_TRUE(WIFEXITED(status));
+                ASSERT_EQ(WEXITSTATUS(status), 0);
+        }
+        rows = pg_value("SELECT count(*) FROM idm_schema");
+        ASSERT_STREQ(rows, "1");
+        stamps = pg_value("SELECT count(*) FROM idm_records WHERE tbl = 0");
+        ASSERT_STREQ(stamps, "1");
+}
+
+/* Two instances (two stores) race to use one single-use record: exactly one wins, the other's
+ * unit conflicts, runs again and sees it used. */
+typedef struct Race {
+        Store *store;
+        pthread_barrier_t *barrier;
+        unsigned attempts;
+        int result;
+        const char *name;
+} Race;
+
+static int race_work(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *tok = NULL, *mark = json_pack("{s:s}", "by", ((Race *) userdata)->name);
+        Race *race = userdata;
+        int r;
+
+        race->attempts++;
+        r = store_get(t, STORE_TOKENS, "tok", &tok);
+        if (r < 0)
+                return r;
+        if (race->attempts == 1)
+                (void) pthread_barrier_wait(race->barrier);     /* both have read it unused */
+        if (json_is_true(json_object_get(tok, "used")))
+                return 0;
+        ASSERT_OK(json_object_set_new(tok, "used", json_true()));
+        r = store_put(t, STORE_TOKENS, "tok", tok, STORE_PUT_DEFAULT);
+        if (r < 0)
+                return r;
+        r = store_put(t, STORE_TOKENS, race->name, mark, STORE_PUT_NO_OVERWRITE);
+        return r < 0 ? r : 1;
+}
+
+static void *race_thread(void *userdata) {
+        Race *race = userdata;
+
+        race->result = store_transact(race->store, race_work, race);
+        return NULL;
+}
+
+static int put_unused(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *tok = json_pack("{s:b}", "used", false);
+
+        (void) store_del(t, STORE_TOKENS, "winner-a");
+        (void) store_del(t, STORE_TOKENS, "winner-b");
+        return store_put(t, STORE_TOKENS, "tok", tok, STORE_PUT_DEFAULT);
+}
+
+TEST(pg_race) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *a = open_ok(dir, 0, 0);
+        _cleanup_(store_freep) Store *b = open_ok(dir, 0, 0);
+        unsigned reruns = 0;
+
+        for (unsigned round = 0; round < 20; round++) {
+                pthread_barrier_t barrier;
+                Race ra = { .store = a, .barrier = &barrier, .name = "winner-a" };
+                Race rb = { .store = b, .barrier = &barrier, .name = "winner-b" };
+                pthread_t ta, tb;
+
+                ASSERT_OK(store_transact(a, put_unused, NULL));
+                ASSERT_OK(pthread_barrier_init(&barrier, NULL, 2));
+                ASSERT_OK(pthread_create(&ta, NULL, race_thread, &ra));
+                ASSERT_OK(pthread_create(&tb, NULL, race_thread, &rb));
+                ASSERT_OK(pthread_join(ta, NULL));
+                ASSERT_OK(pthread_join(tb, NULL));
+                ASSERT_OK(pthread_barrier_destroy(&barrier));
+
+                ASSERT_OK(ra.result);
+                ASSERT_OK(rb.result);
+                ASSERT_EQ(ra.result + rb.result, 1);            /* one winner */
+                ASSERT_EQ(entries(a, STORE_TOKENS), 2);         /* the token and one mark */
+                reruns += ra.attempts + rb.attempts - 2;
+        }
+        /* Both read before either wrote, every round: the loser ran again every time. */
+        ASSERT_EQ(reruns, 20);
+}
+
+/* Walks longer than one page of rows, with deletes between pages. */
+static int delete_every_other(const char *key, json_t *value, void *userdata) {
+        StoreTxn *t = userdata;
+
+        return record_n(value) % 2 == 0 ? store_del(t, STORE_OUTBOX, key) : 0;
+}
+
+static int delete_every_other_work(StoreTxn *t, void *userdata) {
+        return store_foreach(t, STORE_OUTBOX, "m", NULL, delete_every_other, t);
+}
+
+static int count_and_check_order(const char *key, json_t *value, void *userdata) {
+        int *n = userdata;
+
+        ASSERT_TRUE(record_n(value) > n[1]);
+        n[1] = record_n(value);
+        n[0]++;
+        return 0;
+}
+
+TEST(pg_pages) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_free_ char *last = NULL;
+        int n[2];
+
+        ASSERT_OK(fill(s, STORE_OUTBOX, "m", 0, 3 * STORE_PG_PAGE_ROWS + 10, 20));
+        ASSERT_OK(fill(s, STORE_OUTBOX, "z", 0, 5, 20));
+
+        ASSERT_OK(store_read(s, &t));
+        n[0] = 0, n[1] = -1;
+        ASSERT_OK(store_foreach(t, STORE_OUTBOX, "m", NULL, count_and_check_order, n));
+        ASSERT_EQ(n[0], 3 * STORE_PG_PAGE_ROWS + 10);
+        n[0] = 0, n[1] = -1;
+        ASSERT_OK(store_foreach(t, STORE_OUTBOX, "m", "m000299", count_and_check_order, n));
+        ASSERT_EQ(n[0], 3 * STORE_PG_PAGE_ROWS + 10 - 300);
+        n[0] = 0, n[1] = -1;
+        ASSERT_OK(store_foreach_where_from(t, STORE_OUTBOX, "pad", "xxxxxxxxxxxxxxxxxxxx", "m000099", 400,
+                                           &last, count_and_check_order, n));
+        ASSERT_EQ(n[0], 400);
+        ASSERT_STREQ(last, "m000499");
+        t = store_txn_free(t);
+
+        ASSERT_OK(store_transact(s, delete_every_other_work, NULL));
+        ASSERT_EQ(entries(s, STORE_OUTBOX), (3 * STORE_PG_PAGE_ROWS + 10) / 2 + 5);
+        check_filled(s, STORE_OUTBOX, "z", 0, 5);
+}
+
+/* Submitted units on an event loop: one transaction, a unit that fails rolls back alone, done
+ * functions in submission order. */
+typedef struct PgUnit {
+        unsigned i;
+        unsigned *order;
+        unsigned *reported;
+        sd_event *event;
+        int result;
+} PgUnit;
+
+static int pg_unit_fn(StoreTxn *t, void *userdata) {
+        PgUnit *u = userdata;
+        _cleanup_(json_decrefp) json_t *v = json_pack("{s:i}", "n", (int) u->i);
+        char key[16];
+        int r;
+
+        (void) snprintf(key, sizeof(key), "u%u", u->i);
+        r = store_put(t, STORE_OUTBOX, key, v, STORE_PUT_DEFAULT);
+        if (r < 0)
+                return r;
+        return u->i == 2 ? -EIO : (int) u->i;
+}
+
+static void pg_unit_done(int r, void *userdata) {
+        PgUnit *u = userdata;
+
+        u->result = r;
+        u->order[(*u->reported)++] = u->i;
+        if (*u->reported == 5)
+                (void) sd_event_exit(u->event, 0);
+}
+
+TEST(pg_loop) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        unsigned order[5], reported = 0;
+        PgUnit units[5];
+        StoreStats st;
+
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(store_set_event(s, e));
+        for (unsigned i = 0; i < 5; i++) {
+                units[i] = (PgUnit) { .i = i, .order = order, .reported = &reported, .event = e };
+                ASSERT_OK(store_submit(s, pg_unit_fn, pg_unit_done, &units[i]));
+        }
+        ASSERT_EQ(reported, 0);
+        ASSERT_OK(sd_event_loop(e));
+        for (unsigned i = 0; i < 5; i++) {
+                ASSERT_EQ(order[i], i);
+                ASSERT_EQ(units[i].result, i == 2 ? -EIO : (int) i);
+        }
+        ASSERT_OK(store_stats(s, &st));
+        ASSERT_EQ(st.batches, 1);
+        ASSERT_EQ(st.batched_units, 5);
+        ASSERT_EQ(st.entries[STORE_OUTBOX], 4);
+        ASSERT_TRUE(st.file_bytes > 0);
+        ASSERT_OK(store_read(s, &t));
+        ASSERT_FALSE(store_exists(t, STORE_OUTBOX, "u2"));
+        ASSERT_TRUE(store_exists(t, STORE_OUTBOX, "u4"));
+}
+
+/* What PostgreSQL does not do, and a database that is not there. */
+TEST(pg_limits) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+        _cleanup_free_ char *path = NULL, *version = NULL;
+        Store *none = NULL;
+
+        ASSERT_TRUE(asprintf(&path, "%s/backup.mdb", dir) > 0);
+        ASSERT_EQ(store_backup(s, path), -EOPNOTSUPP);
+        ASSERT_EQ(access(path, F_OK), -1);
+        ASSERT_EQ(store_open_postgresql("host=/nonexistent-idm-test dbname=idm user=idm", &none, NULL), -ENOTCONN);
+        ASSERT_TRUE(!none);
+        ASSERT_EQ(store_open_postgresql(NULL, &none, NULL), -EINVAL);
+}
+
 int main(void) {
         if (getenv("STORE_TEST_DEBUG"))
                 log_set_max_level(LOG_LEVEL_DEBUG);
+
+        pg = getenv("IDM_TEST_PG");
 
         RUN(records);
         RUN(keys);
@@ -983,6 +1306,15 @@ int main(void) {
         RUN(schema_missing);
         RUN(schema_records_without_stamp);
         RUN(busy_and_stale);
+        if (pg) {
+                RUN(pg_schema);
+                RUN(pg_concurrent_open);
+                RUN(pg_race);
+                RUN(pg_pages);
+                RUN(pg_loop);
+                RUN(pg_limits);
+                return EXIT_SUCCESS;
+        }
         RUN(options);
         RUN(growth);
         RUN(growth_when_fn_swallows_map_full);

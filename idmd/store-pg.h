@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The PostgreSQL backend's connections, for store.c only (callers use store.h).
+ *
+ * store.c keeps what every backend shares (the unit-of-work rules, batches, keys, JSON records,
+ * the schema stamp and its migrations); this file speaks to PostgreSQL: a bounded pool of
+ * connections, the SQL schema and its versioned migrations, and one prepared statement per
+ * record operation. A unit of work or a read snapshot holds one connection, inside one
+ * transaction, from its begin to its end. Records are rows of one table, idm_records (tbl, key,
+ * value), keys and values as bytea so that the database's encoding never touches them; keys
+ * order bytewise, as LMDB's do.
+ *
+ * This first form uses libpq's blocking calls: a statement waits for its answer on the calling
+ * thread. The PostgreSQL backend is not selectable in idmd's configuration yet (docs/store.md).
+ *
+ * Errors, besides store.h's:
+ *   -EAGAIN        a serialization failure or deadlock: the transaction is dead, run it again
+ *   -ENOTCONN      the database cannot be reached, or the connection broke
+ *   -EPROTONOSUPPORT  the database's schema is newer than this build knows
+ *   -EPERM         the role may not do what the schema needs (its SQL state class 42501)
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "idm/cleanup.h"
+#include "store.h"
+
+/* The SQL schema this build writes and reads (idm_schema.version). */
+#define STORE_PG_SCHEMA_VERSION 1
+/* Connections per store: snapshots and units of work alive at once, at most. */
+#define STORE_PG_CONNECTIONS_MAX 8u
+/* Rows fetched per statement by a walk (store_foreach()). */
+#define STORE_PG_PAGE_ROWS 256u
+
+typedef struct StorePg StorePg;
+typedef struct PgConn PgConn;
+typedef struct PgRows PgRows;
+
+/* Connects to the database conninfo names (a libpq connection string; a password comes from
+ * PGPASSFILE or ~/.pgpass, never from here), creates or migrates the SQL schema under an
+ * advisory lock (instances starting at once migrate once) and refuses a newer one. On success
+ * *ret_sql_version is the SQL schema version found (0: none, created now). */
+int store_pg_open(const char *conninfo, StorePg **ret, unsigned *ret_sql_version);
+StorePg *store_pg_free(StorePg *p);
+
+/* What the server says it is ("PostgreSQL 15.4 on ..."), a new string. */
+int store_pg_server_version(StorePg *p, char **ret);
+
+/* Begins a transaction on an idle connection (opening one if none is idle, up to
+ * STORE_PG_CONNECTIONS_MAX; -EAGAIN beyond): serializable for writes, repeatable read, read only
+ * for snapshots. */
+int store_pg_begin(StorePg *p, bool write, PgConn **ret);
+/* Ends the transaction and gives the connection back. commit: 0, -EAGAIN (serialization
+ * failure: nothing written), or another error (nothing written, or for -ENOTCONN: unknown). */
+int store_pg_commit(StorePg *p, PgConn *c);
+void store_pg_rollback(StorePg *p, PgConn *c);
+
+/* Nested units of a batch: a savepoint, and its release or rollback. */
+int store_pg_savepoint(PgConn *c);
+int store_pg_release(PgConn *c);
+int store_pg_rollback_to(PgConn *c);
+
+/* Record operations; key is key_len bytes (checked by store.c), values are compact JSON. */
+int store_pg_get(PgConn *c, StoreTable table, const char *key, size_t key_len, char **ret, size_t *ret_len);
+int store_pg_exists(PgConn *c, StoreTable table, const char *key, size_t key_len);      /* 0, -ENOENT */
+int store_pg_put(PgConn *c, StoreTable table, const char *key, size_t key_len, const char *value,
+                 size_t value_len, bool no_overwrite);                                  /* -EEXIST */
+int store_pg_del(PgConn *c, StoreTable table, const char *key, size_t key_len);        /* -ENOENT */
+int store_pg_count(PgConn *c, StoreTable table, uint64_t *ret);
+/* Whether any table holds a record (a store with records but no schema stamp is not ours). */
+int store_pg_any(PgConn *c, StoreTable *ret_table);                                    /* 0, -ENOENT */
+
+/* Up to STORE_PG_PAGE_ROWS records of table in key order, from the first key >= from
+ * (inclusive) or > from; from NULL: from the first key. */
+int store_pg_scan(PgConn *c, StoreTable table, const char *from, size_t from_len, bool inclusive, PgRows **ret);
+size_t store_pg_rows_count(const PgRows *rows);
+const char *store_pg_rows_key(const PgRows *rows, size_t i, size_t *ret_len);
+const char *store_pg_rows_value(const PgRows *rows, size_t i, size_t *ret_len);
+PgRows *store_pg_rows_free(PgRows *rows);
+DEFINE_POINTER_CLEANUP(PgRows, store_pg_rows_free)
+
+/* The bytes of the database (pg_database_size). */
+int store_pg_size(PgConn *c, uint64_t *ret);
