@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Coroutines on the event loop (coro.h): glibc's ucontext for the switches, mmap'd stacks with a
+ * guard page, and sd-event io and timer sources to wake a coroutine that waits on a socket.
+ *
+ * A coroutine switches only to the context that last resumed it (its caller): coro_start()'s
+ * caller the first time, the loop (a source's callback) after a wait. Under AddressSanitizer
+ * every switch is announced to it (__sanitizer_*_switch_fiber), so it knows which stack is live.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <systemd/sd-event.h>
+
+#include "coro.h"
+#include "log.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define ASAN_FIBERS 1
+#else
+#define ASAN_FIBERS 0
+#endif
+
+typedef struct Coro Coro;
+
+struct Coro {
+        ucontext_t ctx;
+        ucontext_t *caller;             /* where a wait or the end switches to */
+        void *stack;                    /* the mapping: guard page, then the stack */
+        CoroFn fn;
+        void *userdata;
+        bool done;
+
+        /* While waiting in coro_wait_fd(): */
+        bool waiting, timed_out;
+        int wait_fd;
+        uint32_t wait_events;
+        uint64_t wait_deadline;         /* CLOCK_MONOTONIC usec */
+        sd_event_source *io, *timer;
+        Coro *waiting_prev, *waiting_next;
+
+#if ASAN_FIBERS
+        void *fake_stack;
+        const void *caller_bottom;
+        size_t caller_size;
+#endif
+};
+
+static _Thread_local Coro *current;
+static _Thread_local sd_event *loop;
+static _Thread_local unsigned n_alive;
+static _Thread_local Coro *waiting_head;
+static _Thread_local void *stacks_kept[CORO_STACKS_KEPT];
+static _Thread_local unsigned n_stacks_kept;
+
+static size_t page_size(void) {
+        long ps = sysconf(_SC_PAGESIZE);
+
+        return ps > 0 ? (size_t) ps : 4096;
+}
+
+static size_t mapping_size(void) {
+        return CORO_STACK_SIZE + page_size();
+}
+
+static void *stack_new(void) {
+        void *m;
+
+        if (n_stacks_kept > 0)
+                return stacks_kept[--n_stacks_kept];
+        m = mmap(NULL, mapping_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
+                 -1, 0);
+        if (m == MAP_FAILED)
+                return NULL;
+        /* The guard page: an overflow faults instead of writing over another mapping. */
+        if (mprotect(m, page_size(), PROT_NONE) < 0) {
+                (void) munmap(m, mapping_size());
+                return NULL;
+        }
+        return m;
+}
+
+static void stack_free(void *m) {
+        if (n_stacks_kept < CORO_STACKS_KEPT) {
+                stacks_kept[n_stacks_kept++] = m;
+                return;
+        }
+        (void) munmap(m, mapping_size());
+}
+
+void coro_release_stacks(void) {
+        while (n_stacks_kept > 0)
+                (void) munmap(stacks_kept[--n_stacks_kept], mapping_size());
+}
+
+static void *stack_bottom(Coro *c) {
+        return (uint8_t *) c->stack + page_size();
+}
+
+void coro_set_event(sd_event *event) {
+        loop = event;
+}
+
+bool coro_running(void) {
+        return current;
+}
+
+const void *coro_self(void) {
+        return current;
+}
+
+unsigned coro_alive(void) {
+        return n_alive;
+}
+
+/* Switches from the caller into c, until c waits or ends; frees c if it ended. */
+static void coro_switch_in(Coro *c) {
+        ucontext_t here;
+        Coro *prev = current;
+#if ASAN_FIBERS
+        void *fake = NULL;
+#endif
+
+        c->caller = &here;
+        current = c;
+#if ASAN_FIBERS
+        __sanitizer_start_switch_fiber(&fake, stack_bottom(c), CORO_STACK_SIZE);
+#endif
+        if (swapcontext(&here, &c->ctx) < 0)
+                abort();        /* only fails for a bad context: a bug */
+#if ASAN_FIBERS
+        __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+        current = prev;
+
+        if (c->done) {
+                stack_free(c->stack);
+                free(c);
+                n_alive--;
+        }
+}
+
+/* From inside c, back to its caller; returns when c is resumed. */
+static void coro_switch_out(Coro *c) {
+#if ASAN_FIBERS
+        __sanitizer_start_switch_fiber(&c->fake_stack, c->caller_bottom, c->caller_size);
+#endif
+        if (swapcontext(&c->ctx, c->caller) < 0)
+                abort();
+#if ASAN_FIBERS
+        __sanitizer_finish_switch_fiber(c->fake_stack, &c->caller_bottom, &c->caller_size);
+#endif
+}
+
+static void coro_entry(unsigned hi, unsigned lo) {
+        Coro *c = (Coro *) (((uintptr_t) hi << 32) | (uintptr_t) lo);
+
+#if ASAN_FIBERS
+        __sanitizer_finish_switch_fiber(NULL, &c->caller_bottom, &c->caller_size);
+#endif
+        c->fn(c->userdata);
+        c->done = true;
+#if ASAN_FIBERS
+        /* This stack dies: no fake stack to keep. */
+        __sanitizer_start_switch_fiber(NULL, c->caller_bottom, c->caller_size);
+#endif
+        (void) setcontext(c->caller);
+        abort();
+}
+
+int coro_start(CoroFn fn, void *userdata) {
+        Coro *c;
+
+        if (!fn)
+                return -EINVAL;
+        if (n_alive >= CORO_MAX)
+                return -EAGAIN;
+
+        c = calloc(1, sizeof(Coro));
+        if (!c)
+                return -ENOMEM;
+        c->stack = stack_new();
+        if (!c->stack) {
+                free(c);
+                return -ENOMEM;
+        }
+        c->fn = fn;
+        c->userdata = userdata;
+        c->wait_fd = -EBADF;
+        if (getcontext(&c->ctx) < 0) {
+                stack_free(c->stack);
+                free(c);
+                return -errno;
+        }
+        c->ctx.uc_stack.ss_sp = stack_bottom(c);
+        c->ctx.uc_stack.ss_size = CORO_STACK_SIZE;
+        c->ctx.uc_link = NULL;
+        makecontext(&c->ctx, (void (*)(void)) coro_entry, 2, (unsigned) ((uintptr_t) c >> 32),
+                    (unsigned) ((uintptr_t) c & UINT32_MAX));
+        n_alive++;
+        coro_switch_in(c);
+        return 0;
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static void waiting_link(Coro *c) {
+        c->waiting = true;
+        c->waiting_prev = NULL;
+        c->waiting_next = waiting_head;
+        if (waiting_head)
+                waiting_head->waiting_prev = c;
+        waiting_head = c;
+}
+
+static void waiting_unlink(Coro *c) {
+        if (c->waiting_prev)
+                c->waiting_prev->waiting_next = c->waiting_next;
+        else
+                waiting_head = c->waiting_next;
+        if (c->waiting_next)
+                c->waiting_next->waiting_prev = c->waiting_prev;
+        c->waiting_prev = c->waiting_next = NULL;
+        c->waiting = false;
+}
+
+/* Ends c's wait (its fd is ready, or its time is up) and resumes it, from the loop. */
+static void coro_wake(Coro *c, bool timed_out) {
+        c->io = sd_event_source_disable_unref(c->io);
+        c->timer = sd_event_source_disable_unref(c->timer);
+        waiting_unlink(c);
+        c->timed_out = timed_out;
+        coro_switch_in(c);
+}
+
+static int on_wait_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        coro_wake(userdata, false);
+        return 0;
+}
+
+static int on_wait_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        coro_wake(userdata, true);
+        return 0;
+}
+
+static int poll_fd(int fd, uint32_t events, uint64_t timeout_usec) {
+        struct pollfd p = {
+                .fd = fd,
+                .events = (short) (((events & EPOLLIN) ? POLLIN : 0) | ((events & EPOLLOUT) ? POLLOUT : 0)),
+        };
+        uint64_t deadline = now_usec() + timeout_usec;
+
+        for (;;) {
+                uint64_t now = now_usec(), left = deadline > now ? deadline - now : 0;
+                int k = poll(&p, 1, (int) ((left + 999) / 1000 > INT32_MAX ? INT32_MAX : (left + 999) / 1000));
+
+                if (k > 0)
+                        return 0;       /* ready, or an error/hang-up the caller's read will see */
+                if (k == 0)
+                        return -ETIMEDOUT;
+                if (errno != EINTR)
+                        return -errno;
+        }
+}
+
+int coro_wait_fd(int fd, uint32_t events, uint64_t timeout_usec) {
+        Coro *c = current;
+        int r;
+
+        if (fd < 0)
+                return -EBADF;
+        if (!c || !loop)
+                return poll_fd(fd, events, timeout_usec);
+
+        r = sd_event_add_io(loop, &c->io, fd, events, on_wait_io, c);
+        if (r < 0)
+                return r;
+        r = sd_event_add_time_relative(loop, &c->timer, CLOCK_MONOTONIC, timeout_usec, 0, on_wait_timer, c);
+        if (r < 0) {
+                c->io = sd_event_source_disable_unref(c->io);
+                return r;
+        }
+        (void) sd_event_source_set_description(c->io, "coro-wait");
+        (void) sd_event_source_set_description(c->timer, "coro-wait-timer");
+        c->wait_fd = fd;
+        c->wait_events = events;
+        c->wait_deadline = now_usec() + timeout_usec;
+        waiting_link(c);
+
+        coro_switch_out(c);
+
+        /* Woken by coro_wake() (the loop) or coro_drain(). */
+        assert(!c->waiting && !c->io && !c->timer);
+        c->wait_fd = -EBADF;
+        return c->timed_out ? -ETIMEDOUT : 0;
+}
+
+void coro_drain(void) {
+        assert(!current);
+
+        while (waiting_head) {
+                Coro *c = waiting_head;
+                uint64_t now = now_usec();
+                int r;
+
+                r = poll_fd(c->wait_fd, c->wait_events, c->wait_deadline > now ? c->wait_deadline - now : 0);
+                coro_wake(c, r == -ETIMEDOUT);
+        }
+}

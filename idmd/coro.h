@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Coroutines on idmd's event loop, for work that waits on a network store (PostgreSQL).
+ *
+ * A request handler reads and writes the store in plain sequential code (store.h). On LMDB
+ * every store call returns at once. On PostgreSQL each statement is a round trip; a handler
+ * that runs in a coroutine waits for the server's answer with coro_wait_fd(), which gives the
+ * event loop back until the socket is ready, so other requests go on meanwhile. Everything
+ * still runs on the loop's one thread: a coroutine only ever yields inside coro_wait_fd(), so
+ * code between two store calls runs without anything else interleaving, as it always has.
+ *
+ * Outside a coroutine (start-up, tools, tests, and the loop's own callbacks) coro_wait_fd()
+ * waits with poll(): the same code works blocking.
+ *
+ * Bounds: at most CORO_MAX coroutines are alive at once (coro_start() gives -EAGAIN beyond);
+ * each has a stack of CORO_STACK_SIZE bytes of address space with a guard page below it, of
+ * which only the pages it touches take memory; up to CORO_STACKS_KEPT stacks are kept for
+ * reuse. One event loop per thread (coro_set_event()).
+ *
+ * Errors: -EAGAIN (too many alive), -ENOMEM, -ETIMEDOUT (coro_wait_fd), sd-event's errors.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct sd_event sd_event;
+
+#define CORO_MAX 1024u
+#define CORO_STACK_SIZE (256u * 1024u)
+#define CORO_STACKS_KEPT 32u
+
+typedef void (*CoroFn)(void *userdata);
+
+/* The loop coroutines wait on, for this thread (NULL: none, coro_wait_fd() polls). */
+void coro_set_event(sd_event *event);
+
+/* Runs fn(userdata) in a new coroutine, at once: it returns here when fn ends or first waits.
+ * From a coroutine too (the new one then returns to it). */
+int coro_start(CoroFn fn, void *userdata);
+
+/* Whether the caller runs in a coroutine; an identity for it (NULL outside), which stays the
+ * same until it ends. */
+bool coro_running(void);
+const void *coro_self(void);
+
+/* Waits until fd is ready for events (EPOLLIN, EPOLLOUT) or timeout_usec has passed: in a
+ * coroutine by giving the loop back, else with poll(). One coroutine waits on an fd at a time
+ * (the loop's epoll holds each fd once: a second waiter gets -EEXIST). 0, -ETIMEDOUT, -errno. */
+int coro_wait_fd(int fd, uint32_t events, uint64_t timeout_usec);
+
+/* The number of coroutines alive (started and not ended), and of those waiting. */
+unsigned coro_alive(void);
+
+/* Runs every coroutine waiting on this thread to its end, waiting for their fds with poll()
+ * (the event loop is not run): for shutting down after the loop ended. */
+void coro_drain(void);
+
+/* Frees the stacks kept for reuse (at exit; coroutines still alive keep theirs). */
+void coro_release_stacks(void);

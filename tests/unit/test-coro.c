@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of idmd/coro.c: coroutines that run at once, wait on a pipe while an sd-event loop
+ * serves others, time out, start one another, wait with poll() outside a coroutine or outside
+ * the loop, are bounded in number, use their whole stack, and are drained at shutdown.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <systemd/sd-event.h>
+
+#include "idm/cleanup.h"
+#include "idmd/coro.h"
+#include "tests.h"
+
+typedef struct Waiter {
+        int fd;
+        uint64_t timeout_usec;
+        int result;
+        unsigned steps;
+        const void *self;
+        bool ended;
+} Waiter;
+
+static void wait_once(void *userdata) {
+        Waiter *w = userdata;
+        char c;
+
+        w->self = coro_self();
+        ASSERT_TRUE(coro_running());
+        w->steps++;
+        w->result = coro_wait_fd(w->fd, EPOLLIN, w->timeout_usec);
+        ASSERT_TRUE(coro_self() == w->self);
+        w->steps++;
+        if (w->result == 0)
+                ASSERT_EQ(read(w->fd, &c, 1), 1);
+        w->ended = true;
+}
+
+static void run_plain(void *userdata) {
+        Waiter *w = userdata;
+
+        w->self = coro_self();
+        w->ended = true;
+}
+
+static int write_pipe(sd_event_source *s, uint64_t usec, void *userdata) {
+        ASSERT_EQ(write(*(int *) userdata, "x", 1), 1);
+        return 0;
+}
+
+static int exit_when_done(sd_event_source *s, void *userdata) {
+        Waiter *w = userdata;
+
+        if (w->ended)
+                (void) sd_event_exit(sd_event_source_get_event(s), 0);
+        return 0;
+}
+
+TEST(start_and_end) {
+        Waiter a = { .fd = -1 }, b = { .fd = -1 };
+
+        ASSERT_FALSE(coro_running());
+        ASSERT_TRUE(!coro_self());
+        ASSERT_OK(coro_start(run_plain, &a));
+        ASSERT_OK(coro_start(run_plain, &b));
+        ASSERT_TRUE(a.ended && b.ended);
+        ASSERT_TRUE(a.self && b.self);
+        ASSERT_EQ(coro_alive(), 0);
+        ASSERT_EQ(coro_start(NULL, NULL), -EINVAL);
+}
+
+TEST(wait_on_loop) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(sd_event_source_unrefp) sd_event_source *t = NULL, *post = NULL;
+        int p[2];
+        Waiter w = {};
+
+        ASSERT_OK(pipe(p));
+        ASSERT_OK(sd_event_new(&e));
+        coro_set_event(e);
+        w = (Waiter) { .fd = p[0], .timeout_usec = 10 * 1000 * 1000 };
+        ASSERT_OK(coro_start(wait_once, &w));
+        /* It returned here at its wait. */
+        ASSERT_EQ(w.steps, 1);
+        ASSERT_EQ(coro_alive(), 1);
+        ASSERT_OK(sd_event_add_time_relative(e, &t, CLOCK_MONOTONIC, 20 * 1000, 0, write_pipe, &p[1]));
+        ASSERT_OK(sd_event_add_post(e, &post, exit_when_done, &w));
+        ASSERT_OK(sd_event_loop(e));
+        ASSERT_EQ(w.steps, 2);
+        ASSERT_EQ(w.result, 0);
+        ASSERT_TRUE(w.ended);
+        ASSERT_EQ(coro_alive(), 0);
+        coro_set_event(NULL);
+        (void) close(p[0]);
+        (void) close(p[1]);
+}
+
+TEST(timeout_on_loop) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(sd_event_source_unrefp) sd_event_source *post = NULL;
+        int p[2];
+        Waiter w;
+
+        ASSERT_OK(pipe(p));
+        ASSERT_OK(sd_event_new(&e));
+        coro_set_event(e);
+        w = (Waiter) { .fd = p[0], .timeout_usec = 20 * 1000 };
+        ASSERT_OK(coro_start(wait_once, &w));
+        ASSERT_OK(sd_event_add_post(e, &post, exit_when_done, &w));
+        ASSERT_OK(sd_event_loop(e));
+        ASSERT_EQ(w.result, -ETIMEDOUT);
+        ASSERT_EQ(coro_alive(), 0);
+        coro_set_event(NULL);
+        (void) close(p[0]);
+        (void) close(p[1]);
+}
+
+/* A coroutine starts another that waits: the starter goes on at once. */
+typedef struct Nest {
+        Waiter inner;
+        bool outer_went_on;
+} Nest;
+
+static void outer(void *userdata) {
+        Nest *n = userdata;
+
+        ASSERT_OK(coro_start(wait_once, &n->inner));
+        ASSERT_EQ(n->inner.steps, 1);
+        n->outer_went_on = true;
+}
+
+TEST(nested) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(sd_event_source_unrefp) sd_event_source *post = NULL;
+        int p[2];
+        Nest n = {};
+
+        ASSERT_OK(pipe(p));
+        ASSERT_OK(sd_event_new(&e));
+        coro_set_event(e);
+        n.inner = (Waiter) { .fd = p[0], .timeout_usec = 10 * 1000 * 1000 };
+        ASSERT_OK(coro_start(outer, &n));
+        ASSERT_TRUE(n.outer_went_on);
+        ASSERT_EQ(coro_alive(), 1);
+        ASSERT_EQ(write(p[1], "x", 1), 1);
+        ASSERT_OK(sd_event_add_post(e, &post, exit_when_done, &n.inner));
+        ASSERT_OK(sd_event_loop(e));
+        ASSERT_EQ(n.inner.result, 0);
+        ASSERT_EQ(coro_alive(), 0);
+        coro_set_event(NULL);
+        (void) close(p[0]);
+        (void) close(p[1]);
+}
+
+/* Without a loop, or outside a coroutine, a wait is a poll(). */
+TEST(poll_fallback) {
+        int p[2];
+        Waiter w;
+
+        ASSERT_OK(pipe(p));
+        ASSERT_EQ(coro_wait_fd(p[0], EPOLLIN, 10 * 1000), -ETIMEDOUT);
+        ASSERT_EQ(coro_wait_fd(p[1], EPOLLOUT, 10 * 1000), 0);
+        ASSERT_EQ(coro_wait_fd(-1, EPOLLIN, 10 * 1000), -EBADF);
+        ASSERT_EQ(write(p[1], "x", 1), 1);
+        w = (Waiter) { .fd = p[0], .timeout_usec = 1000 * 1000 };
+        ASSERT_OK(coro_start(wait_once, &w));       /* no loop set: polls inside */
+        ASSERT_TRUE(w.ended);
+        ASSERT_EQ(w.result, 0);
+        (void) close(p[0]);
+        (void) close(p[1]);
+}
+
+/* At most CORO_MAX alive; those waiting at shutdown are run to their end by coro_drain(). */
+TEST(bound_and_drain) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Waiter *w = calloc(CORO_MAX, sizeof(Waiter));
+        Waiter extra = { .fd = -1 };
+        struct rlimit rl;
+        int p[2];
+
+        ASSERT_TRUE(w);
+        ASSERT_OK(pipe(p));
+        ASSERT_OK(sd_event_new(&e));
+        coro_set_event(e);
+        /* One fd per waiter (an fd has one waiter at a time): duplicates of the pipe's end. */
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &rl));
+        if (rl.rlim_cur < CORO_MAX + 64) {
+                rl.rlim_cur = rl.rlim_max;
+                ASSERT_OK(setrlimit(RLIMIT_NOFILE, &rl));
+        }
+        for (unsigned i = 0; i < CORO_MAX; i++) {
+                w[i] = (Waiter) { .fd = dup(p[0]), .timeout_usec = 10 * 1000 * 1000 };
+                ASSERT_TRUE(w[i].fd >= 0);
+                ASSERT_OK(coro_start(wait_once, &w[i]));
+        }
+        ASSERT_EQ(coro_alive(), CORO_MAX);
+        ASSERT_EQ(coro_start(run_plain, &extra), -EAGAIN);
+        ASSERT_FALSE(extra.ended);
+
+        /* One byte per waiter: each wakes, reads its byte, ends. */
+        for (unsigned i = 0; i < CORO_MAX; i++)
+                ASSERT_EQ(write(p[1], "x", 1), 1);
+        coro_drain();
+        ASSERT_EQ(coro_alive(), 0);
+        for (unsigned i = 0; i < CORO_MAX; i++) {
+                ASSERT_TRUE(w[i].ended);
+                ASSERT_EQ(w[i].result, 0);
+                (void) close(w[i].fd);
+        }
+        coro_set_event(NULL);
+        coro_release_stacks();
+        free(w);
+        (void) close(p[0]);
+        (void) close(p[1]);
+}
+
+/* The stack is CORO_STACK_SIZE deep, less what the start and the C library use. */
+static void deep(void *userdata) {
+        volatile char big[CORO_STACK_SIZE - 32 * 1024];
+
+        memset((char *) big, 0x5a, sizeof(big));
+        *(int *) userdata = big[sizeof(big) - 1] + big[0];
+}
+
+TEST(stack) {
+        int sum = 0;
+
+        ASSERT_OK(coro_start(deep, &sum));
+        ASSERT_EQ(sum, 2 * 0x5a);
+}
+
+int main(void) {
+        RUN(start_and_end);
+        RUN(wait_on_loop);
+        RUN(timeout_on_loop);
+        RUN(nested);
+        RUN(poll_fallback);
+        RUN(bound_and_drain);
+        RUN(stack);
+        coro_release_stacks();
+        return EXIT_SUCCESS;
+}
