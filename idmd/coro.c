@@ -4,8 +4,10 @@
  * guard page, and sd-event io and timer sources to wake a coroutine that waits on a socket.
  *
  * A coroutine switches only to the context that last resumed it (its caller): coro_start()'s
- * caller the first time, the loop (a source's callback) after a wait. Under AddressSanitizer
- * every switch is announced to it (__sanitizer_*_switch_fiber), so it knows which stack is live.
+ * caller the first time, the loop (a source's callback) after a wait. Each keeps its own log
+ * scope (log.h: the request its entries name) across its waits; the caller's is back when it
+ * switches out. Under AddressSanitizer every switch is announced to it
+ * (__sanitizer_*_switch_fiber), so it knows which stack is live.
  */
 #include <assert.h>
 #include <errno.h>
@@ -39,6 +41,7 @@ struct Coro {
         CoroFn fn;
         void *userdata;
         bool done;
+        LogScope scope;                 /* its log scope while it is switched out */
 
         /* While waiting in coro_wait_fd(): */
         bool waiting, timed_out;
@@ -132,6 +135,7 @@ static void coro_switch_in(Coro *c) {
 
         c->caller = &here;
         current = c;
+        LogScope outer = log_scope_set(c->scope.fill, c->scope.owner);
 #if ASAN_FIBERS
         __sanitizer_start_switch_fiber(&fake, stack_bottom(c), CORO_STACK_SIZE);
 #endif
@@ -140,6 +144,7 @@ static void coro_switch_in(Coro *c) {
 #if ASAN_FIBERS
         __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
+        c->scope = log_scope_set(outer.fill, outer.owner);
         current = prev;
 
         if (c->done) {
@@ -196,6 +201,9 @@ int coro_start(CoroFn fn, void *userdata) {
         c->fn = fn;
         c->userdata = userdata;
         c->wait_fd = -EBADF;
+        /* It starts in its starter's scope (the request that starts it). */
+        c->scope = log_scope_set(NULL, NULL);
+        (void) log_scope_set(c->scope.fill, c->scope.owner);
         if (getcontext(&c->ctx) < 0) {
                 stack_free(c->stack);
                 free(c);
@@ -309,6 +317,30 @@ int coro_wait_fd(int fd, uint32_t events, uint64_t timeout_usec) {
         return c->timed_out ? -ETIMEDOUT : 0;
 }
 
+int coro_sleep(uint64_t usec) {
+        Coro *c = current;
+        int r;
+
+        if (!c || !loop) {
+                struct timespec ts = { .tv_sec = (time_t) (usec / 1000000), .tv_nsec = (long) (usec % 1000000) * 1000 };
+
+                while (nanosleep(&ts, &ts) < 0)
+                        if (errno != EINTR)
+                                return -errno;
+                return 0;
+        }
+        r = sd_event_add_time_relative(loop, &c->timer, CLOCK_MONOTONIC, usec, 0, on_wait_timer, c);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(c->timer, "coro-sleep");
+        c->wait_fd = -EBADF;
+        c->wait_deadline = now_usec() + usec;
+        waiting_link(c);
+        coro_switch_out(c);
+        assert(!c->waiting && !c->timer);
+        return 0;
+}
+
 void coro_drain(void) {
         assert(!current);
 
@@ -317,7 +349,13 @@ void coro_drain(void) {
                 uint64_t now = now_usec();
                 int r;
 
-                r = poll_fd(c->wait_fd, c->wait_events, c->wait_deadline > now ? c->wait_deadline - now : 0);
+                if (c->wait_fd < 0) {
+                        /* Asleep (coro_sleep()). */
+                        if (c->wait_deadline > now)
+                                (void) usleep((useconds_t) (c->wait_deadline - now));
+                        r = -ETIMEDOUT;
+                } else
+                        r = poll_fd(c->wait_fd, c->wait_events, c->wait_deadline > now ? c->wait_deadline - now : 0);
                 coro_wake(c, r == -ETIMEDOUT);
         }
 }

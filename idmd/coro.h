@@ -49,6 +49,9 @@ const void *coro_self(void);
  * (the loop's epoll holds each fd once: a second waiter gets -EEXIST). 0, -ETIMEDOUT, -errno. */
 int coro_wait_fd(int fd, uint32_t events, uint64_t timeout_usec);
 
+/* Waits usec: in a coroutine by giving the loop back, else with nanosleep(). 0 or -errno. */
+int coro_sleep(uint64_t usec);
+
 /* The number of coroutines alive (started and not ended), and of those waiting. */
 unsigned coro_alive(void);
 

@@ -10,9 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
+#include "coro.h"
 #include "idm/cleanup.h"
 #include "log.h"
 #include "store-pg.h"
@@ -27,12 +30,14 @@ static const char *strna(const char *s) {
 }
 
 struct PgConn {
-        PGconn *conn;
+        StorePg *pool;
+        PGconn *conn;           /* NULL once dropped (broken, or a statement timed out) */
         bool busy;              /* a transaction of a StoreTxn runs on it */
 };
 
 struct StorePg {
         char *conninfo;
+        uint64_t timeout_usec;
         PgConn conns[STORE_PG_CONNECTIONS_MAX];
         unsigned n_conns;
 };
@@ -106,9 +111,9 @@ static int pg_errno(PGconn *conn, const PGresult *res, const char *what) {
 
         /* Only the primary message: the detail may quote a key (an e-mail address). */
         if (!message)
-                message = PQerrorMessage(conn);
+                message = conn ? PQerrorMessage(conn) : "connection dropped";
         if (!state)
-                r = PQstatus(conn) == CONNECTION_OK ? -EIO : -ENOTCONN;
+                r = conn && PQstatus(conn) == CONNECTION_OK ? -EIO : -ENOTCONN;
         else if (streq(state, "40001") || streq(state, "40P01"))
                 r = -EAGAIN;    /* serialization failure, deadlock: run it again */
         else if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
@@ -128,19 +133,118 @@ static int pg_errno(PGconn *conn, const PGresult *res, const char *what) {
         return log_debug_errno(r, "PostgreSQL %s failed (%s): %s", what, strna(state), strna(message));
 }
 
-/* Runs a statement without parameters that returns no rows. */
-static int pg_command(PGconn *conn, const char *sql) {
-        _cleanup_(pqclearp) PGresult *res = PQexec(conn, sql);
+static uint64_t now_usec(void) {
+        struct timespec ts;
 
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* Waits (coro_wait_fd(): the loop goes on in a coroutine) until conn's socket is ready. */
+static int pg_wait(PGconn *conn, uint32_t events, uint64_t deadline) {
+        uint64_t now = now_usec();
+
+        if (now >= deadline)
+                return -ETIMEDOUT;
+        return coro_wait_fd(PQsocket(conn), events, deadline - now);
+}
+
+/* After a statement was sent on conn: flushes it, waits for its answer, and returns its first
+ * result (NULL: see PQerrorMessage()), consuming any further ones. -ETIMEDOUT when the server
+ * did not answer by the deadline (the connection is then of no further use). */
+static int pg_await(PGconn *conn, uint64_t timeout_usec, PGresult **ret) {
+        uint64_t deadline = now_usec() + timeout_usec;
+        PGresult *first = NULL;
+        int r, f;
+
+        while ((f = PQflush(conn)) != 0) {
+                if (f < 0)
+                        goto done;
+                r = pg_wait(conn, EPOLLIN | EPOLLOUT, deadline);
+                if (r < 0)
+                        return log_debug_errno(r, "PostgreSQL did not take a statement in time: %m");
+                if (!PQconsumeInput(conn))
+                        goto done;
+        }
+        for (;;) {
+                PGresult *res;
+
+                while (PQisBusy(conn)) {
+                        r = pg_wait(conn, EPOLLIN, deadline);
+                        if (r < 0) {
+                                if (first)
+                                        PQclear(first);
+                                return log_debug_errno(r, "PostgreSQL did not answer in time: %m");
+                        }
+                        if (!PQconsumeInput(conn))
+                                goto done;
+                }
+                res = PQgetResult(conn);
+                if (!res)
+                        break;
+                if (!first)
+                        first = res;
+                else
+                        PQclear(res);
+        }
+done:
+        *ret = first;
+        return 0;
+}
+
+/* The connection c holds is of no further use (it broke, or a statement timed out mid-way). */
+static void pg_drop(PgConn *c) {
+        if (c->conn)
+                PQfinish(c->conn);
+        c->conn = NULL;
+}
+
+/* Runs SQL without parameters (one statement, or several that return no rows) on conn. */
+static int pg_command_conn(PGconn *conn, uint64_t timeout_usec, const char *sql, PGresult **ret) {
+        int r;
+
+        if (!PQsendQuery(conn, sql)) {
+                *ret = NULL;
+                return 0;
+        }
+        r = pg_await(conn, timeout_usec, ret);
+        return r;
+}
+
+/* A statement without parameters whose rows, if any, do not matter. */
+static int pg_command_timeout(PGconn *conn, uint64_t timeout_usec, const char *sql) {
+        _cleanup_(pqclearp) PGresult *res = NULL;
+        int r;
+
+        r = pg_command_conn(conn, timeout_usec, sql, &res);
+        if (r < 0)
+                return r;
         if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
                 return pg_errno(conn, res, sql);
         return 0;
 }
 
-static int pg_prepare_all(PGconn *conn) {
-        for (Statement i = 0; i < _STMT_MAX; i++) {
-                _cleanup_(pqclearp) PGresult *res = PQprepare(conn, statements[i].name, statements[i].sql, 0, NULL);
+static int pg_command(PgConn *c, const char *sql) {
+        int r;
 
+        if (!c->conn)
+                return -ENOTCONN;
+        r = pg_command_timeout(c->conn, c->pool->timeout_usec, sql);
+        if (r == -ETIMEDOUT)
+                pg_drop(c);
+        return r;
+}
+
+static int pg_prepare_all(PGconn *conn, uint64_t timeout_usec) {
+        for (Statement i = 0; i < _STMT_MAX; i++) {
+                _cleanup_(pqclearp) PGresult *res = NULL;
+                int r;
+
+                if (!PQsendPrepare(conn, statements[i].name, statements[i].sql, 0, NULL))
+                        return pg_errno(conn, NULL, statements[i].name);
+                r = pg_await(conn, timeout_usec, &res);
+                if (r < 0)
+                        return r;
                 if (PQresultStatus(res) != PGRES_COMMAND_OK)
                         return pg_errno(conn, res, statements[i].name);
         }
@@ -151,24 +255,53 @@ static void pg_notice_ignore(void *arg, const PGresult *res) {
         /* NOTICEs ("relation already exists, skipping") are not for idmd's log. */
 }
 
-/* A new connection, checked and with the statements prepared. */
-static int pg_connect(StorePg *p, PGconn **ret) {
+/* A new connection, without waiting on the loop's thread: PQconnectStart()/PQconnectPoll(). */
+static int pg_connect_raw(const char *conninfo, uint64_t timeout_usec, PGconn **ret) {
+        uint64_t deadline = now_usec() + timeout_usec;
+        PostgresPollingStatusType st = PGRES_POLLING_WRITING;
         PGconn *conn;
         int r;
 
-        conn = PQconnectdb(p->conninfo);
+        conn = PQconnectStart(conninfo);
         if (!conn)
                 return -ENOMEM;
+        while (PQstatus(conn) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+                if (st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING) {
+                        r = pg_wait(conn, st == PGRES_POLLING_READING ? EPOLLIN : EPOLLOUT, deadline);
+                        if (r < 0) {
+                                PQfinish(conn);
+                                return log_debug_errno(r == -ETIMEDOUT ? ENOTCONN : -r,
+                                                       "Could not connect to PostgreSQL in time");
+                        }
+                }
+                st = PQconnectPoll(conn);
+        }
         if (PQstatus(conn) != CONNECTION_OK) {
                 r = log_debug_errno(ENOTCONN, "Could not connect to PostgreSQL: %s", PQerrorMessage(conn));
                 PQfinish(conn);
                 return r;
         }
         (void) PQsetNoticeReceiver(conn, pg_notice_ignore, NULL);
+        if (PQsetnonblocking(conn, 1) != 0) {
+                PQfinish(conn);
+                return log_debug_errno(EIO, "Could not make the PostgreSQL connection non-blocking");
+        }
+        *ret = conn;
+        return 0;
+}
+
+/* A new connection of the pool, checked and with the statements prepared. */
+static int pg_connect(StorePg *p, PGconn **ret) {
+        PGconn *conn = NULL;
+        int r;
+
+        r = pg_connect_raw(p->conninfo, p->timeout_usec, &conn);
+        if (r < 0)
+                return r;
         /* Keys and values are bytea; the few texts idmd sends are ASCII. */
-        r = pg_command(conn, "SET client_encoding = 'UTF8'");
+        r = pg_command_timeout(conn, p->timeout_usec, "SET client_encoding = 'UTF8'");
         if (r >= 0)
-                r = pg_prepare_all(conn);
+                r = pg_prepare_all(conn, p->timeout_usec);
         if (r < 0) {
                 PQfinish(conn);
                 return r;
@@ -195,19 +328,21 @@ static int pg_result_uint(const PGresult *res, unsigned *ret) {
 }
 
 /* Creates or migrates the SQL schema, one instance at a time. */
-static int pg_migrate_work(PGconn *conn, unsigned *ret_found) {
+static int pg_migrate_work(PGconn *conn, uint64_t timeout_usec, unsigned *ret_found) {
         _cleanup_(pqclearp) PGresult *res = NULL;
         unsigned version = 0;
         bool fresh;
         int r;
 
-        r = pg_command(conn, "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ")");
+        r = pg_command_timeout(conn, timeout_usec, "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ")");
         if (r < 0)
                 return r;
-        r = pg_command(conn, "CREATE TABLE IF NOT EXISTS idm_schema (version integer NOT NULL)");
+        r = pg_command_timeout(conn, timeout_usec, "CREATE TABLE IF NOT EXISTS idm_schema (version integer NOT NULL)");
         if (r < 0)
                 return r;
-        res = PQexec(conn, "SELECT version FROM idm_schema");
+        r = pg_command_conn(conn, timeout_usec, "SELECT version FROM idm_schema", &res);
+        if (r < 0)
+                return r;
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
                 return pg_errno(conn, res, "reading the schema version");
         fresh = PQntuples(res) == 0;
@@ -221,28 +356,28 @@ static int pg_migrate_work(PGconn *conn, unsigned *ret_found) {
                 return 0;
 
         for (unsigned v = version; v < STORE_PG_SCHEMA_VERSION; v++) {
-                r = pg_command(conn, migrations[v]);
+                r = pg_command_timeout(conn, timeout_usec, migrations[v]);
                 if (r < 0)
                         return log_debug_errno(r, "PostgreSQL schema migration from version %u failed: %m", v);
                 log_debug("Migrated the PostgreSQL schema from version %u to %u", v, v + 1);
         }
-        r = pg_command(conn, fresh ? "INSERT INTO idm_schema (version) VALUES (" STRINGIFY(STORE_PG_SCHEMA_VERSION) ")"
+        r = pg_command_timeout(conn, timeout_usec, fresh ? "INSERT INTO idm_schema (version) VALUES (" STRINGIFY(STORE_PG_SCHEMA_VERSION) ")"
                                    : "UPDATE idm_schema SET version = " STRINGIFY(STORE_PG_SCHEMA_VERSION));
         return r;
 }
 
-static int pg_migrate(PGconn *conn, unsigned *ret_found) {
+static int pg_migrate(PGconn *conn, uint64_t timeout_usec, unsigned *ret_found) {
         int r;
 
-        r = pg_command(conn, "BEGIN");
+        r = pg_command_timeout(conn, timeout_usec, "BEGIN");
         if (r < 0)
                 return r;
-        r = pg_migrate_work(conn, ret_found);
+        r = pg_migrate_work(conn, timeout_usec, ret_found);
         if (r < 0) {
-                (void) pg_command(conn, "ROLLBACK");
+                (void) pg_command_timeout(conn, timeout_usec, "ROLLBACK");
                 return r;
         }
-        return pg_command(conn, "COMMIT");
+        return pg_command_timeout(conn, timeout_usec, "COMMIT");
 }
 
 int store_pg_open(const char *conninfo, StorePg **ret, unsigned *ret_sql_version) {
@@ -256,6 +391,9 @@ int store_pg_open(const char *conninfo, StorePg **ret, unsigned *ret_sql_version
         p = calloc(1, sizeof(StorePg));
         if (!p)
                 return -ENOMEM;
+        p->timeout_usec = STORE_PG_TIMEOUT_USEC;
+        for (unsigned i = 0; i < STORE_PG_CONNECTIONS_MAX; i++)
+                p->conns[i].pool = p;
         p->conninfo = strdup(conninfo);
         if (!p->conninfo) {
                 store_pg_free(p);
@@ -264,15 +402,9 @@ int store_pg_open(const char *conninfo, StorePg **ret, unsigned *ret_sql_version
 
         /* The schema first, on a connection without prepared statements (their tables may not
          * exist yet). */
-        conn = PQconnectdb(conninfo);
-        if (!conn)
-                r = -ENOMEM;
-        else if (PQstatus(conn) != CONNECTION_OK)
-                r = log_debug_errno(ENOTCONN, "Could not connect to PostgreSQL: %s", PQerrorMessage(conn));
-        else {
-                (void) PQsetNoticeReceiver(conn, pg_notice_ignore, NULL);
-                r = pg_migrate(conn, &found);
-        }
+        r = pg_connect_raw(conninfo, p->timeout_usec, &conn);
+        if (r >= 0)
+                r = pg_migrate(conn, p->timeout_usec, &found);
         if (conn)
                 PQfinish(conn);
         if (ret_sql_version)
@@ -307,13 +439,18 @@ int store_pg_server_version(StorePg *p, char **ret) {
         _cleanup_(pqclearp) PGresult *res = NULL;
         PGconn *conn;
         char *v;
+        int r;
 
         if (!p || !ret || p->n_conns == 0)
                 return -EINVAL;
         conn = p->conns[0].conn;
         if (p->conns[0].busy)
                 return -EBUSY;
-        res = PQexec(conn, "SELECT version()");
+        if (!conn)
+                return -ENOTCONN;
+        r = pg_command_conn(conn, p->timeout_usec, "SELECT version()", &res);
+        if (r < 0)
+                return r;
         if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
                 return pg_errno(conn, res, "SELECT version()");
         v = strdup(PQgetvalue(res, 0, 0));
@@ -336,28 +473,34 @@ int store_pg_begin(StorePg *p, bool write, PgConn **ret) {
                 if (p->n_conns >= STORE_PG_CONNECTIONS_MAX)
                         return log_debug_errno(EAGAIN, "All %u PostgreSQL connections are in use",
                                                STORE_PG_CONNECTIONS_MAX);
-                c = &p->conns[p->n_conns];
+                c = &p->conns[p->n_conns++];
+                c->busy = true;         /* the connect may wait: nobody else takes the slot */
                 r = pg_connect(p, &c->conn);
+                c->busy = false;
                 if (r < 0)
                         return r;
-                p->n_conns++;
         }
-        if (PQstatus(c->conn) != CONNECTION_OK) {
-                /* Broken since its last use: a new one (prepared statements do not survive). */
+        if (!c->conn || PQstatus(c->conn) != CONNECTION_OK) {
+                /* Dropped or broken since its last use: a new one (prepared statements do not
+                 * survive a reset). The slot is taken meanwhile: the connect may wait. */
                 PGconn *conn = NULL;
 
+                pg_drop(c);
+                c->busy = true;
                 r = pg_connect(p, &conn);
+                c->busy = false;
                 if (r < 0)
                         return r;
-                PQfinish(c->conn);
                 c->conn = conn;
         }
 
-        r = pg_command(c->conn, write ? "BEGIN ISOLATION LEVEL SERIALIZABLE"
-                                      : "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
-        if (r < 0)
-                return r;
         c->busy = true;
+        r = pg_command(c, write ? "BEGIN ISOLATION LEVEL SERIALIZABLE"
+                                      : "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+        if (r < 0) {
+                c->busy = false;
+                return r;
+        }
         *ret = c;
         return 0;
 }
@@ -367,60 +510,96 @@ int store_pg_commit(StorePg *p, PgConn *c) {
         int r = 0;
 
         assert(c->busy);
-        res = PQexec(c->conn, "COMMIT");
+        if (!c->conn)
+                r = -ENOTCONN;
+        else
+                r = pg_command_conn(c->conn, p->timeout_usec, "COMMIT", &res);
+        if (r < 0) {
+                /* Whether it committed is unknown; the connection is of no further use. */
+                pg_drop(c);
+                c->busy = false;
+                return log_debug_errno(r == -ETIMEDOUT ? r : -ENOTCONN, "PostgreSQL COMMIT not confirmed: %m");
+        }
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
                 r = pg_errno(c->conn, res, "COMMIT");
         else if (!streq(PQcmdStatus(res), "COMMIT"))
                 /* The transaction had failed: PostgreSQL rolls it back and says so. */
                 r = log_debug_errno(EIO, "PostgreSQL rolled back a failed transaction instead of committing");
-        if (r < 0 && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
-                (void) pg_command(c->conn, "ROLLBACK");
+        if (r < 0 && c->conn && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+                (void) pg_command(c, "ROLLBACK");
         c->busy = false;
         return r;
 }
 
 void store_pg_rollback(StorePg *p, PgConn *c) {
         assert(c->busy);
-        if (PQtransactionStatus(c->conn) != PQTRANS_IDLE)
-                (void) pg_command(c->conn, "ROLLBACK");
+        if (c->conn && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+                (void) pg_command(c, "ROLLBACK");
         c->busy = false;
 }
 
 int store_pg_savepoint(PgConn *c) {
-        return pg_command(c->conn, "SAVEPOINT unit");
+        return pg_command(c, "SAVEPOINT unit");
 }
 
 int store_pg_release(PgConn *c) {
-        return pg_command(c->conn, "RELEASE SAVEPOINT unit");
+        return pg_command(c, "RELEASE SAVEPOINT unit");
 }
 
 int store_pg_rollback_to(PgConn *c) {
-        int r = pg_command(c->conn, "ROLLBACK TO SAVEPOINT unit");
-
-        return r < 0 ? r : pg_command(c->conn, "RELEASE SAVEPOINT unit");
+        return pg_command(c, "ROLLBACK TO SAVEPOINT unit; RELEASE SAVEPOINT unit");
 }
 
-/* Runs statement s with the table and, if given, a key and a value (binary), binary results. */
-static PGresult *pg_run(PgConn *c, Statement s, StoreTable table, const char *key, size_t key_len,
-                        const char *value, size_t value_len) {
+/* Runs statement s with the table (unless it takes no parameters) and, if given, a key and a
+ * value (binary), binary results, into *ret (NULL: see PQerrorMessage()). -ENOTCONN for a
+ * dropped connection, -ETIMEDOUT (the connection is dropped then). */
+static int pg_run(PgConn *c, Statement s, StoreTable table, const char *key, size_t key_len,
+                  const char *value, size_t value_len, PGresult **ret) {
         char tbl[8];
         const char *values[3] = { tbl, key, value };
         int lengths[3] = { 0, (int) key_len, (int) value_len };
         int formats[3] = { 0, 1, 1 };
-        int n = value ? 3 : key ? 2 : 1;
+        int n = (int) table < 0 ? 0 : value ? 3 : key ? 2 : 1;
+        int r;
 
+        *ret = NULL;
+        if (!c->conn)
+                return log_debug_errno(ENOTCONN, "PostgreSQL connection was dropped");
         assert(key_len <= INT32_MAX && value_len <= INT32_MAX);
         (void) snprintf(tbl, sizeof(tbl), "%d", (int) table);
-        return PQexecPrepared(c->conn, statements[s].name, n, values, lengths, formats, 1);
+        if (!PQsendQueryPrepared(c->conn, statements[s].name, n, values, lengths, formats, 1))
+                return 0;       /* *ret NULL: pg_errno() tells */
+        r = pg_await(c->conn, c->pool->timeout_usec, ret);
+        if (r < 0)
+                pg_drop(c);
+        return r;
+}
+
+/* pg_run(), then a failure of the statement itself as -errno. want: the status of success. */
+static int pg_run_check(PgConn *c, Statement s, StoreTable table, const char *key, size_t key_len,
+                        const char *value, size_t value_len, ExecStatusType want, PGresult **ret) {
+        int r = pg_run(c, s, table, key, key_len, value, value_len, ret);
+
+        if (r < 0)
+                return r;
+        if (PQresultStatus(*ret) != want) {
+                r = pg_errno(c->conn, *ret, statements[s].name);
+                PQclear(*ret);
+                *ret = NULL;
+                return r;
+        }
+        return 0;
 }
 
 int store_pg_get(PgConn *c, StoreTable table, const char *key, size_t key_len, char **ret, size_t *ret_len) {
-        _cleanup_(pqclearp) PGresult *res = pg_run(c, STMT_GET, table, key, key_len, NULL, 0);
+        _cleanup_(pqclearp) PGresult *res = NULL;
         size_t n;
         char *v;
+        int r;
 
-        if (PQresultStatus(res) != PGRES_TUPLES_OK)
-                return pg_errno(c->conn, res, "get");
+        r = pg_run_check(c, STMT_GET, table, key, key_len, NULL, 0, PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
         if (PQntuples(res) == 0)
                 return -ENOENT;
         n = (size_t) PQgetlength(res, 0, 0);
@@ -435,14 +614,16 @@ int store_pg_get(PgConn *c, StoreTable table, const char *key, size_t key_len, c
 }
 
 int store_pg_exists(PgConn *c, StoreTable table, const char *key, size_t key_len) {
-        _cleanup_(pqclearp) PGresult *res = pg_run(c, STMT_EXISTS, table, key, key_len, NULL, 0);
+        _cleanup_(pqclearp) PGresult *res = NULL;
+        int r;
 
-        if (PQresultStatus(res) != PGRES_TUPLES_OK)
-                return pg_errno(c->conn, res, "exists");
+        r = pg_run_check(c, STMT_EXISTS, table, key, key_len, NULL, 0, PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
         return PQntuples(res) > 0 ? 0 : -ENOENT;
 }
 
-/* The number of rows a command changed (PQcmdTuples), -EPROTO if it says none. */
+/* Whether a command changed a row (PQcmdTuples): 1 or 0, -EPROTO if it does not say. */
 static int pg_changed(PGresult *res) {
         const char *n = PQcmdTuples(res);
 
@@ -453,12 +634,13 @@ static int pg_changed(PGresult *res) {
 
 int store_pg_put(PgConn *c, StoreTable table, const char *key, size_t key_len, const char *value,
                  size_t value_len, bool no_overwrite) {
-        _cleanup_(pqclearp) PGresult *res =
-                pg_run(c, no_overwrite ? STMT_PUT_NEW : STMT_PUT, table, key, key_len, value, value_len);
+        _cleanup_(pqclearp) PGresult *res = NULL;
         int r;
 
-        if (PQresultStatus(res) != PGRES_COMMAND_OK)
-                return pg_errno(c->conn, res, "put");
+        r = pg_run_check(c, no_overwrite ? STMT_PUT_NEW : STMT_PUT, table, key, key_len, value, value_len,
+                         PGRES_COMMAND_OK, &res);
+        if (r < 0)
+                return r;
         r = pg_changed(res);
         if (r < 0)
                 return r;
@@ -466,11 +648,12 @@ int store_pg_put(PgConn *c, StoreTable table, const char *key, size_t key_len, c
 }
 
 int store_pg_del(PgConn *c, StoreTable table, const char *key, size_t key_len) {
-        _cleanup_(pqclearp) PGresult *res = pg_run(c, STMT_DEL, table, key, key_len, NULL, 0);
+        _cleanup_(pqclearp) PGresult *res = NULL;
         int r;
 
-        if (PQresultStatus(res) != PGRES_COMMAND_OK)
-                return pg_errno(c->conn, res, "delete");
+        r = pg_run_check(c, STMT_DEL, table, key, key_len, NULL, 0, PGRES_COMMAND_OK, &res);
+        if (r < 0)
+                return r;
         r = pg_changed(res);
         if (r < 0)
                 return r;
@@ -489,19 +672,21 @@ static int pg_result_int8(const PGresult *res, uint64_t *ret) {
 }
 
 int store_pg_count(PgConn *c, StoreTable table, uint64_t *ret) {
-        _cleanup_(pqclearp) PGresult *res = pg_run(c, STMT_COUNT, table, NULL, 0, NULL, 0);
+        _cleanup_(pqclearp) PGresult *res = NULL;
+        int r;
 
-        if (PQresultStatus(res) != PGRES_TUPLES_OK)
-                return pg_errno(c->conn, res, "count");
-        return pg_result_int8(res, ret);
+        r = pg_run_check(c, STMT_COUNT, table, NULL, 0, NULL, 0, PGRES_TUPLES_OK, &res);
+        return r < 0 ? r : pg_result_int8(res, ret);
 }
 
 int store_pg_any(PgConn *c, StoreTable *ret_table) {
-        _cleanup_(pqclearp) PGresult *res = PQexecPrepared(c->conn, statements[STMT_ANY].name, 0, NULL, NULL, NULL, 1);
+        _cleanup_(pqclearp) PGresult *res = NULL;
         uint16_t be;
+        int r;
 
-        if (PQresultStatus(res) != PGRES_TUPLES_OK)
-                return pg_errno(c->conn, res, "any");
+        r = pg_run_check(c, STMT_ANY, _STORE_TABLE_INVALID, NULL, 0, NULL, 0, PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
         if (PQntuples(res) == 0)
                 return -ENOENT;
         if (PQgetlength(res, 0, 0) != 2)
@@ -512,25 +697,22 @@ int store_pg_any(PgConn *c, StoreTable *ret_table) {
 }
 
 int store_pg_size(PgConn *c, uint64_t *ret) {
-        _cleanup_(pqclearp) PGresult *res = PQexecPrepared(c->conn, statements[STMT_SIZE].name, 0, NULL, NULL, NULL, 1);
+        _cleanup_(pqclearp) PGresult *res = NULL;
+        int r;
 
-        if (PQresultStatus(res) != PGRES_TUPLES_OK)
-                return pg_errno(c->conn, res, "size");
-        return pg_result_int8(res, ret);
+        r = pg_run_check(c, STMT_SIZE, _STORE_TABLE_INVALID, NULL, 0, NULL, 0, PGRES_TUPLES_OK, &res);
+        return r < 0 ? r : pg_result_int8(res, ret);
 }
 
 int store_pg_scan(PgConn *c, StoreTable table, const char *from, size_t from_len, bool inclusive, PgRows **ret) {
-        PGresult *res;
+        PGresult *res = NULL;
         PgRows *rows;
+        int r;
 
-        res = pg_run(c, !from ? STMT_SCAN_FIRST : inclusive ? STMT_SCAN_GE : STMT_SCAN_GT,
-                     table, from, from_len, NULL, 0);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                int r = pg_errno(c->conn, res, "scan");
-
-                PQclear(res);
+        r = pg_run_check(c, !from ? STMT_SCAN_FIRST : inclusive ? STMT_SCAN_GE : STMT_SCAN_GT,
+                         table, from, from_len, NULL, 0, PGRES_TUPLES_OK, &res);
+        if (r < 0)
                 return r;
-        }
         rows = malloc(sizeof(PgRows));
         if (!rows) {
                 PQclear(res);

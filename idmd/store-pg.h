@@ -10,12 +10,15 @@
  * value), keys and values as bytea so that the database's encoding never touches them; keys
  * order bytewise, as LMDB's do.
  *
- * This first form uses libpq's blocking calls: a statement waits for its answer on the calling
- * thread. The PostgreSQL backend is not selectable in idmd's configuration yet (docs/store.md).
+ * libpq runs non-blocking: a statement waits for its answer with coro_wait_fd(), so in a
+ * coroutine the event loop goes on meanwhile, and outside one the wait is a poll(). Each wait is
+ * bounded by STORE_PG_TIMEOUT_USEC; a connection that timed out is dropped (its state is
+ * unknown) and the next transaction opens a new one.
  *
  * Errors, besides store.h's:
  *   -EAGAIN        a serialization failure or deadlock: the transaction is dead, run it again
- *   -ENOTCONN      the database cannot be reached, or the connection broke
+ *   -ENOTCONN      the database cannot be reached, or the connection broke or was dropped
+ *   -ETIMEDOUT     no answer within STORE_PG_TIMEOUT_USEC (the connection is dropped)
  *   -EPROTONOSUPPORT  the database's schema is newer than this build knows
  *   -EPERM         the role may not do what the schema needs (its SQL state class 42501)
  */
@@ -31,7 +34,10 @@
 /* The SQL schema this build writes and reads (idm_schema.version). */
 #define STORE_PG_SCHEMA_VERSION 1
 /* Connections per store: snapshots and units of work alive at once, at most. */
-#define STORE_PG_CONNECTIONS_MAX 8u
+#define STORE_PG_CONNECTIONS_MAX 16u
+/* How long a statement (or a connect) may take before the connection is dropped and the caller
+ * gets -ETIMEDOUT. */
+#define STORE_PG_TIMEOUT_USEC (UINT64_C(5) * 1000 * 1000)
 /* Rows fetched per statement by a walk (store_foreach()). */
 #define STORE_PG_PAGE_ROWS 256u
 

@@ -25,8 +25,10 @@
 #include <unistd.h>
 
 #include <lmdb.h>
+#include <sodium.h>
 #include <systemd/sd-event.h>
 
+#include "coro.h"
 #include "idm/cleanup.h"
 #include "log.h"
 #include "sessions.h"
@@ -47,7 +49,10 @@
 #define STORE_SLICE_USEC 50u
 /* A unit of work (or batch) that PostgreSQL rolled back for a conflict with another transaction
  * (serialization failure, deadlock) runs again, up to this many times in all. */
-#define STORE_PG_ATTEMPTS 8u
+#define STORE_PG_ATTEMPTS 20u
+/* PostgreSQL with an event loop: units of work running at once, each in a coroutine and a
+ * transaction of its own (the rest of the connections are for read snapshots). */
+#define STORE_PG_UNITS_MAX (STORE_PG_CONNECTIONS_MAX / 2)
 
 typedef struct StoreUnit StoreUnit;
 
@@ -124,9 +129,20 @@ struct Store {
         MDB_txn *batch_txn;             /* the batch's transaction (the committer's) */
 
         int dead;                       /* < 0: the map could not be re-established */
+
+        /* PostgreSQL with an event loop: each submitted unit runs in a coroutine and a
+         * transaction of its own, at most STORE_PG_UNITS_MAX at once, taken from the queue in
+         * submission order; the running ones (FIFO) have their done functions called in that
+         * order, as each one at the head has finished. */
+        StoreUnit *running_head, *running_tail;
+        unsigned n_running;
+        bool delivering;
+        StoreTxn *pg_writers;           /* the units of work running now, one per coroutine */
 };
 
 struct StoreUnit {
+        Store *store;
+        bool finished;                  /* PostgreSQL: its transaction ended */
         StoreWorkFn fn;
         StoreDoneFn done;
         void *userdata;
@@ -140,6 +156,8 @@ struct StoreTxn {
         PgConn *pg;                     /* PostgreSQL's connection, inside its transaction */
         bool write;
         bool retry;                     /* PostgreSQL: a conflict killed the transaction */
+        const void *coro;               /* PostgreSQL: the coroutine running the unit */
+        StoreTxn *writers_next;
 
         /* Write units of work only. An LMDB write error other than "not found"/"exists" leaves
          * the transaction unusable; we remember it so that a unit of work whose function
@@ -318,6 +336,39 @@ static int pg_fail(StoreTxn *t, int r) {
         return r;
 }
 
+/* The unit of work the caller runs in, if any. On PostgreSQL several run at once, each in a
+ * coroutine of its own: the one of the caller's coroutine. */
+static StoreTxn *store_writer(Store *s) {
+        if (!s->pg)
+                return s->writer;
+        for (StoreTxn *w = s->pg_writers; w; w = w->writers_next)
+                if (w->coro == coro_self())
+                        return w;
+        return NULL;
+}
+
+static void store_writer_enter(Store *s, StoreTxn *t) {
+        if (!s->pg) {
+                s->writer = t;
+                return;
+        }
+        t->coro = coro_self();
+        t->writers_next = s->pg_writers;
+        s->pg_writers = t;
+}
+
+static void store_writer_leave(Store *s, StoreTxn *t) {
+        if (!s->pg) {
+                s->writer = NULL;
+                return;
+        }
+        for (StoreTxn **w = &s->pg_writers; *w; w = &(*w)->writers_next)
+                if (*w == t) {
+                        *w = t->writers_next;
+                        break;
+                }
+}
+
 static int table_check(StoreTable table) {
         return table >= 0 && table < _STORE_TABLE_MAX ? 0 : -EINVAL;
 }
@@ -377,7 +428,7 @@ static void store_update_map_size(Store *s) {
 static int store_set_map_size(Store *s, uint64_t size) {
         int k;
 
-        assert(!s->writer);
+        assert(!store_writer(s));
         assert(s->n_readers == 0);
 
         k = mdb_env_set_mapsize(s->env, (size_t) size);
@@ -498,7 +549,7 @@ int store_read(Store *s, StoreTxn **ret) {
         if (!s || !ret)
                 return -EINVAL;
         /* A snapshot opened inside a unit of work could outlive it and block the remap. */
-        if (s->writer)
+        if (store_writer(s))
                 return -EBUSY;
 
         t = calloc(1, sizeof(StoreTxn));
@@ -522,7 +573,7 @@ Store *store_free(Store *s) {
                 return NULL;
 
         /* Not from inside a unit of work: its transaction is on store_transact()'s stack. */
-        assert(!s->writer);
+        assert(!store_writer(s));
 
         /* Nothing submitted is lost: units still queued run (and are reported) now. */
         store_flush(s);
@@ -565,10 +616,20 @@ Store *store_free(Store *s) {
         return NULL;
 }
 
+/* Before a unit's next attempt after a conflict: a random wait of up to 2^attempt × 100 µs
+ * (at most about 0.1 s), so that units that keep conflicting over one record spread out. */
+static void store_pg_backoff(unsigned attempt) {
+        uint64_t max = UINT64_C(100) << (attempt < 10 ? attempt : 10);
+
+        (void) coro_sleep(randombytes_uniform((uint32_t) max) + 1);
+}
+
 /* store_run() on PostgreSQL: runs fn in a transaction until it commits, fails, or has conflicted
  * with other transactions STORE_PG_ATTEMPTS times. */
 static int store_run_pg(Store *s, StoreWorkFn fn, void *userdata) {
         for (unsigned attempt = 1;; attempt++) {
+                if (attempt > 1)
+                        store_pg_backoff(attempt);
                 StoreTxn t = { .store = s, .write = true };
                 int r, k;
 
@@ -576,9 +637,9 @@ static int store_run_pg(Store *s, StoreWorkFn fn, void *userdata) {
                 if (r < 0)
                         return r;
 
-                s->writer = &t;
+                store_writer_enter(s, &t);
                 r = fn(&t, userdata);
-                s->writer = NULL;
+                store_writer_leave(s, &t);
 
                 if (t.retry || r < 0 || t.failed < 0) {
                         store_pg_rollback(s->pg, t.pg);
@@ -613,9 +674,9 @@ static int store_run(Store *s, StoreWorkFn fn, void *userdata) {
                 if (r < 0)
                         return r;
 
-                s->writer = &t;
+                store_writer_enter(s, &t);
                 r = fn(&t, userdata);
-                s->writer = NULL;
+                store_writer_leave(s, &t);
 
                 if (t.map_full) {
                         /* Whatever fn returned: its writes did not fit. */
@@ -655,7 +716,7 @@ int store_transact(Store *s, StoreWorkFn fn, void *userdata) {
         if (!s || !fn)
                 return -EINVAL;
         /* No nesting, and no remap under a live snapshot (see the top of this file). */
-        if (s->writer || s->n_readers > 0)
+        if (store_writer(s) || s->n_readers > 0)
                 return -EBUSY;
 
         /* Units submitted earlier commit first: the order of writes is the order of requests. */
@@ -680,9 +741,9 @@ static bool store_run_unit(Store *s, MDB_txn *parent, StoreUnit *u) {
                 return false;
         }
 
-        s->writer = &t;
+        store_writer_enter(s, &t);
         r = u->fn(&t, u->userdata);
-        s->writer = NULL;
+        store_writer_leave(s, &t);
 
         if (t.map_full) {
                 mdb_txn_abort(t.txn);
@@ -723,9 +784,9 @@ static int store_run_unit_pg(Store *s, PgConn *c, StoreUnit *u) {
         if (k < 0)
                 return k;
 
-        s->writer = &t;
+        store_writer_enter(s, &t);
         r = u->fn(&t, u->userdata);
-        s->writer = NULL;
+        store_writer_leave(s, &t);
 
         if (t.retry)
                 return -EAGAIN;
@@ -750,6 +811,8 @@ static int store_run_batch_pg(Store *s, StoreUnit *batch) {
                 PgConn *c;
                 int r;
 
+                if (attempt > 1)
+                        store_pg_backoff(attempt);
                 r = store_pg_begin(s->pg, true, &c);
                 if (r < 0)
                         return r;
@@ -1023,9 +1086,107 @@ static void store_batch_step(Store *s, int k) {
         }
 }
 
+/* --- PostgreSQL with an event loop: each unit in a coroutine and a transaction of its own --- */
+
+static void store_pg_pump(Store *s);
+
+/* Calls the done functions of the finished units at the head of the running FIFO, in submission
+ * order. A done function that waits (a store read) holds the rest back until it returns: the
+ * loop below, in its coroutine, goes on then. */
+static void store_pg_deliver(Store *s) {
+        StoreUnit *u;
+
+        if (s->delivering)
+                return;
+        s->delivering = true;
+        while ((u = s->running_head) && u->finished) {
+                s->running_head = u->next;
+                if (!s->running_head)
+                        s->running_tail = NULL;
+                u->done(u->result, u->userdata);
+                free(u);
+        }
+        s->delivering = false;
+}
+
+static void store_pg_unit_main(void *userdata) {
+        StoreUnit *u = userdata;
+        Store *s = u->store;
+
+        u->result = store_run_pg(s, u->fn, u->userdata);
+        u->finished = true;
+        s->n_running--;
+        s->batches++;
+        s->batched_units++;
+        store_pg_deliver(s);
+        store_pg_pump(s);
+}
+
+/* Starts queued units in submission order while fewer than STORE_PG_UNITS_MAX run. */
+static void store_pg_pump(Store *s) {
+        while (s->queue_head && s->n_running < STORE_PG_UNITS_MAX) {
+                StoreUnit *u = s->queue_head;
+                int r;
+
+                s->queue_head = u->next;
+                if (!s->queue_head)
+                        s->queue_tail = NULL;
+                s->n_queued--;
+                *u = (StoreUnit) { .store = s, .fn = u->fn, .done = u->done, .userdata = u->userdata };
+                if (s->running_tail)
+                        s->running_tail->next = u;
+                else
+                        s->running_head = u;
+                s->running_tail = u;
+                s->n_running++;
+                r = coro_start(store_pg_unit_main, u);
+                if (r < 0) {
+                        s->n_running--;
+                        u->finished = true;
+                        u->result = log_debug_errno(r, "Could not start a unit of work: %m");
+                }
+        }
+        store_pg_deliver(s);
+}
+
+/* store_flush() on PostgreSQL with an event loop, outside any coroutine (shutting down): the
+ * units running (and every other coroutine) are run to their end, waiting with poll(), then
+ * those still queued, one by one. */
+static void store_pg_flush(Store *s) {
+        if (coro_running()) {
+                log_debug("Store flush from a coroutine: the units run on their own");
+                return;
+        }
+        coro_drain();
+        while (s->queue_head) {
+                StoreUnit *u = s->queue_head;
+
+                s->queue_head = u->next;
+                if (!s->queue_head)
+                        s->queue_tail = NULL;
+                s->n_queued--;
+                *u = (StoreUnit) { .store = s, .fn = u->fn, .done = u->done, .userdata = u->userdata };
+                if (s->running_tail)
+                        s->running_tail->next = u;
+                else
+                        s->running_head = u;
+                s->running_tail = u;
+                u->result = store_run_pg(s, u->fn, u->userdata);
+                u->finished = true;
+                s->batches++;
+                s->batched_units++;
+                store_pg_deliver(s);
+                coro_drain();   /* what its done function started */
+        }
+}
+
 void store_flush(Store *s) {
         if (!s)
                 return;
+        if (s->pg && s->event) {
+                store_pg_flush(s);
+                return;
+        }
 
         if (s->batch_source)
                 (void) sd_event_source_set_enabled(s->batch_source, SD_EVENT_OFF);
@@ -1098,6 +1259,10 @@ static void store_batch_due(Store *s) {
                 (void) sd_event_source_set_enabled(s->batch_source, SD_EVENT_OFF);
         if (s->batch_timer)
                 (void) sd_event_source_set_enabled(s->batch_timer, SD_EVENT_OFF);
+        if (s->pg) {
+                store_pg_pump(s);
+                return;
+        }
         if (!s->committer_started) {
                 store_flush(s);
                 return;
@@ -1134,11 +1299,17 @@ static int store_schedule(Store *s) {
         return sd_event_source_set_enabled(s->batch_timer, SD_EVENT_ONESHOT);
 }
 
+bool store_waits(Store *s) {
+        return s && s->pg;
+}
+
 int store_set_event(Store *s, sd_event *event) {
         int r;
 
         if (!s || !event)
                 return -EINVAL;
+        if (s->pg)
+                coro_set_event(event);
         s->batch_source = sd_event_source_disable_unref(s->batch_source);
         s->batch_timer = sd_event_source_disable_unref(s->batch_timer);
         r = sd_event_add_defer(event, &s->batch_source, on_batch, s);
@@ -1197,7 +1368,7 @@ int store_submit(Store *s, StoreWorkFn fn, StoreDoneFn done, void *userdata) {
         if (s->dead < 0)
                 return s->dead;
         /* Not from inside a unit of work: it would wait for itself. */
-        if (s->writer)
+        if (store_writer(s))
                 return -EBUSY;
 
         u = malloc(sizeof(StoreUnit));
@@ -1975,7 +2146,7 @@ int store_backup(Store *s, const char *path) {
                 return -EINVAL;
         if (s->dead < 0)
                 return s->dead;
-        if (s->writer)
+        if (store_writer(s))
                 return -EBUSY;
         if (s->pg)
                 return -EOPNOTSUPP;     /* pg_dump's job (docs/operations.md) */

@@ -167,9 +167,18 @@ int store_submit(Store *s, StoreWorkFn fn, StoreDoneFn done, void *userdata);
 void store_flush(Store *s);
 
 /* Attaches the store to an event loop: submitted units run from it as batches. Without it,
- * store_submit() runs each unit at once. -EINVAL, or sd-event's error. */
+ * store_submit() runs each unit at once. On PostgreSQL each submitted unit runs in a coroutine
+ * (coro.h) and a transaction of its own instead, several at once; their done functions are
+ * still called in submission order, but units of different requests may commit in any order
+ * that serializability allows (a client that needs one write before another waits for the
+ * first's reply). -EINVAL, or sd-event's error. */
 typedef struct sd_event sd_event;
 int store_set_event(Store *s, sd_event *event);
+
+/* Whether the store's calls may wait on the network (PostgreSQL): code on the event loop that
+ * uses the store should then run in a coroutine (coro_start()), where a wait gives the loop
+ * back; outside one, each statement blocks the loop until it is answered or times out. */
+bool store_waits(Store *s);
 
 /* Record access, in either kind of unit of work. Keys are C strings of 1..STORE_KEY_MAX bytes
  * (empty or NULL: -EINVAL; longer: -E2BIG). Values are JSON objects (else -EINVAL), stored as

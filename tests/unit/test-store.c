@@ -29,6 +29,7 @@
 
 #include "idm/cleanup.h"
 #include "idmd/log.h"
+#include "idmd/coro.h"
 #include "idmd/store-pg.h"
 #include "idmd/store.h"
 #include "tests.h"
@@ -1212,24 +1213,39 @@ TEST(pg_pages) {
         check_filled(s, STORE_OUTBOX, "z", 0, 5);
 }
 
-/* Submitted units on an event loop: one transaction, a unit that fails rolls back alone, done
- * functions in submission order. */
+/* Submitted units on an event loop: each in a coroutine and a transaction of its own, several
+ * at once, all incrementing one counter (every conflict is run again: no increment is lost); a
+ * unit that fails rolls back alone; done functions in submission order. Read snapshots in
+ * coroutines of their own meanwhile. */
+#define PG_UNITS 40
+
 typedef struct PgUnit {
         unsigned i;
         unsigned *order;
         unsigned *reported;
         sd_event *event;
         int result;
+        unsigned runs;
 } PgUnit;
 
 static int pg_unit_fn(StoreTxn *t, void *userdata) {
         PgUnit *u = userdata;
-        _cleanup_(json_decrefp) json_t *v = json_pack("{s:i}", "n", (int) u->i);
+        _cleanup_(json_decrefp) json_t *v = json_pack("{s:i}", "n", (int) u->i), *counter = NULL;
         char key[16];
         int r;
 
+        u->runs++;
+        ASSERT_TRUE(coro_running());
         (void) snprintf(key, sizeof(key), "u%u", u->i);
         r = store_put(t, STORE_OUTBOX, key, v, STORE_PUT_DEFAULT);
+        if (r < 0)
+                return r;
+        r = store_get(t, STORE_META, "counter", &counter);
+        if (r < 0)
+                return r;
+        r = json_object_set_new(counter, "n", json_integer(json_integer_value(json_object_get(counter, "n")) + 1));
+        ASSERT_OK(r);
+        r = store_put(t, STORE_META, "counter", counter, STORE_PUT_DEFAULT);
         if (r < 0)
                 return r;
         return u->i == 2 ? -EIO : (int) u->i;
@@ -1240,8 +1256,33 @@ static void pg_unit_done(int r, void *userdata) {
 
         u->result = r;
         u->order[(*u->reported)++] = u->i;
-        if (*u->reported == 5)
+        if (*u->reported == PG_UNITS)
                 (void) sd_event_exit(u->event, 0);
+}
+
+typedef struct PgReader {
+        Store *store;
+        unsigned reads;
+} PgReader;
+
+static void pg_reader(void *userdata) {
+        PgReader *r = userdata;
+
+        for (unsigned i = 0; i < 20; i++) {
+                _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+                _cleanup_(json_decrefp) json_t *counter = NULL;
+
+                ASSERT_OK(store_read(r->store, &t));
+                ASSERT_OK(store_get(t, STORE_META, "counter", &counter));
+                ASSERT_TRUE(json_integer_value(json_object_get(counter, "n")) <= PG_UNITS - 1);
+                r->reads++;
+        }
+}
+
+static int put_counter(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *counter = json_pack("{s:i}", "n", 0);
+
+        return store_put(t, STORE_META, "counter", counter, STORE_PUT_DEFAULT);
 }
 
 TEST(pg_loop) {
@@ -1249,30 +1290,45 @@ TEST(pg_loop) {
         _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        unsigned order[5], reported = 0;
-        PgUnit units[5];
+        _cleanup_(json_decrefp) json_t *counter = NULL;
+        unsigned order[PG_UNITS], reported = 0, runs = 0;
+        PgUnit units[PG_UNITS];
+        PgReader reader = { .store = s };
         StoreStats st;
 
+        ASSERT_OK(store_transact(s, put_counter, NULL));
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(store_set_event(s, e));
-        for (unsigned i = 0; i < 5; i++) {
+        for (unsigned i = 0; i < PG_UNITS; i++) {
                 units[i] = (PgUnit) { .i = i, .order = order, .reported = &reported, .event = e };
                 ASSERT_OK(store_submit(s, pg_unit_fn, pg_unit_done, &units[i]));
         }
         ASSERT_EQ(reported, 0);
+        ASSERT_EQ(units[0].runs, 0);    /* never inside store_submit() with a loop attached */
+        ASSERT_OK(coro_start(pg_reader, &reader));
         ASSERT_OK(sd_event_loop(e));
-        for (unsigned i = 0; i < 5; i++) {
+        for (unsigned i = 0; i < PG_UNITS; i++) {
                 ASSERT_EQ(order[i], i);
                 ASSERT_EQ(units[i].result, i == 2 ? -EIO : (int) i);
+                runs += units[i].runs;
         }
+        /* They ran at once: some conflicted and ran again. */
+        log_info("%u units ran %u times", PG_UNITS, runs);
+        ASSERT_TRUE(runs > PG_UNITS);
         ASSERT_OK(store_stats(s, &st));
-        ASSERT_EQ(st.batches, 1);
-        ASSERT_EQ(st.batched_units, 5);
-        ASSERT_EQ(st.entries[STORE_OUTBOX], 4);
+        ASSERT_EQ(st.batches, PG_UNITS);               /* a transaction each */
+        ASSERT_EQ(st.batched_units, PG_UNITS);
+        ASSERT_EQ(st.entries[STORE_OUTBOX], PG_UNITS - 1);
         ASSERT_TRUE(st.file_bytes > 0);
         ASSERT_OK(store_read(s, &t));
         ASSERT_FALSE(store_exists(t, STORE_OUTBOX, "u2"));
         ASSERT_TRUE(store_exists(t, STORE_OUTBOX, "u4"));
+        ASSERT_OK(store_get(t, STORE_META, "counter", &counter));
+        ASSERT_EQ(json_integer_value(json_object_get(counter, "n")), PG_UNITS - 1);      /* all but the failed one */
+        t = store_txn_free(t);
+        s = store_free(s);
+        ASSERT_EQ(reader.reads, 20);
+        ASSERT_EQ(coro_alive(), 0);
 }
 
 /* What PostgreSQL does not do, and a database that is not there. */
