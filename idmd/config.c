@@ -36,6 +36,7 @@
 #include "log.h"
 #include "validate.h"
 #include "mail.h"
+#include "store-pg.h"
 
 #define USEC_PER_MSEC UINT64_C(1000)
 #define USEC_PER_SEC UINT64_C(1000000)
@@ -98,6 +99,8 @@ typedef struct ConfigType {
          * field, one per value, none for an empty list; config_dump() uses it instead of
          * format. */
         void (*dump)(const ConfigItem *item, const void *field, FILE *f);
+        /* A value refused is not quoted in the log (it may hold a secret). */
+        bool conceal;
 } ConfigType;
 
 struct ConfigItem {
@@ -113,7 +116,7 @@ struct ConfigItem {
 static const ConfigType type_string, type_path, type_bool, type_unsigned, type_size,
         type_duration, type_rate, type_log_level, type_jwt_alg, type_currencies, type_country,
         type_optional_path, type_networks, type_country_overrides, type_command, type_mail_address,
-        type_path_or_empty, type_name_format;
+        type_path_or_empty, type_name_format, type_store_backend, type_store_connection;
 
 #define FIELD_SIZE(field) sizeof(((Config *) NULL)->field)
 
@@ -146,6 +149,9 @@ static const ConfigItem config_items[] = {
 
         ITEM("store", "map_size_initial", type_size, map_size_initial, SIZE_MIB, 16 * SIZE_TIB),
         ITEM("store", "map_size_max", type_size, map_size_max, SIZE_MIB, 16 * SIZE_TIB),
+        ITEM("store", "backend", type_store_backend, store_backend, 0, 0),
+        ITEM("store", "connection", type_store_connection, store_connection, 0, STORE_CONNECTION_MAX),
+        ITEM("store", "timeout", type_duration, store_timeout_usec, 100 * USEC_PER_MSEC, 10 * USEC_PER_MINUTE),
 
         ITEM("passwords", "argon2_opslimit", type_unsigned, argon2_opslimit, 1, 1000),
         ITEM("passwords", "argon2_memlimit", type_size, argon2_memlimit, 8 * SIZE_KIB, 4 * SIZE_GIB),
@@ -756,6 +762,41 @@ static void describe_jwt_alg(const ConfigItem *item, char *buf, size_t size) {
 
 static const ConfigType type_jwt_alg = { parse_jwt_alg, describe_jwt_alg, format_string };
 
+static int parse_store_backend(const ConfigItem *item, const char *value, void *field) {
+        if (!streq(value, "lmdb") && !streq(value, "postgresql"))
+                return -EINVAL;
+        return replace_string(field, value);
+}
+
+static void describe_store_backend(const ConfigItem *item, char *buf, size_t size) {
+        (void) snprintf(buf, size, "expected lmdb or postgresql");
+}
+
+static const ConfigType type_store_backend = { parse_store_backend, describe_store_backend, format_string };
+
+/* [store] connection: a libpq connection string that libpq can read and that holds no password
+ * (a configuration file is no place for one, and --check-config prints the value). */
+static int parse_store_connection(const ConfigItem *item, const char *value, void *field) {
+        if (value[0] && store_pg_check_connection(value) < 0)
+                return -EINVAL;
+        return parse_string(item, value, field);
+}
+
+static void describe_store_connection(const ConfigItem *item, char *buf, size_t size) {
+        (void) snprintf(buf, size,
+                        "expected a libpq connection string (\"host=... dbname=... user=...\" or a "
+                        "postgresql:// URI) of at most %" PRIu64 " bytes without a password: put that in "
+                        "the file PGPASSFILE names, or ~/.pgpass",
+                        item->max);
+}
+
+static const ConfigType type_store_connection = {
+        .parse = parse_store_connection,
+        .describe = describe_store_connection,
+        .format = format_string,
+        .conceal = true,
+};
+
 static int parse_name_format(const ConfigItem *item, const char *value, void *field) {
         if (!streq(value, "email") && !streq(value, "id"))
                 return -EINVAL;
@@ -957,6 +998,8 @@ Config *config_free(Config *c) {
         free(c->admin_group);
         free(c->issuer);
         free(c->jwt_alg);
+        free(c->store_backend);
+        free(c->store_connection);
         (void) strv_free(c->currencies);
         free(c->locales_default_country);
         free(c->maxmind_db);
@@ -1010,6 +1053,7 @@ int config_new(Config **ret) {
 
                 .map_size_initial = 16 * SIZE_MIB,
                 .map_size_max = 4 * SIZE_GIB,
+                .store_timeout_usec = 5 * USEC_PER_SEC,
 
                 .argon2_opslimit = 2,
                 .argon2_memlimit = 19 * SIZE_MIB,
@@ -1056,6 +1100,10 @@ int config_new(Config **ret) {
         c->admin_group = strdup("idm-admin");
         c->issuer = strdup("idmd");
         c->jwt_alg = strdup("EdDSA");
+        c->store_backend = strdup("lmdb");
+        c->store_connection = strdup("");
+        if (!c->store_backend || !c->store_connection)
+                return -ENOMEM;
         c->locales_default_country = strdup("US");
         c->maxmind_db = strdup("");
         c->currencies = calloc(ELEMENTSOF(default_currencies) + 1, sizeof(char *));
@@ -1192,7 +1240,7 @@ static int config_assign(Config *c, const ConfigItem *item, const char *value, c
         }
         if (r < 0) {
                 item->type->describe(item, expected, sizeof(expected));
-                value = escape_value(value, escaped, sizeof(escaped));
+                value = item->type->conceal ? "(not shown)" : escape_value(value, escaped, sizeof(escaped));
                 if (line > 0)
                         log_error("%s:%u: invalid value '%s' for key '%s' in [%s]: %s.", origin, line, value,
                                   item->key, item->section, expected);
@@ -1316,6 +1364,9 @@ int config_verify(const Config *c) {
                 r = log_error_errno(EINVAL, "[store] map_size_initial=%s is greater than map_size_max=%s.",
                                     a, b);
         }
+        if (streq(c->store_backend, "postgresql") && !c->store_connection[0])
+                r = log_error_errno(EINVAL, "[store] backend=postgresql needs [store] connection, the libpq "
+                                    "connection string of the database.");
         if (c->max_connections_per_uid > c->max_connections)
                 r = log_error_errno(EINVAL,
                                     "[limits] max_connections_per_uid=%u is greater than max_connections=%u.",

@@ -82,6 +82,11 @@ typedef struct Config {
         /* [store] */
         uint64_t map_size_initial;      /* bytes, default 16 MiB, 1 MiB..16 TiB, <= map_size_max */
         uint64_t map_size_max;          /* bytes, default 4 GiB, 1 MiB..16 TiB */
+        char *store_backend;            /* key backend: "lmdb" (default) or "postgresql" */
+        char *store_connection;         /* key connection: libpq connection string, no password;
+                                         * default empty; needed for postgresql */
+        uint64_t store_timeout_usec;    /* key timeout: default 5 s, 100 ms..10 min; a statement
+                                         * of the postgresql backend, at most */
 
         /* [passwords] */
         uint64_t argon2_opslimit;       /* t, default 2, 1..1000 */

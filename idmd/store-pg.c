@@ -380,7 +380,7 @@ static int pg_migrate(PGconn *conn, uint64_t timeout_usec, unsigned *ret_found) 
         return pg_command_timeout(conn, timeout_usec, "COMMIT");
 }
 
-int store_pg_open(const char *conninfo, StorePg **ret, unsigned *ret_sql_version) {
+int store_pg_open(const char *conninfo, uint64_t timeout_usec, StorePg **ret, unsigned *ret_sql_version) {
         StorePg *p;
         PGconn *conn = NULL;
         unsigned found = 0;
@@ -391,7 +391,7 @@ int store_pg_open(const char *conninfo, StorePg **ret, unsigned *ret_sql_version
         p = calloc(1, sizeof(StorePg));
         if (!p)
                 return -ENOMEM;
-        p->timeout_usec = STORE_PG_TIMEOUT_USEC;
+        p->timeout_usec = timeout_usec > 0 ? timeout_usec : STORE_PG_TIMEOUT_USEC;
         for (unsigned i = 0; i < STORE_PG_CONNECTIONS_MAX; i++)
                 p->conns[i].pool = p;
         p->conninfo = strdup(conninfo);
@@ -422,6 +422,29 @@ int store_pg_open(const char *conninfo, StorePg **ret, unsigned *ret_sql_version
         p->n_conns = 1;
         *ret = p;
         return 0;
+}
+
+int store_pg_check_connection(const char *conninfo) {
+        PQconninfoOption *options;
+        char *error = NULL;
+        int r = 0;
+
+        options = PQconninfoParse(conninfo, &error);
+        if (!options) {
+                /* libpq's message may quote the string: not logged. */
+                PQfreemem(error);
+                return -EINVAL;
+        }
+        for (PQconninfoOption *o = options; o->keyword; o++)
+                if (streq(o->keyword, "password") && o->val && o->val[0])
+                        r = -EPERM;
+        PQconninfoFree(options);
+        return r;
+}
+
+void store_pg_set_timeout(StorePg *p, uint64_t usec) {
+        if (p && usec > 0)
+                p->timeout_usec = usec;
 }
 
 StorePg *store_pg_free(StorePg *p) {

@@ -41,6 +41,9 @@
 /* Rows fetched per statement by a walk (store_foreach()). */
 #define STORE_PG_PAGE_ROWS 256u
 
+/* The longest [store] connection string. */
+#define STORE_CONNECTION_MAX 1024u
+
 typedef struct StorePg StorePg;
 typedef struct PgConn PgConn;
 typedef struct PgRows PgRows;
@@ -49,8 +52,14 @@ typedef struct PgRows PgRows;
  * PGPASSFILE or ~/.pgpass, never from here), creates or migrates the SQL schema under an
  * advisory lock (instances starting at once migrate once) and refuses a newer one. On success
  * *ret_sql_version is the SQL schema version found (0: none, created now). */
-int store_pg_open(const char *conninfo, StorePg **ret, unsigned *ret_sql_version);
+int store_pg_open(const char *conninfo, uint64_t timeout_usec, StorePg **ret, unsigned *ret_sql_version);
 StorePg *store_pg_free(StorePg *p);
+
+/* Whether libpq reads conninfo, and it holds no password (-EPERM then; -EINVAL if unreadable). */
+int store_pg_check_connection(const char *conninfo);
+
+/* How long a statement or a connect may take from now on (STORE_PG_TIMEOUT_USEC at first). */
+void store_pg_set_timeout(StorePg *p, uint64_t usec);
 
 /* What the server says it is ("PostgreSQL 15.4 on ..."), a new string. */
 int store_pg_server_version(StorePg *p, char **ret);

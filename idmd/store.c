@@ -2002,7 +2002,7 @@ int store_open(const char *dir, const StoreOptions *options, Store **ret, unsign
         return 0;
 }
 
-int store_open_postgresql(const char *conninfo, Store **ret, unsigned *ret_version) {
+int store_open_postgresql(const char *conninfo, uint64_t timeout_usec, Store **ret, unsigned *ret_version) {
         _cleanup_(store_freep) Store *s = NULL;
         unsigned found = 0;
         int r;
@@ -2020,7 +2020,7 @@ int store_open_postgresql(const char *conninfo, Store **ret, unsigned *ret_versi
         if (!s->dir)
                 return -ENOMEM;
 
-        r = store_pg_open(conninfo, &s->pg, NULL);
+        r = store_pg_open(conninfo, timeout_usec, &s->pg, NULL);
         if (r < 0)
                 return r;
 

@@ -126,10 +126,11 @@ int store_open(const char *dir, const StoreOptions *options, Store **ret, unsign
 /* Opens the store kept in the PostgreSQL database conninfo names (a libpq connection string; a
  * password only from PGPASSFILE or ~/.pgpass): creates or migrates its SQL schema under an
  * advisory lock (-EPROTONOSUPPORT for one newer than this build), then checks the schema stamp
- * as store_open() does. The connections are blocking for now: a statement waits on the calling
- * thread. -ENOTCONN when the database cannot be reached, -EPERM when the role may not create the
- * schema. Statistics give entries and the database's size (map_size 0). */
-int store_open_postgresql(const char *conninfo, Store **ret, unsigned *ret_version);
+ * as store_open() does. Statements wait as coro_wait_fd() does (the loop goes on in a
+ * coroutine; elsewhere they block), each and each connect at most timeout_usec (0: 5 s), which
+ * gives -ETIMEDOUT. -ENOTCONN when the database cannot be reached, -EPERM when the role may not
+ * create the schema. Statistics give entries and the database's size (map_size 0). */
+int store_open_postgresql(const char *conninfo, uint64_t timeout_usec, Store **ret, unsigned *ret_version);
 /* Closes the store. Read snapshots still alive are ended (later use: -ESTALE; they still have
  * to be freed with store_txn_free()). Not from inside a unit of work. NULL-safe. */
 Store *store_free(Store *s);

@@ -565,6 +565,15 @@ TEST(bad_values) {
                 { "limits", "max_line", "17M" },
                 { "store", "map_size_initial", "512K" },
                 { "store", "map_size_max", "17T" },
+                { "store", "backend", "LMDB" },
+                { "store", "backend", "postgres" },
+                { "store", "backend", "" },
+                { "store", "connection", "host=db dbname=idm password=hunter2" },
+                { "store", "connection", "postgresql://idm:hunter2@db/idm" },
+                { "store", "connection", "host=db dbname" },
+                { "store", "connection", "bogus_keyword=1" },
+                { "store", "timeout", "99ms" },
+                { "store", "timeout", "11min" },
                 { "customers", "max_external_data", "2M" },
                 /* duration: bad unit, bad number, range, overflow */
                 { "limits", "idle_timeout", "abc" },
@@ -682,6 +691,8 @@ TEST(bad_values) {
                 ASSERT_CONTAINS(log, cases[i].key);
                 ASSERT_CONTAINS(log, cases[i].section);
                 ASSERT_CONTAINS(log, ": expected ");
+                /* A password in a refused connection string never reaches the log. */
+                ASSERT_TRUE(!strstr(log, "hunter2"));
 
                 /* A rejected value leaves the field as it was. */
                 ASSERT_OK(config_new(&d));
@@ -857,6 +868,7 @@ TEST(cross_key) {
                 { "[passwords]\nmax_length = 7\n", "[passwords] min_length=8 is greater than max_length=7" },
                 { "[lockout]\nunlock_time = 2h\n", "[lockout] unlock_time=2h is greater than max_unlock_time=1h" },
                 { "[store]\nmap_size_initial = 8G\n", "[store] map_size_initial=8G is greater than map_size_max=4G" },
+                { "[store]\nbackend = postgresql\n", "[store] backend=postgresql needs [store] connection" },
                 { "[limits]\nmax_connections = 100\n", "[limits] max_connections_per_uid=256 is greater than max_connections=100" },
                 { "[tokens]\nrefresh_ttl = 10s\n", "[tokens] refresh_grace=10s must be shorter than refresh_ttl=10s" },
         };

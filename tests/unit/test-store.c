@@ -71,7 +71,7 @@ static char *tmpdir_new(void) {
 
 /* store_open() of dir, or on PostgreSQL store_open_postgresql() of the test database. */
 static int reopen(const char *dir, Store **ret, unsigned *ret_version) {
-        return pg ? store_open_postgresql(pg, ret, ret_version) : store_open(dir, NULL, ret, ret_version);
+        return pg ? store_open_postgresql(pg, 0, ret, ret_version) : store_open(dir, NULL, ret, ret_version);
 }
 
 static void tmpdir_removep(char **d) {
@@ -86,7 +86,7 @@ static Store *open_ok(const char *dir, uint64_t initial, uint64_t max) {
         Store *s = NULL;
 
         if (pg)
-                ASSERT_OK(store_open_postgresql(pg, &s, NULL));
+                ASSERT_OK(store_open_postgresql(pg, 0, &s, NULL));
         else
                 ASSERT_OK(store_open(dir, &o, &s, NULL));
         ASSERT_TRUE(s);
@@ -1035,10 +1035,10 @@ TEST(pg_schema) {
         Store *s = NULL;
         unsigned version = 7;
 
-        ASSERT_OK(store_open_postgresql(pg, &s, &version));
+        ASSERT_OK(store_open_postgresql(pg, 0, &s, &version));
         ASSERT_EQ(version, 0);          /* a new store */
         s = store_free(s);
-        ASSERT_OK(store_open_postgresql(pg, &s, &version));
+        ASSERT_OK(store_open_postgresql(pg, 0, &s, &version));
         ASSERT_EQ(version, STORE_SCHEMA_VERSION);
         s = store_free(s);
         rows = pg_value("SELECT count(*) || ':' || max(version) FROM idm_schema");
@@ -1046,10 +1046,10 @@ TEST(pg_schema) {
         ASSERT_STREQ(rows, sql);
 
         pg_sql("UPDATE idm_schema SET version = version + 1");
-        ASSERT_EQ(store_open_postgresql(pg, &s, NULL), -EPROTONOSUPPORT);
+        ASSERT_EQ(store_open_postgresql(pg, 0, &s, NULL), -EPROTONOSUPPORT);
         ASSERT_TRUE(!s);
         pg_sql("UPDATE idm_schema SET version = -1");
-        ASSERT_EQ(store_open_postgresql(pg, &s, NULL), -EPROTO);
+        ASSERT_EQ(store_open_postgresql(pg, 0, &s, NULL), -EPROTO);
         ASSERT_TRUE(!s);
 }
 
@@ -1070,7 +1070,7 @@ TEST(pg_concurrent_open) {
 
                         (void) close(go[1]);
                         (void) read(go[0], &c, 1);      /* until the parent closes its end */
-                        _exit(store_open_postgresql(pg, &s, NULL) == 0 ? 0 : 1);
+                        _exit(store_open_postgresql(pg, 0, &s, NULL) == 0 ? 0 : 1);
                 }
         }
         (void) close(go[0]);
@@ -1341,9 +1341,9 @@ TEST(pg_limits) {
         ASSERT_TRUE(asprintf(&path, "%s/backup.mdb", dir) > 0);
         ASSERT_EQ(store_backup(s, path), -EOPNOTSUPP);
         ASSERT_EQ(access(path, F_OK), -1);
-        ASSERT_EQ(store_open_postgresql("host=/nonexistent-idm-test dbname=idm user=idm", &none, NULL), -ENOTCONN);
+        ASSERT_EQ(store_open_postgresql("host=/nonexistent-idm-test dbname=idm user=idm", 0, &none, NULL), -ENOTCONN);
         ASSERT_TRUE(!none);
-        ASSERT_EQ(store_open_postgresql(NULL, &none, NULL), -EINVAL);
+        ASSERT_EQ(store_open_postgresql(NULL, 0, &none, NULL), -EINVAL);
 }
 
 int main(void) {
