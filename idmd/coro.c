@@ -43,8 +43,11 @@ struct Coro {
         bool done;
         LogScope scope;                 /* its log scope while it is switched out */
 
-        /* While waiting in coro_wait_fd(): */
+        /* While waiting in coro_wait_fd(), coro_sleep() or coro_queue_wait(): */
         bool waiting, timed_out;
+        bool woken;                     /* coro_queue_wake() chose it; it resumes soon */
+        CoroQueue *queue;               /* the queue it waits in, if any */
+        Coro *queue_next;
         int wait_fd;
         uint32_t wait_events;
         uint64_t wait_deadline;         /* CLOCK_MONOTONIC usec */
@@ -246,10 +249,27 @@ static void waiting_unlink(Coro *c) {
         c->waiting = false;
 }
 
-/* Ends c's wait (its fd is ready, or its time is up) and resumes it, from the loop. */
+static void queue_unlink(Coro *c) {
+        CoroQueue *q = c->queue;
+
+        if (!q)
+                return;
+        for (Coro **p = (Coro **) &q->head; *p; p = &(*p)->queue_next)
+                if (*p == c) {
+                        *p = c->queue_next;
+                        break;
+                }
+        c->queue = NULL;
+        c->queue_next = NULL;
+}
+
+/* Ends c's wait (its fd is ready, its time is up, or its queue woke it) and resumes it, from
+ * the loop. */
 static void coro_wake(Coro *c, bool timed_out) {
         c->io = sd_event_source_disable_unref(c->io);
         c->timer = sd_event_source_disable_unref(c->timer);
+        queue_unlink(c);
+        c->woken = false;
         waiting_unlink(c);
         c->timed_out = timed_out;
         coro_switch_in(c);
@@ -341,15 +361,71 @@ int coro_sleep(uint64_t usec) {
         return 0;
 }
 
+int coro_queue_wait(CoroQueue *q, uint64_t timeout_usec) {
+        Coro *c = current;
+        Coro **tail;
+        int r;
+
+        if (!c || !loop)
+                return -EAGAIN;         /* nobody could wake a thread that waits here */
+        r = sd_event_add_time_relative(loop, &c->timer, CLOCK_MONOTONIC, timeout_usec, 0, on_wait_timer, c);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(c->timer, "coro-queue-timer");
+        for (tail = (Coro **) &q->head; *tail; tail = &(*tail)->queue_next)
+                ;
+        *tail = c;
+        c->queue = q;
+        c->wait_fd = -EBADF;
+        c->wait_deadline = now_usec() + timeout_usec;
+        waiting_link(c);
+        coro_switch_out(c);
+        assert(!c->waiting && !c->queue);
+        return c->timed_out ? -ETIMEDOUT : 0;
+}
+
+static int on_queue_wake(sd_event_source *s, void *userdata) {
+        coro_wake(userdata, false);
+        return 0;
+}
+
+bool coro_queue_wake(CoroQueue *q) {
+        Coro *c = q->head;
+
+        if (!c)
+                return false;
+        q->head = c->queue_next;
+        c->queue = NULL;
+        c->queue_next = NULL;
+        c->woken = true;
+        /* Resumed from the loop, not from inside the caller (which may be a coroutine in the
+         * middle of its work); coro_drain() resumes it when the loop is gone. */
+        if (loop && sd_event_add_defer(loop, &c->io, on_queue_wake, c) >= 0)
+                (void) sd_event_source_set_description(c->io, "coro-queue-wake");
+        return true;
+}
+
+/* The coroutine coro_drain() resumes next: one a queue woke, else the first waiting, if any. */
+static Coro *drain_next(void) {
+        for (Coro *w = waiting_head; w; w = w->waiting_next)
+                if (w->woken)
+                        return w;
+        return waiting_head;
+}
+
 void coro_drain(void) {
         assert(!current);
 
-        while (waiting_head) {
-                Coro *c = waiting_head;
+        for (;;) {
+                Coro *c = drain_next();
                 uint64_t now = now_usec();
                 int r;
 
-                if (c->wait_fd < 0) {
+                if (!c)
+                        break;
+                if (c->woken)
+                        r = 0;
+                else if (c->wait_fd < 0) {
                         /* Asleep (coro_sleep()). */
                         if (c->wait_deadline > now)
                                 (void) usleep((useconds_t) (c->wait_deadline - now));

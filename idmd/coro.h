@@ -52,6 +52,18 @@ int coro_wait_fd(int fd, uint32_t events, uint64_t timeout_usec);
 /* Waits usec: in a coroutine by giving the loop back, else with nanosleep(). 0 or -errno. */
 int coro_sleep(uint64_t usec);
 
+/* Coroutines waiting their turn for something (a free database connection), first come, first
+ * served. Zero-initialized. */
+typedef struct CoroQueue {
+        void *head;
+} CoroQueue;
+
+/* Waits in q until coro_queue_wake() picks this coroutine, or timeout_usec passes (-ETIMEDOUT).
+ * Only in a coroutine on a loop: elsewhere nothing could wake the caller, -EAGAIN. */
+int coro_queue_wait(CoroQueue *q, uint64_t timeout_usec);
+/* Wakes the first coroutine waiting in q (it resumes from the loop, soon). false: none waits. */
+bool coro_queue_wake(CoroQueue *q);
+
 /* The number of coroutines alive (started and not ended), and of those waiting. */
 unsigned coro_alive(void);
 

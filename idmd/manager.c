@@ -1044,30 +1044,14 @@ static int manager_make_dummy_hash(Manager *m) {
         return 0;
 }
 
-int manager_startup(Manager *m) {
+/* The store in the state directory ([store] backend = lmdb). Errors are logged here. */
+static int manager_open_lmdb(Manager *m) {
         StoreOptions so = {
                 .map_size_initial = m->config->map_size_initial,
                 .map_size_max = m->config->map_size_max,
         };
-        _cleanup_free_ char *keydir = NULL;
         unsigned version = 0;
-        SweepState *sweep;
-        sigset_t ss;
         int r;
-
-        manager_setup_fd_limit(m);
-
-        /* idmd never asks its own userdb socket through NSS (getgrnam() below, a library doing
-         * getpwuid()): socket-activated, the socket would accept and nobody would answer. */
-        if (userdb_service(m->config) && setenv("SYSTEMD_BYPASS_USERDB", userdb_service(m->config), 1) < 0)
-                return log_oom();
-
-        if (mkdir(m->config->state_dir, 0700) < 0 && errno != EEXIST)
-                return log_error_errno(errno, "Failed to create state directory %s: %m", m->config->state_dir);
-
-        r = manager_lock_state_dir(m);
-        if (r < 0)
-                return r;
 
         r = store_open(m->config->state_dir, &so, &m->store, &version);
         if (r == -EPROTONOSUPPORT && version == 0)
@@ -1086,6 +1070,66 @@ int manager_startup(Manager *m) {
         else if (version < STORE_SCHEMA_VERSION)
                 log_notice("Migrated the store in %s from schema version %u to %u.", m->config->state_dir, version,
                            STORE_SCHEMA_VERSION);
+        return 0;
+}
+
+/* The store in PostgreSQL ([store] backend = postgresql). Errors are logged here, with the
+ * database's own words for a failed connect (never the connection string). */
+static int manager_open_postgresql(Manager *m) {
+        unsigned version = 0;
+        int r;
+
+        r = store_open_postgresql(m->config->store_connection, m->config->store_timeout_usec, &m->store,
+                                  &version);
+        if (r == -EPROTONOSUPPORT && version == 0)
+                return log_error("The PostgreSQL database's tables were made by a newer idmd than this one; "
+                                 "refusing to start. Run a newer idmd."), r;
+        if (r == -EPROTONOSUPPORT)
+                return log_error("The store in PostgreSQL has schema version %u, newer than this idmd "
+                                 "understands (%u); refusing to start. Run a newer idmd.",
+                                 version, STORE_SCHEMA_VERSION), r;
+        if (r == -ENOTCONN || r == -ETIMEDOUT)
+                return log_error_errno(r, "Could not connect to the PostgreSQL store ([store] connection): %s",
+                                       store_connect_error() ?: "no answer in time");
+        if (r == -EPERM)
+                return log_error_errno(r, "The PostgreSQL role may not create idmd's tables (it needs CREATE on "
+                                       "the database's schema, or an owner who made them first): %m");
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the store in PostgreSQL: %m");
+        if (version == 0)
+                log_info("Created a new store in PostgreSQL (schema version %u).", STORE_SCHEMA_VERSION);
+        else if (version < STORE_SCHEMA_VERSION)
+                log_notice("Migrated the store in PostgreSQL from schema version %u to %u.", version,
+                           STORE_SCHEMA_VERSION);
+        return 0;
+}
+
+int manager_startup(Manager *m) {
+        _cleanup_free_ char *keydir = NULL;
+        SweepState *sweep;
+        sigset_t ss;
+        int r;
+
+        manager_setup_fd_limit(m);
+
+        /* idmd never asks its own userdb socket through NSS (getgrnam() below, a library doing
+         * getpwuid()): socket-activated, the socket would accept and nobody would answer. */
+        if (userdb_service(m->config) && setenv("SYSTEMD_BYPASS_USERDB", userdb_service(m->config), 1) < 0)
+                return log_oom();
+
+        if (mkdir(m->config->state_dir, 0700) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Failed to create state directory %s: %m", m->config->state_dir);
+
+        r = manager_lock_state_dir(m);
+        if (r < 0)
+                return r;
+
+        if (streq(m->config->store_backend, "postgresql"))
+                r = manager_open_postgresql(m);
+        else
+                r = manager_open_lmdb(m);
+        if (r < 0)
+                return r;
         r = store_set_event(m->store, m->event);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the store to the event loop: %m");

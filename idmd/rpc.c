@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 
 #include "connection.h"
+#include "coro.h"
 #include "idm/json-util.h"
 #include "idm/protocol.h"
 #include "idm/utf8.h"
@@ -695,6 +696,9 @@ int call_reply_errno(Call *call, int r) {
         if (r == -EAGAIN)
                 return call_reply_error(call, IDM_ERR_UNAVAILABLE, IDM_REASON_UNAVAILABLE, NULL,
                                         "The service is overloaded; try again later");
+        if (r == -ENOTCONN || r == -ETIMEDOUT)
+                return call_reply_error(call, IDM_ERR_UNAVAILABLE, IDM_REASON_STORE_UNAVAILABLE, NULL,
+                                        "The store cannot be reached; try again later");
         /* -EBUSY is a programming error here (a write while a snapshot is alive, a unit of work
          * inside another), never overload: logged and answered as an internal error below, and
          * fatal in builds with assertions (the test suite's). Rate-limit refusals never come
@@ -1052,33 +1056,12 @@ static int admit_address(Call *call, json_t *params) {
         return 0;
 }
 
-/* Runs one request object (an element of a batch or the whole line): envelope → params →
- * per-uid rate limit → authentication → per-address rate limit → handler. */
-static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
-        Manager *m = c->manager;
-        _cleanup_(call_unrefp) Call *call = NULL;
-        _cleanup_(json_decrefp) json_t *params = NULL;
-        _cleanup_(log_scope_restore) _unused_ LogScope previous = log_scope_set(NULL, NULL);
-        const Method *method;
+/* What a call does once admitted: authentication → per-address rate limit → handler. */
+static void dispatch_admitted(Call *call, json_t *params) {
+        Manager *m = call_manager(call);
+        const Method *method = call->method;
         int r;
 
-        call = call_new(c, slot, index);
-        if (!call) {
-                log_error("out of memory for a call, answering internal error");
-                connection_slot_done(c, slot, index,
-                                     error_reply(NULL, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL));
-                return;
-        }
-        (void) call_log_scope(call);
-
-        if (check_envelope(call, req) < 0)
-                return;
-        method = call->method;
-        params = check_params(call, req);
-        if (!params)
-                return;
-        if (admit(call, params) < 0)
-                return;
         r = authorize(call, method, params);
         if (r < 0) {
                 (void) call_reply_failure(call, r);
@@ -1092,10 +1075,76 @@ static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
                 m->class_in_flight_max[method->class] = m->class_in_flight[method->class];
         call->in_flight = true;
 
-        log_debug("%s: %s (uid %u)", call_request_id(call), method->name, (unsigned) c->peer.uid);
+        log_debug("%s: %s (uid %u)", call_request_id(call), method->name, (unsigned) call_peer(call)->uid);
         r = method->handler(call, params);
         if (r < 0)
                 (void) call_reply_failure(call, r);
+}
+
+/* A call admitted on a store that waits on the network: the rest runs in a coroutine, which
+ * gives the loop back while a statement is on its way. */
+typedef struct Admitted {
+        Call *call;
+        json_t *params;
+} Admitted;
+
+static void dispatch_admitted_main(void *userdata) {
+        Admitted *a = userdata;
+
+        dispatch_admitted(a->call, a->params);
+        call_unref(a->call);
+        json_decref(a->params);
+        free(a);
+}
+
+static void dispatch_admitted_coro(Call *call, json_t *params) {
+        Admitted *a;
+        int r;
+
+        a = malloc(sizeof(Admitted));
+        if (!a) {
+                (void) call_reply_errno(call, -ENOMEM);
+                return;
+        }
+        *a = (Admitted) { .call = call_ref(call), .params = json_incref(params) };
+        r = coro_start(dispatch_admitted_main, a);
+        if (r < 0) {
+                call_unref(a->call);
+                json_decref(a->params);
+                free(a);
+                /* CORO_MAX calls are waiting on the store already. */
+                (void) call_reply_errno(call, r == -EAGAIN ? -EAGAIN : r);
+        }
+}
+
+/* Runs one request object (an element of a batch or the whole line): envelope → params →
+ * per-uid rate limit → authentication → per-address rate limit → handler. */
+static void dispatch_one(Connection *c, Slot *slot, size_t index, json_t *req) {
+        Manager *m = c->manager;
+        _cleanup_(call_unrefp) Call *call = NULL;
+        _cleanup_(json_decrefp) json_t *params = NULL;
+        _cleanup_(log_scope_restore) _unused_ LogScope previous = log_scope_set(NULL, NULL);
+
+        call = call_new(c, slot, index);
+        if (!call) {
+                log_error("out of memory for a call, answering internal error");
+                connection_slot_done(c, slot, index,
+                                     error_reply(NULL, IDM_RPC_INTERNAL_ERROR, IDM_REASON_INTERNAL, NULL, NULL));
+                return;
+        }
+        (void) call_log_scope(call);
+
+        if (check_envelope(call, req) < 0)
+                return;
+        params = check_params(call, req);
+        if (!params)
+                return;
+        if (admit(call, params) < 0)
+                return;
+        if (store_waits(m->store))
+                dispatch_admitted_coro(call, params);
+        else
+                dispatch_admitted(call, params);
 }
 
 unsigned rpc_json_depth(const char *text, size_t len, unsigned max) {

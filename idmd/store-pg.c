@@ -40,6 +40,7 @@ struct StorePg {
         uint64_t timeout_usec;
         PgConn conns[STORE_PG_CONNECTIONS_MAX];
         unsigned n_conns;
+        CoroQueue free_waiters;         /* coroutines waiting for a connection to be given back */
 };
 
 struct PgRows {
@@ -97,6 +98,13 @@ static const struct {
                                          "ORDER BY key LIMIT " PAGE_ROWS_STR },
         [STMT_SIZE]       = { "size", "SELECT pg_database_size(current_database())" },
 };
+
+/* The server's (or libpq's) words for the last failed connect of this thread. */
+static _Thread_local char connect_error[256];
+
+const char *store_pg_connect_error(void) {
+        return connect_error[0] ? connect_error : NULL;
+}
 
 static void pqclearp(PGresult **r) {
         if (*r)
@@ -270,6 +278,8 @@ static int pg_connect_raw(const char *conninfo, uint64_t timeout_usec, PGconn **
                         r = pg_wait(conn, st == PGRES_POLLING_READING ? EPOLLIN : EPOLLOUT, deadline);
                         if (r < 0) {
                                 PQfinish(conn);
+                                (void) snprintf(connect_error, sizeof(connect_error),
+                                                "no answer within the timeout");
                                 return log_debug_errno(r == -ETIMEDOUT ? ENOTCONN : -r,
                                                        "Could not connect to PostgreSQL in time");
                         }
@@ -277,10 +287,14 @@ static int pg_connect_raw(const char *conninfo, uint64_t timeout_usec, PGconn **
                 st = PQconnectPoll(conn);
         }
         if (PQstatus(conn) != CONNECTION_OK) {
-                r = log_debug_errno(ENOTCONN, "Could not connect to PostgreSQL: %s", PQerrorMessage(conn));
+                /* libpq's message names the host and the role, never the password. */
+                (void) snprintf(connect_error, sizeof(connect_error), "%s", PQerrorMessage(conn));
+                connect_error[strcspn(connect_error, "\n")] = 0;
+                r = log_debug_errno(ENOTCONN, "Could not connect to PostgreSQL: %s", connect_error);
                 PQfinish(conn);
                 return r;
         }
+        connect_error[0] = 0;
         (void) PQsetNoticeReceiver(conn, pg_notice_ignore, NULL);
         if (PQsetnonblocking(conn, 1) != 0) {
                 PQfinish(conn);
@@ -483,45 +497,49 @@ int store_pg_server_version(StorePg *p, char **ret) {
         return 0;
 }
 
+/* A connection is free again: the first coroutine waiting for one may take it. */
+static void pg_release(PgConn *c) {
+        c->busy = false;
+        (void) coro_queue_wake(&c->pool->free_waiters);
+}
+
 int store_pg_begin(StorePg *p, bool write, PgConn **ret) {
         PgConn *c = NULL;
         int r;
 
-        for (unsigned i = 0; i < p->n_conns; i++)
-                if (!p->conns[i].busy) {
-                        c = &p->conns[i];
+        for (;;) {
+                for (unsigned i = 0; i < p->n_conns && !c; i++)
+                        if (!p->conns[i].busy)
+                                c = &p->conns[i];
+                if (c || p->n_conns < STORE_PG_CONNECTIONS_MAX)
                         break;
-                }
-        if (!c) {
-                if (p->n_conns >= STORE_PG_CONNECTIONS_MAX)
-                        return log_debug_errno(EAGAIN, "All %u PostgreSQL connections are in use",
+                /* All in use: a coroutine waits its turn (elsewhere nobody could give one back). */
+                r = coro_queue_wait(&p->free_waiters, p->timeout_usec);
+                if (r < 0)
+                        return log_debug_errno(r == -ETIMEDOUT ? EAGAIN : -r,
+                                               "All %u PostgreSQL connections are in use: %m",
                                                STORE_PG_CONNECTIONS_MAX);
-                c = &p->conns[p->n_conns++];
-                c->busy = true;         /* the connect may wait: nobody else takes the slot */
-                r = pg_connect(p, &c->conn);
-                c->busy = false;
-                if (r < 0)
-                        return r;
         }
-        if (!c->conn || PQstatus(c->conn) != CONNECTION_OK) {
-                /* Dropped or broken since its last use: a new one (prepared statements do not
-                 * survive a reset). The slot is taken meanwhile: the connect may wait. */
-                PGconn *conn = NULL;
-
-                pg_drop(c);
-                c->busy = true;
-                r = pg_connect(p, &conn);
-                c->busy = false;
-                if (r < 0)
-                        return r;
-                c->conn = conn;
-        }
-
+        if (!c)
+                c = &p->conns[p->n_conns++];    /* a new slot, connected below */
+        /* Taken from here on: the connect and the BEGIN may wait, and nobody else may take it. */
         c->busy = true;
+        if (!c->conn || PQstatus(c->conn) != CONNECTION_OK) {
+                /* New, dropped, or broken since its last use: a new connection (prepared
+                 * statements do not survive a reset). */
+                pg_drop(c);
+                r = pg_connect(p, &c->conn);
+                if (r < 0) {
+                        c->conn = NULL;
+                        pg_release(c);
+                        return r;
+                }
+        }
+
         r = pg_command(c, write ? "BEGIN ISOLATION LEVEL SERIALIZABLE"
-                                      : "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+                                : "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
         if (r < 0) {
-                c->busy = false;
+                pg_release(c);
                 return r;
         }
         *ret = c;
@@ -540,7 +558,7 @@ int store_pg_commit(StorePg *p, PgConn *c) {
         if (r < 0) {
                 /* Whether it committed is unknown; the connection is of no further use. */
                 pg_drop(c);
-                c->busy = false;
+                pg_release(c);
                 return log_debug_errno(r == -ETIMEDOUT ? r : -ENOTCONN, "PostgreSQL COMMIT not confirmed: %m");
         }
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
@@ -550,7 +568,7 @@ int store_pg_commit(StorePg *p, PgConn *c) {
                 r = log_debug_errno(EIO, "PostgreSQL rolled back a failed transaction instead of committing");
         if (r < 0 && c->conn && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
                 (void) pg_command(c, "ROLLBACK");
-        c->busy = false;
+        pg_release(c);
         return r;
 }
 
@@ -558,7 +576,7 @@ void store_pg_rollback(StorePg *p, PgConn *c) {
         assert(c->busy);
         if (c->conn && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
                 (void) pg_command(c, "ROLLBACK");
-        c->busy = false;
+        pg_release(c);
 }
 
 int store_pg_savepoint(PgConn *c) {

@@ -58,6 +58,10 @@ StorePg *store_pg_free(StorePg *p);
 /* Whether libpq reads conninfo, and it holds no password (-EPERM then; -EINVAL if unreadable). */
 int store_pg_check_connection(const char *conninfo);
 
+/* The server's (or libpq's) words for this thread's last failed connect, NULL after a good one:
+ * "FATAL:  database \"x\" does not exist", "connection to server ... failed: ...". */
+const char *store_pg_connect_error(void);
+
 /* How long a statement or a connect may take from now on (STORE_PG_TIMEOUT_USEC at first). */
 void store_pg_set_timeout(StorePg *p, uint64_t usec);
 

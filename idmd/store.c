@@ -1299,6 +1299,10 @@ static int store_schedule(Store *s) {
         return sd_event_source_set_enabled(s->batch_timer, SD_EVENT_ONESHOT);
 }
 
+const char *store_connect_error(void) {
+        return store_pg_connect_error();
+}
+
 bool store_waits(Store *s) {
         return s && s->pg;
 }

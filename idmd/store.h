@@ -131,6 +131,9 @@ int store_open(const char *dir, const StoreOptions *options, Store **ret, unsign
  * gives -ETIMEDOUT. -ENOTCONN when the database cannot be reached, -EPERM when the role may not
  * create the schema. Statistics give entries and the database's size (map_size 0). */
 int store_open_postgresql(const char *conninfo, uint64_t timeout_usec, Store **ret, unsigned *ret_version);
+/* The database's own words for this thread's last failed connect (PostgreSQL), NULL after a
+ * good one. Never holds a password. */
+const char *store_connect_error(void);
 /* Closes the store. Read snapshots still alive are ended (later use: -ESTALE; they still have
  * to be freed with store_txn_free()). Not from inside a unit of work. NULL-safe. */
 Store *store_free(Store *s);

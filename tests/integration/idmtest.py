@@ -41,6 +41,21 @@ def generous_rate_limits(config):
                    for c in RATELIMIT_CLASSES if f"[ratelimit.{c}]" not in config)
 
 
+# With IDM_TEST_PG (meson test --setup=postgresql: tests/pg/with-cluster.sh starts a throwaway
+# PostgreSQL and sets it), every idmd keeps its store in PostgreSQL: a schema of its own in the
+# test database, made when the Idmd is made and named after its temporary directory, so that an
+# idmd started again on the same directory finds its store.
+TEST_PG = os.environ.get("IDM_TEST_PG")
+
+
+def postgresql_store_config(tmp):
+    import hashlib
+    schema = "t_" + hashlib.sha1(tmp.encode()).hexdigest()[:20]
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", TEST_PG, "-c",
+                    f"CREATE SCHEMA IF NOT EXISTS {schema}"], check=True, stdout=subprocess.DEVNULL)
+    return f"\n[store]\nbackend = postgresql\nconnection = {TEST_PG} options='-c search_path={schema}'\n"
+
+
 # The client idmd.send_as() runs as another uid: sends each line of stdin (a JSON-RPC request, or
 # a batch) on one connection, reads one reply line for it, and prints [[reply, seconds from sending
 # to the reply], ...] as JSON.
@@ -186,6 +201,8 @@ class Idmd:
         self.proc = None
         with open(self.config, "w") as f:
             f.write(BASE_CONFIG + config + generous_rate_limits(config))
+            if TEST_PG:
+                f.write(postgresql_store_config(self.tmp))
 
     def args(self):
         return [IDMD, "--config", self.config, "--state-dir", self.state, "--socket", self.socket,
