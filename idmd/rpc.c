@@ -536,9 +536,13 @@ static size_t format_integer(json_int_t n, char *buf) {
         return len;
 }
 
+/* A store that other idmd instances write too (PostgreSQL) is never settled: nothing read from it
+ * is kept. */
+static bool store_shared;
+
 bool rpc_writes_settled(uint64_t *ret_generation) {
         *ret_generation = writes_done;
-        return writes_in_flight == 0;
+        return writes_in_flight == 0 && !store_shared;
 }
 
 int call_reply_text(Call *call, const char *result, size_t len) {
@@ -1092,6 +1096,9 @@ static void dispatch_admitted_main(void *userdata) {
         Admitted *a = userdata;
 
         dispatch_admitted(a->call, a->params);
+        /* What it wrote is submitted now (call_write() holds the next line back until it is
+         * durable), or it wrote nothing. */
+        connection_write_end(a->call->connection);
         call_unref(a->call);
         json_decref(a->params);
         free(a);
@@ -1107,8 +1114,13 @@ static void dispatch_admitted_coro(Call *call, json_t *params) {
                 return;
         }
         *a = (Admitted) { .call = call_ref(call), .params = json_incref(params) };
+        /* The next line on this connection waits for this call as it waits for a write: the
+         * handler may write after the reads it waits for, and a pipelined read must see that. */
+        connection_write_begin(call->connection);
+        store_shared = true;
         r = coro_start(dispatch_admitted_main, a);
         if (r < 0) {
+                connection_write_end(call->connection);
                 call_unref(a->call);
                 json_decref(a->params);
                 free(a);

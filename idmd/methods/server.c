@@ -323,6 +323,9 @@ static int method_server_backup(Call *call, json_t *params) {
         if (path[0] != '/')
                 return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,
                                  json_pack("{s:s}", "field", "path"), "path must be absolute");
+        if (store_waits(m->store))
+                return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_NOT_SUPPORTED, NULL,
+                                 "the store is in PostgreSQL: back it up with pg_dump (docs/operations.md)");
         if (mkdir(path, 0700) < 0) {
                 r = -errno;
                 return call_fail(call, IDM_ERR_BAD_REQUEST, IDM_REASON_INVALID_VALUE,

@@ -99,6 +99,7 @@
 #define IDM_REASON_UNAVAILABLE "unavailable"
 #define IDM_REASON_STORE_FULL "store_full"
 #define IDM_REASON_STORE_UNAVAILABLE "store_unavailable"     /* 503: the database cannot be reached */
+#define IDM_REASON_NOT_SUPPORTED "not_supported"     /* 400: not with this store (backup on PostgreSQL) */
 #define IDM_REASON_UID_RANGE_EXHAUSTED "uid_range_exhausted"     /* 503: [userdb] uid_min..uid_max used up */
 
 /* Method names used by more than one program. */

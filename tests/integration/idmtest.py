@@ -48,12 +48,66 @@ def generous_rate_limits(config):
 TEST_PG = os.environ.get("IDM_TEST_PG")
 
 
-def postgresql_store_config(tmp):
+def postgresql_schema(tmp):
     import hashlib
     schema = "t_" + hashlib.sha1(tmp.encode()).hexdigest()[:20]
     subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", TEST_PG, "-c",
                     f"CREATE SCHEMA IF NOT EXISTS {schema}"], check=True, stdout=subprocess.DEVNULL)
+    return schema
+
+
+def postgresql_store_config(schema):
     return f"\n[store]\nbackend = postgresql\nconnection = {TEST_PG} options='-c search_path={schema}'\n"
+
+
+def skip_on_postgresql(reason):
+    """For a test of what only the LMDB store has (its file, its map, its backups): skipped under
+    meson test --setup=postgresql, with the reason (docs/store.md lists them)."""
+    return unittest.skipIf(TEST_PG, f"LMDB only: {reason}")
+
+
+# The tables of the store, in the order of StoreTable (idmd/store.h): on PostgreSQL, the value of
+# idm_records.tbl.
+STORE_TABLES = ["meta", "publishers", "publisher_tokens", "offers", "customers", "customers_by_email",
+                "customers_by_external_id", "tokens", "consents", "capture", "lockouts", "outbox",
+                "token_expiry", "unix_uids"]
+
+
+def psql_json(schema, query):
+    """The one JSON value a query on the test database returns."""
+    out = subprocess.run(["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", TEST_PG, "-c",
+                          f"SET search_path = {schema}; {query}"], capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()
+    return json.loads(out[-1]) if out and out[-1] else None
+
+
+def mdb_table(state, table):
+    """{key: parsed JSON record} of one table, read with mdb_dump (LMDB allows a reader while
+    idmd runs)."""
+    out = subprocess.run(["mdb_dump", "-p", "-s", table, state], capture_output=True, text=True,
+                         check=True).stdout
+    lines = out.split("\n")
+    data = lines[lines.index("HEADER=END") + 1:lines.index("DATA=END")]
+
+    def unescape(s):
+        b = bytearray()
+        i = 0
+        while i < len(s):
+            if s[i] == "\\":
+                if s[i + 1] == "\\":
+                    b.append(0x5C)
+                    i += 2
+                else:
+                    b.append(int(s[i + 1:i + 3], 16))
+                    i += 3
+            else:
+                b += s[i].encode()
+                i += 1
+        return b.decode()
+
+    return {unescape(k[1:]): json.loads(unescape(v[1:])) for k, v in zip(data[::2], data[1::2])}
+
+
 
 
 # The client idmd.send_as() runs as another uid: sends each line of stdin (a JSON-RPC request, or
@@ -199,10 +253,38 @@ class Idmd:
         self.config = os.path.join(self.tmp, "idmd.conf")
         self.log_path = os.path.join(self.tmp, "idmd.log")
         self.proc = None
+        self.pg_schema = postgresql_schema(self.tmp) if TEST_PG else None
         with open(self.config, "w") as f:
             f.write(BASE_CONFIG + config + generous_rate_limits(config))
-            if TEST_PG:
-                f.write(postgresql_store_config(self.tmp))
+            if self.pg_schema:
+                f.write(postgresql_store_config(self.pg_schema))
+
+    def table(self, name):
+        """{key: parsed JSON record} of one table of the store, read by a client of its own: mdb_dump
+        (LMDB allows a reader while idmd runs), or psql on PostgreSQL."""
+        if not self.pg_schema:
+            return mdb_table(self.state, name)
+        rows = psql_json(self.pg_schema, "SELECT coalesce(json_agg(json_build_array(convert_from(key, 'UTF8'), "
+                                         "convert_from(value, 'UTF8')) ORDER BY key), '[]') FROM idm_records "
+                                         f"WHERE tbl = {STORE_TABLES.index(name)}")
+        return {k: json.loads(v) for k, v in rows}
+
+    def store_arg(self):
+        """The store as store-inspect takes it: the state directory, or postgresql:CONNINFO."""
+        if not self.pg_schema:
+            return self.state
+        return f"postgresql:{TEST_PG} options='-c search_path={self.pg_schema}'"
+
+    def stored_bytes(self):
+        """Every byte the store holds: the LMDB file (stop idmd first), or every key and value of
+        the PostgreSQL tables."""
+        if not self.pg_schema:
+            with open(os.path.join(self.state, "data.mdb"), "rb") as f:
+                return f.read()
+        rows = psql_json(self.pg_schema, "SELECT coalesce(json_agg(json_build_array(encode(key, 'base64'), "
+                                         "encode(value, 'base64'))), '[]') FROM idm_records")
+        import base64
+        return b"\n".join(base64.b64decode(k) + b" " + base64.b64decode(v) for k, v in rows)
 
     def args(self):
         return [IDMD, "--config", self.config, "--state-dir", self.state, "--socket", self.socket,

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A test helper that opens a stopped idmd's store and prints, one JSON object a line:
- *   store-inspect STATE_DIR dump            every record: {"table", "key", "value"}
- *   store-inspect STATE_DIR customer ID     what customer_foreach_record() names: {"table", "key"}
+ *   store-inspect STORE dump            every record: {"table", "key", "value"}
+ *   store-inspect STORE customer ID     what customer_foreach_record() names: {"table", "key"}
+ * STORE is a state directory (LMDB), or "postgresql:" and a libpq connection string.
  * so that the integration tests can check what a customer leaves behind against what is really
  * in the store. Never used on a store a running idmd holds.
  */
@@ -55,10 +56,13 @@ int main(int argc, char *argv[]) {
         int r;
 
         if (argc < 3 || (streq(argv[2], "customer") && argc != 4)) {
-                fprintf(stderr, "usage: %s STATE_DIR dump | STATE_DIR customer ID\n", argv[0]);
+                fprintf(stderr, "usage: %s STORE dump | STORE customer ID\n", argv[0]);
                 return 2;
         }
-        r = store_open(argv[1], NULL, &s, NULL);
+        if (strncmp(argv[1], "postgresql:", strlen("postgresql:")) == 0)
+                r = store_open_postgresql(argv[1] + strlen("postgresql:"), 0, &s, NULL);
+        else
+                r = store_open(argv[1], NULL, &s, NULL);
         if (r >= 0)
                 r = store_read(s, &t);
         if (r < 0) {

@@ -11,14 +11,16 @@ import json
 import os
 import subprocess
 import threading
+import unittest
 
 import jwt
 
-from idmtest import IDMCTL, Idmd, IdmdTestCase, main
+from idmtest import IDMCTL, TEST_PG, Idmd, IdmdTestCase, main, skip_on_postgresql
 
 PASSWORD = "correct horse 9"
 
 
+@skip_on_postgresql("idmd writes the backup (a copy of the LMDB file and the keys); PostgreSQL's is pg_dump's")
 class Backup(IdmdTestCase):
     def register(self, email, pub, client=None):
         params = {"email": email, "password": PASSWORD, "publisherId": pub}
@@ -101,6 +103,18 @@ class Backup(IdmdTestCase):
         [reply] = self.idmd.call_as(65534, [("backup", {"path": os.path.join(self.idmd.tmp, "b")})])
         self.assertError(reply["error"], 403, "forbidden")
         self.assertFalse(os.path.exists(os.path.join(self.idmd.tmp, "b")))
+
+
+@unittest.skipUnless(TEST_PG, "PostgreSQL only")
+class NoBackupOnPostgresql(IdmdTestCase):
+    def test_backup_refused_with_a_reason(self):
+        target = os.path.join(self.idmd.tmp, "backup")
+        with self.assertRaises(Exception) as e:
+            self.idmd.call("backup", {"path": target})
+        self.assertEqual(e.exception.error["code"], 400, e.exception.error)
+        self.assertEqual(e.exception.error["data"]["reason"], "not_supported")
+        self.assertIn("pg_dump", e.exception.error["message"])
+        self.assertFalse(os.path.exists(target))
 
 
 if __name__ == "__main__":

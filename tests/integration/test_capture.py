@@ -11,7 +11,6 @@ another publisher reaching for the settings (403)."""
 import datetime
 
 from idmtest import IdmdTestCase, main
-from test_consents import mdb_table
 
 PASSWORD = "correct horse 9"
 NOBODY = 65534
@@ -283,11 +282,11 @@ class Capture(IdmdTestCase):
                     customAnswers=[{"questionId": "custom_2", "value": "Hello"}])
         doc = self.idmd.call("exportCustomer", {"publisherToken": self.token, "email": "alice@example.com"})
         self.assertEqual(doc["captureAnswers"], {"birthDate": "1990-01-01", "city": "Oxford", "custom_2": "Hello"})
-        capture = mdb_table(self.idmd.state, "capture")
+        capture = self.idmd.table("capture")
         self.assertIn(f"customer:{alice['customerId']}", capture)
         self.assertIn(f"publisher:{self.pub}", capture)
         self.idmd.call("deleteCustomer", {"publisherToken": self.token, "email": "alice@example.com"})
-        capture = mdb_table(self.idmd.state, "capture")
+        capture = self.idmd.table("capture")
         self.assertNotIn(f"customer:{alice['customerId']}", capture)
         self.assertIn(f"publisher:{self.pub}", capture)
 

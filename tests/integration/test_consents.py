@@ -21,33 +21,6 @@ NEWS = {"name": "news", "label": "Send me the newsletter", "required": False, "e
         "value": "https://example.com/newsletter"}
 
 
-def mdb_table(state, table):
-    """{key: parsed JSON record} of one table, read with mdb_dump (LMDB allows a reader while
-    idmd runs)."""
-    out = subprocess.run(["mdb_dump", "-p", "-s", table, state], capture_output=True, text=True,
-                         check=True).stdout
-    lines = out.split("\n")
-    data = lines[lines.index("HEADER=END") + 1:lines.index("DATA=END")]
-
-    def unescape(s):
-        b = bytearray()
-        i = 0
-        while i < len(s):
-            if s[i] == "\\":
-                if s[i + 1] == "\\":
-                    b.append(0x5C)
-                    i += 2
-                else:
-                    b.append(int(s[i + 1:i + 3], 16))
-                    i += 3
-            else:
-                b += s[i].encode()
-                i += 1
-        return b.decode()
-
-    return {unescape(k[1:]): json.loads(unescape(v[1:])) for k, v in zip(data[::2], data[1::2])}
-
-
 class Consents(IdmdTestCase):
     def setUp(self):
         super().setUp()
@@ -288,7 +261,7 @@ class Consents(IdmdTestCase):
         self.assertEqual(mine["news"]["state"], "declined")
         self.assertIs(self.login("bob@example.com")["consentsUpdateRequired"], False)
         # the answers are kept apart from the customer record
-        rec = mdb_table(self.idmd.state, "customers")[r["customerId"]]
+        rec = self.idmd.table("customers")[r["customerId"]]
         self.assertNotIn("consents", rec)
 
     # --- a customer's answers ---
@@ -353,7 +326,7 @@ class Consents(IdmdTestCase):
                           mine["privacy"]["needsUpdate"]), (None, None, None, True))
 
         # the history of changes is kept in the store
-        rec = mdb_table(self.idmd.state, "consents")["customer:" + r["customerId"]]
+        rec = self.idmd.table("consents")["customer:" + r["customerId"]]
         self.assertEqual([(h["name"], h["version"], h["state"], h["source"]) for h in rec["history"]], [
             ("terms", 1, "accepted", "registration"),
             ("news", 1, "accepted", "registration"),

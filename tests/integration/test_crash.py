@@ -195,11 +195,11 @@ def consent_states(d, cust):
     return {x["name"]: x["state"] for x in got if x["state"] is not None}
 
 
-def inspect_store(state):
+def inspect_store(store):
     """Opens a stopped idmd's store with store-inspect: every record must decode (store-inspect
     fails on one that does not) and no refresh-token family may have two unrotated tokens.
     Returns the number of records."""
-    p = subprocess.run([STORE_INSPECT, state, "dump"], capture_output=True, text=True, timeout=120)
+    p = subprocess.run([STORE_INSPECT, store, "dump"], capture_output=True, text=True, timeout=120)
     if p.returncode != 0:
         raise AssertionError(f"store-inspect failed ({p.returncode}): {p.stderr}")
     live = collections.Counter()
@@ -258,7 +258,7 @@ class CrashSafety(unittest.TestCase):
             for t in threads:
                 t.join(60)
                 self.assertFalse(t.is_alive(), "a client hung after the kill")
-            records = inspect_store(self.idmd.state)
+            records = inspect_store(self.idmd.store_arg())
             if kill % 5 == 4:
                 # Now and then a kill while idmd starts: opening the store, loading the keys,
                 # resuming the outbox.
@@ -266,7 +266,7 @@ class CrashSafety(unittest.TestCase):
                 time.sleep(rng.uniform(0, 0.1))
                 self.idmd.kill()
                 start_kills += 1
-                inspect_store(self.idmd.state)
+                inspect_store(self.idmd.store_arg())
             self.idmd.start()
             for w in workers:
                 w.settle(self.idmd)
@@ -309,8 +309,8 @@ class CrashSafety(unittest.TestCase):
             d.start(wait=False)
             time.sleep(rng.uniform(0, 0.08))   # idmd is ready after about 0.05 s here
             d.kill()
-            if os.path.exists(os.path.join(d.state, "data.mdb")):
-                inspect_store(d.state)
+            if d.pg_schema or os.path.exists(os.path.join(d.state, "data.mdb")):
+                inspect_store(d.store_arg())
             d.start()
             d.call("createPublisher", {"name": "After the kill"})
             d.stop()

@@ -16,7 +16,6 @@ import time
 import urllib.parse
 
 from idmtest import IDMCTL, Idmd, IdmdTestCase, main
-from test_consents import mdb_table
 
 PASSWORD = "correct horse 9"
 VERIFY_URL = "https://acme.example/device?lang=en"
@@ -72,7 +71,7 @@ class Device(DeviceCase):
         self.assertEqual((url.netloc, url.path, query["lang"]), ("acme.example", "/device", ["en"]))
         self.assertEqual(query["user_code"], [s["userCode"]])
         # Only hashes at rest.
-        tokens = str(mdb_table(self.idmd.state, "tokens"))
+        tokens = str(self.idmd.table("tokens"))
         self.assertNotIn(s["deviceCode"], tokens)
         self.assertNotIn(s["userCode"].replace("-", ""), tokens)
         self.assertNotIn(s["userCode"], tokens)
@@ -110,7 +109,7 @@ class Device(DeviceCase):
         # The user code was used: a second approval finds nothing.
         self.assertError(self.idmd.error("approveDeviceLogin", {"jwt": self.alice["jwt"],
                                                                 "userCode": s["userCode"]}), 404, "not_found")
-        self.assertFalse(any(k.startswith(("device:", "devcode:")) for k in mdb_table(self.idmd.state, "tokens")))
+        self.assertFalse(any(k.startswith(("device:", "devcode:")) for k in self.idmd.table("tokens")))
         self.assertRegex(self.idmd.log_text(), r"approved a device login \(device 'living room tv'\)")
 
     def test_many_pollers_one_gets_the_tokens(self):
@@ -169,7 +168,7 @@ class Device(DeviceCase):
         self.assertError(self.poll(t)["error"], 401, "token_expired")
         # The sweep deletes them.
         deadline = time.monotonic() + 30
-        while any(k.startswith(("device:", "devcode:")) for k in mdb_table(self.idmd.state, "tokens")):
+        while any(k.startswith(("device:", "devcode:")) for k in self.idmd.table("tokens")):
             self.assertLess(time.monotonic(), deadline, "the sweep left device login records")
             time.sleep(0.05)
             self.advance(0, sweep=True)
@@ -247,10 +246,10 @@ class Device(DeviceCase):
     def test_delete_customer_takes_its_approved_login(self):
         s = self.start()
         self.approve(s["userCode"])
-        self.assertTrue(any(k.startswith("device:") for k in mdb_table(self.idmd.state, "tokens")))
+        self.assertTrue(any(k.startswith("device:") for k in self.idmd.table("tokens")))
         self.idmd.call("deleteCustomer", {"publisherId": self.pub, "email": "alice@example.com"})
         self.idmd.wait_purged()     # records found only by a walk go in the background
-        self.assertFalse(any(k.startswith("device:") for k in mdb_table(self.idmd.state, "tokens")))
+        self.assertFalse(any(k.startswith("device:") for k in self.idmd.table("tokens")))
         self.assertError(self.poll(s)["error"], 401, "invalid_token")
 
     def test_idmctl_device_approve(self):

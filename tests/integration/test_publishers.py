@@ -32,8 +32,7 @@ class Publishers(IdmdTestCase):
     def test_token_is_stored_hashed(self):
         p = self.create_publisher()
         self.idmd.stop()
-        with open(os.path.join(self.idmd.state, "data.mdb"), "rb") as f:
-            data = f.read()
+        data = self.idmd.stored_bytes()
         self.assertNotIn(p["publisherToken"].encode(), data)
 
     def test_uri_validation(self):

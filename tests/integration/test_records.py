@@ -21,7 +21,7 @@ DERIVED = {"meta", "token_expiry"}       # store-wide records and derived indexe
 
 class LeftBehind(IdmdTestCase):
     def inspect(self, *args):
-        p = subprocess.run([STORE_INSPECT, self.idmd.state, *args], capture_output=True, text=True, timeout=60)
+        p = subprocess.run([STORE_INSPECT, self.idmd.store_arg(), *args], capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
         return [json.loads(line) for line in p.stdout.splitlines()]
 

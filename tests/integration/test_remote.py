@@ -17,7 +17,6 @@ import threading
 import urllib.parse
 
 from idmtest import Idmd, IdmdTestCase, Mailbox, mail_config, main
-from test_consents import mdb_table
 
 REMOTE_AUTH_URL = "https://acme.example/remote-auth?src=idm"
 SSO_URL = "https://acme.example/sso"
@@ -104,7 +103,7 @@ class PrepareRemoteAuth(RemoteCase):
         self.assertNotIn("&x=", url.query)
         token = q["remote_token"][0]
         self.assertRegex(token, r"^[A-Za-z0-9_-]{43}$")
-        self.assertNotIn(token, json.dumps(mdb_table(self.idmd.state, "tokens")))
+        self.assertNotIn(token, json.dumps(self.idmd.table("tokens")))
 
         # The customer exists now, without a password; the token signs them in once.
         customer = self.idmd.call("getCustomer", {"publisherToken": self.token, "email": "john@example.com"})
@@ -218,11 +217,11 @@ class PrepareRemoteAuth(RemoteCase):
         self.remote_token()
         customer = self.idmd.call("getCustomer", {"publisherToken": self.token, "email": "john@example.com"})
         self.sso(customer)
-        kinds = {k.split(":")[0] for k in mdb_table(self.idmd.state, "tokens")}
+        kinds = {k.split(":")[0] for k in self.idmd.table("tokens")}
         self.assertTrue({"remote", "sso", "pubsession"} <= kinds, kinds)
         self.idmd.call("deleteCustomer", {"publisherToken": self.token, "customerId": customer["customerId"]})
         self.idmd.wait_purged()     # records found only by a walk go in the background
-        tokens = mdb_table(self.idmd.state, "tokens")
+        tokens = self.idmd.table("tokens")
         self.assertFalse([k for k in tokens if k.startswith(("remote:", "sso:"))], tokens.keys())
         # The publisher's session is not the customer's.
         self.assertTrue([k for k in tokens if k.startswith("pubsession:")])
@@ -233,7 +232,7 @@ class PublisherSession(RemoteCase):
         r = self.idmd.call("publisherLogin", {"publisherId": self.pub, "publisherToken": self.token})
         self.assertEqual(r["expiresIn"], 600)
         self.assertRegex(r["sessionID"], r"^[A-Za-z0-9_-]{43}$")
-        self.assertNotIn(r["sessionID"], json.dumps(mdb_table(self.idmd.state, "tokens")))
+        self.assertNotIn(r["sessionID"], json.dumps(self.idmd.table("tokens")))
         sid = r["sessionID"]
         # Accepted wherever a publisherToken is.
         self.assertEqual(self.idmd.call("listOffers", {"sessionID": sid})["items"][0]["offerId"], "S531234647_GB")

@@ -17,7 +17,6 @@ import urllib.parse
 
 from idmtest import (FAKE_SENDMAIL, IDMCTL, Idmd, IdmdTestCase, Mailbox, mail_config, main, median_latencies,
                      run_as)
-from test_consents import mdb_table
 
 PASSWORD = "correct horse 9"
 NEW_PASSWORD = "battery staple 10"
@@ -103,7 +102,7 @@ class Reset(ResetCase):
         token = query["resetPasswordToken"][0]
         self.assertGreaterEqual(len(token), 43)
         # Only the hash is stored.
-        tokens = mdb_table(self.idmd.state, "tokens")
+        tokens = self.idmd.table("tokens")
         self.assertNotIn(token, str(tokens))
 
         # A session from before, and a lockout in progress: both end with the reset.
@@ -284,9 +283,9 @@ class Reset(ResetCase):
         self.request()
         self.new_mails()
         key = f"reset:{self.pub}:alice@example.com"
-        self.assertIn(key, mdb_table(self.idmd.state, "tokens"))
+        self.assertIn(key, self.idmd.table("tokens"))
         self.idmd.call("deleteCustomer", {"publisherId": self.pub, "email": "alice@example.com"})
-        tokens = mdb_table(self.idmd.state, "tokens")
+        tokens = self.idmd.table("tokens")
         self.assertFalse(any(k.startswith("reset:") for k in tokens), tokens.keys())
 
 

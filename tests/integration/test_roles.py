@@ -13,7 +13,7 @@ import tempfile
 import unittest
 import urllib.parse
 
-from idmtest import FAKE_SENDMAIL, Idmd, IdmdTestCase, Mailbox, main, mail_config
+from idmtest import FAKE_SENDMAIL, TEST_PG, Idmd, IdmdTestCase, Mailbox, main, mail_config
 
 NOBODY = 65534
 PASSWORD = "correct horse 9"
@@ -356,7 +356,10 @@ class EveryMethodEveryRole(unittest.TestCase):
         replies.update(zip(others, world.idmd.call_as(NOBODY, [[method, world.params(method, r)] for r in others])))
         replies["admin"] = world.client.request(method, world.params(method, "admin"))
         got = {r: outcome(replies[r], r) for r in ROLES}
-        self.assertEqual(got, table[method], f"| `{method}` | " + " | ".join(got[r] for r in ROLES) + f" |\n{replies}")
+        want = dict(table[method])
+        if TEST_PG and method == "backup":
+            want["admin"] = "400 not_supported"     # a PostgreSQL store is pg_dump's to back up
+        self.assertEqual(got, want, f"| `{method}` | " + " | ".join(got[r] for r in ROLES) + f" |\n{replies}")
 
     def check_another_customer(self, world, method, table):
         """A customer's own credential, with another customer (or publisher B) named beside it:

@@ -278,8 +278,7 @@ class Sessions(TokenTestCase):
         tokens = [r["jwt"], r["refreshToken"], r["customerToken"], n1["jwt"], n1["refreshToken"], n1b["jwt"],
                   l2["jwt"], l2["refreshToken"], l2["customerToken"]]
         self.idmd.stop()
-        with open(os.path.join(self.idmd.state, "data.mdb"), "rb") as f:
-            data = f.read()
+        data = self.idmd.stored_bytes()
         for t in tokens:
             self.assertNotIn(t.encode(), data)
             self.assertNotIn(t[:20].encode(), data)

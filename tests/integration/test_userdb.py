@@ -17,7 +17,7 @@ import subprocess
 import time
 import unittest
 
-from idmtest import IDMCTL, Connection, Idmd, IdmdTestCase, mail_config, main
+from idmtest import TEST_PG, IDMCTL, Connection, Idmd, IdmdTestCase, mail_config, main
 
 PASSWORD = "correct horse 9"
 SERVICE = "io.idm"
@@ -362,6 +362,8 @@ class TestUidsNeverReused(UserdbTestCase):
         self.idmd.start()
         self.assertEqual(self.record(userName="a@example.com")["uid"], UID_MIN + 1)
         self.assertEqual(self.record(userName="b@example.com")["uid"], UID_MIN + 2)
+        if TEST_PG:
+            return      # idmd's backup is LMDB's (PostgreSQL's is pg_dump's)
         # A backup, restored: the same uids, and the next one is still new.
         target = os.path.join(self.idmd.tmp, "backup")
         p = subprocess.run([IDMCTL, "--socket", self.idmd.socket, "backup", target], capture_output=True,
