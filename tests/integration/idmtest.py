@@ -254,6 +254,11 @@ class Idmd:
         self.log_path = os.path.join(self.tmp, "idmd.log")
         self.proc = None
         self.pg_schema = postgresql_schema(self.tmp) if TEST_PG else None
+        self.write_config(config)
+
+    def write_config(self, config):
+        """(Re)writes the configuration file: the base, config, generous rate limits for the
+        classes config leaves out, and on PostgreSQL the [store] of this idmd's schema."""
         with open(self.config, "w") as f:
             f.write(BASE_CONFIG + config + generous_rate_limits(config))
             if self.pg_schema:

@@ -18,7 +18,7 @@ import struct
 import threading
 import time
 
-from idmtest import Idmd, main
+from idmtest import TEST_PG, Idmd, main
 from test_remote import REMOTE_AUTH_URL, SSO_URL
 from test_reset import NEW_PASSWORD, PASSWORD, RESET_URL, ResetCase
 
@@ -160,7 +160,8 @@ class JournalScenario(ResetCase):
 
         # Administration: a key rotation, a backup, a publisher and a deletion.
         idmd.call("rotateSigningKey")
-        idmd.call("backup", {"path": os.path.join(idmd.tmp, "backup")})
+        if not TEST_PG:     # a store in PostgreSQL is pg_dump's to back up
+            idmd.call("backup", {"path": os.path.join(idmd.tmp, "backup")})
         other = self.create_publisher(name="Other")
         secrets.append(other["publisherToken"])
         bob = idmd.call("registerCustomer", {"email": "bob@example.com", "password": "Bob pw 12345",
@@ -198,7 +199,7 @@ class JournalScenario(ResetCase):
             return entries[0]
 
         alice = self.alice["customerId"]
-        for name in ("STARTED", "STOPPED", "CONFIG_RELOADED", "KEY_ROTATED", "BACKUP_WRITTEN"):
+        for name in ("STARTED", "STOPPED", "CONFIG_RELOADED", "KEY_ROTATED") + (() if TEST_PG else ("BACKUP_WRITTEN",)):
             one(name)
         e = one("LOGIN_SUCCEEDED", METHOD="login", CUSTOMER_ID=alice, PUBLISHER_ID=pub, PEER_UID="0",
                 CODE_FUNC="login_finish")

@@ -16,7 +16,7 @@ import json
 import subprocess
 import time
 
-from idmtest import IDMCTL, IdmdTestCase, main
+from idmtest import TEST_PG, IDMCTL, IdmdTestCase, main
 
 PASSWORD = "correct horse 9"
 WRONG = "wrong horse 9"
@@ -227,7 +227,12 @@ class Lockout(LockoutTestCase):
         self.assertNotIn("result", right)
         wrong_answers = {json.dumps(r["error"], sort_keys=True) for i, r in replies.items() if i != 99}
         self.assertIn(json.dumps(right["error"], sort_keys=True), wrong_answers, replies)
-        self.assertError(right["error"], 401, "invalid_credentials")
+        if TEST_PG and right["error"]["code"] == 423:
+            # On PostgreSQL the members' store reads interleave: those read after the lock
+            # fell are answered 423, the right password among them, as the wrong ones.
+            self.assertError(right["error"], 423, "account_locked")
+        else:
+            self.assertError(right["error"], 401, "invalid_credentials")
         # and the account is locked now
         self.assertLocked(self.login_error())
 

@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 
-from idmtest import BASE_CONFIG, IDMCTL, Idmd, IdmdTestCase, fake_sendmails, generous_rate_limits, main
+from idmtest import IDMCTL, Idmd, IdmdTestCase, fake_sendmails, main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, "fake-sendmail")
@@ -87,9 +87,7 @@ class OutboxTestCase(IdmdTestCase):
             self.idmd.kill()
         else:
             self.assertEqual(self.idmd.stop(), 0)
-        with open(self.idmd.config, "w") as f:
-            config = self.config(mode)
-            f.write(BASE_CONFIG + config + generous_rate_limits(config))
+        self.idmd.write_config(self.config(mode))
         self.start()
 
     def hanging(self):
@@ -373,8 +371,7 @@ class Reload(OutboxTestCase):
     MAIL = "timeout = 1h\nretry_initial = 1h\n"
 
     def reload(self, config, expect):
-        with open(self.idmd.config, "w") as f:
-            f.write(BASE_CONFIG + config + generous_rate_limits(config))
+        self.idmd.write_config(config)
         seen = self.idmd.log_text().count(expect)
         self.idmd.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: self.idmd.log_text().count(expect) > seen, what=expect)
