@@ -97,6 +97,9 @@ static void *stack_new(void) {
 
 static void stack_free(void *m) {
         if (n_stacks_kept < CORO_STACKS_KEPT) {
+                /* Kept as address space only: the pages it touched go back now (a few page
+                 * faults for the next coroutine, against a round trip to the database). */
+                (void) madvise((uint8_t *) m + page_size(), CORO_STACK_SIZE, MADV_DONTNEED);
                 stacks_kept[n_stacks_kept++] = m;
                 return;
         }

@@ -15,7 +15,7 @@
  * Bounds: at most CORO_MAX coroutines are alive at once (coro_start() gives -EAGAIN beyond);
  * each has a stack of CORO_STACK_SIZE bytes of address space with a guard page below it, of
  * which only the pages it touches take memory; up to CORO_STACKS_KEPT stacks are kept for
- * reuse. One event loop per thread (coro_set_event()).
+ * reuse, their pages given back. One event loop per thread (coro_set_event()).
  *
  * Errors: -EAGAIN (too many alive), -ENOMEM, -ETIMEDOUT (coro_wait_fd), sd-event's errors.
  */

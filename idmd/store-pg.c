@@ -71,6 +71,7 @@ typedef enum Statement {
         STMT_SCAN_GE,
         STMT_SCAN_GT,
         STMT_SIZE,
+        STMT_COUNT_ALL,
         _STMT_MAX,
 } Statement;
 
@@ -97,6 +98,7 @@ static const struct {
         [STMT_SCAN_GT]    = { "scan_gt", "SELECT key, value FROM idm_records WHERE tbl = $1 AND key > $2 "
                                          "ORDER BY key LIMIT " PAGE_ROWS_STR },
         [STMT_SIZE]       = { "size", "SELECT pg_database_size(current_database())" },
+        [STMT_COUNT_ALL]  = { "count_all", "SELECT tbl, count(*) FROM idm_records GROUP BY tbl" },
 };
 
 /* The server's (or libpq's) words for the last failed connect of this thread. */
@@ -734,6 +736,29 @@ int store_pg_any(PgConn *c, StoreTable *ret_table) {
                 return -EPROTO;
         memcpy(&be, PQgetvalue(res, 0, 0), 2);
         *ret_table = (StoreTable) (int16_t) be16toh(be);
+        return 0;
+}
+
+int store_pg_count_all(PgConn *c, uint64_t counts[static _STORE_TABLE_MAX]) {
+        _cleanup_(pqclearp) PGresult *res = NULL;
+        int r;
+
+        r = pg_run_check(c, STMT_COUNT_ALL, _STORE_TABLE_INVALID, NULL, 0, NULL, 0, PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
+        memset(counts, 0, sizeof(uint64_t) * _STORE_TABLE_MAX);
+        for (int i = 0; i < PQntuples(res); i++) {
+                uint16_t tbl;
+                uint64_t n;
+
+                if (PQgetlength(res, i, 0) != 2 || PQgetlength(res, i, 1) != 8)
+                        return -EPROTO;
+                memcpy(&tbl, PQgetvalue(res, i, 0), 2);
+                memcpy(&n, PQgetvalue(res, i, 1), 8);
+                tbl = be16toh(tbl);
+                if (tbl < _STORE_TABLE_MAX)
+                        counts[tbl] = be64toh(n);
+        }
         return 0;
 }
 

@@ -2051,11 +2051,9 @@ static int store_stats_pg(Store *s, StoreStats *stats) {
         r = store_read(s, &t);
         if (r < 0)
                 return r;
-        for (StoreTable i = 0; i < _STORE_TABLE_MAX; i++) {
-                r = store_count(t, i, &stats->entries[i]);
-                if (r < 0)
-                        return r;
-        }
+        r = store_pg_count_all(t->pg, stats->entries);
+        if (r < 0)
+                return r;
         r = store_pg_size(t->pg, &size);
         if (r < 0)
                 return r;

@@ -224,7 +224,7 @@ class Client(Connection):
         reply = self.recv_line()
         if reply is None:
             raise ConnectionError("idmd closed the connection")
-        assert reply.get("id") == id, f"reply id {reply.get('id')!r} != {id!r}"
+        assert reply.get("id") == id, f"reply id {reply.get('id')!r} != {id!r}: {reply}"
         return reply
 
     def call(self, method, params=None):

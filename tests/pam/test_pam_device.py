@@ -14,7 +14,6 @@ import threading
 import time
 
 from pamtest import PASSWORD, PamTestCase, Result, main
-from test_consents import mdb_table
 
 VERIFY_URL = "https://tv.example.com/activate"
 
@@ -60,7 +59,7 @@ class DeviceLogin(PamTestCase):
                                                                   "userCode": code})
 
     def device_records(self):
-        return [k for k in mdb_table(self.idmd.state, "tokens") if k.startswith(("device:", "devcode:"))]
+        return [k for k in self.idmd.table("tokens") if k.startswith(("device:", "devcode:"))]
 
     def test_approved_at_the_prompt(self):
         r = self.assertDrive(self.run_device(self.EMAIL, self.approve(), "auth", "env"))
