@@ -5,13 +5,21 @@
 #   ./test.sh --sanitizers [ARGS]   then also builds build-asan/ with ASan and UBSan and runs the
 #                                   unit, integration and fuzz-regress suites there (what CI runs;
 #                                   the PAM suites run once, under valgrind, in the first run).
+#   ./test.sh --postgresql [ARGS]   then also runs the unit, integration and PAM suites with every
+#                                   idmd's store in PostgreSQL (meson test --setup=postgresql: a
+#                                   throwaway cluster per test). CI runs both flags.
 set -euo pipefail
 cd "$(dirname "$0")"
 sanitizers=0
-if [ "${1:-}" = "--sanitizers" ]; then
-        sanitizers=1
+postgresql=0
+while [ $# -gt 0 ]; do
+        case "$1" in
+        --sanitizers) sanitizers=1 ;;
+        --postgresql) postgresql=1 ;;
+        *) break ;;
+        esac
         shift
-fi
+done
 . tools/deps.sh
 idm_install_deps "${IDM_BUILD_DEPS[@]}" "${IDM_TEST_DEPS[@]}"
 
@@ -28,11 +36,14 @@ setup() {
 }
 
 setup build
-if [ "$sanitizers" -eq 0 ]; then
-        exec meson test -C build --print-errorlogs "$@"
-fi
 rc=0
 meson test -C build --print-errorlogs "$@" || rc=$?
-setup build-asan -Db_sanitize=address,undefined
-meson test -C build-asan --print-errorlogs --suite unit --suite integration --suite fuzz-regress "$@" || rc=$?
+if [ "$postgresql" -eq 1 ]; then
+        meson test -C build --setup=postgresql --print-errorlogs --suite unit --suite integration --suite pam \
+                "$@" || rc=$?
+fi
+if [ "$sanitizers" -eq 1 ]; then
+        setup build-asan -Db_sanitize=address,undefined
+        meson test -C build-asan --print-errorlogs --suite unit --suite integration --suite fuzz-regress "$@" || rc=$?
+fi
 exit "$rc"

@@ -18,6 +18,7 @@
 #include "idm/protocol.h"
 #include "log.h"
 #include "manager.h"
+#include "store-pg.h"
 
 static void help(void) {
         printf("Usage: idmd [OPTIONS]\n\n"
@@ -205,12 +206,16 @@ int main(int argc, char *argv[]) {
                 /* What idmd would run with, and where each value came from; load and verify
                  * reported the problems already. */
                 r = config_dump_origins(config, stdout);
-                config_free(config);
                 if (r < 0) {
+                        config_free(config);
                         log_error_errno(r, "Failed to write the configuration: %m");
                         return EXIT_FAILURE;
                 }
-                return EXIT_SUCCESS;
+                /* A store in PostgreSQL: connect, and say what is there (nothing is changed). */
+                if (streq(config->store_backend, "postgresql"))
+                        r = store_pg_check(config->store_connection, config->store_timeout_usec, stdout);
+                config_free(config);
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         }
 
         r = manager_new(config, &m);

@@ -39,6 +39,7 @@
 #include "lockout.h"
 #include "log.h"
 #include "message-ids.h"
+#include "coro.h"
 #include "manager.h"
 #include "outbox.h"
 #include "passwords.h"
@@ -700,6 +701,7 @@ typedef struct SweepState {
         size_t current;                 /* the sweeper whose batch runs next (or now) */
         bool round_more;                /* a batch of this round stopped at its bound */
         bool in_flight;                 /* a batch is submitted and not done */
+        bool checking;                  /* a coroutine reads what is pending (PostgreSQL) */
         bool again;                     /* the timer fired meanwhile (manager_sweep_soon) */
         /* the batch in flight: */
         uint64_t now_usec;
@@ -803,15 +805,9 @@ static void sweep_done(int r, void *userdata) {
 
 /* Expired records are deleted in the background, one bounded batch per unit of work (committed
  * with the requests' units of work of the moment). */
-static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
-        SweepState *st = userdata;
+static void sweep_check(SweepState *st) {
         int r;
 
-        if (st->in_flight) {
-                st->again = true;       /* sweep_done schedules the next batch at once */
-                return 0;
-        }
-        st->again = false;
         st->now_usec = now_realtime_usec();
         while (!sweep_pending(st)) {
                 uint64_t delay;
@@ -821,13 +817,40 @@ static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
                 st->cursor[st->current] = NULL;
                 if (sweep_next(st, &delay)) {
                         sweep_schedule(st, delay);
-                        return 0;
+                        return;
                 }
         }
         st->in_flight = true;
         r = store_submit(st->m->store, sweep_work, sweep_done, st);
         if (r < 0)
                 sweep_done(r, st);
+}
+
+static void sweep_check_main(void *userdata) {
+        SweepState *st = userdata;
+
+        sweep_check(st);
+        st->checking = false;
+}
+
+static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
+        SweepState *st = userdata;
+
+        if (st->in_flight || st->checking) {
+                st->again = true;       /* sweep_done (or the check) schedules the next batch at once */
+                return 0;
+        }
+        st->again = false;
+        /* On a store that waits, the reads run in a coroutine: the loop serves on meanwhile. */
+        if (store_waits(st->m->store)) {
+                st->checking = true;
+                if (coro_start(sweep_check_main, st) < 0) {
+                        st->checking = false;
+                        sweep_schedule(st, SWEEP_INTERVAL_USEC);
+                }
+                return 0;
+        }
+        sweep_check(st);
         return 0;
 }
 

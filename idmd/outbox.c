@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "command.h"
+#include "coro.h"
 #include "idm/json-util.h"
 #include "idm/time-util.h"
 #include "log.h"
@@ -55,6 +56,7 @@ struct Outbox {
         sd_event_source *timer;
         char *cursor;                   /* where the next scan goes on; NULL: from the first */
         bool busy;                      /* a delivery or an expiry unit is under way */
+        bool scanning;                  /* a coroutine reads the table (PostgreSQL) */
         bool stopping;
         _Atomic uint64_t cancel_at;     /* CLOCK_MONOTONIC µs; 0: none */
         OutboxStats stats;
@@ -521,15 +523,13 @@ static void scan_done(Scan *s) {
         delivery_free(s->due);
 }
 
-static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+/* Reads the table for what is due or expired, and starts that. */
+static void outbox_scan(Outbox *o) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        Outbox *o = userdata;
         Scan s = { .now = now_realtime_usec(), .max_age = o->m->config->mail_max_age_usec };
         uint64_t delay = OUTBOX_POLL_USEC;
         int r;
 
-        if (o->busy || o->stopping)
-                return 0;
         r = store_read(o->m->store, &t);
         if (r >= 0)
                 r = store_foreach(t, STORE_OUTBOX, NULL, o->cursor, scan_one, &s);
@@ -538,7 +538,7 @@ static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
                 log_warning_errno(r, "Reading the outbox failed, trying again later: %m");
                 scan_done(&s);
                 outbox_schedule(o, OUTBOX_POLL_USEC);
-                return 0;
+                return;
         }
 
         if (s.n_expired > 0) {
@@ -547,7 +547,7 @@ static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
                 if (!e) {
                         scan_done(&s);
                         outbox_schedule(o, OUTBOX_POLL_USEC);
-                        return 0;
+                        return;
                 }
                 e->o = o;
                 memcpy(e->ids, s.expired, sizeof(e->ids));
@@ -558,7 +558,7 @@ static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
                 r = store_submit(o->m->store, expiry_write, expiry_done, e);
                 if (r < 0)
                         expiry_done(r, e);
-                return 0;
+                return;
         }
 
         if (s.due) {
@@ -581,7 +581,7 @@ static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
                 /* The next scan starts from the first again: FIFO among what is due. */
                 free(o->cursor);
                 o->cursor = NULL;
-                return 0;
+                return;
         }
 
         scan_done(&s);
@@ -594,6 +594,30 @@ static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
         } else if (s.earliest != 0 && s.earliest - s.now < delay)
                 delay = s.earliest - s.now;
         outbox_schedule(o, delay);
+}
+
+static void outbox_scan_main(void *userdata) {
+        Outbox *o = userdata;
+
+        outbox_scan(o);
+        o->scanning = false;
+}
+
+static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        Outbox *o = userdata;
+
+        if (o->busy || o->stopping || o->scanning)
+                return 0;
+        /* On a store that waits, the scan runs in a coroutine: the loop serves on meanwhile. */
+        if (store_waits(o->m->store)) {
+                o->scanning = true;
+                if (coro_start(outbox_scan_main, o) < 0) {
+                        o->scanning = false;
+                        outbox_schedule(o, OUTBOX_POLL_USEC);
+                }
+                return 0;
+        }
+        outbox_scan(o);
         return 0;
 }
 

@@ -396,6 +396,58 @@ static int pg_migrate(PGconn *conn, uint64_t timeout_usec, unsigned *ret_found) 
         return pg_command_timeout(conn, timeout_usec, "COMMIT");
 }
 
+/* One text value of a query on conn (a new string), NULL if it failed or gave no row. */
+static char *pg_query_text(PGconn *conn, uint64_t timeout_usec, const char *sql) {
+        _cleanup_(pqclearp) PGresult *res = NULL;
+
+        if (pg_command_conn(conn, timeout_usec, sql, &res) < 0 || PQresultStatus(res) != PGRES_TUPLES_OK ||
+            PQntuples(res) < 1 || PQgetisnull(res, 0, 0))
+                return NULL;
+        return strdup(PQgetvalue(res, 0, 0));
+}
+
+int store_pg_check(const char *conninfo, uint64_t timeout_usec, FILE *f) {
+        _cleanup_free_ char *version = NULL, *who = NULL, *tables = NULL, *schema = NULL, *stamp = NULL,
+                *can_create = NULL;
+        PGconn *conn = NULL;
+        unsigned v = 0;
+        int r;
+
+        r = pg_connect_raw(conninfo, timeout_usec ?: STORE_PG_TIMEOUT_USEC, &conn);
+        if (r < 0) {
+                fprintf(f, "# [store] postgresql: cannot connect: %s\n", connect_error[0] ? connect_error : "no answer");
+                return r;
+        }
+        version = pg_query_text(conn, timeout_usec, "SELECT version()");
+        who = pg_query_text(conn, timeout_usec, "SELECT 'role ' || current_user || ', database ' || current_database()");
+        fprintf(f, "# [store] postgresql: connected to %s as %s\n", strna(version), strna(who));
+        tables = pg_query_text(conn, timeout_usec, "SELECT count(*) FROM pg_tables WHERE tablename = 'idm_schema' "
+                                                   "AND schemaname = ANY (current_schemas(false))");
+        if (!tables || streq(tables, "0")) {
+                can_create = pg_query_text(conn, timeout_usec,
+                                           "SELECT has_schema_privilege(current_schema(), 'CREATE')::text");
+                fprintf(f, "# [store] postgresql: no idmd tables yet; idmd makes them when it starts%s\n",
+                        streq_ptr(can_create, "true") ? "" : ", but this role may not create tables there");
+                PQfinish(conn);
+                return streq_ptr(can_create, "true") ? 0 : -EPERM;
+        }
+        schema = pg_query_text(conn, timeout_usec, "SELECT version::text FROM idm_schema");
+        stamp = pg_query_text(conn, timeout_usec, "SELECT convert_from(value, 'UTF8') FROM idm_records "
+                                                  "WHERE tbl = 0 AND key = 'schema_version'::bytea");
+        PQfinish(conn);
+        if (!schema || sscanf(schema, "%u", &v) != 1) {
+                fprintf(f, "# [store] postgresql: table idm_schema holds no version: not idmd's, or damaged\n");
+                return -EPROTO;
+        }
+        fprintf(f, "# [store] postgresql: tables of version %u (this idmd: %u), store stamp %s\n", v,
+                STORE_PG_SCHEMA_VERSION, strna(stamp));
+        if (v > STORE_PG_SCHEMA_VERSION) {
+                fprintf(f, "# [store] postgresql: made by a newer idmd: this one refuses to start on it\n");
+                return -EPROTONOSUPPORT;
+        }
+        return 0;
+}
+
 int store_pg_open(const char *conninfo, uint64_t timeout_usec, StorePg **ret, unsigned *ret_sql_version) {
         StorePg *p;
         PGconn *conn = NULL;

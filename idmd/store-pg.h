@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "idm/cleanup.h"
 #include "store.h"
@@ -54,6 +55,12 @@ typedef struct PgRows PgRows;
  * *ret_sql_version is the SQL schema version found (0: none, created now). */
 int store_pg_open(const char *conninfo, uint64_t timeout_usec, StorePg **ret, unsigned *ret_sql_version);
 StorePg *store_pg_free(StorePg *p);
+
+/* For idmd --check-config: connects without changing anything and writes to f, as "# " comment
+ * lines, what it found (the server, the role, idmd's tables and their version). 0 when idmd could
+ * start on it; -ENOTCONN, -ETIMEDOUT, -EPERM (may not create the tables), -EPROTONOSUPPORT
+ * (tables of a newer idmd), -EPROTO (not idmd's). */
+int store_pg_check(const char *conninfo, uint64_t timeout_usec, FILE *f);
 
 /* Whether libpq reads conninfo, and it holds no password (-EPERM then; -EINVAL if unreadable). */
 int store_pg_check_connection(const char *conninfo);

@@ -245,7 +245,7 @@ class Client(Connection):
 class Idmd:
     """A real idmd process with its own socket, state directory and config."""
 
-    def __init__(self, config="", tmp=None):
+    def __init__(self, config="", tmp=None, pg_schema=None):
         self.tmp = tmp or tempfile.mkdtemp(prefix="idm-test-")
         self.owns_tmp = tmp is None
         self.socket = os.path.join(self.tmp, "run", "socket")
@@ -253,7 +253,8 @@ class Idmd:
         self.config = os.path.join(self.tmp, "idmd.conf")
         self.log_path = os.path.join(self.tmp, "idmd.log")
         self.proc = None
-        self.pg_schema = postgresql_schema(self.tmp) if TEST_PG else None
+        # pg_schema: another idmd's, to share its store (two devices on one database).
+        self.pg_schema = (pg_schema or postgresql_schema(self.tmp)) if TEST_PG else None
         self.write_config(config)
 
     def write_config(self, config):

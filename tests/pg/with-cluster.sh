@@ -6,7 +6,8 @@
 # The cluster lives in a new temporary directory: initdb as an unprivileged user (nobody when
 # run as root: PostgreSQL refuses to run as root), a Unix socket in that directory and no TCP
 # listener at all, fsync on. It has a role "idm" (login, no superuser) owning a database "idm".
-# The command gets IDM_TEST_PG, a libpq connection string for it, and PG_BINDIR. The cluster is
+# The command gets IDM_TEST_PG, a libpq connection string for it, IDM_TEST_PG_CTL, a script that
+# stops the server (immediately, as a crash would) or starts it again, and PG_BINDIR. The cluster is
 # stopped and its directory removed when the command ends, whatever it did; the command's exit
 # status is this script's. Nothing outside the temporary directory is touched.
 set -euo pipefail
@@ -36,13 +37,26 @@ trap stop EXIT
 # server's tools run from that directory (the unprivileged user may not read the caller's).
 (cd "$dir" && "${as_owner[@]}" "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync -E UTF8 \
         --locale=C >"$dir/initdb.log" 2>&1) || { cat "$dir/initdb.log" >&2; exit 1; }
+server_options="-c listen_addresses='' -c unix_socket_directories='$dir' -c fsync=on -c max_connections=60"
 (cd "$dir" && "${as_owner[@]}" "$bindir/pg_ctl" -D "$dir/data" -w -t 60 -l "$dir/server.log" \
-        -o "-c listen_addresses='' -c unix_socket_directories='$dir' -c fsync=on -c max_connections=60" \
-        start >/dev/null) || { cat "$dir/server.log" >&2; exit 1; }
+        -o "$server_options" start >/dev/null) || { cat "$dir/server.log" >&2; exit 1; }
 "$bindir/psql" -X -q -h "$dir" -U postgres -d postgres -v ON_ERROR_STOP=1 \
         -c "CREATE ROLE idm LOGIN" -c "CREATE DATABASE idm OWNER idm" >/dev/null
 
+# For tests of a database that goes away and comes back: "$IDM_TEST_PG_CTL" stop|start.
+{
+        echo '#!/bin/sh'
+        echo "cd '$dir' || exit 1"
+        echo 'case "$1" in'
+        echo "stop) exec ${as_owner[*]} '$bindir/pg_ctl' -D '$dir/data' -m immediate -w stop ;;"
+        echo "start) exec ${as_owner[*]} '$bindir/pg_ctl' -D '$dir/data' -w -t 60 -l '$dir/server.log' -o \"$server_options\" start ;;"
+        echo '*) echo "usage: $0 stop|start" >&2; exit 2 ;;'
+        echo 'esac'
+} >"$dir/ctl"
+chmod 755 "$dir/ctl"
+
 export IDM_TEST_PG="host=$dir dbname=idm user=idm"
+export IDM_TEST_PG_CTL="$dir/ctl"
 export PG_BINDIR=$bindir
 set +e
 "$@"

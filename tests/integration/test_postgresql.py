@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""The store in PostgreSQL, under meson test --setup=postgresql only (tests/pg/with-cluster.sh
+starts the cluster): what idmd --check-config finds, tables of a newer idmd refused, a password
+in [store] connection refused and never logged, the database going away and coming back (503
+store_unavailable within [store] timeout, then service again without a restart), and two idmd
+instances -- two devices -- on one database: registered on one, signed in on the other, one
+winner when both rotate one refresh token at once, failures on both adding up to one lockout, a
+customer deleted on one gone on the other."""
+
+import os
+import subprocess
+import threading
+import time
+import unittest
+
+from idmtest import TEST_PG, Idmd, RpcError, main
+
+PASSWORD = "correct horse 9"
+
+
+def pg_ctl(action):
+    subprocess.run([os.environ["IDM_TEST_PG_CTL"], action], check=True, stdout=subprocess.DEVNULL)
+
+
+def psql(schema, sql):
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", TEST_PG, "-c", f"SET search_path = {schema}; {sql}"],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+@unittest.skipUnless(TEST_PG, "PostgreSQL only (meson test --setup=postgresql)")
+class Postgresql(unittest.TestCase):
+    def new(self, config="", **kw):
+        d = Idmd(config, **kw)
+        self.addCleanup(d.cleanup)
+        return d
+
+    def check_config(self, d):
+        return subprocess.run(d.args() + ["--check-config"], capture_output=True, text=True, timeout=60)
+
+    def test_check_config_and_newer_tables(self):
+        d = self.new()
+        p = self.check_config(d)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("# [store] postgresql: connected to PostgreSQL 15", p.stdout)
+        self.assertIn("no idmd tables yet; idmd makes them when it starts", p.stdout)
+        d.start()
+        d.stop()
+        p = self.check_config(d)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('tables of version 1 (this idmd: 1), store stamp {"version":2}', p.stdout)
+        # Tables made by a newer idmd: said, and refused at start, with a clear message.
+        psql(d.pg_schema, "UPDATE idm_schema SET version = 99")
+        p = self.check_config(d)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("made by a newer idmd", p.stdout)
+        p = subprocess.run(d.args(), capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("tables were made by a newer idmd than this one; refusing to start", p.stderr)
+
+    def test_password_in_connection_refused_unlogged(self):
+        d = self.new()
+        with open(d.config, "a") as f:
+            f.write(f"\n[store]\nconnection = {TEST_PG} password=hunter2\n")
+        p = subprocess.run(d.args(), capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("invalid value '(not shown)' for key 'connection' in [store]", p.stderr)
+        self.assertIn("PGPASSFILE", p.stderr)
+        self.assertNotIn("hunter2", p.stderr)
+
+    def test_database_away_and_back(self):
+        d = self.new("[store]\ntimeout = 2s\n").start()
+        pub = d.call("createPublisher", {"name": "P"})["publisherId"]
+        s = d.call("registerCustomer", {"email": "a@example.com", "password": PASSWORD, "publisherId": pub})
+        pg_ctl("stop")
+        try:
+            for method, params in [("getCustomer", {"jwt": s["jwt"]}),
+                                   ("login", {"email": "a@example.com", "password": PASSWORD, "publisherId": pub}),
+                                   ("registerCustomer", {"email": "b@example.com", "password": PASSWORD,
+                                                         "publisherId": pub})]:
+                start = time.monotonic()
+                with self.assertRaises(RpcError) as e:
+                    d.call(method, params)
+                self.assertEqual((e.exception.code, e.exception.reason), (503, "store_unavailable"), method)
+                self.assertLess(time.monotonic() - start, 10, method)
+            # What needs no store is served all along.
+            self.assertIn("version", d.call("getServerInfo"))
+        finally:
+            pg_ctl("start")
+        # Back without a restart of idmd: the connections are made again.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.assertEqual(d.call("getCustomer", {"jwt": s["jwt"]})["email"], "a@example.com")
+                break
+            except RpcError as e:
+                if e.reason != "store_unavailable" or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        d.call("login", {"email": "a@example.com", "password": PASSWORD, "publisherId": pub})
+        self.assertEqual(d.stop(), 0)
+
+    def two(self, config=""):
+        a = self.new(config).start()
+        b = self.new(config, pg_schema=a.pg_schema).start()
+        return a, b
+
+    def test_two_devices_one_customer_base(self):
+        a, b = self.two("[lockout]\ndeny = 4\n")
+        pub = a.call("createPublisher", {"name": "P"})["publisherId"]
+        a.call("registerCustomer", {"email": "a@example.com", "password": PASSWORD, "publisherId": pub})
+        on_b = b.call("login", {"email": "a@example.com", "password": PASSWORD, "publisherId": pub})
+        self.assertEqual(b.call("getCustomer", {"jwt": on_b["jwt"]})["email"], "a@example.com")
+
+        # Failures on both add up to one lockout, seen by both.
+        for d in (a, b, a, b):
+            with self.assertRaises(RpcError) as e:
+                d.call("login", {"email": "a@example.com", "password": "wrong horse 1", "publisherId": pub})
+            self.assertEqual(e.exception.code, 401)
+        for d in (a, b):
+            self.assertTrue(d.call("getCustomerLockout", {"publisherId": pub, "email": "a@example.com"})["locked"])
+            with self.assertRaises(RpcError) as e:
+                d.call("login", {"email": "a@example.com", "password": PASSWORD, "publisherId": pub})
+            self.assertEqual(e.exception.code, 423)
+        a.call("unlockCustomer", {"publisherId": pub, "email": "a@example.com"})
+        b.call("login", {"email": "a@example.com", "password": PASSWORD, "publisherId": pub})
+
+        # Deleted on A: gone on B.
+        c = b.call("registerCustomer", {"email": "c@example.com", "password": PASSWORD, "publisherId": pub})
+        a.call("deleteCustomer", {"publisherId": pub, "customerId": c["customerId"]})
+        with self.assertRaises(RpcError) as e:
+            b.call("login", {"email": "c@example.com", "password": PASSWORD, "publisherId": pub})
+        self.assertEqual(e.exception.code, 401)
+        with self.assertRaises(RpcError) as e:
+            b.call("refreshToken", {"refreshToken": c["refreshToken"]})
+        self.assertEqual(e.exception.code, 401)
+
+    def test_refresh_token_at_both_at_once_has_one_winner(self):
+        """The same refresh token presented to both devices at the same moment, 100 times: one
+        successor each time, never two."""
+        a, b = self.two()
+        pub = a.call("createPublisher", {"name": "P"})["publisherId"]
+        token = a.call("registerCustomer", {"email": "a@example.com", "password": PASSWORD,
+                                            "publisherId": pub})["refreshToken"]
+        ca, cb = a.client(timeout=60), b.client(timeout=60)
+        self.addCleanup(ca.close)
+        self.addCleanup(cb.close)
+        for attempt in range(100):
+            barrier = threading.Barrier(2)
+            replies = [None, None]
+
+            def present(i, client):
+                barrier.wait()
+                replies[i] = client.request("refreshToken", {"refreshToken": token})
+
+            threads = [threading.Thread(target=present, args=(i, c)) for i, c in enumerate((ca, cb))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            # Exactly one successor: the second use gets the same one (the rotated token's sealed
+            # successor, as on one device within the same second) or 401, never a second family
+            # branch.
+            successors = {r["result"]["refreshToken"] for r in replies if "result" in r}
+            self.assertEqual(len(successors), 1, (attempt, replies))
+            for r in replies:
+                if "error" in r:
+                    self.assertEqual(r["error"]["code"], 401, replies)
+            token = successors.pop()
+        # The one chain is still good at its end.
+        self.assertIn("jwt", a.call("refreshToken", {"refreshToken": token}))
+
+
+if __name__ == "__main__":
+    main()
