@@ -66,11 +66,22 @@ static void print_store(const json_t *store) {
         json_t *v;
         bool first = true;
 
-        (void) snprintf(buf, sizeof(buf), "map %s, used %s, file %s (map grown %" PRIu64 " times)",
-                        format_bytes(json_get_u64(store, "mapSize"), map),
-                        format_bytes(json_get_u64(store, "usedBytes"), used),
-                        format_bytes(json_get_u64(store, "fileBytes"), file), json_get_u64(store, "grown"));
-        print_field(LABEL_WIDTH, "Store:", buf);
+        if (streq_ptr(json_string_value(json_object_get(store, "backend")), "postgresql")) {
+                if (json_is_false(json_object_get(store, "reachable"))) {
+                        print_field(LABEL_WIDTH, "Store:", "PostgreSQL, CANNOT BE REACHED: requests that need it "
+                                                           "are answered 503 store_unavailable");
+                        return;
+                }
+                (void) snprintf(buf, sizeof(buf), "PostgreSQL, reachable, database %s",
+                                format_bytes(json_get_u64(store, "fileBytes"), file));
+                print_field(LABEL_WIDTH, "Store:", buf);
+        } else {
+                (void) snprintf(buf, sizeof(buf), "map %s, used %s, file %s (map grown %" PRIu64 " times)",
+                                format_bytes(json_get_u64(store, "mapSize"), map),
+                                format_bytes(json_get_u64(store, "usedBytes"), used),
+                                format_bytes(json_get_u64(store, "fileBytes"), file), json_get_u64(store, "grown"));
+                print_field(LABEL_WIDTH, "Store:", buf);
+        }
 
         json_object_foreach((json_t *) entries, k, v)
                 if (strlen(k) > width)

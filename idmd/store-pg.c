@@ -41,6 +41,7 @@ struct StorePg {
         PgConn conns[STORE_PG_CONNECTIONS_MAX];
         unsigned n_conns;
         CoroQueue free_waiters;         /* coroutines waiting for a connection to be given back */
+        bool unreachable;               /* the last connect failed: an episode is logged */
 };
 
 struct PgRows {
@@ -551,6 +552,22 @@ int store_pg_server_version(StorePg *p, char **ret) {
         return 0;
 }
 
+/* Logs the start and the end of an episode in which the database cannot be reached, once each. */
+static void pg_reachable(StorePg *p, bool ok) {
+        if (ok && p->unreachable) {
+                p->unreachable = false;
+                log_notice("The PostgreSQL store is reachable again.");
+        } else if (!ok && !p->unreachable) {
+                p->unreachable = true;
+                log_warning("Cannot reach the PostgreSQL store (%s): requests that need it are answered 503 "
+                            "store_unavailable until it is back.", connect_error[0] ? connect_error : "no answer");
+        }
+}
+
+bool store_pg_unreachable(StorePg *p) {
+        return p && p->unreachable;
+}
+
 /* A connection is free again: the first coroutine waiting for one may take it. */
 static void pg_release(PgConn *c) {
         c->busy = false;
@@ -583,11 +600,14 @@ int store_pg_begin(StorePg *p, bool write, PgConn **ret) {
                  * statements do not survive a reset). */
                 pg_drop(c);
                 r = pg_connect(p, &c->conn);
+                if (r == -ENOTCONN || r == -ETIMEDOUT)
+                        pg_reachable(p, false);
                 if (r < 0) {
                         c->conn = NULL;
                         pg_release(c);
                         return r;
                 }
+                pg_reachable(p, true);
         }
 
         r = pg_command(c, write ? "BEGIN ISOLATION LEVEL SERIALIZABLE"

@@ -65,6 +65,9 @@ int store_pg_check(const char *conninfo, uint64_t timeout_usec, FILE *f);
 /* Whether libpq reads conninfo, and it holds no password (-EPERM then; -EINVAL if unreadable). */
 int store_pg_check_connection(const char *conninfo);
 
+/* Whether the last connect failed (an episode the log has been told of). */
+bool store_pg_unreachable(StorePg *p);
+
 /* The server's (or libpq's) words for this thread's last failed connect, NULL after a good one:
  * "FATAL:  database \"x\" does not exist", "connection to server ... failed: ...". */
 const char *store_pg_connect_error(void);

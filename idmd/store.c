@@ -2081,8 +2081,14 @@ int store_stats(Store *s, StoreStats *ret) {
         stats.batched_units = s->batched_units;
         stats.queued = s->n_queued;
         if (s->pg) {
+                stats.postgresql = true;
                 r = store_stats_pg(s, &stats);
-                if (r < 0)
+                if (r == -ENOTCONN || r == -ETIMEDOUT) {
+                        /* What there is to say: it cannot be reached. */
+                        memset(stats.entries, 0, sizeof(stats.entries));
+                        stats.used_bytes = stats.file_bytes = 0;
+                        stats.unreachable = true;
+                } else if (r < 0)
                         return log_debug_errno(r, "Could not read statistics of the PostgreSQL store: %m");
                 *ret = stats;
                 return 0;

@@ -184,13 +184,15 @@ static int method_server_get_stats(Call *call, json_t *params) {
         r = store_stats(m->store, &ss);
         if (r < 0)
                 return r;
-        {
+        if (!ss.unreachable) {
                 _cleanup_(store_txn_freep) StoreTxn *t = NULL;
 
                 r = store_read(m->store, &t);
                 if (r >= 0)
                         r = customer_purges_pending(t, &purges);
-                if (r < 0)
+                if (r == -ENOTCONN || r == -ETIMEDOUT)
+                        ss.unreachable = true;  /* it went away meanwhile */
+                else if (r < 0)
                         return r;
         }
         for (StoreTable t = 0; t < _STORE_TABLE_MAX; t++)
@@ -235,6 +237,13 @@ static int method_server_get_stats(Call *call, json_t *params) {
                 "verifying", keys);
         if (!result)
                 return -ENOMEM;
+        /* Where the store is, and whether it can be reached (PostgreSQL; LMDB always can). */
+        {
+                json_t *store = json_object_get(result, "store");
+
+                (void) json_object_set_new(store, "backend", json_string(ss.postgresql ? "postgresql" : "lmdb"));
+                (void) json_object_set_new(store, "reachable", json_boolean(!ss.unreachable));
+        }
         /* Rate limits and lockouts (docs/ratelimits.md). */
         (void) json_object_set(result, "rateLimited", rate_limited);
         (void) json_object_set_new(result, "rateLimitSources",
@@ -248,7 +257,8 @@ static int method_server_get_stats(Call *call, json_t *params) {
                                              "capacity", (json_int_t) js.capacity, "hits", (json_int_t) js.hits,
                                              "misses", (json_int_t) js.misses, "evictions",
                                              (json_int_t) js.evictions, "flushes", (json_int_t) js.flushes));
-        r = add_outbox_stats(call, result);
+        /* The outbox is a table of the store: nothing to say of it while the store is away. */
+        r = ss.unreachable ? 0 : add_outbox_stats(call, result);
         if (r < 0)
                 return r;
         if (test_clock_enabled())

@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from idmtest import IDMCTL, IdmdTestCase, main, run_as
+from idmtest import TEST_PG, IDMCTL, IdmdTestCase, main, run_as
 
 RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
@@ -90,7 +90,10 @@ class Idmctl(IdmctlCase):
             self.assertIn(kid, out)
         for label in ("Uptime:", "Connections:", "Store:", "Store entries:", "Signing keys:", "Worker queue:"):
             self.assertIn(label, out)
-        self.assertRegex(out, r"map [0-9.]+ (B|KiB|MiB|GiB), used [0-9.]+ (B|KiB|MiB|GiB), file")
+        if TEST_PG:
+            self.assertRegex(out, r"PostgreSQL, reachable, database [0-9.]+ (B|KiB|MiB|GiB)")
+        else:
+            self.assertRegex(out, r"map [0-9.]+ (B|KiB|MiB|GiB), used [0-9.]+ (B|KiB|MiB|GiB), file")
         self.assertRegex(out, r"publishers\s+0")
 
         # IDM_SOCKET instead of --socket, and options after the command
@@ -591,6 +594,7 @@ class Metrics(IdmctlCase):
         self.assertEqual(value("idm_store_entries", "idm_store_entries", table="meta"), 1)
         self.assertEqual(value("idm_outbox_depth", "idm_outbox_depth"), 0)
         self.assertEqual(value("idm_store_purges_pending", "idm_store_purges_pending"), 0)
+        self.assertEqual(value("idm_store_reachable", "idm_store_reachable"), 1)
         self.assertIn("idm_rate_limited", families)
         # Admin only, like getStats.
         self.idmd.open_to_others()

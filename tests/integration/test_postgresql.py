@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from idmtest import TEST_PG, Idmd, RpcError, main
+from idmtest import IDMCTL, TEST_PG, Idmd, RpcError, main
 
 PASSWORD = "correct horse 9"
 
@@ -83,8 +83,14 @@ class Postgresql(unittest.TestCase):
                     d.call(method, params)
                 self.assertEqual((e.exception.code, e.exception.reason), (503, "store_unavailable"), method)
                 self.assertLess(time.monotonic() - start, 10, method)
-            # What needs no store is served all along.
+            # What needs no store is served all along, getStats and idmctl status say why, and
+            # the log says it once for the episode.
             self.assertIn("version", d.call("getServerInfo"))
+            store = d.call("getStats")["store"]
+            self.assertEqual((store["backend"], store["reachable"]), ("postgresql", False))
+            p = subprocess.run([IDMCTL, "--socket", d.socket, "status"], capture_output=True, text=True, timeout=60)
+            self.assertIn("PostgreSQL, CANNOT BE REACHED", p.stdout)
+            self.assertEqual(d.log_text().count("Cannot reach the PostgreSQL store"), 1, d.log_text()[-3000:])
         finally:
             pg_ctl("start")
         # Back without a restart of idmd: the connections are made again.
@@ -98,6 +104,9 @@ class Postgresql(unittest.TestCase):
                     raise
                 time.sleep(0.2)
         d.call("login", {"email": "a@example.com", "password": PASSWORD, "publisherId": pub})
+        self.assertTrue(d.call("getStats")["store"]["reachable"])
+        self.assertEqual(d.log_text().count("The PostgreSQL store is reachable again."), 1)
+        self.assertEqual(d.log_text().count("Cannot reach the PostgreSQL store"), 1)
         self.assertEqual(d.stop(), 0)
 
     def two(self, config=""):
