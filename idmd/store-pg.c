@@ -62,7 +62,6 @@ static const char *const migrations[STORE_PG_SCHEMA_VERSION] = {
 /* The prepared statements of every connection. $1 is always the table, $2 the key. */
 typedef enum Statement {
         STMT_GET,
-        STMT_EXISTS,
         STMT_PUT,
         STMT_PUT_NEW,
         STMT_DEL,
@@ -84,7 +83,6 @@ static const struct {
         const char *sql;
 } statements[_STMT_MAX] = {
         [STMT_GET]        = { "get", "SELECT value FROM idm_records WHERE tbl = $1 AND key = $2" },
-        [STMT_EXISTS]     = { "exists", "SELECT 1 FROM idm_records WHERE tbl = $1 AND key = $2" },
         [STMT_PUT]        = { "put", "INSERT INTO idm_records (tbl, key, value) VALUES ($1, $2, $3) "
                                      "ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value" },
         [STMT_PUT_NEW]    = { "put_new", "INSERT INTO idm_records (tbl, key, value) VALUES ($1, $2, $3) "
@@ -728,51 +726,30 @@ int store_pg_get(PgConn *c, StoreTable table, const char *key, size_t key_len, c
         return 0;
 }
 
-int store_pg_exists(PgConn *c, StoreTable table, const char *key, size_t key_len) {
+/* Runs a command of statement s that changes one row or none: 0 if it changed one, none (-EEXIST,
+ * -ENOENT) if not, -EPROTO if PostgreSQL does not say. */
+static int pg_change(PgConn *c, Statement s, StoreTable table, const char *key, size_t key_len,
+                     const char *value, size_t value_len, int none) {
         _cleanup_(pqclearp) PGresult *res = NULL;
+        const char *n;
         int r;
 
-        r = pg_run_check(c, STMT_EXISTS, table, key, key_len, NULL, 0, PGRES_TUPLES_OK, &res);
+        r = pg_run_check(c, s, table, key, key_len, value, value_len, PGRES_COMMAND_OK, &res);
         if (r < 0)
                 return r;
-        return PQntuples(res) > 0 ? 0 : -ENOENT;
-}
-
-/* Whether a command changed a row (PQcmdTuples): 1 or 0, -EPROTO if it does not say. */
-static int pg_changed(PGresult *res) {
-        const char *n = PQcmdTuples(res);
-
+        n = PQcmdTuples(res);
         if (!n || !*n)
                 return -EPROTO;
-        return streq(n, "0") ? 0 : 1;
+        return streq(n, "0") ? none : 0;
 }
 
 int store_pg_put(PgConn *c, StoreTable table, const char *key, size_t key_len, const char *value,
                  size_t value_len, bool no_overwrite) {
-        _cleanup_(pqclearp) PGresult *res = NULL;
-        int r;
-
-        r = pg_run_check(c, no_overwrite ? STMT_PUT_NEW : STMT_PUT, table, key, key_len, value, value_len,
-                         PGRES_COMMAND_OK, &res);
-        if (r < 0)
-                return r;
-        r = pg_changed(res);
-        if (r < 0)
-                return r;
-        return r == 0 ? -EEXIST : 0;
+        return pg_change(c, no_overwrite ? STMT_PUT_NEW : STMT_PUT, table, key, key_len, value, value_len, -EEXIST);
 }
 
 int store_pg_del(PgConn *c, StoreTable table, const char *key, size_t key_len) {
-        _cleanup_(pqclearp) PGresult *res = NULL;
-        int r;
-
-        r = pg_run_check(c, STMT_DEL, table, key, key_len, NULL, 0, PGRES_COMMAND_OK, &res);
-        if (r < 0)
-                return r;
-        r = pg_changed(res);
-        if (r < 0)
-                return r;
-        return r == 0 ? -ENOENT : 0;
+        return pg_change(c, STMT_DEL, table, key, key_len, NULL, 0, -ENOENT);
 }
 
 /* A binary int8 result's value. */

@@ -94,7 +94,6 @@ int store_pg_rollback_to(PgConn *c);
 
 /* Record operations; key is key_len bytes (checked by store.c), values are compact JSON. */
 int store_pg_get(PgConn *c, StoreTable table, const char *key, size_t key_len, char **ret, size_t *ret_len);
-int store_pg_exists(PgConn *c, StoreTable table, const char *key, size_t key_len);      /* 0, -ENOENT */
 int store_pg_put(PgConn *c, StoreTable table, const char *key, size_t key_len, const char *value,
                  size_t value_len, bool no_overwrite);                                  /* -EEXIST */
 int store_pg_del(PgConn *c, StoreTable table, const char *key, size_t key_len);        /* -ENOENT */

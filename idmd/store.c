@@ -1122,22 +1122,30 @@ static void store_pg_unit_main(void *userdata) {
         store_pg_pump(s);
 }
 
+/* Moves the first queued unit to the end of the running FIFO, and returns it. */
+static StoreUnit *store_pg_take(Store *s) {
+        StoreUnit *u = s->queue_head;
+
+        assert(u);
+        s->queue_head = u->next;
+        if (!s->queue_head)
+                s->queue_tail = NULL;
+        s->n_queued--;
+        *u = (StoreUnit) { .store = s, .fn = u->fn, .done = u->done, .userdata = u->userdata };
+        if (s->running_tail)
+                s->running_tail->next = u;
+        else
+                s->running_head = u;
+        s->running_tail = u;
+        return u;
+}
+
 /* Starts queued units in submission order while fewer than STORE_PG_UNITS_MAX run. */
 static void store_pg_pump(Store *s) {
         while (s->queue_head && s->n_running < STORE_PG_UNITS_MAX) {
-                StoreUnit *u = s->queue_head;
+                StoreUnit *u = store_pg_take(s);
                 int r;
 
-                s->queue_head = u->next;
-                if (!s->queue_head)
-                        s->queue_tail = NULL;
-                s->n_queued--;
-                *u = (StoreUnit) { .store = s, .fn = u->fn, .done = u->done, .userdata = u->userdata };
-                if (s->running_tail)
-                        s->running_tail->next = u;
-                else
-                        s->running_head = u;
-                s->running_tail = u;
                 s->n_running++;
                 r = coro_start(store_pg_unit_main, u);
                 if (r < 0) {
@@ -1159,18 +1167,8 @@ static void store_pg_flush(Store *s) {
         }
         coro_drain();
         while (s->queue_head) {
-                StoreUnit *u = s->queue_head;
+                StoreUnit *u = store_pg_take(s);
 
-                s->queue_head = u->next;
-                if (!s->queue_head)
-                        s->queue_tail = NULL;
-                s->n_queued--;
-                *u = (StoreUnit) { .store = s, .fn = u->fn, .done = u->done, .userdata = u->userdata };
-                if (s->running_tail)
-                        s->running_tail->next = u;
-                else
-                        s->running_head = u;
-                s->running_tail = u;
                 u->result = store_run_pg(s, u->fn, u->userdata);
                 u->finished = true;
                 s->batches++;
@@ -1401,7 +1399,9 @@ int store_submit(Store *s, StoreWorkFn fn, StoreDoneFn done, void *userdata) {
         return 0;
 }
 
-static int txn_get_val(StoreTxn *t, StoreTable table, const char *key, MDB_val *ret) {
+/* The stored value of key: on LMDB it points into the map (valid while the unit of work or
+ * snapshot lasts), on PostgreSQL into *ret_buf, a new buffer for the caller to free. */
+static int txn_get_val(StoreTxn *t, StoreTable table, const char *key, MDB_val *ret, char **ret_buf) {
         MDB_val k;
         int r;
 
@@ -1412,29 +1412,18 @@ static int txn_get_val(StoreTxn *t, StoreTable table, const char *key, MDB_val *
         if (r < 0)
                 return r;
 
+        if (t->pg) {
+                size_t n;
+
+                r = store_pg_get(t->pg, table, key, k.mv_size, ret_buf, &n);
+                if (r < 0)
+                        return pg_fail(t, r);
+                *ret = (MDB_val) { .mv_size = n, .mv_data = *ret_buf };
+                return 0;
+        }
         r = mdb_get(t->txn, t->store->dbi[table], &k, ret);
         if (r != MDB_SUCCESS)
                 return txn_error(t, r);
-        return 0;
-}
-
-/* txn_get_val() on PostgreSQL: the value is a new buffer (*ret_buf, to free). */
-static int txn_get_val_pg(StoreTxn *t, StoreTable table, const char *key, MDB_val *ret, char **ret_buf) {
-        size_t n;
-        MDB_val k;
-        int r;
-
-        r = txn_table_check(t, table);
-        if (r < 0)
-                return r;
-        r = key_to_val(key, &k);
-        if (r < 0)
-                return r;
-
-        r = store_pg_get(t->pg, table, key, k.mv_size, ret_buf, &n);
-        if (r < 0)
-                return pg_fail(t, r);
-        *ret = (MDB_val) { .mv_size = n, .mv_data = *ret_buf };
         return 0;
 }
 
@@ -1446,10 +1435,7 @@ int store_get(StoreTxn *t, StoreTable table, const char *key, json_t **ret) {
         if (!ret)
                 return -EINVAL;
 
-        if (t && t->pg)
-                r = txn_get_val_pg(t, table, key, &v, &buf);
-        else
-                r = txn_get_val(t, table, key, &v);
+        r = txn_get_val(t, table, key, &v, &buf);
         if (r < 0)
                 return r;
 
@@ -1480,16 +1466,10 @@ int store_count(StoreTxn *t, StoreTable table, uint64_t *ret) {
 }
 
 bool store_exists(StoreTxn *t, StoreTable table, const char *key) {
+        _cleanup_free_ char *buf = NULL;
         MDB_val v;
 
-        if (t && t->pg) {
-                if (txn_table_check(t, table) < 0 || key_to_val(key, &v) < 0)
-                        return false;
-                int r = store_pg_exists(t->pg, table, key, v.mv_size);
-
-                return r >= 0 ? true : (pg_fail(t, r), false);
-        }
-        return txn_get_val(t, table, key, &v) >= 0;
+        return txn_get_val(t, table, key, &v, &buf) >= 0;
 }
 
 int store_put(StoreTxn *t, StoreTable table, const char *key, json_t *value, StorePutFlags flags) {
