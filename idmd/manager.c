@@ -808,6 +808,14 @@ static void sweep_done(int r, void *userdata) {
 static void sweep_check(SweepState *st) {
         int r;
 
+        /* Instances sharing a store (PostgreSQL) sweep it one at a time. */
+        r = store_lead(st->m->store, STORE_JOB_SWEEP);
+        if (r <= 0) {
+                if (r < 0)
+                        log_debug_errno(r, "Cannot tell whether this instance sweeps the store: %m");
+                sweep_schedule(st, SWEEP_INTERVAL_USEC);
+                return;
+        }
         st->now_usec = now_realtime_usec();
         while (!sweep_pending(st)) {
                 uint64_t delay;

@@ -33,6 +33,7 @@
 #define OUTBOX_SCAN_MAX 256u            /* records looked at per scan */
 #define OUTBOX_EXPIRE_BATCH 64u         /* expired records dropped per unit of work */
 #define OUTBOX_POLL_USEC (60ULL * 1000000ULL)
+#define OUTBOX_POLL_SHARED_USEC (5ULL * 1000000ULL)
 #define OUTBOX_START_USEC (500ULL * 1000ULL)    /* the first scan after start */
 #define QUEUE_MAX_DEFAULT 10000u
 
@@ -527,9 +528,18 @@ static void scan_done(Scan *s) {
 static void outbox_scan(Outbox *o) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         Scan s = { .now = now_realtime_usec(), .max_age = o->m->config->mail_max_age_usec };
-        uint64_t delay = OUTBOX_POLL_USEC;
+        /* A store other instances share (PostgreSQL) gets mail they queue: look more often. */
+        uint64_t delay = store_waits(o->m->store) ? OUTBOX_POLL_SHARED_USEC : OUTBOX_POLL_USEC;
         int r;
 
+        /* Of the instances sharing a store, one delivers its outbox. */
+        r = store_lead(o->m->store, STORE_JOB_OUTBOX);
+        if (r <= 0) {
+                if (r < 0)
+                        log_debug_errno(r, "Cannot tell whether this instance delivers the outbox: %m");
+                outbox_schedule(o, delay);
+                return;
+        }
         r = store_read(o->m->store, &t);
         if (r >= 0)
                 r = store_foreach(t, STORE_OUTBOX, NULL, o->cursor, scan_one, &s);

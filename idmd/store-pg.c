@@ -42,6 +42,12 @@ struct StorePg {
         unsigned n_conns;
         CoroQueue free_waiters;         /* coroutines waiting for a connection to be given back */
         bool unreachable;               /* the last connect failed: an episode is logged */
+
+        /* Jobs one instance runs for all (store_pg_lead()): session advisory locks held on a
+         * connection of their own, given up only when it ends. */
+        PGconn *lead_conn;
+        bool lead_busy;                 /* a statement of it is on its way (one at a time) */
+        bool lead_held[_STORE_PG_JOB_MAX];
 };
 
 struct PgRows {
@@ -405,6 +411,53 @@ static char *pg_query_text(PGconn *conn, uint64_t timeout_usec, const char *sql)
         return strdup(PQgetvalue(res, 0, 0));
 }
 
+int store_pg_lead(StorePg *p, StorePgJob job) {
+        static const char *const lock_sql[_STORE_PG_JOB_MAX] = {
+                /* Keys: the schema idmd's tables are in (several stores may share a database,
+                 * one per schema), and the job. */
+                [STORE_PG_JOB_SWEEP] = "SELECT pg_try_advisory_lock(hashtext('idm:' || current_schema()), 1)::text",
+                [STORE_PG_JOB_OUTBOX] = "SELECT pg_try_advisory_lock(hashtext('idm:' || current_schema()), 2)::text",
+        };
+        _cleanup_free_ char *got = NULL;
+        int r;
+
+        if (!p || job < 0 || job >= _STORE_PG_JOB_MAX)
+                return -EINVAL;
+        if (p->lead_busy)
+                return 0;       /* the other job is asking: this one asks next time */
+        if (p->lead_conn && PQstatus(p->lead_conn) != CONNECTION_OK) {
+                /* The connection ended, and every lock it held with it. */
+                PQfinish(p->lead_conn);
+                p->lead_conn = NULL;
+        }
+        if (!p->lead_conn) {
+                memset(p->lead_held, 0, sizeof(p->lead_held));
+                p->lead_busy = true;
+                r = pg_connect_raw(p->conninfo, p->timeout_usec, &p->lead_conn);
+                p->lead_busy = false;
+                if (r < 0) {
+                        p->lead_conn = NULL;
+                        return r;
+                }
+        }
+        if (p->lead_held[job])
+                return 1;
+        p->lead_busy = true;
+        got = pg_query_text(p->lead_conn, p->timeout_usec, lock_sql[job]);
+        p->lead_busy = false;
+        if (!got) {
+                /* No answer: what this connection holds is unknown; start afresh next time. */
+                PQfinish(p->lead_conn);
+                p->lead_conn = NULL;
+                return -ENOTCONN;
+        }
+        p->lead_held[job] = streq(got, "true");
+        if (p->lead_held[job])
+                log_debug("This instance runs the %s for every instance on the PostgreSQL store",
+                          job == STORE_PG_JOB_SWEEP ? "expiry sweep" : "mail outbox");
+        return p->lead_held[job];
+}
+
 int store_pg_check(const char *conninfo, uint64_t timeout_usec, FILE *f) {
         _cleanup_free_ char *version = NULL, *who = NULL, *tables = NULL, *schema = NULL, *stamp = NULL,
                 *can_create = NULL;
@@ -520,6 +573,8 @@ StorePg *store_pg_free(StorePg *p) {
         for (unsigned i = 0; i < p->n_conns; i++)
                 if (p->conns[i].conn)
                         PQfinish(p->conns[i].conn);
+        if (p->lead_conn)
+                PQfinish(p->lead_conn);         /* gives up its jobs for another instance */
         free(p->conninfo);
         free(p);
         return NULL;

@@ -65,6 +65,19 @@ int store_pg_check(const char *conninfo, uint64_t timeout_usec, FILE *f);
 /* Whether libpq reads conninfo, and it holds no password (-EPERM then; -EINVAL if unreadable). */
 int store_pg_check_connection(const char *conninfo);
 
+/* The jobs one instance runs for all the instances that share the database. */
+typedef enum StorePgJob {
+        STORE_PG_JOB_SWEEP,
+        STORE_PG_JOB_OUTBOX,
+        _STORE_PG_JOB_MAX,
+} StorePgJob;
+
+/* Whether this instance runs job: 1 when it holds (or now takes) the job's session advisory lock,
+ * on a connection of its own; it keeps it until that connection ends (idmd stops or dies, or the
+ * database restarts), and then another instance takes it at its next try. 0 when another
+ * instance holds it. -ENOTCONN, -ETIMEDOUT. */
+int store_pg_lead(StorePg *p, StorePgJob job);
+
 /* Whether the last connect failed (an episode the log has been told of). */
 bool store_pg_unreachable(StorePg *p);
 

@@ -1301,6 +1301,14 @@ const char *store_connect_error(void) {
         return store_pg_connect_error();
 }
 
+int store_lead(Store *s, StoreJob job) {
+        if (!s)
+                return -EINVAL;
+        if (!s->pg)
+                return 1;
+        return store_pg_lead(s->pg, job == STORE_JOB_OUTBOX ? STORE_PG_JOB_OUTBOX : STORE_PG_JOB_SWEEP);
+}
+
 bool store_waits(Store *s) {
         return s && s->pg;
 }

@@ -182,6 +182,18 @@ void store_flush(Store *s);
 typedef struct sd_event sd_event;
 int store_set_event(Store *s, sd_event *event);
 
+/* The jobs that one idmd runs for every idmd sharing the store (PostgreSQL). */
+typedef enum StoreJob {
+        STORE_JOB_SWEEP,                /* the expiry sweep and the deleted customers' purges */
+        STORE_JOB_OUTBOX,               /* delivering the mail outbox */
+} StoreJob;
+
+/* Whether this idmd runs job: always on LMDB (one idmd per store); on PostgreSQL the one that
+ * holds the job's advisory lock, taken when free and kept until its idmd stops or loses its
+ * connection, when another takes it over. 1, 0 (another idmd runs it), or -ENOTCONN/-ETIMEDOUT
+ * (the database cannot be reached: run it nowhere for now). May wait, as store calls do. */
+int store_lead(Store *s, StoreJob job);
+
 /* Whether the store's calls may wait on the network (PostgreSQL): code on the event loop that
  * uses the store should then run in a coroutine (coro_start()), where a wait gives the loop
  * back; outside one, each statement blocks the loop until it is answered or times out. */

@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from idmtest import IDMCTL, TEST_PG, Idmd, RpcError, main
+from idmtest import FAKE_SENDMAIL, IDMCTL, TEST_PG, Idmd, RpcError, main
 
 PASSWORD = "correct horse 9"
 
@@ -179,6 +179,48 @@ class Postgresql(unittest.TestCase):
         # The one chain is still good at its end.
         self.assertIn("jwt", a.call("refreshToken", {"refreshToken": token}))
 
+
+    def test_one_instance_delivers_the_shared_outbox(self):
+        """Mail queued on either device goes out once, by the device that holds the outbox's
+        lock; when that one stops, the other takes the outbox over."""
+        maildirs = {}
+        devices = []
+        for name in ("a", "b"):
+            maildirs[name] = os.path.join(self.new().tmp, f"mail-{name}")
+            os.mkdir(maildirs[name])
+        config = lambda name: f"[mail]\nmail_command = {FAKE_SENDMAIL} {maildirs[name]} -t -i\nfrom = idm@example.com\n"
+        a = self.new(config("a"))
+        a.start(args=a.args() + ["--test-clock"], extra_env={"IDMD_TEST_CLOCK": "1"})
+        b = self.new(config("b"), pg_schema=a.pg_schema)
+        b.start(args=b.args() + ["--test-clock"], extra_env={"IDMD_TEST_CLOCK": "1"})
+        devices = (a, b)
+        vars_ = {"link": "https://app.example.com/reset?t=x", "expires": "in 30 minutes"}
+
+        def delivered():
+            return {n: sorted(f for f in os.listdir(d) if f.endswith(".eml")) for n, d in maildirs.items()}
+
+        def wait_delivered(total, timeout=30):
+            deadline = time.monotonic() + timeout
+            while sum(len(v) for v in delivered().values()) < total:
+                self.assertLess(time.monotonic(), deadline, delivered())
+                time.sleep(0.1)
+
+        # Mail queued on either goes out through the one that holds the outbox, once.
+        b.call("testQueueMail", {"to": "one@example.com", "kind": "password-reset", "vars": vars_})
+        a.call("testQueueMail", {"to": "two@example.com", "kind": "password-reset", "vars": vars_})
+        wait_delivered(2)
+        time.sleep(6)       # more than the scan interval of a shared outbox: nothing goes twice
+        got = delivered()
+        self.assertEqual(sorted(len(v) for v in got.values()), [0, 2], got)
+        for d in devices:
+            self.assertEqual(d.call("getStats")["outbox"]["depth"], 0)
+
+        # The one that delivers stops: the other takes the outbox over.
+        leader, other = (a, b) if got["a"] else (b, a)
+        self.assertEqual(leader.stop(), 0)
+        other.call("testQueueMail", {"to": "three@example.com", "kind": "password-reset", "vars": vars_})
+        wait_delivered(3)
+        self.assertEqual(len(delivered()["b" if other is b else "a"]), 1, delivered())
 
 if __name__ == "__main__":
     main()
