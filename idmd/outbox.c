@@ -58,6 +58,7 @@ struct Outbox {
         char *cursor;                   /* where the next scan goes on; NULL: from the first */
         bool busy;                      /* a delivery or an expiry unit is under way */
         bool scanning;                  /* a coroutine reads the table (PostgreSQL) */
+        bool rescan;                    /* the timer fired meanwhile: scan again at its end */
         bool stopping;
         _Atomic uint64_t cancel_at;     /* CLOCK_MONOTONIC µs; 0: none */
         OutboxStats stats;
@@ -611,12 +612,22 @@ static void outbox_scan_main(void *userdata) {
 
         outbox_scan(o);
         o->scanning = false;
+        if (o->rescan) {
+                /* A kick (new mail, retryOutbox) came while this scan was reading. */
+                o->rescan = false;
+                if (!o->busy)
+                        outbox_schedule(o, 0);
+        }
 }
 
 static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
         Outbox *o = userdata;
 
-        if (o->busy || o->stopping || o->scanning)
+        if (o->scanning) {
+                o->rescan = true;
+                return 0;
+        }
+        if (o->busy || o->stopping)
                 return 0;
         /* On a store that waits, the scan runs in a coroutine: the loop serves on meanwhile. */
         if (store_waits(o->m->store)) {
