@@ -5,9 +5,9 @@
 #   ./test.sh --sanitizers [ARGS]   then also builds build-asan/ with ASan and UBSan and runs the
 #                                   unit, integration and fuzz-regress suites there (what CI runs;
 #                                   the PAM suites run once, under valgrind, in the first run).
-#   ./test.sh --postgresql [ARGS]   then also runs the unit, integration and PAM suites with every
-#                                   idmd's store in PostgreSQL (meson test --setup=postgresql: a
-#                                   throwaway cluster per test). CI runs both flags.
+#   ./test.sh --postgresql [ARGS]   then also runs the integration and PAM suites with every idmd's
+#                                   store in PostgreSQL (meson test --setup=postgresql: a throwaway
+#                                   cluster per test). CI runs both flags.
 set -euo pipefail
 cd "$(dirname "$0")"
 sanitizers=0
@@ -39,8 +39,10 @@ setup build
 rc=0
 meson test -C build --print-errorlogs "$@" || rc=$?
 if [ "$postgresql" -eq 1 ]; then
-        meson test -C build --setup=postgresql --print-errorlogs --suite unit --suite integration --suite pam \
-                "$@" || rc=$?
+        # The store's own tests on PostgreSQL (test-store-postgresql) ran above; these wait on the
+        # database more than they compute, so one more at a time than cores.
+        meson test -C build --setup=postgresql --print-errorlogs --suite integration --suite pam \
+                --num-processes "$(( $(nproc) + 1 ))" "$@" || rc=$?
 fi
 if [ "$sanitizers" -eq 1 ]; then
         setup build-asan -Db_sanitize=address,undefined
