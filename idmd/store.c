@@ -1885,10 +1885,21 @@ static int fsync_directory(const char *dir) {
         return 0;
 }
 
+/* The last step of opening either backend: the schema stamp checked, migrated or made. Sets
+ * *ret_version (if given) to the version found, also when it is refused as too new. */
+static int store_open_stamp(Store *s, unsigned *ret_version) {
+        unsigned found = 0;
+        int r;
+
+        r = store_run(s, store_open_work, &found);
+        if (ret_version && (r >= 0 || (r == -EPROTONOSUPPORT && found > 0)))
+                *ret_version = found;
+        return r;
+}
+
 int store_open(const char *dir, const StoreOptions *options, Store **ret, unsigned *ret_version) {
         _cleanup_(store_freep) Store *s = NULL;
         uint64_t initial, max, page_size;
-        unsigned found = 0;
         long ps;
         int r, k, dead = 0;
 
@@ -1974,12 +1985,9 @@ int store_open(const char *dir, const StoreOptions *options, Store **ret, unsign
                 }
         }
 
-        r = store_run(s, store_open_work, &found);
-        if (r < 0) {
-                if (r == -EPROTONOSUPPORT && found > 0 && ret_version)
-                        *ret_version = found;
+        r = store_open_stamp(s, ret_version);
+        if (r < 0)
                 return r;
-        }
 
         /* data.mdb may have just been created: make its directory entry durable as well. */
         r = fsync_directory(dir);
@@ -1988,15 +1996,12 @@ int store_open(const char *dir, const StoreOptions *options, Store **ret, unsign
 
         log_debug("Opened store '%s', map size %" PRIu64 " bytes (maximum %" PRIu64 ")",
                   dir, s->map_size, s->map_size_max);
-        if (ret_version)
-                *ret_version = found;
         *ret = TAKE_PTR(s);
         return 0;
 }
 
 int store_open_postgresql(const char *conninfo, uint64_t timeout_usec, Store **ret, unsigned *ret_version) {
         _cleanup_(store_freep) Store *s = NULL;
-        unsigned found = 0;
         int r;
 
         if (!conninfo || !ret)
@@ -2016,16 +2021,11 @@ int store_open_postgresql(const char *conninfo, uint64_t timeout_usec, Store **r
         if (r < 0)
                 return r;
 
-        r = store_run(s, store_open_work, &found);
-        if (r < 0) {
-                if (r == -EPROTONOSUPPORT && found > 0 && ret_version)
-                        *ret_version = found;
+        r = store_open_stamp(s, ret_version);
+        if (r < 0)
                 return r;
-        }
 
         log_debug("Opened the PostgreSQL store");
-        if (ret_version)
-                *ret_version = found;
         *ret = TAKE_PTR(s);
         return 0;
 }
