@@ -3,13 +3,15 @@
 """The store in PostgreSQL, under meson test --setup=postgresql only (tests/pg/with-cluster.sh
 starts the cluster): what idmd --check-config finds, tables of a newer idmd refused, a password
 in [store] connection refused and never logged, the database going away and coming back (503
-store_unavailable within [store] timeout, then service again without a restart), and two idmd
+store_unavailable within [store] timeout, then service again without a restart), a crash of the
+database under a write load losing no acknowledged write, and two idmd
 instances -- two devices -- on one database: registered on one, signed in on the other, one
 winner when both rotate one refresh token at once, failures on both adding up to one lockout, a
 customer deleted on one gone on the other."""
 
 import os
 import subprocess
+import sys
 import threading
 import time
 import unittest
@@ -108,6 +110,63 @@ class Postgresql(unittest.TestCase):
         self.assertEqual(d.log_text().count("The PostgreSQL store is reachable again."), 1)
         self.assertEqual(d.log_text().count("Cannot reach the PostgreSQL store"), 1)
         self.assertEqual(d.stop(), 0)
+
+    def test_database_crash_under_write_load_loses_nothing_acknowledged(self):
+        """Registrations from four clients while PostgreSQL stops at once (an immediate shutdown:
+        no checkpoint, crash recovery from its WAL at the restart) and comes back: every
+        registration that was answered with a result is there afterwards; the others were
+        answered 503."""
+        d = self.new("[store]\ntimeout = 2s\n").start()
+        pub = d.call("createPublisher", {"name": "P"})["publisherId"]
+        acked, refused, errors = [], [], []
+        stop = threading.Event()
+
+        def client(n):
+            try:
+                with d.client(timeout=60) as c:
+                    i = 0
+                    while not stop.is_set():
+                        i += 1
+                        r = c.request("registerCustomer", {"email": f"u{n}-{i}@example.com", "password": PASSWORD,
+                                                           "publisherId": pub})
+                        if "result" in r:
+                            acked.append(r["result"]["customerId"])
+                        else:
+                            assert r["error"]["code"] == 503, r
+                            refused.append(r["error"]["data"]["reason"])
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+        for th in threads:
+            th.start()
+        time.sleep(1.0)
+        before = len(acked)
+        pg_ctl("stop")
+        time.sleep(1.0)
+        pg_ctl("start")
+        deadline = time.monotonic() + 30
+        while len(acked) < before + 20:      # writes acknowledged after the restart, too
+            self.assertLess(time.monotonic(), deadline, (len(acked), refused[-5:]))
+            time.sleep(0.1)
+        stop.set()
+        for th in threads:
+            th.join(60)
+        self.assertEqual(errors, [])
+        self.assertGreater(before, 0)
+        self.assertTrue(refused, "no request met the database away: the test proved nothing")
+        self.assertLessEqual(set(refused), {"store_unavailable", "unavailable"})
+
+        listed, cursor = set(), None
+        while True:
+            page = d.call("listCustomers", {"publisherId": pub, "limit": 1000, **({"cursor": cursor} if cursor else {})})
+            listed |= {c["customerId"] for c in page["items"]}
+            cursor = page["cursor"]
+            if not cursor:
+                break
+        self.assertEqual(set(acked) - listed, set(), "acknowledged registrations lost")
+        print(f"{len(acked)} registrations acknowledged, {len(refused)} refused while the database was away",
+              file=sys.stderr)
 
     def two(self, config=""):
         a = self.new(config).start()
