@@ -18,6 +18,7 @@
 #include "idm/protocol.h"
 #include "log.h"
 #include "manager.h"
+#include "migrate.h"
 #include "store-pg.h"
 
 static void help(void) {
@@ -30,6 +31,8 @@ static void help(void) {
                "     --log-level=LEVEL  err, warning, notice, info or debug\n"
                "     --check-config     Read the configuration, print every key's value and where it came\n"
                "                        from, and exit (non-zero when it is not acceptable)\n"
+               "     --migrate-store=DIR  Copy the LMDB store of a stopped idmd in the state directory DIR\n"
+               "                        into the (empty) PostgreSQL store of the configuration, and exit\n"
                "  -h --help             Show this help\n"
                "     --version          Show the version\n",
                IDM_DEFAULT_CONFIG, IDM_DEFAULT_STATE_DIR, IDM_DEFAULT_SOCKET);
@@ -73,7 +76,7 @@ static void json_free_wiped(void *p) {
 }
 
 int main(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_LOG_LEVEL, ARG_TEST_CLOCK, ARG_CHECK_CONFIG };
+        enum { ARG_VERSION = 0x100, ARG_LOG_LEVEL, ARG_TEST_CLOCK, ARG_CHECK_CONFIG, ARG_MIGRATE_STORE };
         static const struct option options[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "state-dir", required_argument, NULL, 's' },
@@ -84,9 +87,10 @@ int main(int argc, char *argv[]) {
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "test-clock", no_argument, NULL, ARG_TEST_CLOCK },   /* not in --help: tests only */
                 { "check-config", no_argument, NULL, ARG_CHECK_CONFIG },
+                { "migrate-store", required_argument, NULL, ARG_MIGRATE_STORE },
                 {},
         };
-        const char *config_path = NULL, *state_dir = NULL, *socket_path = NULL;
+        const char *config_path = NULL, *state_dir = NULL, *socket_path = NULL, *migrate_from = NULL;
         _cleanup_(manager_freep) Manager *m = NULL;
         Config *config = NULL;
         int c, r, log_level = -1;
@@ -126,6 +130,9 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_CHECK_CONFIG:
                         check_config = true;
+                        break;
+                case ARG_MIGRATE_STORE:
+                        migrate_from = optarg;
                         break;
                 default:
                         return EXIT_FAILURE;
@@ -201,6 +208,11 @@ int main(int argc, char *argv[]) {
                 config_free(config);
                 log_error_errno(errno, "Failed to resolve a relative path: %m");
                 return EXIT_FAILURE;
+        }
+        if (migrate_from) {
+                r = migrate_store(config, migrate_from);
+                config_free(config);
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         }
         if (check_config) {
                 /* What idmd would run with, and where each value came from; load and verify

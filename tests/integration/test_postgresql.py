@@ -4,12 +4,14 @@
 starts the cluster): what idmd --check-config finds, tables of a newer idmd refused, a password
 in [store] connection refused and never logged, the database going away and coming back (503
 store_unavailable within [store] timeout, then service again without a restart), a crash of the
-database under a write load losing no acknowledged write, and two idmd
+database under a write load losing no acknowledged write, an LMDB store moved in with
+--migrate-store, and two idmd
 instances -- two devices -- on one database: registered on one, signed in on the other, one
 winner when both rotate one refresh token at once, failures on both adding up to one lockout, a
 customer deleted on one gone on the other."""
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -167,6 +169,42 @@ class Postgresql(unittest.TestCase):
         self.assertEqual(set(acked) - listed, set(), "acknowledged registrations lost")
         print(f"{len(acked)} registrations acknowledged, {len(refused)} refused while the database was away",
               file=sys.stderr)
+
+    def test_migrate_store_from_lmdb(self):
+        """A device's LMDB store moved into PostgreSQL with idmd --migrate-store: every record comes
+        over, customers sign in with their passwords, tokens signed before still verify once the
+        keys are copied; an idmd still running on the directory, or a database that is not empty,
+        is refused."""
+        old = self.new()
+        old.pg_schema = None            # this one keeps its store in LMDB
+        old.write_config("")
+        old.start()
+        pub = old.call("createPublisher", {"name": "P"})["publisherId"]
+        sessions = [old.call("registerCustomer", {"email": f"c{i}@example.com", "password": PASSWORD,
+                                                  "publisherId": pub}) for i in range(30)]
+        new = self.new()
+        migrate = lambda: subprocess.run(new.args() + ["--migrate-store", old.state], capture_output=True,
+                                         text=True, timeout=120)
+        p = migrate()
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(f"An idmd is running on {old.state}: stop it first.", p.stderr)
+        self.assertEqual(old.stop(), 0)
+
+        p = migrate()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("every table's count matches", p.stdout)
+        self.assertIn("Copied 30 records of table customers.", p.stderr)
+        shutil.copytree(os.path.join(old.state, "keys"), os.path.join(new.state, "keys"))
+        new.start()
+        for i, s in enumerate(sessions):
+            self.assertEqual(new.call("getCustomer", {"jwt": s["jwt"]})["email"], f"c{i}@example.com")
+        new.call("login", {"email": "c7@example.com", "password": PASSWORD, "publisherId": pub})
+        self.assertIn("jwt", new.call("refreshToken", {"refreshToken": sessions[3]["refreshToken"]}))
+        new.stop()
+
+        p = migrate()                   # again: the database is not empty now
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("already holds records", p.stderr)
 
     def two(self, config=""):
         a = self.new(config).start()
