@@ -562,11 +562,6 @@ int store_pg_check_connection(const char *conninfo) {
         return r;
 }
 
-void store_pg_set_timeout(StorePg *p, uint64_t usec) {
-        if (p && usec > 0)
-                p->timeout_usec = usec;
-}
-
 StorePg *store_pg_free(StorePg *p) {
         if (!p)
                 return NULL;
@@ -580,31 +575,6 @@ StorePg *store_pg_free(StorePg *p) {
         return NULL;
 }
 
-int store_pg_server_version(StorePg *p, char **ret) {
-        _cleanup_(pqclearp) PGresult *res = NULL;
-        PGconn *conn;
-        char *v;
-        int r;
-
-        if (!p || !ret || p->n_conns == 0)
-                return -EINVAL;
-        conn = p->conns[0].conn;
-        if (p->conns[0].busy)
-                return -EBUSY;
-        if (!conn)
-                return -ENOTCONN;
-        r = pg_command_conn(conn, p->timeout_usec, "SELECT version()", &res);
-        if (r < 0)
-                return r;
-        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-                return pg_errno(conn, res, "SELECT version()");
-        v = strdup(PQgetvalue(res, 0, 0));
-        if (!v)
-                return -ENOMEM;
-        *ret = v;
-        return 0;
-}
-
 /* Logs the start and the end of an episode in which the database cannot be reached, once each. */
 static void pg_reachable(StorePg *p, bool ok) {
         if (ok && p->unreachable) {
@@ -615,10 +585,6 @@ static void pg_reachable(StorePg *p, bool ok) {
                 log_warning("Cannot reach the PostgreSQL store (%s): requests that need it are answered 503 "
                             "store_unavailable until it is back.", connect_error[0] ? connect_error : "no answer");
         }
-}
-
-bool store_pg_unreachable(StorePg *p) {
-        return p && p->unreachable;
 }
 
 /* A connection is free again: the first coroutine waiting for one may take it. */

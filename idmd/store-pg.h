@@ -78,18 +78,9 @@ typedef enum StorePgJob {
  * instance holds it. -ENOTCONN, -ETIMEDOUT. */
 int store_pg_lead(StorePg *p, StorePgJob job);
 
-/* Whether the last connect failed (an episode the log has been told of). */
-bool store_pg_unreachable(StorePg *p);
-
 /* The server's (or libpq's) words for this thread's last failed connect, NULL after a good one:
  * "FATAL:  database \"x\" does not exist", "connection to server ... failed: ...". */
 const char *store_pg_connect_error(void);
-
-/* How long a statement or a connect may take from now on (STORE_PG_TIMEOUT_USEC at first). */
-void store_pg_set_timeout(StorePg *p, uint64_t usec);
-
-/* What the server says it is ("PostgreSQL 15.4 on ..."), a new string. */
-int store_pg_server_version(StorePg *p, char **ret);
 
 /* Begins a transaction on an idle connection (opening one if none is idle, up to
  * STORE_PG_CONNECTIONS_MAX; -EAGAIN beyond): serializable for writes, repeatable read, read only

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The LMDB backend of the store (store.h): one environment per state directory, one named
+ * The store (store.h) and its LMDB backend: one environment per state directory, one named
  * database per StoreTable, records as compact JSON objects. This is the only file that includes
- * lmdb.h; LMDB's return codes become -errno here, in one place (store_errno()).
+ * lmdb.h; LMDB's return codes become -errno here, in one place (store_errno()). What every backend
+ * shares (key and record checks, walks, the unit-of-work rules, the schema stamp) is here too; a
+ * Store or StoreTxn with a `pg` member runs on PostgreSQL instead (store-pg.c), whose units of work
+ * each run in a coroutine and a transaction of their own (the PostgreSQL section below).
  *
  * Units of work are LMDB transactions. Write units of work run inside store_transact(), which
  * also grows the map when LMDB says it is full. Growing unmaps and remaps the file
