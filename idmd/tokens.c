@@ -49,6 +49,7 @@ struct Keyring {
         size_t n_keys;
         char **kids;                            /* NULL-terminated, points into keys[].kid */
         uint64_t generation;                    /* keyring_generation() */
+        uint64_t synced_usec;                   /* keyring_set_records(): when, 0 never */
         JwtCache *cache;                        /* verified tokens (jwt_verify_cached); NULL: none */
 };
 
@@ -270,16 +271,69 @@ static void json_string_wipe(json_t *v) {
                 sodium_memzero((char *) json_string_value(v), json_string_length(v));
 }
 
+/* A key from its JSON form (a key file's or a key record's): the secret key decoded into
+ * locked memory and checked against its public half and its kid. The secret's string in o is
+ * wiped. -EBADMSG for anything malformed. */
+static int key_from_json(json_t *o, Key *ret) {
+        _cleanup_(key_donep) Key key = {};
+        uint8_t pk[crypto_sign_PUBLICKEYBYTES];
+        unsigned char seed_sk[crypto_sign_SECRETKEYBYTES];
+        json_t *kid, *secret;
+        size_t sk_len = 0;
+        int r;
+
+        if (!json_is_object(o))
+                return -EBADMSG;
+        secret = json_object_get(o, "secretKey");
+        if (!json_is_string(secret))
+                return -EBADMSG;
+        key.sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
+        if (!key.sk) {
+                json_string_wipe(secret);
+                return -ENOMEM;
+        }
+        r = b64url_decode(json_string_value(secret), json_string_length(secret), key.sk,
+                          crypto_sign_SECRETKEYBYTES, &sk_len);
+        json_string_wipe(secret);
+        if (r < 0 || sk_len != crypto_sign_SECRETKEYBYTES)
+                return -EBADMSG;
+
+        /* The secret key is seed || public key: derive the public key from the seed again, so a
+         * damaged key is noticed here and not as bad signatures later. */
+        r = crypto_sign_seed_keypair(pk, seed_sk, key.sk);
+        sodium_memzero(seed_sk, sizeof seed_sk);
+        if (r != 0)
+                return -EIO;
+        if (sodium_mprotect_readonly(key.sk) != 0)
+                return -errno;
+        if (memcmp(pk, key.sk + crypto_sign_SEEDBYTES, sizeof pk) != 0)
+                return -EBADMSG;
+        memcpy(key.pk, pk, sizeof pk);
+        kid_from_pk(key.pk, key.kid);
+
+        kid = json_object_get(o, "kid");
+        if (!json_is_string(kid) || !streq(json_string_value(kid), key.kid))
+                return -EBADMSG;
+
+        r = json_get_usec(o, "created", false, &key.created_usec);
+        if (r < 0)
+                return r;
+        r = json_get_usec(o, "retired", true, &key.retired_usec);
+        if (r < 0)
+                return r;
+
+        *ret = key;
+        key = (Key) {};
+        return 0;
+}
+
 static int key_read(int dir_fd, const char *name, Key *ret) {
         _cleanup_(wiped_buf_done) WipedBuf text = {};
         _cleanup_(key_donep) Key key = {};
         _cleanup_(closep) int fd = -EBADF;
         json_auto_t *o = NULL;
-        uint8_t pk[crypto_sign_PUBLICKEYBYTES];
-        unsigned char seed_sk[crypto_sign_SECRETKEYBYTES];
-        json_t *kid, *secret;
         struct stat st;
-        size_t n = 0, sk_len = 0;
+        size_t n = 0;
         int r;
 
         fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
@@ -316,48 +370,11 @@ static int key_read(int dir_fd, const char *name, Key *ret) {
          * the daemon-wide remedy is a wiping allocator (json_set_alloc_funcs) installed in main.
          * Here we wipe what we can reach: the file text and the decoded string. */
         o = json_loadb(text.data, n, JSON_REJECT_DUPLICATES, NULL);
-        if (!json_is_object(o))
-                return -EBADMSG;
-
-        secret = json_object_get(o, "secretKey");
-        if (!json_is_string(secret))
-                return -EBADMSG;
-        key.sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
-        if (!key.sk) {
-                json_string_wipe(secret);
-                return -ENOMEM;
-        }
-        r = b64url_decode(json_string_value(secret), json_string_length(secret), key.sk,
-                          crypto_sign_SECRETKEYBYTES, &sk_len);
-        json_string_wipe(secret);
-        if (r < 0 || sk_len != crypto_sign_SECRETKEYBYTES)
-                return -EBADMSG;
-
-        /* The secret key is seed || public key: derive the public key from the seed again, so a
-         * damaged file is noticed here and not as bad signatures later. */
-        r = crypto_sign_seed_keypair(pk, seed_sk, key.sk);
-        sodium_memzero(seed_sk, sizeof seed_sk);
-        if (r != 0)
-                return -EIO;
-        if (sodium_mprotect_readonly(key.sk) != 0)
-                return -errno;
-        if (memcmp(pk, key.sk + crypto_sign_SEEDBYTES, sizeof pk) != 0)
-                return -EBADMSG;
-        memcpy(key.pk, pk, sizeof pk);
-        kid_from_pk(key.pk, key.kid);
-
-        kid = json_object_get(o, "kid");
-        if (!json_is_string(kid) || !streq(json_string_value(kid), key.kid))
-                return -EBADMSG;
+        r = key_from_json(o, &key);
+        if (r < 0)
+                return r;
         if (strlen(name) != KID_LEN + strlen(KEY_SUFFIX) || strncmp(name, key.kid, KID_LEN) != 0)
                 return -EBADMSG;
-
-        r = json_get_usec(o, "created", false, &key.created_usec);
-        if (r < 0)
-                return r;
-        r = json_get_usec(o, "retired", true, &key.retired_usec);
-        if (r < 0)
-                return r;
 
         *ret = key;
         key = (Key) {};
@@ -435,6 +452,11 @@ static int keyring_update_kids(Keyring *k) {
         return 0;
 }
 
+/* Writes key to the keyring's directory; a keyring made from records keeps nothing itself. */
+static int keyring_persist(Keyring *k, const Key *key) {
+        return k->dir_fd >= 0 ? key_write(k->dir_fd, key) : 0;
+}
+
 /* Deletes the keys retired longer than retain_usec ago, from disk and memory. */
 static int keyring_prune(Keyring *k, uint64_t now_usec, uint64_t retain_usec) {
         size_t j = 0;
@@ -443,7 +465,7 @@ static int keyring_prune(Keyring *k, uint64_t now_usec, uint64_t retain_usec) {
 
         for (size_t i = 0; i < k->n_keys; i++) {
                 if (r >= 0 && key_expired(&k->keys[i], now_usec, retain_usec)) {
-                        r = key_delete(k->dir_fd, &k->keys[i]);
+                        r = k->dir_fd >= 0 ? key_delete(k->dir_fd, &k->keys[i]) : 0;
                         if (r >= 0) {
                                 key_done(&k->keys[i]);
                                 deleted = true;
@@ -454,7 +476,7 @@ static int keyring_prune(Keyring *k, uint64_t now_usec, uint64_t retain_usec) {
         }
         k->n_keys = j;
 
-        if (deleted && fsync(k->dir_fd) < 0 && r >= 0)
+        if (deleted && k->dir_fd >= 0 && fsync(k->dir_fd) < 0 && r >= 0)
                 r = -errno;
         return r;
 }
@@ -485,7 +507,7 @@ static int keyring_new_key(Keyring *k, uint64_t now_usec, Key *ret) {
                         continue;
                 }
 
-                r = key_write(k->dir_fd, &key);
+                r = keyring_persist(k, &key);
                 if (r < 0)
                         return r;
                 *ret = key;
@@ -574,6 +596,55 @@ int keyring_save_to(const Keyring *k, const char *dir) {
         return fsync(dir_fd) < 0 ? -errno : (int) k->n_keys;
 }
 
+static Keyring *keyring_alloc(void) {
+        Keyring *k = calloc(1, sizeof(Keyring));
+
+        if (k)
+                k->dir_fd = -EBADF;
+        return k;
+}
+
+/* What every load makes of the keys found: one active key (if several are, after a crash inside
+ * keyring_rotate(), the newest one; the others are retired at now_usec), keys retired longer
+ * than retain_usec ago gone, and a new active key if none is left and may_create (else -ENOKEY).
+ * Sorted (key_compare) when it returns. */
+static int keyring_settle(Keyring *k, uint64_t now_usec, uint64_t retain_usec, bool may_create) {
+        int r;
+
+        if (k->n_keys > 0)
+                qsort(k->keys, k->n_keys, sizeof(Key), key_compare);
+
+        for (size_t i = 1; i < k->n_keys; i++) {
+                if (k->keys[i].retired_usec != RETIRED_NEVER)
+                        break;
+                k->keys[i].retired_usec = now_usec;
+                r = keyring_persist(k, &k->keys[i]);
+                if (r < 0)
+                        return r;
+        }
+        if (k->n_keys > 1)
+                qsort(k->keys, k->n_keys, sizeof(Key), key_compare);
+
+        r = keyring_prune(k, now_usec, retain_usec);
+        if (r < 0)
+                return r;
+
+        if (k->n_keys == 0 || k->keys[0].retired_usec != RETIRED_NEVER) {
+                _cleanup_(key_donep) Key key = {};
+
+                if (!may_create)
+                        return -ENOKEY;
+                r = keyring_new_key(k, now_usec, &key);
+                if (r < 0)
+                        return r;
+                r = keyring_add(k, &key);
+                if (r < 0)
+                        return r;
+                qsort(k->keys, k->n_keys, sizeof(Key), key_compare);
+        }
+        return 0;
+}
+
 int keyring_load(const char *dir, uint64_t now_usec, uint64_t retain_usec, Keyring **ret) {
         _cleanup_(keyring_freep) Keyring *k = NULL;
         struct stat st;
@@ -584,10 +655,9 @@ int keyring_load(const char *dir, uint64_t now_usec, uint64_t retain_usec, Keyri
         if (sodium_init() < 0)
                 return -EIO;
 
-        k = calloc(1, sizeof(Keyring));
+        k = keyring_alloc();
         if (!k)
                 return -ENOMEM;
-        k->dir_fd = -EBADF;
 
         if (mkdir(dir, 0700) < 0 && errno != EEXIST)
                 return -errno;
@@ -603,39 +673,9 @@ int keyring_load(const char *dir, uint64_t now_usec, uint64_t retain_usec, Keyri
         r = keyring_read_dir(k);
         if (r < 0)
                 return r;
-
-        if (k->n_keys > 0)
-                qsort(k->keys, k->n_keys, sizeof(Key), key_compare);
-
-        /* More than one active key: a crash between the two writes of keyring_rotate(). The
-         * newest one wins, the others are retired now. */
-        for (size_t i = 1; i < k->n_keys; i++) {
-                if (k->keys[i].retired_usec != RETIRED_NEVER)
-                        break;
-                k->keys[i].retired_usec = now_usec;
-                r = key_write(k->dir_fd, &k->keys[i]);
-                if (r < 0)
-                        return r;
-        }
-        if (k->n_keys > 1)
-                qsort(k->keys, k->n_keys, sizeof(Key), key_compare);
-
-        r = keyring_prune(k, now_usec, retain_usec);
+        r = keyring_settle(k, now_usec, retain_usec, true);
         if (r < 0)
                 return r;
-
-        if (k->n_keys == 0 || k->keys[0].retired_usec != RETIRED_NEVER) {
-                _cleanup_(key_donep) Key key = {};
-
-                r = keyring_new_key(k, now_usec, &key);
-                if (r < 0)
-                        return r;
-                r = keyring_add(k, &key);
-                if (r < 0)
-                        return r;
-                qsort(k->keys, k->n_keys, sizeof(Key), key_compare);
-        }
-
         r = keyring_update_kids(k);
         if (r < 0)
                 return r;
@@ -672,7 +712,7 @@ int keyring_rotate(Keyring *k, uint64_t now_usec, uint64_t retain_usec) {
         /* The new key is on disk and, being the newest, is what keyring_load() would pick: from
          * here on it is active whatever else fails. */
         k->keys[0].retired_usec = now_usec;
-        r = key_write(k->dir_fd, &k->keys[0]);
+        r = keyring_persist(k, &k->keys[0]);
 
         k->keys[k->n_keys++] = key;
         key = (Key) {};
@@ -703,6 +743,207 @@ int keyring_drop_retired(Keyring *k) {
         return r < 0 ? r : (int) (before - k->n_keys);
 }
 
+/* ---- keys as records (a store several idmd share) ---- */
+
+/* The JSON form of a key, as a key file holds it. The secret passes through a jansson string:
+ * idmd's allocator wipes jansson's blocks when they are freed. */
+static int key_to_json(const Key *key, json_t **ret) {
+        _cleanup_(wiped_buf_done) WipedBuf b64 = {};
+        json_t *o;
+        int r;
+
+        if (key->created_usec > INT64_MAX ||
+            (key->retired_usec != RETIRED_NEVER && key->retired_usec > INT64_MAX))
+                return -EINVAL;
+        r = wiped_buf_alloc(&b64, sodium_base64_ENCODED_LEN(crypto_sign_SECRETKEYBYTES, B64URL));
+        if (r < 0)
+                return r;
+        (void) sodium_bin2base64(b64.data, b64.size, key->sk, crypto_sign_SECRETKEYBYTES, B64URL);
+        o = json_pack("{s:s, s:I, s:o, s:s}",
+                      "kid", key->kid,
+                      "created", (json_int_t) key->created_usec,
+                      "retired", key->retired_usec == RETIRED_NEVER ? json_null() :
+                                 json_integer((json_int_t) key->retired_usec),
+                      "secretKey", b64.data);
+        if (!o)
+                return -ENOMEM;
+        *ret = o;
+        return 0;
+}
+
+/* Adds the keys of records ({kid: record}) to k; their secrets' strings are wiped. */
+static int keyring_read_records(Keyring *k, json_t *records) {
+        const char *name;
+        json_t *rec;
+        int r;
+
+        if (!json_is_object(records))
+                return -EINVAL;
+        json_object_foreach(records, name, rec) {
+                _cleanup_(key_donep) Key key = {};
+
+                r = key_from_json(rec, &key);
+                if (r < 0)
+                        return r;
+                if (!streq(name, key.kid))
+                        return -EBADMSG;
+                r = keyring_add(k, &key);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int keyring_records(const Keyring *k, json_t **ret) {
+        json_auto_t *records = NULL;
+        int r;
+
+        if (!k || !ret)
+                return -EINVAL;
+        records = json_object();
+        if (!records)
+                return -ENOMEM;
+        for (size_t i = 0; i < k->n_keys; i++) {
+                json_t *rec;
+
+                r = key_to_json(&k->keys[i], &rec);
+                if (r < 0)
+                        return r;
+                if (json_object_set_new(records, k->keys[i].kid, rec) < 0)
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(records);
+        return 0;
+}
+
+int key_records_update(json_t *records, uint64_t now_usec, uint64_t retain_usec, KeyRecordsFlags flags,
+                       unsigned *ret_dropped) {
+        _cleanup_(keyring_freep) Keyring *k = NULL;
+        json_auto_t *fresh = NULL;
+        int r, dropped = 0;
+
+        if (!json_is_object(records))
+                return -EINVAL;
+        if (sodium_init() < 0)
+                return -EIO;
+        k = keyring_alloc();
+        if (!k)
+                return -ENOMEM;
+        r = keyring_read_records(k, records);
+        if (r < 0)
+                return r;
+        r = keyring_settle(k, now_usec, retain_usec, true);
+        if (r < 0)
+                return r;
+        if (flags & KEY_RECORDS_ROTATE) {
+                r = keyring_rotate(k, now_usec, retain_usec);
+                if (r < 0)
+                        return r;
+        }
+        if (flags & KEY_RECORDS_DROP_RETIRED) {
+                dropped = keyring_drop_retired(k);
+                if (dropped < 0)
+                        return dropped;
+        }
+        r = keyring_records(k, &fresh);
+        if (r < 0)
+                return r;
+        if (json_object_clear(records) < 0 || json_object_update(records, fresh) < 0)
+                return -ENOMEM;
+        if (ret_dropped)
+                *ret_dropped = (unsigned) dropped;
+        return 0;
+}
+
+/* A keyring of the settled keys of records, without a directory or a cache yet. */
+static int keyring_new_from_records(json_t *records, uint64_t now_usec, uint64_t retain_usec, Keyring **ret) {
+        _cleanup_(keyring_freep) Keyring *k = NULL;
+        int r;
+
+        if (sodium_init() < 0)
+                return -EIO;
+        k = keyring_alloc();
+        if (!k)
+                return -ENOMEM;
+        r = keyring_read_records(k, records);
+        if (r < 0)
+                return r;
+        r = keyring_settle(k, now_usec, retain_usec, false);
+        if (r < 0)
+                return r;
+        r = keyring_update_kids(k);
+        if (r < 0)
+                return r;
+        k->synced_usec = now_usec;
+        *ret = TAKE_PTR(k);
+        return 0;
+}
+
+int keyring_from_records(json_t *records, uint64_t now_usec, uint64_t retain_usec, Keyring **ret) {
+        _cleanup_(keyring_freep) Keyring *k = NULL;
+        int r;
+
+        if (!records || !ret)
+                return -EINVAL;
+        r = keyring_new_from_records(records, now_usec, retain_usec, &k);
+        if (r < 0)
+                return r;
+        k->cache = jwt_cache_new(JWT_CACHE_ENTRIES);
+        if (!k->cache)
+                return -ENOMEM;
+        *ret = TAKE_PTR(k);
+        return 0;
+}
+
+static bool keyring_has(const Keyring *k, const char *kid);
+
+int keyring_set_records(Keyring *k, json_t *records, uint64_t now_usec, uint64_t retain_usec) {
+        _cleanup_(keyring_freep) Keyring *fresh = NULL;
+        bool changed, removed = false;
+        int r;
+
+        if (!k || !records)
+                return -EINVAL;
+        r = keyring_new_from_records(records, now_usec, retain_usec, &fresh);
+        if (r < 0)
+                return r;
+        k->synced_usec = now_usec;
+
+        changed = fresh->n_keys != k->n_keys;
+        for (size_t i = 0; i < k->n_keys; i++) {
+                if (!keyring_has(fresh, k->keys[i].kid))
+                        changed = removed = true;
+                else if (!changed && (!streq(k->keys[i].kid, fresh->keys[i].kid) ||
+                                      k->keys[i].retired_usec != fresh->keys[i].retired_usec))
+                        changed = true;
+        }
+        if (!changed)
+                return 0;
+
+        /* A key gone (retired long enough, or deleted as leaked): nothing it signed counts. */
+        if (removed)
+                jwt_cache_flush(k->cache);
+        /* fresh's kids (and generation) were made above: nothing can fail from here on. */
+        {
+                Key *keys = k->keys;
+                size_t n_keys = k->n_keys;
+                char **kids = k->kids;
+
+                k->keys = fresh->keys;
+                k->n_keys = fresh->n_keys;
+                k->kids = fresh->kids;
+                fresh->keys = keys;     /* freed with fresh */
+                fresh->n_keys = n_keys;
+                fresh->kids = kids;
+        }
+        k->generation = fresh->generation;
+        return 1;
+}
+
+uint64_t keyring_synced_usec(const Keyring *k) {
+        return k ? k->synced_usec : 0;
+}
+
 const char *keyring_active_kid(const Keyring *k) {
         if (!k || k->n_keys == 0)
                 return NULL;
@@ -722,6 +963,10 @@ static const Key *keyring_find(const Keyring *k, const char *kid) {
                 if (streq(k->keys[i].kid, kid))
                         return &k->keys[i];
         return NULL;
+}
+
+static bool keyring_has(const Keyring *k, const char *kid) {
+        return keyring_find(k, kid) != NULL;
 }
 
 int keyring_jwks(const Keyring *k, json_t **ret) {
@@ -951,7 +1196,8 @@ static bool typ_is_allowed(const char *typ) {
         return strcasecmp(typ, JWT_TYP) == 0 || strcasecmp(typ, "application/" JWT_TYP) == 0;
 }
 
-/* Returns the key named by a well-formed header, or -EBADMSG. */
+/* Returns the key named by a well-formed header, -ENOKEY when no key of k has its kid, or
+ * -EBADMSG. */
 static int jwt_check_header(const Keyring *k, const JwsParts *p, const Key **ret) {
         json_auto_t *h = NULL;
         const char *field, *alg = NULL, *typ = NULL, *kid = NULL;
@@ -983,7 +1229,7 @@ static int jwt_check_header(const Keyring *k, const JwsParts *p, const Key **ret
 
         key = keyring_find(k, kid);
         if (!key)
-                return -EBADMSG;
+                return -ENOKEY;
         *ret = key;
         return 0;
 }

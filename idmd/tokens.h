@@ -20,8 +20,8 @@
  * verified tokens: one thread only (idmd's event loop). The token_* and password functions are
  * thread-safe.
  *
- * Errors: -EBADMSG malformed or forged token (bad base64url/JSON, wrong alg/typ/iss/kid, bad
- * signature), -ETIME expired or not yet valid, -ENOENT no such key, -ENOMEM, -EIO and errno
+ * Errors: -EBADMSG malformed or forged token (bad base64url/JSON, wrong alg/typ/iss, bad
+ * signature), -ENOKEY a kid the keyring does not hold, -ETIME expired or not yet valid, -ENOENT no such key, -ENOMEM, -EIO and errno
  * values from file operations.
  */
 #pragma once
@@ -86,6 +86,38 @@ char **keyring_kids(const Keyring *k);
  * 0700 if missing: for backups. Returns the number of keys, or -errno. */
 int keyring_save_to(const Keyring *k, const char *dir);
 
+/* ---- Keys as records, for a store several idmd share (PostgreSQL) ----
+ *
+ * There the keys are records of the store, not files: a record is the JSON document a key file
+ * holds ({kid, created, retired, secretKey}), and a set of them is a JSON object {kid: record}.
+ * A keyring made from records has no directory: keyring_rotate() and keyring_drop_retired()
+ * change it in memory only; the store is changed with key_records_update() in a unit of work,
+ * and every idmd then takes the new set with keyring_set_records(). Reading records wipes the
+ * secret strings in them (the object is spent for anything but freeing). */
+typedef enum KeyRecordsFlags {
+        KEY_RECORDS_SETTLE = 0,                 /* only the rules of keyring_load() */
+        KEY_RECORDS_ROTATE = 1 << 0,            /* then as keyring_rotate() */
+        KEY_RECORDS_DROP_RETIRED = 1 << 1,      /* then as keyring_drop_retired() */
+} KeyRecordsFlags;
+
+/* Rewrites the set of key records in place as keyring_load() would settle it (one active key,
+ * the newest; keys retired longer ago than retain_usec gone; a new key made when none is
+ * active), then rotates and/or drops the retired keys as flags say. *ret_dropped (if given):
+ * how many retired keys were dropped. -EBADMSG for a malformed record, -EINVAL, -ENOMEM. */
+int key_records_update(json_t *records, uint64_t now_usec, uint64_t retain_usec, KeyRecordsFlags flags,
+                       unsigned *ret_dropped);
+/* A keyring of the keys of records (settled as above, but never making a key: -ENOKEY when
+ * none is active). */
+int keyring_from_records(json_t *records, uint64_t now_usec, uint64_t retain_usec, Keyring **ret);
+/* Makes k's keys those of records (as keyring_from_records() reads them): 1 when they changed
+ * (a new generation; the cache is emptied when a key is gone), 0 when they were the same; on
+ * error k is unchanged. Either way a good read sets keyring_synced_usec() to now_usec. Only for
+ * a keyring made from records. */
+int keyring_set_records(Keyring *k, json_t *records, uint64_t now_usec, uint64_t retain_usec);
+uint64_t keyring_synced_usec(const Keyring *k);
+/* Every key of k as records, secret keys included (for moving a store). New reference. */
+int keyring_records(const Keyring *k, json_t **ret);
+
 /* {keys: [{kty: OKP, crv: Ed25519, x, kid, use: sig, alg: EdDSA}, ...]} of every key that
  * still verifies (RFC 8037). New reference. */
 int keyring_jwks(const Keyring *k, json_t **ret);
@@ -106,8 +138,9 @@ int jwt_sign(const Keyring *k, const JwtClaims *claims, const char *alg_name, ch
  * and kid (anything else, e.g. crit, is refused); duplicate JSON keys are refused; every claim
  * listed at jwt_sign is required with its type (strings non-empty, times integers >= 0), other
  * claims are ignored. The signature is checked before the claims are parsed. Tokens longer
- * than JWT_MAX are refused. -EBADMSG, -ETIME (now >= exp + leeway, or now + leeway < nbf),
- * -ENOMEM. */
+ * than JWT_MAX are refused. -EBADMSG, -ENOKEY (a well-formed header naming a kid k does not
+ * hold: forged, or signed by a key this keyring has not seen yet), -ETIME (now >= exp + leeway,
+ * or now + leeway < nbf), -ENOMEM. */
 int jwt_verify(const Keyring *k, const char *token, const char *issuer, uint64_t now_sec,
                uint64_t leeway_sec, JwtClaims *ret);
 

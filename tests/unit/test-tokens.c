@@ -3,7 +3,7 @@
  * Unit tests for idmd/tokens.c: known answers (RFC 8037 A.4, BLAKE2b-256), JWT round trips, every
  * kind of forged or malformed token (also with valid signatures, made here from the key file on
  * disk, so that each header/claims check is reached on its own), expiry, rotation and pruning,
- * JWKS, key file permissions and crash recovery. Uses libsodium itself only to forge and check.
+ * JWKS, key file permissions and crash recovery, keys as store records. Uses libsodium itself only to forge and check.
  */
 
 #include <errno.h>
@@ -504,7 +504,7 @@ TEST(tampered) {
         x = header_json("EdDSA", "AAAAAAAAAAAAAAAA");
         y = b64s(x);
         z = join3(y, c, s);
-        ASSERT_EQ(verify(k, z), -EBADMSG);
+        ASSERT_EQ(verify(k, z), -ENOKEY);       /* told apart: another idmd may have made that key */
         free(x);
         free(y);
         free(z);
@@ -662,7 +662,7 @@ TEST(forged) {
         CHECK_HDR(-EBADMSG, "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"%s\"}", kid);
         CHECK_HDR(-EBADMSG, "{\"alg\":\"EdDSA\",\"kid\":\"%s\"}", kid);
         CHECK_HDR(-EBADMSG, "{\"alg\":\"EdDSA\",\"typ\":\"at+jwt\"}%s", "");
-        CHECK_HDR(-EBADMSG, "{\"alg\":\"EdDSA\",\"typ\":\"at+jwt\",\"kid\":\"AAAAAAAAAAAAAAAA\"}%s", "");
+        CHECK_HDR(-ENOKEY, "{\"alg\":\"EdDSA\",\"typ\":\"at+jwt\",\"kid\":\"AAAAAAAAAAAAAAAA\"}%s", "");
         CHECK_HDR(-EBADMSG, "{\"alg\":\"EdDSA\",\"typ\":\"at+jwt\",\"kid\":7}%s", "");
         CHECK_HDR(-EBADMSG, "{\"alg\":\"EdDSA\",\"typ\":\"at+jwt\",\"kid\":\"%s\",\"crit\":[\"exp\"]}", kid);
         CHECK_HDR(-EBADMSG, "{\"alg\":\"EdDSA\",\"typ\":\"at+jwt\",\"kid\":\"%s\",\"jku\":\"https://x\"}", kid);
@@ -959,8 +959,8 @@ TEST(verify_cache) {
         ASSERT_EQ(keyring_drop_retired(k), 1);
         ASSERT_EQ(keyring_generation(k), gen + 2);
         ASSERT_EQ(cache_stats(k).entries, 0);
-        ASSERT_EQ(verify_cached(k, old, ISS, NOW_SEC, 60, &out), -EBADMSG);
-        ASSERT_EQ(verify_cached(k, tokens[1], ISS, NOW_SEC, 60, &out), -EBADMSG);
+        ASSERT_EQ(verify_cached(k, old, ISS, NOW_SEC, 60, &out), -ENOKEY);
+        ASSERT_EQ(verify_cached(k, tokens[1], ISS, NOW_SEC, 60, &out), -ENOKEY);
 
         /* Off: still verifies. */
         ASSERT_OK(jwt_cache_set_capacity(k, 0));
@@ -1076,7 +1076,7 @@ TEST(rotation) {
         ASSERT_STREQ(keyring_active_kid(k), b);
         ASSERT_EQ(strv_length(keyring_kids(k)), 1);
         ASSERT_FALSE(file_exists(pa));
-        ASSERT_EQ(verify(k, t1), -EBADMSG);
+        ASSERT_EQ(verify(k, t1), -ENOKEY);
         ASSERT_EQ(verify(k, t2), 0);
 
         /* rotate prunes too: b retired now, then a rotation after retain drops it */
@@ -1086,7 +1086,7 @@ TEST(rotation) {
         kids = keyring_kids(k);
         ASSERT_EQ(strv_length(kids), 2);        /* c (retired now) and d (active); b pruned */
         ASSERT_FALSE(streq(kids[0], b) || streq(kids[1], b));
-        ASSERT_EQ(verify(k, t2), -EBADMSG);
+        ASSERT_EQ(verify(k, t2), -ENOKEY);
         {
                 _cleanup_(freep) char *pb = key_path(dir, b);
                 ASSERT_FALSE(file_exists(pb));
@@ -1356,6 +1356,131 @@ TEST(bad_files) {
         sodium_memzero(good, strlen(good));
 }
 
+/* Keys as records (a store several idmd share): settled, rotated, dropped, taken up by a keyring
+ * that never touches a directory; records are checked as key files are. */
+static json_t *copy(json_t *records) {
+        json_t *c = json_deep_copy(records);
+
+        ASSERT_TRUE(c);
+        return c;
+}
+
+static int set_records(Keyring *k, json_t *records, uint64_t now_usec) {
+        json_auto_t *c = copy(records);
+
+        return keyring_set_records(k, c, now_usec, RETAIN_USEC);
+}
+
+TEST(records) {
+        json_auto_t *records = json_object(), *spent = NULL, *bad = NULL;
+        _cleanup_(keyring_freep) Keyring *k = NULL, *other = NULL;
+        _cleanup_(freep) char *t1 = NULL, *t2 = NULL, *first = NULL, *kid = NULL;
+        const char *secret;
+        unsigned dropped = 99;
+        uint64_t gen;
+
+        /* None active: one is made. */
+        ASSERT_OK(key_records_update(records, NOW_USEC, RETAIN_USEC, KEY_RECORDS_SETTLE, &dropped));
+        ASSERT_EQ(dropped, 0);
+        ASSERT_EQ(json_object_size(records), 1);
+        first = strdup(json_object_iter_key(json_object_iter(records)));
+        ASSERT_TRUE(json_is_null(json_object_get(json_object_get(records, first), "retired")));
+
+        /* Reading records wipes their secrets. */
+        spent = copy(records);
+        ASSERT_OK(keyring_from_records(spent, NOW_USEC, RETAIN_USEC, &k));
+        secret = json_string_value(json_object_get(json_object_get(spent, first), "secretKey"));
+        ASSERT_TRUE(secret && json_string_length(json_object_get(json_object_get(spent, first), "secretKey")) > 0);
+        for (const char *c = secret; c < secret + json_string_length(json_object_get(json_object_get(spent, first),
+                                                                                       "secretKey")); c++)
+                ASSERT_EQ(*c, 0);
+        ASSERT_STREQ(keyring_active_kid(k), first);
+        ASSERT_EQ(keyring_synced_usec(k), NOW_USEC);
+        t1 = sign_default(k);
+        ASSERT_OK(verify(k, t1));
+
+        /* Settling again changes nothing; the same set again is no change. */
+        ASSERT_OK(key_records_update(records, NOW_USEC + 1, RETAIN_USEC, KEY_RECORDS_SETTLE, NULL));
+        ASSERT_EQ(json_object_size(records), 1);
+        gen = keyring_generation(k);
+        ASSERT_EQ(set_records(k, records, NOW_USEC + 2), 0);
+        ASSERT_EQ(keyring_generation(k), gen);
+        ASSERT_EQ(keyring_synced_usec(k), NOW_USEC + 2);
+
+        /* A rotation in the records: another keyring (another idmd) takes it up, and the first
+         * key's tokens verify there until it expires. */
+        ASSERT_OK(key_records_update(records, NOW_USEC + 10, RETAIN_USEC, KEY_RECORDS_ROTATE, NULL));
+        ASSERT_EQ(json_object_size(records), 2);
+        ASSERT_EQ(json_integer_value(json_object_get(json_object_get(records, first), "retired")), NOW_USEC + 10);
+        spent = (json_decref(spent), copy(records));
+        ASSERT_OK(keyring_from_records(spent, NOW_USEC + 10, RETAIN_USEC, &other));
+        t2 = sign_default(other);
+        ASSERT_EQ(verify(k, t2), -ENOKEY);              /* k has not seen it yet */
+        ASSERT_EQ(set_records(k, records, NOW_USEC + 11), 1);
+        ASSERT_TRUE(keyring_generation(k) != gen);
+        kid = strdup(keyring_active_kid(k));   /* (kids are k's until its keys change) */
+        ASSERT_STREQ(kid, keyring_active_kid(other));
+        ASSERT_FALSE(streq(kid, first));
+        ASSERT_OK(verify(k, t2));
+        ASSERT_OK(verify(k, t1));
+        ASSERT_EQ(strv_length(keyring_kids(k)), 2);
+
+        /* Retired longer than retain: gone from memory (and from the records at their next
+         * update), and its tokens with it. */
+        ASSERT_EQ(set_records(k, records, NOW_USEC + 10 + RETAIN_USEC + 1), 1);
+        ASSERT_EQ(strv_length(keyring_kids(k)), 1);
+        ASSERT_EQ(verify(k, t1), -ENOKEY);
+        ASSERT_OK(set_records(k, records, NOW_USEC + 12));      /* back in time: the record is still there */
+        ASSERT_OK(verify(k, t1));
+
+        /* Dropping the retired keys (a leaked key). */
+        ASSERT_OK(key_records_update(records, NOW_USEC + 20, RETAIN_USEC, KEY_RECORDS_DROP_RETIRED, &dropped));
+        ASSERT_EQ(dropped, 1);
+        ASSERT_EQ(json_object_size(records), 1);
+        ASSERT_EQ(set_records(k, records, NOW_USEC + 21), 1);
+        ASSERT_EQ(verify(k, t1), -ENOKEY);
+        ASSERT_OK(verify(k, t2));
+
+        /* Two active (a rotation raced by hand): the newest signs, the other verifies. */
+        bad = copy(records);
+        ASSERT_OK(key_records_update(bad, NOW_USEC + 30, RETAIN_USEC, KEY_RECORDS_ROTATE, NULL));
+        json_object_set_new(json_object_get(bad, kid), "retired", json_null());
+        ASSERT_EQ(set_records(k, bad, NOW_USEC + 31), 1);
+        ASSERT_FALSE(streq(keyring_active_kid(k), kid));
+        ASSERT_OK(verify(k, t2));
+        json_decref(bad);
+
+        /* Refused, and k unchanged: no active key, a record under another kid, a damaged key. */
+        gen = keyring_generation(k);
+        bad = copy(records);
+        json_object_set_new(json_object_get(bad, kid), "retired", json_integer(NOW_USEC));
+        ASSERT_EQ(set_records(k, bad, NOW_USEC + 40), -ENOKEY);
+        json_decref(bad);
+        bad = json_pack("{s:O}", "AAAAAAAAAAAAAAAA", json_object_get(records, kid));
+        ASSERT_EQ(set_records(k, bad, NOW_USEC + 40), -EBADMSG);
+        json_decref(bad);
+        bad = copy(records);
+        json_object_set_new(json_object_get(bad, kid), "secretKey", json_string("AAAA"));
+        ASSERT_EQ(set_records(k, bad, NOW_USEC + 40), -EBADMSG);
+        json_decref(bad);
+        bad = NULL;
+        ASSERT_EQ(keyring_generation(k), gen);
+        ASSERT_EQ(key_records_update(NULL, NOW_USEC, RETAIN_USEC, 0, NULL), -EINVAL);
+
+        /* What a keyring exports makes a keyring that verifies the same tokens. */
+        {
+                json_auto_t *exported = NULL;
+                _cleanup_(keyring_freep) Keyring *again = NULL;
+
+                ASSERT_OK(keyring_records(other, &exported));
+                ASSERT_EQ(json_object_size(exported), 2);
+                ASSERT_OK(keyring_from_records(exported, NOW_USEC + 10, RETAIN_USEC, &again));
+                ASSERT_STREQ(keyring_active_kid(again), keyring_active_kid(other));
+                ASSERT_OK(verify(again, t1));
+                ASSERT_OK(verify(again, t2));
+        }
+}
+
 int main(void) {
         char template[] = "/tmp/test-tokens-XXXXXX";
 
@@ -1383,6 +1508,7 @@ int main(void) {
         RUN(permissions);
         RUN(two_active);
         RUN(bad_files);
+        RUN(records);
 
         rm_rf(tmp_root);
         return 0;
