@@ -47,6 +47,7 @@
 #include "records/device.h"
 #include "records/customers.h"
 #include "records/resets.h"
+#include "records/signingkeys.h"
 #include "sessions.h"
 #include "tokens.h"
 #include "userdb.h"
@@ -206,6 +207,7 @@ Manager *manager_free(Manager *m) {
         free(m->config_path);
         m->shutdown_timer = sd_event_source_disable_unref(m->shutdown_timer);
         m->sweep_timer = sd_event_source_disable_unref(m->sweep_timer);
+        m->keys_timer = sd_event_source_disable_unref(m->keys_timer);
         m->keyring = keyring_free(m->keyring);
         m->ratelimit = ratelimit_free(m->ratelimit);
         m->locales = locales_free(m->locales);
@@ -1104,6 +1106,86 @@ static int manager_open_lmdb(Manager *m) {
         return 0;
 }
 
+/* ---- signing keys kept in a shared store (PostgreSQL) ---- */
+
+static uint64_t manager_keys_retain_usec(Manager *m) {
+        return KEYRING_RETAIN_USEC(m->config->access_ttl_usec);
+}
+
+typedef struct KeysSettle {
+        Manager *m;
+        uint64_t now_usec;
+        json_t *records;
+} KeysSettle;
+
+static int keys_settle_work(StoreTxn *t, void *userdata) {
+        KeysSettle *ks = userdata;
+
+        json_decref(ks->records);       /* a unit may run again */
+        ks->records = NULL;
+        return signing_keys_update(t, ks->now_usec, manager_keys_retain_usec(ks->m), KEY_RECORDS_SETTLE,
+                                   &ks->records, NULL);
+}
+
+static void keys_sync_schedule(Manager *m) {
+        if (!m->keys_timer)
+                return;
+        (void) sd_event_source_set_time_relative(m->keys_timer, SIGNING_KEYS_SYNC_USEC);
+        (void) sd_event_source_set_enabled(m->keys_timer, SD_EVENT_ONESHOT);
+}
+
+/* Takes up the keys other instances made or dropped (in a coroutine: the reads may wait). */
+static void keys_sync_main(void *userdata) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        Manager *m = userdata;
+        int r;
+
+        r = store_read(m->store, &t);
+        if (r >= 0)
+                r = signing_keys_sync(t, m->keyring, now_realtime_usec(), manager_keys_retain_usec(m));
+        if (r > 0)
+                log_info("Signing keys changed in the store; active kid %s.", keyring_active_kid(m->keyring));
+        else if (r < 0)
+                /* An unreachable database is logged once per episode by the store. */
+                log_full_errno(r == -ENOTCONN || r == -ETIMEDOUT ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARNING, r,
+                               "Failed to read the signing keys from the store, keeping those held: %m");
+        m->keys_syncing = false;
+        keys_sync_schedule(m);
+}
+
+static int on_keys_sync(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        if (m->keys_syncing)
+                return 0;
+        m->keys_syncing = true;
+        if (coro_start(keys_sync_main, m) < 0) {
+                m->keys_syncing = false;
+                keys_sync_schedule(m);
+        }
+        return 0;
+}
+
+/* The first idmd on a new store makes its first key; every one takes the keys from the store
+ * and reads them again now and then (records/signingkeys.h). */
+static int manager_load_shared_keys(Manager *m) {
+        KeysSettle ks = { .m = m, .now_usec = now_realtime_usec() };
+        int r;
+
+        r = store_transact(m->store, keys_settle_work, &ks);
+        if (r >= 0)
+                r = keyring_from_records(ks.records, ks.now_usec, manager_keys_retain_usec(m), &m->keyring);
+        json_decref(ks.records);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load the signing keys from the store: %m");
+
+        r = sd_event_add_time_relative(m->event, &m->keys_timer, CLOCK_MONOTONIC, SIGNING_KEYS_SYNC_USEC, 0,
+                                       on_keys_sync, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up reading the signing keys again: %m");
+        return 0;
+}
+
 /* The store in PostgreSQL ([store] backend = postgresql). Errors are logged here, with the
  * database's own words for a failed connect (never the connection string). */
 static int manager_open_postgresql(Manager *m) {
@@ -1155,7 +1237,9 @@ int manager_startup(Manager *m) {
         if (r < 0)
                 return r;
 
-        if (streq(m->config->store_backend, "postgresql"))
+        /* Instances sharing a store share their signing keys too: they are records there. */
+        m->keys_in_store = streq(m->config->store_backend, "postgresql");
+        if (m->keys_in_store)
                 r = manager_open_postgresql(m);
         else
                 r = manager_open_lmdb(m);
@@ -1165,11 +1249,18 @@ int manager_startup(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the store to the event loop: %m");
 
-        if (asprintf(&keydir, "%s/keys", m->config->state_dir) < 0)
-                return log_oom();
-        r = keyring_load(keydir, now_realtime_usec(), KEYRING_RETAIN_USEC(m->config->access_ttl_usec), &m->keyring);
-        if (r < 0)
-                return log_error_errno(r, "Failed to load the signing keys from %s: %m", keydir);
+        if (m->keys_in_store) {
+                r = manager_load_shared_keys(m);
+                if (r < 0)
+                        return r;
+        } else {
+                if (asprintf(&keydir, "%s/keys", m->config->state_dir) < 0)
+                        return log_oom();
+                r = keyring_load(keydir, now_realtime_usec(), KEYRING_RETAIN_USEC(m->config->access_ttl_usec),
+                                 &m->keyring);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to load the signing keys from %s: %m", keydir);
+        }
 
         r = workers_new(m->event, m->config->workers, m->config->worker_queue, &m->workers);
         if (r < 0)

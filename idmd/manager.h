@@ -79,6 +79,9 @@ struct Manager {
         bool log_level_forced;                  /* --log-level: a reload keeps it */
         sd_event_source *shutdown_timer;
         sd_event_source *sweep_timer;           /* deletes expired tokens now and then */
+        bool keys_in_store;                     /* signing keys are records of a shared store */
+        sd_event_source *keys_timer;            /* ... read again now and then */
+        bool keys_syncing;                      /* ... in a coroutine now */
 
         Connection *connections;        /* doubly linked list */
         unsigned n_connections;

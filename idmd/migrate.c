@@ -3,8 +3,9 @@
  * idmd --migrate-store DIR: copies the LMDB store of a stopped idmd (the state directory DIR) into
  * the PostgreSQL store the configuration names ([store] backend = postgresql), which must hold
  * no records yet. Every table, record for record, through store.h on both sides, in units of
- * MIGRATE_UNIT_RECORDS records; then the counts of both are compared. The signing keys are files
- * (DIR/keys), copied by the operator (docs/operations.md).
+ * MIGRATE_UNIT_RECORDS records; then the counts of both are compared. Last, the signing keys
+ * (files in DIR/keys on LMDB) become records of the PostgreSQL store, where every idmd sharing it
+ * finds them (records/signingkeys.h): tokens signed before the move verify everywhere.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,13 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "idm/cleanup.h"
 #include "log.h"
+#include "manager.h"
 #include "migrate.h"
+#include "records/signingkeys.h"
 #include "store.h"
 
 #define MIGRATE_UNIT_RECORDS 1000u
@@ -95,12 +99,44 @@ static int copy_table(Store *from, Store *to, StoreTable table, uint64_t *ret_n)
         return 0;
 }
 
+static int import_keys(StoreTxn *t, void *userdata) {
+        return signing_keys_import(t, userdata);
+}
+
+/* The key files of from_dir as records of to; *ret_n: how many (0 without a keys directory). */
+static int copy_keys(const Config *config, const char *from_dir, Store *to, unsigned *ret_n) {
+        _cleanup_(keyring_freep) Keyring *k = NULL;
+        _cleanup_free_ char *dir = NULL;
+        json_auto_t *records = NULL;
+        struct stat st;
+        int r;
+
+        if (asprintf(&dir, "%s/keys", from_dir) < 0)
+                return -ENOMEM;
+        if (stat(dir, &st) < 0) {
+                if (errno != ENOENT)
+                        return -errno;
+                *ret_n = 0;
+                return 0;
+        }
+        /* As idmd would load them at its start: expired keys go, an active one is there. */
+        r = keyring_load(dir, now_realtime_usec(), KEYRING_RETAIN_USEC(config->access_ttl_usec), &k);
+        if (r < 0)
+                return r;
+        r = keyring_records(k, &records);
+        if (r < 0)
+                return r;
+        *ret_n = (unsigned) json_object_size(records);
+        return store_transact(to, import_keys, records);
+}
+
 int migrate_store(const Config *config, const char *from_dir) {
         _cleanup_(store_freep) Store *from = NULL, *to = NULL;
         _cleanup_free_ char *lock = NULL;
         _cleanup_(closep) int fd = -EBADF;
         StoreStats a, b;
         uint64_t total = 0;
+        unsigned n_keys = 0;
         int r;
 
         if (!streq(config->store_backend, "postgresql"))
@@ -156,8 +192,13 @@ int migrate_store(const Config *config, const char *from_dir) {
                         return log_error_errno(EIO, "Table %s holds %" PRIu64 " records in %s but %" PRIu64
                                                " in PostgreSQL after the copy.", store_table_to_string(i),
                                                a.entries[i], from_dir, b.entries[i]);
+
+        r = copy_keys(config, from_dir, to, &n_keys);
+        if (r < 0)
+                return log_error_errno(r, "Failed to copy the signing keys of %s/keys (the records are copied; "
+                                       "empty the database's idm tables before trying again): %m", from_dir);
         printf("Copied %" PRIu64 " records from %s into the PostgreSQL store; every table's count matches.\n"
-               "The signing keys are files: copy %s/keys into the state directory of each idmd that should "
-               "verify the tokens signed so far.\n", total, from_dir, from_dir);
+               "Copied %u signing keys: the tokens they signed verify on every idmd of the store.\n",
+               total, from_dir, n_keys);
         return 0;
 }

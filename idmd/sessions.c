@@ -22,6 +22,7 @@
 #include "log.h"
 #include "idm/time-util.h"
 #include "records/customers.h"
+#include "records/signingkeys.h"
 #include "sessions.h"
 
 #define SESSION_USEC_PER_SEC UINT64_C(1000000)
@@ -1158,7 +1159,19 @@ int session_verify_jwt(StoreTxn *t, const SessionContext *ctx, const char *jwt, 
          * time. */
         r = cached = jwt_verify_cached(ctx->keyring, jwt, ctx->config->issuer,
                                        ctx->now_usec / SESSION_USEC_PER_SEC, JWT_LEEWAY_SEC, &c);
-        if (r == -EBADMSG || r == -EINVAL)
+        if (r == -ENOKEY && ctx->keys_in_store) {
+                /* Perhaps a key another idmd made since this one last looked. */
+                int q = signing_keys_sync_unknown_kid(t, ctx->keyring, ctx->now_usec,
+                                                      KEYRING_RETAIN_USEC(ctx->config->access_ttl_usec));
+                if (q == -EBADMSG || q == -ENOKEY)
+                        log_warning_errno(q, "The signing keys in the store are damaged, keeping those held: %m");
+                else if (q < 0)
+                        return q;       /* the store's failure (unreachable: 503) */
+                if (q > 0)
+                        r = cached = jwt_verify_cached(ctx->keyring, jwt, ctx->config->issuer,
+                                                       ctx->now_usec / SESSION_USEC_PER_SEC, JWT_LEEWAY_SEC, &c);
+        }
+        if (r == -EBADMSG || r == -EINVAL || r == -ENOKEY)
                 return -EACCES;
         if (r < 0)
                 return r;       /* -ETIME, -ENOMEM */

@@ -63,7 +63,8 @@
 
 typedef struct SessionContext {
         const Config *config;
-        const Keyring *keyring;
+        Keyring *keyring;       /* brought up to date from the store for an unknown kid, when */
+        bool keys_in_store;     /* ... the keys are records of a shared store (signingkeys.h) */
         uint64_t now_usec;      /* CLOCK_REALTIME, injected so tests can move time */
         uid_t peer_uid;         /* for the refresh grace window: only the same peer gets the same successor */
 } SessionContext;

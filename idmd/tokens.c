@@ -49,7 +49,6 @@ struct Keyring {
         size_t n_keys;
         char **kids;                            /* NULL-terminated, points into keys[].kid */
         uint64_t generation;                    /* keyring_generation() */
-        uint64_t synced_usec;                   /* keyring_set_records(): when, 0 never */
         JwtCache *cache;                        /* verified tokens (jwt_verify_cached); NULL: none */
 };
 
@@ -529,7 +528,6 @@ Keyring *keyring_free(Keyring *k) {
         return NULL;
 }
 
-DEFINE_POINTER_CLEANUP(Keyring, keyring_free);
 
 static int keyring_read_dir(Keyring *k) {
         _cleanup_(closep) int fd = -EBADF;
@@ -874,7 +872,6 @@ static int keyring_new_from_records(json_t *records, uint64_t now_usec, uint64_t
         r = keyring_update_kids(k);
         if (r < 0)
                 return r;
-        k->synced_usec = now_usec;
         *ret = TAKE_PTR(k);
         return 0;
 }
@@ -907,7 +904,6 @@ int keyring_set_records(Keyring *k, json_t *records, uint64_t now_usec, uint64_t
         r = keyring_new_from_records(records, now_usec, retain_usec, &fresh);
         if (r < 0)
                 return r;
-        k->synced_usec = now_usec;
 
         changed = fresh->n_keys != k->n_keys;
         for (size_t i = 0; i < k->n_keys; i++) {
@@ -938,10 +934,6 @@ int keyring_set_records(Keyring *k, json_t *records, uint64_t now_usec, uint64_t
         }
         k->generation = fresh->generation;
         return 1;
-}
-
-uint64_t keyring_synced_usec(const Keyring *k) {
-        return k ? k->synced_usec : 0;
 }
 
 const char *keyring_active_kid(const Keyring *k) {

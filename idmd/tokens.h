@@ -32,6 +32,8 @@
 
 #include <jansson.h>
 
+#include "idm/cleanup.h"
+
 #define TOKEN_HASH_STRLEN 64    /* hex of a 256-bit hash, without the NUL */
 #define JWT_MAX 8192            /* longest access token jwt_verify accepts, in bytes */
 #define JWT_LEEWAY_SEC 60u      /* clock skew allowed on exp/nbf (at most 60 s) */
@@ -66,6 +68,7 @@ void jwt_claims_done(JwtClaims *c);
  * the others are retired at now_usec. Stale temporary files (".*.tmp") are removed. */
 int keyring_load(const char *dir, uint64_t now_usec, uint64_t retain_usec, Keyring **ret);
 Keyring *keyring_free(Keyring *k);
+DEFINE_POINTER_CLEANUP(Keyring, keyring_free)
 
 /* Makes a new active key (written durably first); the old active key is marked retired at
  * now_usec and keeps verifying for retain_usec (the longest lifetime of a token it signed).
@@ -111,10 +114,8 @@ int key_records_update(json_t *records, uint64_t now_usec, uint64_t retain_usec,
 int keyring_from_records(json_t *records, uint64_t now_usec, uint64_t retain_usec, Keyring **ret);
 /* Makes k's keys those of records (as keyring_from_records() reads them): 1 when they changed
  * (a new generation; the cache is emptied when a key is gone), 0 when they were the same; on
- * error k is unchanged. Either way a good read sets keyring_synced_usec() to now_usec. Only for
- * a keyring made from records. */
+ * error k is unchanged. Only for a keyring made from records. */
 int keyring_set_records(Keyring *k, json_t *records, uint64_t now_usec, uint64_t retain_usec);
-uint64_t keyring_synced_usec(const Keyring *k);
 /* Every key of k as records, secret keys included (for moving a store). New reference. */
 int keyring_records(const Keyring *k, json_t **ret);
 

@@ -91,6 +91,7 @@ SessionContext call_session_context(Call *call) {
         return (SessionContext) {
                 .config = m->config,
                 .keyring = m->keyring,
+                .keys_in_store = m->keys_in_store,
                 .now_usec = now_realtime_usec(),
                 .peer_uid = call_peer(call)->uid,
         };

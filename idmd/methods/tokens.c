@@ -14,6 +14,7 @@
 #include "message-ids.h"
 #include "manager.h"
 #include "methods/methods.h"
+#include "records/signingkeys.h"
 #include "sessions.h"
 #include "tokens.h"
 
@@ -224,6 +225,60 @@ static int method_tokens_get_jwks(Call *call, json_t *params) {
         return call_reply_text(call, jwks_kept.text, jwks_kept.len);
 }
 
+static int rotate_reply(Call *call, const char *old_kid, bool revoke, int dropped) {
+        Manager *m = call_manager(call);
+
+        log_struct(LOG_LEVEL_NOTICE, IDM_MESSAGE_KEY_ROTATED, "%s: signing key rotated by uid %u, new kid %s (kid %s %s)",
+                   call_request_id(call), (unsigned) call_peer(call)->uid, keyring_active_kid(m->keyring),
+                   strempty(old_kid), revoke ? "and every other retired key deleted: their tokens no longer verify" :
+                   "verifies until its tokens expire");
+        return call_reply(call, json_pack("{s:s, s:i}", "kid", keyring_active_kid(m->keyring), "revoked", dropped));
+}
+
+/* A store several idmd share (signingkeys.h): the rotation is a unit of work on the key
+ * records; this idmd takes the new set up at once, the others within SIGNING_KEYS_SYNC_USEC
+ * (or at the first JWT of the new key they see). */
+typedef struct RotateWork {
+        uint64_t now_usec, retain_usec;
+        KeyRecordsFlags flags;
+        json_t *records;
+        unsigned dropped;
+        char *old_kid;
+} RotateWork;
+
+static void rotate_work_free(void *userdata) {
+        RotateWork *w = userdata;
+
+        json_decref(w->records);
+        free(w->old_kid);
+        free(w);
+}
+
+static int rotate_work(StoreTxn *t, void *userdata) {
+        RotateWork *w = userdata;
+
+        json_decref(w->records);        /* a unit may run again */
+        w->records = NULL;
+        return signing_keys_update(t, w->now_usec, w->retain_usec, w->flags, &w->records, &w->dropped);
+}
+
+static void rotate_done(Call *call, int r, void *userdata) {
+        Manager *m = call_manager(call);
+        RotateWork *w = userdata;
+
+        if (r < 0)
+                return;
+        r = keyring_set_records(m->keyring, w->records, w->now_usec, w->retain_usec);
+        if (r < 0) {
+                /* In the store, so in force: this idmd takes it up at its next reading. */
+                log_error_errno(r, "%s: signing key rotated in the store, but taking the new keys up failed: %m",
+                                call_request_id(call));
+                (void) call_reply_errno(call, r);
+                return;
+        }
+        (void) rotate_reply(call, w->old_kid, w->flags & KEY_RECORDS_DROP_RETIRED, (int) w->dropped);
+}
+
 static int method_tokens_rotate_signing_key(Call *call, json_t *params) {
         Manager *m = call_manager(call);
         _cleanup_free_ char *old_kid = NULL;
@@ -233,6 +288,20 @@ static int method_tokens_rotate_signing_key(Call *call, json_t *params) {
         old_kid = strdup(strempty(keyring_active_kid(m->keyring)));
         if (!old_kid)
                 return -ENOMEM;
+
+        if (m->keys_in_store) {
+                RotateWork *w = calloc(1, sizeof(RotateWork));
+
+                if (!w)
+                        return -ENOMEM;
+                *w = (RotateWork) {
+                        .now_usec = now_realtime_usec(),
+                        .retain_usec = KEYRING_RETAIN_USEC(m->config->access_ttl_usec),
+                        .flags = KEY_RECORDS_ROTATE | (revoke ? KEY_RECORDS_DROP_RETIRED : 0),
+                        .old_kid = TAKE_PTR(old_kid),
+                };
+                return call_write(call, rotate_work, rotate_done, w, rotate_work_free);
+        }
 
         /* The old key keeps verifying until every JWT it signed has expired, leeway included. */
         r = keyring_rotate(m->keyring, now_realtime_usec(), KEYRING_RETAIN_USEC(m->config->access_ttl_usec));
@@ -252,11 +321,7 @@ static int method_tokens_rotate_signing_key(Call *call, json_t *params) {
                                                "keys failed: %m", call_request_id(call),
                                                keyring_active_kid(m->keyring));
         }
-        log_struct(LOG_LEVEL_NOTICE, IDM_MESSAGE_KEY_ROTATED, "%s: signing key rotated by uid %u, new kid %s (kid %s %s)",
-                   call_request_id(call), (unsigned) call_peer(call)->uid, keyring_active_kid(m->keyring),
-                   strempty(old_kid), revoke ? "and every other retired key deleted: their tokens no longer verify" :
-                   "verifies until its tokens expire");
-        return call_reply(call, json_pack("{s:s, s:i}", "kid", keyring_active_kid(m->keyring), "revoked", dropped));
+        return rotate_reply(call, old_kid, revoke, dropped);
 }
 
 const Method methods_tokens[] = {

@@ -10,6 +10,8 @@ instances -- two devices -- on one database: registered on one, signed in on the
 winner when both rotate one refresh token at once, failures on both adding up to one lockout, a
 customer deleted on one gone on the other."""
 
+import base64
+import json
 import os
 import shutil
 import subprocess
@@ -21,6 +23,11 @@ import unittest
 from idmtest import FAKE_SENDMAIL, IDMCTL, TEST_PG, Idmd, RpcError, main
 
 PASSWORD = "correct horse 9"
+
+
+def jwt_kid(jwt):
+    header = jwt.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
 
 
 def pg_ctl(action):
@@ -172,9 +179,9 @@ class Postgresql(unittest.TestCase):
 
     def test_migrate_store_from_lmdb(self):
         """A device's LMDB store moved into PostgreSQL with idmd --migrate-store: every record comes
-        over, customers sign in with their passwords, tokens signed before still verify once the
-        keys are copied; an idmd still running on the directory, or a database that is not empty,
-        is refused."""
+        over, customers sign in with their passwords, tokens signed before verify (the key files
+        became records of the store), on a second idmd of the store too; an idmd still running on
+        the directory, or a database that is not empty, is refused."""
         old = self.new()
         old.pg_schema = None            # this one keeps its store in LMDB
         old.write_config("")
@@ -194,10 +201,13 @@ class Postgresql(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("every table's count matches", p.stdout)
         self.assertIn("Copied 30 records of table customers.", p.stderr)
-        shutil.copytree(os.path.join(old.state, "keys"), os.path.join(new.state, "keys"))
+        self.assertIn("Copied 1 signing keys", p.stdout)
         new.start()
+        other = self.new(pg_schema=new.pg_schema).start()
         for i, s in enumerate(sessions):
             self.assertEqual(new.call("getCustomer", {"jwt": s["jwt"]})["email"], f"c{i}@example.com")
+            self.assertEqual(other.call("getCustomer", {"jwt": s["jwt"]})["email"], f"c{i}@example.com")
+        other.stop()
         new.call("login", {"email": "c7@example.com", "password": PASSWORD, "publisherId": pub})
         self.assertIn("jwt", new.call("refreshToken", {"refreshToken": sessions[3]["refreshToken"]}))
         new.stop()
@@ -217,6 +227,11 @@ class Postgresql(unittest.TestCase):
         a.call("registerCustomer", {"email": "a@example.com", "password": PASSWORD, "publisherId": pub})
         on_b = b.call("login", {"email": "a@example.com", "password": PASSWORD, "publisherId": pub})
         self.assertEqual(b.call("getCustomer", {"jwt": on_b["jwt"]})["email"], "a@example.com")
+        # A JWT of either verifies on the other: one signing key, in the store.
+        on_a = a.call("login", {"email": "a@example.com", "password": PASSWORD, "publisherId": pub})
+        self.assertEqual(b.call("getCustomer", {"jwt": on_a["jwt"]})["email"], "a@example.com")
+        self.assertEqual(a.call("getCustomer", {"jwt": on_b["jwt"]})["email"], "a@example.com")
+        self.assertEqual(a.call("getJwks")["keys"], b.call("getJwks")["keys"])
 
         # Failures on both add up to one lockout, seen by both.
         for d in (a, b, a, b):
@@ -240,6 +255,62 @@ class Postgresql(unittest.TestCase):
         with self.assertRaises(RpcError) as e:
             b.call("refreshToken", {"refreshToken": c["refreshToken"]})
         self.assertEqual(e.exception.code, 401)
+
+    def test_signing_keys_shared_and_rotated_across_devices(self):
+        """Both devices started at once on a new database make one first key between them; a key
+        rotated on one signs JWTs that the other verifies at once (it reads the keys again for an
+        unknown kid), and a key revoked on one stops verifying on the other within a minute; a
+        flood of JWTs naming made-up kids is refused without harm."""
+        a = self.new()
+        b = self.new(pg_schema=a.pg_schema)
+        starts = [threading.Thread(target=d.start) for d in (a, b)]
+        for t in starts:
+            t.start()
+        for t in starts:
+            t.join(120)
+        kids = lambda d: [k["kid"] for k in d.call("getJwks")["keys"]]
+        self.assertEqual(len(kids(a)), 1)
+        self.assertEqual(kids(a), kids(b))
+        first = kids(a)[0]
+        self.assertEqual(len(self.key_rows(a)), 1)
+
+        pub = a.call("createPublisher", {"name": "P"})["publisherId"]
+        old = a.call("registerCustomer", {"email": "a@example.com", "password": PASSWORD, "publisherId": pub})
+        second = a.call("rotateSigningKey")["kid"]
+        self.assertNotEqual(second, first)
+        new = a.call("login", {"email": "a@example.com", "password": PASSWORD, "publisherId": pub})
+        self.assertEqual(jwt_kid(new["jwt"]), second)
+        # B has not read the keys since: the unknown kid makes it look, and the JWT verifies.
+        self.assertEqual(b.call("getCustomer", {"jwt": new["jwt"]})["email"], "a@example.com")
+        self.assertEqual(kids(b), [second, first])
+        self.assertEqual(b.call("getCustomer", {"jwt": old["jwt"]})["email"], "a@example.com")
+        self.assertEqual(jwt_kid(b.call("login", {"email": "a@example.com", "password": PASSWORD,
+                                                  "publisherId": pub})["jwt"]), second)
+
+        # Made-up kids (signed by nobody's key): refused, however many, at most one read a second.
+        forged = new["jwt"].split(".")
+        for i in range(30):
+            header = base64.urlsafe_b64encode(json.dumps({"alg": "EdDSA", "typ": "at+jwt", "kid": f"x{i:015d}"})
+                                              .encode()).rstrip(b"=").decode()
+            with self.assertRaises(RpcError) as e:
+                b.call("getCustomer", {"jwt": ".".join([header, forged[1], forged[2]])})
+            self.assertEqual(e.exception.code, 401)
+
+        # Revoked on B (a key that leaked): A's in-memory keys lose the old ones within a minute.
+        third = b.call("rotateSigningKey", {"revokePrevious": True})
+        self.assertEqual(third["revoked"], 2)
+        self.assertEqual(len(self.key_rows(a)), 1)
+        deadline = time.monotonic() + 60
+        while kids(a) != [third["kid"]]:
+            self.assertLess(time.monotonic(), deadline, kids(a))
+            time.sleep(1)
+        for jwt in (old["jwt"], new["jwt"]):
+            with self.assertRaises(RpcError) as e:
+                a.call("getCustomer", {"jwt": jwt})
+            self.assertEqual(e.exception.code, 401)
+
+    def key_rows(self, d):
+        return [k for k in d.table("meta") if k.startswith("signing-key:")]
 
     def test_refresh_token_at_both_at_once_has_one_winner(self):
         """The same refresh token presented to both devices at the same moment, 100 times: one
