@@ -16,10 +16,12 @@
  *   floor-lmdb    durable LMDB commits with idmd's environment flags, K records per transaction.
  *   floor-argon2  bare crypto_pwhash_str_verify() throughput at idmd's default cost.
  *   floor-ed25519 bare Ed25519 signature verification of a JWT-sized message on T threads.
+ *   floor-pg      one-row INSERT + COMMIT round trips to PostgreSQL on one connection (libpq):
+ *                 the floor of a store in PostgreSQL, as floor-lmdb is LMDB's.
  *   probe         waits until idmd answers getServerInfo; prints the request and reply sizes.
  *
  * Every command prints one JSON line on stdout (for scripts) and one human line on stderr.
- * Only libc, pthreads, jansson, libsodium and LMDB are used. Not installed, not in `meson test`
+ * Only libc, pthreads, jansson, libsodium, LMDB and libpq are used. Not installed, not in `meson test`
  * unless the build was configured with -Dbench=true (see bench/meson.build).
  */
 #include <assert.h>
@@ -37,6 +39,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+
+#include <libpq-fe.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -1365,6 +1369,7 @@ typedef struct Options {
         unsigned long long opslimit;
         uint64_t memlimit;
         double wait;
+        const char *conninfo;
 } Options;
 
 /* The server-side columns for the window [a, b] of a load: RSS, CPU time, CPU per request. */
@@ -2424,6 +2429,116 @@ static int cmd_floor_ed25519(const Options *o) {
 
 /* ---- probe ---- */
 
+/* ---- floor-pg: one-row INSERT + COMMIT round trips ---- */
+
+static void pq_finishp(PGconn **c) {
+        if (*c)
+                PQfinish(*c);
+}
+
+static int pg_exec(PGconn *c, const char *sql) {
+        PGresult *res = PQexec(c, sql);
+        int r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -EIO;
+
+        if (r < 0)
+                fprintf(stderr, "floor-pg: %s: %s", sql, PQerrorMessage(c));
+        PQclear(res);
+        return r;
+}
+
+/* What a durable one-row write costs on the database idmd would use: a prepared INSERT of a
+ * random 32-byte key and a record_size value (bytea, as idm_records holds them) in autocommit,
+ * so each is one round trip and one commit (WAL flush), on one connection, one after another. */
+static int cmd_floor_pg(const Options *o) {
+        _cleanup_(pq_finishp) PGconn *c = NULL;
+        _cleanup_(samples_done) Samples commits = {};
+        _cleanup_(json_decrefp) json_t *out = NULL;
+        _cleanup_free_ char *value = NULL;
+        uint64_t t0, t_measure, t_end, n = 0;
+        json_t *lat;
+        int r;
+
+        if (!o->conninfo) {
+                fprintf(stderr, "floor-pg needs --conninfo.\n");
+                return -EINVAL;
+        }
+        c = PQconnectdb(o->conninfo);
+        if (PQstatus(c) != CONNECTION_OK) {
+                fprintf(stderr, "floor-pg: cannot connect: %s", PQerrorMessage(c));
+                return -EIO;
+        }
+        value = malloc(o->record_size);
+        if (!value)
+                return -ENOMEM;
+        memset(value, 'x', o->record_size);
+        r = pg_exec(c, "SET client_min_messages = warning");
+        if (r >= 0)
+                r = pg_exec(c, "DROP TABLE IF EXISTS idm_bench_floor");
+        if (r >= 0)
+                r = pg_exec(c, "CREATE TABLE idm_bench_floor (key bytea PRIMARY KEY, value bytea NOT NULL)");
+        if (r < 0)
+                return r;
+        {
+                PGresult *res = PQprepare(c, "ins", "INSERT INTO idm_bench_floor VALUES ($1, $2)", 2, NULL);
+                r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -EIO;
+                if (r < 0)
+                        fprintf(stderr, "floor-pg: prepare: %s", PQerrorMessage(c));
+                PQclear(res);
+                if (r < 0)
+                        return r;
+        }
+
+        t0 = now_nsec();
+        t_measure = t0 + sec_to_nsec(o->warmup);
+        t_end = t_measure + sec_to_nsec(o->duration);
+        for (;;) {
+                unsigned char key[32];
+                const char *values[2] = { (const char *) key, value };
+                const int lengths[2] = { sizeof key, (int) o->record_size }, formats[2] = { 1, 1 };
+                uint64_t a = now_nsec(), b;
+                PGresult *res;
+
+                if (a >= t_end)
+                        break;
+                randombytes_buf(key, sizeof key);
+                res = PQexecPrepared(c, "ins", 2, values, lengths, formats, 1);
+                r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -EIO;
+                if (r < 0)
+                        fprintf(stderr, "floor-pg: insert: %s", PQerrorMessage(c));
+                PQclear(res);
+                if (r < 0)
+                        return r;
+                b = now_nsec();
+                if (a >= t_measure) {
+                        if (samples_add(&commits, b - a) < 0)
+                                return -ENOMEM;
+                        n++;
+                }
+        }
+        (void) pg_exec(c, "DROP TABLE idm_bench_floor");
+
+        {
+                double window = (double) (t_end - t_measure) / (double) NSEC_PER_SEC;
+
+                out = json_pack("{s:s, s:i, s:f, s:I, s:f, s:o, s:i}",
+                                "bench", "floor-pg",
+                                "record_bytes", (int) o->record_size,
+                                "window_s", window,
+                                "commits", (json_int_t) n,
+                                "commits_per_s", round1(window > 0 ? (double) n / window : 0),
+                                "commit_latency_us", latency_json(&commits),
+                                "server_version", PQserverVersion(c));
+        }
+        if (!out)
+                return -ENOMEM;
+        print_json(out);
+        lat = json_object_get(out, "commit_latency_us");
+        fprintf(stderr, "floor-pg one-row INSERT + COMMIT of %zu bytes: %.0f commits/s, p50 %.0f us, p99 %.0f us\n",
+                o->record_size, json_real_value(json_object_get(out, "commits_per_s")),
+                json_number_value(json_object_get(lat, "p50")), json_number_value(json_object_get(lat, "p99")));
+        return 0;
+}
+
 static int cmd_probe(const Options *o) {
         static const char req[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"getServerInfo\"}\n";
         _cleanup_(json_decrefp) json_t *out = NULL, *reply = NULL;
@@ -2506,6 +2621,9 @@ static void help(void) {
                "        Bare crypto_pwhash_str_verify() at idmd's default cost.\n"
                "  floor-ed25519 [--threads T] [--duration S]\n"
                "        Bare crypto_sign_verify_detached() of a JWT-sized message, on T threads.\n"
+               "  floor-pg --conninfo CONNINFO [--record-size B] [--duration S]\n"
+               "        One-row INSERT + COMMIT round trips on one connection (table idm_bench_floor,\n"
+               "        made and dropped in the connection's schema).\n"
                "  probe --socket PATH [--wait S]\n"
                "        Waits until idmd answers getServerInfo.\n\n"
                "Options:\n"
@@ -2576,6 +2694,7 @@ int main(int argc, char *argv[]) {
                 ARG_READ_PARAMS, ARG_WRITE_METHOD, ARG_WRITE_PARAMS, ARG_READ_CONNECTIONS,
                 ARG_WRITE_CONNECTIONS, ARG_READ_THREADS, ARG_READ_RATE, ARG_REPLY_SIZE, ARG_DIR,
                 ARG_RECORDS_PER_TXN, ARG_RECORD_SIZE, ARG_OPSLIMIT, ARG_MEMLIMIT, ARG_WAIT, ARG_WEIGHTS,
+                ARG_CONNINFO,
         };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, ARG_SOCKET },
@@ -2605,6 +2724,7 @@ int main(int argc, char *argv[]) {
                 { "memlimit", required_argument, NULL, ARG_MEMLIMIT },
                 { "wait", required_argument, NULL, ARG_WAIT },
                 { "weights", required_argument, NULL, ARG_WEIGHTS },
+                { "conninfo", required_argument, NULL, ARG_CONNINFO },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -2731,6 +2851,9 @@ int main(int argc, char *argv[]) {
                 case ARG_WEIGHTS:
                         r = parse_weights(optarg, o.weights);
                         break;
+                case ARG_CONNINFO:
+                        o.conninfo = optarg;
+                        break;
                 case 'h':
                         help();
                         return EXIT_SUCCESS;
@@ -2771,6 +2894,8 @@ int main(int argc, char *argv[]) {
                 r = cmd_floor_ed25519(&o);
         else if (streq(command, "floor-argon2"))
                 r = cmd_floor_argon2(&o);
+        else if (streq(command, "floor-pg"))
+                r = cmd_floor_pg(&o);
         else if (streq(command, "probe"))
                 r = cmd_probe(&o);
         else {

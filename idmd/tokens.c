@@ -896,7 +896,7 @@ static bool keyring_has(const Keyring *k, const char *kid);
 
 int keyring_set_records(Keyring *k, json_t *records, uint64_t now_usec, uint64_t retain_usec) {
         _cleanup_(keyring_freep) Keyring *fresh = NULL;
-        bool changed, removed = false;
+        bool changed;
         int r;
 
         if (!k || !records)
@@ -908,7 +908,7 @@ int keyring_set_records(Keyring *k, json_t *records, uint64_t now_usec, uint64_t
         changed = fresh->n_keys != k->n_keys;
         for (size_t i = 0; i < k->n_keys; i++) {
                 if (!keyring_has(fresh, k->keys[i].kid))
-                        changed = removed = true;
+                        changed = true;
                 else if (!changed && (!streq(k->keys[i].kid, fresh->keys[i].kid) ||
                                       k->keys[i].retired_usec != fresh->keys[i].retired_usec))
                         changed = true;
@@ -916,9 +916,9 @@ int keyring_set_records(Keyring *k, json_t *records, uint64_t now_usec, uint64_t
         if (!changed)
                 return 0;
 
-        /* A key gone (retired long enough, or deleted as leaked): nothing it signed counts. */
-        if (removed)
-                jwt_cache_flush(k->cache);
+        /* As keyring_rotate(): once the keys change, nothing verified before counts (a key may
+         * be gone: retired long enough, or deleted as leaked). */
+        jwt_cache_flush(k->cache);
         /* fresh's kids (and generation) were made above: nothing can fail from here on. */
         {
                 Key *keys = k->keys;

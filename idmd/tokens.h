@@ -113,7 +113,7 @@ int key_records_update(json_t *records, uint64_t now_usec, uint64_t retain_usec,
  * none is active). */
 int keyring_from_records(json_t *records, uint64_t now_usec, uint64_t retain_usec, Keyring **ret);
 /* Makes k's keys those of records (as keyring_from_records() reads them): 1 when they changed
- * (a new generation; the cache is emptied when a key is gone), 0 when they were the same; on
+ * (a new generation, the cache emptied), 0 when they were the same; on
  * error k is unchanged. Only for a keyring made from records. */
 int keyring_set_records(Keyring *k, json_t *records, uint64_t now_usec, uint64_t retain_usec);
 /* Every key of k as records, secret keys included (for moving a store). New reference. */

@@ -275,6 +275,19 @@ class Idmd:
                                          f"WHERE tbl = {STORE_TABLES.index(name)}")
         return {k: json.loads(v) for k, v in rows}
 
+    def signing_keys(self):
+        """{kid: key record} of the signing keys as idmd keeps them: the files of keys/ on LMDB,
+        records of the meta table on PostgreSQL."""
+        if not self.pg_schema:
+            d = os.path.join(self.state, "keys")
+            keys = {}
+            for name in os.listdir(d):
+                with open(os.path.join(d, name)) as f:
+                    keys[name.removesuffix(".key")] = json.load(f)
+            return keys
+        return {k.removeprefix("signing-key:"): v for k, v in self.table("meta").items()
+                if k.startswith("signing-key:")}
+
     def store_arg(self):
         """The store as store-inspect takes it: the state directory, or postgresql:CONNINFO."""
         if not self.pg_schema:

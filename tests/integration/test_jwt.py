@@ -47,9 +47,9 @@ class Jwt(IdmdTestCase):
         return self.idmd.call("introspectToken", {"token": token})
 
     def signing_key(self, kid):
-        """The daemon's own secret key, read from its state directory (the test runs as root)."""
-        with open(os.path.join(self.idmd.state, "keys", kid + ".key")) as f:
-            sk = b64url_decode(json.load(f)["secretKey"])
+        """The daemon's own secret key, read from its state directory or its store (the test runs
+        as root)."""
+        sk = b64url_decode(self.idmd.signing_keys()[kid]["secretKey"])
         return Ed25519PrivateKey.from_private_bytes(sk[:32])
 
     def forge(self, header, claims, key):
@@ -186,7 +186,7 @@ class Jwt(IdmdTestCase):
         new_kid = result["kid"]
         self.assertEqual(result["revoked"], 2)
         self.assertEqual(set(self.jwks()), {new_kid})
-        self.assertEqual(sorted(os.listdir(os.path.join(self.idmd.state, "keys"))), [f"{new_kid}.key"])
+        self.assertEqual(list(self.idmd.signing_keys()), [new_kid])
         self.assertFalse(self.active(old_token)["active"])
         self.assertError(self.idmd.error("getCustomer", {"jwt": old_token}), 401, "invalid_token")
         fresh = self.idmd.call("refreshToken", {"refreshToken": self.session["refreshToken"]})

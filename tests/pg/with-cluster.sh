@@ -7,7 +7,8 @@
 # run as root: PostgreSQL refuses to run as root), a Unix socket in that directory and no TCP
 # listener at all, fsync on. It has a role "idm" (login, no superuser) owning a database "idm".
 # The command gets IDM_TEST_PG, a libpq connection string for it, IDM_TEST_PG_CTL, a script that
-# stops the server (immediately, as a crash would) or starts it again, and PG_BINDIR. The cluster is
+# stops the server (immediately, as a crash would), kills it (SIGKILL to the postmaster and every
+# process of the server at once) or starts it again, and PG_BINDIR. The cluster is
 # stopped and its directory removed when the command ends, whatever it did; the command's exit
 # status is this script's. Nothing outside the temporary directory is touched.
 set -euo pipefail
@@ -43,14 +44,24 @@ server_options="-c listen_addresses='' -c unix_socket_directories='$dir' -c fsyn
 "$bindir/psql" -X -q -h "$dir" -U postgres -d postgres -v ON_ERROR_STOP=1 \
         -c "CREATE ROLE idm LOGIN" -c "CREATE DATABASE idm OWNER idm" >/dev/null
 
-# For tests of a database that goes away and comes back: "$IDM_TEST_PG_CTL" stop|start.
+# For tests of a database that goes away and comes back: "$IDM_TEST_PG_CTL" stop|kill|start.
+# kill: SIGKILL to the postmaster and its children together (nothing gets to finish or flush),
+# then waits until all are gone, so that start finds no process of the old server.
 {
         echo '#!/bin/sh'
         echo "cd '$dir' || exit 1"
         echo 'case "$1" in'
         echo "stop) exec ${as_owner[*]} '$bindir/pg_ctl' -D '$dir/data' -m immediate -w stop ;;"
         echo "start) exec ${as_owner[*]} '$bindir/pg_ctl' -D '$dir/data' -w -t 60 -l '$dir/server.log' -o \"$server_options\" start ;;"
-        echo '*) echo "usage: $0 stop|start" >&2; exit 2 ;;'
+        echo "kill) pid=\$(head -n 1 '$dir/data/postmaster.pid') || exit 1"
+        echo '      pids="$pid $(pgrep -P "$pid" | tr "\n" " ")"'
+        echo '      kill -KILL $pids || exit 1'
+        echo '      for _ in $(seq 300); do'
+        echo '              alive=""; for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done'
+        echo '              [ -n "$alive" ] || exit 0; sleep 0.1'
+        echo '      done'
+        echo '      echo "the killed server is still there" >&2; exit 1 ;;'
+        echo '*) echo "usage: $0 stop|kill|start" >&2; exit 2 ;;'
         echo 'esac'
 } >"$dir/ctl"
 chmod 755 "$dir/ctl"
