@@ -9,6 +9,10 @@
 # (and against pam_unix with --compare-pam-unix). Prints a table of throughput, latency, floor,
 # ratio and the targets, writes every figure as CSV (one row per scenario, connections and round)
 # and, with gnuplot, a PNG per scenario into bench/results/ (docs/performance.md, "Reproducing").
+# With --backend postgresql each round also runs refreshToken, login and getCustomer with idmd's
+# store in PostgreSQL, beside the LMDB figures of the same round, against PostgreSQL's own floor
+# (one-row INSERT + COMMIT round trips, idm-bench floor-pg): in a throwaway cluster
+# (tests/pg/with-cluster.sh), or in the database $IDM_BENCH_PG names.
 #
 # Everything it starts it stops (trap), and it writes only below its temporary directory (in
 # $TMPDIR or /tmp), the build directory and the results directory: never /etc, /run or /var.
@@ -46,6 +50,11 @@ Usage: bench/run.sh [OPTIONS]
   --no-plot          CSV only, no PNG
   --no-install       Do not install gnuplot-nox when it is missing (then CSV only)
   --no-pam           Skip the PAM comparison
+  --backend B        lmdb (default), or postgresql: also the store-bound scenarios with the store
+                     in PostgreSQL, side by side with LMDB, against PostgreSQL's one-row commit
+                     floor. The database: \$IDM_BENCH_PG (a libpq connection string; each idmd gets
+                     a schema of its own there, dropped afterwards), else a throwaway PostgreSQL 15
+                     cluster in /tmp (tests/pg/with-cluster.sh: postgresql-15 must be installed)
   --compare-pam-unix Also time pam_unix on a temporary local user with a yescrypt password
                      (root only: useradd, chpasswd; userdel on exit). /etc/pam.d is not touched:
                      the PAM service files live in the temporary directory (pam_wrapper).
@@ -59,6 +68,7 @@ EOF
 
 here="$(cd "$(dirname "$0")" && pwd)"
 src="$(dirname "$here")"
+args=("$@")
 runs=3
 duration=4
 warmup=1
@@ -78,6 +88,7 @@ plot=1
 install=1
 pam=1
 pam_unix=0
+backend=lmdb
 
 while [ $# -gt 0 ]; do
         case "$1" in
@@ -99,11 +110,26 @@ while [ $# -gt 0 ]; do
         --no-install) install=0 ;;
         --no-pam) pam=0 ;;
         --compare-pam-unix) pam_unix=1 ;;
+        --backend) backend="$2"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "Unknown option '$1'." >&2; usage >&2; exit 2 ;;
         esac
         shift
 done
+
+case "$backend" in
+lmdb) ;;
+postgresql)
+        # No database named: the whole run again beside a throwaway cluster (which it stops).
+        if [ -z "${IDM_BENCH_PG:-}" ]; then
+                [ -z "${IDM_TEST_PG:-}" ] || exec env IDM_BENCH_PG="$IDM_TEST_PG" "$0" "${args[@]}"
+                exec "$src/tests/pg/with-cluster.sh" sh -c 'IDM_BENCH_PG="$IDM_TEST_PG" exec "$0" "$@"' \
+                        "$here/run.sh" "${args[@]}"
+        fi
+        command -v psql >/dev/null || { echo "--backend postgresql needs psql (postgresql-client)." >&2; exit 1; }
+        ;;
+*) echo "Invalid --backend '$backend': lmdb or postgresql." >&2; exit 2 ;;
+esac
 
 # The connection counts of the sweep: sorted, without duplicates, always with --connections.
 sweep_list=$(tr ', ' '\n\n' <<<"$sweep $connections" | grep -v '^$' | sort -n -u | tr '\n' ' ')
@@ -196,6 +222,10 @@ cleanup() {
                 wait "$idmd_pid" 2>/dev/null || true
         fi
         idmd_pid=""
+        if [ -n "${pg_schema:-}" ]; then
+                pg_sql "DROP SCHEMA $pg_schema CASCADE" >/dev/null 2>&1 || true
+                pg_schema=""
+        fi
         if [ -n "${unix_user:-}" ]; then
                 # pam_unix's temporary user: only the one this run added (its unique name).
                 userdel "$unix_user" 2>/dev/null || echo "Could not remove the local user $unix_user: remove it with userdel." >&2
@@ -245,7 +275,8 @@ fi
 # is rewritten (the details go to run.log); otherwise one plain line per step.
 [ -t 2 ] && progress_tty=1
 n_scenarios=6
-[ "$pam" = 0 ] || n_scenarios=7
+[ "$pam" = 0 ] || n_scenarios=$((n_scenarios + 1))
+[ "$backend" = lmdb ] || n_scenarios=$((n_scenarios + 1))
 k_scenario=0
 progress() {
         local line
@@ -296,12 +327,13 @@ concurrency = 10000
 EOF
 
 n_idmd=0
+# start_idmd [CONFIG]: a fresh idmd (default configuration: $tmp/idmd.conf).
 start_idmd() {
         n_idmd=$((n_idmd + 1))
-        local d="$tmp/idmd-$n_idmd"
+        local d="$tmp/idmd-$n_idmd" conf="${1:-$tmp/idmd.conf}"
         mkdir -p "$d"
         socket="$d/socket"
-        "${run_nice[@]}" "$IDMD" --config "$tmp/idmd.conf" --state-dir "$d/state" --socket "$socket" >"$d/log" 2>&1 &
+        "${run_nice[@]}" "$IDMD" --config "$conf" --state-dir "$d/state" --socket "$socket" >"$d/log" 2>&1 &
         idmd_pid=$!
         if ! "$IDM_BENCH" probe --socket "$socket" --wait 30 >"$d/probe.json" 2>/dev/null; then
                 echo "idmd did not start:" >&2
@@ -322,6 +354,26 @@ stop_idmd() {
         fi
         rm -rf "$tmp/idmd-$n_idmd/state"
 }
+
+# The store in PostgreSQL (--backend postgresql): each idmd gets a new schema of $IDM_BENCH_PG,
+# dropped when it stops (or at exit).
+pg_schema=""
+pg_sql() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -A -t -v ON_ERROR_STOP=1 "$IDM_BENCH_PG" -c "$1"; }
+start_idmd_pg() {
+        pg_schema="idm_bench_$$_$((n_idmd + 1))"
+        pg_sql "CREATE SCHEMA $pg_schema" >/dev/null
+        { cat "$tmp/idmd.conf"
+          printf "\n[store]\nbackend = postgresql\nconnection = %s options='-c search_path=%s'\n" \
+                 "$IDM_BENCH_PG" "$pg_schema"; } >"$tmp/idmd-pg.conf"
+        start_idmd "$tmp/idmd-pg.conf"
+}
+stop_idmd_pg() {
+        stop_idmd
+        pg_sql "DROP SCHEMA $pg_schema CASCADE" >/dev/null
+        pg_schema=""
+}
+# WAL flushes of the whole cluster so far (PostgreSQL 14 and later).
+pg_wal_syncs() { pg_sql "SELECT wal_sync FROM pg_stat_wal"; }
 
 # Runs idm-bench; its JSON line goes to $tmp/last.json (and --json), its human line to stderr.
 bench() {
@@ -735,6 +787,58 @@ for run in $(seq "$runs"); do
                 stop_idmd
         fi
 
+        # The store in PostgreSQL: the scenarios that write or read it, beside this round's LMDB
+        # figures, and PostgreSQL's own floor.
+        if [ "$backend" = postgresql ]; then
+                progress "PostgreSQL store: one-row commit floor, refreshToken, login, getCustomer (JWT)"
+                bench "PostgreSQL floor: one-row INSERT + COMMIT, 1 connection" floor-pg --conninfo "$IDM_BENCH_PG" \
+                        --duration "$duration"
+                keep pg_floor .commits_per_s; keep pg_floor_p50 .commit_latency_us.p50
+                keep pg_floor_p99 .commit_latency_us.p99
+
+                # Group size: units of work (the refreshes and each connection's registration) per
+                # WAL flush of the cluster during the load (background flushes count too).
+                start_idmd_pg
+                wal0=$(pg_wal_syncs)
+                bench "refreshToken, store in PostgreSQL" load --socket "$socket" --pid "$idmd_pid" \
+                        --method refreshToken "${common[@]}"
+                wal1=$(pg_wal_syncs)
+                check ""
+                keep pg_rt_rps .throughput; keep pg_rt_p50 .latency_us.p50; keep pg_rt_p99 .latency_us.p99
+                keep pg_rt_cpu .server.cpu_us_per_req
+                keep_value pg_group "$(awk -v u=$(( $(handled) + connections )) -v s=$((wal1 - wal0)) \
+                        'BEGIN { if (s > 0) printf "%.2f", u / s; else print "nan" }')"
+                pg_group_floor=$(awk -v f="$(last pg_floor)" -v g="$(last pg_group)" \
+                        'BEGIN { if (f > 0 && g != "nan") printf "%.1f", f * g; else print "nan" }')
+                keep_value pg_rt_ratio "$(ratio "$(J .throughput)" "$pg_group_floor")"
+                csv_row refreshToken_postgresql "$connections" "$(J .throughput)" "$(J .latency_us.p50)" \
+                        "$(J .latency_us.p99)" pg_1_row_commits_per_s_x_group "$pg_group_floor" \
+                        "$(last pg_rt_ratio)" "$(J .server.cpu_us_per_req)"
+                stop_idmd_pg
+
+                start_idmd_pg
+                bench "login, store in PostgreSQL" load --socket "$socket" --pid "$idmd_pid" --method login \
+                        "${common[@]}"
+                check ""
+                keep pg_login_rps .throughput; keep pg_login_p50 .latency_us.p50; keep pg_login_p99 .latency_us.p99
+                keep_ratio pg_login_ratio pg_login_p50 login_p50
+                csv_row login_postgresql "$connections" "$(J .throughput)" "$(J .latency_us.p50)" "$(J .latency_us.p99)" \
+                        lmdb_login_p50_us "$(last login_p50)" "$(last pg_login_ratio)" "$(J .server.cpu_us_per_req)"
+                stop_idmd_pg
+
+                start_idmd_pg
+                bench "getCustomer with a JWT, store in PostgreSQL" load --socket "$socket" --pid "$idmd_pid" \
+                        --method getCustomer "${common[@]}"
+                check ""
+                keep pg_jwt_rps .throughput; keep pg_jwt_p50 .latency_us.p50; keep pg_jwt_p99 .latency_us.p99
+                keep pg_jwt_cpu .server.cpu_us_per_req
+                keep_ratio pg_jwt_ratio pg_jwt_rps jwt_rps
+                csv_row getCustomer_jwt_postgresql "$connections" "$(J .throughput)" "$(J .latency_us.p50)" \
+                        "$(J .latency_us.p99)" lmdb_per_s "$(last jwt_rps)" "$(last pg_jwt_ratio)" \
+                        "$(J .server.cpu_us_per_req)"
+                stop_idmd_pg
+        fi
+
         keep_ratio gsi_ratio gsi_rps echo_rps
         keep_ratio gsi_cpu_ratio gsi_cpu echo_cpu
         keep_ratio rt_ratio rt_rps lmdb1
@@ -828,6 +932,18 @@ if [ "$pam" = 1 ]; then
                         "<= 0.4: $(verdict "$(m pam_unix_ratio)" "<=" 0.4)"
         fi
 fi
+if [ "$backend" = postgresql ]; then
+        printf "$fmt_row" "PostgreSQL: one-row INSERT + COMMIT" "$(fmt "$(m pg_floor)")/s" "$(fmt "$(m pg_floor_p50)")" \
+                "$(fmt "$(m pg_floor_p99)")" "1 connection, one after another" "-" "-"
+        printf "$fmt_row" "PostgreSQL: refreshToken" "$(fmt "$(m pg_rt_rps)")/s" "$(fmt "$(m pg_rt_p50)")" \
+                "$(fmt "$(m pg_rt_p99)")" "floor x $(fmt "$(m pg_group)") units/WAL flush" "$(spread pg_rt_ratio)" \
+                ">= 0.5: $(verdict "$(m pg_rt_ratio)" ">=" 0.5)"
+        printf "$fmt_row" "PostgreSQL: login, p50 vs LMDB's" "$(fmt "$(m pg_login_rps)")/s" "$(fmt "$(m pg_login_p50)")" \
+                "$(fmt "$(m pg_login_p99)")" "LMDB login p50 $(fmt "$(m login_p50)") µs" "$(spread pg_login_ratio)" \
+                "<= 1.1: $(verdict "$(m pg_login_ratio)" "<=" 1.1)"
+        printf "$fmt_row" "PostgreSQL: getCustomer with a JWT" "$(fmt "$(m pg_jwt_rps)")/s" "$(fmt "$(m pg_jwt_p50)")" \
+                "$(fmt "$(m pg_jwt_p99)")" "LMDB $(fmt "$(m jwt_rps)")/s" "$(spread pg_jwt_ratio)" "-"
+fi
 printf '\nidmd CPU per request (medians; target for getServerInfo and getJwks <= 8 µs, refreshToken <= 60 µs): getJwks %s µs, getPublisherConsents %s µs, getCustomer (JWT) %s µs\n' \
         "$(fmt "$(m jwks_cpu)")" "$(fmt "$(m gpc_cpu)")" "$(fmt "$(m jwt_cpu)")"
 printf 'idmd per request (medians): getServerInfo %s µs CPU (%s in the kernel), RSS %s KiB; refreshToken %s µs CPU (%s in the kernel), RSS %s KiB; login RSS %s KiB, %s µs CPU (unloaded %s); mix %s µs CPU\n' \
@@ -841,6 +957,8 @@ if [ "$pam" = 1 ]; then
 fi
 printf 'System calls per request (perf stat, set-up included): refreshToken %s fdatasync, %s pwrite64; login %s fdatasync, %s pwrite64\n' \
         "$(f2 "$(m rt_fsync)")" "$(f2 "$(m rt_pwrite)")" "$(f2 "$(m login_fsync)")" "$(f2 "$(m login_pwrite)")"
+[ "$backend" = lmdb ] || printf 'Store in PostgreSQL, idmd CPU per request (medians): refreshToken %s µs (LMDB %s), getCustomer (JWT) %s µs (LMDB %s)\n' \
+        "$(fmt "$(m pg_rt_cpu)")" "$(fmt "$(m rt_cpu)")" "$(fmt "$(m pg_jwt_cpu)")" "$(fmt "$(m jwt_cpu)")"
 printf 'LMDB commit of 1 record: p50 %s µs, p99 %s µs. Errors (medians): refreshToken %s, login %s.\n' \
         "$(fmt "$(m lmdb1_p50)")" "$(fmt "$(m lmdb1_p99)")" "$(m rt_err)" "$(m login_err)"
 # Every round's value, so that a disturbed round shows (a commit p50 of milliseconds instead of a

@@ -83,6 +83,8 @@ static const Verb verbs[] = {
           "Run a PAM login for USER through SERVICE's stack and explain each step" },
         { "backup", NULL, 1, 1, 0, verb_backup, "DIR",
           "Have idmd write a copy of its store and signing keys into the new directory DIR" },
+        { "migrate-store", NULL, 1, 2, 0, verb_migrate_store, "DIR [CONFIG]",
+          "Copy a stopped idmd's LMDB store in DIR and its signing keys into the PostgreSQL store" },
         { "metrics", NULL, 0, 0, 0, verb_metrics, "",
           "Print the daemon's statistics as OpenMetrics text (for node_exporter's textfile collector)" },
         { "device", "approve", 1, 1, VERB_OPT_PUBLISHER | VERB_OPT_CUSTOMER, verb_device_approve,

@@ -142,6 +142,7 @@ int verb_customer_unix(Context *ctx, int argc, char **argv);
 int verb_customer_reset_password(Context *ctx, int argc, char **argv);
 int verb_metrics(Context *ctx, int argc, char **argv);
 int verb_backup(Context *ctx, int argc, char **argv);
+int verb_migrate_store(Context *ctx, int argc, char **argv);
 int verb_auth_test(Context *ctx, int argc, char **argv);
 int verb_consents_show(Context *ctx, int argc, char **argv);
 int verb_consents_set(Context *ctx, int argc, char **argv);

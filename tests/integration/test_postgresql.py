@@ -178,7 +178,8 @@ class Postgresql(unittest.TestCase):
               file=sys.stderr)
 
     def test_migrate_store_from_lmdb(self):
-        """A device's LMDB store moved into PostgreSQL with idmd --migrate-store: every record comes
+        """A device's LMDB store moved into PostgreSQL with idmctl migrate-store (idmd --migrate-store):
+        every record comes
         over, customers sign in with their passwords, tokens signed before verify (the key files
         became records of the store), on a second idmd of the store too; an idmd still running on
         the directory, or a database that is not empty, is refused."""
@@ -197,7 +198,9 @@ class Postgresql(unittest.TestCase):
         self.assertIn(f"An idmd is running on {old.state}: stop it first.", p.stderr)
         self.assertEqual(old.stop(), 0)
 
-        p = migrate()
+        # The operator's verb: idmctl migrate-store DIR CONFIG runs the same (idmd from $IDMD).
+        p = subprocess.run([IDMCTL, "migrate-store", old.state, new.config], capture_output=True, text=True,
+                           timeout=120, env=dict(os.environ, IDMD=new.args()[0]))
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("every table's count matches", p.stdout)
         self.assertIn("Copied 30 records of table customers.", p.stderr)
