@@ -1671,8 +1671,9 @@ static int rebuild_one(const char *key, json_t *value, void *userdata) {
                         r = family_key(family, &fkey);
                         if (r < 0)
                                 return r;
-                        if (store_exists(t, STORE_TOKENS, fkey))
-                                return 0;
+                        r = store_exists(t, STORE_TOKENS, fkey);
+                        if (r != 0)
+                                return r < 0 ? r : 0;
                 }
                 r = store_del(t, STORE_TOKENS, key);
                 return r == -ENOENT ? 0 : r;

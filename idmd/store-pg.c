@@ -29,10 +29,22 @@ static const char *strna(const char *s) {
         return s ? s : "n/a";
 }
 
+/* A connection of the pool runs in libpq's pipeline mode, so that what needs no answer of its
+ * own does not cost a round trip: a transaction's BEGIN is sent with its first statement, an
+ * overwriting put goes with the next statement that needs an answer (or the COMMIT), and a read
+ * snapshot's end is sent without waiting (its results are read before the next statement of
+ * whoever uses the connection next). A statement sent ahead that fails is reported by the
+ * statement it went with (the ones behind it are not run). Every round trip ends with a sync. */
 struct PgConn {
         StorePg *pool;
         PGconn *conn;           /* NULL once dropped (broken, or a statement timed out) */
         bool busy;              /* a transaction of a StoreTxn runs on it */
+        bool write;             /* ... a unit of work (else a read snapshot) */
+        const char *begin;      /* its BEGIN, until sent ahead of its first statement */
+        bool begin_queued;      /* ... queued, its result not read yet */
+        unsigned queued;        /* statements queued after it whose results are not read yet */
+        unsigned owed;          /* syncs sent whose results (one statement's, then the sync's)
+                                 * are still to be read: ended read snapshots */
 };
 
 struct StorePg {
@@ -212,6 +224,10 @@ static void pg_drop(PgConn *c) {
         if (c->conn)
                 PQfinish(c->conn);
         c->conn = NULL;
+        /* What it owed or had queued went with it. */
+        c->owed = 0;
+        c->queued = 0;
+        c->begin_queued = false;
 }
 
 /* Runs SQL without parameters (one statement, or several that return no rows) on conn. */
@@ -239,15 +255,164 @@ static int pg_command_timeout(PGconn *conn, uint64_t timeout_usec, const char *s
         return 0;
 }
 
+/* ---- pool connections: pipeline mode ---- */
+
+/* The next result of the pipeline, waiting for it: NULL ends one statement's results. */
+static int pg_next_result(PGconn *conn, uint64_t deadline, PGresult **ret) {
+        int r;
+
+        while (PQisBusy(conn)) {
+                r = pg_wait(conn, EPOLLIN, deadline);
+                if (r < 0)
+                        return log_debug_errno(r, "PostgreSQL did not answer in time: %m");
+                if (!PQconsumeInput(conn))
+                        return log_debug_errno(ENOTCONN, "PostgreSQL connection broke: %s", PQerrorMessage(conn));
+        }
+        *ret = PQgetResult(conn);
+        return 0;
+}
+
+/* One statement's results, up to the NULL that ends them: the first in *ret (NULL: freed), the
+ * others freed. */
+static int pg_read_statement(PGconn *conn, uint64_t deadline, PGresult **ret) {
+        PGresult *first = NULL, *res;
+        int r;
+
+        for (;;) {
+                r = pg_next_result(conn, deadline, &res);
+                if (r < 0)
+                        break;
+                if (!res)
+                        break;
+                if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+                        /* A sync where a statement's results belong: we lost count. */
+                        PQclear(res);
+                        r = log_debug_errno(EPROTO, "PostgreSQL pipeline out of step");
+                        break;
+                }
+                if (!first)
+                        first = res;
+                else
+                        PQclear(res);
+        }
+        if (r < 0 || !ret) {
+                PQclear(first);
+                first = NULL;
+        }
+        if (ret)
+                *ret = first;
+        return r;
+}
+
+static int pg_read_sync(PGconn *conn, uint64_t deadline) {
+        PGresult *res = NULL;
+        int r;
+
+        r = pg_next_result(conn, deadline, &res);
+        if (r >= 0 && PQresultStatus(res) != PGRES_PIPELINE_SYNC)
+                r = log_debug_errno(EPROTO, "PostgreSQL pipeline out of step");
+        PQclear(res);
+        return r;
+}
+
+/* Sends what is queued with a sync, and flushes it. */
+static int pg_sync_send(PgConn *c, uint64_t deadline) {
+        int f, r;
+
+        if (!PQpipelineSync(c->conn))
+                return log_debug_errno(ENOTCONN, "PostgreSQL connection broke: %s", PQerrorMessage(c->conn));
+        while ((f = PQflush(c->conn)) != 0) {
+                if (f < 0)
+                        return log_debug_errno(ENOTCONN, "PostgreSQL connection broke: %s", PQerrorMessage(c->conn));
+                r = pg_wait(c->conn, EPOLLIN | EPOLLOUT, deadline);
+                if (r < 0)
+                        return log_debug_errno(r, "PostgreSQL did not take a statement in time: %m");
+                if (!PQconsumeInput(c->conn))
+                        return log_debug_errno(ENOTCONN, "PostgreSQL connection broke: %s", PQerrorMessage(c->conn));
+        }
+        return 0;
+}
+
+/* Queues the transaction's BEGIN, if not sent yet, ahead of the statement about to be queued. */
+static int pg_queue_begin(PgConn *c) {
+        if (!c->begin)
+                return 0;
+        if (!PQsendQueryParams(c->conn, c->begin, 0, NULL, NULL, NULL, NULL, 0))
+                return pg_errno(c->conn, NULL, c->begin);
+        c->begin = NULL;
+        c->begin_queued = true;
+        return 0;
+}
+
+static bool pg_result_ok(const PGresult *res) {
+        return PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+}
+
+/* After one statement was queued (pg_queue_begin() before it): syncs, reads what the connection
+ * owes, then the results of the BEGIN and of the statements queued ahead (c->queued), and returns
+ * the statement's first result (NULL: see PQerrorMessage()). When one sent ahead failed, its
+ * result is returned instead (the statements behind it were not run: PGRES_PIPELINE_ABORTED).
+ * -ENOTCONN, -ETIMEDOUT, -EPROTO: the connection is dropped. */
+static int pg_roundtrip(PgConn *c, PGresult **ret) {
+        uint64_t deadline = now_usec() + c->pool->timeout_usec;
+        PGresult *failed = NULL, *res = NULL;
+        unsigned ahead = c->queued + (c->begin_queued ? 1 : 0);
+        int r;
+
+        *ret = NULL;
+        c->begin_queued = false;
+        c->queued = 0;
+        r = pg_sync_send(c, deadline);
+        for (; r >= 0 && c->owed > 0; c->owed--) {
+                r = pg_read_statement(c->conn, deadline, NULL);
+                if (r >= 0)
+                        r = pg_read_sync(c->conn, deadline);
+        }
+        for (; r >= 0 && ahead > 0; ahead--) {
+                PGresult *a = NULL;
+
+                r = pg_read_statement(c->conn, deadline, &a);
+                if (r >= 0 && !failed && !pg_result_ok(a))
+                        failed = TAKE_PTR(a);
+                PQclear(a);
+        }
+        if (r >= 0)
+                r = pg_read_statement(c->conn, deadline, &res);
+        if (r >= 0)
+                r = pg_read_sync(c->conn, deadline);
+        if (r < 0) {
+                PQclear(failed);
+                PQclear(res);
+                pg_drop(c);
+                return r;
+        }
+        if (failed) {
+                PQclear(res);
+                *ret = failed;
+                return 0;
+        }
+        *ret = res;
+        return 0;
+}
+
+/* A statement without parameters on a pool connection (inside its transaction). */
 static int pg_command(PgConn *c, const char *sql) {
+        _cleanup_(pqclearp) PGresult *res = NULL;
         int r;
 
         if (!c->conn)
                 return -ENOTCONN;
-        r = pg_command_timeout(c->conn, c->pool->timeout_usec, sql);
-        if (r == -ETIMEDOUT)
-                pg_drop(c);
-        return r;
+        r = pg_queue_begin(c);
+        if (r < 0)
+                return r;
+        if (!PQsendQueryParams(c->conn, sql, 0, NULL, NULL, NULL, NULL, 0))
+                return pg_errno(c->conn, NULL, sql);
+        r = pg_roundtrip(c, &res);
+        if (r < 0)
+                return r;
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+                return pg_errno(c->conn, res, sql);
+        return 0;
 }
 
 static int pg_prepare_all(PGconn *conn, uint64_t timeout_usec) {
@@ -323,6 +488,9 @@ static int pg_connect(StorePg *p, PGconn **ret) {
         r = pg_command_timeout(conn, p->timeout_usec, "SET client_encoding = 'UTF8'");
         if (r >= 0)
                 r = pg_prepare_all(conn, p->timeout_usec);
+        if (r >= 0 && !PQenterPipelineMode(conn))
+                r = log_debug_errno(EIO, "Could not put the PostgreSQL connection in pipeline mode: %s",
+                                    PQerrorMessage(conn));
         if (r < 0) {
                 PQfinish(conn);
                 return r;
@@ -614,6 +782,11 @@ int store_pg_begin(StorePg *p, bool write, PgConn **ret) {
                 c = &p->conns[p->n_conns++];    /* a new slot, connected below */
         /* Taken from here on: the connect and the BEGIN may wait, and nobody else may take it. */
         c->busy = true;
+        /* Still inside a transaction (nothing should leave one open): not to be used. */
+        if (c->conn && c->owed == 0 && PQtransactionStatus(c->conn) != PQTRANS_IDLE) {
+                log_debug("PostgreSQL connection left inside a transaction, connecting again");
+                pg_drop(c);
+        }
         if (!c->conn || PQstatus(c->conn) != CONNECTION_OK) {
                 /* New, dropped, or broken since its last use: a new connection (prepared
                  * statements do not survive a reset). */
@@ -629,14 +802,34 @@ int store_pg_begin(StorePg *p, bool write, PgConn **ret) {
                 pg_reachable(p, true);
         }
 
-        r = pg_command(c, write ? "BEGIN ISOLATION LEVEL SERIALIZABLE"
-                                : "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
-        if (r < 0) {
-                pg_release(c);
-                return r;
-        }
+        /* Sent ahead of the first statement, in the same round trip (pg_queue_begin()). */
+        c->write = write;
+        c->begin = write ? "BEGIN ISOLATION LEVEL SERIALIZABLE" : "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+        c->begin_queued = false;
         *ret = c;
         return 0;
+}
+
+/* Ends a read snapshot without waiting: its end is sent now, and its results are read before
+ * the connection's next statement (c->owed). Nothing to end if nothing was sent. */
+static void pg_end_snapshot(PgConn *c, const char *sql) {
+        int f;
+
+        if (c->begin || !c->conn) {
+                c->begin = NULL;
+                pg_release(c);
+                return;
+        }
+        if (!PQsendQueryParams(c->conn, sql, 0, NULL, NULL, NULL, NULL, 0) || !PQpipelineSync(c->conn))
+                pg_drop(c);
+        else {
+                c->owed++;
+                /* What does not go out now goes with the next round trip's flush. */
+                f = PQflush(c->conn);
+                if (f < 0)
+                        pg_drop(c);
+        }
+        pg_release(c);
 }
 
 int store_pg_commit(StorePg *p, PgConn *c) {
@@ -644,10 +837,22 @@ int store_pg_commit(StorePg *p, PgConn *c) {
         int r = 0;
 
         assert(c->busy);
+        if (c->begin) {
+                /* Nothing was sent: there is no transaction to commit. */
+                c->begin = NULL;
+                pg_release(c);
+                return 0;
+        }
+        if (!c->write) {
+                pg_end_snapshot(c, "COMMIT");
+                return 0;
+        }
         if (!c->conn)
                 r = -ENOTCONN;
+        else if (!PQsendQueryParams(c->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0))
+                r = -ENOTCONN;
         else
-                r = pg_command_conn(c->conn, p->timeout_usec, "COMMIT", &res);
+                r = pg_roundtrip(c, &res);
         if (r < 0) {
                 /* Whether it committed is unknown; the connection is of no further use. */
                 pg_drop(c);
@@ -667,8 +872,19 @@ int store_pg_commit(StorePg *p, PgConn *c) {
 
 void store_pg_rollback(StorePg *p, PgConn *c) {
         assert(c->busy);
-        if (c->conn && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+        if (!c->write) {
+                pg_end_snapshot(c, "ROLLBACK");
+                return;
+        }
+        if (c->begin)
+                c->begin = NULL;        /* nothing was sent */
+        else if (c->conn && PQtransactionStatus(c->conn) != PQTRANS_IDLE) {
                 (void) pg_command(c, "ROLLBACK");
+                /* A put sent ahead of it that failed made the server skip this ROLLBACK (until
+                 * the sync): the transaction is still open, failed. Now nothing goes ahead. */
+                if (c->conn && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+                        (void) pg_command(c, "ROLLBACK");
+        }
         pg_release(c);
 }
 
@@ -681,14 +897,17 @@ int store_pg_release(PgConn *c) {
 }
 
 int store_pg_rollback_to(PgConn *c) {
-        return pg_command(c, "ROLLBACK TO SAVEPOINT unit; RELEASE SAVEPOINT unit");
+        int r = pg_command(c, "ROLLBACK TO SAVEPOINT unit");
+
+        return r < 0 ? r : pg_command(c, "RELEASE SAVEPOINT unit");
 }
 
 /* Runs statement s with the table (unless it takes no parameters) and, if given, a key and a
  * value (binary), binary results, into *ret (NULL: see PQerrorMessage()). -ENOTCONN for a
- * dropped connection, -ETIMEDOUT (the connection is dropped then). */
-static int pg_run(PgConn *c, Statement s, StoreTable table, const char *key, size_t key_len,
-                  const char *value, size_t value_len, PGresult **ret) {
+ * dropped connection, -ETIMEDOUT (the connection is dropped then). Without ret_wanted the
+ * statement is only queued (1): its answer comes with the next statement's. */
+static int pg_run_ahead(PgConn *c, Statement s, StoreTable table, const char *key, size_t key_len,
+                        const char *value, size_t value_len, bool ret_wanted, PGresult **ret) {
         char tbl[8];
         const char *values[3] = { tbl, key, value };
         int lengths[3] = { 0, (int) key_len, (int) value_len };
@@ -701,12 +920,22 @@ static int pg_run(PgConn *c, Statement s, StoreTable table, const char *key, siz
                 return log_debug_errno(ENOTCONN, "PostgreSQL connection was dropped");
         assert(key_len <= INT32_MAX && value_len <= INT32_MAX);
         (void) snprintf(tbl, sizeof(tbl), "%d", (int) table);
+        r = pg_queue_begin(c);
+        if (r < 0)
+                return r;
         if (!PQsendQueryPrepared(c->conn, statements[s].name, n, values, lengths, formats, 1))
                 return 0;       /* *ret NULL: pg_errno() tells */
-        r = pg_await(c->conn, c->pool->timeout_usec, ret);
-        if (r < 0)
-                pg_drop(c);
-        return r;
+        if (!ret_wanted) {
+                /* Its answer is read with the next statement's (pg_roundtrip()). */
+                c->queued++;
+                return 1;
+        }
+        return pg_roundtrip(c, ret);
+}
+
+static int pg_run(PgConn *c, Statement s, StoreTable table, const char *key, size_t key_len,
+                  const char *value, size_t value_len, PGresult **ret) {
+        return pg_run_ahead(c, s, table, key, key_len, value, value_len, true, ret);
 }
 
 /* pg_run(), then a failure of the statement itself as -errno. want: the status of success. */
@@ -766,7 +995,16 @@ static int pg_change(PgConn *c, Statement s, StoreTable table, const char *key, 
 
 int store_pg_put(PgConn *c, StoreTable table, const char *key, size_t key_len, const char *value,
                  size_t value_len, bool no_overwrite) {
-        return pg_change(c, no_overwrite ? STMT_PUT_NEW : STMT_PUT, table, key, key_len, value, value_len, -EEXIST);
+        _cleanup_(pqclearp) PGresult *res = NULL;
+        int r;
+
+        if (no_overwrite)
+                return pg_change(c, STMT_PUT_NEW, table, key, key_len, value, value_len, -EEXIST);
+        /* An overwrite always changes one row: its answer can wait for the next statement's. */
+        r = pg_run_ahead(c, STMT_PUT, table, key, key_len, value, value_len, false, &res);
+        if (r == 0)
+                return pg_errno(c->conn, NULL, statements[STMT_PUT].name);
+        return r < 0 ? r : 0;
 }
 
 int store_pg_del(PgConn *c, StoreTable table, const char *key, size_t key_len) {

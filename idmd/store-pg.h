@@ -96,7 +96,10 @@ int store_pg_savepoint(PgConn *c);
 int store_pg_release(PgConn *c);
 int store_pg_rollback_to(PgConn *c);
 
-/* Record operations; key is key_len bytes (checked by store.c), values are compact JSON. */
+/* Record operations; key is key_len bytes (checked by store.c), values are compact JSON. An
+ * overwriting put (no_overwrite false) is sent with the next operation on c, or its commit, and
+ * returns 0 at once: if it fails, that next operation returns its error (and the transaction is
+ * dead, as after any failure). */
 int store_pg_get(PgConn *c, StoreTable table, const char *key, size_t key_len, char **ret, size_t *ret_len);
 int store_pg_put(PgConn *c, StoreTable table, const char *key, size_t key_len, const char *value,
                  size_t value_len, bool no_overwrite);                                  /* -EEXIST */

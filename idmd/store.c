@@ -652,10 +652,12 @@ static int store_run_pg(Store *s, StoreWorkFn fn, void *userdata) {
                                 return log_debug_errno(EAGAIN, "Unit of work conflicted %u times, given up",
                                                        attempt);
                         }
-                        if (r < 0)
+                        /* After a failure of the store, whatever fn concluded (an -EEXIST from a
+                         * check that failed, say) rests on it: the failure is the answer. */
+                        if (r < 0 && t.failed >= 0)
                                 return r;
-                        return log_debug_errno(t.failed, "Unit of work went on after a failed write, "
-                                               "rolled back: %m");
+                        return log_debug_errno(t.failed, "Unit of work failed after the store failed, rolled "
+                                               "back: %m");
                 }
 
                 k = store_pg_commit(s->pg, t.pg);
@@ -797,8 +799,9 @@ static int store_run_unit_pg(Store *s, PgConn *c, StoreUnit *u) {
                 k = store_pg_rollback_to(c);
                 if (k < 0)
                         return k;
-                u->result = r < 0 ? r : log_debug_errno(t.failed, "Unit of work went on after a failed "
-                                                        "write, rolled back: %m");
+                /* As in store_run_pg(): after a failure of the store, that failure is the answer. */
+                u->result = r < 0 && t.failed >= 0 ? r :
+                            log_debug_errno(t.failed, "Unit of work failed after the store failed, rolled back: %m");
                 return 0;
         }
         k = store_pg_release(c);
@@ -1476,11 +1479,15 @@ int store_count(StoreTxn *t, StoreTable table, uint64_t *ret) {
         return 0;
 }
 
-bool store_exists(StoreTxn *t, StoreTable table, const char *key) {
+int store_exists(StoreTxn *t, StoreTable table, const char *key) {
         _cleanup_free_ char *buf = NULL;
         MDB_val v;
+        int r;
 
-        return txn_get_val(t, table, key, &v, &buf) >= 0;
+        r = txn_get_val(t, table, key, &v, &buf);
+        if (r == -ENOENT || r == -E2BIG || r == -EINVAL)
+                return 0;       /* no such record, or no key that could be one */
+        return r < 0 ? r : 1;
 }
 
 int store_put(StoreTxn *t, StoreTable table, const char *key, json_t *value, StorePutFlags flags) {

@@ -201,10 +201,11 @@ bool store_waits(Store *s);
 
 /* Record access, in either kind of unit of work. Keys are C strings of 1..STORE_KEY_MAX bytes
  * (empty or NULL: -EINVAL; longer: -E2BIG). Values are JSON objects (else -EINVAL), stored as
- * compact JSON, so a later store_get() gives an equal, new object. store_exists() is false on
- * any error. */
+ * compact JSON, so a later store_get() gives an equal, new object. store_exists() is 1 when
+ * the record exists, 0 when not (also for a key that could not be one: empty, too long), or the
+ * store's error (a database that cannot be reached is not a "no"). */
 int store_get(StoreTxn *t, StoreTable table, const char *key, json_t **ret);   /* -ENOENT */
-bool store_exists(StoreTxn *t, StoreTable table, const char *key);
+int store_exists(StoreTxn *t, StoreTable table, const char *key);
 /* The number of records in table as this unit of work or snapshot sees it (a unit of work's
  * own writes included), without reading them. */
 int store_count(StoreTxn *t, StoreTable table, uint64_t *ret);

@@ -79,7 +79,10 @@ int auth_publisher(Call *call, json_t *params) {
                 return call_fail(call, IDM_ERR_FORBIDDEN, IDM_REASON_FORBIDDEN, NULL, "this method needs a publisherToken (or sessionID)");
         if (!named)
                 return call_fail_param(call, "publisherId", "missing parameter 'publisherId'");
-        if (!publisher_exists(t, named))
+        r = publisher_exists(t, named);
+        if (r < 0)
+                return r;
+        if (r == 0)
                 return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND, NULL, "no such publisher");
         /* Admin keeps its role; the publisher it acts for is recorded. */
         return call_set_publisher(call, named);

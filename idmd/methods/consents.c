@@ -391,8 +391,9 @@ static int answer_write(StoreTxn *t, CustomerAnswers *w) {
         _cleanup_(json_decrefp) json_t *defs = NULL, *rec = NULL;
         int r;
 
-        if (!customer_exists(t, w->customer_id))
-                return -ENOENT;
+        r = customer_exists(t, w->customer_id);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
         r = defs_load(t, w->publisher_id, &defs);
         if (r < 0)
                 return r;

@@ -70,9 +70,14 @@ int customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params, char **
                                          json_pack("{s:s}", "field", "offerId"),
                                          "the offer does not belong to this publisher");
                 pid = owner;
-        } else if (!publisher_exists(t, pid))
-                return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND,
-                                 json_pack("{s:s}", "field", "publisherId"), "no such publisher");
+        } else {
+                r = publisher_exists(t, pid);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return call_fail(call, IDM_ERR_NOT_FOUND, IDM_REASON_NOT_FOUND,
+                                         json_pack("{s:s}", "field", "publisherId"), "no such publisher");
+        }
 
         *ret = strdup(pid);
         return *ret ? 0 : -ENOMEM;

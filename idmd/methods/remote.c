@@ -552,8 +552,12 @@ static void sso_work_free(void *p) {
 static int sso_write(StoreTxn *t, void *userdata) {
         SsoWork *w = userdata;
         _cleanup_(json_decrefp) json_t *rec = NULL;
+        int r;
 
-        w->gone = !customer_exists(t, w->customer_id);
+        r = customer_exists(t, w->customer_id);
+        if (r < 0)
+                return r;
+        w->gone = r == 0;
         if (w->gone)
                 return 0;
         rec = json_pack("{s:s, s:s, s:I, s:I}", "customerId", w->customer_id, "publisherId", w->publisher_id,

@@ -37,12 +37,14 @@ static int purge_job_key(const char *customer_id, char **ret) {
         return asprintf(ret, CUSTOMER_PURGE_PREFIX "%s", customer_id) < 0 ? -ENOMEM : 0;
 }
 
-/* Whether a purge job of customer_id is queued (customer_purge_step()). */
-static bool purging(StoreTxn *t, const char *customer_id) {
+/* Whether a purge job of customer_id is queued (customer_purge_step()): 1, 0, or an error. */
+static int purging(StoreTxn *t, const char *customer_id) {
         _cleanup_free_ char *key = NULL;
+        int r;
 
-        if (purge_job_key(customer_id, &key) < 0)
-                return true;    /* -ENOMEM: draw another, the next put will tell */
+        r = purge_job_key(customer_id, &key);
+        if (r < 0)
+                return r;
         return store_exists(t, STORE_META, key);
 }
 
@@ -50,7 +52,7 @@ int customer_get(StoreTxn *t, const char *customer_id, json_t **ret) {
         return store_get(t, STORE_CUSTOMERS, customer_id, ret);
 }
 
-bool customer_exists(StoreTxn *t, const char *customer_id) {
+int customer_exists(StoreTxn *t, const char *customer_id) {
         return store_exists(t, STORE_CUSTOMERS, customer_id);
 }
 
@@ -115,7 +117,11 @@ int customer_create(StoreTxn *t, json_t *rec, const UnixUidRange *unix_range, co
                         return -ENOMEM;
                 /* Not the id of a deleted customer whose records are still being purged: the
                  * purge would take the new customer's for them. */
-                r = purging(t, id) ? -EEXIST : store_put(t, STORE_CUSTOMERS, id, rec, STORE_PUT_NO_OVERWRITE);
+                r = purging(t, id);
+                if (r == 0)
+                        r = store_put(t, STORE_CUSTOMERS, id, rec, STORE_PUT_NO_OVERWRITE);
+                else if (r > 0)
+                        r = -EEXIST;
                 if (r != -EEXIST || attempt >= 16)
                         break;
         }
@@ -227,7 +233,10 @@ static int foreach_keyed_record(StoreTxn *t, const char *customer_id, CustomerRe
         r = customer_unix_uid_key(rec, &uid_key);
         if (r < 0)
                 return r;
-        if (uid_key[0] && store_exists(t, STORE_UNIX_UIDS, uid_key)) {
+        r = uid_key[0] ? store_exists(t, STORE_UNIX_UIDS, uid_key) : 0;
+        if (r < 0)
+                return r;
+        if (r > 0) {
                 r = fn(STORE_UNIX_UIDS, uid_key, userdata);
                 if (r < 0)
                         return r;
@@ -236,7 +245,10 @@ static int foreach_keyed_record(StoreTxn *t, const char *customer_id, CustomerRe
         r = consent_answers_key(customer_id, &consents_key);
         if (r < 0)
                 return r;
-        if (store_exists(t, STORE_CONSENTS, consents_key)) {
+        r = store_exists(t, STORE_CONSENTS, consents_key);
+        if (r < 0)
+                return r;
+        if (r > 0) {
                 r = fn(STORE_CONSENTS, consents_key, userdata);
                 if (r < 0)
                         return r;
@@ -245,7 +257,10 @@ static int foreach_keyed_record(StoreTxn *t, const char *customer_id, CustomerRe
         r = capture_answers_key(customer_id, &capture_key);
         if (r < 0)
                 return r;
-        if (store_exists(t, STORE_CAPTURE, capture_key)) {
+        r = store_exists(t, STORE_CAPTURE, capture_key);
+        if (r < 0)
+                return r;
+        if (r > 0) {
                 r = fn(STORE_CAPTURE, capture_key, userdata);
                 if (r < 0)
                         return r;
@@ -255,7 +270,10 @@ static int foreach_keyed_record(StoreTxn *t, const char *customer_id, CustomerRe
         r = reset_key(pid, email, &limit);
         if (r < 0 && r != -E2BIG)
                 return r;
-        if (r >= 0 && store_exists(t, STORE_TOKENS, limit)) {
+        r = r >= 0 ? store_exists(t, STORE_TOKENS, limit) : 0;
+        if (r < 0)
+                return r;
+        if (r > 0) {
                 r = fn(STORE_TOKENS, limit, userdata);
                 if (r < 0)
                         return r;
@@ -264,7 +282,10 @@ static int foreach_keyed_record(StoreTxn *t, const char *customer_id, CustomerRe
         r = lockout_key(pid, email, &lock_key);
         if (r < 0 && r != -E2BIG)
                 return r;
-        if (r >= 0 && store_exists(t, STORE_LOCKOUTS, lock_key)) {
+        r = r >= 0 ? store_exists(t, STORE_LOCKOUTS, lock_key) : 0;
+        if (r < 0)
+                return r;
+        if (r > 0) {
                 r = fn(STORE_LOCKOUTS, lock_key, userdata);
                 if (r < 0)
                         return r;

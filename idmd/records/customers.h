@@ -20,7 +20,7 @@
 
 /* The customer record with this id. -ENOENT. */
 int customer_get(StoreTxn *t, const char *customer_id, json_t **ret);
-bool customer_exists(StoreTxn *t, const char *customer_id);
+int customer_exists(StoreTxn *t, const char *customer_id);       /* 1, 0, or the store's error */
 
 /* The customer of (publisher, e-mail). -ENOENT, also for a malformed e-mail (registration only
  * takes valid ones, so it names nobody); -EPROTO for a damaged index. */

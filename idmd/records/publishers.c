@@ -49,7 +49,7 @@ int publisher_get(StoreTxn *t, const char *publisher_id, json_t **ret) {
         return store_get(t, STORE_PUBLISHERS, publisher_id, ret);
 }
 
-bool publisher_exists(StoreTxn *t, const char *publisher_id) {
+int publisher_exists(StoreTxn *t, const char *publisher_id) {
         return store_exists(t, STORE_PUBLISHERS, publisher_id);
 }
 
@@ -104,7 +104,10 @@ int publisher_save(StoreTxn *t, json_t *rec, bool create, const char *token) {
                                 return r;
                         if (json_object_set_new(rec, "publisherId", json_string(id)) < 0)
                                 return -ENOMEM;
-                        if (!publisher_exists(t, id))
+                        r = publisher_exists(t, id);
+                        if (r < 0)
+                                return r;
+                        if (r == 0)
                                 break;
                         if (attempt >= 16)
                                 return -EEXIST;

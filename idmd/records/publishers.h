@@ -21,7 +21,7 @@
 
 /* The publisher record with this id. -ENOENT. */
 int publisher_get(StoreTxn *t, const char *publisher_id, json_t **ret);
-bool publisher_exists(StoreTxn *t, const char *publisher_id);
+int publisher_exists(StoreTxn *t, const char *publisher_id);     /* 1, 0, or the store's error */
 
 /* The id of the publisher whose current token this is (looked up by its hash). -ENOENT, -EPROTO
  * for a damaged link. *ret is a new string. */

@@ -149,7 +149,7 @@ static bool expiry_entry_exists(void) {
         (void) snprintf(key, sizeof key, "%s:%016llx:%s", REMOTE_KIND_REMOTE, (unsigned long long) REMOTE_DUE,
                         REMOTE_KEY);
         ASSERT_OK(store_read(store, &t));
-        return store_exists(t, STORE_TOKEN_EXPIRY, key);
+        return store_exists(t, STORE_TOKEN_EXPIRY, key) == 1;
 }
 
 TEST(delete_then_purge) {

@@ -1096,7 +1096,7 @@ static bool has_expiry(const char *kind, uint64_t due, const char *key) {
 
         ASSERT_TRUE(asprintf(&k, "%s:%016" PRIx64 ":%s", kind, due, key) > 0);
         ASSERT_OK(store_read(store, &t));
-        return store_exists(t, STORE_TOKEN_EXPIRY, k);
+        return store_exists(t, STORE_TOKEN_EXPIRY, k) == 1;
 }
 
 TEST(migration_from_version_1) {
