@@ -813,22 +813,18 @@ int store_pg_begin(StorePg *p, bool write, PgConn **ret) {
 /* Ends a read snapshot without waiting: its end is sent now, and its results are read before
  * the connection's next statement (c->owed). Nothing to end if nothing was sent. */
 static void pg_end_snapshot(PgConn *c, const char *sql) {
-        int f;
-
         if (c->begin || !c->conn) {
                 c->begin = NULL;
                 pg_release(c);
                 return;
         }
-        if (!PQsendQueryParams(c->conn, sql, 0, NULL, NULL, NULL, NULL, 0) || !PQpipelineSync(c->conn))
+        /* Sent now (the server ends the snapshot at once; a wait only if the socket is full),
+         * its answer read later. */
+        if (!PQsendQueryParams(c->conn, sql, 0, NULL, NULL, NULL, NULL, 0) ||
+            pg_sync_send(c, now_usec() + c->pool->timeout_usec) < 0)
                 pg_drop(c);
-        else {
+        else
                 c->owed++;
-                /* What does not go out now goes with the next round trip's flush. */
-                f = PQflush(c->conn);
-                if (f < 0)
-                        pg_drop(c);
-        }
         pg_release(c);
 }
 

@@ -312,6 +312,18 @@ class Postgresql(unittest.TestCase):
                 a.call("getCustomer", {"jwt": jwt})
             self.assertEqual(e.exception.code, 401)
 
+    def test_one_instance_sweeps(self):
+        """Of two devices on one database, one runs the expiry sweep for both (its advisory
+        lock); the other never starts it while the first holds it."""
+        a, b = self.two()
+        line = "This instance runs the expiry sweep for every instance"
+        deadline = time.monotonic() + 30
+        while not any(line in d.log_text() for d in (a, b)):
+            self.assertLess(time.monotonic(), deadline, "no instance took the sweep")
+            time.sleep(0.2)
+        time.sleep(3)       # both have tried by now (the first sweep comes 1 s after start)
+        self.assertEqual([line in d.log_text() for d in (a, b)].count(True), 1)
+
     def key_rows(self, d):
         return [k for k in d.table("meta") if k.startswith("signing-key:")]
 
