@@ -783,7 +783,8 @@ int store_pg_begin(StorePg *p, bool write, PgConn **ret) {
         /* Taken from here on: the connect and the BEGIN may wait, and nobody else may take it. */
         c->busy = true;
         /* Still inside a transaction (nothing should leave one open): not to be used. */
-        if (c->conn && c->owed == 0 && PQtransactionStatus(c->conn) != PQTRANS_IDLE) {
+        if (c->conn && (c->begin_queued || c->queued > 0 ||
+                        (c->owed == 0 && PQtransactionStatus(c->conn) != PQTRANS_IDLE))) {
                 log_debug("PostgreSQL connection left inside a transaction, connecting again");
                 pg_drop(c);
         }
@@ -874,7 +875,9 @@ void store_pg_rollback(StorePg *p, PgConn *c) {
         }
         if (c->begin)
                 c->begin = NULL;        /* nothing was sent */
-        else if (c->conn && PQtransactionStatus(c->conn) != PQTRANS_IDLE) {
+        else if (c->conn && (c->begin_queued || c->queued > 0 || PQtransactionStatus(c->conn) != PQTRANS_IDLE)) {
+                /* (Also when the BEGIN and puts are only queued: they must not go out with the
+                 * next user's statements.) */
                 (void) pg_command(c, "ROLLBACK");
                 /* A put sent ahead of it that failed made the server skip this ROLLBACK (until
                  * the sync): the transaction is still open, failed. Now nothing goes ahead. */

@@ -268,7 +268,7 @@ static void rotate_done(Call *call, int r, void *userdata) {
 
         if (r < 0)
                 return;
-        r = keyring_set_records(m->keyring, w->records, w->now_usec, w->retain_usec);
+        r = signing_keys_take(m->keyring, w->records, w->now_usec, w->retain_usec);
         if (r < 0) {
                 /* In the store, so in force: this idmd takes it up at its next reading. */
                 log_error_errno(r, "%s: signing key rotated in the store, but taking the new keys up failed: %m",

@@ -107,8 +107,25 @@ int signing_keys_import(StoreTxn *t, json_t *records) {
         return 0;
 }
 
+/* Reads of the keys may wait, so two can overlap: one that began before another was applied
+ * must not be applied after it (it would bring back older keys). Numbered as they begin; one loop
+ * thread. */
+static uint64_t syncs_begun, sync_applied;
+
+static int apply(Keyring *k, json_t *records, uint64_t seq, uint64_t now_usec, uint64_t retain_usec) {
+        int r;
+
+        if (seq < sync_applied)
+                return 0;
+        r = keyring_set_records(k, records, now_usec, retain_usec);
+        if (r >= 0)
+                sync_applied = seq;
+        return r;
+}
+
 int signing_keys_sync(StoreTxn *t, Keyring *k, uint64_t now_usec, uint64_t retain_usec) {
         json_auto_t *records = NULL;
+        uint64_t seq = ++syncs_begun;
         int r;
 
         if (!k)
@@ -116,7 +133,13 @@ int signing_keys_sync(StoreTxn *t, Keyring *k, uint64_t now_usec, uint64_t retai
         r = signing_keys_read(t, &records);
         if (r < 0)
                 return r;
-        return keyring_set_records(k, records, now_usec, retain_usec);
+        return apply(k, records, seq, now_usec, retain_usec);
+}
+
+int signing_keys_take(Keyring *k, json_t *records, uint64_t now_usec, uint64_t retain_usec) {
+        if (!k || !records)
+                return -EINVAL;
+        return apply(k, records, ++syncs_begun, now_usec, retain_usec);
 }
 
 int signing_keys_sync_unknown_kid(StoreTxn *t, Keyring *k, uint64_t now_usec, uint64_t retain_usec) {

@@ -41,9 +41,12 @@ int signing_keys_update(StoreTxn *t, uint64_t now_usec, uint64_t retain_usec, Ke
  * migrate.c). -EEXIST if one is there already. */
 int signing_keys_import(StoreTxn *t, json_t *records);
 
-/* Makes k's keys those of the store as t sees it (keyring_set_records()): 1 changed, 0 same. */
+/* Makes k's keys those of the store as t sees it (keyring_set_records()): 1 changed, 0 same (or
+ * a read that began later was applied meanwhile: this one's keys may be older). */
 int signing_keys_sync(StoreTxn *t, Keyring *k, uint64_t now_usec, uint64_t retain_usec);
-/* The same, for a JWT that names a kid k does not hold, unless the last read for that reason was
+/* Makes k's keys the set a unit of work just wrote (a rotation), as signing_keys_sync() would. */
+int signing_keys_take(Keyring *k, json_t *records, uint64_t now_usec, uint64_t retain_usec);
+/* The same as signing_keys_sync(), for a JWT that names a kid k does not hold, unless the last read for that reason was
  * less than SIGNING_KEYS_SYNC_MIN_USEC ago (then 0): made-up kids cost at most one read a second.
  * Event-loop thread only. */
 int signing_keys_sync_unknown_kid(StoreTxn *t, Keyring *k, uint64_t now_usec, uint64_t retain_usec);
