@@ -814,14 +814,13 @@ int keyring_records(const Keyring *k, json_t **ret) {
         return 0;
 }
 
-int key_records_update(json_t *records, uint64_t now_usec, uint64_t retain_usec, KeyRecordsFlags flags,
-                       unsigned *ret_dropped) {
+/* A keyring of the keys of records, settled (keyring_settle(): may_create, or -ENOKEY without an
+ * active key), without a directory or a cache. */
+static int keyring_new_from_records(json_t *records, uint64_t now_usec, uint64_t retain_usec, bool may_create,
+                                    Keyring **ret) {
         _cleanup_(keyring_freep) Keyring *k = NULL;
-        json_auto_t *fresh = NULL;
-        int r, dropped = 0;
+        int r;
 
-        if (!json_is_object(records))
-                return -EINVAL;
         if (sodium_init() < 0)
                 return -EIO;
         k = keyring_alloc();
@@ -830,7 +829,25 @@ int key_records_update(json_t *records, uint64_t now_usec, uint64_t retain_usec,
         r = keyring_read_records(k, records);
         if (r < 0)
                 return r;
-        r = keyring_settle(k, now_usec, retain_usec, true);
+        r = keyring_settle(k, now_usec, retain_usec, may_create);
+        if (r < 0)
+                return r;
+        r = keyring_update_kids(k);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(k);
+        return 0;
+}
+
+int key_records_update(json_t *records, uint64_t now_usec, uint64_t retain_usec, KeyRecordsFlags flags,
+                       unsigned *ret_dropped) {
+        _cleanup_(keyring_freep) Keyring *k = NULL;
+        json_auto_t *fresh = NULL;
+        int r, dropped = 0;
+
+        if (!json_is_object(records))
+                return -EINVAL;
+        r = keyring_new_from_records(records, now_usec, retain_usec, true, &k);
         if (r < 0)
                 return r;
         if (flags & KEY_RECORDS_ROTATE) {
@@ -853,36 +870,13 @@ int key_records_update(json_t *records, uint64_t now_usec, uint64_t retain_usec,
         return 0;
 }
 
-/* A keyring of the settled keys of records, without a directory or a cache yet. */
-static int keyring_new_from_records(json_t *records, uint64_t now_usec, uint64_t retain_usec, Keyring **ret) {
-        _cleanup_(keyring_freep) Keyring *k = NULL;
-        int r;
-
-        if (sodium_init() < 0)
-                return -EIO;
-        k = keyring_alloc();
-        if (!k)
-                return -ENOMEM;
-        r = keyring_read_records(k, records);
-        if (r < 0)
-                return r;
-        r = keyring_settle(k, now_usec, retain_usec, false);
-        if (r < 0)
-                return r;
-        r = keyring_update_kids(k);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(k);
-        return 0;
-}
-
 int keyring_from_records(json_t *records, uint64_t now_usec, uint64_t retain_usec, Keyring **ret) {
         _cleanup_(keyring_freep) Keyring *k = NULL;
         int r;
 
         if (!records || !ret)
                 return -EINVAL;
-        r = keyring_new_from_records(records, now_usec, retain_usec, &k);
+        r = keyring_new_from_records(records, now_usec, retain_usec, false, &k);
         if (r < 0)
                 return r;
         k->cache = jwt_cache_new(JWT_CACHE_ENTRIES);
@@ -901,7 +895,7 @@ int keyring_set_records(Keyring *k, json_t *records, uint64_t now_usec, uint64_t
 
         if (!k || !records)
                 return -EINVAL;
-        r = keyring_new_from_records(records, now_usec, retain_usec, &fresh);
+        r = keyring_new_from_records(records, now_usec, retain_usec, false, &fresh);
         if (r < 0)
                 return r;
 

@@ -5,7 +5,8 @@
  * sealing a secret under a token (token_seal), random numeric ids. tokens.c (with passwords.c) is
  * the only user of libsodium's cryptography and random numbers (mail.c uses its base64 encoder).
  *
- * Keys live in <state_dir>/keys/<kid>.key, mode 0600, owned by the daemon user, one small JSON
+ * Keys live in <state_dir>/keys/<kid>.key (or, for a store several idmd share, as records of it:
+ * "Keys as records" below), mode 0600, owned by the daemon user, one small JSON
  * document per key: {"kid": "<16 chars>", "created": <usec>, "retired": <usec>|null,
  * "secretKey": "<base64url, no padding, of the 64-byte libsodium Ed25519 secret key>"}. The kid
  * is the first 16 characters of base64url(BLAKE2b-256(public key)), so it is stable and is
