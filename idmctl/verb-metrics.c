@@ -122,6 +122,9 @@ static void print_metrics(const json_t *s) {
         labelled("idm_store_entries", "table", json_object_get(json_object_get(s, "store"), "entries"), NULL, NULL);
         family("idm_store_purges_pending", "gauge", "Deleted customers whose leftover records are still being purged.");
         sample("idm_store_purges_pending", integer(s, "store", "purgesPending"));
+        family("idm_store_conflict_reruns", "counter",
+               "Units of work run again after a conflict with another (PostgreSQL's serializable transactions).");
+        sample("idm_store_conflict_reruns_total", integer(s, "store", "conflictReruns"));
         family("idm_store_reachable", "gauge", "1 while the store can be reached (0: a PostgreSQL store that cannot).");
         sample("idm_store_reachable", json_is_false(json_object_get(json_object_get(s, "store"), "reachable")) ? 0 : 1);
 

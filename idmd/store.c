@@ -101,6 +101,7 @@ struct Store {
         sd_event_source *batch_source;  /* runs the batch once the loop has nothing else to do */
         sd_event_source *batch_timer;   /* ... or after STORE_BATCH_DELAY_USEC at the latest */
         uint64_t batches, batched_units;
+        uint64_t pg_reruns;             /* PostgreSQL: runs again after a conflict (StoreStats) */
 
         /* With an event loop, a committer thread begins and commits (fdatasync) each batch's
          * transaction, so that the loop goes on serving reads while the disk syncs. The units'
@@ -631,8 +632,10 @@ static void store_pg_backoff(unsigned attempt) {
  * with other transactions STORE_PG_ATTEMPTS times. */
 static int store_run_pg(Store *s, StoreWorkFn fn, void *userdata) {
         for (unsigned attempt = 1;; attempt++) {
-                if (attempt > 1)
+                if (attempt > 1) {
                         store_pg_backoff(attempt);
+                        s->pg_reruns++;
+                }
                 StoreTxn t = { .store = s, .write = true };
                 int r, k;
 
@@ -817,8 +820,10 @@ static int store_run_batch_pg(Store *s, StoreUnit *batch) {
                 PgConn *c;
                 int r;
 
-                if (attempt > 1)
+                if (attempt > 1) {
                         store_pg_backoff(attempt);
+                        s->pg_reruns++;
+                }
                 r = store_pg_begin(s->pg, true, &c);
                 if (r < 0)
                         return r;
@@ -2077,6 +2082,7 @@ int store_stats(Store *s, StoreStats *ret) {
                 return -EINVAL;
         stats.batches = s->batches;
         stats.batched_units = s->batched_units;
+        stats.conflict_reruns = s->pg_reruns;
         stats.queued = s->n_queued;
         if (s->pg) {
                 stats.postgresql = true;

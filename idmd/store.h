@@ -106,6 +106,8 @@ typedef struct StoreStats {
         uint64_t batches;               /* durable commits of submitted units since open */
         uint64_t batched_units;         /* units of work in them */
         unsigned queued;                /* units submitted and not yet run */
+        uint64_t conflict_reruns;       /* PostgreSQL: units of work (or batches) run again because
+                                         * they conflicted with others, since open */
         bool postgresql;                /* the PostgreSQL backend */
         bool unreachable;               /* PostgreSQL: the database cannot be reached now; the
                                          * sizes and entries above are 0 (not asked) */

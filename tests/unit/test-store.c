@@ -1318,6 +1318,7 @@ TEST(pg_loop) {
         ASSERT_OK(store_stats(s, &st));
         ASSERT_EQ(st.batches, PG_UNITS);               /* a transaction each */
         ASSERT_EQ(st.batched_units, PG_UNITS);
+        ASSERT_EQ(st.conflict_reruns, runs - PG_UNITS);  /* every run after a unit's first */
         ASSERT_EQ(st.entries[STORE_OUTBOX], PG_UNITS - 1);
         ASSERT_TRUE(st.file_bytes > 0);
         ASSERT_OK(store_read(s, &t));
