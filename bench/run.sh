@@ -374,6 +374,8 @@ stop_idmd_pg() {
 }
 # WAL flushes of the whole cluster so far (PostgreSQL 14 and later).
 pg_wal_syncs() { pg_sql "SELECT wal_sync FROM pg_stat_wal"; }
+# Units of work the running idmd ran again after a serialization conflict (getStats).
+conflict_reruns() { "$IDMCTL" --socket "$socket" call getStats | tr -d '\n' | jget .store.conflictReruns; }
 
 # Runs idm-bench; its JSON line goes to $tmp/last.json (and --json), its human line to stderr.
 bench() {
@@ -800,9 +802,11 @@ for run in $(seq "$runs"); do
                 # WAL flush of the cluster during the load (background flushes count too).
                 start_idmd_pg
                 wal0=$(pg_wal_syncs)
+                reruns0=$(conflict_reruns)
                 bench "refreshToken, store in PostgreSQL" load --socket "$socket" --pid "$idmd_pid" \
                         --method refreshToken "${common[@]}"
                 wal1=$(pg_wal_syncs)
+                keep_value pg_rt_reruns "$(ratio "$(( $(conflict_reruns) - reruns0 ))" "$(( $(handled) + connections ))")"
                 check ""
                 keep pg_rt_rps .throughput; keep pg_rt_p50 .latency_us.p50; keep pg_rt_p99 .latency_us.p99
                 keep pg_rt_cpu .server.cpu_us_per_req
@@ -957,8 +961,9 @@ if [ "$pam" = 1 ]; then
 fi
 printf 'System calls per request (perf stat, set-up included): refreshToken %s fdatasync, %s pwrite64; login %s fdatasync, %s pwrite64\n' \
         "$(f2 "$(m rt_fsync)")" "$(f2 "$(m rt_pwrite)")" "$(f2 "$(m login_fsync)")" "$(f2 "$(m login_pwrite)")"
-[ "$backend" = lmdb ] || printf 'Store in PostgreSQL, idmd CPU per request (medians): refreshToken %s µs (LMDB %s), getCustomer (JWT) %s µs (LMDB %s)\n' \
-        "$(fmt "$(m pg_rt_cpu)")" "$(fmt "$(m rt_cpu)")" "$(fmt "$(m pg_jwt_cpu)")" "$(fmt "$(m jwt_cpu)")"
+[ "$backend" = lmdb ] || printf 'Store in PostgreSQL, idmd CPU per request (medians): refreshToken %s µs (LMDB %s), getCustomer (JWT) %s µs (LMDB %s); refreshToken units run again after a conflict: %s per request\n' \
+        "$(fmt "$(m pg_rt_cpu)")" "$(fmt "$(m rt_cpu)")" "$(fmt "$(m pg_jwt_cpu)")" "$(fmt "$(m jwt_cpu)")" \
+        "$(f2 "$(m pg_rt_reruns)")"
 printf 'LMDB commit of 1 record: p50 %s µs, p99 %s µs. Errors (medians): refreshToken %s, login %s.\n' \
         "$(fmt "$(m lmdb1_p50)")" "$(fmt "$(m lmdb1_p99)")" "$(m rt_err)" "$(m login_err)"
 # Every round's value, so that a disturbed round shows (a commit p50 of milliseconds instead of a
