@@ -3,17 +3,17 @@
 """The store in PostgreSQL, under meson test --setup=postgresql only (tests/pg/with-cluster.sh
 starts the cluster): what idmd --check-config finds, tables of a newer idmd refused, a password
 in [store] connection refused and never logged, the database going away and coming back (503
-store_unavailable within [store] timeout, then service again without a restart), a crash of the
-database under a write load losing no acknowledged write, an LMDB store moved in with
---migrate-store, and two idmd
-instances -- two devices -- on one database: registered on one, signed in on the other, one
-winner when both rotate one refresh token at once, failures on both adding up to one lockout, a
-customer deleted on one gone on the other."""
+store_unavailable within [store] timeout, then service again without a restart), the database
+killed (kill -9) under a write load losing no acknowledged write, an LMDB store moved in with
+idmctl migrate-store, and two idmd instances -- two devices -- on one database: registered on
+one, signed in on the other, one winner when both rotate one refresh token at once, failures on
+both adding up to one lockout, a customer deleted on one gone on the other, one signing key (a
+JWT of either verifies on the other, a rotation on one reaches the other), one instance
+sweeping, one delivering the shared outbox."""
 
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -178,11 +178,11 @@ class Postgresql(unittest.TestCase):
               file=sys.stderr)
 
     def test_migrate_store_from_lmdb(self):
-        """A device's LMDB store moved into PostgreSQL with idmctl migrate-store (idmd --migrate-store):
-        every record comes
-        over, customers sign in with their passwords, tokens signed before verify (the key files
-        became records of the store), on a second idmd of the store too; an idmd still running on
-        the directory, or a database that is not empty, is refused."""
+        """A device's LMDB store moved into PostgreSQL with idmctl migrate-store (which runs idmd
+        --migrate-store): every record comes over, customers sign in with their passwords, tokens
+        signed before verify (the key files became records of the store), on a second idmd of the
+        store too; an idmd still running on the directory, or a database that is not empty, is
+        refused."""
         old = self.new()
         old.pg_schema = None            # this one keeps its store in LMDB
         old.write_config("")
