@@ -103,11 +103,12 @@ static int import_keys(StoreTxn *t, void *userdata) {
         return signing_keys_import(t, userdata);
 }
 
-/* The key files of from_dir as records of to; *ret_n: how many (0 without a keys directory). */
-static int copy_keys(const Config *config, const char *from_dir, Store *to, unsigned *ret_n) {
+/* The key files of from_dir as records ({kid: record}; empty without a keys directory), read
+ * before anything is copied: keys that cannot be read (not this user's, damaged) stop the move
+ * before it changes anything. */
+static int read_keys(const Config *config, const char *from_dir, json_t **ret) {
         _cleanup_(keyring_freep) Keyring *k = NULL;
         _cleanup_free_ char *dir = NULL;
-        json_auto_t *records = NULL;
         struct stat st;
         int r;
 
@@ -116,18 +117,14 @@ static int copy_keys(const Config *config, const char *from_dir, Store *to, unsi
         if (stat(dir, &st) < 0) {
                 if (errno != ENOENT)
                         return -errno;
-                *ret_n = 0;
-                return 0;
+                *ret = json_object();
+                return *ret ? 0 : -ENOMEM;
         }
         /* As idmd would load them at its start: expired keys go, an active one is there. */
         r = keyring_load(dir, now_realtime_usec(), KEYRING_RETAIN_USEC(config->access_ttl_usec), &k);
         if (r < 0)
                 return r;
-        r = keyring_records(k, &records);
-        if (r < 0)
-                return r;
-        *ret_n = (unsigned) json_object_size(records);
-        return store_transact(to, import_keys, records);
+        return keyring_records(k, ret);
 }
 
 int migrate_store(const Config *config, const char *from_dir) {
@@ -136,7 +133,7 @@ int migrate_store(const Config *config, const char *from_dir) {
         _cleanup_(closep) int fd = -EBADF;
         StoreStats a, b;
         uint64_t total = 0;
-        unsigned n_keys = 0;
+        json_auto_t *keys = NULL;
         int r;
 
         if (!streq(config->store_backend, "postgresql"))
@@ -153,6 +150,10 @@ int migrate_store(const Config *config, const char *from_dir) {
                 return log_error_errno(errno == EWOULDBLOCK ? EBUSY : errno,
                                        "An idmd is running on %s: stop it first.", from_dir);
 
+        r = read_keys(config, from_dir, &keys);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the signing keys in %s/keys (run this as idmd's user; "
+                                       "nothing was copied): %m", from_dir);
         r = store_open(from_dir, NULL, &from, NULL);
         if (r < 0)
                 return log_error_errno(r, "Failed to open the store in %s: %m", from_dir);
@@ -193,12 +194,12 @@ int migrate_store(const Config *config, const char *from_dir) {
                                                " in PostgreSQL after the copy.", store_table_to_string(i),
                                                a.entries[i], from_dir, b.entries[i]);
 
-        r = copy_keys(config, from_dir, to, &n_keys);
+        r = store_transact(to, import_keys, keys);
         if (r < 0)
                 return log_error_errno(r, "Failed to copy the signing keys of %s/keys (the records are copied; "
                                        "empty the database's idm tables before trying again): %m", from_dir);
         printf("Copied %" PRIu64 " records from %s into the PostgreSQL store; every table's count matches.\n"
                "Copied %u signing keys: the tokens they signed verify on every idmd of the store.\n",
-               total, from_dir, n_keys);
+               total, from_dir, (unsigned) json_object_size(keys));
         return 0;
 }

@@ -198,6 +198,17 @@ class Postgresql(unittest.TestCase):
         self.assertIn(f"An idmd is running on {old.state}: stop it first.", p.stderr)
         self.assertEqual(old.stop(), 0)
 
+        # A key file it may not use (readable by others): refused before anything is copied, so
+        # the database stays empty and the next try (below) succeeds.
+        keydir = os.path.join(old.state, "keys")
+        key_file = os.path.join(keydir, sorted(os.listdir(keydir))[0])
+        os.chmod(key_file, 0o644)
+        p = migrate()
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(f"Failed to read the signing keys in {old.state}/keys", p.stderr)
+        self.assertIn("nothing was copied", p.stderr)
+        os.chmod(key_file, 0o600)
+
         # The operator's verb: idmctl migrate-store DIR CONFIG runs the same (idmd from $IDMD).
         p = subprocess.run([IDMCTL, "migrate-store", old.state, new.config], capture_output=True, text=True,
                            timeout=120, env=dict(os.environ, IDMD=new.args()[0]))
