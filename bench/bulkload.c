@@ -68,7 +68,7 @@ typedef struct Options {
 typedef struct Batch {
         const Options *o;
         const Config *config;
-        const Keyring *keyring;
+        Keyring *keyring;
         const char *publisher_id;
         json_t *recs;           /* the batch's customer records, hashed before the unit of work */
         uint64_t now;
@@ -186,7 +186,7 @@ static int sweep_work(StoreTxn *t, void *userdata) {
 }
 
 /* The manager's sweep of the session kinds (manager.c sweepers[]), with the clock a year on. */
-static int expire_all(Store *s, const Config *config, const Keyring *keyring, uint64_t now, uint64_t *ret_deleted) {
+static int expire_all(Store *s, const Config *config, Keyring *keyring, uint64_t now, uint64_t *ret_deleted) {
         static const struct {
                 const char *kind;
                 SessionExpireFn expire;

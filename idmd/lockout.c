@@ -217,7 +217,8 @@ int lockout_get(StoreTxn *t, const char *key, LockoutState *ret) {
         }
         if (r < 0)
                 return r;
-        return lockout_state_from_json(rec, ret);
+        r = lockout_state_from_json(rec, ret);
+        return r < 0 ? r : 1;
 }
 
 int lockout_note_failure(StoreTxn *t, const LockoutPolicy *p, const char *key, uint64_t now_usec) {

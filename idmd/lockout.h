@@ -86,7 +86,7 @@ json_t *lockout_state_to_json(const LockoutState *s);
  * -E2BIG if the key would be longer than STORE_KEY_MAX. */
 int lockout_key(const char *publisher_id, const char *email, char **ret);
 
-/* The state stored under key; LOCKOUT_STATE_NULL (and 0) if there is none. Store errors. */
+/* The state stored under key: 1, or LOCKOUT_STATE_NULL and 0 if there is none. Store errors. */
 int lockout_get(StoreTxn *t, const char *key, LockoutState *ret);
 
 /* Inside a unit of work: records a failure under key (see lockout_record_failure(); returns

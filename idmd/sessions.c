@@ -633,26 +633,26 @@ int session_start(StoreTxn *t, const SessionContext *ctx, const char *customer_i
         if (!family_rec || !refresh_rec || !customer_rec || !summary)
                 return -ENOMEM;
 
-        /* NO_OVERWRITE everywhere: a collision of 128/256 random bits is not going to happen, but
-         * if it did it must fail rather than hand out someone else's session. */
-        r = store_put(t, STORE_TOKENS, fkey, family_rec, STORE_PUT_NO_OVERWRITE);
+        /* Fresh keys everywhere: a collision of 128/256 random bits is not going to happen, but
+         * if it did the unit must fail rather than hand out someone else's session. */
+        r = store_put(t, STORE_TOKENS, fkey, family_rec, STORE_PUT_FRESH);
         if (r < 0)
                 return r;
         r = session_expiry_put(t, SESSION_KIND_FAMILY, family_due(ctx, family_rec), fkey);
         if (r < 0)
                 return r;
-        r = store_put(t, STORE_TOKENS, ikey, summary, STORE_PUT_NO_OVERWRITE);
+        r = store_put(t, STORE_TOKENS, ikey, summary, STORE_PUT_FRESH);
         if (r < 0)
                 return r;
         token_hash(s.refresh_token, hash);
-        r = store_put(t, STORE_TOKENS, hash, refresh_rec, STORE_PUT_NO_OVERWRITE);
+        r = store_put(t, STORE_TOKENS, hash, refresh_rec, STORE_PUT_FRESH);
         if (r < 0)
                 return r;
         r = session_expiry_put(t, SESSION_KIND_REFRESH, refresh_expires, hash);
         if (r < 0)
                 return r;
         token_hash(s.customer_token, hash);
-        r = store_put(t, STORE_TOKENS, hash, customer_rec, STORE_PUT_NO_OVERWRITE);
+        r = store_put(t, STORE_TOKENS, hash, customer_rec, STORE_PUT_FRESH);
         if (r < 0)
                 return r;
         r = session_expiry_put(t, SESSION_KIND_CUSTOMER, customer_expires, hash);
@@ -782,7 +782,7 @@ static int refresh_rotate(StoreTxn *t, const SessionContext *ctx, const char *to
         }
 
         token_hash(successor, shash);
-        r = store_put(t, STORE_TOKENS, shash, srec, STORE_PUT_NO_OVERWRITE);
+        r = store_put(t, STORE_TOKENS, shash, srec, STORE_PUT_FRESH);
         if (r < 0)
                 return r;
         r = session_expiry_put(t, SESSION_KIND_REFRESH, expires, shash);

@@ -34,7 +34,19 @@ static const char *strna(const char *s) {
  * overwriting put goes with the next statement that needs an answer (or the COMMIT), and a read
  * snapshot's end is sent without waiting (its results are read before the next statement of
  * whoever uses the connection next). A statement sent ahead that fails is reported by the
- * statement it went with (the ones behind it are not run). Every round trip ends with a sync. */
+ * statement it went with (the ones behind it are not run). Every round trip ends with a sync.
+ * A read the caller will need soon (store_pg_prefetch()) is queued too; its answer, read with
+ * the next round trip, waits in the connection until store_pg_get() asks for it. */
+typedef struct PgPrefetch {
+        StoreTable table;
+        char *key;
+        size_t key_len;
+        unsigned position;      /* its place among the statements queued after the BEGIN */
+        bool arrived;           /* res is its answer */
+        bool stale;             /* the unit wrote the key since: the answer is not to be used */
+        PGresult *res;
+} PgPrefetch;
+
 struct PgConn {
         StorePg *pool;
         PGconn *conn;           /* NULL once dropped (broken, or a statement timed out) */
@@ -43,8 +55,10 @@ struct PgConn {
         const char *begin;      /* its BEGIN, until sent ahead of its first statement */
         bool begin_queued;      /* ... queued, its result not read yet */
         unsigned queued;        /* statements queued after it whose results are not read yet */
-        unsigned owed;          /* syncs sent whose results (one statement's, then the sync's)
+        unsigned owed;          /* syncs sent whose results (the statements', then the sync's)
                                  * are still to be read: ended read snapshots */
+        PgPrefetch prefetch[STORE_PG_PREFETCH_MAX];
+        unsigned n_prefetch;
 };
 
 struct StorePg {
@@ -82,6 +96,7 @@ typedef enum Statement {
         STMT_GET,
         STMT_PUT,
         STMT_PUT_NEW,
+        STMT_PUT_FRESH,
         STMT_DEL,
         STMT_COUNT,
         STMT_ANY,
@@ -105,6 +120,8 @@ static const struct {
                                      "ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value" },
         [STMT_PUT_NEW]    = { "put_new", "INSERT INTO idm_records (tbl, key, value) VALUES ($1, $2, $3) "
                                          "ON CONFLICT (tbl, key) DO NOTHING" },
+        /* No ON CONFLICT: a clash is a unique violation, which fails the transaction. */
+        [STMT_PUT_FRESH]  = { "put_fresh", "INSERT INTO idm_records (tbl, key, value) VALUES ($1, $2, $3)" },
         [STMT_DEL]        = { "del", "DELETE FROM idm_records WHERE tbl = $1 AND key = $2" },
         [STMT_COUNT]      = { "count", "SELECT count(*) FROM idm_records WHERE tbl = $1" },
         [STMT_ANY]        = { "any", "SELECT tbl FROM idm_records LIMIT 1" },
@@ -145,6 +162,8 @@ static int pg_errno(PGconn *conn, const PGresult *res, const char *what) {
                 r = -EAGAIN;    /* serialization failure, deadlock: run it again */
         else if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
                 r = -ENOTCONN;  /* connection exception, the server shutting down */
+        else if (streq(state, "23505"))
+                r = -ENOTUNIQ;  /* only a fresh put (STMT_PUT_FRESH) can violate the key */
         else if (streq(state, "53100"))
                 r = -ENOSPC;
         else if (streq(state, "53200"))
@@ -219,8 +238,29 @@ done:
         return 0;
 }
 
+/* Forgets the reads sent ahead (the transaction ended, or the connection went). */
+static void pg_prefetch_clear(PgConn *c) {
+        for (unsigned i = 0; i < c->n_prefetch; i++) {
+                PQclear(c->prefetch[i].res);
+                free(c->prefetch[i].key);
+        }
+        c->n_prefetch = 0;
+}
+
+/* The prefetch of key in table, or NULL. */
+static PgPrefetch *pg_prefetch_find(PgConn *c, StoreTable table, const char *key, size_t key_len) {
+        for (unsigned i = 0; i < c->n_prefetch; i++) {
+                PgPrefetch *f = &c->prefetch[i];
+
+                if (f->table == table && f->key_len == key_len && memcmp(f->key, key, key_len) == 0)
+                        return f;
+        }
+        return NULL;
+}
+
 /* The connection c holds is of no further use (it broke, or a statement timed out mid-way). */
 static void pg_drop(PgConn *c) {
+        pg_prefetch_clear(c);
         if (c->conn)
                 PQfinish(c->conn);
         c->conn = NULL;
@@ -348,35 +388,75 @@ static bool pg_result_ok(const PGresult *res) {
         return PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
 }
 
-/* After one statement was queued (pg_queue_begin() before it): syncs, reads what the connection
- * owes, then the results of the BEGIN and of the statements queued ahead (c->queued), and returns
- * the statement's first result (NULL: see PQerrorMessage()). When one sent ahead failed, its
- * result is returned instead (the statements behind it were not run: PGRES_PIPELINE_ABORTED).
- * -ENOTCONN, -ETIMEDOUT, -EPROTO: the connection is dropped. */
-static int pg_roundtrip(PgConn *c, PGresult **ret) {
+/* The results of one ended snapshot (c->owed): whatever statements it had, up to its sync. */
+static int pg_skip_to_sync(PGconn *conn, uint64_t deadline) {
+        unsigned nulls = 0;
+
+        for (;;) {
+                PGresult *res = NULL;
+                bool sync;
+                int r;
+
+                r = pg_next_result(conn, deadline, &res);
+                if (r < 0)
+                        return r;
+                if (!res) {
+                        /* The end of one statement's results; two in a row: nothing is coming. */
+                        if (++nulls > 1)
+                                return log_debug_errno(EPROTO, "PostgreSQL pipeline out of step");
+                        continue;
+                }
+                nulls = 0;
+                sync = PQresultStatus(res) == PGRES_PIPELINE_SYNC;
+                PQclear(res);
+                if (sync)
+                        return 0;
+        }
+}
+
+/* The prefetch queued at position, not arrived yet, or NULL. */
+static PgPrefetch *pg_prefetch_at(PgConn *c, unsigned position) {
+        for (unsigned i = 0; i < c->n_prefetch; i++)
+                if (!c->prefetch[i].arrived && c->prefetch[i].position == position)
+                        return &c->prefetch[i];
+        return NULL;
+}
+
+/* Syncs what was sent (c->queued, and one more statement if statement), reads what the connection
+ * owes, then the results of the BEGIN and of the statements queued ahead (c->queued; a
+ * prefetch's answer is kept), and returns the last statement's first result (NULL: see
+ * PQerrorMessage()). When one sent ahead failed, its result is returned instead (the statements
+ * behind it were not run: PGRES_PIPELINE_ABORTED); without a statement of its own, *ret is NULL
+ * when all went well. -ENOTCONN, -ETIMEDOUT, -EPROTO: the connection is dropped. */
+static int pg_roundtrip_queued(PgConn *c, bool statement, PGresult **ret) {
         uint64_t deadline = now_usec() + c->pool->timeout_usec;
         PGresult *failed = NULL, *res = NULL;
-        unsigned ahead = c->queued + (c->begin_queued ? 1 : 0);
+        unsigned queued = c->queued;
+        bool begin = c->begin_queued;
         int r;
 
         *ret = NULL;
         c->begin_queued = false;
         c->queued = 0;
         r = pg_sync_send(c, deadline);
-        for (; r >= 0 && c->owed > 0; c->owed--) {
-                r = pg_read_statement(c->conn, deadline, NULL);
-                if (r >= 0)
-                        r = pg_read_sync(c->conn, deadline);
-        }
-        for (; r >= 0 && ahead > 0; ahead--) {
+        for (; r >= 0 && c->owed > 0; c->owed--)
+                r = pg_skip_to_sync(c->conn, deadline);
+        for (unsigned i = 0; r >= 0 && i < queued + (begin ? 1 : 0); i++) {
+                PgPrefetch *f = begin && i == 0 ? NULL : pg_prefetch_at(c, i - (begin ? 1 : 0));
                 PGresult *a = NULL;
 
                 r = pg_read_statement(c->conn, deadline, &a);
-                if (r >= 0 && !failed && !pg_result_ok(a))
+                if (r < 0)
+                        break;
+                if (f)
+                        f->arrived = true;
+                if (!failed && !pg_result_ok(a))
                         failed = TAKE_PTR(a);
+                else if (f && !f->stale)
+                        f->res = TAKE_PTR(a);
                 PQclear(a);
         }
-        if (r >= 0)
+        if (r >= 0 && statement)
                 r = pg_read_statement(c->conn, deadline, &res);
         if (r >= 0)
                 r = pg_read_sync(c->conn, deadline);
@@ -393,6 +473,11 @@ static int pg_roundtrip(PgConn *c, PGresult **ret) {
         }
         *ret = res;
         return 0;
+}
+
+/* After one statement was sent (pg_queue_begin() before it) whose answer is wanted now. */
+static int pg_roundtrip(PgConn *c, PGresult **ret) {
+        return pg_roundtrip_queued(c, true, ret);
 }
 
 /* A statement without parameters on a pool connection (inside its transaction). */
@@ -757,6 +842,7 @@ static void pg_reachable(StorePg *p, bool ok) {
 
 /* A connection is free again: the first coroutine waiting for one may take it. */
 static void pg_release(PgConn *c) {
+        pg_prefetch_clear(c);
         c->busy = false;
         (void) coro_queue_wake(&c->pool->free_waiters);
 }
@@ -811,21 +897,30 @@ int store_pg_begin(StorePg *p, bool write, PgConn **ret) {
         return 0;
 }
 
-/* Ends a read snapshot without waiting: its end is sent now, and its results are read before
- * the connection's next statement (c->owed). Nothing to end if nothing was sent. */
+/* Ends a read snapshot without waiting: its end is sent now, and its results (with those of
+ * reads sent ahead and never asked for) are read before the connection's next statement
+ * (c->owed). Nothing to end if nothing was sent. */
 static void pg_end_snapshot(PgConn *c, const char *sql) {
+        bool ahead;
+
         if (c->begin || !c->conn) {
                 c->begin = NULL;
                 pg_release(c);
                 return;
         }
         /* Sent now (the server ends the snapshot at once; a wait only if the socket is full),
-         * its answer read later. */
-        if (!PQsendQueryParams(c->conn, sql, 0, NULL, NULL, NULL, NULL, 0) ||
+         * its answer read later. Reads sent ahead and never asked for get a sync of their own
+         * first: were one to fail, the server would skip the rest of its segment, this end too. */
+        ahead = c->begin_queued || c->queued > 0;
+        if ((ahead && !PQpipelineSync(c->conn)) ||
+            !PQsendQueryParams(c->conn, sql, 0, NULL, NULL, NULL, NULL, 0) ||
             pg_sync_send(c, now_usec() + c->pool->timeout_usec) < 0)
                 pg_drop(c);
-        else
-                c->owed++;
+        else {
+                c->owed += ahead ? 2 : 1;
+                c->begin_queued = false;
+                c->queued = 0;
+        }
         pg_release(c);
 }
 
@@ -887,17 +982,25 @@ void store_pg_rollback(StorePg *p, PgConn *c) {
         pg_release(c);
 }
 
+/* A read sent ahead is a hint of one unit: a unit of a batch does not see another's. */
 int store_pg_savepoint(PgConn *c) {
-        return pg_command(c, "SAVEPOINT unit");
+        int r = pg_command(c, "SAVEPOINT unit");
+
+        pg_prefetch_clear(c);
+        return r;
 }
 
 int store_pg_release(PgConn *c) {
-        return pg_command(c, "RELEASE SAVEPOINT unit");
+        int r = pg_command(c, "RELEASE SAVEPOINT unit");
+
+        pg_prefetch_clear(c);
+        return r;
 }
 
 int store_pg_rollback_to(PgConn *c) {
         int r = pg_command(c, "ROLLBACK TO SAVEPOINT unit");
 
+        pg_prefetch_clear(c);
         return r < 0 ? r : pg_command(c, "RELEASE SAVEPOINT unit");
 }
 
@@ -953,15 +1056,45 @@ static int pg_run_check(PgConn *c, Statement s, StoreTable table, const char *ke
         return 0;
 }
 
+/* The answer to a get of key sent ahead, if there is one to use: waits for it if it has not
+ * come yet. 1 (*ret its result), 0 (none: ask), or what the round trip met. */
+static int pg_prefetched(PgConn *c, StoreTable table, const char *key, size_t key_len, PGresult **ret) {
+        PgPrefetch *f = pg_prefetch_find(c, table, key, key_len);
+        int r;
+
+        *ret = NULL;
+        if (!f || f->stale)
+                return 0;
+        if (!f->arrived) {
+                r = pg_roundtrip_queued(c, false, ret);
+                if (r < 0)
+                        return r;
+                if (*ret)
+                        return 1;       /* a statement sent ahead failed: that is the answer */
+                f = pg_prefetch_find(c, table, key, key_len);
+                assert(f && f->arrived);
+        }
+        *ret = TAKE_PTR(f->res);
+        f->stale = true;                /* used: a later get asks again */
+        return *ret ? 1 : 0;
+}
+
 int store_pg_get(PgConn *c, StoreTable table, const char *key, size_t key_len, char **ret, size_t *ret_len) {
         _cleanup_(pqclearp) PGresult *res = NULL;
         size_t n;
         char *v;
         int r;
 
-        r = pg_run_check(c, STMT_GET, table, key, key_len, NULL, 0, PGRES_TUPLES_OK, &res);
+        r = pg_prefetched(c, table, key, key_len, &res);
         if (r < 0)
                 return r;
+        if (r > 0 && PQresultStatus(res) != PGRES_TUPLES_OK)
+                return pg_errno(c->conn, res, statements[STMT_GET].name);
+        if (r == 0) {
+                r = pg_run_check(c, STMT_GET, table, key, key_len, NULL, 0, PGRES_TUPLES_OK, &res);
+                if (r < 0)
+                        return r;
+        }
         if (PQntuples(res) == 0)
                 return -ENOENT;
         n = (size_t) PQgetlength(res, 0, 0);
@@ -973,6 +1106,37 @@ int store_pg_get(PgConn *c, StoreTable table, const char *key, size_t key_len, c
         *ret = v;
         *ret_len = n;
         return 0;
+}
+
+int store_pg_prefetch(PgConn *c, StoreTable table, const char *key, size_t key_len) {
+        _cleanup_(pqclearp) PGresult *res = NULL;
+        PgPrefetch *f;
+        char *copy;
+        int r;
+
+        if (c->n_prefetch >= STORE_PG_PREFETCH_MAX || pg_prefetch_find(c, table, key, key_len))
+                return 0;
+        copy = strndup(key, key_len);
+        if (!copy)
+                return -ENOMEM;
+        r = pg_run_ahead(c, STMT_GET, table, key, key_len, NULL, 0, false, &res);
+        if (r <= 0) {
+                free(copy);
+                return r < 0 ? r : pg_errno(c->conn, NULL, statements[STMT_GET].name);
+        }
+        f = &c->prefetch[c->n_prefetch++];
+        *f = (PgPrefetch) { .table = table, .key = copy, .key_len = key_len, .position = c->queued - 1 };
+        return 0;
+}
+
+/* A write of key: an answer to a get of it sent ahead is out of date. */
+static void pg_prefetch_spoil(PgConn *c, StoreTable table, const char *key, size_t key_len) {
+        PgPrefetch *f = pg_prefetch_find(c, table, key, key_len);
+
+        if (!f)
+                return;
+        f->stale = true;
+        PQclear(TAKE_PTR(f->res));
 }
 
 /* Runs a command of statement s that changes one row or none: 0 if it changed one, none (-EEXIST,
@@ -993,20 +1157,24 @@ static int pg_change(PgConn *c, Statement s, StoreTable table, const char *key, 
 }
 
 int store_pg_put(PgConn *c, StoreTable table, const char *key, size_t key_len, const char *value,
-                 size_t value_len, bool no_overwrite) {
+                 size_t value_len, StorePgPut how) {
         _cleanup_(pqclearp) PGresult *res = NULL;
+        Statement s = how == STORE_PG_PUT_FRESH ? STMT_PUT_FRESH : STMT_PUT;
         int r;
 
-        if (no_overwrite)
+        pg_prefetch_spoil(c, table, key, key_len);
+        if (how == STORE_PG_PUT_NEW)
                 return pg_change(c, STMT_PUT_NEW, table, key, key_len, value, value_len, -EEXIST);
-        /* An overwrite always changes one row: its answer can wait for the next statement's. */
-        r = pg_run_ahead(c, STMT_PUT, table, key, key_len, value, value_len, false, &res);
+        /* An overwrite always changes one row, a fresh put one row or fails the transaction: the
+         * answer can wait for the next statement's. */
+        r = pg_run_ahead(c, s, table, key, key_len, value, value_len, false, &res);
         if (r == 0)
-                return pg_errno(c->conn, NULL, statements[STMT_PUT].name);
+                return pg_errno(c->conn, NULL, statements[s].name);
         return r < 0 ? r : 0;
 }
 
 int store_pg_del(PgConn *c, StoreTable table, const char *key, size_t key_len) {
+        pg_prefetch_spoil(c, table, key, key_len);
         return pg_change(c, STMT_DEL, table, key, key_len, NULL, 0, -ENOENT);
 }
 

@@ -41,6 +41,8 @@
 #define STORE_PG_TIMEOUT_USEC (UINT64_C(5) * 1000 * 1000)
 /* Rows fetched per statement by a walk (store_foreach()). */
 #define STORE_PG_PAGE_ROWS 256u
+/* Reads a transaction may have sent ahead (store_prefetch()); more are not sent. */
+#define STORE_PG_PREFETCH_MAX 4u
 
 /* The longest [store] connection string. */
 #define STORE_CONNECTION_MAX 1024u
@@ -87,7 +89,8 @@ const char *store_pg_connect_error(void);
  * for snapshots. */
 int store_pg_begin(StorePg *p, bool write, PgConn **ret);
 /* Ends the transaction and gives the connection back. commit: 0, -EAGAIN (serialization
- * failure: nothing written), or another error (nothing written, or for -ENOTCONN: unknown). */
+ * failure: nothing written), -ENOTUNIQ (a fresh put's key existed: nothing written), or another
+ * error (nothing written, or for -ENOTCONN: unknown). */
 int store_pg_commit(StorePg *p, PgConn *c);
 void store_pg_rollback(StorePg *p, PgConn *c);
 
@@ -97,12 +100,22 @@ int store_pg_release(PgConn *c);
 int store_pg_rollback_to(PgConn *c);
 
 /* Record operations; key is key_len bytes (checked by store.c), values are compact JSON. An
- * overwriting put (no_overwrite false) is sent with the next operation on c, or its commit, and
- * returns 0 at once: if it fails, that next operation returns its error (and the transaction is
- * dead, as after any failure). */
+ * overwriting put (STORE_PG_PUT_OVERWRITE) or a fresh one (STORE_PG_PUT_FRESH) is sent with the
+ * next operation on c, or its commit, and returns 0 at once: if it fails, that next operation
+ * returns its error (and the transaction is dead, as after any failure); a fresh put whose key
+ * exists fails so, with -ENOTUNIQ. */
 int store_pg_get(PgConn *c, StoreTable table, const char *key, size_t key_len, char **ret, size_t *ret_len);
+/* Sends the get of key ahead, with the next statement that needs an answer; store_pg_get() of
+ * the same key takes that answer then (a write of the key in between makes it ask again).
+ * 0 (also when STORE_PG_PREFETCH_MAX are out already: nothing sent), or what sending met. */
+int store_pg_prefetch(PgConn *c, StoreTable table, const char *key, size_t key_len);
+typedef enum StorePgPut {
+        STORE_PG_PUT_OVERWRITE,
+        STORE_PG_PUT_NEW,               /* -EEXIST if the key exists (an answer) */
+        STORE_PG_PUT_FRESH,             /* the key is new by construction: see above */
+} StorePgPut;
 int store_pg_put(PgConn *c, StoreTable table, const char *key, size_t key_len, const char *value,
-                 size_t value_len, bool no_overwrite);                                  /* -EEXIST */
+                 size_t value_len, StorePgPut how);
 int store_pg_del(PgConn *c, StoreTable table, const char *key, size_t key_len);        /* -ENOENT */
 int store_pg_count(PgConn *c, StoreTable table, uint64_t *ret);
 /* Whether any table holds a record (a store with records but no schema stamp is not ours). */

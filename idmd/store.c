@@ -333,6 +333,8 @@ static int txn_check(StoreTxn *t) {
 static int pg_fail(StoreTxn *t, int r) {
         if (r == -ENOENT || r == -EEXIST)
                 return r;       /* answers, not failures */
+        if (r == -ENOTUNIQ)
+                r = -EEXIST;    /* a fresh put's key existed (STORE_PUT_FRESH): the unit failed */
         if (r == -EAGAIN)
                 t->retry = true;
         if (t->failed == 0)
@@ -666,6 +668,8 @@ static int store_run_pg(Store *s, StoreWorkFn fn, void *userdata) {
                 k = store_pg_commit(s->pg, t.pg);
                 if (k == -EAGAIN && attempt < STORE_PG_ATTEMPTS)
                         continue;
+                if (k == -ENOTUNIQ)
+                        k = -EEXIST;    /* as pg_fail() */
                 return k < 0 ? k : r;
         }
 }
@@ -808,6 +812,14 @@ static int store_run_unit_pg(Store *s, PgConn *c, StoreUnit *u) {
                 return 0;
         }
         k = store_pg_release(c);
+        if (k == -ENOTUNIQ) {
+                /* A fresh put of the unit, sent with the release, clashed: the unit alone failed. */
+                k = store_pg_rollback_to(c);
+                if (k < 0)
+                        return k;
+                u->result = log_debug_errno(EEXIST, "Unit of work's fresh key existed, rolled back: %m");
+                return 0;
+        }
         if (k < 0)
                 return k;
         u->result = r;
@@ -835,6 +847,8 @@ static int store_run_batch_pg(Store *s, StoreUnit *batch) {
                         r = store_pg_commit(s->pg, c);
                 if (r >= 0)
                         return 0;
+                if (r == -ENOTUNIQ)
+                        r = -EEXIST;    /* as pg_fail() */
                 if (r != -EAGAIN || attempt >= STORE_PG_ATTEMPTS)
                         return log_debug_errno(r, "Store batch failed, nothing written: %m");
         }
@@ -1464,6 +1478,19 @@ int store_get(StoreTxn *t, StoreTable table, const char *key, json_t **ret) {
         return 0;
 }
 
+int store_prefetch(StoreTxn *t, StoreTable table, const char *key) {
+        MDB_val k;
+        int r;
+
+        r = txn_table_check(t, table);
+        if (r < 0)
+                return r;
+        if (!t->pg || key_to_val(key, &k) < 0)
+                return 0;       /* LMDB reads from memory; a bad key is for store_get() to refuse */
+        r = store_pg_prefetch(t->pg, table, key, k.mv_size);
+        return r < 0 ? pg_fail(t, r) : 0;
+}
+
 int store_count(StoreTxn *t, StoreTable table, uint64_t *ret) {
         MDB_stat st;
         int r;
@@ -1511,7 +1538,8 @@ int store_put(StoreTxn *t, StoreTable table, const char *key, json_t *value, Sto
         r = key_to_val(key, &k);
         if (r < 0)
                 return r;
-        if (!json_is_object(value) || (flags & ~STORE_PUT_NO_OVERWRITE) != 0)
+        if (!json_is_object(value) || (flags & ~(STORE_PUT_NO_OVERWRITE | STORE_PUT_FRESH)) != 0 ||
+            (flags & STORE_PUT_NO_OVERWRITE && flags & STORE_PUT_FRESH))
                 return -EINVAL;
 
         /* Sorted keys make equal records byte-identical, which keeps backups and diffs stable. */
@@ -1521,11 +1549,19 @@ int store_put(StoreTxn *t, StoreTable table, const char *key, json_t *value, Sto
 
         v = (MDB_val) { .mv_size = strlen(text), .mv_data = text };
         if (t->pg) {
-                r = store_pg_put(t->pg, table, key, k.mv_size, text, v.mv_size, flags & STORE_PUT_NO_OVERWRITE);
+                r = store_pg_put(t->pg, table, key, k.mv_size, text, v.mv_size,
+                                 flags & STORE_PUT_FRESH ? STORE_PG_PUT_FRESH :
+                                 flags & STORE_PUT_NO_OVERWRITE ? STORE_PG_PUT_NEW : STORE_PG_PUT_OVERWRITE);
                 return r < 0 ? pg_fail(t, r) : 0;
         }
         r = mdb_put(t->txn, t->store->dbi[table], &k, &v,
-                    (flags & STORE_PUT_NO_OVERWRITE) ? MDB_NOOVERWRITE : 0);
+                    (flags & (STORE_PUT_NO_OVERWRITE | STORE_PUT_FRESH)) ? MDB_NOOVERWRITE : 0);
+        if (r == MDB_KEYEXIST && flags & STORE_PUT_FRESH) {
+                /* Not an answer: the whole unit fails, as on PostgreSQL. */
+                if (t->failed == 0)
+                        t->failed = -EEXIST;
+                return -EEXIST;
+        }
         if (r != MDB_SUCCESS)
                 return txn_error(t, r);
         return 0;

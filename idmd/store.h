@@ -116,6 +116,11 @@ typedef struct StoreStats {
 typedef enum StorePutFlags {
         STORE_PUT_DEFAULT = 0,
         STORE_PUT_NO_OVERWRITE = 1 << 0,        /* -EEXIST if the key exists */
+        /* The key is new by construction (random bits): a clash is not an answer but a failure
+         * of the whole unit of work, which then commits nothing and gives -EEXIST. PostgreSQL
+         * sends such a put with the unit's next statement, or its commit, instead of waiting
+         * for it (a round trip less): the clash may be reported by a later call of the unit. */
+        STORE_PUT_FRESH = 1 << 1,
 } StorePutFlags;
 
 /* Opens (creating if needed) the store in directory dir, which must exist. Removes stale reader
@@ -208,6 +213,12 @@ bool store_waits(Store *s);
  * store's error (a database that cannot be reached is not a "no"). */
 int store_get(StoreTxn *t, StoreTable table, const char *key, json_t **ret);   /* -ENOENT */
 int store_exists(StoreTxn *t, StoreTable table, const char *key);
+/* A hint: key will be read soon (store_get(), store_exists()). PostgreSQL sends that read with
+ * the next statement that needs an answer, so that reads whose keys are known up front cost one
+ * round trip between them; the later call takes its answer (a write of the key in between makes
+ * it read again). Up to STORE_PG_PREFETCH_MAX (4) per unit of work or snapshot are sent; LMDB
+ * needs none. 0, or the store's error. */
+int store_prefetch(StoreTxn *t, StoreTable table, const char *key);
 /* The number of records in table as this unit of work or snapshot sees it (a unit of work's
  * own writes included), without reading them. */
 int store_count(StoreTxn *t, StoreTable table, uint64_t *ret);

@@ -468,6 +468,15 @@ int capture_missing_required(StoreTxn *t, const char *publisher_id, const char *
         r = settings_load(t, publisher_id, &settings);
         if (r < 0)
                 return r;
+        json_array_foreach(json_object_get(settings, "settings"), i, s)
+                if (setting_on(s, "enabled") && setting_on(s, "required"))
+                        break;
+        if (i == json_array_size(json_object_get(settings, "settings"))) {
+                /* Nothing required: no need to read the customer's record and answers. */
+                if (ret)
+                        *ret = TAKE_PTR(list);
+                return 0;
+        }
         r = customer_get(t, customer_id, &customer);
         if (r < 0)
                 return r;

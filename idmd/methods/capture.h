@@ -56,7 +56,8 @@
 
 /* The required fields the customer has not answered: *ret (may be NULL) becomes a new array of
  * {key, fields: [answer field names], question?, value?} (what a prompt asks). Returns how many,
- * or -errno from the store (-ENOENT: no such customer). */
+ * or -errno from the store (-ENOENT: no such customer; the customer's records are read only
+ * when a field is required). */
 int capture_missing_required(StoreTxn *t, const char *publisher_id, const char *customer_id, json_t **ret);
 
 /* The customer's capture answers for exportCustomer: a new object {field: text} ({} when none),

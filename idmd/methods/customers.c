@@ -26,6 +26,7 @@
 #include "methods/locales.h"
 #include "methods/lockouts.h"
 #include "methods/methods.h"
+#include "records/capture.h"
 #include "records/consents.h"
 #include "records/customers.h"
 #include "records/publishers.h"
@@ -83,18 +84,33 @@ int customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params, char **
         return *ret ? 0 : -ENOMEM;
 }
 
-int customers_read_publisher(Call *call, json_t *params, StoreTxn **ret_txn, char **ret_publisher_id) {
+int customers_read_publisher_for_login(Call *call, json_t *params, const char *email, StoreTxn **ret_txn,
+                                       char **ret_publisher_id) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_free_ char *lock = NULL, *link = NULL;
+        const char *pid = json_object_get_string(params, "publisherId") ?: call_publisher_id(call);
         int r;
 
         r = call_store_read(call, &t);
         if (r < 0)
                 return r;
+        /* Hints only: a failure shows in the reads themselves. (By offerId the publisher is not
+         * known yet: nothing to send ahead.) */
+        if (pid && email && !json_object_get(params, "offerId")) {
+                if (lockouts_key(call, pid, email, &lock) >= 0 && lock)
+                        (void) store_prefetch(t, STORE_LOCKOUTS, lock);
+                if (customer_email_key(pid, email, &link) >= 0)
+                        (void) store_prefetch(t, STORE_CUSTOMERS_BY_EMAIL, link);
+        }
         r = customers_resolve_publisher(call, t, params, ret_publisher_id);
         if (r < 0)
                 return r;
         *ret_txn = TAKE_PTR(t);
         return 0;
+}
+
+int customers_read_publisher(Call *call, json_t *params, StoreTxn **ret_txn, char **ret_publisher_id) {
+        return customers_read_publisher_for_login(call, params, NULL, ret_txn, ret_publisher_id);
 }
 
 int customers_index_key(const char *publisher_id, const char *email, char **ret) {
@@ -422,19 +438,24 @@ static void password_job_finished(void *userdata, int error) {
 
 static int credential_write(StoreTxn *t, void *userdata) {
         PasswordJob *j = userdata;
+        bool recorded;
         int r, k;
 
         json_decref(j->customer);       /* the unit may run again after the store grew */
         j->customer = NULL;
         session_tokens_done(&j->tokens);
 
+        /* A right password's success work reads the account: sent with the lockout's read. */
+        if (j->verified == 0 && j->customer_id && j->success)
+                (void) customer_prefetch(t, j->customer_id);
+
         r = lockouts_settle(t, &j->policy, j->lockout_key, j->verified == 0 && j->stored_hash, j->ctx.now_usec,
-                            &j->outcome, &j->locked_now);
+                            &j->outcome, &j->locked_now, &recorded);
         if (r < 0 || j->outcome != CREDENTIAL_ACCEPTED)
                 return r;
         r = j->success ? j->success(t, j) : 0;
-        if (r < 0)
-                return r;
+        if (r < 0 || !recorded)
+                return r;       /* no failures on record: nothing to clear (and no statement) */
         k = lockouts_clear(t, j->lockout_key);
         return k < 0 ? k : r;
 }
@@ -857,14 +878,16 @@ static void login_done(PasswordJob *j) {
 }
 
 int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSuccess on_login) {
-        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(store_txn_freep) StoreTxn *t = req->snapshot;
         _cleanup_(password_job_freep) PasswordJob *j = NULL;
         _cleanup_(json_decrefp) json_t *customer = NULL;
         int r;
 
-        r = call_store_read(call, &t);
-        if (r < 0)
-                return r;
+        if (!t) {
+                r = call_store_read(call, &t);
+                if (r < 0)
+                        return r;
+        }
 
         j = password_job_new(call, JOB_VERIFY, req->params, login_done);
         if (!j)
@@ -911,6 +934,9 @@ static int login_reply(Call *call, const CustomerLogin *l) {
 
         outdated = call_store_read(call, &t);
         if (outdated >= 0)
+                /* Read with the consents' (the hint's failure shows in the read). */
+                (void) capture_settings_prefetch(t, l->publisher_id);
+        if (outdated >= 0)
                 outdated = consents_outdated_required(t, l->publisher_id, l->customer_id, NULL);
         if (outdated < 0)
                 return outdated;
@@ -939,12 +965,12 @@ static int method_customers_login(Call *call, json_t *params) {
         r = check_customer_ip(call, params);
         if (r < 0)
                 return r;
-        r = customers_read_publisher(call, params, &t, &publisher_id);
+        r = customers_read_publisher_for_login(call, params, req.email, &t, &publisher_id);
         if (r < 0)
                 return r;
-        t = store_txn_free(t);
 
         req.publisher_id = publisher_id;
+        req.snapshot = TAKE_PTR(t);
         return customers_login(call, &req, login_reply);
 }
 

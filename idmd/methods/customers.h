@@ -20,6 +20,11 @@ int customers_resolve_publisher(Call *call, StoreTxn *t, json_t *params, char **
 /* The same in a read snapshot taken here and handed to the caller (*ret_txn, to free with
  * store_txn_free() before the reply). */
 int customers_read_publisher(Call *call, json_t *params, StoreTxn **ret_txn, char **ret_publisher_id);
+/* The same for a sign-in of email (NULL: none given): the reads of its check (the account's
+ * lockout and e-mail index entry) are sent ahead of the publisher's (store_prefetch()), so that
+ * they cost no round trip of their own; customers_login() takes the snapshot over. */
+int customers_read_publisher_for_login(Call *call, json_t *params, const char *email, StoreTxn **ret_txn,
+                                       char **ret_publisher_id);
 
 /* For publisher methods: the customer the params name by exactly one of email, customerId and
  * externalId, within the call's publisher (another publisher's customer is as unknown as a
@@ -85,6 +90,7 @@ typedef struct CustomerLoginRequest {
         json_t *params;                 /* kept with the job (customerIP is read from it) */
         CustomerLoginRecord also_record; /* may be NULL */
         const char *publisher_id;       /* resolved by the caller */
+        StoreTxn *snapshot;             /* what it was resolved in (taken over), or NULL */
         const char *email;
         const char *password;
         bool lock_details;              /* 423 account_locked may be told (PAM path, admin peers) */

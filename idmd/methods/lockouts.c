@@ -84,11 +84,12 @@ int lockouts_refuse_if_locked(Call *call, StoreTxn *t, const char *key, bool tel
 }
 
 int lockouts_settle(StoreTxn *t, const LockoutPolicy *policy, const char *key, bool verified, uint64_t now_usec,
-                    CredentialOutcome *ret_outcome, bool *ret_locked_now) {
+                    CredentialOutcome *ret_outcome, bool *ret_locked_now, bool *ret_recorded) {
         _cleanup_(lockout_state_done) LockoutState s = {};
         int r;
 
         *ret_locked_now = false;
+        *ret_recorded = false;
         if (!verified) {
                 *ret_outcome = CREDENTIAL_REFUSED;
                 if (!key)
@@ -103,6 +104,7 @@ int lockouts_settle(StoreTxn *t, const LockoutPolicy *policy, const char *key, b
                 r = lockout_get(t, key, &s);
                 if (r < 0)
                         return r;
+                *ret_recorded = r > 0;
                 if (lockout_is_locked(&s, now_usec, NULL)) {
                         *ret_outcome = CREDENTIAL_LOCKED;
                         return 0;

@@ -38,10 +38,11 @@ typedef enum CredentialOutcome {
  * hash on a worker → this): a failed check is counted under key (*ret_locked_now when this
  * failure locked the account; then call lockouts_log_locked() once it is durable); a right one
  * is checked against the lock again, since other attempts may have locked the account while
- * this one was hashed. key NULL (lockout off, or a name no account can have): nothing is
- * counted or checked. Store errors. */
+ * this one was hashed; *ret_recorded then says whether failures are on record (for
+ * lockouts_clear(): none, nothing to clear). key NULL (lockout off, or a name no account can
+ * have): nothing is counted or checked. Store errors. */
 int lockouts_settle(StoreTxn *t, const LockoutPolicy *policy, const char *key, bool verified, uint64_t now_usec,
-                    CredentialOutcome *ret_outcome, bool *ret_locked_now);
+                    CredentialOutcome *ret_outcome, bool *ret_locked_now, bool *ret_recorded);
 
 /* Inside the same unit of work, after the success work: clears the failures under key (0 when
  * there were none, 1 when cleared; nothing for NULL). */

@@ -178,9 +178,10 @@ static int method_pam_authenticate(Call *call, json_t *params) {
                 .lock_details = true,
                 .also_record = pam_login_record,
         };
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         int r;
 
-        r = pam_publisher(call, params, &publisher_id);
+        r = customers_read_publisher_for_login(call, params, req.email, &t, &publisher_id);
         if (r < 0)
                 return r;
 
@@ -200,6 +201,7 @@ static int method_pam_authenticate(Call *call, json_t *params) {
 
         req.params = job_params;
         req.publisher_id = publisher_id;
+        req.snapshot = TAKE_PTR(t);
         return customers_login(call, &req,
                                json_is_true(json_object_get(params, "tokens")) ? pam_login_reply_with_tokens :
                                                                                  pam_login_reply);

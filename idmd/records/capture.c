@@ -37,6 +37,14 @@ int capture_settings_get(StoreTxn *t, const char *publisher_id, json_t **ret) {
         return get_by("publisher", t, publisher_id, ret);
 }
 
+int capture_settings_prefetch(StoreTxn *t, const char *publisher_id) {
+        _cleanup_free_ char *key = NULL;
+        int r;
+
+        r = key_of("publisher", publisher_id, &key);
+        return r < 0 ? r : store_prefetch(t, STORE_CAPTURE, key);
+}
+
 int capture_settings_put(StoreTxn *t, const char *publisher_id, json_t *rec) {
         return put_by("publisher", t, publisher_id, rec);
 }

@@ -15,6 +15,8 @@
 #include "store.h"
 
 int capture_settings_get(StoreTxn *t, const char *publisher_id, json_t **ret);
+/* The settings will be read soon (store_prefetch()). */
+int capture_settings_prefetch(StoreTxn *t, const char *publisher_id);
 int capture_settings_put(StoreTxn *t, const char *publisher_id, json_t *rec);
 
 int capture_answers_get(StoreTxn *t, const char *customer_id, json_t **ret);

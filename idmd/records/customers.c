@@ -52,6 +52,10 @@ int customer_get(StoreTxn *t, const char *customer_id, json_t **ret) {
         return store_get(t, STORE_CUSTOMERS, customer_id, ret);
 }
 
+int customer_prefetch(StoreTxn *t, const char *customer_id) {
+        return store_prefetch(t, STORE_CUSTOMERS, customer_id);
+}
+
 int customer_exists(StoreTxn *t, const char *customer_id) {
         return store_exists(t, STORE_CUSTOMERS, customer_id);
 }

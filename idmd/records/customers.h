@@ -21,6 +21,8 @@
 /* The customer record with this id. -ENOENT. */
 int customer_get(StoreTxn *t, const char *customer_id, json_t **ret);
 int customer_exists(StoreTxn *t, const char *customer_id);       /* 1, 0, or the store's error */
+/* The record will be read soon (store_prefetch()). */
+int customer_prefetch(StoreTxn *t, const char *customer_id);
 
 /* The customer of (publisher, e-mail). -ENOENT, also for a malformed e-mail (registration only
  * takes valid ones, so it names nobody); -EPROTO for a damaged index. */

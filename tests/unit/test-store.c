@@ -273,6 +273,144 @@ static int put_keys(StoreTxn *t, void *userdata) {
         return 0;
 }
 
+/* A fresh put (STORE_PUT_FRESH) whose key exists fails the whole unit with -EEXIST, whether the
+ * clash is told at once (LMDB), by the unit's next call or by its commit (PostgreSQL sends such a
+ * put with the next statement), and even when the unit's function swallows the error. */
+typedef struct Fresh {
+        const char *mode;
+        int result;
+} Fresh;
+
+static int fresh_work(StoreTxn *t, void *userdata) {
+        Fresh *f = userdata;
+        _cleanup_(json_decrefp) json_t *v = json_pack("{s:s}", "by", f->mode), *got = NULL;
+        int r;
+
+        if (streq(f->mode, "first")) {
+                ASSERT_OK(store_put(t, STORE_TOKENS, "f1", v, STORE_PUT_FRESH));
+                ASSERT_OK(store_get(t, STORE_TOKENS, "f1", &got));
+                ASSERT_STREQ(json_string_value(json_object_get(got, "by")), "first");
+                return 1;
+        }
+        ASSERT_OK(store_put(t, STORE_OUTBOX, "before", v, STORE_PUT_DEFAULT));
+        r = store_put(t, STORE_TOKENS, "f1", v, STORE_PUT_FRESH);
+        ASSERT_TRUE(r == 0 || r == -EEXIST);    /* LMDB tells at once, PostgreSQL later */
+        (void) store_put(t, STORE_OUTBOX, "after", v, STORE_PUT_DEFAULT);
+        if (streq(f->mode, "told-later"))
+                ASSERT_EQ(store_get(t, STORE_OUTBOX, "before", &got), -EEXIST);
+        return 0;       /* as if the clash had gone unnoticed */
+}
+
+static void fresh_done(int r, void *userdata) {
+        ((Fresh *) userdata)->result = r;
+}
+
+static void fresh_check(Store *s) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *got = NULL;
+
+        ASSERT_OK(store_read(s, &t));
+        ASSERT_OK(store_get(t, STORE_TOKENS, "f1", &got));
+        ASSERT_STREQ(json_string_value(json_object_get(got, "by")), "first");
+        ASSERT_FALSE(store_exists(t, STORE_OUTBOX, "before"));
+        ASSERT_FALSE(store_exists(t, STORE_OUTBOX, "after"));
+}
+
+static int fresh_bad_flags(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *v = json_object();
+
+        return store_put(t, STORE_TOKENS, "f2", v, STORE_PUT_FRESH | STORE_PUT_NO_OVERWRITE);
+}
+
+TEST(fresh_put) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+        Fresh first = { .mode = "first" }, later = { .mode = "told-later" };
+        Fresh at_commit = { .mode = "told-at-commit" }, batched = { .mode = "told-at-commit", .result = 1 };
+
+        ASSERT_EQ(store_transact(s, fresh_work, &first), 1);
+        ASSERT_EQ(store_transact(s, fresh_work, &later), -EEXIST);
+        fresh_check(s);
+        ASSERT_EQ(store_transact(s, fresh_work, &at_commit), -EEXIST);
+        fresh_check(s);
+        /* Submitted without a loop: the batch path (PostgreSQL: a savepoint per unit). */
+        ASSERT_OK(store_submit(s, fresh_work, fresh_done, &batched));
+        store_flush(s);
+        ASSERT_EQ(batched.result, -EEXIST);
+        fresh_check(s);
+        ASSERT_EQ(store_transact(s, fresh_bad_flags, NULL), -EINVAL);
+}
+
+/* store_prefetch(): a hint only. Reads take the answer sent ahead, a write of the key in between
+ * makes them read again, and what is never asked for (or refused) changes nothing. */
+static int prefetch_setup(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *one = json_pack("{s:i}", "n", 1), *two = json_pack("{s:i}", "n", 2);
+
+        ASSERT_OK(store_put(t, STORE_CUSTOMERS, "a", one, STORE_PUT_DEFAULT));
+        ASSERT_OK(store_put(t, STORE_CUSTOMERS, "b", two, STORE_PUT_DEFAULT));
+        return 0;
+}
+
+static int prefetch_restore_b(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *two = json_pack("{s:i}", "n", 2);
+
+        return store_put(t, STORE_CUSTOMERS, "b", two, STORE_PUT_DEFAULT);
+}
+
+static int prefetch_write(StoreTxn *t, void *userdata) {
+        _cleanup_(json_decrefp) json_t *ten = json_pack("{s:i}", "n", 10), *got = NULL;
+
+        ASSERT_OK(store_prefetch(t, STORE_CUSTOMERS, "a"));
+        ASSERT_OK(store_prefetch(t, STORE_CUSTOMERS, "b"));
+        ASSERT_OK(store_put(t, STORE_CUSTOMERS, "a", ten, STORE_PUT_DEFAULT));
+        ASSERT_OK(store_del(t, STORE_CUSTOMERS, "b"));
+        ASSERT_OK(store_get(t, STORE_CUSTOMERS, "a", &got));
+        ASSERT_EQ(record_n(got), 10);                   /* the write, not the answer sent ahead */
+        ASSERT_EQ(store_exists(t, STORE_CUSTOMERS, "b"), 0);
+        ASSERT_OK(store_prefetch(t, STORE_CUSTOMERS, "a"));
+        json_decref(TAKE_PTR(got));
+        ASSERT_OK(store_get(t, STORE_CUSTOMERS, "a", &got));
+        ASSERT_EQ(record_n(got), 10);
+        ASSERT_OK(store_prefetch(t, STORE_OFFERS, "never-asked"));
+        return 1;
+}
+
+TEST(prefetch) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+
+        ASSERT_OK(store_transact(s, prefetch_setup, NULL));
+        for (unsigned round = 0; round < 3; round++) {
+                _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+                _cleanup_(json_decrefp) json_t *a = NULL, *b = NULL, *again = NULL;
+
+                ASSERT_OK(store_read(s, &t));
+                ASSERT_OK(store_prefetch(t, STORE_CUSTOMERS, "b"));
+                ASSERT_OK(store_prefetch(t, STORE_CUSTOMERS, "a"));
+                ASSERT_OK(store_prefetch(t, STORE_CUSTOMERS, "a"));     /* once is enough */
+                ASSERT_OK(store_prefetch(t, STORE_CUSTOMERS, "missing"));
+                ASSERT_OK(store_prefetch(t, STORE_OFFERS, "a"));
+                ASSERT_OK(store_prefetch(t, STORE_CAPTURE, "beyond-the-limit"));
+                ASSERT_OK(store_prefetch(t, STORE_CUSTOMERS, ""));      /* no key: store_get() says */
+                ASSERT_EQ(store_prefetch(t, _STORE_TABLE_MAX, "a"), -EINVAL);
+                ASSERT_OK(store_get(t, STORE_CUSTOMERS, "a", &a));
+                ASSERT_OK(store_get(t, STORE_CUSTOMERS, "b", &b));
+                ASSERT_EQ(record_n(a), round == 0 ? 1 : 10);
+                ASSERT_EQ(record_n(b), 2);
+                ASSERT_EQ(store_get(t, STORE_CUSTOMERS, "missing", &again), -ENOENT);
+                ASSERT_EQ(store_get(t, STORE_CUSTOMERS, "", &again), -EINVAL);
+                ASSERT_OK(store_get(t, STORE_CUSTOMERS, "a", &again));  /* asked again */
+                ASSERT_TRUE(json_equal(a, again));
+                ASSERT_FALSE(store_exists(t, STORE_CAPTURE, "beyond-the-limit"));
+                t = store_txn_free(t);  /* STORE_OFFERS "a" was never asked for */
+
+                if (round == 0) {
+                        ASSERT_EQ(store_transact(s, prefetch_write, NULL), 1);
+                        ASSERT_OK(store_transact(s, prefetch_restore_b, NULL));
+                }
+        }
+}
+
 TEST(keys) {
         _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
         _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
@@ -1354,6 +1492,8 @@ int main(void) {
         pg = getenv("IDM_TEST_PG");
 
         RUN(records);
+        RUN(fresh_put);
+        RUN(prefetch);
         RUN(keys);
         RUN(foreach);
         RUN(foreach_where);
