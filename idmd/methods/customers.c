@@ -337,6 +337,7 @@ struct PasswordJob {
         void *hashed_data;                      /* ... and their data, freed with hashed_free */
         void (*hashed_free)(void *p);
         bool lock_details;              /* caller may learn lock state and unknown accounts */
+        bool prompts;                   /* login: consents and capture to prompt for, worked out */
         char *lockout_key;              /* its STORE_LOCKOUTS key; NULL: none kept */
 
         /* The credential pipeline's unit of work (credential_write): inputs ... */
@@ -353,6 +354,8 @@ struct PasswordJob {
         SessionTokens tokens;           /* login: the new session */
         json_t *customer;               /* login: the customer record as recorded */
         int revoked;                    /* password changes: sessions ended */
+        bool consents_outdated;         /* login with prompts */
+        unsigned capture_missing;
 
         /* results, written by the worker */
         int verified;           /* 0 match, -EACCES mismatch, other < 0 failure */
@@ -445,9 +448,15 @@ static int credential_write(StoreTxn *t, void *userdata) {
         j->customer = NULL;
         session_tokens_done(&j->tokens);
 
-        /* A right password's success work reads the account: sent with the lockout's read. */
-        if (j->verified == 0 && j->customer_id && j->success)
+        /* A right password's success work reads the account (and a login's the publisher's
+         * prompts): sent with the lockout's read. */
+        if (j->verified == 0 && j->customer_id && j->success) {
                 (void) customer_prefetch(t, j->customer_id);
+                if (j->prompts) {
+                        (void) consent_definitions_prefetch(t, j->publisher_id);
+                        (void) capture_settings_prefetch(t, j->publisher_id);
+                }
+        }
 
         r = lockouts_settle(t, &j->policy, j->lockout_key, j->verified == 0 && j->stored_hash, j->ctx.now_usec,
                             &j->outcome, &j->locked_now, &recorded);
@@ -820,8 +829,22 @@ static int login_write(StoreTxn *t, PasswordJob *j) {
                 return r;
 
         r = session_start(t, &j->ctx, j->customer_id, j->publisher_id, &j->tokens);
-        if (r < 0 || !j->also_record)
+        if (r < 0)
                 return r;
+        if (j->prompts) {
+                /* Here rather than in a snapshot after the commit: the reads went out with the
+                 * unit's first (credential_write()). */
+                r = consents_outdated_required(t, j->publisher_id, j->customer_id, NULL);
+                if (r < 0)
+                        return r;
+                j->consents_outdated = r > 0;
+                r = capture_missing_required(t, j->publisher_id, j->customer_id, NULL);
+                if (r < 0)
+                        return r;
+                j->capture_missing = (unsigned) r;
+        }
+        if (!j->also_record)
+                return 0;
         return j->also_record(t, j->call, &(CustomerLogin) {
                 .customer_id = j->customer_id,
                 .publisher_id = j->publisher_id,
@@ -867,6 +890,8 @@ static void login_finish(Call *call, int r, void *userdata) {
                 .publisher_id = j->publisher_id,
                 .customer = j->customer,
                 .tokens = &j->tokens,
+                .consents_outdated = j->consents_outdated,
+                .capture_missing = j->capture_missing,
         });
         if (r < 0)
                 (void) call_reply_failure(call, r);
@@ -895,6 +920,7 @@ int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSu
         j->on_login = on_login;
         j->also_record = req->also_record;
         j->lock_details = req->lock_details;
+        j->prompts = req->prompts;
 
         /* A locked account (known or not) is refused before any hashing, and the attempt is not
          * counted as a failure (methods/lockouts.h). */
@@ -929,27 +955,13 @@ int customers_login(Call *call, const CustomerLoginRequest *req, CustomerLoginSu
 }
 
 static int login_reply(Call *call, const CustomerLogin *l) {
-        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
-        int outdated, capture;
-
-        outdated = call_store_read(call, &t);
-        if (outdated >= 0)
-                /* Read with the consents' (the hint's failure shows in the read). */
-                (void) capture_settings_prefetch(t, l->publisher_id);
-        if (outdated >= 0)
-                outdated = consents_outdated_required(t, l->publisher_id, l->customer_id, NULL);
-        if (outdated < 0)
-                return outdated;
-        capture = capture_missing_required(t, l->publisher_id, l->customer_id, NULL);
-        if (capture < 0)
-                return capture;
         return call_reply(call, json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}",
                                           "customerId", l->customer_id,
                                           "jwt", l->tokens->jwt,
                                           "refreshToken", l->tokens->refresh_token,
                                           "customerToken", l->tokens->customer_token,
-                                          "consentsUpdateRequired", outdated > 0,
-                                          "shouldCaptureBeDisplayed", capture > 0));
+                                          "consentsUpdateRequired", l->consents_outdated,
+                                          "shouldCaptureBeDisplayed", l->capture_missing > 0));
 }
 
 static int method_customers_login(Call *call, json_t *params) {
@@ -959,6 +971,7 @@ static int method_customers_login(Call *call, json_t *params) {
                 .params = params,
                 .email = json_object_get_string(params, "email"),
                 .password = json_object_get_string(params, "password"),
+                .prompts = true,
         };
         int r;
 

@@ -77,6 +77,10 @@ typedef struct CustomerLogin {
         const char *publisher_id;
         json_t *customer;               /* the customer record after the login was recorded */
         const SessionTokens *tokens;    /* the new session */
+        /* With CustomerLoginRequest.prompts, worked out in the login's unit of work: whether
+         * required consents are outdated, how many required capture fields are unanswered. */
+        bool consents_outdated;
+        unsigned capture_missing;
 } CustomerLogin;
 
 /* Replies to the call (and may record more); < 0: an internal error, answered for it. */
@@ -94,6 +98,7 @@ typedef struct CustomerLoginRequest {
         const char *email;
         const char *password;
         bool lock_details;              /* 423 account_locked may be told (PAM path, admin peers) */
+        bool prompts;                   /* CustomerLogin's consents_outdated and capture_missing */
 } CustomerLoginRequest;
 
 /* The login both `login` and the PAM path use: verifies the password on a worker thread (a

@@ -20,6 +20,14 @@ int consent_answers_key(const char *customer_id, char **ret) {
         return asprintf(ret, CUSTOMER_KEY_PREFIX "%s", customer_id) < 0 ? -ENOMEM : 0;
 }
 
+int consent_definitions_prefetch(StoreTxn *t, const char *publisher_id) {
+        _cleanup_free_ char *key = NULL;
+        int r;
+
+        r = definitions_key(publisher_id, &key);
+        return r < 0 ? r : store_prefetch(t, STORE_CONSENTS, key);
+}
+
 int consent_definitions_get(StoreTxn *t, const char *publisher_id, json_t **ret) {
         _cleanup_free_ char *key = NULL;
         int r;

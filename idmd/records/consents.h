@@ -15,6 +15,8 @@
 #include "store.h"
 
 int consent_definitions_get(StoreTxn *t, const char *publisher_id, json_t **ret);
+/* The definitions will be read soon (store_prefetch()). */
+int consent_definitions_prefetch(StoreTxn *t, const char *publisher_id);
 int consent_definitions_put(StoreTxn *t, const char *publisher_id, json_t *rec);
 
 int consent_answers_get(StoreTxn *t, const char *customer_id, json_t **ret);
