@@ -35,6 +35,7 @@ struct Call {
         char *publisher_id;
         char *customer_id;
         char *session_id;
+        json_t *customer_record;        /* read with the token's check, for the handler */
         uint64_t start_usec;
         bool replied;
         bool in_flight;         /* counted in the class's in-flight number */
@@ -360,6 +361,15 @@ int call_set_customer(Call *call, const char *customer_id, const char *publisher
         return 0;
 }
 
+void call_keep_customer_record(Call *call, json_t *rec) {
+        json_decref(call->customer_record);
+        call->customer_record = rec;
+}
+
+json_t *call_take_customer_record(Call *call) {
+        return TAKE_PTR(call->customer_record);
+}
+
 Call *call_ref(Call *call) {
         if (call)
                 call->n_ref++;
@@ -380,6 +390,7 @@ static void call_free(Call *call) {
         free(call->publisher_id);
         free(call->customer_id);
         free(call->session_id);
+        json_decref(call->customer_record);
         connection_unref(call->connection);
         free(call);
 }
@@ -876,7 +887,7 @@ static int authorize(Call *call, const Method *method, json_t *params) {
                     (json_object_get(params, "publisherToken") || json_object_get(params, "sessionID") ||
                      (call->role == ROLE_ADMIN && json_object_get(params, "publisherId"))))
                         return auth_publisher(call, params);
-                return auth_customer(call, params);
+                return auth_customer(call, params, method->reads_customer);
         default:
                 abort();
         }

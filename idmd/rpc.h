@@ -81,6 +81,9 @@ typedef struct Method {
                                          * limited by it (docs/ratelimits.md) */
         bool publisher_optional;        /* ROLE_ANYONE methods: a publisherToken, when given, is
                                          * checked and makes the call a publisher's */
+        bool reads_customer;            /* ROLE_CUSTOMER methods: the token's check reads the
+                                         * customer's record too (call_take_customer_record()),
+                                         * in the same round trip as the session's on PostgreSQL */
         bool publisher_form;            /* ROLE_CUSTOMER methods: with a publisherToken (or from
                                          * an admin peer naming publisherId) the call is a
                                          * publisher's, about a customer it names */
@@ -172,6 +175,10 @@ const char *call_customer_id(Call *call);               /* authenticated custome
 const char *call_session_id(Call *call);                /* the session (family) of its token, or NULL */
 /* Sets the call's authenticated customer (role at least CUSTOMER). -ENOMEM. */
 int call_set_customer(Call *call, const char *customer_id, const char *publisher_id, const char *session_id);
+/* The customer's record, read in the snapshot that checked the call's token (Method.reads_customer):
+ * kept (stolen) for the handler, which takes it over (NULL: not read; read it then). */
+void call_keep_customer_record(Call *call, json_t *rec);
+json_t *call_take_customer_record(Call *call);
 
 Call *call_ref(Call *call);
 Call *call_unref(Call *call);

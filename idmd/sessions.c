@@ -1179,6 +1179,8 @@ int session_verify_jwt(StoreTxn *t, const SessionContext *ctx, const char *jwt, 
         /* Every JWT we mint names its family and the same customer twice. */
         if (!c.sid || !streq(c.sub, c.customer_id) || !streq(c.aud, c.publisher_id))
                 return -EACCES;
+        if (ctx->prefetch_customer)
+                (void) customer_prefetch(t, c.customer_id);
         r = family_get_live(t, c.sid, c.customer_id, c.publisher_id, NULL, NULL);
         if (r < 0)
                 return r;
@@ -1213,6 +1215,8 @@ int session_verify_customer_token(StoreTxn *t, const SessionContext *ctx, const 
         r = token_record_get(t, token, TYPE_CUSTOMER, hash, &rec);
         if (r < 0)
                 return r;
+        if (ctx->prefetch_customer && json_object_get_string(rec, "customerId"))
+                (void) customer_prefetch(t, json_object_get_string(rec, "customerId"));
         r = family_get_live(t, json_object_get_string(rec, "family"), json_object_get_string(rec, "customerId"),
                             json_object_get_string(rec, "publisherId"), NULL, NULL);
         if (r < 0)

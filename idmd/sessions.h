@@ -67,6 +67,8 @@ typedef struct SessionContext {
         bool keys_in_store;     /* ... the keys are records of a shared store (signingkeys.h) */
         uint64_t now_usec;      /* CLOCK_REALTIME, injected so tests can move time */
         uid_t peer_uid;         /* for the refresh grace window: only the same peer gets the same successor */
+        bool prefetch_customer; /* verifying a token: the caller reads the customer's record next,
+                                 * so it is sent with the session's read (store_prefetch()) */
 } SessionContext;
 
 typedef struct SessionTokens {

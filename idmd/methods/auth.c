@@ -13,6 +13,7 @@
 #include "log.h"
 #include "manager.h"
 #include "methods/methods.h"
+#include "records/customers.h"
 #include "records/publishers.h"
 #include "records/remote.h"
 #include "sessions.h"
@@ -100,7 +101,7 @@ SessionContext call_session_context(Call *call) {
         };
 }
 
-int auth_customer(Call *call, json_t *params) {
+int auth_customer(Call *call, json_t *params, bool reads_customer) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         _cleanup_(jwt_claims_done) JwtClaims claims = {};
         _cleanup_free_ char *family = NULL;
@@ -112,6 +113,7 @@ int auth_customer(Call *call, json_t *params) {
 
         if (!jwt && !customer_token)
                 return call_fail_param(call, "jwt", "missing parameter 'jwt' (or 'customerToken')");
+        ctx.prefetch_customer = reads_customer;
         r = call_store_read(call, &t);
         if (r < 0)
                 return r;
@@ -130,5 +132,15 @@ int auth_customer(Call *call, json_t *params) {
                 return call_fail(call, IDM_ERR_UNAUTHORIZED, IDM_REASON_INVALID_TOKEN, NULL, "invalid token");
         if (r < 0)
                 return r;
+        if (reads_customer) {
+                _cleanup_(json_decrefp) json_t *rec = NULL;
+
+                /* Its answer came with the session's: the handler need not ask again. */
+                r = customer_get(t, claims.customer_id, &rec);
+                if (r >= 0)
+                        call_keep_customer_record(call, TAKE_PTR(rec));
+                else if (r != -ENOENT)
+                        return r;       /* gone: the handler says so */
+        }
         return call_set_customer(call, claims.customer_id, claims.publisher_id, family);
 }

@@ -993,6 +993,9 @@ static int customer_read(Call *call, json_t **ret) {
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
         int r;
 
+        *ret = call_take_customer_record(call);         /* read with the token's check */
+        if (*ret)
+                return 0;
         r = call_store_read(call, &t);
         if (r < 0)
                 return r;
@@ -1597,6 +1600,7 @@ const Method methods_customers[] = {
                   { "customerIP", PARAM_STRING, false, IDM_CUSTOMER_IP_MAX },
                   {} } },
         { .name = "getCustomer", .handler = method_customers_get, .role = ROLE_CUSTOMER, .publisher_form = true,
+          .reads_customer = true,
           .params = (const ParamSpec[]) {
                   CUSTOMER_AUTH_PARAMS,
                   PUBLISHER_AUTH_PARAMS,

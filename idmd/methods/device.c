@@ -363,7 +363,7 @@ static int device_decide(Call *call, json_t *params, bool approve) {
                         if (json_object_get(params, admin_only[i]))
                                 return call_fail_param(call, admin_only[i],
                                                        "with 'jwt' the customer is the token's: name no other");
-                r = auth_customer(call, params);
+                r = auth_customer(call, params, false);
                 if (r < 0)
                         return r;
                 publisher_id = strdup(strempty(call_publisher_id(call)));

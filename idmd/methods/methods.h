@@ -49,8 +49,10 @@ int auth_publisher(Call *call, json_t *params);
         PARAM_ID("offerId", false, IDM_OFFER_ID_MAX)
 
 /* For ROLE_CUSTOMER methods: a valid "jwt" (or "customerToken") param. Replies itself and
- * returns < 0 when the call may not go on. */
-int auth_customer(Call *call, json_t *params);
+ * returns < 0 when the call may not go on. reads_customer: the customer's record is read in the
+ * same snapshot, sent with the session's read, and kept for the handler
+ * (call_take_customer_record()). */
+int auth_customer(Call *call, json_t *params, bool reads_customer);
 
 /* Sets the call's authenticated publisher (role at least PUBLISHER). -ENOMEM. */
 int call_set_publisher(Call *call, const char *publisher_id);
