@@ -45,7 +45,9 @@ if [ "$postgresql" -eq 1 ]; then
                 --num-processes "$(( $(nproc) + 1 ))" "$@" || rc=$?
 fi
 if [ "$sanitizers" -eq 1 ]; then
-        setup build-asan -Db_sanitize=address,undefined
+        # bench/ too (-Dbench=true): built, not run (its smoke test is suite bench), so that
+        # the benchmark code cannot stop compiling unseen.
+        setup build-asan -Db_sanitize=address,undefined -Dbench=true
         meson test -C build-asan --print-errorlogs --suite unit --suite integration --suite fuzz-regress "$@" || rc=$?
 fi
 exit "$rc"
