@@ -2436,14 +2436,18 @@ static void pq_finishp(PGconn **c) {
                 PQfinish(*c);
 }
 
-static int pg_exec(PGconn *c, const char *sql) {
-        PGresult *res = PQexec(c, sql);
+/* 0 if res (freed here) is a command's success, else -EIO, said on stderr as what failed. */
+static int pg_result_check(PGconn *c, PGresult *res, const char *what) {
         int r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -EIO;
 
         if (r < 0)
-                fprintf(stderr, "floor-pg: %s: %s", sql, PQerrorMessage(c));
+                fprintf(stderr, "floor-pg: %s: %s", what, PQerrorMessage(c));
         PQclear(res);
         return r;
+}
+
+static int pg_exec(PGconn *c, const char *sql) {
+        return pg_result_check(c, PQexec(c, sql), sql);
 }
 
 /* What a durable one-row write costs on the database idmd would use: a prepared INSERT of a
@@ -2476,17 +2480,11 @@ static int cmd_floor_pg(const Options *o) {
                 r = pg_exec(c, "DROP TABLE IF EXISTS idm_bench_floor");
         if (r >= 0)
                 r = pg_exec(c, "CREATE TABLE idm_bench_floor (key bytea PRIMARY KEY, value bytea NOT NULL)");
+        if (r >= 0)
+                r = pg_result_check(c, PQprepare(c, "ins", "INSERT INTO idm_bench_floor VALUES ($1, $2)", 2, NULL),
+                                    "prepare");
         if (r < 0)
                 return r;
-        {
-                PGresult *res = PQprepare(c, "ins", "INSERT INTO idm_bench_floor VALUES ($1, $2)", 2, NULL);
-                r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -EIO;
-                if (r < 0)
-                        fprintf(stderr, "floor-pg: prepare: %s", PQerrorMessage(c));
-                PQclear(res);
-                if (r < 0)
-                        return r;
-        }
 
         t0 = now_nsec();
         t_measure = t0 + sec_to_nsec(o->warmup);
@@ -2496,16 +2494,11 @@ static int cmd_floor_pg(const Options *o) {
                 const char *values[2] = { (const char *) key, value };
                 const int lengths[2] = { sizeof key, (int) o->record_size }, formats[2] = { 1, 1 };
                 uint64_t a = now_nsec(), b;
-                PGresult *res;
 
                 if (a >= t_end)
                         break;
                 randombytes_buf(key, sizeof key);
-                res = PQexecPrepared(c, "ins", 2, values, lengths, formats, 1);
-                r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -EIO;
-                if (r < 0)
-                        fprintf(stderr, "floor-pg: insert: %s", PQerrorMessage(c));
-                PQclear(res);
+                r = pg_result_check(c, PQexecPrepared(c, "ins", 2, values, lengths, formats, 1), "insert");
                 if (r < 0)
                         return r;
                 b = now_nsec();

@@ -605,7 +605,7 @@ static Keyring *keyring_alloc(void) {
 /* What every load makes of the keys found: one active key (if several are, after a crash inside
  * keyring_rotate(), the newest one; the others are retired at now_usec), keys retired longer
  * than retain_usec ago gone, and a new active key if none is left and may_create (else -ENOKEY).
- * Sorted (key_compare) when it returns. */
+ * Sorted (key_compare), its kids indexed (keyring_update_kids()), when it returns. */
 static int keyring_settle(Keyring *k, uint64_t now_usec, uint64_t retain_usec, bool may_create) {
         int r;
 
@@ -640,7 +640,7 @@ static int keyring_settle(Keyring *k, uint64_t now_usec, uint64_t retain_usec, b
                         return r;
                 qsort(k->keys, k->n_keys, sizeof(Key), key_compare);
         }
-        return 0;
+        return keyring_update_kids(k);
 }
 
 int keyring_load(const char *dir, uint64_t now_usec, uint64_t retain_usec, Keyring **ret) {
@@ -672,9 +672,6 @@ int keyring_load(const char *dir, uint64_t now_usec, uint64_t retain_usec, Keyri
         if (r < 0)
                 return r;
         r = keyring_settle(k, now_usec, retain_usec, true);
-        if (r < 0)
-                return r;
-        r = keyring_update_kids(k);
         if (r < 0)
                 return r;
 
@@ -830,9 +827,6 @@ static int keyring_new_from_records(json_t *records, uint64_t now_usec, uint64_t
         if (r < 0)
                 return r;
         r = keyring_settle(k, now_usec, retain_usec, may_create);
-        if (r < 0)
-                return r;
-        r = keyring_update_kids(k);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(k);
