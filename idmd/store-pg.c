@@ -956,6 +956,8 @@ int store_pg_commit(StorePg *p, PgConn *c) {
         else if (!streq(PQcmdStatus(res), "COMMIT"))
                 /* The transaction had failed: PostgreSQL rolls it back and says so. */
                 r = log_debug_errno(EIO, "PostgreSQL rolled back a failed transaction instead of committing");
+        if (r == -ENOTUNIQ)
+                r = -EEXIST;    /* a fresh put sent with the COMMIT clashed: the unit failed */
         if (r < 0 && c->conn && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
                 (void) pg_command(c, "ROLLBACK");
         pg_release(c);

@@ -89,7 +89,7 @@ const char *store_pg_connect_error(void);
  * for snapshots. */
 int store_pg_begin(StorePg *p, bool write, PgConn **ret);
 /* Ends the transaction and gives the connection back. commit: 0, -EAGAIN (serialization
- * failure: nothing written), -ENOTUNIQ (a fresh put's key existed: nothing written), or another
+ * failure: nothing written), -EEXIST (a fresh put's key existed: nothing written), or another
  * error (nothing written, or for -ENOTCONN: unknown). */
 int store_pg_commit(StorePg *p, PgConn *c);
 void store_pg_rollback(StorePg *p, PgConn *c);

@@ -668,8 +668,6 @@ static int store_run_pg(Store *s, StoreWorkFn fn, void *userdata) {
                 k = store_pg_commit(s->pg, t.pg);
                 if (k == -EAGAIN && attempt < STORE_PG_ATTEMPTS)
                         continue;
-                if (k == -ENOTUNIQ)
-                        k = -EEXIST;    /* as pg_fail() */
                 return k < 0 ? k : r;
         }
 }
@@ -847,8 +845,6 @@ static int store_run_batch_pg(Store *s, StoreUnit *batch) {
                         r = store_pg_commit(s->pg, c);
                 if (r >= 0)
                         return 0;
-                if (r == -ENOTUNIQ)
-                        r = -EEXIST;    /* as pg_fail() */
                 if (r != -EAGAIN || attempt >= STORE_PG_ATTEMPTS)
                         return log_debug_errno(r, "Store batch failed, nothing written: %m");
         }

@@ -199,6 +199,19 @@ static int visit_token_record(const char *key, void *userdata) {
 
 /* The records that keys lead to: all of customer_foreach_record()'s but those only a walk over
  * the token table finds. */
+/* fn for the record at key (NULL or "": none) if there is one; 0 if not. fn's or the store's
+ * error. */
+static int visit_if_present(StoreTxn *t, StoreTable table, const char *key, CustomerRecordFn fn, void *userdata) {
+        int r;
+
+        if (!key || !key[0])
+                return 0;
+        r = store_exists(t, table, key);
+        if (r <= 0)
+                return r;
+        return fn(table, key, userdata);
+}
+
 static int foreach_keyed_record(StoreTxn *t, const char *customer_id, CustomerRecordFn fn, void *userdata) {
         _cleanup_(json_decrefp) json_t *rec = NULL;
         _cleanup_free_ char *email_key = NULL, *ext_key = NULL, *consents_key = NULL, *capture_key = NULL,
@@ -237,64 +250,37 @@ static int foreach_keyed_record(StoreTxn *t, const char *customer_id, CustomerRe
         r = customer_unix_uid_key(rec, &uid_key);
         if (r < 0)
                 return r;
-        r = uid_key[0] ? store_exists(t, STORE_UNIX_UIDS, uid_key) : 0;
+        r = visit_if_present(t, STORE_UNIX_UIDS, uid_key, fn, userdata);
         if (r < 0)
                 return r;
-        if (r > 0) {
-                r = fn(STORE_UNIX_UIDS, uid_key, userdata);
-                if (r < 0)
-                        return r;
-        }
 
         r = consent_answers_key(customer_id, &consents_key);
         if (r < 0)
                 return r;
-        r = store_exists(t, STORE_CONSENTS, consents_key);
+        r = visit_if_present(t, STORE_CONSENTS, consents_key, fn, userdata);
         if (r < 0)
                 return r;
-        if (r > 0) {
-                r = fn(STORE_CONSENTS, consents_key, userdata);
-                if (r < 0)
-                        return r;
-        }
 
         r = capture_answers_key(customer_id, &capture_key);
         if (r < 0)
                 return r;
-        r = store_exists(t, STORE_CAPTURE, capture_key);
+        r = visit_if_present(t, STORE_CAPTURE, capture_key, fn, userdata);
         if (r < 0)
                 return r;
-        if (r > 0) {
-                r = fn(STORE_CAPTURE, capture_key, userdata);
-                if (r < 0)
-                        return r;
-        }
 
-        /* The reset flow's record of the address. */
+        /* The reset flow's record of the address (none for an address too long to have one). */
         r = reset_key(pid, email, &limit);
         if (r < 0 && r != -E2BIG)
                 return r;
-        r = r >= 0 ? store_exists(t, STORE_TOKENS, limit) : 0;
+        r = visit_if_present(t, STORE_TOKENS, limit, fn, userdata);
         if (r < 0)
                 return r;
-        if (r > 0) {
-                r = fn(STORE_TOKENS, limit, userdata);
-                if (r < 0)
-                        return r;
-        }
 
         r = lockout_key(pid, email, &lock_key);
         if (r < 0 && r != -E2BIG)
                 return r;
-        r = r >= 0 ? store_exists(t, STORE_LOCKOUTS, lock_key) : 0;
-        if (r < 0)
-                return r;
-        if (r > 0) {
-                r = fn(STORE_LOCKOUTS, lock_key, userdata);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+        r = visit_if_present(t, STORE_LOCKOUTS, lock_key, fn, userdata);
+        return r < 0 ? r : 0;
 }
 
 int customer_foreach_record(StoreTxn *t, const char *customer_id, CustomerRecordFn fn, void *userdata) {
