@@ -116,7 +116,7 @@ struct ConfigItem {
 static const ConfigType type_string, type_path, type_bool, type_unsigned, type_size,
         type_duration, type_rate, type_log_level, type_jwt_alg, type_currencies, type_country,
         type_optional_path, type_networks, type_country_overrides, type_command, type_mail_address,
-        type_path_or_empty, type_name_format, type_store_backend, type_store_connection;
+        type_path_or_empty, type_name_format, type_store_backend, type_store_connection, type_argon2_engine;
 
 #define FIELD_SIZE(field) sizeof(((Config *) NULL)->field)
 
@@ -155,6 +155,7 @@ static const ConfigItem config_items[] = {
 
         ITEM("passwords", "argon2_opslimit", type_unsigned, argon2_opslimit, 1, 1000),
         ITEM("passwords", "argon2_memlimit", type_size, argon2_memlimit, 8 * SIZE_KIB, 4 * SIZE_GIB),
+        ITEM("passwords", "argon2_engine", type_argon2_engine, argon2_engine, 0, 0),
         ITEM("passwords", "min_length", type_unsigned, password_min_length, 1, 1024),
         ITEM("passwords", "max_length", type_unsigned, password_max_length, 1, 4096),
         ITEM("passwords", "require_letter", type_bool, password_require_letter, 0, 0),
@@ -774,6 +775,18 @@ static void describe_store_backend(const ConfigItem *item, char *buf, size_t siz
 
 static const ConfigType type_store_backend = { parse_store_backend, describe_store_backend, format_string };
 
+static int parse_argon2_engine(const ConfigItem *item, const char *value, void *field) {
+        if (!streq(value, "auto") && !streq(value, "libargon2") && !streq(value, "libsodium"))
+                return -EINVAL;
+        return replace_string(field, value);
+}
+
+static void describe_argon2_engine(const ConfigItem *item, char *buf, size_t size) {
+        (void) snprintf(buf, size, "expected auto, libargon2 or libsodium");
+}
+
+static const ConfigType type_argon2_engine = { parse_argon2_engine, describe_argon2_engine, format_string };
+
 /* [store] connection: a libpq connection string that libpq can read and that holds no password
  * (a configuration file is no place for one, and --check-config prints the value). */
 static int parse_store_connection(const ConfigItem *item, const char *value, void *field) {
@@ -1000,6 +1013,7 @@ Config *config_free(Config *c) {
         free(c->jwt_alg);
         free(c->store_backend);
         free(c->store_connection);
+        free(c->argon2_engine);
         (void) strv_free(c->currencies);
         free(c->locales_default_country);
         free(c->maxmind_db);
@@ -1102,7 +1116,8 @@ int config_new(Config **ret) {
         c->jwt_alg = strdup("EdDSA");
         c->store_backend = strdup("lmdb");
         c->store_connection = strdup("");
-        if (!c->store_backend || !c->store_connection)
+        c->argon2_engine = strdup("auto");
+        if (!c->store_backend || !c->store_connection || !c->argon2_engine)
                 return -ENOMEM;
         c->locales_default_country = strdup("US");
         c->maxmind_db = strdup("");

@@ -91,6 +91,7 @@ typedef struct Config {
         /* [passwords] */
         uint64_t argon2_opslimit;       /* t, default 2, 1..1000 */
         uint64_t argon2_memlimit;       /* bytes, default 19 MiB, 8 KiB..4 GiB */
+        char *argon2_engine;            /* "auto" (default: timed at start), "libargon2", "libsodium" */
         unsigned password_min_length;   /* key min_length: default 8, 1..1024, <= max_length */
         unsigned password_max_length;   /* key max_length: default 80, 1..4096 */
         bool password_require_letter;   /* key require_letter: default yes */

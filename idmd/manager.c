@@ -1033,45 +1033,71 @@ static int manager_setup_locales(Manager *m) {
 /* The dummy hash for unknown accounts (passwords.h), made on a thread of its own that ends when
  * it is made, so that start-up does not wait for it (and the worker pool's jobs and counters are
  * the requests' alone). A login that needs it meanwhile waits for it (it is made once, under a
- * lock), which only a login in the first moments after start-up can notice. The thread gives its
- * Argon2 memory back before it ends. */
+ * lock), which only a login in the first moments after start-up can notice. With [passwords]
+ * argon2_engine = auto (the default) the same thread then times the two Argon2id engines at the
+ * configured cost and sets the faster for every later hash (password_calibrate(): 5 more hashes);
+ * until then the workers hash with libargon2. The thread gives its Argon2 memory back before it
+ * ends. */
+typedef struct DummyHashJob {
+        PasswordCost cost;
+        bool calibrate;         /* [passwords] argon2_engine = auto */
+} DummyHashJob;
+
 static void *dummy_hash_thread(void *userdata) {
-        PasswordCost *cost = userdata;
+        DummyHashJob *job = userdata;
+        PasswordCalibration c;
+        int r;
 
         /* Named from inside: the thread is detached, so its id is not to be used once it may
          * have ended. */
         (void) pthread_setname_np(pthread_self(), "idmd-dummy");
-        (void) password_verify_dummy("", cost);
+        (void) password_verify_dummy("", &job->cost);
+        if (job->calibrate) {
+                r = password_calibrate(&job->cost, &c);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to time the Argon2id engines, hashing with %s: %m",
+                                          password_engine_to_string(password_engine()));
+                else
+                        log_info("Argon2id at m=%" PRIu64 " KiB, t=%" PRIu64 ": libargon2 with a kept region %" PRIu64
+                                 " us, libsodium %" PRIu64 " us per hash; hashing with %s.",
+                                 job->cost.memlimit / 1024U, job->cost.opslimit, c.usec[PASSWORD_ENGINE_WARM],
+                                 c.usec[PASSWORD_ENGINE_SODIUM], password_engine_to_string(c.chosen));
+        }
         password_release_memory();
-        free(cost);
+        free(job);
         return NULL;
 }
 
 static int manager_make_dummy_hash(Manager *m) {
-        PasswordCost *cost = malloc(sizeof(PasswordCost));
+        DummyHashJob *job = malloc(sizeof(DummyHashJob));
         sigset_t all, saved;
         pthread_attr_t attr;
         pthread_t thread;
         int r;
 
-        if (!cost)
+        if (!job)
                 return -ENOMEM;
-        *cost = (PasswordCost) { .opslimit = m->config->argon2_opslimit, .memlimit = m->config->argon2_memlimit };
+        *job = (DummyHashJob) {
+                .cost = { .opslimit = m->config->argon2_opslimit, .memlimit = m->config->argon2_memlimit },
+                .calibrate = streq(m->config->argon2_engine, "auto"),
+        };
+        /* An engine the configuration names is used from the first hash on. */
+        password_set_engine(streq(m->config->argon2_engine, "libsodium") ? PASSWORD_ENGINE_SODIUM : PASSWORD_ENGINE_WARM);
 
         /* Signals go to the event loop's signalfd only, as with the worker threads. */
         r = pthread_attr_init(&attr);
         if (r != 0) {
-                free(cost);
+                free(job);
                 return -r;
         }
         (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         sigfillset(&all);
         (void) pthread_sigmask(SIG_SETMASK, &all, &saved);
-        r = pthread_create(&thread, &attr, dummy_hash_thread, cost);
+        r = pthread_create(&thread, &attr, dummy_hash_thread, job);
         (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
         (void) pthread_attr_destroy(&attr);
         if (r != 0) {
-                free(cost);
+                free(job);
                 return -r;
         }
         return 0;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Passwords: Argon2id through the reference libargon2 with a warm per-thread region (below),
- * strings and the rehash check through libsodium's crypto_pwhash_str format, a dummy verification
+ * Passwords: Argon2id through the reference libargon2 with a warm per-thread region, or through
+ * libsodium where that is faster (password_calibrate(), below), strings and the rehash check in
+ * libsodium's crypto_pwhash_str format, a dummy verification
  * for unknown accounts, and the password policy (UTF-8 checked here, without a Unicode database).
  * Logs nothing.
  */
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <argon2.h>
 #include <sodium.h>
@@ -123,9 +125,45 @@ size_t password_memory_held(void) {
         return warm_total;
 }
 
-/* The tag of password under the given parameters, into tag[tag_len]. 0, -ENOMEM, -EINVAL. */
-static int argon2id_tag(const char *password, const uint8_t *salt, size_t salt_len, uint32_t t_cost,
-                        uint32_t m_cost_kib, uint8_t *tag, size_t tag_len) {
+static _Atomic PasswordEngine engine = PASSWORD_ENGINE_WARM;
+
+static const char *const engine_names[_PASSWORD_ENGINE_MAX] = {
+        [PASSWORD_ENGINE_WARM] = "libargon2",
+        [PASSWORD_ENGINE_SODIUM] = "libsodium",
+};
+
+const char *password_engine_to_string(PasswordEngine e) {
+        return e >= 0 && e < _PASSWORD_ENGINE_MAX ? engine_names[e] : NULL;
+}
+
+PasswordEngine password_engine(void) {
+        return engine;
+}
+
+void password_set_engine(PasswordEngine e) {
+        assert(e >= 0 && e < _PASSWORD_ENGINE_MAX);
+        engine = e;
+}
+
+/* The tag through libsodium. false: it takes only 16-byte salts, so the caller uses libargon2. */
+static bool sodium_tag(const char *password, const uint8_t *salt, size_t salt_len, uint32_t t_cost,
+                       uint32_t m_cost_kib, uint8_t *tag, size_t tag_len, int *ret) {
+        size_t len = strlen(password);
+
+        if (salt_len != crypto_pwhash_argon2id_SALTBYTES || tag_len < crypto_pwhash_argon2id_BYTES_MIN ||
+            len > crypto_pwhash_argon2id_PASSWD_MAX)
+                return false;
+        /* -1 for a cost out of its range (the parser and cost_is_valid() keep to that range) or
+         * for memory it could not map. */
+        *ret = crypto_pwhash_argon2id(tag, tag_len, password, len, salt, t_cost, (size_t) m_cost_kib * 1024U,
+                                      crypto_pwhash_argon2id_ALG_ARGON2ID13) == 0 ? 0 : -ENOMEM;
+        return true;
+}
+
+/* The tag of password under the given parameters, into tag[tag_len], by the engine given.
+ * 0, -ENOMEM, -EINVAL. */
+static int argon2id_tag_by(PasswordEngine e, const char *password, const uint8_t *salt, size_t salt_len,
+                           uint32_t t_cost, uint32_t m_cost_kib, uint8_t *tag, size_t tag_len) {
         argon2_context ctx = {
                 .out = tag,
                 .outlen = (uint32_t) tag_len,
@@ -144,12 +182,19 @@ static int argon2id_tag(const char *password, const uint8_t *salt, size_t salt_l
         };
         int k;
 
+        if (e == PASSWORD_ENGINE_SODIUM && sodium_tag(password, salt, salt_len, t_cost, m_cost_kib, tag, tag_len, &k))
+                return k;
         if (strlen(password) > UINT32_MAX)
                 return -EINVAL;
         k = argon2id_ctx(&ctx);
         if (k == ARGON2_OK)
                 return 0;
         return k == ARGON2_MEMORY_ALLOCATION_ERROR ? -ENOMEM : -EINVAL;
+}
+
+static int argon2id_tag(const char *password, const uint8_t *salt, size_t salt_len, uint32_t t_cost,
+                        uint32_t m_cost_kib, uint8_t *tag, size_t tag_len) {
+        return argon2id_tag_by(engine, password, salt, salt_len, t_cost, m_cost_kib, tag, tag_len);
 }
 
 /* A decimal without sign or leading zeros, at most UINT32_MAX; advances *p. */
@@ -263,6 +308,46 @@ int password_verify(const char *hash, const char *password) {
         sodium_memzero(tag, sizeof tag);
         sodium_memzero(&h, sizeof h);
         return r;
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000;
+}
+
+int password_calibrate(const PasswordCost *cost, PasswordCalibration *ret) {
+        PasswordCalibration c = { .usec = { UINT64_MAX, UINT64_MAX } };
+        uint8_t salt[SALT_BYTES], tag[TAG_BYTES];
+        int r;
+
+        if (!cost_is_valid(cost))
+                return -EINVAL;
+        /* What is hashed does not matter; a machine's speed swings between moments, so the two
+         * take turns, and the fastest of each counts. The first hash faults the region in. */
+        randombytes_buf(salt, sizeof salt);
+        for (unsigned i = 0; i <= PASSWORD_CALIBRATE_ROUNDS * _PASSWORD_ENGINE_MAX; i++) {
+                PasswordEngine e = i == 0 ? PASSWORD_ENGINE_WARM : (PasswordEngine) ((i - 1) % _PASSWORD_ENGINE_MAX);
+                uint64_t start = now_usec(), took;
+
+                r = argon2id_tag_by(e, "calibration", salt, sizeof salt, (uint32_t) cost->opslimit,
+                                    (uint32_t) (cost->memlimit / 1024U), tag, sizeof tag);
+                if (r < 0) {
+                        password_release_memory();
+                        return r;
+                }
+                took = now_usec() - start;
+                if (i > 0 && took < c.usec[e])
+                        c.usec[e] = took;
+        }
+        password_release_memory();
+        c.chosen = c.usec[PASSWORD_ENGINE_SODIUM] * 100 <= c.usec[PASSWORD_ENGINE_WARM] * 95 ?
+                PASSWORD_ENGINE_SODIUM : PASSWORD_ENGINE_WARM;
+        password_set_engine(c.chosen);
+        if (ret)
+                *ret = c;
+        return 0;
 }
 
 /* The dummy hash for unknown accounts: made once per cost, on first use (the first call thus

@@ -44,6 +44,34 @@ size_t password_memory_held(void);
 /* How long a worker keeps its region without a hash to do (workers_set_idle()). */
 #define PASSWORD_MEMORY_IDLE_USEC (30ULL * 1000000ULL)
 
+/* Which Argon2id implementation computes the tags (the strings and tags are the same either way):
+ * the reference libargon2 in a region kept warm per thread (above), or libsodium's, which maps a
+ * fresh region per hash but computes with the CPU's vector instructions (SSSE3, AVX2, AVX-512F).
+ * Which is faster depends on the machine: the kernel's cost of zeroing a fresh region against
+ * the vector code's gain. PASSWORD_ENGINE_WARM until password_calibrate() says otherwise. */
+typedef enum PasswordEngine {
+        PASSWORD_ENGINE_WARM,           /* libargon2, region kept */
+        PASSWORD_ENGINE_SODIUM,         /* libsodium */
+        _PASSWORD_ENGINE_MAX,
+} PasswordEngine;
+
+const char *password_engine_to_string(PasswordEngine e);        /* "libargon2", "libsodium" */
+PasswordEngine password_engine(void);
+/* For every thread's later hashes; a hash that is running finishes with the one it began with. */
+void password_set_engine(PasswordEngine e);
+
+typedef struct PasswordCalibration {
+        uint64_t usec[_PASSWORD_ENGINE_MAX];    /* the fastest of each engine's hashes */
+        PasswordEngine chosen;
+} PasswordCalibration;
+
+/* Times both engines at cost, interleaved (PASSWORD_CALIBRATE_ROUNDS hashes each, after one to
+ * warm this thread's region), and sets the faster (libsodium only when it is at least 5 % faster:
+ * the warm region is the one the workers already hold). Slow: call it on a thread of its own.
+ * Gives this thread's warm region back at the end. 0, -EINVAL (cost), -ENOMEM. */
+#define PASSWORD_CALIBRATE_ROUNDS 2
+int password_calibrate(const PasswordCost *cost, PasswordCalibration *ret);
+
 /* Verifies password against a fixed hash of the same cost, for unknown accounts, so that they
  * cost the same as a wrong password. Always returns -EACCES (or -ENOMEM, or -EINVAL for a cost
  * out of range). The dummy hash is made on first use and again whenever the cost changes (that

@@ -205,7 +205,7 @@ static int method_server_get_stats(Call *call, json_t *params) {
 
         result = json_pack(
                 "{s:s, s:I, s:{s:I, s:I, s:I}, s:O, s:O, s:I, s:{s:I, s:I, s:I, s:I, s:O, s:I, s:I, s:i, s:I}, "
-                "s:{s:i, s:i, s:I, s:I, s:I, s:I}, s:{s:s?, s:O}}",
+                "s:{s:i, s:i, s:I, s:I, s:I, s:I, s:s}, s:{s:s?, s:O}}",
                 "version", IDM_VERSION,
                 "uptime", (json_int_t) ((now_monotonic_usec() - m->start_monotonic_usec) / 1000000ULL),
                 "connections",
@@ -232,6 +232,7 @@ static int method_server_get_stats(Call *call, json_t *params) {
                 "cancelled", (json_int_t) ws.cancelled,
                 "memoryHeld", (json_int_t) password_memory_held(),
                 "memoryBound", (json_int_t) (m->config->workers * m->config->argon2_memlimit),
+                "engine", password_engine_to_string(password_engine()),
                 "keys",
                 "active", keyring_active_kid(m->keyring),
                 "verifying", keys);

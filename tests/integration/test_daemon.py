@@ -443,8 +443,51 @@ class Durability(IdmdTestCase):
         self.assertEqual(self.idmd.call("getStats")["keys"]["active"], kid)
 
 
+class HashEngines(IdmdTestCase):
+    CONFIG = "[passwords]\nargon2_memlimit = 1M\nworkers = 2\nargon2_engine = libsodium\n"
+
+    def test_libsodium_keeps_no_memory_and_hashes_alike(self):
+        """argon2_engine = libsodium: logins work, no region is kept between hashes; a hash made
+        by one engine verifies after a restart with the other, and auto times both and says
+        which it took."""
+        p = self.create_publisher()
+        pw = "correct horse 9"
+        self.idmd.call("registerCustomer", {"email": "a@example.com", "password": pw,
+                                            "publisherId": p["publisherId"]})
+        for _ in range(3):
+            self.idmd.call("login", {"email": "a@example.com", "password": pw, "publisherId": p["publisherId"]})
+        self.assertError(self.idmd.error("login", {"email": "a@example.com", "password": pw + "x",
+                                                   "publisherId": p["publisherId"]}), 401)
+        workers = self.idmd.call("getStats")["workers"]
+        self.assertEqual(workers["engine"], "libsodium")
+        self.assertEqual(workers["memoryHeld"], 0)
+
+        def restart(config):
+            self.assertEqual(self.idmd.stop(), 0)
+            self.idmd.write_config(config)
+            self.idmd.start()
+
+        restart("[passwords]\nargon2_memlimit = 1M\nworkers = 2\nargon2_engine = libargon2\n")
+        self.assertEqual(self.idmd.call("getStats")["workers"]["engine"], "libargon2")
+        r = self.idmd.call("login", {"email": "a@example.com", "password": pw, "publisherId": p["publisherId"]})
+        self.idmd.call("changePassword", {"jwt": r["jwt"], "oldPassword": pw, "newPassword": pw + "2"})
+
+        restart("[passwords]\nargon2_memlimit = 1M\nworkers = 2\n")
+        deadline = time.monotonic() + 60
+        while "hashing with" not in self.idmd.log_text():
+            self.assertLess(time.monotonic(), deadline, "no calibration line after 60 s")
+            time.sleep(0.2)
+        line = [l for l in self.idmd.log_text().splitlines() if "hashing with" in l][-1]
+        self.assertRegex(line, r"m=1024 KiB, t=\d+: libargon2 with a kept region \d+ us, libsodium \d+ us per hash; "
+                               r"hashing with (libargon2|libsodium)\.")
+        self.assertEqual(self.idmd.call("getStats")["workers"]["engine"], line.split("hashing with ")[1].rstrip("."))
+        self.idmd.call("login", {"email": "a@example.com", "password": pw + "2", "publisherId": p["publisherId"]})
+
+
 class HashMemory(IdmdTestCase):
-    CONFIG = "[passwords]\nargon2_memlimit = 1M\nworkers = 2\n"
+    # The kept region is libargon2's way (argon2_engine = libargon2); libsodium keeps nothing
+    # (HashEngines below).
+    CONFIG = "[passwords]\nargon2_memlimit = 1M\nworkers = 2\nargon2_engine = libargon2\n"
 
     def test_hash_memory_held_then_given_back(self):
         """Each hashing thread keeps one Argon2 region of m bytes between hashes (getStats
@@ -465,6 +508,8 @@ class HashMemory(IdmdTestCase):
             time.sleep(1)
         self.idmd.call("login", {"email": "a@example.com", "password": pw, "publisherId": p["publisherId"]})
         self.assertGreaterEqual(self.idmd.call("getStats")["workers"]["memoryHeld"], 1 << 20)
+        self.assertEqual(self.idmd.call("getStats")["workers"]["engine"], "libargon2")
+        self.assertNotIn("hashing with", self.idmd.log_text())  # named, not timed
 
 
     def test_hash_workers_are_nicer(self):

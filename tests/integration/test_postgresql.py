@@ -335,6 +335,36 @@ class Postgresql(unittest.TestCase):
         time.sleep(3)       # both have tried by now (the first sweep comes 1 s after start)
         self.assertEqual([line in d.log_text() for d in (a, b)].count(True), 1)
 
+    def test_sweep_taken_over_when_the_holder_stops(self):
+        """When the instance that sweeps stops, its advisory lock goes with its connection, and
+        the other takes the sweep over at its next try: what has expired is deleted by it."""
+        devices = []
+        for _ in range(2):
+            d = self.new(pg_schema=devices[0].pg_schema if devices else None)
+            d.start(args=d.args() + ["--test-clock"], extra_env={"IDMD_TEST_CLOCK": "1"})
+            devices.append(d)
+        a, b = devices
+        line = "This instance runs the expiry sweep for every instance"
+        deadline = time.monotonic() + 30
+        while not any(line in d.log_text() for d in devices):
+            self.assertLess(time.monotonic(), deadline, "no instance took the sweep")
+            time.sleep(0.2)
+        holder, other = (a, b) if line in a.log_text() else (b, a)
+        self.assertNotIn(line, other.log_text())
+        pub = holder.call("createPublisher", {"name": "P"})["publisherId"]
+        holder.call("registerCustomer", {"email": "a@example.com", "password": PASSWORD, "publisherId": pub})
+        self.assertGreater(len(other.table("tokens")), 0)
+        self.assertEqual(holder.stop(), 0)
+
+        # After 101 days nothing of the session is left, and the one left running deleted it.
+        other.call("testAdvanceClock", {"seconds": 101 * 86400})
+        deadline = time.monotonic() + 60
+        while other.table("tokens"):
+            self.assertLess(time.monotonic(), deadline, "the sweep was not taken over")
+            other.call("testAdvanceClock", {"seconds": 0, "sweep": True})
+            time.sleep(0.2)
+        self.assertIn(line, other.log_text())
+
     def key_rows(self, d):
         return [k for k in d.table("meta") if k.startswith("signing-key:")]
 

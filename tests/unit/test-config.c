@@ -222,6 +222,7 @@ TEST(defaults) {
 
         ASSERT_EQ(c->argon2_opslimit, 2);
         ASSERT_EQ(c->argon2_memlimit, 19 * MiB);
+        ASSERT_STREQ(c->argon2_engine, "auto");
         ASSERT_EQ(c->password_min_length, 8);
         ASSERT_EQ(c->password_max_length, 80);
         ASSERT_TRUE(c->password_require_letter);
@@ -518,7 +519,11 @@ TEST(enums) {
                 ASSERT_EQ(c->log_level, levels[i].level);
         }
 
-        _cleanup_(config_freep) Config *c = NULL, *d = NULL;
+        _cleanup_(config_freep) Config *c = NULL, *d = NULL, *e = NULL, *g = NULL;
+        ASSERT_OK(load_one("passwords", "argon2_engine", "libsodium", &e));
+        ASSERT_STREQ(e->argon2_engine, "libsodium");
+        ASSERT_OK(load_one("passwords", "argon2_engine", "libargon2", &g));
+        ASSERT_STREQ(g->argon2_engine, "libargon2");
         ASSERT_OK(load_one("tokens", "jwt_alg", "Ed25519", &c));
         ASSERT_STREQ(c->jwt_alg, "Ed25519");
         ASSERT_OK(load_one("tokens", "jwt_alg", "EdDSA", &d));
@@ -561,6 +566,9 @@ TEST(bad_values) {
                 { "passwords", "argon2_memlimit", "4K" },
                 { "passwords", "argon2_memlimit", "5G" },
                 { "passwords", "argon2_memlimit", "99999999999999T" },
+                { "passwords", "argon2_engine", "sodium" },
+                { "passwords", "argon2_engine", "AUTO" },
+                { "passwords", "argon2_engine", "" },
                 { "limits", "max_line", "1023" },
                 { "limits", "max_line", "17M" },
                 { "store", "map_size_initial", "512K" },

@@ -102,6 +102,65 @@ TEST(libsodium_reads_ours) {
         ASSERT_EQ(crypto_pwhash_str_needs_rehash(h, 2, 65536), 0);
 }
 
+TEST(engines) {
+        static const PasswordCost m64 = { .opslimit = 2, .memlimit = 65536 };
+        /* Made with the reference libargon2 (argon2id_hash_encoded, t=1, m=8 KiB, an 8-byte salt
+         * "8bytes!!"): libsodium takes 16-byte salts only, so this one is libargon2's either way. */
+        static const char salt8[] = "$argon2id$v=19$m=8,t=1,p=1$OGJ5dGVzISE$RW6G0puQYdpUj36wr8peK0tPX+ZSZaQchA5TT5Gnugo";
+        char by_warm[PASSWORD_HASH_MAX], by_sodium[PASSWORD_HASH_MAX];
+
+        ASSERT_STREQ(password_engine_to_string(PASSWORD_ENGINE_WARM), "libargon2");
+        ASSERT_STREQ(password_engine_to_string(PASSWORD_ENGINE_SODIUM), "libsodium");
+        ASSERT_TRUE(password_engine_to_string(_PASSWORD_ENGINE_MAX) == NULL);
+        ASSERT_EQ(password_engine(), PASSWORD_ENGINE_WARM);
+
+        /* What one engine makes, the other verifies, and each refuses a wrong password. */
+        ASSERT_OK(password_hash("engine pw", &m64, by_warm));
+        password_set_engine(PASSWORD_ENGINE_SODIUM);
+        ASSERT_EQ(password_engine(), PASSWORD_ENGINE_SODIUM);
+        ASSERT_OK(password_hash("engine pw", &m64, by_sodium));
+        ASSERT_EQ(password_verify(by_warm, "engine pw"), 0);
+        ASSERT_EQ(password_verify(by_warm, "engine pX"), -EACCES);
+        ASSERT_EQ(password_verify(salt8, "salt8 bytes pw"), 0);
+        ASSERT_EQ(password_verify(salt8, "salt8 bytes pX"), -EACCES);
+        /* libsodium maps its region per hash: it keeps nothing. */
+        password_release_memory();
+        ASSERT_OK(password_hash("engine pw", &m64, by_sodium));
+        ASSERT_EQ(password_memory_held(), 0);
+        ASSERT_EQ(crypto_pwhash_str_verify(by_sodium, "engine pw", strlen("engine pw")), 0);
+        ASSERT_EQ(password_verify_dummy("engine pw", &m64), -EACCES);
+        password_set_engine(PASSWORD_ENGINE_WARM);
+        ASSERT_EQ(password_verify(by_sodium, "engine pw"), 0);
+        ASSERT_EQ(password_verify(by_sodium, "engine pX"), -EACCES);
+        ASSERT_TRUE(strcmp(by_warm, by_sodium) != 0);   /* salts differ */
+        password_release_memory();
+}
+
+TEST(calibrate) {
+        PasswordCalibration c;
+
+        ASSERT_EQ(password_calibrate(&(PasswordCost) { .opslimit = 0, .memlimit = 8192 }, &c), -EINVAL);
+        ASSERT_EQ(password_calibrate(NULL, &c), -EINVAL);
+
+        ASSERT_OK(password_calibrate(&(PasswordCost) { .opslimit = 1, .memlimit = 1 << 20 }, &c));
+        ASSERT_TRUE(c.usec[PASSWORD_ENGINE_WARM] > 0 && c.usec[PASSWORD_ENGINE_WARM] < UINT64_MAX);
+        ASSERT_TRUE(c.usec[PASSWORD_ENGINE_SODIUM] > 0 && c.usec[PASSWORD_ENGINE_SODIUM] < UINT64_MAX);
+        ASSERT_EQ(password_engine(), c.chosen);
+        /* The choice follows the figures: libsodium only when at least 5 % faster. */
+        ASSERT_EQ(c.chosen == PASSWORD_ENGINE_SODIUM,
+                  c.usec[PASSWORD_ENGINE_SODIUM] * 100 <= c.usec[PASSWORD_ENGINE_WARM] * 95);
+        ASSERT_EQ(password_memory_held(), 0);
+        /* Hashing goes on with the engine chosen. */
+        {
+                char h[PASSWORD_HASH_MAX];
+
+                ASSERT_OK(password_hash("after calibration", &cheap, h));
+                ASSERT_EQ(password_verify(h, "after calibration"), 0);
+        }
+        password_set_engine(PASSWORD_ENGINE_WARM);
+        password_release_memory();
+}
+
 TEST(warm_memory) {
         static const PasswordCost m64 = { .opslimit = 1, .memlimit = 65536 };
         char h[PASSWORD_HASH_MAX];
@@ -384,6 +443,8 @@ int main(void) {
         RUN(cost_limits);
         RUN(known_answers);
         RUN(libsodium_reads_ours);
+        RUN(engines);
+        RUN(calibrate);
         RUN(warm_memory);
         RUN(invalid_hashes);
         RUN(needs_rehash);
