@@ -52,6 +52,7 @@ struct Coro {
         uint32_t wait_events;
         uint64_t wait_deadline;         /* CLOCK_MONOTONIC usec */
         sd_event_source *io, *timer;
+        CoroFd *fd_wait;                /* the kept descriptor it waits on (coro_fd_wait()) */
         Coro *waiting_prev, *waiting_next;
 
 #if ASAN_FIBERS
@@ -66,7 +67,9 @@ static _Thread_local sd_event *loop;
 static _Thread_local unsigned n_alive;
 static _Thread_local Coro *waiting_head;
 static _Thread_local void *stacks_kept[CORO_STACKS_KEPT];
+static _Thread_local bool stacks_dirty[CORO_STACKS_KEPT];      /* its pages not given back yet */
 static _Thread_local unsigned n_stacks_kept;
+static _Thread_local sd_event_source *trim_timer;
 
 static size_t page_size(void) {
         long ps = sysconf(_SC_PAGESIZE);
@@ -95,18 +98,47 @@ static void *stack_new(void) {
         return m;
 }
 
+static void stack_trim(unsigned i) {
+        if (!stacks_dirty[i])
+                return;
+        (void) madvise((uint8_t *) stacks_kept[i] + page_size(), CORO_STACK_SIZE, MADV_DONTNEED);
+        stacks_dirty[i] = false;
+}
+
+/* The pages the kept stacks touched go back to the system. */
+static void stacks_trim(void) {
+        for (unsigned i = 0; i < n_stacks_kept; i++)
+                stack_trim(i);
+}
+
+static int on_trim(sd_event_source *s, uint64_t usec, void *userdata) {
+        stacks_trim();
+        trim_timer = sd_event_source_disable_unref(trim_timer);
+        return 0;
+}
+
 static void stack_free(void *m) {
         if (n_stacks_kept < CORO_STACKS_KEPT) {
-                /* Kept as address space only: the pages it touched go back now (a few page
-                 * faults for the next coroutine, against a round trip to the database). */
-                (void) madvise((uint8_t *) m + page_size(), CORO_STACK_SIZE, MADV_DONTNEED);
-                stacks_kept[n_stacks_kept++] = m;
+                /* Kept with the pages it touched for the next coroutine (no madvise() and page
+                 * faults per request), until CORO_STACKS_TRIM_USEC after the first of them was
+                 * kept; without a loop to time that, they go back now. */
+                stacks_kept[n_stacks_kept] = m;
+                stacks_dirty[n_stacks_kept] = true;
+                if (!trim_timer) {
+                        if (loop && sd_event_add_time_relative(loop, &trim_timer, CLOCK_MONOTONIC,
+                                                               CORO_STACKS_TRIM_USEC, 0, on_trim, NULL) >= 0)
+                                (void) sd_event_source_set_description(trim_timer, "coro-stack-trim");
+                        else
+                                stack_trim(n_stacks_kept);
+                }
+                n_stacks_kept++;
                 return;
         }
         (void) munmap(m, mapping_size());
 }
 
 void coro_release_stacks(void) {
+        trim_timer = sd_event_source_disable_unref(trim_timer);
         while (n_stacks_kept > 0)
                 (void) munmap(stacks_kept[--n_stacks_kept], mapping_size());
 }
@@ -116,6 +148,11 @@ static void *stack_bottom(Coro *c) {
 }
 
 void coro_set_event(sd_event *event) {
+        if (event != loop) {
+                /* The timer is the old loop's: the stacks go back now. */
+                trim_timer = sd_event_source_disable_unref(trim_timer);
+                stacks_trim();
+        }
         loop = event;
 }
 
@@ -268,7 +305,21 @@ static void queue_unlink(Coro *c) {
 
 /* Ends c's wait (its fd is ready, its time is up, or its queue woke it) and resumes it, from
  * the loop. */
+struct CoroFd {
+        int fd;
+        CoroFdIdleFn idle;
+        void *userdata;
+        sd_event_source *io;            /* on the loop from the first wait in a coroutine */
+        uint32_t events;                /* what io asks for now */
+        bool off;                       /* io was taken off the loop (idle() failed) */
+        Coro *waiter;
+};
+
 static void coro_wake(Coro *c, bool timed_out) {
+        if (c->fd_wait) {
+                c->fd_wait->waiter = NULL;
+                c->fd_wait = NULL;
+        }
         c->io = sd_event_source_disable_unref(c->io);
         c->timer = sd_event_source_disable_unref(c->timer);
         queue_unlink(c);
@@ -336,6 +387,97 @@ int coro_wait_fd(int fd, uint32_t events, uint64_t timeout_usec) {
 
         /* Woken by coro_wake() (the loop) or coro_drain(). */
         assert(!c->waiting && !c->io && !c->timer);
+        c->wait_fd = -EBADF;
+        return c->timed_out ? -ETIMEDOUT : 0;
+}
+
+int coro_fd_new(int fd, CoroFdIdleFn idle, void *userdata, CoroFd **ret) {
+        CoroFd *f;
+
+        if (fd < 0)
+                return -EBADF;
+        f = calloc(1, sizeof(CoroFd));
+        if (!f)
+                return -ENOMEM;
+        f->fd = fd;
+        f->idle = idle;
+        f->userdata = userdata;
+        *ret = f;
+        return 0;
+}
+
+CoroFd *coro_fd_free(CoroFd *f) {
+        if (!f)
+                return NULL;
+        assert(!f->waiter);
+        (void) sd_event_source_disable_unref(f->io);
+        free(f);
+        return NULL;
+}
+
+static int on_fd_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        CoroFd *f = userdata;
+
+        if (f->waiter) {
+                coro_wake(f->waiter, false);
+                return 0;
+        }
+        /* Ready with nobody waiting: the owner takes in what came, or the source goes off the
+         * loop until the next wait (level-triggered, it would fire again at once). */
+        if (!f->idle || f->idle(f->userdata) < 0) {
+                (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+                f->off = true;
+        }
+        return 0;
+}
+
+int coro_fd_wait(CoroFd *f, uint32_t events, uint64_t timeout_usec) {
+        Coro *c = current;
+        int r;
+
+        if (!c || !loop)
+                return poll_fd(f->fd, events, timeout_usec);
+        if (f->waiter)
+                return -EBUSY;
+
+        if (f->io && sd_event_source_get_event(f->io) != loop)
+                /* Another loop's (a loop per thread): start afresh on this one. */
+                f->io = sd_event_source_disable_unref(f->io);
+        if (!f->io) {
+                r = sd_event_add_io(loop, &f->io, f->fd, events, on_fd_io, f);
+                if (r < 0)
+                        return r;
+                (void) sd_event_source_set_description(f->io, "coro-fd");
+                f->events = events;
+                f->off = false;
+        } else {
+                if (f->events != events) {
+                        r = sd_event_source_set_io_events(f->io, events);
+                        if (r < 0)
+                                return r;
+                        f->events = events;
+                }
+                if (f->off) {
+                        r = sd_event_source_set_enabled(f->io, SD_EVENT_ON);
+                        if (r < 0)
+                                return r;
+                        f->off = false;
+                }
+        }
+        r = sd_event_add_time_relative(loop, &c->timer, CLOCK_MONOTONIC, timeout_usec, 0, on_wait_timer, c);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(c->timer, "coro-fd-timer");
+        f->waiter = c;
+        c->fd_wait = f;
+        c->wait_fd = f->fd;
+        c->wait_events = events;
+        c->wait_deadline = now_usec() + timeout_usec;
+        waiting_link(c);
+
+        coro_switch_out(c);
+
+        assert(!c->waiting && !c->fd_wait && !c->timer);
         c->wait_fd = -EBADF;
         return c->timed_out ? -ETIMEDOUT : 0;
 }

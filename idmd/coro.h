@@ -15,7 +15,9 @@
  * Bounds: at most CORO_MAX coroutines are alive at once (coro_start() gives -EAGAIN beyond);
  * each has a stack of CORO_STACK_SIZE bytes of address space with a guard page below it, of
  * which only the pages it touches take memory; up to CORO_STACKS_KEPT stacks are kept for
- * reuse, their pages given back. One event loop per thread (coro_set_event()).
+ * reuse, with their pages for CORO_STACKS_TRIM_USEC (a coroutine per request would otherwise
+ * fault its stack in again each time), then without. One event loop per thread
+ * (coro_set_event(); setting another, or NULL, gives the kept stacks' pages back at once).
  *
  * Errors: -EAGAIN (too many alive), -ENOMEM, -ETIMEDOUT (coro_wait_fd), sd-event's errors.
  */
@@ -29,6 +31,7 @@ typedef struct sd_event sd_event;
 #define CORO_MAX 1024u
 #define CORO_STACK_SIZE (256u * 1024u)
 #define CORO_STACKS_KEPT 32u
+#define CORO_STACKS_TRIM_USEC (10ULL * 1000000ULL)
 
 typedef void (*CoroFn)(void *userdata);
 
@@ -48,6 +51,22 @@ const void *coro_self(void);
  * coroutine by giving the loop back, else with poll(). One coroutine waits on an fd at a time
  * (the loop's epoll holds each fd once: a second waiter gets -EEXIST). 0, -ETIMEDOUT, -errno. */
 int coro_wait_fd(int fd, uint32_t events, uint64_t timeout_usec);
+
+/* A descriptor that coroutines wait on again and again, one at a time (a database connection's
+ * socket): its io source is added to the loop at the first wait in a coroutine and stays there
+ * between waits, so a wait costs no epoll_ctl() while the events asked for stay the same
+ * (coro_wait_fd() adds and removes one per wait). The source is level-triggered: when the
+ * descriptor becomes ready while nobody waits (an answer the owner reads later), idle(userdata)
+ * is called on the loop to take in what arrived (it must read the descriptor until it is no
+ * longer ready, or return < 0); if it fails, the source is taken off the loop until the next
+ * wait. The owner frees it (coro_fd_free()) before it closes the descriptor, never while a
+ * coroutine waits on it. Outside a coroutine a wait polls, as coro_wait_fd() does. */
+typedef struct CoroFd CoroFd;
+typedef int (*CoroFdIdleFn)(void *userdata);
+int coro_fd_new(int fd, CoroFdIdleFn idle, void *userdata, CoroFd **ret);       /* -EBADF, -ENOMEM */
+CoroFd *coro_fd_free(CoroFd *f);                                                /* NULL-safe, NULL */
+/* As coro_wait_fd(); -EBUSY while another coroutine waits on f. */
+int coro_fd_wait(CoroFd *f, uint32_t events, uint64_t timeout_usec);
 
 /* Waits usec: in a coroutine by giving the loop back, else with nanosleep(). 0 or -errno. */
 int coro_sleep(uint64_t usec);

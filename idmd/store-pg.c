@@ -59,6 +59,7 @@ struct PgConn {
                                  * are still to be read: ended read snapshots */
         PgPrefetch prefetch[STORE_PG_PREFETCH_MAX];
         unsigned n_prefetch;
+        CoroFd *socket;                 /* conn's socket, kept on the loop (NULL until waited on) */
 };
 
 struct StorePg {
@@ -195,6 +196,29 @@ static int pg_wait(PGconn *conn, uint32_t events, uint64_t deadline) {
         return coro_wait_fd(PQsocket(conn), events, deadline - now);
 }
 
+/* A pool connection's answer arrived while nobody waits for it (an ended snapshot's, read later):
+ * libpq takes it into its buffer, so that the socket is no longer ready. */
+static int pg_take_input(void *userdata) {
+        PgConn *c = userdata;
+
+        return c->conn && PQconsumeInput(c->conn) ? 0 : -ENOTCONN;
+}
+
+/* As pg_wait(), on a pool connection: its socket stays on the loop between waits (coro_fd_wait()). */
+static int pg_wait_pool(PgConn *c, uint32_t events, uint64_t deadline) {
+        uint64_t now = now_usec();
+        int r;
+
+        if (now >= deadline)
+                return -ETIMEDOUT;
+        if (!c->socket) {
+                r = coro_fd_new(PQsocket(c->conn), pg_take_input, c, &c->socket);
+                if (r < 0)
+                        return r;
+        }
+        return coro_fd_wait(c->socket, events, deadline - now);
+}
+
 /* After a statement was sent on conn: flushes it, waits for its answer, and returns its first
  * result (NULL: see PQerrorMessage()), consuming any further ones. -ETIMEDOUT when the server
  * did not answer by the deadline (the connection is then of no further use). */
@@ -261,6 +285,8 @@ static PgPrefetch *pg_prefetch_find(PgConn *c, StoreTable table, const char *key
 /* The connection c holds is of no further use (it broke, or a statement timed out mid-way). */
 static void pg_drop(PgConn *c) {
         pg_prefetch_clear(c);
+        /* Off the loop before the socket closes (its number may be the next connection's). */
+        c->socket = coro_fd_free(c->socket);
         if (c->conn)
                 PQfinish(c->conn);
         c->conn = NULL;
@@ -298,28 +324,28 @@ static int pg_command_timeout(PGconn *conn, uint64_t timeout_usec, const char *s
 /* ---- pool connections: pipeline mode ---- */
 
 /* The next result of the pipeline, waiting for it: NULL ends one statement's results. */
-static int pg_next_result(PGconn *conn, uint64_t deadline, PGresult **ret) {
+static int pg_next_result(PgConn *c, uint64_t deadline, PGresult **ret) {
         int r;
 
-        while (PQisBusy(conn)) {
-                r = pg_wait(conn, EPOLLIN, deadline);
+        while (PQisBusy(c->conn)) {
+                r = pg_wait_pool(c, EPOLLIN, deadline);
                 if (r < 0)
                         return log_debug_errno(r, "PostgreSQL did not answer in time: %m");
-                if (!PQconsumeInput(conn))
-                        return log_debug_errno(ENOTCONN, "PostgreSQL connection broke: %s", PQerrorMessage(conn));
+                if (!PQconsumeInput(c->conn))
+                        return log_debug_errno(ENOTCONN, "PostgreSQL connection broke: %s", PQerrorMessage(c->conn));
         }
-        *ret = PQgetResult(conn);
+        *ret = PQgetResult(c->conn);
         return 0;
 }
 
 /* One statement's results, up to the NULL that ends them: the first in *ret (NULL: freed), the
  * others freed. */
-static int pg_read_statement(PGconn *conn, uint64_t deadline, PGresult **ret) {
+static int pg_read_statement(PgConn *c, uint64_t deadline, PGresult **ret) {
         PGresult *first = NULL, *res;
         int r;
 
         for (;;) {
-                r = pg_next_result(conn, deadline, &res);
+                r = pg_next_result(c, deadline, &res);
                 if (r < 0)
                         break;
                 if (!res)
@@ -344,11 +370,11 @@ static int pg_read_statement(PGconn *conn, uint64_t deadline, PGresult **ret) {
         return r;
 }
 
-static int pg_read_sync(PGconn *conn, uint64_t deadline) {
+static int pg_read_sync(PgConn *c, uint64_t deadline) {
         PGresult *res = NULL;
         int r;
 
-        r = pg_next_result(conn, deadline, &res);
+        r = pg_next_result(c, deadline, &res);
         if (r >= 0 && PQresultStatus(res) != PGRES_PIPELINE_SYNC)
                 r = log_debug_errno(EPROTO, "PostgreSQL pipeline out of step");
         PQclear(res);
@@ -364,7 +390,7 @@ static int pg_sync_send(PgConn *c, uint64_t deadline) {
         while ((f = PQflush(c->conn)) != 0) {
                 if (f < 0)
                         return log_debug_errno(ENOTCONN, "PostgreSQL connection broke: %s", PQerrorMessage(c->conn));
-                r = pg_wait(c->conn, EPOLLIN | EPOLLOUT, deadline);
+                r = pg_wait_pool(c, EPOLLIN | EPOLLOUT, deadline);
                 if (r < 0)
                         return log_debug_errno(r, "PostgreSQL did not take a statement in time: %m");
                 if (!PQconsumeInput(c->conn))
@@ -389,7 +415,7 @@ static bool pg_result_ok(const PGresult *res) {
 }
 
 /* The results of one ended snapshot (c->owed): whatever statements it had, up to its sync. */
-static int pg_skip_to_sync(PGconn *conn, uint64_t deadline) {
+static int pg_skip_to_sync(PgConn *c, uint64_t deadline) {
         unsigned nulls = 0;
 
         for (;;) {
@@ -397,7 +423,7 @@ static int pg_skip_to_sync(PGconn *conn, uint64_t deadline) {
                 bool sync;
                 int r;
 
-                r = pg_next_result(conn, deadline, &res);
+                r = pg_next_result(c, deadline, &res);
                 if (r < 0)
                         return r;
                 if (!res) {
@@ -440,12 +466,12 @@ static int pg_roundtrip_queued(PgConn *c, bool statement, PGresult **ret) {
         c->queued = 0;
         r = pg_sync_send(c, deadline);
         for (; r >= 0 && c->owed > 0; c->owed--)
-                r = pg_skip_to_sync(c->conn, deadline);
+                r = pg_skip_to_sync(c, deadline);
         for (unsigned i = 0; r >= 0 && i < queued + (begin ? 1 : 0); i++) {
                 PgPrefetch *f = begin && i == 0 ? NULL : pg_prefetch_at(c, i - (begin ? 1 : 0));
                 PGresult *a = NULL;
 
-                r = pg_read_statement(c->conn, deadline, &a);
+                r = pg_read_statement(c, deadline, &a);
                 if (r < 0)
                         break;
                 if (f)
@@ -457,9 +483,9 @@ static int pg_roundtrip_queued(PgConn *c, bool statement, PGresult **ret) {
                 PQclear(a);
         }
         if (r >= 0 && statement)
-                r = pg_read_statement(c->conn, deadline, &res);
+                r = pg_read_statement(c, deadline, &res);
         if (r >= 0)
-                r = pg_read_sync(c->conn, deadline);
+                r = pg_read_sync(c, deadline);
         if (r < 0) {
                 PQclear(failed);
                 PQclear(res);
@@ -818,9 +844,11 @@ int store_pg_check_connection(const char *conninfo) {
 StorePg *store_pg_free(StorePg *p) {
         if (!p)
                 return NULL;
-        for (unsigned i = 0; i < p->n_conns; i++)
+        for (unsigned i = 0; i < p->n_conns; i++) {
+                p->conns[i].socket = coro_fd_free(p->conns[i].socket);
                 if (p->conns[i].conn)
                         PQfinish(p->conns[i].conn);
+        }
         if (p->lead_conn)
                 PQfinish(p->lead_conn);         /* gives up its jobs for another instance */
         free(p->conninfo);

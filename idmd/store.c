@@ -583,6 +583,9 @@ Store *store_free(Store *s) {
 
         /* Nothing submitted is lost: units still queued run (and are reported) now. */
         store_flush(s);
+        /* The coroutines' loop goes with the store's (their stacks' trim timer is on it). */
+        if (s->pg && s->event)
+                coro_set_event(NULL);
         s->batch_source = sd_event_source_disable_unref(s->batch_source);
         s->batch_timer = sd_event_source_disable_unref(s->batch_timer);
         s->slice_source = sd_event_source_disable_unref(s->slice_source);

@@ -2,9 +2,11 @@
 /*
  * Unit tests of idmd/coro.c: coroutines that run at once, wait on a pipe while an sd-event loop
  * serves others, time out, start one another, wait with poll() outside a coroutine or outside
- * the loop, are bounded in number, use their whole stack, and are drained at shutdown.
+ * the loop, wait again and again on a kept descriptor, are bounded in number, use their whole
+ * stack, and are drained at shutdown.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +160,118 @@ TEST(nested) {
         (void) close(p[1]);
 }
 
+/* A kept descriptor (coro_fd_*): its source stays on the loop between waits, what arrives while
+ * nobody waits goes to its idle function, and it comes off the loop when that fails or it is
+ * freed. */
+typedef struct FdUser {
+        CoroFd *f;
+        int fd;
+        unsigned waits;
+        uint64_t timeout_usec;
+        int results[3];
+        unsigned idle_calls;
+        bool idle_fails;
+        bool ended;
+} FdUser;
+
+static int fd_idle(void *userdata) {
+        FdUser *u = userdata;
+        char c;
+
+        u->idle_calls++;
+        if (u->idle_fails)
+                return -EIO;
+        return read(u->fd, &c, 1) == 1 ? 0 : -errno;
+}
+
+static void wait_kept(void *userdata) {
+        FdUser *u = userdata;
+        char c;
+
+        for (unsigned i = 0; i < u->waits; i++) {
+                u->results[i] = coro_fd_wait(u->f, EPOLLIN, u->timeout_usec);
+                if (u->results[i] == 0)
+                        ASSERT_EQ(read(u->fd, &c, 1), 1);
+        }
+        u->ended = true;
+}
+
+static void wait_kept_busy(void *userdata) {
+        ASSERT_EQ(coro_fd_wait(userdata, EPOLLIN, 1000 * 1000), -EBUSY);
+}
+
+TEST(kept_fd) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        FdUser u = {}, v = {};
+        Waiter w;
+        int p[2];
+        char c;
+
+        ASSERT_OK(pipe2(p, O_NONBLOCK));
+        ASSERT_OK(sd_event_new(&e));
+        coro_set_event(e);
+        ASSERT_EQ(coro_fd_new(-1, fd_idle, &u, &u.f), -EBADF);
+        ASSERT_OK(coro_fd_new(p[0], fd_idle, &u, &u.f));
+        u.fd = p[0];
+        u.waits = 3;
+        u.timeout_usec = 10 * 1000 * 1000;
+        u.results[0] = u.results[1] = u.results[2] = 1;
+
+        /* Three waits in a row, each woken by a byte. */
+        ASSERT_OK(coro_start(wait_kept, &u));
+        ASSERT_OK(coro_start(wait_kept_busy, u.f));     /* one waiter at a time */
+        for (unsigned i = 0; i < 3; i++) {
+                ASSERT_EQ(write(p[1], "x", 1), 1);
+                ASSERT_TRUE(sd_event_run(e, 1000 * 1000) > 0);
+                ASSERT_EQ(u.results[i], 0);
+                /* Between waits the source stays on the loop: epoll holds the descriptor, so a
+                 * one-off wait on it is refused. */
+                w = (Waiter) { .fd = p[0], .timeout_usec = 1000 * 1000 };
+                ASSERT_OK(coro_start(wait_once, &w));
+                ASSERT_TRUE(w.ended);
+                ASSERT_EQ(w.result, -EEXIST);
+        }
+        ASSERT_TRUE(u.ended);
+        ASSERT_EQ(u.idle_calls, 0);
+
+        /* Nobody waits: what arrives goes to the idle function, which reads it. */
+        ASSERT_EQ(write(p[1], "y", 1), 1);
+        ASSERT_TRUE(sd_event_run(e, 1000 * 1000) > 0);
+        ASSERT_EQ(u.idle_calls, 1);
+        ASSERT_EQ(read(p[0], &c, 1), -1);
+        ASSERT_EQ(errno, EAGAIN);
+
+        /* It fails: the source comes off the loop (no more calls), and the next wait puts it
+         * back and finds the byte still there. */
+        u.idle_fails = true;
+        ASSERT_EQ(write(p[1], "z", 1), 1);
+        ASSERT_TRUE(sd_event_run(e, 1000 * 1000) > 0);
+        ASSERT_EQ(u.idle_calls, 2);
+        ASSERT_EQ(sd_event_run(e, 20 * 1000), 0);
+        ASSERT_EQ(u.idle_calls, 2);
+        v = (FdUser) { .f = u.f, .fd = p[0], .waits = 2, .timeout_usec = 20 * 1000, .results = { 1, 1, 1 } };
+        ASSERT_OK(coro_start(wait_kept, &v));
+        while (!v.ended)
+                ASSERT_TRUE(sd_event_run(e, 1000 * 1000) >= 0);
+        ASSERT_EQ(v.results[0], 0);
+        ASSERT_EQ(v.results[1], -ETIMEDOUT);
+        ASSERT_EQ(u.idle_calls, 2);
+
+        /* Freed, it is off the loop: a one-off wait works again. */
+        u.f = coro_fd_free(u.f);
+        ASSERT_EQ(write(p[1], "w", 1), 1);
+        w = (Waiter) { .fd = p[0], .timeout_usec = 1000 * 1000 };
+        ASSERT_OK(coro_start(wait_once, &w));
+        while (!w.ended)
+                ASSERT_TRUE(sd_event_run(e, 1000 * 1000) >= 0);
+        ASSERT_EQ(w.result, 0);
+        ASSERT_EQ(coro_alive(), 0);
+        ASSERT_TRUE(coro_fd_free(NULL) == NULL);
+        coro_set_event(NULL);
+        (void) close(p[0]);
+        (void) close(p[1]);
+}
+
 /* Without a loop, or outside a coroutine, a wait is a poll(). */
 TEST(poll_fallback) {
         int p[2];
@@ -241,6 +355,7 @@ int main(void) {
         RUN(timeout_on_loop);
         RUN(nested);
         RUN(poll_fallback);
+        RUN(kept_fd);
         RUN(bound_and_drain);
         RUN(stack);
         coro_release_stacks();
