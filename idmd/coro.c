@@ -359,6 +359,21 @@ static int poll_fd(int fd, uint32_t events, uint64_t timeout_usec) {
         }
 }
 
+/* The rest of a wait on fd, its sources set up: gives the loop back until coro_wake() (the loop)
+ * or coro_drain() resumes c. 0 or -ETIMEDOUT. */
+static int wait_fd_switch(Coro *c, int fd, uint32_t events, uint64_t timeout_usec) {
+        c->wait_fd = fd;
+        c->wait_events = events;
+        c->wait_deadline = now_usec() + timeout_usec;
+        waiting_link(c);
+
+        coro_switch_out(c);
+
+        assert(!c->waiting && !c->io && !c->fd_wait && !c->timer);
+        c->wait_fd = -EBADF;
+        return c->timed_out ? -ETIMEDOUT : 0;
+}
+
 int coro_wait_fd(int fd, uint32_t events, uint64_t timeout_usec) {
         Coro *c = current;
         int r;
@@ -378,17 +393,7 @@ int coro_wait_fd(int fd, uint32_t events, uint64_t timeout_usec) {
         }
         (void) sd_event_source_set_description(c->io, "coro-wait");
         (void) sd_event_source_set_description(c->timer, "coro-wait-timer");
-        c->wait_fd = fd;
-        c->wait_events = events;
-        c->wait_deadline = now_usec() + timeout_usec;
-        waiting_link(c);
-
-        coro_switch_out(c);
-
-        /* Woken by coro_wake() (the loop) or coro_drain(). */
-        assert(!c->waiting && !c->io && !c->timer);
-        c->wait_fd = -EBADF;
-        return c->timed_out ? -ETIMEDOUT : 0;
+        return wait_fd_switch(c, fd, events, timeout_usec);
 }
 
 int coro_fd_new(int fd, CoroFdIdleFn idle, void *userdata, CoroFd **ret) {
@@ -470,16 +475,7 @@ int coro_fd_wait(CoroFd *f, uint32_t events, uint64_t timeout_usec) {
         (void) sd_event_source_set_description(c->timer, "coro-fd-timer");
         f->waiter = c;
         c->fd_wait = f;
-        c->wait_fd = f->fd;
-        c->wait_events = events;
-        c->wait_deadline = now_usec() + timeout_usec;
-        waiting_link(c);
-
-        coro_switch_out(c);
-
-        assert(!c->waiting && !c->fd_wait && !c->timer);
-        c->wait_fd = -EBADF;
-        return c->timed_out ? -ETIMEDOUT : 0;
+        return wait_fd_switch(c, f->fd, events, timeout_usec);
 }
 
 int coro_sleep(uint64_t usec) {

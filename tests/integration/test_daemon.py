@@ -15,6 +15,8 @@ import unittest
 
 from idmtest import IDMD, TEST_PG, Client, Idmd, IdmdTestCase, main, skip_on_postgresql
 
+PASSWORD = "correct horse 9"
+
 
 def connect_when_listening(path, timeout=30.0):
     """A Client on path, once something listens there (systemd-socket-activate binds first, then
@@ -443,6 +445,16 @@ class Durability(IdmdTestCase):
         self.assertEqual(self.idmd.call("getStats")["keys"]["active"], kid)
 
 
+def register_and_log_in(idmd, logins):
+    """A publisher with customer a@example.com (password PASSWORD), logged in that many times: a
+    hash each. Returns the publisher."""
+    p = idmd.call("createPublisher", {"name": "Hashes"})
+    idmd.call("registerCustomer", {"email": "a@example.com", "password": PASSWORD, "publisherId": p["publisherId"]})
+    for _ in range(logins):
+        idmd.call("login", {"email": "a@example.com", "password": PASSWORD, "publisherId": p["publisherId"]})
+    return p
+
+
 class HashEngines(IdmdTestCase):
     CONFIG = "[passwords]\nargon2_memlimit = 1M\nworkers = 2\nargon2_engine = libsodium\n"
 
@@ -450,12 +462,8 @@ class HashEngines(IdmdTestCase):
         """argon2_engine = libsodium: logins work, no region is kept between hashes; a hash made
         by one engine verifies after a restart with the other, and auto times both and says
         which it took."""
-        p = self.create_publisher()
-        pw = "correct horse 9"
-        self.idmd.call("registerCustomer", {"email": "a@example.com", "password": pw,
-                                            "publisherId": p["publisherId"]})
-        for _ in range(3):
-            self.idmd.call("login", {"email": "a@example.com", "password": pw, "publisherId": p["publisherId"]})
+        p = register_and_log_in(self.idmd, 3)
+        pw = PASSWORD
         self.assertError(self.idmd.error("login", {"email": "a@example.com", "password": pw + "x",
                                                    "publisherId": p["publisherId"]}), 401)
         workers = self.idmd.call("getStats")["workers"]
@@ -492,12 +500,8 @@ class HashMemory(IdmdTestCase):
     def test_hash_memory_held_then_given_back(self):
         """Each hashing thread keeps one Argon2 region of m bytes between hashes (getStats
         workers.memoryHeld, never above workers x m) and gives it back after 30 s without a hash."""
-        p = self.create_publisher()
-        pw = "correct horse 9"
-        self.idmd.call("registerCustomer", {"email": "a@example.com", "password": pw,
-                                            "publisherId": p["publisherId"]})
-        for _ in range(4):
-            self.idmd.call("login", {"email": "a@example.com", "password": pw, "publisherId": p["publisherId"]})
+        p = register_and_log_in(self.idmd, 4)
+        pw = PASSWORD
         workers = self.idmd.call("getStats")["workers"]
         self.assertEqual(workers["memoryBound"], 2 << 20)
         self.assertGreaterEqual(workers["memoryHeld"], 1 << 20)
