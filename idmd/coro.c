@@ -303,8 +303,6 @@ static void queue_unlink(Coro *c) {
         c->queue_next = NULL;
 }
 
-/* Ends c's wait (its fd is ready, its time is up, or its queue woke it) and resumes it, from
- * the loop. */
 struct CoroFd {
         int fd;
         CoroFdIdleFn idle;
@@ -315,6 +313,8 @@ struct CoroFd {
         Coro *waiter;
 };
 
+/* Ends c's wait (its fd is ready, its time is up, or its queue woke it) and resumes it, from
+ * the loop. */
 static void coro_wake(Coro *c, bool timed_out) {
         if (c->fd_wait) {
                 c->fd_wait->waiter = NULL;
