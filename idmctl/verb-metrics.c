@@ -118,13 +118,18 @@ static void print_metrics(const json_t *s) {
         sample("idm_store_map_bytes", integer(s, "store", "mapSize"));
         family("idm_store_used_bytes", "gauge", "Bytes of the store in use.");
         sample("idm_store_used_bytes", integer(s, "store", "usedBytes"));
-        family("idm_store_entries", "gauge", "Records per table (tokens: sessions and one-time tokens).");
+        family("idm_store_entries", "gauge", "Records per table (tokens: sessions and one-time tokens; "
+               "estimates when idm_store_entries_estimated is 1).");
         labelled("idm_store_entries", "table", json_object_get(json_object_get(s, "store"), "entries"), NULL, NULL);
         family("idm_store_purges_pending", "gauge", "Deleted customers whose leftover records are still being purged.");
         sample("idm_store_purges_pending", integer(s, "store", "purgesPending"));
         family("idm_store_conflict_reruns", "counter",
                "Units of work run again after a conflict with another (PostgreSQL's serializable transactions).");
         sample("idm_store_conflict_reruns_total", integer(s, "store", "conflictReruns"));
+        family("idm_store_entries_estimated", "gauge",
+               "1 while idm_store_entries are the planner's estimates (a PostgreSQL table of more than 100,000 records).");
+        sample("idm_store_entries_estimated",
+               json_is_true(json_object_get(json_object_get(s, "store"), "entriesEstimated")) ? 1 : 0);
         family("idm_store_reachable", "gauge", "1 while the store can be reached (0: a PostgreSQL store that cannot).");
         sample("idm_store_reachable", json_is_false(json_object_get(json_object_get(s, "store"), "reachable")) ? 0 : 1);
 

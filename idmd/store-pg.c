@@ -106,6 +106,8 @@ typedef enum Statement {
         STMT_SCAN_GT,
         STMT_SIZE,
         STMT_COUNT_ALL,
+        STMT_ROWS_ESTIMATE,
+        STMT_COUNT_ESTIMATE,
         _STMT_MAX,
 } Statement;
 
@@ -134,6 +136,16 @@ static const struct {
                                          "ORDER BY key LIMIT " PAGE_ROWS_STR },
         [STMT_SIZE]       = { "size", "SELECT pg_database_size(current_database())" },
         [STMT_COUNT_ALL]  = { "count_all", "SELECT tbl, count(*) FROM idm_records GROUP BY tbl" },
+        /* The planner's statistics (VACUUM and ANALYZE keep them, autovacuum among them): the
+         * rows of the table (-1: never counted), and the share of each table among them. */
+        [STMT_ROWS_ESTIMATE] = { "rows_estimate", "SELECT coalesce((SELECT reltuples::bigint FROM pg_class "
+                                                  "WHERE oid = to_regclass('idm_records')), -1)" },
+        [STMT_COUNT_ESTIMATE] = { "count_estimate",
+                                  "SELECT u.tbl, round(u.share * c.reltuples)::bigint "
+                                  "FROM pg_stats s, pg_class c, "
+                                  "unnest(s.most_common_vals::text::smallint[], s.most_common_freqs) AS u(tbl, share) "
+                                  "WHERE s.schemaname = current_schema() AND s.tablename = 'idm_records' "
+                                  "AND s.attname = 'tbl' AND c.oid = to_regclass('idm_records')" },
 };
 
 /* The server's (or libpq's) words for the last failed connect of this thread. */
@@ -1244,13 +1256,35 @@ int store_pg_any(PgConn *c, StoreTable *ret_table) {
         return 0;
 }
 
-int store_pg_count_all(PgConn *c, uint64_t counts[static _STORE_TABLE_MAX]) {
+int store_pg_count_all(PgConn *c, uint64_t counts[static _STORE_TABLE_MAX], bool *ret_estimated) {
         _cleanup_(pqclearp) PGresult *res = NULL;
+        uint64_t rows;
         int r;
 
-        r = pg_run_check(c, STMT_COUNT_ALL, _STORE_TABLE_INVALID, NULL, 0, NULL, 0, PGRES_TUPLES_OK, &res);
+        /* A count walks the whole table: above STORE_PG_COUNT_EXACT_MAX rows the statistics'
+         * shares answer instead (none yet: counted after all). */
+        *ret_estimated = false;
+        r = pg_run_check(c, STMT_ROWS_ESTIMATE, _STORE_TABLE_INVALID, NULL, 0, NULL, 0, PGRES_TUPLES_OK, &res);
         if (r < 0)
                 return r;
+        r = pg_result_int8(res, &rows);
+        if (r < 0)
+                return r;
+        PQclear(TAKE_PTR(res));
+        if ((int64_t) rows > (int64_t) STORE_PG_COUNT_EXACT_MAX) {
+                r = pg_run_check(c, STMT_COUNT_ESTIMATE, _STORE_TABLE_INVALID, NULL, 0, NULL, 0, PGRES_TUPLES_OK, &res);
+                if (r < 0)
+                        return r;
+                if (PQntuples(res) > 0)
+                        *ret_estimated = true;
+                else
+                        PQclear(TAKE_PTR(res));
+        }
+        if (!res) {
+                r = pg_run_check(c, STMT_COUNT_ALL, _STORE_TABLE_INVALID, NULL, 0, NULL, 0, PGRES_TUPLES_OK, &res);
+                if (r < 0)
+                        return r;
+        }
         memset(counts, 0, sizeof(uint64_t) * _STORE_TABLE_MAX);
         for (int i = 0; i < PQntuples(res); i++) {
                 uint16_t tbl;

@@ -130,7 +130,10 @@ const char *store_pg_rows_value(const PgRows *rows, size_t i, size_t *ret_len);
 PgRows *store_pg_rows_free(PgRows *rows);
 DEFINE_POINTER_CLEANUP(PgRows, store_pg_rows_free)
 
-/* The records of every table at once (one statement: a walk of the whole table). */
-int store_pg_count_all(PgConn *c, uint64_t counts[static _STORE_TABLE_MAX]);
+/* The records of every table at once: counted (a walk of the whole table) while the table holds
+ * at most STORE_PG_COUNT_EXACT_MAX records by the planner's statistics, estimated from those
+ * statistics above (*ret_estimated; a table too rare to be in their sample shows 0). */
+#define STORE_PG_COUNT_EXACT_MAX 100000u
+int store_pg_count_all(PgConn *c, uint64_t counts[static _STORE_TABLE_MAX], bool *ret_estimated);
 /* The bytes of the database (pg_database_size). */
 int store_pg_size(PgConn *c, uint64_t *ret);

@@ -2089,7 +2089,7 @@ static int store_stats_pg(Store *s, StoreStats *stats) {
         r = store_read(s, &t);
         if (r < 0)
                 return r;
-        r = store_pg_count_all(t->pg, stats->entries);
+        r = store_pg_count_all(t->pg, stats->entries, &stats->entries_estimated);
         if (r < 0)
                 return r;
         r = store_pg_size(t->pg, &size);

@@ -109,6 +109,8 @@ typedef struct StoreStats {
         uint64_t conflict_reruns;       /* PostgreSQL: units of work (or batches) run again because
                                          * they conflicted with others, since open */
         bool postgresql;                /* the PostgreSQL backend */
+        bool entries_estimated;         /* PostgreSQL: entries are the planner's estimates (a
+                                         * large table: store_pg_count_all()) */
         bool unreachable;               /* PostgreSQL: the database cannot be reached now; the
                                          * sizes and entries above are 0 (not asked) */
 } StoreStats;

@@ -245,6 +245,7 @@ static int method_server_get_stats(Call *call, json_t *params) {
                 (void) json_object_set_new(store, "backend", json_string(ss.postgresql ? "postgresql" : "lmdb"));
                 (void) json_object_set_new(store, "reachable", json_boolean(!ss.unreachable));
                 (void) json_object_set_new(store, "conflictReruns", json_integer((json_int_t) ss.conflict_reruns));
+                (void) json_object_set_new(store, "entriesEstimated", json_boolean(ss.entries_estimated));
         }
         /* Rate limits and lockouts (docs/ratelimits.md). */
         (void) json_object_set(result, "rateLimited", rate_limited);

@@ -596,6 +596,7 @@ class Metrics(IdmctlCase):
         self.assertEqual(value("idm_outbox_depth", "idm_outbox_depth"), 0)
         self.assertEqual(value("idm_store_purges_pending", "idm_store_purges_pending"), 0)
         self.assertEqual(value("idm_store_reachable", "idm_store_reachable"), 1)
+        self.assertEqual(value("idm_store_entries_estimated", "idm_store_entries_estimated"), 0)
         self.assertEqual(families["idm_store_conflict_reruns"].type, "counter")
         self.assertEqual(value("idm_store_conflict_reruns", "idm_store_conflict_reruns_total"),
                          stats["store"]["conflictReruns"])

@@ -20,7 +20,7 @@ import threading
 import time
 import unittest
 
-from idmtest import FAKE_SENDMAIL, IDMCTL, TEST_PG, Idmd, RpcError, main
+from idmtest import FAKE_SENDMAIL, IDMCTL, STORE_TABLES, TEST_PG, Idmd, RpcError, main
 
 PASSWORD = "correct horse 9"
 
@@ -364,6 +364,31 @@ class Postgresql(unittest.TestCase):
             other.call("testAdvanceClock", {"seconds": 0, "sweep": True})
             time.sleep(0.2)
         self.assertIn(line, other.log_text())
+
+    def test_counts_of_a_large_table_are_estimates(self):
+        """getStats counts the records of each table while the table is small; above 100,000
+        records by the planner's statistics it gives their estimates instead (a count would walk
+        the whole table at every call), and says so."""
+        d = self.new().start()
+        d.call("createPublisher", {"name": "P"})
+        stats = d.call("getStats")["store"]
+        self.assertFalse(stats["entriesEstimated"])
+        self.assertEqual(stats["entries"]["publishers"], 1)
+        self.assertEqual(stats["entries"]["capture"], 0)
+
+        capture = STORE_TABLES.index("capture")
+        psql(d.pg_schema, f"INSERT INTO idm_records SELECT {capture}, convert_to('bulk-' || i, 'UTF8'), "
+                          "'\\x7b7d'::bytea FROM generate_series(1, 120000) AS i; ANALYZE idm_records")
+        stats = d.call("getStats")["store"]
+        self.assertTrue(stats["entriesEstimated"])
+        self.assertGreater(stats["entries"]["capture"], 108000)
+        self.assertLess(stats["entries"]["capture"], 132000)
+
+        psql(d.pg_schema, f"DELETE FROM idm_records WHERE tbl = {capture}; ANALYZE idm_records")
+        stats = d.call("getStats")["store"]
+        self.assertFalse(stats["entriesEstimated"])
+        self.assertEqual(stats["entries"]["capture"], 0)
+        self.assertEqual(stats["entries"]["publishers"], 1)
 
     def key_rows(self, d):
         return [k for k in d.table("meta") if k.startswith("signing-key:")]
