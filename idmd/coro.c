@@ -427,12 +427,22 @@ static int on_fd_io(sd_event_source *s, int fd, uint32_t revents, void *userdata
                 coro_wake(f->waiter, false);
                 return 0;
         }
-        /* Ready with nobody waiting: the owner takes in what came, or the source goes off the
-         * loop until the next wait (level-triggered, it would fire again at once). */
-        if (!f->idle || f->idle(f->userdata) < 0) {
-                (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
-                f->off = true;
+        /* Ready with nobody waiting. Nobody wants to write now: a level-triggered EPOLLOUT would
+         * fire at every turn of the loop. */
+        if (f->events != EPOLLIN) {
+                if (sd_event_source_set_io_events(s, EPOLLIN) < 0)
+                        goto off;
+                f->events = EPOLLIN;
         }
+        if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                return 0;
+        /* The owner takes in what came, or the source goes off the loop until the next wait
+         * (level-triggered, it would fire again at once). */
+        if (f->idle && f->idle(f->userdata) >= 0)
+                return 0;
+off:
+        (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        f->off = true;
         return 0;
 }
 

@@ -196,6 +196,13 @@ static void wait_kept(void *userdata) {
         u->ended = true;
 }
 
+static void wait_kept_out(void *userdata) {
+        FdUser *u = userdata;
+
+        u->results[0] = coro_fd_wait(u->f, EPOLLOUT, u->timeout_usec);
+        u->ended = true;
+}
+
 static void wait_kept_busy(void *userdata) {
         ASSERT_EQ(coro_fd_wait(userdata, EPOLLIN, 1000 * 1000), -EBUSY);
 }
@@ -256,6 +263,24 @@ TEST(kept_fd) {
         ASSERT_EQ(v.results[0], 0);
         ASSERT_EQ(v.results[1], -ETIMEDOUT);
         ASSERT_EQ(u.idle_calls, 2);
+
+        /* A wait for writing, on the pipe's other end: once it is over, nobody wants to write,
+         * and the always-writable end does not keep the loop turning (nor reach idle()). */
+        {
+                FdUser o = { .fd = p[1], .waits = 1, .timeout_usec = 1000 * 1000, .results = { 1 } };
+                unsigned calls;
+
+                ASSERT_OK(coro_fd_new(p[1], fd_idle, &o, &o.f));
+                ASSERT_OK(coro_start(wait_kept_out, &o));
+                while (!o.ended)
+                        ASSERT_TRUE(sd_event_run(e, 1000 * 1000) >= 0);
+                ASSERT_EQ(o.results[0], 0);
+                for (calls = 0; calls < 3 && sd_event_run(e, 20 * 1000) > 0; calls++)
+                        ;
+                ASSERT_TRUE(calls < 3);
+                ASSERT_EQ(o.idle_calls, 0);
+                o.f = coro_fd_free(o.f);
+        }
 
         /* Freed, it is off the loop: a one-off wait works again. */
         u.f = coro_fd_free(u.f);
