@@ -164,6 +164,16 @@ const void *coro_self(void) {
         return current;
 }
 
+unsigned coro_stacks_kept(unsigned *ret_with_pages) {
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < n_stacks_kept; i++)
+                n += stacks_dirty[i];
+        if (ret_with_pages)
+                *ret_with_pages = n;
+        return n_stacks_kept;
+}
+
 unsigned coro_alive(void) {
         return n_alive;
 }

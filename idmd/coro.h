@@ -85,6 +85,8 @@ bool coro_queue_wake(CoroQueue *q);
 
 /* The number of coroutines alive (started and not ended), and of those waiting. */
 unsigned coro_alive(void);
+/* The stacks kept for reuse, and of those the ones still holding the pages they touched. */
+unsigned coro_stacks_kept(unsigned *ret_with_pages);
 
 /* Runs every coroutine waiting on this thread to its end, waiting for their fds with poll()
  * (the event loop is not run): for shutting down after the loop ended. */

@@ -297,6 +297,32 @@ TEST(kept_fd) {
         (void) close(p[1]);
 }
 
+/* Ended coroutines' stacks are kept with their pages while a loop can time their trim; without
+ * a loop, or when the loop is taken away, the pages go back at once. */
+TEST(stacks_kept) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Waiter a = { .fd = -1 };
+        unsigned kept, with_pages;
+
+        coro_release_stacks();
+        ASSERT_OK(coro_start(run_plain, &a));
+        ASSERT_EQ(coro_stacks_kept(&with_pages), 1);
+        ASSERT_EQ(with_pages, 0);                       /* no loop: given back */
+
+        ASSERT_OK(sd_event_new(&e));
+        coro_set_event(e);
+        ASSERT_OK(coro_start(run_plain, &a));
+        ASSERT_OK(coro_start(run_plain, &a));
+        kept = coro_stacks_kept(&with_pages);
+        ASSERT_EQ(kept, 1);                             /* the same stack, reused */
+        ASSERT_EQ(with_pages, 1);
+        coro_set_event(NULL);
+        ASSERT_EQ(coro_stacks_kept(&with_pages), 1);
+        ASSERT_EQ(with_pages, 0);
+        coro_release_stacks();
+        ASSERT_EQ(coro_stacks_kept(NULL), 0);
+}
+
 /* Without a loop, or outside a coroutine, a wait is a poll(). */
 TEST(poll_fallback) {
         int p[2];
@@ -381,6 +407,7 @@ int main(void) {
         RUN(nested);
         RUN(poll_fallback);
         RUN(kept_fd);
+        RUN(stacks_kept);
         RUN(bound_and_drain);
         RUN(stack);
         coro_release_stacks();
