@@ -669,7 +669,12 @@ static void connection_io(Connection *c, uint32_t revents) {
         if ((revents & EPOLLOUT) || ((revents & (EPOLLHUP | EPOLLERR)) && c->out_pos < c->out_len))
                 (void) connection_flush(c);
 
-        if (!c->closed && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+        /* Paused (connection_update_events()) with EPOLLIN still on, and input came: it waits in
+         * the socket, and the socket stops being watched for it until we read again. */
+        if (!c->closed && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && c->read_paused) {
+                c->read_stalled = true;
+                (void) connection_update_events(c);
+        } else if (!c->closed && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
                 int r = connection_read(c);
                 if (r < 0) {
                         log_debug_errno(r, "c%llu: read failed: %m", (unsigned long long) c->id);
@@ -821,7 +826,13 @@ static int connection_update_events(Connection *c) {
                 c->read_paused = true;
                 (void) connection_arm_timer(c);
         }
+        /* The pause is lazy: the socket stays watched for input until some comes while we are
+         * not reading (connection_io()). A client that waits for its reply, as nearly all do,
+         * sends nothing meanwhile, so pausing and resuming around a write's commit costs no
+         * epoll_ctl() at all, instead of two per request. */
         if (reading)
+                c->read_stalled = false;
+        if (reading || (c->read_paused && !c->read_stalled && (c->poll_events & EPOLLIN)))
                 events |= EPOLLIN;
         if (c->out_len > c->out_pos)
                 events |= EPOLLOUT;

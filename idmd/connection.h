@@ -70,6 +70,7 @@ struct Connection {
         uint64_t partial_since_usec;    /* 0: no partial line */
         uint64_t write_progress_usec;   /* CLOCK_MONOTONIC: last write progress while output is owed */
         bool read_paused;               /* not reading because of back-pressure */
+        bool read_stalled;              /* input came while paused: EPOLLIN is off until we read again */
         bool dispatch_blocked;          /* complete lines wait in 'in' because of back-pressure */
 
         char *in;

@@ -229,6 +229,13 @@ class MemoryBound(UnreadReplies):
             answered = self.wait_settled(probe)
             after = proc_status(pid, "VmRSS")
             grown = after - before
+            # Held back, with requests still waiting in their sockets, the connections cost no
+            # CPU: the sockets are no longer watched for input (not a loop that wakes for it).
+            cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
+            time.sleep(2)
+            cpu, wall = cpu_seconds(pid) - cpu_before, time.monotonic() - wall_before
+            self.assertLess(cpu, 0.2 * wall, f"idmd used {cpu:.2f} s of CPU in {wall:.2f} s with "
+                            f"{self.CONNECTIONS} connections held back")
             print(f"\nVmRSS {before} -> {after} KiB for {self.CONNECTIONS} connections that do not read, "
                   f"{answered} big replies made", file=sys.stderr)
             # a normal client is served meanwhile, and so is another unprivileged one
