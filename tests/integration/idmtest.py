@@ -152,7 +152,7 @@ class RpcError(Exception):
 class Connection:
     """One Unix stream connection (to idmd's socket or its userdb socket), closed on exit."""
 
-    def __init__(self, path, timeout=30.0):
+    def __init__(self, path, timeout=60.0):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         try:
@@ -200,8 +200,9 @@ class Client(Connection):
             self.sock.settimeout(timeout)
         return self.recv_message(b"\n")
 
-    def is_closed(self, timeout=30.0):
-        """True if the server closed the connection (after any pending lines are read)."""
+    def is_closed(self, timeout=60.0):
+        """True if the server closed the connection (after any pending lines are read); False if
+        it did not within timeout (which only turns a hang into a failure)."""
         self.sock.settimeout(timeout)
         try:
             while True:
@@ -328,7 +329,7 @@ class Idmd:
         options = os.environ.get("ASAN_OPTIONS", "") + f":quarantine_size_mb={quarantine_mb}"
         return self.start(extra_env={"ASAN_OPTIONS": options})
 
-    def wait_ready(self, timeout=30.0):
+    def wait_ready(self, timeout=120.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -341,7 +342,7 @@ class Idmd:
                 time.sleep(0.02)
         raise RuntimeError(f"idmd did not become ready:\n{self.log_text()}")
 
-    def stop(self, sig=signal.SIGTERM, timeout=30.0):
+    def stop(self, sig=signal.SIGTERM, timeout=60.0):
         """Stops idmd; returns its exit status."""
         if not self.proc or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
@@ -387,7 +388,7 @@ class Idmd:
         except FileNotFoundError:
             return ""
 
-    def wait_purged(self, timeout=30.0):
+    def wait_purged(self, timeout=120.0):
         """Waits until the background purge of deleted customers' records is done (getStats
         store.purgesPending): deleteCustomer leaves what only a walk finds to it."""
         deadline = time.monotonic() + timeout
@@ -396,7 +397,7 @@ class Idmd:
                 raise AssertionError("the purge of deleted customers' records did not finish")
             time.sleep(0.05)
 
-    def client(self, timeout=30.0):
+    def client(self, timeout=60.0):
         return Client(self.socket, timeout=timeout)
 
     def call(self, method, params=None):
@@ -502,7 +503,7 @@ class Mailbox:
     def files(self):
         return sorted((f for f in os.listdir(self.maildir) if f.endswith(".eml")), key=lambda f: int(f[:-4]))
 
-    def new(self, timeout=30.0):
+    def new(self, timeout=120.0):
         """The messages delivered since the last call, once the outbox is empty: a message leaves
         the outbox only after the fake sendmail wrote it and exited 0."""
         import email

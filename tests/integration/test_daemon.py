@@ -18,7 +18,7 @@ from idmtest import IDMD, TEST_PG, Client, Idmd, IdmdTestCase, main, skip_on_pos
 PASSWORD = "correct horse 9"
 
 
-def connect_when_listening(path, timeout=30.0):
+def connect_when_listening(path, timeout=120.0):
     """A Client on path, once something listens there (systemd-socket-activate binds first, then
     listens, then starts idmd on the first connection)."""
     deadline = time.monotonic() + timeout
@@ -148,7 +148,7 @@ class Daemon(unittest.TestCase):
         with c:
             c.call("getServerInfo")
         messages = []
-        notify.settimeout(10)
+        notify.settimeout(60)
         while sum("WATCHDOG=1" in m for m in messages) < 3:
             messages.append(notify.recv(4096).decode())
         ready = next(m for m in messages if "READY=1" in m)
@@ -196,7 +196,7 @@ class Daemon(unittest.TestCase):
         with open(d.config, "w") as f:
             f.write(base.replace("deny = 5", "deny = 2") + "\n[store]\nmap_size_max = 8G\n")
         d.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while "Configuration reloaded" not in d.log_text():
             self.assertLess(time.monotonic(), deadline, d.log_text())
             time.sleep(0.05)

@@ -274,6 +274,14 @@ class WriteTimeout(UnreadReplies):
         self.assertIn("has not read its replies", self.idmd.log_text())
         self.assertIn("version", self.idmd.call("getServerInfo"))
 
+
+class SlowReaders(UnreadReplies):
+    """Clients that read late or slowly, for longer than write_timeout all told: never closed.
+    write_timeout is 3 s here, not 1 s: a test process (or idmd) stalled on a loaded machine for
+    a second between two reads must not pass for a client that stopped reading."""
+
+    CONFIG = "\n[limits]\nmax_connections_per_uid = 64\nwrite_timeout = 3\n"
+
     def test_slow_reader_is_not_cut_off(self):
         """A client that reads, however slowly, makes write progress: write_timeout does not
         close it, and every reply arrives."""
@@ -284,8 +292,11 @@ class WriteTimeout(UnreadReplies):
         with self.idmd.client() as c:
             c.send_raw(line * n)
             got = 0
+            start = time.monotonic()
             while got < n:
-                time.sleep(0.05)  # about 20 reads a second, 64 KiB each: well under the budget
+                # about 7 reads a second, 64 KiB each (well under the budget): the ~3.6 MB of
+                # replies take 9 s or more to read, three times write_timeout
+                time.sleep(0.15)
                 chunk = c.sock.recv(65536)
                 self.assertTrue(chunk, f"closed after {got} replies")
                 c.buf += chunk
@@ -293,6 +304,8 @@ class WriteTimeout(UnreadReplies):
                     reply, c.buf = c.buf.split(b"\n", 1)
                     self.assertIn("result", json.loads(reply))
                     got += 1
+        # not vacuous: the reading outlasted write_timeout
+        self.assertGreater(time.monotonic() - start, 2 * 3)
 
     def test_client_that_sends_everything_first_gets_every_reply(self):
         """Requests whose replies exceed the budget, then EOF (shutdown(SHUT_WR), like `nc -N`

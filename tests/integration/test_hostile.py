@@ -89,7 +89,7 @@ class HostileCase(IdmdTestCase):
     def after(self, attack):
         """Checks service and memory once an attack is over."""
         latency = self.served()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60     # only what a hang would take: no bound on speed
         while self.rss() > self.rss_bound() and time.monotonic() < deadline:
             time.sleep(0.2)     # connections closing, buffers going back
         rss = self.rss()

@@ -118,7 +118,12 @@ class KillUnderLoad(IdmdTestCase):
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(CONNECTIONS)]
         for t in threads:
             t.start()
-        time.sleep(1.5 + random.random())
+        # Under way (on a loaded machine the first acknowledgements may take a while), then a
+        # moment more: the kill lands at a random point of the load.
+        deadline = time.monotonic() + 120
+        while not (any(acked_regs) and any(u is not None for u in acked_updates)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5 + random.random())
         self.idmd.proc.send_signal(signal.SIGKILL)
         self.idmd.proc.wait()
         stop.set()

@@ -28,7 +28,8 @@ class DeviceLogin(PamTestCase):
 
     def run_device(self, user, decide, *ops, at_prompt=True, svc=None, **kw):
         """Runs ops (default: auth) for user; decide(user_code) approves or denies through the socket,
-        when the prompt comes (at_prompt) or from a thread a second after Enter was pressed."""
+        when the prompt comes (at_prompt) or from a thread once the module's first poll after Enter
+        was answered (pending: idmd counts it), not after a fixed time a slow module may outlast."""
         argv = self.drive_argv(svc or self.svc, user, *(ops or ("auth",)), echo=["@stdin"], **kw)
         seen = {}
         threads = []
@@ -41,7 +42,7 @@ class DeviceLogin(PamTestCase):
                 if at_prompt:
                     decide(seen["code"])
                 else:
-                    t = threading.Thread(target=lambda: (time.sleep(1), decide(seen["code"])))
+                    t = threading.Thread(target=lambda: (self.wait_polled(), decide(seen["code"])))
                     t.start()
                     threads.append(t)
                 proc.stdin.write("\n")
@@ -53,6 +54,13 @@ class DeviceLogin(PamTestCase):
             t.join()
         self.assertEqual(seen.get("uri"), VERIFY_URL, done.stdout)
         return Result(argv, done, elapsed)
+
+    def wait_polled(self):
+        deadline = time.monotonic() + 60
+        while self.idmd.call("getStats")["methods"].get("pollDeviceLogin", {}).get("calls", 0) < 1:
+            if time.monotonic() > deadline:
+                return      # the drive's own timeout reports it
+            time.sleep(0.05)
 
     def approve(self, jwt=None):
         return lambda code: self.idmd.call("approveDeviceLogin", {"jwt": jwt or self.customer["jwt"],

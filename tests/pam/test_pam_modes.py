@@ -173,7 +173,7 @@ class TestCodeWithIdmd(PamTestCase):
 
 
 class TestDevice(ModeTestCase):
-    def handler(self, polls, expires_in=600, user_code="BCDF-GHJK", email=EMAIL):
+    def handler(self, polls, expires_in=600, user_code="BCDF-GHJK", email=EMAIL, interval=1):
         """polls: what successive pollDeviceLogin calls answer ("pending", "slow", "denied", "ok")."""
         get_customer = self.customer_handler(email)
         answers = list(polls)
@@ -183,7 +183,7 @@ class TestDevice(ModeTestCase):
                 return "result", {"deviceCode": "dev-code-1", "userCode": user_code,
                                   "verificationUri": "https://tv.example.com/activate",
                                   "verificationUriComplete": f"https://tv.example.com/activate?code={user_code}",
-                                  "expiresIn": expires_in, "interval": 1}
+                                  "expiresIn": expires_in, "interval": interval}
             if method == "pollDeviceLogin":
                 a = answers.pop(0) if answers else "pending"
                 return {"pending": error(428, "authorization_pending"), "slow": error(428, "slow_down"),
@@ -209,9 +209,11 @@ class TestDevice(ModeTestCase):
         self.assertGreaterEqual(r.elapsed, 1.0, r)      # waited the interval between polls
 
     def test_each_poll_on_its_own_connection(self):
-        # The stand-in closes connections idle for 0.5 s (idmd: 60 s); the interval is 1 s. A
-        # connection held across the wait would be gone at the next poll.
-        fake = self.fake(self.handler(["pending", "pending", "ok"]), idle_timeout=0.5)
+        # The stand-in closes connections idle for 2 s (idmd: 60 s); the interval is 3 s. A
+        # connection held across the wait would be gone at the next poll. (Not 0.5 s and 1 s: the
+        # module, stalled for half a second on a loaded machine between the last poll and the
+        # customer check on the same connection, found it closed.)
+        fake = self.fake(self.handler(["pending", "pending", "ok"], interval=3), idle_timeout=2)
         svc = self.idm_service("tv", "mode=device", socket=fake.path, publisher=PUBLISHER)
         r = self.ok(svc, EMAIL, "auth", echo=[""])
         self.assertEqual(fake.methods(), ["startDeviceLogin", "pollDeviceLogin", "pollDeviceLogin",
@@ -221,7 +223,7 @@ class TestDevice(ModeTestCase):
         self.assertNotIn(fake.conns[0], polls)
         self.assertEqual(fake.conns[-1], polls[-1])     # the customer check right after the last poll
         self.assertEqual(fake.idle_closed, 0)
-        self.assertGreaterEqual(r.elapsed, 2.0, r)
+        self.assertGreaterEqual(r.elapsed, 6.0, r)
 
     def test_denied(self):
         fake = self.fake(self.handler(["denied"]))
