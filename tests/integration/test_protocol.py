@@ -230,7 +230,10 @@ partial_line_timeout = 1
         deadline = time.monotonic() + 60
         while True:
             c = self.idmd.client()
-            c.send_raw(b'{"jsonrpc": "2.0", "id": 1, "method": "getServerInfo"}\n')
+            try:
+                c.send_raw(b'{"jsonrpc": "2.0", "id": 1, "method": "getServerInfo"}\n')
+            except (BrokenPipeError, ConnectionResetError):
+                pass        # refused and closed already: the refusal is still there to read
             reply = c.recv_line()
             if reply is not None and "result" in reply:
                 return c
