@@ -856,11 +856,8 @@ int store_pg_check_connection(const char *conninfo) {
 StorePg *store_pg_free(StorePg *p) {
         if (!p)
                 return NULL;
-        for (unsigned i = 0; i < p->n_conns; i++) {
-                p->conns[i].socket = coro_fd_free(p->conns[i].socket);
-                if (p->conns[i].conn)
-                        PQfinish(p->conns[i].conn);
-        }
+        for (unsigned i = 0; i < p->n_conns; i++)
+                pg_drop(&p->conns[i]);
         if (p->lead_conn)
                 PQfinish(p->lead_conn);         /* gives up its jobs for another instance */
         free(p->conninfo);
