@@ -378,8 +378,11 @@ class SlowHashes(LoginQueueTestCase):
             pid = self.idmd.proc.pid
             loop = workers = 0
             for tid in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                    name, fields = f.read().rsplit(")", 1)
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                        name, fields = f.read().rsplit(")", 1)
+                except FileNotFoundError:
+                    continue    # a short-lived thread (the start-up dummy hash) ended meanwhile
                 ticks = int(fields.split()[11]) + int(fields.split()[12])
                 if int(tid) == pid:
                     loop += ticks

@@ -524,8 +524,13 @@ class HashMemory(IdmdTestCase):
                 return int(f.read().rsplit(")", 1)[1].split()[16])   # field 19, nice
 
         def comm(task):
-            with open(f"/proc/{self.idmd.proc.pid}/task/{task}/comm") as f:
-                return f.read().strip()
+            # A short-lived thread (the start-up dummy hash) may end between the listing and
+            # the read; it is no worker, which live as long as idmd.
+            try:
+                with open(f"/proc/{self.idmd.proc.pid}/task/{task}/comm") as f:
+                    return f.read().strip()
+            except FileNotFoundError:
+                return None
 
         tasks = os.listdir(f"/proc/{self.idmd.proc.pid}/task")
         workers = [t for t in tasks if comm(t) == "idmd-worker"]
