@@ -1,19 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Passwords: Argon2id through the reference libargon2 with a warm per-thread region, or through
- * libsodium where that is faster (password_calibrate(), below), strings and the rehash check in
- * libsodium's crypto_pwhash_str format, a dummy verification
- * for unknown accounts, and the password policy (UTF-8 checked here, without a Unicode database).
- * Logs nothing.
+ * Passwords: Argon2id through the reference libargon2 or through libsodium, whichever is faster
+ * here (password_calibrate(), below), both in a warm per-thread region; strings and the rehash
+ * check in libsodium's crypto_pwhash_str format, a dummy verification for unknown accounts, and
+ * the password policy (UTF-8 checked here, without a Unicode database). Logs nothing.
+ *
+ * This file also defines mmap() and munmap() for the whole process, to lend the warm region to
+ * libsodium's Argon2 (see "libsodium's region", below); every other call goes to the C library.
  */
 
 #include <assert.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include <argon2.h>
@@ -44,13 +48,14 @@ static bool hash_is_argon2id(const char *hash) {
 
 /* --- Argon2id with memory kept warm ---
  *
- * libsodium maps a fresh region for every hash and the kernel zeroes it page by page, which costs
- * a third of a 19 MiB hash. The reference libargon2 takes allocation callbacks in its context:
- * each worker thread keeps one region, faulted in once, for all its hashes (libargon2 wipes it
- * after each use, before "freeing" it to us), and gives it back when the thread idles
- * (password_release_memory(), the workers' idle function). The strings are the standard
- * "$argon2id$v=19$m=..,t=..,p=1$salt$tag" that libsodium reads and writes, so hashes made by either
- * verify with the other. */
+ * A fresh region for every hash costs the kernel a page fault and a zeroed page for each 4 KiB:
+ * a third of a 19 MiB hash on real hardware, and several times the hash itself in some virtual
+ * machines. So each worker thread keeps one region, faulted in once, for all its hashes, wiped
+ * after each, and gives it back when the thread idles (password_release_memory(), the workers'
+ * idle function). The reference libargon2 takes allocation callbacks in its context and wipes the
+ * region itself before "freeing" it to us; libsodium gets the same region through mmap() (below).
+ * The strings are the standard "$argon2id$v=19$m=..,t=..,p=1$salt$tag" that libsodium reads and
+ * writes, so hashes made by either engine verify with the other. */
 
 #define SALT_BYTES crypto_pwhash_argon2id_SALTBYTES             /* 16, as libsodium */
 #define TAG_BYTES 32U                                           /* as libsodium's strings */
@@ -125,6 +130,82 @@ size_t password_memory_held(void) {
         return warm_total;
 }
 
+bool password_memory_wiped(void) {
+        return !warm_memory || sodium_is_zero(warm_memory, warm_size);
+}
+
+/* --- libsodium's region ---
+ *
+ * libsodium's Argon2 has no allocation callbacks: it maps its region with mmap() and unmaps it
+ * with munmap() when the hash is done. These two definitions in the executable come before the C
+ * library's for every library that idmd loads, so libsodium's calls come here. While this thread
+ * is inside crypto_pwhash_argon2id() (sodium_hashing), the first anonymous private read-write
+ * mapping it asks for is this thread's warm region (sodium_lent), and the munmap() of that region
+ * wipes it, as libargon2 does, instead of unmapping it: the blocks are derived from the password,
+ * and a wiped region gives an attacker who reads memory later nothing to test guesses against.
+ * Every other call, on any thread, goes to the C library's mmap() and munmap() unchanged. Should
+ * the definitions not be reached (linked statically, or a libsodium that allocates otherwise),
+ * libsodium maps a fresh region as before and the hashes are the same, only slower:
+ * password_memory_held() then stays 0 under libsodium, which the tests check. */
+static _Thread_local bool sodium_hashing, sodium_lent;
+
+#if defined(__LP64__)
+/* The symbol is "mmap", the one libsodium calls: with _FILE_OFFSET_BITS=64 the C name mmap stands
+ * for mmap64, and on a 64-bit system the two take the same 64-bit offset. (A 32-bit build has no
+ * such definition, and libsodium maps its own region there.) */
+void *interposed_mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset) __asm__("mmap");
+_Static_assert(sizeof(off_t) == 8, "mmap's offset");
+
+typedef void *(*MmapFunction)(void *, size_t, int, int, int, off_t);
+typedef int (*MunmapFunction)(void *, size_t);
+
+/* The C library's (or a sanitizer's, which forwards to it) next definition. dlsym() does not
+ * map through this mmap(); a dynamically linked process always has one. */
+static void *next_symbol(const char *name) {
+        void *f = dlsym(RTLD_NEXT, name);
+
+        if (!f)
+                abort();
+        return f;
+}
+
+__attribute__((visibility("default")))
+void *interposed_mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset) {
+        static _Atomic(MmapFunction) next;
+        MmapFunction f = next;
+
+        if (sodium_hashing && !sodium_lent && !addr && fd == -1 && offset == 0 &&
+            prot == (PROT_READ | PROT_WRITE) && (flags & (MAP_ANONYMOUS | MAP_PRIVATE | MAP_SHARED | MAP_FIXED)) ==
+            (MAP_ANONYMOUS | MAP_PRIVATE)) {
+                uint8_t *m;
+
+                if (warm_allocate(&m, length) == ARGON2_OK) {
+                        sodium_lent = true;
+                        return m;
+                }
+                /* No memory for a kept region: libsodium gets a mapping of its own. */
+        }
+        if (!f)
+                next = f = (MmapFunction) next_symbol("mmap");
+        return f(addr, length, prot, flags, fd, offset);
+}
+
+__attribute__((visibility("default")))
+int munmap(void *addr, size_t length) {
+        static _Atomic(MunmapFunction) next;
+        MunmapFunction f = next;
+
+        if (sodium_lent && addr && addr == (void *) warm_memory) {
+                sodium_memzero(addr, length);
+                sodium_lent = false;
+                return 0;
+        }
+        if (!f)
+                next = f = (MunmapFunction) next_symbol("munmap");
+        return f(addr, length);
+}
+#endif
+
 static _Atomic PasswordEngine engine = PASSWORD_ENGINE_WARM;
 
 static const char *const engine_names[_PASSWORD_ENGINE_MAX] = {
@@ -154,9 +235,16 @@ static bool sodium_tag(const char *password, const uint8_t *salt, size_t salt_le
             len > crypto_pwhash_argon2id_PASSWD_MAX)
                 return false;
         /* -1 for a cost out of its range (the parser and cost_is_valid() keep to that range) or
-         * for memory it could not map. */
+         * for memory it could not map. In the warm region (mmap(), above). */
+        sodium_hashing = true;
         *ret = crypto_pwhash_argon2id(tag, tag_len, password, len, salt, t_cost, (size_t) m_cost_kib * 1024U,
                                       crypto_pwhash_argon2id_ALG_ARGON2ID13) == 0 ? 0 : -ENOMEM;
+        sodium_hashing = false;
+        if (sodium_lent) {
+                /* Not given back (libsodium unmaps on every path after mapping; this is in case). */
+                sodium_memzero(warm_memory, warm_size);
+                sodium_lent = false;
+        }
         return true;
 }
 

@@ -41,16 +41,19 @@ int password_verify(const char *hash, const char *password) __attribute__((warn_
  * much all threads together hold now (at most workers × the largest m). */
 void password_release_memory(void);
 size_t password_memory_held(void);
+/* For the tests: whether this thread's region is all zeros (or there is none). Each hash, by
+ * either engine, wipes the region when it is done with it. */
+bool password_memory_wiped(void);
 /* How long a worker keeps its region without a hash to do (workers_set_idle()). */
 #define PASSWORD_MEMORY_IDLE_USEC (30ULL * 1000000ULL)
 
-/* Which Argon2id implementation computes the tags (the strings and tags are the same either way):
- * the reference libargon2 in a region kept warm per thread (above), or libsodium's, which maps a
- * fresh region per hash but computes with the CPU's vector instructions (SSSE3, AVX2, AVX-512F).
- * Which is faster depends on the machine: the kernel's cost of zeroing a fresh region against
- * the vector code's gain. PASSWORD_ENGINE_WARM until password_calibrate() says otherwise. */
+/* Which Argon2id implementation computes the tags (the strings and tags are the same either way),
+ * both in the region kept warm per thread (above): the reference libargon2 (plain C, as Debian
+ * builds it), or libsodium's, which computes with the CPU's vector instructions (SSSE3, AVX2,
+ * AVX-512F) and is the faster one wherever those exist. PASSWORD_ENGINE_WARM until
+ * password_calibrate() says otherwise. */
 typedef enum PasswordEngine {
-        PASSWORD_ENGINE_WARM,           /* libargon2, region kept */
+        PASSWORD_ENGINE_WARM,           /* libargon2 */
         PASSWORD_ENGINE_SODIUM,         /* libsodium */
         _PASSWORD_ENGINE_MAX,
 } PasswordEngine;
@@ -66,8 +69,8 @@ typedef struct PasswordCalibration {
 } PasswordCalibration;
 
 /* Times both engines at cost, interleaved (PASSWORD_CALIBRATE_ROUNDS hashes each, after one to
- * warm this thread's region), and sets the faster (libsodium only when it is at least 5 % faster:
- * the warm region is the one the workers already hold). Slow: call it on a thread of its own.
+ * warm this thread's region), and sets the faster (libsodium only when it is at least 5 % faster,
+ * so that noise does not flip the default). Slow: call it on a thread of its own.
  * Gives this thread's warm region back at the end. 0, -EINVAL (cost), -ENOMEM. */
 #define PASSWORD_CALIBRATE_ROUNDS 2
 int password_calibrate(const PasswordCost *cost, PasswordCalibration *ret);
