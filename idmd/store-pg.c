@@ -104,6 +104,8 @@ typedef enum Statement {
         STMT_SCAN_FIRST,
         STMT_SCAN_GE,
         STMT_SCAN_GT,
+        STMT_SCAN_GE_BELOW,
+        STMT_SCAN_GT_BELOW,
         STMT_SIZE,
         STMT_COUNT_ALL,
         STMT_ROWS_ESTIMATE,
@@ -134,6 +136,12 @@ static const struct {
                                          "ORDER BY key LIMIT " PAGE_ROWS_STR },
         [STMT_SCAN_GT]    = { "scan_gt", "SELECT key, value FROM idm_records WHERE tbl = $1 AND key > $2 "
                                          "ORDER BY key LIMIT " PAGE_ROWS_STR },
+        /* A walk under a prefix stops at the first key past it ($3), so that a page holds no
+         * rows the walk would only throw away. */
+        [STMT_SCAN_GE_BELOW] = { "scan_ge_below", "SELECT key, value FROM idm_records WHERE tbl = $1 AND key >= $2 "
+                                                  "AND key < $3 ORDER BY key LIMIT " PAGE_ROWS_STR },
+        [STMT_SCAN_GT_BELOW] = { "scan_gt_below", "SELECT key, value FROM idm_records WHERE tbl = $1 AND key > $2 "
+                                                  "AND key < $3 ORDER BY key LIMIT " PAGE_ROWS_STR },
         [STMT_SIZE]       = { "size", "SELECT pg_database_size(current_database())" },
         [STMT_COUNT_ALL]  = { "count_all", "SELECT tbl, count(*) FROM idm_records GROUP BY tbl" },
         /* The planner's statistics (VACUUM and ANALYZE keep them, autovacuum among them): the
@@ -1306,13 +1314,19 @@ int store_pg_size(PgConn *c, uint64_t *ret) {
         return r < 0 ? r : pg_result_int8(res, ret);
 }
 
-int store_pg_scan(PgConn *c, StoreTable table, const char *from, size_t from_len, bool inclusive, PgRows **ret) {
+int store_pg_scan(PgConn *c, StoreTable table, const char *from, size_t from_len, bool inclusive,
+                  const char *below, size_t below_len, PgRows **ret) {
         PGresult *res = NULL;
         PgRows *rows;
+        Statement s;
         int r;
 
-        r = pg_run_check(c, !from ? STMT_SCAN_FIRST : inclusive ? STMT_SCAN_GE : STMT_SCAN_GT,
-                         table, from, from_len, NULL, 0, PGRES_TUPLES_OK, &res);
+        if (below && !from)
+                return -EINVAL;
+        s = !from ? STMT_SCAN_FIRST :
+                below ? (inclusive ? STMT_SCAN_GE_BELOW : STMT_SCAN_GT_BELOW) :
+                (inclusive ? STMT_SCAN_GE : STMT_SCAN_GT);
+        r = pg_run_check(c, s, table, from, from_len, below, below_len, PGRES_TUPLES_OK, &res);
         if (r < 0)
                 return r;
         rows = malloc(sizeof(PgRows));

@@ -122,8 +122,10 @@ int store_pg_count(PgConn *c, StoreTable table, uint64_t *ret);
 int store_pg_any(PgConn *c, StoreTable *ret_table);                                    /* 0, -ENOENT */
 
 /* Up to STORE_PG_PAGE_ROWS records of table in key order, from the first key >= from
- * (inclusive) or > from; from NULL: from the first key. */
-int store_pg_scan(PgConn *c, StoreTable table, const char *from, size_t from_len, bool inclusive, PgRows **ret);
+ * (inclusive) or > from; from NULL: from the first key. below (not NULL): only keys < below (in
+ * byte order), which needs a from. -EINVAL for a below without a from. */
+int store_pg_scan(PgConn *c, StoreTable table, const char *from, size_t from_len, bool inclusive,
+                  const char *below, size_t below_len, PgRows **ret);
 size_t store_pg_rows_count(const PgRows *rows);
 const char *store_pg_rows_key(const PgRows *rows, size_t i, size_t *ret_len);
 const char *store_pg_rows_value(const PgRows *rows, size_t i, size_t *ret_len);

@@ -1719,10 +1719,19 @@ static int store_walk_lmdb(StoreWalk *w) {
 /* The walk on PostgreSQL: pages of STORE_PG_PAGE_ROWS records, each from the last key of the one
  * before (fn may write between them, on the same connection). */
 static int store_walk_pg(StoreWalk *w) {
-        char from[STORE_KEY_MAX + 1];
-        size_t from_len = 0;
+        char from[STORE_KEY_MAX + 1], below[STORE_KEY_MAX + 1];
+        size_t from_len = 0, below_len = w->prefix_len;
         bool inclusive = true, have_from = false;
         int r;
+
+        /* The first key past every key that starts with the prefix: the prefix with its last
+         * byte below 0xff raised by one and what follows it cut off. A prefix of only 0xff bytes
+         * (no key here has one) has no such key, and the walk is bounded by walk_visit() alone. */
+        memcpy(below, w->prefix, w->prefix_len);
+        while (below_len > 0 && (uint8_t) below[below_len - 1] == 0xff)
+                below_len--;
+        if (below_len > 0)
+                below[below_len - 1] = (char) ((uint8_t) below[below_len - 1] + 1);
 
         if (w->after) {
                 /* 'after' may be longer than any key; the seek is cut to the longest one as on
@@ -1740,7 +1749,8 @@ static int store_walk_pg(StoreWalk *w) {
                 _cleanup_(store_pg_rows_freep) PgRows *rows = NULL;
                 size_t n;
 
-                r = store_pg_scan(w->t->pg, w->table, have_from ? from : NULL, from_len, inclusive, &rows);
+                r = store_pg_scan(w->t->pg, w->table, have_from ? from : NULL, from_len, inclusive,
+                                  have_from && below_len > 0 ? below : NULL, below_len, &rows);
                 if (r < 0)
                         return pg_fail(w->t, r);
                 n = store_pg_rows_count(rows);

@@ -576,6 +576,48 @@ TEST(foreach) {
         ASSERT_EQ(entries(s, STORE_CONSENTS), 4);
 }
 
+/* Prefixes whose last bytes are 0xff or 0xfe: on PostgreSQL a prefix walk is bounded by the first
+ * key past the prefix ("a\xff" -> "b", "a\xfe" -> "a\xff"), which must neither cut the walk short
+ * nor let a key past the prefix in. */
+static int put_high_bytes(StoreTxn *t, void *userdata) {
+        static const char *const keys[] = { "a", "a\xfe", "a\xfe\xff", "a\xff", "a\xff\x01", "a\xff\xff",
+                                            "a\xff\xff\xff", "b", "b\x01" };
+        _cleanup_(json_decrefp) json_t *v = json_object();
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                ASSERT_OK(store_put(t, STORE_OUTBOX, keys[i], v, STORE_PUT_DEFAULT));
+        return 0;
+}
+
+TEST(foreach_prefix_bound) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        Collect c;
+
+        ASSERT_OK(store_transact(s, put_high_bytes, NULL));
+        ASSERT_OK(store_read(s, &t));
+        c = (Collect) {};
+        ASSERT_OK(store_foreach(t, STORE_OUTBOX, "a\xff", NULL, collect, &c));
+        ASSERT_EQ(c.n, 4);
+        ASSERT_STREQ(c.keys[0], "a\xff");
+        ASSERT_STREQ(c.keys[3], "a\xff\xff\xff");
+        c = (Collect) {};
+        ASSERT_OK(store_foreach(t, STORE_OUTBOX, "a\xff\xff", NULL, collect, &c));
+        ASSERT_EQ(c.n, 2);
+        c = (Collect) {};
+        ASSERT_OK(store_foreach(t, STORE_OUTBOX, "a\xfe", NULL, collect, &c));
+        ASSERT_EQ(c.n, 2);
+        ASSERT_STREQ(c.keys[1], "a\xfe\xff");
+        c = (Collect) {};
+        ASSERT_OK(store_foreach(t, STORE_OUTBOX, "a", "a\xfe\xff", collect, &c));
+        ASSERT_EQ(c.n, 4);
+        ASSERT_STREQ(c.keys[0], "a\xff");
+        c = (Collect) {};
+        ASSERT_OK(store_foreach(t, STORE_OUTBOX, "b", NULL, collect, &c));
+        ASSERT_EQ(c.n, 2);
+}
+
 /* ---- rollback, durability ---- */
 
 static int put_then_fail(StoreTxn *t, void *userdata) {
@@ -1496,6 +1538,7 @@ int main(void) {
         RUN(prefetch);
         RUN(keys);
         RUN(foreach);
+        RUN(foreach_prefix_bound);
         RUN(foreach_where);
         RUN(rollback_and_durability);
         RUN(count);
