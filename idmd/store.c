@@ -1726,7 +1726,8 @@ static int store_walk_pg(StoreWalk *w) {
 
         /* The first key past every key that starts with the prefix: the prefix with its last
          * byte below 0xff raised by one and what follows it cut off. A prefix of only 0xff bytes
-         * (no key here has one) has no such key, and the walk is bounded by walk_visit() alone. */
+         * has no such key: its pages are unbounded, and walk_visit() ends the walk at the first
+         * key past the prefix, as it does on LMDB. */
         memcpy(below, w->prefix, w->prefix_len);
         while (below_len > 0 && (uint8_t) below[below_len - 1] == 0xff)
                 below_len--;
