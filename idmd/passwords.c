@@ -140,14 +140,19 @@ bool password_memory_wiped(void) {
  * with munmap() when the hash is done. These two definitions in the executable come before the C
  * library's for every library that idmd loads, so libsodium's calls come here. While this thread
  * is inside crypto_pwhash_argon2id() (sodium_hashing), the first anonymous private read-write
- * mapping it asks for is this thread's warm region (sodium_lent), and the munmap() of that region
- * wipes it, as libargon2 does, instead of unmapping it: the blocks are derived from the password,
- * and a wiped region gives an attacker who reads memory later nothing to test guesses against.
+ * mapping of the region's length (sodium_region_len) it asks for is this thread's warm region
+ * (sodium_lent), and the munmap() of that region wipes it, as libargon2 does, instead of
+ * unmapping it: the blocks are derived from the password, and a wiped region gives an attacker
+ * who reads memory later nothing to test guesses against.
  * Every other call, on any thread, goes to the C library's mmap() and munmap() unchanged. Should
  * the definitions not be reached (linked statically, or a libsodium that allocates otherwise),
  * libsodium maps a fresh region as before and the hashes are the same, only slower:
  * password_memory_held() then stays 0 under libsodium, which the tests check. */
 static _Thread_local bool sodium_hashing, sodium_lent;
+/* The length libsodium maps for the cost being hashed (sodium_tag()): only a mapping of exactly
+ * that length is lent, so that nothing else this thread maps meanwhile (an allocator that maps
+ * through mmap() for one of libsodium's small mallocs, say) is taken for the region. */
+static _Thread_local size_t sodium_region_len;
 
 #if defined(__LP64__)
 /* The symbol is "mmap", the one libsodium calls: with _FILE_OFFSET_BITS=64 the C name mmap stands
@@ -174,7 +179,7 @@ void *interposed_mmap(void *addr, size_t length, int prot, int flags, int fd, of
         static _Atomic(MmapFunction) next;
         MmapFunction f = next;
 
-        if (sodium_hashing && !sodium_lent && !addr && fd == -1 && offset == 0 &&
+        if (sodium_hashing && !sodium_lent && length == sodium_region_len && !addr && fd == -1 && offset == 0 &&
             prot == (PROT_READ | PROT_WRITE) && (flags & (MAP_ANONYMOUS | MAP_PRIVATE | MAP_SHARED | MAP_FIXED)) ==
             (MAP_ANONYMOUS | MAP_PRIVATE)) {
                 uint8_t *m;
@@ -235,7 +240,10 @@ static bool sodium_tag(const char *password, const uint8_t *salt, size_t salt_le
             len > crypto_pwhash_argon2id_PASSWD_MAX)
                 return false;
         /* -1 for a cost out of its range (the parser and cost_is_valid() keep to that range) or
-         * for memory it could not map. In the warm region (mmap(), above). */
+         * for memory it could not map. In the warm region (mmap(), above), whose length is
+         * libsodium's: m blocks of 1 KiB, at least 8, rounded down to a multiple of 4 (its four
+         * sync points of one lane). */
+        sodium_region_len = (size_t) ((m_cost_kib < 8 ? 8 : m_cost_kib) & ~UINT32_C(3)) * 1024U;
         sodium_hashing = true;
         *ret = crypto_pwhash_argon2id(tag, tag_len, password, len, salt, t_cost, (size_t) m_cost_kib * 1024U,
                                       crypto_pwhash_argon2id_ALG_ARGON2ID13) == 0 ? 0 : -ENOMEM;

@@ -107,7 +107,7 @@ TEST(engines) {
         /* Made with the reference libargon2 (argon2id_hash_encoded, t=1, m=8 KiB, an 8-byte salt
          * "8bytes!!"): libsodium takes 16-byte salts only, so this one is libargon2's either way. */
         static const char salt8[] = "$argon2id$v=19$m=8,t=1,p=1$OGJ5dGVzISE$RW6G0puQYdpUj36wr8peK0tPX+ZSZaQchA5TT5Gnugo";
-        char by_warm[PASSWORD_HASH_MAX], by_sodium[PASSWORD_HASH_MAX];
+        char by_warm[PASSWORD_HASH_MAX], by_sodium[PASSWORD_HASH_MAX], h10[PASSWORD_HASH_MAX];
 
         ASSERT_STREQ(password_engine_to_string(PASSWORD_ENGINE_WARM), "libargon2");
         ASSERT_STREQ(password_engine_to_string(PASSWORD_ENGINE_SODIUM), "libsodium");
@@ -129,6 +129,14 @@ TEST(engines) {
         ASSERT_EQ(password_memory_held(), 65536);
         ASSERT_TRUE(password_memory_wiped());
         ASSERT_EQ(crypto_pwhash_str_verify(by_sodium, "engine pw", strlen("engine pw")), 0);
+        /* m = 10 KiB: libsodium maps 8 blocks (a multiple of 4), and that is the length lent. */
+        password_release_memory();
+        ASSERT_OK(password_hash("engine pw", &(PasswordCost) { .opslimit = 1, .memlimit = 10240 }, h10));
+        ASSERT_EQ(password_memory_held(), 8192);
+        ASSERT_TRUE(password_memory_wiped());
+        ASSERT_EQ(crypto_pwhash_str_verify(h10, "engine pw", strlen("engine pw")), 0);
+        ASSERT_EQ(password_verify(h10, "engine pw"), 0);
+        ASSERT_EQ(password_verify(h10, "engine pX"), -EACCES);
         ASSERT_EQ(password_verify_dummy("engine pw", &m64), -EACCES);
         password_set_engine(PASSWORD_ENGINE_WARM);
         ASSERT_EQ(password_verify(by_sodium, "engine pw"), 0);
