@@ -550,12 +550,13 @@ class TestMailCommand(UserdbTestCase):
         self.idmd.call("testQueueMail", {"to": "alice@example.com", "kind": "password-reset",
                                          "vars": {"link": "https://acme.example/r", "email": "alice@example.com",
                                                   "publisherName": "Acme", "expiresMinutes": 30}})
-        env_file = os.path.join(maildir, "1.env")
+        # The fake sendmail writes 1.env, then renames its message to 1.eml: once 1.eml is
+        # there, 1.env is complete (it may exist half-written before).
         deadline = time.monotonic() + 120
-        while not os.path.exists(env_file):
+        while not os.path.exists(os.path.join(maildir, "1.eml")):
             self.assertLess(time.monotonic(), deadline, "no mail delivered")
             time.sleep(0.05)
-        with open(env_file) as f:
+        with open(os.path.join(maildir, "1.env")) as f:
             env = json.load(f)
         self.assertEqual(env.get("SYSTEMD_BYPASS_USERDB"), SERVICE)
         self.assertEqual(env.get("PATH"), "/usr/sbin:/usr/bin:/sbin:/bin")
