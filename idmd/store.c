@@ -56,8 +56,19 @@
 /* PostgreSQL with an event loop: units of work running at once, each in a coroutine and a
  * transaction of its own (the rest of the connections are for read snapshots). */
 #define STORE_PG_UNITS_MAX (STORE_PG_CONNECTIONS_MAX / 2)
+/* The cache of decoded records (record_cache_*() below): slots, and the longest record it keeps.
+ * At most 256 × (1 KiB of bytes + their decoded objects), about 1 MiB. */
+#define RECORD_CACHE_SLOTS 256u
+#define RECORD_CACHE_RECORD_MAX 1024u
 
 typedef struct StoreUnit StoreUnit;
+
+/* A record's bytes as last read for one slot, and what they decode to. */
+typedef struct RecordCacheSlot {
+        char *bytes;
+        size_t size;
+        json_t *value;
+} RecordCacheSlot;
 
 typedef enum BatchState {
         BATCH_IDLE,
@@ -92,6 +103,12 @@ struct Store {
 
         StoreTxn *readers;              /* live read snapshots (doubly linked) */
         unsigned n_readers;
+
+        /* store_get()'s decoded records (record_cache_*()): RECORD_CACHE_SLOTS, made at the
+         * first read; used by the thread that reads, which is the loop's when there is one. */
+        RecordCacheSlot *record_cache;
+        uint8_t record_cache_key[crypto_shorthash_KEYBYTES];
+        uint64_t record_cache_hits, record_cache_misses;
         StoreTxn *writer;               /* the unit of work store_transact() is running, if any */
 
         /* Units of work submitted and not yet run (FIFO), and the event source that runs them
@@ -421,6 +438,91 @@ static int record_decode(const MDB_val *v, json_t **ret) {
         return 0;
 }
 
+/* The cache of decoded records. Decoding is most of a cheap read's CPU: a customer's record of
+ * 300 bytes takes about 4 µs with jansson, a deep copy of its decoded object 0.5 µs. Each slot
+ * (a keyed hash of the table and key picks it) holds the bytes last decoded for it and their
+ * decoded object. A read whose bytes are the same gets a deep copy of that object, which is what
+ * decoding them again would give: the entry stands for the bytes, not for the key, so a record
+ * written, deleted or rolled back since cannot be served from it. Slots are replaced, never
+ * grown; a replaced entry's bytes are wiped (a customer's record holds its password hash). */
+static void record_cache_slot_clear(RecordCacheSlot *slot) {
+        if (slot->bytes) {
+                sodium_memzero(slot->bytes, slot->size);
+                free(slot->bytes);
+        }
+        json_decref(slot->value);
+        *slot = (RecordCacheSlot) {};
+}
+
+static void record_cache_free(Store *s) {
+        if (!s->record_cache)
+                return;
+        for (size_t i = 0; i < RECORD_CACHE_SLOTS; i++)
+                record_cache_slot_clear(&s->record_cache[i]);
+        free(s->record_cache);
+        s->record_cache = NULL;
+}
+
+/* The slot of the record at key (key_len bytes) in table, or NULL without memory for the cache. */
+static RecordCacheSlot *record_cache_slot(Store *s, StoreTable table, const char *key, size_t key_len) {
+        uint8_t buf[1 + STORE_KEY_MAX], h[crypto_shorthash_BYTES];
+        uint64_t x;
+
+        assert(key_len <= STORE_KEY_MAX);
+        if (!s->record_cache) {
+                s->record_cache = calloc(RECORD_CACHE_SLOTS, sizeof(RecordCacheSlot));
+                if (!s->record_cache)
+                        return NULL;
+                /* Keyed, so that no one can choose keys that share a slot. */
+                randombytes_buf(s->record_cache_key, sizeof(s->record_cache_key));
+        }
+        buf[0] = (uint8_t) table;
+        memcpy(buf + 1, key, key_len);
+        (void) crypto_shorthash(h, buf, 1 + key_len, s->record_cache_key);
+        memcpy(&x, h, sizeof(x));
+        return &s->record_cache[x % RECORD_CACHE_SLOTS];
+}
+
+/* record_decode() through the cache of store s, for the record at key (key_len bytes) in table. */
+static int record_decode_cached(Store *s, StoreTable table, const char *key, size_t key_len, const MDB_val *v,
+                                json_t **ret) {
+        RecordCacheSlot *slot;
+        json_t *value, *copy;
+        char *bytes;
+        int r;
+
+        slot = v->mv_size <= RECORD_CACHE_RECORD_MAX ? record_cache_slot(s, table, key, key_len) : NULL;
+        if (slot && slot->value && slot->size == v->mv_size && memcmp(slot->bytes, v->mv_data, v->mv_size) == 0) {
+                copy = json_deep_copy(slot->value);
+                if (!copy)
+                        return -ENOMEM;
+                s->record_cache_hits++;
+                *ret = copy;
+                return 0;
+        }
+
+        r = record_decode(v, &value);
+        if (r < 0)
+                return r;
+        if (!slot) {
+                *ret = value;
+                return 0;
+        }
+        s->record_cache_misses++;
+
+        /* Keep the bytes and a copy of the object (the caller may change the one it gets). */
+        bytes = malloc(v->mv_size > 0 ? v->mv_size : 1);
+        copy = bytes ? json_deep_copy(value) : NULL;
+        if (copy) {
+                record_cache_slot_clear(slot);
+                memcpy(bytes, v->mv_data, v->mv_size);
+                *slot = (RecordCacheSlot) { .bytes = bytes, .size = v->mv_size, .value = copy };
+        } else
+                free(bytes);    /* not kept: the read still succeeds */
+        *ret = value;
+        return 0;
+}
+
 static void store_update_map_size(Store *s) {
         MDB_envinfo info;
 
@@ -619,6 +721,7 @@ Store *store_free(Store *s) {
         s->pg = store_pg_free(s->pg);
         if (s->env)
                 mdb_env_close(s->env);  /* also closes the table handles */
+        record_cache_free(s);
         free(s->dir);
         free(s->data_path);
         free(s);
@@ -1471,7 +1574,8 @@ int store_get(StoreTxn *t, StoreTable table, const char *key, json_t **ret) {
         if (r < 0)
                 return r;
 
-        r = record_decode(&v, ret);
+        /* txn_get_val() checked the key's length and that the snapshot is still the store's. */
+        r = record_decode_cached(t->store, table, key, strlen(key), &v, ret);
         if (r < 0)
                 return log_debug_errno(r, "Record '%s' in table %s: %m", key, table_names[table]);
         return 0;
@@ -2128,6 +2232,9 @@ int store_stats(Store *s, StoreStats *ret) {
                 return -EINVAL;
         stats.batches = s->batches;
         stats.batched_units = s->batched_units;
+        stats.record_cache_capacity = RECORD_CACHE_SLOTS;
+        stats.record_cache_hits = s->record_cache_hits;
+        stats.record_cache_misses = s->record_cache_misses;
         stats.conflict_reruns = s->pg_reruns;
         stats.queued = s->n_queued;
         if (s->pg) {

@@ -106,6 +106,9 @@ typedef struct StoreStats {
         uint64_t batches;               /* durable commits of submitted units since open */
         uint64_t batched_units;         /* units of work in them */
         unsigned queued;                /* units submitted and not yet run */
+        unsigned record_cache_capacity; /* records the cache of decoded records holds at most */
+        uint64_t record_cache_hits;     /* store_get() reads answered from that cache, and reads */
+        uint64_t record_cache_misses;   /* it decoded (and kept), since open */
         uint64_t conflict_reruns;       /* PostgreSQL: units of work (or batches) run again because
                                          * they conflicted with others, since open */
         bool postgresql;                /* the PostgreSQL backend */

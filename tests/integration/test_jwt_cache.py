@@ -5,7 +5,11 @@ counts the hits); it never stands in for a check that can change after the signa
 verified: a JWT fails at once after rotateSigningKey {revokePrevious}, logoutAll, revokeToken,
 changePassword (for the other sessions), setCustomerDisabled and deleteCustomer, and after the
 injected clock passes its exp (plus the 60 s leeway, as without the cache). The bound itself
-(4096 entries) is tested with a small cache in tests/unit/test-tokens.c; here getStats shows it."""
+(4096 entries) is tested with a small cache in tests/unit/test-tokens.c; here getStats shows it.
+
+The cache of decoded records behind the same reads (getStats recordCache; its rules are tested in
+tests/unit/test-store.c) is checked here through the real daemon: reads are served from it, and a
+write is seen by the next read."""
 
 from idmtest import Idmd, IdmdTestCase, main
 
@@ -155,6 +159,31 @@ class Cache(JwtCacheTestCase):
         # past the leeway: expired, as without the cache
         self.idmd.call("testAdvanceClock", {"seconds": MINUTE})
         self.assertRefused(token, "token_expired")
+
+
+class RecordCache(JwtCacheTestCase):
+    def records(self):
+        return self.idmd.call("getStats")["recordCache"]
+
+    def test_reads_come_from_the_cache_and_see_every_write(self):
+        token = self.session["jwt"]
+        self.get(token)
+        before = self.records()
+        self.assertEqual(before["capacity"], 256)
+        for _ in range(3):
+            self.assertEqual(self.get(token)["country"], "GB")
+        after = self.records()
+        # each getCustomer reads the token's family and the customer: both were kept
+        self.assertGreaterEqual(after["hits"] - before["hits"], 6, (before, after))
+        self.assertEqual(after["misses"], before["misses"], (before, after))
+        me = self.idmd.call("updateCustomer", {"jwt": token, "country": "DE", "currency": "EUR"})
+        self.assertEqual(me["country"], "DE")
+        self.assertEqual(self.get(token)["country"], "DE")
+        self.assertEqual(self.get(token)["currency"], "EUR")
+        # a deleted customer is gone, whatever was kept of its records
+        self.idmd.call("deleteCustomer", {"publisherToken": self.pub["publisherToken"],
+                                          "customerId": self.session["customerId"]})
+        self.assertRefused(token)
 
 
 if __name__ == "__main__":

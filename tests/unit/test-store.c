@@ -250,6 +250,108 @@ TEST(records) {
         ASSERT_TRUE(!store_txn_free(NULL));
 }
 
+/* ---- the cache of decoded records ---- */
+
+typedef struct CachePut {
+        StoreTable table;
+        const char *key;
+        json_t *value;          /* NULL: delete */
+        bool fail;              /* read the record back, then fail the unit */
+} CachePut;
+
+static int cache_put(StoreTxn *t, void *userdata) {
+        CachePut *p = userdata;
+        _cleanup_(json_decrefp) json_t *got = NULL;
+
+        if (!p->value)
+                return store_del(t, p->table, p->key);
+        ASSERT_OK(store_put(t, p->table, p->key, p->value, STORE_PUT_DEFAULT));
+        if (!p->fail)
+                return 0;
+        ASSERT_OK(store_get(t, p->table, p->key, &got));        /* decoded (and kept) in the unit */
+        ASSERT_TRUE(json_equal(got, p->value));
+        return -EIO;
+}
+
+static void cache_write(Store *s, StoreTable table, const char *key, json_t *value, bool fail) {
+        CachePut p = { .table = table, .key = key, .value = value, .fail = fail };
+
+        ASSERT_EQ(store_transact(s, cache_put, &p), fail ? -EIO : 0);
+}
+
+/* Reads key and checks it against expected (NULL: absent); returns the cache's hits and misses
+ * that read added, as hits * 10 + misses. */
+static int cache_read(Store *s, StoreTable table, const char *key, json_t *expected) {
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        _cleanup_(json_decrefp) json_t *got = NULL;
+        StoreStats before, after;
+
+        ASSERT_OK(store_stats(s, &before));
+        ASSERT_OK(store_read(s, &t));
+        if (expected) {
+                ASSERT_OK(store_get(t, table, key, &got));
+                ASSERT_TRUE(json_equal(got, expected));
+                /* The caller owns what it got: changing it changes nothing kept. */
+                ASSERT_OK(json_object_set_new(got, "changed", json_true()));
+                ASSERT_OK(json_object_del(got, "name"));
+        } else
+                ASSERT_EQ(store_get(t, table, key, &got), -ENOENT);
+        ASSERT_OK(store_stats(s, &after));
+        ASSERT_EQ(after.record_cache_capacity, 256);
+        return (int) ((after.record_cache_hits - before.record_cache_hits) * 10 +
+                      (after.record_cache_misses - before.record_cache_misses));
+}
+
+TEST(record_cache) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+        _cleanup_(json_decrefp) json_t *ann = json_pack("{s:s,s:i}", "name", "Ann", "n", 1);
+        _cleanup_(json_decrefp) json_t *bea = json_pack("{s:s,s:i}", "name", "Bea", "n", 2);
+        _cleanup_(json_decrefp) json_t *cid = json_pack("{s:s,s:i}", "name", "Cid", "n", 3);
+        _cleanup_(json_decrefp) json_t *nul = json_pack("{s:s%}", "name", "a\0b", (size_t) 3);
+        _cleanup_(json_decrefp) json_t *big = NULL;
+        _cleanup_free_ char *filler = NULL;
+
+        /* Decoded once, then copies of what it decoded to. */
+        cache_write(s, STORE_CUSTOMERS, "c1", ann, false);
+        ASSERT_EQ(cache_read(s, STORE_CUSTOMERS, "c1", ann), 1);
+        ASSERT_EQ(cache_read(s, STORE_CUSTOMERS, "c1", ann), 10);
+        ASSERT_EQ(cache_read(s, STORE_CUSTOMERS, "c1", ann), 10);
+
+        /* The same key in another table is another record. */
+        cache_write(s, STORE_OFFERS, "c1", bea, false);
+        ASSERT_EQ(cache_read(s, STORE_OFFERS, "c1", bea), 1);
+        ASSERT_EQ(cache_read(s, STORE_CUSTOMERS, "c1", ann) / 10, 1);
+
+        /* Overwritten: the new bytes are decoded. */
+        cache_write(s, STORE_CUSTOMERS, "c1", bea, false);
+        ASSERT_EQ(cache_read(s, STORE_CUSTOMERS, "c1", bea), 1);
+        ASSERT_EQ(cache_read(s, STORE_CUSTOMERS, "c1", bea), 10);
+
+        /* A unit that read its own write and then failed: what was kept for it is not served. */
+        cache_write(s, STORE_CUSTOMERS, "c1", cid, true);
+        ASSERT_EQ(cache_read(s, STORE_CUSTOMERS, "c1", bea), 1);
+
+        /* Deleted: gone, whatever was kept. */
+        cache_write(s, STORE_CUSTOMERS, "c1", NULL, false);
+        ASSERT_EQ(cache_read(s, STORE_CUSTOMERS, "c1", NULL), 0);
+
+        /* A NUL inside a string survives the copy. */
+        cache_write(s, STORE_CAPTURE, "nul", nul, false);
+        ASSERT_EQ(cache_read(s, STORE_CAPTURE, "nul", nul), 1);
+        ASSERT_EQ(cache_read(s, STORE_CAPTURE, "nul", nul), 10);
+
+        /* A record longer than 1 KiB is decoded every time and never kept. */
+        filler = malloc(1100);
+        ASSERT_TRUE(filler);
+        memset(filler, 'x', 1099);
+        filler[1099] = 0;
+        big = json_pack("{s:s}", "name", filler);
+        cache_write(s, STORE_CAPTURE, "big", big, false);
+        ASSERT_EQ(cache_read(s, STORE_CAPTURE, "big", big), 0);
+        ASSERT_EQ(cache_read(s, STORE_CAPTURE, "big", big), 0);
+}
+
 /* ---- keys ---- */
 
 static int put_keys(StoreTxn *t, void *userdata) {
@@ -1539,6 +1641,7 @@ int main(void) {
         RUN(keys);
         RUN(foreach);
         RUN(foreach_prefix_bound);
+        RUN(record_cache);
         RUN(foreach_where);
         RUN(rollback_and_durability);
         RUN(count);
