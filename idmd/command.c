@@ -26,16 +26,10 @@
 
 #include "command.h"
 #include "idm/cleanup.h"
+#include "idm/time-util.h"
 
 #define POLL_SLICE_USEC (20ULL * 1000ULL)       /* without a pidfd: how often waitpid() looks */
 #define CANCEL_SLICE_USEC (100ULL * 1000ULL)    /* how often *cancel_at is looked at */
-
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
 
 char **command_argv_free(char **argv) {
         if (argv) {
@@ -183,7 +177,7 @@ int command_run(char *const argv[], char *const envp[], const char *input, size_
                 const _Atomic uint64_t *cancel_at, CommandResult *ret) {
         _cleanup_(closep) int in_fd = -EBADF, out_r = -EBADF, out_w = -EBADF, pidfd = -EBADF;
         int out_pipe[2], status, r;
-        uint64_t deadline = now_usec() + timeout_usec;
+        uint64_t deadline = now_monotonic_usec() + timeout_usec;
         bool line_done = false, exited = false;
         size_t out_len = 0;
         pid_t pid;
@@ -216,7 +210,7 @@ int command_run(char *const argv[], char *const envp[], const char *input, size_
                 struct pollfd p[2];
                 size_t n = 0;
                 int idx_out = -1;
-                uint64_t now = now_usec(), cancel = cancel_at ? *cancel_at : 0, wait_usec;
+                uint64_t now = now_monotonic_usec(), cancel = cancel_at ? *cancel_at : 0, wait_usec;
 
                 if (!exited) {
                         pid_t k = waitpid(pid, &status, WNOHANG);

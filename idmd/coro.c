@@ -23,6 +23,7 @@
 #include <systemd/sd-event.h>
 
 #include "coro.h"
+#include "idm/time-util.h"
 #include "log.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -272,13 +273,6 @@ int coro_start(CoroFn fn, void *userdata) {
         return 0;
 }
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000;
-}
-
 static void waiting_link(Coro *c) {
         c->waiting = true;
         c->waiting_prev = NULL;
@@ -354,10 +348,10 @@ static int poll_fd(int fd, uint32_t events, uint64_t timeout_usec) {
                 .fd = fd,
                 .events = (short) (((events & EPOLLIN) ? POLLIN : 0) | ((events & EPOLLOUT) ? POLLOUT : 0)),
         };
-        uint64_t deadline = now_usec() + timeout_usec;
+        uint64_t deadline = now_monotonic_usec() + timeout_usec;
 
         for (;;) {
-                uint64_t now = now_usec(), left = deadline > now ? deadline - now : 0;
+                uint64_t now = now_monotonic_usec(), left = deadline > now ? deadline - now : 0;
                 int k = poll(&p, 1, (int) ((left + 999) / 1000 > INT32_MAX ? INT32_MAX : (left + 999) / 1000));
 
                 if (k > 0)
@@ -374,7 +368,7 @@ static int poll_fd(int fd, uint32_t events, uint64_t timeout_usec) {
 static int wait_fd_switch(Coro *c, int fd, uint32_t events, uint64_t timeout_usec) {
         c->wait_fd = fd;
         c->wait_events = events;
-        c->wait_deadline = now_usec() + timeout_usec;
+        c->wait_deadline = now_monotonic_usec() + timeout_usec;
         waiting_link(c);
 
         coro_switch_out(c);
@@ -515,7 +509,7 @@ int coro_sleep(uint64_t usec) {
                 return r;
         (void) sd_event_source_set_description(c->timer, "coro-sleep");
         c->wait_fd = -EBADF;
-        c->wait_deadline = now_usec() + usec;
+        c->wait_deadline = now_monotonic_usec() + usec;
         waiting_link(c);
         coro_switch_out(c);
         assert(!c->waiting && !c->timer);
@@ -538,7 +532,7 @@ int coro_queue_wait(CoroQueue *q, uint64_t timeout_usec) {
         *tail = c;
         c->queue = q;
         c->wait_fd = -EBADF;
-        c->wait_deadline = now_usec() + timeout_usec;
+        c->wait_deadline = now_monotonic_usec() + timeout_usec;
         waiting_link(c);
         coro_switch_out(c);
         assert(!c->waiting && !c->queue);
@@ -579,7 +573,7 @@ void coro_drain(void) {
 
         for (;;) {
                 Coro *c = drain_next();
-                uint64_t now = now_usec();
+                uint64_t now = now_monotonic_usec();
                 int r;
 
                 if (!c)

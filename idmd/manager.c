@@ -104,12 +104,6 @@ uint64_t now_realtime_usec(void) {
                 atomic_load_explicit(&test_clock_offset, memory_order_relaxed);
 }
 
-uint64_t now_monotonic_usec(void) {
-        struct timespec ts;
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
 int manager_new(Config *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         int r;

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "connection.h"
+#include "idm/time-util.h"
 #include "locales.h"
 #include "ratelimit.h"
 #include "rpc.h"
@@ -129,9 +130,6 @@ void manager_connection_closed(Manager *m, Connection *c);
  * sweep. The only source of realtime in idmd; with the test clock it runs ahead of the system's
  * by the offset the tests advanced it by. */
 uint64_t now_realtime_usec(void);
-/* Monotonic clock in microseconds: timeouts, rate limits, latencies, uptime. The test clock never
- * moves it (sd-event's CLOCK_MONOTONIC timers could not follow). */
-uint64_t now_monotonic_usec(void);
 
 /* The test clock (idmd --test-clock with IDMD_TEST_CLOCK=1, tests only; docs/decisions.md "The
  * test clock"). Off unless test_clock_enable() was called at start; then testAdvanceClock moves

@@ -23,6 +23,7 @@
 #include <argon2.h>
 #include <sodium.h>
 
+#include "idm/time-util.h"
 #include "idm/utf8.h"
 #include "idmd/passwords.h"
 
@@ -406,13 +407,6 @@ int password_verify(const char *hash, const char *password) {
         return r;
 }
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000;
-}
-
 int password_calibrate(const PasswordCost *cost, PasswordCalibration *ret) {
         PasswordCalibration c = { .usec = { UINT64_MAX, UINT64_MAX } };
         uint8_t salt[SALT_BYTES], tag[TAG_BYTES];
@@ -425,7 +419,7 @@ int password_calibrate(const PasswordCost *cost, PasswordCalibration *ret) {
         randombytes_buf(salt, sizeof salt);
         for (unsigned i = 0; i <= PASSWORD_CALIBRATE_ROUNDS * _PASSWORD_ENGINE_MAX; i++) {
                 PasswordEngine e = i == 0 ? PASSWORD_ENGINE_WARM : (PasswordEngine) ((i - 1) % _PASSWORD_ENGINE_MAX);
-                uint64_t start = now_usec(), took;
+                uint64_t start = now_monotonic_usec(), took;
 
                 r = argon2id_tag_by(e, "calibration", salt, sizeof salt, (uint32_t) cost->opslimit,
                                     (uint32_t) (cost->memlimit / 1024U), tag, sizeof tag);
@@ -433,7 +427,7 @@ int password_calibrate(const PasswordCost *cost, PasswordCalibration *ret) {
                         password_release_memory();
                         return r;
                 }
-                took = now_usec() - start;
+                took = now_monotonic_usec() - start;
                 if (i > 0 && took < c.usec[e])
                         c.usec[e] = took;
         }

@@ -17,6 +17,7 @@
 
 #include "coro.h"
 #include "idm/cleanup.h"
+#include "idm/time-util.h"
 #include "log.h"
 #include "store-pg.h"
 
@@ -200,16 +201,9 @@ static int pg_errno(PGconn *conn, const PGresult *res, const char *what) {
         return log_debug_errno(r, "PostgreSQL %s failed (%s): %s", what, strna(state), strna(message));
 }
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000;
-}
-
 /* Waits (coro_wait_fd(): the loop goes on in a coroutine) until conn's socket is ready. */
 static int pg_wait(PGconn *conn, uint32_t events, uint64_t deadline) {
-        uint64_t now = now_usec();
+        uint64_t now = now_monotonic_usec();
 
         if (now >= deadline)
                 return -ETIMEDOUT;
@@ -226,7 +220,7 @@ static int pg_take_input(void *userdata) {
 
 /* As pg_wait(), on a pool connection: its socket stays on the loop between waits (coro_fd_wait()). */
 static int pg_wait_pool(PgConn *c, uint32_t events, uint64_t deadline) {
-        uint64_t now = now_usec();
+        uint64_t now = now_monotonic_usec();
         int r;
 
         if (now >= deadline)
@@ -243,7 +237,7 @@ static int pg_wait_pool(PgConn *c, uint32_t events, uint64_t deadline) {
  * result (NULL: see PQerrorMessage()), consuming any further ones. -ETIMEDOUT when the server
  * did not answer by the deadline (the connection is then of no further use). */
 static int pg_await(PGconn *conn, uint64_t timeout_usec, PGresult **ret) {
-        uint64_t deadline = now_usec() + timeout_usec;
+        uint64_t deadline = now_monotonic_usec() + timeout_usec;
         PGresult *first = NULL;
         int r, f;
 
@@ -475,7 +469,7 @@ static PgPrefetch *pg_prefetch_at(PgConn *c, unsigned position) {
  * behind it were not run: PGRES_PIPELINE_ABORTED); without a statement of its own, *ret is NULL
  * when all went well. -ENOTCONN, -ETIMEDOUT, -EPROTO: the connection is dropped. */
 static int pg_roundtrip_queued(PgConn *c, bool statement, PGresult **ret) {
-        uint64_t deadline = now_usec() + c->pool->timeout_usec;
+        uint64_t deadline = now_monotonic_usec() + c->pool->timeout_usec;
         PGresult *failed = NULL, *res = NULL;
         unsigned queued = c->queued;
         bool begin = c->begin_queued;
@@ -568,7 +562,7 @@ static void pg_notice_ignore(void *arg, const PGresult *res) {
 
 /* A new connection, without waiting on the loop's thread: PQconnectStart()/PQconnectPoll(). */
 static int pg_connect_raw(const char *conninfo, uint64_t timeout_usec, PGconn **ret) {
-        uint64_t deadline = now_usec() + timeout_usec;
+        uint64_t deadline = now_monotonic_usec() + timeout_usec;
         PostgresPollingStatusType st = PGRES_POLLING_WRITING;
         PGconn *conn;
         int r;
@@ -959,7 +953,7 @@ static void pg_end_snapshot(PgConn *c, const char *sql) {
         ahead = c->begin_queued || c->queued > 0;
         if ((ahead && !PQpipelineSync(c->conn)) ||
             !PQsendQueryParams(c->conn, sql, 0, NULL, NULL, NULL, NULL, 0) ||
-            pg_sync_send(c, now_usec() + c->pool->timeout_usec) < 0)
+            pg_sync_send(c, now_monotonic_usec() + c->pool->timeout_usec) < 0)
                 pg_drop(c);
         else {
                 c->owed += ahead ? 2 : 1;
