@@ -56,10 +56,8 @@
 /* PostgreSQL with an event loop: units of work running at once, each in a coroutine and a
  * transaction of its own (the rest of the connections are for read snapshots). */
 #define STORE_PG_UNITS_MAX (STORE_PG_CONNECTIONS_MAX / 2)
-/* The cache of decoded records (record_cache_*() below): slots, and the longest record it keeps.
- * At most 256 × (1 KiB of bytes + their decoded objects), about 1 MiB. */
-#define RECORD_CACHE_SLOTS 256u
-#define RECORD_CACHE_RECORD_MAX 1024u
+/* The cache of decoded records (record_cache_*() below): its slots. Its bounds are in store.h. */
+#define RECORD_CACHE_SLOTS 512u
 
 typedef struct StoreUnit StoreUnit;
 
@@ -68,6 +66,7 @@ typedef struct RecordCacheSlot {
         char *bytes;
         size_t size;
         json_t *value;
+        uint64_t charge;        /* what it counts against RECORD_CACHE_BUDGET */
 } RecordCacheSlot;
 
 typedef enum BatchState {
@@ -108,6 +107,8 @@ struct Store {
          * first read; used by the thread that reads, which is the loop's when there is one. */
         RecordCacheSlot *record_cache;
         uint8_t record_cache_key[crypto_shorthash_KEYBYTES];
+        uint64_t record_cache_charged;  /* the entries' charges, <= RECORD_CACHE_BUDGET */
+        unsigned record_cache_entries;
         uint64_t record_cache_hits, record_cache_misses;
         StoreTxn *writer;               /* the unit of work store_transact() is running, if any */
 
@@ -445,12 +446,16 @@ static int record_decode(const MDB_val *v, json_t **ret) {
  * decoding them again would give: the entry stands for the bytes, not for the key, so a record
  * written, deleted or rolled back since cannot be served from it. Slots are replaced, never
  * grown; a replaced entry's bytes are wiped (a customer's record holds its password hash). */
-static void record_cache_slot_clear(RecordCacheSlot *slot) {
+static void record_cache_slot_clear(Store *s, RecordCacheSlot *slot) {
         if (slot->bytes) {
                 sodium_memzero(slot->bytes, slot->size);
                 free(slot->bytes);
         }
-        json_decref(slot->value);
+        if (slot->value) {
+                json_decref(slot->value);
+                s->record_cache_entries--;
+        }
+        s->record_cache_charged -= slot->charge;
         *slot = (RecordCacheSlot) {};
 }
 
@@ -458,7 +463,7 @@ static void record_cache_free(Store *s) {
         if (!s->record_cache)
                 return;
         for (size_t i = 0; i < RECORD_CACHE_SLOTS; i++)
-                record_cache_slot_clear(&s->record_cache[i]);
+                record_cache_slot_clear(s, &s->record_cache[i]);
         free(s->record_cache);
         s->record_cache = NULL;
 }
@@ -483,42 +488,82 @@ static RecordCacheSlot *record_cache_slot(Store *s, StoreTable table, const char
         return &s->record_cache[x % RECORD_CACHE_SLOTS];
 }
 
+/* The JSON values in j: j itself and everything inside, counted up to just past max. The depth
+ * of the walk is bounded by max too. */
+static size_t json_values(json_t *j, size_t max) {
+        const char *k;
+        size_t n = 1, i;
+        json_t *v;
+
+        if (json_is_object(j)) {
+                json_object_foreach(j, k, v) {
+                        if (n > max)
+                                break;
+                        n += json_values(v, max - n);
+                }
+        } else if (json_is_array(j))
+                json_array_foreach(j, i, v) {
+                        if (n > max)
+                                break;
+                        n += json_values(v, max - n);
+                }
+        return n;
+}
+
+/* Keeps value, decoded from v, in slot, when it is small enough and the budget allows. */
+static void record_cache_keep(Store *s, RecordCacheSlot *slot, const MDB_val *v, json_t *value) {
+        uint64_t charge, values;
+        json_t *copy;
+        char *bytes;
+
+        values = json_values(value, RECORD_CACHE_VALUES_MAX);
+        if (values > RECORD_CACHE_VALUES_MAX)
+                return;
+        charge = v->mv_size + values * RECORD_CACHE_VALUE_COST;
+        if (s->record_cache_charged - slot->charge + charge > RECORD_CACHE_BUDGET)
+                return;
+
+        /* A copy of the object: the caller may change the one it gets. */
+        bytes = malloc(v->mv_size);
+        if (!bytes)
+                return;
+        copy = json_deep_copy(value);
+        if (!copy) {
+                free(bytes);
+                return;
+        }
+        record_cache_slot_clear(s, slot);
+        memcpy(bytes, v->mv_data, v->mv_size);
+        *slot = (RecordCacheSlot) { .bytes = bytes, .size = v->mv_size, .value = copy, .charge = charge };
+        s->record_cache_charged += charge;
+        s->record_cache_entries++;
+}
+
 /* record_decode() through the cache of store s, for the record at key (key_len bytes) in table. */
 static int record_decode_cached(Store *s, StoreTable table, const char *key, size_t key_len, const MDB_val *v,
                                 json_t **ret) {
-        RecordCacheSlot *slot;
-        json_t *value, *copy;
-        char *bytes;
+        RecordCacheSlot *slot = NULL;
+        json_t *value;
         int r;
 
-        slot = v->mv_size <= RECORD_CACHE_RECORD_MAX ? record_cache_slot(s, table, key, key_len) : NULL;
+        if (v->mv_size > 0 && v->mv_size <= RECORD_CACHE_RECORD_MAX)
+                slot = record_cache_slot(s, table, key, key_len);
         if (slot && slot->value && slot->size == v->mv_size && memcmp(slot->bytes, v->mv_data, v->mv_size) == 0) {
-                copy = json_deep_copy(slot->value);
-                if (!copy)
+                value = json_deep_copy(slot->value);
+                if (!value)
                         return -ENOMEM;
                 s->record_cache_hits++;
-                *ret = copy;
+                *ret = value;
                 return 0;
         }
 
         r = record_decode(v, &value);
         if (r < 0)
                 return r;
-        if (!slot) {
-                *ret = value;
-                return 0;
+        if (slot) {
+                s->record_cache_misses++;
+                record_cache_keep(s, slot, v, value);
         }
-        s->record_cache_misses++;
-
-        /* Keep the bytes and a copy of the object (the caller may change the one it gets). */
-        bytes = malloc(v->mv_size > 0 ? v->mv_size : 1);
-        copy = bytes ? json_deep_copy(value) : NULL;
-        if (copy) {
-                record_cache_slot_clear(slot);
-                memcpy(bytes, v->mv_data, v->mv_size);
-                *slot = (RecordCacheSlot) { .bytes = bytes, .size = v->mv_size, .value = copy };
-        } else
-                free(bytes);    /* not kept: the read still succeeds */
         *ret = value;
         return 0;
 }
@@ -2232,7 +2277,8 @@ int store_stats(Store *s, StoreStats *ret) {
                 return -EINVAL;
         stats.batches = s->batches;
         stats.batched_units = s->batched_units;
-        stats.record_cache_capacity = RECORD_CACHE_SLOTS;
+        stats.record_cache_entries = s->record_cache_entries;
+        stats.record_cache_charged = s->record_cache_charged;
         stats.record_cache_hits = s->record_cache_hits;
         stats.record_cache_misses = s->record_cache_misses;
         stats.conflict_reruns = s->pg_reruns;

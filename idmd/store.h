@@ -96,6 +96,16 @@ typedef struct StoreOptions {
         uint64_t map_size_max;          /* bytes; 0: default 4 GiB. Growth past it is -ENOSPC */
 } StoreOptions;
 
+/* The cache of decoded records behind store_get() (docs/decisions.md): it keeps records of at
+ * most RECORD_CACHE_RECORD_MAX bytes holding at most RECORD_CACHE_VALUES_MAX JSON values (the
+ * object itself, each member and element, nested). Each entry is charged its bytes plus
+ * RECORD_CACHE_VALUE_COST per value (more than jansson takes for any kind of value, an empty
+ * object's table included), and the charges stay within RECORD_CACHE_BUDGET. */
+#define RECORD_CACHE_RECORD_MAX 1024u
+#define RECORD_CACHE_VALUES_MAX 64u
+#define RECORD_CACHE_VALUE_COST 256u
+#define RECORD_CACHE_BUDGET (UINT64_C(1) << 20)
+
 typedef struct StoreStats {
         uint64_t map_size;              /* bytes reserved for the map */
         uint64_t used_bytes;            /* bytes in use (pages of live data × page size; pages
@@ -106,9 +116,13 @@ typedef struct StoreStats {
         uint64_t batches;               /* durable commits of submitted units since open */
         uint64_t batched_units;         /* units of work in them */
         unsigned queued;                /* units submitted and not yet run */
-        unsigned record_cache_capacity; /* records the cache of decoded records holds at most */
-        uint64_t record_cache_hits;     /* store_get() reads answered from that cache, and reads */
-        uint64_t record_cache_misses;   /* it decoded (and kept), since open */
+        /* The cache of decoded records: the records it holds now, what they count against
+         * RECORD_CACHE_BUDGET, and since open the reads it answered and the reads of records of
+         * at most RECORD_CACHE_RECORD_MAX bytes it decoded (and kept, if it could). */
+        unsigned record_cache_entries;
+        uint64_t record_cache_charged;
+        uint64_t record_cache_hits;
+        uint64_t record_cache_misses;
         uint64_t conflict_reruns;       /* PostgreSQL: units of work (or batches) run again because
                                          * they conflicted with others, since open */
         bool postgresql;                /* the PostgreSQL backend */

@@ -261,8 +261,9 @@ static int method_server_get_stats(Call *call, json_t *params) {
                                              "misses", (json_int_t) js.misses, "evictions",
                                              (json_int_t) js.evictions, "flushes", (json_int_t) js.flushes));
         (void) json_object_set_new(result, "recordCache",
-                                   json_pack("{s:I, s:I, s:I}", "capacity", (json_int_t) ss.record_cache_capacity,
-                                             "hits", (json_int_t) ss.record_cache_hits, "misses",
+                                   json_pack("{s:I, s:I, s:I, s:I}", "entries", (json_int_t) ss.record_cache_entries,
+                                             "bytes", (json_int_t) ss.record_cache_charged, "hits",
+                                             (json_int_t) ss.record_cache_hits, "misses",
                                              (json_int_t) ss.record_cache_misses));
         /* The outbox is a table of the store: nothing to say of it while the store is away. */
         r = ss.unreachable ? 0 : add_outbox_stats(call, result);

@@ -297,7 +297,7 @@ static int cache_read(Store *s, StoreTable table, const char *key, json_t *expec
         } else
                 ASSERT_EQ(store_get(t, table, key, &got), -ENOENT);
         ASSERT_OK(store_stats(s, &after));
-        ASSERT_EQ(after.record_cache_capacity, 256);
+        ASSERT_TRUE(after.record_cache_charged <= RECORD_CACHE_BUDGET);
         return (int) ((after.record_cache_hits - before.record_cache_hits) * 10 +
                       (after.record_cache_misses - before.record_cache_misses));
 }
@@ -309,7 +309,7 @@ TEST(record_cache) {
         _cleanup_(json_decrefp) json_t *bea = json_pack("{s:s,s:i}", "name", "Bea", "n", 2);
         _cleanup_(json_decrefp) json_t *cid = json_pack("{s:s,s:i}", "name", "Cid", "n", 3);
         _cleanup_(json_decrefp) json_t *nul = json_pack("{s:s%}", "name", "a\0b", (size_t) 3);
-        _cleanup_(json_decrefp) json_t *big = NULL;
+        _cleanup_(json_decrefp) json_t *big = NULL, *many = NULL;
         _cleanup_free_ char *filler = NULL;
 
         /* Decoded once, then copies of what it decoded to. */
@@ -350,6 +350,65 @@ TEST(record_cache) {
         cache_write(s, STORE_CAPTURE, "big", big, false);
         ASSERT_EQ(cache_read(s, STORE_CAPTURE, "big", big), 0);
         ASSERT_EQ(cache_read(s, STORE_CAPTURE, "big", big), 0);
+
+        /* So is one of more than 64 JSON values, however short: 65 values of a few bytes each
+         * can take 15 KiB once decoded. 64 are kept. */
+        many = json_pack("{s:s,s:[]}", "name", "Many", "v");
+        for (int i = 0; i < 62; i++)
+                ASSERT_OK(json_array_append_new(json_object_get(many, "v"), json_object()));
+        cache_write(s, STORE_CAPTURE, "many", many, false);     /* root, 2 members, 62 objects */
+        ASSERT_EQ(cache_read(s, STORE_CAPTURE, "many", many), 1);
+        ASSERT_EQ(cache_read(s, STORE_CAPTURE, "many", many), 1);
+        ASSERT_OK(json_array_remove(json_object_get(many, "v"), 0));
+        cache_write(s, STORE_CAPTURE, "many", many, false);
+        ASSERT_EQ(cache_read(s, STORE_CAPTURE, "many", many), 1);
+        ASSERT_EQ(cache_read(s, STORE_CAPTURE, "many", many), 10);
+}
+
+/* Records that each count 16 KiB against the cache's 1 MiB: it keeps about 64 of them. */
+static int cache_fill(StoreTxn *t, void *userdata) {
+        for (int i = 0; i < 100; i++) {
+                _cleanup_(json_decrefp) json_t *v = json_pack("{s:i,s:[]}", "n", i, "v");
+                char key[16];
+
+                for (int k = 0; k < 61; k++)
+                        ASSERT_OK(json_array_append_new(json_object_get(v, "v"), json_integer(k)));
+                (void) snprintf(key, sizeof(key), "b%03d", i);
+                ASSERT_OK(store_put(t, STORE_CAPTURE, key, v, STORE_PUT_DEFAULT));
+        }
+        return 0;
+}
+
+TEST(record_cache_bound) {
+        _cleanup_(tmpdir_removep) char *dir = tmpdir_new();
+        _cleanup_(store_freep) Store *s = open_ok(dir, 0, 0);
+        _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        StoreStats st;
+        unsigned kept;
+
+        ASSERT_OK(store_transact(s, cache_fill, NULL));
+        ASSERT_OK(store_read(s, &t));
+        for (int round = 0; round < 2; round++)
+                for (int i = 0; i < 100; i++) {
+                        _cleanup_(json_decrefp) json_t *got = NULL;
+                        char key[16];
+
+                        (void) snprintf(key, sizeof(key), "b%03d", i);
+                        ASSERT_OK(store_get(t, STORE_CAPTURE, key, &got));
+                        ASSERT_EQ(json_integer_value(json_object_get(got, "n")), i);
+                        ASSERT_EQ(json_array_size(json_object_get(got, "v")), 61);
+                }
+        ASSERT_OK(store_stats(s, &st));
+        /* 64 values (root, 2 members, 61 elements) and about 180 bytes: about 16,550 each. */
+        ASSERT_TRUE(st.record_cache_charged <= RECORD_CACHE_BUDGET);
+        kept = st.record_cache_entries;
+        ASSERT_TRUE(kept <= RECORD_CACHE_BUDGET / (RECORD_CACHE_VALUES_MAX * RECORD_CACHE_VALUE_COST));
+        ASSERT_TRUE(kept >= 50);        /* 100 keys over 512 slots share few of them */
+        ASSERT_TRUE(st.record_cache_charged >= (uint64_t) kept * RECORD_CACHE_VALUES_MAX * RECORD_CACHE_VALUE_COST);
+        /* The second round found most of the kept ones (a slot two keys share holds the later). */
+        ASSERT_EQ(st.record_cache_hits + st.record_cache_misses, 200);
+        ASSERT_TRUE(st.record_cache_hits >= 40);
+        ASSERT_TRUE(st.record_cache_hits <= kept);
 }
 
 /* ---- keys ---- */
@@ -1642,6 +1701,7 @@ int main(void) {
         RUN(foreach);
         RUN(foreach_prefix_bound);
         RUN(record_cache);
+        RUN(record_cache_bound);
         RUN(foreach_where);
         RUN(rollback_and_durability);
         RUN(count);
