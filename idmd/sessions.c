@@ -487,6 +487,12 @@ static int jwt_mint(const SessionContext *ctx, const char *customer_id, const ch
         r = jwt_sign(ctx->keyring, &c, ctx->config->jwt_alg, ret);
         if (r < 0)
                 return r;
+        /* What jwt_verify() would return for it, without verifying the signature just made: the
+         * first call with the new token is answered from the cache. The family check still runs
+         * at every call, so a token of a unit of work that then fails gains nothing from this
+         * (and no one has it). */
+        c.kid = (char *) keyring_active_kid(ctx->keyring);
+        jwt_cache_remember(ctx->keyring, *ret, &c, now_sec);
         *ret_exp = c.exp;
         return 0;
 }

@@ -175,8 +175,9 @@ typedef struct JwtCacheStats {
  * jwt_cache_remember() it), or jwt_verify()'s errors. Only accepted tokens are cached. */
 int jwt_verify_cached(const Keyring *k, const char *token, const char *issuer, uint64_t now_sec,
                       uint64_t leeway_sec, JwtClaims *ret);
-/* Caches what jwt_verify_cached() returned (0) for token, unless its exp has passed or a
- * jwt_cache_revoke() came since. A full set loses its least recently used entry. */
+/* Caches what jwt_verify_cached() returned (0) for token, or the claims jwt_sign() just signed
+ * token with (kid: the active key's), unless its exp has passed or a jwt_cache_revoke() came
+ * since. A full set loses its least recently used entry. */
 void jwt_cache_remember(const Keyring *k, const char *token, const JwtClaims *claims, uint64_t now_sec);
 /* Empties the cache of every keyring of the process (at its next use): for a revocation that
  * makes a JWT with a valid signature invalid (a session revoked, a customer deleted). Cheap. */

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """The cache of verified JWTs (docs/decisions.md): a JWT keeps working through it (getStats
-counts the hits); it never stands in for a check that can change after the signature was
-verified: a JWT fails at once after rotateSigningKey {revokePrevious}, logoutAll, revokeToken,
+counts the hits), from its first use since idmd minted it; it never stands in for a check that
+can change after the signature was verified: a JWT fails at once after rotateSigningKey
+{revokePrevious}, logoutAll, revokeToken,
 changePassword (for the other sessions), setCustomerDisabled and deleteCustomer, and after the
 injected clock passes its exp (plus the 60 s leeway, as without the cache). The bound itself
 (4096 entries) is tested with a small cache in tests/unit/test-tokens.c; here getStats shows it.
@@ -61,7 +62,7 @@ class Cache(JwtCacheTestCase):
     def test_a_jwt_keeps_working_through_the_cache(self):
         s = self.stats()
         self.assertEqual(s["capacity"], CAPACITY)
-        self.assertEqual(s["entries"], 0)
+        self.assertEqual(s["entries"], 1)  # the JWT registerCustomer minted (below)
         self.cached(self.session["jwt"])
         # introspectToken uses the same verification
         info = self.idmd.call("introspectToken", {"token": self.session["jwt"]})
@@ -72,6 +73,20 @@ class Cache(JwtCacheTestCase):
         altered = ".".join((h, c, ("A" if sig[0] != "A" else "B") + sig[1:]))
         self.assertRefused(altered)
         self.assertEqual(self.get(self.session["jwt"])["email"], "alice@example.com")
+
+    def test_a_minted_jwt_is_answered_from_the_cache_at_once(self):
+        # idmd signed it: its claims are known without verifying the signature again
+        for mint in (lambda: self.login(), lambda: self.idmd.call("refreshToken",
+                                                                    {"refreshToken": self.session["refreshToken"]})):
+            token = mint()["jwt"]
+            before = self.stats()
+            self.assertEqual(self.get(token)["customerId"], self.session["customerId"])
+            after = self.stats()
+            self.assertEqual(after["hits"] - before["hits"], 1, (before, after))
+            self.assertEqual(after["misses"], before["misses"], (before, after))
+        # and it is refused as soon as its session ends, like any other
+        self.idmd.call("logoutAll", {"jwt": token})
+        self.assertRefused(token)
 
     def test_entries_stay_within_the_bound(self):
         tokens = [self.session["jwt"]]
