@@ -102,15 +102,14 @@ struct Store {
 
         StoreTxn *readers;              /* live read snapshots (doubly linked) */
         unsigned n_readers;
+        StoreTxn *writer;               /* the unit of work store_transact() is running, if any */
 
         /* store_get()'s decoded records (record_cache_*()): RECORD_CACHE_SLOTS, made at the
          * first read; used by the thread that reads, which is the loop's when there is one. */
         RecordCacheSlot *record_cache;
         uint8_t record_cache_key[crypto_shorthash_KEYBYTES];
         uint64_t record_cache_charged;  /* the entries' charges, <= RECORD_CACHE_BUDGET */
-        unsigned record_cache_entries;
         uint64_t record_cache_hits, record_cache_misses;
-        StoreTxn *writer;               /* the unit of work store_transact() is running, if any */
 
         /* Units of work submitted and not yet run (FIFO), and the event source that runs them
          * as one batch. */
@@ -451,10 +450,7 @@ static void record_cache_slot_clear(Store *s, RecordCacheSlot *slot) {
                 sodium_memzero(slot->bytes, slot->size);
                 free(slot->bytes);
         }
-        if (slot->value) {
-                json_decref(slot->value);
-                s->record_cache_entries--;
-        }
+        json_decref(slot->value);
         s->record_cache_charged -= slot->charge;
         *slot = (RecordCacheSlot) {};
 }
@@ -536,7 +532,6 @@ static void record_cache_keep(Store *s, RecordCacheSlot *slot, const MDB_val *v,
         memcpy(bytes, v->mv_data, v->mv_size);
         *slot = (RecordCacheSlot) { .bytes = bytes, .size = v->mv_size, .value = copy, .charge = charge };
         s->record_cache_charged += charge;
-        s->record_cache_entries++;
 }
 
 /* record_decode() through the cache of store s, for the record at key (key_len bytes) in table. */
@@ -2277,7 +2272,8 @@ int store_stats(Store *s, StoreStats *ret) {
                 return -EINVAL;
         stats.batches = s->batches;
         stats.batched_units = s->batched_units;
-        stats.record_cache_entries = s->record_cache_entries;
+        for (size_t i = 0; s->record_cache && i < RECORD_CACHE_SLOTS; i++)
+                stats.record_cache_entries += !!s->record_cache[i].value;
         stats.record_cache_charged = s->record_cache_charged;
         stats.record_cache_hits = s->record_cache_hits;
         stats.record_cache_misses = s->record_cache_misses;
